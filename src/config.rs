@@ -1,0 +1,148 @@
+//! Settings from flags, environment and an optional TOML file, in that order
+//! of precedence, with the contract's defaults.
+
+use clap::{Args, Parser, Subcommand};
+use serde::Deserialize;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+pub const DEFAULT_HTTP: &str = "0.0.0.0:8080";
+pub const DEFAULT_RTMP: &str = "0.0.0.0:1935";
+pub const DEFAULT_WEBRTC_UDP: &str = "0.0.0.0:8189";
+pub const DEFAULT_DATA_DIR: &str = "./data";
+
+#[derive(Debug, Parser)]
+#[command(name = "onair", version, about = "Live-streaming server: RTMP/WHIP in, WebRTC and LL-HLS out")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct GlobalArgs {
+    /// Optional TOML file with the same keys as the long flags (`http = "..."`).
+    #[arg(long, env = "ONAIR_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+    /// Folder for the SQLite database and recordings.
+    #[arg(long, env = "ONAIR_DATA_DIR", global = true)]
+    pub data_dir: Option<PathBuf>,
+    /// `sqlite://...` or `postgres://...`; defaults to `sqlite://<data-dir>/onair.db`.
+    #[arg(long, env = "DATABASE_URL", global = true)]
+    pub database_url: Option<String>,
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct ServeArgs {
+    /// HTTP: API, WHIP/WHEP, HLS, web UI, /metrics.
+    #[arg(long, env = "ONAIR_HTTP")]
+    pub http: Option<SocketAddr>,
+    /// RTMP ingest.
+    #[arg(long, env = "ONAIR_RTMP")]
+    pub rtmp: Option<SocketAddr>,
+    /// WebRTC media: every peer on this one UDP port.
+    #[arg(long, env = "ONAIR_WEBRTC_UDP")]
+    pub webrtc_udp: Option<SocketAddr>,
+    /// Address announced in ICE candidates (NAT 1:1). Repeat or comma-separate
+    /// for several. Default: every address of the host.
+    #[arg(long, env = "ONAIR_PUBLIC_IP", value_delimiter = ',')]
+    pub public_ip: Vec<IpAddr>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server (the default).
+    Serve,
+    /// Manage channels.
+    Channel {
+        #[command(subcommand)]
+        action: ChannelAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ChannelAction {
+    /// Create a channel and print its stream key.
+    Create { name: String },
+    /// Print one channel a line: name, created-at (RFC 3339).
+    List,
+}
+
+/// The TOML file: every key optional, same names as the flags.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct FileConfig {
+    http: Option<SocketAddr>,
+    rtmp: Option<SocketAddr>,
+    webrtc_udp: Option<SocketAddr>,
+    #[serde(default)]
+    public_ip: Vec<IpAddr>,
+    data_dir: Option<PathBuf>,
+    database_url: Option<String>,
+}
+
+/// Resolved settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub http: SocketAddr,
+    pub rtmp: SocketAddr,
+    pub webrtc_udp: SocketAddr,
+    pub public_ips: Vec<IpAddr>,
+    pub data_dir: PathBuf,
+    pub database_url: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {0}: {1}")]
+    Read(PathBuf, std::io::Error),
+    #[error("bad config file {0}: {1}")]
+    Parse(PathBuf, toml::de::Error),
+}
+
+impl Config {
+    pub fn resolve(global: &GlobalArgs, serve: &ServeArgs) -> Result<Config, ConfigError> {
+        let file = match &global.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read(path.clone(), e))?;
+                toml::from_str::<FileConfig>(&text).map_err(|e| ConfigError::Parse(path.clone(), e))?
+            }
+            None => FileConfig::default(),
+        };
+        let parse = |s: &str| s.parse::<SocketAddr>().expect("default address parses");
+        let data_dir = global
+            .data_dir
+            .clone()
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+        let database_url = global
+            .database_url
+            .clone()
+            .or(file.database_url)
+            .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("onair.db").display()));
+        Ok(Config {
+            http: serve.http.or(file.http).unwrap_or_else(|| parse(DEFAULT_HTTP)),
+            rtmp: serve.rtmp.or(file.rtmp).unwrap_or_else(|| parse(DEFAULT_RTMP)),
+            webrtc_udp: serve.webrtc_udp.or(file.webrtc_udp).unwrap_or_else(|| parse(DEFAULT_WEBRTC_UDP)),
+            public_ips: if serve.public_ip.is_empty() { file.public_ip } else { serve.public_ip.clone() },
+            data_dir,
+            database_url,
+        })
+    }
+
+    /// Settings for tests: loopback on port 0 everywhere, data in `dir`.
+    pub fn for_test(dir: &std::path::Path) -> Config {
+        let any = "127.0.0.1:0".parse().expect("literal");
+        Config {
+            http: any,
+            rtmp: any,
+            webrtc_udp: "0.0.0.0:0".parse().expect("literal"),
+            public_ips: Vec::new(),
+            data_dir: dir.to_path_buf(),
+            database_url: format!("sqlite://{}", dir.join("onair.db").display()),
+        }
+    }
+}

@@ -1,0 +1,67 @@
+//! sqlx queries, one module per table. Returns domain types, never HTTP
+//! types. Queries are written to run unchanged on SQLite and Postgres.
+
+mod channels;
+
+pub use channels::ChannelRow;
+
+use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use sqlx::AnyPool;
+use std::path::Path;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("database unavailable: {0}")]
+    Unavailable(#[source] sqlx::Error),
+    #[error("database error: {0}")]
+    Query(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("{0} already exists")]
+    Conflict(String),
+    #[error("invalid {0}")]
+    Invalid(&'static str),
+}
+
+/// The connection pool, shared by every request.
+#[derive(Clone)]
+pub struct Db {
+    pool: AnyPool,
+}
+
+impl Db {
+    /// Opens (creating the SQLite file if needed) and migrates.
+    pub async fn open(url: &str) -> Result<Db, DbError> {
+        install_default_drivers();
+        let url = if url.starts_with("sqlite:") && !url.contains("mode=") {
+            let sep = if url.contains('?') { '&' } else { '?' };
+            format!("{url}{sep}mode=rwc")
+        } else {
+            url.to_string()
+        };
+        if let Some(path) = url.strip_prefix("sqlite://").map(|p| p.split('?').next().unwrap_or(p)) {
+            if let Some(dir) = Path::new(path).parent() {
+                if !dir.as_os_str().is_empty() {
+                    std::fs::create_dir_all(dir)
+                        .map_err(|e| DbError::Unavailable(sqlx::Error::Io(e)))?;
+                }
+            }
+        }
+        let pool = AnyPoolOptions::new()
+            .max_connections(if url.starts_with("sqlite:") { 4 } else { 16 })
+            .acquire_timeout(std::time::Duration::from_secs(5))
+            .connect(&url)
+            .await
+            .map_err(DbError::Unavailable)?;
+        if url.starts_with("sqlite:") {
+            // WAL lets readers run while a writer commits.
+            sqlx::query("PRAGMA journal_mode=WAL").execute(&pool).await?;
+        }
+        sqlx::migrate!("./migrations").run(&pool).await?;
+        Ok(Db { pool })
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+}

@@ -1,0 +1,60 @@
+use crate::db::DbError;
+use crate::sfu::SfuError;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+
+/// Every error a client can see, with its status. Database and internal
+/// failures are logged here and answered without their details.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    Db(#[from] DbError),
+    #[error("{0}")]
+    Sfu(#[from] SfuError),
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, message) = match &self {
+            ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, m.clone()),
+            ApiError::NotFound(m) => (StatusCode::NOT_FOUND, m.clone()),
+            ApiError::UnsupportedMediaType(m) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, m.clone()),
+            ApiError::PayloadTooLarge(m) => (StatusCode::PAYLOAD_TOO_LARGE, m.clone()),
+            ApiError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, m.clone()),
+            ApiError::Db(DbError::Unavailable(e)) => {
+                tracing::error!("database unavailable: {e}");
+                (StatusCode::SERVICE_UNAVAILABLE, "database unavailable".into())
+            }
+            ApiError::Db(DbError::Conflict(m)) => (StatusCode::CONFLICT, format!("{m} already exists")),
+            ApiError::Db(DbError::Invalid(m)) => (StatusCode::BAD_REQUEST, format!("invalid {m}")),
+            ApiError::Db(e) => {
+                tracing::error!("database error: {e}");
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal error".into())
+            }
+            ApiError::Sfu(SfuError::BadOffer(m)) => (StatusCode::BAD_REQUEST, format!("bad offer: {m}")),
+            ApiError::Sfu(SfuError::NoCommonCodec(m)) => (StatusCode::NOT_ACCEPTABLE, m.clone()),
+            ApiError::Sfu(SfuError::NotFound) => (StatusCode::NOT_FOUND, "no such session".into()),
+            ApiError::Sfu(SfuError::Busy) => (StatusCode::SERVICE_UNAVAILABLE, "server is at its viewer limit".into()),
+            ApiError::Sfu(SfuError::ShuttingDown) => (StatusCode::SERVICE_UNAVAILABLE, "server is shutting down".into()),
+            ApiError::Sfu(SfuError::Internal(m)) => {
+                tracing::error!("WebRTC error: {m}");
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal error".into())
+            }
+        };
+        if status.is_client_error() {
+            tracing::info!(status = status.as_u16(), "refused: {message}");
+        }
+        (status, Json(serde_json::json!({ "error": message }))).into_response()
+    }
+}

@@ -1,0 +1,217 @@
+use super::reader::{Reader, Shared};
+use crate::media::{MediaKind, Unit};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Instant, SystemTime};
+use tokio_util::sync::CancellationToken;
+
+/// The GOP cache may hold at most this many units / bytes. A publisher that
+/// never sends a keyframe would otherwise grow it without limit; past the
+/// cap, new readers simply wait for the next keyframe.
+const GOP_MAX_UNITS: usize = 2048;
+const GOP_MAX_BYTES: usize = 32 << 20;
+
+/// Slow-reader drops are summed and logged at most this often per stream.
+const DROP_LOG_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// What the publisher said about itself and what we saw, for the dashboard
+/// and for operators.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Health {
+    /// The publisher's `onMetaData` (RTMP), as sent.
+    pub metadata: serde_json::Map<String, serde_json::Value>,
+    pub video_codec: Option<String>,
+    pub audio_codec: Option<String>,
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    /// Non-zero composition offsets were seen: the encoder uses B-frames,
+    /// which WebRTC cannot carry in order.
+    pub bframes: bool,
+    pub video_units: u64,
+    pub audio_units: u64,
+    pub bytes: u64,
+    pub keyframes: u64,
+    /// Why some egress is off for this stream, if it is.
+    pub warnings: Vec<String>,
+}
+
+struct Inner {
+    /// Everything from the latest primary keyframe on, so a new reader starts
+    /// decoding at once.
+    gop: Vec<Arc<Unit>>,
+    gop_bytes: usize,
+    /// False once the cache overflowed; true again at the next keyframe.
+    gop_valid: bool,
+    has_video: bool,
+    readers: Vec<Weak<Shared>>,
+    dropped_since_log: u64,
+    last_drop_log: Option<Instant>,
+}
+
+/// One live broadcast on one channel: from a publish to its end.
+pub struct Stream {
+    id: u64,
+    channel: String,
+    started_at: SystemTime,
+    inner: Mutex<Inner>,
+    health: Mutex<Health>,
+    closed: CancellationToken,
+}
+
+impl Stream {
+    pub(super) fn new(id: u64, channel: String) -> Self {
+        Stream {
+            id,
+            channel,
+            started_at: SystemTime::now(),
+            inner: Mutex::new(Inner {
+                gop: Vec::new(),
+                gop_bytes: 0,
+                gop_valid: false,
+                has_video: false,
+                readers: Vec::new(),
+                dropped_since_log: 0,
+                last_drop_log: None,
+            }),
+            health: Mutex::new(Health::default()),
+            closed: CancellationToken::new(),
+        }
+    }
+
+    /// Unique per publish, across channels; tells a reconnect from the
+    /// stream it replaced.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    pub fn channel(&self) -> &str {
+        &self.channel
+    }
+
+    pub fn started_at(&self) -> SystemTime {
+        self.started_at
+    }
+
+    /// Cancelled when the publisher leaves or is replaced.
+    pub fn closed(&self) -> &CancellationToken {
+        &self.closed
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed.is_cancelled()
+    }
+
+    pub fn health(&self) -> Health {
+        self.health.lock().expect("health poisoned").clone()
+    }
+
+    pub fn update_health(&self, f: impl FnOnce(&mut Health)) {
+        f(&mut self.health.lock().expect("health poisoned"))
+    }
+
+    pub fn reader_count(&self) -> usize {
+        let inner = self.inner.lock().expect("stream poisoned");
+        inner.readers.iter().filter(|r| r.strong_count() > 0).count()
+    }
+
+    /// A new reader, primed with the cached GOP so it can start at once.
+    pub fn subscribe(self: &Arc<Self>, name: &'static str) -> Reader {
+        let shared = Arc::new(Shared::new(name));
+        {
+            let mut inner = self.inner.lock().expect("stream poisoned");
+            if inner.gop_valid {
+                let mut q = shared.queue.lock().expect("reader queue poisoned");
+                q.units.extend(inner.gop.iter().cloned());
+            }
+            if self.closed.is_cancelled() {
+                shared.queue.lock().expect("reader queue poisoned").closed = true;
+            }
+            inner.readers.retain(|r| r.strong_count() > 0);
+            inner.readers.push(Arc::downgrade(&shared));
+        }
+        Reader {
+            shared,
+            stream: self.clone(),
+        }
+    }
+
+    pub(super) fn unsubscribe(&self, shared: &Arc<Shared>) {
+        let mut inner = self.inner.lock().expect("stream poisoned");
+        let target = Arc::as_ptr(shared);
+        inner.readers.retain(|r| r.as_ptr() != target && r.strong_count() > 0);
+    }
+
+    /// Hands a unit to every reader. Never waits: a full reader is made to
+    /// skip instead.
+    pub(super) fn write(&self, unit: Unit) {
+        let kind = unit.kind();
+        let bytes = unit.payload.len();
+        let unit = Arc::new(unit);
+        let mut inner = self.inner.lock().expect("stream poisoned");
+        if kind == MediaKind::Video {
+            inner.has_video = true;
+        }
+        // In a stream with video only video keyframes are random access
+        // points; an audio-only stream starts anywhere.
+        let primary_keyframe = unit.keyframe && (kind == MediaKind::Video || !inner.has_video);
+        if primary_keyframe {
+            inner.gop.clear();
+            inner.gop_bytes = 0;
+            inner.gop_valid = true;
+        }
+        if inner.gop_valid {
+            if inner.gop.len() < GOP_MAX_UNITS && inner.gop_bytes + bytes <= GOP_MAX_BYTES {
+                inner.gop.push(unit.clone());
+                inner.gop_bytes += bytes;
+            } else {
+                inner.gop.clear();
+                inner.gop_bytes = 0;
+                inner.gop_valid = false;
+            }
+        }
+        let mut dropped = 0;
+        inner.readers.retain(|r| match r.upgrade() {
+            Some(shared) => {
+                dropped += shared.push(&unit, primary_keyframe);
+                true
+            }
+            None => false,
+        });
+        if dropped > 0 {
+            inner.dropped_since_log += dropped;
+            let now = Instant::now();
+            let due = inner
+                .last_drop_log
+                .is_none_or(|t| now.duration_since(t) >= DROP_LOG_INTERVAL);
+            if due {
+                tracing::warn!(
+                    channel = %self.channel,
+                    discarded = inner.dropped_since_log,
+                    "a reader is too slow, discarding units until the next keyframe"
+                );
+                crate::metrics::add_reader_drops(inner.dropped_since_log);
+                inner.dropped_since_log = 0;
+                inner.last_drop_log = Some(now);
+            }
+        }
+        drop(inner);
+        let mut h = self.health.lock().expect("health poisoned");
+        h.bytes += bytes as u64;
+        match kind {
+            MediaKind::Video => {
+                h.video_units += 1;
+                if unit.keyframe {
+                    h.keyframes += 1;
+                }
+            }
+            MediaKind::Audio => h.audio_units += 1,
+        }
+    }
+
+    pub(super) fn close(&self) {
+        self.closed.cancel();
+        let inner = self.inner.lock().expect("stream poisoned");
+        for r in inner.readers.iter().filter_map(|r| r.upgrade()) {
+            r.close();
+        }
+    }
+}

@@ -1,0 +1,29 @@
+//! onair: a live-streaming server. RTMP and WHIP in; WebRTC (WHEP) and
+//! LL-HLS out; chat beside the video.
+//!
+//! # Layout
+//! - [`media`]: `Unit`, `TrackConfig`: the vocabulary every module shares.
+//! - [`codec`]: pure parsers (H.264, AAC, FLV); no I/O, no tokio.
+//! - [`hub`]: channel -> live `Stream`; publishers write units, readers
+//!   consume them through bounded queues.
+//! - [`rtmp`]: RTMP ingest (rml_rtmp) -> hub.
+//! - [`sfu`]: WebRTC on one UDP socket, driving webrtc-rs's sans-I/O `rtc`
+//!   core; WHEP viewers read from the hub.
+//! - [`audio`]: AAC -> Opus, once per stream.
+//! - [`http`]: axum routes; no media logic.
+//! - [`db`]: sqlx queries (SQLite by default, Postgres by URL).
+//! - [`config`]: flags, env and TOML.
+
+pub mod audio;
+pub mod codec;
+pub mod config;
+pub mod db;
+pub mod http;
+pub mod hub;
+pub mod media;
+pub mod metrics;
+pub mod rtmp;
+pub mod server;
+pub mod sfu;
+
+pub use server::{run, Listeners};

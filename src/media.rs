@@ -1,0 +1,128 @@
+//! The vocabulary every module shares: what a unit of media is, and what a
+//! track carries. Ingest produces [`Unit`]s; every egress consumes them.
+//!
+//! Times are in [`CLOCK_RATE`] ticks (90 kHz, the RTP video clock and the
+//! MPEG clock) for every track, so audio and video compare without
+//! conversion. Audio egress converts to its own sample clock when it needs to.
+
+use bytes::Bytes;
+use std::sync::Arc;
+
+/// 90 kHz: exact for every common frame rate and for millisecond RTMP times.
+pub const CLOCK_RATE: i64 = 90_000;
+
+/// Converts RTMP milliseconds to [`CLOCK_RATE`] ticks.
+pub fn ms_to_ticks(ms: i64) -> i64 {
+    ms * (CLOCK_RATE / 1000)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MediaKind {
+    Video,
+    Audio,
+}
+
+/// H.264 decoder configuration, from an AVC sequence header (RTMP) or from
+/// in-band SPS/PPS (WHIP).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct H264Config {
+    pub sps: Bytes,
+    pub pps: Bytes,
+    pub width: u32,
+    pub height: u32,
+    /// profile_idc, constraint flags and level_idc: the three bytes of
+    /// `profile-level-id` (RFC 6184 8.1).
+    pub profile_idc: u8,
+    pub constraint_flags: u8,
+    pub level_idc: u8,
+}
+
+impl H264Config {
+    /// `profile-level-id` as it appears in SDP, e.g. `42e01f`.
+    pub fn profile_level_id(&self) -> String {
+        format!(
+            "{:02x}{:02x}{:02x}",
+            self.profile_idc, self.constraint_flags, self.level_idc
+        )
+    }
+}
+
+/// AAC configuration from an AudioSpecificConfig (ISO/IEC 14496-3 1.6.2.1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AacConfig {
+    pub asc: Bytes,
+    pub object_type: u8,
+    pub sample_rate: u32,
+    pub channels: u8,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpusConfig {
+    pub channels: u8,
+}
+
+/// What a decoder needs before the first unit of a track. Shared by every unit
+/// of the track through an `Arc`, so a change (a new SPS when OBS changes
+/// resolution) is visible on the unit that brings it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TrackConfig {
+    H264(H264Config),
+    Aac(AacConfig),
+    Opus(OpusConfig),
+}
+
+impl TrackConfig {
+    pub fn kind(&self) -> MediaKind {
+        match self {
+            TrackConfig::H264(_) => MediaKind::Video,
+            TrackConfig::Aac(_) | TrackConfig::Opus(_) => MediaKind::Audio,
+        }
+    }
+}
+
+/// The codec form of one unit of media: for video one access unit, for audio
+/// one raw frame.
+#[derive(Debug, Clone)]
+pub enum Payload {
+    /// NAL units without start codes or length prefixes. A keyframe's access
+    /// unit starts with its SPS and PPS, so a reader that joins on it needs
+    /// nothing else.
+    H264(Vec<Bytes>),
+    /// One raw AAC frame (no ADTS header).
+    Aac(Bytes),
+    /// One Opus packet.
+    Opus(Bytes),
+}
+
+impl Payload {
+    pub fn len(&self) -> usize {
+        match self {
+            Payload::H264(nalus) => nalus.iter().map(|n| n.len()).sum(),
+            Payload::Aac(b) | Payload::Opus(b) => b.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// One access unit or audio frame, shared by every reader through `Arc`.
+#[derive(Debug, Clone)]
+pub struct Unit {
+    pub config: Arc<TrackConfig>,
+    /// Presentation time, [`CLOCK_RATE`] ticks from the stream's start.
+    pub pts: i64,
+    /// Decode time; differs from `pts` only when the encoder uses B-frames.
+    pub dts: i64,
+    /// A video IDR, or any audio frame (every audio frame is a random access
+    /// point).
+    pub keyframe: bool,
+    pub payload: Payload,
+}
+
+impl Unit {
+    pub fn kind(&self) -> MediaKind {
+        self.config.kind()
+    }
+}

@@ -1,0 +1,111 @@
+//! Wiring: bind (or accept already-bound) listeners, start every component,
+//! and stop them in order on shutdown.
+
+use crate::config::Config;
+use crate::db::Db;
+use crate::http::{self, AppState};
+use crate::hub::Hub;
+use crate::sfu::{self, Sfu, WebrtcSockets};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// How long in-flight work may take to finish after a shutdown signal.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Everything the server listens on, bound before [`run`] so tests can use
+/// port 0 and read the real ports.
+pub struct Listeners {
+    pub http: TcpListener,
+    pub rtmp: TcpListener,
+    pub webrtc: WebrtcSockets,
+}
+
+impl Listeners {
+    pub async fn bind(config: &Config) -> std::io::Result<Listeners> {
+        let http = TcpListener::bind(config.http).await?;
+        let rtmp = TcpListener::bind(config.rtmp).await?;
+        let webrtc = sfu::bind(config.webrtc_udp, &config.public_ips)?;
+        Ok(Listeners { http, rtmp, webrtc })
+    }
+
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http.local_addr().expect("bound socket has an address")
+    }
+
+    pub fn rtmp_addr(&self) -> SocketAddr {
+        self.rtmp.local_addr().expect("bound socket has an address")
+    }
+}
+
+/// Runs the server until `shutdown` completes.
+pub async fn run(config: Config, listeners: Listeners, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    let db = Db::open(&config.database_url).await?;
+    let hub = Hub::new();
+    let token = CancellationToken::new();
+    let tracker = TaskTracker::new();
+
+    tracing::info!(
+        http = %listeners.http_addr(),
+        rtmp = %listeners.rtmp_addr(),
+        webrtc = ?listeners.webrtc.candidates,
+        data_dir = %config.data_dir.display(),
+        "onair listening"
+    );
+
+    let sfu = Sfu::start(listeners.webrtc, hub.clone(), token.clone(), &tracker)?;
+    tracker.spawn(crate::rtmp::serve(listeners.rtmp, hub.clone(), Arc::new(db.clone()), token.clone()));
+
+    let app = http::router(AppState { db: db.clone(), hub: hub.clone(), sfu });
+    let http_token = token.clone();
+    let http_task = tokio::spawn(async move {
+        axum::serve(listeners.http, app)
+            .with_graceful_shutdown(async move { http_token.cancelled().await })
+            .await
+    });
+
+    let stop = token.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        stop.cancel();
+    });
+    token.cancelled().await;
+    tracing::info!("shutting down: ingest stops, viewers are released");
+    tracker.close();
+    if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait()).await.is_err() {
+        tracing::warn!("some tasks did not finish within {SHUTDOWN_GRACE:?}");
+    }
+    match tokio::time::timeout(SHUTDOWN_GRACE, http_task).await {
+        Ok(Ok(Err(e))) => tracing::warn!("HTTP server ended with {e}"),
+        Ok(_) => {}
+        Err(_) => tracing::warn!("HTTP connections did not close within {SHUTDOWN_GRACE:?}"),
+    }
+    db.pool().close().await;
+    Ok(())
+}
+
+/// Completes on SIGINT or SIGTERM.
+pub async fn signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

@@ -1,0 +1,507 @@
+//! The one task that owns every peer connection and the UDP sockets they
+//! share. Datagrams, commands and media come in on channels; everything a
+//! peer wants to send leaves through non-blocking sends, so no viewer can
+//! make the loop wait.
+
+use super::peer::{self, Peer, PeerId, MAX_ADDRS_PER_PEER};
+use super::{egress, stun, Command, Media, SfuError, ViewerCounts, WhepSession};
+use crate::hub::Hub;
+use crate::media::MediaKind;
+use bytes::BytesMut;
+use rtc::peer_connection::certificate::RTCCertificate;
+use rtc::peer_connection::event::{RTCDataChannelEvent, RTCPeerConnectionEvent};
+use rtc::peer_connection::message::RTCMessage;
+use rtc::peer_connection::state::RTCPeerConnectionState;
+use rtc::peer_connection::transport::RTCIceCandidateInit;
+use rtc::rtp::packet::Packet;
+use rtc::sansio::Protocol;
+use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
+use std::collections::{BTreeSet, HashMap};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// A limit on viewers per process, so a flood of offers runs out of this
+/// before it runs out of memory (~100 KiB each).
+pub const MAX_PEERS: usize = 20_000;
+/// Viewer counts go to data channels at most this often, not on every join.
+const VIEWER_EVENT_INTERVAL: Duration = Duration::from_secs(2);
+/// Chat text over the data channel, with JSON framing.
+const MAX_DC_MESSAGE: usize = 4096;
+
+pub struct Datagram {
+    pub local: SocketAddr,
+    pub from: SocketAddr,
+    pub data: BytesMut,
+}
+
+struct ChannelState {
+    viewers: Vec<PeerId>,
+    cancel: CancellationToken,
+    live: bool,
+    profile: Option<u8>,
+    counts_dirty: bool,
+}
+
+pub struct Driver {
+    pub sockets: Vec<(SocketAddr, Arc<UdpSocket>)>,
+    pub candidates: Vec<SocketAddr>,
+    pub certificate: RTCCertificate,
+    pub hub: Arc<Hub>,
+    pub media_tx: mpsc::Sender<Media>,
+    pub tracker: TaskTracker,
+    pub viewers: ViewerCounts,
+    peers: HashMap<PeerId, Peer>,
+    by_addr: HashMap<SocketAddr, PeerId>,
+    by_ufrag: HashMap<String, PeerId>,
+    by_session: HashMap<String, PeerId>,
+    channels: HashMap<Arc<str>, ChannelState>,
+    timers: BTreeSet<(Instant, PeerId)>,
+    next_id: PeerId,
+    send_drops: u64,
+}
+
+impl Driver {
+    pub fn new(
+        sockets: Vec<(SocketAddr, Arc<UdpSocket>)>,
+        candidates: Vec<SocketAddr>,
+        certificate: RTCCertificate,
+        hub: Arc<Hub>,
+        media_tx: mpsc::Sender<Media>,
+        tracker: TaskTracker,
+        viewers: ViewerCounts,
+    ) -> Self {
+        Driver {
+            sockets,
+            candidates,
+            certificate,
+            hub,
+            media_tx,
+            tracker,
+            viewers,
+            peers: HashMap::new(),
+            by_addr: HashMap::new(),
+            by_ufrag: HashMap::new(),
+            by_session: HashMap::new(),
+            channels: HashMap::new(),
+            timers: BTreeSet::new(),
+            next_id: 0,
+            send_drops: 0,
+        }
+    }
+
+    pub async fn run(
+        mut self,
+        mut datagrams: mpsc::Receiver<Datagram>,
+        mut commands: mpsc::Receiver<Command>,
+        mut media: mpsc::Receiver<Media>,
+        shutdown: CancellationToken,
+    ) {
+        let mut ticker = tokio::time::interval(VIEWER_EVENT_INTERVAL);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let next = self.timers.first().map(|(t, _)| *t);
+            let sleep = async {
+                match next {
+                    Some(t) => tokio::time::sleep_until(t.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break,
+                Some(cmd) = commands.recv() => self.on_command(cmd),
+                Some(m) = media.recv() => {
+                    self.on_media(m);
+                    // Drain what is already queued before polling the rest:
+                    // one wakeup per burst, not per packet.
+                    for _ in 0..64 {
+                        match media.try_recv() {
+                            Ok(m) => self.on_media(m),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                Some(d) = datagrams.recv() => {
+                    self.on_datagram(d);
+                    for _ in 0..256 {
+                        match datagrams.try_recv() {
+                            Ok(d) => self.on_datagram(d),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                _ = sleep => self.on_timers(),
+                _ = ticker.tick() => self.send_viewer_counts(),
+            }
+        }
+        for (_, ch) in self.channels.drain() {
+            ch.cancel.cancel();
+        }
+        for (_, mut p) in self.peers.drain() {
+            let _ = p.pc.close();
+        }
+    }
+
+    fn on_command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Whep { channel, offer, reply } => {
+                let _ = reply.send(self.add_viewer(channel, offer));
+            }
+            Command::Patch { session, candidates, reply } => {
+                let r = match self.by_session.get(&session).copied() {
+                    Some(pid) => {
+                        if let Some(p) = self.peers.get_mut(&pid) {
+                            for c in candidates {
+                                let init = RTCIceCandidateInit { candidate: c, ..Default::default() };
+                                if let Err(e) = p.pc.add_remote_candidate(init) {
+                                    tracing::debug!(session, "ignoring trickled candidate: {e}");
+                                }
+                            }
+                        }
+                        self.service(pid, None);
+                        Ok(())
+                    }
+                    None => Err(SfuError::NotFound),
+                };
+                let _ = reply.send(r);
+            }
+            Command::Delete { session, reply } => {
+                let r = match self.by_session.get(&session).copied() {
+                    Some(pid) => {
+                        self.remove_peer(pid, "deleted by client");
+                        Ok(())
+                    }
+                    None => Err(SfuError::NotFound),
+                };
+                let _ = reply.send(r);
+            }
+        }
+    }
+
+    fn add_viewer(&mut self, channel: Arc<str>, offer: String) -> Result<WhepSession, SfuError> {
+        if self.peers.len() >= MAX_PEERS {
+            return Err(SfuError::Busy);
+        }
+        self.next_id += 1;
+        let id = self.next_id;
+        let now = Instant::now();
+        let profile = self.channels.get(&channel).and_then(|c| c.profile);
+        let answer =
+            peer::answer_viewer(id, channel.clone(), offer, &self.candidates, &self.certificate, profile, now)?;
+        let session = answer.peer.session.clone();
+        self.by_ufrag.insert(answer.peer.ufrag.clone(), id);
+        self.by_session.insert(session.clone(), id);
+        self.peers.insert(id, answer.peer);
+        let ch = self.channels.entry(channel.clone()).or_insert_with(|| {
+            let cancel = CancellationToken::new();
+            self.tracker.spawn(egress::run(
+                channel.clone(),
+                self.hub.clone(),
+                self.media_tx.clone(),
+                cancel.clone(),
+            ));
+            ChannelState { viewers: Vec::new(), cancel, live: false, profile: None, counts_dirty: false }
+        });
+        ch.viewers.push(id);
+        ch.counts_dirty = true;
+        self.set_count(&channel);
+        self.service(id, None);
+        tracing::info!(channel = %channel, session, "WHEP viewer joined");
+        Ok(WhepSession { session, sdp: answer.sdp })
+    }
+
+    fn set_count(&self, channel: &Arc<str>) {
+        let n = self.channels.get(channel).map(|c| c.viewers.len()).unwrap_or(0);
+        let mut counts = self.viewers.lock().expect("viewer counts poisoned");
+        if n == 0 {
+            counts.remove(channel.as_ref());
+        } else {
+            counts.insert(channel.to_string(), n);
+        }
+    }
+
+    fn remove_peer(&mut self, pid: PeerId, why: &str) {
+        let Some(mut p) = self.peers.remove(&pid) else { return };
+        let _ = p.pc.close();
+        // Closing queues a DTLS close_notify; send it so the viewer learns at once.
+        self.flush_writes(&mut p, None);
+        for a in &p.addrs {
+            self.by_addr.remove(a);
+        }
+        self.by_ufrag.remove(&p.ufrag);
+        self.by_session.remove(&p.session);
+        if let Some(d) = p.deadline {
+            self.timers.remove(&(d, pid));
+        }
+        if let Some(ch) = self.channels.get_mut(&p.channel) {
+            ch.viewers.retain(|v| *v != pid);
+            ch.counts_dirty = true;
+            if ch.viewers.is_empty() {
+                ch.cancel.cancel();
+                self.channels.remove(&p.channel);
+            }
+        }
+        self.set_count(&p.channel);
+        tracing::info!(channel = %p.channel, session = p.session, why, "WHEP viewer left");
+    }
+
+    fn on_datagram(&mut self, d: Datagram) {
+        let (pid, tentative) = match self.by_addr.get(&d.from) {
+            Some(pid) => (*pid, false),
+            None => {
+                // Unknown address: only a STUN check naming one of our ufrags
+                // may introduce it; anything else is dropped unread.
+                let Some(pid) = stun::local_ufrag(&d.data).and_then(|u| self.by_ufrag.get(u)) else {
+                    return;
+                };
+                (*pid, true)
+            }
+        };
+        let Some(p) = self.peers.get_mut(&pid) else { return };
+        let msg = TaggedBytesMut {
+            now: Instant::now(),
+            transport: TransportContext {
+                local_addr: d.local,
+                peer_addr: d.from,
+                ecn: None,
+                transport_protocol: TransportProtocol::UDP,
+            },
+            message: d.data,
+        };
+        if let Err(e) = p.pc.handle_read(msg) {
+            tracing::trace!(peer = pid, "dropping datagram: {e}");
+        }
+        self.service(pid, tentative.then_some(d.from));
+    }
+
+    fn on_timers(&mut self) {
+        let now = Instant::now();
+        while let Some(&(t, pid)) = self.timers.first() {
+            if t > now {
+                break;
+            }
+            self.timers.pop_first();
+            if let Some(p) = self.peers.get_mut(&pid) {
+                p.deadline = None;
+                let _ = p.pc.handle_timeout(now);
+            }
+            self.service(pid, None);
+        }
+    }
+
+    fn on_media(&mut self, m: Media) {
+        match m {
+            Media::Live { channel, live } => {
+                if let Some(ch) = self.channels.get_mut(&channel) {
+                    ch.live = live;
+                    let msg = if live { r#"{"type":"live"}"# } else { r#"{"type":"offline"}"# };
+                    let viewers = ch.viewers.clone();
+                    for pid in viewers {
+                        if let Some(p) = self.peers.get_mut(&pid) {
+                            // A new publisher's stream starts at a keyframe;
+                            // wait for it rather than show a broken picture.
+                            p.waiting_keyframe = true;
+                        }
+                        self.send_chat(pid, msg);
+                    }
+                }
+            }
+            Media::Profile { channel, profile } => {
+                if let Some(ch) = self.channels.get_mut(&channel) {
+                    ch.profile = Some(profile);
+                }
+            }
+            Media::Batch { channel, kind, keyframe, packets } => self.fan_out(&channel, kind, keyframe, &packets),
+        }
+    }
+
+    /// Sends one access unit's (or audio frame's) packets to every viewer of
+    /// the channel: only the SSRC and payload type differ per viewer; the
+    /// payload bytes are shared.
+    fn fan_out(&mut self, channel: &Arc<str>, kind: MediaKind, keyframe: bool, packets: &[Packet]) {
+        let Some(ch) = self.channels.get(channel) else { return };
+        let now = Instant::now();
+        let mut out_packets = 0u64;
+        let mut out_bytes = 0u64;
+        for pid in &ch.viewers {
+            let Some(p) = self.peers.get_mut(pid) else { continue };
+            if !p.connected {
+                continue;
+            }
+            let sender = match kind {
+                MediaKind::Video => {
+                    if p.waiting_keyframe {
+                        if !keyframe {
+                            continue;
+                        }
+                        p.waiting_keyframe = false;
+                    }
+                    p.video
+                }
+                MediaKind::Audio => p.audio,
+            };
+            let Some(sender) = sender else { continue };
+            let Some(mut rtp) = p.pc.rtp_sender(sender.id) else { continue };
+            for pkt in packets {
+                let mut pkt = pkt.clone();
+                pkt.header.ssrc = sender.ssrc;
+                pkt.header.payload_type = sender.payload_type;
+                out_bytes += pkt.payload.len() as u64;
+                if rtp.write_rtp(now, pkt).is_ok() {
+                    out_packets += 1;
+                }
+            }
+            let mut batch_sent = 0;
+            while let Some(out) = p.pc.poll_write() {
+                batch_sent += 1;
+                if !send(&self.sockets, &out.transport, &out.message) {
+                    self.send_drops += 1;
+                }
+            }
+            let _ = batch_sent;
+        }
+        crate::metrics::add_rtp_out(out_packets, out_bytes);
+    }
+
+    fn send_chat(&mut self, pid: PeerId, text: &str) {
+        let Some(p) = self.peers.get_mut(&pid) else { return };
+        let Some(dc_id) = p.chat else { return };
+        if let Some(mut dc) = p.pc.data_channel(dc_id) {
+            let _ = dc.send_text(Instant::now(), text);
+        }
+        self.service(pid, None);
+    }
+
+    fn send_viewer_counts(&mut self) {
+        let dirty: Vec<(Arc<str>, usize)> = self
+            .channels
+            .iter_mut()
+            .filter(|(_, c)| c.counts_dirty)
+            .map(|(k, c)| {
+                c.counts_dirty = false;
+                (k.clone(), c.viewers.len())
+            })
+            .collect();
+        for (channel, n) in dirty {
+            let msg = format!(r#"{{"type":"viewers","count":{n}}}"#);
+            let viewers = self.channels.get(&channel).map(|c| c.viewers.clone()).unwrap_or_default();
+            for pid in viewers {
+                self.send_chat(pid, &msg);
+            }
+        }
+    }
+
+    fn flush_writes(&mut self, p: &mut Peer, pin: Option<SocketAddr>) {
+        while let Some(out) = p.pc.poll_write() {
+            let to = out.transport.peer_addr;
+            // Our side answered this address, so ICE has checked the
+            // request's MESSAGE-INTEGRITY: now it may route to this peer.
+            if pin == Some(to) && !p.addrs.contains(&to) && p.addrs.len() < MAX_ADDRS_PER_PEER {
+                p.addrs.push(to);
+                self.by_addr.insert(to, p.id);
+            }
+            if !send(&self.sockets, &out.transport, &out.message) {
+                self.send_drops += 1;
+            }
+        }
+    }
+
+    /// Runs a peer's state machine after any input: events, received
+    /// messages, queued writes, and its next deadline.
+    fn service(&mut self, pid: PeerId, pin: Option<SocketAddr>) {
+        let Some(mut p) = self.peers.remove(&pid) else { return };
+        let mut close: Option<&'static str> = None;
+        let mut replies: Vec<String> = Vec::new();
+        while let Some(ev) = p.pc.poll_event() {
+            match ev {
+                RTCPeerConnectionEvent::OnConnectionStateChangeEvent(s) => match s {
+                    RTCPeerConnectionState::Connected => {
+                        p.connected = true;
+                        p.waiting_keyframe = true;
+                        tracing::debug!(session = p.session, after = ?p.created.elapsed(), "viewer connected");
+                    }
+                    RTCPeerConnectionState::Failed => close = Some("connection failed"),
+                    RTCPeerConnectionState::Closed => close = Some("connection closed"),
+                    _ => {}
+                },
+                RTCPeerConnectionEvent::OnDataChannel(RTCDataChannelEvent::OnOpen(id)) => {
+                    let is_chat = p.pc.data_channel(id).map(|dc| dc.label() == "chat").unwrap_or(false);
+                    if is_chat {
+                        p.chat = Some(id);
+                        let live = self.channels.get(&p.channel).map(|c| c.live).unwrap_or(false);
+                        replies.push(if live { r#"{"type":"live"}"# } else { r#"{"type":"offline"}"# }.into());
+                    }
+                }
+                _ => {}
+            }
+        }
+        while let Some(m) = p.pc.poll_read() {
+            if let RTCMessage::DataChannelMessage(id, msg) = m.message {
+                if Some(id) == p.chat {
+                    replies.push(chat_reply(&msg.data));
+                }
+            }
+        }
+        if let Some(dc_id) = p.chat {
+            if let Some(mut dc) = p.pc.data_channel(dc_id) {
+                for r in replies {
+                    let _ = dc.send_text(Instant::now(), r);
+                }
+            }
+        }
+        self.flush_writes(&mut p, pin);
+        let next = p.pc.poll_timeout();
+        if next != p.deadline {
+            if let Some(old) = p.deadline {
+                self.timers.remove(&(old, pid));
+            }
+            if let Some(n) = next {
+                self.timers.insert((n, pid));
+            }
+            p.deadline = next;
+        }
+        self.peers.insert(pid, p);
+        if let Some(why) = close {
+            self.remove_peer(pid, why);
+        }
+    }
+}
+
+/// What a viewer's message on the `chat` channel gets back. Writing needs an
+/// account, which this server does not have yet, so every well-formed chat
+/// message is refused with a reason rather than dropped.
+fn chat_reply(data: &[u8]) -> String {
+    #[derive(serde::Deserialize)]
+    struct In {
+        #[serde(rename = "type")]
+        typ: String,
+    }
+    let err = |e: &str| serde_json::json!({"type": "error", "error": e}).to_string();
+    if data.len() > MAX_DC_MESSAGE {
+        return err("message too large");
+    }
+    match serde_json::from_slice::<In>(data) {
+        Ok(m) if m.typ == "chat" => err("sign in to chat"),
+        Ok(m) => err(&format!("unknown message type {:?}", m.typ)),
+        Err(_) => err("messages are JSON objects with a \"type\""),
+    }
+}
+
+/// Non-blocking: a full socket buffer drops the datagram, as the network
+/// would, instead of stalling every other viewer.
+fn send(sockets: &[(SocketAddr, Arc<UdpSocket>)], t: &TransportContext, data: &[u8]) -> bool {
+    let sock = sockets
+        .iter()
+        .find(|(tag, _)| *tag == t.local_addr)
+        .or_else(|| sockets.first())
+        .map(|(_, s)| s);
+    match sock {
+        Some(s) => s.try_send_to(data, t.peer_addr).is_ok(),
+        None => false,
+    }
+}

@@ -1,0 +1,185 @@
+//! One task per channel with WebRTC viewers: reads the hub once, makes the
+//! RTP form once (H.264 packetized, AAC transcoded to Opus), and hands each
+//! access unit's packets to the driver for fan-out. It follows the channel
+//! across publisher reconnects, keeping sequence numbers and timestamps
+//! continuous so viewers' sessions survive.
+
+use super::packetize::{self, Sequencer};
+use super::Media;
+use crate::audio::AacToOpus;
+use crate::hub::Hub;
+use crate::media::{MediaKind, Payload, TrackConfig, CLOCK_RATE};
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+const OPUS_RATE: i64 = 48_000;
+
+/// Maps a publish's unit times onto the viewers' RTP clocks. Each new
+/// publish (an epoch) continues where the last one stopped, advanced by the
+/// wall time in between, so timestamps never jump backwards.
+#[derive(Default)]
+struct Clock {
+    epoch: Option<Epoch>,
+    last_video: Option<(u32, Instant)>,
+    last_audio: Option<(u32, Instant)>,
+}
+
+struct Epoch {
+    pts0: i64,
+    video_base: u32,
+    audio_base: u32,
+}
+
+impl Clock {
+    fn new_publish(&mut self) {
+        self.epoch = None;
+    }
+
+    fn epoch(&mut self, pts: i64) -> &Epoch {
+        let (lv, la) = (self.last_video, self.last_audio);
+        self.epoch.get_or_insert_with(|| {
+            let cont = |last: Option<(u32, Instant)>, rate: i64| match last {
+                Some((ts, at)) => ts.wrapping_add((at.elapsed().as_millis() as i64 * rate / 1000) as u32 + 1),
+                None => rand::random::<u32>(),
+            };
+            Epoch { pts0: pts, video_base: cont(lv, CLOCK_RATE), audio_base: cont(la, OPUS_RATE) }
+        })
+    }
+
+    fn video(&mut self, pts: i64) -> u32 {
+        let e = self.epoch(pts);
+        let ts = e.video_base.wrapping_add((pts - e.pts0) as u32);
+        self.last_video = Some((ts, Instant::now()));
+        ts
+    }
+
+    fn audio(&mut self, pts_90k: i64, pts_48k: i64) -> u32 {
+        let e = self.epoch(pts_90k);
+        let ts = e.audio_base.wrapping_add((pts_48k - e.pts0 * OPUS_RATE / CLOCK_RATE) as u32);
+        self.last_audio = Some((ts, Instant::now()));
+        ts
+    }
+}
+
+struct Transcode {
+    config: Arc<TrackConfig>,
+    coder: AacToOpus,
+}
+
+pub async fn run(channel: Arc<str>, hub: Arc<Hub>, out: mpsc::Sender<Media>, cancel: CancellationToken) {
+    let mut watch = hub.watch(&channel);
+    let mut video_seq = Sequencer::new(rand::random());
+    let mut audio_seq = Sequencer::new(rand::random());
+    let mut clock = Clock::default();
+    let mut packets = Vec::new();
+    loop {
+        let stream = loop {
+            if let Some(s) = watch.borrow_and_update().clone() {
+                if !s.is_closed() {
+                    break s;
+                }
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                r = watch.changed() => if r.is_err() { return },
+            }
+        };
+        let mut reader = stream.subscribe("webrtc");
+        clock.new_publish();
+        let _ = out.try_send(Media::Live { channel: channel.clone(), live: true });
+        let mut transcode: Option<Transcode> = None;
+        let mut profile = None;
+        // After a dropped video batch, P-frames are useless until the next
+        // keyframe.
+        let mut video_broken = false;
+        let mut audio_error_logged = false;
+        loop {
+            let unit = tokio::select! {
+                _ = cancel.cancelled() => return,
+                u = reader.recv() => u,
+            };
+            let Some(unit) = unit else { break };
+            match &unit.payload {
+                Payload::H264(nalus) => {
+                    if let TrackConfig::H264(c) = unit.config.as_ref() {
+                        if profile != Some(c.profile_idc) {
+                            profile = Some(c.profile_idc);
+                            let _ = out.try_send(Media::Profile { channel: channel.clone(), profile: c.profile_idc });
+                        }
+                    }
+                    if video_broken && !unit.keyframe {
+                        continue;
+                    }
+                    let ts = clock.video(unit.pts);
+                    packets.clear();
+                    packetize::h264(nalus, ts, &mut video_seq, &mut packets);
+                    if packets.is_empty() {
+                        continue;
+                    }
+                    let batch = Media::Batch {
+                        channel: channel.clone(),
+                        kind: MediaKind::Video,
+                        keyframe: unit.keyframe,
+                        packets: std::mem::take(&mut packets),
+                    };
+                    video_broken = out.try_send(batch).is_err();
+                    if video_broken {
+                        crate::metrics::add_reader_drops(1);
+                    }
+                }
+                Payload::Aac(frame) => {
+                    let TrackConfig::Aac(cfg) = unit.config.as_ref() else { continue };
+                    let stale = transcode.as_ref().is_none_or(|t| !Arc::ptr_eq(&t.config, &unit.config));
+                    if stale {
+                        match AacToOpus::new(cfg) {
+                            Ok(coder) => transcode = Some(Transcode { config: unit.config.clone(), coder }),
+                            Err(e) => {
+                                if !audio_error_logged {
+                                    tracing::warn!(channel = %channel, "WebRTC viewers get no audio: {e}");
+                                    audio_error_logged = true;
+                                }
+                                transcode = None;
+                                continue;
+                            }
+                        }
+                    }
+                    let Some(t) = transcode.as_mut() else { continue };
+                    let frames = match t.coder.push(frame, unit.pts) {
+                        Ok(f) => f,
+                        Err(e) => {
+                            tracing::debug!(channel = %channel, "skipping an AAC frame: {e}");
+                            continue;
+                        }
+                    };
+                    for f in frames {
+                        let ts = clock.audio(unit.pts, f.pts_48k);
+                        let pkt = packetize::opus(f.data, ts, &mut audio_seq);
+                        let _ = out.try_send(Media::Batch {
+                            channel: channel.clone(),
+                            kind: MediaKind::Audio,
+                            keyframe: true,
+                            packets: vec![pkt],
+                        });
+                    }
+                }
+                Payload::Opus(frame) => {
+                    let pts_48k = unit.pts * OPUS_RATE / CLOCK_RATE;
+                    let ts = clock.audio(unit.pts, pts_48k);
+                    let pkt = packetize::opus(frame.clone(), ts, &mut audio_seq);
+                    let _ = out.try_send(Media::Batch {
+                        channel: channel.clone(),
+                        kind: MediaKind::Audio,
+                        keyframe: true,
+                        packets: vec![pkt],
+                    });
+                }
+            }
+        }
+        let still_live = watch.borrow().as_ref().is_some_and(|s| !s.is_closed());
+        if !still_live {
+            let _ = out.try_send(Media::Live { channel: channel.clone(), live: false });
+        }
+    }
+}

@@ -1,0 +1,247 @@
+//! WebRTC on one UDP port, driving webrtc-rs's sans-I/O `rtc` core ourselves
+//! (see shared/WEBRTC-NOTES.md for why not its async layer).
+//!
+//! - `driver`: the single task that owns all peer connections and sockets.
+//! - `egress`: per channel, hub units -> RTP, once per stream.
+//! - `peer`: a viewer's connection built from its offer.
+//! - `packetize`, `sdp`, `stun`: the small pure pieces.
+
+mod driver;
+mod egress;
+pub mod packetize;
+mod peer;
+pub mod sdp;
+mod stun;
+
+use crate::hub::Hub;
+use crate::media::MediaKind;
+use driver::{Datagram, Driver};
+use rtc::rtp::packet::Packet;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SfuError {
+    #[error("bad offer: {0}")]
+    BadOffer(String),
+    #[error("no common codec: {0}")]
+    NoCommonCodec(String),
+    #[error("no such session")]
+    NotFound,
+    #[error("server is at its viewer limit")]
+    Busy,
+    #[error("server is shutting down")]
+    ShuttingDown,
+    #[error("internal WebRTC error: {0}")]
+    Internal(String),
+}
+
+pub struct WhepSession {
+    pub session: String,
+    pub sdp: String,
+}
+
+pub(crate) enum Command {
+    Whep { channel: Arc<str>, offer: String, reply: oneshot::Sender<Result<WhepSession, SfuError>> },
+    Patch { session: String, candidates: Vec<String>, reply: oneshot::Sender<Result<(), SfuError>> },
+    Delete { session: String, reply: oneshot::Sender<Result<(), SfuError>> },
+}
+
+pub(crate) enum Media {
+    Batch { channel: Arc<str>, kind: MediaKind, keyframe: bool, packets: Vec<Packet> },
+    Live { channel: Arc<str>, live: bool },
+    Profile { channel: Arc<str>, profile: u8 },
+}
+
+/// WebRTC viewers per channel, read by HTTP and metrics.
+pub type ViewerCounts = Arc<Mutex<HashMap<String, usize>>>;
+
+/// Bounds of the driver's inboxes. Media is sized for a few hundred
+/// ms of several channels; past it egress drops to the next keyframe.
+const MEDIA_QUEUE: usize = 4096;
+const DATAGRAM_QUEUE: usize = 8192;
+const COMMAND_QUEUE: usize = 256;
+/// Biggest datagram we read: anything legitimate fits in an Ethernet MTU.
+const MAX_DATAGRAM: usize = 2048;
+
+/// The UDP sockets WebRTC uses: one per announced local address, all on the
+/// same port, so each datagram's local address (which ICE must see as the
+/// candidate's) is known without IP_PKTINFO.
+pub struct WebrtcSockets {
+    pub sockets: Vec<(SocketAddr, std::net::UdpSocket)>,
+    pub candidates: Vec<SocketAddr>,
+}
+
+impl WebrtcSockets {
+    pub fn port(&self) -> u16 {
+        self.candidates.first().map(|a| a.port()).unwrap_or(0)
+    }
+}
+
+/// Binds the WebRTC port. With `public_ips`, one socket on `addr`, and those
+/// addresses announced (NAT 1:1). With an unspecified `addr`, one socket per
+/// host address (loopback included) on the same port.
+pub fn bind(addr: SocketAddr, public_ips: &[IpAddr]) -> std::io::Result<WebrtcSockets> {
+    let open = |a: SocketAddr| -> std::io::Result<std::net::UdpSocket> {
+        let s = std::net::UdpSocket::bind(a)?;
+        s.set_nonblocking(true)?;
+        Ok(s)
+    };
+    if !public_ips.is_empty() {
+        let s = open(addr)?;
+        let port = s.local_addr()?.port();
+        let candidates: Vec<SocketAddr> = public_ips.iter().map(|ip| SocketAddr::new(*ip, port)).collect();
+        return Ok(WebrtcSockets { sockets: vec![(candidates[0], s)], candidates });
+    }
+    if !addr.ip().is_unspecified() {
+        let s = open(addr)?;
+        let bound = s.local_addr()?;
+        return Ok(WebrtcSockets { sockets: vec![(bound, s)], candidates: vec![bound] });
+    }
+    let mut ips: Vec<IpAddr> = if_addrs::get_if_addrs()?
+        .into_iter()
+        .map(|i| i.ip())
+        .filter(|ip| match ip {
+            IpAddr::V4(_) => addr.is_ipv4(),
+            // Link-local IPv6 needs a scope id that candidates cannot carry.
+            IpAddr::V6(v6) => addr.is_ipv6() && (v6.segments()[0] & 0xffc0) != 0xfe80,
+        })
+        .collect();
+    // Non-loopback first: the first candidate is the one most stacks try first.
+    ips.sort_by_key(|ip| ip.is_loopback());
+    ips.dedup();
+    let mut port = addr.port();
+    let mut sockets = Vec::new();
+    for ip in ips {
+        match open(SocketAddr::new(ip, port)) {
+            Ok(s) => {
+                let bound = s.local_addr()?;
+                port = bound.port();
+                sockets.push((bound, s));
+            }
+            Err(e) if sockets.is_empty() => return Err(e),
+            Err(e) => tracing::warn!(%ip, port, "not announcing this address: {e}"),
+        }
+    }
+    if sockets.is_empty() {
+        return Err(std::io::Error::other("no network address to bind WebRTC to"));
+    }
+    let candidates = sockets.iter().map(|(a, _)| *a).collect();
+    Ok(WebrtcSockets { sockets, candidates })
+}
+
+/// Handle to the SFU; cheap to clone.
+#[derive(Clone)]
+pub struct Sfu {
+    commands: mpsc::Sender<Command>,
+    viewers: ViewerCounts,
+    candidates: Arc<Vec<SocketAddr>>,
+}
+
+impl Sfu {
+    pub fn start(
+        sockets: WebrtcSockets,
+        hub: Arc<Hub>,
+        shutdown: CancellationToken,
+        tracker: &TaskTracker,
+    ) -> Result<Sfu, SfuError> {
+        let provider = rtc::crypto::default_provider().map_err(|e| SfuError::Internal(e.to_string()))?;
+        // One certificate for every peer: generating a key per viewer would
+        // cost more than the rest of the offer/answer.
+        let certificate = rtc::peer_connection::certificate::RTCCertificate::generate(
+            provider.crypto(),
+            rtc::crypto::SignatureScheme::EcdsaP256Sha256,
+            rtc::peer_connection::certificate::CertificateParams::new(vec!["onair".to_owned()])
+                .map_err(|e| SfuError::Internal(e.to_string()))?,
+        )
+        .map_err(|e| SfuError::Internal(e.to_string()))?;
+        let (dg_tx, dg_rx) = mpsc::channel(DATAGRAM_QUEUE);
+        let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
+        let (media_tx, media_rx) = mpsc::channel(MEDIA_QUEUE);
+        let mut tagged = Vec::new();
+        for (tag, s) in sockets.sockets {
+            let s = Arc::new(UdpSocket::from_std(s).map_err(|e| SfuError::Internal(e.to_string()))?);
+            tracker.spawn(read_socket(tag, s.clone(), dg_tx.clone(), shutdown.clone()));
+            tagged.push((tag, s));
+        }
+        let viewers: ViewerCounts = Arc::default();
+        let candidates = Arc::new(sockets.candidates.clone());
+        let driver = Driver::new(
+            tagged,
+            sockets.candidates,
+            certificate,
+            hub,
+            media_tx,
+            tracker.clone(),
+            viewers.clone(),
+        );
+        tracker.spawn(driver.run(dg_rx, cmd_rx, media_rx, shutdown));
+        Ok(Sfu { commands: cmd_tx, viewers, candidates })
+    }
+
+    /// Answers a WHEP offer for `channel`. The channel need not be live.
+    pub async fn whep(&self, channel: &str, offer: String) -> Result<WhepSession, SfuError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::Whep { channel: channel.into(), offer, reply }).await?;
+        rx.await.map_err(|_| SfuError::ShuttingDown)?
+    }
+
+    pub async fn patch(&self, session: &str, candidates: Vec<String>) -> Result<(), SfuError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::Patch { session: session.into(), candidates, reply }).await?;
+        rx.await.map_err(|_| SfuError::ShuttingDown)?
+    }
+
+    pub async fn delete(&self, session: &str) -> Result<(), SfuError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::Delete { session: session.into(), reply }).await?;
+        rx.await.map_err(|_| SfuError::ShuttingDown)?
+    }
+
+    async fn send(&self, c: Command) -> Result<(), SfuError> {
+        self.commands.send(c).await.map_err(|_| SfuError::ShuttingDown)
+    }
+
+    pub fn viewers(&self, channel: &str) -> usize {
+        self.viewers.lock().expect("viewer counts poisoned").get(channel).copied().unwrap_or(0)
+    }
+
+    pub fn all_viewers(&self) -> Vec<(String, usize)> {
+        let v = self.viewers.lock().expect("viewer counts poisoned");
+        v.iter().map(|(k, n)| (k.clone(), *n)).collect()
+    }
+
+    pub fn candidates(&self) -> &[SocketAddr] {
+        &self.candidates
+    }
+}
+
+async fn read_socket(tag: SocketAddr, sock: Arc<UdpSocket>, tx: mpsc::Sender<Datagram>, shutdown: CancellationToken) {
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    loop {
+        let r = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = sock.recv_from(&mut buf) => r,
+        };
+        match r {
+            Ok((n, from)) => {
+                let d = Datagram { local: tag, from, data: bytes::BytesMut::from(&buf[..n]) };
+                // A full inbox means the driver is saturated: shed input
+                // rather than queue without bound.
+                let _ = tx.try_send(d);
+            }
+            // ICMP port-unreachable from a vanished viewer surfaces here on
+            // Linux; it concerns that viewer only.
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {}
+            Err(e) => {
+                tracing::warn!(%tag, "WebRTC socket read failed: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    }
+}

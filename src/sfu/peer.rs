@@ -1,0 +1,249 @@
+//! One WebRTC viewer: an `rtc` peer connection built from its offer, plus
+//! what the driver needs to route to it and feed it.
+
+use super::sdp::{self, Offer};
+use super::SfuError;
+use rtc::interceptor::Registry;
+use rtc::media_stream::MediaStreamTrack;
+use rtc::peer_connection::certificate::RTCCertificate;
+use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
+use rtc::peer_connection::configuration::media_engine::{MediaEngine, MIME_TYPE_H264, MIME_TYPE_OPUS};
+use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
+use rtc::peer_connection::configuration::RTCConfigurationBuilder;
+use rtc::peer_connection::sdp::RTCSessionDescription;
+use rtc::peer_connection::transport::{
+    CandidateConfig, CandidateHostConfig, RTCDtlsRole, RTCIceCandidate, RTCIceCandidateInit,
+};
+use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
+    RtpCodecKind,
+};
+use rtc::rtp_transceiver::RTCRtpSenderId;
+use rtc::data_channel::RTCDataChannelId;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// ICE-lite only hears STUN from the viewer. aiortc sends consent checks
+/// every 4-6 s, so the defaults would flap; these tolerate a late check and
+/// reap a vanished viewer after ~30 s.
+const ICE_DISCONNECTED_AFTER: Duration = Duration::from_secs(12);
+const ICE_FAILED_AFTER: Duration = Duration::from_secs(18);
+
+/// Remote addresses one peer may use at once (host, reflexive, relay on
+/// IPv4 and IPv6). Caps the routing map a client could grow.
+pub const MAX_ADDRS_PER_PEER: usize = 8;
+
+pub type PeerId = u64;
+
+/// The negotiated sending side of one track.
+#[derive(Debug, Clone, Copy)]
+pub struct Sender {
+    pub id: RTCRtpSenderId,
+    pub ssrc: u32,
+    pub payload_type: u8,
+}
+
+pub struct Peer {
+    pub id: PeerId,
+    pub session: String,
+    pub channel: Arc<str>,
+    pub ufrag: String,
+    pub pc: RTCPeerConnection,
+    pub video: Option<Sender>,
+    pub audio: Option<Sender>,
+    /// Video is withheld until a keyframe: P-frames without their reference
+    /// only show as corruption.
+    pub waiting_keyframe: bool,
+    pub chat: Option<RTCDataChannelId>,
+    pub addrs: Vec<SocketAddr>,
+    pub connected: bool,
+    pub created: Instant,
+    /// The deadline this peer is filed under in the driver's timer set.
+    pub deadline: Option<Instant>,
+}
+
+pub struct Answer {
+    pub peer: Peer,
+    pub sdp: String,
+}
+
+fn random_token(bytes: usize) -> String {
+    use rand::RngCore;
+    let mut raw = vec![0u8; bytes];
+    rand::rngs::OsRng.fill_bytes(&mut raw);
+    raw.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Builds a viewer's peer connection and its answer from an offer.
+pub fn answer_viewer(
+    id: PeerId,
+    channel: Arc<str>,
+    offer_sdp: String,
+    candidates: &[SocketAddr],
+    certificate: &RTCCertificate,
+    stream_profile: Option<u8>,
+    now: Instant,
+) -> Result<Answer, SfuError> {
+    let offer: Offer = sdp::read_offer(&offer_sdp).map_err(|e| SfuError::BadOffer(e.to_string()))?;
+    let h264 = if offer.has_video {
+        Some(sdp::choose_h264(&offer.h264, stream_profile).ok_or_else(|| {
+            SfuError::NoCommonCodec(
+                "the offer's video has no H.264 with packetization-mode=1; this server sends H.264".into(),
+            )
+        })?)
+    } else {
+        None
+    };
+    let opus = offer.opus.iter().find(|f| f.clock_rate == 48_000);
+    if h264.is_none() && opus.is_none() {
+        return Err(SfuError::NoCommonCodec(
+            "the offer has neither H.264 video nor Opus audio".into(),
+        ));
+    }
+
+    let mut media = MediaEngine::default();
+    let video_codec = h264.map(|f| RTCRtpCodec {
+        mime_type: MIME_TYPE_H264.to_owned(),
+        clock_rate: 90_000,
+        channels: 0,
+        // Echo the viewer's own fmtp so the answer names exactly the profile
+        // it offered.
+        sdp_fmtp_line: f.fmtp.clone(),
+        rtcp_feedback: vec![
+            RTCPFeedback { typ: "nack".into(), parameter: String::new() },
+            RTCPFeedback { typ: "nack".into(), parameter: "pli".into() },
+            RTCPFeedback { typ: "ccm".into(), parameter: "fir".into() },
+        ],
+    });
+    if let (Some(codec), Some(f)) = (&video_codec, h264) {
+        media
+            .register_codec(
+                RTCRtpCodecParameters { rtp_codec: codec.clone(), payload_type: f.payload_type, ..Default::default() },
+                RtpCodecKind::Video,
+            )
+            .map_err(|e| SfuError::Internal(format!("register H.264: {e}")))?;
+    }
+    let audio_codec = RTCRtpCodec {
+        mime_type: MIME_TYPE_OPUS.to_owned(),
+        clock_rate: 48_000,
+        channels: 2,
+        sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(),
+        rtcp_feedback: vec![],
+    };
+    // An audio m-line without a registered Opus is answered without ICE
+    // credentials, which some stacks refuse; register it whenever audio is
+    // offered.
+    if offer.has_audio {
+        let pt = opus.map(|f| f.payload_type).unwrap_or(111);
+        media
+            .register_codec(
+                RTCRtpCodecParameters { rtp_codec: audio_codec.clone(), payload_type: pt, ..Default::default() },
+                RtpCodecKind::Audio,
+            )
+            .map_err(|e| SfuError::Internal(format!("register Opus: {e}")))?;
+    }
+    let registry = register_default_interceptors(Registry::new(), &mut media)
+        .map_err(|e| SfuError::Internal(format!("interceptors: {e}")))?;
+
+    let ufrag = random_token(8);
+    let settings = SettingEngineBuilder::new()
+        .with_lite(true)
+        .with_ice_credentials(ufrag.clone(), random_token(16))
+        .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
+        .with_answering_dtls_role(RTCDtlsRole::Server)
+        .with_ice_timeouts(Some(ICE_DISCONNECTED_AFTER), Some(ICE_FAILED_AFTER), None)
+        .build();
+    let config = RTCConfigurationBuilder::new().with_certificates(vec![certificate.clone()]).build();
+    let mut pc = RTCPeerConnectionBuilder::new()
+        .with_configuration(config)
+        .with_setting_engine(settings)
+        .with_media_engine(media)
+        .with_interceptor_registry(registry)
+        .build(now)
+        .map_err(|e| SfuError::Internal(format!("peer connection: {e}")))?;
+
+    let mut add = |kind: RtpCodecKind, codec: RTCRtpCodec, label: &str| -> Result<(RTCRtpSenderId, u32), SfuError> {
+        let ssrc = rand::random::<u32>();
+        let track = MediaStreamTrack::new(
+            format!("onair-{channel}"),
+            format!("{label}-{id}"),
+            label.to_string(),
+            kind,
+            vec![RTCRtpEncodingParameters {
+                rtp_coding_parameters: RTCRtpCodingParameters { ssrc: Some(ssrc), ..Default::default() },
+                codec,
+                ..Default::default()
+            }],
+        );
+        let sender = pc.add_track(track).map_err(|e| SfuError::Internal(format!("add track: {e}")))?;
+        Ok((sender, ssrc))
+    };
+    let video = match video_codec {
+        Some(c) => Some(add(RtpCodecKind::Video, c, "video")?),
+        None => None,
+    };
+    let audio = match opus {
+        Some(_) => Some(add(RtpCodecKind::Audio, audio_codec, "audio")?),
+        None => None,
+    };
+
+    let remote = RTCSessionDescription::offer(offer_sdp).map_err(|e| SfuError::BadOffer(e.to_string()))?;
+    pc.set_remote_description(now, remote).map_err(|e| SfuError::BadOffer(e.to_string()))?;
+    for addr in candidates {
+        let host = CandidateHostConfig {
+            base_config: CandidateConfig {
+                network: "udp".to_owned(),
+                address: addr.ip().to_string(),
+                port: addr.port(),
+                component: 1,
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+        .new_candidate_host()
+        .map_err(|e| SfuError::Internal(format!("candidate: {e}")))?;
+        let init = RTCIceCandidate::from(&host)
+            .to_json()
+            .map_err(|e| SfuError::Internal(format!("candidate: {e}")))?;
+        pc.add_local_candidate(init).map_err(|e| SfuError::Internal(format!("candidate: {e}")))?;
+    }
+    // An empty candidate ends gathering, so the answer is complete: OBS and
+    // other non-trickle clients get every candidate in it.
+    pc.add_local_candidate(RTCIceCandidateInit::default())
+        .map_err(|e| SfuError::Internal(format!("end of candidates: {e}")))?;
+    let answer = pc.create_answer(None).map_err(|e| SfuError::BadOffer(e.to_string()))?;
+    pc.set_local_description(now, answer).map_err(|e| SfuError::BadOffer(e.to_string()))?;
+    let sdp = pc
+        .local_description()
+        .map(|d| d.sdp)
+        .ok_or_else(|| SfuError::Internal("no local description".into()))?;
+
+    let mut negotiated = |sender: Option<(RTCRtpSenderId, u32)>| -> Option<Sender> {
+        let (id, ssrc) = sender?;
+        let mut s = pc.rtp_sender(id)?;
+        let pt = s.get_parameters().rtp_parameters.codecs.first()?.payload_type;
+        Some(Sender { id, ssrc, payload_type: pt })
+    };
+    let video = negotiated(video);
+    let audio = negotiated(audio);
+    Ok(Answer {
+        peer: Peer {
+            id,
+            session: random_token(16),
+            channel,
+            ufrag,
+            pc,
+            video,
+            audio,
+            waiting_keyframe: true,
+            chat: None,
+            addrs: Vec::new(),
+            connected: false,
+            created: now,
+            deadline: None,
+        },
+        sdp,
+    })
+}

@@ -1,0 +1,218 @@
+//! A real WebRTC viewer built on webrtc-rs's `rtc` core (ICE, DTLS, SRTP,
+//! SCTP): it offers, POSTs to WHEP, and records what arrives.
+
+use super::http;
+use bytes::BytesMut;
+use rtc::interceptor::Registry;
+use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
+use rtc::peer_connection::configuration::media_engine::{MediaEngine, MIME_TYPE_H264, MIME_TYPE_OPUS};
+use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
+use rtc::peer_connection::configuration::RTCConfigurationBuilder;
+use rtc::peer_connection::event::{RTCDataChannelEvent, RTCPeerConnectionEvent};
+use rtc::peer_connection::message::RTCMessage;
+use rtc::peer_connection::sdp::RTCSessionDescription;
+use rtc::peer_connection::state::RTCPeerConnectionState;
+use rtc::peer_connection::RTCPeerConnectionBuilder;
+use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RTCRtpCodecParameters, RtpCodecKind};
+use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
+use rtc::sansio::Protocol;
+use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use tokio::net::UdpSocket;
+
+pub const VIDEO_PT: u8 = 102;
+pub const AUDIO_PT: u8 = 111;
+
+#[derive(Default, Debug)]
+pub struct Received {
+    pub connected_after: Option<Duration>,
+    pub video: Vec<rtc::rtp::packet::Packet>,
+    pub audio: Vec<rtc::rtp::packet::Packet>,
+    /// When the first video packet arrived, from the POST.
+    pub first_video_after: Option<Duration>,
+    pub chat: Vec<String>,
+    pub location: String,
+    pub answer: String,
+}
+
+pub struct ViewerOptions {
+    pub video: bool,
+    pub audio: bool,
+    pub chat_message: Option<String>,
+    pub profile_level_id: &'static str,
+}
+
+impl Default for ViewerOptions {
+    fn default() -> Self {
+        ViewerOptions { video: true, audio: true, chat_message: None, profile_level_id: "42e01f" }
+    }
+}
+
+/// Watches `channel` for `dur` and returns what arrived.
+pub async fn watch(http_addr: SocketAddr, channel: &str, dur: Duration, opts: ViewerOptions) -> anyhow::Result<Received> {
+    let socket = UdpSocket::bind("127.0.0.1:0").await?;
+    let local = socket.local_addr()?;
+    let mut media = MediaEngine::default();
+    media.register_codec(
+        RTCRtpCodecParameters {
+            rtp_codec: RTCRtpCodec {
+                mime_type: MIME_TYPE_H264.into(),
+                clock_rate: 90_000,
+                channels: 0,
+                sdp_fmtp_line: format!("level-asymmetry-allowed=1;packetization-mode=1;profile-level-id={}", opts.profile_level_id),
+                rtcp_feedback: vec![],
+            },
+            payload_type: VIDEO_PT,
+            ..Default::default()
+        },
+        RtpCodecKind::Video,
+    )?;
+    media.register_codec(
+        RTCRtpCodecParameters {
+            rtp_codec: RTCRtpCodec {
+                mime_type: MIME_TYPE_OPUS.into(),
+                clock_rate: 48_000,
+                channels: 2,
+                sdp_fmtp_line: "minptime=10;useinbandfec=1".into(),
+                rtcp_feedback: vec![],
+            },
+            payload_type: AUDIO_PT,
+            ..Default::default()
+        },
+        RtpCodecKind::Audio,
+    )?;
+    let registry = register_default_interceptors(Registry::new(), &mut media)?;
+    let settings = SettingEngineBuilder::new()
+        .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
+        .build();
+    let mut pc = RTCPeerConnectionBuilder::new()
+        .with_configuration(RTCConfigurationBuilder::new().build())
+        .with_setting_engine(settings)
+        .with_media_engine(media)
+        .with_interceptor_registry(registry)
+        .build(Instant::now())?;
+    let recv = || Some(RTCRtpTransceiverInit { direction: RTCRtpTransceiverDirection::Recvonly, ..Default::default() });
+    if opts.audio {
+        pc.add_transceiver_from_kind(RtpCodecKind::Audio, recv())?;
+    }
+    if opts.video {
+        pc.add_transceiver_from_kind(RtpCodecKind::Video, recv())?;
+    }
+    pc.create_data_channel("chat", None)?;
+    let offer = pc.create_offer(None)?;
+    pc.set_local_description(Instant::now(), offer)?;
+    let host = rtc::peer_connection::transport::CandidateHostConfig {
+        base_config: rtc::peer_connection::transport::CandidateConfig {
+            network: "udp".into(),
+            address: local.ip().to_string(),
+            port: local.port(),
+            component: 1,
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+    .new_candidate_host()?;
+    pc.add_local_candidate(rtc::peer_connection::transport::RTCIceCandidate::from(&host).to_json()?)?;
+    let offer_sdp = pc.local_description().ok_or_else(|| anyhow::anyhow!("no local description"))?.sdp;
+
+    let started = Instant::now();
+    let resp = http(
+        http_addr,
+        "POST",
+        &format!("/whep/{channel}"),
+        &[("Content-Type", "application/sdp")],
+        offer_sdp.as_bytes(),
+    )
+    .await;
+    anyhow::ensure!(resp.status == 201, "WHEP POST answered {}: {}", resp.status, resp.text());
+    let mut out = Received {
+        location: resp.header("location").unwrap_or_default().to_string(),
+        answer: resp.text(),
+        ..Default::default()
+    };
+    pc.set_remote_description(Instant::now(), RTCSessionDescription::answer(out.answer.clone())?)?;
+
+    let mut buf = vec![0u8; 2048];
+    let mut chat_id = None;
+    let deadline = started + dur;
+    loop {
+        while let Some(w) = pc.poll_write() {
+            let _ = socket.send_to(&w.message, w.transport.peer_addr).await;
+        }
+        while let Some(ev) = pc.poll_event() {
+            match ev {
+                RTCPeerConnectionEvent::OnConnectionStateChangeEvent(RTCPeerConnectionState::Connected) => {
+                    out.connected_after = Some(started.elapsed());
+                }
+                RTCPeerConnectionEvent::OnConnectionStateChangeEvent(RTCPeerConnectionState::Failed) => {
+                    anyhow::bail!("viewer connection failed");
+                }
+                RTCPeerConnectionEvent::OnDataChannel(RTCDataChannelEvent::OnOpen(id)) => {
+                    chat_id = Some(id);
+                    if let Some(m) = &opts.chat_message {
+                        if let Some(mut dc) = pc.data_channel(id) {
+                            dc.send_text(Instant::now(), m.clone())?;
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        while let Some(m) = pc.poll_read() {
+            match m.message {
+                RTCMessage::RtpPacket(_, p) if p.header.payload_type == VIDEO_PT => {
+                    out.first_video_after.get_or_insert(started.elapsed());
+                    out.video.push(p);
+                }
+                RTCMessage::RtpPacket(_, p) if p.header.payload_type == AUDIO_PT => out.audio.push(p),
+                RTCMessage::DataChannelMessage(id, msg) if Some(id) == chat_id => {
+                    out.chat.push(String::from_utf8_lossy(&msg.data).into_owned());
+                }
+                _ => {}
+            }
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            break;
+        }
+        let wake = pc.poll_timeout().unwrap_or(deadline).min(deadline);
+        let wait = wake.saturating_duration_since(now);
+        tokio::select! {
+            r = socket.recv_from(&mut buf) => {
+                let (n, from) = r?;
+                let _ = pc.handle_read(TaggedBytesMut {
+                    now: Instant::now(),
+                    transport: TransportContext { local_addr: local, peer_addr: from, ecn: None, transport_protocol: TransportProtocol::UDP },
+                    message: BytesMut::from(&buf[..n]),
+                });
+            }
+            _ = tokio::time::sleep(wait) => {
+                let _ = pc.handle_timeout(Instant::now());
+            }
+        }
+    }
+    let _ = pc.close();
+    Ok(out)
+}
+
+/// Reassembles H.264 access units (Annex B) from RTP, by timestamp and marker.
+pub fn access_units(packets: &[rtc::rtp::packet::Packet]) -> Vec<(u32, Vec<u8>)> {
+    use rtc::rtp::codec::h264::H264Packet;
+    use rtc::rtp::packetizer::Depacketizer;
+    let mut depack = H264Packet::default();
+    let mut aus = Vec::new();
+    let mut cur: Vec<u8> = Vec::new();
+    let mut sorted: Vec<&rtc::rtp::packet::Packet> = packets.iter().collect();
+    // Arrival order is sequence order on loopback except across wraps; keep it.
+    sorted.dedup_by_key(|p| p.header.sequence_number);
+    for p in sorted {
+        if let Ok(b) = depack.depacketize(&p.payload) {
+            cur.extend_from_slice(&b);
+        }
+        if p.header.marker {
+            aus.push((p.header.timestamp, std::mem::take(&mut cur)));
+        }
+    }
+    aus
+}

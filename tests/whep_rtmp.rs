@@ -1,0 +1,98 @@
+//! RTMP (ffmpeg) -> hub -> WHEP (a real webrtc-rs viewer): picture and sound.
+
+mod common;
+
+use common::webrtc_client::{access_units, watch, ViewerOptions};
+use common::{ffmpeg_publish, http, TestServer};
+use openh264::formats::YUVSource;
+use std::time::Duration;
+
+/// Decodes every access unit; returns (frames decoded, dimensions seen).
+fn decode_video(aus: &[(u32, Vec<u8>)]) -> (usize, Vec<(usize, usize)>) {
+    let mut dec = openh264::decoder::Decoder::new().expect("openh264 decoder");
+    let mut frames = 0;
+    let mut dims = Vec::new();
+    for (_, au) in aus {
+        if let Ok(Some(yuv)) = dec.decode(au) {
+            frames += 1;
+            let d = yuv.dimensions();
+            if !dims.contains(&d) {
+                dims.push(d);
+            }
+        }
+    }
+    (frames, dims)
+}
+
+/// Decodes Opus packets to mono PCM at 48 kHz.
+fn decode_audio(packets: &[rtc::rtp::packet::Packet]) -> Vec<f32> {
+    let mut dec = opus::Decoder::new(48_000, opus::Channels::Stereo).expect("opus decoder");
+    let mut pcm = Vec::new();
+    let mut buf = vec![0i16; 5760 * 2];
+    for p in packets {
+        if let Ok(n) = dec.decode(&p.payload, &mut buf, false) {
+            pcm.extend(buf[..n * 2].chunks(2).map(|s| (s[0] as f32 + s[1] as f32) / 65536.0));
+        }
+    }
+    pcm
+}
+
+/// Power of one frequency (Goertzel), normalised by the signal's length.
+fn tone_power(pcm: &[f32], freq: f32) -> f32 {
+    let w = 2.0 * std::f32::consts::PI * freq / 48_000.0;
+    let coeff = 2.0 * w.cos();
+    let (mut s1, mut s2) = (0.0f32, 0.0f32);
+    for &x in pcm {
+        let s0 = x + coeff * s1 - s2;
+        s2 = s1;
+        s1 = s0;
+    }
+    (s1 * s1 + s2 * s2 - coeff * s1 * s2) / pcm.len().max(1) as f32
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rtmp_publish_is_watched_over_whep_with_picture_and_sound() {
+    let srv = TestServer::start().await;
+    let _ff = ffmpeg_publish(&srv.rtmp_url(&srv.key), 12);
+    // Connect while the channel may still be offline: media must start when it
+    // goes live.
+    let got = watch(
+        srv.http,
+        &srv.channel,
+        Duration::from_secs(6),
+        ViewerOptions { chat_message: Some(r#"{"type":"chat","text":"hi"}"#.into()), ..Default::default() },
+    )
+    .await
+    .expect("viewer ran");
+
+    assert!(got.location.starts_with("/whep/demo/"), "Location {}", got.location);
+    assert!(got.answer.contains("a=candidate:"), "non-trickle answer carries candidates:\n{}", got.answer);
+    assert!(got.connected_after.is_some(), "viewer connected");
+
+    let aus = access_units(&got.video);
+    eprintln!(
+        "connected after {:?}, first video after {:?}, {} video / {} audio packets",
+        got.connected_after, got.first_video_after, got.video.len(), got.audio.len()
+    );
+    let (frames, dims) = decode_video(&aus);
+    assert!(frames >= 30, "decoded {frames} frames of {} access units", aus.len());
+    assert_eq!(dims, vec![(1280, 720)]);
+    let ts: Vec<u32> = aus.iter().map(|(t, _)| *t).collect();
+    assert!(ts.windows(2).all(|w| w[1].wrapping_sub(w[0]) < 90_000), "video timestamps advance smoothly");
+
+    let pcm = decode_audio(&got.audio);
+    assert!(pcm.len() > 48_000, "at least a second of audio, got {} samples", pcm.len());
+    let rms = (pcm.iter().map(|x| x * x).sum::<f32>() / pcm.len() as f32).sqrt();
+    assert!(rms > 0.01, "audio is not silent (rms {rms})");
+    let at_440 = tone_power(&pcm, 440.0);
+    let at_1000 = tone_power(&pcm, 1000.0);
+    assert!(at_440 > 50.0 * at_1000, "a 440 Hz tone: power {at_440} vs {at_1000} at 1 kHz");
+
+    assert!(got.chat.iter().any(|m| m.contains(r#""type":"live""#)), "live event on the data channel: {:?}", got.chat);
+    assert!(got.chat.iter().any(|m| m.contains("sign in to chat")), "chat without an account is refused: {:?}", got.chat);
+
+    // The session is ours to end; a second DELETE finds nothing.
+    let del = http(srv.http, "DELETE", &got.location, &[], b"").await;
+    assert!(del.status == 200 || del.status == 404, "DELETE answered {}", del.status);
+    srv.stop().await;
+}
