@@ -38,17 +38,17 @@ pub struct GlobalArgs {
 #[derive(Debug, Args, Clone, Default)]
 pub struct ServeArgs {
     /// HTTP: API, WHIP/WHEP, HLS, web UI, /metrics.
-    #[arg(long, env = "ONAIR_HTTP")]
+    #[arg(long, env = "ONAIR_HTTP", global = true)]
     pub http: Option<SocketAddr>,
     /// RTMP ingest.
-    #[arg(long, env = "ONAIR_RTMP")]
+    #[arg(long, env = "ONAIR_RTMP", global = true)]
     pub rtmp: Option<SocketAddr>,
     /// WebRTC media: every peer on this one UDP port.
-    #[arg(long, env = "ONAIR_WEBRTC_UDP")]
+    #[arg(long, env = "ONAIR_WEBRTC_UDP", global = true)]
     pub webrtc_udp: Option<SocketAddr>,
     /// Address announced in ICE candidates (NAT 1:1). Repeat or comma-separate
     /// for several. Default: every address of the host.
-    #[arg(long, env = "ONAIR_PUBLIC_IP", value_delimiter = ',')]
+    #[arg(long, env = "ONAIR_PUBLIC_IP", value_delimiter = ',', global = true)]
     pub public_ip: Vec<IpAddr>,
 }
 

@@ -1,6 +1,7 @@
 use clap::Parser;
 use onair::config::{ChannelAction, Cli, Command, Config};
 use onair::db::Db;
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -8,6 +9,7 @@ fn main() -> ExitCode {
     // Logs go to stderr so admin commands print only their answer on stdout.
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| "info,rtc=warn,rtc_ice=warn,rtc_dtls=warn,rtc_sctp=warn".into()),

@@ -62,7 +62,7 @@ fn crafted_scaling_sps() -> Vec<u8> {
         // (nextScale 0) ends the list early, as 7.3.2.1.1.1 allows.
         for j in 0..size {
             if j == size / 2 {
-                w.se(-(8 + j as i32));
+                w.se(-(8 + j));
                 break;
             }
             w.se(1);
@@ -334,8 +334,7 @@ fn avcc_roundtrip_and_too_many_nalus() {
     ];
     let joined = Bytes::from(join_avcc(&nalus));
     assert_eq!(split_avcc(&joined, 4).unwrap(), nalus);
-    let many: Vec<u8> = std::iter::repeat([1u8, 0x41])
-        .take(MAX_NALUS_PER_AU + 1)
+    let many: Vec<u8> = std::iter::repeat_n([1u8, 0x41], MAX_NALUS_PER_AU + 1)
         .flatten()
         .collect();
     assert!(split_avcc(&Bytes::from(many), 1).is_err());
@@ -343,7 +342,12 @@ fn avcc_roundtrip_and_too_many_nalus() {
 
 #[test]
 fn annexb_split_table() {
-    let cases: &[(&str, &[u8], Option<&[&[u8]]>)] = &[
+    type Case = (
+        &'static str,
+        &'static [u8],
+        Option<&'static [&'static [u8]]>,
+    );
+    let cases: &[Case] = &[
         (
             "4-byte and 3-byte start codes",
             &[0, 0, 0, 1, 0x67, 1, 0, 0, 1, 0x68, 2],

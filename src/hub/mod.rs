@@ -22,3 +22,6 @@ pub trait Channels: Send + Sync + 'static {
     /// Whether a channel of that name exists (live or not).
     fn exists(&self, name: &str) -> impl Future<Output = Result<bool, crate::db::DbError>> + Send;
 }
+
+#[cfg(test)]
+mod tests;

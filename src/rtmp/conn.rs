@@ -11,8 +11,7 @@ use rml_rtmp::handshake::{Handshake, HandshakeError, HandshakeProcessResult, Pee
 use rml_rtmp::messages::{MessagePayload, RtmpMessage};
 use rml_rtmp::rml_amf0::Amf0Value;
 use rml_rtmp::sessions::{
-    ServerSession, ServerSessionConfig, ServerSessionError, ServerSessionEvent,
-    ServerSessionResult,
+    ServerSession, ServerSessionConfig, ServerSessionError, ServerSessionEvent, ServerSessionResult,
 };
 use rml_rtmp::time::RtmpTimestamp;
 use std::collections::HashMap;
@@ -41,7 +40,7 @@ enum ConnError {
     HandshakeTimeout(std::time::Duration),
     #[error("bad handshake (not an RTMP client?): {0}")]
     Handshake(#[from] HandshakeError),
-    #[error("nothing received for {0:?}")]
+    #[error("nothing received (or nothing accepted) for {0:?}")]
     Idle(std::time::Duration),
     #[error("RTMP protocol error: {0}")]
     Session(#[from] ServerSessionError),
@@ -111,7 +110,10 @@ impl<C: Channels> Conn<C> {
         let mut next = self.input(&mut session, leftover).await?;
         let mut buf = vec![0u8; READ_BUF];
         loop {
-            socket.write_all(&self.out).await?;
+            // A client that stops reading must not park this task forever.
+            tokio::time::timeout(IDLE_TIMEOUT, socket.write_all(&self.out))
+                .await
+                .map_err(|_| ConnError::Idle(IDLE_TIMEOUT))??;
             self.out.clear();
             if let Next::Close = next {
                 return Ok(());
@@ -199,7 +201,10 @@ impl<C: Channels> Conn<C> {
         event: ServerSessionEvent,
     ) -> Result<Next, ConnError> {
         match event {
-            ServerSessionEvent::ConnectionRequested { request_id, app_name } => {
+            ServerSessionEvent::ConnectionRequested {
+                request_id,
+                app_name,
+            } => {
                 // The app is checked at publish time, so that a wrong app
                 // and a wrong key give the client the same BadName status.
                 self.app = Some(app_name);
@@ -211,7 +216,11 @@ impl<C: Channels> Conn<C> {
                 app_name,
                 stream_key,
                 ..
-            } => return self.publish(session, request_id, &app_name, &stream_key).await,
+            } => {
+                return self
+                    .publish(session, request_id, &app_name, &stream_key)
+                    .await
+            }
             ServerSessionEvent::PlayStreamRequested {
                 request_id,
                 stream_key,
@@ -265,7 +274,10 @@ impl<C: Channels> Conn<C> {
         let refusal = if self.ingest.is_some() {
             Err("a second publish on the same connection".to_string())
         } else if app != APP {
-            Err(format!("unknown app {:?} (publish to rtmp://HOST/{APP})", truncate(app)))
+            Err(format!(
+                "unknown app {:?} (publish to rtmp://HOST/{APP})",
+                truncate(app)
+            ))
         } else if key.is_empty() {
             Err("empty stream key".to_string())
         } else {
@@ -326,7 +338,9 @@ impl<C: Channels> Conn<C> {
         let packet = serializer
             .set_max_chunk_size(config.chunk_size, RtmpTimestamp::new(0))
             .ok()
-            .and_then(|_| MessagePayload::from_rtmp_message(message, RtmpTimestamp::new(0), stream_id).ok())
+            .and_then(|_| {
+                MessagePayload::from_rtmp_message(message, RtmpTimestamp::new(0), stream_id).ok()
+            })
             .and_then(|payload| serializer.serialize(&payload, true, false).ok());
         match packet {
             Some(p) => self.out.extend_from_slice(&p.bytes),

@@ -158,7 +158,10 @@ impl Ingest {
         let parsed = h264::parse_avc_decoder_config(record).and_then(|rec| {
             match (rec.sps.first(), rec.pps.first()) {
                 (Some(sps), Some(pps)) => Ok((sps.clone(), pps.clone(), rec.nal_length_size)),
-                _ => Err(crate::codec::invalid("AVC sequence header", "no SPS or no PPS")),
+                _ => Err(crate::codec::invalid(
+                    "AVC sequence header",
+                    "no SPS or no PPS",
+                )),
             }
         });
         match parsed {
@@ -209,7 +212,12 @@ impl Ingest {
             None => tracing::info!(channel = %self.channel,
                 "video: H.264 {} {}x{} level {}", info.profile_name(), info.width, info.height, info.level_idc),
         }
-        let codec = format!("H.264 {} {}x{}", info.profile_name(), info.width, info.height);
+        let codec = format!(
+            "H.264 {} {}x{}",
+            info.profile_name(),
+            info.width,
+            info.height
+        );
         self.publisher.stream().update_health(|h| {
             h.video_codec = Some(codec);
             h.width = Some(info.width);
@@ -272,7 +280,9 @@ impl Ingest {
             tracing::warn!(channel = %self.channel, peer = %self.peer,
                 "encoder is using B-frames; WebRTC viewers will stutter. Fix: in OBS set Output > Encoder > B-frames to 0 (or x264 option bframes=0)");
             self.publisher.stream().update_health(|h| h.bframes = true);
-            self.health_warning("encoder uses B-frames: set B-frames to 0 for smooth WebRTC playback".into());
+            self.health_warning(
+                "encoder uses B-frames: set B-frames to 0 for smooth WebRTC playback".into(),
+            );
         }
         let dts = Self::monotonic(&mut self.last_video_dts, ms_to_ticks(dts_ms));
         let pts = dts + ms_to_ticks(i64::from(composition_time));
@@ -350,11 +360,21 @@ impl Ingest {
             self.warned_he_aac = true;
             tracing::warn!(channel = %self.channel, peer = %self.peer,
                 "publisher sends {}; only AAC-LC is supported for WebRTC transcode, so WebRTC audio may fail. Fix: set the encoder's AAC profile to LC", asc.profile_name());
-            self.health_warning(format!("{} audio: only AAC-LC is supported for WebRTC", asc.profile_name()));
+            self.health_warning(format!(
+                "{} audio: only AAC-LC is supported for WebRTC",
+                asc.profile_name()
+            ));
         }
-        let codec = format!("{} {} Hz {}ch", asc.profile_name(), asc.sample_rate, asc.channels());
+        let codec = format!(
+            "{} {} Hz {}ch",
+            asc.profile_name(),
+            asc.sample_rate,
+            asc.channels()
+        );
         tracing::info!(channel = %self.channel, "audio: {codec}");
-        self.publisher.stream().update_health(|h| h.audio_codec = Some(codec));
+        self.publisher
+            .stream()
+            .update_health(|h| h.audio_codec = Some(codec));
         self.audio = Some(Arc::new(TrackConfig::Aac(AacConfig {
             asc: asc_bytes,
             object_type: asc.object_type,
@@ -377,7 +397,11 @@ impl Ingest {
         put("videocodecid", m.video_codec_id.map(Into::into));
         put("videodatarate", m.video_bitrate_kbps.map(Into::into));
         // f32 -> f64 would show 29.969999313354492; three decimals is what was meant.
-        put("framerate", m.video_frame_rate.map(|f| ((f64::from(f) * 1000.0).round() / 1000.0).into()));
+        put(
+            "framerate",
+            m.video_frame_rate
+                .map(|f| ((f64::from(f) * 1000.0).round() / 1000.0).into()),
+        );
         put("audiocodecid", m.audio_codec_id.map(Into::into));
         put("audiodatarate", m.audio_bitrate_kbps.map(Into::into));
         put("audiosamplerate", m.audio_sample_rate.map(Into::into));
@@ -385,9 +409,12 @@ impl Ingest {
         put("stereo", m.audio_is_stereo.map(Into::into));
         put(
             "encoder",
-            m.encoder
-                .as_ref()
-                .map(|e| e.chars().take(MAX_METADATA_STRING).collect::<String>().into()),
+            m.encoder.as_ref().map(|e| {
+                e.chars()
+                    .take(MAX_METADATA_STRING)
+                    .collect::<String>()
+                    .into()
+            }),
         );
         tracing::debug!(channel = %self.channel, metadata = ?map, "onMetaData");
         self.publisher.stream().update_health(|h| h.metadata = map);

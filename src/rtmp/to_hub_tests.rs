@@ -80,10 +80,17 @@ fn video_lifecycle() {
     let units = drain(&mut reader);
     assert_eq!(units.len(), 3);
     assert!(units[0].keyframe);
-    assert_eq!(nal_types(&units[0]), [7, 8, 5], "SPS+PPS prepended, AUD dropped");
+    assert_eq!(
+        nal_types(&units[0]),
+        [7, 8, 5],
+        "SPS+PPS prepended, AUD dropped"
+    );
     assert_eq!(nal_types(&units[1]), [1]);
     assert_eq!(dims(&units[0]), (1280, 720));
-    assert!(Arc::ptr_eq(&units[0].config, &units[2].config), "config shared");
+    assert!(
+        Arc::ptr_eq(&units[0].config, &units[2].config),
+        "config shared"
+    );
     assert_eq!(units[1].dts, ms_to_ticks(33));
 
     // Resolution change mid-stream.
@@ -132,7 +139,10 @@ fn bframes_detected_and_pts_offset() {
 fn audio_lifecycle() {
     let (mut ingest, mut reader) = setup();
     ingest.audio(Bytes::from_static(&[0xaf, 1, 0x21, 0x10]), 0);
-    assert!(drain(&mut reader).is_empty(), "raw AAC before the ASC is dropped");
+    assert!(
+        drain(&mut reader).is_empty(),
+        "raw AAC before the ASC is dropped"
+    );
     ingest.audio(Bytes::from_static(&[0xaf, 0, 0x11, 0x90]), 0);
     ingest.audio(Bytes::from_static(&[0xaf, 1, 0x21, 0x10]), 21);
     ingest.audio(Bytes::from_static(&[0xaf, 1]), 42); // empty frame: skipped
@@ -142,7 +152,9 @@ fn audio_lifecycle() {
     assert!(units[0].keyframe);
     assert_eq!(units[0].pts, ms_to_ticks(21));
     match units[0].config.as_ref() {
-        TrackConfig::Aac(c) => assert_eq!((c.sample_rate, c.channels, c.object_type), (48000, 2, 2)),
+        TrackConfig::Aac(c) => {
+            assert_eq!((c.sample_rate, c.channels, c.object_type), (48000, 2, 2))
+        }
         other => panic!("{other:?}"),
     }
     let h = ingest.publisher().stream().health();
@@ -172,10 +184,10 @@ fn malformed_tags_are_dropped() {
     let junk: &[&[u8]] = &[
         &[],
         &[0x17],
-        &[0x17, 1, 0, 0, 0, 0, 0, 0, 9, 0x65],     // AVCC length past end
-        &[0x17, 0, 0, 0, 0, 1, 2],                 // truncated config record
+        &[0x17, 1, 0, 0, 0, 0, 0, 0, 9, 0x65], // AVCC length past end
+        &[0x17, 0, 0, 0, 0, 1, 2],             // truncated config record
         &[0x90, b'h', b'v', b'c', b'1', 0, 0, 0], // Enhanced RTMP
-        &[0x12, 0, 0],                             // H.263
+        &[0x12, 0, 0],                         // H.263
         &[0x17, 9, 0, 0, 0],
     ];
     for (i, j) in junk.iter().enumerate() {
@@ -187,7 +199,11 @@ fn malformed_tags_are_dropped() {
     ingest.video(nalu_tag(true, 0, &[IDR]), 10);
     assert_eq!(drain(&mut reader).len(), 1);
     let h = ingest.publisher().stream().health();
-    assert!(h.warnings.iter().any(|w| w.contains("hvc1")), "{:?}", h.warnings);
+    assert!(
+        h.warnings.iter().any(|w| w.contains("hvc1")),
+        "{:?}",
+        h.warnings
+    );
 }
 
 #[test]
@@ -197,7 +213,10 @@ fn timeline_table() {
         (&[0, 33, 66], &[0, 33, 66]),
         (&[1000, 990, 1010], &[1000, 990, 1010]),
         (&[0xffff_fff0, 0x10], &[0xffff_fff0, 0x1_0000_0010]),
-        (&[0xffff_fff0, 0x10, 0xffff_fffa], &[0xffff_fff0, 0x1_0000_0010, 0xffff_fffa]),
+        (
+            &[0xffff_fff0, 0x10, 0xffff_fffa],
+            &[0xffff_fff0, 0x1_0000_0010, 0xffff_fffa],
+        ),
     ];
     for (raw, want) in cases {
         let mut t = Timeline::default();
@@ -227,5 +246,8 @@ fn metadata_stored() {
     let h = ingest.publisher().stream().health();
     assert_eq!(h.metadata["width"], 1280);
     assert_eq!(h.metadata["framerate"], 29.97);
-    assert_eq!(h.metadata["encoder"].as_str().unwrap().len(), MAX_METADATA_STRING);
+    assert_eq!(
+        h.metadata["encoder"].as_str().unwrap().len(),
+        MAX_METADATA_STRING
+    );
 }

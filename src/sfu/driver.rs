@@ -330,40 +330,41 @@ impl Driver {
         let mut out_bytes = 0u64;
         for pid in &ch.viewers {
             let Some(p) = self.peers.get_mut(pid) else { continue };
-            if !p.connected {
+            let skip = !p.connected
+                || match kind {
+                    MediaKind::Video if p.waiting_keyframe && !keyframe => true,
+                    MediaKind::Video => {
+                        p.waiting_keyframe = false;
+                        false
+                    }
+                    MediaKind::Audio => false,
+                };
+            let (sender, skipped) = match kind {
+                MediaKind::Video => (p.video, &mut p.video_skipped),
+                MediaKind::Audio => (p.audio, &mut p.audio_skipped),
+            };
+            if skip {
+                *skipped = skipped.wrapping_add(packets.len() as u16);
                 continue;
             }
-            let sender = match kind {
-                MediaKind::Video => {
-                    if p.waiting_keyframe {
-                        if !keyframe {
-                            continue;
-                        }
-                        p.waiting_keyframe = false;
-                    }
-                    p.video
-                }
-                MediaKind::Audio => p.audio,
-            };
+            let shift = *skipped;
             let Some(sender) = sender else { continue };
             let Some(mut rtp) = p.pc.rtp_sender(sender.id) else { continue };
             for pkt in packets {
                 let mut pkt = pkt.clone();
                 pkt.header.ssrc = sender.ssrc;
                 pkt.header.payload_type = sender.payload_type;
+                pkt.header.sequence_number = pkt.header.sequence_number.wrapping_sub(shift);
                 out_bytes += pkt.payload.len() as u64;
                 if rtp.write_rtp(now, pkt).is_ok() {
                     out_packets += 1;
                 }
             }
-            let mut batch_sent = 0;
             while let Some(out) = p.pc.poll_write() {
-                batch_sent += 1;
                 if !send(&self.sockets, &out.transport, &out.message) {
                     self.send_drops += 1;
                 }
             }
-            let _ = batch_sent;
         }
         crate::metrics::add_rtp_out(out_packets, out_bytes);
     }

@@ -118,6 +118,7 @@ pub async fn run(channel: Arc<str>, hub: Arc<Hub>, out: mpsc::Sender<Media>, can
                     if packets.is_empty() {
                         continue;
                     }
+                    let count = packets.len();
                     let batch = Media::Batch {
                         channel: channel.clone(),
                         kind: MediaKind::Video,
@@ -126,6 +127,7 @@ pub async fn run(channel: Arc<str>, hub: Arc<Hub>, out: mpsc::Sender<Media>, can
                     };
                     video_broken = out.try_send(batch).is_err();
                     if video_broken {
+                        video_seq.rewind(count);
                         crate::metrics::add_reader_drops(1);
                     }
                 }
@@ -156,24 +158,14 @@ pub async fn run(channel: Arc<str>, hub: Arc<Hub>, out: mpsc::Sender<Media>, can
                     for f in frames {
                         let ts = clock.audio(unit.pts, f.pts_48k);
                         let pkt = packetize::opus(f.data, ts, &mut audio_seq);
-                        let _ = out.try_send(Media::Batch {
-                            channel: channel.clone(),
-                            kind: MediaKind::Audio,
-                            keyframe: true,
-                            packets: vec![pkt],
-                        });
+                        send_audio(&out, &channel, pkt, &mut audio_seq);
                     }
                 }
                 Payload::Opus(frame) => {
                     let pts_48k = unit.pts * OPUS_RATE / CLOCK_RATE;
                     let ts = clock.audio(unit.pts, pts_48k);
                     let pkt = packetize::opus(frame.clone(), ts, &mut audio_seq);
-                    let _ = out.try_send(Media::Batch {
-                        channel: channel.clone(),
-                        kind: MediaKind::Audio,
-                        keyframe: true,
-                        packets: vec![pkt],
-                    });
+                    send_audio(&out, &channel, pkt, &mut audio_seq);
                 }
             }
         }
@@ -181,5 +173,12 @@ pub async fn run(channel: Arc<str>, hub: Arc<Hub>, out: mpsc::Sender<Media>, can
         if !still_live {
             let _ = out.try_send(Media::Live { channel: channel.clone(), live: false });
         }
+    }
+}
+
+fn send_audio(out: &mpsc::Sender<Media>, channel: &Arc<str>, pkt: rtc::rtp::packet::Packet, seq: &mut Sequencer) {
+    let batch = Media::Batch { channel: channel.clone(), kind: MediaKind::Audio, keyframe: true, packets: vec![pkt] };
+    if out.try_send(batch).is_err() {
+        seq.rewind(1);
     }
 }

@@ -26,6 +26,12 @@ impl Sequencer {
         Sequencer { next: start }
     }
 
+    /// Gives back the last `n` numbers, for packets that were never sent:
+    /// a gap would read as loss to every viewer.
+    pub fn rewind(&mut self, n: usize) {
+        self.next = self.next.wrapping_sub(n as u16);
+    }
+
     fn take(&mut self) -> u16 {
         let s = self.next;
         self.next = self.next.wrapping_add(1);

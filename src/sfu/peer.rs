@@ -56,6 +56,10 @@ pub struct Peer {
     /// Video is withheld until a keyframe: P-frames without their reference
     /// only show as corruption.
     pub waiting_keyframe: bool,
+    /// Packets this viewer skipped (joining, or waiting for a keyframe):
+    /// its sequence numbers are shifted down by this much so it sees no gap.
+    pub video_skipped: u16,
+    pub audio_skipped: u16,
     pub chat: Option<RTCDataChannelId>,
     pub addrs: Vec<SocketAddr>,
     pub connected: bool,
@@ -238,6 +242,8 @@ pub fn answer_viewer(
             video,
             audio,
             waiting_keyframe: true,
+            video_skipped: 0,
+            audio_skipped: 0,
             chat: None,
             addrs: Vec::new(),
             connected: false,

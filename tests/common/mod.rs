@@ -28,7 +28,8 @@ pub struct TestServer {
 pub fn init_logs() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,rtc=warn,rtc_sctp=error,rtc_dtls=error".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,rtc=warn,rtc_sctp=error,rtc_dtls=error".into()),
         )
         .with_test_writer()
         .try_init();
@@ -37,9 +38,15 @@ pub fn init_logs() {
 impl TestServer {
     /// Starts onair on port 0 everywhere with one channel, `demo`.
     pub async fn start() -> TestServer {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Like [`start`](Self::start), with changes to the test config.
+    pub async fn start_with(change: impl FnOnce(&mut Config)) -> TestServer {
         init_logs();
         let dir = tempfile::tempdir().expect("tempdir");
-        let config = Config::for_test(dir.path());
+        let mut config = Config::for_test(dir.path());
+        change(&mut config);
         let db = Db::open(&config.database_url).await.expect("open db");
         let ch = db.create_channel("demo").await.expect("create channel");
         let listeners = onair::Listeners::bind(&config).await.expect("bind");
@@ -47,8 +54,21 @@ impl TestServer {
         let rtmp = listeners.rtmp_addr();
         let stop = CancellationToken::new();
         let s = stop.clone();
-        let task = tokio::spawn(onair::run(config, listeners, async move { s.cancelled().await }));
-        TestServer { http, rtmp, channel: ch.name, key: ch.stream_key, db, stop, task: Some(task), dir }
+        let task = tokio::spawn(onair::run(
+            config,
+            listeners,
+            async move { s.cancelled().await },
+        ));
+        TestServer {
+            http,
+            rtmp,
+            channel: ch.name,
+            key: ch.stream_key,
+            db,
+            stop,
+            task: Some(task),
+            dir,
+        }
     }
 
     pub fn rtmp_url(&self, key: &str) -> String {
@@ -59,7 +79,9 @@ impl TestServer {
     pub async fn stop(mut self) {
         self.stop.cancel();
         if let Some(t) = self.task.take() {
-            let r = tokio::time::timeout(Duration::from_secs(15), t).await.expect("server stops in time");
+            let r = tokio::time::timeout(Duration::from_secs(15), t)
+                .await
+                .expect("server stops in time");
             r.expect("server task").expect("server ran cleanly");
         }
     }
@@ -83,14 +105,26 @@ pub fn ffmpeg_publish_with(url: &str, secs: u32, video_opts: &[&str]) -> Child {
         .args(["-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=30"])
         .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
         .args(["-t", &secs.to_string()])
-        .args(["-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-g", "30", "-pix_fmt", "yuv420p"])
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-tune",
+            "zerolatency",
+            "-g",
+            "30",
+            "-pix_fmt",
+            "yuv420p",
+        ])
         .args(video_opts)
         .args(["-c:a", "aac", "-b:a", "128k", "-ar", "48000"])
         .args(["-f", "flv", url])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .kill_on_drop(true);
-    cmd.spawn().expect("ffmpeg is installed (apt-get install ffmpeg)")
+    cmd.spawn()
+        .expect("ffmpeg is installed (apt-get install ffmpeg)")
 }
 
 pub struct HttpResponse {
@@ -101,7 +135,10 @@ pub struct HttpResponse {
 
 impl HttpResponse {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn text(&self) -> String {
@@ -109,14 +146,24 @@ impl HttpResponse {
     }
 
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
     }
 }
 
 /// One HTTP/1.1 request on its own connection.
-pub async fn http(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> HttpResponse {
+pub async fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> HttpResponse {
     let mut s = TcpStream::connect(addr).await.expect("connect");
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -131,20 +178,34 @@ pub async fn http(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, 
 }
 
 fn parse_response(raw: &[u8]) -> HttpResponse {
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("complete response head");
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("complete response head");
     let head = String::from_utf8_lossy(&raw[..split]).into_owned();
     let mut lines = head.lines();
-    let status = lines.next().and_then(|l| l.split_whitespace().nth(1)).and_then(|c| c.parse().ok()).expect("status line");
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|c| c.parse().ok())
+        .expect("status line");
     let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':').map(|(k, v)| (k.trim().to_string(), v.trim().to_string())))
+        .filter_map(|l| {
+            l.split_once(':')
+                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        })
         .collect();
     let mut body = raw[split + 4..].to_vec();
-    let chunked = headers.iter().any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
+    let chunked = headers
+        .iter()
+        .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
     if chunked {
         let mut out = Vec::new();
         let mut rest = &body[..];
         while let Some(p) = rest.windows(2).position(|w| w == b"\r\n") {
-            let n = usize::from_str_radix(std::str::from_utf8(&rest[..p]).unwrap_or("0").trim(), 16).unwrap_or(0);
+            let n =
+                usize::from_str_radix(std::str::from_utf8(&rest[..p]).unwrap_or("0").trim(), 16)
+                    .unwrap_or(0);
             if n == 0 {
                 break;
             }
@@ -153,7 +214,11 @@ fn parse_response(raw: &[u8]) -> HttpResponse {
         }
         body = out;
     }
-    HttpResponse { status, headers, body }
+    HttpResponse {
+        status,
+        headers,
+        body,
+    }
 }
 
 /// Waits until `f` is true, polling; panics with `what` after `limit`.

@@ -5,7 +5,9 @@ use super::http;
 use bytes::BytesMut;
 use rtc::interceptor::Registry;
 use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
-use rtc::peer_connection::configuration::media_engine::{MediaEngine, MIME_TYPE_H264, MIME_TYPE_OPUS};
+use rtc::peer_connection::configuration::media_engine::{
+    MediaEngine, MIME_TYPE_H264, MIME_TYPE_OPUS,
+};
 use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
 use rtc::peer_connection::event::{RTCDataChannelEvent, RTCPeerConnectionEvent};
@@ -45,12 +47,22 @@ pub struct ViewerOptions {
 
 impl Default for ViewerOptions {
     fn default() -> Self {
-        ViewerOptions { video: true, audio: true, chat_message: None, profile_level_id: "42e01f" }
+        ViewerOptions {
+            video: true,
+            audio: true,
+            chat_message: None,
+            profile_level_id: "42e01f",
+        }
     }
 }
 
 /// Watches `channel` for `dur` and returns what arrived.
-pub async fn watch(http_addr: SocketAddr, channel: &str, dur: Duration, opts: ViewerOptions) -> anyhow::Result<Received> {
+pub async fn watch(
+    http_addr: SocketAddr,
+    channel: &str,
+    dur: Duration,
+    opts: ViewerOptions,
+) -> anyhow::Result<Received> {
     let socket = UdpSocket::bind("127.0.0.1:0").await?;
     let local = socket.local_addr()?;
     let mut media = MediaEngine::default();
@@ -60,7 +72,10 @@ pub async fn watch(http_addr: SocketAddr, channel: &str, dur: Duration, opts: Vi
                 mime_type: MIME_TYPE_H264.into(),
                 clock_rate: 90_000,
                 channels: 0,
-                sdp_fmtp_line: format!("level-asymmetry-allowed=1;packetization-mode=1;profile-level-id={}", opts.profile_level_id),
+                sdp_fmtp_line: format!(
+                    "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id={}",
+                    opts.profile_level_id
+                ),
                 rtcp_feedback: vec![],
             },
             payload_type: VIDEO_PT,
@@ -92,7 +107,12 @@ pub async fn watch(http_addr: SocketAddr, channel: &str, dur: Duration, opts: Vi
         .with_media_engine(media)
         .with_interceptor_registry(registry)
         .build(Instant::now())?;
-    let recv = || Some(RTCRtpTransceiverInit { direction: RTCRtpTransceiverDirection::Recvonly, ..Default::default() });
+    let recv = || {
+        Some(RTCRtpTransceiverInit {
+            direction: RTCRtpTransceiverDirection::Recvonly,
+            ..Default::default()
+        })
+    };
     if opts.audio {
         pc.add_transceiver_from_kind(RtpCodecKind::Audio, recv())?;
     }
@@ -113,8 +133,13 @@ pub async fn watch(http_addr: SocketAddr, channel: &str, dur: Duration, opts: Vi
         ..Default::default()
     }
     .new_candidate_host()?;
-    pc.add_local_candidate(rtc::peer_connection::transport::RTCIceCandidate::from(&host).to_json()?)?;
-    let offer_sdp = pc.local_description().ok_or_else(|| anyhow::anyhow!("no local description"))?.sdp;
+    pc.add_local_candidate(
+        rtc::peer_connection::transport::RTCIceCandidate::from(&host).to_json()?,
+    )?;
+    let offer_sdp = pc
+        .local_description()
+        .ok_or_else(|| anyhow::anyhow!("no local description"))?
+        .sdp;
 
     let started = Instant::now();
     let resp = http(
@@ -125,13 +150,21 @@ pub async fn watch(http_addr: SocketAddr, channel: &str, dur: Duration, opts: Vi
         offer_sdp.as_bytes(),
     )
     .await;
-    anyhow::ensure!(resp.status == 201, "WHEP POST answered {}: {}", resp.status, resp.text());
+    anyhow::ensure!(
+        resp.status == 201,
+        "WHEP POST answered {}: {}",
+        resp.status,
+        resp.text()
+    );
     let mut out = Received {
         location: resp.header("location").unwrap_or_default().to_string(),
         answer: resp.text(),
         ..Default::default()
     };
-    pc.set_remote_description(Instant::now(), RTCSessionDescription::answer(out.answer.clone())?)?;
+    pc.set_remote_description(
+        Instant::now(),
+        RTCSessionDescription::answer(out.answer.clone())?,
+    )?;
 
     let mut buf = vec![0u8; 2048];
     let mut chat_id = None;
@@ -142,10 +175,14 @@ pub async fn watch(http_addr: SocketAddr, channel: &str, dur: Duration, opts: Vi
         }
         while let Some(ev) = pc.poll_event() {
             match ev {
-                RTCPeerConnectionEvent::OnConnectionStateChangeEvent(RTCPeerConnectionState::Connected) => {
+                RTCPeerConnectionEvent::OnConnectionStateChangeEvent(
+                    RTCPeerConnectionState::Connected,
+                ) => {
                     out.connected_after = Some(started.elapsed());
                 }
-                RTCPeerConnectionEvent::OnConnectionStateChangeEvent(RTCPeerConnectionState::Failed) => {
+                RTCPeerConnectionEvent::OnConnectionStateChangeEvent(
+                    RTCPeerConnectionState::Failed,
+                ) => {
                     anyhow::bail!("viewer connection failed");
                 }
                 RTCPeerConnectionEvent::OnDataChannel(RTCDataChannelEvent::OnOpen(id)) => {
@@ -165,9 +202,12 @@ pub async fn watch(http_addr: SocketAddr, channel: &str, dur: Duration, opts: Vi
                     out.first_video_after.get_or_insert(started.elapsed());
                     out.video.push(p);
                 }
-                RTCMessage::RtpPacket(_, p) if p.header.payload_type == AUDIO_PT => out.audio.push(p),
+                RTCMessage::RtpPacket(_, p) if p.header.payload_type == AUDIO_PT => {
+                    out.audio.push(p)
+                }
                 RTCMessage::DataChannelMessage(id, msg) if Some(id) == chat_id => {
-                    out.chat.push(String::from_utf8_lossy(&msg.data).into_owned());
+                    out.chat
+                        .push(String::from_utf8_lossy(&msg.data).into_owned());
                 }
                 _ => {}
             }
