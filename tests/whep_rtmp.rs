@@ -96,3 +96,30 @@ async fn rtmp_publish_is_watched_over_whep_with_picture_and_sound() {
     assert!(del.status == 200 || del.status == 404, "DELETE answered {}", del.status);
     srv.stop().await;
 }
+
+/// A viewer that joins mid-GOP gets the current GOP at once (squeezed to the
+/// live timestamp), so it shows a picture without waiting for the next
+/// keyframe.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_viewer_joining_a_live_channel_shows_a_picture_within_a_second() {
+    let srv = TestServer::start().await;
+    let _ff = ffmpeg_publish(&srv.rtmp_url(&srv.key), 12);
+    common::wait_for_live(srv.http, &srv.channel).await;
+    for round in 0..3 {
+        // Join at different points of the 1 s GOP.
+        tokio::time::sleep(Duration::from_millis(330)).await;
+        let got = watch(srv.http, &srv.channel, Duration::from_millis(1500), ViewerOptions::default())
+            .await
+            .expect("viewer ran");
+        let first = got.first_video_after.expect("video arrived");
+        eprintln!("round {round}: connected after {:?}, first video after {first:?}", got.connected_after);
+        assert!(first < Duration::from_secs(1), "first video after {first:?}");
+        let aus = access_units(&got.video);
+        let mut dec = openh264::decoder::Decoder::new().unwrap();
+        let first_picture = aus.iter().position(|(_, au)| matches!(dec.decode(au), Ok(Some(_))));
+        assert_eq!(first_picture, Some(0), "the very first access unit decodes to a picture");
+        let ts: Vec<u32> = aus.iter().map(|(t, _)| *t).collect();
+        assert!(ts.windows(2).all(|w| w[1].wrapping_sub(w[0]) < 0x8000_0000), "timestamps never go back");
+    }
+    srv.stop().await;
+}

@@ -45,7 +45,15 @@ struct ChannelState {
     live: bool,
     profile: Option<u8>,
     counts_dirty: bool,
+    /// The video RTP packets since the latest keyframe, so a viewer that
+    /// connects mid-GOP shows a picture at once instead of waiting up to a
+    /// keyframe interval. Empty when unknown or over the cap.
+    gop: Vec<Packet>,
 }
+
+/// About 2 s of 6 Mbit/s video. A publisher with longer or heavier GOPs
+/// simply makes new viewers wait for the next keyframe.
+const GOP_MAX_PACKETS: usize = 1500;
 
 pub struct Driver {
     pub sockets: Vec<(SocketAddr, Arc<UdpSocket>)>,
@@ -205,7 +213,7 @@ impl Driver {
                 self.media_tx.clone(),
                 cancel.clone(),
             ));
-            ChannelState { viewers: Vec::new(), cancel, live: false, profile: None, counts_dirty: false }
+            ChannelState { viewers: Vec::new(), cancel, live: false, profile: None, counts_dirty: false, gop: Vec::new() }
         });
         ch.viewers.push(id);
         ch.counts_dirty = true;
@@ -299,6 +307,7 @@ impl Driver {
             Media::Live { channel, live } => {
                 if let Some(ch) = self.channels.get_mut(&channel) {
                     ch.live = live;
+                    ch.gop.clear();
                     let msg = if live { r#"{"type":"live"}"# } else { r#"{"type":"offline"}"# };
                     let viewers = ch.viewers.clone();
                     for pid in viewers {
@@ -324,7 +333,20 @@ impl Driver {
     /// the channel: only the SSRC and payload type differ per viewer; the
     /// payload bytes are shared.
     fn fan_out(&mut self, channel: &Arc<str>, kind: MediaKind, keyframe: bool, packets: &[Packet]) {
-        let Some(ch) = self.channels.get(channel) else { return };
+        let Some(ch) = self.channels.get_mut(channel) else { return };
+        if kind == MediaKind::Video {
+            if keyframe {
+                ch.gop.clear();
+                ch.gop.extend_from_slice(packets);
+            } else if !ch.gop.is_empty() {
+                if ch.gop.len() + packets.len() <= GOP_MAX_PACKETS {
+                    ch.gop.extend_from_slice(packets);
+                } else {
+                    ch.gop = Vec::new();
+                }
+            }
+        }
+        let ch = &*ch;
         let now = Instant::now();
         let mut out_packets = 0u64;
         let mut out_bytes = 0u64;
@@ -425,6 +447,9 @@ impl Driver {
                         p.connected = true;
                         p.waiting_keyframe = true;
                         tracing::debug!(session = p.session, after = ?p.created.elapsed(), "viewer connected");
+                        if let Some(ch) = self.channels.get(&p.channel) {
+                            fast_start(&mut p, &ch.gop);
+                        }
                     }
                     RTCPeerConnectionState::Failed => close = Some("connection failed"),
                     RTCPeerConnectionState::Closed => close = Some("connection closed"),
@@ -471,6 +496,31 @@ impl Driver {
             self.remove_peer(pid, why);
         }
     }
+}
+
+/// Sends a just-connected viewer the current GOP so its decoder starts now.
+/// The frames keep their order but are squeezed to one tick apart, ending at
+/// the live frame's timestamp: the player decodes them all and shows the
+/// latest, instead of replaying the last second and staying that far behind.
+fn fast_start(p: &mut Peer, gop: &[Packet]) {
+    let (Some(sender), Some(last)) = (p.video, gop.last()) else { return };
+    let frames = 1 + gop.windows(2).filter(|w| w[0].header.timestamp != w[1].header.timestamp).count() as u32;
+    let now = Instant::now();
+    let shift = p.video_skipped;
+    let Some(mut rtp) = p.pc.rtp_sender(sender.id) else { return };
+    let mut frame = 0u32;
+    for (i, pkt) in gop.iter().enumerate() {
+        if i > 0 && gop[i - 1].header.timestamp != pkt.header.timestamp {
+            frame += 1;
+        }
+        let mut pkt = pkt.clone();
+        pkt.header.ssrc = sender.ssrc;
+        pkt.header.payload_type = sender.payload_type;
+        pkt.header.sequence_number = pkt.header.sequence_number.wrapping_sub(shift);
+        pkt.header.timestamp = last.header.timestamp.wrapping_sub(frames - 1 - frame);
+        let _ = rtp.write_rtp(now, pkt);
+    }
+    p.waiting_keyframe = false;
 }
 
 /// What a viewer's message on the `chat` channel gets back. Writing needs an

@@ -229,3 +229,17 @@ pub async fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) 
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Waits until `channel` is live, read from `/metrics`.
+pub async fn wait_for_live(addr: SocketAddr, channel: &str) {
+    let needle = format!("onair_stream_readers{{channel=\"{channel}\"}}");
+    let start = std::time::Instant::now();
+    loop {
+        let m = http(addr, "GET", "/metrics", &[], b"").await.text();
+        if m.contains(&needle) {
+            return;
+        }
+        assert!(start.elapsed() < Duration::from_secs(15), "channel {channel} never went live");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
