@@ -69,6 +69,7 @@ async fn rtmp_publish_is_watched_over_whep_with_picture_and_sound() {
     assert!(got.answer.contains("a=candidate:"), "non-trickle answer carries candidates:\n{}", got.answer);
     assert!(got.connected_after.is_some(), "viewer connected");
 
+    eprintln!("sender reports: {:?}", got.sender_reports);
     let aus = access_units(&got.video);
     eprintln!(
         "connected after {:?}, first video after {:?}, {} video / {} audio packets",

@@ -85,6 +85,8 @@ pub struct AacToOpus {
     /// `None` at 48 kHz.
     resampler: Option<Resampler>,
     encoder: opus::Encoder,
+    /// Samples of input the encoder holds back before its output starts.
+    lookahead: i64,
     clock: Option<Clock>,
     /// Interleaved stereo at 48 kHz not yet encoded. Every push drains all
     /// whole frames, so between calls it holds fewer than 960 samples per
@@ -145,6 +147,7 @@ impl AacToOpus {
         encoder.set_complexity(COMPLEXITY)?;
         encoder.set_inband_fec(true)?;
         encoder.set_packet_loss_perc(PACKET_LOSS_PERC)?;
+        let lookahead = i64::from(encoder.get_lookahead()?);
         Ok(AacToOpus {
             params,
             decoder,
@@ -152,6 +155,7 @@ impl AacToOpus {
             in_channels,
             resampler,
             encoder,
+            lookahead,
             clock: None,
             pcm: Vec::with_capacity(OUT_CHANNELS * 4 * AAC_FRAME_SAMPLES),
             decoded: Vec::new(),
@@ -297,6 +301,13 @@ impl AacToOpus {
             self.pcm.push(sanitize(*l));
             self.pcm.push(sanitize(*r));
         }
+    }
+
+    /// The encoder's delay in 48 kHz samples (312 for libopus in audio
+    /// mode): a decoded frame stamped `pts_48k` holds the sound of input time
+    /// `pts_48k - lookahead()`. Egress subtracts it to keep lip sync.
+    pub fn lookahead(&self) -> i64 {
+        self.lookahead
     }
 
     /// Encodes every whole 20 ms frame in the PCM buffer.

@@ -30,6 +30,11 @@ use tokio_util::task::TaskTracker;
 pub const MAX_PEERS: usize = 20_000;
 /// Viewer counts go to data channels at most this often, not on every join.
 const VIEWER_EVENT_INTERVAL: Duration = Duration::from_secs(2);
+/// RFC 3550 6.2 suggests 5 s; players sync faster with one a second, and
+/// for a viewer it is two tiny packets.
+const SENDER_REPORT_INTERVAL: Duration = Duration::from_secs(1);
+/// Seconds from the NTP epoch (1900) to the Unix epoch (1970).
+const NTP_UNIX_OFFSET: u64 = 2_208_988_800;
 /// Chat text over the data channel, with JSON framing.
 const MAX_DC_MESSAGE: usize = 4096;
 
@@ -49,6 +54,8 @@ struct ChannelState {
     /// connects mid-GOP shows a picture at once instead of waiting up to a
     /// keyframe interval. Empty when unknown or over the cap.
     gop: Vec<Packet>,
+    /// The live publish's media clock (see [`Media::Anchor`]).
+    anchor: Option<(Instant, u32, u32)>,
 }
 
 /// About 2 s of 6 Mbit/s video. A publisher with longer or heavier GOPs
@@ -111,6 +118,8 @@ impl Driver {
     ) {
         let mut ticker = tokio::time::interval(VIEWER_EVENT_INTERVAL);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut report_ticker = tokio::time::interval(SENDER_REPORT_INTERVAL);
+        report_ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let next = self.timers.first().map(|(t, _)| *t);
             let sleep = async {
@@ -145,6 +154,7 @@ impl Driver {
                 }
                 _ = sleep => self.on_timers(),
                 _ = ticker.tick() => self.send_viewer_counts(),
+                _ = report_ticker.tick() => self.send_sender_reports(),
             }
         }
         for (_, ch) in self.channels.drain() {
@@ -213,7 +223,7 @@ impl Driver {
                 self.media_tx.clone(),
                 cancel.clone(),
             ));
-            ChannelState { viewers: Vec::new(), cancel, live: false, profile: None, counts_dirty: false, gop: Vec::new() }
+            ChannelState { viewers: Vec::new(), cancel, live: false, profile: None, counts_dirty: false, gop: Vec::new(), anchor: None }
         });
         ch.viewers.push(id);
         ch.counts_dirty = true;
@@ -308,6 +318,9 @@ impl Driver {
                 if let Some(ch) = self.channels.get_mut(&channel) {
                     ch.live = live;
                     ch.gop.clear();
+                    if !live {
+                        ch.anchor = None;
+                    }
                     let msg = if live { r#"{"type":"live"}"# } else { r#"{"type":"offline"}"# };
                     let viewers = ch.viewers.clone();
                     for pid in viewers {
@@ -318,6 +331,11 @@ impl Driver {
                         }
                         self.send_chat(pid, msg);
                     }
+                }
+            }
+            Media::Anchor { channel, wall, video_ts, audio_ts } => {
+                if let Some(ch) = self.channels.get_mut(&channel) {
+                    ch.anchor = Some((wall, video_ts, audio_ts));
                 }
             }
             Media::Profile { channel, profile } => {
@@ -361,9 +379,9 @@ impl Driver {
                     }
                     MediaKind::Audio => false,
                 };
-            let (sender, skipped) = match kind {
-                MediaKind::Video => (p.video, &mut p.video_skipped),
-                MediaKind::Audio => (p.audio, &mut p.audio_skipped),
+            let (sender, skipped, sent) = match kind {
+                MediaKind::Video => (p.video, &mut p.video_skipped, &mut p.video_sent),
+                MediaKind::Audio => (p.audio, &mut p.audio_skipped, &mut p.audio_sent),
             };
             if skip {
                 *skipped = skipped.wrapping_add(packets.len() as u16);
@@ -377,9 +395,12 @@ impl Driver {
                 pkt.header.ssrc = sender.ssrc;
                 pkt.header.payload_type = sender.payload_type;
                 pkt.header.sequence_number = pkt.header.sequence_number.wrapping_sub(shift);
-                out_bytes += pkt.payload.len() as u64;
+                let len = pkt.payload.len();
                 if rtp.write_rtp(now, pkt).is_ok() {
                     out_packets += 1;
+                    out_bytes += len as u64;
+                    sent.0 = sent.0.wrapping_add(1);
+                    sent.1 = sent.1.wrapping_add(len as u32);
                 }
             }
             while let Some(out) = p.pc.poll_write() {
@@ -389,6 +410,51 @@ impl Driver {
             }
         }
         crate::metrics::add_rtp_out(out_packets, out_bytes);
+    }
+
+    /// Sender reports pinned to each publish's media clock, so both tracks
+    /// map to wall time through the same anchor and players line them up
+    /// exactly, whatever jitter the ingest had.
+    fn send_sender_reports(&mut self) {
+        let now = Instant::now();
+        let since_unix = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        let ntp = ((since_unix.as_secs() + NTP_UNIX_OFFSET) << 32) | ((since_unix.subsec_nanos() as u64) << 32) / 1_000_000_000;
+        let mut touched = Vec::new();
+        for ch in self.channels.values() {
+            let Some((wall, video_ts, audio_ts)) = ch.anchor else { continue };
+            let elapsed = now.saturating_duration_since(wall).as_secs_f64();
+            for pid in &ch.viewers {
+                let Some(p) = self.peers.get_mut(pid) else { continue };
+                if !p.connected {
+                    continue;
+                }
+                let tracks = [
+                    (p.video, video_ts.wrapping_add((elapsed * 90_000.0) as u32), p.video_sent),
+                    (p.audio, audio_ts.wrapping_add((elapsed * 48_000.0) as u32), p.audio_sent),
+                ];
+                for (sender, rtp_time, (packets, octets)) in tracks {
+                    let Some(sender) = sender else { continue };
+                    if packets == 0 {
+                        continue;
+                    }
+                    let sr = rtc::rtcp::sender_report::SenderReport {
+                        ssrc: sender.ssrc,
+                        ntp_time: ntp,
+                        rtp_time,
+                        packet_count: packets,
+                        octet_count: octets,
+                        ..Default::default()
+                    };
+                    if let Some(mut s) = p.pc.rtp_sender(sender.id) {
+                        let _ = s.write_rtcp(now, vec![Box::new(sr)]);
+                    }
+                }
+                touched.push(*pid);
+            }
+        }
+        for pid in touched {
+            self.service(pid, None);
+        }
     }
 
     fn send_chat(&mut self, pid: PeerId, text: &str) {

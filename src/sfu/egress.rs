@@ -28,6 +28,10 @@ struct Clock {
 
 struct Epoch {
     pts0: i64,
+    /// When the first unit of the publish arrived: the wall-clock instant
+    /// the media time `pts0` is pinned to, for both tracks alike.
+    wall: Instant,
+    announced: bool,
     video_base: u32,
     audio_base: u32,
 }
@@ -37,6 +41,21 @@ impl Clock {
         self.epoch = None;
     }
 
+    /// Pins the publish's clock on its first unit and returns the anchor to
+    /// announce, once per publish.
+    fn take_anchor_after(&mut self, pts: i64, channel: &Arc<str>) -> Option<Media> {
+        self.epoch(pts);
+        self.take_anchor(channel)
+    }
+
+    /// The anchor to announce, once per publish.
+    fn take_anchor(&mut self, channel: &Arc<str>) -> Option<Media> {
+        let e = self.epoch.as_mut().filter(|e| !e.announced)?;
+        e.announced = true;
+        Some(Media::Anchor { channel: channel.clone(), wall: e.wall, video_ts: e.video_base, audio_ts: e.audio_base })
+    }
+
+    /// The epoch for this publish, and whether it was made just now.
     fn epoch(&mut self, pts: i64) -> &Epoch {
         let (lv, la) = (self.last_video, self.last_audio);
         self.epoch.get_or_insert_with(|| {
@@ -44,7 +63,13 @@ impl Clock {
                 Some((ts, at)) => ts.wrapping_add((at.elapsed().as_millis() as i64 * rate / 1000) as u32 + 1),
                 None => rand::random::<u32>(),
             };
-            Epoch { pts0: pts, video_base: cont(lv, CLOCK_RATE), audio_base: cont(la, OPUS_RATE) }
+            Epoch {
+                pts0: pts,
+                video_base: cont(lv, CLOCK_RATE),
+                audio_base: cont(la, OPUS_RATE),
+                wall: Instant::now(),
+                announced: false,
+            }
         })
     }
 
@@ -101,6 +126,9 @@ pub async fn run(channel: Arc<str>, hub: Arc<Hub>, out: mpsc::Sender<Media>, can
                 u = reader.recv() => u,
             };
             let Some(unit) = unit else { break };
+            if let Some(anchor) = clock.take_anchor_after(unit.pts, &channel) {
+                let _ = out.try_send(anchor);
+            }
             match &unit.payload {
                 Payload::H264(nalus) => {
                     if let TrackConfig::H264(c) = unit.config.as_ref() {
@@ -155,8 +183,9 @@ pub async fn run(channel: Arc<str>, hub: Arc<Hub>, out: mpsc::Sender<Media>, can
                             continue;
                         }
                     };
+                    let lookahead = t.coder.lookahead();
                     for f in frames {
-                        let ts = clock.audio(unit.pts, f.pts_48k);
+                        let ts = clock.audio(unit.pts, f.pts_48k - lookahead);
                         let pkt = packetize::opus(f.data, ts, &mut audio_seq);
                         send_audio(&out, &channel, pkt, &mut audio_seq);
                     }

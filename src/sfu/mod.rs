@@ -56,6 +56,9 @@ pub(crate) enum Media {
     Batch { channel: Arc<str>, kind: MediaKind, keyframe: bool, packets: Vec<Packet> },
     Live { channel: Arc<str>, live: bool },
     Profile { channel: Arc<str>, profile: u8 },
+    /// A publish's media clock: at `wall`, the video and audio RTP clocks
+    /// read `video_ts` and `audio_ts`. Sender reports are derived from it.
+    Anchor { channel: Arc<str>, wall: std::time::Instant, video_ts: u32, audio_ts: u32 },
 }
 
 /// WebRTC viewers per channel, read by HTTP and metrics.

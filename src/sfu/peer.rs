@@ -6,7 +6,8 @@ use super::SfuError;
 use rtc::interceptor::Registry;
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::certificate::RTCCertificate;
-use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
+use rtc::interceptor::{ReceiverReportBuilder, Slot};
+use rtc::peer_connection::configuration::interceptor_registry::{configure_nack, configure_twcc_receiver_only};
 use rtc::peer_connection::configuration::media_engine::{MediaEngine, MIME_TYPE_H264, MIME_TYPE_OPUS};
 use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
@@ -59,6 +60,9 @@ pub struct Peer {
     /// Packets this viewer skipped (joining, or waiting for a keyframe):
     /// its sequence numbers are shifted down by this much so it sees no gap.
     pub video_skipped: u16,
+    /// Packets and payload octets sent per track, for sender reports.
+    pub video_sent: (u32, u32),
+    pub audio_sent: (u32, u32),
     pub audio_skipped: u16,
     pub chat: Option<RTCDataChannelId>,
     pub addrs: Vec<SocketAddr>,
@@ -148,8 +152,14 @@ pub fn answer_viewer(
             )
             .map_err(|e| SfuError::Internal(format!("register Opus: {e}")))?;
     }
-    let registry = register_default_interceptors(Registry::new(), &mut media)
-        .map_err(|e| SfuError::Internal(format!("interceptors: {e}")))?;
+    // NACK, TWCC feedback and receiver reports from the stock chain. Sender
+    // reports are ours (driver::send_sender_reports): the stock ones map RTP
+    // time to the moment a packet was written, so ingest jitter between
+    // audio and video would show up as lip-sync error.
+    let registry = configure_nack(Registry::new(), &mut media);
+    let registry = configure_twcc_receiver_only(registry, &mut media)
+        .map_err(|e| SfuError::Internal(format!("interceptors: {e}")))?
+        .with(Slot::ReceiverReport, ReceiverReportBuilder::new().build());
 
     let ufrag = random_token(8);
     let settings = SettingEngineBuilder::new()
@@ -243,6 +253,8 @@ pub fn answer_viewer(
             audio,
             waiting_keyframe: true,
             video_skipped: 0,
+            video_sent: (0, 0),
+            audio_sent: (0, 0),
             audio_skipped: 0,
             chat: None,
             addrs: Vec::new(),

@@ -24,6 +24,52 @@ use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
 
 pub const VIDEO_PT: u8 = 102;
+
+/// Marks inbound RTCP for the application, so the test sees the server's
+/// sender reports (the default chain consumes RTCP).
+#[derive(Default)]
+struct DeliverRtcp {
+    read: std::collections::VecDeque<rtc::interceptor::TaggedPacket>,
+    write: std::collections::VecDeque<rtc::interceptor::TaggedPacket>,
+}
+
+impl Protocol<rtc::interceptor::TaggedPacket, rtc::interceptor::TaggedPacket, ()> for DeliverRtcp {
+    type Rout = rtc::interceptor::TaggedPacket;
+    type Wout = rtc::interceptor::TaggedPacket;
+    type Eout = ();
+    type Error = rtc::shared::error::Error;
+    type Time = Instant;
+    fn handle_read(&mut self, mut msg: rtc::interceptor::TaggedPacket) -> Result<(), Self::Error> {
+        if matches!(msg.message.packet, rtc::interceptor::Packet::Rtcp(_)) {
+            msg.message.add(rtc::interceptor::Attribute::DeliverToApplication);
+        }
+        self.read.push_back(msg);
+        Ok(())
+    }
+    fn poll_read(&mut self) -> Option<Self::Rout> {
+        self.read.pop_front()
+    }
+    fn handle_write(&mut self, msg: rtc::interceptor::TaggedPacket) -> Result<(), Self::Error> {
+        self.write.push_back(msg);
+        Ok(())
+    }
+    fn poll_write(&mut self) -> Option<Self::Wout> {
+        self.write.pop_front()
+    }
+    fn handle_timeout(&mut self, _now: Instant) -> Result<(), Self::Error> {
+        Ok(())
+    }
+    fn poll_timeout(&mut self) -> Option<Instant> {
+        None
+    }
+}
+
+impl rtc::interceptor::Interceptor for DeliverRtcp {
+    fn bind_local_stream(&mut self, _: &rtc::interceptor::StreamInfo) {}
+    fn unbind_local_stream(&mut self, _: &rtc::interceptor::StreamInfo) {}
+    fn bind_remote_stream(&mut self, _: &rtc::interceptor::StreamInfo) {}
+    fn unbind_remote_stream(&mut self, _: &rtc::interceptor::StreamInfo) {}
+}
 pub const AUDIO_PT: u8 = 111;
 
 #[derive(Default, Debug)]
@@ -34,6 +80,8 @@ pub struct Received {
     /// When the first video packet arrived, from the POST.
     pub first_video_after: Option<Duration>,
     pub chat: Vec<String>,
+    /// Sender reports: (ssrc, NTP time as seconds, RTP time), in arrival order.
+    pub sender_reports: Vec<(u32, f64, u32)>,
     pub location: String,
     pub answer: String,
 }
@@ -97,7 +145,8 @@ pub async fn watch(
         },
         RtpCodecKind::Audio,
     )?;
-    let registry = register_default_interceptors(Registry::new(), &mut media)?;
+    let registry = Registry::new().with(rtc::interceptor::Slot::from(14_000), DeliverRtcp::default());
+    let registry = register_default_interceptors(registry, &mut media)?;
     let settings = SettingEngineBuilder::new()
         .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
         .build();
@@ -204,6 +253,14 @@ pub async fn watch(
                 }
                 RTCMessage::RtpPacket(_, p) if p.header.payload_type == AUDIO_PT => {
                     out.audio.push(p)
+                }
+                RTCMessage::RtcpPacket(_, packets) => {
+                    for p in packets {
+                        if let Some(sr) = p.as_any().downcast_ref::<rtc::rtcp::sender_report::SenderReport>() {
+                            let ntp = (sr.ntp_time >> 32) as f64 + (sr.ntp_time & 0xffff_ffff) as f64 / 4_294_967_296.0;
+                            out.sender_reports.push((sr.ssrc, ntp, sr.rtp_time));
+                        }
+                    }
                 }
                 RTCMessage::DataChannelMessage(id, msg) if Some(id) == chat_id => {
                     out.chat
