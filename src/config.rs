@@ -12,7 +12,11 @@ pub const DEFAULT_WEBRTC_UDP: &str = "0.0.0.0:8189";
 pub const DEFAULT_DATA_DIR: &str = "./data";
 
 #[derive(Debug, Parser)]
-#[command(name = "onair", version, about = "Live-streaming server: RTMP/WHIP in, WebRTC and LL-HLS out")]
+#[command(
+    name = "onair",
+    version,
+    about = "Live-streaming server: RTMP/WHIP in, WebRTC and LL-HLS out"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -107,8 +111,10 @@ impl Config {
     pub fn resolve(global: &GlobalArgs, serve: &ServeArgs) -> Result<Config, ConfigError> {
         let file = match &global.config {
             Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read(path.clone(), e))?;
-                toml::from_str::<FileConfig>(&text).map_err(|e| ConfigError::Parse(path.clone(), e))?
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| ConfigError::Read(path.clone(), e))?;
+                toml::from_str::<FileConfig>(&text)
+                    .map_err(|e| ConfigError::Parse(path.clone(), e))?
             }
             None => FileConfig::default(),
         };
@@ -124,10 +130,23 @@ impl Config {
             .or(file.database_url)
             .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("onair.db").display()));
         Ok(Config {
-            http: serve.http.or(file.http).unwrap_or_else(|| parse(DEFAULT_HTTP)),
-            rtmp: serve.rtmp.or(file.rtmp).unwrap_or_else(|| parse(DEFAULT_RTMP)),
-            webrtc_udp: serve.webrtc_udp.or(file.webrtc_udp).unwrap_or_else(|| parse(DEFAULT_WEBRTC_UDP)),
-            public_ips: if serve.public_ip.is_empty() { file.public_ip } else { serve.public_ip.clone() },
+            http: serve
+                .http
+                .or(file.http)
+                .unwrap_or_else(|| parse(DEFAULT_HTTP)),
+            rtmp: serve
+                .rtmp
+                .or(file.rtmp)
+                .unwrap_or_else(|| parse(DEFAULT_RTMP)),
+            webrtc_udp: serve
+                .webrtc_udp
+                .or(file.webrtc_udp)
+                .unwrap_or_else(|| parse(DEFAULT_WEBRTC_UDP)),
+            public_ips: if serve.public_ip.is_empty() {
+                file.public_ip
+            } else {
+                serve.public_ip.clone()
+            },
             data_dir,
             database_url,
         })

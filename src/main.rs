@@ -11,8 +11,9 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,rtc=warn,rtc_ice=warn,rtc_dtls=warn,rtc_sctp=warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                "info,rtc=warn,rtc_ice=warn,rtc_dtls=warn,rtc_sctp=warn".into()
+            }),
         )
         .init();
     let rt = match tokio::runtime::Runtime::new() {

@@ -28,17 +28,46 @@ pub fn rtmp_publish(accepted: bool) {
 }
 
 fn counter(out: &mut String, name: &str, help: &str, v: &AtomicU64) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", v.load(Ordering::Relaxed));
+    let _ = writeln!(
+        out,
+        "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+        v.load(Ordering::Relaxed)
+    );
 }
 
 /// Renders the counters plus per-channel gauges supplied by the caller.
 pub fn render(gauges: &[(String, String, f64)]) -> String {
     let mut out = String::new();
-    counter(&mut out, "onair_reader_dropped_units_total", "Units discarded for readers that fell behind.", &READER_DROPS);
-    counter(&mut out, "onair_rtp_packets_out_total", "RTP packets handed to WebRTC viewers.", &RTP_PACKETS_OUT);
-    counter(&mut out, "onair_rtp_bytes_out_total", "RTP payload bytes handed to WebRTC viewers.", &RTP_BYTES_OUT);
-    counter(&mut out, "onair_rtmp_publishes_total", "Accepted RTMP publishes.", &RTMP_PUBLISHES);
-    counter(&mut out, "onair_rtmp_rejected_total", "Refused RTMP publishes (bad key or app).", &RTMP_REJECTED);
+    counter(
+        &mut out,
+        "onair_reader_dropped_units_total",
+        "Units discarded for readers that fell behind.",
+        &READER_DROPS,
+    );
+    counter(
+        &mut out,
+        "onair_rtp_packets_out_total",
+        "RTP packets handed to WebRTC viewers.",
+        &RTP_PACKETS_OUT,
+    );
+    counter(
+        &mut out,
+        "onair_rtp_bytes_out_total",
+        "RTP payload bytes handed to WebRTC viewers.",
+        &RTP_BYTES_OUT,
+    );
+    counter(
+        &mut out,
+        "onair_rtmp_publishes_total",
+        "Accepted RTMP publishes.",
+        &RTMP_PUBLISHES,
+    );
+    counter(
+        &mut out,
+        "onair_rtmp_rejected_total",
+        "Refused RTMP publishes (bad key or app).",
+        &RTMP_REJECTED,
+    );
     let mut last = "";
     for (name, labels, v) in gauges {
         if name != last {

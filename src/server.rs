@@ -43,7 +43,11 @@ impl Listeners {
 }
 
 /// Runs the server until `shutdown` completes.
-pub async fn run(config: Config, listeners: Listeners, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+pub async fn run(
+    config: Config,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let db = Db::open(&config.database_url).await?;
     let hub = Hub::new();
     let token = CancellationToken::new();
@@ -58,9 +62,18 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: impl Future<Out
     );
 
     let sfu = Sfu::start(listeners.webrtc, hub.clone(), token.clone(), &tracker)?;
-    tracker.spawn(crate::rtmp::serve(listeners.rtmp, hub.clone(), Arc::new(db.clone()), token.clone()));
+    tracker.spawn(crate::rtmp::serve(
+        listeners.rtmp,
+        hub.clone(),
+        Arc::new(db.clone()),
+        token.clone(),
+    ));
 
-    let app = http::router(AppState { db: db.clone(), hub: hub.clone(), sfu });
+    let app = http::router(AppState {
+        db: db.clone(),
+        hub: hub.clone(),
+        sfu,
+    });
     let http_token = token.clone();
     let http_task = tokio::spawn(async move {
         axum::serve(listeners.http, app)
@@ -76,7 +89,10 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: impl Future<Out
     token.cancelled().await;
     tracing::info!("shutting down: ingest stops, viewers are released");
     tracker.close();
-    if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait()).await.is_err() {
+    if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait())
+        .await
+        .is_err()
+    {
         tracing::warn!("some tasks did not finish within {SHUTDOWN_GRACE:?}");
     }
     match tokio::time::timeout(SHUTDOWN_GRACE, http_task).await {

@@ -13,32 +13,61 @@ fn onair() -> Command {
 fn channel_create_prints_a_strong_key_and_list_shows_it() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().to_str().unwrap();
-    let out = onair().args(["channel", "create", "alice", "--data-dir", d]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = onair()
+        .args(["channel", "create", "alice", "--data-dir", d])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let key = String::from_utf8(out.stdout).unwrap();
     let key = key.trim();
     // URL-safe base64 of at least 16 random bytes: 22+ characters.
     assert!(key.len() >= 22, "key {key:?}");
-    assert!(key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'), "URL-safe: {key:?}");
+    assert!(
+        key.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+        "URL-safe: {key:?}"
+    );
 
-    let out2 = onair().args(["--data-dir", d, "channel", "create", "bob"]).output().unwrap();
+    let out2 = onair()
+        .args(["--data-dir", d, "channel", "create", "bob"])
+        .output()
+        .unwrap();
     let key2 = String::from_utf8(out2.stdout).unwrap();
     assert_ne!(key, key2.trim(), "keys are random");
 
-    let list = onair().args(["channel", "list", "--data-dir", d]).output().unwrap();
+    let list = onair()
+        .args(["channel", "list", "--data-dir", d])
+        .output()
+        .unwrap();
     assert!(list.status.success());
     let text = String::from_utf8(list.stdout).unwrap();
-    let names: Vec<&str> = text.lines().map(|l| l.split('\t').next().unwrap()).collect();
+    let names: Vec<&str> = text
+        .lines()
+        .map(|l| l.split('\t').next().unwrap())
+        .collect();
     assert_eq!(names, vec!["alice", "bob"]);
     assert!(!text.contains(key), "list never prints keys");
 
-    let dup = onair().args(["channel", "create", "alice", "--data-dir", d]).output().unwrap();
+    let dup = onair()
+        .args(["channel", "create", "alice", "--data-dir", d])
+        .output()
+        .unwrap();
     assert!(!dup.status.success());
     assert!(String::from_utf8_lossy(&dup.stderr).contains("already exists"));
     for bad in ["", "Alice", "a b", "../x", &"x".repeat(40)] {
-        let o = onair().args(["channel", "create", bad, "--data-dir", d]).output().unwrap();
+        let o = onair()
+            .args(["channel", "create", bad, "--data-dir", d])
+            .output()
+            .unwrap();
         assert!(!o.status.success(), "name {bad:?} refused");
-        assert!(String::from_utf8_lossy(&o.stderr).contains("invalid channel name"), "name {bad:?}");
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains("invalid channel name"),
+            "name {bad:?}"
+        );
     }
 }
 
@@ -47,9 +76,19 @@ fn serve_reads_flags_env_and_toml_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let toml = dir.path().join("onair.toml");
     // The file says RTMP on 1; the env var must win over it.
-    std::fs::write(&toml, "rtmp = \"127.0.0.1:1\"\nwebrtc-udp = \"127.0.0.1:0\"\n").unwrap();
+    std::fs::write(
+        &toml,
+        "rtmp = \"127.0.0.1:1\"\nwebrtc-udp = \"127.0.0.1:0\"\n",
+    )
+    .unwrap();
     let mut child = onair()
-        .args(["serve", "--http", "127.0.0.1:0", "--config", toml.to_str().unwrap()])
+        .args([
+            "serve",
+            "--http",
+            "127.0.0.1:0",
+            "--config",
+            toml.to_str().unwrap(),
+        ])
         .args(["--data-dir", dir.path().to_str().unwrap()])
         .env("ONAIR_RTMP", "127.0.0.1:0")
         .env("RUST_LOG", "info")
@@ -63,18 +102,34 @@ fn serve_reads_flags_env_and_toml_and_stops_on_sigterm() {
         let line = line.unwrap();
         if let Some(rest) = line.split("http=").nth(1) {
             http = rest.split_whitespace().next().map(str::to_string);
-            assert!(line.contains("rtmp=127.0.0.1:"), "RTMP from the env: {line}");
-            assert!(!line.contains("rtmp=127.0.0.1:1 "), "env beats the file: {line}");
-            assert!(line.contains("webrtc=[127.0.0.1:"), "WebRTC from the file: {line}");
+            assert!(
+                line.contains("rtmp=127.0.0.1:"),
+                "RTMP from the env: {line}"
+            );
+            assert!(
+                !line.contains("rtmp=127.0.0.1:1 "),
+                "env beats the file: {line}"
+            );
+            assert!(
+                line.contains("webrtc=[127.0.0.1:"),
+                "WebRTC from the file: {line}"
+            );
             break;
         }
-        assert!(start.elapsed() < Duration::from_secs(20), "server did not log its addresses");
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "server did not log its addresses"
+        );
     }
     let http: std::net::SocketAddr = http.expect("logged http address").parse().unwrap();
-    assert!(dir.path().join("onair.db").exists(), "SQLite file created in the data dir");
+    assert!(
+        dir.path().join("onair.db").exists(),
+        "SQLite file created in the data dir"
+    );
     let mut s = std::net::TcpStream::connect(http).unwrap();
     use std::io::{Read, Write};
-    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
     let mut resp = String::new();
     s.read_to_string(&mut resp).unwrap();
     assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
@@ -96,13 +151,22 @@ fn a_bad_config_file_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let toml = dir.path().join("bad.toml");
     std::fs::write(&toml, "htpp = \"127.0.0.1:0\"\n").unwrap();
-    let out = onair().args(["serve", "--config", toml.to_str().unwrap()]).output().unwrap();
+    let out = onair()
+        .args(["serve", "--config", toml.to_str().unwrap()])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("bad config file") && err.contains("htpp"), "{err}");
+    assert!(
+        err.contains("bad config file") && err.contains("htpp"),
+        "{err}"
+    );
 }
 
 fn unsafe_sigterm(pid: u32) {
-    let ok = Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
+    let ok = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
     assert!(ok.success());
 }

@@ -31,12 +31,23 @@ async fn audio_and_video_stay_within_80_ms() {
         .kill_on_drop(true)
         .spawn()
         .expect("ffmpeg");
-    let got = watch(srv.http, &srv.channel, Duration::from_secs(7), ViewerOptions::default()).await.expect("viewer");
+    let got = watch(
+        srv.http,
+        &srv.channel,
+        Duration::from_secs(7),
+        ViewerOptions::default(),
+    )
+    .await
+    .expect("viewer");
     let _ = ff.kill().await;
 
     let vssrc = got.video.first().expect("video").header.ssrc;
     let assrc = got.audio.first().expect("audio").header.ssrc;
-    assert!(got.sender_reports.iter().any(|r| r.0 == vssrc) && got.sender_reports.iter().any(|r| r.0 == assrc), "sender reports for both tracks");
+    assert!(
+        got.sender_reports.iter().any(|r| r.0 == vssrc)
+            && got.sender_reports.iter().any(|r| r.0 == assrc),
+        "sender reports for both tracks"
+    );
 
     // Flash onsets: the first bright frame after a dark one.
     let mut dec = openh264::decoder::Decoder::new().unwrap();
@@ -45,7 +56,8 @@ async fn audio_and_video_stay_within_80_ms() {
     for (ts, au) in access_units(&got.video) {
         if let Ok(Some(yuv)) = dec.decode(&au) {
             let luma = yuv.y();
-            let mean = luma.iter().step_by(7).map(|&v| v as f64).sum::<f64>() / (luma.len() / 7).max(1) as f64;
+            let mean = luma.iter().step_by(7).map(|&v| v as f64).sum::<f64>()
+                / (luma.len() / 7).max(1) as f64;
             let bright = mean > 128.0;
             if bright && !was_bright {
                 flashes.push(to_ntp(&got.sender_reports, vssrc, ts, 90_000.0).expect("video SR"));
@@ -58,12 +70,28 @@ async fn audio_and_video_stay_within_80_ms() {
     let mut beeps = Vec::new();
     let mut was_loud = true;
     let mut pcm = vec![0i16; 5760 * 2];
-    for p in got.audio.iter().filter(|p| p.header.payload_type == AUDIO_PT) {
-        let Ok(n) = opus.decode(&p.payload, &mut pcm, false) else { continue };
-        let first_loud = pcm[..n * 2].chunks(2).position(|s| (s[0] as i32).abs() > 6000);
+    for p in got
+        .audio
+        .iter()
+        .filter(|p| p.header.payload_type == AUDIO_PT)
+    {
+        let Ok(n) = opus.decode(&p.payload, &mut pcm, false) else {
+            continue;
+        };
+        let first_loud = pcm[..n * 2]
+            .chunks(2)
+            .position(|s| (s[0] as i32).abs() > 6000);
         match first_loud {
             Some(i) if !was_loud => {
-                beeps.push(to_ntp(&got.sender_reports, assrc, p.header.timestamp.wrapping_add(i as u32), 48_000.0).expect("audio SR"));
+                beeps.push(
+                    to_ntp(
+                        &got.sender_reports,
+                        assrc,
+                        p.header.timestamp.wrapping_add(i as u32),
+                        48_000.0,
+                    )
+                    .expect("audio SR"),
+                );
                 was_loud = true;
             }
             Some(_) => {}
@@ -73,16 +101,26 @@ async fn audio_and_video_stay_within_80_ms() {
     eprintln!("flashes {flashes:?}\nbeeps {beeps:?}");
     let mut offsets = Vec::new();
     for f in &flashes {
-        if let Some(b) = beeps.iter().min_by(|a, b| (*a - f).abs().total_cmp(&(*b - f).abs())) {
+        if let Some(b) = beeps
+            .iter()
+            .min_by(|a, b| (*a - f).abs().total_cmp(&(*b - f).abs()))
+        {
             if (b - f).abs() < 0.5 {
                 offsets.push(b - f);
             }
         }
     }
     eprintln!("audio - video offsets (s): {offsets:?}");
-    assert!(offsets.len() >= 3, "at least three flash/beep pairs, got {offsets:?}");
+    assert!(
+        offsets.len() >= 3,
+        "at least three flash/beep pairs, got {offsets:?}"
+    );
     for o in &offsets {
-        assert!(o.abs() <= 0.080, "audio and video within 80 ms, got {:.1} ms", o * 1000.0);
+        assert!(
+            o.abs() <= 0.080,
+            "audio and video within 80 ms, got {:.1} ms",
+            o * 1000.0
+        );
     }
     srv.stop().await;
 }

@@ -6,6 +6,16 @@ use common::{http, TestServer};
 
 const SDP: (&str, &str) = ("Content-Type", "application/sdp");
 
+/// (what, path, headers, body, expected status, words the error must contain)
+type Case<'a> = (
+    &'a str,
+    String,
+    Vec<(&'a str, &'a str)>,
+    Vec<u8>,
+    u16,
+    &'a str,
+);
+
 fn vp8_only_offer() -> String {
     "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n\
 m=video 9 UDP/TLS/RTP/SAVPF 96\r\nc=IN IP4 0.0.0.0\r\na=mid:0\r\na=recvonly\r\na=ice-ufrag:abcd\r\na=ice-pwd:abcdefghijklmnopqrstuvwx\r\n\
@@ -19,35 +29,119 @@ async fn bad_whep_requests_get_clear_errors() {
     let srv = TestServer::start().await;
     let path = format!("/whep/{}", srv.channel);
 
-    // (what, path, headers, body, expected status, expected words in the error)
     let huge = vec![b'a'; 10 * 1024 * 1024];
     let many_m = format!("v=0\r\n{}", "m=video 9 UDP/TLS/RTP/SAVPF 96\r\n".repeat(50));
-    let cases: Vec<(&str, String, Vec<(&str, &str)>, Vec<u8>, u16, &str)> = vec![
-        ("not SDP", path.clone(), vec![SDP], b"hello, I am not an offer".to_vec(), 400, "not an SDP"),
-        ("JSON body", path.clone(), vec![SDP], br#"{"sdp":"v=0"}"#.to_vec(), 400, "not an SDP"),
-        ("wrong content type", path.clone(), vec![("Content-Type", "application/json")], b"v=0\r\n".to_vec(), 415, "application/sdp"),
-        ("no H.264", path.clone(), vec![SDP], vp8_only_offer().into_bytes(), 406, "H.264"),
-        ("50 m-lines", path.clone(), vec![SDP], many_m.into_bytes(), 400, "m-lines"),
-        ("10 MB body", path.clone(), vec![SDP], huge, 413, "larger than"),
-        ("unknown channel", "/whep/nosuchchannel".into(), vec![SDP], b"v=0\r\n".to_vec(), 404, "no channel"),
-        ("binary garbage", path.clone(), vec![SDP], vec![0xff, 0xfe, 0x00, 0x01], 400, "UTF-8"),
-        ("PATCH unknown session", format!("{path}/0123456789abcdef"), vec![("Content-Type", "application/trickle-ice-sdpfrag")], b"a=candidate:1 1 udp 1 192.0.2.1 9 typ host\r\n".to_vec(), 404, "no such session"),
+    let cases: Vec<Case> = vec![
+        (
+            "not SDP",
+            path.clone(),
+            vec![SDP],
+            b"hello, I am not an offer".to_vec(),
+            400,
+            "not an SDP",
+        ),
+        (
+            "JSON body",
+            path.clone(),
+            vec![SDP],
+            br#"{"sdp":"v=0"}"#.to_vec(),
+            400,
+            "not an SDP",
+        ),
+        (
+            "wrong content type",
+            path.clone(),
+            vec![("Content-Type", "application/json")],
+            b"v=0\r\n".to_vec(),
+            415,
+            "application/sdp",
+        ),
+        (
+            "no H.264",
+            path.clone(),
+            vec![SDP],
+            vp8_only_offer().into_bytes(),
+            406,
+            "H.264",
+        ),
+        (
+            "50 m-lines",
+            path.clone(),
+            vec![SDP],
+            many_m.into_bytes(),
+            400,
+            "m-lines",
+        ),
+        (
+            "10 MB body",
+            path.clone(),
+            vec![SDP],
+            huge,
+            413,
+            "larger than",
+        ),
+        (
+            "unknown channel",
+            "/whep/nosuchchannel".into(),
+            vec![SDP],
+            b"v=0\r\n".to_vec(),
+            404,
+            "no channel",
+        ),
+        (
+            "binary garbage",
+            path.clone(),
+            vec![SDP],
+            vec![0xff, 0xfe, 0x00, 0x01],
+            400,
+            "UTF-8",
+        ),
+        (
+            "PATCH unknown session",
+            format!("{path}/0123456789abcdef"),
+            vec![("Content-Type", "application/trickle-ice-sdpfrag")],
+            b"a=candidate:1 1 udp 1 192.0.2.1 9 typ host\r\n".to_vec(),
+            404,
+            "no such session",
+        ),
     ];
     for (what, p, headers, body, status, words) in cases {
-        let method = if what.starts_with("PATCH") { "PATCH" } else { "POST" };
+        let method = if what.starts_with("PATCH") {
+            "PATCH"
+        } else {
+            "POST"
+        };
         let r = http(srv.http, method, &p, &headers, &body).await;
         assert_eq!(r.status, status, "{what}: {}", r.text());
         let err = r.json()["error"].as_str().unwrap_or_default().to_string();
-        assert!(err.contains(words), "{what}: error {err:?} should mention {words:?}");
+        assert!(
+            err.contains(words),
+            "{what}: error {err:?} should mention {words:?}"
+        );
     }
-    let del = http(srv.http, "DELETE", &format!("{path}/guessed-session-id"), &[], b"").await;
+    let del = http(
+        srv.http,
+        "DELETE",
+        &format!("{path}/guessed-session-id"),
+        &[],
+        b"",
+    )
+    .await;
     assert_eq!(del.status, 404);
 
     // Everyone else is unharmed: health and a real offer still work.
-    assert_eq!(http(srv.http, "GET", "/healthz", &[], b"").await.status, 200);
-    let got = common::webrtc_client::watch(srv.http, &srv.channel, std::time::Duration::from_millis(800), Default::default())
-        .await
-        .expect("a good viewer still gets an answer");
+    assert_eq!(
+        http(srv.http, "GET", "/healthz", &[], b"").await.status,
+        200
+    );
+    let got = common::webrtc_client::watch(
+        srv.http,
+        &srv.channel,
+        std::time::Duration::from_millis(800),
+        Default::default(),
+    )
+    .await
+    .expect("a good viewer still gets an answer");
     assert!(got.answer.contains("H264"));
     srv.stop().await;
 }
@@ -59,18 +153,38 @@ async fn whep_answers_cors_for_players_on_other_origins() {
         srv.http,
         "OPTIONS",
         "/whep/demo",
-        &[("Origin", "https://player.example"), ("Access-Control-Request-Method", "POST"), ("Access-Control-Request-Headers", "content-type")],
+        &[
+            ("Origin", "https://player.example"),
+            ("Access-Control-Request-Method", "POST"),
+            ("Access-Control-Request-Headers", "content-type"),
+        ],
         b"",
     )
     .await;
     assert!(r.status == 200 || r.status == 204, "preflight {}", r.status);
     assert_eq!(r.header("access-control-allow-origin"), Some("*"));
-    let methods = r.header("access-control-allow-methods").unwrap_or_default().to_string();
+    let methods = r
+        .header("access-control-allow-methods")
+        .unwrap_or_default()
+        .to_string();
     for m in ["POST", "PATCH", "DELETE"] {
         assert!(methods.contains(m), "preflight allows {m}: {methods}");
     }
-    let got = http(srv.http, "GET", "/healthz", &[("Origin", "https://player.example")], b"").await;
-    let exposed = got.header("access-control-expose-headers").unwrap_or_default().to_lowercase();
-    assert!(exposed.contains("location") && exposed.contains("link"), "exposes Location and Link: {exposed}");
+    let got = http(
+        srv.http,
+        "GET",
+        "/healthz",
+        &[("Origin", "https://player.example")],
+        b"",
+    )
+    .await;
+    let exposed = got
+        .header("access-control-expose-headers")
+        .unwrap_or_default()
+        .to_lowercase();
+    assert!(
+        exposed.contains("location") && exposed.contains("link"),
+        "exposes Location and Link: {exposed}"
+    );
     srv.stop().await;
 }

@@ -23,7 +23,14 @@ async fn public_ip_is_the_address_announced() {
     let offer = include_str!("data/chrome_offer.sdp");
     let mut ports = Vec::new();
     for _ in 0..2 {
-        let r = http(srv.http, "POST", "/whep/demo", &[("Content-Type", "application/sdp")], offer.as_bytes()).await;
+        let r = http(
+            srv.http,
+            "POST",
+            "/whep/demo",
+            &[("Content-Type", "application/sdp")],
+            offer.as_bytes(),
+        )
+        .await;
         assert_eq!(r.status, 201, "{}", r.text());
         let c = candidates(&r.text());
         assert_eq!(c.len(), 1, "only the public address: {c:?}");
@@ -38,11 +45,21 @@ async fn public_ip_is_the_address_announced() {
 async fn without_public_ip_every_host_address_is_announced() {
     let srv = TestServer::start().await;
     let offer = include_str!("data/chrome_offer.sdp");
-    let r = http(srv.http, "POST", "/whep/demo", &[("Content-Type", "application/sdp")], offer.as_bytes()).await;
+    let r = http(
+        srv.http,
+        "POST",
+        "/whep/demo",
+        &[("Content-Type", "application/sdp")],
+        offer.as_bytes(),
+    )
+    .await;
     assert_eq!(r.status, 201, "{}", r.text());
     let c = candidates(&r.text());
     assert!(c.iter().any(|(ip, _)| ip == "127.0.0.1"), "{c:?}");
-    assert!(c.iter().any(|(ip, _)| ip != "127.0.0.1"), "a non-loopback host address too: {c:?}");
+    assert!(
+        c.iter().any(|(ip, _)| ip != "127.0.0.1"),
+        "a non-loopback host address too: {c:?}"
+    );
     assert!(c.windows(2).all(|w| w[0].1 == w[1].1), "one port: {c:?}");
     srv.stop().await;
 }

@@ -31,7 +31,11 @@ fn decode_audio(packets: &[rtc::rtp::packet::Packet]) -> Vec<f32> {
     let mut buf = vec![0i16; 5760 * 2];
     for p in packets {
         if let Ok(n) = dec.decode(&p.payload, &mut buf, false) {
-            pcm.extend(buf[..n * 2].chunks(2).map(|s| (s[0] as f32 + s[1] as f32) / 65536.0));
+            pcm.extend(
+                buf[..n * 2]
+                    .chunks(2)
+                    .map(|s| (s[0] as f32 + s[1] as f32) / 65536.0),
+            );
         }
     }
     pcm
@@ -60,41 +64,81 @@ async fn rtmp_publish_is_watched_over_whep_with_picture_and_sound() {
         srv.http,
         &srv.channel,
         Duration::from_secs(6),
-        ViewerOptions { chat_message: Some(r#"{"type":"chat","text":"hi"}"#.into()), ..Default::default() },
+        ViewerOptions {
+            chat_message: Some(r#"{"type":"chat","text":"hi"}"#.into()),
+            ..Default::default()
+        },
     )
     .await
     .expect("viewer ran");
 
-    assert!(got.location.starts_with("/whep/demo/"), "Location {}", got.location);
-    assert!(got.answer.contains("a=candidate:"), "non-trickle answer carries candidates:\n{}", got.answer);
+    assert!(
+        got.location.starts_with("/whep/demo/"),
+        "Location {}",
+        got.location
+    );
+    assert!(
+        got.answer.contains("a=candidate:"),
+        "non-trickle answer carries candidates:\n{}",
+        got.answer
+    );
     assert!(got.connected_after.is_some(), "viewer connected");
 
     eprintln!("sender reports: {:?}", got.sender_reports);
     let aus = access_units(&got.video);
     eprintln!(
         "connected after {:?}, first video after {:?}, {} video / {} audio packets",
-        got.connected_after, got.first_video_after, got.video.len(), got.audio.len()
+        got.connected_after,
+        got.first_video_after,
+        got.video.len(),
+        got.audio.len()
     );
     let (frames, dims) = decode_video(&aus);
-    assert!(frames >= 30, "decoded {frames} frames of {} access units", aus.len());
+    assert!(
+        frames >= 30,
+        "decoded {frames} frames of {} access units",
+        aus.len()
+    );
     assert_eq!(dims, vec![(1280, 720)]);
     let ts: Vec<u32> = aus.iter().map(|(t, _)| *t).collect();
-    assert!(ts.windows(2).all(|w| w[1].wrapping_sub(w[0]) < 90_000), "video timestamps advance smoothly");
+    assert!(
+        ts.windows(2).all(|w| w[1].wrapping_sub(w[0]) < 90_000),
+        "video timestamps advance smoothly"
+    );
 
     let pcm = decode_audio(&got.audio);
-    assert!(pcm.len() > 48_000, "at least a second of audio, got {} samples", pcm.len());
+    assert!(
+        pcm.len() > 48_000,
+        "at least a second of audio, got {} samples",
+        pcm.len()
+    );
     let rms = (pcm.iter().map(|x| x * x).sum::<f32>() / pcm.len() as f32).sqrt();
     assert!(rms > 0.01, "audio is not silent (rms {rms})");
     let at_440 = tone_power(&pcm, 440.0);
     let at_1000 = tone_power(&pcm, 1000.0);
-    assert!(at_440 > 50.0 * at_1000, "a 440 Hz tone: power {at_440} vs {at_1000} at 1 kHz");
+    assert!(
+        at_440 > 50.0 * at_1000,
+        "a 440 Hz tone: power {at_440} vs {at_1000} at 1 kHz"
+    );
 
-    assert!(got.chat.iter().any(|m| m.contains(r#""type":"live""#)), "live event on the data channel: {:?}", got.chat);
-    assert!(got.chat.iter().any(|m| m.contains("sign in to chat")), "chat without an account is refused: {:?}", got.chat);
+    assert!(
+        got.chat.iter().any(|m| m.contains(r#""type":"live""#)),
+        "live event on the data channel: {:?}",
+        got.chat
+    );
+    assert!(
+        got.chat.iter().any(|m| m.contains("sign in to chat")),
+        "chat without an account is refused: {:?}",
+        got.chat
+    );
 
     // The session is ours to end; a second DELETE finds nothing.
     let del = http(srv.http, "DELETE", &got.location, &[], b"").await;
-    assert!(del.status == 200 || del.status == 404, "DELETE answered {}", del.status);
+    assert!(
+        del.status == 200 || del.status == 404,
+        "DELETE answered {}",
+        del.status
+    );
     srv.stop().await;
 }
 
@@ -109,18 +153,38 @@ async fn a_viewer_joining_a_live_channel_shows_a_picture_within_a_second() {
     for round in 0..3 {
         // Join at different points of the 1 s GOP.
         tokio::time::sleep(Duration::from_millis(330)).await;
-        let got = watch(srv.http, &srv.channel, Duration::from_millis(1500), ViewerOptions::default())
-            .await
-            .expect("viewer ran");
+        let got = watch(
+            srv.http,
+            &srv.channel,
+            Duration::from_millis(1500),
+            ViewerOptions::default(),
+        )
+        .await
+        .expect("viewer ran");
         let first = got.first_video_after.expect("video arrived");
-        eprintln!("round {round}: connected after {:?}, first video after {first:?}", got.connected_after);
-        assert!(first < Duration::from_secs(1), "first video after {first:?}");
+        eprintln!(
+            "round {round}: connected after {:?}, first video after {first:?}",
+            got.connected_after
+        );
+        assert!(
+            first < Duration::from_secs(1),
+            "first video after {first:?}"
+        );
         let aus = access_units(&got.video);
         let mut dec = openh264::decoder::Decoder::new().unwrap();
-        let first_picture = aus.iter().position(|(_, au)| matches!(dec.decode(au), Ok(Some(_))));
-        assert_eq!(first_picture, Some(0), "the very first access unit decodes to a picture");
+        let first_picture = aus
+            .iter()
+            .position(|(_, au)| matches!(dec.decode(au), Ok(Some(_))));
+        assert_eq!(
+            first_picture,
+            Some(0),
+            "the very first access unit decodes to a picture"
+        );
         let ts: Vec<u32> = aus.iter().map(|(t, _)| *t).collect();
-        assert!(ts.windows(2).all(|w| w[1].wrapping_sub(w[0]) < 0x8000_0000), "timestamps never go back");
+        assert!(
+            ts.windows(2).all(|w| w[1].wrapping_sub(w[0]) < 0x8000_0000),
+            "timestamps never go back"
+        );
     }
     srv.stop().await;
 }

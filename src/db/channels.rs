@@ -34,7 +34,10 @@ pub fn new_stream_key() -> String {
 pub fn valid_channel_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= NAME_MAX
-        && name.bytes().next().is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        && name
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
         && name
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
@@ -69,19 +72,21 @@ impl Db {
         // ids come from the clock's microseconds plus randomness instead of an
         // autoincrement, whose syntax differs between SQLite and Postgres.
         let id = (rand::random::<u32>() as i64) | ((now & 0x7fff_ffff) << 32);
-        sqlx::query("INSERT INTO channels (id, name, stream_key, created_at) VALUES ($1, $2, $3, $4)")
-            .bind(id)
-            .bind(name)
-            .bind(&key)
-            .bind(now)
-            .execute(&self.pool)
-            .await
-            .map_err(|e| match &e {
-                sqlx::Error::Database(d) if d.is_unique_violation() => {
-                    DbError::Conflict(format!("channel {name}"))
-                }
-                _ => DbError::Query(e),
-            })?;
+        sqlx::query(
+            "INSERT INTO channels (id, name, stream_key, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(id)
+        .bind(name)
+        .bind(&key)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| match &e {
+            sqlx::Error::Database(d) if d.is_unique_violation() => {
+                DbError::Conflict(format!("channel {name}"))
+            }
+            _ => DbError::Query(e),
+        })?;
         Ok(ChannelRow {
             id,
             name: name.to_string(),
@@ -91,17 +96,19 @@ impl Db {
     }
 
     pub async fn channel(&self, name: &str) -> Result<Option<ChannelRow>, DbError> {
-        let row = sqlx::query("SELECT id, name, stream_key, created_at FROM channels WHERE name = $1")
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row =
+            sqlx::query("SELECT id, name, stream_key, created_at FROM channels WHERE name = $1")
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?;
         Ok(row.as_ref().map(row_to_channel).transpose()?)
     }
 
     pub async fn channels(&self) -> Result<Vec<ChannelRow>, DbError> {
-        let rows = sqlx::query("SELECT id, name, stream_key, created_at FROM channels ORDER BY name")
-            .fetch_all(&self.pool)
-            .await?;
+        let rows =
+            sqlx::query("SELECT id, name, stream_key, created_at FROM channels ORDER BY name")
+                .fetch_all(&self.pool)
+                .await?;
         Ok(rows.iter().map(row_to_channel).collect::<Result<_, _>>()?)
     }
 }

@@ -5,7 +5,7 @@ mod channels;
 
 pub use channels::ChannelRow;
 
-use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use sqlx::any::{install_default_drivers, AnyPoolOptions};
 use sqlx::AnyPool;
 use std::path::Path;
 
@@ -39,7 +39,10 @@ impl Db {
         } else {
             url.to_string()
         };
-        if let Some(path) = url.strip_prefix("sqlite://").map(|p| p.split('?').next().unwrap_or(p)) {
+        if let Some(path) = url
+            .strip_prefix("sqlite://")
+            .map(|p| p.split('?').next().unwrap_or(p))
+        {
             if let Some(dir) = Path::new(path).parent() {
                 if !dir.as_os_str().is_empty() {
                     std::fs::create_dir_all(dir)
@@ -55,7 +58,9 @@ impl Db {
             .map_err(DbError::Unavailable)?;
         if url.starts_with("sqlite:") {
             // WAL lets readers run while a writer commits.
-            sqlx::query("PRAGMA journal_mode=WAL").execute(&pool).await?;
+            sqlx::query("PRAGMA journal_mode=WAL")
+                .execute(&pool)
+                .await?;
         }
         sqlx::migrate!("./migrations").run(&pool).await?;
         Ok(Db { pool })

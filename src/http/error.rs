@@ -34,19 +34,32 @@ impl IntoResponse for ApiError {
             ApiError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, m.clone()),
             ApiError::Db(DbError::Unavailable(e)) => {
                 tracing::error!("database unavailable: {e}");
-                (StatusCode::SERVICE_UNAVAILABLE, "database unavailable".into())
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "database unavailable".into(),
+                )
             }
-            ApiError::Db(DbError::Conflict(m)) => (StatusCode::CONFLICT, format!("{m} already exists")),
+            ApiError::Db(DbError::Conflict(m)) => {
+                (StatusCode::CONFLICT, format!("{m} already exists"))
+            }
             ApiError::Db(DbError::Invalid(m)) => (StatusCode::BAD_REQUEST, format!("invalid {m}")),
             ApiError::Db(e) => {
                 tracing::error!("database error: {e}");
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal error".into())
             }
-            ApiError::Sfu(SfuError::BadOffer(m)) => (StatusCode::BAD_REQUEST, format!("bad offer: {m}")),
+            ApiError::Sfu(SfuError::BadOffer(m)) => {
+                (StatusCode::BAD_REQUEST, format!("bad offer: {m}"))
+            }
             ApiError::Sfu(SfuError::NoCommonCodec(m)) => (StatusCode::NOT_ACCEPTABLE, m.clone()),
             ApiError::Sfu(SfuError::NotFound) => (StatusCode::NOT_FOUND, "no such session".into()),
-            ApiError::Sfu(SfuError::Busy) => (StatusCode::SERVICE_UNAVAILABLE, "server is at its viewer limit".into()),
-            ApiError::Sfu(SfuError::ShuttingDown) => (StatusCode::SERVICE_UNAVAILABLE, "server is shutting down".into()),
+            ApiError::Sfu(SfuError::Busy) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "server is at its viewer limit".into(),
+            ),
+            ApiError::Sfu(SfuError::ShuttingDown) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "server is shutting down".into(),
+            ),
             ApiError::Sfu(SfuError::Internal(m)) => {
                 tracing::error!("WebRTC error: {m}");
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal error".into())

@@ -25,7 +25,13 @@ pub fn router(state: AppState) -> Router {
     // Players and publishers on other origins must work (contract: CORS).
     let cors = CorsLayer::new()
         .allow_origin(Any)
-        .allow_methods([Method::GET, Method::POST, Method::PATCH, Method::DELETE, Method::OPTIONS])
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PATCH,
+            Method::DELETE,
+            Method::OPTIONS,
+        ])
         .allow_headers(AllowHeaders::mirror_request())
         .expose_headers([header::LOCATION, HeaderName::from_static("link")]);
     Router::new()
@@ -41,20 +47,42 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
-async fn metrics(axum::extract::State(s): axum::extract::State<AppState>) -> impl axum::response::IntoResponse {
+async fn metrics(
+    axum::extract::State(s): axum::extract::State<AppState>,
+) -> impl axum::response::IntoResponse {
     let mut gauges = Vec::new();
     for (channel, n) in s.sfu.all_viewers() {
-        gauges.push(("onair_viewers".to_string(), format!("channel=\"{channel}\",protocol=\"webrtc\""), n as f64));
+        gauges.push((
+            "onair_viewers".to_string(),
+            format!("channel=\"{channel}\",protocol=\"webrtc\""),
+            n as f64,
+        ));
     }
     for stream in s.hub.live() {
         let h = stream.health();
         let labels = format!("channel=\"{}\"", stream.channel());
-        gauges.push(("onair_ingest_bytes_total".to_string(), labels.clone(), h.bytes as f64));
-        gauges.push(("onair_ingest_video_frames_total".to_string(), labels.clone(), h.video_units as f64));
-        gauges.push(("onair_stream_readers".to_string(), labels, stream.reader_count() as f64));
+        gauges.push((
+            "onair_ingest_bytes_total".to_string(),
+            labels.clone(),
+            h.bytes as f64,
+        ));
+        gauges.push((
+            "onair_ingest_video_frames_total".to_string(),
+            labels.clone(),
+            h.video_units as f64,
+        ));
+        gauges.push((
+            "onair_stream_readers".to_string(),
+            labels,
+            stream.reader_count() as f64,
+        ));
     }
     gauges.sort_by(|a, b| a.0.cmp(&b.0));
-    gauges.push(("onair_live_streams".to_string(), String::new(), s.hub.live().len() as f64));
+    gauges.push((
+        "onair_live_streams".to_string(),
+        String::new(),
+        s.hub.live().len() as f64,
+    ));
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         crate::metrics::render(&gauges),

@@ -27,16 +27,22 @@ fn body_text(body: Result<Bytes, BytesRejection>) -> Result<String, ApiError> {
             ApiError::BadRequest(format!("cannot read body: {r}"))
         }
     })?;
-    String::from_utf8(body.to_vec()).map_err(|_| ApiError::BadRequest("body is not UTF-8 text".into()))
+    String::from_utf8(body.to_vec())
+        .map_err(|_| ApiError::BadRequest("body is not UTF-8 text".into()))
 }
 
 fn require_type(headers: &HeaderMap, want: &str) -> Result<(), ApiError> {
-    let got = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let got = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     let base = got.split(';').next().unwrap_or("").trim();
     if base.eq_ignore_ascii_case(want) {
         Ok(())
     } else {
-        Err(ApiError::UnsupportedMediaType(format!("Content-Type must be {want}, not {got:?}")))
+        Err(ApiError::UnsupportedMediaType(format!(
+            "Content-Type must be {want}, not {got:?}"
+        )))
     }
 }
 
@@ -77,7 +83,10 @@ async fn trickle(
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn end(State(s): State<AppState>, Path((_channel, session)): Path<(String, String)>) -> Result<StatusCode, ApiError> {
+async fn end(
+    State(s): State<AppState>,
+    Path((_channel, session)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
     s.sfu.delete(&session).await?;
     Ok(StatusCode::OK)
 }

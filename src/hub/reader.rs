@@ -106,7 +106,12 @@ impl Reader {
 
     /// A unit if one is waiting, without waiting.
     pub fn try_recv(&mut self) -> Option<Arc<Unit>> {
-        self.shared.queue.lock().expect("reader queue poisoned").units.pop_front()
+        self.shared
+            .queue
+            .lock()
+            .expect("reader queue poisoned")
+            .units
+            .pop_front()
     }
 
     pub fn stream(&self) -> &Arc<Stream> {
@@ -114,7 +119,11 @@ impl Reader {
     }
 
     pub fn stats(&self) -> ReaderStats {
-        self.shared.queue.lock().expect("reader queue poisoned").stats
+        self.shared
+            .queue
+            .lock()
+            .expect("reader queue poisoned")
+            .stats
     }
 
     pub fn name(&self) -> &'static str {

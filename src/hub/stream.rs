@@ -110,7 +110,11 @@ impl Stream {
 
     pub fn reader_count(&self) -> usize {
         let inner = self.inner.lock().expect("stream poisoned");
-        inner.readers.iter().filter(|r| r.strong_count() > 0).count()
+        inner
+            .readers
+            .iter()
+            .filter(|r| r.strong_count() > 0)
+            .count()
     }
 
     /// A new reader, primed with the cached GOP so it can start at once.
@@ -137,7 +141,9 @@ impl Stream {
     pub(super) fn unsubscribe(&self, shared: &Arc<Shared>) {
         let mut inner = self.inner.lock().expect("stream poisoned");
         let target = Arc::as_ptr(shared);
-        inner.readers.retain(|r| r.as_ptr() != target && r.strong_count() > 0);
+        inner
+            .readers
+            .retain(|r| r.as_ptr() != target && r.strong_count() > 0);
     }
 
     /// Hands a unit to every reader. Never waits: a full reader is made to

@@ -17,15 +17,32 @@ fn video_cfg() -> Arc<TrackConfig> {
 }
 
 fn audio_cfg() -> Arc<TrackConfig> {
-    Arc::new(TrackConfig::Aac(AacConfig { asc: Bytes::from_static(&[0x11, 0x90]), object_type: 2, sample_rate: 48_000, channels: 2 }))
+    Arc::new(TrackConfig::Aac(AacConfig {
+        asc: Bytes::from_static(&[0x11, 0x90]),
+        object_type: 2,
+        sample_rate: 48_000,
+        channels: 2,
+    }))
 }
 
 fn video(pts: i64, key: bool) -> Unit {
-    Unit { config: video_cfg(), pts, dts: pts, keyframe: key, payload: Payload::H264(vec![Bytes::from_static(&[0x65, 1])]) }
+    Unit {
+        config: video_cfg(),
+        pts,
+        dts: pts,
+        keyframe: key,
+        payload: Payload::H264(vec![Bytes::from_static(&[0x65, 1])]),
+    }
 }
 
 fn audio(pts: i64) -> Unit {
-    Unit { config: audio_cfg(), pts, dts: pts, keyframe: true, payload: Payload::Aac(Bytes::from_static(&[1, 2, 3])) }
+    Unit {
+        config: audio_cfg(),
+        pts,
+        dts: pts,
+        keyframe: true,
+        payload: Payload::Aac(Bytes::from_static(&[1, 2, 3])),
+    }
 }
 
 fn drain(r: &mut Reader) -> Vec<Arc<Unit>> {
@@ -62,9 +79,15 @@ fn a_slow_reader_skips_to_the_next_keyframe_and_counts() {
     }
     // The fast reader saw everything; the slow one overflowed and skips.
     assert_eq!(fast_seen, READER_QUEUE_CAP + 11);
-    assert!(drain(&mut slow).is_empty(), "an overflowed queue is emptied");
+    assert!(
+        drain(&mut slow).is_empty(),
+        "an overflowed queue is emptied"
+    );
     p.write(video(9999, false));
-    assert!(slow.try_recv().is_none(), "no P-frames before the next keyframe");
+    assert!(
+        slow.try_recv().is_none(),
+        "no P-frames before the next keyframe"
+    );
     p.write(video(10_000, true));
     p.write(video(10_001, false));
     let got: Vec<i64> = drain(&mut slow).iter().map(|u| u.pts).collect();

@@ -167,15 +167,26 @@ impl Driver {
 
     fn on_command(&mut self, cmd: Command) {
         match cmd {
-            Command::Whep { channel, offer, reply } => {
+            Command::Whep {
+                channel,
+                offer,
+                reply,
+            } => {
                 let _ = reply.send(self.add_viewer(channel, offer));
             }
-            Command::Patch { session, candidates, reply } => {
+            Command::Patch {
+                session,
+                candidates,
+                reply,
+            } => {
                 let r = match self.by_session.get(&session).copied() {
                     Some(pid) => {
                         if let Some(p) = self.peers.get_mut(&pid) {
                             for c in candidates {
-                                let init = RTCIceCandidateInit { candidate: c, ..Default::default() };
+                                let init = RTCIceCandidateInit {
+                                    candidate: c,
+                                    ..Default::default()
+                                };
                                 if let Err(e) = p.pc.add_remote_candidate(init) {
                                     tracing::debug!(session, "ignoring trickled candidate: {e}");
                                 }
@@ -209,8 +220,15 @@ impl Driver {
         let id = self.next_id;
         let now = Instant::now();
         let profile = self.channels.get(&channel).and_then(|c| c.profile);
-        let answer =
-            peer::answer_viewer(id, channel.clone(), offer, &self.candidates, &self.certificate, profile, now)?;
+        let answer = peer::answer_viewer(
+            id,
+            channel.clone(),
+            offer,
+            &self.candidates,
+            &self.certificate,
+            profile,
+            now,
+        )?;
         let session = answer.peer.session.clone();
         self.by_ufrag.insert(answer.peer.ufrag.clone(), id);
         self.by_session.insert(session.clone(), id);
@@ -223,18 +241,33 @@ impl Driver {
                 self.media_tx.clone(),
                 cancel.clone(),
             ));
-            ChannelState { viewers: Vec::new(), cancel, live: false, profile: None, counts_dirty: false, gop: Vec::new(), anchor: None }
+            ChannelState {
+                viewers: Vec::new(),
+                cancel,
+                live: false,
+                profile: None,
+                counts_dirty: false,
+                gop: Vec::new(),
+                anchor: None,
+            }
         });
         ch.viewers.push(id);
         ch.counts_dirty = true;
         self.set_count(&channel);
         self.service(id, None);
         tracing::info!(channel = %channel, session, "WHEP viewer joined");
-        Ok(WhepSession { session, sdp: answer.sdp })
+        Ok(WhepSession {
+            session,
+            sdp: answer.sdp,
+        })
     }
 
     fn set_count(&self, channel: &Arc<str>) {
-        let n = self.channels.get(channel).map(|c| c.viewers.len()).unwrap_or(0);
+        let n = self
+            .channels
+            .get(channel)
+            .map(|c| c.viewers.len())
+            .unwrap_or(0);
         let mut counts = self.viewers.lock().expect("viewer counts poisoned");
         if n == 0 {
             counts.remove(channel.as_ref());
@@ -244,7 +277,9 @@ impl Driver {
     }
 
     fn remove_peer(&mut self, pid: PeerId, why: &str) {
-        let Some(mut p) = self.peers.remove(&pid) else { return };
+        let Some(mut p) = self.peers.remove(&pid) else {
+            return;
+        };
         let _ = p.pc.close();
         // Closing queues a DTLS close_notify; send it so the viewer learns at once.
         self.flush_writes(&mut p, None);
@@ -274,13 +309,16 @@ impl Driver {
             None => {
                 // Unknown address: only a STUN check naming one of our ufrags
                 // may introduce it; anything else is dropped unread.
-                let Some(pid) = stun::local_ufrag(&d.data).and_then(|u| self.by_ufrag.get(u)) else {
+                let Some(pid) = stun::local_ufrag(&d.data).and_then(|u| self.by_ufrag.get(u))
+                else {
                     return;
                 };
                 (*pid, true)
             }
         };
-        let Some(p) = self.peers.get_mut(&pid) else { return };
+        let Some(p) = self.peers.get_mut(&pid) else {
+            return;
+        };
         let msg = TaggedBytesMut {
             now: Instant::now(),
             transport: TransportContext {
@@ -321,7 +359,11 @@ impl Driver {
                     if !live {
                         ch.anchor = None;
                     }
-                    let msg = if live { r#"{"type":"live"}"# } else { r#"{"type":"offline"}"# };
+                    let msg = if live {
+                        r#"{"type":"live"}"#
+                    } else {
+                        r#"{"type":"offline"}"#
+                    };
                     let viewers = ch.viewers.clone();
                     for pid in viewers {
                         if let Some(p) = self.peers.get_mut(&pid) {
@@ -333,7 +375,12 @@ impl Driver {
                     }
                 }
             }
-            Media::Anchor { channel, wall, video_ts, audio_ts } => {
+            Media::Anchor {
+                channel,
+                wall,
+                video_ts,
+                audio_ts,
+            } => {
                 if let Some(ch) = self.channels.get_mut(&channel) {
                     ch.anchor = Some((wall, video_ts, audio_ts));
                 }
@@ -343,7 +390,12 @@ impl Driver {
                     ch.profile = Some(profile);
                 }
             }
-            Media::Batch { channel, kind, keyframe, packets } => self.fan_out(&channel, kind, keyframe, &packets),
+            Media::Batch {
+                channel,
+                kind,
+                keyframe,
+                packets,
+            } => self.fan_out(&channel, kind, keyframe, &packets),
         }
     }
 
@@ -351,7 +403,9 @@ impl Driver {
     /// the channel: only the SSRC and payload type differ per viewer; the
     /// payload bytes are shared.
     fn fan_out(&mut self, channel: &Arc<str>, kind: MediaKind, keyframe: bool, packets: &[Packet]) {
-        let Some(ch) = self.channels.get_mut(channel) else { return };
+        let Some(ch) = self.channels.get_mut(channel) else {
+            return;
+        };
         if kind == MediaKind::Video {
             if keyframe {
                 ch.gop.clear();
@@ -369,7 +423,9 @@ impl Driver {
         let mut out_packets = 0u64;
         let mut out_bytes = 0u64;
         for pid in &ch.viewers {
-            let Some(p) = self.peers.get_mut(pid) else { continue };
+            let Some(p) = self.peers.get_mut(pid) else {
+                continue;
+            };
             let skip = !p.connected
                 || match kind {
                     MediaKind::Video if p.waiting_keyframe && !keyframe => true,
@@ -389,7 +445,9 @@ impl Driver {
             }
             let shift = *skipped;
             let Some(sender) = sender else { continue };
-            let Some(mut rtp) = p.pc.rtp_sender(sender.id) else { continue };
+            let Some(mut rtp) = p.pc.rtp_sender(sender.id) else {
+                continue;
+            };
             for pkt in packets {
                 let mut pkt = pkt.clone();
                 pkt.header.ssrc = sender.ssrc;
@@ -417,20 +475,35 @@ impl Driver {
     /// exactly, whatever jitter the ingest had.
     fn send_sender_reports(&mut self) {
         let now = Instant::now();
-        let since_unix = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-        let ntp = ((since_unix.as_secs() + NTP_UNIX_OFFSET) << 32) | ((since_unix.subsec_nanos() as u64) << 32) / 1_000_000_000;
+        let since_unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let ntp = ((since_unix.as_secs() + NTP_UNIX_OFFSET) << 32)
+            | (((since_unix.subsec_nanos() as u64) << 32) / 1_000_000_000);
         let mut touched = Vec::new();
         for ch in self.channels.values() {
-            let Some((wall, video_ts, audio_ts)) = ch.anchor else { continue };
+            let Some((wall, video_ts, audio_ts)) = ch.anchor else {
+                continue;
+            };
             let elapsed = now.saturating_duration_since(wall).as_secs_f64();
             for pid in &ch.viewers {
-                let Some(p) = self.peers.get_mut(pid) else { continue };
+                let Some(p) = self.peers.get_mut(pid) else {
+                    continue;
+                };
                 if !p.connected {
                     continue;
                 }
                 let tracks = [
-                    (p.video, video_ts.wrapping_add((elapsed * 90_000.0) as u32), p.video_sent),
-                    (p.audio, audio_ts.wrapping_add((elapsed * 48_000.0) as u32), p.audio_sent),
+                    (
+                        p.video,
+                        video_ts.wrapping_add((elapsed * 90_000.0) as u32),
+                        p.video_sent,
+                    ),
+                    (
+                        p.audio,
+                        audio_ts.wrapping_add((elapsed * 48_000.0) as u32),
+                        p.audio_sent,
+                    ),
                 ];
                 for (sender, rtp_time, (packets, octets)) in tracks {
                     let Some(sender) = sender else { continue };
@@ -458,7 +531,9 @@ impl Driver {
     }
 
     fn send_chat(&mut self, pid: PeerId, text: &str) {
-        let Some(p) = self.peers.get_mut(&pid) else { return };
+        let Some(p) = self.peers.get_mut(&pid) else {
+            return;
+        };
         let Some(dc_id) = p.chat else { return };
         if let Some(mut dc) = p.pc.data_channel(dc_id) {
             let _ = dc.send_text(Instant::now(), text);
@@ -478,7 +553,11 @@ impl Driver {
             .collect();
         for (channel, n) in dirty {
             let msg = format!(r#"{{"type":"viewers","count":{n}}}"#);
-            let viewers = self.channels.get(&channel).map(|c| c.viewers.clone()).unwrap_or_default();
+            let viewers = self
+                .channels
+                .get(&channel)
+                .map(|c| c.viewers.clone())
+                .unwrap_or_default();
             for pid in viewers {
                 self.send_chat(pid, &msg);
             }
@@ -503,7 +582,9 @@ impl Driver {
     /// Runs a peer's state machine after any input: events, received
     /// messages, queued writes, and its next deadline.
     fn service(&mut self, pid: PeerId, pin: Option<SocketAddr>) {
-        let Some(mut p) = self.peers.remove(&pid) else { return };
+        let Some(mut p) = self.peers.remove(&pid) else {
+            return;
+        };
         let mut close: Option<&'static str> = None;
         let mut replies: Vec<String> = Vec::new();
         while let Some(ev) = p.pc.poll_event() {
@@ -522,11 +603,25 @@ impl Driver {
                     _ => {}
                 },
                 RTCPeerConnectionEvent::OnDataChannel(RTCDataChannelEvent::OnOpen(id)) => {
-                    let is_chat = p.pc.data_channel(id).map(|dc| dc.label() == "chat").unwrap_or(false);
+                    let is_chat =
+                        p.pc.data_channel(id)
+                            .map(|dc| dc.label() == "chat")
+                            .unwrap_or(false);
                     if is_chat {
                         p.chat = Some(id);
-                        let live = self.channels.get(&p.channel).map(|c| c.live).unwrap_or(false);
-                        replies.push(if live { r#"{"type":"live"}"# } else { r#"{"type":"offline"}"# }.into());
+                        let live = self
+                            .channels
+                            .get(&p.channel)
+                            .map(|c| c.live)
+                            .unwrap_or(false);
+                        replies.push(
+                            if live {
+                                r#"{"type":"live"}"#
+                            } else {
+                                r#"{"type":"offline"}"#
+                            }
+                            .into(),
+                        );
                     }
                 }
                 _ => {}
@@ -569,11 +664,18 @@ impl Driver {
 /// the live frame's timestamp: the player decodes them all and shows the
 /// latest, instead of replaying the last second and staying that far behind.
 fn fast_start(p: &mut Peer, gop: &[Packet]) {
-    let (Some(sender), Some(last)) = (p.video, gop.last()) else { return };
-    let frames = 1 + gop.windows(2).filter(|w| w[0].header.timestamp != w[1].header.timestamp).count() as u32;
+    let (Some(sender), Some(last)) = (p.video, gop.last()) else {
+        return;
+    };
+    let frames = 1 + gop
+        .windows(2)
+        .filter(|w| w[0].header.timestamp != w[1].header.timestamp)
+        .count() as u32;
     let now = Instant::now();
     let shift = p.video_skipped;
-    let Some(mut rtp) = p.pc.rtp_sender(sender.id) else { return };
+    let Some(mut rtp) = p.pc.rtp_sender(sender.id) else {
+        return;
+    };
     let mut frame = 0u32;
     for (i, pkt) in gop.iter().enumerate() {
         if i > 0 && gop[i - 1].header.timestamp != pkt.header.timestamp {

@@ -52,7 +52,12 @@ impl Clock {
     fn take_anchor(&mut self, channel: &Arc<str>) -> Option<Media> {
         let e = self.epoch.as_mut().filter(|e| !e.announced)?;
         e.announced = true;
-        Some(Media::Anchor { channel: channel.clone(), wall: e.wall, video_ts: e.video_base, audio_ts: e.audio_base })
+        Some(Media::Anchor {
+            channel: channel.clone(),
+            wall: e.wall,
+            video_ts: e.video_base,
+            audio_ts: e.audio_base,
+        })
     }
 
     /// The epoch for this publish, and whether it was made just now.
@@ -60,7 +65,9 @@ impl Clock {
         let (lv, la) = (self.last_video, self.last_audio);
         self.epoch.get_or_insert_with(|| {
             let cont = |last: Option<(u32, Instant)>, rate: i64| match last {
-                Some((ts, at)) => ts.wrapping_add((at.elapsed().as_millis() as i64 * rate / 1000) as u32 + 1),
+                Some((ts, at)) => {
+                    ts.wrapping_add((at.elapsed().as_millis() as i64 * rate / 1000) as u32 + 1)
+                }
                 None => rand::random::<u32>(),
             };
             Epoch {
@@ -82,7 +89,9 @@ impl Clock {
 
     fn audio(&mut self, pts_90k: i64, pts_48k: i64) -> u32 {
         let e = self.epoch(pts_90k);
-        let ts = e.audio_base.wrapping_add((pts_48k - e.pts0 * OPUS_RATE / CLOCK_RATE) as u32);
+        let ts = e
+            .audio_base
+            .wrapping_add((pts_48k - e.pts0 * OPUS_RATE / CLOCK_RATE) as u32);
         self.last_audio = Some((ts, Instant::now()));
         ts
     }
@@ -93,7 +102,12 @@ struct Transcode {
     coder: AacToOpus,
 }
 
-pub async fn run(channel: Arc<str>, hub: Arc<Hub>, out: mpsc::Sender<Media>, cancel: CancellationToken) {
+pub async fn run(
+    channel: Arc<str>,
+    hub: Arc<Hub>,
+    out: mpsc::Sender<Media>,
+    cancel: CancellationToken,
+) {
     let mut watch = hub.watch(&channel);
     let mut video_seq = Sequencer::new(rand::random());
     let mut audio_seq = Sequencer::new(rand::random());
@@ -113,7 +127,10 @@ pub async fn run(channel: Arc<str>, hub: Arc<Hub>, out: mpsc::Sender<Media>, can
         };
         let mut reader = stream.subscribe("webrtc");
         clock.new_publish();
-        let _ = out.try_send(Media::Live { channel: channel.clone(), live: true });
+        let _ = out.try_send(Media::Live {
+            channel: channel.clone(),
+            live: true,
+        });
         let mut transcode: Option<Transcode> = None;
         let mut profile = None;
         // After a dropped video batch, P-frames are useless until the next
@@ -134,7 +151,10 @@ pub async fn run(channel: Arc<str>, hub: Arc<Hub>, out: mpsc::Sender<Media>, can
                     if let TrackConfig::H264(c) = unit.config.as_ref() {
                         if profile != Some(c.profile_idc) {
                             profile = Some(c.profile_idc);
-                            let _ = out.try_send(Media::Profile { channel: channel.clone(), profile: c.profile_idc });
+                            let _ = out.try_send(Media::Profile {
+                                channel: channel.clone(),
+                                profile: c.profile_idc,
+                            });
                         }
                     }
                     if video_broken && !unit.keyframe {
@@ -160,11 +180,20 @@ pub async fn run(channel: Arc<str>, hub: Arc<Hub>, out: mpsc::Sender<Media>, can
                     }
                 }
                 Payload::Aac(frame) => {
-                    let TrackConfig::Aac(cfg) = unit.config.as_ref() else { continue };
-                    let stale = transcode.as_ref().is_none_or(|t| !Arc::ptr_eq(&t.config, &unit.config));
+                    let TrackConfig::Aac(cfg) = unit.config.as_ref() else {
+                        continue;
+                    };
+                    let stale = transcode
+                        .as_ref()
+                        .is_none_or(|t| !Arc::ptr_eq(&t.config, &unit.config));
                     if stale {
                         match AacToOpus::new(cfg) {
-                            Ok(coder) => transcode = Some(Transcode { config: unit.config.clone(), coder }),
+                            Ok(coder) => {
+                                transcode = Some(Transcode {
+                                    config: unit.config.clone(),
+                                    coder,
+                                })
+                            }
                             Err(e) => {
                                 if !audio_error_logged {
                                     tracing::warn!(channel = %channel, "WebRTC viewers get no audio: {e}");
@@ -175,7 +204,9 @@ pub async fn run(channel: Arc<str>, hub: Arc<Hub>, out: mpsc::Sender<Media>, can
                             }
                         }
                     }
-                    let Some(t) = transcode.as_mut() else { continue };
+                    let Some(t) = transcode.as_mut() else {
+                        continue;
+                    };
                     let frames = match t.coder.push(frame, unit.pts) {
                         Ok(f) => f,
                         Err(e) => {
@@ -200,13 +231,26 @@ pub async fn run(channel: Arc<str>, hub: Arc<Hub>, out: mpsc::Sender<Media>, can
         }
         let still_live = watch.borrow().as_ref().is_some_and(|s| !s.is_closed());
         if !still_live {
-            let _ = out.try_send(Media::Live { channel: channel.clone(), live: false });
+            let _ = out.try_send(Media::Live {
+                channel: channel.clone(),
+                live: false,
+            });
         }
     }
 }
 
-fn send_audio(out: &mpsc::Sender<Media>, channel: &Arc<str>, pkt: rtc::rtp::packet::Packet, seq: &mut Sequencer) {
-    let batch = Media::Batch { channel: channel.clone(), kind: MediaKind::Audio, keyframe: true, packets: vec![pkt] };
+fn send_audio(
+    out: &mpsc::Sender<Media>,
+    channel: &Arc<str>,
+    pkt: rtc::rtp::packet::Packet,
+    seq: &mut Sequencer,
+) {
+    let batch = Media::Batch {
+        channel: channel.clone(),
+        kind: MediaKind::Audio,
+        keyframe: true,
+        packets: vec![pkt],
+    };
     if out.try_send(batch).is_err() {
         seq.rewind(1);
     }

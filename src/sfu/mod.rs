@@ -47,18 +47,45 @@ pub struct WhepSession {
 }
 
 pub(crate) enum Command {
-    Whep { channel: Arc<str>, offer: String, reply: oneshot::Sender<Result<WhepSession, SfuError>> },
-    Patch { session: String, candidates: Vec<String>, reply: oneshot::Sender<Result<(), SfuError>> },
-    Delete { session: String, reply: oneshot::Sender<Result<(), SfuError>> },
+    Whep {
+        channel: Arc<str>,
+        offer: String,
+        reply: oneshot::Sender<Result<WhepSession, SfuError>>,
+    },
+    Patch {
+        session: String,
+        candidates: Vec<String>,
+        reply: oneshot::Sender<Result<(), SfuError>>,
+    },
+    Delete {
+        session: String,
+        reply: oneshot::Sender<Result<(), SfuError>>,
+    },
 }
 
 pub(crate) enum Media {
-    Batch { channel: Arc<str>, kind: MediaKind, keyframe: bool, packets: Vec<Packet> },
-    Live { channel: Arc<str>, live: bool },
-    Profile { channel: Arc<str>, profile: u8 },
+    Batch {
+        channel: Arc<str>,
+        kind: MediaKind,
+        keyframe: bool,
+        packets: Vec<Packet>,
+    },
+    Live {
+        channel: Arc<str>,
+        live: bool,
+    },
+    Profile {
+        channel: Arc<str>,
+        profile: u8,
+    },
     /// A publish's media clock: at `wall`, the video and audio RTP clocks
     /// read `video_ts` and `audio_ts`. Sender reports are derived from it.
-    Anchor { channel: Arc<str>, wall: std::time::Instant, video_ts: u32, audio_ts: u32 },
+    Anchor {
+        channel: Arc<str>,
+        wall: std::time::Instant,
+        video_ts: u32,
+        audio_ts: u32,
+    },
 }
 
 /// WebRTC viewers per channel, read by HTTP and metrics.
@@ -98,13 +125,22 @@ pub fn bind(addr: SocketAddr, public_ips: &[IpAddr]) -> std::io::Result<WebrtcSo
     if !public_ips.is_empty() {
         let s = open(addr)?;
         let port = s.local_addr()?.port();
-        let candidates: Vec<SocketAddr> = public_ips.iter().map(|ip| SocketAddr::new(*ip, port)).collect();
-        return Ok(WebrtcSockets { sockets: vec![(candidates[0], s)], candidates });
+        let candidates: Vec<SocketAddr> = public_ips
+            .iter()
+            .map(|ip| SocketAddr::new(*ip, port))
+            .collect();
+        return Ok(WebrtcSockets {
+            sockets: vec![(candidates[0], s)],
+            candidates,
+        });
     }
     if !addr.ip().is_unspecified() {
         let s = open(addr)?;
         let bound = s.local_addr()?;
-        return Ok(WebrtcSockets { sockets: vec![(bound, s)], candidates: vec![bound] });
+        return Ok(WebrtcSockets {
+            sockets: vec![(bound, s)],
+            candidates: vec![bound],
+        });
     }
     let mut ips: Vec<IpAddr> = if_addrs::get_if_addrs()?
         .into_iter()
@@ -132,10 +168,15 @@ pub fn bind(addr: SocketAddr, public_ips: &[IpAddr]) -> std::io::Result<WebrtcSo
         }
     }
     if sockets.is_empty() {
-        return Err(std::io::Error::other("no network address to bind WebRTC to"));
+        return Err(std::io::Error::other(
+            "no network address to bind WebRTC to",
+        ));
     }
     let candidates = sockets.iter().map(|(a, _)| *a).collect();
-    Ok(WebrtcSockets { sockets, candidates })
+    Ok(WebrtcSockets {
+        sockets,
+        candidates,
+    })
 }
 
 /// Handle to the SFU; cheap to clone.
@@ -153,7 +194,8 @@ impl Sfu {
         shutdown: CancellationToken,
         tracker: &TaskTracker,
     ) -> Result<Sfu, SfuError> {
-        let provider = rtc::crypto::default_provider().map_err(|e| SfuError::Internal(e.to_string()))?;
+        let provider =
+            rtc::crypto::default_provider().map_err(|e| SfuError::Internal(e.to_string()))?;
         // One certificate for every peer: generating a key per viewer would
         // cost more than the rest of the offer/answer.
         let certificate = rtc::peer_connection::certificate::RTCCertificate::generate(
@@ -168,7 +210,8 @@ impl Sfu {
         let (media_tx, media_rx) = mpsc::channel(MEDIA_QUEUE);
         let mut tagged = Vec::new();
         for (tag, s) in sockets.sockets {
-            let s = Arc::new(UdpSocket::from_std(s).map_err(|e| SfuError::Internal(e.to_string()))?);
+            let s =
+                Arc::new(UdpSocket::from_std(s).map_err(|e| SfuError::Internal(e.to_string()))?);
             tracker.spawn(read_socket(tag, s.clone(), dg_tx.clone(), shutdown.clone()));
             tagged.push((tag, s));
         }
@@ -184,34 +227,60 @@ impl Sfu {
             viewers.clone(),
         );
         tracker.spawn(driver.run(dg_rx, cmd_rx, media_rx, shutdown));
-        Ok(Sfu { commands: cmd_tx, viewers, candidates })
+        Ok(Sfu {
+            commands: cmd_tx,
+            viewers,
+            candidates,
+        })
     }
 
     /// Answers a WHEP offer for `channel`. The channel need not be live.
     pub async fn whep(&self, channel: &str, offer: String) -> Result<WhepSession, SfuError> {
         let (reply, rx) = oneshot::channel();
-        self.send(Command::Whep { channel: channel.into(), offer, reply }).await?;
+        self.send(Command::Whep {
+            channel: channel.into(),
+            offer,
+            reply,
+        })
+        .await?;
         rx.await.map_err(|_| SfuError::ShuttingDown)?
     }
 
     pub async fn patch(&self, session: &str, candidates: Vec<String>) -> Result<(), SfuError> {
         let (reply, rx) = oneshot::channel();
-        self.send(Command::Patch { session: session.into(), candidates, reply }).await?;
+        self.send(Command::Patch {
+            session: session.into(),
+            candidates,
+            reply,
+        })
+        .await?;
         rx.await.map_err(|_| SfuError::ShuttingDown)?
     }
 
     pub async fn delete(&self, session: &str) -> Result<(), SfuError> {
         let (reply, rx) = oneshot::channel();
-        self.send(Command::Delete { session: session.into(), reply }).await?;
+        self.send(Command::Delete {
+            session: session.into(),
+            reply,
+        })
+        .await?;
         rx.await.map_err(|_| SfuError::ShuttingDown)?
     }
 
     async fn send(&self, c: Command) -> Result<(), SfuError> {
-        self.commands.send(c).await.map_err(|_| SfuError::ShuttingDown)
+        self.commands
+            .send(c)
+            .await
+            .map_err(|_| SfuError::ShuttingDown)
     }
 
     pub fn viewers(&self, channel: &str) -> usize {
-        self.viewers.lock().expect("viewer counts poisoned").get(channel).copied().unwrap_or(0)
+        self.viewers
+            .lock()
+            .expect("viewer counts poisoned")
+            .get(channel)
+            .copied()
+            .unwrap_or(0)
     }
 
     pub fn all_viewers(&self) -> Vec<(String, usize)> {
@@ -224,7 +293,12 @@ impl Sfu {
     }
 }
 
-async fn read_socket(tag: SocketAddr, sock: Arc<UdpSocket>, tx: mpsc::Sender<Datagram>, shutdown: CancellationToken) {
+async fn read_socket(
+    tag: SocketAddr,
+    sock: Arc<UdpSocket>,
+    tx: mpsc::Sender<Datagram>,
+    shutdown: CancellationToken,
+) {
     let mut buf = vec![0u8; MAX_DATAGRAM];
     loop {
         let r = tokio::select! {
@@ -233,7 +307,11 @@ async fn read_socket(tag: SocketAddr, sock: Arc<UdpSocket>, tx: mpsc::Sender<Dat
         };
         match r {
             Ok((n, from)) => {
-                let d = Datagram { local: tag, from, data: bytes::BytesMut::from(&buf[..n]) };
+                let d = Datagram {
+                    local: tag,
+                    from,
+                    data: bytes::BytesMut::from(&buf[..n]),
+                };
                 // A full inbox means the driver is saturated: shed input
                 // rather than queue without bound.
                 let _ = tx.try_send(d);

@@ -60,7 +60,10 @@ pub fn h264(nalus: &[Bytes], timestamp: u32, seq: &mut Sequencer, out: &mut Vec<
     let first = out.len();
     let mut stap: Vec<&Bytes> = Vec::new();
     let mut stap_len = 1;
-    let flush_stap = |stap: &mut Vec<&Bytes>, stap_len: &mut usize, seq: &mut Sequencer, out: &mut Vec<Packet>| {
+    let flush_stap = |stap: &mut Vec<&Bytes>,
+                      stap_len: &mut usize,
+                      seq: &mut Sequencer,
+                      out: &mut Vec<Packet>| {
         match stap.len() {
             0 => {}
             1 => out.push(packet(seq, timestamp, stap[0].clone())),
@@ -167,8 +170,14 @@ mod tests {
         let sps = Bytes::from_static(&[0x67, 0x42, 0xc0, 0x1f, 0xda]);
         let pps = Bytes::from_static(&[0x68, 0xce, 0x3c, 0x80]);
         let aud = Bytes::from_static(&[0x09, 0xf0]);
-        let big: Bytes = std::iter::once(0x65u8).chain((0..5000u32).map(|i| i as u8)).collect::<Vec<_>>().into();
-        let exact: Bytes = std::iter::once(0x41u8).chain(std::iter::repeat_n(7u8, RTP_PAYLOAD_MTU - 1)).collect::<Vec<_>>().into();
+        let big: Bytes = std::iter::once(0x65u8)
+            .chain((0..5000u32).map(|i| i as u8))
+            .collect::<Vec<_>>()
+            .into();
+        let exact: Bytes = std::iter::once(0x41u8)
+            .chain(std::iter::repeat_n(7u8, RTP_PAYLOAD_MTU - 1))
+            .collect::<Vec<_>>()
+            .into();
         let cases: Vec<(Vec<Bytes>, usize)> = vec![
             (vec![sps.clone(), pps.clone(), big.clone()], 1 + 5),
             (vec![aud, exact.clone()], 1),
@@ -179,14 +188,20 @@ mod tests {
             let mut out = Vec::new();
             h264(&au, 1234, &mut seq, &mut out);
             assert_eq!(out.len(), want_packets);
-            assert!(out.iter().all(|p| p.payload.len() <= RTP_PAYLOAD_MTU && p.header.timestamp == 1234));
+            assert!(out
+                .iter()
+                .all(|p| p.payload.len() <= RTP_PAYLOAD_MTU && p.header.timestamp == 1234));
             assert!(out.last().unwrap().header.marker);
             assert_eq!(out.iter().filter(|p| p.header.marker).count(), 1);
             let seqs: Vec<u16> = out.iter().map(|p| p.header.sequence_number).collect();
             for w in seqs.windows(2) {
                 assert_eq!(w[1], w[0].wrapping_add(1));
             }
-            let want: Vec<Vec<u8>> = au.iter().filter(|n| n[0] & 0x1f != NAL_AUD).map(|n| n.to_vec()).collect();
+            let want: Vec<Vec<u8>> = au
+                .iter()
+                .filter(|n| n[0] & 0x1f != NAL_AUD)
+                .map(|n| n.to_vec())
+                .collect();
             assert_eq!(depacketize(&out), want);
         }
     }

@@ -3,12 +3,17 @@
 
 use super::sdp::{self, Offer};
 use super::SfuError;
+use rtc::data_channel::RTCDataChannelId;
 use rtc::interceptor::Registry;
+use rtc::interceptor::{ReceiverReportBuilder, Slot};
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::certificate::RTCCertificate;
-use rtc::interceptor::{ReceiverReportBuilder, Slot};
-use rtc::peer_connection::configuration::interceptor_registry::{configure_nack, configure_twcc_receiver_only};
-use rtc::peer_connection::configuration::media_engine::{MediaEngine, MIME_TYPE_H264, MIME_TYPE_OPUS};
+use rtc::peer_connection::configuration::interceptor_registry::{
+    configure_nack, configure_twcc_receiver_only,
+};
+use rtc::peer_connection::configuration::media_engine::{
+    MediaEngine, MIME_TYPE_H264, MIME_TYPE_OPUS,
+};
 use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
 use rtc::peer_connection::sdp::RTCSessionDescription;
@@ -17,11 +22,10 @@ use rtc::peer_connection::transport::{
 };
 use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
 use rtc::rtp_transceiver::rtp_sender::{
-    RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
-    RtpCodecKind,
+    RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters,
+    RTCRtpEncodingParameters, RtpCodecKind,
 };
 use rtc::rtp_transceiver::RTCRtpSenderId;
-use rtc::data_channel::RTCDataChannelId;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -94,7 +98,8 @@ pub fn answer_viewer(
     stream_profile: Option<u8>,
     now: Instant,
 ) -> Result<Answer, SfuError> {
-    let offer: Offer = sdp::read_offer(&offer_sdp).map_err(|e| SfuError::BadOffer(e.to_string()))?;
+    let offer: Offer =
+        sdp::read_offer(&offer_sdp).map_err(|e| SfuError::BadOffer(e.to_string()))?;
     let h264 = if offer.has_video {
         Some(sdp::choose_h264(&offer.h264, stream_profile).ok_or_else(|| {
             SfuError::NoCommonCodec(
@@ -120,15 +125,27 @@ pub fn answer_viewer(
         // it offered.
         sdp_fmtp_line: f.fmtp.clone(),
         rtcp_feedback: vec![
-            RTCPFeedback { typ: "nack".into(), parameter: String::new() },
-            RTCPFeedback { typ: "nack".into(), parameter: "pli".into() },
-            RTCPFeedback { typ: "ccm".into(), parameter: "fir".into() },
+            RTCPFeedback {
+                typ: "nack".into(),
+                parameter: String::new(),
+            },
+            RTCPFeedback {
+                typ: "nack".into(),
+                parameter: "pli".into(),
+            },
+            RTCPFeedback {
+                typ: "ccm".into(),
+                parameter: "fir".into(),
+            },
         ],
     });
     if let (Some(codec), Some(f)) = (&video_codec, h264) {
         media
             .register_codec(
-                RTCRtpCodecParameters { rtp_codec: codec.clone(), payload_type: f.payload_type, ..Default::default() },
+                RTCRtpCodecParameters {
+                    rtp_codec: codec.clone(),
+                    payload_type: f.payload_type,
+                },
                 RtpCodecKind::Video,
             )
             .map_err(|e| SfuError::Internal(format!("register H.264: {e}")))?;
@@ -147,7 +164,10 @@ pub fn answer_viewer(
         let pt = opus.map(|f| f.payload_type).unwrap_or(111);
         media
             .register_codec(
-                RTCRtpCodecParameters { rtp_codec: audio_codec.clone(), payload_type: pt, ..Default::default() },
+                RTCRtpCodecParameters {
+                    rtp_codec: audio_codec.clone(),
+                    payload_type: pt,
+                },
                 RtpCodecKind::Audio,
             )
             .map_err(|e| SfuError::Internal(format!("register Opus: {e}")))?;
@@ -169,7 +189,9 @@ pub fn answer_viewer(
         .with_answering_dtls_role(RTCDtlsRole::Server)
         .with_ice_timeouts(Some(ICE_DISCONNECTED_AFTER), Some(ICE_FAILED_AFTER), None)
         .build();
-    let config = RTCConfigurationBuilder::new().with_certificates(vec![certificate.clone()]).build();
+    let config = RTCConfigurationBuilder::new()
+        .with_certificates(vec![certificate.clone()])
+        .build();
     let mut pc = RTCPeerConnectionBuilder::new()
         .with_configuration(config)
         .with_setting_engine(settings)
@@ -178,7 +200,10 @@ pub fn answer_viewer(
         .build(now)
         .map_err(|e| SfuError::Internal(format!("peer connection: {e}")))?;
 
-    let mut add = |kind: RtpCodecKind, codec: RTCRtpCodec, label: &str| -> Result<(RTCRtpSenderId, u32), SfuError> {
+    let mut add = |kind: RtpCodecKind,
+                   codec: RTCRtpCodec,
+                   label: &str|
+     -> Result<(RTCRtpSenderId, u32), SfuError> {
         let ssrc = rand::random::<u32>();
         let track = MediaStreamTrack::new(
             format!("onair-{channel}"),
@@ -186,12 +211,17 @@ pub fn answer_viewer(
             label.to_string(),
             kind,
             vec![RTCRtpEncodingParameters {
-                rtp_coding_parameters: RTCRtpCodingParameters { ssrc: Some(ssrc), ..Default::default() },
+                rtp_coding_parameters: RTCRtpCodingParameters {
+                    ssrc: Some(ssrc),
+                    ..Default::default()
+                },
                 codec,
                 ..Default::default()
             }],
         );
-        let sender = pc.add_track(track).map_err(|e| SfuError::Internal(format!("add track: {e}")))?;
+        let sender = pc
+            .add_track(track)
+            .map_err(|e| SfuError::Internal(format!("add track: {e}")))?;
         Ok((sender, ssrc))
     };
     let video = match video_codec {
@@ -203,8 +233,10 @@ pub fn answer_viewer(
         None => None,
     };
 
-    let remote = RTCSessionDescription::offer(offer_sdp).map_err(|e| SfuError::BadOffer(e.to_string()))?;
-    pc.set_remote_description(now, remote).map_err(|e| SfuError::BadOffer(e.to_string()))?;
+    let remote =
+        RTCSessionDescription::offer(offer_sdp).map_err(|e| SfuError::BadOffer(e.to_string()))?;
+    pc.set_remote_description(now, remote)
+        .map_err(|e| SfuError::BadOffer(e.to_string()))?;
     for addr in candidates {
         let host = CandidateHostConfig {
             base_config: CandidateConfig {
@@ -221,14 +253,18 @@ pub fn answer_viewer(
         let init = RTCIceCandidate::from(&host)
             .to_json()
             .map_err(|e| SfuError::Internal(format!("candidate: {e}")))?;
-        pc.add_local_candidate(init).map_err(|e| SfuError::Internal(format!("candidate: {e}")))?;
+        pc.add_local_candidate(init)
+            .map_err(|e| SfuError::Internal(format!("candidate: {e}")))?;
     }
     // An empty candidate ends gathering, so the answer is complete: OBS and
     // other non-trickle clients get every candidate in it.
     pc.add_local_candidate(RTCIceCandidateInit::default())
         .map_err(|e| SfuError::Internal(format!("end of candidates: {e}")))?;
-    let answer = pc.create_answer(None).map_err(|e| SfuError::BadOffer(e.to_string()))?;
-    pc.set_local_description(now, answer).map_err(|e| SfuError::BadOffer(e.to_string()))?;
+    let answer = pc
+        .create_answer(None)
+        .map_err(|e| SfuError::BadOffer(e.to_string()))?;
+    pc.set_local_description(now, answer)
+        .map_err(|e| SfuError::BadOffer(e.to_string()))?;
     let sdp = pc
         .local_description()
         .map(|d| d.sdp)
@@ -237,8 +273,17 @@ pub fn answer_viewer(
     let mut negotiated = |sender: Option<(RTCRtpSenderId, u32)>| -> Option<Sender> {
         let (id, ssrc) = sender?;
         let mut s = pc.rtp_sender(id)?;
-        let pt = s.get_parameters().rtp_parameters.codecs.first()?.payload_type;
-        Some(Sender { id, ssrc, payload_type: pt })
+        let pt = s
+            .get_parameters()
+            .rtp_parameters
+            .codecs
+            .first()?
+            .payload_type;
+        Some(Sender {
+            id,
+            ssrc,
+            payload_type: pt,
+        })
     };
     let video = negotiated(video);
     let audio = negotiated(audio);

@@ -28,7 +28,9 @@ impl OfferedFormat {
 
     /// `packetization-mode`, 0 when absent (RFC 6184 8.1).
     pub fn packetization_mode(&self) -> u8 {
-        self.fmtp_param("packetization-mode").and_then(|v| v.parse().ok()).unwrap_or(0)
+        self.fmtp_param("packetization-mode")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
     }
 
     /// profile_idc from `profile-level-id`; 0x42 (Baseline) when absent, the
@@ -89,10 +91,10 @@ pub fn read_offer(sdp: &str) -> Result<Offer, SdpError> {
     let mut fmtps: Vec<(u8, String)> = Vec::new();
     let mut fbs: Vec<(u8, String)> = Vec::new();
     let flush = |section: Section,
-                     rtpmaps: &mut Vec<(u8, String, u32, u16)>,
-                     fmtps: &mut Vec<(u8, String)>,
-                     fbs: &mut Vec<(u8, String)>,
-                     offer: &mut Offer| {
+                 rtpmaps: &mut Vec<(u8, String, u32, u16)>,
+                 fmtps: &mut Vec<(u8, String)>,
+                 fbs: &mut Vec<(u8, String)>,
+                 offer: &mut Offer| {
         let target = match section {
             Section::Video => Some(("H264", &mut offer.h264)),
             Section::Audio => Some(("OPUS", &mut offer.opus)),
@@ -105,8 +107,16 @@ pub fn read_offer(sdp: &str) -> Result<Offer, SdpError> {
                         payload_type: *pt,
                         clock_rate: *clock,
                         channels: *ch,
-                        fmtp: fmtps.iter().find(|(p, _)| p == pt).map(|(_, f)| f.clone()).unwrap_or_default(),
-                        rtcp_fb: fbs.iter().filter(|(p, _)| p == pt).map(|(_, f)| f.clone()).collect(),
+                        fmtp: fmtps
+                            .iter()
+                            .find(|(p, _)| p == pt)
+                            .map(|(_, f)| f.clone())
+                            .unwrap_or_default(),
+                        rtcp_fb: fbs
+                            .iter()
+                            .filter(|(p, _)| p == pt)
+                            .map(|(_, f)| f.clone())
+                            .collect(),
                     });
                 }
             }
@@ -188,8 +198,15 @@ pub fn read_offer(sdp: &str) -> Result<Offer, SdpError> {
 /// can carry frames larger than one packet. With the stream's profile known,
 /// prefer the same profile; else prefer High, whose decoders also take the
 /// Constrained Baseline and Main streams every common encoder makes.
-pub fn choose_h264(offered: &[OfferedFormat], stream_profile: Option<u8>) -> Option<&OfferedFormat> {
-    let usable = || offered.iter().filter(|f| f.packetization_mode() == 1 && f.clock_rate == 90_000);
+pub fn choose_h264(
+    offered: &[OfferedFormat],
+    stream_profile: Option<u8>,
+) -> Option<&OfferedFormat> {
+    let usable = || {
+        offered
+            .iter()
+            .filter(|f| f.packetization_mode() == 1 && f.clock_rate == 90_000)
+    };
     if let Some(p) = stream_profile {
         if let Some(f) = usable().find(|f| f.profile_idc() == p) {
             return Some(f);
@@ -243,9 +260,15 @@ m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\na=mid:2\r\n";
     fn refuses_what_is_not_an_offer() {
         let cases: &[(&str, SdpError)] = &[
             ("hello", SdpError::NotSdp("it does not start with v=0")),
-            ("{\"sdp\":1}", SdpError::NotSdp("it does not start with v=0")),
+            (
+                "{\"sdp\":1}",
+                SdpError::NotSdp("it does not start with v=0"),
+            ),
             ("v=0\r\ns=-\r\n", SdpError::NotSdp("it has no m-line")),
-            ("v=0\r\nnonsense\r\n", SdpError::NotSdp("a line is not of the form x=value")),
+            (
+                "v=0\r\nnonsense\r\n",
+                SdpError::NotSdp("a line is not of the form x=value"),
+            ),
         ];
         for (input, want) in cases {
             assert_eq!(read_offer(input).unwrap_err(), *want, "{input}");
@@ -266,6 +289,9 @@ m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\na=mid:2\r\n";
     #[test]
     fn trickle_fragment() {
         let frag = "a=ice-ufrag:abcd\r\na=ice-pwd:x\r\nm=audio 9 RTP/AVP 0\r\na=mid:0\r\na=candidate:1 1 udp 2130706431 192.0.2.1 5000 typ host\r\na=end-of-candidates\r\n";
-        assert_eq!(frag_candidates(frag), vec!["candidate:1 1 udp 2130706431 192.0.2.1 5000 typ host"]);
+        assert_eq!(
+            frag_candidates(frag),
+            vec!["candidate:1 1 udp 2130706431 192.0.2.1 5000 typ host"]
+        );
     }
 }

@@ -56,7 +56,12 @@ mod tests {
         let cases: &[(Vec<u8>, Option<&str>)] = &[
             (binding_request("abcd1234:remote"), Some("abcd1234")),
             (binding_request("x:y"), Some("x")),
-            (vec![0x80, 0x60, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], None),
+            (
+                vec![
+                    0x80, 0x60, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                ],
+                None,
+            ),
             (vec![22, 254, 253, 0, 0], None),
             (binding_request("abcd")[..22].to_vec(), None),
         ];

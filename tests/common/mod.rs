@@ -239,7 +239,10 @@ pub async fn wait_for_live(addr: SocketAddr, channel: &str) {
         if m.contains(&needle) {
             return;
         }
-        assert!(start.elapsed() < Duration::from_secs(15), "channel {channel} never went live");
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "channel {channel} never went live"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

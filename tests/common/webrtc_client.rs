@@ -41,7 +41,8 @@ impl Protocol<rtc::interceptor::TaggedPacket, rtc::interceptor::TaggedPacket, ()
     type Time = Instant;
     fn handle_read(&mut self, mut msg: rtc::interceptor::TaggedPacket) -> Result<(), Self::Error> {
         if matches!(msg.message.packet, rtc::interceptor::Packet::Rtcp(_)) {
-            msg.message.add(rtc::interceptor::Attribute::DeliverToApplication);
+            msg.message
+                .add(rtc::interceptor::Attribute::DeliverToApplication);
         }
         self.read.push_back(msg);
         Ok(())
@@ -127,7 +128,6 @@ pub async fn watch(
                 rtcp_feedback: vec![],
             },
             payload_type: VIDEO_PT,
-            ..Default::default()
         },
         RtpCodecKind::Video,
     )?;
@@ -141,11 +141,11 @@ pub async fn watch(
                 rtcp_feedback: vec![],
             },
             payload_type: AUDIO_PT,
-            ..Default::default()
         },
         RtpCodecKind::Audio,
     )?;
-    let registry = Registry::new().with(rtc::interceptor::Slot::from(14_000), DeliverRtcp::default());
+    let registry =
+        Registry::new().with(rtc::interceptor::Slot::from(14_000), DeliverRtcp::default());
     let registry = register_default_interceptors(registry, &mut media)?;
     let settings = SettingEngineBuilder::new()
         .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
@@ -256,8 +256,12 @@ pub async fn watch(
                 }
                 RTCMessage::RtcpPacket(_, packets) => {
                     for p in packets {
-                        if let Some(sr) = p.as_any().downcast_ref::<rtc::rtcp::sender_report::SenderReport>() {
-                            let ntp = (sr.ntp_time >> 32) as f64 + (sr.ntp_time & 0xffff_ffff) as f64 / 4_294_967_296.0;
+                        if let Some(sr) = p
+                            .as_any()
+                            .downcast_ref::<rtc::rtcp::sender_report::SenderReport>()
+                        {
+                            let ntp = (sr.ntp_time >> 32) as f64
+                                + (sr.ntp_time & 0xffff_ffff) as f64 / 4_294_967_296.0;
                             out.sender_reports.push((sr.ssrc, ntp, sr.rtp_time));
                         }
                     }
