@@ -35,6 +35,10 @@ const VIEWER_EVENT_INTERVAL: Duration = Duration::from_secs(2);
 const SENDER_REPORT_INTERVAL: Duration = Duration::from_secs(1);
 /// Seconds from the NTP epoch (1900) to the Unix epoch (1970).
 const NTP_UNIX_OFFSET: u64 = 2_208_988_800;
+/// A viewer silent this long is gone (closed tab, lost network) and is
+/// reaped. Browsers send consent checks every few seconds and RTCP every
+/// second; aiortc's consent checks come every 4-6 s.
+pub const PEER_SILENCE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Chat text over the data channel, with JSON framing.
 const MAX_DC_MESSAGE: usize = 4096;
 
@@ -153,7 +157,10 @@ impl Driver {
                     }
                 }
                 _ = sleep => self.on_timers(),
-                _ = ticker.tick() => self.send_viewer_counts(),
+                _ = ticker.tick() => {
+                    self.reap_silent();
+                    self.send_viewer_counts();
+                }
                 _ = report_ticker.tick() => self.send_sender_reports(),
             }
         }
@@ -319,6 +326,7 @@ impl Driver {
         let Some(p) = self.peers.get_mut(&pid) else {
             return;
         };
+        p.last_rx = Instant::now();
         let msg = TaggedBytesMut {
             now: Instant::now(),
             transport: TransportContext {
@@ -333,6 +341,19 @@ impl Driver {
             tracing::trace!(peer = pid, "dropping datagram: {e}");
         }
         self.service(pid, tentative.then_some(d.from));
+    }
+
+    fn reap_silent(&mut self) {
+        let now = Instant::now();
+        let silent: Vec<PeerId> = self
+            .peers
+            .values()
+            .filter(|p| now.duration_since(p.last_rx) > PEER_SILENCE_TIMEOUT)
+            .map(|p| p.id)
+            .collect();
+        for pid in silent {
+            self.remove_peer(pid, "silent for 30 s");
+        }
     }
 
     fn on_timers(&mut self) {
@@ -426,41 +447,9 @@ impl Driver {
             let Some(p) = self.peers.get_mut(pid) else {
                 continue;
             };
-            let skip = !p.connected
-                || match kind {
-                    MediaKind::Video if p.waiting_keyframe && !keyframe => true,
-                    MediaKind::Video => {
-                        p.waiting_keyframe = false;
-                        false
-                    }
-                    MediaKind::Audio => false,
-                };
-            let (sender, skipped, sent) = match kind {
-                MediaKind::Video => (p.video, &mut p.video_skipped, &mut p.video_sent),
-                MediaKind::Audio => (p.audio, &mut p.audio_skipped, &mut p.audio_sent),
-            };
-            if skip {
-                *skipped = skipped.wrapping_add(packets.len() as u16);
-                continue;
-            }
-            let shift = *skipped;
-            let Some(sender) = sender else { continue };
-            let Some(mut rtp) = p.pc.rtp_sender(sender.id) else {
-                continue;
-            };
-            for pkt in packets {
-                let mut pkt = pkt.clone();
-                pkt.header.ssrc = sender.ssrc;
-                pkt.header.payload_type = sender.payload_type;
-                pkt.header.sequence_number = pkt.header.sequence_number.wrapping_sub(shift);
-                let len = pkt.payload.len();
-                if rtp.write_rtp(now, pkt).is_ok() {
-                    out_packets += 1;
-                    out_bytes += len as u64;
-                    sent.0 = sent.0.wrapping_add(1);
-                    sent.1 = sent.1.wrapping_add(len as u32);
-                }
-            }
+            let (n, bytes) = p.send_media(kind, keyframe, packets, now);
+            out_packets += n;
+            out_bytes += bytes;
             while let Some(out) = p.pc.poll_write() {
                 if !send(&self.sockets, &out.transport, &out.message) {
                     self.send_drops += 1;
@@ -595,7 +584,7 @@ impl Driver {
                         p.waiting_keyframe = true;
                         tracing::debug!(session = p.session, after = ?p.created.elapsed(), "viewer connected");
                         if let Some(ch) = self.channels.get(&p.channel) {
-                            fast_start(&mut p, &ch.gop);
+                            p.fast_start(&ch.gop);
                         }
                     }
                     RTCPeerConnectionState::Failed => close = Some("connection failed"),
@@ -657,38 +646,6 @@ impl Driver {
             self.remove_peer(pid, why);
         }
     }
-}
-
-/// Sends a just-connected viewer the current GOP so its decoder starts now.
-/// The frames keep their order but are squeezed to one tick apart, ending at
-/// the live frame's timestamp: the player decodes them all and shows the
-/// latest, instead of replaying the last second and staying that far behind.
-fn fast_start(p: &mut Peer, gop: &[Packet]) {
-    let (Some(sender), Some(last)) = (p.video, gop.last()) else {
-        return;
-    };
-    let frames = 1 + gop
-        .windows(2)
-        .filter(|w| w[0].header.timestamp != w[1].header.timestamp)
-        .count() as u32;
-    let now = Instant::now();
-    let shift = p.video_skipped;
-    let Some(mut rtp) = p.pc.rtp_sender(sender.id) else {
-        return;
-    };
-    let mut frame = 0u32;
-    for (i, pkt) in gop.iter().enumerate() {
-        if i > 0 && gop[i - 1].header.timestamp != pkt.header.timestamp {
-            frame += 1;
-        }
-        let mut pkt = pkt.clone();
-        pkt.header.ssrc = sender.ssrc;
-        pkt.header.payload_type = sender.payload_type;
-        pkt.header.sequence_number = pkt.header.sequence_number.wrapping_sub(shift);
-        pkt.header.timestamp = last.header.timestamp.wrapping_sub(frames - 1 - frame);
-        let _ = rtp.write_rtp(now, pkt);
-    }
-    p.waiting_keyframe = false;
 }
 
 /// What a viewer's message on the `chat` channel gets back. Writing needs an

@@ -9,7 +9,7 @@
 mod driver;
 mod egress;
 pub mod packetize;
-mod peer;
+pub mod peer;
 pub mod sdp;
 mod stun;
 

@@ -3,7 +3,9 @@
 
 use super::sdp::{self, Offer};
 use super::SfuError;
+use crate::media::MediaKind;
 use rtc::data_channel::RTCDataChannelId;
+use rtc::rtp::packet::Packet;
 use rtc::interceptor::Registry;
 use rtc::interceptor::{ReceiverReportBuilder, Slot};
 use rtc::media_stream::MediaStreamTrack;
@@ -72,6 +74,9 @@ pub struct Peer {
     pub addrs: Vec<SocketAddr>,
     pub connected: bool,
     pub created: Instant,
+    /// The last datagram from this viewer. ICE-lite never declares a silent
+    /// peer failed, so the driver reaps on this.
+    pub last_rx: Instant,
     /// The deadline this peer is filed under in the driver's timer set.
     pub deadline: Option<Instant>,
 }
@@ -305,8 +310,89 @@ pub fn answer_viewer(
             addrs: Vec::new(),
             connected: false,
             created: now,
+            last_rx: now,
             deadline: None,
         },
         sdp,
     })
+}
+
+impl Peer {
+    /// This viewer's copy of a shared packet: its own SSRC and payload type,
+    /// and its sequence shifted past what it skipped. The payload is shared.
+    fn rewrite(&self, sender: Sender, shift: u16, pkt: &Packet) -> Packet {
+        let mut pkt = pkt.clone();
+        pkt.header.ssrc = sender.ssrc;
+        pkt.header.payload_type = sender.payload_type;
+        pkt.header.sequence_number = pkt.header.sequence_number.wrapping_sub(shift);
+        pkt
+    }
+
+    /// Hands one access unit's (or audio frame's) packets to this viewer's
+    /// connection; the caller drains `pc.poll_write()`. Returns the packets
+    /// and payload bytes written.
+    pub fn send_media(&mut self, kind: MediaKind, keyframe: bool, packets: &[Packet], now: Instant) -> (u64, u64) {
+        let skip = !self.connected
+            || match kind {
+                MediaKind::Video if self.waiting_keyframe && !keyframe => true,
+                MediaKind::Video => {
+                    self.waiting_keyframe = false;
+                    false
+                }
+                MediaKind::Audio => false,
+            };
+        let (sender, skipped) = match kind {
+            MediaKind::Video => (self.video, self.video_skipped),
+            MediaKind::Audio => (self.audio, self.audio_skipped),
+        };
+        if skip {
+            let skipped = skipped.wrapping_add(packets.len() as u16);
+            match kind {
+                MediaKind::Video => self.video_skipped = skipped,
+                MediaKind::Audio => self.audio_skipped = skipped,
+            }
+            return (0, 0);
+        }
+        let Some(sender) = sender else { return (0, 0) };
+        let (mut n, mut bytes) = (0u64, 0u64);
+        for pkt in packets {
+            let pkt = self.rewrite(sender, skipped, pkt);
+            let len = pkt.payload.len() as u64;
+            let Some(mut rtp) = self.pc.rtp_sender(sender.id) else { return (n, bytes) };
+            if rtp.write_rtp(now, pkt).is_ok() {
+                n += 1;
+                bytes += len;
+            }
+        }
+        let sent = match kind {
+            MediaKind::Video => &mut self.video_sent,
+            MediaKind::Audio => &mut self.audio_sent,
+        };
+        sent.0 = sent.0.wrapping_add(n as u32);
+        sent.1 = sent.1.wrapping_add(bytes as u32);
+        (n, bytes)
+    }
+
+    /// Sends a just-connected viewer the current GOP so its decoder starts
+    /// now. The frames keep their order but are squeezed to one tick apart,
+    /// ending at the live frame's timestamp: the player decodes them all and
+    /// shows the latest, instead of replaying the last second and staying
+    /// that far behind.
+    pub fn fast_start(&mut self, gop: &[Packet]) {
+        let (Some(sender), Some(last)) = (self.video, gop.last()) else { return };
+        let frames = 1 + gop.windows(2).filter(|w| w[0].header.timestamp != w[1].header.timestamp).count() as u32;
+        let now = Instant::now();
+        let mut frame = 0u32;
+        for (i, pkt) in gop.iter().enumerate() {
+            if i > 0 && gop[i - 1].header.timestamp != pkt.header.timestamp {
+                frame += 1;
+            }
+            let mut pkt = self.rewrite(sender, self.video_skipped, pkt);
+            pkt.header.timestamp = last.header.timestamp.wrapping_sub(frames - 1 - frame);
+            if let Some(mut rtp) = self.pc.rtp_sender(sender.id) {
+                let _ = rtp.write_rtp(now, pkt);
+            }
+        }
+        self.waiting_keyframe = false;
+    }
 }

@@ -9,8 +9,6 @@ use onair::db::Db;
 use std::net::SocketAddr;
 use std::process::Stdio;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 use tokio_util::sync::CancellationToken;
 
@@ -127,99 +125,8 @@ pub fn ffmpeg_publish_with(url: &str, secs: u32, video_opts: &[&str]) -> Child {
         .expect("ffmpeg is installed (apt-get install ffmpeg)")
 }
 
-pub struct HttpResponse {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-}
-
-impl HttpResponse {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-
-    pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
-    }
-}
-
-/// One HTTP/1.1 request on its own connection.
-pub async fn http(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> HttpResponse {
-    let mut s = TcpStream::connect(addr).await.expect("connect");
-    let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    s.write_all(req.as_bytes()).await.expect("write");
-    // The server may answer (413) before reading a large body; a reset
-    // while writing it is not the test's concern.
-    let _ = s.write_all(body).await;
-    let mut raw = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(20), s.read_to_end(&mut raw)).await;
-    parse_response(&raw)
-}
-
-fn parse_response(raw: &[u8]) -> HttpResponse {
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("complete response head");
-    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|c| c.parse().ok())
-        .expect("status line");
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| {
-            l.split_once(':')
-                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        })
-        .collect();
-    let mut body = raw[split + 4..].to_vec();
-    let chunked = headers
-        .iter()
-        .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
-    if chunked {
-        let mut out = Vec::new();
-        let mut rest = &body[..];
-        while let Some(p) = rest.windows(2).position(|w| w == b"\r\n") {
-            let n =
-                usize::from_str_radix(std::str::from_utf8(&rest[..p]).unwrap_or("0").trim(), 16)
-                    .unwrap_or(0);
-            if n == 0 {
-                break;
-            }
-            out.extend_from_slice(&rest[p + 2..p + 2 + n]);
-            rest = &rest[p + 2 + n + 2..];
-        }
-        body = out;
-    }
-    HttpResponse {
-        status,
-        headers,
-        body,
-    }
-}
+#[allow(unused_imports)]
+pub use onair_loadtest::http::{http, HttpResponse};
 
 /// Waits until `f` is true, polling; panics with `what` after `limit`.
 pub async fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
@@ -244,5 +151,206 @@ pub async fn wait_for_live(addr: SocketAddr, channel: &str) {
             "channel {channel} never went live"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+// ---- accounts, chat and Postgres helpers (issue 5) ----
+
+/// The database a scenario runs on. Scenarios run on both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Postgres for tests: `ONAIR_TEST_POSTGRES_URL` (scripts/test.sh starts a
+/// server and sets it). Without it the Postgres variants are skipped with a
+/// note, except under CI, where that is a failure.
+pub fn postgres_admin_url() -> Option<String> {
+    match std::env::var("ONAIR_TEST_POSTGRES_URL") {
+        Ok(u) if !u.is_empty() => Some(u),
+        _ => {
+            assert!(
+                std::env::var("CI").is_err(),
+                "ONAIR_TEST_POSTGRES_URL is not set: run scripts/test.sh"
+            );
+            eprintln!("skipped: ONAIR_TEST_POSTGRES_URL is not set (scripts/postgres.sh)");
+            None
+        }
+    }
+}
+
+/// A fresh, empty Postgres database for one test; returns its URL.
+pub async fn fresh_postgres_db() -> Option<String> {
+    let admin = postgres_admin_url()?;
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&admin)
+        .await
+        .expect("connect to the test Postgres");
+    let name = format!("onair_t_{:016x}", rand::random::<u64>());
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&pool)
+        .await
+        .expect("create test database");
+    pool.close().await;
+    let base = admin.rsplit_once('/').expect("URL has a database").0;
+    Some(format!("{base}/{name}"))
+}
+
+impl TestServer {
+    /// A server on `backend`, or `None` when Postgres is not available.
+    pub async fn on(backend: Backend) -> Option<TestServer> {
+        Some(Self::on_with_url(backend).await?.0)
+    }
+
+    /// Like [`on`](Self::on), with the database URL (for the CLI).
+    pub async fn on_with_url(backend: Backend) -> Option<(TestServer, String)> {
+        match backend {
+            Backend::Sqlite => {
+                let srv = Self::start().await;
+                let url = format!("sqlite://{}", srv.dir.path().join("onair.db").display());
+                Some((srv, url))
+            }
+            Backend::Postgres => {
+                let url = fresh_postgres_db().await?;
+                let u = url.clone();
+                Some((Self::start_with(move |c| c.database_url = u).await, url))
+            }
+        }
+    }
+}
+
+/// Runs each named `async fn(Backend)` scenario as a test on SQLite and on
+/// Postgres: `both!(a, b)` makes `sqlite::a`, `postgres::a`, ...
+#[allow(unused_macros)]
+macro_rules! both {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(crate::common::Backend::Sqlite).await })*
+        }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(crate::common::Backend::Postgres).await })*
+        }
+    };
+}
+
+/// A JSON API request. `auth` is `("Authorization", "Bearer ..")` or a
+/// cookie, given as extra headers.
+pub async fn api(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&serde_json::Value>,
+) -> HttpResponse {
+    let mut h: Vec<(&str, &str)> = headers.to_vec();
+    let text = body.map(|b| b.to_string()).unwrap_or_default();
+    if body.is_some() {
+        h.push(("Content-Type", "application/json"));
+    }
+    http(addr, method, path, &h, text.as_bytes()).await
+}
+
+pub fn password_of(user: &str) -> String {
+    format!("pw-{user}-secret")
+}
+
+/// Registers `user` (password [`password_of`]) and signs in; returns the
+/// Bearer token.
+pub async fn signup(addr: SocketAddr, user: &str) -> String {
+    let body = serde_json::json!({"username": user, "password": password_of(user)});
+    let r = api(addr, "POST", "/api/auth/register", &[], Some(&body)).await;
+    assert_eq!(r.status, 201, "register {user}: {}", r.text());
+    login(addr, user, &password_of(user)).await
+}
+
+pub async fn login(addr: SocketAddr, user: &str, password: &str) -> String {
+    let body = serde_json::json!({"username": user, "password": password});
+    let r = api(addr, "POST", "/api/auth/login", &[], Some(&body)).await;
+    assert_eq!(r.status, 200, "login {user}: {}", r.text());
+    r.json()["token"].as_str().expect("token").to_string()
+}
+
+pub fn bearer(token: &str) -> String {
+    format!("Bearer {token}")
+}
+
+/// A WebSocket chat client.
+pub type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Opens `ws://addr{path}` with extra request headers (e.g. a Cookie).
+pub async fn ws_connect(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Ws {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut req = format!("ws://{addr}{path}")
+        .into_client_request()
+        .expect("ws request");
+    for (k, v) in headers {
+        req.headers_mut().insert(
+            axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            v.parse().unwrap(),
+        );
+    }
+    tokio_tungstenite::connect_async(req)
+        .await
+        .unwrap_or_else(|e| panic!("ws connect {path}: {e}"))
+        .0
+}
+
+/// The next JSON text frame, within 5 s.
+pub async fn ws_next(ws: &mut Ws) -> serde_json::Value {
+    use futures_util::StreamExt;
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .expect("a ws message within 5 s")
+            .expect("ws open")
+            .expect("ws ok");
+        if let tokio_tungstenite::tungstenite::Message::Text(t) = msg {
+            return serde_json::from_str(t.as_str()).expect("JSON frame");
+        }
+    }
+}
+
+/// Reads frames until one satisfies `f`, returning it.
+pub async fn ws_until(ws: &mut Ws, mut f: impl FnMut(&serde_json::Value) -> bool) -> serde_json::Value {
+    loop {
+        let v = ws_next(ws).await;
+        if f(&v) {
+            return v;
+        }
+    }
+}
+
+pub async fn ws_send(ws: &mut Ws, v: &serde_json::Value) {
+    use futures_util::SinkExt;
+    ws.send(tokio_tungstenite::tungstenite::Message::Text(v.to_string().into()))
+        .await
+        .expect("ws send");
+}
+
+/// True if no frame arrives within `d`.
+pub async fn ws_quiet(ws: &mut Ws, d: Duration) -> bool {
+    use futures_util::StreamExt;
+    tokio::time::timeout(d, ws.next()).await.is_err()
+}
+
+/// The next frame satisfying `f` within `limit`, or `None`.
+pub async fn ws_wait(
+    ws: &mut Ws,
+    limit: Duration,
+    mut f: impl FnMut(&serde_json::Value) -> bool,
+) -> Option<serde_json::Value> {
+    use futures_util::StreamExt;
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let msg = tokio::time::timeout_at(deadline, ws.next()).await.ok()??.ok()?;
+        if let tokio_tungstenite::tungstenite::Message::Text(t) = msg {
+            let v: serde_json::Value = serde_json::from_str(t.as_str()).ok()?;
+            if f(&v) {
+                return Some(v);
+            }
+        }
     }
 }

@@ -1,0 +1,360 @@
+//! A real WebRTC viewer built on webrtc-rs's `rtc` core (ICE, DTLS, SRTP,
+//! SCTP): it offers, POSTs to WHEP, counts what arrives and, when asked,
+//! records it. The tests use it as their viewer; the load tool runs many.
+
+use crate::http::try_http;
+use bytes::BytesMut;
+use rtc::interceptor::Registry;
+use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
+use rtc::peer_connection::configuration::media_engine::{
+    MediaEngine, MIME_TYPE_H264, MIME_TYPE_OPUS,
+};
+use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
+use rtc::peer_connection::configuration::RTCConfigurationBuilder;
+use rtc::peer_connection::event::{RTCDataChannelEvent, RTCPeerConnectionEvent};
+use rtc::peer_connection::message::RTCMessage;
+use rtc::peer_connection::sdp::RTCSessionDescription;
+use rtc::peer_connection::state::RTCPeerConnectionState;
+use rtc::peer_connection::RTCPeerConnectionBuilder;
+use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RTCRtpCodecParameters, RtpCodecKind};
+use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
+use rtc::sansio::Protocol;
+use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use tokio::net::UdpSocket;
+
+pub const VIDEO_PT: u8 = 102;
+
+/// Marks inbound RTCP for the application, so the test sees the server's
+/// sender reports (the default chain consumes RTCP).
+#[derive(Default)]
+struct DeliverRtcp {
+    read: std::collections::VecDeque<rtc::interceptor::TaggedPacket>,
+    write: std::collections::VecDeque<rtc::interceptor::TaggedPacket>,
+}
+
+impl Protocol<rtc::interceptor::TaggedPacket, rtc::interceptor::TaggedPacket, ()> for DeliverRtcp {
+    type Rout = rtc::interceptor::TaggedPacket;
+    type Wout = rtc::interceptor::TaggedPacket;
+    type Eout = ();
+    type Error = rtc::shared::error::Error;
+    type Time = Instant;
+    fn handle_read(&mut self, mut msg: rtc::interceptor::TaggedPacket) -> Result<(), Self::Error> {
+        if matches!(msg.message.packet, rtc::interceptor::Packet::Rtcp(_)) {
+            msg.message
+                .add(rtc::interceptor::Attribute::DeliverToApplication);
+        }
+        self.read.push_back(msg);
+        Ok(())
+    }
+    fn poll_read(&mut self) -> Option<Self::Rout> {
+        self.read.pop_front()
+    }
+    fn handle_write(&mut self, msg: rtc::interceptor::TaggedPacket) -> Result<(), Self::Error> {
+        self.write.push_back(msg);
+        Ok(())
+    }
+    fn poll_write(&mut self) -> Option<Self::Wout> {
+        self.write.pop_front()
+    }
+    fn handle_timeout(&mut self, _now: Instant) -> Result<(), Self::Error> {
+        Ok(())
+    }
+    fn poll_timeout(&mut self) -> Option<Instant> {
+        None
+    }
+}
+
+impl rtc::interceptor::Interceptor for DeliverRtcp {
+    fn bind_local_stream(&mut self, _: &rtc::interceptor::StreamInfo) {}
+    fn unbind_local_stream(&mut self, _: &rtc::interceptor::StreamInfo) {}
+    fn bind_remote_stream(&mut self, _: &rtc::interceptor::StreamInfo) {}
+    fn unbind_remote_stream(&mut self, _: &rtc::interceptor::StreamInfo) {}
+}
+pub const AUDIO_PT: u8 = 111;
+
+/// What a viewer counted, cheap enough to keep for thousands of viewers.
+#[derive(Default, Debug, Clone, serde::Serialize)]
+pub struct Counters {
+    pub video_packets: u64,
+    pub audio_packets: u64,
+    pub bytes: u64,
+    /// Packets never seen, from sequence-number gaps.
+    pub lost: u64,
+    /// The longest stretch without video once it had started, in ms: a
+    /// freeze as a viewer would see it.
+    pub longest_video_gap_ms: u64,
+}
+
+#[derive(Default, Debug)]
+pub struct Received {
+    pub counters: Counters,
+    pub connected_after: Option<Duration>,
+    pub video: Vec<rtc::rtp::packet::Packet>,
+    pub audio: Vec<rtc::rtp::packet::Packet>,
+    /// When the first video packet arrived, from the POST.
+    pub first_video_after: Option<Duration>,
+    pub chat: Vec<String>,
+    /// Sender reports: (ssrc, NTP time as seconds, RTP time), in arrival order.
+    pub sender_reports: Vec<(u32, f64, u32)>,
+    pub location: String,
+    pub answer: String,
+}
+
+pub struct ViewerOptions {
+    /// Keep every packet (tests); off, only [`Counters`] are kept.
+    pub record: bool,
+    /// End without closing or DELETE, like a phone losing its network.
+    pub vanish: bool,
+    /// Address to bind the viewer's UDP socket to.
+    pub bind: std::net::IpAddr,
+    pub video: bool,
+    pub audio: bool,
+    pub chat_message: Option<String>,
+    pub profile_level_id: &'static str,
+}
+
+impl Default for ViewerOptions {
+    fn default() -> Self {
+        ViewerOptions {
+            record: true,
+            vanish: false,
+            bind: std::net::Ipv4Addr::LOCALHOST.into(),
+            video: true,
+            audio: true,
+            chat_message: None,
+            profile_level_id: "42e01f",
+        }
+    }
+}
+
+/// Watches `channel` for `dur` and returns what arrived.
+pub async fn watch(
+    http_addr: SocketAddr,
+    channel: &str,
+    dur: Duration,
+    opts: ViewerOptions,
+) -> anyhow::Result<Received> {
+    let socket = UdpSocket::bind(SocketAddr::new(opts.bind, 0)).await?;
+    let local = socket.local_addr()?;
+    let mut media = MediaEngine::default();
+    media.register_codec(
+        RTCRtpCodecParameters {
+            rtp_codec: RTCRtpCodec {
+                mime_type: MIME_TYPE_H264.into(),
+                clock_rate: 90_000,
+                channels: 0,
+                sdp_fmtp_line: format!(
+                    "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id={}",
+                    opts.profile_level_id
+                ),
+                rtcp_feedback: vec![],
+            },
+            payload_type: VIDEO_PT,
+        },
+        RtpCodecKind::Video,
+    )?;
+    media.register_codec(
+        RTCRtpCodecParameters {
+            rtp_codec: RTCRtpCodec {
+                mime_type: MIME_TYPE_OPUS.into(),
+                clock_rate: 48_000,
+                channels: 2,
+                sdp_fmtp_line: "minptime=10;useinbandfec=1".into(),
+                rtcp_feedback: vec![],
+            },
+            payload_type: AUDIO_PT,
+        },
+        RtpCodecKind::Audio,
+    )?;
+    let registry =
+        Registry::new().with(rtc::interceptor::Slot::from(14_000), DeliverRtcp::default());
+    let registry = register_default_interceptors(registry, &mut media)?;
+    let settings = SettingEngineBuilder::new()
+        .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
+        .build();
+    let mut pc = RTCPeerConnectionBuilder::new()
+        .with_configuration(RTCConfigurationBuilder::new().build())
+        .with_setting_engine(settings)
+        .with_media_engine(media)
+        .with_interceptor_registry(registry)
+        .build(Instant::now())?;
+    let recv = || {
+        Some(RTCRtpTransceiverInit {
+            direction: RTCRtpTransceiverDirection::Recvonly,
+            ..Default::default()
+        })
+    };
+    if opts.audio {
+        pc.add_transceiver_from_kind(RtpCodecKind::Audio, recv())?;
+    }
+    if opts.video {
+        pc.add_transceiver_from_kind(RtpCodecKind::Video, recv())?;
+    }
+    pc.create_data_channel("chat", None)?;
+    let offer = pc.create_offer(None)?;
+    pc.set_local_description(Instant::now(), offer)?;
+    let host = rtc::peer_connection::transport::CandidateHostConfig {
+        base_config: rtc::peer_connection::transport::CandidateConfig {
+            network: "udp".into(),
+            address: local.ip().to_string(),
+            port: local.port(),
+            component: 1,
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+    .new_candidate_host()?;
+    pc.add_local_candidate(
+        rtc::peer_connection::transport::RTCIceCandidate::from(&host).to_json()?,
+    )?;
+    let offer_sdp = pc
+        .local_description()
+        .ok_or_else(|| anyhow::anyhow!("no local description"))?
+        .sdp;
+
+    let started = Instant::now();
+    let resp = try_http(
+        http_addr,
+        "POST",
+        &format!("/whep/{channel}"),
+        &[("Content-Type", "application/sdp")],
+        offer_sdp.as_bytes(),
+    )
+    .await?;
+    anyhow::ensure!(
+        resp.status == 201,
+        "WHEP POST answered {}: {}",
+        resp.status,
+        resp.text()
+    );
+    let mut out = Received {
+        location: resp.header("location").unwrap_or_default().to_string(),
+        answer: resp.text(),
+        ..Default::default()
+    };
+    pc.set_remote_description(
+        Instant::now(),
+        RTCSessionDescription::answer(out.answer.clone())?,
+    )?;
+
+    let mut buf = vec![0u8; 2048];
+    let mut last_seq: [Option<u16>; 2] = [None, None];
+    let mut last_video: Option<Instant> = None;
+    let mut chat_id = None;
+    let deadline = started + dur;
+    loop {
+        while let Some(w) = pc.poll_write() {
+            let _ = socket.send_to(&w.message, w.transport.peer_addr).await;
+        }
+        while let Some(ev) = pc.poll_event() {
+            match ev {
+                RTCPeerConnectionEvent::OnConnectionStateChangeEvent(
+                    RTCPeerConnectionState::Connected,
+                ) => {
+                    out.connected_after = Some(started.elapsed());
+                }
+                RTCPeerConnectionEvent::OnConnectionStateChangeEvent(
+                    RTCPeerConnectionState::Failed,
+                ) => {
+                    anyhow::bail!("viewer connection failed");
+                }
+                RTCPeerConnectionEvent::OnDataChannel(RTCDataChannelEvent::OnOpen(id)) => {
+                    chat_id = Some(id);
+                    if let Some(m) = &opts.chat_message {
+                        if let Some(mut dc) = pc.data_channel(id) {
+                            dc.send_text(Instant::now(), m.clone())?;
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        while let Some(m) = pc.poll_read() {
+            match m.message {
+                RTCMessage::RtpPacket(_, p)
+                    if p.header.payload_type == VIDEO_PT || p.header.payload_type == AUDIO_PT =>
+                {
+                    let video = p.header.payload_type == VIDEO_PT;
+                    let c = &mut out.counters;
+                    c.bytes += p.payload.len() as u64;
+                    let slot = &mut last_seq[video as usize];
+                    if let Some(prev) = *slot {
+                        let d = p.header.sequence_number.wrapping_sub(prev);
+                        if d > 1 && d < 0x8000 {
+                            c.lost += u64::from(d - 1);
+                        }
+                    }
+                    *slot = Some(p.header.sequence_number);
+                    if video {
+                        c.video_packets += 1;
+                        let now = Instant::now();
+                        if let Some(t) = last_video {
+                            let gap = now.duration_since(t).as_millis() as u64;
+                            c.longest_video_gap_ms = c.longest_video_gap_ms.max(gap);
+                        }
+                        last_video = Some(now);
+                        out.first_video_after.get_or_insert(started.elapsed());
+                        if opts.record {
+                            out.video.push(p);
+                        }
+                    } else {
+                        c.audio_packets += 1;
+                        if opts.record {
+                            out.audio.push(p);
+                        }
+                    }
+                }
+                RTCMessage::RtcpPacket(_, packets) => {
+                    for p in packets {
+                        if let Some(sr) = p
+                            .as_any()
+                            .downcast_ref::<rtc::rtcp::sender_report::SenderReport>()
+                        {
+                            let ntp = (sr.ntp_time >> 32) as f64
+                                + (sr.ntp_time & 0xffff_ffff) as f64 / 4_294_967_296.0;
+                            out.sender_reports.push((sr.ssrc, ntp, sr.rtp_time));
+                        }
+                    }
+                }
+                RTCMessage::DataChannelMessage(id, msg) if Some(id) == chat_id => {
+                    out.chat
+                        .push(String::from_utf8_lossy(&msg.data).into_owned());
+                }
+                _ => {}
+            }
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            break;
+        }
+        let wake = pc.poll_timeout().unwrap_or(deadline).min(deadline);
+        let wait = wake.saturating_duration_since(now);
+        tokio::select! {
+            r = socket.recv_from(&mut buf) => {
+                let (n, from) = r?;
+                let _ = pc.handle_read(TaggedBytesMut {
+                    now: Instant::now(),
+                    transport: TransportContext { local_addr: local, peer_addr: from, ecn: None, transport_protocol: TransportProtocol::UDP },
+                    message: BytesMut::from(&buf[..n]),
+                });
+            }
+            _ = tokio::time::sleep(wait) => {
+                let _ = pc.handle_timeout(Instant::now());
+            }
+        }
+    }
+    if opts.vanish {
+        return Ok(out);
+    }
+    let _ = pc.close();
+    while let Some(w) = pc.poll_write() {
+        let _ = socket.send_to(&w.message, w.transport.peer_addr).await;
+    }
+    // Leave politely, as a player closing its page does.
+    if !out.location.is_empty() {
+        let _ = try_http(http_addr, "DELETE", &out.location, &[], b"").await;
+    }
+    Ok(out)
+}

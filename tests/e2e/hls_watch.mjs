@@ -1,0 +1,163 @@
+// Headless Chromium plays one onair channel's LL-HLS playlist with hls.js
+// (lowLatencyMode) and reports what hls.js measured.
+//
+//   node hls_watch.mjs <playlist-url> <seconds>
+//
+// Prints ONE JSON line on stdout, e.g.
+//   {"latencyMedian":0.92,"latencyMax":1.1,"latencies":[...],"pdtLatencyMedian":1.0,
+//    "framesDecoded":240,"width":1280,"height":720,"fatalErrors":[],"targetLatency":0.6}
+// and exits 0. On failure: a message on stderr and a non-zero exit. hls.js
+// comes from node_modules (hls.js/dist/hls.min.js), injected into the page.
+
+import { chromium } from 'playwright-core';
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+
+const [url, secondsArg] = process.argv.slice(2);
+if (!url || !(Number(secondsArg) > 0)) {
+  console.error('usage: node hls_watch.mjs <playlist-url> <seconds>');
+  process.exit(2);
+}
+const seconds = Number(secondsArg);
+const require = createRequire(import.meta.url);
+const hlsSource = readFileSync(require.resolve('hls.js/dist/hls.min.js'), 'utf8');
+const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
+const ARGS = [
+  '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync',
+  '--autoplay-policy=no-user-gesture-required',
+];
+const HARD_TIMEOUT_MS = (seconds + 45) * 1000;
+
+let browser;
+let finished = false;
+async function closeBrowser() {
+  if (!browser) return;
+  const b = browser;
+  browser = undefined;
+  await Promise.race([b.close().catch(() => {}), new Promise((r) => setTimeout(r, 5000))]);
+}
+async function fail(msg) {
+  if (finished) return;
+  finished = true;
+  console.error(`hls_watch: ${msg}`);
+  await closeBrowser();
+  process.exit(1);
+}
+const hardTimer = setTimeout(() => fail(`hard timeout after ${HARD_TIMEOUT_MS} ms`), HARD_TIMEOUT_MS);
+for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => fail(`killed by ${sig}`));
+process.on('unhandledRejection', (e) => fail(`unhandled rejection: ${e?.stack || e}`));
+
+async function watchInPage({ url, seconds }) {
+  const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+  if (!window.Hls || !Hls.isSupported()) throw new Error('hls.js not supported here');
+  const video = document.createElement('video');
+  video.muted = true;
+  video.autoplay = true;
+  document.body.appendChild(video);
+  const fatalErrors = [];
+  const errors = [];
+  const hls = new Hls({ lowLatencyMode: true, debug: false, ...(window.__hlsConfig || {}) });
+  hls.on(Hls.Events.ERROR, (_e, d) => {
+    const what = `${d.type}/${d.details}`;
+    if (d.fatal) fatalErrors.push(what);
+    else if (errors.length < 20) errors.push(`${what}@${((performance.now() - t0) / 1000).toFixed(2)}s buf=${bufAhead().toFixed(3)}`);
+  });
+  const bufAhead = () => {
+    const b = video.buffered;
+    for (let i = 0; i < b.length; i++) if (b.start(i) <= video.currentTime + 0.05 && b.end(i) >= video.currentTime) return b.end(i) - video.currentTime;
+    return 0;
+  };
+  let t0 = performance.now();
+  hls.loadSource(url);
+  hls.attachMedia(video);
+  video.play().catch(() => {});
+  t0 = performance.now();
+  let firstFrameMs = null;
+  const samples = [];
+  while (performance.now() - t0 < seconds * 1000) {
+    await sleep(250);
+    const q = video.getVideoPlaybackQuality ? video.getVideoPlaybackQuality() : null;
+    if (firstFrameMs === null && video.currentTime > 0) firstFrameMs = performance.now() - t0;
+    const lat = hls.latency;
+    const date = hls.playingDate;
+    samples.push({
+      t: (performance.now() - t0) / 1000,
+      latency: Number.isFinite(lat) ? lat : null,
+      pdtLatency: date ? (Date.now() - date.getTime()) / 1000 : null,
+      currentTime: video.currentTime,
+      frames: q ? q.totalVideoFrames : 0,
+      paused: video.paused,
+      buffer: bufAhead(),
+    });
+  }
+  const q = video.getVideoPlaybackQuality ? video.getVideoPlaybackQuality() : null;
+  const report = {
+    samples,
+    fatalErrors,
+    errors,
+    firstFrameMs,
+    framesDecoded: q ? q.totalVideoFrames : 0,
+    droppedFrames: q ? q.droppedVideoFrames : 0,
+    width: video.videoWidth,
+    height: video.videoHeight,
+    currentTime: video.currentTime,
+    targetLatency: hls.targetLatency,
+    lowLatencyMode: hls.lowLatencyMode,
+    partTarget: hls.levels?.[0]?.details?.partTarget ?? null,
+    canBlockReload: hls.levels?.[0]?.details?.canBlockReload ?? null,
+    stalls: 0,
+  };
+  hls.destroy();
+  return report;
+}
+
+function median(a) {
+  if (!a.length) return null;
+  const s = [...a].sort((x, y) => x - y);
+  return s[Math.floor(s.length / 2)];
+}
+
+try {
+  browser = await chromium.launch({ executablePath, args: ARGS, headless: true });
+  const page = await browser.newPage();
+  if (process.env.HLS_WATCH_VERBOSE) page.on('console', (m) => console.error('[page]', m.text()));
+  // Same origin as the playlist (CORS would allow another one too).
+  const origin = new URL(url).origin;
+  await page.goto(`${origin}/healthz`);
+  await page.setContent('<!doctype html><html><body></body></html>');
+  await page.addScriptTag({ content: hlsSource });
+  const r = await page.evaluate(watchInPage, { url, seconds });
+  // Steady state: the second half of the run.
+  const steady = r.samples.filter((s) => s.t >= seconds / 2);
+  const lat = steady.map((s) => s.latency).filter((x) => x !== null);
+  const pdt = steady.map((s) => s.pdtLatency).filter((x) => x !== null);
+  const out = {
+    latencyMedian: median(lat),
+    latencyMax: lat.length ? Math.max(...lat) : null,
+    latencyMin: lat.length ? Math.min(...lat) : null,
+    pdtLatencyMedian: median(pdt),
+    latencies: lat.map((x) => Math.round(x * 1000) / 1000),
+    buffers: r.samples.map((s) => Math.round(s.buffer * 1000) / 1000),
+    framesDecoded: r.framesDecoded,
+    droppedFrames: r.droppedFrames,
+    width: r.width,
+    height: r.height,
+    currentTime: r.currentTime,
+    firstFrameMs: r.firstFrameMs,
+    fatalErrors: r.fatalErrors,
+    errors: r.errors,
+    targetLatency: r.targetLatency,
+    lowLatencyMode: r.lowLatencyMode,
+    partTarget: r.partTarget,
+    canBlockReload: r.canBlockReload,
+    pausedAtEnd: r.samples.length ? r.samples[r.samples.length - 1].paused : null,
+  };
+  finished = true;
+  clearTimeout(hardTimer);
+  await closeBrowser();
+  console.log(JSON.stringify(out));
+  process.exit(0);
+} catch (e) {
+  await fail(e?.stack || String(e));
+}

@@ -1,0 +1,180 @@
+//! LL-HLS from a live RTMP publish (ffmpeg): the playlist follows the RFC
+//! 8216bis rules, blocking reloads answer in time, ffprobe plays it, and
+//! bad requests get the right errors quickly.
+
+mod common;
+mod hls_util;
+
+use common::{ffmpeg_publish, http, TestServer};
+use hls_util::{check_rules, ffprobe, parse, wait_for_playlist};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_playlist_follows_the_rules_and_plays_in_ffprobe() {
+    let srv = TestServer::start().await;
+    let _ff = ffmpeg_publish(&srv.rtmp_url(&srv.key), 30);
+    let first = wait_for_playlist(srv.http, &srv.channel).await;
+    let p = parse(&first);
+    check_rules(&p);
+
+    // Headers: type, caching, CORS.
+    let r = http(srv.http, "GET", "/hls/demo/index.m3u8", &[("Origin", "http://elsewhere.example")], b"").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), Some("application/vnd.apple.mpegurl"));
+    assert!(r.header("cache-control").is_some_and(|c| c.contains("no-cache")), "{:?}", r.headers);
+    assert_eq!(r.header("access-control-allow-origin"), Some("*"));
+    let text = r.text();
+    eprintln!("live playlist:\n{text}");
+    for tag in [
+        "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=",
+        "#EXT-X-PART-INF:PART-TARGET=",
+        "#EXT-X-PART:",
+        "#EXT-X-PRELOAD-HINT:TYPE=PART",
+        "#EXT-X-PROGRAM-DATE-TIME:",
+        "#EXT-X-MAP:URI=",
+    ] {
+        assert!(text.contains(tag), "missing {tag} in\n{text}");
+    }
+
+    // Follow the live edge with blocking reloads for ~8 s.
+    let part_target = p.part_target.expect("PART-TARGET");
+    let mut last = parse(&text);
+    let mut last_media_seq = last.media_sequence;
+    let mut reloads = 0;
+    let mut worst = Duration::ZERO;
+    let started = Instant::now();
+    let mut saw_complete_segments = 0;
+    while started.elapsed() < Duration::from_secs(8) {
+        let edge = last.segments.last().expect("a segment");
+        let (msn, part) = if edge.uri.is_some() {
+            (edge.msn + 1, 0)
+        } else {
+            (edge.msn, edge.parts.len())
+        };
+        let t = Instant::now();
+        let r = http(srv.http, "GET", &format!("/hls/demo/index.m3u8?_HLS_msn={msn}&_HLS_part={part}"), &[], b"").await;
+        let took = t.elapsed();
+        assert_eq!(r.status, 200, "{}", r.text());
+        worst = worst.max(took);
+        let p = parse(&r.text());
+        check_rules(&p);
+        assert!(p.media_sequence >= last_media_seq, "media sequence went down");
+        last_media_seq = p.media_sequence;
+        let seg = p.segments.iter().find(|s| s.msn == msn).expect("the requested segment is listed");
+        assert!(seg.parts.len() > part || seg.uri.is_some(), "the requested part {msn}.{part} is there");
+        // RFC 8216bis 6.2.5.2 (as the issue states it): a blocking reload
+        // returns within 3 x PART-TARGET of the part appearing. Parts appear
+        // every PART-TARGET or sooner, so from the request that is at most
+        // 4 x PART-TARGET.
+        assert!(
+            took.as_secs_f64() <= 4.0 * part_target + 0.05,
+            "blocking reload for {msn}.{part} took {took:?} (PART-TARGET {part_target})"
+        );
+        saw_complete_segments = p.segments.iter().filter(|s| s.uri.is_some()).count();
+        last = p;
+        reloads += 1;
+    }
+    eprintln!("{reloads} blocking reloads, slowest {worst:?}");
+    assert!(reloads >= 20, "only {reloads} reloads in 8 s");
+    assert!(saw_complete_segments >= 3);
+    // Segment, part and init: types and bytes.
+    let seg = last.segments.iter().rev().find(|s| s.uri.is_some()).unwrap();
+    let r = http(srv.http, "GET", &format!("/hls/demo/{}", seg.uri.as_ref().unwrap()), &[], b"").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), Some("video/mp4"));
+    assert_eq!(&r.body[4..8], b"moof");
+    let edge = last.segments.last().unwrap();
+    let part_uri = &edge.parts.last().expect("parts at the edge").uri;
+    let r = http(srv.http, "GET", &format!("/hls/demo/{part_uri}"), &[], b"").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(&r.body[4..8], b"moof");
+    let r = http(srv.http, "GET", &format!("/hls/demo/{}", seg.map.as_ref().unwrap()), &[], b"").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(&r.body[4..8], b"ftyp");
+    // The preload hint is held until the part exists, then served.
+    let hint = last.preload_hint.clone().expect("preload hint");
+    let t = Instant::now();
+    let r = http(srv.http, "GET", &format!("/hls/demo/{hint}"), &[], b"").await;
+    assert_eq!(r.status, 200, "preload hint {hint}");
+    assert!(t.elapsed() < Duration::from_secs(2));
+
+    // ffprobe reads the live playlist.
+    let (streams, _) = ffprobe(&format!("http://{}/hls/demo/index.m3u8", srv.http)).await;
+    assert!(streams.contains(&("video".into(), "h264".into(), 1280, 720)), "{streams:?}");
+    assert!(streams.iter().any(|s| s.0 == "audio" && s.1 == "aac"), "{streams:?}");
+
+    // A player that ignores the LL tags: ffmpeg reads 3 s from the live
+    // playlist at real time and decodes it without errors.
+    let out = tokio::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-i", &format!("http://{}/hls/demo/index.m3u8", srv.http), "-t", "3", "-f", "null", "-"])
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(30), out).await.expect("ffmpeg ends").expect("ffmpeg runs");
+    assert!(out.status.success(), "ffmpeg decode: {}", String::from_utf8_lossy(&out.stderr));
+
+    // A thumbnail of the live channel.
+    let start = Instant::now();
+    loop {
+        let r = http(srv.http, "GET", "/api/channels/demo/thumbnail.jpg", &[], b"").await;
+        if r.status == 200 {
+            assert_eq!(r.header("content-type"), Some("image/jpeg"));
+            assert_eq!(&r.body[..2], &[0xff, 0xd8], "JPEG SOI");
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "no thumbnail");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_are_refused_quickly() {
+    let srv = TestServer::start().await;
+    let _ff = ffmpeg_publish(&srv.rtmp_url(&srv.key), 20);
+    let text = wait_for_playlist(srv.http, &srv.channel).await;
+    let p = parse(&text);
+    let last = p.segments.last().unwrap().msn;
+    let cases: Vec<(String, u16)> = vec![
+        (format!("/hls/demo/index.m3u8?_HLS_msn={}", last + 100), 400),
+        (format!("/hls/demo/index.m3u8?_HLS_msn={}&_HLS_part=0", last + 3), 400),
+        ("/hls/demo/index.m3u8?_HLS_msn=-1".into(), 400),
+        ("/hls/demo/index.m3u8?_HLS_msn=abc".into(), 400),
+        ("/hls/demo/index.m3u8?_HLS_msn=1e3".into(), 400),
+        ("/hls/demo/index.m3u8?_HLS_msn=".into(), 400),
+        ("/hls/demo/index.m3u8?_HLS_part=1".into(), 400),
+        ("/hls/demo/index.m3u8?_HLS_msn=1&_HLS_part=-1".into(), 400),
+        ("/hls/demo/index.m3u8?_HLS_msn=99999999999999999999999".into(), 400),
+        ("/hls/nobody/index.m3u8".into(), 404),
+        ("/hls/NOPE/index.m3u8".into(), 404),
+        ("/hls/demo/s999999.m4s".into(), 404),
+        ("/hls/demo/s0.999.m4s".into(), 404),
+        ("/hls/demo/init77.mp4".into(), 404),
+        ("/hls/demo/../../etc/passwd".into(), 404),
+        ("/hls/demo/..%2F..%2Fetc%2Fpasswd".into(), 404),
+        ("/hls/..%2F..%2Fetc/passwd".into(), 404),
+        ("/hls/demo/%2e%2e".into(), 404),
+        ("/hls/demo/index.m3u8%00".into(), 404),
+        ("/vod/../onair.db".into(), 404),
+        ("/vod/1/..%2F..%2Fonair.db".into(), 404),
+        ("/vod/..%2F..%2Fonair.db/index.m3u8".into(), 404),
+        ("/vod/123/index.m3u8".into(), 404),
+        ("/vod/-5/index.m3u8".into(), 404),
+        ("/vod/abc/index.m3u8".into(), 404),
+        ("/api/channels/nobody/broadcasts".into(), 404),
+        ("/api/channels/demo/broadcasts?cursor=xyz".into(), 400),
+        ("/api/channels/demo/broadcasts?limit=0".into(), 400),
+        ("/api/channels/nobody/thumbnail.jpg".into(), 404),
+    ];
+    for (path, want) in cases {
+        let t = Instant::now();
+        let r = http(srv.http, "GET", &path, &[], b"").await;
+        assert_eq!(r.status, want, "{path}: {}", r.text());
+        assert!(t.elapsed() < Duration::from_secs(2), "{path} took {:?}", t.elapsed());
+        if r.header("content-type").is_some_and(|c| c.contains("json")) {
+            assert!(r.json()["error"].is_string(), "{path}");
+        }
+    }
+    srv.stop().await;
+}
