@@ -4,6 +4,7 @@
 //! make the loop wait.
 
 use super::peer::{self, Peer, PeerId, MAX_ADDRS_PER_PEER};
+use super::udp::Batcher;
 use super::{egress, stun, Command, Media, SfuError, ViewerCounts, WhepSession};
 use crate::hub::Hub;
 use crate::media::MediaKind;
@@ -20,7 +21,6 @@ use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -67,7 +67,7 @@ struct ChannelState {
 const GOP_MAX_PACKETS: usize = 1500;
 
 pub struct Driver {
-    pub sockets: Vec<(SocketAddr, Arc<UdpSocket>)>,
+    out: Batcher,
     pub candidates: Vec<SocketAddr>,
     pub certificate: RTCCertificate,
     pub hub: Arc<Hub>,
@@ -81,12 +81,11 @@ pub struct Driver {
     channels: HashMap<Arc<str>, ChannelState>,
     timers: BTreeSet<(Instant, PeerId)>,
     next_id: PeerId,
-    send_drops: u64,
 }
 
 impl Driver {
     pub fn new(
-        sockets: Vec<(SocketAddr, Arc<UdpSocket>)>,
+        out: Batcher,
         candidates: Vec<SocketAddr>,
         certificate: RTCCertificate,
         hub: Arc<Hub>,
@@ -95,7 +94,7 @@ impl Driver {
         viewers: ViewerCounts,
     ) -> Self {
         Driver {
-            sockets,
+            out,
             candidates,
             certificate,
             hub,
@@ -109,7 +108,6 @@ impl Driver {
             channels: HashMap::new(),
             timers: BTreeSet::new(),
             next_id: 0,
-            send_drops: 0,
         }
     }
 
@@ -451,10 +449,9 @@ impl Driver {
             out_packets += n;
             out_bytes += bytes;
             while let Some(out) = p.pc.poll_write() {
-                if !send(&self.sockets, &out.transport, &out.message) {
-                    self.send_drops += 1;
-                }
+                self.out.queue(&out.transport, &out.message);
             }
+            self.out.flush();
         }
         crate::metrics::add_rtp_out(out_packets, out_bytes);
     }
@@ -562,10 +559,9 @@ impl Driver {
                 p.addrs.push(to);
                 self.by_addr.insert(to, p.id);
             }
-            if !send(&self.sockets, &out.transport, &out.message) {
-                self.send_drops += 1;
-            }
+            self.out.queue(&out.transport, &out.message);
         }
+        self.out.flush();
     }
 
     /// Runs a peer's state machine after any input: events, received
@@ -665,19 +661,5 @@ fn chat_reply(data: &[u8]) -> String {
         Ok(m) if m.typ == "chat" => err("sign in to chat"),
         Ok(m) => err(&format!("unknown message type {:?}", m.typ)),
         Err(_) => err("messages are JSON objects with a \"type\""),
-    }
-}
-
-/// Non-blocking: a full socket buffer drops the datagram, as the network
-/// would, instead of stalling every other viewer.
-fn send(sockets: &[(SocketAddr, Arc<UdpSocket>)], t: &TransportContext, data: &[u8]) -> bool {
-    let sock = sockets
-        .iter()
-        .find(|(tag, _)| *tag == t.local_addr)
-        .or_else(|| sockets.first())
-        .map(|(_, s)| s);
-    match sock {
-        Some(s) => s.try_send_to(data, t.peer_addr).is_ok(),
-        None => false,
     }
 }

@@ -12,6 +12,7 @@ pub mod packetize;
 pub mod peer;
 pub mod sdp;
 mod stun;
+mod udp;
 
 use crate::hub::Hub;
 use crate::media::MediaKind;
@@ -217,8 +218,9 @@ impl Sfu {
         }
         let viewers: ViewerCounts = Arc::default();
         let candidates = Arc::new(sockets.candidates.clone());
+        let out = udp::Batcher::new(&tagged).map_err(|e| SfuError::Internal(format!("UDP sockets: {e}")))?;
         let driver = Driver::new(
-            tagged,
+            out,
             sockets.candidates,
             certificate,
             hub,
