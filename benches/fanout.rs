@@ -79,6 +79,20 @@ fn connected_pair(i: usize, cert: &rtc::peer_connection::certificate::RTCCertifi
     let mut c = client();
     let offer = c.create_offer(None).unwrap();
     c.set_local_description(Instant::now(), offer.clone()).unwrap();
+    let host = rtc::peer_connection::transport::CandidateHostConfig {
+        base_config: rtc::peer_connection::transport::CandidateConfig {
+            network: "udp".into(),
+            address: client_addr.ip().to_string(),
+            port: client_addr.port(),
+            component: 1,
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+    .new_candidate_host()
+    .unwrap();
+    c.add_local_candidate(rtc::peer_connection::transport::RTCIceCandidate::from(&host).to_json().unwrap())
+        .unwrap();
     let answer =
         answer_viewer(i as u64, Arc::from("bench"), offer.sdp, &[server_addr], cert, None, Instant::now()).unwrap();
     let mut s = answer.peer;
@@ -125,6 +139,20 @@ fn fanout(cr: &mut Criterion) {
     for n in [1usize, 10, 100] {
         let mut viewers: Vec<(Peer, RTCPeerConnection)> = (0..n).map(|i| connected_pair(i, &cert)).collect();
         let mut seq = 0u16;
+        // The path must really produce SRTP for every viewer, or the bench
+        // measures an early error return.
+        let probe = Packet {
+            header: Header { version: 2, sequence_number: 0, timestamp: 0, marker: true, ..Default::default() },
+            payload: payload.clone(),
+        };
+        for (s, _) in viewers.iter_mut() {
+            assert_eq!(s.send_media(MediaKind::Video, true, std::slice::from_ref(&probe), Instant::now()).0, 1);
+            let mut out = 0;
+            while let Some(w) = s.pc.poll_write() {
+                out += w.message.len();
+            }
+            assert!(out > 1200, "an SRTP datagram per viewer, got {out} bytes");
+        }
         group.throughput(Throughput::Elements(n as u64));
         group.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {
             b.iter(|| {

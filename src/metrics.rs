@@ -7,6 +7,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 static READER_DROPS: AtomicU64 = AtomicU64::new(0);
 static RTP_PACKETS_OUT: AtomicU64 = AtomicU64::new(0);
 static RTP_BYTES_OUT: AtomicU64 = AtomicU64::new(0);
+static UDP_SENDS: AtomicU64 = AtomicU64::new(0);
+static UDP_DATAGRAMS: AtomicU64 = AtomicU64::new(0);
+static UDP_DROPPED: AtomicU64 = AtomicU64::new(0);
 static RTMP_PUBLISHES: AtomicU64 = AtomicU64::new(0);
 static RTMP_REJECTED: AtomicU64 = AtomicU64::new(0);
 
@@ -17,6 +20,15 @@ pub fn add_reader_drops(n: u64) {
 pub fn add_rtp_out(packets: u64, bytes: u64) {
     RTP_PACKETS_OUT.fetch_add(packets, Ordering::Relaxed);
     RTP_BYTES_OUT.fetch_add(bytes, Ordering::Relaxed);
+}
+
+/// One batched send: how many datagrams it carried, and whether it failed.
+pub fn udp_send(datagrams: u64, failed: bool) {
+    UDP_SENDS.fetch_add(1, Ordering::Relaxed);
+    UDP_DATAGRAMS.fetch_add(datagrams, Ordering::Relaxed);
+    if failed {
+        UDP_DROPPED.fetch_add(datagrams, Ordering::Relaxed);
+    }
 }
 
 pub fn rtmp_publish(accepted: bool) {

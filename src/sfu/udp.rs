@@ -31,9 +31,6 @@ pub struct Batcher {
     outputs: Vec<Output>,
     buf: Vec<u8>,
     pending: Vec<Pending>,
-    pub dropped: u64,
-    pub syscalls: u64,
-    pub datagrams: u64,
 }
 
 impl Batcher {
@@ -46,7 +43,7 @@ impl Batcher {
             }
             outputs.push(Output { tag: *tag, socket: socket.clone(), state });
         }
-        Ok(Batcher { outputs, buf: Vec::new(), pending: Vec::new(), dropped: 0, syscalls: 0, datagrams: 0 })
+        Ok(Batcher { outputs, buf: Vec::new(), pending: Vec::new() })
     }
 
     /// Queues one datagram from the socket whose announced address is
@@ -91,11 +88,8 @@ impl Batcher {
                 segment_size: (j - i > 1).then_some(first.len),
                 src_ip: None,
             };
-            self.syscalls += 1;
-            self.datagrams += (j - i) as u64;
-            if out.state.try_send(out.socket.as_ref().into(), &transmit).is_err() {
-                self.dropped += (j - i) as u64;
-            }
+            let failed = out.state.try_send(out.socket.as_ref().into(), &transmit).is_err();
+            crate::metrics::udp_send((j - i) as u64, failed);
             i = j;
         }
         self.pending.clear();
