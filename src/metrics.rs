@@ -10,6 +10,7 @@ static RTP_BYTES_OUT: AtomicU64 = AtomicU64::new(0);
 static UDP_SENDS: AtomicU64 = AtomicU64::new(0);
 static UDP_DATAGRAMS: AtomicU64 = AtomicU64::new(0);
 static UDP_DROPPED: AtomicU64 = AtomicU64::new(0);
+static PLI_SENT: AtomicU64 = AtomicU64::new(0);
 static RTMP_PUBLISHES: AtomicU64 = AtomicU64::new(0);
 static RTMP_REJECTED: AtomicU64 = AtomicU64::new(0);
 
@@ -29,6 +30,10 @@ pub fn udp_send(datagrams: u64, failed: bool) {
     if failed {
         UDP_DROPPED.fetch_add(datagrams, Ordering::Relaxed);
     }
+}
+
+pub fn pli_sent() {
+    PLI_SENT.fetch_add(1, Ordering::Relaxed);
 }
 
 pub fn rtmp_publish(accepted: bool) {

@@ -17,7 +17,10 @@ pub struct HttpResponse {
 
 impl HttpResponse {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn text(&self) -> String {
@@ -25,15 +28,24 @@ impl HttpResponse {
     }
 
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
     }
 }
 
 /// One request on its own connection. Panics on a connection failure or a
 /// malformed answer: callers are tests and load runs, where that is the
 /// finding.
-pub async fn http(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> HttpResponse {
-    try_http(addr, method, path, headers, body).await.unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+pub async fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> HttpResponse {
+    try_http(addr, method, path, headers, body)
+        .await
+        .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
 }
 
 pub async fn try_http(
@@ -74,7 +86,10 @@ fn parse_response(raw: &[u8]) -> anyhow::Result<HttpResponse> {
         .and_then(|c| c.parse().ok())
         .ok_or_else(|| anyhow::anyhow!("bad status line"))?;
     let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':').map(|(k, v)| (k.trim().to_string(), v.trim().to_string())))
+        .filter_map(|l| {
+            l.split_once(':')
+                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        })
         .collect();
     let mut body = raw[split + 4..].to_vec();
     let chunked = headers
@@ -84,7 +99,9 @@ fn parse_response(raw: &[u8]) -> anyhow::Result<HttpResponse> {
         let mut out = Vec::new();
         let mut rest = &body[..];
         while let Some(p) = rest.windows(2).position(|w| w == b"\r\n") {
-            let n = usize::from_str_radix(std::str::from_utf8(&rest[..p]).unwrap_or("0").trim(), 16).unwrap_or(0);
+            let n =
+                usize::from_str_radix(std::str::from_utf8(&rest[..p]).unwrap_or("0").trim(), 16)
+                    .unwrap_or(0);
             if n == 0 || rest.len() < p + 2 + n + 2 {
                 break;
             }
@@ -93,5 +110,9 @@ fn parse_response(raw: &[u8]) -> anyhow::Result<HttpResponse> {
         }
         body = out;
     }
-    Ok(HttpResponse { status, headers, body })
+    Ok(HttpResponse {
+        status,
+        headers,
+        body,
+    })
 }

@@ -8,7 +8,10 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 #[derive(Parser)]
-#[command(name = "onair-loadtest", about = "Load generator for onair (loopback only)")]
+#[command(
+    name = "onair-loadtest",
+    about = "Load generator for onair (loopback only)"
+)]
 struct Cli {
     #[command(subcommand)]
     scenario: Scenario,
@@ -89,9 +92,20 @@ fn percentile(v: &mut [f64], p: f64) -> f64 {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().scenario {
-        Scenario::Whep { http, channel, viewers, seconds, ramp_ms, pid, json } => {
+        Scenario::Whep {
+            http,
+            channel,
+            viewers,
+            seconds,
+            ramp_ms,
+            pid,
+            json,
+        } => {
             anyhow::ensure!(http.ip().is_loopback(), "load goes to loopback only");
-            anyhow::ensure!(viewers <= MAX_VIEWERS && seconds <= MAX_SECONDS, "at most {MAX_VIEWERS} viewers for {MAX_SECONDS} s");
+            anyhow::ensure!(
+                viewers <= MAX_VIEWERS && seconds <= MAX_SECONDS,
+                "at most {MAX_VIEWERS} viewers for {MAX_SECONDS} s"
+            );
             let before = pid.and_then(proc_sample);
             let ramp = Duration::from_millis(ramp_ms) * viewers as u32;
             let total = ramp + WARMUP + Duration::from_secs(seconds) + Duration::from_secs(1);
@@ -102,11 +116,24 @@ async fn main() -> anyhow::Result<()> {
                 // Each viewer lives until the same end time, whenever it joined.
                 let dur = total.saturating_sub(Duration::from_millis(ramp_ms) * i as u32);
                 tasks.push(tokio::spawn(async move {
-                    watch(http, &channel, dur, ViewerOptions { record: false, ..Default::default() }).await
+                    watch(
+                        http,
+                        &channel,
+                        dur,
+                        ViewerOptions {
+                            record: false,
+                            ..Default::default()
+                        },
+                    )
+                    .await
                 }));
                 tokio::time::sleep(Duration::from_millis(ramp_ms)).await;
                 if (i + 1) % 50 == 0 {
-                    eprintln!("{} viewers started ({:.1} s)", i + 1, started.elapsed().as_secs_f64());
+                    eprintln!(
+                        "{} viewers started ({:.1} s)",
+                        i + 1,
+                        started.elapsed().as_secs_f64()
+                    );
                 }
             }
             tokio::time::sleep(WARMUP).await;
@@ -133,7 +160,8 @@ async fn main() -> anyhow::Result<()> {
                         sum.audio_packets += c.audio_packets;
                         sum.bytes += c.bytes;
                         sum.lost += c.lost;
-                        sum.longest_video_gap_ms = sum.longest_video_gap_ms.max(c.longest_video_gap_ms);
+                        sum.longest_video_gap_ms =
+                            sum.longest_video_gap_ms.max(c.longest_video_gap_ms);
                     }
                     Err(e) => errors.push(e.to_string()),
                 }

@@ -29,7 +29,7 @@ pub const VIDEO_PT: u8 = 102;
 /// Marks inbound RTCP for the application, so the test sees the server's
 /// sender reports (the default chain consumes RTCP).
 #[derive(Default)]
-struct DeliverRtcp {
+pub(crate) struct DeliverRtcp {
     read: std::collections::VecDeque<rtc::interceptor::TaggedPacket>,
     write: std::collections::VecDeque<rtc::interceptor::TaggedPacket>,
 }

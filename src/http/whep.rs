@@ -19,7 +19,7 @@ pub fn routes() -> Router<AppState> {
         .layer(DefaultBodyLimit::max(MAX_OFFER_BYTES))
 }
 
-fn body_text(body: Result<Bytes, BytesRejection>) -> Result<String, ApiError> {
+pub(super) fn body_text(body: Result<Bytes, BytesRejection>) -> Result<String, ApiError> {
     let body = body.map_err(|r| {
         if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::PayloadTooLarge(format!("body is larger than {MAX_OFFER_BYTES} bytes"))
@@ -31,7 +31,7 @@ fn body_text(body: Result<Bytes, BytesRejection>) -> Result<String, ApiError> {
         .map_err(|_| ApiError::BadRequest("body is not UTF-8 text".into()))
 }
 
-fn require_type(headers: &HeaderMap, want: &str) -> Result<(), ApiError> {
+pub(super) fn require_type(headers: &HeaderMap, want: &str) -> Result<(), ApiError> {
     let got = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

@@ -8,7 +8,7 @@ mod stream;
 
 pub use reader::{Reader, ReaderStats};
 pub use registry::{Hub, Publisher};
-pub use stream::{Health, Stream};
+pub use stream::{Health, Source, Stream};
 
 use std::future::Future;
 

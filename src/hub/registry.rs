@@ -1,4 +1,4 @@
-use super::stream::Stream;
+use super::stream::{Source, Stream};
 use crate::media::Unit;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,8 +26,14 @@ impl Hub {
     /// when it sees [`Stream::closed`]. Encoders that reconnect are never
     /// locked out by their own stale session.
     pub fn publish(self: &Arc<Self>, channel: &str) -> Publisher {
+        self.publish_from(channel, Source::Rtmp)
+    }
+
+    /// [`publish`](Self::publish), naming the ingest protocol: egress
+    /// paths that can take the source's own form (WHIP's RTP) use it.
+    pub fn publish_from(self: &Arc<Self>, channel: &str, source: Source) -> Publisher {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
-        let stream = Arc::new(Stream::new(id, channel.to_string()));
+        let stream = Arc::new(Stream::new(id, channel.to_string(), source));
         let old = {
             let mut slots = self.slots.lock().expect("hub poisoned");
             let slot = slots

@@ -47,9 +47,20 @@ struct Inner {
     last_drop_log: Option<Instant>,
 }
 
+/// How a stream came in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    Rtmp,
+    /// WebRTC: its RTP is forwarded to WebRTC viewers as it came; the hub
+    /// units (depacketized) feed everything else.
+    Whip,
+}
+
 /// One live broadcast on one channel: from a publish to its end.
 pub struct Stream {
     id: u64,
+    source: Source,
     channel: String,
     started_at: SystemTime,
     inner: Mutex<Inner>,
@@ -58,9 +69,10 @@ pub struct Stream {
 }
 
 impl Stream {
-    pub(super) fn new(id: u64, channel: String) -> Self {
+    pub(super) fn new(id: u64, channel: String, source: Source) -> Self {
         Stream {
             id,
+            source,
             channel,
             started_at: SystemTime::now(),
             inner: Mutex::new(Inner {
@@ -81,6 +93,10 @@ impl Stream {
     /// stream it replaced.
     pub fn id(&self) -> u64 {
         self.id
+    }
+
+    pub fn source(&self) -> Source {
+        self.source
     }
 
     pub fn channel(&self) -> &str {

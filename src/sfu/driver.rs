@@ -5,12 +5,13 @@
 
 use super::peer::{self, Peer, PeerId, MAX_ADDRS_PER_PEER};
 use super::udp::Batcher;
+use super::whip::{self, Continuity, Ingest};
 use super::{egress, stun, Command, Media, SfuError, ViewerCounts, WhepSession};
 use crate::hub::Hub;
 use crate::media::MediaKind;
 use bytes::BytesMut;
 use rtc::peer_connection::certificate::RTCCertificate;
-use rtc::peer_connection::event::{RTCDataChannelEvent, RTCPeerConnectionEvent};
+use rtc::peer_connection::event::{RTCDataChannelEvent, RTCPeerConnectionEvent, RTCTrackEvent};
 use rtc::peer_connection::message::RTCMessage;
 use rtc::peer_connection::state::RTCPeerConnectionState;
 use rtc::peer_connection::transport::RTCIceCandidateInit;
@@ -81,6 +82,11 @@ pub struct Driver {
     channels: HashMap<Arc<str>, ChannelState>,
     timers: BTreeSet<(Instant, PeerId)>,
     next_id: PeerId,
+    /// The WHIP publisher of each channel that has one.
+    publishers: HashMap<Arc<str>, PeerId>,
+    /// Per channel, video and audio: WHIP RTP mapped to the channel's
+    /// numbering. Outlives publishers so reconnects stay continuous.
+    forward: HashMap<Arc<str>, [Continuity; 2]>,
 }
 
 impl Driver {
@@ -108,6 +114,8 @@ impl Driver {
             channels: HashMap::new(),
             timers: BTreeSet::new(),
             next_id: 0,
+            publishers: HashMap::new(),
+            forward: HashMap::new(),
         }
     }
 
@@ -178,6 +186,13 @@ impl Driver {
                 reply,
             } => {
                 let _ = reply.send(self.add_viewer(channel, offer));
+            }
+            Command::Whip {
+                channel,
+                offer,
+                reply,
+            } => {
+                let _ = reply.send(self.add_publisher(channel, offer));
             }
             Command::Patch {
                 session,
@@ -267,6 +282,93 @@ impl Driver {
         })
     }
 
+    fn add_publisher(&mut self, channel: Arc<str>, offer: String) -> Result<WhepSession, SfuError> {
+        if self.peers.len() >= MAX_PEERS {
+            return Err(SfuError::Busy);
+        }
+        self.next_id += 1;
+        let id = self.next_id;
+        let (answer, video_pt, audio_pt) = peer::answer_publisher(
+            id,
+            channel.clone(),
+            offer,
+            &self.candidates,
+            &self.certificate,
+            Instant::now(),
+        )?;
+        // A new publisher with a valid key replaces the current one, RTMP
+        // or WHIP: encoders that reconnect are never locked out.
+        if let Some(old) = self.publishers.remove(&channel) {
+            self.remove_peer(old, "replaced by a new WHIP publisher");
+        }
+        let publisher = self.hub.publish_from(&channel, crate::hub::Source::Whip);
+        let mut peer = answer.peer;
+        peer.ingest = Some(Box::new(Ingest::new(publisher, video_pt, audio_pt)));
+        let session = peer.session.clone();
+        self.by_ufrag.insert(peer.ufrag.clone(), id);
+        self.by_session.insert(session.clone(), id);
+        self.peers.insert(id, peer);
+        self.publishers.insert(channel.clone(), id);
+        self.service(id, None);
+        tracing::info!(channel = %channel, session, "WHIP publisher joined");
+        Ok(WhepSession {
+            session,
+            sdp: answer.sdp,
+        })
+    }
+
+    /// Asks the channel's WHIP publisher for a keyframe, at most once per
+    /// [`whip::PLI_INTERVAL`].
+    fn request_keyframe(&mut self, channel: &Arc<str>) {
+        let Some(pid) = self.publishers.get(channel).copied() else {
+            return;
+        };
+        let Some(p) = self.peers.get_mut(&pid) else {
+            return;
+        };
+        let Some(ingest) = p.ingest.as_mut() else {
+            return;
+        };
+        let now = Instant::now();
+        if ingest
+            .last_pli
+            .is_some_and(|t| now.duration_since(t) < whip::PLI_INTERVAL)
+        {
+            return;
+        }
+        let (Some(rid), Some(ssrc)) = (ingest.video_receiver, ingest.video_ssrc) else {
+            return;
+        };
+        ingest.last_pli = Some(now);
+        ingest.wants_keyframe = false;
+        if let Some(mut r) = p.pc.rtp_receiver(rid) {
+            let pli =
+                rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication {
+                    sender_ssrc: 0,
+                    media_ssrc: ssrc,
+                };
+            let _ = r.write_rtcp(now, vec![Box::new(pli)]);
+        }
+        crate::metrics::pli_sent();
+        self.service(pid, None);
+    }
+
+    /// Forwards one packet from a channel's WHIP publisher to its viewers,
+    /// in the channel's numbering.
+    fn forward_rtp(&mut self, channel: &Arc<str>, source: u64, kind: MediaKind, mut pkt: Packet) {
+        if !self.channels.contains_key(channel) {
+            return;
+        }
+        let keyframe = kind == MediaKind::Audio || whip::starts_keyframe(&pkt.payload);
+        let slots = self.forward.entry(channel.clone()).or_default();
+        let (slot, clock) = match kind {
+            MediaKind::Video => (&mut slots[0], 90_000),
+            MediaKind::Audio => (&mut slots[1], 48_000),
+        };
+        slot.map(source, clock, &mut pkt);
+        self.fan_out(channel, kind, keyframe, std::slice::from_ref(&pkt));
+    }
+
     fn set_count(&self, channel: &Arc<str>) {
         let n = self
             .channels
@@ -295,6 +397,9 @@ impl Driver {
         self.by_session.remove(&p.session);
         if let Some(d) = p.deadline {
             self.timers.remove(&(d, pid));
+        }
+        if p.ingest.is_some() && self.publishers.get(&p.channel) == Some(&pid) {
+            self.publishers.remove(&p.channel);
         }
         if let Some(ch) = self.channels.get_mut(&p.channel) {
             ch.viewers.retain(|v| *v != pid);
@@ -571,6 +676,7 @@ impl Driver {
             return;
         };
         let mut close: Option<&'static str> = None;
+        let mut viewer_joined = false;
         let mut replies: Vec<String> = Vec::new();
         while let Some(ev) = p.pc.poll_event() {
             match ev {
@@ -582,11 +688,22 @@ impl Driver {
                         if let Some(ch) = self.channels.get(&p.channel) {
                             p.fast_start(&ch.gop);
                         }
+                        if p.ingest.is_none() {
+                            viewer_joined = true;
+                        }
                     }
                     RTCPeerConnectionState::Failed => close = Some("connection failed"),
                     RTCPeerConnectionState::Closed => close = Some("connection closed"),
                     _ => {}
                 },
+                RTCPeerConnectionEvent::OnTrack(RTCTrackEvent::OnOpen(init)) => {
+                    let video = p.pc.rtp_receiver(init.receiver_id).is_some_and(|r| {
+                        r.track().kind() == rtc::rtp_transceiver::rtp_sender::RtpCodecKind::Video
+                    });
+                    if let (true, Some(ingest)) = (video, p.ingest.as_mut()) {
+                        ingest.video_receiver = Some(init.receiver_id);
+                    }
+                }
                 RTCPeerConnectionEvent::OnDataChannel(RTCDataChannelEvent::OnOpen(id)) => {
                     let is_chat =
                         p.pc.data_channel(id)
@@ -612,13 +729,30 @@ impl Driver {
                 _ => {}
             }
         }
+        let mut forwards: Vec<(MediaKind, Packet)> = Vec::new();
+        let now = Instant::now();
         while let Some(m) = p.pc.poll_read() {
-            if let RTCMessage::DataChannelMessage(id, msg) = m.message {
-                if Some(id) == p.chat {
+            match m.message {
+                RTCMessage::DataChannelMessage(id, msg) if Some(id) == p.chat => {
                     replies.push(chat_reply(&msg.data));
                 }
+                RTCMessage::RtpPacket(_, pkt) => {
+                    if let Some(ingest) = p.ingest.as_mut() {
+                        if let Some(kind) = ingest.kind_of(&pkt) {
+                            ingest.on_rtp(kind, &pkt, now);
+                            forwards.push((kind, pkt));
+                        }
+                    }
+                }
+                _ => {}
             }
         }
+        let source = p
+            .ingest
+            .as_ref()
+            .map(|i| i.publisher.stream().id())
+            .unwrap_or(0);
+        let wants_keyframe = p.ingest.as_ref().is_some_and(|i| i.wants_keyframe);
         if let Some(dc_id) = p.chat {
             if let Some(mut dc) = p.pc.data_channel(dc_id) {
                 for r in replies {
@@ -637,7 +771,16 @@ impl Driver {
             }
             p.deadline = next;
         }
+        let channel = p.channel.clone();
         self.peers.insert(pid, p);
+        for (kind, pkt) in forwards {
+            self.forward_rtp(&channel, source, kind, pkt);
+        }
+        // A WHIP source is asked for a keyframe when a viewer joins or when
+        // our own picture broke; an RTMP source cannot be asked.
+        if viewer_joined || wants_keyframe {
+            self.request_keyframe(&channel);
+        }
         if let Some(why) = close {
             self.remove_peer(pid, why);
         }

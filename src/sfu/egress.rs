@@ -125,6 +125,26 @@ pub async fn run(
                 r = watch.changed() => if r.is_err() { return },
             }
         };
+        if stream.source() == crate::hub::Source::Whip {
+            // The driver forwards a WHIP publisher's RTP itself; here only
+            // the channel's live state is followed.
+            let _ = out.try_send(Media::Live {
+                channel: channel.clone(),
+                live: true,
+            });
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = stream.closed().cancelled() => {}
+            }
+            let still_live = watch.borrow().as_ref().is_some_and(|s| !s.is_closed());
+            if !still_live {
+                let _ = out.try_send(Media::Live {
+                    channel: channel.clone(),
+                    live: false,
+                });
+            }
+            continue;
+        }
         let mut reader = stream.subscribe("webrtc");
         clock.new_publish();
         let _ = out.try_send(Media::Live {

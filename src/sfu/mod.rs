@@ -13,6 +13,7 @@ pub mod peer;
 pub mod sdp;
 mod stun;
 mod udp;
+mod whip;
 
 use crate::hub::Hub;
 use crate::media::MediaKind;
@@ -49,6 +50,11 @@ pub struct WhepSession {
 
 pub(crate) enum Command {
     Whep {
+        channel: Arc<str>,
+        offer: String,
+        reply: oneshot::Sender<Result<WhepSession, SfuError>>,
+    },
+    Whip {
         channel: Arc<str>,
         offer: String,
         reply: oneshot::Sender<Result<WhepSession, SfuError>>,
@@ -218,7 +224,8 @@ impl Sfu {
         }
         let viewers: ViewerCounts = Arc::default();
         let candidates = Arc::new(sockets.candidates.clone());
-        let out = udp::Batcher::new(&tagged).map_err(|e| SfuError::Internal(format!("UDP sockets: {e}")))?;
+        let out = udp::Batcher::new(&tagged)
+            .map_err(|e| SfuError::Internal(format!("UDP sockets: {e}")))?;
         let driver = Driver::new(
             out,
             sockets.candidates,
@@ -240,6 +247,19 @@ impl Sfu {
     pub async fn whep(&self, channel: &str, offer: String) -> Result<WhepSession, SfuError> {
         let (reply, rx) = oneshot::channel();
         self.send(Command::Whep {
+            channel: channel.into(),
+            offer,
+            reply,
+        })
+        .await?;
+        rx.await.map_err(|_| SfuError::ShuttingDown)?
+    }
+
+    /// Answers a WHIP offer: the peer becomes `channel`'s publisher,
+    /// replacing whoever published before.
+    pub async fn whip(&self, channel: &str, offer: String) -> Result<WhepSession, SfuError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::Whip {
             channel: channel.into(),
             offer,
             reply,

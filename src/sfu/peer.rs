@@ -5,7 +5,6 @@ use super::sdp::{self, Offer};
 use super::SfuError;
 use crate::media::MediaKind;
 use rtc::data_channel::RTCDataChannelId;
-use rtc::rtp::packet::Packet;
 use rtc::interceptor::Registry;
 use rtc::interceptor::{ReceiverReportBuilder, Slot};
 use rtc::media_stream::MediaStreamTrack;
@@ -23,6 +22,7 @@ use rtc::peer_connection::transport::{
     CandidateConfig, CandidateHostConfig, RTCDtlsRole, RTCIceCandidate, RTCIceCandidateInit,
 };
 use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
+use rtc::rtp::packet::Packet;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters,
     RTCRtpEncodingParameters, RtpCodecKind,
@@ -79,6 +79,8 @@ pub struct Peer {
     pub last_rx: Instant,
     /// The deadline this peer is filed under in the driver's timer set.
     pub deadline: Option<Instant>,
+    /// Set for a WHIP publisher: where its media goes.
+    pub ingest: Option<Box<super::whip::Ingest>>,
 }
 
 pub struct Answer {
@@ -186,24 +188,7 @@ pub fn answer_viewer(
         .map_err(|e| SfuError::Internal(format!("interceptors: {e}")))?
         .with(Slot::ReceiverReport, ReceiverReportBuilder::new().build());
 
-    let ufrag = random_token(8);
-    let settings = SettingEngineBuilder::new()
-        .with_lite(true)
-        .with_ice_credentials(ufrag.clone(), random_token(16))
-        .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
-        .with_answering_dtls_role(RTCDtlsRole::Server)
-        .with_ice_timeouts(Some(ICE_DISCONNECTED_AFTER), Some(ICE_FAILED_AFTER), None)
-        .build();
-    let config = RTCConfigurationBuilder::new()
-        .with_certificates(vec![certificate.clone()])
-        .build();
-    let mut pc = RTCPeerConnectionBuilder::new()
-        .with_configuration(config)
-        .with_setting_engine(settings)
-        .with_media_engine(media)
-        .with_interceptor_registry(registry)
-        .build(now)
-        .map_err(|e| SfuError::Internal(format!("peer connection: {e}")))?;
+    let (ufrag, mut pc) = build_pc(media, registry, certificate, now)?;
 
     let mut add = |kind: RtpCodecKind,
                    codec: RTCRtpCodec,
@@ -238,6 +223,69 @@ pub fn answer_viewer(
         None => None,
     };
 
+    let sdp = finish_answer(&mut pc, offer_sdp, candidates, now)?;
+
+    let mut negotiated = |sender: Option<(RTCRtpSenderId, u32)>| -> Option<Sender> {
+        let (id, ssrc) = sender?;
+        let mut s = pc.rtp_sender(id)?;
+        let pt = s
+            .get_parameters()
+            .rtp_parameters
+            .codecs
+            .first()?
+            .payload_type;
+        Some(Sender {
+            id,
+            ssrc,
+            payload_type: pt,
+        })
+    };
+    let video = negotiated(video);
+    let audio = negotiated(audio);
+    let mut peer = Peer::new(id, channel, ufrag, pc, now);
+    peer.video = video;
+    peer.audio = audio;
+    Ok(Answer { peer, sdp })
+}
+
+/// A peer connection set up the way every onair peer is: ICE-lite on our
+/// one port, our credentials, no mDNS, DTLS server, the shared certificate.
+fn build_pc(
+    media: MediaEngine,
+    registry: Registry,
+    certificate: &RTCCertificate,
+    now: Instant,
+) -> Result<(String, RTCPeerConnection), SfuError> {
+    let ufrag = random_token(8);
+    let settings = SettingEngineBuilder::new()
+        .with_lite(true)
+        .with_ice_credentials(ufrag.clone(), random_token(16))
+        .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
+        .with_answering_dtls_role(RTCDtlsRole::Server)
+        .with_ice_timeouts(Some(ICE_DISCONNECTED_AFTER), Some(ICE_FAILED_AFTER), None)
+        .build();
+    let config = RTCConfigurationBuilder::new()
+        .with_certificates(vec![certificate.clone()])
+        .build();
+    let pc = RTCPeerConnectionBuilder::new()
+        .with_configuration(config)
+        .with_setting_engine(settings)
+        .with_media_engine(media)
+        .with_interceptor_registry(registry)
+        .build(now)
+        .map_err(|e| SfuError::Internal(format!("peer connection: {e}")))?;
+    Ok((ufrag, pc))
+}
+
+/// Applies the offer, announces our host candidates and ends gathering, so
+/// the answer is complete: OBS (30.2+) and other non-trickle clients get
+/// every candidate in it.
+fn finish_answer(
+    pc: &mut RTCPeerConnection,
+    offer_sdp: String,
+    candidates: &[SocketAddr],
+    now: Instant,
+) -> Result<String, SfuError> {
     let remote =
         RTCSessionDescription::offer(offer_sdp).map_err(|e| SfuError::BadOffer(e.to_string()))?;
     pc.set_remote_description(now, remote)
@@ -261,8 +309,6 @@ pub fn answer_viewer(
         pc.add_local_candidate(init)
             .map_err(|e| SfuError::Internal(format!("candidate: {e}")))?;
     }
-    // An empty candidate ends gathering, so the answer is complete: OBS and
-    // other non-trickle clients get every candidate in it.
     pc.add_local_candidate(RTCIceCandidateInit::default())
         .map_err(|e| SfuError::Internal(format!("end of candidates: {e}")))?;
     let answer = pc
@@ -270,54 +316,128 @@ pub fn answer_viewer(
         .map_err(|e| SfuError::BadOffer(e.to_string()))?;
     pc.set_local_description(now, answer)
         .map_err(|e| SfuError::BadOffer(e.to_string()))?;
-    let sdp = pc
-        .local_description()
+    pc.local_description()
         .map(|d| d.sdp)
-        .ok_or_else(|| SfuError::Internal("no local description".into()))?;
+        .ok_or_else(|| SfuError::Internal("no local description".into()))
+}
 
-    let mut negotiated = |sender: Option<(RTCRtpSenderId, u32)>| -> Option<Sender> {
-        let (id, ssrc) = sender?;
-        let mut s = pc.rtp_sender(id)?;
-        let pt = s
-            .get_parameters()
-            .rtp_parameters
-            .codecs
-            .first()?
-            .payload_type;
-        Some(Sender {
-            id,
-            ssrc,
-            payload_type: pt,
-        })
+/// Builds a WHIP publisher's peer connection and its answer. The publisher
+/// sends; we receive H.264 (packetization-mode 1) and Opus.
+pub fn answer_publisher(
+    id: PeerId,
+    channel: Arc<str>,
+    offer_sdp: String,
+    candidates: &[SocketAddr],
+    certificate: &RTCCertificate,
+    now: Instant,
+) -> Result<(Answer, Option<u8>, Option<u8>), SfuError> {
+    let offer: Offer =
+        sdp::read_offer(&offer_sdp).map_err(|e| SfuError::BadOffer(e.to_string()))?;
+    let h264 = sdp::choose_h264(&offer.h264, None);
+    if offer.has_video && h264.is_none() {
+        return Err(SfuError::NoCommonCodec(
+            "the offer's video has no H.264 with packetization-mode=1; publish H.264 (set the encoder to x264 or NVENC H.264)".into(),
+        ));
+    }
+    let opus = offer.opus.iter().find(|f| f.clock_rate == 48_000);
+    if h264.is_none() && opus.is_none() {
+        return Err(SfuError::NoCommonCodec(
+            "the offer has neither H.264 video nor Opus audio".into(),
+        ));
+    }
+    let mut media = MediaEngine::default();
+    let feedback = |typ: &str, parameter: &str| RTCPFeedback {
+        typ: typ.into(),
+        parameter: parameter.into(),
     };
-    let video = negotiated(video);
-    let audio = negotiated(audio);
-    Ok(Answer {
-        peer: Peer {
+    if let Some(f) = h264 {
+        let codec = RTCRtpCodec {
+            mime_type: MIME_TYPE_H264.to_owned(),
+            clock_rate: 90_000,
+            channels: 0,
+            sdp_fmtp_line: f.fmtp.clone(),
+            rtcp_feedback: vec![
+                feedback("nack", ""),
+                feedback("nack", "pli"),
+                feedback("ccm", "fir"),
+            ],
+        };
+        media
+            .register_codec(
+                RTCRtpCodecParameters {
+                    rtp_codec: codec,
+                    payload_type: f.payload_type,
+                },
+                RtpCodecKind::Video,
+            )
+            .map_err(|e| SfuError::Internal(format!("register H.264: {e}")))?;
+    }
+    if let Some(f) = opus {
+        let codec = RTCRtpCodec {
+            mime_type: MIME_TYPE_OPUS.to_owned(),
+            clock_rate: 48_000,
+            channels: 2,
+            sdp_fmtp_line: f.fmtp.clone(),
+            rtcp_feedback: vec![],
+        };
+        media
+            .register_codec(
+                RTCRtpCodecParameters {
+                    rtp_codec: codec,
+                    payload_type: f.payload_type,
+                },
+                RtpCodecKind::Audio,
+            )
+            .map_err(|e| SfuError::Internal(format!("register Opus: {e}")))?;
+    }
+    // NACKs to the publisher for our own losses and receiver reports.
+    let registry =
+        rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors(
+            Registry::new(),
+            &mut media,
+        )
+        .map_err(|e| SfuError::Internal(format!("interceptors: {e}")))?;
+    let (ufrag, mut pc) = build_pc(media, registry, certificate, now)?;
+    let sdp = finish_answer(&mut pc, offer_sdp, candidates, now)?;
+    let peer = Peer::new(id, channel, ufrag, pc, now);
+    Ok((
+        Answer { peer, sdp },
+        h264.map(|f| f.payload_type),
+        opus.map(|f| f.payload_type),
+    ))
+}
+
+impl Peer {
+    fn new(
+        id: PeerId,
+        channel: Arc<str>,
+        ufrag: String,
+        pc: RTCPeerConnection,
+        now: Instant,
+    ) -> Peer {
+        Peer {
             id,
             session: random_token(16),
             channel,
             ufrag,
             pc,
-            video,
-            audio,
+            video: None,
+            audio: None,
             waiting_keyframe: true,
             video_skipped: 0,
+            audio_skipped: 0,
             video_sent: (0, 0),
             audio_sent: (0, 0),
-            audio_skipped: 0,
             chat: None,
             addrs: Vec::new(),
             connected: false,
             created: now,
             last_rx: now,
             deadline: None,
-        },
-        sdp,
-    })
-}
+            ingest: None,
+        }
+    }
 
-impl Peer {
     /// This viewer's copy of a shared packet: its own SSRC and payload type,
     /// and its sequence shifted past what it skipped. The payload is shared.
     fn rewrite(&self, sender: Sender, shift: u16, pkt: &Packet) -> Packet {
@@ -331,7 +451,13 @@ impl Peer {
     /// Hands one access unit's (or audio frame's) packets to this viewer's
     /// connection; the caller drains `pc.poll_write()`. Returns the packets
     /// and payload bytes written.
-    pub fn send_media(&mut self, kind: MediaKind, keyframe: bool, packets: &[Packet], now: Instant) -> (u64, u64) {
+    pub fn send_media(
+        &mut self,
+        kind: MediaKind,
+        keyframe: bool,
+        packets: &[Packet],
+        now: Instant,
+    ) -> (u64, u64) {
         let skip = !self.connected
             || match kind {
                 MediaKind::Video if self.waiting_keyframe && !keyframe => true,
@@ -358,7 +484,9 @@ impl Peer {
         for pkt in packets {
             let pkt = self.rewrite(sender, skipped, pkt);
             let len = pkt.payload.len() as u64;
-            let Some(mut rtp) = self.pc.rtp_sender(sender.id) else { return (n, bytes) };
+            let Some(mut rtp) = self.pc.rtp_sender(sender.id) else {
+                return (n, bytes);
+            };
             if rtp.write_rtp(now, pkt).is_ok() {
                 n += 1;
                 bytes += len;
@@ -379,8 +507,13 @@ impl Peer {
     /// shows the latest, instead of replaying the last second and staying
     /// that far behind.
     pub fn fast_start(&mut self, gop: &[Packet]) {
-        let (Some(sender), Some(last)) = (self.video, gop.last()) else { return };
-        let frames = 1 + gop.windows(2).filter(|w| w[0].header.timestamp != w[1].header.timestamp).count() as u32;
+        let (Some(sender), Some(last)) = (self.video, gop.last()) else {
+            return;
+        };
+        let frames = 1 + gop
+            .windows(2)
+            .filter(|w| w[0].header.timestamp != w[1].header.timestamp)
+            .count() as u32;
         let now = Instant::now();
         let mut frame = 0u32;
         for (i, pkt) in gop.iter().enumerate() {

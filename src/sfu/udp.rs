@@ -41,18 +41,35 @@ impl Batcher {
             if let Err(e) = state.set_send_buffer_size(socket.as_ref().into(), SEND_BUFFER) {
                 tracing::debug!(%tag, "keeping the default send buffer: {e}");
             }
-            outputs.push(Output { tag: *tag, socket: socket.clone(), state });
+            outputs.push(Output {
+                tag: *tag,
+                socket: socket.clone(),
+                state,
+            });
         }
-        Ok(Batcher { outputs, buf: Vec::new(), pending: Vec::new() })
+        Ok(Batcher {
+            outputs,
+            buf: Vec::new(),
+            pending: Vec::new(),
+        })
     }
 
     /// Queues one datagram from the socket whose announced address is
     /// `t.local_addr`.
     pub fn queue(&mut self, t: &TransportContext, data: &[u8]) {
-        let output = self.outputs.iter().position(|o| o.tag == t.local_addr).unwrap_or(0);
+        let output = self
+            .outputs
+            .iter()
+            .position(|o| o.tag == t.local_addr)
+            .unwrap_or(0);
         let start = self.buf.len();
         self.buf.extend_from_slice(data);
-        self.pending.push(Pending { output, to: t.peer_addr, start, len: data.len() });
+        self.pending.push(Pending {
+            output,
+            to: t.peer_addr,
+            start,
+            len: data.len(),
+        });
     }
 
     /// Sends everything queued.
@@ -88,7 +105,10 @@ impl Batcher {
                 segment_size: (j - i > 1).then_some(first.len),
                 src_ip: None,
             };
-            let failed = out.state.try_send(out.socket.as_ref().into(), &transmit).is_err();
+            let failed = out
+                .state
+                .try_send(out.socket.as_ref().into(), &transmit)
+                .is_err();
             crate::metrics::udp_send((j - i) as u64, failed);
             i = j;
         }

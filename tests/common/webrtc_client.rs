@@ -1,6 +1,7 @@
 //! The tests' WebRTC viewer is the load tool's (one piece serves both);
 //! this adds what only tests need.
 
+#[allow(unused_imports)]
 pub use onair_loadtest::whep::*;
 
 /// Reassembles H.264 access units (Annex B) from RTP, by timestamp and marker.

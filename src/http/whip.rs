@@ -1,0 +1,78 @@
+//! WHIP (RFC 9725): `POST /whip` with `Authorization: Bearer STREAM_KEY` and
+//! an offer; `PATCH` and `DELETE` on the session it creates.
+
+use super::whep::{body_text, require_type};
+use super::{ApiError, AppState};
+use crate::hub::Channels;
+use crate::sfu::sdp::{self, MAX_OFFER_BYTES};
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{patch, post};
+use axum::Router;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/whip", post(offer))
+        .route("/whip/{session}", patch(trickle).delete(end))
+        .layer(DefaultBodyLimit::max(MAX_OFFER_BYTES))
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = v.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
+}
+
+async fn offer(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let text = body_text(body)?;
+    let Some(key) = bearer(&headers) else {
+        return Err(ApiError::Unauthorized(
+            "WHIP needs Authorization: Bearer <stream key>".into(),
+        ));
+    };
+    let Some(channel) = s.db.channel_for_key(key).await? else {
+        tracing::warn!("WHIP publish refused: unknown stream key");
+        return Err(ApiError::Unauthorized("unknown stream key".into()));
+    };
+    require_type(&headers, "application/sdp")?;
+    let answer = s.sfu.whip(&channel, text).await?;
+    Ok((
+        StatusCode::CREATED,
+        [
+            (header::CONTENT_TYPE, "application/sdp".to_string()),
+            (header::LOCATION, format!("/whip/{}", answer.session)),
+            (header::ETAG, format!("\"{}\"", answer.session)),
+        ],
+        answer.sdp,
+    )
+        .into_response())
+}
+
+async fn trickle(
+    State(s): State<AppState>,
+    Path(session): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<StatusCode, ApiError> {
+    let text = body_text(body)?;
+    require_type(&headers, "application/trickle-ice-sdpfrag")?;
+    s.sfu.patch(&session, sdp::frag_candidates(&text)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn end(
+    State(s): State<AppState>,
+    Path(session): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    s.sfu.delete(&session).await?;
+    Ok(StatusCode::OK)
+}

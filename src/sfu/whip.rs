@@ -1,0 +1,357 @@
+//! A WHIP publisher's media into the hub: H.264 RTP depacketized into access
+//! units and Opus packets as they are, for HLS, recording and thumbnails.
+//! WebRTC viewers do not go through this: the driver forwards the
+//! publisher's RTP to them as it came.
+
+use crate::codec::h264;
+use crate::hub::Publisher;
+use crate::media::{H264Config, MediaKind, OpusConfig, Payload, TrackConfig, Unit, CLOCK_RATE};
+use bytes::{Bytes, BytesMut};
+use rtc::rtp::codec::h264::H264Packet;
+use rtc::rtp::packet::Packet;
+use rtc::rtp::packetizer::Depacketizer;
+use rtc::rtp_transceiver::RTCRtpReceiverId;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Keyframe requests to a publisher, at most this often per stream: each
+/// one costs the encoder a large frame.
+pub const PLI_INTERVAL: Duration = Duration::from_millis(500);
+/// An access unit larger than this is not a frame a browser or OBS sends;
+/// drop it rather than buffer without limit.
+const MAX_ACCESS_UNIT: usize = 4 << 20;
+
+/// RTP time -> stream time (90 kHz). Each track starts at its first packet's
+/// arrival, relative to the publish: the tracks line up from the first
+/// packet on, without waiting seconds for RTCP sender reports.
+struct TrackClock {
+    rate: i64,
+    base_pts: i64,
+    last_ts: u32,
+    unwrapped: i64,
+}
+
+impl TrackClock {
+    fn new(rate: i64, ts: u32, since_start: Duration) -> Self {
+        TrackClock {
+            rate,
+            base_pts: (since_start.as_micros() as i64) * CLOCK_RATE / 1_000_000,
+            last_ts: ts,
+            unwrapped: 0,
+        }
+    }
+
+    fn pts(&mut self, ts: u32) -> i64 {
+        self.unwrapped += i64::from(ts.wrapping_sub(self.last_ts) as i32);
+        self.last_ts = ts;
+        self.base_pts + self.unwrapped * CLOCK_RATE / self.rate
+    }
+}
+
+pub struct Ingest {
+    pub publisher: Publisher,
+    pub video_pt: Option<u8>,
+    pub audio_pt: Option<u8>,
+    pub video_ssrc: Option<u32>,
+    pub video_receiver: Option<RTCRtpReceiverId>,
+    pub last_pli: Option<Instant>,
+    start: Instant,
+    video_clock: Option<TrackClock>,
+    audio_clock: Option<TrackClock>,
+    depack: H264Packet,
+    au: BytesMut,
+    au_ts: Option<u32>,
+    /// A packet of the current access unit was lost: drop the unit.
+    au_broken: bool,
+    last_video_seq: Option<u16>,
+    sps: Option<Bytes>,
+    pps: Option<Bytes>,
+    video_config: Option<Arc<TrackConfig>>,
+    opus_config: Arc<TrackConfig>,
+    /// Set when the decoder state is unknown (loss, no SPS yet): the caller
+    /// should ask the publisher for a keyframe.
+    pub wants_keyframe: bool,
+}
+
+impl Ingest {
+    pub fn new(publisher: Publisher, video_pt: Option<u8>, audio_pt: Option<u8>) -> Self {
+        if let Some(pt) = video_pt {
+            tracing::debug!(pt, "WHIP video payload type");
+        }
+        publisher.stream().update_health(|h| {
+            h.video_codec = video_pt.map(|_| "H.264 (WHIP)".into());
+            h.audio_codec = audio_pt.map(|_| "Opus 48000 Hz (WHIP)".into());
+        });
+        Ingest {
+            publisher,
+            video_pt,
+            audio_pt,
+            video_ssrc: None,
+            video_receiver: None,
+            last_pli: None,
+            start: Instant::now(),
+            video_clock: None,
+            audio_clock: None,
+            depack: H264Packet::default(),
+            au: BytesMut::new(),
+            au_ts: None,
+            au_broken: false,
+            last_video_seq: None,
+            sps: None,
+            pps: None,
+            video_config: None,
+            opus_config: Arc::new(TrackConfig::Opus(OpusConfig { channels: 2 })),
+            wants_keyframe: false,
+        }
+    }
+
+    /// The kind of a packet from the publisher, by payload type.
+    pub fn kind_of(&self, pkt: &Packet) -> Option<MediaKind> {
+        let pt = Some(pkt.header.payload_type);
+        if pt == self.video_pt {
+            Some(MediaKind::Video)
+        } else if pt == self.audio_pt {
+            Some(MediaKind::Audio)
+        } else {
+            None
+        }
+    }
+
+    /// Feeds one packet to the hub side.
+    pub fn on_rtp(&mut self, kind: MediaKind, pkt: &Packet, now: Instant) {
+        match kind {
+            MediaKind::Audio => {
+                let since = now.saturating_duration_since(self.start);
+                let clock = self
+                    .audio_clock
+                    .get_or_insert_with(|| TrackClock::new(48_000, pkt.header.timestamp, since));
+                let pts = clock.pts(pkt.header.timestamp);
+                self.publisher.write(Unit {
+                    config: self.opus_config.clone(),
+                    pts,
+                    dts: pts,
+                    keyframe: true,
+                    payload: Payload::Opus(pkt.payload.clone()),
+                });
+            }
+            MediaKind::Video => self.on_video(pkt, now),
+        }
+    }
+
+    fn on_video(&mut self, pkt: &Packet, now: Instant) {
+        self.video_ssrc = Some(pkt.header.ssrc);
+        if let Some(prev) = self.last_video_seq {
+            if pkt.header.sequence_number != prev.wrapping_add(1) {
+                self.au_broken = true;
+            }
+        }
+        self.last_video_seq = Some(pkt.header.sequence_number);
+        if self.au_ts.is_some_and(|t| t != pkt.header.timestamp) {
+            // The last unit's marker packet never came.
+            self.au.clear();
+            self.au_broken = false;
+            self.wants_keyframe = true;
+        }
+        self.au_ts = Some(pkt.header.timestamp);
+        match self.depack.depacketize(&pkt.payload) {
+            Ok(b) if self.au.len() + b.len() <= MAX_ACCESS_UNIT => self.au.extend_from_slice(&b),
+            _ => self.au_broken = true,
+        }
+        if !pkt.header.marker {
+            return;
+        }
+        let au = std::mem::take(&mut self.au).freeze();
+        self.au_ts = None;
+        if std::mem::take(&mut self.au_broken) {
+            self.wants_keyframe = true;
+            return;
+        }
+        let Ok(nalus) = h264::split_annexb(&au) else {
+            return;
+        };
+        let mut keyframe = false;
+        let mut has_ps = false;
+        for n in &nalus {
+            match h264::nal_type(n) {
+                Some(h264::NAL_SPS) => {
+                    has_ps = true;
+                    if self.sps.as_ref() != Some(n) {
+                        self.sps = Some(n.clone());
+                        self.video_config = None;
+                    }
+                }
+                Some(h264::NAL_PPS) if self.pps.as_ref() != Some(n) => {
+                    self.pps = Some(n.clone());
+                    self.video_config = None;
+                }
+                Some(h264::NAL_IDR) => keyframe = true,
+                _ => {}
+            }
+        }
+        if self.video_config.is_none() {
+            let (Some(sps), Some(pps)) = (&self.sps, &self.pps) else {
+                self.wants_keyframe = true;
+                return;
+            };
+            let Ok(parsed) = h264::parse_sps(sps) else {
+                self.wants_keyframe = true;
+                return;
+            };
+            self.publisher.stream().update_health(|h| {
+                h.width = Some(parsed.width);
+                h.height = Some(parsed.height);
+                h.video_codec = Some(format!(
+                    "H.264 {} {}x{} (WHIP)",
+                    parsed.profile_name(),
+                    parsed.width,
+                    parsed.height
+                ));
+            });
+            self.video_config = Some(Arc::new(TrackConfig::H264(H264Config {
+                sps: sps.clone(),
+                pps: pps.clone(),
+                width: parsed.width,
+                height: parsed.height,
+                profile_idc: parsed.profile_idc,
+                constraint_flags: parsed.constraint_flags,
+                level_idc: parsed.level_idc,
+            })));
+        }
+        let Some(config) = self.video_config.clone() else {
+            return;
+        };
+        let mut nalus = nalus;
+        if keyframe && !has_ps {
+            // Keyframes carry their parameter sets, as the hub promises readers.
+            if let (Some(sps), Some(pps)) = (&self.sps, &self.pps) {
+                nalus.splice(0..0, [sps.clone(), pps.clone()]);
+            }
+        }
+        let since = now.saturating_duration_since(self.start);
+        let ts = pkt.header.timestamp;
+        let pts = self
+            .video_clock
+            .get_or_insert_with(|| TrackClock::new(CLOCK_RATE, ts, since))
+            .pts(ts);
+        self.publisher.write(Unit {
+            config,
+            pts,
+            dts: pts,
+            keyframe,
+            payload: Payload::H264(nalus),
+        });
+    }
+}
+
+/// Maps one source's RTP numbering onto a channel's outgoing numbering, so
+/// viewers see one continuous stream across publisher reconnects.
+#[derive(Default)]
+pub struct Continuity {
+    last_out: Option<(u16, u32, Instant)>,
+    /// (sequence offset, timestamp offset) for the current source.
+    offsets: Option<(u16, u32)>,
+    source: u64,
+}
+
+impl Continuity {
+    /// Rewrites `pkt` from source `source` (a stream id) into the channel's
+    /// numbering. `clock` is the track's RTP clock rate.
+    pub fn map(&mut self, source: u64, clock: u32, pkt: &mut Packet) {
+        if self.source != source || self.offsets.is_none() {
+            self.source = source;
+            let (seq, ts) = match self.last_out {
+                Some((seq, ts, at)) => (
+                    seq.wrapping_add(1),
+                    ts.wrapping_add((at.elapsed().as_secs_f64() * f64::from(clock)) as u32 + 1),
+                ),
+                None => (rand::random(), rand::random()),
+            };
+            self.offsets = Some((
+                seq.wrapping_sub(pkt.header.sequence_number),
+                ts.wrapping_sub(pkt.header.timestamp),
+            ));
+        }
+        let (so, to) = self.offsets.unwrap_or_default();
+        pkt.header.sequence_number = pkt.header.sequence_number.wrapping_add(so);
+        pkt.header.timestamp = pkt.header.timestamp.wrapping_add(to);
+        // Header extensions are the publisher's ids; viewers negotiated
+        // none of them.
+        pkt.header.extension = false;
+        pkt.header.extensions.clear();
+        pkt.header.extension_profile = 0;
+        self.last_out = Some((
+            pkt.header.sequence_number,
+            pkt.header.timestamp,
+            Instant::now(),
+        ));
+    }
+}
+
+/// Whether this H.264 RTP payload starts a keyframe (an IDR, or the
+/// parameter sets in front of one): where a viewer may start.
+pub fn starts_keyframe(payload: &[u8]) -> bool {
+    let Some(&b0) = payload.first() else {
+        return false;
+    };
+    match b0 & 0x1f {
+        5 | 7 => true,
+        24 => {
+            let mut i = 1;
+            while i + 2 < payload.len() {
+                let n = u16::from_be_bytes([payload[i], payload[i + 1]]) as usize;
+                if matches!(payload[i + 2] & 0x1f, 5 | 7) {
+                    return true;
+                }
+                i += 2 + n;
+            }
+            false
+        }
+        28 => payload
+            .get(1)
+            .is_some_and(|b| b & 0x80 != 0 && b & 0x1f == 5),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keyframe_starts_in_every_packetization() {
+        let cases: &[(&[u8], bool)] = &[
+            (&[0x65, 1, 2], true),
+            (&[0x67, 0x42], true),
+            (&[0x41, 1], false),
+            (&[0x78, 0, 2, 0x67, 0x42, 0, 1, 0x68], true),
+            (&[0x78, 0, 2, 0x06, 0x05, 0, 1, 0x41], false),
+            (&[0x7c, 0x85, 9], true),
+            (&[0x7c, 0x05, 9], false),
+            (&[0x7c], false),
+            (&[], false),
+            (&[0x78, 0xff, 0xff], false),
+        ];
+        for (p, want) in cases {
+            assert_eq!(starts_keyframe(p), *want, "{p:02x?}");
+        }
+    }
+
+    #[test]
+    fn continuity_carries_across_sources() {
+        let mut c = Continuity::default();
+        let mut p = Packet::default();
+        p.header.sequence_number = 100;
+        p.header.timestamp = 1000;
+        c.map(1, 90_000, &mut p);
+        let (s1, t1) = (p.header.sequence_number, p.header.timestamp);
+        let mut q = Packet::default();
+        q.header.sequence_number = 7;
+        q.header.timestamp = 5;
+        c.map(2, 90_000, &mut q);
+        assert_eq!(q.header.sequence_number, s1.wrapping_add(1));
+        assert!(
+            q.header.timestamp.wrapping_sub(t1) >= 1
+                && q.header.timestamp.wrapping_sub(t1) < 90_000
+        );
+    }
+}

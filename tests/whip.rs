@@ -1,0 +1,168 @@
+//! WHIP ingest: a real WebRTC publisher (webrtc-rs `rtc`, its own H.264
+//! packetizer) publishes with a stream key; a real WebRTC viewer watches
+//! over WHEP. The publisher's RTP is forwarded, not re-encoded.
+
+mod common;
+
+use common::webrtc_client::{access_units as rtp_access_units, watch, ViewerOptions};
+use common::{http, TestServer};
+use onair_loadtest::whip::{access_units, publish, PublishOptions};
+use openh264::formats::YUVSource;
+use std::time::Duration;
+
+/// 3 s of 640x360 H.264 (Constrained Baseline, 1 s GOP, an AUD per access
+/// unit) from ffmpeg, and 1 s of a 440 Hz tone as 20 ms Opus frames.
+fn media() -> (Vec<bytes::Bytes>, Vec<bytes::Bytes>) {
+    let out = std::process::Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=640x360:rate=30",
+            "-t",
+            "3",
+        ])
+        .args([
+            "-c:v",
+            "libx264",
+            "-profile:v",
+            "baseline",
+            "-preset",
+            "ultrafast",
+            "-g",
+            "30",
+            "-bf",
+            "0",
+        ])
+        .args([
+            "-x264-params",
+            "aud=1",
+            "-pix_fmt",
+            "yuv420p",
+            "-f",
+            "h264",
+            "pipe:1",
+        ])
+        .output()
+        .expect("ffmpeg");
+    assert!(out.status.success());
+    let video = access_units(&out.stdout);
+    assert!(video.len() >= 89, "{} access units", video.len());
+    let mut enc =
+        opus::Encoder::new(48_000, opus::Channels::Stereo, opus::Application::Audio).unwrap();
+    let mut audio = Vec::new();
+    for f in 0..50 {
+        let pcm: Vec<f32> = (0..960)
+            .flat_map(|i| {
+                let t = (f * 960 + i) as f32 / 48_000.0;
+                let x = 0.3 * (2.0 * std::f32::consts::PI * 440.0 * t).sin();
+                [x, x]
+            })
+            .collect();
+        audio.push(bytes::Bytes::from(
+            enc.encode_vec_float(&pcm, 4000).unwrap(),
+        ));
+    }
+    (video, audio)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whip_publisher_is_watched_over_whep() {
+    let srv = TestServer::start().await;
+    let (video, audio) = media();
+    let opts = PublishOptions {
+        key: srv.key.clone(),
+        video,
+        fps: 30,
+        audio,
+        duration: Duration::from_secs(7),
+    };
+    let publisher = tokio::spawn(publish(srv.http, opts));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let got = watch(
+        srv.http,
+        &srv.channel,
+        Duration::from_secs(4),
+        ViewerOptions::default(),
+    )
+    .await
+    .expect("viewer");
+    let published = publisher.await.unwrap().expect("publisher ran");
+
+    assert_eq!(published.status, 201, "{}", published.error);
+    assert!(
+        published.location.starts_with("/whip/"),
+        "{}",
+        published.location
+    );
+    assert!(published.connected_after.is_some());
+    assert!(
+        published.keyframe_requests >= 1,
+        "a joining viewer makes the server ask the publisher for a keyframe"
+    );
+
+    let first = got.first_video_after.expect("video reached the viewer");
+    eprintln!(
+        "viewer connected after {:?}, first video after {first:?}",
+        got.connected_after
+    );
+    let mut dec = openh264::decoder::Decoder::new().unwrap();
+    let mut frames = 0;
+    let mut dims = None;
+    for (_, au) in rtp_access_units(&got.video) {
+        if let Ok(Some(y)) = dec.decode(&au) {
+            frames += 1;
+            dims = Some(y.dimensions());
+        }
+    }
+    assert!(frames >= 30, "decoded {frames} frames");
+    assert_eq!(dims, Some((640, 360)));
+    assert!(got.audio.len() >= 100, "{} audio packets", got.audio.len());
+    let seqs: Vec<u16> = got.video.iter().map(|p| p.header.sequence_number).collect();
+    assert!(
+        seqs.windows(2).all(|w| w[1] == w[0].wrapping_add(1)),
+        "continuous sequence per viewer"
+    );
+    assert!(
+        got.video.iter().all(|p| p.header.extensions.is_empty()),
+        "publisher header extensions are not forwarded"
+    );
+    srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whip_refuses_bad_keys_and_bad_offers() {
+    let srv = TestServer::start().await;
+    let offer = include_str!("data/chrome_offer.sdp");
+    let sdp = ("Content-Type", "application/sdp");
+    for (auth, want) in [
+        (None, 401),
+        (Some("Bearer wrong-key"), 401),
+        (Some("Basic abc"), 401),
+        (Some("Bearer "), 401),
+    ] {
+        let mut headers = vec![sdp];
+        if let Some(a) = auth {
+            headers.push(("Authorization", a));
+        }
+        let r = http(srv.http, "POST", "/whip", &headers, offer.as_bytes()).await;
+        assert_eq!(r.status, want, "{auth:?}: {}", r.text());
+        assert!(r.json()["error"].as_str().is_some());
+    }
+    let auth = format!("Bearer {}", srv.key);
+    let r = http(
+        srv.http,
+        "POST",
+        "/whip",
+        &[sdp, ("Authorization", &auth)],
+        b"not sdp",
+    )
+    .await;
+    assert_eq!(r.status, 400);
+    let r = http(srv.http, "DELETE", "/whip/not-a-session", &[], b"").await;
+    assert_eq!(r.status, 404);
+    srv.stop().await;
+}
