@@ -9,7 +9,9 @@ use onair::media::MediaKind;
 use onair::sfu::peer::{answer_viewer, Peer};
 use rtc::interceptor::Registry;
 use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
-use rtc::peer_connection::configuration::media_engine::{MediaEngine, MIME_TYPE_H264, MIME_TYPE_OPUS};
+use rtc::peer_connection::configuration::media_engine::{
+    MediaEngine, MIME_TYPE_H264, MIME_TYPE_OPUS,
+};
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
 use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
@@ -35,7 +37,12 @@ fn client() -> RTCPeerConnection {
     media
         .register_codec(
             RTCRtpCodecParameters {
-                rtp_codec: codec(MIME_TYPE_H264, 90_000, 0, "packetization-mode=1;profile-level-id=42e01f"),
+                rtp_codec: codec(
+                    MIME_TYPE_H264,
+                    90_000,
+                    0,
+                    "packetization-mode=1;profile-level-id=42e01f",
+                ),
                 payload_type: 102,
             },
             RtpCodecKind::Video,
@@ -43,7 +50,10 @@ fn client() -> RTCPeerConnection {
         .unwrap();
     media
         .register_codec(
-            RTCRtpCodecParameters { rtp_codec: codec(MIME_TYPE_OPUS, 48_000, 2, "minptime=10"), payload_type: 111 },
+            RTCRtpCodecParameters {
+                rtp_codec: codec(MIME_TYPE_OPUS, 48_000, 2, "minptime=10"),
+                payload_type: 111,
+            },
             RtpCodecKind::Audio,
         )
         .unwrap();
@@ -57,7 +67,10 @@ fn client() -> RTCPeerConnection {
     for kind in [RtpCodecKind::Audio, RtpCodecKind::Video] {
         pc.add_transceiver_from_kind(
             kind,
-            Some(RTCRtpTransceiverInit { direction: RTCRtpTransceiverDirection::Recvonly, ..Default::default() }),
+            Some(RTCRtpTransceiverInit {
+                direction: RTCRtpTransceiverDirection::Recvonly,
+                ..Default::default()
+            }),
         )
         .unwrap();
     }
@@ -67,18 +80,27 @@ fn client() -> RTCPeerConnection {
 fn tag(local: SocketAddr, peer: SocketAddr, message: BytesMut) -> TaggedBytesMut {
     TaggedBytesMut {
         now: Instant::now(),
-        transport: TransportContext { local_addr: local, peer_addr: peer, ecn: None, transport_protocol: TransportProtocol::UDP },
+        transport: TransportContext {
+            local_addr: local,
+            peer_addr: peer,
+            ecn: None,
+            transport_protocol: TransportProtocol::UDP,
+        },
         message,
     }
 }
 
 /// A viewer connected to its server-side peer through memory.
-fn connected_pair(i: usize, cert: &rtc::peer_connection::certificate::RTCCertificate) -> (Peer, RTCPeerConnection) {
+fn connected_pair(
+    i: usize,
+    cert: &rtc::peer_connection::certificate::RTCCertificate,
+) -> (Peer, RTCPeerConnection) {
     let server_addr: SocketAddr = "192.0.2.1:8189".parse().unwrap();
     let client_addr: SocketAddr = format!("198.51.100.1:{}", 10_000 + i).parse().unwrap();
     let mut c = client();
     let offer = c.create_offer(None).unwrap();
-    c.set_local_description(Instant::now(), offer.clone()).unwrap();
+    c.set_local_description(Instant::now(), offer.clone())
+        .unwrap();
     let host = rtc::peer_connection::transport::CandidateHostConfig {
         base_config: rtc::peer_connection::transport::CandidateConfig {
             network: "udp".into(),
@@ -91,15 +113,34 @@ fn connected_pair(i: usize, cert: &rtc::peer_connection::certificate::RTCCertifi
     }
     .new_candidate_host()
     .unwrap();
-    c.add_local_candidate(rtc::peer_connection::transport::RTCIceCandidate::from(&host).to_json().unwrap())
-        .unwrap();
-    let answer =
-        answer_viewer(i as u64, Arc::from("bench"), offer.sdp, &[server_addr], cert, None, Instant::now()).unwrap();
+    c.add_local_candidate(
+        rtc::peer_connection::transport::RTCIceCandidate::from(&host)
+            .to_json()
+            .unwrap(),
+    )
+    .unwrap();
+    let answer = answer_viewer(
+        i as u64,
+        Arc::from("bench"),
+        offer.sdp,
+        &[server_addr],
+        cert,
+        None,
+        Instant::now(),
+    )
+    .unwrap();
     let mut s = answer.peer;
-    c.set_remote_description(Instant::now(), RTCSessionDescription::answer(answer.sdp).unwrap()).unwrap();
+    c.set_remote_description(
+        Instant::now(),
+        RTCSessionDescription::answer(answer.sdp).unwrap(),
+    )
+    .unwrap();
     let start = Instant::now();
     while !s.connected {
-        assert!(start.elapsed() < Duration::from_secs(10), "in-memory pair did not connect");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "in-memory pair did not connect"
+        );
         let now = Instant::now();
         let _ = c.handle_timeout(now);
         let _ = s.pc.handle_timeout(now);
@@ -137,16 +178,32 @@ fn fanout(cr: &mut Criterion) {
     let payload = Bytes::from(vec![0x5cu8; 1200]);
     let mut group = cr.benchmark_group("fanout_one_packet");
     for n in [1usize, 10, 100] {
-        let mut viewers: Vec<(Peer, RTCPeerConnection)> = (0..n).map(|i| connected_pair(i, &cert)).collect();
+        let mut viewers: Vec<(Peer, RTCPeerConnection)> =
+            (0..n).map(|i| connected_pair(i, &cert)).collect();
         let mut seq = 0u16;
         // The path must really produce SRTP for every viewer, or the bench
         // measures an early error return.
         let probe = Packet {
-            header: Header { version: 2, sequence_number: 0, timestamp: 0, marker: true, ..Default::default() },
+            header: Header {
+                version: 2,
+                sequence_number: 0,
+                timestamp: 0,
+                marker: true,
+                ..Default::default()
+            },
             payload: payload.clone(),
         };
         for (s, _) in viewers.iter_mut() {
-            assert_eq!(s.send_media(MediaKind::Video, true, std::slice::from_ref(&probe), Instant::now()).0, 1);
+            assert_eq!(
+                s.send_media(
+                    MediaKind::Video,
+                    true,
+                    std::slice::from_ref(&probe),
+                    Instant::now()
+                )
+                .0,
+                1
+            );
             let mut out = 0;
             while let Some(w) = s.pc.poll_write() {
                 out += w.message.len();
@@ -158,7 +215,13 @@ fn fanout(cr: &mut Criterion) {
             b.iter(|| {
                 seq = seq.wrapping_add(1);
                 let pkt = Packet {
-                    header: Header { version: 2, sequence_number: seq, timestamp: seq as u32 * 3000, marker: true, ..Default::default() },
+                    header: Header {
+                        version: 2,
+                        sequence_number: seq,
+                        timestamp: seq as u32 * 3000,
+                        marker: true,
+                        ..Default::default()
+                    },
                     payload: payload.clone(),
                 };
                 let now = Instant::now();

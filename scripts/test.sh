@@ -4,4 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh --test
+# The DB tests run against SQLite and this real PostgreSQL server.
+if [ -z "${ONAIR_TEST_POSTGRES_URL:-}" ]; then
+  ONAIR_TEST_POSTGRES_URL=$(./scripts/postgres.sh)
+  export ONAIR_TEST_POSTGRES_URL
+fi
 cargo test --workspace --all-targets "$@"

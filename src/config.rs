@@ -54,6 +54,10 @@ pub struct ServeArgs {
     /// for several. Default: every address of the host.
     #[arg(long, env = "ONAIR_PUBLIC_IP", value_delimiter = ',', global = true)]
     pub public_ip: Vec<IpAddr>,
+    #[command(flatten)]
+    pub hls: crate::hls::HlsArgs,
+    #[command(flatten)]
+    pub mail: crate::auth::MailArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -65,6 +69,27 @@ pub enum Command {
         #[command(subcommand)]
         action: ChannelAction,
     },
+    /// Manage user accounts.
+    User {
+        #[command(subcommand)]
+        action: UserAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserAction {
+    /// Create a user (and their channel, named after them); prints the
+    /// channel's stream key. An existing channel of that name with no owner
+    /// is given to the new user.
+    Create {
+        name: String,
+        /// admin, moderator, broadcaster or viewer.
+        #[arg(long, default_value = "viewer")]
+        role: String,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -73,6 +98,12 @@ pub enum ChannelAction {
     Create { name: String },
     /// Print one channel a line: name, created-at (RFC 3339).
     List,
+    /// Turn recording of a channel's broadcasts on or off (default on).
+    Recording {
+        name: String,
+        #[arg(value_parser = ["on", "off"])]
+        state: String,
+    },
 }
 
 /// The TOML file: every key optional, same names as the flags.
@@ -97,6 +128,10 @@ pub struct Config {
     pub public_ips: Vec<IpAddr>,
     pub data_dir: PathBuf,
     pub database_url: String,
+    /// LL-HLS, recordings and retention (flags only, not in the TOML file).
+    pub hls: crate::hls::HlsConfig,
+    /// SMTP for verification and password-reset mail (flags and env only).
+    pub mail: crate::auth::MailConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -149,6 +184,8 @@ impl Config {
             },
             data_dir,
             database_url,
+            hls: serve.hls.resolve(),
+            mail: serve.mail.resolve(),
         })
     }
 
@@ -162,6 +199,8 @@ impl Config {
             public_ips: Vec::new(),
             data_dir: dir.to_path_buf(),
             database_url: format!("sqlite://{}", dir.join("onair.db").display()),
+            hls: crate::hls::HlsConfig::default(),
+            mail: crate::auth::MailConfig::default(),
         }
     }
 }

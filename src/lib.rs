@@ -10,14 +10,20 @@
 //! - [`sfu`]: WebRTC on one UDP socket, driving webrtc-rs's sans-I/O `rtc`
 //!   core; WHEP viewers read from the hub.
 //! - [`audio`]: AAC -> Opus, once per stream.
+//! - [`hls`]: LL-HLS segmenter and live playlists, recordings, thumbnails.
 //! - [`http`]: axum routes; no media logic.
 //! - [`db`]: sqlx queries (SQLite by default, Postgres by URL).
 //! - [`config`]: flags, env and TOML.
+//! - [`auth`]: passwords (argon2id), session tokens, username rules.
+//! - [`chat`]: rooms per channel, joined by WebSocket and WHEP data channel.
 
 pub mod audio;
+pub mod auth;
+pub mod chat;
 pub mod codec;
 pub mod config;
 pub mod db;
+pub mod hls;
 pub mod http;
 pub mod hub;
 pub mod media;

@@ -1,5 +1,5 @@
 use clap::Parser;
-use onair::config::{ChannelAction, Cli, Command, Config};
+use onair::config::{ChannelAction, Cli, Command, Config, UserAction};
 use onair::db::Db;
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -39,6 +39,31 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let listeners = onair::Listeners::bind(&config).await?;
             onair::run(config, listeners, onair::server::signal()).await
         }
+        Command::User {
+            action:
+                UserAction::Create {
+                    name,
+                    role,
+                    password_stdin,
+                },
+        } => {
+            let role = onair::db::Role::parse(&role).ok_or_else(|| {
+                anyhow::anyhow!("--role must be admin, moderator, broadcaster or viewer")
+            })?;
+            if !password_stdin {
+                anyhow::bail!("give the password on standard input with --password-stdin");
+            }
+            let mut password = String::new();
+            std::io::stdin().read_line(&mut password)?;
+            let password = password.trim_end_matches(['\r', '\n']);
+            onair::auth::check_username(&name)?;
+            onair::auth::check_password(password)?;
+            let hash = onair::auth::hash_password(password)?;
+            let db = Db::open(&config.database_url).await?;
+            let (_, channel) = db.create_user(&name, &hash, None, role, true).await?;
+            println!("{}", channel.stream_key);
+            Ok(())
+        }
         Command::Channel { action } => {
             let db = Db::open(&config.database_url).await?;
             match action {
@@ -50,6 +75,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     for ch in db.channels().await? {
                         println!("{}\t{}", ch.name, ch.created_at);
                     }
+                }
+                ChannelAction::Recording { name, state } => {
+                    if !db.set_channel_recording(&name, state == "on").await? {
+                        anyhow::bail!("no channel named {name}");
+                    }
+                    println!("{name}\trecording {state}");
                 }
             }
             Ok(())

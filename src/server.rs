@@ -69,14 +69,43 @@ pub async fn run(
         token.clone(),
     ));
 
+    let hls = crate::hls::Hls::start(
+        config.hls.clone(),
+        hub.clone(),
+        db.clone(),
+        config.data_dir.clone(),
+        token.clone(),
+        &tracker,
+    )
+    .await;
+    let rooms = crate::chat::Rooms::new(
+        db.clone(),
+        Arc::new(http::HubLive {
+            hub: hub.clone(),
+            sfu: sfu.clone(),
+        }),
+    );
+    tracker.spawn(rooms.clone().run_events(token.clone()));
+    tracker.spawn(rooms.clone().run_writer(token.clone()));
     let app = http::router(AppState {
         db: db.clone(),
         hub: hub.clone(),
         sfu,
+        rooms,
+        limits: Arc::default(),
+        mailer: crate::auth::Mailer::new(&config.mail)?.map(Arc::new),
+        hls,
     });
     let http_token = token.clone();
     let http_task = tokio::spawn(async move {
-        axum::serve(listeners.http, app)
+        // Chat frames and API answers are small writes: without NODELAY,
+        // Nagle holds each behind the previous one's (delayed, up to 40 ms)
+        // ACK.
+        use axum::serve::ListenerExt;
+        let http = listeners.http.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
+        axum::serve(http, app)
             .with_graceful_shutdown(async move { http_token.cancelled().await })
             .await
     });

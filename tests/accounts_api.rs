@@ -26,7 +26,9 @@ fn assert_error(r: &common::HttpResponse, status: u16) {
 }
 
 async fn register_login_me_logout(b: Backend) {
-    let Some(srv) = TestServer::on(b).await else { return };
+    let Some(srv) = TestServer::on(b).await else {
+        return;
+    };
     let a = srv.http;
     let r = api(
         a,
@@ -39,7 +41,11 @@ async fn register_login_me_logout(b: Backend) {
     assert_eq!(r.status, 201, "{}", r.text());
     assert_eq!(r.json()["user"]["username"], "alice");
     assert_eq!(r.json()["channel"]["name"], "alice");
-    assert!(!r.text().contains("password"), "no hash in answers: {}", r.text());
+    assert!(
+        !r.text().contains("password"),
+        "no hash in answers: {}",
+        r.text()
+    );
 
     let body = json!({"username": "alice", "password": password_of("alice")});
     let r = api(a, "POST", "/api/auth/login", &[], Some(&body)).await;
@@ -52,7 +58,14 @@ async fn register_login_me_logout(b: Backend) {
     let cookie_pair = cookie.split(';').next().unwrap().to_string();
     assert_eq!(cookie_pair, format!("onair_session={token}"));
 
-    let me = api(a, "GET", "/api/me", &[("Authorization", &bearer(&token))], None).await;
+    let me = api(
+        a,
+        "GET",
+        "/api/me",
+        &[("Authorization", &bearer(&token))],
+        None,
+    )
+    .await;
     assert_eq!(me.status, 200, "{}", me.text());
     let v = me.json();
     assert_eq!(v["user"]["username"], "alice");
@@ -62,7 +75,10 @@ async fn register_login_me_logout(b: Backend) {
     assert!(key.len() >= 22);
     // The key publishes on alice's channel (the RTMP/WHIP check).
     use onair::hub::Channels;
-    assert_eq!(srv.db.channel_for_key(&key).await.unwrap().as_deref(), Some("alice"));
+    assert_eq!(
+        srv.db.channel_for_key(&key).await.unwrap().as_deref(),
+        Some("alice")
+    );
 
     // The cookie works as well as the token.
     let me2 = api(a, "GET", "/api/me", &[("Cookie", &cookie_pair)], None).await;
@@ -71,51 +87,152 @@ async fn register_login_me_logout(b: Backend) {
     // Without either: 401.
     assert_error(&api(a, "GET", "/api/me", &[], None).await, 401);
 
-    let out = api(a, "POST", "/api/auth/logout", &[("Authorization", &bearer(&token))], None).await;
+    let out = api(
+        a,
+        "POST",
+        "/api/auth/logout",
+        &[("Authorization", &bearer(&token))],
+        None,
+    )
+    .await;
     assert_eq!(out.status, 204, "{}", out.text());
     assert!(out.header("set-cookie").unwrap().contains("Max-Age=0"));
     assert_error(
-        &api(a, "GET", "/api/me", &[("Authorization", &bearer(&token))], None).await,
+        &api(
+            a,
+            "GET",
+            "/api/me",
+            &[("Authorization", &bearer(&token))],
+            None,
+        )
+        .await,
         401,
     );
     srv.stop().await;
 }
 
 async fn bad_registrations_get_clear_4xx(b: Backend) {
-    let Some(srv) = TestServer::on(b).await else { return };
+    let Some(srv) = TestServer::on(b).await else {
+        return;
+    };
     let a = srv.http;
     let reg = |u: &str| json!({"username": u, "password": "long enough pw"});
-    for reserved in ["api", "hls", "admin", "whep", "whip", "vod", "ws", "c", "login", "register", "dashboard"] {
+    for reserved in [
+        "api",
+        "hls",
+        "admin",
+        "whep",
+        "whip",
+        "vod",
+        "ws",
+        "c",
+        "login",
+        "register",
+        "dashboard",
+    ] {
         let r = api(a, "POST", "/api/auth/register", &[], Some(&reg(reserved))).await;
         assert_error(&r, 400);
         assert!(r.text().contains("reserved"), "{reserved}: {}", r.text());
     }
-    for invalid in ["", "Alice", "a b", "../x", "-x", "x/y", "é", &"a".repeat(33), "a'b", "<b>"] {
+    for invalid in [
+        "",
+        "Alice",
+        "a b",
+        "../x",
+        "-x",
+        "x/y",
+        "é",
+        &"a".repeat(33),
+        "a'b",
+        "<b>",
+    ] {
         let r = api(a, "POST", "/api/auth/register", &[], Some(&reg(invalid))).await;
         assert_error(&r, 400);
     }
     // `demo` exists as a channel without an owner: the name is taken.
-    assert_error(&api(a, "POST", "/api/auth/register", &[], Some(&reg("demo"))).await, 409);
+    assert_error(
+        &api(a, "POST", "/api/auth/register", &[], Some(&reg("demo"))).await,
+        409,
+    );
     // Short password, bad email.
-    let r = api(a, "POST", "/api/auth/register", &[], Some(&json!({"username": "bob", "password": "short"}))).await;
+    let r = api(
+        a,
+        "POST",
+        "/api/auth/register",
+        &[],
+        Some(&json!({"username": "bob", "password": "short"})),
+    )
+    .await;
     assert_error(&r, 400);
-    let r = api(a, "POST", "/api/auth/register", &[], Some(&json!({"username": "bob", "password": "long enough pw", "email": "not an email"}))).await;
+    let r = api(
+        a,
+        "POST",
+        "/api/auth/register",
+        &[],
+        Some(&json!({"username": "bob", "password": "long enough pw", "email": "not an email"})),
+    )
+    .await;
     assert_error(&r, 400);
     // Unknown field, wrong types, malformed JSON, no body.
-    let r = api(a, "POST", "/api/auth/register", &[], Some(&json!({"username": "bob", "password": "long enough pw", "admin": true}))).await;
+    let r = api(
+        a,
+        "POST",
+        "/api/auth/register",
+        &[],
+        Some(&json!({"username": "bob", "password": "long enough pw", "admin": true})),
+    )
+    .await;
     assert_error(&r, 400);
     assert!(r.text().contains("admin"), "names the field: {}", r.text());
-    let r = api(a, "POST", "/api/auth/register", &[], Some(&json!({"username": 5, "password": "long enough pw"}))).await;
+    let r = api(
+        a,
+        "POST",
+        "/api/auth/register",
+        &[],
+        Some(&json!({"username": 5, "password": "long enough pw"})),
+    )
+    .await;
     assert_error(&r, 400);
-    let r = common::http(a, "POST", "/api/auth/register", &[("Content-Type", "application/json")], b"{\"username\": \"bob\",").await;
+    let r = common::http(
+        a,
+        "POST",
+        "/api/auth/register",
+        &[("Content-Type", "application/json")],
+        b"{\"username\": \"bob\",",
+    )
+    .await;
     assert_error(&r, 400);
-    let r = common::http(a, "POST", "/api/auth/register", &[("Content-Type", "application/json")], b"").await;
+    let r = common::http(
+        a,
+        "POST",
+        "/api/auth/register",
+        &[("Content-Type", "application/json")],
+        b"",
+    )
+    .await;
     assert_error(&r, 400);
     // Not JSON at all, and oversized.
-    let r = common::http(a, "POST", "/api/auth/register", &[("Content-Type", "text/plain")], b"username=bob").await;
+    let r = common::http(
+        a,
+        "POST",
+        "/api/auth/register",
+        &[("Content-Type", "text/plain")],
+        b"username=bob",
+    )
+    .await;
     assert_error(&r, 415);
-    let big = format!("{{\"username\":\"bob\",\"password\":\"{}\"}}", "x".repeat(100_000));
-    let r = common::http(a, "POST", "/api/auth/register", &[("Content-Type", "application/json")], big.as_bytes()).await;
+    let big = format!(
+        "{{\"username\":\"bob\",\"password\":\"{}\"}}",
+        "x".repeat(100_000)
+    );
+    let r = common::http(
+        a,
+        "POST",
+        "/api/auth/register",
+        &[("Content-Type", "application/json")],
+        big.as_bytes(),
+    )
+    .await;
     assert_error(&r, 413);
     // Duplicate.
     signup(a, "bob").await;
@@ -125,7 +242,9 @@ async fn bad_registrations_get_clear_4xx(b: Backend) {
 }
 
 async fn login_is_throttled_after_ten_failures(b: Backend) {
-    let Some(srv) = TestServer::on(b).await else { return };
+    let Some(srv) = TestServer::on(b).await else {
+        return;
+    };
     let a = srv.http;
     signup(a, "carol").await;
     signup(a, "dave").await;
@@ -138,19 +257,32 @@ async fn login_is_throttled_after_ten_failures(b: Backend) {
     let right = json!({"username": "carol", "password": password_of("carol")});
     let r = api(a, "POST", "/api/auth/login", &[], Some(&right)).await;
     assert_error(&r, 429);
-    let retry: u64 = r.header("retry-after").expect("Retry-After").parse().unwrap();
+    let retry: u64 = r
+        .header("retry-after")
+        .expect("Retry-After")
+        .parse()
+        .unwrap();
     assert!(retry > 60, "locked for a while: {retry}");
     // Another account is not locked by carol's attacker.
     login(a, "dave", &password_of("dave")).await;
     // Unknown usernames answer like wrong passwords.
-    let r = api(a, "POST", "/api/auth/login", &[], Some(&json!({"username": "nobody", "password": "whatever1"}))).await;
+    let r = api(
+        a,
+        "POST",
+        "/api/auth/login",
+        &[],
+        Some(&json!({"username": "nobody", "password": "whatever1"})),
+    )
+    .await;
     assert_error(&r, 401);
     assert_eq!(r.json()["error"], "wrong username or password");
     srv.stop().await;
 }
 
 async fn cookie_requests_need_same_origin(b: Backend) {
-    let Some(srv) = TestServer::on(b).await else { return };
+    let Some(srv) = TestServer::on(b).await else {
+        return;
+    };
     let a = srv.http;
     let token = signup(a, "erin").await;
     let cookie = format!("onair_session={token}");
@@ -162,93 +294,254 @@ async fn cookie_requests_need_same_origin(b: Backend) {
     let r = api(a, "PATCH", path, &[("Cookie", &cookie)], Some(&body)).await;
     assert_error(&r, 403);
     // Another site: refused.
-    let r = api(a, "PATCH", path, &[("Cookie", &cookie), ("Origin", "http://evil.example")], Some(&body)).await;
+    let r = api(
+        a,
+        "PATCH",
+        path,
+        &[("Cookie", &cookie), ("Origin", "http://evil.example")],
+        Some(&body),
+    )
+    .await;
     assert_error(&r, 403);
-    let r = api(a, "PATCH", path, &[("Cookie", &cookie), ("Origin", &format!("http://{host}.evil.example"))], Some(&body)).await;
+    let r = api(
+        a,
+        "PATCH",
+        path,
+        &[
+            ("Cookie", &cookie),
+            ("Origin", &format!("http://{host}.evil.example")),
+        ],
+        Some(&body),
+    )
+    .await;
     assert_error(&r, 403);
     // Same origin, by Origin, Referer or Sec-Fetch-Site: accepted.
-    let r = api(a, "PATCH", path, &[("Cookie", &cookie), ("Origin", &same)], Some(&body)).await;
+    let r = api(
+        a,
+        "PATCH",
+        path,
+        &[("Cookie", &cookie), ("Origin", &same)],
+        Some(&body),
+    )
+    .await;
     assert_eq!(r.status, 200, "{}", r.text());
-    let r = api(a, "PATCH", path, &[("Cookie", &cookie), ("Referer", &format!("{same}/dashboard"))], Some(&body)).await;
+    let r = api(
+        a,
+        "PATCH",
+        path,
+        &[
+            ("Cookie", &cookie),
+            ("Referer", &format!("{same}/dashboard")),
+        ],
+        Some(&body),
+    )
+    .await;
     assert_eq!(r.status, 200, "{}", r.text());
-    let r = api(a, "PATCH", path, &[("Cookie", &cookie), ("Sec-Fetch-Site", "same-origin")], Some(&body)).await;
+    let r = api(
+        a,
+        "PATCH",
+        path,
+        &[("Cookie", &cookie), ("Sec-Fetch-Site", "same-origin")],
+        Some(&body),
+    )
+    .await;
     assert_eq!(r.status, 200, "{}", r.text());
     // Bearer needs no Origin.
-    let r = api(a, "PATCH", path, &[("Authorization", &bearer(&token))], Some(&body)).await;
+    let r = api(
+        a,
+        "PATCH",
+        path,
+        &[("Authorization", &bearer(&token))],
+        Some(&body),
+    )
+    .await;
     assert_eq!(r.status, 200, "{}", r.text());
     // Cookie reads need none either.
     let r = api(a, "GET", "/api/me", &[("Cookie", &cookie)], None).await;
     assert_eq!(r.status, 200);
     // Cross-site login and register are refused too (login CSRF).
-    let r = api(a, "POST", "/api/auth/login", &[("Origin", "http://evil.example")], Some(&json!({"username": "erin", "password": password_of("erin")}))).await;
+    let r = api(
+        a,
+        "POST",
+        "/api/auth/login",
+        &[("Origin", "http://evil.example")],
+        Some(&json!({"username": "erin", "password": password_of("erin")})),
+    )
+    .await;
     assert_error(&r, 403);
     srv.stop().await;
 }
 
 async fn expired_session_is_401(b: Backend) {
-    let Some(srv) = TestServer::on(b).await else { return };
+    let Some(srv) = TestServer::on(b).await else {
+        return;
+    };
     let a = srv.http;
     let token = signup(a, "frank").await;
-    let ok = api(a, "GET", "/api/me", &[("Authorization", &bearer(&token))], None).await;
+    let ok = api(
+        a,
+        "GET",
+        "/api/me",
+        &[("Authorization", &bearer(&token))],
+        None,
+    )
+    .await;
     assert_eq!(ok.status, 200);
     sqlx::query("UPDATE sessions SET expires_at = 0")
         .execute(srv.db.pool())
         .await
         .unwrap();
-    let r = api(a, "GET", "/api/me", &[("Authorization", &bearer(&token))], None).await;
+    let r = api(
+        a,
+        "GET",
+        "/api/me",
+        &[("Authorization", &bearer(&token))],
+        None,
+    )
+    .await;
     assert_error(&r, 401);
     assert!(r.text().contains("expired"), "{}", r.text());
     // A made-up token, too.
-    let r = api(a, "GET", "/api/me", &[("Authorization", "Bearer not-a-token")], None).await;
+    let r = api(
+        a,
+        "GET",
+        "/api/me",
+        &[("Authorization", "Bearer not-a-token")],
+        None,
+    )
+    .await;
     assert_error(&r, 401);
     srv.stop().await;
 }
 
 async fn change_password(b: Backend) {
-    let Some(srv) = TestServer::on(b).await else { return };
+    let Some(srv) = TestServer::on(b).await else {
+        return;
+    };
     let a = srv.http;
     let t1 = signup(a, "gina").await;
     let t2 = login(a, "gina", &password_of("gina")).await;
     let auth = bearer(&t1);
-    let r = api(a, "POST", "/api/auth/password", &[("Authorization", &auth)], Some(&json!({"old_password": "nope nope", "new_password": "brand new pw"}))).await;
+    let r = api(
+        a,
+        "POST",
+        "/api/auth/password",
+        &[("Authorization", &auth)],
+        Some(&json!({"old_password": "nope nope", "new_password": "brand new pw"})),
+    )
+    .await;
     assert_error(&r, 403);
-    let r = api(a, "POST", "/api/auth/password", &[("Authorization", &auth)], Some(&json!({"old_password": password_of("gina"), "new_password": "short"}))).await;
+    let r = api(
+        a,
+        "POST",
+        "/api/auth/password",
+        &[("Authorization", &auth)],
+        Some(&json!({"old_password": password_of("gina"), "new_password": "short"})),
+    )
+    .await;
     assert_error(&r, 400);
-    let r = api(a, "POST", "/api/auth/password", &[("Authorization", &auth)], Some(&json!({"old_password": password_of("gina"), "new_password": "brand new pw"}))).await;
+    let r = api(
+        a,
+        "POST",
+        "/api/auth/password",
+        &[("Authorization", &auth)],
+        Some(&json!({"old_password": password_of("gina"), "new_password": "brand new pw"})),
+    )
+    .await;
     assert_eq!(r.status, 204, "{}", r.text());
     // This session stays; the other device signs in again.
-    assert_eq!(api(a, "GET", "/api/me", &[("Authorization", &auth)], None).await.status, 200);
-    assert_eq!(api(a, "GET", "/api/me", &[("Authorization", &bearer(&t2))], None).await.status, 401);
-    let old = api(a, "POST", "/api/auth/login", &[], Some(&json!({"username": "gina", "password": password_of("gina")}))).await;
+    assert_eq!(
+        api(a, "GET", "/api/me", &[("Authorization", &auth)], None)
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        api(
+            a,
+            "GET",
+            "/api/me",
+            &[("Authorization", &bearer(&t2))],
+            None
+        )
+        .await
+        .status,
+        401
+    );
+    let old = api(
+        a,
+        "POST",
+        "/api/auth/login",
+        &[],
+        Some(&json!({"username": "gina", "password": password_of("gina")})),
+    )
+    .await;
     assert_error(&old, 401);
     login(a, "gina", "brand new pw").await;
     // The stored hash is argon2id.
     let creds = srv.db.credentials("gina").await.unwrap().unwrap();
-    assert!(creds.password_hash.starts_with("$argon2id$"), "{}", creds.password_hash);
+    assert!(
+        creds.password_hash.starts_with("$argon2id$"),
+        "{}",
+        creds.password_hash
+    );
     srv.stop().await;
 }
 
 async fn soft_delete_keeps_content_and_ends_login(b: Backend) {
-    let Some(srv) = TestServer::on(b).await else { return };
+    let Some(srv) = TestServer::on(b).await else {
+        return;
+    };
     let a = srv.http;
     let token = signup(a, "hank").await;
     let auth = bearer(&token);
-    let r = api(a, "POST", "/api/channels/hank/chat", &[("Authorization", &auth)], Some(&json!({"text": "last words"}))).await;
+    let r = api(
+        a,
+        "POST",
+        "/api/channels/hank/chat",
+        &[("Authorization", &auth)],
+        Some(&json!({"text": "last words"})),
+    )
+    .await;
     assert_eq!(r.status, 201, "{}", r.text());
-    let key = api(a, "GET", "/api/me", &[("Authorization", &auth)], None).await.json()["channel"]["stream_key"]
+    let key = api(a, "GET", "/api/me", &[("Authorization", &auth)], None)
+        .await
+        .json()["channel"]["stream_key"]
         .as_str()
         .unwrap()
         .to_string();
     let r = api(a, "DELETE", "/api/me", &[("Authorization", &auth)], None).await;
     assert_eq!(r.status, 204, "{}", r.text());
-    assert_error(&api(a, "GET", "/api/me", &[("Authorization", &auth)], None).await, 401);
-    let r = api(a, "POST", "/api/auth/login", &[], Some(&json!({"username": "hank", "password": password_of("hank")}))).await;
+    assert_error(
+        &api(a, "GET", "/api/me", &[("Authorization", &auth)], None).await,
+        401,
+    );
+    let r = api(
+        a,
+        "POST",
+        "/api/auth/login",
+        &[],
+        Some(&json!({"username": "hank", "password": password_of("hank")})),
+    )
+    .await;
     assert_error(&r, 403);
     // The name stays taken; the channel and its chat stay readable.
-    let r = api(a, "POST", "/api/auth/register", &[], Some(&json!({"username": "hank", "password": "another pw1"}))).await;
+    let r = api(
+        a,
+        "POST",
+        "/api/auth/register",
+        &[],
+        Some(&json!({"username": "hank", "password": "another pw1"})),
+    )
+    .await;
     assert_error(&r, 409);
-    assert_eq!(api(a, "GET", "/api/channels/hank", &[], None).await.status, 200);
-    let hist = api(a, "GET", "/api/channels/hank/chat", &[], None).await.json();
+    assert_eq!(
+        api(a, "GET", "/api/channels/hank", &[], None).await.status,
+        200
+    );
+    let hist = api(a, "GET", "/api/channels/hank/chat", &[], None)
+        .await
+        .json();
     assert_eq!(hist["items"][0]["text"], "last words");
     // The old stream key no longer publishes.
     use onair::hub::Channels;
@@ -257,54 +550,142 @@ async fn soft_delete_keeps_content_and_ends_login(b: Backend) {
 }
 
 async fn admin_cli_and_roles(b: Backend) {
-    let Some((srv, url)) = TestServer::on_with_url(b).await else { return };
+    let Some((srv, url)) = TestServer::on_with_url(b).await else {
+        return;
+    };
     let a = srv.http;
     // `onair user create` bootstraps an admin and prints their stream key.
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_onair"))
-        .args(["user", "create", "boss", "--role", "admin", "--password-stdin", "--database-url", &url])
+        .args([
+            "user",
+            "create",
+            "boss",
+            "--role",
+            "admin",
+            "--password-stdin",
+            "--database-url",
+            &url,
+        ])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     use std::io::Write;
-    child.stdin.take().unwrap().write_all(b"boss password 1\n").unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"boss password 1\n")
+        .unwrap();
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let key = String::from_utf8(out.stdout).unwrap();
     assert!(key.trim().len() >= 22, "{key:?}");
     // A reserved name is refused by the CLI too.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_onair"))
-        .args(["user", "create", "admin", "--role", "admin", "--password-stdin", "--database-url", &url])
+        .args([
+            "user",
+            "create",
+            "admin",
+            "--role",
+            "admin",
+            "--password-stdin",
+            "--database-url",
+            &url,
+        ])
         .stdin(std::process::Stdio::null())
         .output()
         .unwrap();
     assert!(!out.status.success());
 
     let boss = login(a, "boss", "boss password 1").await;
-    let me = api(a, "GET", "/api/me", &[("Authorization", &bearer(&boss))], None).await.json();
+    let me = api(
+        a,
+        "GET",
+        "/api/me",
+        &[("Authorization", &bearer(&boss))],
+        None,
+    )
+    .await
+    .json();
     assert_eq!(me["user"]["role"], "admin");
     let ivy = signup(a, "ivy").await;
     signup(a, "jack").await;
     // Only an admin changes roles.
-    let r = api(a, "PATCH", "/api/users/jack", &[("Authorization", &bearer(&ivy))], Some(&json!({"role": "admin"}))).await;
+    let r = api(
+        a,
+        "PATCH",
+        "/api/users/jack",
+        &[("Authorization", &bearer(&ivy))],
+        Some(&json!({"role": "admin"})),
+    )
+    .await;
     assert_error(&r, 403);
-    let r = api(a, "PATCH", "/api/users/jack", &[("Authorization", &bearer(&boss))], Some(&json!({"role": "superuser"}))).await;
+    let r = api(
+        a,
+        "PATCH",
+        "/api/users/jack",
+        &[("Authorization", &bearer(&boss))],
+        Some(&json!({"role": "superuser"})),
+    )
+    .await;
     assert_error(&r, 400);
-    let r = api(a, "PATCH", "/api/users/jack", &[("Authorization", &bearer(&boss))], Some(&json!({"role": "moderator"}))).await;
+    let r = api(
+        a,
+        "PATCH",
+        "/api/users/jack",
+        &[("Authorization", &bearer(&boss))],
+        Some(&json!({"role": "moderator"})),
+    )
+    .await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["role"], "moderator");
-    let r = api(a, "PATCH", "/api/users/nobody", &[("Authorization", &bearer(&boss))], Some(&json!({"role": "moderator"}))).await;
+    let r = api(
+        a,
+        "PATCH",
+        "/api/users/nobody",
+        &[("Authorization", &bearer(&boss))],
+        Some(&json!({"role": "moderator"})),
+    )
+    .await;
     assert_error(&r, 404);
     // An admin soft-deletes a user; a user cannot delete another.
-    let r = api(a, "DELETE", "/api/users/boss", &[("Authorization", &bearer(&ivy))], None).await;
+    let r = api(
+        a,
+        "DELETE",
+        "/api/users/boss",
+        &[("Authorization", &bearer(&ivy))],
+        None,
+    )
+    .await;
     assert_error(&r, 403);
-    let r = api(a, "DELETE", "/api/users/ivy", &[("Authorization", &bearer(&boss))], None).await;
+    let r = api(
+        a,
+        "DELETE",
+        "/api/users/ivy",
+        &[("Authorization", &bearer(&boss))],
+        None,
+    )
+    .await;
     assert_eq!(r.status, 204);
-    assert_error(&api(a, "GET", "/api/me", &[("Authorization", &bearer(&ivy))], None).await, 401);
+    assert_error(
+        &api(
+            a,
+            "GET",
+            "/api/me",
+            &[("Authorization", &bearer(&ivy))],
+            None,
+        )
+        .await,
+        401,
+    );
     srv.stop().await;
 }
-
 
 const NASTY: &[&str] = &[
     "'; DROP TABLE users; --",
@@ -316,47 +697,126 @@ const NASTY: &[&str] = &[
 ];
 
 async fn sql_metacharacters_are_data(b: Backend) {
-    let Some(srv) = TestServer::on(b).await else { return };
+    let Some(srv) = TestServer::on(b).await else {
+        return;
+    };
     let a = srv.http;
     // Usernames are a closed charset: metacharacters are refused, not run.
     for n in NASTY {
-        let r = api(a, "POST", "/api/auth/register", &[], Some(&json!({"username": n, "password": "long enough pw"}))).await;
+        let r = api(
+            a,
+            "POST",
+            "/api/auth/register",
+            &[],
+            Some(&json!({"username": n, "password": "long enough pw"})),
+        )
+        .await;
         assert_error(&r, 400);
-        let r = api(a, "POST", "/api/auth/login", &[], Some(&json!({"username": n, "password": n}))).await;
+        let r = api(
+            a,
+            "POST",
+            "/api/auth/login",
+            &[],
+            Some(&json!({"username": n, "password": n})),
+        )
+        .await;
         assert!(r.status == 401 || r.status == 400, "{}", r.text());
-        let r = api(a, "GET", &format!("/api/channels/{}", urlencode(n)), &[], None).await;
+        let r = api(
+            a,
+            "GET",
+            &format!("/api/channels/{}", urlencode(n)),
+            &[],
+            None,
+        )
+        .await;
         assert_error(&r, 404);
     }
     // Passwords and free text keep every byte.
     let pw = "'; DROP TABLE users; -- \" OR 1=1";
-    let r = api(a, "POST", "/api/auth/register", &[], Some(&json!({"username": "kate", "password": pw, "email": "o'hara+x@example.com"}))).await;
+    let r = api(
+        a,
+        "POST",
+        "/api/auth/register",
+        &[],
+        Some(&json!({"username": "kate", "password": pw, "email": "o'hara+x@example.com"})),
+    )
+    .await;
     assert_eq!(r.status, 201, "{}", r.text());
     let token = login(a, "kate", pw).await;
     let auth = bearer(&token);
     for n in NASTY.iter().filter(|n| !n.contains('\u{0}')) {
         let body = json!({"title": n, "description": n, "tags": [n]});
-        let r = api(a, "PATCH", "/api/channels/kate", &[("Authorization", &auth)], Some(&body)).await;
+        let r = api(
+            a,
+            "PATCH",
+            "/api/channels/kate",
+            &[("Authorization", &auth)],
+            Some(&body),
+        )
+        .await;
         assert_eq!(r.status, 200, "{}", r.text());
         let v = api(a, "GET", "/api/channels/kate", &[], None).await.json();
         assert_eq!(v["title"], *n);
         assert_eq!(v["description"], *n);
         assert_eq!(v["tags"][0], *n);
-        let r = api(a, "POST", "/api/channels/kate/chat", &[("Authorization", &auth)], Some(&json!({"text": n}))).await;
+        let r = api(
+            a,
+            "POST",
+            "/api/channels/kate/chat",
+            &[("Authorization", &auth)],
+            Some(&json!({"text": n})),
+        )
+        .await;
         assert!(r.status == 201 || r.status == 429, "{}", r.text());
-        let r = api(a, "GET", &format!("/api/channels?category={}", urlencode(n)), &[], None).await;
+        let r = api(
+            a,
+            "GET",
+            &format!("/api/channels?category={}", urlencode(n)),
+            &[],
+            None,
+        )
+        .await;
         assert_eq!(r.status, 200);
         assert_eq!(r.json()["items"], json!([]));
-        let r = api(a, "GET", &format!("/api/channels?cursor={}", urlencode(n)), &[], None).await;
+        let r = api(
+            a,
+            "GET",
+            &format!("/api/channels?cursor={}", urlencode(n)),
+            &[],
+            None,
+        )
+        .await;
         assert_error(&r, 400);
     }
     // A NUL in text is refused cleanly (Postgres cannot store it).
-    let r = api(a, "PATCH", "/api/channels/kate", &[("Authorization", &auth)], Some(&json!({"title": "a\u{0}b"}))).await;
+    let r = api(
+        a,
+        "PATCH",
+        "/api/channels/kate",
+        &[("Authorization", &auth)],
+        Some(&json!({"title": "a\u{0}b"})),
+    )
+    .await;
     assert_error(&r, 400);
-    let me = api(a, "GET", "/api/me", &[("Authorization", &auth)], None).await.json();
+    let me = api(a, "GET", "/api/me", &[("Authorization", &auth)], None)
+        .await
+        .json();
     assert_eq!(me["user"]["email"], "o'hara+x@example.com");
     // Every table is still there.
-    assert_eq!(api(a, "GET", "/api/channels/demo", &[], None).await.status, 200);
-    assert_eq!(srv.db.credentials("kate").await.unwrap().unwrap().user.username, "kate");
+    assert_eq!(
+        api(a, "GET", "/api/channels/demo", &[], None).await.status,
+        200
+    );
+    assert_eq!(
+        srv.db
+            .credentials("kate")
+            .await
+            .unwrap()
+            .unwrap()
+            .user
+            .username,
+        "kate"
+    );
     srv.stop().await;
 }
 

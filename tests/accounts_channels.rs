@@ -22,23 +22,46 @@ async fn make_admin(srv: &TestServer, name: &str) {
 }
 
 async fn stream_key_is_the_owners_alone(b: Backend) {
-    let Some(srv) = TestServer::on(b).await else { return };
+    let Some(srv) = TestServer::on(b).await else {
+        return;
+    };
     let a = srv.http;
     let alice = signup(a, "alice").await;
     let bob = signup(a, "bob").await;
-    let k = api(a, "GET", "/api/channels/alice/key", &[("Authorization", &bearer(&alice))], None).await;
+    let k = api(
+        a,
+        "GET",
+        "/api/channels/alice/key",
+        &[("Authorization", &bearer(&alice))],
+        None,
+    )
+    .await;
     assert_eq!(k.status, 200, "{}", k.text());
     let key = k.json()["stream_key"].as_str().unwrap().to_string();
     // B cannot read or rotate A's key; an admin cannot read it either.
     for method in ["GET", "POST"] {
-        let r = api(a, method, "/api/channels/alice/key", &[("Authorization", &bearer(&bob))], None).await;
+        let r = api(
+            a,
+            method,
+            "/api/channels/alice/key",
+            &[("Authorization", &bearer(&bob))],
+            None,
+        )
+        .await;
         assert_eq!(r.status, 403, "{method}: {}", r.text());
         assert!(!r.text().contains(&key));
         let r = api(a, method, "/api/channels/alice/key", &[], None).await;
         assert_eq!(r.status, 401);
     }
     make_admin(&srv, "bob").await;
-    let r = api(a, "GET", "/api/channels/alice/key", &[("Authorization", &bearer(&bob))], None).await;
+    let r = api(
+        a,
+        "GET",
+        "/api/channels/alice/key",
+        &[("Authorization", &bearer(&bob))],
+        None,
+    )
+    .await;
     assert_eq!(r.status, 403);
     // The public channel view never shows it.
     let v = api(a, "GET", "/api/channels/alice", &[], None).await;
@@ -46,17 +69,42 @@ async fn stream_key_is_the_owners_alone(b: Backend) {
     let dir = api(a, "GET", "/api/channels", &[], None).await;
     assert!(!dir.text().contains(&key));
     // Rotation: a new key, the old one dead.
-    let r = api(a, "POST", "/api/channels/alice/key", &[("Authorization", &bearer(&alice))], None).await;
+    let r = api(
+        a,
+        "POST",
+        "/api/channels/alice/key",
+        &[("Authorization", &bearer(&alice))],
+        None,
+    )
+    .await;
     assert_eq!(r.status, 200);
     let key2 = r.json()["stream_key"].as_str().unwrap().to_string();
     assert_ne!(key, key2);
     use onair::hub::Channels;
     assert_eq!(srv.db.channel_for_key(&key).await.unwrap(), None);
-    assert_eq!(srv.db.channel_for_key(&key2).await.unwrap().as_deref(), Some("alice"));
-    let me = api(a, "GET", "/api/me", &[("Authorization", &bearer(&alice))], None).await.json();
+    assert_eq!(
+        srv.db.channel_for_key(&key2).await.unwrap().as_deref(),
+        Some("alice")
+    );
+    let me = api(
+        a,
+        "GET",
+        "/api/me",
+        &[("Authorization", &bearer(&alice))],
+        None,
+    )
+    .await
+    .json();
     assert_eq!(me["channel"]["stream_key"], key2.as_str());
     // Unknown channel: 404.
-    let r = api(a, "GET", "/api/channels/nobody/key", &[("Authorization", &bearer(&alice))], None).await;
+    let r = api(
+        a,
+        "GET",
+        "/api/channels/nobody/key",
+        &[("Authorization", &bearer(&alice))],
+        None,
+    )
+    .await;
     assert_eq!(r.status, 404);
 
     if b == Backend::Sqlite {
@@ -66,9 +114,18 @@ async fn stream_key_is_the_owners_alone(b: Backend) {
         let ch = api(a, "GET", "/api/channels/alice", &[], None).await.json();
         assert_eq!(ch["live"], true);
         assert!(ch["started_at"].as_str().unwrap().ends_with('Z'));
-        let live = api(a, "GET", "/api/channels?live=true", &[], None).await.json();
+        let live = api(a, "GET", "/api/channels?live=true", &[], None)
+            .await
+            .json();
         assert_eq!(live["items"][0]["name"], "alice");
-        let r = api(a, "POST", "/api/channels/alice/key", &[("Authorization", &bearer(&alice))], None).await;
+        let r = api(
+            a,
+            "POST",
+            "/api/channels/alice/key",
+            &[("Authorization", &bearer(&alice))],
+            None,
+        )
+        .await;
         assert_eq!(r.status, 200);
         let start = std::time::Instant::now();
         loop {
@@ -76,7 +133,10 @@ async fn stream_key_is_the_owners_alone(b: Backend) {
             if ch["live"] == false {
                 break;
             }
-            assert!(start.elapsed() < Duration::from_secs(10), "rotation ends the publish");
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "rotation ends the publish"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         // ffmpeg's connection is closed too, and reconnecting with the old key fails.
@@ -87,18 +147,42 @@ async fn stream_key_is_the_owners_alone(b: Backend) {
 }
 
 async fn settings_and_categories(b: Backend) {
-    let Some(srv) = TestServer::on(b).await else { return };
+    let Some(srv) = TestServer::on(b).await else {
+        return;
+    };
     let a = srv.http;
     let alice = signup(a, "alice").await;
     let bob = signup(a, "bob").await;
     let cats = api(a, "GET", "/api/categories", &[], None).await.json();
-    let slugs: Vec<&str> = cats["items"].as_array().unwrap().iter().map(|c| c["slug"].as_str().unwrap()).collect();
-    assert!(slugs.contains(&"games") && slugs.contains(&"music"), "{cats}");
+    let slugs: Vec<&str> = cats["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["slug"].as_str().unwrap())
+        .collect();
+    assert!(
+        slugs.contains(&"games") && slugs.contains(&"music"),
+        "{cats}"
+    );
     let edit = json!({"title": "Speedruns", "description": "any%\nline two", "category": "games", "tags": ["speedrun", "retro", "retro"]});
     // B cannot edit A's channel.
-    let r = api(a, "PATCH", "/api/channels/alice", &[("Authorization", &bearer(&bob))], Some(&edit)).await;
+    let r = api(
+        a,
+        "PATCH",
+        "/api/channels/alice",
+        &[("Authorization", &bearer(&bob))],
+        Some(&edit),
+    )
+    .await;
     assert_eq!(r.status, 403);
-    let r = api(a, "PATCH", "/api/channels/alice", &[("Authorization", &bearer(&alice))], Some(&edit)).await;
+    let r = api(
+        a,
+        "PATCH",
+        "/api/channels/alice",
+        &[("Authorization", &bearer(&alice))],
+        Some(&edit),
+    )
+    .await;
     assert_eq!(r.status, 200, "{}", r.text());
     let v = r.json();
     assert_eq!(v["title"], "Speedruns");
@@ -117,32 +201,99 @@ async fn settings_and_categories(b: Backend) {
         json!({"owner": "bob"}),
         json!({"title": 5}),
     ] {
-        let r = api(a, "PATCH", "/api/channels/alice", &[("Authorization", &bearer(&alice))], Some(&bad)).await;
+        let r = api(
+            a,
+            "PATCH",
+            "/api/channels/alice",
+            &[("Authorization", &bearer(&alice))],
+            Some(&bad),
+        )
+        .await;
         assert_eq!(r.status, 400, "{bad}: {}", r.text());
         assert!(r.json()["error"].is_string());
     }
     // null clears the category.
-    let r = api(a, "PATCH", "/api/channels/alice", &[("Authorization", &bearer(&alice))], Some(&json!({"category": null}))).await;
+    let r = api(
+        a,
+        "PATCH",
+        "/api/channels/alice",
+        &[("Authorization", &bearer(&alice))],
+        Some(&json!({"category": null})),
+    )
+    .await;
     assert_eq!(r.json()["category"], serde_json::Value::Null);
     assert_eq!(r.json()["title"], "Speedruns");
     // Categories: admins only.
-    let r = api(a, "PUT", "/api/categories/science", &[("Authorization", &bearer(&bob))], Some(&json!({"name": "Science"}))).await;
+    let r = api(
+        a,
+        "PUT",
+        "/api/categories/science",
+        &[("Authorization", &bearer(&bob))],
+        Some(&json!({"name": "Science"})),
+    )
+    .await;
     assert_eq!(r.status, 403);
     make_admin(&srv, "bob").await;
-    let r = api(a, "PUT", "/api/categories/science", &[("Authorization", &bearer(&bob))], Some(&json!({"name": "Science & Tech"}))).await;
+    let r = api(
+        a,
+        "PUT",
+        "/api/categories/science",
+        &[("Authorization", &bearer(&bob))],
+        Some(&json!({"name": "Science & Tech"})),
+    )
+    .await;
     assert_eq!(r.status, 200, "{}", r.text());
-    let r = api(a, "PUT", "/api/categories/Bad Slug", &[("Authorization", &bearer(&bob))], Some(&json!({"name": "x"}))).await;
+    let r = api(
+        a,
+        "PUT",
+        "/api/categories/Bad Slug",
+        &[("Authorization", &bearer(&bob))],
+        Some(&json!({"name": "x"})),
+    )
+    .await;
     assert_eq!(r.status, 400);
-    let r = api(a, "PATCH", "/api/channels/alice", &[("Authorization", &bearer(&alice))], Some(&json!({"category": "science"}))).await;
+    let r = api(
+        a,
+        "PATCH",
+        "/api/channels/alice",
+        &[("Authorization", &bearer(&alice))],
+        Some(&json!({"category": "science"})),
+    )
+    .await;
     assert_eq!(r.status, 200);
     let cats = api(a, "GET", "/api/categories", &[], None).await.json();
-    assert!(cats["items"].as_array().unwrap().iter().any(|c| c["name"] == "Science & Tech"));
+    assert!(cats["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["name"] == "Science & Tech"));
     // An admin edits any channel; deleting a category uncategorises channels.
-    let r = api(a, "DELETE", "/api/categories/science", &[("Authorization", &bearer(&alice))], None).await;
+    let r = api(
+        a,
+        "DELETE",
+        "/api/categories/science",
+        &[("Authorization", &bearer(&alice))],
+        None,
+    )
+    .await;
     assert_eq!(r.status, 403);
-    let r = api(a, "DELETE", "/api/categories/science", &[("Authorization", &bearer(&bob))], None).await;
+    let r = api(
+        a,
+        "DELETE",
+        "/api/categories/science",
+        &[("Authorization", &bearer(&bob))],
+        None,
+    )
+    .await;
     assert_eq!(r.status, 204);
-    let r = api(a, "DELETE", "/api/categories/science", &[("Authorization", &bearer(&bob))], None).await;
+    let r = api(
+        a,
+        "DELETE",
+        "/api/categories/science",
+        &[("Authorization", &bearer(&bob))],
+        None,
+    )
+    .await;
     assert_eq!(r.status, 404);
     let v = api(a, "GET", "/api/channels/alice", &[], None).await.json();
     assert_eq!(v["category"], serde_json::Value::Null);
@@ -150,13 +301,22 @@ async fn settings_and_categories(b: Backend) {
 }
 
 async fn directory_pages_with_cursors_and_filters(b: Backend) {
-    let Some(srv) = TestServer::on(b).await else { return };
+    let Some(srv) = TestServer::on(b).await else {
+        return;
+    };
     let a = srv.http;
     let names = ["ann", "ben", "cat", "dan", "eve"];
     for n in names {
         let t = signup(a, n).await;
         if n == "ben" || n == "dan" {
-            let r = api(a, "PATCH", &format!("/api/channels/{n}"), &[("Authorization", &bearer(&t))], Some(&json!({"category": "music"}))).await;
+            let r = api(
+                a,
+                "PATCH",
+                &format!("/api/channels/{n}"),
+                &[("Authorization", &bearer(&t))],
+                Some(&json!({"category": "music"})),
+            )
+            .await;
             assert_eq!(r.status, 200);
         }
     }
@@ -182,15 +342,31 @@ async fn directory_pages_with_cursors_and_filters(b: Backend) {
         }
     }
     assert_eq!(seen, vec!["ann", "ben", "cat", "dan", "demo", "eve"]);
-    let v = api(a, "GET", "/api/channels?category=music", &[], None).await.json();
-    let got: Vec<&str> = v["items"].as_array().unwrap().iter().map(|i| i["name"].as_str().unwrap()).collect();
+    let v = api(a, "GET", "/api/channels?category=music", &[], None)
+        .await
+        .json();
+    let got: Vec<&str> = v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["name"].as_str().unwrap())
+        .collect();
     assert_eq!(got, vec!["ben", "dan"]);
     assert_eq!(v["next_cursor"], serde_json::Value::Null);
-    let v = api(a, "GET", "/api/channels?live=true", &[], None).await.json();
+    let v = api(a, "GET", "/api/channels?live=true", &[], None)
+        .await
+        .json();
     assert_eq!(v, json!({"items": [], "next_cursor": null}));
-    let v = api(a, "GET", "/api/channels?live=false&limit=100", &[], None).await.json();
+    let v = api(a, "GET", "/api/channels?live=false&limit=100", &[], None)
+        .await
+        .json();
     assert_eq!(v["items"].as_array().unwrap().len(), 6);
-    for bad in ["/api/channels?limit=0", "/api/channels?limit=1000", "/api/channels?live=maybe", "/api/channels?limit=x"] {
+    for bad in [
+        "/api/channels?limit=0",
+        "/api/channels?limit=1000",
+        "/api/channels?live=maybe",
+        "/api/channels?limit=x",
+    ] {
         let r = api(a, "GET", bad, &[], None).await;
         assert_eq!(r.status, 400, "{bad}");
         assert!(r.json()["error"].is_string());
@@ -199,41 +375,105 @@ async fn directory_pages_with_cursors_and_filters(b: Backend) {
 }
 
 async fn schedule_crud_and_authorization(b: Backend) {
-    let Some(srv) = TestServer::on(b).await else { return };
+    let Some(srv) = TestServer::on(b).await else {
+        return;
+    };
     let a = srv.http;
     let alice = signup(a, "alice").await;
     let bob = signup(a, "bob").await;
     let now = onair::chat::unix_secs();
     let t = |s: i64| onair::chat::rfc3339(now + s);
     let body = json!({"title": "Launch party", "starts_at": t(3600), "ends_at": t(7200)});
-    let r = api(a, "POST", "/api/channels/alice/schedule", &[("Authorization", &bearer(&bob))], Some(&body)).await;
+    let r = api(
+        a,
+        "POST",
+        "/api/channels/alice/schedule",
+        &[("Authorization", &bearer(&bob))],
+        Some(&body),
+    )
+    .await;
     assert_eq!(r.status, 403);
-    let r = api(a, "POST", "/api/channels/alice/schedule", &[("Authorization", &bearer(&alice))], Some(&body)).await;
+    let r = api(
+        a,
+        "POST",
+        "/api/channels/alice/schedule",
+        &[("Authorization", &bearer(&alice))],
+        Some(&body),
+    )
+    .await;
     assert_eq!(r.status, 201, "{}", r.text());
     let item = r.json();
     let id = item["id"].as_i64().unwrap();
     assert_eq!(item["starts_at"], t(3600));
-    let r = api(a, "POST", "/api/channels/alice/schedule", &[("Authorization", &bearer(&alice))], Some(&json!({"title": "Earlier", "starts_at": t(60), "ends_at": t(120)}))).await;
+    let r = api(
+        a,
+        "POST",
+        "/api/channels/alice/schedule",
+        &[("Authorization", &bearer(&alice))],
+        Some(&json!({"title": "Earlier", "starts_at": t(60), "ends_at": t(120)})),
+    )
+    .await;
     assert_eq!(r.status, 201);
     // Listed on the channel (soonest first) and in the directory.
-    let v = api(a, "GET", "/api/channels/alice/schedule", &[], None).await.json();
-    let titles: Vec<&str> = v["items"].as_array().unwrap().iter().map(|i| i["title"].as_str().unwrap()).collect();
+    let v = api(a, "GET", "/api/channels/alice/schedule", &[], None)
+        .await
+        .json();
+    let titles: Vec<&str> = v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["title"].as_str().unwrap())
+        .collect();
     assert_eq!(titles, vec!["Earlier", "Launch party"]);
     let ch = api(a, "GET", "/api/channels/alice", &[], None).await.json();
     assert_eq!(ch["schedule"].as_array().unwrap().len(), 2);
     let dir = api(a, "GET", "/api/channels", &[], None).await.json();
-    let entry = dir["items"].as_array().unwrap().iter().find(|i| i["name"] == "alice").unwrap().clone();
+    let entry = dir["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["name"] == "alice")
+        .unwrap()
+        .clone();
     assert_eq!(entry["next_broadcast"]["title"], "Earlier");
     // B cannot edit or delete A's broadcasts.
     let path = format!("/api/channels/alice/schedule/{id}");
-    let r = api(a, "PATCH", &path, &[("Authorization", &bearer(&bob))], Some(&json!({"title": "hijacked"}))).await;
+    let r = api(
+        a,
+        "PATCH",
+        &path,
+        &[("Authorization", &bearer(&bob))],
+        Some(&json!({"title": "hijacked"})),
+    )
+    .await;
     assert_eq!(r.status, 403);
-    let r = api(a, "DELETE", &path, &[("Authorization", &bearer(&bob))], None).await;
+    let r = api(
+        a,
+        "DELETE",
+        &path,
+        &[("Authorization", &bearer(&bob))],
+        None,
+    )
+    .await;
     assert_eq!(r.status, 403);
     // Nor reach them through his own channel's path.
-    let r = api(a, "DELETE", &format!("/api/channels/bob/schedule/{id}"), &[("Authorization", &bearer(&bob))], None).await;
+    let r = api(
+        a,
+        "DELETE",
+        &format!("/api/channels/bob/schedule/{id}"),
+        &[("Authorization", &bearer(&bob))],
+        None,
+    )
+    .await;
     assert_eq!(r.status, 404);
-    let r = api(a, "PATCH", &path, &[("Authorization", &bearer(&alice))], Some(&json!({"title": "Launch party!", "ends_at": t(9000)}))).await;
+    let r = api(
+        a,
+        "PATCH",
+        &path,
+        &[("Authorization", &bearer(&alice))],
+        Some(&json!({"title": "Launch party!", "ends_at": t(9000)})),
+    )
+    .await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["title"], "Launch party!");
     assert_eq!(r.json()["ends_at"], t(9000));
@@ -247,15 +487,38 @@ async fn schedule_crud_and_authorization(b: Backend) {
         json!({"title": "x", "starts_at": t(10)}),
         json!({"title": "x", "starts_at": t(10), "ends_at": t(50), "extra": 1}),
     ] {
-        let r = api(a, "POST", "/api/channels/alice/schedule", &[("Authorization", &bearer(&alice))], Some(&bad)).await;
+        let r = api(
+            a,
+            "POST",
+            "/api/channels/alice/schedule",
+            &[("Authorization", &bearer(&alice))],
+            Some(&bad),
+        )
+        .await;
         assert_eq!(r.status, 400, "{bad}: {}", r.text());
     }
-    let r = api(a, "PATCH", "/api/channels/alice/schedule/notanumber", &[("Authorization", &bearer(&alice))], Some(&json!({"title": "x"}))).await;
+    let r = api(
+        a,
+        "PATCH",
+        "/api/channels/alice/schedule/notanumber",
+        &[("Authorization", &bearer(&alice))],
+        Some(&json!({"title": "x"})),
+    )
+    .await;
     assert_eq!(r.status, 404);
     assert!(r.json()["error"].is_string());
-    let r = api(a, "DELETE", &path, &[("Authorization", &bearer(&alice))], None).await;
+    let r = api(
+        a,
+        "DELETE",
+        &path,
+        &[("Authorization", &bearer(&alice))],
+        None,
+    )
+    .await;
     assert_eq!(r.status, 204);
-    let v = api(a, "GET", "/api/channels/alice/schedule", &[], None).await.json();
+    let v = api(a, "GET", "/api/channels/alice/schedule", &[], None)
+        .await
+        .json();
     assert_eq!(v["items"].as_array().unwrap().len(), 1);
     srv.stop().await;
 }

@@ -22,7 +22,9 @@ fn is_chat(v: &serde_json::Value) -> bool {
 }
 
 async fn anyone_reads_signed_in_users_write(b: Backend) {
-    let Some(srv) = TestServer::on(b).await else { return };
+    let Some(srv) = TestServer::on(b).await else {
+        return;
+    };
     let a = srv.http;
     let alice = signup(a, "alice").await;
     // Unknown channel: 404 before the upgrade.
@@ -31,7 +33,10 @@ async fn anyone_reads_signed_in_users_write(b: Backend) {
     let mut anon = ws_connect(a, "/ws/alice", &[]).await;
     // Backlog: no history, then the live state and viewer count.
     assert_eq!(ws_next(&mut anon).await, json!({"type": "offline"}));
-    assert_eq!(ws_next(&mut anon).await, json!({"type": "viewers", "count": 0}));
+    assert_eq!(
+        ws_next(&mut anon).await,
+        json!({"type": "viewers", "count": 0})
+    );
     ws_send(&mut anon, &json!({"type": "chat", "text": "hi"})).await;
     let e = ws_next(&mut anon).await;
     assert_eq!(e, json!({"type": "error", "error": "sign in to chat"}));
@@ -40,10 +45,30 @@ async fn anyone_reads_signed_in_users_write(b: Backend) {
     let mut a1 = ws_connect(a, &format!("/ws/alice?token={alice}"), &[]).await;
     let bob = signup(a, "bob").await;
     let origin = format!("http://{a}");
-    let mut b1 = ws_connect(a, "/ws/alice", &[("Cookie", &format!("onair_session={bob}")), ("Origin", &origin)]).await;
+    let mut b1 = ws_connect(
+        a,
+        "/ws/alice",
+        &[
+            ("Cookie", &format!("onair_session={bob}")),
+            ("Origin", &origin),
+        ],
+    )
+    .await;
     // A cross-site page's socket with bob's cookie is anonymous.
-    let mut evil = ws_connect(a, "/ws/alice", &[("Cookie", &format!("onair_session={bob}")), ("Origin", "http://evil.example")]).await;
-    ws_send(&mut a1, &json!({"type": "chat", "text": "hello from alice"})).await;
+    let mut evil = ws_connect(
+        a,
+        "/ws/alice",
+        &[
+            ("Cookie", &format!("onair_session={bob}")),
+            ("Origin", "http://evil.example"),
+        ],
+    )
+    .await;
+    ws_send(
+        &mut a1,
+        &json!({"type": "chat", "text": "hello from alice"}),
+    )
+    .await;
     for ws in [&mut anon, &mut a1, &mut b1, &mut evil] {
         let m = ws_until(ws, is_chat).await;
         assert_eq!(m["user"], "alice");
@@ -61,20 +86,41 @@ async fn anyone_reads_signed_in_users_write(b: Backend) {
     ws_send(&mut a1, &json!({"type": "typing"})).await;
     assert!(common::ws_quiet(&mut a1, Duration::from_millis(300)).await);
     // A bad token is refused outright.
-    let r = common::http(a, "GET", "/ws/alice?token=bad", &[("Connection", "Upgrade"), ("Upgrade", "websocket"), ("Sec-WebSocket-Version", "13"), ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")], b"").await;
+    let r = common::http(
+        a,
+        "GET",
+        "/ws/alice?token=bad",
+        &[
+            ("Connection", "Upgrade"),
+            ("Upgrade", "websocket"),
+            ("Sec-WebSocket-Version", "13"),
+            ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+        ],
+        b"",
+    )
+    .await;
     assert_eq!(r.status, 401);
     srv.stop().await;
 }
 
 async fn history_is_the_last_50_and_survives_restart(b: Backend) {
-    let Some(srv) = TestServer::on(b).await else { return };
+    let Some(srv) = TestServer::on(b).await else {
+        return;
+    };
     let a = srv.http;
     // 55 messages from 11 users (5 each: inside the burst).
     let mut n = 0;
     for u in 0..11 {
         let t = signup(a, &format!("user{u}")).await;
         for _ in 0..5 {
-            let r = api(a, "POST", "/api/channels/demo/chat", &[("Authorization", &bearer(&t))], Some(&json!({"text": format!("m{n}")}))).await;
+            let r = api(
+                a,
+                "POST",
+                "/api/channels/demo/chat",
+                &[("Authorization", &bearer(&t))],
+                Some(&json!({"text": format!("m{n}")})),
+            )
+            .await;
             assert_eq!(r.status, 201, "{}", r.text());
             n += 1;
         }
@@ -117,10 +163,21 @@ async fn srv_restart_history(b: Backend) {
         let a = listeners.http_addr();
         let stop = tokio_util::sync::CancellationToken::new();
         let s = stop.clone();
-        let task = tokio::spawn(onair::run(config, listeners, async move { s.cancelled().await }));
+        let task = tokio::spawn(onair::run(
+            config,
+            listeners,
+            async move { s.cancelled().await },
+        ));
         if round == 0 {
             let t = signup(a, "zed").await;
-            let r = api(a, "POST", "/api/channels/demo/chat", &[("Authorization", &bearer(&t))], Some(&json!({"text": "before restart"}))).await;
+            let r = api(
+                a,
+                "POST",
+                "/api/channels/demo/chat",
+                &[("Authorization", &bearer(&t))],
+                Some(&json!({"text": "before restart"})),
+            )
+            .await;
             assert_eq!(r.status, 201);
         } else {
             let mut ws = ws_connect(a, "/ws/demo", &[]).await;
@@ -134,7 +191,9 @@ async fn srv_restart_history(b: Backend) {
 }
 
 async fn limits_length_rate_and_bad_frames(b: Backend) {
-    let Some(srv) = TestServer::on(b).await else { return };
+    let Some(srv) = TestServer::on(b).await else {
+        return;
+    };
     let a = srv.http;
     let t = signup(a, "carl").await;
     let mut ws = ws_connect(a, &format!("/ws/demo?token={t}"), &[]).await;
@@ -150,13 +209,21 @@ async fn limits_length_rate_and_bad_frames(b: Backend) {
     ws_send(&mut ws, &json!({"type": "chat", "text": "   "})).await;
     assert_eq!(ws_next(&mut ws).await["type"], "error");
     use futures_util::SinkExt;
-    ws.send(tokio_tungstenite::tungstenite::Message::Text("{not json".into())).await.unwrap();
+    ws.send(tokio_tungstenite::tungstenite::Message::Text(
+        "{not json".into(),
+    ))
+    .await
+    .unwrap();
     assert_eq!(ws_next(&mut ws).await["type"], "error");
     ws_send(&mut ws, &json!({"type": "chat"})).await;
     assert_eq!(ws_next(&mut ws).await["type"], "error");
     // Burst 5 (one used above), then 1/s.
     for i in 0..4 {
-        ws_send(&mut ws, &json!({"type": "chat", "text": format!("burst {i}")})).await;
+        ws_send(
+            &mut ws,
+            &json!({"type": "chat", "text": format!("burst {i}")}),
+        )
+        .await;
         assert_eq!(ws_next(&mut ws).await["type"], "chat", "burst {i}");
     }
     ws_send(&mut ws, &json!({"type": "chat", "text": "too fast"})).await;
@@ -164,18 +231,31 @@ async fn limits_length_rate_and_bad_frames(b: Backend) {
     assert_eq!(e["type"], "error");
     assert!(e["error"].as_str().unwrap().contains("slow down"), "{e}");
     // Over HTTP the same limit is a 429.
-    let r = api(a, "POST", "/api/channels/demo/chat", &[("Authorization", &bearer(&t))], Some(&json!({"text": "x"}))).await;
+    let r = api(
+        a,
+        "POST",
+        "/api/channels/demo/chat",
+        &[("Authorization", &bearer(&t))],
+        Some(&json!({"text": "x"})),
+    )
+    .await;
     assert_eq!(r.status, 429, "{}", r.text());
     tokio::time::sleep(Duration::from_millis(1100)).await;
     ws_send(&mut ws, &json!({"type": "chat", "text": "after a second"})).await;
     assert_eq!(ws_next(&mut ws).await["text"], "after a second");
     // A frame over 8 KiB closes the socket.
-    ws.send(tokio_tungstenite::tungstenite::Message::Text("x".repeat(20_000).into())).await.ok();
+    ws.send(tokio_tungstenite::tungstenite::Message::Text(
+        "x".repeat(20_000).into(),
+    ))
+    .await
+    .ok();
     use futures_util::StreamExt;
     let end = tokio::time::timeout(Duration::from_secs(5), async {
         loop {
             match ws.next().await {
-                None | Some(Err(_)) | Some(Ok(tokio_tungstenite::tungstenite::Message::Close(_))) => break,
+                None
+                | Some(Err(_))
+                | Some(Ok(tokio_tungstenite::tungstenite::Message::Close(_))) => break,
                 _ => {}
             }
         }
@@ -183,20 +263,36 @@ async fn limits_length_rate_and_bad_frames(b: Backend) {
     .await;
     assert!(end.is_ok(), "oversized frame closes the socket");
     // The HTTP route refuses an oversized message with 400.
-    let r = api(a, "POST", "/api/channels/demo/chat", &[("Authorization", &bearer(&signup(a, "dora").await))], Some(&json!({"text": "x".repeat(501)}))).await;
+    let r = api(
+        a,
+        "POST",
+        "/api/channels/demo/chat",
+        &[("Authorization", &bearer(&signup(a, "dora").await))],
+        Some(&json!({"text": "x".repeat(501)})),
+    )
+    .await;
     assert_eq!(r.status, 400);
     srv.stop().await;
 }
 
 async fn moderation_delete_ban_timeout_slow_mode(b: Backend) {
-    let Some(srv) = TestServer::on(b).await else { return };
+    let Some(srv) = TestServer::on(b).await else {
+        return;
+    };
     let a = srv.http;
     let owner = signup(a, "olga").await;
     let pete = signup(a, "pete").await;
     let quin = signup(a, "quin").await;
     let mo = signup(a, "moe").await;
     let post = |t: String, text: &'static str| async move {
-        api(a, "POST", "/api/channels/olga/chat", &[("Authorization", &bearer(&t))], Some(&json!({"text": text}))).await
+        api(
+            a,
+            "POST",
+            "/api/channels/olga/chat",
+            &[("Authorization", &bearer(&t))],
+            Some(&json!({"text": text})),
+        )
+        .await
     };
     let mut watcher = ws_connect(a, "/ws/olga", &[]).await;
     ws_until(&mut watcher, |v| v["type"] == "viewers").await;
@@ -205,36 +301,111 @@ async fn moderation_delete_ban_timeout_slow_mode(b: Backend) {
     ws_until(&mut watcher, is_chat).await;
     // quin is not a moderator: cannot delete pete's message.
     let del = format!("/api/channels/olga/chat/{id}");
-    let r = api(a, "DELETE", &del, &[("Authorization", &bearer(&quin))], None).await;
+    let r = api(
+        a,
+        "DELETE",
+        &del,
+        &[("Authorization", &bearer(&quin))],
+        None,
+    )
+    .await;
     assert_eq!(r.status, 403, "{}", r.text());
     // The owner can, and every member sees it go.
-    let r = api(a, "DELETE", &del, &[("Authorization", &bearer(&owner))], None).await;
+    let r = api(
+        a,
+        "DELETE",
+        &del,
+        &[("Authorization", &bearer(&owner))],
+        None,
+    )
+    .await;
     assert_eq!(r.status, 204, "{}", r.text());
-    assert_eq!(ws_next(&mut watcher).await, json!({"type": "delete", "id": id}));
-    let r = api(a, "DELETE", &del, &[("Authorization", &bearer(&owner))], None).await;
+    assert_eq!(
+        ws_next(&mut watcher).await,
+        json!({"type": "delete", "id": id})
+    );
+    let r = api(
+        a,
+        "DELETE",
+        &del,
+        &[("Authorization", &bearer(&owner))],
+        None,
+    )
+    .await;
     assert_eq!(r.status, 404);
     // Gone from history.
-    let h = api(a, "GET", "/api/channels/olga/chat", &[], None).await.json();
+    let h = api(a, "GET", "/api/channels/olga/chat", &[], None)
+        .await
+        .json();
     assert_eq!(h["items"], json!([]));
     // Authors delete their own; a global moderator deletes anyone's.
-    let id2 = post(quin.clone(), "oops").await.json()["id"].as_i64().unwrap();
-    let r = api(a, "DELETE", &format!("/api/channels/olga/chat/{id2}"), &[("Authorization", &bearer(&quin))], None).await;
+    let id2 = post(quin.clone(), "oops").await.json()["id"]
+        .as_i64()
+        .unwrap();
+    let r = api(
+        a,
+        "DELETE",
+        &format!("/api/channels/olga/chat/{id2}"),
+        &[("Authorization", &bearer(&quin))],
+        None,
+    )
+    .await;
     assert_eq!(r.status, 204);
-    let id3 = post(pete.clone(), "rude").await.json()["id"].as_i64().unwrap();
-    let r = api(a, "DELETE", &format!("/api/channels/olga/chat/{id3}"), &[("Authorization", &bearer(&mo))], None).await;
+    let id3 = post(pete.clone(), "rude").await.json()["id"]
+        .as_i64()
+        .unwrap();
+    let r = api(
+        a,
+        "DELETE",
+        &format!("/api/channels/olga/chat/{id3}"),
+        &[("Authorization", &bearer(&mo))],
+        None,
+    )
+    .await;
     assert_eq!(r.status, 403, "moe is not a moderator yet");
     let moe_id = srv.db.credentials("moe").await.unwrap().unwrap().user.id;
-    srv.db.set_role(moe_id, onair::db::Role::Moderator).await.unwrap();
-    let r = api(a, "DELETE", &format!("/api/channels/olga/chat/{id3}"), &[("Authorization", &bearer(&mo))], None).await;
+    srv.db
+        .set_role(moe_id, onair::db::Role::Moderator)
+        .await
+        .unwrap();
+    let r = api(
+        a,
+        "DELETE",
+        &format!("/api/channels/olga/chat/{id3}"),
+        &[("Authorization", &bearer(&mo))],
+        None,
+    )
+    .await;
     assert_eq!(r.status, 204);
 
     // Bans: only moderators; banned users cannot post.
     let bans = "/api/channels/olga/bans";
-    let r = api(a, "POST", bans, &[("Authorization", &bearer(&quin))], Some(&json!({"username": "pete"}))).await;
+    let r = api(
+        a,
+        "POST",
+        bans,
+        &[("Authorization", &bearer(&quin))],
+        Some(&json!({"username": "pete"})),
+    )
+    .await;
     assert_eq!(r.status, 403);
-    let r = api(a, "POST", bans, &[("Authorization", &bearer(&owner))], Some(&json!({"username": "olga"}))).await;
+    let r = api(
+        a,
+        "POST",
+        bans,
+        &[("Authorization", &bearer(&owner))],
+        Some(&json!({"username": "olga"})),
+    )
+    .await;
     assert_eq!(r.status, 400, "the owner cannot be banned");
-    let r = api(a, "POST", bans, &[("Authorization", &bearer(&owner))], Some(&json!({"username": "pete"}))).await;
+    let r = api(
+        a,
+        "POST",
+        bans,
+        &[("Authorization", &bearer(&owner))],
+        Some(&json!({"username": "pete"})),
+    )
+    .await;
     assert_eq!(r.status, 204, "{}", r.text());
     let r = post(pete.clone(), "let me in").await;
     assert_eq!(r.status, 403);
@@ -242,28 +413,73 @@ async fn moderation_delete_ban_timeout_slow_mode(b: Backend) {
     let mut pws = ws_connect(a, &format!("/ws/olga?token={pete}"), &[]).await;
     ws_until(&mut pws, |v| v["type"] == "viewers").await;
     ws_send(&mut pws, &json!({"type": "chat", "text": "ws too"})).await;
-    assert!(ws_next(&mut pws).await["error"].as_str().unwrap().contains("banned"));
+    assert!(ws_next(&mut pws).await["error"]
+        .as_str()
+        .unwrap()
+        .contains("banned"));
     // Banned elsewhere? No: bans are per channel.
-    let r = api(a, "POST", "/api/channels/demo/chat", &[("Authorization", &bearer(&pete))], Some(&json!({"text": "free here"}))).await;
+    let r = api(
+        a,
+        "POST",
+        "/api/channels/demo/chat",
+        &[("Authorization", &bearer(&pete))],
+        Some(&json!({"text": "free here"})),
+    )
+    .await;
     assert_eq!(r.status, 201);
-    let r = api(a, "DELETE", "/api/channels/olga/bans/pete", &[("Authorization", &bearer(&owner))], None).await;
+    let r = api(
+        a,
+        "DELETE",
+        "/api/channels/olga/bans/pete",
+        &[("Authorization", &bearer(&owner))],
+        None,
+    )
+    .await;
     assert_eq!(r.status, 204);
     assert_eq!(post(pete.clone(), "back").await.status, 201);
     // Time-out: refused now, allowed after it ends.
-    let r = api(a, "POST", bans, &[("Authorization", &bearer(&mo))], Some(&json!({"username": "quin", "seconds": 2}))).await;
+    let r = api(
+        a,
+        "POST",
+        bans,
+        &[("Authorization", &bearer(&mo))],
+        Some(&json!({"username": "quin", "seconds": 2})),
+    )
+    .await;
     assert_eq!(r.status, 204);
     let r = post(quin.clone(), "hello?").await;
     assert_eq!(r.status, 403);
     assert!(r.text().contains("timed out"), "{}", r.text());
-    let r = api(a, "POST", bans, &[("Authorization", &bearer(&mo))], Some(&json!({"username": "quin", "seconds": -5}))).await;
+    let r = api(
+        a,
+        "POST",
+        bans,
+        &[("Authorization", &bearer(&mo))],
+        Some(&json!({"username": "quin", "seconds": -5})),
+    )
+    .await;
     assert_eq!(r.status, 400);
     tokio::time::sleep(Duration::from_millis(2100)).await;
     assert_eq!(post(quin.clone(), "I'm back").await.status, 201);
 
     // Slow mode: one message per N s for everyone but moderators.
-    let r = api(a, "POST", "/api/channels/olga/slow_mode", &[("Authorization", &bearer(&quin))], Some(&json!({"seconds": 30}))).await;
+    let r = api(
+        a,
+        "POST",
+        "/api/channels/olga/slow_mode",
+        &[("Authorization", &bearer(&quin))],
+        Some(&json!({"seconds": 30})),
+    )
+    .await;
     assert_eq!(r.status, 403);
-    let r = api(a, "POST", "/api/channels/olga/slow_mode", &[("Authorization", &bearer(&mo))], Some(&json!({"seconds": 30}))).await;
+    let r = api(
+        a,
+        "POST",
+        "/api/channels/olga/slow_mode",
+        &[("Authorization", &bearer(&mo))],
+        Some(&json!({"seconds": 30})),
+    )
+    .await;
     assert_eq!(r.status, 204);
     ws_until(&mut watcher, |v| v["type"] == "slow_mode").await;
     let r = post(quin.clone(), "again").await;
@@ -277,7 +493,9 @@ async fn moderation_delete_ban_timeout_slow_mode(b: Backend) {
 }
 
 async fn xss_payloads_are_stored_verbatim_as_json_strings(b: Backend) {
-    let Some(srv) = TestServer::on(b).await else { return };
+    let Some(srv) = TestServer::on(b).await else {
+        return;
+    };
     let a = srv.http;
     let t = signup(a, "xavier").await;
     let payloads = [
@@ -294,38 +512,88 @@ async fn xss_payloads_are_stored_verbatim_as_json_strings(b: Backend) {
         assert_eq!(m["text"], p, "verbatim, no HTML escaping or stripping");
     }
     let r = api(a, "GET", "/api/channels/demo/chat", &[], None).await;
-    assert!(r.header("content-type").unwrap().starts_with("application/json"));
+    assert!(r
+        .header("content-type")
+        .unwrap()
+        .starts_with("application/json"));
     let v = r.json();
-    let got: Vec<&str> = v["items"].as_array().unwrap().iter().map(|m| m["text"].as_str().unwrap()).collect();
+    let got: Vec<&str> = v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["text"].as_str().unwrap())
+        .collect();
     assert_eq!(got, payloads);
     // On the wire the payload is a JSON string: escaped quotes, no raw markup
     // outside a string.
-    assert!(r.text().contains(r#""text":"\"><svg/onload=alert(1)>""#), "{}", r.text());
-    // Stored verbatim in the database.
-    let rows = srv.db.recent_chat("demo", 10).await.unwrap();
-    assert_eq!(rows[0].text, payloads[0]);
+    assert!(
+        r.text().contains(r#""text":"\"><svg/onload=alert(1)>""#),
+        "{}",
+        r.text()
+    );
+    // Stored verbatim in the database (written just after delivery).
+    let mut rows = Vec::new();
+    for _ in 0..100 {
+        rows = srv.db.recent_chat("demo", 10).await.unwrap();
+        if rows.len() == payloads.len() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let stored: Vec<&str> = rows.iter().map(|r| r.text.as_str()).collect();
+    assert_eq!(stored, payloads);
     // Titles too.
-    let r = api(a, "PATCH", "/api/channels/xavier", &[("Authorization", &bearer(&t))], Some(&json!({"title": payloads[1]}))).await;
+    let r = api(
+        a,
+        "PATCH",
+        "/api/channels/xavier",
+        &[("Authorization", &bearer(&t))],
+        Some(&json!({"title": payloads[1]})),
+    )
+    .await;
     assert_eq!(r.json()["title"], payloads[1]);
     srv.stop().await;
 }
 
 async fn events_likes_and_live_state(b: Backend) {
-    let Some(srv) = TestServer::on(b).await else { return };
+    let Some(srv) = TestServer::on(b).await else {
+        return;
+    };
     let a = srv.http;
     let t = signup(a, "lily").await;
     let u = signup(a, "liam").await;
     let mut ws = ws_connect(a, "/ws/lily", &[]).await;
     ws_until(&mut ws, |v| v["type"] == "viewers").await;
-    let r = api(a, "POST", "/api/channels/lily/like", &[("Authorization", &bearer(&u))], None).await;
+    let r = api(
+        a,
+        "POST",
+        "/api/channels/lily/like",
+        &[("Authorization", &bearer(&u))],
+        None,
+    )
+    .await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["likes"], 1);
     assert_eq!(ws_next(&mut ws).await, json!({"type": "likes", "count": 1}));
     // One like per 10 s per user.
-    let r = api(a, "POST", "/api/channels/lily/like", &[("Authorization", &bearer(&u))], None).await;
+    let r = api(
+        a,
+        "POST",
+        "/api/channels/lily/like",
+        &[("Authorization", &bearer(&u))],
+        None,
+    )
+    .await;
     assert_eq!(r.status, 429);
     assert!(r.header("retry-after").is_some());
-    let r = api(a, "POST", "/api/channels/lily/like", &[("Authorization", &bearer(&t))], None).await;
+    let r = api(
+        a,
+        "POST",
+        "/api/channels/lily/like",
+        &[("Authorization", &bearer(&t))],
+        None,
+    )
+    .await;
     assert_eq!(r.json()["likes"], 2);
     // Anonymous likes are refused.
     let r = api(a, "POST", "/api/channels/lily/like", &[], None).await;

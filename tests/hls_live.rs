@@ -19,10 +19,25 @@ async fn live_playlist_follows_the_rules_and_plays_in_ffprobe() {
     check_rules(&p);
 
     // Headers: type, caching, CORS.
-    let r = http(srv.http, "GET", "/hls/demo/index.m3u8", &[("Origin", "http://elsewhere.example")], b"").await;
+    let r = http(
+        srv.http,
+        "GET",
+        "/hls/demo/index.m3u8",
+        &[("Origin", "http://elsewhere.example")],
+        b"",
+    )
+    .await;
     assert_eq!(r.status, 200);
-    assert_eq!(r.header("content-type"), Some("application/vnd.apple.mpegurl"));
-    assert!(r.header("cache-control").is_some_and(|c| c.contains("no-cache")), "{:?}", r.headers);
+    assert_eq!(
+        r.header("content-type"),
+        Some("application/vnd.apple.mpegurl")
+    );
+    assert!(
+        r.header("cache-control")
+            .is_some_and(|c| c.contains("no-cache")),
+        "{:?}",
+        r.headers
+    );
     assert_eq!(r.header("access-control-allow-origin"), Some("*"));
     let text = r.text();
     eprintln!("live playlist:\n{text}");
@@ -53,16 +68,33 @@ async fn live_playlist_follows_the_rules_and_plays_in_ffprobe() {
             (edge.msn, edge.parts.len())
         };
         let t = Instant::now();
-        let r = http(srv.http, "GET", &format!("/hls/demo/index.m3u8?_HLS_msn={msn}&_HLS_part={part}"), &[], b"").await;
+        let r = http(
+            srv.http,
+            "GET",
+            &format!("/hls/demo/index.m3u8?_HLS_msn={msn}&_HLS_part={part}"),
+            &[],
+            b"",
+        )
+        .await;
         let took = t.elapsed();
         assert_eq!(r.status, 200, "{}", r.text());
         worst = worst.max(took);
         let p = parse(&r.text());
         check_rules(&p);
-        assert!(p.media_sequence >= last_media_seq, "media sequence went down");
+        assert!(
+            p.media_sequence >= last_media_seq,
+            "media sequence went down"
+        );
         last_media_seq = p.media_sequence;
-        let seg = p.segments.iter().find(|s| s.msn == msn).expect("the requested segment is listed");
-        assert!(seg.parts.len() > part || seg.uri.is_some(), "the requested part {msn}.{part} is there");
+        let seg = p
+            .segments
+            .iter()
+            .find(|s| s.msn == msn)
+            .expect("the requested segment is listed");
+        assert!(
+            seg.parts.len() > part || seg.uri.is_some(),
+            "the requested part {msn}.{part} is there"
+        );
         // RFC 8216bis 6.2.5.2 (as the issue states it): a blocking reload
         // returns within 3 x PART-TARGET of the part appearing. Parts appear
         // every PART-TARGET or sooner, so from the request that is at most
@@ -79,8 +111,20 @@ async fn live_playlist_follows_the_rules_and_plays_in_ffprobe() {
     assert!(reloads >= 20, "only {reloads} reloads in 8 s");
     assert!(saw_complete_segments >= 3);
     // Segment, part and init: types and bytes.
-    let seg = last.segments.iter().rev().find(|s| s.uri.is_some()).unwrap();
-    let r = http(srv.http, "GET", &format!("/hls/demo/{}", seg.uri.as_ref().unwrap()), &[], b"").await;
+    let seg = last
+        .segments
+        .iter()
+        .rev()
+        .find(|s| s.uri.is_some())
+        .unwrap();
+    let r = http(
+        srv.http,
+        "GET",
+        &format!("/hls/demo/{}", seg.uri.as_ref().unwrap()),
+        &[],
+        b"",
+    )
+    .await;
     assert_eq!(r.status, 200);
     assert_eq!(r.header("content-type"), Some("video/mp4"));
     assert_eq!(&r.body[4..8], b"moof");
@@ -89,7 +133,14 @@ async fn live_playlist_follows_the_rules_and_plays_in_ffprobe() {
     let r = http(srv.http, "GET", &format!("/hls/demo/{part_uri}"), &[], b"").await;
     assert_eq!(r.status, 200);
     assert_eq!(&r.body[4..8], b"moof");
-    let r = http(srv.http, "GET", &format!("/hls/demo/{}", seg.map.as_ref().unwrap()), &[], b"").await;
+    let r = http(
+        srv.http,
+        "GET",
+        &format!("/hls/demo/{}", seg.map.as_ref().unwrap()),
+        &[],
+        b"",
+    )
+    .await;
     assert_eq!(r.status, 200);
     assert_eq!(&r.body[4..8], b"ftyp");
     // The preload hint is held until the part exists, then served.
@@ -101,23 +152,53 @@ async fn live_playlist_follows_the_rules_and_plays_in_ffprobe() {
 
     // ffprobe reads the live playlist.
     let (streams, _) = ffprobe(&format!("http://{}/hls/demo/index.m3u8", srv.http)).await;
-    assert!(streams.contains(&("video".into(), "h264".into(), 1280, 720)), "{streams:?}");
-    assert!(streams.iter().any(|s| s.0 == "audio" && s.1 == "aac"), "{streams:?}");
+    assert!(
+        streams.contains(&("video".into(), "h264".into(), 1280, 720)),
+        "{streams:?}"
+    );
+    assert!(
+        streams.iter().any(|s| s.0 == "audio" && s.1 == "aac"),
+        "{streams:?}"
+    );
 
     // A player that ignores the LL tags: ffmpeg reads 3 s from the live
     // playlist at real time and decodes it without errors.
     let out = tokio::process::Command::new("ffmpeg")
-        .args(["-v", "error", "-i", &format!("http://{}/hls/demo/index.m3u8", srv.http), "-t", "3", "-f", "null", "-"])
+        .args([
+            "-v",
+            "error",
+            "-i",
+            &format!("http://{}/hls/demo/index.m3u8", srv.http),
+            "-t",
+            "3",
+            "-f",
+            "null",
+            "-",
+        ])
         .stdin(Stdio::null())
         .kill_on_drop(true)
         .output();
-    let out = tokio::time::timeout(Duration::from_secs(30), out).await.expect("ffmpeg ends").expect("ffmpeg runs");
-    assert!(out.status.success(), "ffmpeg decode: {}", String::from_utf8_lossy(&out.stderr));
+    let out = tokio::time::timeout(Duration::from_secs(30), out)
+        .await
+        .expect("ffmpeg ends")
+        .expect("ffmpeg runs");
+    assert!(
+        out.status.success(),
+        "ffmpeg decode: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // A thumbnail of the live channel.
     let start = Instant::now();
     loop {
-        let r = http(srv.http, "GET", "/api/channels/demo/thumbnail.jpg", &[], b"").await;
+        let r = http(
+            srv.http,
+            "GET",
+            "/api/channels/demo/thumbnail.jpg",
+            &[],
+            b"",
+        )
+        .await;
         if r.status == 200 {
             assert_eq!(r.header("content-type"), Some("image/jpeg"));
             assert_eq!(&r.body[..2], &[0xff, 0xd8], "JPEG SOI");
@@ -138,14 +219,20 @@ async fn bad_requests_are_refused_quickly() {
     let last = p.segments.last().unwrap().msn;
     let cases: Vec<(String, u16)> = vec![
         (format!("/hls/demo/index.m3u8?_HLS_msn={}", last + 100), 400),
-        (format!("/hls/demo/index.m3u8?_HLS_msn={}&_HLS_part=0", last + 3), 400),
+        (
+            format!("/hls/demo/index.m3u8?_HLS_msn={}&_HLS_part=0", last + 6),
+            400,
+        ),
         ("/hls/demo/index.m3u8?_HLS_msn=-1".into(), 400),
         ("/hls/demo/index.m3u8?_HLS_msn=abc".into(), 400),
         ("/hls/demo/index.m3u8?_HLS_msn=1e3".into(), 400),
         ("/hls/demo/index.m3u8?_HLS_msn=".into(), 400),
         ("/hls/demo/index.m3u8?_HLS_part=1".into(), 400),
         ("/hls/demo/index.m3u8?_HLS_msn=1&_HLS_part=-1".into(), 400),
-        ("/hls/demo/index.m3u8?_HLS_msn=99999999999999999999999".into(), 400),
+        (
+            "/hls/demo/index.m3u8?_HLS_msn=99999999999999999999999".into(),
+            400,
+        ),
         ("/hls/nobody/index.m3u8".into(), 404),
         ("/hls/NOPE/index.m3u8".into(), 404),
         ("/hls/demo/s999999.m4s".into(), 404),
@@ -171,10 +258,86 @@ async fn bad_requests_are_refused_quickly() {
         let t = Instant::now();
         let r = http(srv.http, "GET", &path, &[], b"").await;
         assert_eq!(r.status, want, "{path}: {}", r.text());
-        assert!(t.elapsed() < Duration::from_secs(2), "{path} took {:?}", t.elapsed());
+        assert!(
+            t.elapsed() < Duration::from_secs(2),
+            "{path} took {:?}",
+            t.elapsed()
+        );
         if r.header("content-type").is_some_and(|c| c.contains("json")) {
             assert!(r.json()["error"].is_string(), "{path}");
         }
     }
+    srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconnect_with_a_new_resolution_continues_with_a_discontinuity() {
+    let srv = TestServer::start().await;
+    let mut ff = ffmpeg_publish(&srv.rtmp_url(&srv.key), 4);
+    wait_for_playlist(srv.http, &srv.channel).await;
+    ff.wait().await.unwrap();
+    let before = parse(
+        &http(srv.http, "GET", "/hls/demo/index.m3u8", &[], b"")
+            .await
+            .text(),
+    );
+    let last_before = before.segments.last().unwrap().msn;
+    // OBS changed its output resolution and reconnected.
+    let _ff =
+        common::ffmpeg_publish_with(&srv.rtmp_url(&srv.key), 20, &["-bf", "0", "-s", "640x360"]);
+    let start = Instant::now();
+    let text = loop {
+        let text = http(srv.http, "GET", "/hls/demo/index.m3u8", &[], b"")
+            .await
+            .text();
+        let p = parse(&text);
+        if p.segments
+            .iter()
+            .filter(|s| s.msn > last_before + 1 && s.uri.is_some())
+            .count()
+            >= 2
+        {
+            break text;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "no new segments:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    eprintln!("{text}");
+    let p = parse(&text);
+    check_rules(&p);
+    assert!(text.contains("#EXT-X-DISCONTINUITY\n"), "{text}");
+    assert!(text.contains("#EXT-X-MAP:URI=\"init0.mp4\""), "{text}");
+    assert!(text.contains("#EXT-X-MAP:URI=\"init1.mp4\""), "{text}");
+    let disc = p
+        .segments
+        .iter()
+        .find(|s| s.discontinuity)
+        .expect("a discontinuity");
+    assert!(
+        disc.msn > last_before,
+        "numbering continues across the reconnect"
+    );
+    assert_eq!(disc.map.as_deref(), Some("init1.mp4"));
+    // The new init segment describes the new size.
+    let init = http(srv.http, "GET", "/hls/demo/init1.mp4", &[], b"").await;
+    assert_eq!(init.status, 200);
+    let avc1 = init
+        .body
+        .windows(4)
+        .position(|w| w == b"avc1")
+        .expect("avc1");
+    let wh = &init.body[avc1 + 4 + 24..avc1 + 4 + 28];
+    assert_eq!(
+        (
+            u16::from_be_bytes([wh[0], wh[1]]),
+            u16::from_be_bytes([wh[2], wh[3]])
+        ),
+        (640, 360)
+    );
+    let (streams, _) = ffprobe(&format!("http://{}/hls/demo/index.m3u8", srv.http)).await;
+    assert!(streams.iter().any(|s| s.0 == "video"), "{streams:?}");
     srv.stop().await;
 }

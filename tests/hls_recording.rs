@@ -16,7 +16,9 @@ fn ffmpeg_audio_only(url: &str, secs: u32) -> Child {
         .args(["-hide_banner", "-loglevel", "error", "-re"])
         .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
         .args(["-t", &secs.to_string()])
-        .args(["-c:a", "aac", "-b:a", "128k", "-ar", "48000", "-f", "flv", url])
+        .args([
+            "-c:a", "aac", "-b:a", "128k", "-ar", "48000", "-f", "flv", url,
+        ])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .kill_on_drop(true)
@@ -25,7 +27,14 @@ fn ffmpeg_audio_only(url: &str, secs: u32) -> Child {
 }
 
 async fn broadcasts(srv: &TestServer, query: &str) -> serde_json::Value {
-    let r = http(srv.http, "GET", &format!("/api/channels/demo/broadcasts{query}"), &[], b"").await;
+    let r = http(
+        srv.http,
+        "GET",
+        &format!("/api/channels/demo/broadcasts{query}"),
+        &[],
+        b"",
+    )
+    .await;
     assert_eq!(r.status, 200, "{}", r.text());
     r.json()
 }
@@ -39,7 +48,10 @@ async fn wait_ended(srv: &TestServer, count: usize) -> serde_json::Value {
         if items.len() >= count && items.iter().all(|i| !i["ended_at"].is_null()) {
             return items[0].clone();
         }
-        assert!(start.elapsed() < Duration::from_secs(30), "broadcast never ended: {b}");
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "broadcast never ended: {b}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -47,6 +59,11 @@ async fn wait_ended(srv: &TestServer, count: usize) -> serde_json::Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broadcast_is_recorded_and_replays() {
     let srv = TestServer::start().await;
+    let patch = onair::db::ChannelPatch {
+        title: Some("Evening show".into()),
+        ..Default::default()
+    };
+    srv.db.update_channel("demo", &patch).await.unwrap();
     let mut ff = ffmpeg_publish(&srv.rtmp_url(&srv.key), 7);
     wait_for_playlist(srv.http, "demo").await;
     // While live: the row has no end, the recording is served as EVENT.
@@ -67,15 +84,26 @@ async fn broadcast_is_recorded_and_replays() {
     eprintln!("broadcast: {item}");
     assert_eq!(item["id"].as_i64(), Some(id));
     assert_eq!(item["channel"], "demo");
+    assert_eq!(item["title"], "Evening show", "the title at the time");
     let duration = item["duration_ms"].as_i64().unwrap();
     assert!((5500..=7600).contains(&duration), "duration_ms {duration}");
     assert!(item["size_bytes"].as_i64().unwrap() > 100_000, "{item}");
     assert!(item["ended_at"].as_i64().unwrap() >= item["started_at"].as_i64().unwrap());
     assert_eq!(item["playlist"], format!("/vod/{id}/index.m3u8"));
 
-    let r = http(srv.http, "GET", &format!("/vod/{id}/index.m3u8"), &[("Origin", "http://x.example")], b"").await;
+    let r = http(
+        srv.http,
+        "GET",
+        &format!("/vod/{id}/index.m3u8"),
+        &[("Origin", "http://x.example")],
+        b"",
+    )
+    .await;
     assert_eq!(r.status, 200);
-    assert_eq!(r.header("content-type"), Some("application/vnd.apple.mpegurl"));
+    assert_eq!(
+        r.header("content-type"),
+        Some("application/vnd.apple.mpegurl")
+    );
     assert_eq!(r.header("access-control-allow-origin"), Some("*"));
     let text = r.text();
     let p = parse(&text);
@@ -83,26 +111,58 @@ async fn broadcast_is_recorded_and_replays() {
     assert_eq!(p.playlist_type.as_deref(), Some("VOD"), "{text}");
     assert!(p.endlist, "{text}");
     let sum: f64 = p.segments.iter().filter_map(|s| s.duration).sum();
-    assert!((sum * 1000.0 - duration as f64).abs() < 50.0, "playlist {sum} s vs row {duration} ms");
+    assert!(
+        (sum * 1000.0 - duration as f64).abs() < 50.0,
+        "playlist {sum} s vs row {duration} ms"
+    );
     // Every segment and init it names is there.
     for s in &p.segments {
-        let r = http(srv.http, "GET", &format!("/vod/{id}/{}", s.uri.as_ref().unwrap()), &[], b"").await;
+        let r = http(
+            srv.http,
+            "GET",
+            &format!("/vod/{id}/{}", s.uri.as_ref().unwrap()),
+            &[],
+            b"",
+        )
+        .await;
         assert_eq!(r.status, 200);
         assert_eq!(r.header("content-type"), Some("video/mp4"));
     }
     let (streams, dur) = ffprobe(&format!("http://{}/vod/{id}/index.m3u8", srv.http)).await;
-    assert!(streams.contains(&("video".into(), "h264".into(), 1280, 720)), "{streams:?}");
+    assert!(
+        streams.contains(&("video".into(), "h264".into(), 1280, 720)),
+        "{streams:?}"
+    );
     assert!(streams.iter().any(|s| s.1 == "aac"), "{streams:?}");
     let dur = dur.expect("VOD duration");
-    assert!((dur - sum).abs() < 0.5, "ffprobe duration {dur} vs playlist {sum}");
+    assert!(
+        (dur - sum).abs() < 0.5,
+        "ffprobe duration {dur} vs playlist {sum}"
+    );
     // Seeking: ffmpeg decodes 1 s from the middle.
     let out = Command::new("ffmpeg")
-        .args(["-v", "error", "-ss", "3", "-i", &format!("http://{}/vod/{id}/index.m3u8", srv.http), "-t", "1", "-f", "null", "-"])
+        .args([
+            "-v",
+            "error",
+            "-ss",
+            "3",
+            "-i",
+            &format!("http://{}/vod/{id}/index.m3u8", srv.http),
+            "-t",
+            "1",
+            "-f",
+            "null",
+            "-",
+        ])
         .stdin(Stdio::null())
         .output()
         .await
         .unwrap();
-    assert!(out.status.success(), "seek + decode: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "seek + decode: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // The poster.
     let r = http(srv.http, "GET", &format!("/vod/{id}/poster.jpg"), &[], b"").await;
     assert_eq!(r.status, 200);
@@ -118,17 +178,34 @@ async fn audio_only_stream_plays_live_and_recorded() {
     let text = wait_for_playlist(srv.http, "demo").await;
     let p = parse(&text);
     check_rules(&p);
-    assert!(p.segments[0].parts[0].independent, "audio parts are independent: {text}");
+    assert!(
+        p.segments[0].parts[0].independent,
+        "audio parts are independent: {text}"
+    );
     tokio::time::sleep(Duration::from_secs(3)).await;
     let r = http(srv.http, "GET", "/hls/demo/index.m3u8", &[], b"").await;
     let p = parse(&r.text());
     check_rules(&p);
-    let seg = p.segments.iter().find(|s| s.uri.is_some()).expect("a complete segment");
-    let r = http(srv.http, "GET", &format!("/hls/demo/{}", seg.uri.as_ref().unwrap()), &[], b"").await;
+    let seg = p
+        .segments
+        .iter()
+        .find(|s| s.uri.is_some())
+        .expect("a complete segment");
+    let r = http(
+        srv.http,
+        "GET",
+        &format!("/hls/demo/{}", seg.uri.as_ref().unwrap()),
+        &[],
+        b"",
+    )
+    .await;
     assert_eq!(r.header("content-type"), Some("audio/mp4"));
     let (streams, _) = ffprobe(&format!("http://{}/hls/demo/index.m3u8", srv.http)).await;
     assert_eq!(streams.len(), 1, "{streams:?}");
-    assert_eq!((streams[0].0.as_str(), streams[0].1.as_str()), ("audio", "aac"));
+    assert_eq!(
+        (streams[0].0.as_str(), streams[0].1.as_str()),
+        ("audio", "aac")
+    );
     ff.wait().await.unwrap();
     let item = wait_ended(&srv, 1).await;
     let id = item["id"].as_i64().unwrap();
@@ -150,10 +227,16 @@ async fn pagination_switches_and_retention() {
     }
     wait_ended(&srv, 2).await;
     let page1 = broadcasts(&srv, "?limit=1").await;
-    let cursor = page1["next_cursor"].as_str().expect("a next page").to_string();
+    let cursor = page1["next_cursor"]
+        .as_str()
+        .expect("a next page")
+        .to_string();
     let page2 = broadcasts(&srv, &format!("?limit=1&cursor={cursor}")).await;
     assert!(page2["next_cursor"].is_null(), "{page2}");
-    let (a, b) = (page1["items"][0]["id"].as_i64().unwrap(), page2["items"][0]["id"].as_i64().unwrap());
+    let (a, b) = (
+        page1["items"][0]["id"].as_i64().unwrap(),
+        page2["items"][0]["id"].as_i64().unwrap(),
+    );
     assert!(a > b, "newest first");
     assert!(page1["items"][0]["started_at"].as_i64() > page2["items"][0]["started_at"].as_i64());
 
@@ -167,26 +250,70 @@ async fn pagination_switches_and_retention() {
     let id = item["id"].as_i64().unwrap();
     let r = http(srv.http, "GET", &format!("/vod/{id}/index.m3u8"), &[], b"").await;
     assert_eq!(r.status, 404);
-    assert!(!srv.dir.path().join("recordings").join(id.to_string()).exists());
+    assert!(!srv
+        .dir
+        .path()
+        .join("recordings")
+        .join(id.to_string())
+        .exists());
     srv.stop().await;
 
     // Retention by size: with a 1 MB cap, older recordings go.
     let srv = TestServer::start_with(|c| c.hls.retention_max_bytes = Some(1 << 20)).await;
     let mut ff = ffmpeg_publish(&srv.rtmp_url(&srv.key), 6);
-    ff.wait().await.unwrap();
-    let item = wait_ended(&srv, 1).await;
+    wait_for_playlist(srv.http, "demo").await;
+    // While live it is kept, whatever its size.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let live = broadcasts(&srv, "").await;
+    let item = &live["items"][0];
     let id = item["id"].as_i64().unwrap();
     assert!(item["size_bytes"].as_i64().unwrap() > 1 << 20, "{item}");
+    assert!(srv
+        .dir
+        .path()
+        .join("recordings")
+        .join(id.to_string())
+        .exists());
+    ff.wait().await.unwrap();
     let start = Instant::now();
     loop {
         let b = broadcasts(&srv, "").await;
         if b["items"].as_array().unwrap().is_empty() {
             break;
         }
-        assert!(start.elapsed() < Duration::from_secs(10), "not deleted: {b}");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "not deleted: {b}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert!(!srv.dir.path().join("recordings").join(id.to_string()).exists());
+    assert!(!srv
+        .dir
+        .path()
+        .join("recordings")
+        .join(id.to_string())
+        .exists());
+    srv.stop().await;
+
+    // Retention by age: recordings older than the max age go, oldest first.
+    let srv =
+        TestServer::start_with(|c| c.hls.retention_max_age = Some(Duration::from_secs(1))).await;
+    let mut ff = ffmpeg_publish(&srv.rtmp_url(&srv.key), 3);
+    ff.wait().await.unwrap();
+    let start = Instant::now();
+    loop {
+        let b = broadcasts(&srv, "").await;
+        let items = b["items"].as_array().unwrap();
+        // Deleted once it has ended (a live one is never deleted).
+        if items.is_empty() {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "not deleted: {b}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     srv.stop().await;
 
     // Recording off for the whole server.

@@ -16,7 +16,11 @@ use tokio::process::{Child, Command};
 const BIN: &str = env!("CARGO_BIN_EXE_onair");
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn serve(dir: &Path, http: SocketAddr, rtmp: SocketAddr, log: &str) -> Child {
@@ -37,12 +41,17 @@ fn serve(dir: &Path, http: SocketAddr, rtmp: SocketAddr, log: &str) -> Child {
 async fn wait_healthy(addr: SocketAddr) {
     let start = Instant::now();
     loop {
-        if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_secs(1), tokio::net::TcpStream::connect(addr)).await {
+        if let Ok(Ok(_)) =
+            tokio::time::timeout(Duration::from_secs(1), tokio::net::TcpStream::connect(addr)).await
+        {
             if http(addr, "GET", "/healthz", &[], b"").await.status == 200 {
                 return;
             }
         }
-        assert!(start.elapsed() < Duration::from_secs(20), "server never became healthy");
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "server never became healthy"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -51,10 +60,16 @@ async fn wait_healthy(addr: SocketAddr) {
 /// parts of the open one), from msn 0.
 fn live_media_secs(text: &str) -> f64 {
     let p = parse(text);
-    assert_eq!(p.media_sequence, 0, "the whole broadcast is still in the window");
+    assert_eq!(
+        p.media_sequence, 0,
+        "the whole broadcast is still in the window"
+    );
     p.segments
         .iter()
-        .map(|s| s.duration.unwrap_or_else(|| s.parts.iter().map(|p| p.duration).sum()))
+        .map(|s| {
+            s.duration
+                .unwrap_or_else(|| s.parts.iter().map(|p| p.duration).sum())
+        })
         .sum()
 }
 
@@ -67,7 +82,11 @@ async fn kill_9_during_a_broadcast_is_finalized_on_restart() {
         .arg(dir.path())
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let key = String::from_utf8(out.stdout).unwrap().trim().to_string();
     let http_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let rtmp_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
@@ -78,7 +97,9 @@ async fn kill_9_during_a_broadcast_is_finalized_on_restart() {
     hls_util::wait_for_playlist(http_addr, "demo").await;
     tokio::time::sleep(Duration::from_millis(5300)).await;
     // What viewers had just before the crash.
-    let before = http(http_addr, "GET", "/hls/demo/index.m3u8", &[], b"").await.text();
+    let before = http(http_addr, "GET", "/hls/demo/index.m3u8", &[], b"")
+        .await
+        .text();
     let had = live_media_secs(&before);
     server.start_kill().unwrap(); // SIGKILL
     server.wait().await.unwrap();
@@ -98,9 +119,15 @@ async fn kill_9_during_a_broadcast_is_finalized_on_restart() {
     assert!(!item["ended_at"].is_null(), "finalized: {b}");
     let id = item["id"].as_i64().unwrap();
     let kept = item["duration_ms"].as_i64().unwrap() as f64 / 1000.0;
-    assert!(kept >= had - 1.0, "kept {kept:.3} s of {had:.3} s: lost more than a second");
+    assert!(
+        kept >= had - 1.0,
+        "kept {kept:.3} s of {had:.3} s: lost more than a second"
+    );
     assert!(kept <= had + 1.0, "kept {kept:.3} s of {had:.3} s?");
-    assert_eq!(item["ended_at"].as_i64().unwrap() - item["started_at"].as_i64().unwrap(), item["duration_ms"].as_i64().unwrap());
+    assert_eq!(
+        item["ended_at"].as_i64().unwrap() - item["started_at"].as_i64().unwrap(),
+        item["duration_ms"].as_i64().unwrap()
+    );
 
     let r = http(http_addr, "GET", &format!("/vod/{id}/index.m3u8"), &[], b"").await;
     assert_eq!(r.status, 200);
@@ -110,19 +137,70 @@ async fn kill_9_during_a_broadcast_is_finalized_on_restart() {
     assert_eq!(p.playlist_type.as_deref(), Some("VOD"), "{text}");
     assert!(p.endlist, "{text}");
     let (streams, dur) = ffprobe(&format!("http://{http_addr}/vod/{id}/index.m3u8")).await;
-    assert!(streams.iter().any(|s| s.1 == "h264") && streams.iter().any(|s| s.1 == "aac"), "{streams:?}");
+    assert!(
+        streams.iter().any(|s| s.1 == "h264") && streams.iter().any(|s| s.1 == "aac"),
+        "{streams:?}"
+    );
     let dur = dur.unwrap();
     assert!((dur - kept).abs() < 0.5, "ffprobe {dur} vs row {kept}");
     // The whole recording decodes.
     let out = Command::new("ffmpeg")
-        .args(["-v", "error", "-i", &format!("http://{http_addr}/vod/{id}/index.m3u8"), "-f", "null", "-"])
+        .args([
+            "-v",
+            "error",
+            "-i",
+            &format!("http://{http_addr}/vod/{id}/index.m3u8"),
+            "-f",
+            "null",
+            "-",
+        ])
         .stdin(Stdio::null())
         .output()
         .await
         .unwrap();
-    assert!(out.status.success(), "decode: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "decode: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let log = std::fs::read_to_string(dir.path().join("second.log")).unwrap();
-    assert!(log.contains("finalized a broadcast left open by a crash"), "{log}");
+    assert!(
+        log.contains("finalized a broadcast left open by a crash"),
+        "{log}"
+    );
     server.start_kill().unwrap();
     let _ = server.wait().await;
+}
+
+#[test]
+fn cli_turns_a_channels_recording_off_and_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        std::process::Command::new(BIN)
+            .args(args)
+            .arg("--data-dir")
+            .arg(dir.path())
+            .output()
+            .unwrap()
+    };
+    assert!(run(&["channel", "create", "demo"]).status.success());
+    let out = run(&["channel", "recording", "demo", "off"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "demo\trecording off\n"
+    );
+    assert!(run(&["channel", "recording", "demo", "on"])
+        .status
+        .success());
+    assert!(!run(&["channel", "recording", "nobody", "off"])
+        .status
+        .success());
+    assert!(!run(&["channel", "recording", "demo", "maybe"])
+        .status
+        .success());
 }

@@ -197,13 +197,28 @@ async fn h264_profile_is_negotiated_against_the_offer() {
     let _ff = ffmpeg_publish(&srv.rtmp_url(&srv.key), 10);
     common::wait_for_live(srv.http, &srv.channel).await;
     for profile in ["640c1f", "42e01f", "4d001f"] {
-        let opts = ViewerOptions { profile_level_id: profile, ..Default::default() };
-        let got = watch(srv.http, &srv.channel, Duration::from_millis(1500), opts).await.expect("viewer ran");
-        let fmtp = got.answer.lines().find(|l| l.starts_with("a=fmtp:") && l.contains("profile-level-id")).unwrap_or("");
-        assert!(fmtp.contains(&format!("profile-level-id={profile}")), "{profile}: {fmtp}");
+        let opts = ViewerOptions {
+            profile_level_id: profile,
+            ..Default::default()
+        };
+        let got = watch(srv.http, &srv.channel, Duration::from_millis(1500), opts)
+            .await
+            .expect("viewer ran");
+        let fmtp = got
+            .answer
+            .lines()
+            .find(|l| l.starts_with("a=fmtp:") && l.contains("profile-level-id"))
+            .unwrap_or("");
+        assert!(
+            fmtp.contains(&format!("profile-level-id={profile}")),
+            "{profile}: {fmtp}"
+        );
         assert!(fmtp.contains("packetization-mode=1"), "{fmtp}");
         let (frames, dims) = decode_video(&access_units(&got.video));
-        assert!(frames > 0 && dims == vec![(1280, 720)], "{profile}: {frames} frames {dims:?}");
+        assert!(
+            frames > 0 && dims == vec![(1280, 720)],
+            "{profile}: {frames} frames {dims:?}"
+        );
     }
     srv.stop().await;
 }

@@ -20,17 +20,36 @@ async fn webrtc_viewers(srv: &TestServer) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_vanished_viewer_is_reaped_and_a_polite_one_leaves_at_once() {
     let srv = TestServer::start().await;
-    let polite = watch(srv.http, "demo", Duration::from_millis(800), ViewerOptions::default()).await.unwrap();
+    let polite = watch(
+        srv.http,
+        "demo",
+        Duration::from_millis(800),
+        ViewerOptions::default(),
+    )
+    .await
+    .unwrap();
     assert!(polite.connected_after.is_some());
-    assert_eq!(webrtc_viewers(&srv).await, 0, "DELETE removes the viewer at once");
+    assert_eq!(
+        webrtc_viewers(&srv).await,
+        0,
+        "DELETE removes the viewer at once"
+    );
 
-    let opts = ViewerOptions { vanish: true, ..Default::default() };
-    let gone = watch(srv.http, "demo", Duration::from_millis(800), opts).await.unwrap();
+    let opts = ViewerOptions {
+        vanish: true,
+        ..Default::default()
+    };
+    let gone = watch(srv.http, "demo", Duration::from_millis(800), opts)
+        .await
+        .unwrap();
     assert!(gone.connected_after.is_some());
     assert_eq!(webrtc_viewers(&srv).await, 1);
     let start = Instant::now();
     while webrtc_viewers(&srv).await > 0 {
-        assert!(start.elapsed() < Duration::from_secs(40), "a silent viewer is reaped within ~30 s");
+        assert!(
+            start.elapsed() < Duration::from_secs(40),
+            "a silent viewer is reaped within ~30 s"
+        );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     srv.stop().await;

@@ -1,9 +1,19 @@
 //! sqlx queries, one module per table. Returns domain types, never HTTP
 //! types. Queries are written to run unchanged on SQLite and Postgres.
 
+mod broadcast_meta;
+mod broadcasts;
+mod channel_meta;
 mod channels;
+mod chat;
+mod users;
 
-pub use channels::ChannelRow;
+pub use broadcast_meta::{BroadcastMeta, BroadcastPatch};
+pub use broadcasts::{BroadcastRow, PAGE as BROADCASTS_PAGE};
+pub use channel_meta::{Category, ChannelInfo, ChannelPatch, Scheduled};
+pub use channels::{valid_channel_name, ChannelRow};
+pub use chat::{Ban, ChatRow};
+pub use users::{new_id as new_row_id, Credentials, EmailPurpose, Role, User};
 
 use sqlx::any::{install_default_drivers, AnyPoolOptions};
 use sqlx::AnyPool;

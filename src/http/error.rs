@@ -19,6 +19,15 @@ pub enum ApiError {
     #[error("{0}")]
     Unavailable(String),
     #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    Conflict(String),
+    /// The reason, and seconds until a retry may succeed.
+    #[error("{0}")]
+    TooManyRequests(String, u64),
+    #[error("{0}")]
     Db(#[from] DbError),
     #[error("{0}")]
     Sfu(#[from] SfuError),
@@ -32,6 +41,30 @@ impl IntoResponse for ApiError {
             ApiError::UnsupportedMediaType(m) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, m.clone()),
             ApiError::PayloadTooLarge(m) => (StatusCode::PAYLOAD_TOO_LARGE, m.clone()),
             ApiError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, m.clone()),
+            ApiError::Unauthorized(m) => (StatusCode::UNAUTHORIZED, m.clone()),
+            ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, m.clone()),
+            ApiError::Conflict(m) => (StatusCode::CONFLICT, m.clone()),
+            ApiError::TooManyRequests(m, retry_after) => {
+                tracing::info!(status = 429, "refused: {m}");
+                let body = Json(serde_json::json!({ "error": m }));
+                let retry = [(axum::http::header::RETRY_AFTER, retry_after.to_string())];
+                return (StatusCode::TOO_MANY_REQUESTS, retry, body).into_response();
+            }
+            // A server that is gone, a pool with no free connection, a
+            // broken socket: the database is unavailable, not our bug.
+            ApiError::Db(DbError::Query(
+                e @ (sqlx::Error::Io(_)
+                | sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::Tls(_)
+                | sqlx::Error::Protocol(_)),
+            )) => {
+                tracing::error!("database unavailable: {e}");
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "database unavailable".into(),
+                )
+            }
             ApiError::Db(DbError::Unavailable(e)) => {
                 tracing::error!("database unavailable: {e}");
                 (

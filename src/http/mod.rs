@@ -1,9 +1,21 @@
 //! axum only, no media logic: routes, errors, and the glue to the core.
 
+pub mod auth;
+mod channels;
+mod chat_ws;
+mod community;
+mod email;
 mod error;
+mod hls;
+mod me;
+mod openapi;
 mod whep;
+mod whip;
 
+pub use auth::{authenticate, Limits, MaybeSignedIn, SignedIn};
+pub use chat_ws::HubLive;
 pub use error::ApiError;
+pub use openapi::document as openapi_document;
 
 use crate::db::Db;
 use crate::hub::Hub;
@@ -19,6 +31,11 @@ pub struct AppState {
     pub db: Db,
     pub hub: Arc<Hub>,
     pub sfu: Sfu,
+    pub rooms: crate::chat::Rooms,
+    pub limits: Arc<Limits>,
+    /// `None` without `--smtp-url`: email flows are off.
+    pub mailer: Option<Arc<crate::auth::Mailer>>,
+    pub hls: Arc<crate::hls::Hls>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -28,6 +45,7 @@ pub fn router(state: AppState) -> Router {
         .allow_methods([
             Method::GET,
             Method::POST,
+            Method::PUT,
             Method::PATCH,
             Method::DELETE,
             Method::OPTIONS,
@@ -38,6 +56,9 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .merge(whep::routes())
+        .merge(whip::routes())
+        .merge(community::routes())
+        .merge(hls::routes())
         .fallback(|| async { ApiError::NotFound("no such resource".into()) })
         .layer(cors)
         .with_state(state)

@@ -60,7 +60,9 @@ struct ChannelState {
     /// keyframe interval. Empty when unknown or over the cap.
     gop: Vec<Packet>,
     /// The live publish's media clock (see [`Media::Anchor`]).
-    anchor: Option<(Instant, u32, u32)>,
+    /// Per track (video, audio): at this instant the track's outgoing RTP
+    /// clock read this value.
+    anchor: [Option<(Instant, u32)>; 2],
 }
 
 /// About 2 s of 6 Mbit/s video. A publisher with longer or heavier GOPs
@@ -268,7 +270,7 @@ impl Driver {
                 profile: None,
                 counts_dirty: false,
                 gop: Vec::new(),
-                anchor: None,
+                anchor: [None, None],
             }
         });
         ch.viewers.push(id);
@@ -366,6 +368,12 @@ impl Driver {
             MediaKind::Audio => (&mut slots[1], 48_000),
         };
         slot.map(source, clock, &mut pkt);
+        if let Some(ch) = self.channels.get_mut(channel) {
+            // WHIP tracks are anchored on their first packet's arrival, the
+            // same rule the hub side uses, so both tracks line up at once.
+            let i = usize::from(kind == MediaKind::Audio);
+            ch.anchor[i].get_or_insert((Instant::now(), pkt.header.timestamp));
+        }
         self.fan_out(channel, kind, keyframe, std::slice::from_ref(&pkt));
     }
 
@@ -480,9 +488,8 @@ impl Driver {
                 if let Some(ch) = self.channels.get_mut(&channel) {
                     ch.live = live;
                     ch.gop.clear();
-                    if !live {
-                        ch.anchor = None;
-                    }
+                    // A new or ended publish: its clock is anchored anew.
+                    ch.anchor = [None, None];
                     let msg = if live {
                         r#"{"type":"live"}"#
                     } else {
@@ -506,7 +513,7 @@ impl Driver {
                 audio_ts,
             } => {
                 if let Some(ch) = self.channels.get_mut(&channel) {
-                    ch.anchor = Some((wall, video_ts, audio_ts));
+                    ch.anchor = [Some((wall, video_ts)), Some((wall, audio_ts))];
                 }
             }
             Media::Profile { channel, profile } => {
@@ -573,10 +580,17 @@ impl Driver {
             | (((since_unix.subsec_nanos() as u64) << 32) / 1_000_000_000);
         let mut touched = Vec::new();
         for ch in self.channels.values() {
-            let Some((wall, video_ts, audio_ts)) = ch.anchor else {
+            if ch.anchor.iter().all(Option::is_none) {
                 continue;
+            }
+            let clock_at = |i: usize, rate: f64| {
+                ch.anchor[i].map(|(wall, ts)| {
+                    ts.wrapping_add(
+                        (now.saturating_duration_since(wall).as_secs_f64() * rate) as u32,
+                    )
+                })
             };
-            let elapsed = now.saturating_duration_since(wall).as_secs_f64();
+            let (video_now, audio_now) = (clock_at(0, 90_000.0), clock_at(1, 48_000.0));
             for pid in &ch.viewers {
                 let Some(p) = self.peers.get_mut(pid) else {
                     continue;
@@ -585,19 +599,13 @@ impl Driver {
                     continue;
                 }
                 let tracks = [
-                    (
-                        p.video,
-                        video_ts.wrapping_add((elapsed * 90_000.0) as u32),
-                        p.video_sent,
-                    ),
-                    (
-                        p.audio,
-                        audio_ts.wrapping_add((elapsed * 48_000.0) as u32),
-                        p.audio_sent,
-                    ),
+                    (p.video, video_now, p.video_sent),
+                    (p.audio, audio_now, p.audio_sent),
                 ];
                 for (sender, rtp_time, (packets, octets)) in tracks {
-                    let Some(sender) = sender else { continue };
+                    let (Some(sender), Some(rtp_time)) = (sender, rtp_time) else {
+                        continue;
+                    };
                     if packets == 0 {
                         continue;
                     }

@@ -278,7 +278,8 @@ pub fn bearer(token: &str) -> String {
 }
 
 /// A WebSocket chat client.
-pub type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+pub type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// Opens `ws://addr{path}` with extra request headers (e.g. a Cookie).
 pub async fn ws_connect(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Ws {
@@ -292,7 +293,8 @@ pub async fn ws_connect(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) 
             v.parse().unwrap(),
         );
     }
-    tokio_tungstenite::connect_async(req)
+    // Nagle off, as a browser's WebSocket has it.
+    tokio_tungstenite::connect_async_with_config(req, None, true)
         .await
         .unwrap_or_else(|e| panic!("ws connect {path}: {e}"))
         .0
@@ -314,7 +316,10 @@ pub async fn ws_next(ws: &mut Ws) -> serde_json::Value {
 }
 
 /// Reads frames until one satisfies `f`, returning it.
-pub async fn ws_until(ws: &mut Ws, mut f: impl FnMut(&serde_json::Value) -> bool) -> serde_json::Value {
+pub async fn ws_until(
+    ws: &mut Ws,
+    mut f: impl FnMut(&serde_json::Value) -> bool,
+) -> serde_json::Value {
     loop {
         let v = ws_next(ws).await;
         if f(&v) {
@@ -325,9 +330,11 @@ pub async fn ws_until(ws: &mut Ws, mut f: impl FnMut(&serde_json::Value) -> bool
 
 pub async fn ws_send(ws: &mut Ws, v: &serde_json::Value) {
     use futures_util::SinkExt;
-    ws.send(tokio_tungstenite::tungstenite::Message::Text(v.to_string().into()))
-        .await
-        .expect("ws send");
+    ws.send(tokio_tungstenite::tungstenite::Message::Text(
+        v.to_string().into(),
+    ))
+    .await
+    .expect("ws send");
 }
 
 /// True if no frame arrives within `d`.
@@ -345,7 +352,10 @@ pub async fn ws_wait(
     use futures_util::StreamExt;
     let deadline = tokio::time::Instant::now() + limit;
     loop {
-        let msg = tokio::time::timeout_at(deadline, ws.next()).await.ok()??.ok()?;
+        let msg = tokio::time::timeout_at(deadline, ws.next())
+            .await
+            .ok()??
+            .ok()?;
         if let tokio_tungstenite::tungstenite::Message::Text(t) = msg {
             let v: serde_json::Value = serde_json::from_str(t.as_str()).ok()?;
             if f(&v) {

@@ -1,7 +1,7 @@
 // Headless Chromium plays one onair channel's LL-HLS playlist with hls.js
 // (lowLatencyMode) and reports what hls.js measured.
 //
-//   node hls_watch.mjs <playlist-url> <seconds>
+//   [HLS_CONFIG='{"lowLatencyMode":false}'] node hls_watch.mjs <playlist-url> <seconds>
 //
 // Prints ONE JSON line on stdout, e.g.
 //   {"latencyMedian":0.92,"latencyMax":1.1,"latencies":[...],"pdtLatencyMedian":1.0,
@@ -127,6 +127,8 @@ try {
   await page.goto(`${origin}/healthz`);
   await page.setContent('<!doctype html><html><body></body></html>');
   await page.addScriptTag({ content: hlsSource });
+  // Extra hls.js settings as JSON, e.g. HLS_CONFIG='{"lowLatencyMode":false}'.
+  await page.evaluate((c) => { window.__hlsConfig = c; }, JSON.parse(process.env.HLS_CONFIG || '{}'));
   const r = await page.evaluate(watchInPage, { url, seconds });
   // Steady state: the second half of the run.
   const steady = r.samples.filter((s) => s.t >= seconds / 2);

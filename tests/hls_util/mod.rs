@@ -43,7 +43,9 @@ pub fn attrs(s: &str) -> HashMap<String, String> {
     let mut out = HashMap::new();
     let mut rest = s;
     while !rest.is_empty() {
-        let Some((k, r)) = rest.split_once('=') else { break };
+        let Some((k, r)) = rest.split_once('=') else {
+            break;
+        };
         let (v, r) = if let Some(r) = r.strip_prefix('"') {
             let end = r.find('"').expect("closing quote");
             (&r[..end], r[end + 1..].trim_start_matches(','))
@@ -71,7 +73,10 @@ pub fn parse(text: &str) -> Playlist {
         if line.is_empty() {
             continue;
         }
-        if !msn_set && !line.starts_with("#EXT-X-MEDIA-SEQUENCE") && (line.starts_with("#EXTINF") || line.starts_with("#EXT-X-PART:")) {
+        if !msn_set
+            && !line.starts_with("#EXT-X-MEDIA-SEQUENCE")
+            && (line.starts_with("#EXTINF") || line.starts_with("#EXT-X-PART:"))
+        {
             msn_set = true;
             cur.msn = p.media_sequence;
         }
@@ -80,7 +85,9 @@ pub fn parse(text: &str) -> Playlist {
         } else if let Some(v) = line.strip_prefix("#EXT-X-TARGETDURATION:") {
             p.target_duration = Some(v.parse().expect("integer TARGETDURATION"));
         } else if let Some(v) = line.strip_prefix("#EXT-X-PART-INF:") {
-            p.part_target = attrs(v).get("PART-TARGET").map(|t| t.parse().expect("PART-TARGET"));
+            p.part_target = attrs(v)
+                .get("PART-TARGET")
+                .map(|t| t.parse().expect("PART-TARGET"));
         } else if let Some(v) = line.strip_prefix("#EXT-X-MEDIA-SEQUENCE:") {
             p.media_sequence = v.parse().expect("MEDIA-SEQUENCE");
             cur.msn = p.media_sequence;
@@ -109,7 +116,14 @@ pub fn parse(text: &str) -> Playlist {
         } else if let Some(v) = line.strip_prefix("#EXT-X-PRELOAD-HINT:") {
             p.preload_hint = attrs(v).get("URI").cloned();
         } else if let Some(v) = line.strip_prefix("#EXTINF:") {
-            cur.duration = Some(v.trim_end_matches(',').split(',').next().unwrap().parse().expect("EXTINF"));
+            cur.duration = Some(
+                v.trim_end_matches(',')
+                    .split(',')
+                    .next()
+                    .unwrap()
+                    .parse()
+                    .expect("EXTINF"),
+            );
         } else if !line.starts_with('#') {
             cur.uri = Some(line.to_string());
             cur.map = map.clone();
@@ -131,23 +145,43 @@ pub fn check_rules(p: &Playlist) {
     for s in &p.segments {
         if let Some(d) = s.duration {
             // 4.4.3.1: the EXTINF duration, rounded to the nearest integer,
-            // is at most the target duration. We hold ourselves to the
-            // unrounded value.
-            assert!(d <= td + 1e-6, "segment {} lasts {d} > TARGETDURATION {td}", s.msn);
+            // is at most the target duration.
+            assert!(
+                d.round() <= td,
+                "segment {} lasts {d}: rounds above TARGETDURATION {td}",
+                s.msn
+            );
             assert!(s.map.is_some(), "segment {} without EXT-X-MAP", s.msn);
         }
         if let Some(pt) = p.part_target {
             for part in &s.parts {
-                assert!(part.duration <= pt + 1e-6, "part {} lasts {} > PART-TARGET {pt}", part.uri, part.duration);
+                assert!(
+                    part.duration <= pt + 1e-6,
+                    "part {} lasts {} > PART-TARGET {pt}",
+                    part.uri,
+                    part.duration
+                );
             }
         }
     }
     for w in p.segments.windows(2) {
         assert_eq!(w[1].msn, w[0].msn + 1);
     }
+    if let Some(hb) = p.server_control.get("HOLD-BACK") {
+        let hb: f64 = hb.parse().unwrap();
+        assert!(hb >= 3.0 * td, "HOLD-BACK {hb} < 3 x TARGETDURATION");
+    }
     if let Some(pt) = p.part_target {
-        let phb: f64 = p.server_control.get("PART-HOLD-BACK").expect("PART-HOLD-BACK").parse().unwrap();
-        assert!(phb >= 2.0 * pt, "PART-HOLD-BACK {phb} < 2 x PART-TARGET {pt}");
+        let phb: f64 = p
+            .server_control
+            .get("PART-HOLD-BACK")
+            .expect("PART-HOLD-BACK")
+            .parse()
+            .unwrap();
+        assert!(
+            phb >= 2.0 * pt,
+            "PART-HOLD-BACK {phb} < 2 x PART-TARGET {pt}"
+        );
     }
 }
 
@@ -157,14 +191,26 @@ pub async fn ffprobe(url: &str) -> (Vec<(String, String, u64, u64)>, Option<f64>
     let out = tokio::time::timeout(
         Duration::from_secs(60),
         tokio::process::Command::new("ffprobe")
-            .args(["-v", "error", "-show_entries", "stream=codec_type,codec_name,width,height:format=duration", "-of", "json", url])
+            .args([
+                "-v",
+                "error",
+                "-show_entries",
+                "stream=codec_type,codec_name,width,height:format=duration",
+                "-of",
+                "json",
+                url,
+            ])
             .kill_on_drop(true)
             .output(),
     )
     .await
     .expect("ffprobe finished in time")
     .expect("ffprobe is installed");
-    assert!(out.status.success(), "ffprobe {url} failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "ffprobe {url} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("ffprobe JSON");
     let streams = v["streams"]
         .as_array()
@@ -180,7 +226,9 @@ pub async fn ffprobe(url: &str) -> (Vec<(String, String, u64, u64)>, Option<f64>
             )
         })
         .collect();
-    let duration = v["format"]["duration"].as_str().and_then(|d| d.parse().ok());
+    let duration = v["format"]["duration"]
+        .as_str()
+        .and_then(|d| d.parse().ok());
     (streams, duration)
 }
 
@@ -188,11 +236,17 @@ pub async fn ffprobe(url: &str) -> (Vec<(String, String, u64, u64)>, Option<f64>
 pub async fn wait_for_playlist(addr: SocketAddr, channel: &str) -> String {
     let start = std::time::Instant::now();
     loop {
-        let r = crate::common::http(addr, "GET", &format!("/hls/{channel}/index.m3u8"), &[], b"").await;
+        let r =
+            crate::common::http(addr, "GET", &format!("/hls/{channel}/index.m3u8"), &[], b"").await;
         if r.status == 200 {
             return r.text();
         }
-        assert!(start.elapsed() < Duration::from_secs(20), "no live playlist for {channel}: {} {}", r.status, r.text());
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "no live playlist for {channel}: {} {}",
+            r.status,
+            r.text()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

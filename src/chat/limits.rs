@@ -1,0 +1,66 @@
+//! Per-user message rate: a token bucket of [`BURST`] tokens refilled at
+//! [`REFILL_PER_SEC`], i.e. a burst of 5, then one message a second.
+
+use std::time::Instant;
+
+pub const BURST: u32 = 5;
+pub const REFILL_PER_SEC: f64 = 1.0;
+
+#[derive(Debug, Clone)]
+pub struct TokenBucket {
+    tokens: f64,
+    at: Instant,
+}
+
+impl TokenBucket {
+    pub fn new(now: Instant) -> TokenBucket {
+        TokenBucket {
+            tokens: BURST as f64,
+            at: now,
+        }
+    }
+
+    fn refill(&mut self, now: Instant) {
+        let dt = now.saturating_duration_since(self.at).as_secs_f64();
+        self.tokens = (self.tokens + dt * REFILL_PER_SEC).min(BURST as f64);
+        self.at = now;
+    }
+
+    /// Takes one token if there is one.
+    pub fn take(&mut self, now: Instant) -> bool {
+        self.refill(now);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Full again: forgetting this bucket changes nothing.
+    pub fn is_full(&self, now: Instant) -> bool {
+        let dt = now.saturating_duration_since(self.at).as_secs_f64();
+        self.tokens + dt * REFILL_PER_SEC >= BURST as f64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn burst_of_five_then_one_a_second() {
+        let t0 = Instant::now();
+        let mut b = TokenBucket::new(t0);
+        for i in 0..BURST {
+            assert!(b.take(t0), "message {i} of the burst");
+        }
+        assert!(!b.take(t0));
+        assert!(!b.take(t0 + Duration::from_millis(900)));
+        assert!(b.take(t0 + Duration::from_millis(1000)));
+        assert!(!b.take(t0 + Duration::from_millis(1500)));
+        assert!(b.take(t0 + Duration::from_millis(2000)));
+        assert!(b.is_full(t0 + Duration::from_secs(10)));
+    }
+}

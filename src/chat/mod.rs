@@ -1,0 +1,569 @@
+//! Chat: one room per channel, joined by WebSocket clients and by WHEP data
+//! channels alike. A room keeps the last [`HISTORY`] messages in memory
+//! (loaded from the database when it opens) so a joiner gets history and
+//! live messages with nothing lost or doubled between the two. Every line a
+//! member receives is a JSON object serialized once and shared by all.
+
+mod limits;
+mod message;
+
+pub use limits::{TokenBucket, BURST, REFILL_PER_SEC};
+pub use message::{parse_rfc3339, rfc3339, rfc3339_ms, unix_secs, ClientMessage};
+
+use crate::db::{Ban, ChatRow, Db, DbError, User};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{broadcast, mpsc, oneshot, OnceCell};
+use tokio_util::sync::CancellationToken;
+
+/// A JSON object, one per WebSocket text frame or data-channel message.
+pub type Line = Arc<str>;
+
+/// Messages sent to a joiner before live ones.
+pub const HISTORY: usize = 50;
+/// Longest message, in characters (Unicode scalar values).
+pub const MAX_TEXT_CHARS: usize = 500;
+/// Lines buffered per room for a slow member before it skips ahead. At the
+/// issue's 20 messages/s that is 50 s of chat.
+const ROOM_BUFFER: usize = 1024;
+/// How often live/offline and viewer counts are checked and announced.
+const EVENT_TICK: Duration = Duration::from_secs(1);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ChatError {
+    #[error("sign in to chat")]
+    NotSignedIn,
+    #[error("message is empty")]
+    Empty,
+    #[error("message is longer than {MAX_TEXT_CHARS} characters")]
+    TooLong,
+    #[error("slow down: at most {BURST} messages at once, then one a second")]
+    RateLimited,
+    #[error("slow mode: one message every {0} s")]
+    SlowMode(i64),
+    #[error("you are banned from this chat")]
+    Banned,
+    #[error("you are timed out for {0} more seconds")]
+    TimedOut(i64),
+    #[error("no channel named {0:?}")]
+    NoSuchChannel(String),
+    #[error("{0}")]
+    BadMessage(String),
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+/// Answers the HTTP layer needs for viewer counts and live state without
+/// depending on the SFU or the hub directly.
+pub trait LiveState: Send + Sync + 'static {
+    fn is_live(&self, channel: &str) -> bool;
+    fn viewers(&self, channel: &str) -> usize;
+}
+
+#[derive(Clone)]
+pub struct Rooms {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: Db,
+    live: Arc<dyn LiveState>,
+    rooms: Mutex<HashMap<String, Arc<Room>>>,
+    buckets: Mutex<HashMap<i64, TokenBucket>>,
+    last_id: AtomicI64,
+    /// To the task that stores messages (see [`Rooms::run_writer`]).
+    writes: mpsc::Sender<Write>,
+    writes_rx: Mutex<Option<mpsc::Receiver<Write>>>,
+}
+
+/// Work for the writer task.
+enum Write {
+    Row(ChatRow),
+    /// Answered once everything sent before it is stored.
+    Flush(oneshot::Sender<()>),
+}
+
+/// Messages waiting to be stored before `post` waits for the writer: at 20
+/// messages a second, minutes of a stalled database.
+const WRITE_QUEUE: usize = 4096;
+/// Rows stored per transaction: one commit (one fsync) for a burst.
+const WRITE_BATCH: usize = 256;
+
+struct Room {
+    name: String,
+    tx: broadcast::Sender<Line>,
+    loaded: OnceCell<()>,
+    members: AtomicUsize,
+    state: Mutex<RoomState>,
+}
+
+#[derive(Default)]
+struct RoomState {
+    history: VecDeque<(i64, Line)>,
+    owner_id: Option<i64>,
+    slow_mode_secs: i64,
+    last_post: HashMap<i64, Instant>,
+    announced_live: Option<bool>,
+    announced_viewers: Option<usize>,
+}
+
+/// One participant: a WebSocket or a WHEP data channel. Send [`backlog`]
+/// first, then every line [`recv`] yields; pass what the client sends to
+/// [`handle`]. Dropping it leaves the room.
+///
+/// [`backlog`]: Member::take_backlog
+/// [`recv`]: Member::recv
+/// [`handle`]: Member::handle
+pub struct Member {
+    rooms: Rooms,
+    room: Arc<Room>,
+    user: Option<User>,
+    backlog: Vec<Line>,
+    events: broadcast::Receiver<Line>,
+}
+
+fn json_line(v: serde_json::Value) -> Line {
+    Arc::from(v.to_string())
+}
+
+pub fn error_line(message: &str) -> Line {
+    json_line(serde_json::json!({"type": "error", "error": message}))
+}
+
+fn chat_line(m: &ChatRow) -> Line {
+    json_line(serde_json::json!({
+        "type": "chat",
+        "id": m.id,
+        "user": m.username,
+        "text": m.text,
+        "at": rfc3339_ms(m.at_ms),
+    }))
+}
+
+fn now_micros() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
+}
+
+impl Rooms {
+    pub fn new(db: Db, live: Arc<dyn LiveState>) -> Rooms {
+        let (writes, writes_rx) = mpsc::channel(WRITE_QUEUE);
+        Rooms {
+            inner: Arc::new(Inner {
+                db,
+                live,
+                rooms: Mutex::new(HashMap::new()),
+                buckets: Mutex::new(HashMap::new()),
+                last_id: AtomicI64::new(0),
+                writes,
+                writes_rx: Mutex::new(Some(writes_rx)),
+            }),
+        }
+    }
+
+    fn room(&self, channel: &str) -> Arc<Room> {
+        let mut rooms = self.inner.rooms.lock().expect("rooms poisoned");
+        rooms
+            .entry(channel.to_string())
+            .or_insert_with(|| {
+                Arc::new(Room {
+                    name: channel.to_string(),
+                    tx: broadcast::channel(ROOM_BUFFER).0,
+                    loaded: OnceCell::new(),
+                    members: AtomicUsize::new(0),
+                    state: Mutex::new(RoomState::default()),
+                })
+            })
+            .clone()
+    }
+
+    /// The room of an existing channel, with its history loaded.
+    async fn open(&self, channel: &str) -> Result<Arc<Room>, ChatError> {
+        if !crate::db::valid_channel_name(channel) {
+            return Err(ChatError::NoSuchChannel(channel.to_string()));
+        }
+        let room = self.room(channel);
+        room.loaded
+            .get_or_try_init(|| async {
+                let info = self
+                    .inner
+                    .db
+                    .channel_info(channel)
+                    .await?
+                    .ok_or_else(|| ChatError::NoSuchChannel(channel.to_string()))?;
+                let recent = self.inner.db.recent_chat(channel, HISTORY as i64).await?;
+                let mut st = room.state.lock().expect("room poisoned");
+                st.owner_id = info.owner_id;
+                st.slow_mode_secs = info.slow_mode_secs;
+                // Messages posted while loading are already in; keep order.
+                let mut merged: Vec<(i64, Line)> =
+                    recent.iter().map(|m| (m.id, chat_line(m))).collect();
+                merged.extend(st.history.drain(..));
+                merged.sort_by_key(|(id, _)| *id);
+                merged.dedup_by_key(|(id, _)| *id);
+                st.history = merged.into_iter().collect();
+                while st.history.len() > HISTORY {
+                    st.history.pop_front();
+                }
+                Ok::<(), ChatError>(())
+            })
+            .await?;
+        Ok(room)
+    }
+
+    /// Joins `channel`'s room. Anyone may read; `user` (if signed in) may
+    /// also write through [`Member::handle`].
+    pub async fn join(&self, channel: &str, user: Option<User>) -> Result<Member, ChatError> {
+        let room = self.open(channel).await?;
+        let live = self.inner.live.is_live(channel);
+        let viewers = self.inner.live.viewers(channel);
+        // Subscribing and copying the history under one lock: a message is
+        // either in the history or on the receiver, never both or neither.
+        let (mut backlog, events) = {
+            let mut st = room.state.lock().expect("room poisoned");
+            // What this member is told now is the baseline for changes.
+            st.announced_live.get_or_insert(live);
+            st.announced_viewers.get_or_insert(viewers);
+            let backlog: Vec<Line> = st.history.iter().map(|(_, l)| l.clone()).collect();
+            (backlog, room.tx.subscribe())
+        };
+        backlog.push(json_line(
+            serde_json::json!({"type": if live { "live" } else { "offline" }}),
+        ));
+        backlog.push(json_line(
+            serde_json::json!({"type": "viewers", "count": viewers}),
+        ));
+        room.members.fetch_add(1, Ordering::Relaxed);
+        Ok(Member {
+            rooms: self.clone(),
+            room,
+            user,
+            backlog,
+            events,
+        })
+    }
+
+    /// Posts a message as `user`, after the limits and bans; returns the
+    /// line every member (the sender included) receives.
+    pub async fn post(&self, channel: &str, user: &User, text: &str) -> Result<Line, ChatError> {
+        if text.trim().is_empty() {
+            return Err(ChatError::Empty);
+        }
+        if text.chars().count() > MAX_TEXT_CHARS {
+            return Err(ChatError::TooLong);
+        }
+        if text
+            .chars()
+            .any(|c| c.is_control() && c != '\n' && c != '\t')
+        {
+            return Err(ChatError::BadMessage(
+                "message has control characters".into(),
+            ));
+        }
+        let room = self.open(channel).await?;
+        let (is_owner, slow) = {
+            let st = room.state.lock().expect("room poisoned");
+            (st.owner_id == Some(user.id), st.slow_mode_secs)
+        };
+        let privileged = is_owner || user.role.moderates_everywhere();
+        if !privileged {
+            match self.inner.db.ban(channel, user.id).await? {
+                Some(Ban::Banned) => return Err(ChatError::Banned),
+                Some(Ban::Until(t)) => return Err(ChatError::TimedOut(t - unix_secs())),
+                None => {}
+            }
+            if slow > 0 {
+                let st = room.state.lock().expect("room poisoned");
+                if let Some(last) = st.last_post.get(&user.id) {
+                    if last.elapsed() < Duration::from_secs(slow as u64) {
+                        return Err(ChatError::SlowMode(slow));
+                    }
+                }
+            }
+        }
+        {
+            let now = Instant::now();
+            let mut buckets = self.inner.buckets.lock().expect("buckets poisoned");
+            if buckets.len() > 100_000 {
+                buckets.retain(|_, b| !b.is_full(now));
+            }
+            let bucket = buckets
+                .entry(user.id)
+                .or_insert_with(|| TokenBucket::new(now));
+            if !bucket.take(now) {
+                return Err(ChatError::RateLimited);
+            }
+        }
+        let micros = now_micros();
+        let id = loop {
+            let last = self.inner.last_id.load(Ordering::Relaxed);
+            let id = micros.max(last + 1);
+            if self
+                .inner
+                .last_id
+                .compare_exchange(last, id, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+            {
+                break id;
+            }
+        };
+        let row = ChatRow {
+            id,
+            channel: channel.to_string(),
+            user_id: user.id,
+            username: user.username.clone(),
+            text: text.to_string(),
+            at_ms: micros / 1000,
+        };
+        let line = chat_line(&row);
+        // Members get the message now; the database gets it a moment later
+        // from the writer, so a slow commit (an fsync, a far Postgres) is
+        // not in the delivery path. Without a writer, store it here.
+        if let Err(mpsc::error::SendError(Write::Row(row))) =
+            self.inner.writes.send(Write::Row(row)).await
+        {
+            self.inner.db.insert_chat(&row).await?;
+        }
+        let mut st = room.state.lock().expect("room poisoned");
+        st.last_post.insert(user.id, Instant::now());
+        // Inserted in id order: concurrent posts can finish their inserts
+        // out of order.
+        let pos = st.history.partition_point(|(i, _)| *i < id);
+        st.history.insert(pos, (id, line.clone()));
+        while st.history.len() > HISTORY {
+            st.history.pop_front();
+        }
+        let _ = room.tx.send(line.clone());
+        Ok(line)
+    }
+
+    /// Waits until every message posted so far is in the database.
+    pub async fn flush(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.inner.writes.send(Write::Flush(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+
+    /// Stores posted messages in batches until `stop`, then stores what is
+    /// left and returns. Start it once, beside [`run_events`](Self::run_events).
+    pub async fn run_writer(self, stop: CancellationToken) {
+        let Some(mut rx) = self.inner.writes_rx.lock().expect("rooms poisoned").take() else {
+            return;
+        };
+        let mut batch = Vec::with_capacity(WRITE_BATCH);
+        loop {
+            let n = tokio::select! {
+                n = rx.recv_many(&mut batch, WRITE_BATCH) => n,
+                _ = stop.cancelled() => {
+                    rx.close();
+                    while let Some(w) = rx.recv().await {
+                        batch.push(w);
+                    }
+                    self.store(&mut batch).await;
+                    return;
+                }
+            };
+            if n == 0 {
+                return;
+            }
+            self.store(&mut batch).await;
+        }
+    }
+
+    async fn store(&self, batch: &mut Vec<Write>) {
+        let rows: Vec<ChatRow> = batch
+            .iter()
+            .filter_map(|w| match w {
+                Write::Row(r) => Some(r.clone()),
+                Write::Flush(_) => None,
+            })
+            .collect();
+        if !rows.is_empty() {
+            if let Err(e) = self.inner.db.insert_chat_batch(&rows).await {
+                tracing::error!(lost = rows.len(), "chat messages not stored: {e}");
+            }
+        }
+        for w in batch.drain(..) {
+            if let Write::Flush(done) = w {
+                let _ = done.send(());
+            }
+        }
+    }
+
+    /// Deletes a message; every member gets `{"type":"delete","id":N}`.
+    /// False if there was no such message.
+    pub async fn delete(&self, channel: &str, id: i64) -> Result<bool, ChatError> {
+        let room = self.open(channel).await?;
+        self.flush().await;
+        if !self.inner.db.delete_chat(channel, id).await? {
+            return Ok(false);
+        }
+        let mut st = room.state.lock().expect("room poisoned");
+        st.history.retain(|(i, _)| *i != id);
+        let _ = room
+            .tx
+            .send(json_line(serde_json::json!({"type": "delete", "id": id})));
+        Ok(true)
+    }
+
+    /// Sends a server event to every member of `channel`, if the room is open.
+    pub fn announce(&self, channel: &str, event: serde_json::Value) {
+        let room = self
+            .inner
+            .rooms
+            .lock()
+            .expect("rooms poisoned")
+            .get(channel)
+            .cloned();
+        if let Some(room) = room {
+            let _ = room.tx.send(json_line(event));
+        }
+    }
+
+    /// Applies a new slow-mode interval (already stored by the caller).
+    pub fn set_slow_mode(&self, channel: &str, secs: i64) {
+        let room = self
+            .inner
+            .rooms
+            .lock()
+            .expect("rooms poisoned")
+            .get(channel)
+            .cloned();
+        if let Some(room) = room {
+            room.state.lock().expect("room poisoned").slow_mode_secs = secs;
+            let _ = room.tx.send(json_line(
+                serde_json::json!({"type": "slow_mode", "seconds": secs}),
+            ));
+        }
+    }
+
+    /// Members currently in `channel`'s room.
+    pub fn members(&self, channel: &str) -> usize {
+        self.inner
+            .rooms
+            .lock()
+            .expect("rooms poisoned")
+            .get(channel)
+            .map_or(0, |r| r.members.load(Ordering::Relaxed))
+    }
+
+    /// Announces live/offline and viewer counts as they change, and closes
+    /// rooms nobody is in. Runs until `stop`.
+    pub async fn run_events(self, stop: CancellationToken) {
+        let mut tick = tokio::time::interval(EVENT_TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let rooms: Vec<Arc<Room>> = {
+                let mut map = self.inner.rooms.lock().expect("rooms poisoned");
+                map.retain(|_, r| {
+                    r.members.load(Ordering::Relaxed) > 0 || Arc::strong_count(r) > 1
+                });
+                map.values().cloned().collect()
+            };
+            for room in rooms {
+                let live = self.inner.live.is_live(&room.name);
+                let viewers = self.inner.live.viewers(&room.name);
+                let mut st = room.state.lock().expect("room poisoned");
+                if st.announced_live != Some(live) {
+                    if st.announced_live.is_some() {
+                        let _ = room.tx.send(json_line(
+                            serde_json::json!({"type": if live { "live" } else { "offline" }}),
+                        ));
+                    }
+                    st.announced_live = Some(live);
+                }
+                if st.announced_viewers != Some(viewers) {
+                    if st.announced_viewers.is_some() {
+                        let _ = room.tx.send(json_line(
+                            serde_json::json!({"type": "viewers", "count": viewers}),
+                        ));
+                    }
+                    st.announced_viewers = Some(viewers);
+                }
+            }
+        }
+    }
+}
+
+impl Member {
+    pub fn channel(&self) -> &str {
+        &self.room.name
+    }
+
+    pub fn user(&self) -> Option<&User> {
+        self.user.as_ref()
+    }
+
+    /// History (oldest first) and the current live state and viewer count:
+    /// send these before anything [`recv`](Self::recv) yields.
+    pub fn take_backlog(&mut self) -> Vec<Line> {
+        std::mem::take(&mut self.backlog)
+    }
+
+    /// The next line for this member; `None` once the room is gone. A member
+    /// that fell more than the room's buffer behind skips ahead.
+    pub async fn recv(&mut self) -> Option<Line> {
+        loop {
+            match self.events.recv().await {
+                Ok(line) => return Some(line),
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!(channel = %self.room.name, skipped = n, "chat member too slow");
+                }
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    }
+
+    /// Non-blocking [`recv`](Self::recv) for callers that poll.
+    pub fn try_recv(&mut self) -> Option<Line> {
+        loop {
+            match self.events.try_recv() {
+                Ok(line) => return Some(line),
+                Err(broadcast::error::TryRecvError::Lagged(_)) => continue,
+                Err(_) => return None,
+            }
+        }
+    }
+
+    /// Handles one message from the client (`{"type":"chat","text":"..."}`).
+    /// Returns a line for this member only (an error), or `None` when the
+    /// message was posted (everyone, this member included, gets it through
+    /// [`recv`](Self::recv)) or needs no answer.
+    pub async fn handle(&self, raw: &str) -> Option<Line> {
+        let msg = match ClientMessage::parse(raw) {
+            Ok(Some(m)) => m,
+            Ok(None) => return None,
+            Err(e) => return Some(error_line(&e.to_string())),
+        };
+        match msg {
+            ClientMessage::Chat { text } => {
+                let Some(user) = &self.user else {
+                    return Some(error_line(&ChatError::NotSignedIn.to_string()));
+                };
+                match self.rooms.post(&self.room.name, user, &text).await {
+                    Ok(_) => None,
+                    Err(ChatError::Db(e)) => {
+                        tracing::error!("chat post failed: {e}");
+                        Some(error_line("message not sent: database unavailable"))
+                    }
+                    Err(e) => Some(error_line(&e.to_string())),
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        self.room.members.fetch_sub(1, Ordering::Relaxed);
+    }
+}

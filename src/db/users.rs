@@ -1,0 +1,396 @@
+//! Users and their server-side sessions.
+
+use super::{Db, DbError};
+use sqlx::Row;
+
+/// What a user may do beyond their own channel. Every user may broadcast on
+/// the channel named after them, whatever the role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Everything, including categories and other users' roles.
+    Admin,
+    /// Moderates chat in every channel.
+    Moderator,
+    /// The contract's name for a plain account that streams.
+    Broadcaster,
+    Viewer,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Moderator => "moderator",
+            Role::Broadcaster => "broadcaster",
+            Role::Viewer => "viewer",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "admin" => Some(Role::Admin),
+            "moderator" => Some(Role::Moderator),
+            "broadcaster" => Some(Role::Broadcaster),
+            "viewer" => Some(Role::Viewer),
+            _ => None,
+        }
+    }
+
+    /// Admins and moderators moderate every channel's chat.
+    pub fn moderates_everywhere(self) -> bool {
+        matches!(self, Role::Admin | Role::Moderator)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct User {
+    pub id: i64,
+    pub username: String,
+    pub role: Role,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    pub email_verified: bool,
+    /// Unix seconds.
+    pub created_at: i64,
+    #[serde(skip)]
+    pub deleted_at: Option<i64>,
+}
+
+/// A user with the hash login needs; never leaves the server.
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    pub user: User,
+    pub password_hash: String,
+}
+
+pub(crate) fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Ids as in `channels`: the clock's seconds in the high half, randomness in
+/// the low half; no autoincrement, whose syntax differs between backends.
+pub fn new_id() -> i64 {
+    (rand::random::<u32>() as i64) | ((unix_now() & 0x7fff_ffff) << 32)
+}
+
+const USER_COLUMNS: &str =
+    "id, username, password_hash, email, email_verified, role, created_at, deleted_at";
+
+fn row_to_credentials(r: &sqlx::any::AnyRow) -> Result<Credentials, DbError> {
+    let role: String = r.try_get("role")?;
+    Ok(Credentials {
+        user: User {
+            id: r.try_get("id")?,
+            username: r.try_get("username")?,
+            role: Role::parse(&role).unwrap_or(Role::Viewer),
+            email: r.try_get("email")?,
+            email_verified: r.try_get::<i64, _>("email_verified")? != 0,
+            created_at: r.try_get("created_at")?,
+            deleted_at: r.try_get("deleted_at")?,
+        },
+        password_hash: r.try_get("password_hash")?,
+    })
+}
+
+pub(crate) fn unique_to_conflict(e: sqlx::Error, what: String) -> DbError {
+    match &e {
+        sqlx::Error::Database(d) if d.is_unique_violation() => DbError::Conflict(what),
+        _ => DbError::Query(e),
+    }
+}
+
+impl Db {
+    /// Creates a user and the channel named after them, in one transaction.
+    /// An existing channel of that name is adopted only when `adopt_channel`
+    /// (the admin CLI) and nobody owns it; otherwise the name is taken.
+    pub async fn create_user(
+        &self,
+        username: &str,
+        password_hash: &str,
+        email: Option<&str>,
+        role: Role,
+        adopt_channel: bool,
+    ) -> Result<(User, super::ChannelRow), DbError> {
+        let now = unix_now();
+        let id = new_id();
+        if self.credentials(username).await?.is_some() {
+            return Err(DbError::Conflict(format!("user {username}")));
+        }
+        // Every statement in the transaction writes, the first one included:
+        // a SQLite transaction that read first and then writes fails at once
+        // (SQLITE_BUSY_SNAPSHOT) if another connection wrote in between.
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO users (id, username, password_hash, email, role, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(id)
+        .bind(username)
+        .bind(password_hash)
+        .bind(email.map(str::to_string))
+        .bind(role.as_str())
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| unique_to_conflict(e, format!("user {username}")))?;
+        let adopted = adopt_channel
+            && sqlx::query(
+                "UPDATE channels SET owner_id = $1 WHERE name = $2 AND owner_id IS NULL",
+            )
+            .bind(id)
+            .bind(username)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+                == 1;
+        if !adopted {
+            let key = super::channels::new_stream_key();
+            sqlx::query(
+                "INSERT INTO channels (id, name, stream_key, created_at, owner_id) \
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(new_id())
+            .bind(username)
+            .bind(&key)
+            .bind(now)
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| unique_to_conflict(e, format!("channel {username}")))?;
+        }
+        tx.commit().await?;
+        let channel = self
+            .channel(username)
+            .await?
+            .ok_or(DbError::Invalid("channel"))?;
+        Ok((
+            User {
+                id,
+                username: username.to_string(),
+                role,
+                email: email.map(str::to_string),
+                email_verified: false,
+                created_at: now,
+                deleted_at: None,
+            },
+            channel,
+        ))
+    }
+
+    pub async fn credentials(&self, username: &str) -> Result<Option<Credentials>, DbError> {
+        // No such name can exist; and Postgres refuses some bytes (NUL).
+        if !super::valid_channel_name(username) {
+            return Ok(None);
+        }
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {USER_COLUMNS} FROM users WHERE username = $1"
+        )))
+        .bind(username)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(row_to_credentials).transpose()
+    }
+
+    pub async fn user_by_id(&self, id: i64) -> Result<Option<User>, DbError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {USER_COLUMNS} FROM users WHERE id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row
+            .as_ref()
+            .map(row_to_credentials)
+            .transpose()?
+            .map(|c| c.user))
+    }
+
+    pub async fn set_password_hash(&self, user_id: i64, hash: &str) -> Result<(), DbError> {
+        sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
+            .bind(hash)
+            .bind(user_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn set_role(&self, user_id: i64, role: Role) -> Result<(), DbError> {
+        sqlx::query("UPDATE users SET role = $1 WHERE id = $2")
+            .bind(role.as_str())
+            .bind(user_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Soft delete: the row, the channel and its chat stay; login ends, every
+    /// session is revoked, and the stream key is replaced so no encoder that
+    /// knew it can publish again.
+    pub async fn soft_delete_user(&self, user_id: i64) -> Result<(), DbError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE users SET deleted_at = $1 WHERE id = $2 AND deleted_at IS NULL")
+            .bind(unix_now())
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM sessions WHERE user_id = $1")
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("UPDATE channels SET stream_key = $1 WHERE owner_id = $2")
+            .bind(super::channels::new_stream_key())
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn insert_session(
+        &self,
+        token_hash: &str,
+        user_id: i64,
+        expires_at: i64,
+    ) -> Result<(), DbError> {
+        sqlx::query(
+            "INSERT INTO sessions (token_hash, user_id, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(token_hash)
+        .bind(user_id)
+        .bind(unix_now())
+        .bind(expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The live (unexpired, not deleted) user a session token hash belongs to.
+    pub async fn session_user(&self, token_hash: &str) -> Result<Option<User>, DbError> {
+        let row = sqlx::query(
+            "SELECT u.id, u.username, u.password_hash, u.email, u.email_verified, u.role, \
+             u.created_at, \
+             u.deleted_at FROM sessions s JOIN users u ON u.id = s.user_id \
+             WHERE s.token_hash = $1 AND s.expires_at > $2 AND u.deleted_at IS NULL",
+        )
+        .bind(token_hash)
+        .bind(unix_now())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row
+            .as_ref()
+            .map(row_to_credentials)
+            .transpose()?
+            .map(|c| c.user))
+    }
+
+    pub async fn delete_session(&self, token_hash: &str) -> Result<(), DbError> {
+        sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
+            .bind(token_hash)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Revokes every session of a user except `keep` (a password change
+    /// signs out the other devices).
+    pub async fn delete_other_sessions(&self, user_id: i64, keep: &str) -> Result<(), DbError> {
+        sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND token_hash <> $2")
+            .bind(user_id)
+            .bind(keep)
+            .execute(&self.pool)
+            .await?;
+        sqlx::query("DELETE FROM sessions WHERE expires_at <= $1")
+            .bind(unix_now())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}
+
+/// What an emailed token is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmailPurpose {
+    Verify,
+    Reset,
+}
+
+impl EmailPurpose {
+    fn as_str(self) -> &'static str {
+        match self {
+            EmailPurpose::Verify => "verify",
+            EmailPurpose::Reset => "reset",
+        }
+    }
+}
+
+impl Db {
+    pub async fn insert_email_token(
+        &self,
+        token_hash: &str,
+        user_id: i64,
+        purpose: EmailPurpose,
+        expires_at: i64,
+    ) -> Result<(), DbError> {
+        sqlx::query(
+            "INSERT INTO email_tokens (token_hash, user_id, purpose, expires_at) \
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(token_hash)
+        .bind(user_id)
+        .bind(purpose.as_str())
+        .bind(expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Uses up a token: the user it was for, if it exists, has that purpose
+    /// and has not expired. A token works once.
+    pub async fn take_email_token(
+        &self,
+        token_hash: &str,
+        purpose: EmailPurpose,
+    ) -> Result<Option<i64>, DbError> {
+        // One statement: find and spend the token (RETURNING: SQLite 3.35+,
+        // Postgres).
+        let row = sqlx::query(
+            "DELETE FROM email_tokens \
+             WHERE token_hash = $1 AND purpose = $2 AND expires_at > $3 RETURNING user_id",
+        )
+        .bind(token_hash)
+        .bind(purpose.as_str())
+        .bind(unix_now())
+        .fetch_optional(&self.pool)
+        .await?;
+        sqlx::query("DELETE FROM email_tokens WHERE expires_at <= $1")
+            .bind(unix_now())
+            .execute(&self.pool)
+            .await?;
+        Ok(match row {
+            Some(r) => Some(r.try_get("user_id")?),
+            None => None,
+        })
+    }
+
+    pub async fn set_email_verified(&self, user_id: i64) -> Result<(), DbError> {
+        sqlx::query("UPDATE users SET email_verified = 1 WHERE id = $1")
+            .bind(user_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Signs a user out everywhere (after a password reset).
+    pub async fn delete_sessions(&self, user_id: i64) -> Result<(), DbError> {
+        sqlx::query("DELETE FROM sessions WHERE user_id = $1")
+            .bind(user_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,232 @@
+//! LL-HLS egress, recordings and thumbnails: one hub reader per live
+//! stream feeds a sans-I/O [`segmenter::Segmenter`]; its parts go to the
+//! channel's in-memory [`live::LiveChannel`] (served under `/hls/CHANNEL/`)
+//! and, when recording, to a [`recorder::Recording`] on disk.
+//!
+//! Finding live streams: a supervisor task polls [`Hub::live`] every
+//! [`POLL`]. The hub has no "stream started" event, and a poll of a small map
+//! costs nothing next to one video frame; it keeps the hub untouched and
+//! reconnects (a new stream id on the same channel) come for free.
+
+pub mod fmp4;
+pub mod live;
+pub mod recorder;
+pub mod segmenter;
+pub mod thumbs;
+
+use crate::db::Db;
+use crate::hub::{Hub, Stream};
+use crate::media::MediaKind;
+use bytes::Bytes;
+use live::LiveChannel;
+use segmenter::{Event, Segmenter, SegmenterConfig};
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// How often the supervisor looks for new streams: adds at most this to
+/// the time until the first part.
+const POLL: Duration = Duration::from_millis(100);
+/// A channel's playlist outlives its publisher this long, so an encoder
+/// that reconnects continues the same playlist (with a discontinuity).
+const OFFLINE_GRACE: Duration = Duration::from_secs(30);
+
+/// Flags for HLS and recordings (flattened into `serve`'s flags).
+#[derive(Debug, clap::Args, Clone, Default)]
+pub struct HlsArgs {
+    /// LL-HLS part duration (PART-TARGET), milliseconds, 100..2000.
+    #[arg(long, env = "ONAIR_HLS_PART_MS", global = true)]
+    pub hls_part_ms: Option<u32>,
+    /// HLS segment duration, milliseconds; segments end at the first
+    /// keyframe after it.
+    #[arg(long, env = "ONAIR_HLS_SEGMENT_MS", global = true)]
+    pub hls_segment_ms: Option<u32>,
+    /// Record every broadcast (default true); `--recording false` turns
+    /// recording off for the whole server.
+    #[arg(long, env = "ONAIR_RECORDING", global = true)]
+    pub recording: Option<bool>,
+    /// Delete recordings older than this many hours (oldest first).
+    #[arg(long, env = "ONAIR_RETENTION_MAX_AGE_HOURS", global = true)]
+    pub retention_max_age_hours: Option<u64>,
+    /// Delete the oldest recordings while all of them take more than this
+    /// many megabytes.
+    #[arg(long, env = "ONAIR_RETENTION_MAX_SIZE_MB", global = true)]
+    pub retention_max_size_mb: Option<u64>,
+}
+
+impl HlsArgs {
+    pub fn resolve(&self) -> HlsConfig {
+        let d = HlsConfig::default();
+        HlsConfig {
+            part_ms: self.hls_part_ms.unwrap_or(d.part_ms),
+            segment_ms: self.hls_segment_ms.unwrap_or(d.segment_ms),
+            recording: self.recording.unwrap_or(d.recording),
+            retention_max_age: self
+                .retention_max_age_hours
+                .map(|h| Duration::from_secs(h * 3600)),
+            retention_max_bytes: self.retention_max_size_mb.map(|m| m << 20),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct HlsConfig {
+    pub part_ms: u32,
+    pub segment_ms: u32,
+    pub recording: bool,
+    pub retention_max_age: Option<Duration>,
+    pub retention_max_bytes: Option<u64>,
+}
+
+impl Default for HlsConfig {
+    fn default() -> Self {
+        HlsConfig {
+            // 200 ms parts: PART-HOLD-BACK 0.6 s, what keeps hls.js near 1 s.
+            part_ms: 200,
+            segment_ms: 2000,
+            recording: true,
+            retention_max_age: None,
+            retention_max_bytes: None,
+        }
+    }
+}
+
+impl HlsConfig {
+    pub fn segmenter(&self) -> SegmenterConfig {
+        SegmenterConfig::new(self.part_ms, self.segment_ms)
+    }
+}
+
+/// The HLS side of the server: live playlists, thumbnails, recordings.
+pub struct Hls {
+    cfg: HlsConfig,
+    channels: Mutex<HashMap<String, Arc<LiveChannel>>>,
+    thumbs: thumbs::Thumbnails,
+    recordings: Option<Arc<recorder::Recordings>>,
+}
+
+impl Hls {
+    /// Starts the supervisor (and the retention sweeper). Unfinished
+    /// recordings from a previous run are finalized first.
+    pub async fn start(
+        cfg: HlsConfig,
+        hub: Arc<Hub>,
+        db: Db,
+        data_dir: PathBuf,
+        token: CancellationToken,
+        tracker: &TaskTracker,
+    ) -> Arc<Hls> {
+        let recordings = Arc::new(recorder::Recordings::new(
+            db,
+            data_dir.join("recordings"),
+            cfg.clone(),
+        ));
+        recordings.recover().await;
+        let hls = Arc::new(Hls {
+            cfg,
+            channels: Mutex::new(HashMap::new()),
+            thumbs: thumbs::Thumbnails::default(),
+            recordings: Some(recordings.clone()),
+        });
+        tracker.spawn(supervise(hls.clone(), hub, token.clone(), tracker.clone()));
+        tracker.spawn(recordings.sweep_forever(token));
+        hls
+    }
+
+    pub fn channel(&self, name: &str) -> Option<Arc<LiveChannel>> {
+        self.channels
+            .lock()
+            .expect("hls poisoned")
+            .get(name)
+            .cloned()
+    }
+
+    pub fn thumbnail(&self, channel: &str) -> Option<Bytes> {
+        self.thumbs.get(channel)
+    }
+
+    pub fn recordings(&self) -> Option<&Arc<recorder::Recordings>> {
+        self.recordings.as_ref()
+    }
+
+    fn channel_for(&self, name: &str) -> Arc<LiveChannel> {
+        self.channels
+            .lock()
+            .expect("hls poisoned")
+            .entry(name.to_string())
+            .or_insert_with(|| Arc::new(LiveChannel::new(name.to_string(), self.cfg.segmenter())))
+            .clone()
+    }
+}
+
+async fn supervise(hls: Arc<Hls>, hub: Arc<Hub>, token: CancellationToken, tracker: TaskTracker) {
+    let mut seen: HashSet<u64> = HashSet::new();
+    let mut tick = tokio::time::interval(POLL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = token.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let live = hub.live();
+        let ids: HashSet<u64> = live.iter().map(|s| s.id()).collect();
+        for stream in live {
+            if seen.insert(stream.id()) {
+                tracker.spawn(follow(hls.clone(), stream, token.clone()));
+            }
+        }
+        seen.retain(|id| ids.contains(id));
+        hls.channels
+            .lock()
+            .expect("hls poisoned")
+            .retain(|_, ch| !ch.offline_for(OFFLINE_GRACE));
+    }
+}
+
+/// One stream, publish to unpublish: segmenter, live playlist, recording,
+/// thumbnails.
+async fn follow(hls: Arc<Hls>, stream: Arc<Stream>, token: CancellationToken) {
+    let mut reader = stream.subscribe("hls");
+    let name = stream.channel().to_string();
+    let channel = hls.channel_for(&name);
+    let (msn, init_id, discontinuity) = channel.begin_stream();
+    let mut seg = Segmenter::new(*channel.config(), msn, init_id, discontinuity);
+    let mut recording = match &hls.recordings {
+        Some(r) => r.start(&stream).await,
+        None => None,
+    };
+    let mut thumbs = hls.thumbs.for_channel(&name, stream.id());
+    tracing::info!(channel = %name, stream = stream.id(), "HLS: following stream");
+    loop {
+        let unit = tokio::select! {
+            u = reader.recv() => u,
+            _ = token.cancelled() => None,
+        };
+        let Some(unit) = unit else { break };
+        if unit.kind() == MediaKind::Video && unit.keyframe {
+            thumbs.offer(&unit, recording.as_ref().and_then(|r| r.poster_path()));
+        }
+        let events = seg.push(unit);
+        deliver(&channel, recording.as_mut(), &events);
+    }
+    let events: Vec<Event> = seg.finish();
+    deliver(&channel, recording.as_mut(), &events);
+    channel.end_stream();
+    if let Some(rec) = recording {
+        rec.finish().await;
+    }
+    tracing::info!(channel = %name, stream = stream.id(), "HLS: stream ended");
+}
+
+fn deliver(channel: &LiveChannel, recording: Option<&mut recorder::Recording>, events: &[Event]) {
+    if events.is_empty() {
+        return;
+    }
+    channel.apply(events);
+    if let Some(rec) = recording {
+        rec.write(events);
+    }
+}

@@ -1,0 +1,575 @@
+//! Channels: the directory, a channel's public page data, its settings,
+//! stream key, likes, categories and scheduled broadcasts.
+
+use super::auth::{ApiJson, MaybeSignedIn, SignedIn};
+use super::{ApiError, AppState};
+use crate::chat::{parse_rfc3339, rfc3339, unix_secs};
+use crate::db::{ChannelInfo, ChannelPatch, Role, Scheduled, User};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, patch, post, put};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::time::{Instant, UNIX_EPOCH};
+
+pub const PAGE_DEFAULT: i64 = 24;
+pub const PAGE_MAX: i64 = 100;
+pub const TITLE_MAX: usize = 140;
+pub const DESCRIPTION_MAX: usize = 5000;
+pub const TAGS_MAX: usize = 10;
+pub const TAG_MAX: usize = 64;
+/// Slow mode between 0 (off) and 10 minutes.
+pub const SLOW_MODE_MAX: i64 = 600;
+/// A scheduled broadcast lasts at most this long (s).
+pub const SCHEDULE_SPAN_MAX: i64 = 7 * 24 * 3600;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/channels", get(directory))
+        .route("/api/channels/{name}", get(channel).patch(edit))
+        .route("/api/channels/{name}/key", get(key).post(rotate_key))
+        .route("/api/channels/{name}/like", post(like))
+        .route(
+            "/api/channels/{name}/schedule",
+            get(schedule).post(add_scheduled),
+        )
+        .route(
+            "/api/channels/{name}/schedule/{id}",
+            patch(edit_scheduled).delete(delete_scheduled),
+        )
+        .route(
+            "/api/channels/{channel}/broadcasts/{id}",
+            patch(edit_broadcast),
+        )
+        .route("/api/categories", get(categories))
+        .route(
+            "/api/categories/{slug}",
+            put(put_category).delete(delete_category),
+        )
+}
+
+/// Owner of the channel (or, when `admin_too`, an admin).
+pub fn is_owner(user: &User, info: &ChannelInfo, admin_too: bool) -> bool {
+    info.owner_id == Some(user.id) || (admin_too && user.role == Role::Admin)
+}
+
+pub async fn channel_or_404(s: &AppState, name: &str) -> Result<ChannelInfo, ApiError> {
+    s.db.channel_info(name)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no channel named {name:?}")))
+}
+
+fn scheduled_json(x: &Scheduled) -> Value {
+    json!({
+        "id": x.id,
+        "channel": x.channel,
+        "title": x.title,
+        "starts_at": rfc3339(x.starts_at),
+        "ends_at": rfc3339(x.ends_at),
+    })
+}
+
+/// A channel as the directory and its page show it: settings plus live
+/// state.
+async fn channel_json(s: &AppState, info: &ChannelInfo) -> Result<Value, ApiError> {
+    let stream = s.hub.stream(&info.name);
+    let started_at = stream.as_ref().map(|st| {
+        let secs = st
+            .started_at()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        rfc3339(secs)
+    });
+    let next = s.db.schedule(&info.name).await?;
+    Ok(json!({
+        "name": info.name,
+        "owner": info.owner,
+        "title": info.title,
+        "description": info.description,
+        "category": info.category,
+        "tags": info.tags,
+        "likes": info.likes,
+        "slow_mode_secs": info.slow_mode_secs,
+        "live": stream.is_some(),
+        "started_at": started_at,
+        "viewers": s.sfu.viewers(&info.name),
+        "next_broadcast": next.first().map(scheduled_json),
+    }))
+}
+
+#[derive(Deserialize)]
+struct DirectoryQuery {
+    live: Option<bool>,
+    category: Option<String>,
+    cursor: Option<String>,
+    limit: Option<i64>,
+}
+
+/// `GET /api/channels?live=true&category=..&cursor=..&limit=..`, in name
+/// order. The cursor is the last name of the previous page.
+async fn directory(
+    State(s): State<AppState>,
+    q: Result<Query<DirectoryQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let limit = q.limit.unwrap_or(PAGE_DEFAULT);
+    if !(1..=PAGE_MAX).contains(&limit) {
+        return Err(ApiError::BadRequest(format!(
+            "limit must be 1 to {PAGE_MAX}"
+        )));
+    }
+    let mut after = q.cursor.unwrap_or_default();
+    if !after.is_empty() && !crate::db::valid_channel_name(&after) {
+        return Err(ApiError::BadRequest("invalid cursor".into()));
+    }
+    if q.category
+        .as_deref()
+        .is_some_and(|c| !crate::db::valid_channel_name(c))
+    {
+        // No category has such a slug: an empty page.
+        return Ok(Json(json!({ "items": [], "next_cursor": null })));
+    }
+    let mut items = Vec::new();
+    let mut more = false;
+    // Live state lives in memory, not in SQL: read pages until one is full.
+    'pages: loop {
+        let page =
+            s.db.channel_page(&after, q.category.as_deref(), limit + 1)
+                .await?;
+        let exhausted = page.len() as i64 <= limit;
+        for info in &page {
+            after = info.name.clone();
+            let live = s.hub.stream(&info.name).is_some();
+            if q.live.is_some_and(|want| want != live) {
+                continue;
+            }
+            if items.len() as i64 == limit {
+                more = true;
+                break 'pages;
+            }
+            items.push(channel_json(&s, info).await?);
+        }
+        if exhausted || page.is_empty() {
+            break;
+        }
+    }
+    let next_cursor = if more {
+        items
+            .last()
+            .and_then(|i| i["name"].as_str())
+            .map(str::to_string)
+    } else {
+        None
+    };
+    Ok(Json(json!({ "items": items, "next_cursor": next_cursor })))
+}
+
+async fn channel(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let info = channel_or_404(&s, &name).await?;
+    let mut v = channel_json(&s, &info).await?;
+    let schedule: Vec<Value> =
+        s.db.schedule(&name)
+            .await?
+            .iter()
+            .map(scheduled_json)
+            .collect();
+    v["schedule"] = Value::Array(schedule);
+    Ok(Json(v))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Edit {
+    title: Option<String>,
+    description: Option<String>,
+    /// `null` clears it.
+    #[serde(default, with = "double_option")]
+    category: Option<Option<String>>,
+    tags: Option<Vec<String>>,
+    slow_mode_secs: Option<i64>,
+}
+
+/// Tells a missing field (`None`) from an explicit `null` (`Some(None)`).
+mod double_option {
+    use serde::{Deserialize, Deserializer};
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Option<String>>, D::Error> {
+        Ok(Some(Option::deserialize(d)?))
+    }
+}
+
+fn check_text(what: &str, v: &str, max: usize) -> Result<(), ApiError> {
+    if v.chars().count() > max {
+        return Err(ApiError::BadRequest(format!(
+            "{what} is longer than {max} characters"
+        )));
+    }
+    if v.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+        return Err(ApiError::BadRequest(format!(
+            "{what} has control characters"
+        )));
+    }
+    Ok(())
+}
+
+async fn edit(
+    State(s): State<AppState>,
+    me: SignedIn,
+    Path(name): Path<String>,
+    ApiJson(req): ApiJson<Edit>,
+) -> Result<Json<Value>, ApiError> {
+    let info = channel_or_404(&s, &name).await?;
+    if !is_owner(&me.user, &info, true) {
+        return Err(ApiError::Forbidden(
+            "only the owner can edit this channel".into(),
+        ));
+    }
+    if let Some(t) = &req.title {
+        check_text("title", t, TITLE_MAX)?;
+    }
+    if let Some(d) = &req.description {
+        check_text("description", d, DESCRIPTION_MAX)?;
+    }
+    if let Some(Some(c)) = &req.category {
+        if !s.db.category_exists(c).await? {
+            return Err(ApiError::BadRequest(format!("no category {c:?}")));
+        }
+    }
+    let tags = match req.tags {
+        Some(tags) => {
+            if tags.len() > TAGS_MAX {
+                return Err(ApiError::BadRequest(format!("at most {TAGS_MAX} tags")));
+            }
+            let mut out: Vec<String> = Vec::new();
+            for t in tags {
+                let t = t.trim().to_string();
+                check_text("tag", &t, TAG_MAX)?;
+                if t.is_empty() {
+                    return Err(ApiError::BadRequest("empty tag".into()));
+                }
+                if !out.contains(&t) {
+                    out.push(t);
+                }
+            }
+            Some(out)
+        }
+        None => None,
+    };
+    if let Some(secs) = req.slow_mode_secs {
+        if !(0..=SLOW_MODE_MAX).contains(&secs) {
+            return Err(ApiError::BadRequest(format!(
+                "slow_mode_secs must be 0 to {SLOW_MODE_MAX}"
+            )));
+        }
+    }
+    s.db.update_channel(
+        &name,
+        &ChannelPatch {
+            title: req.title,
+            description: req.description,
+            category: req.category,
+            tags,
+            slow_mode_secs: req.slow_mode_secs,
+        },
+    )
+    .await?;
+    if let Some(secs) = req.slow_mode_secs {
+        s.rooms.set_slow_mode(&name, secs);
+    }
+    let info = channel_or_404(&s, &name).await?;
+    Ok(Json(channel_json(&s, &info).await?))
+}
+
+/// The stream key: its owner only (not even an admin reads it).
+async fn key(
+    State(s): State<AppState>,
+    me: SignedIn,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let info = channel_or_404(&s, &name).await?;
+    if !is_owner(&me.user, &info, false) {
+        return Err(ApiError::Forbidden(
+            "only the owner can see the stream key".into(),
+        ));
+    }
+    let row =
+        s.db.channel(&name)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("no channel named {name:?}")))?;
+    Ok(Json(json!({ "stream_key": row.stream_key })))
+}
+
+/// A new key; whatever is live with the old one ends now.
+async fn rotate_key(
+    State(s): State<AppState>,
+    me: SignedIn,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let info = channel_or_404(&s, &name).await?;
+    if !is_owner(&me.user, &info, false) {
+        return Err(ApiError::Forbidden(
+            "only the owner can rotate the stream key".into(),
+        ));
+    }
+    let key = s.db.rotate_stream_key(&name).await?;
+    s.hub.kick(&name);
+    tracing::info!(channel = %name, "stream key rotated; live publish ended");
+    Ok(Json(json!({ "stream_key": key })))
+}
+
+async fn like(
+    State(s): State<AppState>,
+    me: SignedIn,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    channel_or_404(&s, &name).await?;
+    if let Err(wait) = s.limits.like(me.user.id, &name, Instant::now()) {
+        return Err(ApiError::TooManyRequests(
+            "one like every 10 seconds".into(),
+            wait.as_secs().max(1),
+        ));
+    }
+    let likes = s.db.add_like(&name).await?;
+    s.rooms
+        .announce(&name, json!({"type": "likes", "count": likes}));
+    Ok(Json(json!({ "likes": likes })))
+}
+
+async fn categories(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
+    Ok(Json(json!({ "items": s.db.categories().await? })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CategoryBody {
+    name: String,
+}
+
+async fn put_category(
+    State(s): State<AppState>,
+    me: SignedIn,
+    Path(slug): Path<String>,
+    ApiJson(req): ApiJson<CategoryBody>,
+) -> Result<Json<Value>, ApiError> {
+    if me.user.role != Role::Admin {
+        return Err(ApiError::Forbidden("admins only".into()));
+    }
+    if !crate::db::valid_channel_name(&slug) {
+        return Err(ApiError::BadRequest(
+            "category slug must be 1-32 characters of a-z, 0-9, '_' or '-'".into(),
+        ));
+    }
+    let name = req.name.trim();
+    if name.is_empty() {
+        return Err(ApiError::BadRequest("category name is empty".into()));
+    }
+    check_text("category name", name, 64)?;
+    s.db.put_category(&slug, name).await?;
+    Ok(Json(json!({ "slug": slug, "name": name })))
+}
+
+async fn delete_category(
+    State(s): State<AppState>,
+    me: SignedIn,
+    Path(slug): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    if me.user.role != Role::Admin {
+        return Err(ApiError::Forbidden("admins only".into()));
+    }
+    if s.db.delete_category(&slug).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::NotFound(format!("no category {slug:?}")))
+    }
+}
+
+async fn schedule(
+    State(s): State<AppState>,
+    _viewer: MaybeSignedIn,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    channel_or_404(&s, &name).await?;
+    let items: Vec<Value> =
+        s.db.schedule(&name)
+            .await?
+            .iter()
+            .map(scheduled_json)
+            .collect();
+    Ok(Json(json!({ "items": items })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScheduleBody {
+    title: Option<String>,
+    starts_at: Option<String>,
+    ends_at: Option<String>,
+}
+
+fn parse_time(what: &str, v: &str) -> Result<i64, ApiError> {
+    parse_rfc3339(v).ok_or_else(|| {
+        ApiError::BadRequest(format!(
+            "{what} must be RFC 3339, like 2030-01-31T18:00:00Z"
+        ))
+    })
+}
+
+fn check_scheduled(x: &Scheduled) -> Result<(), ApiError> {
+    if x.title.trim().is_empty() {
+        return Err(ApiError::BadRequest("title is empty".into()));
+    }
+    check_text("title", &x.title, TITLE_MAX)?;
+    if x.ends_at <= x.starts_at {
+        return Err(ApiError::BadRequest(
+            "ends_at must be after starts_at".into(),
+        ));
+    }
+    if x.ends_at - x.starts_at > SCHEDULE_SPAN_MAX {
+        return Err(ApiError::BadRequest(
+            "a broadcast lasts at most 7 days".into(),
+        ));
+    }
+    if x.ends_at <= unix_secs() {
+        return Err(ApiError::BadRequest("ends_at is in the past".into()));
+    }
+    Ok(())
+}
+
+async fn add_scheduled(
+    State(s): State<AppState>,
+    me: SignedIn,
+    Path(name): Path<String>,
+    ApiJson(req): ApiJson<ScheduleBody>,
+) -> Result<Response, ApiError> {
+    let info = channel_or_404(&s, &name).await?;
+    if !is_owner(&me.user, &info, true) {
+        return Err(ApiError::Forbidden(
+            "only the owner can schedule broadcasts".into(),
+        ));
+    }
+    let (Some(title), Some(starts), Some(ends)) = (req.title, req.starts_at, req.ends_at) else {
+        return Err(ApiError::BadRequest(
+            "title, starts_at and ends_at are required".into(),
+        ));
+    };
+    let x = Scheduled {
+        id: crate::db::new_row_id(),
+        channel: name,
+        title,
+        starts_at: parse_time("starts_at", &starts)?,
+        ends_at: parse_time("ends_at", &ends)?,
+    };
+    check_scheduled(&x)?;
+    s.db.put_scheduled(&x).await?;
+    Ok((StatusCode::CREATED, Json(scheduled_json(&x))).into_response())
+}
+
+async fn owned_scheduled(
+    s: &AppState,
+    me: &SignedIn,
+    name: &str,
+    id: &str,
+) -> Result<Scheduled, ApiError> {
+    let id: i64 = id
+        .parse()
+        .map_err(|_| ApiError::NotFound(format!("no scheduled broadcast {id:?}")))?;
+    let info = channel_or_404(s, name).await?;
+    let x =
+        s.db.scheduled(id)
+            .await?
+            .filter(|x| x.channel == name)
+            .ok_or_else(|| ApiError::NotFound(format!("no scheduled broadcast {id}")))?;
+    if !is_owner(&me.user, &info, true) {
+        return Err(ApiError::Forbidden(
+            "only the owner can change the schedule".into(),
+        ));
+    }
+    Ok(x)
+}
+
+async fn edit_scheduled(
+    State(s): State<AppState>,
+    me: SignedIn,
+    Path((name, id)): Path<(String, String)>,
+    ApiJson(req): ApiJson<ScheduleBody>,
+) -> Result<Json<Value>, ApiError> {
+    let mut x = owned_scheduled(&s, &me, &name, &id).await?;
+    if let Some(t) = req.title {
+        x.title = t;
+    }
+    if let Some(t) = req.starts_at {
+        x.starts_at = parse_time("starts_at", &t)?;
+    }
+    if let Some(t) = req.ends_at {
+        x.ends_at = parse_time("ends_at", &t)?;
+    }
+    check_scheduled(&x)?;
+    s.db.put_scheduled(&x).await?;
+    Ok(Json(scheduled_json(&x)))
+}
+
+async fn delete_scheduled(
+    State(s): State<AppState>,
+    me: SignedIn,
+    Path((name, id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let x = owned_scheduled(&s, &me, &name, &id).await?;
+    s.db.delete_scheduled(x.id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BroadcastEdit {
+    title: Option<String>,
+    description: Option<String>,
+    published: Option<bool>,
+}
+
+/// The owner (or an admin) publishes or hides a past broadcast and edits
+/// its title and description.
+async fn edit_broadcast(
+    State(s): State<AppState>,
+    me: SignedIn,
+    Path((name, id)): Path<(String, String)>,
+    ApiJson(req): ApiJson<BroadcastEdit>,
+) -> Result<Json<Value>, ApiError> {
+    let info = channel_or_404(&s, &name).await?;
+    let not_found = || ApiError::NotFound(format!("no broadcast {id:?}"));
+    let id: i64 = id.parse().map_err(|_| not_found())?;
+    let meta =
+        s.db.broadcast_meta(id)
+            .await?
+            .filter(|m| m.channel == name)
+            .ok_or_else(not_found)?;
+    if !is_owner(&me.user, &info, true) {
+        return Err(ApiError::Forbidden(
+            "only the owner can edit broadcasts".into(),
+        ));
+    }
+    if let Some(t) = &req.title {
+        check_text("title", t, TITLE_MAX)?;
+    }
+    if let Some(d) = &req.description {
+        check_text("description", d, DESCRIPTION_MAX)?;
+    }
+    s.db.edit_broadcast(
+        meta.id,
+        &crate::db::BroadcastPatch {
+            title: req.title,
+            description: req.description,
+            published: req.published,
+        },
+    )
+    .await?;
+    let meta = s.db.broadcast_meta(meta.id).await?.ok_or_else(not_found)?;
+    Ok(Json(serde_json::to_value(meta).unwrap_or(Value::Null)))
+}

@@ -1,0 +1,296 @@
+//! Chat over HTTP: the WebSocket `/ws/CHANNEL`, history, and moderation
+//! (delete a message, time out or ban a user, slow mode).
+
+use super::auth::{self, ApiJson, SignedIn};
+use super::channels::{channel_or_404, SLOW_MODE_MAX};
+use super::{ApiError, AppState};
+use crate::chat::{ChatError, Member};
+use crate::db::{Ban, ChannelInfo, User};
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::Response;
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+/// Longest frame a client may send; a chat message is far smaller.
+const MAX_FRAME: usize = 8 * 1024;
+/// Longest time-out a moderator can give (7 days).
+pub const TIMEOUT_MAX_SECS: i64 = 7 * 24 * 3600;
+
+impl From<ChatError> for ApiError {
+    fn from(e: ChatError) -> ApiError {
+        match e {
+            ChatError::Db(e) => ApiError::Db(e),
+            ChatError::NoSuchChannel(_) => ApiError::NotFound(e.to_string()),
+            ChatError::NotSignedIn => ApiError::Unauthorized(e.to_string()),
+            ChatError::Banned | ChatError::TimedOut(_) => ApiError::Forbidden(e.to_string()),
+            ChatError::RateLimited => ApiError::TooManyRequests(e.to_string(), 1),
+            ChatError::SlowMode(s) => ApiError::TooManyRequests(e.to_string(), s as u64),
+            e => ApiError::BadRequest(e.to_string()),
+        }
+    }
+}
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/ws/{channel}", get(websocket))
+        .route("/api/channels/{name}/chat", get(history).post(post_message))
+        .route("/api/channels/{name}/chat/{id}", delete(delete_message))
+        .route("/api/channels/{name}/bans", post(ban))
+        .route("/api/channels/{name}/bans/{username}", delete(unban))
+        .route("/api/channels/{name}/slow_mode", post(slow_mode))
+}
+
+/// Channel owner, admins and moderators moderate a channel's chat.
+pub fn moderates(user: &User, info: &ChannelInfo) -> bool {
+    info.owner_id == Some(user.id) || user.role.moderates_everywhere()
+}
+
+#[derive(Deserialize)]
+struct WsQuery {
+    token: Option<String>,
+}
+
+/// Anyone may join and read; a session cookie (same-origin only) or
+/// `?token=` lets the client write.
+async fn websocket(
+    State(s): State<AppState>,
+    Path(channel): Path<String>,
+    Query(q): Query<WsQuery>,
+    headers: HeaderMap,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
+    channel_or_404(&s, &channel).await?;
+    let user = match q.token.as_deref() {
+        Some(t) => Some(
+            auth::user_for_token(&s, t)
+                .await?
+                .ok_or_else(|| ApiError::Unauthorized("session expired or invalid".into()))?,
+        ),
+        // Cross-site pages may open a WebSocket with the visitor's cookie:
+        // checked like a state-changing request, and anonymous if it fails.
+        None => match auth::authenticate(&s, &Method::POST, &headers).await {
+            Ok(signed) => signed.map(|x| x.user),
+            Err(ApiError::Db(e)) => return Err(ApiError::Db(e)),
+            Err(_) => None,
+        },
+    };
+    let ws = ws.map_err(|r| ApiError::BadRequest(r.body_text()))?;
+    let member = s.rooms.join(&channel, user).await?;
+    Ok(ws
+        .max_message_size(MAX_FRAME)
+        .max_frame_size(MAX_FRAME)
+        .on_upgrade(move |socket| serve_member(socket, member)))
+}
+
+async fn serve_member(mut socket: WebSocket, mut member: Member) {
+    for line in member.take_backlog() {
+        if socket
+            .send(Message::Text(line.as_ref().into()))
+            .await
+            .is_err()
+        {
+            return;
+        }
+    }
+    loop {
+        tokio::select! {
+            line = member.recv() => {
+                let Some(line) = line else { break };
+                if socket.send(Message::Text(line.as_ref().into())).await.is_err() {
+                    break;
+                }
+            }
+            msg = socket.recv() => {
+                let text = match msg {
+                    Some(Ok(Message::Text(t))) => t,
+                    Some(Ok(Message::Binary(_))) => {
+                        let e = crate::chat::error_line("send JSON text frames");
+                        if socket.send(Message::Text(e.as_ref().into())).await.is_err() {
+                            break;
+                        }
+                        continue;
+                    }
+                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                    Some(Ok(_)) => continue,
+                };
+                if let Some(reply) = member.handle(text.as_str()).await {
+                    if socket.send(Message::Text(reply.as_ref().into())).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn history(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    channel_or_404(&s, &name).await?;
+    let mut member = s.rooms.join(&name, None).await?;
+    let items: Vec<Value> = member
+        .take_backlog()
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["type"] == "chat")
+        .collect();
+    Ok(Json(json!({ "items": items })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PostBody {
+    text: String,
+}
+
+/// Posting over HTTP, for scripts and bots: same rules as the WebSocket.
+async fn post_message(
+    State(s): State<AppState>,
+    me: SignedIn,
+    Path(name): Path<String>,
+    ApiJson(req): ApiJson<PostBody>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let line = s.rooms.post(&name, &me.user, &req.text).await?;
+    let v: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
+    Ok((StatusCode::CREATED, Json(v)))
+}
+
+async fn delete_message(
+    State(s): State<AppState>,
+    me: SignedIn,
+    Path((name, id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let info = channel_or_404(&s, &name).await?;
+    let not_found = || ApiError::NotFound(format!("no message {id:?}"));
+    let id: i64 = id.parse().map_err(|_| not_found())?;
+    s.rooms.flush().await;
+    let msg = s.db.chat_message(&name, id).await?.ok_or_else(not_found)?;
+    if msg.user_id != me.user.id && !moderates(&me.user, &info) {
+        return Err(ApiError::Forbidden(
+            "only moderators can delete others' messages".into(),
+        ));
+    }
+    if !s.rooms.delete(&name, id).await? {
+        return Err(not_found());
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BanBody {
+    username: String,
+    /// A time-out of this many seconds; absent: a ban until lifted.
+    seconds: Option<i64>,
+}
+
+async fn moderator_of(s: &AppState, me: &SignedIn, name: &str) -> Result<ChannelInfo, ApiError> {
+    let info = channel_or_404(s, name).await?;
+    if !moderates(&me.user, &info) {
+        return Err(ApiError::Forbidden("moderators only".into()));
+    }
+    Ok(info)
+}
+
+async fn ban(
+    State(s): State<AppState>,
+    me: SignedIn,
+    Path(name): Path<String>,
+    ApiJson(req): ApiJson<BanBody>,
+) -> Result<StatusCode, ApiError> {
+    let info = moderator_of(&s, &me, &name).await?;
+    let target =
+        s.db.credentials(&req.username)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("no user named {:?}", req.username)))?
+            .user;
+    if info.owner_id == Some(target.id) {
+        return Err(ApiError::BadRequest("the owner cannot be banned".into()));
+    }
+    let ban = match req.seconds {
+        None => Ban::Banned,
+        Some(secs) if (1..=TIMEOUT_MAX_SECS).contains(&secs) => {
+            Ban::Until(crate::chat::unix_secs() + secs)
+        }
+        Some(_) => {
+            return Err(ApiError::BadRequest(format!(
+                "seconds must be 1 to {TIMEOUT_MAX_SECS}"
+            )))
+        }
+    };
+    s.db.set_ban(&name, target.id, ban).await?;
+    s.rooms.announce(
+        &name,
+        json!({"type": if req.seconds.is_some() { "timeout" } else { "ban" },
+               "user": target.username, "seconds": req.seconds}),
+    );
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn unban(
+    State(s): State<AppState>,
+    me: SignedIn,
+    Path((name, username)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    moderator_of(&s, &me, &name).await?;
+    let target =
+        s.db.credentials(&username)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("no user named {username:?}")))?
+            .user;
+    s.db.lift_ban(&name, target.id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SlowModeBody {
+    seconds: i64,
+}
+
+/// Moderators (not only the owner) may change slow mode.
+async fn slow_mode(
+    State(s): State<AppState>,
+    me: SignedIn,
+    Path(name): Path<String>,
+    ApiJson(req): ApiJson<SlowModeBody>,
+) -> Result<StatusCode, ApiError> {
+    moderator_of(&s, &me, &name).await?;
+    if !(0..=SLOW_MODE_MAX).contains(&req.seconds) {
+        return Err(ApiError::BadRequest(format!(
+            "seconds must be 0 to {SLOW_MODE_MAX}"
+        )));
+    }
+    s.db.update_channel(
+        &name,
+        &crate::db::ChannelPatch {
+            slow_mode_secs: Some(req.seconds),
+            ..Default::default()
+        },
+    )
+    .await?;
+    s.rooms.set_slow_mode(&name, req.seconds);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Live state and viewer counts for chat events, from the hub and the SFU.
+pub struct HubLive {
+    pub hub: std::sync::Arc<crate::hub::Hub>,
+    pub sfu: crate::sfu::Sfu,
+}
+
+impl crate::chat::LiveState for HubLive {
+    fn is_live(&self, channel: &str) -> bool {
+        self.hub.stream(channel).is_some()
+    }
+
+    fn viewers(&self, channel: &str) -> usize {
+        self.sfu.viewers(channel)
+    }
+}

@@ -1,0 +1,19 @@
+//! The product around the video: accounts, channels, chat, likes and the
+//! schedule, with the OpenAPI description of them. One router, one body
+//! limit.
+
+use super::auth::MAX_JSON_BYTES;
+use super::{auth, channels, chat_ws, email, me, openapi, AppState};
+use axum::extract::DefaultBodyLimit;
+use axum::Router;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .merge(auth::routes())
+        .merge(me::routes())
+        .merge(email::routes())
+        .merge(channels::routes())
+        .merge(chat_ws::routes())
+        .merge(openapi::routes())
+        .layer(DefaultBodyLimit::max(MAX_JSON_BYTES))
+}

@@ -1,0 +1,120 @@
+//! Past broadcasts: the owner publishes or hides each one and edits its
+//! title and description; nobody else can. On SQLite and Postgres.
+
+#[macro_use]
+mod common;
+
+use common::{api, bearer, signup, Backend, TestServer};
+use serde_json::json;
+
+both!(owner_edits_publishes_and_hides_broadcasts);
+
+async fn owner_edits_publishes_and_hides_broadcasts(b: Backend) {
+    let Some(srv) = TestServer::on(b).await else {
+        return;
+    };
+    let a = srv.http;
+    let alice = signup(a, "alice").await;
+    let bob = signup(a, "bob").await;
+    let now_ms = onair::chat::unix_secs() * 1000;
+    let row = srv
+        .db
+        .create_broadcast("alice", None, now_ms, true)
+        .await
+        .unwrap();
+    let path = format!("/api/channels/alice/broadcasts/{}", row.id);
+    let edit = json!({"title": "Finale <b>!</b>", "description": "'; DROP TABLE broadcasts; --", "published": false});
+    let r = api(
+        a,
+        "PATCH",
+        &path,
+        &[("Authorization", &bearer(&bob))],
+        Some(&edit),
+    )
+    .await;
+    assert_eq!(r.status, 403, "{}", r.text());
+    let r = api(a, "PATCH", &path, &[], Some(&edit)).await;
+    assert_eq!(r.status, 401);
+    let r = api(
+        a,
+        "PATCH",
+        &path,
+        &[("Authorization", &bearer(&alice))],
+        Some(&edit),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    assert_eq!(v["title"], "Finale <b>!</b>");
+    assert_eq!(v["description"], "'; DROP TABLE broadcasts; --");
+    assert_eq!(v["published"], false);
+    // Visibility: the owner (and admins) only.
+    let alice_user = srv.db.credentials("alice").await.unwrap().unwrap().user;
+    let bob_user = srv.db.credentials("bob").await.unwrap().unwrap().user;
+    assert!(srv
+        .db
+        .broadcast_visible(row.id, Some(&alice_user))
+        .await
+        .unwrap());
+    assert!(!srv
+        .db
+        .broadcast_visible(row.id, Some(&bob_user))
+        .await
+        .unwrap());
+    assert!(!srv.db.broadcast_visible(row.id, None).await.unwrap());
+    assert!(srv
+        .db
+        .hidden_broadcasts("alice")
+        .await
+        .unwrap()
+        .contains(&row.id));
+    let r = api(
+        a,
+        "PATCH",
+        &path,
+        &[("Authorization", &bearer(&alice))],
+        Some(&json!({"published": true})),
+    )
+    .await;
+    assert_eq!(r.json()["published"], true);
+    assert_eq!(r.json()["title"], "Finale <b>!</b>");
+    assert!(srv.db.broadcast_visible(row.id, None).await.unwrap());
+    // Not through another channel's path; bad ids and fields.
+    let r = api(
+        a,
+        "PATCH",
+        &format!("/api/channels/bob/broadcasts/{}", row.id),
+        &[("Authorization", &bearer(&bob))],
+        Some(&json!({"published": false})),
+    )
+    .await;
+    assert_eq!(r.status, 404);
+    let r = api(
+        a,
+        "PATCH",
+        "/api/channels/alice/broadcasts/xyz",
+        &[("Authorization", &bearer(&alice))],
+        Some(&json!({})),
+    )
+    .await;
+    assert_eq!(r.status, 404);
+    let r = api(
+        a,
+        "PATCH",
+        &path,
+        &[("Authorization", &bearer(&alice))],
+        Some(&json!({"hidden": true})),
+    )
+    .await;
+    assert_eq!(r.status, 400);
+    let r = api(
+        a,
+        "PATCH",
+        &path,
+        &[("Authorization", &bearer(&alice))],
+        Some(&json!({"title": "x".repeat(141)})),
+    )
+    .await;
+    assert_eq!(r.status, 400);
+    srv.stop().await;
+}
