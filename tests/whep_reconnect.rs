@@ -19,7 +19,7 @@ async fn viewer_survives_publisher_reconnect() {
             watch(
                 http,
                 &channel,
-                Duration::from_secs(11),
+                Duration::from_secs(12),
                 ViewerOptions::default(),
             )
             .await
@@ -29,7 +29,8 @@ async fn viewer_survives_publisher_reconnect() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let mut first = ffmpeg_publish(&url, 3);
     let _ = first.wait().await;
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    // Long enough for the chat room's once-a-second live check to see it.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     let mut second = ffmpeg_publish(&url, 4);
     let got = viewer.await.expect("viewer task").expect("viewer ran");
     let _ = second.kill().await;

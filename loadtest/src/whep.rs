@@ -107,6 +107,9 @@ pub struct ViewerOptions {
     pub record: bool,
     /// End without closing or DELETE, like a phone losing its network.
     pub vanish: bool,
+    /// Sent as `Authorization: Bearer` with the offer: who chats on the
+    /// data channel.
+    pub token: Option<String>,
     /// Address to bind the viewer's UDP socket to.
     pub bind: std::net::IpAddr,
     pub video: bool,
@@ -120,6 +123,7 @@ impl Default for ViewerOptions {
         ViewerOptions {
             record: true,
             vanish: false,
+            token: None,
             bind: std::net::Ipv4Addr::LOCALHOST.into(),
             video: true,
             audio: true,
@@ -215,11 +219,16 @@ pub async fn watch(
         .sdp;
 
     let started = Instant::now();
+    let auth = opts.token.as_ref().map(|t| format!("Bearer {t}"));
+    let mut headers = vec![("Content-Type", "application/sdp")];
+    if let Some(a) = &auth {
+        headers.push(("Authorization", a.as_str()));
+    }
     let resp = try_http(
         http_addr,
         "POST",
         &format!("/whep/{channel}"),
-        &[("Content-Type", "application/sdp")],
+        &headers,
         offer_sdp.as_bytes(),
     )
     .await?;

@@ -4,10 +4,11 @@
 use super::{ApiError, AppState};
 use crate::hub::Channels;
 use crate::sfu::sdp::{self, MAX_OFFER_BYTES};
+use crate::sfu::{ChatTap, DataChannelEvent};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{patch, post};
 use axum::Router;
@@ -57,7 +58,16 @@ async fn offer(
         return Err(ApiError::NotFound(format!("no channel named {channel:?}")));
     }
     require_type(&headers, "application/sdp")?;
-    let answer = s.sfu.whep(&channel, text).await?;
+    let (chat, bridge) = chat_for(&s, &channel, &headers).await?;
+    let answer = s.sfu.whep(&channel, text, chat).await?;
+    if let Some((member, events)) = bridge {
+        tokio::spawn(bridge_chat(
+            member,
+            events,
+            s.sfu.clone(),
+            answer.session.clone(),
+        ));
+    }
     let location = format!("/whep/{channel}/{}", answer.session);
     Ok((
         StatusCode::CREATED,
@@ -89,4 +99,76 @@ async fn end(
 ) -> Result<StatusCode, ApiError> {
     s.sfu.delete(&session).await?;
     Ok(StatusCode::OK)
+}
+
+/// Data-channel events a viewer may have in flight to its room; past this
+/// a chatty client's messages are dropped, not queued.
+const CHAT_EVENTS: usize = 32;
+
+type Bridge = (
+    crate::chat::Member,
+    tokio::sync::mpsc::Receiver<DataChannelEvent>,
+);
+
+/// Joins the session to the channel's chat room, as the user the request
+/// is signed in as (cookie or Bearer token), or anonymously (read-only).
+/// Chat failing never stops playback: the viewer just gets no room.
+async fn chat_for(
+    s: &AppState,
+    channel: &str,
+    headers: &HeaderMap,
+) -> Result<(Option<ChatTap>, Option<Bridge>), ApiError> {
+    let user = match super::authenticate(s, &Method::POST, headers).await {
+        Ok(signed_in) => signed_in.map(|x| x.user),
+        Err(ApiError::Db(e)) => return Err(ApiError::Db(e)),
+        // A bad or expired token, or a cross-site cookie: read-only chat.
+        Err(_) => None,
+    };
+    match s.rooms.join(channel, user).await {
+        Ok(member) => {
+            let (tx, rx) = tokio::sync::mpsc::channel(CHAT_EVENTS);
+            Ok((Some(ChatTap { events: tx }), Some((member, rx))))
+        }
+        Err(e) => {
+            tracing::warn!(channel, "WHEP viewer gets no chat: {e}");
+            Ok((None, None))
+        }
+    }
+}
+
+/// Carries one session's chat both ways until the session ends (the SFU
+/// drops the event sender) or the room closes.
+async fn bridge_chat(
+    mut member: crate::chat::Member,
+    mut events: tokio::sync::mpsc::Receiver<DataChannelEvent>,
+    sfu: crate::sfu::Sfu,
+    session: String,
+) {
+    let mut open = false;
+    loop {
+        tokio::select! {
+            ev = events.recv() => match ev {
+                None => break,
+                Some(DataChannelEvent::Open) => {
+                    open = true;
+                    for line in member.take_backlog() {
+                        sfu.send_chat(&session, line);
+                    }
+                }
+                Some(DataChannelEvent::Text(text)) => {
+                    if let Some(reply) = member.handle(&text).await {
+                        sfu.send_chat(&session, reply);
+                    }
+                }
+            },
+            line = member.recv() => match line {
+                None => break,
+                // Before the channel opens the backlog covers what was said.
+                Some(line) if open => {
+                    sfu.send_chat(&session, line);
+                }
+                Some(_) => {}
+            },
+        }
+    }
 }

@@ -52,6 +52,7 @@ pub(crate) enum Command {
     Whep {
         channel: Arc<str>,
         offer: String,
+        chat: Option<ChatTap>,
         reply: oneshot::Sender<Result<WhepSession, SfuError>>,
     },
     Whip {
@@ -68,6 +69,21 @@ pub(crate) enum Command {
         session: String,
         reply: oneshot::Sender<Result<(), SfuError>>,
     },
+}
+
+/// What happens on a viewer's `chat` data channel.
+#[derive(Debug)]
+pub enum DataChannelEvent {
+    Open,
+    Text(String),
+}
+
+/// Connects a WHEP session's `chat` data channel to whatever serves chat
+/// (the SFU knows nothing of rooms): events go out on `events`, and lines
+/// for the viewer come back through [`Sfu::send_chat`]. The SFU drops
+/// `events` when the session ends.
+pub struct ChatTap {
+    pub events: mpsc::Sender<DataChannelEvent>,
 }
 
 pub(crate) enum Media {
@@ -103,6 +119,9 @@ pub type ViewerCounts = Arc<Mutex<HashMap<String, usize>>>;
 const MEDIA_QUEUE: usize = 4096;
 const DATAGRAM_QUEUE: usize = 8192;
 const COMMAND_QUEUE: usize = 256;
+/// Chat lines on their way to data channels: one room message to a
+/// thousand viewers is a thousand entries.
+const CHAT_QUEUE: usize = 16_384;
 /// Biggest datagram we read: anything legitimate fits in an Ethernet MTU.
 const MAX_DATAGRAM: usize = 2048;
 
@@ -190,6 +209,7 @@ pub fn bind(addr: SocketAddr, public_ips: &[IpAddr]) -> std::io::Result<WebrtcSo
 #[derive(Clone)]
 pub struct Sfu {
     commands: mpsc::Sender<Command>,
+    chat_out: mpsc::Sender<(String, Arc<str>)>,
     viewers: ViewerCounts,
     candidates: Arc<Vec<SocketAddr>>,
 }
@@ -214,6 +234,7 @@ impl Sfu {
         .map_err(|e| SfuError::Internal(e.to_string()))?;
         let (dg_tx, dg_rx) = mpsc::channel(DATAGRAM_QUEUE);
         let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
+        let (chat_tx, chat_rx) = mpsc::channel(CHAT_QUEUE);
         let (media_tx, media_rx) = mpsc::channel(MEDIA_QUEUE);
         let mut tagged = Vec::new();
         for (tag, s) in sockets.sockets {
@@ -235,20 +256,27 @@ impl Sfu {
             tracker.clone(),
             viewers.clone(),
         );
-        tracker.spawn(driver.run(dg_rx, cmd_rx, media_rx, shutdown));
+        tracker.spawn(driver.run(dg_rx, cmd_rx, media_rx, chat_rx, shutdown));
         Ok(Sfu {
             commands: cmd_tx,
+            chat_out: chat_tx,
             viewers,
             candidates,
         })
     }
 
     /// Answers a WHEP offer for `channel`. The channel need not be live.
-    pub async fn whep(&self, channel: &str, offer: String) -> Result<WhepSession, SfuError> {
+    pub async fn whep(
+        &self,
+        channel: &str,
+        offer: String,
+        chat: Option<ChatTap>,
+    ) -> Result<WhepSession, SfuError> {
         let (reply, rx) = oneshot::channel();
         self.send(Command::Whep {
             channel: channel.into(),
             offer,
+            chat,
             reply,
         })
         .await?;
@@ -294,6 +322,13 @@ impl Sfu {
             .send(c)
             .await
             .map_err(|_| SfuError::ShuttingDown)
+    }
+
+    /// Queues a line for a session's `chat` data channel. False when the
+    /// SFU is saturated or gone: the line is dropped, as a slow viewer's
+    /// would be.
+    pub fn send_chat(&self, session: &str, line: Arc<str>) -> bool {
+        self.chat_out.try_send((session.to_string(), line)).is_ok()
     }
 
     pub fn viewers(&self, channel: &str) -> usize {

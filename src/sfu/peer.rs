@@ -71,6 +71,8 @@ pub struct Peer {
     pub audio_sent: (u32, u32),
     pub audio_skipped: u16,
     pub chat: Option<RTCDataChannelId>,
+    /// Where the chat data channel's events go, when chat is served.
+    pub chat_tap: Option<super::ChatTap>,
     pub addrs: Vec<SocketAddr>,
     pub connected: bool,
     pub created: Instant,
@@ -429,6 +431,7 @@ impl Peer {
             video_sent: (0, 0),
             audio_sent: (0, 0),
             chat: None,
+            chat_tap: None,
             addrs: Vec::new(),
             connected: false,
             created: now,

@@ -4,6 +4,9 @@
 //! make the loop wait.
 
 use super::peer::{self, Peer, PeerId, MAX_ADDRS_PER_PEER};
+mod events;
+mod publish;
+
 use super::udp::Batcher;
 use super::whip::{self, Continuity, Ingest};
 use super::{egress, stun, Command, Media, SfuError, ViewerCounts, WhepSession};
@@ -126,6 +129,7 @@ impl Driver {
         mut datagrams: mpsc::Receiver<Datagram>,
         mut commands: mpsc::Receiver<Command>,
         mut media: mpsc::Receiver<Media>,
+        mut chat: mpsc::Receiver<(String, Arc<str>)>,
         shutdown: CancellationToken,
     ) {
         let mut ticker = tokio::time::interval(VIEWER_EVENT_INTERVAL);
@@ -164,6 +168,15 @@ impl Driver {
                         }
                     }
                 }
+                Some((session, line)) = chat.recv() => {
+                    self.on_chat_line(&session, &line);
+                    for _ in 0..256 {
+                        match chat.try_recv() {
+                            Ok((session, line)) => self.on_chat_line(&session, &line),
+                            Err(_) => break,
+                        }
+                    }
+                }
                 _ = sleep => self.on_timers(),
                 _ = ticker.tick() => {
                     self.reap_silent();
@@ -185,9 +198,10 @@ impl Driver {
             Command::Whep {
                 channel,
                 offer,
+                chat,
                 reply,
             } => {
-                let _ = reply.send(self.add_viewer(channel, offer));
+                let _ = reply.send(self.add_viewer(channel, offer, chat));
             }
             Command::Whip {
                 channel,
@@ -234,7 +248,12 @@ impl Driver {
         }
     }
 
-    fn add_viewer(&mut self, channel: Arc<str>, offer: String) -> Result<WhepSession, SfuError> {
+    fn add_viewer(
+        &mut self,
+        channel: Arc<str>,
+        offer: String,
+        chat: Option<super::ChatTap>,
+    ) -> Result<WhepSession, SfuError> {
         if self.peers.len() >= MAX_PEERS {
             return Err(SfuError::Busy);
         }
@@ -242,7 +261,7 @@ impl Driver {
         let id = self.next_id;
         let now = Instant::now();
         let profile = self.channels.get(&channel).and_then(|c| c.profile);
-        let answer = peer::answer_viewer(
+        let mut answer = peer::answer_viewer(
             id,
             channel.clone(),
             offer,
@@ -251,6 +270,7 @@ impl Driver {
             profile,
             now,
         )?;
+        answer.peer.chat_tap = chat;
         let session = answer.peer.session.clone();
         self.by_ufrag.insert(answer.peer.ufrag.clone(), id);
         self.by_session.insert(session.clone(), id);
@@ -282,99 +302,6 @@ impl Driver {
             session,
             sdp: answer.sdp,
         })
-    }
-
-    fn add_publisher(&mut self, channel: Arc<str>, offer: String) -> Result<WhepSession, SfuError> {
-        if self.peers.len() >= MAX_PEERS {
-            return Err(SfuError::Busy);
-        }
-        self.next_id += 1;
-        let id = self.next_id;
-        let (answer, video_pt, audio_pt) = peer::answer_publisher(
-            id,
-            channel.clone(),
-            offer,
-            &self.candidates,
-            &self.certificate,
-            Instant::now(),
-        )?;
-        // A new publisher with a valid key replaces the current one, RTMP
-        // or WHIP: encoders that reconnect are never locked out.
-        if let Some(old) = self.publishers.remove(&channel) {
-            self.remove_peer(old, "replaced by a new WHIP publisher");
-        }
-        let publisher = self.hub.publish_from(&channel, crate::hub::Source::Whip);
-        let mut peer = answer.peer;
-        peer.ingest = Some(Box::new(Ingest::new(publisher, video_pt, audio_pt)));
-        let session = peer.session.clone();
-        self.by_ufrag.insert(peer.ufrag.clone(), id);
-        self.by_session.insert(session.clone(), id);
-        self.peers.insert(id, peer);
-        self.publishers.insert(channel.clone(), id);
-        self.service(id, None);
-        tracing::info!(channel = %channel, session, "WHIP publisher joined");
-        Ok(WhepSession {
-            session,
-            sdp: answer.sdp,
-        })
-    }
-
-    /// Asks the channel's WHIP publisher for a keyframe, at most once per
-    /// [`whip::PLI_INTERVAL`].
-    fn request_keyframe(&mut self, channel: &Arc<str>) {
-        let Some(pid) = self.publishers.get(channel).copied() else {
-            return;
-        };
-        let Some(p) = self.peers.get_mut(&pid) else {
-            return;
-        };
-        let Some(ingest) = p.ingest.as_mut() else {
-            return;
-        };
-        let now = Instant::now();
-        if ingest
-            .last_pli
-            .is_some_and(|t| now.duration_since(t) < whip::PLI_INTERVAL)
-        {
-            return;
-        }
-        let (Some(rid), Some(ssrc)) = (ingest.video_receiver, ingest.video_ssrc) else {
-            return;
-        };
-        ingest.last_pli = Some(now);
-        ingest.wants_keyframe = false;
-        if let Some(mut r) = p.pc.rtp_receiver(rid) {
-            let pli =
-                rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication {
-                    sender_ssrc: 0,
-                    media_ssrc: ssrc,
-                };
-            let _ = r.write_rtcp(now, vec![Box::new(pli)]);
-        }
-        crate::metrics::pli_sent();
-        self.service(pid, None);
-    }
-
-    /// Forwards one packet from a channel's WHIP publisher to its viewers,
-    /// in the channel's numbering.
-    fn forward_rtp(&mut self, channel: &Arc<str>, source: u64, kind: MediaKind, mut pkt: Packet) {
-        if !self.channels.contains_key(channel) {
-            return;
-        }
-        let keyframe = kind == MediaKind::Audio || whip::starts_keyframe(&pkt.payload);
-        let slots = self.forward.entry(channel.clone()).or_default();
-        let (slot, clock) = match kind {
-            MediaKind::Video => (&mut slots[0], 90_000),
-            MediaKind::Audio => (&mut slots[1], 48_000),
-        };
-        slot.map(source, clock, &mut pkt);
-        if let Some(ch) = self.channels.get_mut(channel) {
-            // WHIP tracks are anchored on their first packet's arrival, the
-            // same rule the hub side uses, so both tracks line up at once.
-            let i = usize::from(kind == MediaKind::Audio);
-            ch.anchor[i].get_or_insert((Instant::now(), pkt.header.timestamp));
-        }
-        self.fan_out(channel, kind, keyframe, std::slice::from_ref(&pkt));
     }
 
     fn set_count(&self, channel: &Arc<str>) {
@@ -502,7 +429,7 @@ impl Driver {
                             // wait for it rather than show a broken picture.
                             p.waiting_keyframe = true;
                         }
-                        self.send_chat(pid, msg);
+                        self.send_event(pid, msg);
                     }
                 }
             }
@@ -568,101 +495,6 @@ impl Driver {
         crate::metrics::add_rtp_out(out_packets, out_bytes);
     }
 
-    /// Sender reports pinned to each publish's media clock, so both tracks
-    /// map to wall time through the same anchor and players line them up
-    /// exactly, whatever jitter the ingest had.
-    fn send_sender_reports(&mut self) {
-        let now = Instant::now();
-        let since_unix = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
-        let ntp = ((since_unix.as_secs() + NTP_UNIX_OFFSET) << 32)
-            | (((since_unix.subsec_nanos() as u64) << 32) / 1_000_000_000);
-        let mut touched = Vec::new();
-        for ch in self.channels.values() {
-            if ch.anchor.iter().all(Option::is_none) {
-                continue;
-            }
-            let clock_at = |i: usize, rate: f64| {
-                ch.anchor[i].map(|(wall, ts)| {
-                    ts.wrapping_add(
-                        (now.saturating_duration_since(wall).as_secs_f64() * rate) as u32,
-                    )
-                })
-            };
-            let (video_now, audio_now) = (clock_at(0, 90_000.0), clock_at(1, 48_000.0));
-            for pid in &ch.viewers {
-                let Some(p) = self.peers.get_mut(pid) else {
-                    continue;
-                };
-                if !p.connected {
-                    continue;
-                }
-                let tracks = [
-                    (p.video, video_now, p.video_sent),
-                    (p.audio, audio_now, p.audio_sent),
-                ];
-                for (sender, rtp_time, (packets, octets)) in tracks {
-                    let (Some(sender), Some(rtp_time)) = (sender, rtp_time) else {
-                        continue;
-                    };
-                    if packets == 0 {
-                        continue;
-                    }
-                    let sr = rtc::rtcp::sender_report::SenderReport {
-                        ssrc: sender.ssrc,
-                        ntp_time: ntp,
-                        rtp_time,
-                        packet_count: packets,
-                        octet_count: octets,
-                        ..Default::default()
-                    };
-                    if let Some(mut s) = p.pc.rtp_sender(sender.id) {
-                        let _ = s.write_rtcp(now, vec![Box::new(sr)]);
-                    }
-                }
-                touched.push(*pid);
-            }
-        }
-        for pid in touched {
-            self.service(pid, None);
-        }
-    }
-
-    fn send_chat(&mut self, pid: PeerId, text: &str) {
-        let Some(p) = self.peers.get_mut(&pid) else {
-            return;
-        };
-        let Some(dc_id) = p.chat else { return };
-        if let Some(mut dc) = p.pc.data_channel(dc_id) {
-            let _ = dc.send_text(Instant::now(), text);
-        }
-        self.service(pid, None);
-    }
-
-    fn send_viewer_counts(&mut self) {
-        let dirty: Vec<(Arc<str>, usize)> = self
-            .channels
-            .iter_mut()
-            .filter(|(_, c)| c.counts_dirty)
-            .map(|(k, c)| {
-                c.counts_dirty = false;
-                (k.clone(), c.viewers.len())
-            })
-            .collect();
-        for (channel, n) in dirty {
-            let msg = format!(r#"{{"type":"viewers","count":{n}}}"#);
-            let viewers = self
-                .channels
-                .get(&channel)
-                .map(|c| c.viewers.clone())
-                .unwrap_or_default();
-            for pid in viewers {
-                self.send_chat(pid, &msg);
-            }
-        }
-    }
-
     fn flush_writes(&mut self, p: &mut Peer, pin: Option<SocketAddr>) {
         while let Some(out) = p.pc.poll_write() {
             let to = out.transport.peer_addr;
@@ -719,19 +551,24 @@ impl Driver {
                             .unwrap_or(false);
                     if is_chat {
                         p.chat = Some(id);
-                        let live = self
-                            .channels
-                            .get(&p.channel)
-                            .map(|c| c.live)
-                            .unwrap_or(false);
-                        replies.push(
-                            if live {
-                                r#"{"type":"live"}"#
-                            } else {
-                                r#"{"type":"offline"}"#
-                            }
-                            .into(),
-                        );
+                        if let Some(tap) = &p.chat_tap {
+                            // The room sends history and live state itself.
+                            let _ = tap.events.try_send(super::DataChannelEvent::Open);
+                        } else {
+                            let live = self
+                                .channels
+                                .get(&p.channel)
+                                .map(|c| c.live)
+                                .unwrap_or(false);
+                            replies.push(
+                                if live {
+                                    r#"{"type":"live"}"#
+                                } else {
+                                    r#"{"type":"offline"}"#
+                                }
+                                .into(),
+                            );
+                        }
                     }
                 }
                 _ => {}
@@ -742,7 +579,15 @@ impl Driver {
         while let Some(m) = p.pc.poll_read() {
             match m.message {
                 RTCMessage::DataChannelMessage(id, msg) if Some(id) == p.chat => {
-                    replies.push(chat_reply(&msg.data));
+                    match &p.chat_tap {
+                        Some(tap) if msg.data.len() <= MAX_DC_MESSAGE => {
+                            let text = String::from_utf8_lossy(&msg.data).into_owned();
+                            // A full tap means chat is saturated for this viewer;
+                            // the message is dropped like a lost packet.
+                            let _ = tap.events.try_send(super::DataChannelEvent::Text(text));
+                        }
+                        _ => replies.push(chat_reply(&msg.data)),
+                    }
                 }
                 RTCMessage::RtpPacket(_, pkt) => {
                     if let Some(ingest) = p.ingest.as_mut() {

@@ -1,0 +1,107 @@
+//! The driver's WHIP side: publishers, keyframe requests, and forwarding
+//! their RTP to viewers.
+
+use super::*;
+
+impl Driver {
+    pub(super) fn add_publisher(
+        &mut self,
+        channel: Arc<str>,
+        offer: String,
+    ) -> Result<WhepSession, SfuError> {
+        if self.peers.len() >= MAX_PEERS {
+            return Err(SfuError::Busy);
+        }
+        self.next_id += 1;
+        let id = self.next_id;
+        let (answer, video_pt, audio_pt) = peer::answer_publisher(
+            id,
+            channel.clone(),
+            offer,
+            &self.candidates,
+            &self.certificate,
+            Instant::now(),
+        )?;
+        // A new publisher with a valid key replaces the current one, RTMP
+        // or WHIP: encoders that reconnect are never locked out.
+        if let Some(old) = self.publishers.remove(&channel) {
+            self.remove_peer(old, "replaced by a new WHIP publisher");
+        }
+        let publisher = self.hub.publish_from(&channel, crate::hub::Source::Whip);
+        let mut peer = answer.peer;
+        peer.ingest = Some(Box::new(Ingest::new(publisher, video_pt, audio_pt)));
+        let session = peer.session.clone();
+        self.by_ufrag.insert(peer.ufrag.clone(), id);
+        self.by_session.insert(session.clone(), id);
+        self.peers.insert(id, peer);
+        self.publishers.insert(channel.clone(), id);
+        self.service(id, None);
+        tracing::info!(channel = %channel, session, "WHIP publisher joined");
+        Ok(WhepSession {
+            session,
+            sdp: answer.sdp,
+        })
+    }
+    /// Asks the channel's WHIP publisher for a keyframe, at most once per
+    /// [`whip::PLI_INTERVAL`].
+    pub(super) fn request_keyframe(&mut self, channel: &Arc<str>) {
+        let Some(pid) = self.publishers.get(channel).copied() else {
+            return;
+        };
+        let Some(p) = self.peers.get_mut(&pid) else {
+            return;
+        };
+        let Some(ingest) = p.ingest.as_mut() else {
+            return;
+        };
+        let now = Instant::now();
+        if ingest
+            .last_pli
+            .is_some_and(|t| now.duration_since(t) < whip::PLI_INTERVAL)
+        {
+            return;
+        }
+        let (Some(rid), Some(ssrc)) = (ingest.video_receiver, ingest.video_ssrc) else {
+            return;
+        };
+        ingest.last_pli = Some(now);
+        ingest.wants_keyframe = false;
+        if let Some(mut r) = p.pc.rtp_receiver(rid) {
+            let pli =
+                rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication {
+                    sender_ssrc: 0,
+                    media_ssrc: ssrc,
+                };
+            let _ = r.write_rtcp(now, vec![Box::new(pli)]);
+        }
+        crate::metrics::pli_sent();
+        self.service(pid, None);
+    }
+    /// Forwards one packet from a channel's WHIP publisher to its viewers,
+    /// in the channel's numbering.
+    pub(super) fn forward_rtp(
+        &mut self,
+        channel: &Arc<str>,
+        source: u64,
+        kind: MediaKind,
+        mut pkt: Packet,
+    ) {
+        if !self.channels.contains_key(channel) {
+            return;
+        }
+        let keyframe = kind == MediaKind::Audio || whip::starts_keyframe(&pkt.payload);
+        let slots = self.forward.entry(channel.clone()).or_default();
+        let (slot, clock) = match kind {
+            MediaKind::Video => (&mut slots[0], 90_000),
+            MediaKind::Audio => (&mut slots[1], 48_000),
+        };
+        slot.map(source, clock, &mut pkt);
+        if let Some(ch) = self.channels.get_mut(channel) {
+            // WHIP tracks are anchored on their first packet's arrival, the
+            // same rule the hub side uses, so both tracks line up at once.
+            let i = usize::from(kind == MediaKind::Audio);
+            ch.anchor[i].get_or_insert((Instant::now(), pkt.header.timestamp));
+        }
+        self.fan_out(channel, kind, keyframe, std::slice::from_ref(&pkt));
+    }
+}
