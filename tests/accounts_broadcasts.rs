@@ -62,6 +62,36 @@ async fn owner_edits_publishes_and_hides_broadcasts(b: Backend) {
         .await
         .unwrap());
     assert!(!srv.db.broadcast_visible(row.id, None).await.unwrap());
+    // ... and the HTTP API agrees: the list and the VOD hide it from
+    // everyone but its owner.
+    let listed = |r: &common::HttpResponse| {
+        r.json()["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["id"] == json!(row.id))
+    };
+    let list = "/api/channels/alice/broadcasts";
+    assert!(
+        !listed(&api(a, "GET", list, &[], None).await),
+        "hidden from anonymous viewers"
+    );
+    assert!(
+        !listed(&api(a, "GET", list, &[("Authorization", &bearer(&bob))], None).await),
+        "hidden from bob"
+    );
+    assert!(
+        listed(&api(a, "GET", list, &[("Authorization", &bearer(&alice))], None).await),
+        "alice sees her own"
+    );
+    let vod = format!("/vod/{}/index.m3u8", row.id);
+    assert_eq!(api(a, "GET", &vod, &[], None).await.status, 404);
+    assert_eq!(
+        api(a, "GET", &vod, &[("Authorization", &bearer(&bob))], None)
+            .await
+            .status,
+        404
+    );
     assert!(srv
         .db
         .hidden_broadcasts("alice")
@@ -79,6 +109,10 @@ async fn owner_edits_publishes_and_hides_broadcasts(b: Backend) {
     assert_eq!(r.json()["published"], true);
     assert_eq!(r.json()["title"], "Finale <b>!</b>");
     assert!(srv.db.broadcast_visible(row.id, None).await.unwrap());
+    assert!(
+        listed(&api(a, "GET", list, &[], None).await),
+        "published: listed for all"
+    );
     // Not through another channel's path; bad ids and fields.
     let r = api(
         a,

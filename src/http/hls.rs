@@ -8,7 +8,7 @@ use super::{ApiError, AppState};
 use crate::db::{valid_channel_name, BroadcastRow};
 use crate::hls::live::{LiveChannel, Reject, Want};
 use axum::extract::{Path, Query, RawQuery, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -197,11 +197,28 @@ fn parse_id(id: &str) -> Result<i64, ApiError> {
         .map_err(|_| ApiError::NotFound("no such broadcast".into()))
 }
 
+/// Who is asking, for hidden broadcasts; a bad or cross-site credential
+/// just means anonymous here, since this only reads.
+async fn viewer(s: &AppState, headers: &HeaderMap) -> Result<Option<crate::db::User>, ApiError> {
+    match super::authenticate(s, &Method::GET, headers).await {
+        Ok(v) => Ok(v.map(|v| v.user)),
+        Err(ApiError::Db(e)) => Err(ApiError::Db(e)),
+        Err(_) => Ok(None),
+    }
+}
+
 async fn vod_file(
     State(s): State<AppState>,
     Path((id, file)): Path<(String, String)>,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
+    // A hidden broadcast is the owner's alone; to anyone else it does not
+    // exist.
+    let who = viewer(&s, &headers).await?;
+    if !s.db.broadcast_visible(id, who.as_ref()).await? {
+        return Err(ApiError::NotFound("no such broadcast".into()));
+    }
     let file = parse_file(&file).ok_or_else(|| ApiError::NotFound("no such file".into()))?;
     let rec = s
         .hls
@@ -253,10 +270,26 @@ async fn broadcasts(
     State(s): State<AppState>,
     Path(channel): Path<String>,
     Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     if !valid_channel_name(&channel) || s.db.channel(&channel).await?.is_none() {
         return Err(ApiError::NotFound("no such channel".into()));
     }
+    let who = viewer(&s, &headers).await?;
+    let sees_hidden = match &who {
+        Some(u) if u.role == crate::db::Role::Admin => true,
+        Some(u) => {
+            s.db.channel_info(&channel)
+                .await?
+                .is_some_and(|c| c.owner_id == Some(u.id))
+        }
+        None => false,
+    };
+    let hidden = if sees_hidden {
+        Default::default()
+    } else {
+        s.db.hidden_broadcasts(&channel).await?
+    };
     let cursor = match q.get("cursor").map(String::as_str) {
         None | Some("") => None,
         Some(c) => Some(
@@ -279,6 +312,7 @@ async fn broadcasts(
     let items: Vec<BroadcastJson> = rows
         .into_iter()
         .take(limit as usize)
+        .filter(|row| !hidden.contains(&row.id))
         .map(|row| {
             let recorded = row.recorded;
             let id = row.id;
