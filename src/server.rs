@@ -83,6 +83,7 @@ pub async fn run(
         Arc::new(http::HubLive {
             hub: hub.clone(),
             sfu: sfu.clone(),
+            hls: hls.clone(),
         }),
     );
     tracker.spawn(rooms.clone().run_events(token.clone()));
@@ -105,9 +106,13 @@ pub async fn run(
         let http = listeners.http.tap_io(|tcp| {
             let _ = tcp.set_nodelay(true);
         });
-        axum::serve(http, app)
-            .with_graceful_shutdown(async move { http_token.cancelled().await })
-            .await
+        // Peer addresses feed the HLS viewer estimate.
+        axum::serve(
+            http,
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move { http_token.cancelled().await })
+        .await
     });
 
     let stop = token.clone();

@@ -13,6 +13,7 @@ pub mod live;
 pub mod recorder;
 pub mod segmenter;
 pub mod thumbs;
+pub mod viewers;
 
 use crate::db::Db;
 use crate::hub::{Hub, Stream};
@@ -102,6 +103,8 @@ impl HlsConfig {
 
 /// The HLS side of the server: live playlists, thumbnails, recordings.
 pub struct Hls {
+    /// Estimated HLS viewers per channel.
+    pub viewers: viewers::HlsViewers,
     cfg: HlsConfig,
     channels: Mutex<HashMap<String, Arc<LiveChannel>>>,
     thumbs: thumbs::Thumbnails,
@@ -126,6 +129,7 @@ impl Hls {
         ));
         recordings.recover().await;
         let hls = Arc::new(Hls {
+            viewers: Default::default(),
             cfg,
             channels: Mutex::new(HashMap::new()),
             thumbs: thumbs::Thumbnails::default(),

@@ -96,7 +96,7 @@ async fn channel_json(s: &AppState, info: &ChannelInfo) -> Result<Value, ApiErro
         "slow_mode_secs": info.slow_mode_secs,
         "live": stream.is_some(),
         "started_at": started_at,
-        "viewers": s.sfu.viewers(&info.name),
+        "viewers": s.sfu.viewers(&info.name) + s.hls.viewers.count(&info.name),
         "next_broadcast": next.first().map(scheduled_json),
     }))
 }

@@ -283,6 +283,7 @@ async fn slow_mode(
 pub struct HubLive {
     pub hub: std::sync::Arc<crate::hub::Hub>,
     pub sfu: crate::sfu::Sfu,
+    pub hls: std::sync::Arc<crate::hls::Hls>,
 }
 
 impl crate::chat::LiveState for HubLive {
@@ -290,7 +291,8 @@ impl crate::chat::LiveState for HubLive {
         self.hub.stream(channel).is_some()
     }
 
+    /// WebRTC viewers plus the HLS estimate.
     fn viewers(&self, channel: &str) -> usize {
-        self.sfu.viewers(channel)
+        self.sfu.viewers(channel) + self.hls.viewers.count(channel)
     }
 }

@@ -127,9 +127,21 @@ async fn live_file(
     State(s): State<AppState>,
     Path((channel, file)): Path<(String, String)>,
     RawQuery(query): RawQuery,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let file = parse_file(&file).ok_or_else(|| ApiError::NotFound("no such file".into()))?;
     let ch = live_channel(&s, &channel)?;
+    if file == File::Playlist {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        peer.ip().hash(&mut h);
+        headers
+            .get(header::USER_AGENT)
+            .map(|v| v.as_bytes())
+            .hash(&mut h);
+        s.hls.viewers.seen(&channel, h.finish());
+    }
     let cfg = *ch.config();
     // RFC 8216bis 6.2.5.2: answer or give up within 3 target durations.
     let limit = Duration::from_secs(3 * cfg.target_duration as u64);

@@ -80,6 +80,11 @@ async fn metrics(
         ));
     }
     for stream in s.hub.live() {
+        gauges.push((
+            "onair_viewers".to_string(),
+            format!("channel=\"{}\",protocol=\"hls\"", stream.channel()),
+            s.hls.viewers.count(stream.channel()) as f64,
+        ));
         let h = stream.health();
         let labels = format!("channel=\"{}\"", stream.channel());
         gauges.push((
