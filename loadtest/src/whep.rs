@@ -197,26 +197,7 @@ pub async fn watch(
         pc.add_transceiver_from_kind(RtpCodecKind::Video, recv())?;
     }
     pc.create_data_channel("chat", None)?;
-    let offer = pc.create_offer(None)?;
-    pc.set_local_description(Instant::now(), offer)?;
-    let host = rtc::peer_connection::transport::CandidateHostConfig {
-        base_config: rtc::peer_connection::transport::CandidateConfig {
-            network: "udp".into(),
-            address: local.ip().to_string(),
-            port: local.port(),
-            component: 1,
-            ..Default::default()
-        },
-        ..Default::default()
-    }
-    .new_candidate_host()?;
-    pc.add_local_candidate(
-        rtc::peer_connection::transport::RTCIceCandidate::from(&host).to_json()?,
-    )?;
-    let offer_sdp = pc
-        .local_description()
-        .ok_or_else(|| anyhow::anyhow!("no local description"))?
-        .sdp;
+    let offer_sdp = crate::whep::offer_with_host_candidate(&mut pc, local)?;
 
     let started = Instant::now();
     let auth = opts.token.as_ref().map(|t| format!("Bearer {t}"));
@@ -366,4 +347,33 @@ pub async fn watch(
         let _ = try_http(http_addr, "DELETE", &out.location, &[], b"").await;
     }
     Ok(out)
+}
+
+/// Creates the offer, sets it, and adds our one host candidate (the
+/// socket's address) so the offer carries it: the server is ICE-lite and
+/// needs the client's checks to learn the path.
+pub(crate) fn offer_with_host_candidate(
+    pc: &mut rtc::peer_connection::RTCPeerConnection,
+    local: SocketAddr,
+) -> anyhow::Result<String> {
+    let offer = pc.create_offer(None)?;
+    pc.set_local_description(Instant::now(), offer)?;
+    let host = rtc::peer_connection::transport::CandidateHostConfig {
+        base_config: rtc::peer_connection::transport::CandidateConfig {
+            network: "udp".into(),
+            address: local.ip().to_string(),
+            port: local.port(),
+            component: 1,
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+    .new_candidate_host()?;
+    pc.add_local_candidate(
+        rtc::peer_connection::transport::RTCIceCandidate::from(&host).to_json()?,
+    )?;
+    Ok(pc
+        .local_description()
+        .ok_or_else(|| anyhow::anyhow!("no local description"))?
+        .sdp)
 }

@@ -140,26 +140,7 @@ pub async fn publish(http_addr: SocketAddr, opts: PublishOptions) -> anyhow::Res
         assrc,
         "audio",
     )?;
-    let offer = pc.create_offer(None)?;
-    pc.set_local_description(Instant::now(), offer)?;
-    let host = rtc::peer_connection::transport::CandidateHostConfig {
-        base_config: rtc::peer_connection::transport::CandidateConfig {
-            network: "udp".into(),
-            address: local.ip().to_string(),
-            port: local.port(),
-            component: 1,
-            ..Default::default()
-        },
-        ..Default::default()
-    }
-    .new_candidate_host()?;
-    pc.add_local_candidate(
-        rtc::peer_connection::transport::RTCIceCandidate::from(&host).to_json()?,
-    )?;
-    let sdp = pc
-        .local_description()
-        .ok_or_else(|| anyhow::anyhow!("no local description"))?
-        .sdp;
+    let sdp = crate::whep::offer_with_host_candidate(&mut pc, local)?;
     let started = Instant::now();
     let auth = format!("Bearer {}", opts.key);
     let resp = try_http(
