@@ -28,7 +28,9 @@ if ! command -v cargo >/dev/null; then
   echo "setup: cargo is missing; install Rust from https://rustup.rs" >&2
   exit 1
 fi
-if [ "${1:-}" = "--test" ] && [ ! -d tests/e2e/node_modules ]; then
+# Install when missing, or when the lock file changed since the last install.
+if [ "${1:-}" = "--test" ] && { [ ! -f tests/e2e/node_modules/.package-lock.json ] ||
+  [ tests/e2e/package-lock.json -nt tests/e2e/node_modules/.package-lock.json ]; }; then
   echo "setup: installing the browser-test driver (playwright-core)" >&2
   npm ci --prefix tests/e2e --no-audit --no-fund --silent
 fi
