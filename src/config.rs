@@ -54,6 +54,15 @@ pub struct ServeArgs {
     /// for several. Default: every address of the host.
     #[arg(long, env = "ONAIR_PUBLIC_IP", value_delimiter = ',', global = true)]
     pub public_ip: Vec<IpAddr>,
+    /// STUN/TURN servers for clients, e.g. `turn:turn.example.com:3478`.
+    /// Repeat or comma-separate. Announced in WHIP/WHEP `Link` headers and
+    /// `GET /api/ice-servers`.
+    #[arg(long, env = "ONAIR_ICE_SERVER", value_delimiter = ',', global = true)]
+    pub ice_server: Vec<String>,
+    /// Shared secret for time-limited TURN credentials (the TURN REST API
+    /// scheme coturn's `use-auth-secret` uses).
+    #[arg(long, env = "ONAIR_TURN_SECRET", global = true)]
+    pub turn_secret: Option<String>,
     #[command(flatten)]
     pub hls: crate::hls::HlsArgs,
     #[command(flatten)]
@@ -117,6 +126,9 @@ struct FileConfig {
     public_ip: Vec<IpAddr>,
     data_dir: Option<PathBuf>,
     database_url: Option<String>,
+    #[serde(default)]
+    ice_server: Vec<String>,
+    turn_secret: Option<String>,
 }
 
 /// Resolved settings.
@@ -128,6 +140,9 @@ pub struct Config {
     pub public_ips: Vec<IpAddr>,
     pub data_dir: PathBuf,
     pub database_url: String,
+    /// STUN/TURN URLs announced to clients.
+    pub ice_servers: Vec<String>,
+    pub turn_secret: Option<String>,
     /// LL-HLS, recordings and retention (flags only, not in the TOML file).
     pub hls: crate::hls::HlsConfig,
     /// SMTP for verification and password-reset mail (flags and env only).
@@ -184,6 +199,12 @@ impl Config {
             },
             data_dir,
             database_url,
+            ice_servers: if serve.ice_server.is_empty() {
+                file.ice_server
+            } else {
+                serve.ice_server.clone()
+            },
+            turn_secret: serve.turn_secret.clone().or(file.turn_secret),
             hls: serve.hls.resolve(),
             mail: serve.mail.resolve(),
         })
@@ -199,6 +220,8 @@ impl Config {
             public_ips: Vec::new(),
             data_dir: dir.to_path_buf(),
             database_url: format!("sqlite://{}", dir.join("onair.db").display()),
+            ice_servers: Vec::new(),
+            turn_secret: None,
             hls: crate::hls::HlsConfig::default(),
             mail: crate::auth::MailConfig::default(),
         }

@@ -96,6 +96,10 @@ pub async fn run(
         limits: Arc::default(),
         mailer: crate::auth::Mailer::new(&config.mail)?.map(Arc::new),
         hls,
+        ice: Arc::new(http::ice::IceConfig {
+            urls: config.ice_servers.clone(),
+            turn_secret: config.turn_secret.clone(),
+        }),
     });
     let http_token = token.clone();
     let http_task = tokio::spawn(async move {

@@ -4,6 +4,7 @@
 
 mod mail;
 mod throttle;
+pub mod turn;
 
 pub use mail::{MailArgs, MailConfig, MailError, Mailer};
 pub use throttle::LoginThrottle;

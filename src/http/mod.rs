@@ -7,6 +7,7 @@ mod community;
 mod email;
 mod error;
 mod hls;
+pub mod ice;
 mod me;
 mod openapi;
 mod whep;
@@ -36,6 +37,7 @@ pub struct AppState {
     /// `None` without `--smtp-url`: email flows are off.
     pub mailer: Option<Arc<crate::auth::Mailer>>,
     pub hls: Arc<crate::hls::Hls>,
+    pub ice: std::sync::Arc<ice::IceConfig>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -57,6 +59,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .merge(whep::routes())
         .merge(whip::routes())
+        .merge(ice::routes())
         .merge(community::routes())
         .merge(hls::routes())
         .fallback(|| async { ApiError::NotFound("no such resource".into()) })

@@ -71,6 +71,7 @@ const OPS: &[Op] = &[
     Op { method: "put", path: "/api/categories/{slug}", summary: "Create or rename a category (admin)", access: SignedIn, body: Some("CategoryEdit"), ok: (200, "Category"), errors: &[401, 403] },
     Op { method: "delete", path: "/api/categories/{slug}", summary: "Remove a category; its channels become uncategorised (admin)", access: SignedIn, body: None, ok: (204, ""), errors: &[401, 403, 404] },
     Op { method: "get", path: "/ws/{channel}", summary: "Chat WebSocket (upgrade). Anyone reads; writing needs the session cookie or `?token=`. Client sends {\"type\":\"chat\",\"text\":...}; server sends chat, delete, live, offline, viewers, likes, slow_mode, ban, timeout, error objects", access: Public, body: None, ok: (101, ""), errors: &[401, 404] },
+    Op { method: "get", path: "/api/ice-servers", summary: "STUN/TURN servers for WebRTC clients, TURN ones with time-limited credentials (coturn REST scheme)", access: Public, body: None, ok: (200, "IceServers"), errors: &[] },
     Op { method: "get", path: "/api/openapi.json", summary: "This document", access: Public, body: None, ok: (200, ""), errors: &[] },
 ];
 
@@ -78,7 +79,7 @@ fn schemas() -> Value {
     let s = |v: Value| v;
     let string = json!({"type": "string"});
     let time = json!({"type": "string", "format": "date-time"});
-    json!({
+    let mut schemas = json!({
         "Error": {"type": "object", "required": ["error"], "properties": {"error": string}},
         "Register": {"type": "object", "additionalProperties": false, "required": ["username", "password"], "properties": {
             "username": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{0,31}$", "description": "Also the channel name; reserved names (api, hls, admin, ...) are refused"},
@@ -119,7 +120,13 @@ fn schemas() -> Value {
         "Category": {"type": "object", "properties": {"slug": string, "name": string}},
         "CategoryList": {"type": "object", "properties": {"items": {"type": "array", "items": {"$ref": "#/components/schemas/Category"}}}},
         "CategoryEdit": {"type": "object", "additionalProperties": false, "required": ["name"], "properties": {"name": s(json!({"type": "string", "maxLength": 64}))}},
-    })
+    });
+    // Separate, as one more entry above passes json!'s recursion limit.
+    schemas["IceServers"] = json!({"type": "object", "properties": {"ice_servers": {"type": "array", "items": {
+        "type": "object",
+        "properties": {"urls": {"type": "array", "items": string}, "username": string, "credential": string},
+    }}}});
+    schemas
 }
 
 fn path_params(path: &str) -> Vec<Value> {

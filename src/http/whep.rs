@@ -69,7 +69,7 @@ async fn offer(
         ));
     }
     let location = format!("/whep/{channel}/{}", answer.session);
-    Ok((
+    let mut response = (
         StatusCode::CREATED,
         [
             (header::CONTENT_TYPE, "application/sdp".to_string()),
@@ -78,7 +78,13 @@ async fn offer(
         ],
         answer.sdp,
     )
-        .into_response())
+        .into_response();
+    for link in super::ice::link_headers(&s, "viewer") {
+        if let Ok(v) = axum::http::HeaderValue::from_str(&link) {
+            response.headers_mut().append(header::LINK, v);
+        }
+    }
+    Ok(response)
 }
 
 async fn trickle(

@@ -45,7 +45,7 @@ async fn offer(
     };
     require_type(&headers, "application/sdp")?;
     let answer = s.sfu.whip(&channel, text).await?;
-    Ok((
+    let mut response = (
         StatusCode::CREATED,
         [
             (header::CONTENT_TYPE, "application/sdp".to_string()),
@@ -54,7 +54,13 @@ async fn offer(
         ],
         answer.sdp,
     )
-        .into_response())
+        .into_response();
+    for link in super::ice::link_headers(&s, "publisher") {
+        if let Ok(v) = axum::http::HeaderValue::from_str(&link) {
+            response.headers_mut().append(header::LINK, v);
+        }
+    }
+    Ok(response)
 }
 
 async fn trickle(

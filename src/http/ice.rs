@@ -1,0 +1,38 @@
+//! `GET /api/ice-servers`: the STUN/TURN servers clients should use, with
+//! fresh TURN credentials; the same list goes out as `Link` headers on
+//! WHIP/WHEP answers.
+
+use super::AppState;
+use crate::auth::turn::{self, IceServer};
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+
+/// The configured STUN/TURN servers and the TURN secret.
+#[derive(Debug, Clone, Default)]
+pub struct IceConfig {
+    pub urls: Vec<String>,
+    pub turn_secret: Option<String>,
+}
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/api/ice-servers", get(list))
+}
+
+/// The list for one client, with credentials named after `user`.
+pub fn servers_for(s: &AppState, user: &str) -> Vec<IceServer> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    turn::ice_servers(&s.ice.urls, s.ice.turn_secret.as_deref(), user, now)
+}
+
+/// `Link` header values for a WHIP/WHEP answer.
+pub fn link_headers(s: &AppState, user: &str) -> Vec<String> {
+    servers_for(s, user).iter().map(turn::link_header).collect()
+}
+
+async fn list(State(s): State<AppState>) -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "ice_servers": servers_for(&s, "viewer") }))
+}
