@@ -24,7 +24,7 @@ if [ ! -f "$clip" ]; then
 fi
 key=$("$bin/onair" channel create demo --data-dir "$work")
 "$bin/onair" serve --data-dir "$work" --http 127.0.0.1:18080 --rtmp 127.0.0.1:11935 \
-  --webrtc-udp 127.0.0.1:18189 2>"$work/server.log" &
+  --webrtc-udp 127.0.0.1:18189 --offer-rate 0 2>"$work/server.log" &
 pid=$!
 sleep 1
 ffmpeg -hide_banner -loglevel error -stream_loop -1 -re -i "$clip" -c copy -f flv \

@@ -63,6 +63,10 @@ pub struct ServeArgs {
     /// scheme coturn's `use-auth-secret` uses).
     #[arg(long, env = "ONAIR_TURN_SECRET", global = true)]
     pub turn_secret: Option<String>,
+    /// WHIP/WHEP offers per second per client address (bursts of 4x);
+    /// 0 = unlimited, for load tests. Default 5.
+    #[arg(long, env = "ONAIR_OFFER_RATE", global = true)]
+    pub offer_rate: Option<f64>,
     #[command(flatten)]
     pub hls: crate::hls::HlsArgs,
     #[command(flatten)]
@@ -129,6 +133,7 @@ struct FileConfig {
     #[serde(default)]
     ice_server: Vec<String>,
     turn_secret: Option<String>,
+    offer_rate: Option<f64>,
 }
 
 /// Resolved settings.
@@ -143,6 +148,7 @@ pub struct Config {
     /// STUN/TURN URLs announced to clients.
     pub ice_servers: Vec<String>,
     pub turn_secret: Option<String>,
+    pub offer_rate: Option<f64>,
     /// LL-HLS, recordings and retention (flags only, not in the TOML file).
     pub hls: crate::hls::HlsConfig,
     /// SMTP for verification and password-reset mail (flags and env only).
@@ -205,6 +211,7 @@ impl Config {
                 serve.ice_server.clone()
             },
             turn_secret: serve.turn_secret.clone().or(file.turn_secret),
+            offer_rate: serve.offer_rate.or(file.offer_rate),
             hls: serve.hls.resolve(),
             mail: serve.mail.resolve(),
         })
@@ -222,6 +229,7 @@ impl Config {
             database_url: format!("sqlite://{}", dir.join("onair.db").display()),
             ice_servers: Vec::new(),
             turn_secret: None,
+            offer_rate: None,
             hls: crate::hls::HlsConfig::default(),
             mail: crate::auth::MailConfig::default(),
         }

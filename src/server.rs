@@ -93,7 +93,10 @@ pub async fn run(
         hub: hub.clone(),
         sfu,
         rooms,
-        limits: Arc::default(),
+        limits: Arc::new(match config.offer_rate {
+            Some(r) => http::Limits::with_offer_rate(r),
+            None => http::Limits::default(),
+        }),
         mailer: crate::auth::Mailer::new(&config.mail)?.map(Arc::new),
         hls,
         ice: Arc::new(http::ice::IceConfig {

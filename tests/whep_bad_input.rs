@@ -188,3 +188,42 @@ async fn whep_answers_cors_for_players_on_other_origins() {
     );
     srv.stop().await;
 }
+
+/// A flood of offers from one address gets 429 (WHIP and WHEP share the
+/// budget); the budget refills.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_offer_flood_from_one_address_is_limited() {
+    let srv = TestServer::start().await;
+    let mut statuses = Vec::new();
+    for i in 0..30 {
+        let path = if i % 2 == 0 {
+            "/whep/nosuchchannel"
+        } else {
+            "/whip"
+        };
+        statuses.push(
+            http(srv.http, "POST", path, &[SDP], b"v=0\r\n")
+                .await
+                .status,
+        );
+    }
+    let limited = statuses.iter().filter(|s| **s == 429).count();
+    assert!(limited >= 5, "{statuses:?}");
+    assert!(
+        statuses[..10].iter().all(|s| *s != 429),
+        "a normal burst passes: {statuses:?}"
+    );
+    let r = http(srv.http, "POST", "/whep/nosuchchannel", &[SDP], b"v=0\r\n").await;
+    if r.status == 429 {
+        assert_eq!(r.header("retry-after"), Some("1"));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert_eq!(
+        http(srv.http, "POST", "/whep/nosuchchannel", &[SDP], b"v=0\r\n")
+            .await
+            .status,
+        404,
+        "refilled"
+    );
+    srv.stop().await;
+}

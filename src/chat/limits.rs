@@ -10,19 +10,29 @@ pub const REFILL_PER_SEC: f64 = 1.0;
 pub struct TokenBucket {
     tokens: f64,
     at: Instant,
+    burst: f64,
+    per_sec: f64,
 }
 
 impl TokenBucket {
+    /// The chat rate: [`BURST`], then [`REFILL_PER_SEC`].
     pub fn new(now: Instant) -> TokenBucket {
+        TokenBucket::with_rate(BURST, REFILL_PER_SEC, now)
+    }
+
+    /// Any rate: `burst` at once, then `per_sec`.
+    pub fn with_rate(burst: u32, per_sec: f64, now: Instant) -> TokenBucket {
         TokenBucket {
-            tokens: BURST as f64,
+            tokens: f64::from(burst),
             at: now,
+            burst: f64::from(burst),
+            per_sec,
         }
     }
 
     fn refill(&mut self, now: Instant) {
         let dt = now.saturating_duration_since(self.at).as_secs_f64();
-        self.tokens = (self.tokens + dt * REFILL_PER_SEC).min(BURST as f64);
+        self.tokens = (self.tokens + dt * self.per_sec).min(self.burst);
         self.at = now;
     }
 
@@ -40,7 +50,7 @@ impl TokenBucket {
     /// Full again: forgetting this bucket changes nothing.
     pub fn is_full(&self, now: Instant) -> bool {
         let dt = now.saturating_duration_since(self.at).as_secs_f64();
-        self.tokens + dt * REFILL_PER_SEC >= BURST as f64
+        self.tokens + dt * self.per_sec >= self.burst
     }
 }
 

@@ -4,7 +4,7 @@
 //! live messages with nothing lost or doubled between the two. Every line a
 //! member receives is a JSON object serialized once and shared by all.
 
-mod limits;
+pub mod limits;
 mod message;
 
 pub use limits::{TokenBucket, BURST, REFILL_PER_SEC};

@@ -41,9 +41,53 @@ impl From<AuthError> for ApiError {
 pub struct Limits {
     pub login: LoginThrottle,
     likes: Mutex<HashMap<(i64, String), Instant>>,
+    signaling: Mutex<HashMap<std::net::IpAddr, crate::chat::limits::TokenBucket>>,
+    /// Offers per second per address; `None` is the default.
+    offer_rate: Option<f64>,
 }
 
+/// WHIP/WHEP offers per client address: a page reload or a player retry
+/// is a few; a flood costs the server a peer connection each.
+pub const SIGNALING_BURST: u32 = 20;
+pub const SIGNALING_PER_SEC: f64 = 5.0;
+/// Addresses remembered at once; past it, idle ones are forgotten.
+const SIGNALING_ADDRS: usize = 100_000;
+
 impl Limits {
+    /// Limits with `per_sec` WHIP/WHEP offers per address (a burst of four
+    /// seconds' worth); 0 turns the limit off, for load tests.
+    pub fn with_offer_rate(per_sec: f64) -> Limits {
+        Limits {
+            offer_rate: Some(per_sec),
+            ..Default::default()
+        }
+    }
+
+    /// `Err(retry_after)` when `ip` is over its offer rate.
+    pub fn offer(&self, ip: std::net::IpAddr, now: Instant) -> Result<(), Duration> {
+        let per_sec = self.offer_rate.unwrap_or(SIGNALING_PER_SEC);
+        if per_sec <= 0.0 {
+            return Ok(());
+        }
+        let burst = if self.offer_rate.is_some() {
+            (per_sec * 4.0).ceil().max(1.0) as u32
+        } else {
+            SIGNALING_BURST
+        };
+        let mut map = self.signaling.lock().expect("signaling limits poisoned");
+        if map.len() >= SIGNALING_ADDRS && !map.contains_key(&ip) {
+            map.retain(|_, b| !b.is_full(now));
+        }
+        let bucket = map
+            .entry(ip)
+            .or_insert_with(|| crate::chat::limits::TokenBucket::with_rate(burst, per_sec, now));
+        if bucket.take(now) {
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64(1.0 / per_sec))
+        }
+    }
+
     /// `Err(retry_after)` if `user` liked `channel` less than 10 s ago.
     pub fn like(&self, user: i64, channel: &str, now: Instant) -> Result<(), Duration> {
         let mut map = self.likes.lock().expect("likes poisoned");

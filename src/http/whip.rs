@@ -30,9 +30,11 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 
 async fn offer(
     State(s): State<AppState>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    super::whep::rate_limit(&s, peer)?;
     let text = body_text(body)?;
     let Some(key) = bearer(&headers) else {
         return Err(ApiError::Unauthorized(
