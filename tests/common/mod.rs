@@ -364,3 +364,10 @@ pub async fn ws_wait(
         }
     }
 }
+
+/// A 4xx/5xx answer with the status wanted and a non-empty `{"error"}`.
+pub fn assert_error(r: &HttpResponse, status: u16) {
+    assert_eq!(r.status, status, "{}", r.text());
+    let v = r.json();
+    assert!(v["error"].as_str().is_some_and(|e| !e.is_empty()), "{v}");
+}
