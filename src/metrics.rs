@@ -32,6 +32,49 @@ pub fn udp_send(datagrams: u64, failed: bool) {
     }
 }
 
+/// Upper bounds (microseconds) of the forwarding-latency histogram buckets:
+/// the target is a p99 under 2 ms, so resolution is finest there.
+const LATENCY_BUCKETS_US: [u64; 9] = [50, 100, 250, 500, 1000, 2000, 5000, 10_000, 50_000];
+static LATENCY_BUCKETS: [AtomicU64; 9] = [const { AtomicU64::new(0) }; 9];
+static LATENCY_COUNT: AtomicU64 = AtomicU64::new(0);
+static LATENCY_SUM_US: AtomicU64 = AtomicU64::new(0);
+
+/// Server-added latency of one forwarded WHIP packet: from the socket read
+/// to its copies leaving for every viewer.
+pub fn forward_latency(d: std::time::Duration) {
+    let us = d.as_micros() as u64;
+    if let Some(i) = LATENCY_BUCKETS_US.iter().position(|b| us <= *b) {
+        LATENCY_BUCKETS[i].fetch_add(1, Ordering::Relaxed);
+    }
+    LATENCY_COUNT.fetch_add(1, Ordering::Relaxed);
+    LATENCY_SUM_US.fetch_add(us, Ordering::Relaxed);
+}
+
+fn latency_histogram(out: &mut String) {
+    let name = "onair_forward_latency_seconds";
+    let _ = writeln!(
+        out,
+        "# HELP {name} WHIP packet in to copies out to every viewer.\n# TYPE {name} histogram"
+    );
+    let mut cumulative = 0;
+    for (b, c) in LATENCY_BUCKETS_US.iter().zip(LATENCY_BUCKETS.iter()) {
+        cumulative += c.load(Ordering::Relaxed);
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{le=\"{}\"}} {cumulative}",
+            *b as f64 / 1e6
+        );
+    }
+    let count = LATENCY_COUNT.load(Ordering::Relaxed);
+    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+    let _ = writeln!(
+        out,
+        "{name}_sum {}",
+        LATENCY_SUM_US.load(Ordering::Relaxed) as f64 / 1e6
+    );
+    let _ = writeln!(out, "{name}_count {count}");
+}
+
 pub fn pli_sent() {
     PLI_SENT.fetch_add(1, Ordering::Relaxed);
 }
@@ -85,6 +128,7 @@ pub fn render(gauges: &[(String, String, f64)]) -> String {
         "Refused RTMP publishes (bad key or app).",
         &RTMP_REJECTED,
     );
+    latency_histogram(&mut out);
     let mut last = "";
     for (name, labels, v) in gauges {
         if name != last {

@@ -130,6 +130,32 @@ async fn a_whip_publisher_is_watched_over_whep() {
         got.video.iter().all(|p| p.header.extensions.is_empty()),
         "publisher header extensions are not forwarded"
     );
+
+    // Server-added latency is exported as a Prometheus histogram.
+    let metrics = http(srv.http, "GET", "/metrics", &[], b"").await.text();
+    let value = |prefix: &str| -> f64 {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.split_whitespace().last())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(-1.0)
+    };
+    let count = value("onair_forward_latency_seconds_count");
+    assert!(count > 100.0, "forwarded packets were timed: {count}");
+    let buckets: Vec<f64> = metrics
+        .lines()
+        .filter(|l| l.starts_with("onair_forward_latency_seconds_bucket"))
+        .filter_map(|l| l.split_whitespace().last()?.parse().ok())
+        .collect();
+    assert!(
+        buckets.windows(2).all(|w| w[0] <= w[1]) && buckets.last() == Some(&count),
+        "cumulative buckets: {buckets:?}"
+    );
+    eprintln!(
+        "forwarding latency: {} of {count} packets within 2 ms (debug build)",
+        value("onair_forward_latency_seconds_bucket{le=\"0.002\"}")
+    );
     srv.stop().await;
 }
 

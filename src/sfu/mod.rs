@@ -365,6 +365,7 @@ async fn read_socket(
         match r {
             Ok((n, from)) => {
                 let d = Datagram {
+                    at: std::time::Instant::now(),
                     local: tag,
                     from,
                     data: bytes::BytesMut::from(&buf[..n]),

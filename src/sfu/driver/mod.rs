@@ -50,6 +50,8 @@ pub struct Datagram {
     pub local: SocketAddr,
     pub from: SocketAddr,
     pub data: BytesMut,
+    /// When the socket task read it: the start of server-added latency.
+    pub at: Instant,
 }
 
 struct ChannelState {
@@ -87,6 +89,8 @@ pub struct Driver {
     channels: HashMap<Arc<str>, ChannelState>,
     timers: BTreeSet<(Instant, PeerId)>,
     next_id: PeerId,
+    /// Arrival time of the datagram being handled, if any.
+    rx_at: Option<Instant>,
     /// The WHIP publisher of each channel that has one.
     publishers: HashMap<Arc<str>, PeerId>,
     /// Per channel, video and audio: WHIP RTP mapped to the channel's
@@ -119,6 +123,7 @@ impl Driver {
             channels: HashMap::new(),
             timers: BTreeSet::new(),
             next_id: 0,
+            rx_at: None,
             publishers: HashMap::new(),
             forward: HashMap::new(),
         }
@@ -378,7 +383,9 @@ impl Driver {
         if let Err(e) = p.pc.handle_read(msg) {
             tracing::trace!(peer = pid, "dropping datagram: {e}");
         }
+        self.rx_at = Some(d.at);
         self.service(pid, tentative.then_some(d.from));
+        self.rx_at = None;
     }
 
     fn reap_silent(&mut self) {
@@ -626,8 +633,13 @@ impl Driver {
         }
         let channel = p.channel.clone();
         self.peers.insert(pid, p);
+        let forwarded = !forwards.is_empty();
         for (kind, pkt) in forwards {
             self.forward_rtp(&channel, source, kind, pkt);
+        }
+        if let (true, Some(at)) = (forwarded, self.rx_at) {
+            // Datagram read to the last viewer's batch handed to the kernel.
+            crate::metrics::forward_latency(at.elapsed());
         }
         // A WHIP source is asked for a keyframe when a viewer joins or when
         // our own picture broke; an RTMP source cannot be asked.
