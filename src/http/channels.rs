@@ -206,6 +206,29 @@ mod double_option {
     }
 }
 
+/// An edit of a channel or one of its broadcasts: only the owner (or an
+/// admin) may make it, and the texts must fit.
+fn check_edit(
+    user: &crate::db::User,
+    info: &crate::db::ChannelInfo,
+    what: &str,
+    title: Option<&str>,
+    description: Option<&str>,
+) -> Result<(), ApiError> {
+    if !is_owner(user, info, true) {
+        return Err(ApiError::Forbidden(format!(
+            "only the owner can edit {what}"
+        )));
+    }
+    if let Some(t) = title {
+        check_text("title", t, TITLE_MAX)?;
+    }
+    if let Some(d) = description {
+        check_text("description", d, DESCRIPTION_MAX)?;
+    }
+    Ok(())
+}
+
 fn check_text(what: &str, v: &str, max: usize) -> Result<(), ApiError> {
     if v.chars().count() > max {
         return Err(ApiError::BadRequest(format!(
@@ -227,17 +250,13 @@ async fn edit(
     ApiJson(req): ApiJson<Edit>,
 ) -> Result<Json<Value>, ApiError> {
     let info = channel_or_404(&s, &name).await?;
-    if !is_owner(&me.user, &info, true) {
-        return Err(ApiError::Forbidden(
-            "only the owner can edit this channel".into(),
-        ));
-    }
-    if let Some(t) = &req.title {
-        check_text("title", t, TITLE_MAX)?;
-    }
-    if let Some(d) = &req.description {
-        check_text("description", d, DESCRIPTION_MAX)?;
-    }
+    check_edit(
+        &me.user,
+        &info,
+        "this channel",
+        req.title.as_deref(),
+        req.description.as_deref(),
+    )?;
     if let Some(Some(c)) = &req.category {
         if !s.db.category_exists(c).await? {
             return Err(ApiError::BadRequest(format!("no category {c:?}")));
@@ -550,17 +569,13 @@ async fn edit_broadcast(
             .await?
             .filter(|m| m.channel == name)
             .ok_or_else(not_found)?;
-    if !is_owner(&me.user, &info, true) {
-        return Err(ApiError::Forbidden(
-            "only the owner can edit broadcasts".into(),
-        ));
-    }
-    if let Some(t) = &req.title {
-        check_text("title", t, TITLE_MAX)?;
-    }
-    if let Some(d) = &req.description {
-        check_text("description", d, DESCRIPTION_MAX)?;
-    }
+    check_edit(
+        &me.user,
+        &info,
+        "broadcasts",
+        req.title.as_deref(),
+        req.description.as_deref(),
+    )?;
     s.db.edit_broadcast(
         meta.id,
         &crate::db::BroadcastPatch {

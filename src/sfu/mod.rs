@@ -133,12 +133,6 @@ pub struct WebrtcSockets {
     pub candidates: Vec<SocketAddr>,
 }
 
-impl WebrtcSockets {
-    pub fn port(&self) -> u16 {
-        self.candidates.first().map(|a| a.port()).unwrap_or(0)
-    }
-}
-
 /// Binds the WebRTC port. With `public_ips`, one socket on `addr`, and those
 /// addresses announced (NAT 1:1). With an unspecified `addr`, one socket per
 /// host address (loopback included) on the same port.
@@ -211,7 +205,6 @@ pub struct Sfu {
     commands: mpsc::Sender<Command>,
     chat_out: mpsc::Sender<(String, Arc<str>)>,
     viewers: ViewerCounts,
-    candidates: Arc<Vec<SocketAddr>>,
 }
 
 impl Sfu {
@@ -244,7 +237,6 @@ impl Sfu {
             tagged.push((tag, s));
         }
         let viewers: ViewerCounts = Arc::default();
-        let candidates = Arc::new(sockets.candidates.clone());
         let out = udp::Batcher::new(&tagged)
             .map_err(|e| SfuError::Internal(format!("UDP sockets: {e}")))?;
         let driver = Driver::new(
@@ -261,7 +253,6 @@ impl Sfu {
             commands: cmd_tx,
             chat_out: chat_tx,
             viewers,
-            candidates,
         })
     }
 
@@ -343,10 +334,6 @@ impl Sfu {
     pub fn all_viewers(&self) -> Vec<(String, usize)> {
         let v = self.viewers.lock().expect("viewer counts poisoned");
         v.iter().map(|(k, n)| (k.clone(), *n)).collect()
-    }
-
-    pub fn candidates(&self) -> &[SocketAddr] {
-        &self.candidates
     }
 }
 
