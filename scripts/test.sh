@@ -7,6 +7,10 @@ cd "$(dirname "$0")/.."
 # The DB tests run against SQLite and this real PostgreSQL server.
 if [ -z "${ONAIR_TEST_POSTGRES_URL:-}" ]; then
   ONAIR_TEST_POSTGRES_URL=$(./scripts/postgres.sh)
+  case "$ONAIR_TEST_POSTGRES_URL" in
+    postgres://*) ;;
+    *) echo "scripts/postgres.sh gave no URL: '$ONAIR_TEST_POSTGRES_URL'" >&2; exit 1 ;;
+  esac
   export ONAIR_TEST_POSTGRES_URL
 fi
-cargo test --workspace --all-targets "$@"
+cargo test --workspace --all-targets --no-fail-fast "$@"
