@@ -3,6 +3,7 @@
 //! over WHEP. The publisher's RTP is forwarded, not re-encoded.
 
 mod common;
+mod hls_util;
 
 use common::webrtc_client::{access_units as rtp_access_units, watch, ViewerOptions};
 use common::{http, TestServer};
@@ -79,6 +80,7 @@ async fn a_whip_publisher_is_watched_over_whep() {
         fps: 30,
         audio,
         duration: Duration::from_secs(7),
+        stamp: false,
     };
     let publisher = tokio::spawn(publish(srv.http, opts));
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -190,5 +192,130 @@ async fn whip_refuses_bad_keys_and_bad_offers() {
     assert_eq!(r.status, 400);
     let r = http(srv.http, "DELETE", "/whip/not-a-session", &[], b"").await;
     assert_eq!(r.status, 404);
+    srv.stop().await;
+}
+
+/// Goertzel power of `freq` in mono s16 PCM at 48 kHz, normalised by length.
+fn tone_power(pcm: &[i16], freq: f64) -> f64 {
+    let w = 2.0 * std::f64::consts::PI * freq / 48_000.0;
+    let (mut s1, mut s2) = (0.0f64, 0.0f64);
+    for &x in pcm {
+        let s0 = f64::from(x) / 32768.0 + 2.0 * w.cos() * s1 - s2;
+        s2 = s1;
+        s1 = s0;
+    }
+    (s1 * s1 + s2 * s2 - 2.0 * w.cos() * s1 * s2) / pcm.len().max(1) as f64
+}
+
+/// The audio of `url` decoded by ffmpeg as 48 kHz mono s16.
+async fn decode_audio(url: &str) -> Vec<i16> {
+    let out = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::process::Command::new("ffmpeg")
+            .args(["-v", "error", "-i", url, "-vn", "-ac", "1", "-ar", "48000"])
+            .args(["-f", "s16le", "pipe:1"])
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("ffmpeg finished in time")
+    .expect("ffmpeg is installed");
+    assert!(
+        out.status.success(),
+        "ffmpeg {url}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+        .chunks_exact(2)
+        .map(|b| i16::from_le_bytes([b[0], b[1]]))
+        .collect()
+}
+
+/// `(codec_type, start_time, duration)` per stream of a URL, from ffprobe.
+async fn stream_times(url: &str) -> Vec<(String, f64, f64)> {
+    let out = tokio::process::Command::new("ffprobe")
+        .args(["-v", "error", "-show_entries"])
+        .args(["stream=codec_type,start_time,duration", "-of", "json", url])
+        .output()
+        .await
+        .expect("ffprobe is installed");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("ffprobe JSON");
+    let num = |s: &serde_json::Value| s.as_str().and_then(|x| x.parse().ok()).unwrap_or(-1.0);
+    v["streams"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|s| {
+            let kind = s["codec_type"].as_str().unwrap_or("").to_string();
+            (kind, num(&s["start_time"]), num(&s["duration"]))
+        })
+        .collect()
+}
+
+/// A WHIP stream in the rest of the system: its Opus becomes AAC (once per
+/// stream) in the LL-HLS playlist and the recording, from the first packet
+/// on, and the tone survives the trip.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whip_stream_plays_in_hls_with_aac_and_is_recorded() {
+    let srv = TestServer::start().await;
+    let (video, audio) = media();
+    let opts = PublishOptions {
+        key: srv.key.clone(),
+        video,
+        fps: 30,
+        audio,
+        duration: Duration::from_secs(8),
+        stamp: false,
+    };
+    let publisher = tokio::spawn(publish(srv.http, opts));
+    hls_util::wait_for_playlist(srv.http, &srv.channel).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let live = format!("http://{}/hls/{}/index.m3u8", srv.http, srv.channel);
+    let (streams, _) = hls_util::ffprobe(&live).await;
+    let kinds: Vec<(&str, &str)> = streams
+        .iter()
+        .map(|s| (s.0.as_str(), s.1.as_str()))
+        .collect();
+    assert!(kinds.contains(&("video", "h264")), "{streams:?}");
+    assert!(kinds.contains(&("audio", "aac")), "{streams:?}");
+
+    let published = publisher.await.unwrap().expect("publisher ran");
+    assert_eq!(published.status, 201, "{}", published.error);
+
+    // The recording: both tracks, audio from the start (not seconds late
+    // while waiting for sender reports), and the 440 Hz tone intact.
+    let start = std::time::Instant::now();
+    let id = loop {
+        let r = http(
+            srv.http,
+            "GET",
+            &format!("/api/channels/{}/broadcasts", srv.channel),
+            &[],
+            b"",
+        )
+        .await;
+        let item = r.json()["items"][0].clone();
+        if !item["ended_at"].is_null() {
+            break item["id"].as_i64().unwrap();
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "{}", r.text());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let vod = format!("http://{}/vod/{id}/index.m3u8", srv.http);
+    let times = stream_times(&vod).await;
+    let get = |k: &str| times.iter().find(|t| t.0 == k).cloned();
+    let (v, a) = (get("video").expect("video"), get("audio").expect("audio"));
+    eprintln!("recording: video {v:?}, audio {a:?}");
+    assert!(
+        (a.1 - v.1).abs() < 0.2,
+        "audio starts with the video: {times:?}"
+    );
+    let pcm = decode_audio(&vod).await;
+    let secs = pcm.len() as f64 / 48_000.0;
+    assert!(secs > 5.0, "{secs} s of audio recorded in 8 s of publishing");
+    let (on, off) = (tone_power(&pcm, 440.0), tone_power(&pcm, 1000.0));
+    eprintln!("440 Hz power {on:.3e}, 1 kHz {off:.3e}");
+    assert!(on > 100.0 * off && on > 1e-3, "the tone came through");
     srv.stop().await;
 }

@@ -1,5 +1,5 @@
 //! Audio transcoders for egress that needs a different codec than the
-//! publisher sent: AAC (RTMP) to Opus (WebRTC). One transcoder per stream,
+//! publisher sent: AAC (RTMP) to Opus (WebRTC), Opus (WHIP) to AAC (HLS). One transcoder per stream,
 //! created on demand by the egress, so its cost is paid once however many
 //! viewers watch.
 //!
@@ -8,9 +8,11 @@
 
 mod aac_to_opus;
 mod asc;
+mod opus_to_aac;
 pub mod resample;
 
-pub use aac_to_opus::{AacToOpus, OpusFrame, OPUS_FRAME_SAMPLES, OPUS_SAMPLE_RATE};
+pub use aac_to_opus::{AacToOpus, OpusFrame, OPUS_FRAME_SAMPLES, OPUS_SAMPLE_RATE, RESYNC_TICKS};
+pub use opus_to_aac::OpusToAac;
 
 /// Why a transcoder could not be built, or could not handle one frame.
 ///
@@ -33,6 +35,8 @@ pub enum AudioError {
     BadConfig(String),
     #[error("corrupt AAC frame: {0}")]
     CorruptFrame(String),
-    #[error("opus encoder: {0}")]
+    #[error("AAC encoder: {0}")]
+    AacEncoder(String),
+    #[error("opus: {0}")]
     Opus(#[from] opus::Error),
 }

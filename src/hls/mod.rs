@@ -15,9 +15,10 @@ pub mod segmenter;
 pub mod thumbs;
 pub mod viewers;
 
+use crate::audio::OpusToAac;
 use crate::db::Db;
 use crate::hub::{Hub, Stream};
-use crate::media::MediaKind;
+use crate::media::{MediaKind, Payload, Unit};
 use bytes::Bytes;
 use live::LiveChannel;
 use segmenter::{Event, Segmenter, SegmenterConfig};
@@ -203,6 +204,7 @@ async fn follow(hls: Arc<Hls>, stream: Arc<Stream>, token: CancellationToken) {
         None => None,
     };
     let mut thumbs = hls.thumbs.for_channel(&name, stream.id());
+    let mut opus_to_aac = LazyTranscoder::default();
     tracing::info!(channel = %name, stream = stream.id(), "HLS: following stream");
     loop {
         let unit = tokio::select! {
@@ -212,6 +214,15 @@ async fn follow(hls: Arc<Hls>, stream: Arc<Stream>, token: CancellationToken) {
         let Some(unit) = unit else { break };
         if unit.kind() == MediaKind::Video && unit.keyframe {
             thumbs.offer(&unit, recording.as_ref().and_then(|r| r.poster_path()));
+        }
+        if let Payload::Opus(packet) = &unit.payload {
+            // HLS carries AAC: a WHIP publisher's Opus is transcoded here,
+            // once per stream, for the live playlist and the recording alike.
+            for aac in opus_to_aac.push(&name, packet, unit.pts) {
+                let events = seg.push(Arc::new(aac));
+                deliver(&channel, recording.as_mut(), &events);
+            }
+            continue;
         }
         let events = seg.push(unit);
         deliver(&channel, recording.as_mut(), &events);
@@ -223,6 +234,39 @@ async fn follow(hls: Arc<Hls>, stream: Arc<Stream>, token: CancellationToken) {
         rec.finish().await;
     }
     tracing::info!(channel = %name, stream = stream.id(), "HLS: stream ended");
+}
+
+/// An Opus-to-AAC transcoder made at the first Opus packet: RTMP streams,
+/// which carry AAC already, never pay for one.
+#[derive(Default)]
+enum LazyTranscoder {
+    #[default]
+    NotYet,
+    Ready(Box<OpusToAac>),
+    /// Construction failed once (logged); the stream's HLS goes without
+    /// audio rather than retrying per packet.
+    Failed,
+}
+
+impl LazyTranscoder {
+    fn push(&mut self, channel: &str, packet: &[u8], pts: i64) -> Vec<Unit> {
+        if let LazyTranscoder::NotYet = self {
+            *self = match OpusToAac::new() {
+                Ok(t) => LazyTranscoder::Ready(Box::new(t)),
+                Err(e) => {
+                    tracing::error!(
+                        channel,
+                        "HLS: no Opus to AAC transcoder, audio left out: {e}"
+                    );
+                    LazyTranscoder::Failed
+                }
+            };
+        }
+        match self {
+            LazyTranscoder::Ready(t) => t.push(packet, pts),
+            _ => Vec::new(),
+        }
+    }
 }
 
 fn deliver(channel: &LiveChannel, recording: Option<&mut recorder::Recording>, events: &[Event]) {
