@@ -13,6 +13,46 @@ static UDP_DROPPED: AtomicU64 = AtomicU64::new(0);
 static PLI_SENT: AtomicU64 = AtomicU64::new(0);
 static RTMP_PUBLISHES: AtomicU64 = AtomicU64::new(0);
 static RTMP_REJECTED: AtomicU64 = AtomicU64::new(0);
+static HLS_PLAYLIST_REQUESTS: AtomicU64 = AtomicU64::new(0);
+static HLS_MEDIA_REQUESTS: AtomicU64 = AtomicU64::new(0);
+static CHAT_MESSAGES: AtomicU64 = AtomicU64::new(0);
+static NACKS_RECEIVED: AtomicU64 = AtomicU64::new(0);
+static PLI_RECEIVED: AtomicU64 = AtomicU64::new(0);
+static QUALITY_DOWN: AtomicU64 = AtomicU64::new(0);
+static QUALITY_UP: AtomicU64 = AtomicU64::new(0);
+
+/// Packets a WebRTC viewer asked to have retransmitted (NACK).
+pub fn nacks_received(packets: u64) {
+    NACKS_RECEIVED.fetch_add(packets, Ordering::Relaxed);
+}
+
+/// A keyframe request (PLI or FIR) from a WebRTC viewer.
+pub fn pli_received() {
+    PLI_RECEIVED.fetch_add(1, Ordering::Relaxed);
+}
+
+/// A viewer moved between full, keyframes-only and audio-only.
+pub fn quality_change(up: bool) {
+    if up {
+        QUALITY_UP.fetch_add(1, Ordering::Relaxed);
+    } else {
+        QUALITY_DOWN.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// One live HLS request: a playlist (blocking or not) or a media file.
+pub fn hls_request(playlist: bool) {
+    if playlist {
+        HLS_PLAYLIST_REQUESTS.fetch_add(1, Ordering::Relaxed);
+    } else {
+        HLS_MEDIA_REQUESTS.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// One chat message accepted (over WebSocket or a WHEP data channel).
+pub fn chat_message() {
+    CHAT_MESSAGES.fetch_add(1, Ordering::Relaxed);
+}
 
 pub fn add_reader_drops(n: u64) {
     READER_DROPS.fetch_add(n, Ordering::Relaxed);
@@ -87,6 +127,26 @@ pub fn rtmp_publish(accepted: bool) {
     }
 }
 
+/// CPU seconds and resident bytes of this process, from /proc: the
+/// standard `process_*` metrics, so a load tool or Prometheus can read the
+/// server's cost without access to its PID.
+fn process_usage() -> Option<(f64, f64)> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // utime and stime are the 12th and 13th fields after the command name.
+    let f: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let rss_kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    // USER_HZ is 100 on every Linux architecture this builds for.
+    Some((ticks as f64 / 100.0, rss_kib * 1024.0))
+}
+
 fn counter(out: &mut String, name: &str, help: &str, v: &AtomicU64) {
     let _ = writeln!(
         out,
@@ -128,14 +188,100 @@ pub fn render(gauges: &[(String, String, f64)]) -> String {
         "Refused RTMP publishes (bad key or app).",
         &RTMP_REJECTED,
     );
+    counter(
+        &mut out,
+        "onair_udp_sends_total",
+        "Batched UDP sends (sendmmsg/GSO calls) of WebRTC media.",
+        &UDP_SENDS,
+    );
+    counter(
+        &mut out,
+        "onair_udp_datagrams_total",
+        "UDP datagrams sent to WebRTC peers.",
+        &UDP_DATAGRAMS,
+    );
+    counter(
+        &mut out,
+        "onair_udp_dropped_datagrams_total",
+        "UDP datagrams whose send failed.",
+        &UDP_DROPPED,
+    );
+    counter(
+        &mut out,
+        "onair_nack_received_packets_total",
+        "Packets WebRTC viewers asked to have retransmitted (NACK).",
+        &NACKS_RECEIVED,
+    );
+    counter(
+        &mut out,
+        "onair_pli_received_total",
+        "Keyframe requests (PLI/FIR) from WebRTC viewers.",
+        &PLI_RECEIVED,
+    );
+    counter(
+        &mut out,
+        "onair_viewer_downgrades_total",
+        "Viewers stepped down (to keyframes only, or audio only) for loss or low REMB.",
+        &QUALITY_DOWN,
+    );
+    counter(
+        &mut out,
+        "onair_viewer_upgrades_total",
+        "Viewers stepped back up after a good stretch.",
+        &QUALITY_UP,
+    );
+    counter(
+        &mut out,
+        "onair_pli_sent_total",
+        "Keyframe requests (PLI) sent to WHIP publishers.",
+        &PLI_SENT,
+    );
+    counter(
+        &mut out,
+        "onair_hls_playlist_requests_total",
+        "Live HLS playlist requests, blocking reloads included.",
+        &HLS_PLAYLIST_REQUESTS,
+    );
+    counter(
+        &mut out,
+        "onair_hls_media_requests_total",
+        "Live HLS init, segment and part requests.",
+        &HLS_MEDIA_REQUESTS,
+    );
+    counter(
+        &mut out,
+        "onair_chat_messages_total",
+        "Chat messages accepted.",
+        &CHAT_MESSAGES,
+    );
+    if let Some((cpu, rss)) = process_usage() {
+        let _ = writeln!(
+            out,
+            "# HELP process_cpu_seconds_total User and system CPU time.\n\
+             # TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total {cpu}\n\
+             # HELP process_resident_memory_bytes Resident memory.\n\
+             # TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes {rss}"
+        );
+    }
     latency_histogram(&mut out);
     let mut last = "";
     for (name, labels, v) in gauges {
         if name != last {
-            let _ = writeln!(out, "# TYPE {name} gauge");
+            // Totals passed in by the caller (per-channel ingest) are
+            // counters: Prometheus' rate() gives bitrate and fps from them.
+            let kind = if name.ends_with("_total") {
+                "counter"
+            } else {
+                "gauge"
+            };
+            let _ = writeln!(out, "# TYPE {name} {kind}");
             last = name;
         }
-        let _ = writeln!(out, "{name}{{{labels}}} {v}");
+        if labels.is_empty() {
+            let _ = writeln!(out, "{name} {v}");
+        } else {
+            let _ = writeln!(out, "{name}{{{labels}}} {v}");
+        }
     }
     out
 }

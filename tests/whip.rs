@@ -313,9 +313,79 @@ async fn a_whip_stream_plays_in_hls_with_aac_and_is_recorded() {
     );
     let pcm = decode_audio(&vod).await;
     let secs = pcm.len() as f64 / 48_000.0;
-    assert!(secs > 5.0, "{secs} s of audio recorded in 8 s of publishing");
+    assert!(
+        secs > 5.0,
+        "{secs} s of audio recorded in 8 s of publishing"
+    );
     let (on, off) = (tone_power(&pcm, 440.0), tone_power(&pcm, 1000.0));
     eprintln!("440 Hz power {on:.3e}, 1 kHz {off:.3e}");
     assert!(on > 100.0 * off && on > 1e-3, "the tone came through");
+    srv.stop().await;
+}
+
+/// OBS lost its network and reconnects: a second WHIP publisher with the
+/// same key takes over while the first one's session is still open. The
+/// viewer keeps its session, its sequence numbers stay continuous, and
+/// the picture is back as soon as the new publisher's first keyframe is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_whip_publisher_takes_over_and_the_viewer_keeps_its_session() {
+    let srv = TestServer::start().await;
+    let (video, audio) = media();
+    let opts = |secs| PublishOptions {
+        key: srv.key.clone(),
+        video: video.clone(),
+        fps: 30,
+        audio: audio.clone(),
+        duration: Duration::from_secs(secs),
+        stamp: false,
+    };
+    let first = tokio::spawn(publish(srv.http, opts(6)));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let viewer = tokio::spawn({
+        let (http, channel) = (srv.http, srv.channel.clone());
+        async move {
+            watch(
+                http,
+                &channel,
+                Duration::from_secs(9),
+                ViewerOptions::default(),
+            )
+            .await
+        }
+    });
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let taken_over_at = std::time::Instant::now();
+    let second = tokio::spawn(publish(srv.http, opts(5)));
+    let second = second.await.unwrap().expect("second publisher ran");
+    assert_eq!(second.status, 201, "{}", second.error);
+    let connect = second.connected_after.expect("second publisher connected");
+    assert!(
+        taken_over_at.elapsed() < Duration::from_secs(10) && connect < Duration::from_secs(5),
+        "took over within 5 s: {connect:?}"
+    );
+    let got = viewer.await.unwrap().expect("viewer");
+    let _ = first.await;
+    let seqs: Vec<u16> = got.video.iter().map(|p| p.header.sequence_number).collect();
+    assert!(
+        seqs.windows(2).all(|w| w[1] == w[0].wrapping_add(1)),
+        "continuous sequence across publishers"
+    );
+    // The takeover's pause: the new publisher's connection time plus at
+    // most a second until its keyframe reaches the viewer.
+    let gap = Duration::from_millis(got.counters.longest_video_gap_ms);
+    eprintln!("takeover: second publisher connected after {connect:?}, longest video gap {gap:?}");
+    assert!(
+        gap <= connect + Duration::from_secs(1),
+        "picture back in time: {gap:?}"
+    );
+    let mut dec = openh264::decoder::Decoder::new().unwrap();
+    let decoded = rtp_access_units(&got.video)
+        .iter()
+        .filter(|(_, au)| matches!(dec.decode(au), Ok(Some(_))))
+        .count();
+    assert!(
+        decoded >= 150,
+        "decoded {decoded} frames over both publishers"
+    );
     srv.stop().await;
 }

@@ -6,8 +6,10 @@
 //! - `peer`: a viewer's connection built from its offer.
 //! - `packetize`, `sdp`, `stun`: the small pure pieces.
 
+pub mod congestion;
 mod driver;
 mod egress;
+mod feedback;
 pub mod packetize;
 pub mod peer;
 pub mod sdp;

@@ -1,7 +1,8 @@
 //! One WebRTC viewer: an `rtc` peer connection built from its offer, plus
 //! what the driver needs to route to it and feed it.
 
-use super::sdp::{self, Offer};
+use super::congestion::{Controller, Level};
+use super::sdp::{self, Offer, VideoCodec};
 use super::SfuError;
 use crate::media::MediaKind;
 use rtc::data_channel::RTCDataChannelId;
@@ -13,7 +14,7 @@ use rtc::peer_connection::configuration::interceptor_registry::{
     configure_nack, configure_twcc_receiver_only,
 };
 use rtc::peer_connection::configuration::media_engine::{
-    MediaEngine, MIME_TYPE_H264, MIME_TYPE_OPUS,
+    MediaEngine, MIME_TYPE_H264, MIME_TYPE_OPUS, MIME_TYPE_VP8,
 };
 use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
@@ -59,6 +60,8 @@ pub struct Peer {
     pub ufrag: String,
     pub pc: RTCPeerConnection,
     pub video: Option<Sender>,
+    /// What `video` carries: a viewer is sent only the video of its codec.
+    pub video_codec: Option<VideoCodec>,
     pub audio: Option<Sender>,
     /// Video is withheld until a keyframe: P-frames without their reference
     /// only show as corruption.
@@ -83,6 +86,12 @@ pub struct Peer {
     pub deadline: Option<Instant>,
     /// Set for a WHIP publisher: where its media goes.
     pub ingest: Option<Box<super::whip::Ingest>>,
+    /// How much of the stream this viewer's link carries.
+    pub congestion: Controller,
+    /// The RTP timestamp of the keyframe being sent at keyframes-only
+    /// level: WHIP marks only a keyframe's first packet, so the rest of
+    /// the access unit is recognised by its timestamp.
+    keyframe_ts: Option<u32>,
 }
 
 pub struct Answer {
@@ -105,29 +114,44 @@ pub fn answer_viewer(
     candidates: &[SocketAddr],
     certificate: &RTCCertificate,
     stream_profile: Option<u8>,
+    source: VideoCodec,
     now: Instant,
 ) -> Result<Answer, SfuError> {
     let offer: Offer =
         sdp::read_offer(&offer_sdp).map_err(|e| SfuError::BadOffer(e.to_string()))?;
-    let h264 = if offer.has_video {
-        Some(sdp::choose_h264(&offer.h264, stream_profile).ok_or_else(|| {
-            SfuError::NoCommonCodec(
-                "the offer's video has no H.264 with packetization-mode=1; this server sends H.264".into(),
-            )
-        })?)
+    // The channel's current codec when the viewer can decode it; else
+    // H.264, which every source but a VP8 browser publisher sends.
+    let video_fmt = if offer.has_video {
+        let vp8 = offer.vp8.iter().find(|f| f.clock_rate == 90_000);
+        match (source, vp8) {
+            (VideoCodec::Vp8, Some(f)) => Some((f, VideoCodec::Vp8)),
+            _ => Some(
+                sdp::choose_h264(&offer.h264, stream_profile)
+                    .map(|f| (f, VideoCodec::H264))
+                    .ok_or_else(|| {
+                        SfuError::NoCommonCodec(
+                            "the offer's video has no H.264 with packetization-mode=1; this server sends H.264".into(),
+                        )
+                    })?,
+            ),
+        }
     } else {
         None
     };
     let opus = offer.opus.iter().find(|f| f.clock_rate == 48_000);
-    if h264.is_none() && opus.is_none() {
+    if video_fmt.is_none() && opus.is_none() {
         return Err(SfuError::NoCommonCodec(
             "the offer has neither H.264 video nor Opus audio".into(),
         ));
     }
 
     let mut media = MediaEngine::default();
-    let video_codec = h264.map(|f| RTCRtpCodec {
-        mime_type: MIME_TYPE_H264.to_owned(),
+    let video_codec = video_fmt.map(|(f, kind)| RTCRtpCodec {
+        mime_type: match kind {
+            VideoCodec::H264 => MIME_TYPE_H264,
+            VideoCodec::Vp8 => MIME_TYPE_VP8,
+        }
+        .to_owned(),
         clock_rate: 90_000,
         channels: 0,
         // Echo the viewer's own fmtp so the answer names exactly the profile
@@ -146,9 +170,15 @@ pub fn answer_viewer(
                 typ: "ccm".into(),
                 parameter: "fir".into(),
             },
+            // The viewer's estimate of its link, for congestion control
+            // (see congestion.rs).
+            RTCPFeedback {
+                typ: "goog-remb".into(),
+                parameter: String::new(),
+            },
         ],
     });
-    if let (Some(codec), Some(f)) = (&video_codec, h264) {
+    if let (Some(codec), Some((f, _))) = (&video_codec, video_fmt) {
         media
             .register_codec(
                 RTCRtpCodecParameters {
@@ -188,7 +218,11 @@ pub fn answer_viewer(
     let registry = configure_nack(Registry::new(), &mut media);
     let registry = configure_twcc_receiver_only(registry, &mut media)
         .map_err(|e| SfuError::Internal(format!("interceptors: {e}")))?
-        .with(Slot::ReceiverReport, ReceiverReportBuilder::new().build());
+        .with(Slot::ReceiverReport, ReceiverReportBuilder::new().build())
+        .with(
+            Slot::from(super::feedback::SLOT),
+            super::feedback::DeliverRtcp::default(),
+        );
 
     let (ufrag, mut pc) = build_pc(media, registry, certificate, now)?;
 
@@ -245,6 +279,7 @@ pub fn answer_viewer(
     let video = negotiated(video);
     let audio = negotiated(audio);
     let mut peer = Peer::new(id, channel, ufrag, pc, now);
+    peer.video_codec = video.and(video_fmt.map(|(_, kind)| kind));
     peer.video = video;
     peer.audio = audio;
     Ok(Answer { peer, sdp })
@@ -324,7 +359,7 @@ fn finish_answer(
 }
 
 /// Builds a WHIP publisher's peer connection and its answer. The publisher
-/// sends; we receive H.264 (packetization-mode 1) and Opus.
+/// sends; we receive H.264 (packetization-mode 1) or VP8, and Opus.
 pub fn answer_publisher(
     id: PeerId,
     channel: Arc<str>,
@@ -332,19 +367,28 @@ pub fn answer_publisher(
     candidates: &[SocketAddr],
     certificate: &RTCCertificate,
     now: Instant,
-) -> Result<(Answer, Option<u8>, Option<u8>), SfuError> {
+) -> Result<(Answer, Option<(u8, VideoCodec)>, Option<u8>), SfuError> {
     let offer: Offer =
         sdp::read_offer(&offer_sdp).map_err(|e| SfuError::BadOffer(e.to_string()))?;
-    let h264 = sdp::choose_h264(&offer.h264, None);
-    if offer.has_video && h264.is_none() {
+    // H.264 first: it is what HLS, recordings and every viewer can take.
+    let video = sdp::choose_h264(&offer.h264, None)
+        .map(|f| (f, VideoCodec::H264))
+        .or_else(|| {
+            offer
+                .vp8
+                .iter()
+                .find(|f| f.clock_rate == 90_000)
+                .map(|f| (f, VideoCodec::Vp8))
+        });
+    if offer.has_video && video.is_none() {
         return Err(SfuError::NoCommonCodec(
-            "the offer's video has no H.264 with packetization-mode=1; publish H.264 (set the encoder to x264 or NVENC H.264)".into(),
+            "the offer's video has neither H.264 (packetization-mode=1) nor VP8; publish H.264 (set the encoder to x264 or NVENC H.264)".into(),
         ));
     }
     let opus = offer.opus.iter().find(|f| f.clock_rate == 48_000);
-    if h264.is_none() && opus.is_none() {
+    if video.is_none() && opus.is_none() {
         return Err(SfuError::NoCommonCodec(
-            "the offer has neither H.264 video nor Opus audio".into(),
+            "the offer has neither H.264 or VP8 video nor Opus audio".into(),
         ));
     }
     let mut media = MediaEngine::default();
@@ -352,9 +396,13 @@ pub fn answer_publisher(
         typ: typ.into(),
         parameter: parameter.into(),
     };
-    if let Some(f) = h264 {
+    if let Some((f, kind)) = video {
         let codec = RTCRtpCodec {
-            mime_type: MIME_TYPE_H264.to_owned(),
+            mime_type: match kind {
+                VideoCodec::H264 => MIME_TYPE_H264,
+                VideoCodec::Vp8 => MIME_TYPE_VP8,
+            }
+            .to_owned(),
             clock_rate: 90_000,
             channels: 0,
             sdp_fmtp_line: f.fmtp.clone(),
@@ -372,7 +420,7 @@ pub fn answer_publisher(
                 },
                 RtpCodecKind::Video,
             )
-            .map_err(|e| SfuError::Internal(format!("register H.264: {e}")))?;
+            .map_err(|e| SfuError::Internal(format!("register video: {e}")))?;
     }
     if let Some(f) = opus {
         let codec = RTCRtpCodec {
@@ -404,7 +452,7 @@ pub fn answer_publisher(
     let peer = Peer::new(id, channel, ufrag, pc, now);
     Ok((
         Answer { peer, sdp },
-        h264.map(|f| f.payload_type),
+        video.map(|(f, kind)| (f.payload_type, kind)),
         opus.map(|f| f.payload_type),
     ))
 }
@@ -424,6 +472,7 @@ impl Peer {
             ufrag,
             pc,
             video: None,
+            video_codec: None,
             audio: None,
             waiting_keyframe: true,
             video_skipped: 0,
@@ -438,6 +487,8 @@ impl Peer {
             last_rx: now,
             deadline: None,
             ingest: None,
+            congestion: Controller::default(),
+            keyframe_ts: None,
         }
     }
 
@@ -461,8 +512,18 @@ impl Peer {
         packets: &[Packet],
         now: Instant,
     ) -> (u64, u64) {
+        let level = self.congestion.level();
         let skip = !self.connected
             || match kind {
+                MediaKind::Video if level == Level::AudioOnly => true,
+                MediaKind::Video if level == Level::KeyframesOnly => {
+                    let ts = packets.first().map(|p| p.header.timestamp);
+                    if keyframe {
+                        self.keyframe_ts = ts;
+                        self.waiting_keyframe = false;
+                    }
+                    !keyframe && (ts.is_none() || ts != self.keyframe_ts)
+                }
                 MediaKind::Video if self.waiting_keyframe && !keyframe => true,
                 MediaKind::Video => {
                     self.waiting_keyframe = false;

@@ -43,6 +43,15 @@ impl OfferedFormat {
     }
 }
 
+/// The video codecs the SFU forwards. H.264 is what RTMP brings and what
+/// HLS carries; VP8 comes from browsers that publish without H.264.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub enum VideoCodec {
+    #[default]
+    H264,
+    Vp8,
+}
+
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Offer {
     pub has_video: bool,
@@ -50,6 +59,8 @@ pub struct Offer {
     pub has_data: bool,
     /// H.264 formats of the (first) video m-line.
     pub h264: Vec<OfferedFormat>,
+    /// VP8 formats of the same m-line (browser publishers and viewers).
+    pub vp8: Vec<OfferedFormat>,
     /// Opus formats of the (first) audio m-line.
     pub opus: Vec<OfferedFormat>,
 }
@@ -95,31 +106,28 @@ pub fn read_offer(sdp: &str) -> Result<Offer, SdpError> {
                  fmtps: &mut Vec<(u8, String)>,
                  fbs: &mut Vec<(u8, String)>,
                  offer: &mut Offer| {
-        let target = match section {
-            Section::Video => Some(("H264", &mut offer.h264)),
-            Section::Audio => Some(("OPUS", &mut offer.opus)),
-            _ => None,
-        };
-        if let Some((name, list)) = target {
-            for (pt, codec, clock, ch) in rtpmaps.iter() {
-                if codec.eq_ignore_ascii_case(name) {
-                    list.push(OfferedFormat {
-                        payload_type: *pt,
-                        clock_rate: *clock,
-                        channels: *ch,
-                        fmtp: fmtps
-                            .iter()
-                            .find(|(p, _)| p == pt)
-                            .map(|(_, f)| f.clone())
-                            .unwrap_or_default(),
-                        rtcp_fb: fbs
-                            .iter()
-                            .filter(|(p, _)| p == pt)
-                            .map(|(_, f)| f.clone())
-                            .collect(),
-                    });
-                }
-            }
+        for (pt, codec, clock, ch) in rtpmaps.iter() {
+            let list = match section {
+                Section::Video if codec.eq_ignore_ascii_case("H264") => &mut offer.h264,
+                Section::Video if codec.eq_ignore_ascii_case("VP8") => &mut offer.vp8,
+                Section::Audio if codec.eq_ignore_ascii_case("OPUS") => &mut offer.opus,
+                _ => continue,
+            };
+            list.push(OfferedFormat {
+                payload_type: *pt,
+                clock_rate: *clock,
+                channels: *ch,
+                fmtp: fmtps
+                    .iter()
+                    .find(|(p, _)| p == pt)
+                    .map(|(_, f)| f.clone())
+                    .unwrap_or_default(),
+                rtcp_fb: fbs
+                    .iter()
+                    .filter(|(p, _)| p == pt)
+                    .map(|(_, f)| f.clone())
+                    .collect(),
+            });
         }
         rtpmaps.clear();
         fmtps.clear();
@@ -248,6 +256,8 @@ m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\na=mid:2\r\n";
         let o = read_offer(CHROME_LIKE).unwrap();
         assert!(o.has_audio && o.has_video && o.has_data);
         assert_eq!(o.h264.len(), 3);
+        assert_eq!(o.vp8.len(), 1);
+        assert_eq!((o.vp8[0].payload_type, o.vp8[0].clock_rate), (96, 90_000));
         assert_eq!(o.opus.len(), 1);
         assert_eq!(o.opus[0].payload_type, 111);
         assert_eq!(o.h264[0].rtcp_fb, vec!["nack", "nack pli"]);

@@ -3,6 +3,7 @@
 //! WebRTC viewers do not go through this: the driver forwards the
 //! publisher's RTP to them as it came.
 
+use super::sdp::VideoCodec;
 use crate::codec::h264;
 use crate::hub::Publisher;
 use crate::media::{H264Config, MediaKind, OpusConfig, Payload, TrackConfig, Unit, CLOCK_RATE};
@@ -51,6 +52,7 @@ impl TrackClock {
 pub struct Ingest {
     pub publisher: Publisher,
     pub video_pt: Option<u8>,
+    pub video_codec: VideoCodec,
     pub audio_pt: Option<u8>,
     pub video_ssrc: Option<u32>,
     pub video_receiver: Option<RTCRtpReceiverId>,
@@ -74,17 +76,28 @@ pub struct Ingest {
 }
 
 impl Ingest {
-    pub fn new(publisher: Publisher, video_pt: Option<u8>, audio_pt: Option<u8>) -> Self {
-        if let Some(pt) = video_pt {
-            tracing::debug!(pt, "WHIP video payload type");
-        }
+    pub fn new(
+        publisher: Publisher,
+        video: Option<(u8, VideoCodec)>,
+        audio_pt: Option<u8>,
+    ) -> Self {
+        let video_codec = video.map_or(VideoCodec::H264, |(_, c)| c);
         publisher.stream().update_health(|h| {
-            h.video_codec = video_pt.map(|_| "H.264 (WHIP)".into());
+            h.video_codec = video.map(|(_, c)| match c {
+                VideoCodec::H264 => "H.264 (WHIP)".into(),
+                VideoCodec::Vp8 => "VP8 (WHIP)".into(),
+            });
             h.audio_codec = audio_pt.map(|_| "Opus 48000 Hz (WHIP)".into());
+            if video_codec == VideoCodec::Vp8 {
+                h.warnings.push(
+                    "HLS, recording and thumbnails are off: the publisher sends VP8 and they need H.264; WebRTC viewers that decode VP8 still watch. Publish H.264 to have them.".into(),
+                );
+            }
         });
         Ingest {
             publisher,
-            video_pt,
+            video_pt: video.map(|(pt, _)| pt),
+            video_codec,
             audio_pt,
             video_ssrc: None,
             video_receiver: None,
@@ -119,6 +132,15 @@ impl Ingest {
 
     /// Feeds one packet to the hub side.
     pub fn on_rtp(&mut self, kind: MediaKind, pkt: &Packet, now: Instant) {
+        if self.video_codec == VideoCodec::Vp8 {
+            // The hub's consumers (HLS, recordings, thumbnails) take H.264
+            // only; a VP8 stream reaches WebRTC viewers by forwarding alone.
+            // Keyframe requests still need the SSRC.
+            if kind == MediaKind::Video {
+                self.video_ssrc = Some(pkt.header.ssrc);
+            }
+            return;
+        }
         match kind {
             MediaKind::Audio => {
                 let since = now.saturating_duration_since(self.start);
@@ -287,9 +309,48 @@ impl Continuity {
     }
 }
 
+/// Whether this RTP payload starts a keyframe: where a viewer may start.
+pub fn starts_keyframe(codec: VideoCodec, payload: &[u8]) -> bool {
+    match codec {
+        VideoCodec::H264 => starts_h264_keyframe(payload),
+        VideoCodec::Vp8 => starts_vp8_keyframe(payload),
+    }
+}
+
+/// RFC 7741 4.2 payload descriptor, then the VP8 frame tag (RFC 6386
+/// 9.1): a keyframe starts in the packet with S=1 and partition 0 whose
+/// frame tag has the P (inter-frame) bit clear.
+fn starts_vp8_keyframe(payload: &[u8]) -> bool {
+    let Some(&b0) = payload.first() else {
+        return false;
+    };
+    if b0 & 0x10 == 0 || b0 & 0x07 != 0 {
+        return false;
+    }
+    let mut i = 1;
+    if b0 & 0x80 != 0 {
+        let Some(&x) = payload.get(1) else {
+            return false;
+        };
+        i = 2;
+        if x & 0x80 != 0 {
+            // PictureID: 15 bits when its M bit is set, else 7.
+            let wide = payload.get(2).is_some_and(|b| b & 0x80 != 0);
+            i += if wide { 2 } else { 1 };
+        }
+        if x & 0x40 != 0 {
+            i += 1; // TL0PICIDX
+        }
+        if x & 0x30 != 0 {
+            i += 1; // TID/Y/KEYIDX
+        }
+    }
+    payload.get(i).is_some_and(|tag| tag & 0x01 == 0)
+}
+
 /// Whether this H.264 RTP payload starts a keyframe (an IDR, or the
-/// parameter sets in front of one): where a viewer may start.
-pub fn starts_keyframe(payload: &[u8]) -> bool {
+/// parameter sets in front of one).
+fn starts_h264_keyframe(payload: &[u8]) -> bool {
     let Some(&b0) = payload.first() else {
         return false;
     };
@@ -332,7 +393,30 @@ mod tests {
             (&[0x78, 0xff, 0xff], false),
         ];
         for (p, want) in cases {
-            assert_eq!(starts_keyframe(p), *want, "{p:02x?}");
+            assert_eq!(starts_keyframe(VideoCodec::H264, p), *want, "{p:02x?}");
+        }
+    }
+
+    #[test]
+    fn vp8_keyframe_starts() {
+        let cases: &[(&[u8], bool)] = &[
+            // S=1, PID 0, no extensions; frame tag P=0 (key) / P=1.
+            (&[0x10, 0x50, 0x2a], true),
+            (&[0x10, 0x51, 0x2a], false),
+            // Not the start of a partition, or not partition 0.
+            (&[0x00, 0x50], false),
+            (&[0x11, 0x50], false),
+            // X=1 with I=1 and a 15-bit PictureID (Chrome's form), then the tag.
+            (&[0x90, 0x80, 0x81, 0x23, 0x50], true),
+            (&[0x90, 0x80, 0x81, 0x23, 0x51], false),
+            // X=1 with a 7-bit PictureID, TL0PICIDX and TID.
+            (&[0x90, 0xe0, 0x05, 0x01, 0x20, 0x50], true),
+            (&[0x90], false),
+            (&[0x90, 0x80, 0x81], false),
+            (&[], false),
+        ];
+        for (p, want) in cases {
+            assert_eq!(starts_keyframe(VideoCodec::Vp8, p), *want, "{p:02x?}");
         }
     }
 

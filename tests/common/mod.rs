@@ -2,6 +2,8 @@
 //! minimal HTTP client (enough for WHEP; no client library needed).
 #![allow(dead_code)]
 
+pub mod node;
+pub mod udp_proxy;
 pub mod webrtc_client;
 
 use onair::config::Config;
@@ -15,6 +17,8 @@ use tokio_util::sync::CancellationToken;
 pub struct TestServer {
     pub http: SocketAddr,
     pub rtmp: SocketAddr,
+    /// The WebRTC media port on loopback.
+    pub udp: SocketAddr,
     pub channel: String,
     pub key: String,
     pub db: Db,
@@ -50,6 +54,16 @@ impl TestServer {
         let listeners = onair::Listeners::bind(&config).await.expect("bind");
         let http = listeners.http_addr();
         let rtmp = listeners.rtmp_addr();
+        let udp = listeners
+            .webrtc
+            .candidates
+            .iter()
+            .find(|a| a.ip().is_loopback())
+            .map(|a| SocketAddr::new(a.ip(), a.port()))
+            .unwrap_or_else(|| {
+                let port = listeners.webrtc.candidates.first().map_or(0, |a| a.port());
+                SocketAddr::from(([127, 0, 0, 1], port))
+            });
         let stop = CancellationToken::new();
         let s = stop.clone();
         let task = tokio::spawn(onair::run(
@@ -60,6 +74,7 @@ impl TestServer {
         TestServer {
             http,
             rtmp,
+            udp,
             channel: ch.name,
             key: ch.stream_key,
             db,

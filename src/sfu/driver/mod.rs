@@ -3,7 +3,10 @@
 //! peer wants to send leaves through non-blocking sends, so no viewer can
 //! make the loop wait.
 
+use super::congestion::Level;
+use super::feedback;
 use super::peer::{self, Peer, PeerId, MAX_ADDRS_PER_PEER};
+use super::sdp::VideoCodec;
 mod events;
 mod publish;
 
@@ -64,11 +67,20 @@ struct ChannelState {
     /// connects mid-GOP shows a picture at once instead of waiting up to a
     /// keyframe interval. Empty when unknown or over the cap.
     gop: Vec<Packet>,
+    gop_codec: VideoCodec,
     /// The live publish's media clock (see [`Media::Anchor`]).
     /// Per track (video, audio): at this instant the track's outgoing RTP
     /// clock read this value.
     anchor: [Option<(Instant, u32)>; 2],
+    /// The full stream's video bitrate, what congestion control compares
+    /// a viewer's REMB with: payload bits over the last window.
+    video_bps: f64,
+    video_bytes: u64,
+    video_window: Instant,
 }
+
+/// How often a channel's video bitrate is re-measured.
+const BITRATE_WINDOW: Duration = Duration::from_secs(2);
 
 /// About 2 s of 6 Mbit/s video. A publisher with longer or heavier GOPs
 /// simply makes new viewers wait for the next keyframe.
@@ -266,6 +278,7 @@ impl Driver {
         let id = self.next_id;
         let now = Instant::now();
         let profile = self.channels.get(&channel).and_then(|c| c.profile);
+        let source = self.source_codec(&channel);
         let mut answer = peer::answer_viewer(
             id,
             channel.clone(),
@@ -273,6 +286,7 @@ impl Driver {
             &self.candidates,
             &self.certificate,
             profile,
+            source,
             now,
         )?;
         answer.peer.chat_tap = chat;
@@ -295,7 +309,11 @@ impl Driver {
                 profile: None,
                 counts_dirty: false,
                 gop: Vec::new(),
+                gop_codec: VideoCodec::H264,
                 anchor: [None, None],
+                video_bps: 0.0,
+                video_bytes: 0,
+                video_window: Instant::now(),
             }
         });
         ch.viewers.push(id);
@@ -460,19 +478,27 @@ impl Driver {
                 kind,
                 keyframe,
                 packets,
-            } => self.fan_out(&channel, kind, keyframe, &packets),
+            } => self.fan_out(&channel, kind, VideoCodec::H264, keyframe, &packets),
         }
     }
 
     /// Sends one access unit's (or audio frame's) packets to every viewer of
     /// the channel: only the SSRC and payload type differ per viewer; the
     /// payload bytes are shared.
-    fn fan_out(&mut self, channel: &Arc<str>, kind: MediaKind, keyframe: bool, packets: &[Packet]) {
+    fn fan_out(
+        &mut self,
+        channel: &Arc<str>,
+        kind: MediaKind,
+        codec: VideoCodec,
+        keyframe: bool,
+        packets: &[Packet],
+    ) {
         let Some(ch) = self.channels.get_mut(channel) else {
             return;
         };
         if kind == MediaKind::Video {
             if keyframe {
+                ch.gop_codec = codec;
                 ch.gop.clear();
                 ch.gop.extend_from_slice(packets);
             } else if !ch.gop.is_empty() {
@@ -483,14 +509,27 @@ impl Driver {
                 }
             }
         }
-        let ch = &*ch;
         let now = Instant::now();
+        if kind == MediaKind::Video {
+            ch.video_bytes += packets.iter().map(|p| p.payload.len() as u64).sum::<u64>();
+            let elapsed = now.duration_since(ch.video_window);
+            if elapsed >= BITRATE_WINDOW {
+                ch.video_bps = ch.video_bytes as f64 * 8.0 / elapsed.as_secs_f64();
+                ch.video_bytes = 0;
+                ch.video_window = now;
+            }
+        }
+        let ch = &*ch;
         let mut out_packets = 0u64;
         let mut out_bytes = 0u64;
         for pid in &ch.viewers {
             let Some(p) = self.peers.get_mut(pid) else {
                 continue;
             };
+            if kind == MediaKind::Video && p.video_codec != Some(codec) {
+                // It cannot decode this source's video; it keeps the sound.
+                continue;
+            }
             let (n, bytes) = p.send_media(kind, keyframe, packets, now);
             out_packets += n;
             out_bytes += bytes;
@@ -523,6 +562,7 @@ impl Driver {
             return;
         };
         let mut close: Option<&'static str> = None;
+        // A viewer joined, or one needs a keyframe: ask a WHIP source.
         let mut viewer_joined = false;
         let mut replies: Vec<String> = Vec::new();
         while let Some(ev) = p.pc.poll_event() {
@@ -533,7 +573,9 @@ impl Driver {
                         p.waiting_keyframe = true;
                         tracing::debug!(session = p.session, after = ?p.created.elapsed(), "viewer connected");
                         if let Some(ch) = self.channels.get(&p.channel) {
-                            p.fast_start(&ch.gop);
+                            if p.video_codec == Some(ch.gop_codec) {
+                                p.fast_start(&ch.gop);
+                            }
                         }
                         if p.ingest.is_none() {
                             viewer_joined = true;
@@ -594,6 +636,22 @@ impl Driver {
                             let _ = tap.events.try_send(super::DataChannelEvent::Text(text));
                         }
                         _ => replies.push(chat_reply(&msg.data)),
+                    }
+                }
+                RTCMessage::RtcpPacket(_, packets) if p.ingest.is_none() => {
+                    let bps = self.channels.get(&p.channel).map_or(0.0, |c| c.video_bps);
+                    let video_ssrc = p.video.map(|s| s.ssrc);
+                    let o =
+                        feedback::on_viewer_rtcp(&mut p.congestion, video_ssrc, &packets, bps, now);
+                    viewer_joined |= o.wants_keyframe;
+                    if let Some(level) = o.level {
+                        tracing::info!(session = p.session, level = level.as_str(), "viewer level");
+                        if level != Level::AudioOnly {
+                            // Frames the viewer skipped are references
+                            // for the next ones: resume at a keyframe.
+                            p.waiting_keyframe = true;
+                            viewer_joined = true;
+                        }
                     }
                 }
                 RTCMessage::RtpPacket(_, pkt) => {

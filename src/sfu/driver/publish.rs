@@ -14,7 +14,7 @@ impl Driver {
         }
         self.next_id += 1;
         let id = self.next_id;
-        let (answer, video_pt, audio_pt) = peer::answer_publisher(
+        let (answer, video, audio_pt) = peer::answer_publisher(
             id,
             channel.clone(),
             offer,
@@ -29,7 +29,7 @@ impl Driver {
         }
         let publisher = self.hub.publish_from(&channel, crate::hub::Source::Whip);
         let mut peer = answer.peer;
-        peer.ingest = Some(Box::new(Ingest::new(publisher, video_pt, audio_pt)));
+        peer.ingest = Some(Box::new(Ingest::new(publisher, video, audio_pt)));
         let session = peer.session.clone();
         self.by_ufrag.insert(peer.ufrag.clone(), id);
         self.by_session.insert(session.clone(), id);
@@ -41,6 +41,15 @@ impl Driver {
             session,
             sdp: answer.sdp,
         })
+    }
+    /// The video codec the channel's source sends: its WHIP publisher's, or
+    /// H.264 (RTMP, or nobody yet).
+    pub(super) fn source_codec(&self, channel: &Arc<str>) -> VideoCodec {
+        self.publishers
+            .get(channel)
+            .and_then(|pid| self.peers.get(pid))
+            .and_then(|p| p.ingest.as_ref())
+            .map_or(VideoCodec::H264, |i| i.video_codec)
     }
     /// Asks the channel's WHIP publisher for a keyframe, at most once per
     /// [`whip::PLI_INTERVAL`].
@@ -89,7 +98,8 @@ impl Driver {
         if !self.channels.contains_key(channel) {
             return;
         }
-        let keyframe = kind == MediaKind::Audio || whip::starts_keyframe(&pkt.payload);
+        let codec = self.source_codec(channel);
+        let keyframe = kind == MediaKind::Audio || whip::starts_keyframe(codec, &pkt.payload);
         let slots = self.forward.entry(channel.clone()).or_default();
         let (slot, clock) = match kind {
             MediaKind::Video => (&mut slots[0], 90_000),
@@ -102,6 +112,6 @@ impl Driver {
             let i = usize::from(kind == MediaKind::Audio);
             ch.anchor[i].get_or_insert((Instant::now(), pkt.header.timestamp));
         }
-        self.fan_out(channel, kind, keyframe, std::slice::from_ref(&pkt));
+        self.fan_out(channel, kind, codec, keyframe, std::slice::from_ref(&pkt));
     }
 }
