@@ -7,6 +7,7 @@ use bytes::{Bytes, BytesMut};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use onair::media::MediaKind;
 use onair::sfu::peer::{answer_viewer, Peer};
+use onair::sfu::sdp::VideoCodec;
 use rtc::interceptor::Registry;
 use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
 use rtc::peer_connection::configuration::media_engine::{
@@ -126,6 +127,7 @@ fn connected_pair(
         &[server_addr],
         cert,
         None,
+        VideoCodec::H264,
         Instant::now(),
     )
     .unwrap();

@@ -100,12 +100,23 @@ pub fn on_viewer_rtcp(
             controller.on_remb(f64::from(remb.bitrate));
         } else if let Some(rr) = any.downcast_ref::<ReceiverReport>() {
             let video = rr.reports.iter().find(|r| Some(r.ssrc) == video_ssrc);
-            if let Some(r) = video {
-                let before = controller.level();
-                if let Some(level) = controller.on_report(r.fraction_lost, stream_bps, now) {
-                    crate::metrics::quality_change(level > before);
-                    out.level = Some(level);
+            let before = controller.level();
+            let change = match video {
+                Some(r) => {
+                    tracing::trace!(
+                        total_lost = r.total_lost,
+                        highest = r.last_sequence_number,
+                        remb = ?controller.remb(),
+                        stream_bps,
+                        "viewer report"
+                    );
+                    controller.on_report(r.total_lost, r.last_sequence_number, stream_bps, now)
                 }
+                None => controller.on_quiet_report(stream_bps, now),
+            };
+            if let Some(level) = change {
+                crate::metrics::quality_change(level > before);
+                out.level = Some(level);
             }
         }
     }

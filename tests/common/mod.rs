@@ -113,9 +113,16 @@ pub fn ffmpeg_publish(url: &str, secs: u32) -> Child {
 }
 
 pub fn ffmpeg_publish_with(url: &str, secs: u32, video_opts: &[&str]) -> Child {
+    ffmpeg_publish_sized(url, secs, "1280x720", video_opts)
+}
+
+/// Like [`ffmpeg_publish_with`] at another picture size: a smaller one
+/// leaves CPU for the browsers of a test.
+pub fn ffmpeg_publish_sized(url: &str, secs: u32, size: &str, video_opts: &[&str]) -> Child {
     let mut cmd = Command::new("ffmpeg");
+    let source = format!("testsrc2=size={size}:rate=30");
     cmd.args(["-hide_banner", "-loglevel", "error", "-re"])
-        .args(["-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=30"])
+        .args(["-f", "lavfi", "-i", &source])
         .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
         .args(["-t", &secs.to_string()])
         .args([
