@@ -6,8 +6,7 @@
 use bytes::{Bytes, BytesMut};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use onair::media::MediaKind;
-use onair::sfu::peer::{answer_viewer, Peer};
-use onair::sfu::sdp::VideoCodec;
+use onair::sfu::peer::{answer_viewer, Peer, SourceVideo};
 use rtc::interceptor::Registry;
 use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
 use rtc::peer_connection::configuration::media_engine::{
@@ -124,10 +123,12 @@ fn connected_pair(
         i as u64,
         Arc::from("bench"),
         offer.sdp,
-        &[server_addr],
+        &onair::sfu::peer::Candidates {
+            udp: vec![server_addr],
+            tcp: vec![],
+        },
         cert,
-        None,
-        VideoCodec::H264,
+        SourceVideo::default(),
         Instant::now(),
     )
     .unwrap();

@@ -5,7 +5,9 @@
 # Builds release binaries, encodes a test clip at the bitrate once (x264,
 # 720p30, 1 s GOP, no B-frames, CBR), loops it into onair with ffmpeg
 # `-c copy` (so encoding costs nothing during the run), then runs
-# `onair-loadtest whep` for each viewer count and prints its JSON report.
+# `onair-loadtest whep` for each viewer count: a table on stdout, the JSON
+# report in target/whep-RATEk-N.json. (loadtest/whep-ramp.sh ramps until
+# loss or CPU runs out.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rate=${1:-2500}; shift || true
@@ -23,14 +25,15 @@ if [ ! -f "$clip" ]; then
     -bufsize ${rate}k -x264-params nal-hrd=cbr -c:a aac -b:a 128k -ar 48000 -f flv "$clip"
 fi
 key=$("$bin/onair" channel create demo --data-dir "$work")
-"$bin/onair" serve --data-dir "$work" --http 127.0.0.1:18080 --rtmp 127.0.0.1:11935 \
-  --webrtc-udp 127.0.0.1:18189 --offer-rate 0 2>"$work/server.log" &
+"$bin/onair" serve --data-dir "$work" --http 127.0.0.1:28080 --rtmp 127.0.0.1:21935 \
+  --webrtc-udp 127.0.0.1:28189 --offer-rate 0 2>"$work/server.log" &
 pid=$!
 sleep 1
 ffmpeg -hide_banner -loglevel error -stream_loop -1 -re -i "$clip" -c copy -f flv \
-  "rtmp://127.0.0.1:11935/live/$key" &
+  "rtmp://127.0.0.1:21935/live/$key" &
 sleep 3
 for n in ${counts[@]}; do
-  "$bin/onair-loadtest" whep --http 127.0.0.1:18080 --viewers "$n" --seconds 10 --pid "$pid"
+  "$bin/onair-loadtest" whep --http 127.0.0.1:28080 --viewers "$n" --seconds 10 --pid "$pid" \
+    --json "target/whep-${rate}k-$n.json"
   sleep 2
 done

@@ -9,11 +9,14 @@ command -v cmake >/dev/null || need+=(cmake)
 command -v nasm >/dev/null || need+=(nasm)
 command -v pkg-config >/dev/null || need+=(pkg-config)
 command -v cc >/dev/null || need+=(build-essential)
+# The web app (web/) is built with Node.js and embedded in the binary.
+command -v node >/dev/null || need+=(nodejs)
+command -v npm >/dev/null || need+=(npm)
 if [ "${1:-}" = "--test" ]; then
   command -v ffmpeg >/dev/null || need+=(ffmpeg)
   command -v chromium >/dev/null || need+=(chromium)
-  command -v node >/dev/null || need+=(nodejs)
-  command -v npm >/dev/null || need+=(npm)
+  # coturn: tests/turn.rs checks the relay test against it too.
+  command -v turnserver >/dev/null || need+=(coturn)
   # The local SMTP server the email tests send to.
   /usr/bin/python3 -c 'import aiosmtpd' 2>/dev/null || need+=(python3-aiosmtpd)
 fi
@@ -33,4 +36,20 @@ if [ "${1:-}" = "--test" ] && { [ ! -f tests/e2e/node_modules/.package-lock.json
   [ tests/e2e/package-lock.json -nt tests/e2e/node_modules/.package-lock.json ]; }; then
   echo "setup: installing the browser-test driver (playwright-core)" >&2
   npm ci --prefix tests/e2e --no-audit --no-fund --silent
+fi
+# The web app: install its tools when the lock file changed, rebuild it when
+# any of its sources did (build.rs embeds web/dist, or a placeholder page).
+if [ ! -f web/node_modules/.package-lock.json ] ||
+  [ web/package-lock.json -nt web/node_modules/.package-lock.json ]; then
+  echo "setup: installing the web app's build tools (npm install in web/)" >&2
+  # Not `npm ci`: npm 11 leaves other platforms' optional packages (rollup's
+  # native builds) out of the lock file and then its `ci` refuses that lock.
+  # `install` follows the lock all the same, and --no-save leaves it as is.
+  npm install --prefix web --no-audit --no-fund --no-save --silent
+fi
+if [ ! -f web/dist/index.html ] ||
+  [ -n "$(find web/src web/public web/index.html web/package-lock.json web/vite.config.ts web/tsconfig.json \
+    -newer web/dist/index.html -print -quit)" ]; then
+  echo "setup: building the web app (web/dist)" >&2
+  npm run --prefix web build --silent >&2
 fi

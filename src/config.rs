@@ -63,6 +63,15 @@ pub struct ServeArgs {
     /// scheme coturn's `use-auth-secret` uses).
     #[arg(long, env = "ONAIR_TURN_SECRET", global = true)]
     pub turn_secret: Option<String>,
+    /// Run the built-in TURN relay on this address, UDP and TCP (e.g.
+    /// `0.0.0.0:3478`); needs `--turn-secret`. Its `turn:` URLs are added to
+    /// the ICE servers.
+    #[arg(long, env = "ONAIR_TURN", global = true)]
+    pub turn: Option<SocketAddr>,
+    /// UDP port range for the built-in relay's relayed addresses, `MIN-MAX`.
+    /// Default 49152-65535.
+    #[arg(long, env = "ONAIR_TURN_RELAY_PORTS", global = true)]
+    pub turn_relay_ports: Option<String>,
     /// WHIP/WHEP offers per second per client address (bursts of 4x);
     /// 0 = unlimited, for load tests. Default 5.
     #[arg(long, env = "ONAIR_OFFER_RATE", global = true)]
@@ -134,6 +143,13 @@ struct FileConfig {
     ice_server: Vec<String>,
     turn_secret: Option<String>,
     offer_rate: Option<f64>,
+    turn: Option<SocketAddr>,
+    turn_relay_ports: Option<String>,
+    hls_part_ms: Option<u32>,
+    hls_segment_ms: Option<u32>,
+    recording: Option<bool>,
+    retention_max_age_hours: Option<u64>,
+    retention_max_size_mb: Option<u64>,
 }
 
 /// Resolved settings.
@@ -149,7 +165,11 @@ pub struct Config {
     pub ice_servers: Vec<String>,
     pub turn_secret: Option<String>,
     pub offer_rate: Option<f64>,
-    /// LL-HLS, recordings and retention (flags only, not in the TOML file).
+    /// The built-in TURN relay's address (UDP and TCP), if it runs.
+    pub turn: Option<SocketAddr>,
+    /// Its relay port range (inclusive).
+    pub turn_relay_ports: (u16, u16),
+    /// LL-HLS, recordings and retention.
     pub hls: crate::hls::HlsConfig,
     /// SMTP for verification and password-reset mail (flags and env only).
     pub mail: crate::auth::MailConfig,
@@ -161,6 +181,10 @@ pub enum ConfigError {
     Read(PathBuf, std::io::Error),
     #[error("bad config file {0}: {1}")]
     Parse(PathBuf, toml::de::Error),
+    #[error("--turn needs --turn-secret (ONAIR_TURN_SECRET): the relay only accepts credentials signed with it")]
+    TurnWithoutSecret,
+    #[error("bad --turn-relay-ports {0:?}: expected MIN-MAX, e.g. 49152-65535")]
+    TurnRelayPorts(String),
 }
 
 impl Config {
@@ -175,6 +199,15 @@ impl Config {
             None => FileConfig::default(),
         };
         let parse = |s: &str| s.parse::<SocketAddr>().expect("default address parses");
+        let turn = serve.turn.or(file.turn);
+        let turn_secret = serve.turn_secret.clone().or(file.turn_secret);
+        if turn.is_some() && turn_secret.as_deref().is_none_or(str::is_empty) {
+            return Err(ConfigError::TurnWithoutSecret);
+        }
+        let turn_relay_ports = match serve.turn_relay_ports.clone().or(file.turn_relay_ports) {
+            None => onair_turn::DEFAULT_RELAY_PORTS,
+            Some(r) => parse_port_range(&r).ok_or(ConfigError::TurnRelayPorts(r))?,
+        };
         let data_dir = global
             .data_dir
             .clone()
@@ -210,9 +243,24 @@ impl Config {
             } else {
                 serve.ice_server.clone()
             },
-            turn_secret: serve.turn_secret.clone().or(file.turn_secret),
+            turn_secret,
             offer_rate: serve.offer_rate.or(file.offer_rate),
-            hls: serve.hls.resolve(),
+            turn,
+            turn_relay_ports,
+            hls: crate::hls::HlsArgs {
+                hls_part_ms: serve.hls.hls_part_ms.or(file.hls_part_ms),
+                hls_segment_ms: serve.hls.hls_segment_ms.or(file.hls_segment_ms),
+                recording: serve.hls.recording.or(file.recording),
+                retention_max_age_hours: serve
+                    .hls
+                    .retention_max_age_hours
+                    .or(file.retention_max_age_hours),
+                retention_max_size_mb: serve
+                    .hls
+                    .retention_max_size_mb
+                    .or(file.retention_max_size_mb),
+            }
+            .resolve(),
             mail: serve.mail.resolve(),
         })
     }
@@ -230,8 +278,54 @@ impl Config {
             ice_servers: Vec::new(),
             turn_secret: None,
             offer_rate: None,
+            turn: None,
+            turn_relay_ports: onair_turn::DEFAULT_RELAY_PORTS,
             hls: crate::hls::HlsConfig::default(),
             mail: crate::auth::MailConfig::default(),
         }
+    }
+}
+
+/// `MIN-MAX`, both non-zero, MIN <= MAX.
+fn parse_port_range(s: &str) -> Option<(u16, u16)> {
+    let (a, b) = s.split_once('-')?;
+    let (a, b): (u16, u16) = (a.trim().parse().ok()?, b.trim().parse().ok()?);
+    (a != 0 && a <= b).then_some((a, b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Args {
+        #[command(flatten)]
+        global: GlobalArgs,
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+
+    #[test]
+    fn hls_settings_come_from_the_file_unless_a_flag_says_otherwise() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("onair.toml");
+        std::fs::write(
+            &path,
+            "hls-part-ms = 300\nhls-segment-ms = 4000\nrecording = false\n\
+             retention-max-age-hours = 24\nretention-max-size-mb = 100\n",
+        )
+        .unwrap();
+        let config = path.to_str().unwrap();
+        let args = Args::parse_from(["onair", "--config", config, "--hls-part-ms", "250"]);
+        let c = Config::resolve(&args.global, &args.serve).unwrap();
+        assert_eq!(c.hls.part_ms, 250, "the flag beats the file");
+        assert_eq!(c.hls.segment_ms, 4000);
+        assert!(!c.hls.recording);
+        assert_eq!(
+            c.hls.retention_max_age,
+            Some(std::time::Duration::from_secs(24 * 3600))
+        );
+        assert_eq!(c.hls.retention_max_bytes, Some(100 << 20));
     }
 }

@@ -23,6 +23,8 @@ pub struct Listeners {
     pub http: TcpListener,
     pub rtmp: TcpListener,
     pub webrtc: WebrtcSockets,
+    /// The built-in TURN relay's UDP socket and TCP listener, with `--turn`.
+    pub turn: Option<(tokio::net::UdpSocket, TcpListener)>,
 }
 
 impl Listeners {
@@ -30,7 +32,20 @@ impl Listeners {
         let http = TcpListener::bind(config.http).await?;
         let rtmp = TcpListener::bind(config.rtmp).await?;
         let webrtc = sfu::bind(config.webrtc_udp, &config.public_ips)?;
-        Ok(Listeners { http, rtmp, webrtc })
+        let turn = match config.turn {
+            Some(addr) => Some(
+                onair_turn::bind(addr)
+                    .await
+                    .map_err(std::io::Error::other)?,
+            ),
+            None => None,
+        };
+        Ok(Listeners {
+            http,
+            rtmp,
+            webrtc,
+            turn,
+        })
     }
 
     pub fn http_addr(&self) -> SocketAddr {
@@ -61,6 +76,15 @@ pub async fn run(
         "onair listening"
     );
 
+    let mut ice_urls = config.ice_servers.clone();
+    let turn_relay = match listeners.turn {
+        Some((udp, tcp)) => {
+            let relay = start_turn(&config, udp, tcp, &listeners.webrtc.candidates).await?;
+            ice_urls.extend(relay.urls());
+            Some(relay)
+        }
+        None => None,
+    };
     let sfu = Sfu::start(listeners.webrtc, hub.clone(), token.clone(), &tracker)?;
     tracker.spawn(crate::rtmp::serve(
         listeners.rtmp,
@@ -100,7 +124,7 @@ pub async fn run(
         mailer: crate::auth::Mailer::new(&config.mail)?.map(Arc::new),
         hls,
         ice: Arc::new(http::ice::IceConfig {
-            urls: config.ice_servers.clone(),
+            urls: ice_urls,
             turn_secret: config.turn_secret.clone(),
         }),
     });
@@ -141,8 +165,52 @@ pub async fn run(
         Ok(_) => {}
         Err(_) => tracing::warn!("HTTP connections did not close within {SHUTDOWN_GRACE:?}"),
     }
+    if let Some(relay) = turn_relay {
+        relay.close().await;
+    }
     db.pool().close().await;
     Ok(())
+}
+
+/// The built-in TURN relay, announcing the first `--public-ip`, else the
+/// address it listens on, else a non-loopback address the SFU announces.
+async fn start_turn(
+    config: &Config,
+    socket: tokio::net::UdpSocket,
+    tcp: TcpListener,
+    webrtc_candidates: &[SocketAddr],
+) -> anyhow::Result<onair_turn::TurnRelay> {
+    let listen = socket.local_addr()?;
+    let public_ip = config
+        .public_ips
+        .first()
+        .copied()
+        .or_else(|| (!listen.ip().is_unspecified()).then_some(listen.ip()))
+        .or_else(|| {
+            webrtc_candidates
+                .iter()
+                .map(SocketAddr::ip)
+                .find(|ip| ip.is_ipv4() && !ip.is_loopback())
+        })
+        .unwrap_or(std::net::Ipv4Addr::LOCALHOST.into());
+    let secret = config
+        .turn_secret
+        .clone()
+        .ok_or(crate::config::ConfigError::TurnWithoutSecret)?;
+    let relay = onair_turn::TurnRelay::with_sockets(
+        onair_turn::TurnConfig {
+            listen,
+            public_ip,
+            relay_ports: config.turn_relay_ports,
+            realm: onair_turn::DEFAULT_REALM.into(),
+            secret,
+            limits: onair_turn::Limits::default(),
+        },
+        socket,
+        Some(tcp),
+    )
+    .await?;
+    Ok(relay)
 }
 
 /// Completes on SIGINT or SIGTERM.

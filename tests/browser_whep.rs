@@ -8,102 +8,25 @@
 
 mod common;
 
+use common::node::run_script;
 use common::{ffmpeg_publish, TestServer};
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
-use tokio::process::Command;
-
-fn e2e_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests")
-        .join("e2e")
-}
-
-/// `npm ci` in tests/e2e unless playwright-core is already there.
-async fn ensure_node_modules(dir: &Path) {
-    if dir
-        .join("node_modules")
-        .join("playwright-core")
-        .join("package.json")
-        .exists()
-    {
-        return;
-    }
-    eprintln!("installing {}/node_modules with npm ci", dir.display());
-    let out = Command::new("npm")
-        .arg("ci")
-        .arg("--prefix")
-        .arg(dir)
-        .arg("--no-audit")
-        .arg("--no-fund")
-        // playwright-core downloads no browser, but be explicit about it.
-        .env("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(Duration::from_secs(300), out)
-        .await
-        .expect("npm ci finished within 5 minutes")
-        .unwrap_or_else(|e| {
-            panic!("could not run npm (is Node.js installed? apt-get install nodejs npm): {e}")
-        });
-    assert!(
-        out.status.success(),
-        "npm ci --prefix {} failed ({}):\n{}\n{}",
-        dir.display(),
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_watches_rtmp_publish_over_whep() {
-    let dir = e2e_dir();
-    ensure_node_modules(&dir).await;
-
     let srv = TestServer::start().await;
     let _ff = ffmpeg_publish(&srv.rtmp_url(&srv.key), 15);
 
     let base = format!("http://{}", srv.http);
     let started = Instant::now();
-    let node = Command::new("node")
-        .arg(dir.join("whep_watch.mjs"))
-        .arg(&base)
-        .arg(&srv.channel)
-        .arg("8")
-        .current_dir(&dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("node is installed (apt-get install nodejs)");
-    // The script has its own hard timeout (seconds + 45 s); this one is the
-    // backstop, and dropping `node` on expiry kills it.
-    let out = tokio::time::timeout(Duration::from_secs(90), node.wait_with_output())
-        .await
-        .expect("whep_watch.mjs finished in time")
-        .expect("whep_watch.mjs ran");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    if !stderr.trim().is_empty() {
-        eprintln!("whep_watch.mjs stderr:\n{stderr}");
-    }
-    assert!(
-        out.status.success(),
-        "whep_watch.mjs failed ({}):\nstdout: {stdout}\nstderr: {stderr}",
-        out.status
-    );
-
-    let line = stdout
-        .lines()
-        .rev()
-        .find(|l| l.trim_start().starts_with('{'))
-        .unwrap_or_else(|| panic!("no JSON line in: {stdout}"));
-    let r: serde_json::Value =
-        serde_json::from_str(line).unwrap_or_else(|e| panic!("bad JSON ({e}): {line}"));
+    // The script has its own hard timeout (seconds + 45 s); this is the
+    // backstop.
+    let r = run_script(
+        "whep_watch.mjs",
+        &[&base, &srv.channel, "8"],
+        Duration::from_secs(90),
+    )
+    .await;
     eprintln!("browser report after {:?}: {r}", started.elapsed());
 
     let num = |k: &str| {

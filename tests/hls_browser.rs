@@ -8,85 +8,25 @@
 
 mod common;
 
+use common::node::run_script_with_env;
 use common::{ffmpeg_publish, TestServer};
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
-use tokio::process::Command;
 
 /// One Chromium at a time: two browsers decoding 720p next to ffmpeg
 /// encoders and a debug server overload 2 cores, and a stalled player
 /// raises its own target latency.
 static ONE_BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-fn e2e_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests")
-        .join("e2e")
-}
-
-async fn ensure_node_modules(dir: &Path) {
-    let nm = dir.join("node_modules");
-    if nm.join("playwright-core/package.json").exists()
-        && nm.join("hls.js/dist/hls.min.js").exists()
-    {
-        return;
-    }
-    let out = Command::new("npm")
-        .arg("ci")
-        .arg("--prefix")
-        .arg(dir)
-        .args(["--no-audit", "--no-fund"])
-        .env("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(Duration::from_secs(300), out)
-        .await
-        .expect("npm ci within 5 minutes")
-        .expect("npm runs (apt-get install nodejs npm)");
-    assert!(
-        out.status.success(),
-        "npm ci failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// Runs hls_watch.mjs on `url` for `secs` and returns its JSON report.
 async fn watch(url: &str, secs: u32, hls_config: &str) -> serde_json::Value {
-    let dir = e2e_dir();
-    ensure_node_modules(&dir).await;
-    let node = Command::new("node")
-        .arg(dir.join("hls_watch.mjs"))
-        .arg(url)
-        .arg(secs.to_string())
-        .current_dir(&dir)
-        .env("HLS_CONFIG", hls_config)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("node is installed");
-    let out = tokio::time::timeout(
-        Duration::from_secs(secs as u64 + 60),
-        node.wait_with_output(),
+    let secs_s = secs.to_string();
+    run_script_with_env(
+        "hls_watch.mjs",
+        &[url, &secs_s],
+        &[("HLS_CONFIG", hls_config)],
+        Duration::from_secs(u64::from(secs) + 60),
     )
     .await
-    .expect("hls_watch.mjs finished in time")
-    .expect("hls_watch.mjs ran");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "hls_watch.mjs failed:\n{stdout}\n{stderr}"
-    );
-    let line = stdout
-        .lines()
-        .rev()
-        .find(|l| l.starts_with('{'))
-        .expect("a JSON line");
-    serde_json::from_str(line).expect("JSON")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,7 +9,7 @@ mod common;
 
 use common::node::run_script;
 use common::udp_proxy::{Impairment, UdpProxy};
-use common::{ffmpeg_publish_sized, http, wait_for_live, TestServer};
+use common::{ffmpeg_publish_sized, metric, wait_for_live, TestServer};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -29,14 +29,6 @@ async fn watch(srv: &TestServer, seconds: u32, via: Option<&UdpProxy>) -> serde_
         Duration::from_secs(u64::from(seconds) + 60),
     )
     .await
-}
-
-async fn metric(srv: &TestServer, name: &str) -> f64 {
-    let text = http(srv.http, "GET", "/metrics", &[], b"").await.text();
-    text.lines()
-        .find(|l| l.split_whitespace().next() == Some(name))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        .unwrap_or_else(|| panic!("{name} missing from /metrics"))
 }
 
 /// 2.5 Mbit/s, 30 fps, a keyframe a second: the bitrate the issue
@@ -66,7 +58,7 @@ async fn five_percent_loss_keeps_the_picture_smooth() {
     assert!(n("maxGapMs") <= 500.0, "no freeze over 500 ms: {r}");
     assert!(n("nackCount") > 0.0, "the browser NACKed: {r}");
     assert!(
-        metric(&srv, "onair_nack_received_packets_total").await > 0.0,
+        metric(srv.http, "onair_nack_received_packets_total").await > 0.0,
         "the server saw the NACKs"
     );
     srv.stop().await;
@@ -92,7 +84,7 @@ async fn a_thin_link_degrades_one_viewer_not_the_others() {
     eprintln!("thin: {thin_report}\nclean: {clean_report}");
     let n = |r: &serde_json::Value, k: &str| r[k].as_f64().unwrap_or_else(|| panic!("{k} in {r}"));
     assert!(
-        metric(&srv, "onair_viewer_downgrades_total").await >= 1.0,
+        metric(srv.http, "onair_viewer_downgrades_total").await >= 1.0,
         "the thin viewer was stepped down"
     );
     assert!(
@@ -108,5 +100,98 @@ async fn a_thin_link_degrades_one_viewer_not_the_others() {
             && n(&clean_report, "videoPacketsLost") <= 5.0,
         "the clean viewer is not slowed: {clean_report}"
     );
+    srv.stop().await;
+}
+
+/// A network that lets no UDP through: the browser connects over ICE-TCP
+/// (RFC 6544 passive candidates on the WebRTC port) and plays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_udp_a_browser_plays_over_ice_tcp() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let srv = TestServer::start().await;
+    let _ff = ffmpeg_publish_sized(&srv.rtmp_url(&srv.key), 20, "640x360", VIDEO);
+    wait_for_live(srv.http, &srv.channel).await;
+    let base = format!("http://{}", srv.http);
+    let args = [base.as_str(), srv.channel.as_str(), "8", "tcp-only"];
+    let r = run_script("lossy_watch.mjs", &args, Duration::from_secs(70)).await;
+    eprintln!("ICE-TCP: {r}");
+    assert_eq!(r["candidateProtocol"], "tcp", "{r}");
+    let n = |k: &str| r[k].as_f64().unwrap_or_else(|| panic!("{k} in {r}"));
+    assert!(n("steadyFps") > 20.0, "{r}");
+    assert!(n("steadyAudioPackets") > 100.0, "{r}");
+    srv.stop().await;
+}
+
+/// Malformed RTP, RTCP, STUN and DTLS from a connected viewer's own address
+/// (so they reach its connection, not the unknown-address filter): refused
+/// without harm, and the viewer keeps playing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_packets_from_a_viewer_harm_nothing() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let srv = TestServer::start().await;
+    let _ff = ffmpeg_publish_sized(&srv.rtmp_url(&srv.key), 20, "640x360", VIDEO);
+    wait_for_live(srv.http, &srv.channel).await;
+    let proxy = UdpProxy::start(srv.udp, Impairment::loss(0.0)).await;
+    let mut junk: Vec<Vec<u8>> = vec![
+        vec![],
+        vec![0x80],
+        vec![0x80, 96, 0, 1],
+        // RTP header, SRTP auth tag that cannot verify.
+        [
+            vec![0x80, 96, 0x12, 0x34, 0, 0, 0, 1, 0xde, 0xad, 0xbe, 0xef],
+            vec![0xaa; 1200],
+        ]
+        .concat(),
+        // RTCP receiver report header with a length past the packet.
+        vec![0x81, 201, 0xff, 0xff, 1, 2, 3, 4],
+        // STUN binding request header with a bogus length.
+        vec![
+            0x00, 0x01, 0xff, 0xf0, 0x21, 0x12, 0xa4, 0x42, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,
+        ],
+        // DTLS record header, then nothing.
+        vec![22, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 1, 0x40, 0x00],
+    ];
+    // And a spread of random-ish bytes of every length up to a packet.
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    for len in (1..1400).step_by(37) {
+        junk.push(
+            (0..len)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                })
+                .collect(),
+        );
+    }
+    let base = format!("http://{}", srv.http);
+    let via = proxy.addr.to_string();
+    let args = [base.as_str(), srv.channel.as_str(), "9", via.as_str()];
+    let watching = run_script("lossy_watch.mjs", &args, Duration::from_secs(70));
+    let injecting = async {
+        // Once connected, a burst a second for five seconds.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        for _ in 0..5 {
+            proxy.inject(&junk).await;
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    };
+    let (r, ()) = tokio::join!(watching, injecting);
+    eprintln!("viewer under junk: {r}");
+    let n = |k: &str| r[k].as_f64().unwrap_or_else(|| panic!("{k} in {r}"));
+    assert_eq!(r["connectionState"], "connected", "{r}");
+    assert!(n("steadyFps") > 20.0, "{r}");
+    assert!(n("maxGapMs") <= 500.0, "{r}");
+    // The server is still whole: a new viewer gets an answer.
+    let r = common::http(
+        srv.http,
+        "POST",
+        "/whep/demo",
+        &[("Content-Type", "application/sdp")],
+        include_str!("data/chrome_offer.sdp").as_bytes(),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.text());
     srv.stop().await;
 }

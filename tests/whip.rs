@@ -389,3 +389,50 @@ async fn a_new_whip_publisher_takes_over_and_the_viewer_keeps_its_session() {
     );
     srv.stop().await;
 }
+
+/// An offer shaped like OBS 30's (libdatachannel): sendonly H.264 + Opus,
+/// all candidates in the offer, no trickle, no data channel. OBS needs a
+/// complete answer at once (from 30.2 it will not trickle) and the
+/// Location header.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_obs_style_offer_gets_a_complete_answer() {
+    let srv = TestServer::start().await;
+    let auth = format!("Bearer {}", srv.key);
+    let r = http(
+        srv.http,
+        "POST",
+        "/whip",
+        &[
+            ("Content-Type", "application/sdp"),
+            ("Authorization", &auth),
+        ],
+        include_str!("data/obs_offer.sdp").as_bytes(),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let location = r.header("location").unwrap_or_default().to_string();
+    assert!(location.starts_with("/whip/"), "{location:?}");
+    let answer = r.text();
+    for want in [
+        "a=rtpmap:96 H264/90000",
+        "a=rtpmap:111 opus/48000/2",
+        "a=recvonly",
+        "a=setup:passive",
+        "a=ice-lite",
+        "a=end-of-candidates",
+    ] {
+        assert!(answer.contains(want), "{want:?} missing from:\n{answer}");
+    }
+    assert!(
+        answer
+            .lines()
+            .any(|l| l.starts_with("a=candidate:") && l.contains(" udp ")),
+        "candidates gathered before answering:\n{answer}"
+    );
+    // The session ends with DELETE on the Location, and only once.
+    let del = http(srv.http, "DELETE", &location, &[], b"").await;
+    assert_eq!(del.status, 200, "{}", del.text());
+    let again = http(srv.http, "DELETE", &location, &[], b"").await;
+    assert_eq!(again.status, 404);
+    srv.stop().await;
+}

@@ -6,7 +6,7 @@ mod common;
 
 use common::node::run_script;
 use common::udp_proxy::{Impairment, UdpProxy};
-use common::{api, bearer, http, signup, TestServer};
+use common::{api, bearer, metric, signup, TestServer};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -42,14 +42,6 @@ async fn watch(srv: &TestServer, channel: &str, secs: u32) -> serde_json::Value 
         Duration::from_secs(u64::from(secs) + 60),
     )
     .await
-}
-
-async fn metric(srv: &TestServer, name: &str) -> f64 {
-    let text = http(srv.http, "GET", "/metrics", &[], b"").await.text();
-    text.lines()
-        .find(|l| l.split_whitespace().next() == Some(name))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        .unwrap_or_else(|| panic!("{name} missing from /metrics"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -140,7 +132,7 @@ async fn publisher_side_loss_is_repaired_with_nack_and_pli() {
         n(&published, "retransmittedPacketsSent") > 0.0,
         "and the browser retransmitted: {published}"
     );
-    assert!(metric(&srv, "onair_pli_sent_total").await >= 1.0);
+    assert!(metric(srv.http, "onair_pli_sent_total").await >= 1.0);
     assert!(
         n(&watched, "steadyFps") > 10.0,
         "the picture keeps going: {watched}"

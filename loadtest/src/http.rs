@@ -116,3 +116,122 @@ fn parse_response(raw: &[u8]) -> anyhow::Result<HttpResponse> {
         body,
     })
 }
+
+/// A keep-alive HTTP/1.1 connection for clients that make many requests
+/// (HLS viewers): one connection per viewer, not one per request, so a
+/// load run does not exhaust ephemeral ports with TIME_WAIT sockets.
+pub struct KeepAlive {
+    addr: SocketAddr,
+    conn: Option<tokio::io::BufReader<TcpStream>>,
+    user_agent: String,
+}
+
+/// Largest body a keep-alive client accepts: parts and playlists are far
+/// smaller; anything bigger is a fault worth reporting.
+const MAX_BODY: usize = 32 << 20;
+
+impl KeepAlive {
+    pub fn new(addr: SocketAddr, user_agent: String) -> KeepAlive {
+        KeepAlive {
+            addr,
+            conn: None,
+            user_agent,
+        }
+    }
+
+    /// GET `path`, reconnecting once if the kept connection has gone.
+    pub async fn get(&mut self, path: &str) -> anyhow::Result<HttpResponse> {
+        let reused = self.conn.is_some();
+        match tokio::time::timeout(RESPONSE_TIMEOUT, self.get_once(path)).await {
+            Ok(Ok(r)) => Ok(r),
+            Ok(Err(_)) if reused => {
+                self.conn = None;
+                tokio::time::timeout(RESPONSE_TIMEOUT, self.get_once(path))
+                    .await
+                    .map_err(|_| anyhow::anyhow!("GET {path} timed out"))?
+            }
+            Ok(Err(e)) => {
+                self.conn = None;
+                Err(e)
+            }
+            Err(_) => {
+                self.conn = None;
+                anyhow::bail!("GET {path} timed out")
+            }
+        }
+    }
+
+    async fn get_once(&mut self, path: &str) -> anyhow::Result<HttpResponse> {
+        use tokio::io::AsyncBufReadExt;
+        if self.conn.is_none() {
+            let s = TcpStream::connect(self.addr).await?;
+            s.set_nodelay(true)?;
+            self.conn = Some(tokio::io::BufReader::new(s));
+        }
+        let c = self.conn.as_mut().expect("connected above");
+        let req = format!(
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nUser-Agent: {}\r\n\r\n",
+            self.addr, self.user_agent
+        );
+        c.get_mut().write_all(req.as_bytes()).await?;
+        let mut line = String::new();
+        c.read_line(&mut line).await?;
+        let status = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| anyhow::anyhow!("bad status line {line:?}"))?;
+        let mut headers = Vec::new();
+        loop {
+            line.clear();
+            anyhow::ensure!(c.read_line(&mut line).await? > 0, "connection closed");
+            let l = line.trim_end();
+            if l.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = l.split_once(':') {
+                headers.push((k.trim().to_string(), v.trim().to_string()));
+            }
+            anyhow::ensure!(headers.len() < 100, "too many headers");
+        }
+        let find = |name: &str| {
+            headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.clone())
+        };
+        let mut body = Vec::new();
+        if find("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
+            loop {
+                line.clear();
+                c.read_line(&mut line).await?;
+                let n = usize::from_str_radix(line.trim(), 16)?;
+                anyhow::ensure!(body.len() + n <= MAX_BODY, "body too large");
+                let at = body.len();
+                body.resize(at + n + 2, 0);
+                c.read_exact(&mut body[at..]).await?;
+                body.truncate(at + n);
+                if n == 0 {
+                    break;
+                }
+            }
+        } else if let Some(n) = find("content-length") {
+            let n: usize = n.parse()?;
+            anyhow::ensure!(n <= MAX_BODY, "body too large");
+            body.resize(n, 0);
+            c.read_exact(&mut body).await?;
+        } else {
+            // No length: the body runs to the end of the connection.
+            c.read_to_end(&mut body).await?;
+            self.conn = None;
+        }
+        if find("connection").is_some_and(|v| v.eq_ignore_ascii_case("close")) {
+            self.conn = None;
+        }
+        Ok(HttpResponse {
+            status,
+            headers,
+            body,
+        })
+    }
+}

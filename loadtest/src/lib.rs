@@ -1,6 +1,18 @@
-//! onair's load generator as a library: the WHEP viewer and HTTP client the
-//! `onair-loadtest` binary runs by the hundred, and the tests use singly.
+//! onair's load generator as a library: the clients the `onair-loadtest`
+//! binary runs by the hundred (WHEP and LL-HLS viewers, chat clients, RTMP
+//! and WHIP publishers), which the tests also use singly, and the
+//! scenarios behind each subcommand ([`cli::run`]).
 
+pub mod chat;
+pub mod cli;
+pub mod decode;
+pub mod flv;
+pub mod hls;
 pub mod http;
+pub mod pattern;
+pub mod report;
+pub mod rtmp;
+pub mod scenario;
+pub mod stamp;
 pub mod whep;
 pub mod whip;

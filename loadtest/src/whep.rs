@@ -85,7 +85,21 @@ pub struct Counters {
     /// The longest stretch without video once it had started, in ms: a
     /// freeze as a viewer would see it.
     pub longest_video_gap_ms: u64,
+    /// Gaps in video longer than [`FREEZE_MS`].
+    pub freezes: u64,
+    /// Complete video frames (RTP packets with the marker bit).
+    pub frames: u64,
+    /// Glass-to-glass latency of stamped frames (see [`crate::stamp`]), in
+    /// microseconds; at most [`MAX_LATENCY_SAMPLES`] per viewer.
+    pub latency_us: Vec<u32>,
+    /// This viewer's share of the rotating decode checks.
+    pub decode: crate::decode::DecodeStats,
 }
+
+/// A pause in video a viewer would notice as a freeze.
+pub const FREEZE_MS: u64 = 300;
+/// Enough samples for a p99 per viewer, bounded however long a run is.
+pub const MAX_LATENCY_SAMPLES: usize = 4096;
 
 #[derive(Default, Debug)]
 pub struct Received {
@@ -116,6 +130,12 @@ pub struct ViewerOptions {
     pub audio: bool,
     pub chat_message: Option<String>,
     pub profile_level_id: &'static str,
+    /// Count latency and freezes only from this instant on (the load
+    /// tool's measurement window): a joining viewer's first frames come
+    /// from the server's start-up buffer and say nothing about steady state.
+    pub measure_from: Option<Instant>,
+    /// Take part in the rotating decode checks as viewer number `.1`.
+    pub decode: Option<(crate::decode::Rotation, usize)>,
 }
 
 impl Default for ViewerOptions {
@@ -129,6 +149,8 @@ impl Default for ViewerOptions {
             audio: true,
             chat_message: None,
             profile_level_id: "42e01f",
+            measure_from: None,
+            decode: None,
         }
     }
 }
@@ -233,6 +255,9 @@ pub async fn watch(
     let mut last_seq: [Option<u16>; 2] = [None, None];
     let mut last_video: Option<Instant> = None;
     let mut chat_id = None;
+    let mut checker = opts
+        .decode
+        .map(|(rotation, me)| crate::decode::Checker::new(rotation, me));
     let deadline = started + dur;
     loop {
         while let Some(w) = pc.poll_write() {
@@ -280,12 +305,31 @@ pub async fn watch(
                     if video {
                         c.video_packets += 1;
                         let now = Instant::now();
-                        if let Some(t) = last_video {
+                        let measuring = opts.measure_from.is_none_or(|t| now >= t);
+                        if let Some(t) = last_video.filter(|_| measuring) {
                             let gap = now.duration_since(t).as_millis() as u64;
                             c.longest_video_gap_ms = c.longest_video_gap_ms.max(gap);
+                            c.freezes += u64::from(gap > FREEZE_MS);
+                        }
+                        c.frames += u64::from(p.header.marker);
+                        // Stamps travel in SEI NAL units, alone or aggregated
+                        // (STAP-A): only those packets are searched.
+                        let nal = p.payload.first().map_or(0, |b| b & 0x1f);
+                        if measuring
+                            && (nal == 6 || nal == 24)
+                            && c.latency_us.len() < MAX_LATENCY_SAMPLES
+                        {
+                            let now_us = crate::stamp::now_us();
+                            for sent in crate::stamp::find_all(&p.payload) {
+                                let d = now_us.saturating_sub(sent).min(u64::from(u32::MAX));
+                                c.latency_us.push(d as u32);
+                            }
                         }
                         last_video = Some(now);
                         out.first_video_after.get_or_insert(started.elapsed());
+                        if let Some(chk) = checker.as_mut() {
+                            chk.packet(now, &p.payload, p.header.marker);
+                        }
                         if opts.record {
                             out.video.push(p);
                         }
@@ -334,6 +378,9 @@ pub async fn watch(
                 let _ = pc.handle_timeout(Instant::now());
             }
         }
+    }
+    if let Some(chk) = checker {
+        out.counters.decode = chk.stats;
     }
     if opts.vanish {
         return Ok(out);

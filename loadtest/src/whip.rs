@@ -33,6 +33,8 @@ pub struct PublishOptions {
     /// Opus packets of 20 ms each, looped.
     pub audio: Vec<Bytes>,
     pub duration: Duration,
+    /// Put a send-time stamp (see [`crate::stamp`]) in every access unit.
+    pub stamp: bool,
 }
 
 #[derive(Debug, Default)]
@@ -45,6 +47,8 @@ pub struct Published {
     pub audio_frames: u64,
     /// Keyframe requests (PLI/FIR) the server sent us.
     pub keyframe_requests: u64,
+    /// Video bytes sent (Annex B, before packetization).
+    pub bytes: u64,
 }
 
 fn codec(mime: &str, clock: u32, channels: u16, fmtp: &str) -> RTCRtpCodec {
@@ -207,7 +211,13 @@ pub async fn publish(http_addr: SocketAddr, opts: PublishOptions) -> anyhow::Res
             while now >= next_video && !opts.video.is_empty() {
                 let au = &opts.video[vi % opts.video.len()];
                 vi += 1;
-                for p in vpack.packetize(now, au, 90_000 / opts.fps.max(1))? {
+                let au = if opts.stamp {
+                    Bytes::from(crate::stamp::stamp_annexb(au, crate::stamp::now_us()))
+                } else {
+                    au.clone()
+                };
+                out.bytes += au.len() as u64;
+                for p in vpack.packetize(now, &au, 90_000 / opts.fps.max(1))? {
                     if let Some(mut s) = pc.rtp_sender(video_sender) {
                         let _ = s.write_rtp(now, p);
                     }

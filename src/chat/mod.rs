@@ -338,6 +338,7 @@ impl Rooms {
             st.history.pop_front();
         }
         let _ = room.tx.send(line.clone());
+        crate::metrics::chat_message();
         Ok(line)
     }
 

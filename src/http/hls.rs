@@ -132,6 +132,7 @@ async fn live_file(
 ) -> Result<Response, ApiError> {
     let file = parse_file(&file).ok_or_else(|| ApiError::NotFound("no such file".into()))?;
     let ch = live_channel(&s, &channel)?;
+    crate::metrics::hls_request(file == File::Playlist);
     if file == File::Playlist {
         use std::hash::{Hash, Hasher};
         let mut h = std::collections::hash_map::DefaultHasher::new();

@@ -6,10 +6,12 @@ mod chat_ws;
 mod community;
 mod email;
 mod error;
+mod health;
 mod hls;
 pub mod ice;
 mod me;
 mod openapi;
+mod web;
 mod whep;
 mod whip;
 
@@ -62,6 +64,8 @@ pub fn router(state: AppState) -> Router {
         .merge(ice::routes())
         .merge(community::routes())
         .merge(hls::routes())
+        .merge(health::routes())
+        .merge(web::routes())
         .fallback(|| async { ApiError::NotFound("no such resource".into()) })
         .layer(cors)
         .with_state(state)
@@ -111,6 +115,17 @@ async fn metrics(
         "onair_live_streams".to_string(),
         String::new(),
         s.hub.live().len() as f64,
+    ));
+    let pool = s.db.pool();
+    gauges.push((
+        "onair_db_pool_connections".into(),
+        String::new(),
+        pool.size() as f64,
+    ));
+    gauges.push((
+        "onair_db_pool_idle".into(),
+        String::new(),
+        pool.num_idle() as f64,
     ));
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

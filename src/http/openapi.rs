@@ -66,6 +66,7 @@ const OPS: &[Op] = &[
     Op { method: "post", path: "/api/channels/{name}/slow_mode", summary: "Set chat slow mode in seconds, 0 = off (moderators)", access: SignedIn, body: Some("SlowMode"), ok: (204, ""), errors: &[401, 403, 404] },
     Op { method: "get", path: "/api/channels/{channel}/broadcasts", summary: "Past broadcasts, newest first, with VOD playlist and poster; cursor pagination", access: Public, body: None, ok: (200, "BroadcastPage"), errors: &[404] },
     Op { method: "patch", path: "/api/channels/{channel}/broadcasts/{id}", summary: "Publish or hide a past broadcast, edit its title and description (owner or admin)", access: SignedIn, body: Some("BroadcastEdit"), ok: (200, "BroadcastMeta"), errors: &[401, 403, 404] },
+    Op { method: "get", path: "/api/channels/{name}/health", summary: "The live stream's health for its dashboard: codecs, size, B-frames, cumulative counters and averages, viewers (owner or admin)", access: SignedIn, body: None, ok: (200, "StreamHealth"), errors: &[401, 403, 404] },
     Op { method: "get", path: "/api/channels/{channel}/thumbnail.jpg", summary: "The live channel's latest keyframe as JPEG", access: Public, body: None, ok: (200, ""), errors: &[404] },
     Op { method: "get", path: "/api/categories", summary: "Channel categories", access: Public, body: None, ok: (200, "CategoryList"), errors: &[] },
     Op { method: "put", path: "/api/categories/{slug}", summary: "Create or rename a category (admin)", access: SignedIn, body: Some("CategoryEdit"), ok: (200, "Category"), errors: &[401, 403] },
@@ -126,6 +127,16 @@ fn schemas() -> Value {
         "type": "object",
         "properties": {"urls": {"type": "array", "items": string}, "username": string, "credential": string},
     }}}});
+    schemas["StreamHealth"] = json!({"type": "object", "required": ["live", "viewers"], "properties": {
+        "live": {"type": "boolean"}, "source": {"type": "string"}, "uptime_secs": {"type": "number"},
+        "video_codec": {"type": ["string", "null"]}, "audio_codec": {"type": ["string", "null"]},
+        "width": {"type": ["integer", "null"]}, "height": {"type": ["integer", "null"]},
+        "bframes": {"type": "boolean", "description": "B-frames seen: WebRTC viewers may stutter"},
+        "bytes": {"type": "integer"}, "video_frames": {"type": "integer"}, "audio_frames": {"type": "integer"}, "keyframes": {"type": "integer"},
+        "avg_bitrate_bps": {"type": ["number", "null"]}, "avg_fps": {"type": ["number", "null"]}, "avg_keyframe_interval_secs": {"type": ["number", "null"]},
+        "warnings": {"type": "array", "items": {"type": "string"}},
+        "viewers": {"type": "object", "properties": {"webrtc": {"type": "integer"}, "hls": {"type": "integer"}}},
+    }});
     schemas
 }
 

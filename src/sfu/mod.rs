@@ -14,6 +14,7 @@ pub mod packetize;
 pub mod peer;
 pub mod sdp;
 mod stun;
+mod tcp;
 mod udp;
 mod whip;
 
@@ -133,6 +134,40 @@ const MAX_DATAGRAM: usize = 2048;
 pub struct WebrtcSockets {
     pub sockets: Vec<(SocketAddr, std::net::UdpSocket)>,
     pub candidates: Vec<SocketAddr>,
+    /// ICE-TCP listeners on the same addresses and port, where it was free.
+    pub tcp: Vec<(SocketAddr, std::net::TcpListener)>,
+}
+
+impl WebrtcSockets {
+    /// Adds a TCP listener beside every UDP socket, on the address the
+    /// socket is bound to, tagged like it. A port taken for TCP only costs
+    /// the TCP fallback, with a warning.
+    fn with_tcp(mut self) -> Self {
+        for (tag, udp) in &self.sockets {
+            let Ok(bound) = udp.local_addr() else {
+                continue;
+            };
+            let listener = std::net::TcpListener::bind(bound).and_then(|l| {
+                l.set_nonblocking(true)?;
+                Ok(l)
+            });
+            match listener {
+                Ok(l) => self.tcp.push((*tag, l)),
+                Err(e) => tracing::warn!(%bound, "no ICE-TCP on this address: {e}"),
+            }
+        }
+        self
+    }
+
+    pub fn tcp_candidates(&self) -> Vec<SocketAddr> {
+        let tagged: Vec<SocketAddr> = self.tcp.iter().map(|(t, _)| *t).collect();
+        // With NAT 1:1 addresses every announced address reaches the one
+        // listener.
+        if self.sockets.len() == 1 && !tagged.is_empty() {
+            return self.candidates.clone();
+        }
+        tagged
+    }
 }
 
 /// Binds the WebRTC port. With `public_ips`, one socket on `addr`, and those
@@ -154,7 +189,9 @@ pub fn bind(addr: SocketAddr, public_ips: &[IpAddr]) -> std::io::Result<WebrtcSo
         return Ok(WebrtcSockets {
             sockets: vec![(candidates[0], s)],
             candidates,
-        });
+            tcp: Vec::new(),
+        }
+        .with_tcp());
     }
     if !addr.ip().is_unspecified() {
         let s = open(addr)?;
@@ -162,7 +199,9 @@ pub fn bind(addr: SocketAddr, public_ips: &[IpAddr]) -> std::io::Result<WebrtcSo
         return Ok(WebrtcSockets {
             sockets: vec![(bound, s)],
             candidates: vec![bound],
-        });
+            tcp: Vec::new(),
+        }
+        .with_tcp());
     }
     let mut ips: Vec<IpAddr> = if_addrs::get_if_addrs()?
         .into_iter()
@@ -198,7 +237,9 @@ pub fn bind(addr: SocketAddr, public_ips: &[IpAddr]) -> std::io::Result<WebrtcSo
     Ok(WebrtcSockets {
         sockets,
         candidates,
-    })
+        tcp: Vec::new(),
+    }
+    .with_tcp())
 }
 
 /// Handle to the SFU; cheap to clone.
@@ -231,6 +272,7 @@ impl Sfu {
         let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
         let (chat_tx, chat_rx) = mpsc::channel(CHAT_QUEUE);
         let (media_tx, media_rx) = mpsc::channel(MEDIA_QUEUE);
+        let tcp_candidates = sockets.tcp_candidates();
         let mut tagged = Vec::new();
         for (tag, s) in sockets.sockets {
             let s =
@@ -238,12 +280,26 @@ impl Sfu {
             tracker.spawn(read_socket(tag, s.clone(), dg_tx.clone(), shutdown.clone()));
             tagged.push((tag, s));
         }
+        for (tag, l) in sockets.tcp {
+            let l = tokio::net::TcpListener::from_std(l)
+                .map_err(|e| SfuError::Internal(e.to_string()))?;
+            tracker.spawn(tcp::accept(
+                tag,
+                l,
+                dg_tx.clone(),
+                shutdown.clone(),
+                tracker.clone(),
+            ));
+        }
         let viewers: ViewerCounts = Arc::default();
         let out = udp::Batcher::new(&tagged)
             .map_err(|e| SfuError::Internal(format!("UDP sockets: {e}")))?;
         let driver = Driver::new(
             out,
-            sockets.candidates,
+            peer::Candidates {
+                udp: sockets.candidates,
+                tcp: tcp_candidates,
+            },
             certificate,
             hub,
             media_tx,
@@ -358,6 +414,7 @@ async fn read_socket(
                     local: tag,
                     from,
                     data: bytes::BytesMut::from(&buf[..n]),
+                    tcp: None,
                 };
                 // A full inbox means the driver is saturated: shed input
                 // rather than queue without bound.

@@ -6,6 +6,7 @@ use super::sdp::{self, Offer, VideoCodec};
 use super::SfuError;
 use crate::media::MediaKind;
 use rtc::data_channel::RTCDataChannelId;
+use rtc::ice::tcp_type::TcpType;
 use rtc::interceptor::Registry;
 use rtc::interceptor::{ReceiverReportBuilder, Slot};
 use rtc::media_stream::MediaStreamTrack;
@@ -44,6 +45,14 @@ const ICE_FAILED_AFTER: Duration = Duration::from_secs(18);
 pub const MAX_ADDRS_PER_PEER: usize = 8;
 
 pub type PeerId = u64;
+
+/// The addresses answers announce: UDP host candidates, and passive
+/// ICE-TCP ones (RFC 6544) for networks that block UDP.
+#[derive(Debug, Clone, Default)]
+pub struct Candidates {
+    pub udp: Vec<SocketAddr>,
+    pub tcp: Vec<SocketAddr>,
+}
 
 /// The negotiated sending side of one track.
 #[derive(Debug, Clone, Copy)]
@@ -106,17 +115,36 @@ fn random_token(bytes: usize) -> String {
     raw.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// What the channel's source sends, which a viewer's answer follows.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SourceVideo {
+    pub codec: VideoCodec,
+    /// H.264 profile_idc, once known.
+    pub profile: Option<u8>,
+}
+
+/// A WHIP publisher's answer, and what it negotiated to send.
+pub struct PublisherAnswer {
+    pub answer: Answer,
+    /// Payload type and codec of its video.
+    pub video: Option<(u8, VideoCodec)>,
+    pub audio_pt: Option<u8>,
+}
+
 /// Builds a viewer's peer connection and its answer from an offer.
 pub fn answer_viewer(
     id: PeerId,
     channel: Arc<str>,
     offer_sdp: String,
-    candidates: &[SocketAddr],
+    candidates: &Candidates,
     certificate: &RTCCertificate,
-    stream_profile: Option<u8>,
-    source: VideoCodec,
+    source: SourceVideo,
     now: Instant,
 ) -> Result<Answer, SfuError> {
+    let SourceVideo {
+        codec: source,
+        profile: stream_profile,
+    } = source;
     let offer: Offer =
         sdp::read_offer(&offer_sdp).map_err(|e| SfuError::BadOffer(e.to_string()))?;
     // The channel's current codec when the viewer can decode it; else
@@ -320,23 +348,28 @@ fn build_pc(
 fn finish_answer(
     pc: &mut RTCPeerConnection,
     offer_sdp: String,
-    candidates: &[SocketAddr],
+    candidates: &Candidates,
     now: Instant,
 ) -> Result<String, SfuError> {
     let remote =
         RTCSessionDescription::offer(offer_sdp).map_err(|e| SfuError::BadOffer(e.to_string()))?;
     pc.set_remote_description(now, remote)
         .map_err(|e| SfuError::BadOffer(e.to_string()))?;
-    for addr in candidates {
+    let udp = candidates
+        .udp
+        .iter()
+        .map(|a| (a, "udp", TcpType::Unspecified));
+    let tcp = candidates.tcp.iter().map(|a| (a, "tcp", TcpType::Passive));
+    for (addr, network, tcp_type) in udp.chain(tcp) {
         let host = CandidateHostConfig {
             base_config: CandidateConfig {
-                network: "udp".to_owned(),
+                network: network.to_owned(),
                 address: addr.ip().to_string(),
                 port: addr.port(),
                 component: 1,
                 ..Default::default()
             },
-            ..Default::default()
+            tcp_type,
         }
         .new_candidate_host()
         .map_err(|e| SfuError::Internal(format!("candidate: {e}")))?;
@@ -364,10 +397,10 @@ pub fn answer_publisher(
     id: PeerId,
     channel: Arc<str>,
     offer_sdp: String,
-    candidates: &[SocketAddr],
+    candidates: &Candidates,
     certificate: &RTCCertificate,
     now: Instant,
-) -> Result<(Answer, Option<(u8, VideoCodec)>, Option<u8>), SfuError> {
+) -> Result<PublisherAnswer, SfuError> {
     let offer: Offer =
         sdp::read_offer(&offer_sdp).map_err(|e| SfuError::BadOffer(e.to_string()))?;
     // H.264 first: it is what HLS, recordings and every viewer can take.
@@ -450,11 +483,11 @@ pub fn answer_publisher(
     let (ufrag, mut pc) = build_pc(media, registry, certificate, now)?;
     let sdp = finish_answer(&mut pc, offer_sdp, candidates, now)?;
     let peer = Peer::new(id, channel, ufrag, pc, now);
-    Ok((
-        Answer { peer, sdp },
-        video.map(|(f, kind)| (f.payload_type, kind)),
-        opus.map(|f| f.payload_type),
-    ))
+    Ok(PublisherAnswer {
+        answer: Answer { peer, sdp },
+        video: video.map(|(f, kind)| (f.payload_type, kind)),
+        audio_pt: opus.map(|f| f.payload_type),
+    })
 }
 
 impl Peer {

@@ -150,6 +150,15 @@ pub fn ffmpeg_publish_sized(url: &str, secs: u32, size: &str, video_opts: &[&str
 #[allow(unused_imports)]
 pub use onair_loadtest::http::{http, HttpResponse};
 
+/// One unlabelled value from the server's `/metrics`.
+pub async fn metric(addr: SocketAddr, name: &str) -> f64 {
+    let text = http(addr, "GET", "/metrics", &[], b"").await.text();
+    text.lines()
+        .find(|l| l.split_whitespace().next() == Some(name))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or_else(|| panic!("{name} missing from /metrics"))
+}
+
 /// Waits until `f` is true, polling; panics with `what` after `limit`.
 pub async fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
     let start = std::time::Instant::now();

@@ -44,11 +44,22 @@ pub async fn ensure_node_modules() {
 /// exits 0 with a JSON line on stdout, which it returns. `limit` is a
 /// backstop: every script has its own hard timeout.
 pub async fn run_script(script: &str, args: &[&str], limit: Duration) -> serde_json::Value {
+    run_script_with_env(script, args, &[], limit).await
+}
+
+/// [`run_script`] with extra environment variables for the script.
+pub async fn run_script_with_env(
+    script: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+    limit: Duration,
+) -> serde_json::Value {
     ensure_node_modules().await;
     let dir = e2e_dir();
     let child = Command::new("node")
         .arg(dir.join(script))
         .args(args)
+        .envs(env.iter().copied())
         .current_dir(&dir)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -41,6 +41,8 @@ pub struct ProxyStats {
 pub struct UdpProxy {
     pub addr: SocketAddr,
     pub stats: Arc<ProxyStats>,
+    /// The relay's server-side socket: what the server sees as the peer.
+    back: Arc<UdpSocket>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -58,8 +60,9 @@ fn is_rtp(d: &[u8]) -> bool {
 impl UdpProxy {
     pub async fn start(server: SocketAddr, imp: Impairment) -> UdpProxy {
         let front = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let back = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let back = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
         back.connect(server).await.unwrap();
+        let back_out = back.clone();
         let addr = front.local_addr().unwrap();
         let stats = Arc::new(ProxyStats::default());
         let s = stats.clone();
@@ -118,6 +121,19 @@ impl UdpProxy {
                 }
             }
         });
-        UdpProxy { addr, stats, task }
+        UdpProxy {
+            addr,
+            stats,
+            back: back_out,
+            task,
+        }
+    }
+
+    /// Sends datagrams to the server as if the peer had sent them: from
+    /// the address its real packets come from.
+    pub async fn inject(&self, datagrams: &[Vec<u8>]) {
+        for d in datagrams {
+            let _ = self.back.send(d).await;
+        }
     }
 }

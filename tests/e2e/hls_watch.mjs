@@ -9,7 +9,7 @@
 // and exits 0. On failure: a message on stderr and a non-zero exit. hls.js
 // comes from node_modules (hls.js/dist/hls.min.js), injected into the page.
 
-import { chromium } from 'playwright-core';
+import { run, launch } from './browser.mjs';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 
@@ -21,32 +21,6 @@ if (!url || !(Number(secondsArg) > 0)) {
 const seconds = Number(secondsArg);
 const require = createRequire(import.meta.url);
 const hlsSource = readFileSync(require.resolve('hls.js/dist/hls.min.js'), 'utf8');
-const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
-const ARGS = [
-  '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync',
-  '--autoplay-policy=no-user-gesture-required',
-];
-const HARD_TIMEOUT_MS = (seconds + 45) * 1000;
-
-let browser;
-let finished = false;
-async function closeBrowser() {
-  if (!browser) return;
-  const b = browser;
-  browser = undefined;
-  await Promise.race([b.close().catch(() => {}), new Promise((r) => setTimeout(r, 5000))]);
-}
-async function fail(msg) {
-  if (finished) return;
-  finished = true;
-  console.error(`hls_watch: ${msg}`);
-  await closeBrowser();
-  process.exit(1);
-}
-const hardTimer = setTimeout(() => fail(`hard timeout after ${HARD_TIMEOUT_MS} ms`), HARD_TIMEOUT_MS);
-for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => fail(`killed by ${sig}`));
-process.on('unhandledRejection', (e) => fail(`unhandled rejection: ${e?.stack || e}`));
 
 async function watchInPage({ url, seconds }) {
   const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -118,8 +92,8 @@ function median(a) {
   return s[Math.floor(s.length / 2)];
 }
 
-try {
-  browser = await chromium.launch({ executablePath, args: ARGS, headless: true });
+await run('hls_watch', (seconds + 45) * 1000, async (track) => {
+  const browser = track(await launch());
   const page = await browser.newPage();
   if (process.env.HLS_WATCH_VERBOSE) page.on('console', (m) => console.error('[page]', m.text()));
   // Same origin as the playlist (CORS would allow another one too).
@@ -134,7 +108,7 @@ try {
   const steady = r.samples.filter((s) => s.t >= seconds / 2);
   const lat = steady.map((s) => s.latency).filter((x) => x !== null);
   const pdt = steady.map((s) => s.pdtLatency).filter((x) => x !== null);
-  const out = {
+  return {
     latencyMedian: median(lat),
     latencyMax: lat.length ? Math.max(...lat) : null,
     latencyMin: lat.length ? Math.min(...lat) : null,
@@ -155,11 +129,4 @@ try {
     canBlockReload: r.canBlockReload,
     pausedAtEnd: r.samples.length ? r.samples[r.samples.length - 1].paused : null,
   };
-  finished = true;
-  clearTimeout(hardTimer);
-  await closeBrowser();
-  console.log(JSON.stringify(out));
-  process.exit(0);
-} catch (e) {
-  await fail(e?.stack || String(e));
-}
+});

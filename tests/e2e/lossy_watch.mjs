@@ -4,7 +4,10 @@
 // would notice: frames decoded, the longest pause between painted frames
 // (requestVideoFrameCallback), and the browser's own NACK/PLI counts.
 //
-//   node lossy_watch.mjs <http-base-url> <channel> <seconds> <relay host:port | ->
+//   node lossy_watch.mjs <http-base-url> <channel> <seconds> <relay host:port | - | tcp-only>
+//
+// `tcp-only` keeps only the answer's ICE-TCP candidates, as a network that
+// blocks UDP would leave the browser.
 //
 // Prints ONE JSON line on stdout and exits 0; on failure, stderr and exit 1.
 
@@ -12,7 +15,7 @@ import { run, launch } from './browser.mjs';
 
 const [baseArg, channel, secondsArg, via] = process.argv.slice(2);
 if (!baseArg || !channel || !(Number(secondsArg) > 0) || !via) {
-  console.error('usage: node lossy_watch.mjs <http-base-url> <channel> <seconds> <relay host:port | ->');
+  console.error('usage: node lossy_watch.mjs <http-base-url> <channel> <seconds> <relay host:port | - | tcp-only>');
   process.exit(2);
 }
 const base = baseArg.replace(/\/+$/, '');
@@ -33,7 +36,10 @@ async function watchInPage({ base, channel, seconds, via }) {
   });
   let answer = await resp.text();
   if (resp.status !== 201) throw new Error(`WHEP answered ${resp.status}: ${answer}`);
-  if (via !== '-') {
+  if (via === 'tcp-only') {
+    // A network that lets no UDP through: only ICE-TCP can connect.
+    answer = answer.split('\r\n').filter((l) => !l.startsWith('a=candidate:') || / tcp /i.test(l)).join('\r\n');
+  } else if (via !== '-') {
     const [host, port] = via.split(':');
     // a=candidate:<foundation> <component> <transport> <priority> <address> <port> typ ...
     answer = answer.replace(/^(a=candidate:\S+ \S+ \S+ \S+ )\S+ \S+/gm, `$1${host} ${port}`);
@@ -69,6 +75,8 @@ async function watchInPage({ base, channel, seconds, via }) {
         });
       } else if (s.type === 'inbound-rtp' && s.kind === 'audio') {
         r.audioPacketsReceived = s.packetsReceived || 0;
+      } else if (s.type === 'candidate-pair' && s.nominated && s.state === 'succeeded') {
+        r.candidateProtocol = all.get(s.localCandidateId)?.protocol || null;
       }
     });
     return r;

@@ -13,7 +13,7 @@
 // Chromium is the system one (Debian package `chromium`); playwright-core
 // downloads no browser. Override with CHROMIUM=/path/to/chrome.
 
-import { chromium } from 'playwright-core';
+import { run, launch } from './browser.mjs';
 
 const [baseArg, channel, secondsArg] = process.argv.slice(2);
 if (!baseArg || !channel || !secondsArg || !(Number(secondsArg) > 0)) {
@@ -22,46 +22,7 @@ if (!baseArg || !channel || !secondsArg || !(Number(secondsArg) > 0)) {
 }
 const base = baseArg.replace(/\/+$/, '');
 const seconds = Number(secondsArg);
-const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
 const verbose = !!process.env.WHEP_WATCH_VERBOSE;
-
-const ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--autoplay-policy=no-user-gesture-required',
-];
-
-// Hard overall timeout: launch + ICE + the watch itself + teardown.
-const HARD_TIMEOUT_MS = (seconds + 45) * 1000;
-
-let browser;
-let finished = false;
-
-async function closeBrowser() {
-  if (!browser) return;
-  const b = browser;
-  browser = undefined;
-  // close() can hang if the browser is wedged; don't let it block the exit.
-  await Promise.race([b.close().catch(() => {}), new Promise((r) => setTimeout(r, 5000))]);
-}
-
-async function fail(msg) {
-  if (finished) return;
-  finished = true;
-  console.error(`whep_watch: ${msg}`);
-  await closeBrowser();
-  process.exit(1);
-}
-
-const hardTimer = setTimeout(() => fail(`hard timeout after ${HARD_TIMEOUT_MS} ms`), HARD_TIMEOUT_MS);
-for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => fail(`killed by ${sig}`));
-process.on('unhandledRejection', (e) => fail(`unhandled rejection: ${e?.stack || e}`));
 
 // Runs inside the page. Everything it needs comes in `opts`; it returns the
 // report (or throws, which page.evaluate turns into a rejection).
@@ -283,8 +244,9 @@ async function watchInPage(opts) {
   return report;
 }
 
-try {
-  browser = await chromium.launch({ executablePath, headless: true, args: ARGS, timeout: 30_000 });
+// Hard overall timeout: launch + ICE + the watch itself + teardown.
+await run('whep_watch', (seconds + 45) * 1000, async (track) => {
+  const browser = track(await launch());
   const page = await browser.newPage();
   // Keep the server's logs free of favicon 404s.
   await page.route('**/favicon.ico', (r) => r.fulfill({ status: 204, body: '' }));
@@ -294,12 +256,5 @@ try {
   const health = await page.goto(`${base}/healthz`, { timeout: 15_000 });
   if (!health || !health.ok()) throw new Error(`GET ${base}/healthz answered ${health?.status()}`);
   await page.setContent('<!doctype html><title>onair whep_watch</title><body></body>');
-  const report = await page.evaluate(watchInPage, { base, channel, seconds });
-  finished = true;
-  clearTimeout(hardTimer);
-  await closeBrowser();
-  process.stdout.write(JSON.stringify(report) + '\n');
-  process.exit(0);
-} catch (e) {
-  await fail(e?.stack || String(e));
-}
+  return page.evaluate(watchInPage, { base, channel, seconds });
+});

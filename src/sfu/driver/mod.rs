@@ -46,6 +46,8 @@ const NTP_UNIX_OFFSET: u64 = 2_208_988_800;
 /// reaped. Browsers send consent checks every few seconds and RTCP every
 /// second; aiortc's consent checks come every 4-6 s.
 pub const PEER_SILENCE_TIMEOUT: Duration = Duration::from_secs(30);
+/// The earliest a peer's next timer may fire, from now.
+const MIN_TIMER: Duration = Duration::from_millis(1);
 /// Chat text over the data channel, with JSON framing.
 const MAX_DC_MESSAGE: usize = 4096;
 
@@ -55,6 +57,8 @@ pub struct Datagram {
     pub data: BytesMut,
     /// When the socket task read it: the start of server-added latency.
     pub at: Instant,
+    /// Set when it came over ICE-TCP: where that peer's replies go.
+    pub tcp: Option<super::tcp::FrameSender>,
 }
 
 struct ChannelState {
@@ -88,7 +92,7 @@ const GOP_MAX_PACKETS: usize = 1500;
 
 pub struct Driver {
     out: Batcher,
-    pub candidates: Vec<SocketAddr>,
+    pub candidates: peer::Candidates,
     pub certificate: RTCCertificate,
     pub hub: Arc<Hub>,
     pub media_tx: mpsc::Sender<Media>,
@@ -108,12 +112,34 @@ pub struct Driver {
     /// Per channel, video and audio: WHIP RTP mapped to the channel's
     /// numbering. Outlives publishers so reconnects stay continuous.
     forward: HashMap<Arc<str>, [Continuity; 2]>,
+    /// ICE-TCP peers' connections, by remote address (at most one entry per
+    /// open connection: gone ones are dropped at the first failed send).
+    tcp_out: HashMap<SocketAddr, super::tcp::FrameSender>,
+}
+
+/// One packet out: UDP through the batcher, ICE-TCP through its connection.
+fn send_out(
+    out: &mut Batcher,
+    tcp_out: &mut HashMap<SocketAddr, super::tcp::FrameSender>,
+    transport: &TransportContext,
+    message: &[u8],
+) {
+    if transport.transport_protocol == TransportProtocol::TCP {
+        let to = transport.peer_addr;
+        if let Some(conn) = tcp_out.get(&to) {
+            if !super::tcp::send(conn, message) {
+                tcp_out.remove(&to);
+            }
+        }
+    } else {
+        out.queue(transport, message);
+    }
 }
 
 impl Driver {
     pub fn new(
         out: Batcher,
-        candidates: Vec<SocketAddr>,
+        candidates: peer::Candidates,
         certificate: RTCCertificate,
         hub: Arc<Hub>,
         media_tx: mpsc::Sender<Media>,
@@ -138,6 +164,7 @@ impl Driver {
             rx_at: None,
             publishers: HashMap::new(),
             forward: HashMap::new(),
+            tcp_out: HashMap::new(),
         }
     }
 
@@ -197,6 +224,7 @@ impl Driver {
                 _ = sleep => self.on_timers(),
                 _ = ticker.tick() => {
                     self.reap_silent();
+                    self.tcp_out.retain(|_, conn| !conn.is_closed());
                     self.send_viewer_counts();
                 }
                 _ = report_ticker.tick() => self.send_sender_reports(),
@@ -277,15 +305,16 @@ impl Driver {
         self.next_id += 1;
         let id = self.next_id;
         let now = Instant::now();
-        let profile = self.channels.get(&channel).and_then(|c| c.profile);
-        let source = self.source_codec(&channel);
+        let source = peer::SourceVideo {
+            codec: self.source_codec(&channel),
+            profile: self.channels.get(&channel).and_then(|c| c.profile),
+        };
         let mut answer = peer::answer_viewer(
             id,
             channel.clone(),
             offer,
             &self.candidates,
             &self.certificate,
-            profile,
             source,
             now,
         )?;
@@ -388,13 +417,20 @@ impl Driver {
             return;
         };
         p.last_rx = Instant::now();
+        let transport_protocol = match d.tcp {
+            Some(conn) => {
+                self.tcp_out.entry(d.from).or_insert(conn);
+                TransportProtocol::TCP
+            }
+            None => TransportProtocol::UDP,
+        };
         let msg = TaggedBytesMut {
             now: Instant::now(),
             transport: TransportContext {
                 local_addr: d.local,
                 peer_addr: d.from,
                 ecn: None,
-                transport_protocol: TransportProtocol::UDP,
+                transport_protocol,
             },
             message: d.data,
         };
@@ -421,11 +457,17 @@ impl Driver {
 
     fn on_timers(&mut self) {
         let now = Instant::now();
+        // Only what was due on entry: servicing a peer files its next
+        // deadline, which must wait for the next turn of the loop.
+        let mut due = Vec::new();
         while let Some(&(t, pid)) = self.timers.first() {
             if t > now {
                 break;
             }
             self.timers.pop_first();
+            due.push(pid);
+        }
+        for pid in due {
             if let Some(p) = self.peers.get_mut(&pid) {
                 p.deadline = None;
                 let _ = p.pc.handle_timeout(now);
@@ -534,7 +576,12 @@ impl Driver {
             out_packets += n;
             out_bytes += bytes;
             while let Some(out) = p.pc.poll_write() {
-                self.out.queue(&out.transport, &out.message);
+                send_out(
+                    &mut self.out,
+                    &mut self.tcp_out,
+                    &out.transport,
+                    &out.message,
+                );
             }
             self.out.flush();
         }
@@ -550,7 +597,12 @@ impl Driver {
                 p.addrs.push(to);
                 self.by_addr.insert(to, p.id);
             }
-            self.out.queue(&out.transport, &out.message);
+            send_out(
+                &mut self.out,
+                &mut self.tcp_out,
+                &out.transport,
+                &out.message,
+            );
         }
         self.out.flush();
     }
@@ -679,7 +731,12 @@ impl Driver {
             }
         }
         self.flush_writes(&mut p, pin);
-        let next = p.pc.poll_timeout();
+        // A deadline already past would be served again at once, and a peer
+        // whose state machine keeps asking for that (seen with viewers that
+        // vanished mid-session) would spin the loop; a millisecond floor
+        // keeps it a timer.
+        let floor = Instant::now() + MIN_TIMER;
+        let next = p.pc.poll_timeout().map(|t| t.max(floor));
         if next != p.deadline {
             if let Some(old) = p.deadline {
                 self.timers.remove(&(old, pid));

@@ -14,7 +14,11 @@ impl Driver {
         }
         self.next_id += 1;
         let id = self.next_id;
-        let (answer, video, audio_pt) = peer::answer_publisher(
+        let peer::PublisherAnswer {
+            answer,
+            video,
+            audio_pt,
+        } = peer::answer_publisher(
             id,
             channel.clone(),
             offer,

@@ -1,0 +1,39 @@
+# onair: multi-stage build. The build stage compiles the server (and the
+# standalone TURN relay) with the web app embedded; the runtime stage is a
+# slim Debian with just the binaries.
+#
+#   docker build -t onair .
+#   docker compose up            (see docker-compose.yml)
+
+FROM rust:1-bookworm AS build
+# cmake + nasm: openh264 and fdk-aac build from source; node/npm: the web app.
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+      cmake nasm pkg-config nodejs npm \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY . .
+# The web app is embedded by build.rs (web/dist); build it when it exists.
+RUN if [ -f web/package.json ]; then \
+      npm ci --prefix web --no-audit --no-fund && npm run --prefix web build; \
+    fi
+RUN cargo build --release --locked -p onair -p onair-turn \
+ && cp target/release/onair target/release/onair-turn /usr/local/bin/
+
+FROM debian:bookworm-slim
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+      ca-certificates libstdc++6 \
+ && rm -rf /var/lib/apt/lists/* \
+ && useradd --system --create-home --home-dir /var/lib/onair onair
+COPY --from=build /usr/local/bin/onair /usr/local/bin/onair-turn /usr/local/bin/
+USER onair
+WORKDIR /var/lib/onair
+ENV ONAIR_DATA_DIR=/var/lib/onair
+# HTTP (API, WHIP/WHEP, HLS, web UI), RTMP, WebRTC media (one UDP port),
+# TURN (built-in relay, with --turn: UDP and TCP). Relayed ports:
+# --turn-relay-ports.
+EXPOSE 8080/tcp 1935/tcp 8189/udp 8189/tcp 3478/udp 3478/tcp
+VOLUME ["/var/lib/onair"]
+ENTRYPOINT ["onair"]
+CMD ["serve"]

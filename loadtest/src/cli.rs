@@ -1,0 +1,281 @@
+//! The command line: one subcommand per scenario. [`run`] parses, runs and
+//! returns the JSON report, so the tests drive exactly what people run.
+
+use crate::report::Probe;
+use clap::{Args, Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(
+    name = "onair-loadtest",
+    about = "Load generator for onair (loopback only; every run is bounded)"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub scenario: Scenario,
+}
+
+#[derive(Subcommand)]
+pub enum Scenario {
+    /// N real WebRTC viewers (ICE, DTLS, SRTP) of one channel over WHEP.
+    Whep {
+        #[command(flatten)]
+        run: RunArgs,
+        #[arg(long, default_value_t = 10)]
+        viewers: usize,
+        /// Pause between joins, so offers do not all land at once.
+        #[arg(long, default_value_t = 20)]
+        ramp_ms: u64,
+        #[command(flatten)]
+        source: SourceArgs,
+    },
+    /// N LL-HLS viewers doing blocking playlist reloads and part fetches
+    /// (plain HLS servers: playlist polling and whole segments).
+    Hls {
+        #[command(flatten)]
+        run: RunArgs,
+        #[arg(long, default_value_t = 10)]
+        viewers: usize,
+        #[arg(long, default_value_t = 20)]
+        ramp_ms: u64,
+        /// Playlist path on --http (default /hls/CHANNEL/index.m3u8), to
+        /// watch other servers too.
+        #[arg(long)]
+        playlist: Option<String>,
+        #[command(flatten)]
+        source: SourceArgs,
+    },
+    /// N HTTP-FLV viewers (other servers' low-latency playback, for
+    /// comparisons: onair itself serves WebRTC and LL-HLS).
+    Flv {
+        #[command(flatten)]
+        run: RunArgs,
+        #[arg(long, default_value_t = 10)]
+        viewers: usize,
+        #[arg(long, default_value_t = 20)]
+        ramp_ms: u64,
+        /// Stream path on --http, e.g. /live/test.flv.
+        #[arg(long)]
+        path: String,
+        #[command(flatten)]
+        source: SourceArgs,
+    },
+    /// N WebSocket chat clients; enough signed-in writers for R messages/s.
+    Chat {
+        #[command(flatten)]
+        run: RunArgs,
+        #[arg(long, default_value_t = 50)]
+        clients: usize,
+        /// Messages per second, over all writers.
+        #[arg(long, default_value_t = 5.0)]
+        rate: f64,
+    },
+    /// A synthetic publisher: an openh264 test pattern with send-time stamps.
+    Publish {
+        #[command(flatten)]
+        run: RunArgs,
+        #[command(flatten)]
+        source: SourceArgs,
+    },
+}
+
+/// What every scenario takes.
+#[derive(Args, Clone, Debug)]
+pub struct RunArgs {
+    /// The server's HTTP address.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub http: SocketAddr,
+    #[arg(long, default_value = "demo")]
+    pub channel: String,
+    /// Measurement window, after every client has joined.
+    #[arg(long, default_value_t = 10)]
+    pub seconds: u64,
+    /// The server's PID: CPU and memory from /proc.
+    #[arg(long)]
+    pub pid: Option<u32>,
+    /// Read CPU and memory from this server's /metrics instead (the default
+    /// without --pid is --http's).
+    #[arg(long)]
+    pub metrics: Option<SocketAddr>,
+    /// Also write the report here as JSON.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// No table on stdout (the JSON report only).
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// The synthetic publisher, for `publish` and alongside viewers.
+#[derive(Args, Clone, Debug, Default)]
+pub struct SourceArgs {
+    /// Publish the pattern over RTMP to this URL (rtmp://HOST:PORT/live/KEY).
+    #[arg(long)]
+    pub rtmp: Option<String>,
+    /// Publish the pattern over WHIP (to --http) with this stream key.
+    #[arg(long)]
+    pub whip_key: Option<String>,
+    /// Pattern size, WIDTHxHEIGHT.
+    #[arg(long, default_value = "640x360")]
+    pub size: String,
+    #[arg(long, default_value_t = 600)]
+    pub kbps: u32,
+    #[arg(long, default_value_t = 30)]
+    pub fps: u32,
+}
+
+/// Hard caps so a typo cannot turn a load run into a flood.
+pub const MAX_CLIENTS: usize = 5000;
+pub const MAX_SECONDS: u64 = 600;
+pub const MAX_CHAT_RATE: f64 = 500.0;
+
+impl RunArgs {
+    pub fn check(&self, clients: usize) -> anyhow::Result<()> {
+        anyhow::ensure!(self.http.ip().is_loopback(), "load goes to loopback only");
+        if let Some(m) = self.metrics {
+            anyhow::ensure!(m.ip().is_loopback(), "load goes to loopback only");
+        }
+        anyhow::ensure!(
+            clients <= MAX_CLIENTS && self.seconds <= MAX_SECONDS,
+            "at most {MAX_CLIENTS} clients for {MAX_SECONDS} s"
+        );
+        Ok(())
+    }
+
+    pub fn probe(&self) -> Probe {
+        match (self.pid, self.metrics) {
+            (Some(p), _) => Probe::Pid(p),
+            (None, Some(m)) => Probe::Metrics(m),
+            (None, None) => Probe::Metrics(self.http),
+        }
+    }
+}
+
+impl SourceArgs {
+    pub fn is_set(&self) -> bool {
+        self.rtmp.is_some() || self.whip_key.is_some()
+    }
+
+    pub fn dimensions(&self) -> anyhow::Result<(usize, usize)> {
+        let (w, h) = self
+            .size
+            .split_once('x')
+            .ok_or_else(|| anyhow::anyhow!("--size is WIDTHxHEIGHT"))?;
+        Ok((w.parse()?, h.parse()?))
+    }
+
+    /// Starts publishing for `dur` (encoding the pattern first).
+    pub async fn start(
+        &self,
+        http: SocketAddr,
+        dur: Duration,
+    ) -> anyhow::Result<tokio::task::JoinHandle<anyhow::Result<serde_json::Value>>> {
+        if let Some(url) = &self.rtmp {
+            let (addr, _, _) = crate::rtmp::parse_url(url)?;
+            anyhow::ensure!(addr.ip().is_loopback(), "load goes to loopback only");
+        }
+        let (width, height) = self.dimensions()?;
+        let o = crate::pattern::PatternOptions {
+            width,
+            height,
+            fps: self.fps,
+            kbps: self.kbps,
+            frames: self.fps as usize * 2,
+        };
+        let frames = tokio::task::spawn_blocking(move || crate::pattern::encode(&o)).await??;
+        let me = self.clone();
+        Ok(tokio::spawn(async move {
+            let secs = dur.as_secs_f64().max(1e-3);
+            if let Some(url) = &me.rtmp {
+                let s = crate::rtmp::publish(url, &frames, me.fps, dur).await?;
+                Ok(serde_json::json!({
+                    "protocol": "rtmp",
+                    "connect_ms": s.connect_ms,
+                    "frames": s.frames,
+                    "mbps": s.bytes as f64 * 8.0 / secs / 1e6,
+                }))
+            } else {
+                let key = me.whip_key.clone().unwrap_or_default();
+                let video = frames
+                    .iter()
+                    .map(|f| bytes::Bytes::from(f.annexb.clone()))
+                    .collect();
+                let p = crate::whip::publish(
+                    http,
+                    crate::whip::PublishOptions {
+                        key,
+                        video,
+                        fps: me.fps,
+                        audio: Vec::new(),
+                        duration: dur,
+                        stamp: true,
+                    },
+                )
+                .await?;
+                anyhow::ensure!(p.status == 201, "WHIP answered {}: {}", p.status, p.error);
+                Ok(serde_json::json!({
+                    "protocol": "whip",
+                    "connect_ms": p.connected_after.map(|d| d.as_secs_f64() * 1000.0),
+                    "frames": p.video_frames,
+                    "mbps": p.bytes as f64 * 8.0 / secs / 1e6,
+                    "keyframe_requests": p.keyframe_requests,
+                }))
+            }
+        }))
+    }
+}
+
+/// Parses `args` (without the program name), runs the scenario, prints the
+/// table unless `--quiet`, writes `--json`, and returns the report.
+pub async fn run<I, T>(args: I) -> anyhow::Result<serde_json::Value>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let cli = Cli::try_parse_from(
+        std::iter::once("onair-loadtest".into()).chain(args.into_iter().map(Into::into)),
+    )?;
+    let (report, run) = match cli.scenario {
+        Scenario::Whep {
+            run,
+            viewers,
+            ramp_ms,
+            source,
+        } => (
+            crate::scenario::whep(&run, viewers, ramp_ms, &source).await?,
+            run,
+        ),
+        Scenario::Hls {
+            run,
+            viewers,
+            ramp_ms,
+            playlist,
+            source,
+        } => (
+            crate::scenario::hls(&run, viewers, ramp_ms, &playlist, &source).await?,
+            run,
+        ),
+        Scenario::Flv {
+            run,
+            viewers,
+            ramp_ms,
+            path,
+            source,
+        } => (
+            crate::scenario::flv(&run, viewers, ramp_ms, &path, &source).await?,
+            run,
+        ),
+        Scenario::Chat { run, clients, rate } => {
+            (crate::scenario::chat(&run, clients, rate).await?, run)
+        }
+        Scenario::Publish { run, source } => (crate::scenario::publish(&run, &source).await?, run),
+    };
+    if !run.quiet {
+        crate::report::print_table(&report);
+    }
+    if let Some(path) = &run.json {
+        std::fs::write(path, serde_json::to_vec_pretty(&report)?)?;
+    }
+    Ok(report)
+}

@@ -1,0 +1,85 @@
+//! An HTTP-FLV viewer (node-media-server's and others' low-latency
+//! playback): one long GET whose body is the live FLV stream. It counts
+//! bytes and reads the send-time stamps in the AVC NAL units it carries.
+//! A stamp split across two reads is missed; the rest are plenty.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+#[derive(Debug, Default, Clone)]
+pub struct FlvResult {
+    pub connected_after: Option<Duration>,
+    pub first_byte_after: Option<Duration>,
+    pub bytes: u64,
+    pub stalls: u64,
+    pub longest_gap_ms: u64,
+    pub latency_us: Vec<u32>,
+    pub error: Option<String>,
+}
+
+pub async fn watch(
+    http: SocketAddr,
+    path: &str,
+    dur: Duration,
+    measure_from: Option<Instant>,
+) -> FlvResult {
+    let started = Instant::now();
+    let deadline = started + dur;
+    let mut out = FlvResult::default();
+    let r: Result<anyhow::Result<()>, _> = tokio::time::timeout_at(deadline.into(), async {
+        let mut s = tokio::net::TcpStream::connect(http).await?;
+        out.connected_after = Some(started.elapsed());
+        let req =
+            format!("GET {path} HTTP/1.1\r\nHost: {http}\r\nUser-Agent: onair-loadtest\r\n\r\n");
+        s.write_all(req.as_bytes()).await?;
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut head = Vec::new();
+        let mut last: Option<Instant> = None;
+        loop {
+            let n = s.read(&mut buf).await?;
+            anyhow::ensure!(n > 0, "server closed the stream");
+            let mut data = &buf[..n];
+            if out.first_byte_after.is_none() {
+                // Skip the response head; refuse anything but 200.
+                head.extend_from_slice(data);
+                let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") else {
+                    anyhow::ensure!(head.len() < 16384, "response head too long");
+                    continue;
+                };
+                let status = String::from_utf8_lossy(&head[..end]);
+                anyhow::ensure!(
+                    status.split_whitespace().nth(1) == Some("200"),
+                    "answered {}",
+                    status.lines().next().unwrap_or("")
+                );
+                out.first_byte_after = Some(started.elapsed());
+                let skip = end + 4 - (head.len() - n);
+                data = &buf[skip.min(n)..n];
+            }
+            let now = Instant::now();
+            out.bytes += data.len() as u64;
+            let measuring = measure_from.is_none_or(|t| now >= t);
+            if let Some(t) = last.filter(|_| measuring) {
+                let gap = now.duration_since(t).as_millis() as u64;
+                out.longest_gap_ms = out.longest_gap_ms.max(gap);
+                out.stalls += u64::from(gap > crate::hls::STALL_MS);
+            }
+            last = Some(now);
+            if measuring {
+                let now_us = crate::stamp::now_us();
+                for sent in crate::stamp::find_all(data) {
+                    if out.latency_us.len() < crate::whep::MAX_LATENCY_SAMPLES {
+                        let d = now_us.saturating_sub(sent).min(u64::from(u32::MAX));
+                        out.latency_us.push(d as u32);
+                    }
+                }
+            }
+        }
+    })
+    .await;
+    if let Ok(Err(e)) = r {
+        out.error = Some(e.to_string());
+    }
+    out
+}

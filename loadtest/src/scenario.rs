@@ -1,0 +1,439 @@
+//! The scenarios: start the clients (and the synthetic publisher when
+//! asked), wait out the ramp, a warm-up and the measurement window, then
+//! sum up what every client saw and what the server spent.
+
+use crate::cli::{RunArgs, SourceArgs, MAX_CHAT_RATE};
+use crate::report::{p50_p99, percentile, us_to_ms, ServerWindow};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+use std::time::{Duration, Instant};
+
+/// Time after the last join before measuring, so joins do not count.
+pub const WARMUP: Duration = Duration::from_secs(2);
+/// Time the publisher gets to go live before the first viewer joins.
+const PUBLISH_LEAD: Duration = Duration::from_millis(1500);
+
+fn bar(len: u64, what: &str) -> ProgressBar {
+    let pb = ProgressBar::new(len);
+    pb.set_style(
+        ProgressStyle::with_template("{elapsed:>4} [{bar:30}] {pos}/{len} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    pb.set_message(what.to_string());
+    pb
+}
+
+/// Waits out `d` with a countdown bar.
+async fn window(d: Duration, what: &str) {
+    let pb = bar(d.as_secs().max(1), what);
+    let end = Instant::now() + d;
+    while Instant::now() < end {
+        tokio::time::sleep(
+            end.saturating_duration_since(Instant::now())
+                .min(Duration::from_secs(1)),
+        )
+        .await;
+        pb.set_position(
+            d.as_secs()
+                .saturating_sub(end.saturating_duration_since(Instant::now()).as_secs()),
+        );
+    }
+    pb.finish_and_clear();
+}
+
+/// Starts the publisher, if any, for the whole run; returns its task.
+async fn publisher(
+    run: &RunArgs,
+    source: &SourceArgs,
+    total: Duration,
+) -> anyhow::Result<Option<tokio::task::JoinHandle<anyhow::Result<serde_json::Value>>>> {
+    if !source.is_set() {
+        return Ok(None);
+    }
+    // The publisher outlives the viewers, so none sees the stream end.
+    let task = source
+        .start(run.http, total + PUBLISH_LEAD + Duration::from_secs(2))
+        .await?;
+    tokio::time::sleep(PUBLISH_LEAD).await;
+    Ok(Some(task))
+}
+
+async fn publisher_report(
+    task: Option<tokio::task::JoinHandle<anyhow::Result<serde_json::Value>>>,
+) -> serde_json::Value {
+    match task {
+        None => serde_json::Value::Null,
+        Some(t) => match t.await {
+            Ok(Ok(v)) => v,
+            Ok(Err(e)) => json!({"error": e.to_string()}),
+            Err(e) => json!({"error": e.to_string()}),
+        },
+    }
+}
+
+pub async fn whep(
+    run: &RunArgs,
+    viewers: usize,
+    ramp_ms: u64,
+    source: &SourceArgs,
+) -> anyhow::Result<serde_json::Value> {
+    run.check(viewers)?;
+    let ramp = Duration::from_millis(ramp_ms);
+    let total =
+        ramp * viewers as u32 + WARMUP + Duration::from_secs(run.seconds) + Duration::from_secs(1);
+    let mut server = ServerWindow::baseline(run.probe()).await;
+    let publishing = publisher(run, source, total).await?;
+    let pb = bar(viewers as u64, "WebRTC viewers joining");
+    let mut tasks = Vec::with_capacity(viewers);
+    let measure_from = Instant::now() + ramp * viewers as u32 + WARMUP;
+    let rotation = crate::decode::Rotation {
+        start: measure_from,
+        viewers,
+    };
+    for i in 0..viewers {
+        let (http, channel) = (run.http, run.channel.clone());
+        // Each viewer lives until the same end time, whenever it joined.
+        let dur = total.saturating_sub(ramp * i as u32);
+        tasks.push(tokio::spawn(async move {
+            let opts = crate::whep::ViewerOptions {
+                record: false,
+                measure_from: Some(measure_from),
+                decode: Some((rotation, i)),
+                ..Default::default()
+            };
+            (dur, crate::whep::watch(http, &channel, dur, opts).await)
+        }));
+        pb.inc(1);
+        tokio::time::sleep(ramp).await;
+    }
+    pb.finish_and_clear();
+    tokio::time::sleep(WARMUP).await;
+    server.start().await;
+    window(Duration::from_secs(run.seconds), "measuring").await;
+    let mut server = server.finish().await;
+
+    let (mut joins, mut firsts, mut mbps, mut fps, mut latency) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut packets, mut lost, mut freezes, mut longest) = (0u64, 0u64, 0u64, 0u64);
+    let mut decode = crate::decode::DecodeStats::default();
+    let mut decoded_viewers = 0;
+    let mut errors = Vec::new();
+    for t in tasks {
+        let (dur, r) = t.await?;
+        let r = match r {
+            Ok(r) => r,
+            Err(e) => {
+                errors.push(e.to_string());
+                continue;
+            }
+        };
+        if let Some(j) = r.connected_after {
+            joins.push(j.as_secs_f64() * 1000.0);
+        }
+        let c = &r.counters;
+        if let Some(f) = r.first_video_after {
+            firsts.push(f.as_secs_f64() * 1000.0);
+            let watched = dur.saturating_sub(f).as_secs_f64().max(1e-3);
+            mbps.push(c.bytes as f64 * 8.0 / watched / 1e6);
+            fps.push(c.frames as f64 / watched);
+        }
+        packets += c.video_packets + c.audio_packets;
+        lost += c.lost;
+        freezes += c.freezes;
+        longest = longest.max(c.longest_video_gap_ms);
+        latency.extend(us_to_ms(&c.latency_us));
+        decode.checks += c.decode.checks;
+        decode.frames += c.decode.frames;
+        decode.errors += c.decode.errors;
+        decoded_viewers += usize::from(c.decode.frames > 0);
+    }
+    let (j50, j99) = p50_p99(&joins);
+    let (f50, f99) = p50_p99(&firsts);
+    let (l50, l99) = p50_p99(&latency);
+    crate::report::per_client(&mut server, joins.len());
+    Ok(json!({
+        "scenario": "whep",
+        "decode_checked_viewers": decoded_viewers,
+        "decoded_frames": decode.frames,
+        "decode_errors": decode.errors,
+        "viewers": viewers,
+        "connected": joins.len(),
+        "receiving_video": firsts.len(),
+        "errors": errors.len(),
+        "first_error": errors.first(),
+        "join_ms_p50": j50,
+        "join_ms_p99": j99,
+        "first_frame_ms_p50": f50,
+        "first_frame_ms_p99": f99,
+        "mbps_per_viewer": percentile(&mbps, 0.5),
+        "fps_per_viewer": percentile(&fps, 0.5),
+        "loss_percent": lost as f64 * 100.0 / (packets + lost).max(1) as f64,
+        "freezes": freezes,
+        "longest_freeze_ms": longest,
+        "latency_ms_p50": l50,
+        "latency_ms_p99": l99,
+        "latency_samples": latency.len(),
+        "publisher": publisher_report(publishing).await,
+        "server": server,
+    }))
+}
+
+pub async fn hls(
+    run: &RunArgs,
+    viewers: usize,
+    ramp_ms: u64,
+    playlist: &Option<String>,
+    source: &SourceArgs,
+) -> anyhow::Result<serde_json::Value> {
+    run.check(viewers)?;
+    let ramp = Duration::from_millis(ramp_ms);
+    let total =
+        ramp * viewers as u32 + WARMUP + Duration::from_secs(run.seconds) + Duration::from_secs(1);
+    let mut server = ServerWindow::baseline(run.probe()).await;
+    let publishing = publisher(run, source, total).await?;
+    let pb = bar(viewers as u64, "LL-HLS viewers joining");
+    let mut tasks = Vec::with_capacity(viewers);
+    let run_id = crate::stamp::now_us();
+    let measure_from = Instant::now() + ramp * viewers as u32 + WARMUP;
+    for i in 0..viewers {
+        let http = run.http;
+        let playlist = playlist
+            .clone()
+            .unwrap_or_else(|| format!("/hls/{}/index.m3u8", run.channel));
+        let dur = total.saturating_sub(ramp * i as u32);
+        // The server counts HLS viewers by address and User-Agent.
+        let ua = format!("onair-loadtest/{run_id}/{i}");
+        tasks.push(tokio::spawn(async move {
+            (
+                dur,
+                crate::hls::watch(http, &playlist, dur, ua, Some(measure_from)).await,
+            )
+        }));
+        pb.inc(1);
+        tokio::time::sleep(ramp).await;
+    }
+    pb.finish_and_clear();
+    tokio::time::sleep(WARMUP).await;
+    server.start().await;
+    window(Duration::from_secs(run.seconds), "measuring").await;
+    let mut server = server.finish().await;
+
+    let (mut joins, mut firsts, mut mbps, mut latency) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut parts, mut playlists, mut errors, mut stalls, mut longest) = (0, 0, 0, 0, 0);
+    let mut first_error = None;
+    for t in tasks {
+        let (dur, r) = t.await?;
+        if let Some(j) = r.joined_after {
+            joins.push(j.as_secs_f64() * 1000.0);
+        }
+        if let Some(f) = r.first_part_after {
+            firsts.push(f.as_secs_f64() * 1000.0);
+            let watched = dur.saturating_sub(f).as_secs_f64().max(1e-3);
+            mbps.push(r.bytes as f64 * 8.0 / watched / 1e6);
+        }
+        parts += r.parts;
+        playlists += r.playlists;
+        errors += r.errors;
+        stalls += r.stalls;
+        longest = longest.max(r.longest_gap_ms);
+        latency.extend(us_to_ms(&r.latency_us));
+        if first_error.is_none() {
+            first_error = r.first_error;
+        }
+    }
+    let (j50, j99) = p50_p99(&joins);
+    let (f50, f99) = p50_p99(&firsts);
+    let (l50, l99) = p50_p99(&latency);
+    crate::report::per_client(&mut server, joins.len());
+    Ok(json!({
+        "scenario": "hls",
+        "viewers": viewers,
+        "connected": joins.len(),
+        "receiving_parts": firsts.len(),
+        "errors": errors,
+        "first_error": first_error,
+        "join_ms_p50": j50,
+        "join_ms_p99": j99,
+        "first_frame_ms_p50": f50,
+        "first_frame_ms_p99": f99,
+        "mbps_per_viewer": percentile(&mbps, 0.5),
+        "parts": parts,
+        "playlists": playlists,
+        "stalls": stalls,
+        "longest_gap_ms": longest,
+        "latency_ms_p50": l50,
+        "latency_ms_p99": l99,
+        "latency_samples": latency.len(),
+        "publisher": publisher_report(publishing).await,
+        "server": server,
+    }))
+}
+
+pub async fn flv(
+    run: &RunArgs,
+    viewers: usize,
+    ramp_ms: u64,
+    path: &str,
+    source: &SourceArgs,
+) -> anyhow::Result<serde_json::Value> {
+    run.check(viewers)?;
+    let ramp = Duration::from_millis(ramp_ms);
+    let total =
+        ramp * viewers as u32 + WARMUP + Duration::from_secs(run.seconds) + Duration::from_secs(1);
+    let mut server = ServerWindow::baseline(run.probe()).await;
+    let publishing = publisher(run, source, total).await?;
+    let pb = bar(viewers as u64, "HTTP-FLV viewers joining");
+    let measure_from = Instant::now() + ramp * viewers as u32 + WARMUP;
+    let mut tasks = Vec::with_capacity(viewers);
+    for i in 0..viewers {
+        let (http, path) = (run.http, path.to_string());
+        let dur = total.saturating_sub(ramp * i as u32);
+        tasks.push(tokio::spawn(async move {
+            (
+                dur,
+                crate::flv::watch(http, &path, dur, Some(measure_from)).await,
+            )
+        }));
+        pb.inc(1);
+        tokio::time::sleep(ramp).await;
+    }
+    pb.finish_and_clear();
+    tokio::time::sleep(WARMUP).await;
+    server.start().await;
+    window(Duration::from_secs(run.seconds), "measuring").await;
+    let mut server = server.finish().await;
+    let (mut firsts, mut mbps, mut latency, mut errors) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut stalls, mut longest) = (0, 0);
+    for t in tasks {
+        let (dur, r) = t.await?;
+        if let Some(f) = r.first_byte_after {
+            firsts.push(f.as_secs_f64() * 1000.0);
+            let watched = dur.saturating_sub(f).as_secs_f64().max(1e-3);
+            mbps.push(r.bytes as f64 * 8.0 / watched / 1e6);
+        }
+        stalls += r.stalls;
+        longest = longest.max(r.longest_gap_ms);
+        latency.extend(us_to_ms(&r.latency_us));
+        errors.extend(r.error);
+    }
+    let (f50, f99) = p50_p99(&firsts);
+    let (l50, l99) = p50_p99(&latency);
+    crate::report::per_client(&mut server, firsts.len());
+    Ok(json!({
+        "scenario": "flv",
+        "viewers": viewers,
+        "connected": firsts.len(),
+        "errors": errors.len(),
+        "first_error": errors.first(),
+        "first_frame_ms_p50": f50,
+        "first_frame_ms_p99": f99,
+        "mbps_per_viewer": percentile(&mbps, 0.5),
+        "stalls": stalls,
+        "longest_gap_ms": longest,
+        "latency_ms_p50": l50,
+        "latency_ms_p99": l99,
+        "latency_samples": latency.len(),
+        "publisher": publisher_report(publishing).await,
+        "server": server,
+    }))
+}
+
+pub async fn chat(run: &RunArgs, clients: usize, rate: f64) -> anyhow::Result<serde_json::Value> {
+    run.check(clients)?;
+    anyhow::ensure!(
+        rate > 0.0 && rate <= MAX_CHAT_RATE,
+        "--rate must be in (0, {MAX_CHAT_RATE}]"
+    );
+    anyhow::ensure!(clients > 0, "--clients must be at least 1");
+    let writers = crate::chat::writers_for(rate, clients);
+    let run_id = crate::stamp::now_us();
+    let pb = bar(writers as u64, "creating chat writers");
+    let mut tokens = Vec::with_capacity(writers);
+    for i in 0..writers {
+        let name = format!("lt{:06x}w{i}", run_id & 0xff_ffff);
+        tokens.push(crate::chat::account(run.http, &name).await?);
+        pb.inc(1);
+    }
+    pb.finish_and_clear();
+    let mut server = ServerWindow::baseline(run.probe()).await;
+    // Writers stop a little before readers, so every message can arrive.
+    let until = Instant::now() + WARMUP + Duration::from_secs(run.seconds);
+    let every = Duration::from_secs_f64(writers as f64 / rate);
+    let mut tasks = Vec::with_capacity(clients);
+    let pb = bar(clients as u64, "chat clients joining");
+    for i in 0..clients {
+        let token = tokens.get(i).cloned();
+        let (http, channel) = (run.http, run.channel.clone());
+        let end = if token.is_some() {
+            until - Duration::from_millis(500)
+        } else {
+            until
+        };
+        tasks.push(tokio::spawn(async move {
+            crate::chat::client(http, &channel, token, every, run_id, end).await
+        }));
+        pb.inc(1);
+    }
+    pb.finish_and_clear();
+    tokio::time::sleep(WARMUP).await;
+    server.start().await;
+    window(until.saturating_duration_since(Instant::now()), "chatting").await;
+    let mut server = server.finish().await;
+    let (mut joins, mut latency) = (Vec::new(), Vec::new());
+    let (mut sent, mut received, mut rejected) = (0, 0, 0);
+    let mut errors = Vec::new();
+    for t in tasks {
+        let r = t.await?;
+        if let Some(j) = r.connected_after {
+            joins.push(j.as_secs_f64() * 1000.0);
+        }
+        sent += r.sent;
+        received += r.received;
+        rejected += r.rejected;
+        latency.extend(us_to_ms(&r.latency_us));
+        if let Some(e) = r.error {
+            errors.push(e);
+        }
+    }
+    let expected = sent * clients as u64;
+    let (j50, j99) = p50_p99(&joins);
+    let (l50, l99) = p50_p99(&latency);
+    crate::report::per_client(&mut server, joins.len());
+    Ok(json!({
+        "scenario": "chat",
+        "clients": clients,
+        "writers": writers,
+        "connected": joins.len(),
+        "errors": errors.len(),
+        "first_error": errors.first(),
+        "join_ms_p50": j50,
+        "join_ms_p99": j99,
+        "sent": sent,
+        "rejected": rejected,
+        "delivered": received,
+        "delivered_percent": received as f64 * 100.0 / expected.max(1) as f64,
+        "latency_ms_p50": l50,
+        "latency_ms_p99": l99,
+        "latency_samples": latency.len(),
+        "server": server,
+    }))
+}
+
+pub async fn publish(run: &RunArgs, source: &SourceArgs) -> anyhow::Result<serde_json::Value> {
+    run.check(1)?;
+    anyhow::ensure!(source.is_set(), "give --rtmp URL or --whip-key KEY");
+    let mut server = ServerWindow::baseline(run.probe()).await;
+    let dur = Duration::from_secs(run.seconds);
+    let task = source.start(run.http, dur).await?;
+    server.start().await;
+    window(dur, "publishing").await;
+    let publisher = task.await??;
+    Ok(json!({
+        "scenario": "publish",
+        "publisher": publisher,
+        "server": server.finish().await,
+    }))
+}

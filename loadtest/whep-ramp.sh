@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# WebRTC viewers per core: ramps `onair-loadtest whep` up a list of viewer
+# counts against one release server fed a pre-encoded clip at BITRATE_KBPS
+# (ffmpeg -c copy, so encoding costs nothing), and stops at the first step
+# where loss passes 1 % or the server uses more than 95 % of a core.
+# The load generator runs on the same cores; each row shows its CPU too.
+# Usage: loadtest/whep-ramp.sh BITRATE_KBPS COUNT...   e.g. 600 100 200 400 800
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rate=${1:-600}; shift || true
+counts=(${@:-100 200 400})
+profile=${PROFILE:-release}
+SECS=${SECS:-10}
+[ -n "${SKIP_BUILD:-}" ] || cargo build --profile "$profile" -p onair -p onair-loadtest >&2
+bin=target/$profile
+out=${OUT:-target/ramp}
+mkdir -p "$out"
+work=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null; rm -rf "$work"' EXIT
+clip=target/loadclip-${rate}k.flv
+if [ ! -f "$clip" ]; then
+  ffmpeg -hide_banner -loglevel error -y -f lavfi -i testsrc2=size=1280x720:rate=30 \
+    -f lavfi -i sine=frequency=440:sample_rate=48000 -t 20 -vf noise=alls=12:allf=t \
+    -c:v libx264 -preset veryfast -tune zerolatency -g 30 -bf 0 -b:v ${rate}k -maxrate ${rate}k \
+    -bufsize ${rate}k -x264-params nal-hrd=cbr -c:a aac -b:a 128k -ar 48000 -f flv "$clip"
+fi
+key=$("$bin/onair" channel create demo --data-dir "$work")
+"$bin/onair" serve --data-dir "$work" --http 127.0.0.1:28080 --rtmp 127.0.0.1:21935 \
+  --webrtc-udp 127.0.0.1:28189 --offer-rate 0 2>"$work/server.log" &
+pid=$!
+sleep 1
+kill -0 $pid || { tail "$work/server.log"; exit 1; }
+timeout 3600 ffmpeg -hide_banner -loglevel error -stream_loop -1 -re -i "$clip" -c copy -f flv \
+  "rtmp://127.0.0.1:21935/live/$key" &
+sleep 3
+echo "| viewers | connected | Mbit/s per viewer | loss | freezes | server CPU (% of a core) | CPU per viewer | RSS per viewer | load generator CPU |"
+echo "|---|---|---|---|---|---|---|---|---|"
+for n in "${counts[@]}"; do
+  f="$out/whep-${rate}k-$n.json"
+  timeout $((SECS + n / 10 + 120)) "$bin/onair-loadtest" whep --http 127.0.0.1:28080 --viewers "$n" \
+    --ramp-ms "${RAMP_MS:-10}" --seconds "$SECS" --pid "$pid" --quiet --json "$f" >&2 || true
+  stop=$(python3 - "$f" <<'PY'
+import json, sys
+try: r = json.load(open(sys.argv[1]))
+except Exception: print("stop"); sys.exit()
+s = r.get("server") or {}
+g = lambda v, d: "-" if v is None else f"{v:.{d}f}"
+print(f"| {r['viewers']} | {r['connected']} | {g(r.get('mbps_per_viewer'),2)} | {g(r.get('loss_percent'),2)} % | {r.get('freezes')} | {g(s.get('cpu_percent_of_one_core'),1)} | {g(s.get('cpu_percent_per_client'),3)} % | {g(s.get('rss_kib_per_client'),0)} KiB | {g(s.get('load_generator_cpu_percent_of_one_core'),1)} |", file=sys.stderr)
+stop = (r.get("loss_percent") or 0) > 1 or (s.get("cpu_percent_of_one_core") or 0) > 95 or r["connected"] < r["viewers"]
+print("stop" if stop else "go")
+PY
+)
+  [ "$stop" = stop ] && { echo "(stopped: loss > 1 %, CPU > 95 % or viewers failed to connect)" >&2; break; }
+  sleep 2
+done 2>&1

@@ -1,0 +1,235 @@
+//! `onair-loadtest` runs a small instance of every scenario against a real
+//! server, and its reports must say what a viewer actually got: connected
+//! peers, bytes, and a sane glass-to-glass latency from the publisher's
+//! stamps. Exactly the code behind the binary's subcommands runs here.
+
+mod common;
+
+use common::{http, TestServer};
+use serde_json::Value;
+
+async fn run(args: &[&str]) -> Value {
+    onair_loadtest::cli::run(args.iter().map(|s| s.to_string()))
+        .await
+        .unwrap_or_else(|e| panic!("onair-loadtest {args:?}: {e:#}"))
+}
+
+fn num(r: &Value, key: &str) -> f64 {
+    r[key]
+        .as_f64()
+        .unwrap_or_else(|| panic!("{key} is not a number in {r:#}"))
+}
+
+/// A latency a loopback run must produce: positive, under two seconds.
+fn sane_latency(r: &Value, max_ms: f64) {
+    let (p50, p99) = (num(r, "latency_ms_p50"), num(r, "latency_ms_p99"));
+    assert!(num(r, "latency_samples") > 10.0, "{r:#}");
+    assert!(p50 > 0.0 && p50 <= p99 && p99 < max_ms, "{r:#}");
+}
+
+fn server_usage_present(r: &Value) {
+    let s = &r["server"];
+    assert!(s["cpu_percent_of_one_core"].as_f64().is_some(), "{r:#}");
+    assert!(s["rss_mib"].as_f64().unwrap_or(0.0) > 1.0, "{r:#}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn whep_viewers_of_an_rtmp_publisher() {
+    let srv = TestServer::start().await;
+    let (addr, url) = (srv.http.to_string(), srv.rtmp_url(&srv.key));
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("whep.json");
+    let r = run(&[
+        "whep",
+        "--http",
+        &addr,
+        "--channel",
+        &srv.channel,
+        "--viewers",
+        "3",
+        "--seconds",
+        "3",
+        "--rtmp",
+        &url,
+        "--size",
+        "320x180",
+        "--kbps",
+        "300",
+        "--quiet",
+        "--json",
+        json.to_str().unwrap(),
+    ])
+    .await;
+    assert_eq!(r["connected"], 3, "{r:#}");
+    assert_eq!(r["receiving_video"], 3, "{r:#}");
+    assert_eq!(r["errors"], 0, "{r:#}");
+    assert!(num(&r, "mbps_per_viewer") > 0.05, "{r:#}");
+    assert!(num(&r, "fps_per_viewer") > 15.0, "{r:#}");
+    assert!(num(&r, "loss_percent") < 1.0, "{r:#}");
+    assert!(num(&r, "join_ms_p99") < 5000.0, "{r:#}");
+    // The rotating decode check decoded real pictures, without errors.
+    assert!(num(&r, "decoded_frames") >= 20.0, "{r:#}");
+    assert_eq!(r["decode_errors"], 0, "{r:#}");
+    sane_latency(&r, 2000.0);
+    assert_eq!(r["publisher"]["protocol"], "rtmp", "{r:#}");
+    assert!(num(&r["publisher"], "frames") > 100.0, "{r:#}");
+    server_usage_present(&r);
+    // The file holds the same report.
+    eprintln!("{r:#}");
+    let file: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    for k in ["scenario", "connected", "latency_samples", "publisher"] {
+        assert_eq!(file[k], r[k], "{k}");
+    }
+    // Egress and process metrics moved.
+    let m = http(srv.http, "GET", "/metrics", &[], b"").await.text();
+    let rtp = onair_loadtest::report::metric(&m, "onair_rtp_packets_out_total").unwrap();
+    assert!(rtp > 100.0, "{m}");
+    srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn whep_viewers_of_a_whip_publisher() {
+    let srv = TestServer::start().await;
+    let addr = srv.http.to_string();
+    let r = run(&[
+        "whep",
+        "--http",
+        &addr,
+        "--channel",
+        &srv.channel,
+        "--viewers",
+        "2",
+        "--seconds",
+        "3",
+        "--whip-key",
+        &srv.key,
+        "--size",
+        "320x180",
+        "--kbps",
+        "300",
+        "--quiet",
+    ])
+    .await;
+    assert_eq!(r["connected"], 2, "{r:#}");
+    assert_eq!(r["receiving_video"], 2, "{r:#}");
+    assert_eq!(r["publisher"]["protocol"], "whip", "{r:#}");
+    sane_latency(&r, 1000.0);
+    srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn hls_viewers_do_blocking_reloads() {
+    let srv = TestServer::start().await;
+    let (addr, url) = (srv.http.to_string(), srv.rtmp_url(&srv.key));
+    let r = run(&[
+        "hls",
+        "--http",
+        &addr,
+        "--channel",
+        &srv.channel,
+        "--viewers",
+        "3",
+        "--seconds",
+        "5",
+        "--rtmp",
+        &url,
+        "--size",
+        "320x180",
+        "--kbps",
+        "300",
+        "--quiet",
+    ])
+    .await;
+    assert_eq!(r["connected"], 3, "{r:#}");
+    assert_eq!(r["receiving_parts"], 3, "{r:#}");
+    assert!(num(&r, "mbps_per_viewer") > 0.05, "{r:#}");
+    // Blocking reloads: about one playlist per part, not a polling storm.
+    let (parts, playlists) = (num(&r, "parts"), num(&r, "playlists"));
+    assert!(parts > 10.0 && playlists < parts * 3.0, "{r:#}");
+    eprintln!("{r:#}");
+    sane_latency(&r, 5000.0);
+    server_usage_present(&r);
+    let m = http(srv.http, "GET", "/metrics", &[], b"").await.text();
+    let media = onair_loadtest::report::metric(&m, "onair_hls_media_requests_total").unwrap();
+    assert!(media >= parts, "{m}");
+    srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn chat_clients_measure_delivery() {
+    let srv = TestServer::start().await;
+    let addr = srv.http.to_string();
+    let r = run(&[
+        "chat",
+        "--http",
+        &addr,
+        "--channel",
+        &srv.channel,
+        "--clients",
+        "6",
+        "--rate",
+        "3",
+        "--seconds",
+        "3",
+        "--quiet",
+    ])
+    .await;
+    assert_eq!(r["connected"], 6, "{r:#}");
+    assert_eq!(r["writers"], 4, "{r:#}");
+    assert_eq!(r["rejected"], 0, "{r:#}");
+    assert!(num(&r, "sent") >= 6.0, "{r:#}");
+    assert!(num(&r, "delivered_percent") > 99.0, "{r:#}");
+    sane_latency(&r, 1000.0);
+    let m = http(srv.http, "GET", "/metrics", &[], b"").await.text();
+    let chat = onair_loadtest::report::metric(&m, "onair_chat_messages_total").unwrap();
+    assert!(chat >= num(&r, "sent"), "{m}");
+    assert!(m.contains("onair_db_pool_connections "), "{m}");
+    srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn publish_alone_and_bounds() {
+    let srv = TestServer::start().await;
+    let (addr, url) = (srv.http.to_string(), srv.rtmp_url(&srv.key));
+    let r = run(&[
+        "publish",
+        "--http",
+        &addr,
+        "--rtmp",
+        &url,
+        "--seconds",
+        "2",
+        "--size",
+        "320x180",
+        "--quiet",
+    ])
+    .await;
+    assert!(num(&r["publisher"], "frames") >= 55.0, "{r:#}");
+    assert!(num(&r["publisher"], "mbps") > 0.05, "{r:#}");
+    // A wrong key is refused, and said so.
+    let bad = format!("rtmp://{}/live/wrong", srv.rtmp);
+    let e =
+        onair_loadtest::cli::run(["publish", "--http", &addr, "--rtmp", &bad, "--seconds", "1"])
+            .await
+            .unwrap_err();
+    assert!(format!("{e:#}").contains("refused"), "{e:#}");
+    // Load goes to loopback only, and runs are capped.
+    for args in [
+        vec!["whep", "--http", "10.1.2.3:8080", "--viewers", "1"],
+        vec!["whep", "--http", &addr, "--viewers", "100000"],
+        vec!["chat", "--http", &addr, "--rate", "100000"],
+        vec![
+            "publish",
+            "--http",
+            &addr,
+            "--rtmp",
+            "rtmp://10.1.2.3/live/k",
+        ],
+    ] {
+        assert!(
+            onair_loadtest::cli::run(args.clone()).await.is_err(),
+            "{args:?}"
+        );
+    }
+    srv.stop().await;
+}

@@ -1,0 +1,263 @@
+//! The web app end to end: the real server on port 0, ffmpeg or the
+//! browser itself publishing, and headless Chromium (playwright-core,
+//! `tests/e2e/web_app.mjs`) using the pages as a person would.
+//!
+//! Needs the built app (`./scripts/setup.sh --test` builds `web/dist`, which
+//! the binary embeds), `node`/`npm` and the Debian `chromium` package.
+//! Screenshots land in docs/screenshots/.
+
+mod common;
+
+use common::node::run_script;
+use common::{api, bearer, ffmpeg_publish, http, signup, wait_for_live, TestServer};
+use serde_json::Value;
+use std::path::PathBuf;
+use std::time::Duration;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn shots() -> String {
+    root()
+        .join("docs")
+        .join("screenshots")
+        .display()
+        .to_string()
+}
+
+/// The test is about the real app: without a build, the server would serve
+/// its placeholder page and every scenario would fail obscurely.
+fn require_built_app() {
+    let index = root().join("web").join("dist").join("index.html");
+    assert!(
+        index.is_file(),
+        "{} is missing: run ./scripts/setup.sh --test (or `npm install && npm run build` in web/), then rebuild",
+        index.display()
+    );
+}
+
+/// One scenario at a time: each runs a server, ffmpeg and one or two
+/// Chromiums, and on a small machine two at once make the first-frame times
+/// (and the 4 s WebRTC deadline) measure the load rather than the app.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Runs one scenario of web_app.mjs and returns its JSON report.
+async fn scenario(srv: &TestServer, args: &[&str]) -> Value {
+    require_built_app();
+    let base = format!("http://{}", srv.http);
+    let mut argv = vec![args[0], base.as_str()];
+    argv.extend_from_slice(&args[1..]);
+    // The script stops itself after 120 s; this is the backstop.
+    let v = run_script("web_app.mjs", &argv, Duration::from_secs(150)).await;
+    eprintln!("{}: {v}", args[0]);
+    v
+}
+
+fn num(v: &Value, path: &str) -> f64 {
+    v.pointer(path)
+        .and_then(Value::as_f64)
+        .unwrap_or_else(|| panic!("{path} missing or not a number in {v}"))
+}
+
+async fn stream_key(srv: &TestServer, token: &str) -> String {
+    let auth = bearer(token);
+    let me = api(
+        srv.http,
+        "GET",
+        "/api/me",
+        &[("Authorization", auth.as_str())],
+        None,
+    )
+    .await;
+    me.json()["channel"]["stream_key"]
+        .as_str()
+        .expect("stream key")
+        .to_string()
+}
+
+/// ffmpeg pushes `demo`; the directory lists it with its thumbnail; its
+/// tile opens the watch page, which plays over WebRTC with sound. Then five
+/// fresh loads of the watch page time page-load -> first WebRTC frame.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn directory_lists_a_live_channel_and_the_watch_page_plays_webrtc_with_sound() {
+    let _serial = SERIAL.lock().await;
+    let srv = TestServer::start().await;
+    let _ff = ffmpeg_publish(&srv.rtmp_url(&srv.key), 60);
+    wait_for_live(srv.http, &srv.channel).await;
+    let shots = shots();
+    let r = scenario(&srv, &["directory", &srv.channel, &shots]).await;
+
+    assert!(
+        r["tileText"].as_str().unwrap_or_default().contains("demo"),
+        "{r}"
+    );
+    assert!(
+        r["tileText"].as_str().unwrap_or_default().contains("LIVE"),
+        "{r}"
+    );
+    assert!(num(&r, "/thumbWidth") > 0.0, "thumbnail loaded: {r}");
+    assert_eq!(r["playing"]["mode"], "webrtc", "{r}");
+    assert!(num(&r, "/stats/framesDecoded") > 30.0, "{r}");
+    assert_eq!(
+        (num(&r, "/stats/frameWidth"), num(&r, "/stats/frameHeight")),
+        (1280.0, 720.0),
+        "{r}"
+    );
+    assert!(num(&r, "/stats/totalAudioEnergy") > 0.0, "sound: {r}");
+    assert_eq!(r["muted"], false, "plays with sound: {r}");
+    // The watch page's JavaScript, uncompressed, is under the 150 KB the
+    // issue allows gzipped; hls.js is not among it while WebRTC plays.
+    let scripts = r["scripts"].as_array().expect("scripts");
+    assert!(!scripts.is_empty(), "{r}");
+    let js: f64 = scripts.iter().map(|x| num(x, "/bytes")).sum();
+    assert!(js < 150_000.0, "watch page JS {js} bytes: {r}");
+    assert!(
+        !scripts
+            .iter()
+            .any(|x| x["name"].as_str().unwrap_or_default().contains("hls")),
+        "hls.js loads only on fallback: {r}"
+    );
+    let all = r["loads"].as_array().expect("loads");
+    let mut loads: Vec<f64> = all.iter().filter_map(Value::as_f64).collect();
+    // A load that fell back to HLS has no WebRTC first frame. On a busy
+    // 2-core machine one may miss the 4 s deadline; most must not.
+    assert!(
+        loads.len() * 5 >= all.len() * 3,
+        "most loads play over WebRTC: {r}"
+    );
+    loads.sort_by(f64::total_cmp);
+    let median = loads[loads.len() / 2];
+    eprintln!("page load -> first WebRTC frame: median {median} ms, all {all:?}");
+    // The target is 1 s on loopback (docs/BENCHMARKS.md has the numbers);
+    // this bound leaves room for a debug build on a busy machine.
+    assert!(
+        median < 3000.0,
+        "median page load to first frame {median} ms"
+    );
+    srv.stop().await;
+}
+
+/// WebRTC cannot connect (the WHEP answer's candidates are rewritten to a
+/// closed port): the page falls back to LL-HLS by itself, long before ICE
+/// would report 'failed' (~15 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocked_webrtc_falls_back_to_ll_hls_within_seconds() {
+    let _serial = SERIAL.lock().await;
+    let srv = TestServer::start().await;
+    let _ff = ffmpeg_publish(&srv.rtmp_url(&srv.key), 40);
+    wait_for_live(srv.http, &srv.channel).await;
+    let closed = {
+        let s = std::net::UdpSocket::bind("0.0.0.0:0").expect("bind udp");
+        s.local_addr().expect("addr").port()
+    };
+    let r = scenario(&srv, &["fallback", &srv.channel, &closed.to_string()]).await;
+    assert!(
+        num(&r, "/rewritten") > 0.0,
+        "the answer had candidates: {r}"
+    );
+    assert_eq!(r["state"]["mode"], "hls", "{r}");
+    let after = num(&r, "/playingAfterMs");
+    assert!(after < 10_000.0, "HLS played {after} ms after load: {r}");
+    assert!(num(&r, "/later/videoFrames") > 0.0, "{r}");
+    assert!(
+        num(&r, "/later/currentTime") > num(&r, "/state/currentTime"),
+        "playback advances: {r}"
+    );
+    assert!(
+        r["message"].to_string().contains("LL-HLS"),
+        "the page says why: {r}"
+    );
+    srv.stop().await;
+}
+
+/// Two browser contexts signed in as two users chat; markup in a message is
+/// shown as text; the owner deletes a message with the moderation tools.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_users_chat_and_markup_stays_text() {
+    let _serial = SERIAL.lock().await;
+    let srv = TestServer::start().await;
+    signup(srv.http, "alice").await;
+    signup(srv.http, "bob").await;
+    let r = scenario(&srv, &["chat", "alice", "bob", &shots()]).await;
+    assert_eq!(
+        r["seen"],
+        r#"<img src=x onerror="window.__xss=1"><script>window.__xss=2</script><b>bold</b>"#,
+        "{r}"
+    );
+    assert_eq!(r["injected"]["xss"], Value::Null, "no script ran: {r}");
+    assert_eq!(
+        r["injected"]["imgs"], 0,
+        "no element made from the text: {r}"
+    );
+    assert_eq!(r["deleted"], true, "{r}");
+    assert_eq!(
+        r["otherHasTools"], 0,
+        "a viewer has no moderation tools: {r}"
+    );
+    srv.stop().await;
+}
+
+/// The dashboard reveals the stream key and rotates it; the old key stops
+/// working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_rotates_the_stream_key() {
+    let _serial = SERIAL.lock().await;
+    let srv = TestServer::start().await;
+    let token = signup(srv.http, "alice").await;
+    let old = stream_key(&srv, &token).await;
+    let r = scenario(&srv, &["rotate", "alice", &shots()]).await;
+    assert!(
+        !r["masked"].as_str().unwrap_or_default().contains(&old),
+        "masked at first: {r}"
+    );
+    assert_eq!(r["before"], old.as_str(), "{r}");
+    let new = stream_key(&srv, &token).await;
+    assert_ne!(new, old);
+    assert_eq!(r["after"], new.as_str(), "the page shows the new key: {r}");
+    assert_eq!(
+        r["reachedByTab"], true,
+        "keyboard reaches the key controls: {r}"
+    );
+    assert_ne!(
+        r["maskedAgain"],
+        new.as_str(),
+        "Enter on Hide masked it: {r}"
+    );
+    let old_auth = bearer(&old);
+    let w = http(
+        srv.http,
+        "POST",
+        "/whip",
+        &[
+            ("Authorization", old_auth.as_str()),
+            ("Content-Type", "application/sdp"),
+        ],
+        b"v=0\r\n",
+    )
+    .await;
+    assert_eq!(w.status, 401, "the old key is refused: {}", w.text());
+    srv.stop().await;
+}
+
+/// The dashboard goes live with Chromium's fake camera over WHIP; a viewer
+/// in a second browser decodes it over WebRTC.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn going_live_from_the_browser_reaches_a_second_browser() {
+    let _serial = SERIAL.lock().await;
+    let srv = TestServer::start().await;
+    signup(srv.http, "alice").await;
+    let r = scenario(&srv, &["golive", "alice", &shots()]).await;
+    assert_eq!(r["playing"]["mode"], "webrtc", "{r}");
+    assert!(num(&r, "/stats/framesDecoded") > 10.0, "{r}");
+    assert!(num(&r, "/stats/frameWidth") > 0.0, "{r}");
+    assert_eq!(r["codec"], "video/H264", "published as H.264: {r}");
+    assert!(
+        r["health"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("Resolution"),
+        "{r}"
+    );
+    srv.stop().await;
+}

@@ -1,0 +1,210 @@
+//! A TURN relay (RFC 5766) for onair viewers behind strict NATs, on the
+//! `turn` crate's server, with the time-limited credentials of the TURN REST
+//! API (draft-uberti-behave-turn-rest-00) that coturn's `use-auth-secret`
+//! checks: username `EXPIRY:USER`, password
+//! `base64(HMAC-SHA1(secret, username))`. The same secret works with coturn,
+//! so operators can swap one for the other.
+
+mod auth;
+mod guard;
+mod relay;
+mod tcp;
+
+pub use auth::{rest_password, RestAuthHandler};
+pub use guard::Limits;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use tokio::net::{TcpListener, UdpSocket};
+use turn::server::config::{ConnConfig, ServerConfig};
+use turn::server::Server;
+
+pub const DEFAULT_REALM: &str = "onair";
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:3478";
+/// coturn's default relay range, so firewall rules carry over.
+pub const DEFAULT_RELAY_PORTS: (u16, u16) = (49152, 65535);
+
+#[derive(Debug, Clone)]
+pub struct TurnConfig {
+    /// Address clients reach the relay on: UDP, and TCP on the same port.
+    pub listen: SocketAddr,
+    /// The address relayed candidates announce: the host's public IP.
+    pub public_ip: IpAddr,
+    /// The UDP port range relayed candidates are bound in (inclusive).
+    pub relay_ports: (u16, u16),
+    pub realm: String,
+    pub secret: String,
+    pub limits: Limits,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TurnError {
+    #[error("TURN needs a shared secret (--turn-secret)")]
+    NoSecret,
+    #[error("bad TURN relay port range {0}-{1}")]
+    BadPortRange(u16, u16),
+    #[error("cannot bind the TURN listener on {0}: {1}")]
+    Bind(SocketAddr, std::io::Error),
+    #[error("TURN server: {0}")]
+    Server(#[from] turn::Error),
+}
+
+/// A running relay; [`TurnRelay::close`] stops it and frees its allocations.
+pub struct TurnRelay {
+    server: Server,
+    local_addr: SocketAddr,
+    tcp: Option<SocketAddr>,
+    stop_tcp: Option<tokio_util::sync::CancellationToken>,
+    public_ip: IpAddr,
+    guard: Arc<guard::State>,
+}
+
+impl TurnRelay {
+    /// Binds UDP and TCP on `config.listen` and starts.
+    pub async fn start(config: TurnConfig) -> Result<TurnRelay, TurnError> {
+        let (udp, tcp) = bind(config.listen).await?;
+        Self::with_sockets(config, udp, Some(tcp)).await
+    }
+
+    /// Starts on already-bound sockets (port 0 in tests).
+    pub async fn with_sockets(
+        config: TurnConfig,
+        socket: UdpSocket,
+        tcp: Option<TcpListener>,
+    ) -> Result<TurnRelay, TurnError> {
+        if config.secret.is_empty() {
+            return Err(TurnError::NoSecret);
+        }
+        let (min_port, max_port) = config.relay_ports;
+        if min_port == 0 || max_port < min_port {
+            return Err(TurnError::BadPortRange(min_port, max_port));
+        }
+        let local_addr = socket
+            .local_addr()
+            .map_err(|e| TurnError::Bind(config.listen, e))?;
+        relay::enlarge_buffers(socket2::SockRef::from(&socket));
+        let (guard, closed_tx) = guard::State::new(config.limits.clone());
+        let relay_ports = || {
+            Box::new(relay::RelayPorts {
+                relay_ip: config.public_ip,
+                bind_ip: relay_bind_ip(config.public_ip),
+                min_port,
+                max_port,
+            })
+        };
+        let mut conn_configs = vec![ConnConfig {
+            conn: Arc::new(guard::GuardedConn::new(Arc::new(socket), guard.clone())),
+            relay_addr_generator: relay_ports(),
+        }];
+        let mut stop_tcp = None;
+        let tcp = match tcp {
+            Some(listener) => {
+                let addr = listener
+                    .local_addr()
+                    .map_err(|e| TurnError::Bind(config.listen, e))?;
+                let mux = tcp::TcpMux::start(listener, config.limits.max_tcp_connections)
+                    .map_err(|e| TurnError::Bind(addr, e))?;
+                stop_tcp = Some(mux.stop.clone());
+                conn_configs.push(ConnConfig {
+                    conn: Arc::new(guard::GuardedConn::new(Arc::new(mux), guard.clone())),
+                    relay_addr_generator: relay_ports(),
+                });
+                Some(addr)
+            }
+            None => None,
+        };
+        let server = Server::new(ServerConfig {
+            conn_configs,
+            realm: config.realm.clone(),
+            auth_handler: Arc::new(RestAuthHandler::new(config.secret.clone())),
+            channel_bind_timeout: std::time::Duration::ZERO,
+            alloc_close_notify: Some(closed_tx),
+        })
+        .await?;
+        tracing::info!(
+            listen = %local_addr,
+            public_ip = %config.public_ip,
+            tcp = ?tcp,
+            relay_ports = ?config.relay_ports,
+            "TURN relay listening"
+        );
+        Ok(TurnRelay {
+            server,
+            local_addr,
+            tcp,
+            stop_tcp,
+            public_ip: config.public_ip,
+            guard,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The URLs clients use: the public IP with the listening port(s), UDP
+    /// first.
+    pub fn urls(&self) -> Vec<String> {
+        let mut urls = vec![format!(
+            "turn:{}?transport=udp",
+            SocketAddr::new(self.public_ip, self.local_addr.port())
+        )];
+        if let Some(tcp) = self.tcp {
+            urls.push(format!(
+                "turn:{}?transport=tcp",
+                SocketAddr::new(self.public_ip, tcp.port())
+            ));
+        }
+        urls
+    }
+
+    /// Allocations currently open.
+    pub fn allocations(&self) -> usize {
+        self.guard.allocations()
+    }
+
+    pub async fn close(self) {
+        if let Err(e) = self.server.close().await {
+            tracing::warn!("TURN relay did not close cleanly: {e}");
+        }
+        if let Some(stop) = self.stop_tcp {
+            stop.cancel();
+        }
+    }
+}
+
+/// UDP on `addr`, and TCP on the same port (the UDP one's, when `addr` has
+/// port 0).
+pub async fn bind(addr: SocketAddr) -> Result<(UdpSocket, TcpListener), TurnError> {
+    let udp = UdpSocket::bind(addr)
+        .await
+        .map_err(|e| TurnError::Bind(addr, e))?;
+    let port = udp
+        .local_addr()
+        .map_err(|e| TurnError::Bind(addr, e))?
+        .port();
+    let tcp_addr = SocketAddr::new(addr.ip(), port);
+    let tcp = TcpListener::bind(tcp_addr)
+        .await
+        .map_err(|e| TurnError::Bind(tcp_addr, e))?;
+    Ok((udp, tcp))
+}
+
+/// Where relayed sockets bind: on the public IP itself when it is one of this
+/// host's addresses, so peers see the relayed address they were told about
+/// (else a peer's STUN answer maps to another address and the browser calls
+/// the pair peer-reflexive); behind NAT 1:1, on every address.
+fn relay_bind_ip(public_ip: IpAddr) -> IpAddr {
+    if std::net::UdpSocket::bind((public_ip, 0)).is_ok() {
+        public_ip
+    } else if public_ip.is_ipv6() {
+        std::net::Ipv6Addr::UNSPECIFIED.into()
+    } else {
+        std::net::Ipv4Addr::UNSPECIFIED.into()
+    }
+}
+
+/// The `turn` crate (its client is handy for tests and probes).
+pub use turn;
+/// The `webrtc-util` crate the `turn` crate's sockets implement `Conn` of.
+pub use util as webrtc_util;

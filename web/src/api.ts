@@ -1,0 +1,107 @@
+// The server's JSON API (see /api/openapi.json). Same origin: the session
+// cookie goes along, and the server accepts state changes from this origin.
+
+export interface User {
+  id: number | string;
+  username: string;
+  role: 'admin' | 'moderator' | 'broadcaster' | 'viewer';
+}
+
+export interface Scheduled {
+  id: number | string;
+  channel: string;
+  title: string;
+  starts_at: string;
+  ends_at: string;
+}
+
+export interface Channel {
+  name: string;
+  owner: string | null;
+  title: string;
+  description: string;
+  category: string | null;
+  tags: string[];
+  likes: number;
+  slow_mode_secs: number;
+  live: boolean;
+  started_at: string | null;
+  viewers: number;
+  next_broadcast: Scheduled | null;
+  schedule?: Scheduled[];
+}
+
+export interface Me {
+  user: User;
+  channel: { name: string; stream_key: string; title: string; description: string; category: string | null } | null;
+}
+
+export interface Category {
+  slug: string;
+  name: string;
+}
+
+export interface Broadcast {
+  id: number;
+  channel: string;
+  title: string | null;
+  started_at: number;
+  ended_at: number | null;
+  duration_ms: number;
+  recorded: boolean;
+  live: boolean;
+  playlist: string | null;
+  poster: string | null;
+}
+
+export class ApiError extends Error {
+  constructor(public status: number, message: string) {
+    super(message);
+  }
+}
+
+export async function api<T>(method: string, path: string, body?: unknown): Promise<T> {
+  const init: RequestInit = { method, credentials: 'same-origin', headers: {} };
+  if (body !== undefined) {
+    (init.headers as Record<string, string>)['Content-Type'] = 'application/json';
+    init.body = JSON.stringify(body);
+  }
+  const r = await fetch(path, init);
+  if (r.status === 204) return undefined as T;
+  const text = await r.text();
+  let v: unknown = null;
+  try {
+    // Some ids (users, schedule entries) pass 2^53, past what a JS number
+    // holds exactly: they stay strings, as they only ever go back in URLs.
+    v = text ? JSON.parse(text.replace(/("id"\s*:\s*)(-?\d{16,})/g, '$1"$2"')) : null;
+  } catch {
+    // A non-JSON answer (a proxy's error page): reported below by status.
+  }
+  if (!r.ok) {
+    const msg = (v as { error?: string } | null)?.error || `${r.status} ${r.statusText}`;
+    throw new ApiError(r.status, msg);
+  }
+  return v as T;
+}
+
+export const get = <T>(path: string) => api<T>('GET', path);
+
+export function channelPath(name: string, rest = ''): string {
+  return `/api/channels/${encodeURIComponent(name)}${rest}`;
+}
+
+export function fmtDuration(ms: number): string {
+  const s = Math.round(ms / 1000);
+  const h = Math.floor(s / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  const ss = String(s % 60).padStart(2, '0');
+  return h ? `${h}:${String(m).padStart(2, '0')}:${ss}` : `${m}:${ss}`;
+}
+
+export function fmtWhen(iso: string | number): string {
+  return new Date(iso).toLocaleString(undefined, { dateStyle: 'medium', timeStyle: 'short' });
+}
+
+export function errorText(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}

@@ -1,0 +1,83 @@
+import { render } from 'preact';
+import { useEffect, useState } from 'preact/hooks';
+import type { ComponentType } from 'preact';
+import { api, get, type Me } from './api';
+import { Link, navigate, usePath } from './router';
+import { Directory } from './pages/Directory';
+import { Watch } from './pages/Watch';
+import { Login, Register } from './pages/Auth';
+import './style.css';
+
+export interface PageProps {
+  me: Me | null;
+  setMe: (m: Me | null) => void;
+}
+
+// The dashboard (forms, health, WHIP publishing) is its own chunk, so the
+// directory and watch pages never download it.
+type DashProps = PageProps & { me: Me };
+let Dashboard: ComponentType<DashProps> | null = null;
+function LazyDashboard(props: DashProps) {
+  const [, setLoaded] = useState(0);
+  useEffect(() => {
+    if (!Dashboard) import('./pages/Dashboard').then((m) => { Dashboard = m.Dashboard; setLoaded(1); });
+  }, []);
+  return Dashboard ? <Dashboard {...props} /> : <p class="muted">Loading…</p>;
+}
+
+function App() {
+  const path = usePath();
+  const [me, setMe] = useState<Me | null>(null);
+  const [checked, setChecked] = useState(false);
+  useEffect(() => {
+    get<Me>('/api/me').then(setMe, () => setMe(null)).finally(() => setChecked(true));
+  }, []);
+
+  const logout = async () => {
+    await api('POST', '/api/auth/logout').catch(() => {});
+    setMe(null);
+    navigate('/');
+  };
+
+  let page;
+  const watch = path.match(/^\/c\/([^/]+)$/);
+  if (path === '/') page = <Directory />;
+  else if (watch) page = <Watch channel={decodeURIComponent(watch[1])} me={me} />;
+  else if (path === '/login') page = <Login setMe={setMe} />;
+  else if (path === '/register') page = <Register setMe={setMe} />;
+  else if (path === '/dashboard') {
+    page = !checked ? <p class="muted">Loading…</p> : me ? <LazyDashboard me={me} setMe={setMe} /> : <Login setMe={setMe} next="/dashboard" />;
+  } else page = <p>No such page. <Link href="/">Back to the directory</Link></p>;
+
+  useEffect(() => {
+    document.title = watch ? `${decodeURIComponent(watch[1])} · onair` : path === '/dashboard' ? 'Dashboard · onair' : 'onair';
+  }, [path]);
+
+  return (
+    <>
+      <a class="skip" href="#main">Skip to content</a>
+      <header class="top">
+        <Link href="/" class="brand" aria-label="onair home">
+          <span class="dot" aria-hidden="true" /> onair
+        </Link>
+        <nav aria-label="Account">
+          {me ? (
+            <>
+              <Link href={`/c/${me.user.username}`}>My channel</Link>
+              <Link href="/dashboard">Dashboard</Link>
+              <button type="button" class="link" onClick={logout}>Sign out ({me.user.username})</button>
+            </>
+          ) : (
+            <>
+              <Link href="/login">Sign in</Link>
+              <Link href="/register" class="button">Register</Link>
+            </>
+          )}
+        </nav>
+      </header>
+      <main id="main" tabIndex={-1}>{page}</main>
+    </>
+  );
+}
+
+render(<App />, document.getElementById('app')!);

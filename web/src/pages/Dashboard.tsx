@@ -1,0 +1,232 @@
+import { useEffect, useRef, useState } from 'preact/hooks';
+import { api, channelPath, errorText, get, type Category, type Me } from '../api';
+import type { PageProps } from '../main';
+import { Link } from '../router';
+import { GoLive } from './GoLive';
+import { Recordings, Schedule } from './Manage';
+
+export function Dashboard({ me, setMe }: PageProps & { me: Me }) {
+  const ch = me.channel;
+  if (!ch) return <p>This account has no channel.</p>;
+  const setKey = (stream_key: string) => setMe({ ...me, channel: { ...ch, stream_key } });
+  return (
+    <>
+      <div class="row between wrap">
+        <h1>Dashboard</h1>
+        <Link href={`/c/${ch.name}`}>Open your channel page</Link>
+      </div>
+      <div class="dash">
+        <StreamKey channel={ch.name} streamKey={ch.stream_key} setKey={setKey} />
+        <Health channel={ch.name} />
+        <ChannelForm me={me} setMe={setMe} />
+        <GoLive streamKey={ch.stream_key} channel={ch.name} />
+        <Recordings channel={ch.name} />
+        <Schedule channel={ch.name} />
+      </div>
+    </>
+  );
+}
+
+function Copy({ text, label }: { text: string; label: string }) {
+  const [done, setDone] = useState(false);
+  const copy = async () => {
+    try {
+      await navigator.clipboard.writeText(text);
+      setDone(true);
+      setTimeout(() => setDone(false), 1500);
+    } catch {
+      // No clipboard permission (plain http on another host): the value is
+      // on the page to select by hand.
+      setDone(false);
+    }
+  };
+  return <button type="button" onClick={copy} aria-label={`Copy ${label}`}>{done ? 'Copied' : 'Copy'}</button>;
+}
+
+function StreamKey({ channel, streamKey, setKey }: { channel: string; streamKey: string; setKey: (k: string) => void }) {
+  const [shown, setShown] = useState(false);
+  const [confirm, setConfirm] = useState(false);
+  const [error, setError] = useState('');
+  const host = location.hostname;
+  const rotate = async () => {
+    setError('');
+    try {
+      const r = await api<{ stream_key: string }>('POST', channelPath(channel, '/key'));
+      setKey(r.stream_key);
+      setShown(true);
+    } catch (e) {
+      setError(errorText(e));
+    } finally {
+      setConfirm(false);
+    }
+  };
+  const masked = shown ? streamKey : '•'.repeat(Math.min(streamKey.length, 24));
+  return (
+    <section class="card" aria-labelledby="key-h">
+      <h2 id="key-h">Stream key and OBS settings</h2>
+      <label for="stream-key">Stream key</label>
+      <div class="row">
+        <input id="stream-key" readOnly value={masked} class="mono grow" data-testid="stream-key" />
+        <button type="button" onClick={() => setShown(!shown)} aria-pressed={shown}>{shown ? 'Hide' : 'Reveal'}</button>
+        <Copy text={streamKey} label="stream key" />
+      </div>
+      {confirm ? (
+        <div class="row wrap warn-box" role="alertdialog" aria-label="Confirm key rotation">
+          <span>A new key ends a stream that is live now. Rotate?</span>
+          <button type="button" class="danger" onClick={rotate}>Yes, rotate the key</button>
+          <button type="button" onClick={() => setConfirm(false)}>Cancel</button>
+        </div>
+      ) : (
+        <button type="button" onClick={() => setConfirm(true)}>Rotate key…</button>
+      )}
+      {error && <p class="error" role="alert">{error}</p>}
+      <h3>OBS over RTMP</h3>
+      <dl class="kv">
+        <dt>Service</dt><dd>Custom…</dd>
+        <dt>Server</dt><dd><span class="mono">rtmp://{host}:1935/live</span> <Copy text={`rtmp://${host}:1935/live`} label="RTMP server" /></dd>
+        <dt>Stream key</dt><dd>the key above</dd>
+      </dl>
+      <h3>OBS 30+ over WHIP</h3>
+      <dl class="kv">
+        <dt>Service</dt><dd>WHIP</dd>
+        <dt>Server</dt><dd><span class="mono">{location.origin}/whip</span> <Copy text={`${location.origin}/whip`} label="WHIP server" /></dd>
+        <dt>Bearer token</dt><dd>the key above</dd>
+      </dl>
+      <h3>Recommended encoder settings</h3>
+      <ul>
+        <li>Keyframe interval <strong>1 s</strong> (viewers start at a keyframe).</li>
+        <li><strong>B-frames 0</strong>: WebRTC cannot reorder frames.</li>
+        <li>H.264 profile baseline, main or high; x264 preset veryfast, tune zerolatency.</li>
+        <li>Audio AAC 48 kHz (RTMP) or Opus (WHIP).</li>
+      </ul>
+    </section>
+  );
+}
+
+function ChannelForm({ me, setMe }: PageProps & { me: Me }) {
+  const ch = me.channel!;
+  const [title, setTitle] = useState(ch.title || '');
+  const [category, setCategory] = useState(ch.category || '');
+  const [description, setDescription] = useState(ch.description || '');
+  const [categories, setCategories] = useState<Category[]>([]);
+  const [msg, setMsg] = useState('');
+  const [error, setError] = useState('');
+  useEffect(() => {
+    get<{ items: Category[] }>('/api/categories').then((r) => setCategories(r.items), () => {});
+  }, []);
+  const save = async (e: Event) => {
+    e.preventDefault();
+    setMsg('');
+    setError('');
+    try {
+      await api('PATCH', channelPath(ch.name), { title, description, category: category || null });
+      setMe({ ...me, channel: { ...ch, title, description, category: category || null } });
+      setMsg('Saved.');
+    } catch (err) {
+      setError(errorText(err));
+    }
+  };
+  return (
+    <section class="card" aria-labelledby="ch-h">
+      <h2 id="ch-h">Channel</h2>
+      <form onSubmit={save}>
+        <label for="ch-title">Title</label>
+        <input id="ch-title" maxLength={140} value={title} onInput={(e) => setTitle(e.currentTarget.value)} />
+        <label for="ch-category">Category</label>
+        <select id="ch-category" value={category} onChange={(e) => setCategory(e.currentTarget.value)}>
+          <option value="">None</option>
+          {categories.map((c) => <option key={c.slug} value={c.slug}>{c.name}</option>)}
+        </select>
+        <label for="ch-description">Description</label>
+        <textarea id="ch-description" rows={4} maxLength={5000} value={description}
+          onInput={(e) => setDescription(e.currentTarget.value)} />
+        <div class="row">
+          <button type="submit" class="primary">Save</button>
+          <span role="status">{msg}</span>
+        </div>
+        {error && <p class="error" role="alert">{error}</p>}
+      </form>
+    </section>
+  );
+}
+
+interface HealthJson {
+  live: boolean;
+  uptime_secs?: number;
+  video_codec?: string | null;
+  audio_codec?: string | null;
+  width?: number | null;
+  height?: number | null;
+  bframes?: boolean;
+  bytes?: number;
+  video_frames?: number;
+  keyframes?: number;
+  avg_bitrate_bps?: number | null;
+  avg_fps?: number | null;
+  avg_keyframe_interval_secs?: number | null;
+  warnings?: string[];
+  viewers: { webrtc: number; hls: number };
+}
+
+/// The dashboard polls the stream's health this often.
+const HEALTH_POLL_MS = 2000;
+
+function Health({ channel }: { channel: string }) {
+  const [h, setH] = useState<HealthJson | null>(null);
+  const [rates, setRates] = useState<{ bitrate: number; fps: number; gop: number | null } | null>(null);
+  const prev = useRef<{ at: number; h: HealthJson } | null>(null);
+  useEffect(() => {
+    let stop = false;
+    const poll = async () => {
+      try {
+        const v = await get<HealthJson>(channelPath(channel, '/health'));
+        if (stop) return;
+        const now = performance.now();
+        const p = prev.current;
+        // Current rates: the difference between two polls of one publish.
+        if (v.live && p?.h.live && (v.uptime_secs ?? 0) > (p.h.uptime_secs ?? 0)) {
+          const dt = (now - p.at) / 1000;
+          const dk = (v.keyframes ?? 0) - (p.h.keyframes ?? 0);
+          setRates({
+            bitrate: (((v.bytes ?? 0) - (p.h.bytes ?? 0)) * 8) / dt,
+            fps: ((v.video_frames ?? 0) - (p.h.video_frames ?? 0)) / dt,
+            gop: dk > 0 ? dt / dk : null,
+          });
+        } else if (v.live) {
+          setRates({ bitrate: v.avg_bitrate_bps ?? 0, fps: v.avg_fps ?? 0, gop: v.avg_keyframe_interval_secs ?? null });
+        } else setRates(null);
+        prev.current = { at: now, h: v };
+        setH(v);
+      } catch {
+        // Keep the last numbers; the next poll tries again.
+      }
+    };
+    void poll();
+    const t = setInterval(poll, HEALTH_POLL_MS);
+    return () => { stop = true; clearInterval(t); };
+  }, [channel]);
+  const gop = rates?.gop ?? h?.avg_keyframe_interval_secs ?? null;
+  return (
+    <section class="card" aria-labelledby="health-h" data-testid="health">
+      <h2 id="health-h">Stream health {h?.live ? <span class="badge live">LIVE</span> : <span class="badge">offline</span>}</h2>
+      {!h ? <p class="muted">Loading…</p> : !h.live ? (
+        <p class="muted">Not live. Start streaming from OBS, ffmpeg or this page.</p>
+      ) : (
+        <>
+          <dl class="kv">
+            <dt>Bitrate</dt><dd data-testid="bitrate">{rates ? `${(rates.bitrate / 1000).toFixed(0)} kbit/s` : '–'}</dd>
+            <dt>Frame rate</dt><dd>{rates ? `${rates.fps.toFixed(1)} fps` : '–'}</dd>
+            <dt>Resolution</dt><dd data-testid="resolution">{h.width && h.height ? `${h.width}×${h.height}` : '–'}</dd>
+            <dt>Keyframe interval</dt><dd>{gop !== null ? `${gop.toFixed(1)} s` : '–'}</dd>
+            <dt>Video codec</dt><dd>{h.video_codec || '–'}</dd>
+            <dt>Audio codec</dt><dd>{h.audio_codec || 'none'}</dd>
+            <dt>Viewers</dt><dd data-testid="dash-viewers">{h.viewers.webrtc + h.viewers.hls} ({h.viewers.webrtc} WebRTC, {h.viewers.hls} HLS)</dd>
+          </dl>
+          {h.bframes && <p class="warn-box" role="alert">The encoder sends B-frames: WebRTC viewers may stutter. Set B-frames to 0.</p>}
+          {gop !== null && gop > 2.5 && <p class="warn-box">Keyframes are {gop.toFixed(1)} s apart: viewers wait that long to start. Set the keyframe interval to 1 s.</p>}
+          {(h.warnings || []).map((w) => <p key={w} class="warn-box">{w}</p>)}
+        </>
+      )}
+    </section>
+  );
+}

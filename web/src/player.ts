@@ -1,0 +1,260 @@
+// The watch page's player: WHEP (plain RTCPeerConnection) first, LL-HLS
+// when WebRTC shows no frame in time. hls.js is imported only then.
+
+export type Mode = 'webrtc' | 'hls';
+
+export interface PlayerState {
+  mode: Mode | null;
+  status: 'idle' | 'connecting' | 'playing' | 'error';
+  message: string;
+  /// Milliseconds from navigation start to the first decoded WebRTC frame.
+  firstFrameMs: number | null;
+  /// The browser blocked autoplay with sound: the page shows an unmute button.
+  needsUnmute: boolean;
+}
+
+/// WebRTC gets this long to show a first frame before LL-HLS takes over.
+/// Waiting for ICE to report 'failed' would take ~15 s.
+export const FIRST_FRAME_TIMEOUT_MS = 4000;
+/// With STUN/TURN servers the offer waits for their candidates, this long at
+/// most (non-trickle WHEP); without them the server finds the browser by its
+/// checks (peer-reflexive), and the offer goes at once.
+const GATHER_TIMEOUT_MS = 1500;
+
+type HlsLike = { destroy(): void };
+
+let iceServers: Promise<RTCIceServer[]> | null = null;
+function getIceServers(): Promise<RTCIceServer[]> {
+  iceServers ??= fetch('/api/ice-servers')
+    .then((r) => (r.ok ? r.json() : { ice_servers: [] }))
+    .then((v: { ice_servers?: RTCIceServer[] }) => v.ice_servers || [])
+    .catch(() => []);
+  return iceServers;
+}
+
+function prefersNativeHls(video: HTMLVideoElement): boolean {
+  // Safari and iOS: their own HLS is the better one (and iOS before 17.1
+  // has no MediaSource for hls.js at all).
+  const canNative = video.canPlayType('application/vnd.apple.mpegurl') !== '';
+  const ua = navigator.userAgent;
+  const safari = /Safari\//.test(ua) && !/Chrom(e|ium)\/|Android/.test(ua);
+  const mse = 'MediaSource' in window || 'ManagedMediaSource' in window;
+  return canNative && (safari || !mse);
+}
+
+/// Drops `.local` (mDNS) host candidates from an offer: the server cannot
+/// resolve them (it logs a warning for each) and learns the browser's
+/// address from its connectivity checks anyway.
+export function withoutMdnsCandidates(sdp: string): string {
+  return sdp
+    .split('\r\n')
+    .filter((l) => !(l.startsWith('a=candidate:') && /\s\S+\.local\s/.test(l)))
+    .join('\r\n');
+}
+
+export class Player {
+  state: PlayerState = { mode: null, status: 'idle', message: '', firstFrameMs: null, needsUnmute: false };
+  pc: RTCPeerConnection | null = null;
+  private hls: HlsLike | null = null;
+  private session: string | null = null;
+  private timer: number | undefined;
+  private generation = 0;
+  private retry: number | undefined;
+
+  constructor(
+    private video: HTMLVideoElement,
+    private source: { whep?: string; hls: string },
+    private onChange: (s: PlayerState) => void,
+  ) {}
+
+  private set(p: Partial<PlayerState>) {
+    this.state = { ...this.state, ...p };
+    this.video.dataset.mode = this.state.mode || '';
+    this.video.dataset.status = this.state.status;
+    this.onChange(this.state);
+  }
+
+  /// Starts playing: WebRTC with HLS fallback, or the given mode only.
+  start(mode?: Mode) {
+    this.stop();
+    const gen = this.generation;
+    if (mode === 'hls' || !this.source.whep || !('RTCPeerConnection' in window)) {
+      void this.startHls(gen);
+    } else {
+      void this.startWebrtc(gen, mode !== 'webrtc');
+    }
+  }
+
+  stop() {
+    this.generation += 1;
+    clearTimeout(this.timer);
+    clearTimeout(this.retry);
+    if (this.pc) {
+      this.pc.close();
+      this.pc = null;
+    }
+    if (this.session) {
+      // End the WHEP session now instead of waiting for the server's timeout.
+      fetch(this.session, { method: 'DELETE', keepalive: true }).catch(() => {});
+      this.session = null;
+    }
+    if (this.hls) {
+      this.hls.destroy();
+      this.hls = null;
+    }
+    this.video.removeAttribute('src');
+    this.video.srcObject = null;
+    this.set({ mode: null, status: 'idle', message: '' });
+  }
+
+  unmute() {
+    this.video.muted = false;
+    this.video.play().catch(() => {});
+    this.set({ needsUnmute: false });
+  }
+
+  private async play() {
+    // Sound first; a browser that refuses autoplay with sound gets a muted
+    // start and an unmute button.
+    this.video.muted = false;
+    try {
+      await this.video.play();
+      this.set({ needsUnmute: false });
+    } catch (e) {
+      if ((e as DOMException).name !== 'NotAllowedError') return;
+      this.video.muted = true;
+      this.set({ needsUnmute: true });
+      await this.video.play().catch(() => {});
+    }
+  }
+
+  private fallback(gen: number, why: string, allowed: boolean) {
+    if (gen !== this.generation) return;
+    if (!allowed) {
+      this.set({ status: 'error', message: why });
+      return;
+    }
+    console.info(`onair: WebRTC ${why}; switching to LL-HLS`);
+    this.stop();
+    void this.startHls(this.generation, `WebRTC ${why}; playing LL-HLS instead.`);
+  }
+
+  private async startWebrtc(gen: number, fallbackAllowed: boolean) {
+    this.set({ mode: 'webrtc', status: 'connecting', message: 'Connecting…' });
+    this.timer = window.setTimeout(
+      () => this.fallback(gen, `showed no picture within ${FIRST_FRAME_TIMEOUT_MS / 1000} s`, fallbackAllowed),
+      FIRST_FRAME_TIMEOUT_MS,
+    );
+    try {
+      const servers = await getIceServers();
+      if (gen !== this.generation) return;
+      const pc = new RTCPeerConnection({ iceServers: servers });
+      this.pc = pc;
+      pc.addTransceiver('video', { direction: 'recvonly' });
+      pc.addTransceiver('audio', { direction: 'recvonly' });
+      const stream = new MediaStream();
+      pc.ontrack = (e) => {
+        stream.addTrack(e.track);
+        if (this.video.srcObject !== stream) {
+          this.video.srcObject = stream;
+          void this.play();
+        }
+      };
+      pc.onconnectionstatechange = () => {
+        if (pc.connectionState === 'failed') this.fallback(gen, 'could not connect', fallbackAllowed);
+      };
+      const onFrame = () => {
+        if (gen !== this.generation) return;
+        clearTimeout(this.timer);
+        performance.mark('onair:first-frame');
+        if (this.state.firstFrameMs === null) this.set({ firstFrameMs: Math.round(performance.now()) });
+        this.set({ status: 'playing', message: '' });
+      };
+      const v: HTMLVideoElement = this.video;
+      if (typeof v.requestVideoFrameCallback === 'function') v.requestVideoFrameCallback(onFrame);
+      else v.addEventListener('loadeddata', onFrame, { once: true });
+
+      performance.mark('onair:whep-offer');
+      await pc.setLocalDescription(await pc.createOffer());
+      performance.mark('onair:whep-local-description');
+      if (servers.length > 0 && pc.iceGatheringState !== 'complete') {
+        await new Promise<void>((resolve) => {
+          const t = setTimeout(resolve, GATHER_TIMEOUT_MS);
+          pc.addEventListener('icegatheringstatechange', () => {
+            if (pc.iceGatheringState === 'complete') { clearTimeout(t); resolve(); }
+          });
+        });
+      }
+      performance.mark('onair:whep-gathered');
+      if (gen !== this.generation) return;
+      const r = await fetch(this.source.whep!, {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/sdp' },
+        body: withoutMdnsCandidates(pc.localDescription!.sdp),
+      });
+      const answer = await r.text();
+      if (gen !== this.generation) return;
+      if (r.status !== 201) {
+        let why = `answered ${r.status}`;
+        try { why = JSON.parse(answer).error || why; } catch { /* plain text */ }
+        this.fallback(gen, why, fallbackAllowed);
+        return;
+      }
+      const loc = r.headers.get('Location');
+      if (loc) this.session = new URL(loc, location.href).toString();
+      performance.mark('onair:whep-answer');
+      await pc.setRemoteDescription({ type: 'answer', sdp: answer });
+    } catch (e) {
+      this.fallback(gen, `failed (${(e as Error).message})`, fallbackAllowed);
+    }
+  }
+
+  private async startHls(gen: number, message = '') {
+    this.set({ mode: 'hls', status: 'connecting', message: message || 'Loading…' });
+    const url = this.source.hls;
+    const onPlaying = () => {
+      if (gen === this.generation) this.set({ status: 'playing', message });
+    };
+    this.video.addEventListener('playing', onPlaying, { once: true });
+    if (prefersNativeHls(this.video)) {
+      this.video.src = url;
+      void this.play();
+      return;
+    }
+    const { default: Hls } = await import('hls.js/light');
+    if (gen !== this.generation) return;
+    if (!Hls.isSupported()) {
+      this.set({ status: 'error', message: 'This browser can play neither WebRTC nor HLS.' });
+      return;
+    }
+    const hls = new Hls({ lowLatencyMode: true, backBufferLength: 30 });
+    this.hls = hls;
+    hls.on(Hls.Events.ERROR, (_e, d) => {
+      if (!d.fatal || gen !== this.generation) return;
+      // A stream that just went live may not have its playlist yet: retry
+      // from scratch a moment later.
+      hls.destroy();
+      this.hls = null;
+      this.set({ status: 'connecting', message: 'Waiting for the stream…' });
+      this.retry = window.setTimeout(() => {
+        if (gen === this.generation) void this.startHls(gen, message);
+      }, 1500);
+    });
+    hls.loadSource(url);
+    hls.attachMedia(this.video);
+    void this.play();
+  }
+}
+
+/// Plays a VOD playlist (a past broadcast): native HLS or hls.js.
+export async function playVod(video: HTMLVideoElement, url: string): Promise<HlsLike | null> {
+  if (prefersNativeHls(video)) {
+    video.src = url;
+    return null;
+  }
+  const { default: Hls } = await import('hls.js/light');
+  const hls = new Hls();
+  hls.loadSource(url);
+  hls.attachMedia(video);
+  return hls;
+}
