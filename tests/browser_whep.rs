@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_watches_rtmp_publish_over_whep() {
     let srv = TestServer::start().await;
-    let _ff = ffmpeg_publish(&srv.rtmp_url(&srv.key), 15);
+    // Long enough to outlast a cold Chromium start (20 s was seen on a fresh
+    // machine); ffmpeg is killed when the test ends.
+    let _ff = ffmpeg_publish(&srv.rtmp_url(&srv.key), 90);
 
     let base = format!("http://{}", srv.http);
     let started = Instant::now();

@@ -37,6 +37,10 @@ const VIDEO: &[&str] = &[
     "-bf", "0", "-b:v", "2500k", "-maxrate", "2500k", "-bufsize", "1250k",
 ];
 
+/// Outlasts any scenario, a cold browser start included; ffmpeg is killed
+/// when the test ends.
+const PUBLISH_SECS: u32 = 90;
+
 /// Each scenario runs a publisher and one or two browsers: together they
 /// would starve each other of CPU and measure the machine, not the server.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -45,7 +49,7 @@ static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(())
 async fn five_percent_loss_keeps_the_picture_smooth() {
     let _serial = ONE_AT_A_TIME.lock().await;
     let srv = TestServer::start().await;
-    let _ff = ffmpeg_publish_sized(&srv.rtmp_url(&srv.key), 30, "640x360", VIDEO);
+    let _ff = ffmpeg_publish_sized(&srv.rtmp_url(&srv.key), PUBLISH_SECS, "640x360", VIDEO);
     wait_for_live(srv.http, &srv.channel).await;
     let proxy = UdpProxy::start(srv.udp, Impairment::loss(0.05)).await;
     let r = watch(&srv, 14, Some(&proxy)).await;
@@ -68,7 +72,7 @@ async fn five_percent_loss_keeps_the_picture_smooth() {
 async fn a_thin_link_degrades_one_viewer_not_the_others() {
     let _serial = ONE_AT_A_TIME.lock().await;
     let srv = TestServer::start().await;
-    let _ff = ffmpeg_publish_sized(&srv.rtmp_url(&srv.key), 35, "640x360", VIDEO);
+    let _ff = ffmpeg_publish_sized(&srv.rtmp_url(&srv.key), PUBLISH_SECS, "640x360", VIDEO);
     wait_for_live(srv.http, &srv.channel).await;
     // 300 kbit/s for a 2.5 Mbit/s stream: even keyframes alone hardly fit.
     let thin = UdpProxy::start(
@@ -109,7 +113,7 @@ async fn a_thin_link_degrades_one_viewer_not_the_others() {
 async fn without_udp_a_browser_plays_over_ice_tcp() {
     let _serial = ONE_AT_A_TIME.lock().await;
     let srv = TestServer::start().await;
-    let _ff = ffmpeg_publish_sized(&srv.rtmp_url(&srv.key), 20, "640x360", VIDEO);
+    let _ff = ffmpeg_publish_sized(&srv.rtmp_url(&srv.key), PUBLISH_SECS, "640x360", VIDEO);
     wait_for_live(srv.http, &srv.channel).await;
     let base = format!("http://{}", srv.http);
     let args = [base.as_str(), srv.channel.as_str(), "8", "tcp-only"];
@@ -129,7 +133,7 @@ async fn without_udp_a_browser_plays_over_ice_tcp() {
 async fn malformed_packets_from_a_viewer_harm_nothing() {
     let _serial = ONE_AT_A_TIME.lock().await;
     let srv = TestServer::start().await;
-    let _ff = ffmpeg_publish_sized(&srv.rtmp_url(&srv.key), 20, "640x360", VIDEO);
+    let _ff = ffmpeg_publish_sized(&srv.rtmp_url(&srv.key), PUBLISH_SECS, "640x360", VIDEO);
     wait_for_live(srv.http, &srv.channel).await;
     let proxy = UdpProxy::start(srv.udp, Impairment::loss(0.0)).await;
     let mut junk: Vec<Vec<u8>> = vec![
