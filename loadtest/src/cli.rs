@@ -114,7 +114,8 @@ pub struct SourceArgs {
     #[arg(long)]
     pub rtmp: Option<String>,
     /// Publish the pattern over WHIP (to --http) with this stream key.
-    #[arg(long)]
+    /// Keys are URL-safe base64, so one in 64 starts with '-'.
+    #[arg(long, allow_hyphen_values = true)]
     pub whip_key: Option<String>,
     /// Pattern size, WIDTHxHEIGHT.
     #[arg(long, default_value = "640x360")]
@@ -278,4 +279,27 @@ where
         std::fs::write(path, serde_json::to_vec_pretty(&report)?)?;
     }
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stream_key_may_start_with_a_hyphen() {
+        let cli = Cli::try_parse_from([
+            "onair-loadtest",
+            "whep",
+            "--whip-key",
+            "-l553jo357c515zUzKfnnP_xGHOchyxc",
+        ])
+        .expect("a key with a leading '-' is a value, not a flag");
+        let Scenario::Whep { source, .. } = cli.scenario else {
+            panic!("parsed as another scenario");
+        };
+        assert_eq!(
+            source.whip_key.as_deref(),
+            Some("-l553jo357c515zUzKfnnP_xGHOchyxc")
+        );
+    }
 }
