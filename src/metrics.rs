@@ -17,6 +17,7 @@ static HLS_PLAYLIST_REQUESTS: AtomicU64 = AtomicU64::new(0);
 static HLS_MEDIA_REQUESTS: AtomicU64 = AtomicU64::new(0);
 static CHAT_MESSAGES: AtomicU64 = AtomicU64::new(0);
 static NACKS_RECEIVED: AtomicU64 = AtomicU64::new(0);
+static RETRANSMITTED: AtomicU64 = AtomicU64::new(0);
 static PLI_RECEIVED: AtomicU64 = AtomicU64::new(0);
 static QUALITY_DOWN: AtomicU64 = AtomicU64::new(0);
 static QUALITY_UP: AtomicU64 = AtomicU64::new(0);
@@ -24,6 +25,11 @@ static QUALITY_UP: AtomicU64 = AtomicU64::new(0);
 /// Packets a WebRTC viewer asked to have retransmitted (NACK).
 pub fn nacks_received(packets: u64) {
     NACKS_RECEIVED.fetch_add(packets, Ordering::Relaxed);
+}
+
+/// Video packets resent to WebRTC viewers for their NACKs.
+pub fn retransmitted(packets: u64) {
+    RETRANSMITTED.fetch_add(packets, Ordering::Relaxed);
 }
 
 /// A keyframe request (PLI or FIR) from a WebRTC viewer.
@@ -64,12 +70,10 @@ pub fn add_rtp_out(packets: u64, bytes: u64) {
 }
 
 /// One batched send: how many datagrams it carried, and whether it failed.
-pub fn udp_send(datagrams: u64, failed: bool) {
-    UDP_SENDS.fetch_add(1, Ordering::Relaxed);
+pub fn udp_send(calls: u64, datagrams: u64, dropped: u64) {
+    UDP_SENDS.fetch_add(calls, Ordering::Relaxed);
     UDP_DATAGRAMS.fetch_add(datagrams, Ordering::Relaxed);
-    if failed {
-        UDP_DROPPED.fetch_add(datagrams, Ordering::Relaxed);
-    }
+    UDP_DROPPED.fetch_add(dropped, Ordering::Relaxed);
 }
 
 /// Upper bounds (microseconds) of the forwarding-latency histogram buckets:
@@ -191,7 +195,7 @@ pub fn render(gauges: &[(String, String, f64)]) -> String {
     counter(
         &mut out,
         "onair_udp_sends_total",
-        "Batched UDP sends (sendmmsg/GSO calls) of WebRTC media.",
+        "UDP send system calls (sendmmsg, each carrying GSO runs) for WebRTC.",
         &UDP_SENDS,
     );
     counter(
@@ -211,6 +215,12 @@ pub fn render(gauges: &[(String, String, f64)]) -> String {
         "onair_nack_received_packets_total",
         "Packets WebRTC viewers asked to have retransmitted (NACK).",
         &NACKS_RECEIVED,
+    );
+    counter(
+        &mut out,
+        "onair_rtp_retransmitted_total",
+        "Video packets resent to WebRTC viewers for their NACKs, from the channel's buffer.",
+        &RETRANSMITTED,
     );
     counter(
         &mut out,

@@ -65,6 +65,9 @@ async fn five_percent_loss_keeps_the_picture_smooth() {
         metric(srv.http, "onair_nack_received_packets_total").await > 0.0,
         "the server saw the NACKs"
     );
+    // Answered from the channel's one buffer, not the stock per-viewer one.
+    let resent = metric(srv.http, "onair_rtp_retransmitted_total").await;
+    assert!(resent > 0.0, "NACKed packets were resent: {resent}");
     srv.stop().await;
 }
 

@@ -1,9 +1,8 @@
 //! What WebRTC viewers tell us in RTCP: keyframe requests (PLI, FIR), NACKs,
-//! receiver reports and REMB. The stock interceptor chain answers NACKs
-//! itself (its responder keeps the last 1024 packets per viewer and track,
-//! 4 s of a 2.5 Mbit/s stream, with shared payloads) and otherwise consumes
-//! RTCP; [`DeliverRtcp`] lets the driver see it too, for upstream keyframe
-//! requests, congestion control and metrics.
+//! receiver reports and REMB. The stock interceptor chain consumes RTCP;
+//! [`DeliverRtcp`] lets the driver see it too, for upstream keyframe
+//! requests, NACK answers from the channel's one buffer
+//! (`super::retransmit`), congestion control and metrics.
 
 use super::congestion::{Controller, Level};
 use rtc::interceptor::{Attribute, Interceptor, Packet as Tagged, StreamInfo, TaggedPacket};
@@ -17,7 +16,7 @@ use std::collections::VecDeque;
 use std::time::Instant;
 
 /// Where the driver's RTCP tap sits in a viewer's chain: after the stock
-/// interceptors (NACK responder, reports), so they still see every packet.
+/// interceptors (reports), so they still see every packet.
 pub const SLOT: usize = 14_000;
 
 /// Marks inbound RTCP for the application; passes everything through.
@@ -72,6 +71,8 @@ pub struct Outcome {
     pub wants_keyframe: bool,
     /// The viewer's level changed.
     pub level: Option<Level>,
+    /// Video sequence numbers (the viewer's) it asked to have resent.
+    pub nacked: Vec<u16>,
 }
 
 /// Reads one compound RTCP packet from a viewer whose video goes out on
@@ -96,6 +97,9 @@ pub fn on_viewer_rtcp(
                 .map(|n| 1 + u64::from(n.lost_packets.count_ones()))
                 .sum();
             crate::metrics::nacks_received(lost);
+            if Some(nack.media_ssrc) == video_ssrc {
+                super::retransmit::nacked(nack, &mut out.nacked);
+            }
         } else if let Some(remb) = any.downcast_ref::<ReceiverEstimatedMaximumBitrate>() {
             controller.on_remb(f64::from(remb.bitrate));
         } else if let Some(rr) = any.downcast_ref::<ReceiverReport>() {

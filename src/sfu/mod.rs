@@ -12,6 +12,7 @@ mod egress;
 mod feedback;
 pub mod packetize;
 pub mod peer;
+mod retransmit;
 pub mod sdp;
 mod stun;
 mod tcp;

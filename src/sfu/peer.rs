@@ -2,6 +2,7 @@
 //! what the driver needs to route to it and feed it.
 
 use super::congestion::{Controller, Level};
+use super::retransmit::{History, SentLog};
 use super::sdp::{self, Offer, VideoCodec};
 use super::SfuError;
 use crate::media::MediaKind;
@@ -11,9 +12,7 @@ use rtc::interceptor::Registry;
 use rtc::interceptor::{ReceiverReportBuilder, Slot};
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::certificate::RTCCertificate;
-use rtc::peer_connection::configuration::interceptor_registry::{
-    configure_nack, configure_twcc_receiver_only,
-};
+use rtc::peer_connection::configuration::interceptor_registry::configure_twcc_receiver_only;
 use rtc::peer_connection::configuration::media_engine::{
     MediaEngine, MIME_TYPE_H264, MIME_TYPE_OPUS, MIME_TYPE_VP8,
 };
@@ -97,6 +96,8 @@ pub struct Peer {
     pub ingest: Option<Box<super::whip::Ingest>>,
     /// How much of the stream this viewer's link carries.
     pub congestion: Controller,
+    /// What its recent video sequence numbers carried, for NACKs.
+    sent: SentLog,
     /// The RTP timestamp of the keyframe being sent at keyframes-only
     /// level: WHIP marks only a keyframe's first packet, so the rest of
     /// the access unit is recognised by its timestamp.
@@ -239,12 +240,15 @@ pub fn answer_viewer(
             )
             .map_err(|e| SfuError::Internal(format!("register Opus: {e}")))?;
     }
-    // NACK, TWCC feedback and receiver reports from the stock chain. Sender
-    // reports are ours (driver::send_sender_reports): the stock ones map RTP
-    // time to the moment a packet was written, so ingest jitter between
-    // audio and video would show up as lip-sync error.
-    let registry = configure_nack(Registry::new(), &mut media);
-    let registry = configure_twcc_receiver_only(registry, &mut media)
+    // TWCC feedback and receiver reports from the stock chain. NACKs are
+    // answered by the driver from the channel's one buffer (the stock
+    // responder kept a copy of every packet per viewer; see
+    // `super::retransmit`); the codec's `nack` feedback above still
+    // negotiates them. Sender reports are ours
+    // (driver::send_sender_reports): the stock ones map RTP time to the
+    // moment a packet was written, so ingest jitter between audio and video
+    // would show up as lip-sync error.
+    let registry = configure_twcc_receiver_only(Registry::new(), &mut media)
         .map_err(|e| SfuError::Internal(format!("interceptors: {e}")))?
         .with(Slot::ReceiverReport, ReceiverReportBuilder::new().build())
         .with(
@@ -522,6 +526,7 @@ impl Peer {
             ingest: None,
             congestion: Controller::default(),
             keyframe_ts: None,
+            sent: SentLog::new(now),
         }
     }
 
@@ -579,7 +584,15 @@ impl Peer {
         let Some(sender) = sender else { return (0, 0) };
         let (mut n, mut bytes) = (0u64, 0u64);
         for pkt in packets {
+            let channel_seq = pkt.header.sequence_number;
             let pkt = self.rewrite(sender, skipped, pkt);
+            if kind == MediaKind::Video {
+                self.sent.record(
+                    pkt.header.sequence_number,
+                    channel_seq,
+                    pkt.header.timestamp,
+                );
+            }
             let len = pkt.payload.len() as u64;
             let Some(mut rtp) = self.pc.rtp_sender(sender.id) else {
                 return (n, bytes);
@@ -619,10 +632,53 @@ impl Peer {
             }
             let mut pkt = self.rewrite(sender, self.video_skipped, pkt);
             pkt.header.timestamp = last.header.timestamp.wrapping_sub(frames - 1 - frame);
+            let channel_seq = gop[i].header.sequence_number;
+            self.sent.record(
+                pkt.header.sequence_number,
+                channel_seq,
+                pkt.header.timestamp,
+            );
             if let Some(mut rtp) = self.pc.rtp_sender(sender.id) {
                 let _ = rtp.write_rtp(now, pkt);
             }
         }
         self.waiting_keyframe = false;
+    }
+
+    /// Answers a NACK: the video packets `seqs` (this viewer's numbers),
+    /// rebuilt from the channel's history, as far as the viewer's budget
+    /// and level allow. A viewer at audio only gets no video back, and one
+    /// at keyframes only gets back only the keyframe it is being sent.
+    /// Returns how many were resent.
+    pub fn resend(&mut self, history: &History, seqs: &[u16], now: Instant) -> u64 {
+        let Some(sender) = self.video else { return 0 };
+        let level = self.congestion.level();
+        let mut n = 0;
+        for &seq in seqs {
+            let Some((channel_seq, timestamp)) = self.sent.lookup(seq) else {
+                continue;
+            };
+            let Some(orig) = history.get(channel_seq) else {
+                continue;
+            };
+            let wanted = match level {
+                Level::Full => true,
+                Level::KeyframesOnly => self.keyframe_ts == Some(orig.header.timestamp),
+                Level::AudioOnly => false,
+            };
+            if !wanted || !self.sent.allow(now) {
+                continue;
+            }
+            let mut pkt = self.rewrite(sender, 0, orig);
+            pkt.header.sequence_number = seq;
+            pkt.header.timestamp = timestamp;
+            let Some(mut rtp) = self.pc.rtp_sender(sender.id) else {
+                return n;
+            };
+            if rtp.write_rtp(now, pkt).is_ok() {
+                n += 1;
+            }
+        }
+        n
     }
 }

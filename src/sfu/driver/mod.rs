@@ -81,6 +81,8 @@ struct ChannelState {
     video_bps: f64,
     video_bytes: u64,
     video_window: Instant,
+    /// Recent video, once per channel: what viewers' NACKs are answered from.
+    history: Box<super::retransmit::History>,
 }
 
 /// How often a channel's video bitrate is re-measured.
@@ -229,6 +231,8 @@ impl Driver {
                 }
                 _ = report_ticker.tick() => self.send_sender_reports(),
             }
+            // Whatever this turn queued, for every peer, in one batch.
+            self.out.flush();
         }
         for (_, ch) in self.channels.drain() {
             ch.cancel.cancel();
@@ -343,6 +347,7 @@ impl Driver {
                 video_bps: 0.0,
                 video_bytes: 0,
                 video_window: Instant::now(),
+                history: Box::default(),
             }
         });
         ch.viewers.push(id);
@@ -482,6 +487,7 @@ impl Driver {
                 if let Some(ch) = self.channels.get_mut(&channel) {
                     ch.live = live;
                     ch.gop.clear();
+                    ch.history.clear();
                     // A new or ended publish: its clock is anchored anew.
                     ch.anchor = [None, None];
                     let msg = if live {
@@ -553,6 +559,7 @@ impl Driver {
         }
         let now = Instant::now();
         if kind == MediaKind::Video {
+            packets.iter().for_each(|p| ch.history.push(p));
             ch.video_bytes += packets.iter().map(|p| p.payload.len() as u64).sum::<u64>();
             let elapsed = now.duration_since(ch.video_window);
             if elapsed >= BITRATE_WINDOW {
@@ -583,7 +590,6 @@ impl Driver {
                     &out.message,
                 );
             }
-            self.out.flush();
         }
         crate::metrics::add_rtp_out(out_packets, out_bytes);
     }
@@ -604,7 +610,6 @@ impl Driver {
                 &out.message,
             );
         }
-        self.out.flush();
     }
 
     /// Runs a peer's state machine after any input: events, received
@@ -696,6 +701,10 @@ impl Driver {
                     let o =
                         feedback::on_viewer_rtcp(&mut p.congestion, video_ssrc, &packets, bps, now);
                     viewer_joined |= o.wants_keyframe;
+                    if let (false, Some(ch)) = (o.nacked.is_empty(), self.channels.get(&p.channel))
+                    {
+                        crate::metrics::retransmitted(p.resend(&ch.history, &o.nacked, now));
+                    }
                     if let Some(level) = o.level {
                         tracing::info!(session = p.session, level = level.as_str(), "viewer level");
                         if level != Level::AudioOnly {
