@@ -86,6 +86,7 @@ pub async fn run(
         None => None,
     };
     let sfu = Sfu::start(listeners.webrtc, hub.clone(), token.clone(), &tracker)?;
+    let rtmp_port = listeners.rtmp.local_addr()?.port();
     tracker.spawn(crate::rtmp::serve(
         listeners.rtmp,
         hub.clone(),
@@ -127,6 +128,7 @@ pub async fn run(
             urls: ice_urls,
             turn_secret: config.turn_secret.clone(),
         }),
+        rtmp_port,
     });
     let http_token = token.clone();
     let http_task = tokio::spawn(async move {

@@ -84,6 +84,22 @@ async fn owner_edits_publishes_and_hides_broadcasts(b: Backend) {
         listed(&api(a, "GET", list, &[("Authorization", &bearer(&alice))], None).await),
         "alice sees her own"
     );
+    // The owner's list says which ones are hidden (the dashboard shows it).
+    let hidden_flag = |r: &common::HttpResponse| {
+        r.json()["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["id"] == json!(row.id))
+            .map(|i| i["hidden"].clone())
+    };
+    let owner_list = api(a, "GET", list, &[("Authorization", &bearer(&alice))], None).await;
+    assert_eq!(
+        hidden_flag(&owner_list),
+        Some(json!(true)),
+        "{}",
+        owner_list.text()
+    );
     let vod = format!("/vod/{}/index.m3u8", row.id);
     assert_eq!(api(a, "GET", &vod, &[], None).await.status, 404);
     assert_eq!(
@@ -112,6 +128,20 @@ async fn owner_edits_publishes_and_hides_broadcasts(b: Backend) {
     assert!(
         listed(&api(a, "GET", list, &[], None).await),
         "published: listed for all"
+    );
+    let owner_list = api(a, "GET", list, &[("Authorization", &bearer(&alice))], None).await;
+    assert_eq!(
+        hidden_flag(&owner_list),
+        Some(json!(false)),
+        "{}",
+        owner_list.text()
+    );
+    let public_list = api(a, "GET", list, &[], None).await;
+    assert_eq!(
+        hidden_flag(&public_list),
+        Some(json!(false)),
+        "{}",
+        public_list.text()
     );
     // Not through another channel's path; bad ids and fields.
     let r = api(

@@ -1,16 +1,18 @@
 //! The web app end to end: the real server on port 0, ffmpeg or the
 //! browser itself publishing, and headless Chromium (playwright-core,
-//! `tests/e2e/web_app.mjs`) using the pages as a person would.
+//! `tests/e2e/web_app.mjs`, and `web_social.mjs` for likes, slow mode,
+//! moderation, the dashboard's lists and screen sharing) using the pages as
+//! a person would.
 //!
 //! Needs the built app (`./scripts/setup.sh --test` builds `web/dist`, which
 //! the binary embeds), `node`/`npm` and the Debian `chromium` package.
-//! Screenshots land in docs/screenshots/.
+//! Screenshots land in target/screenshots/ (see `shots`).
 
 mod common;
 
 use common::node::run_script;
 use common::{api, bearer, ffmpeg_publish, http, signup, wait_for_live, TestServer};
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -18,12 +20,16 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// Where the pages' screenshots go: `target/screenshots`, so a test run
+/// leaves the checkout clean; `ONAIR_SCREENSHOTS=docs/screenshots` refreshes
+/// the ones the README shows.
 fn shots() -> String {
-    root()
-        .join("docs")
-        .join("screenshots")
-        .display()
-        .to_string()
+    let dir = match std::env::var_os("ONAIR_SCREENSHOTS") {
+        Some(d) => root().join(d),
+        None => root().join("target").join("screenshots"),
+    };
+    std::fs::create_dir_all(&dir).expect("screenshot dir");
+    dir.display().to_string()
 }
 
 /// The test is about the real app: without a build, the server would serve
@@ -259,5 +265,197 @@ async fn going_live_from_the_browser_reaches_a_second_browser() {
             .contains("Resolution"),
         "{r}"
     );
+    srv.stop().await;
+}
+
+/// Runs one scenario of web_social.mjs and returns its JSON report.
+async fn social(srv: &TestServer, args: &[&str]) -> Value {
+    require_built_app();
+    let base = format!("http://{}", srv.http);
+    let mut argv = vec![args[0], base.as_str()];
+    argv.extend_from_slice(&args[1..]);
+    let v = run_script("web_social.mjs", &argv, Duration::from_secs(150)).await;
+    eprintln!("{}: {v}", args[0]);
+    v
+}
+
+fn texts(v: &Value) -> Vec<String> {
+    v.as_array()
+        .unwrap_or_else(|| panic!("not a list: {v}"))
+        .iter()
+        .map(|x| x.as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+/// A viewer likes a channel: the count goes up on their page and the
+/// owner's; a second like at once is refused and the page says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn likes_count_up_and_the_rate_limit_shows() {
+    let _serial = SERIAL.lock().await;
+    let srv = TestServer::start().await;
+    signup(srv.http, "alice").await;
+    signup(srv.http, "bob").await;
+    let r = social(&srv, &["likes", "alice", "bob"]).await;
+    let before = num(&r, "/before");
+    assert_eq!(num(&r, "/afterFirst"), before + 1.0, "{r}");
+    assert_eq!(
+        num(&r, "/ownerSees"),
+        before + 1.0,
+        "the owner's page follows: {r}"
+    );
+    assert!(
+        r["refusedText"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("one like every 10 seconds"),
+        "{r}"
+    );
+    assert_eq!(num(&r, "/afterSecond"), before + 1.0, "{r}");
+    assert_eq!(num(&r, "/ownerAfterSecond"), before + 1.0, "{r}");
+    let ch = api(srv.http, "GET", "/api/channels/alice", &[], None).await;
+    assert_eq!(
+        ch.json()["likes"],
+        json!(before as i64 + 1),
+        "{}",
+        ch.text()
+    );
+    srv.stop().await;
+}
+
+/// The owner turns on slow mode; a viewer's second message at once is
+/// refused with a visible reason and reaches nobody.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_mode_refuses_a_quick_second_message() {
+    let _serial = SERIAL.lock().await;
+    let srv = TestServer::start().await;
+    signup(srv.http, "alice").await;
+    signup(srv.http, "bob").await;
+    let r = social(&srv, &["slowmode", "alice", "bob"]).await;
+    assert!(
+        r["noticeText"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("30 s"),
+        "the viewer is told: {r}"
+    );
+    assert!(
+        texts(&r["refused"]).iter().any(|t| t.contains("slow mode")),
+        "{r}"
+    );
+    let owner_saw = texts(&r["ownerSaw"]);
+    assert!(owner_saw.contains(&"first message".to_string()), "{r}");
+    assert!(
+        !owner_saw.contains(&"second message".to_string()),
+        "refused: {r}"
+    );
+    assert!(
+        !texts(&r["viewerSaw"]).contains(&"second message".to_string()),
+        "{r}"
+    );
+    let ch = api(srv.http, "GET", "/api/channels/alice", &[], None).await;
+    assert_eq!(ch.json()["slow_mode_secs"], 30, "{}", ch.text());
+    srv.stop().await;
+}
+
+/// The owner times a viewer out, then bans them, from their message; the
+/// viewer reads why and what they send is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timed_out_and_banned_users_cannot_chat_and_see_why() {
+    let _serial = SERIAL.lock().await;
+    let srv = TestServer::start().await;
+    signup(srv.http, "alice").await;
+    signup(srv.http, "bob").await;
+    let r = social(&srv, &["moderation", "alice", "bob"]).await;
+    let has = |k: &str, s: &str| texts(&r[k]).iter().any(|t| t.contains(s));
+    assert!(has("toldTimeout", "timed you out"), "{r}");
+    assert!(has("refusedTimeout", "timed out for"), "{r}");
+    assert!(has("toldBan", "banned you"), "{r}");
+    assert!(has("refusedBan", "you are banned"), "{r}");
+    let owner_saw = texts(&r["ownerSaw"]);
+    assert!(owner_saw.contains(&"before any timeout".to_string()), "{r}");
+    for refused in ["during the timeout", "after the ban"] {
+        assert!(!owner_saw.contains(&refused.to_string()), "{refused}: {r}");
+    }
+    srv.stop().await;
+}
+
+/// The dashboard: the RTMP URL has the port the server listens on and the
+/// host the browser used; a recording shows published/hidden and toggles;
+/// the schedule is created, edited and deleted, and the channel page
+/// follows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_manages_recordings_schedule_and_shows_the_real_rtmp_port() {
+    let _serial = SERIAL.lock().await;
+    let srv = TestServer::start().await;
+    let token = signup(srv.http, "alice").await;
+    let now_ms = onair::chat::unix_secs() * 1000;
+    let row = srv
+        .db
+        .create_broadcast("alice", Some("Yesterday's show"), now_ms - 60_000, true)
+        .await
+        .unwrap();
+    srv.db
+        .finish_broadcast(row.id, now_ms, 60_000, 1000)
+        .await
+        .unwrap();
+    let r = social(&srv, &["dashboard", "alice", &shots()]).await;
+    let port = srv.rtmp.port();
+    assert_eq!(
+        r["rtmpUrl"],
+        format!("rtmp://127.0.0.1:{port}/live").as_str(),
+        "{r}"
+    );
+    assert_eq!(
+        r["rtmpUrlAlt"],
+        format!("rtmp://localhost:{port}/live").as_str(),
+        "{r}"
+    );
+    assert_eq!(r["recordings"]["initial"], "published", "{r}");
+    assert_eq!(
+        r["recordings"]["afterReload"], "hidden",
+        "the list says hidden before any click: {r}"
+    );
+    assert_eq!(r["recordings"]["afterPublish"], "published", "{r}");
+    let auth = bearer(&token);
+    let list = api(
+        srv.http,
+        "GET",
+        "/api/channels/alice/broadcasts",
+        &[("Authorization", auth.as_str())],
+        None,
+    )
+    .await;
+    assert_eq!(list.json()["items"][0]["hidden"], false, "{}", list.text());
+    let text = |k: &str| r[k].as_str().unwrap_or_default().to_string();
+    assert!(text("channelAfterAdd").contains("Launch party"), "{r}");
+    assert!(
+        text("dashboardAfterEdit").contains("Launch party, moved"),
+        "{r}"
+    );
+    assert!(
+        text("channelAfterEdit").contains("Launch party, moved"),
+        "{r}"
+    );
+    assert_eq!(text("channelAfterDelete"), "", "{r}");
+    let sched = api(srv.http, "GET", "/api/channels/alice/schedule", &[], None).await;
+    assert_eq!(sched.json()["items"], json!([]), "{}", sched.text());
+    srv.stop().await;
+}
+
+/// Going live with a screen share (Chromium's fake screen) reaches a
+/// viewer in a second browser.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn going_live_with_a_screen_share_reaches_a_viewer() {
+    let _serial = SERIAL.lock().await;
+    let srv = TestServer::start().await;
+    signup(srv.http, "alice").await;
+    let r = social(&srv, &["screenshare", "alice"]).await;
+    assert_eq!(
+        r["source"]["displaySurface"], "monitor",
+        "a screen, not the camera: {r}"
+    );
+    assert_eq!(r["playing"]["mode"], "webrtc", "{r}");
+    assert!(num(&r, "/stats/framesDecoded") > 10.0, "{r}");
+    assert!(num(&r, "/stats/frameWidth") > 0.0, "{r}");
     srv.stop().await;
 }

@@ -275,6 +275,8 @@ struct BroadcastJson {
     #[serde(flatten)]
     row: BroadcastRow,
     live: bool,
+    /// Hidden by its owner; only the owner (and admins) get such rows.
+    hidden: bool,
     playlist: Option<String>,
     poster: Option<String>,
 }
@@ -298,11 +300,7 @@ async fn broadcasts(
         }
         None => false,
     };
-    let hidden = if sees_hidden {
-        Default::default()
-    } else {
-        s.db.hidden_broadcasts(&channel).await?
-    };
+    let hidden = s.db.hidden_broadcasts(&channel).await?;
     let cursor = match q.get("cursor").map(String::as_str) {
         None | Some("") => None,
         Some(c) => Some(
@@ -325,12 +323,13 @@ async fn broadcasts(
     let items: Vec<BroadcastJson> = rows
         .into_iter()
         .take(limit as usize)
-        .filter(|row| !hidden.contains(&row.id))
+        .filter(|row| sees_hidden || !hidden.contains(&row.id))
         .map(|row| {
             let recorded = row.recorded;
             let id = row.id;
             BroadcastJson {
                 live: row.ended_at.is_none(),
+                hidden: hidden.contains(&id),
                 playlist: recorded.then(|| format!("/vod/{id}/index.m3u8")),
                 poster: recorded.then(|| format!("/vod/{id}/poster.jpg")),
                 row,

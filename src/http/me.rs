@@ -29,6 +29,9 @@ async fn me(State(s): State<AppState>, me: SignedIn) -> Result<Json<serde_json::
             "category": i.category,
             "tags": i.tags,
             "likes": i.likes,
+            // What OBS needs besides the key; the host is the one the
+            // client reached us by, which only it knows.
+            "rtmp_port": s.rtmp_port,
         }),
         _ => serde_json::Value::Null,
     };

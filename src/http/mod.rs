@@ -40,6 +40,8 @@ pub struct AppState {
     pub mailer: Option<Arc<crate::auth::Mailer>>,
     pub hls: Arc<crate::hls::Hls>,
     pub ice: std::sync::Arc<ice::IceConfig>,
+    /// The port RTMP ingest listens on, for the dashboard's OBS settings.
+    pub rtmp_port: u16,
 }
 
 pub fn router(state: AppState) -> Router {

@@ -92,7 +92,7 @@ fn schemas() -> Value {
         "ChangePassword": {"type": "object", "additionalProperties": false, "required": ["old_password", "new_password"], "properties": {"old_password": string, "new_password": string}},
         "User": {"type": "object", "properties": {"id": {"type": "integer"}, "username": string, "email_verified": {"type": "boolean"}, "role": {"enum": ["admin", "moderator", "broadcaster", "viewer"]}, "email": string, "created_at": {"type": "integer"}}},
         "SetRole": {"type": "object", "additionalProperties": false, "required": ["role"], "properties": {"role": {"enum": ["admin", "moderator", "broadcaster", "viewer"]}}},
-        "Me": {"type": "object", "properties": {"user": {"$ref": "#/components/schemas/User"}, "channel": {"type": ["object", "null"], "properties": {"name": string, "stream_key": string, "title": string, "description": string, "category": string, "tags": {"type": "array", "items": string}, "likes": {"type": "integer"}}}}},
+        "Me": {"type": "object", "properties": {"user": {"$ref": "#/components/schemas/User"}, "channel": {"type": ["object", "null"], "properties": {"name": string, "stream_key": string, "title": string, "description": string, "category": string, "tags": {"type": "array", "items": string}, "likes": {"type": "integer"}, "rtmp_port": {"type": "integer", "description": "The port RTMP ingest listens on"}}}}},
         "Channel": {"type": "object", "properties": {
             "name": string, "owner": {"type": ["string", "null"]}, "title": string, "description": string,
             "category": {"type": ["string", "null"]}, "tags": {"type": "array", "items": string},
@@ -112,7 +112,7 @@ fn schemas() -> Value {
         "ChatPost": {"type": "object", "additionalProperties": false, "required": ["text"], "properties": {"text": {"type": "string", "maxLength": 500}}},
         "Ban": {"type": "object", "additionalProperties": false, "required": ["username"], "properties": {"username": string, "seconds": {"type": "integer", "minimum": 1, "description": "A time-out; absent: a ban until lifted"}}},
         "SlowMode": {"type": "object", "additionalProperties": false, "required": ["seconds"], "properties": {"seconds": {"type": "integer", "minimum": 0, "maximum": 600}}},
-        "BroadcastPage": {"type": "object", "properties": {"items": {"type": "array", "items": {"type": "object", "properties": {"id": {"type": "integer"}, "live": {"type": "boolean"}, "playlist": {"type": ["string", "null"]}, "poster": {"type": ["string", "null"]}}}}, "next_cursor": {"type": ["string", "integer", "null"]}}},
+        "BroadcastPage": {"type": "object", "properties": {"items": {"type": "array", "items": {"type": "object", "properties": {"id": {"type": "integer"}, "live": {"type": "boolean"}, "hidden": {"type": "boolean", "description": "Hidden by the owner; only the owner and admins see such items"}, "playlist": {"type": ["string", "null"]}, "poster": {"type": ["string", "null"]}}}}, "next_cursor": {"type": ["string", "integer", "null"]}}},
         "BroadcastEdit": {"type": "object", "additionalProperties": false, "properties": {"title": {"type": "string", "maxLength": 140}, "description": {"type": "string", "maxLength": 5000}, "published": {"type": "boolean"}}},
         "BroadcastMeta": {"type": "object", "properties": {"id": {"type": "integer"}, "channel": string, "title": {"type": ["string", "null"]}, "description": string, "published": {"type": "boolean"}}},
         "Token": {"type": "object", "additionalProperties": false, "required": ["token"], "properties": {"token": string}},

@@ -33,7 +33,11 @@ export interface Channel {
 
 export interface Me {
   user: User;
-  channel: { name: string; stream_key: string; title: string; description: string; category: string | null } | null;
+  channel: {
+    name: string; stream_key: string; title: string; description: string; category: string | null;
+    /// The port the server's RTMP ingest listens on.
+    rtmp_port?: number;
+  } | null;
 }
 
 export interface Category {
@@ -50,6 +54,8 @@ export interface Broadcast {
   duration_ms: number;
   recorded: boolean;
   live: boolean;
+  /// Hidden by the owner (only the owner's own list has such items).
+  hidden?: boolean;
   playlist: string | null;
   poster: string | null;
 }

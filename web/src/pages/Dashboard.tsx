@@ -16,7 +16,7 @@ export function Dashboard({ me, setMe }: PageProps & { me: Me }) {
         <Link href={`/c/${ch.name}`}>Open your channel page</Link>
       </div>
       <div class="dash">
-        <StreamKey channel={ch.name} streamKey={ch.stream_key} setKey={setKey} />
+        <StreamKey channel={ch.name} streamKey={ch.stream_key} rtmpPort={ch.rtmp_port} setKey={setKey} />
         <Health channel={ch.name} />
         <ChannelForm me={me} setMe={setMe} />
         <GoLive streamKey={ch.stream_key} channel={ch.name} />
@@ -43,11 +43,15 @@ function Copy({ text, label }: { text: string; label: string }) {
   return <button type="button" onClick={copy} aria-label={`Copy ${label}`}>{done ? 'Copied' : 'Copy'}</button>;
 }
 
-function StreamKey({ channel, streamKey, setKey }: { channel: string; streamKey: string; setKey: (k: string) => void }) {
+function StreamKey({ channel, streamKey, rtmpPort, setKey }: {
+  channel: string; streamKey: string; rtmpPort?: number; setKey: (k: string) => void;
+}) {
   const [shown, setShown] = useState(false);
   const [confirm, setConfirm] = useState(false);
   const [error, setError] = useState('');
-  const host = location.hostname;
+  // The host the browser reached this page by (an IPv6 one comes with its
+  // brackets), and the port the server says RTMP listens on.
+  const rtmpUrl = `rtmp://${location.hostname}:${rtmpPort ?? 1935}/live`;
   const rotate = async () => {
     setError('');
     try {
@@ -83,7 +87,7 @@ function StreamKey({ channel, streamKey, setKey }: { channel: string; streamKey:
       <h3>OBS over RTMP</h3>
       <dl class="kv">
         <dt>Service</dt><dd>Custom…</dd>
-        <dt>Server</dt><dd><span class="mono">rtmp://{host}:1935/live</span> <Copy text={`rtmp://${host}:1935/live`} label="RTMP server" /></dd>
+        <dt>Server</dt><dd><span class="mono" data-testid="rtmp-url">{rtmpUrl}</span> <Copy text={rtmpUrl} label="RTMP server" /></dd>
         <dt>Stream key</dt><dd>the key above</dd>
       </dl>
       <h3>OBS 30+ over WHIP</h3>

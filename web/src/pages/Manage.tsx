@@ -4,7 +4,6 @@ import { api, channelPath, errorText, fmtDuration, fmtWhen, get, type Broadcast,
 
 export function Recordings({ channel }: { channel: string }) {
   const [items, setItems] = useState<Broadcast[]>([]);
-  const [published, setPublished] = useState<Record<number, boolean>>({});
   const [error, setError] = useState('');
   const load = () => get<{ items: Broadcast[] }>(channelPath(channel, '/broadcasts?limit=50')).then((r) => setItems(r.items), (e) => setError(errorText(e)));
   useEffect(() => { void load(); }, [channel]);
@@ -12,8 +11,7 @@ export function Recordings({ channel }: { channel: string }) {
     setError('');
     try {
       const meta = await api<{ published: boolean; title: string | null }>('PATCH', channelPath(channel, `/broadcasts/${b.id}`), patch);
-      setPublished((p) => ({ ...p, [b.id]: meta.published }));
-      setItems((list) => list.map((x) => (x.id === b.id ? { ...x, title: meta.title } : x)));
+      setItems((list) => list.map((x) => (x.id === b.id ? { ...x, title: meta.title, hidden: !meta.published } : x)));
     } catch (e) {
       setError(errorText(e));
     }
@@ -29,10 +27,10 @@ export function Recordings({ channel }: { channel: string }) {
               <span class="grow">
                 <TitleEdit value={b.title || ''} label={`Title of the broadcast from ${fmtWhen(b.started_at)}`} onSave={(title) => edit(b, { title })} />
                 <span class="muted"> {fmtWhen(b.started_at)} · {b.live ? 'live now' : fmtDuration(b.duration_ms)}{b.recorded ? '' : ' · not recorded'}</span>
-                {published[b.id] !== undefined && <span class="badge">{published[b.id] ? 'published' : 'hidden'}</span>}
+                {' '}<span class={`badge${b.hidden ? ' hidden' : ''}`} data-testid="visibility">{b.hidden ? 'hidden' : 'published'}</span>
               </span>
-              <button type="button" onClick={() => edit(b, { published: true })}>Publish</button>
-              <button type="button" onClick={() => edit(b, { published: false })}>Hide</button>
+              <button type="button" onClick={() => edit(b, { published: !!b.hidden })}
+                aria-label={`${b.hidden ? 'Publish' : 'Hide'} the broadcast from ${fmtWhen(b.started_at)}`}>{b.hidden ? 'Publish' : 'Hide'}</button>
             </li>
           ))}
         </ul>

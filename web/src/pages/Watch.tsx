@@ -1,5 +1,5 @@
 import { useEffect, useRef, useState } from 'preact/hooks';
-import { api, channelPath, errorText, fmtDuration, fmtWhen, get, type Broadcast, type Channel, type Me } from '../api';
+import { api, channelPath, errorText, fmtDuration, fmtWhen, get, type Broadcast, type Channel, type Me, type Scheduled } from '../api';
 import { ChatSocket, type ChatEvent, type ChatMessage } from '../chat';
 import { Player, playVod, type Mode, type PlayerState } from '../player';
 import { Link } from '../router';
@@ -26,17 +26,22 @@ export function Watch({ channel, me }: { channel: string; me: Me | null }) {
   const [messages, setMessages] = useState<ChatMessage[]>([]);
   const [chatError, setChatError] = useState('');
   const [connected, setConnected] = useState(false);
+  const [slowMode, setSlowMode] = useState(0);
   const [vod, setVod] = useState<Broadcast | null>(null);
   const video = useRef<HTMLVideoElement>(null);
   const player = useRef<Player | null>(null);
   const socket = useRef<ChatSocket | null>(null);
+  // The chat handler lives as long as the channel; it reads who is signed
+  // in from here rather than reconnecting when that changes.
+  const meRef = useRef(me);
+  meRef.current = me;
 
   useEffect(() => {
     setInfo(null);
     setMissing('');
     setMessages([]);
     get<Channel>(channelPath(channel)).then(
-      (c) => { setInfo(c); setViewers(c.viewers); setLikes(c.likes); setLive((l) => l ?? c.live); },
+      (c) => { setInfo(c); setViewers(c.viewers); setLikes(c.likes); setSlowMode(c.slow_mode_secs); setLive((l) => l ?? c.live); },
       (e) => setMissing(errorText(e)),
     );
     const p = new Player(video.current!, { whep: `/whep/${encodeURIComponent(channel)}`, hls: `/hls/${encodeURIComponent(channel)}/index.m3u8` }, setPs);
@@ -54,6 +59,15 @@ export function Watch({ channel, me }: { channel: string; me: Me | null }) {
         case 'offline': setLive(false); break;
         case 'viewers': setViewers(e.count); break;
         case 'likes': setLikes(e.count); break;
+        case 'slow_mode': setSlowMode(e.seconds); break;
+        case 'timeout':
+        case 'ban':
+          // Said to the room; only its target needs to read it.
+          if (e.user === meRef.current?.user.username) {
+            setChatError(e.type === 'ban' ? 'A moderator banned you from this chat.'
+              : `A moderator timed you out: you can chat again in ${e.seconds} s.`);
+          }
+          break;
         case 'error': setChatError(e.error); break;
       }
     };
@@ -149,11 +163,30 @@ export function Watch({ channel, me }: { channel: string; me: Me | null }) {
           {info?.category ? ` · ${info.category}` : ''}
         </p>
         {info?.description && <p class="description">{info.description}</p>}
+        <Upcoming channel={channel} />
         <PastBroadcasts channel={channel} video={video} vod={vod} setVod={(b) => { player.current?.stop(); setVod(b); }} />
       </section>
       <Chat channel={channel} me={me} moderator={moderator} messages={messages} connected={connected}
-        error={chatError} setError={setChatError} send={(t) => socket.current?.send(t) ?? false} slowMode={info?.slow_mode_secs ?? 0} />
+        error={chatError} setError={setChatError} send={(t) => socket.current?.send(t) ?? false} slowMode={slowMode} />
     </div>
+  );
+}
+
+function Upcoming({ channel }: { channel: string }) {
+  const [items, setItems] = useState<Scheduled[]>([]);
+  useEffect(() => {
+    get<{ items: Scheduled[] }>(channelPath(channel, '/schedule')).then((r) => setItems(r.items), () => {});
+  }, [channel]);
+  if (items.length === 0) return null;
+  return (
+    <section aria-labelledby="upcoming-h" data-testid="upcoming">
+      <h2 id="upcoming-h">Upcoming</h2>
+      <ul class="list">
+        {items.map((s) => (
+          <li key={s.id}><time dateTime={s.starts_at}>{fmtWhen(s.starts_at)}</time> – {s.title || 'Untitled'}</li>
+        ))}
+      </ul>
+    </section>
   );
 }
 
@@ -240,6 +273,7 @@ function Chat(props: {
           </select>
         </div>
       )}
+      {!moderator && slow > 0 && <p class="muted" data-testid="slow-mode">Slow mode: one message every {slow} s.</p>}
       {messages.length === 0 && <p class="muted">No messages yet.</p>}
       <ol ref={list} class="messages" aria-live="polite" aria-relevant="additions" data-testid="messages">
         {messages.map((m) => (
