@@ -197,20 +197,15 @@ fn fanout(cr: &mut Criterion) {
             payload: payload.clone(),
         };
         for (s, _) in viewers.iter_mut() {
-            assert_eq!(
-                s.send_media(
-                    MediaKind::Video,
-                    true,
-                    std::slice::from_ref(&probe),
-                    Instant::now()
-                )
-                .0,
-                1
-            );
             let mut out = 0;
-            while let Some(w) = s.pc.poll_write() {
-                out += w.message.len();
-            }
+            let mut drain = |pc: &mut RTCPeerConnection| {
+                while let Some(w) = pc.poll_write() {
+                    out += w.message.len();
+                }
+            };
+            let probe = std::slice::from_ref(&probe);
+            let sent = s.send_media(MediaKind::Video, true, probe, Instant::now(), &mut drain);
+            assert_eq!(sent.0, 1);
             assert!(out > 1200, "an SRTP datagram per viewer, got {out} bytes");
         }
         group.throughput(Throughput::Elements(n as u64));
@@ -229,11 +224,19 @@ fn fanout(cr: &mut Criterion) {
                 };
                 let now = Instant::now();
                 let mut datagrams = 0;
-                for (s, _) in viewers.iter_mut() {
-                    s.send_media(MediaKind::Video, true, std::slice::from_ref(&pkt), now);
-                    while let Some(w) = s.pc.poll_write() {
+                let mut drain = |pc: &mut RTCPeerConnection| {
+                    while let Some(w) = pc.poll_write() {
                         datagrams += w.message.len();
                     }
+                };
+                for (s, _) in viewers.iter_mut() {
+                    s.send_media(
+                        MediaKind::Video,
+                        true,
+                        std::slice::from_ref(&pkt),
+                        now,
+                        &mut drain,
+                    );
                 }
                 datagrams
             })

@@ -16,7 +16,9 @@ use rtc::peer_connection::configuration::interceptor_registry::configure_twcc_re
 use rtc::peer_connection::configuration::media_engine::{
     MediaEngine, MIME_TYPE_H264, MIME_TYPE_OPUS, MIME_TYPE_VP8,
 };
-use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
+use rtc::peer_connection::configuration::setting_engine::{
+    SctpMaxMessageSize, SettingEngineBuilder,
+};
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
 use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::peer_connection::transport::{
@@ -42,6 +44,17 @@ const ICE_FAILED_AFTER: Duration = Duration::from_secs(18);
 /// Remote addresses one peer may use at once (host, reflexive, relay on
 /// IPv4 and IPv6). Caps the routing map a client could grow.
 pub const MAX_ADDRS_PER_PEER: usize = 8;
+
+/// Largest data-channel message either side may send, and our SCTP receive
+/// window (see `build_pc`).
+const DC_MAX_MESSAGE: u32 = 8 * 1024;
+const DC_RECEIVE_WINDOW: u32 = 64 * 1024;
+
+/// Packets written before the caller takes the datagrams out. Each layer of
+/// rtc's handler chain queues messages by value in a `VecDeque` that never
+/// shrinks: a whole fast-start GOP (hundreds of packets) written at once
+/// left every viewer holding tens of kilobytes of empty queue.
+const DRAIN_EVERY: u64 = 4;
 
 pub type PeerId = u64;
 
@@ -332,6 +345,12 @@ fn build_pc(
         .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
         .with_answering_dtls_role(RTCDtlsRole::Server)
         .with_ice_timeouts(Some(ICE_DISCONNECTED_AFTER), Some(ICE_FAILED_AFTER), None)
+        // The data channel carries chat lines (at most 500 characters) and
+        // small events. rtc allocates a working buffer of the message size
+        // per peer (64 KiB by default), and the receive window bounds what
+        // a peer can make us hold in reassembly (1 MiB by default).
+        .with_sctp_max_message_size(SctpMaxMessageSize::Bounded(DC_MAX_MESSAGE))
+        .with_sctp_max_receive_buffer_size(DC_RECEIVE_WINDOW)
         .build();
     let config = RTCConfigurationBuilder::new()
         .with_certificates(vec![certificate.clone()])
@@ -549,6 +568,7 @@ impl Peer {
         keyframe: bool,
         packets: &[Packet],
         now: Instant,
+        drain: &mut dyn FnMut(&mut RTCPeerConnection),
     ) -> (u64, u64) {
         let level = self.congestion.level();
         let skip = !self.connected
@@ -601,7 +621,11 @@ impl Peer {
                 n += 1;
                 bytes += len;
             }
+            if n % DRAIN_EVERY == 0 {
+                drain(&mut self.pc);
+            }
         }
+        drain(&mut self.pc);
         let sent = match kind {
             MediaKind::Video => &mut self.video_sent,
             MediaKind::Audio => &mut self.audio_sent,
@@ -616,7 +640,7 @@ impl Peer {
     /// ending at the live frame's timestamp: the player decodes them all and
     /// shows the latest, instead of replaying the last second and staying
     /// that far behind.
-    pub fn fast_start(&mut self, gop: &[Packet]) {
+    pub fn fast_start(&mut self, gop: &[Packet], drain: &mut dyn FnMut(&mut RTCPeerConnection)) {
         let (Some(sender), Some(last)) = (self.video, gop.last()) else {
             return;
         };
@@ -641,7 +665,11 @@ impl Peer {
             if let Some(mut rtp) = self.pc.rtp_sender(sender.id) {
                 let _ = rtp.write_rtp(now, pkt);
             }
+            if (i + 1) % DRAIN_EVERY as usize == 0 {
+                drain(&mut self.pc);
+            }
         }
+        drain(&mut self.pc);
         self.waiting_keyframe = false;
     }
 

@@ -100,7 +100,9 @@ pub struct Driver {
     pub media_tx: mpsc::Sender<Media>,
     pub tracker: TaskTracker,
     pub viewers: ViewerCounts,
-    peers: HashMap<PeerId, Peer>,
+    /// Boxed: a peer connection is kilobytes inline, and `service` takes a
+    /// peer out of the map and puts it back for every datagram.
+    peers: HashMap<PeerId, Box<Peer>>,
     by_addr: HashMap<SocketAddr, PeerId>,
     by_ufrag: HashMap<String, PeerId>,
     by_session: HashMap<String, PeerId>,
@@ -135,6 +137,17 @@ fn send_out(
         }
     } else {
         out.queue(transport, message);
+    }
+}
+
+/// Everything a peer connection has to send, queued for the next flush.
+fn drain_writes(
+    out: &mut Batcher,
+    tcp_out: &mut HashMap<SocketAddr, super::tcp::FrameSender>,
+    pc: &mut rtc::peer_connection::RTCPeerConnection,
+) {
+    while let Some(w) = pc.poll_write() {
+        send_out(out, tcp_out, &w.transport, &w.message);
     }
 }
 
@@ -326,7 +339,7 @@ impl Driver {
         let session = answer.peer.session.clone();
         self.by_ufrag.insert(answer.peer.ufrag.clone(), id);
         self.by_session.insert(session.clone(), id);
-        self.peers.insert(id, answer.peer);
+        self.peers.insert(id, Box::new(answer.peer));
         let ch = self.channels.entry(channel.clone()).or_insert_with(|| {
             let cancel = CancellationToken::new();
             self.tracker.spawn(egress::run(
@@ -579,17 +592,12 @@ impl Driver {
                 // It cannot decode this source's video; it keeps the sound.
                 continue;
             }
-            let (n, bytes) = p.send_media(kind, keyframe, packets, now);
+            let (out, tcp_out) = (&mut self.out, &mut self.tcp_out);
+            let (n, bytes) = p.send_media(kind, keyframe, packets, now, &mut |pc| {
+                drain_writes(out, tcp_out, pc)
+            });
             out_packets += n;
             out_bytes += bytes;
-            while let Some(out) = p.pc.poll_write() {
-                send_out(
-                    &mut self.out,
-                    &mut self.tcp_out,
-                    &out.transport,
-                    &out.message,
-                );
-            }
         }
         crate::metrics::add_rtp_out(out_packets, out_bytes);
     }
@@ -631,7 +639,8 @@ impl Driver {
                         tracing::debug!(session = p.session, after = ?p.created.elapsed(), "viewer connected");
                         if let Some(ch) = self.channels.get(&p.channel) {
                             if p.video_codec == Some(ch.gop_codec) {
-                                p.fast_start(&ch.gop);
+                                let (out, tcp_out) = (&mut self.out, &mut self.tcp_out);
+                                p.fast_start(&ch.gop, &mut |pc| drain_writes(out, tcp_out, pc));
                             }
                         }
                         if p.ingest.is_none() {

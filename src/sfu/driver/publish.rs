@@ -37,7 +37,7 @@ impl Driver {
         let session = peer.session.clone();
         self.by_ufrag.insert(peer.ufrag.clone(), id);
         self.by_session.insert(session.clone(), id);
-        self.peers.insert(id, peer);
+        self.peers.insert(id, Box::new(peer));
         self.publishers.insert(channel.clone(), id);
         self.service(id, None);
         tracing::info!(channel = %channel, session, "WHIP publisher joined");
