@@ -4,12 +4,10 @@
 //! in total, and answers an Allocate over quota itself with 486 (per client)
 //! or 508 (server full), as RFC 5766 6.2 says, before the crate sees it.
 //!
-//! It also rations challenges. turn 0.17.2 answers every request without
-//! MESSAGE-INTEGRITY with a fresh nonce that it keeps forever (its `nonces`
-//! map is only pruned when an expired nonce is presented again), so a flood
-//! of such requests, from spoofable UDP sources, grows memory without limit.
-//! A token bucket caps how many reach it: that bounds the growth rate, not
-//! the total (see the crate's request.rs, `respond_with_nonce`).
+//! It also holds the ration of challenges (requests the crate answers with a
+//! new nonce), which [`crate::serve`] applies: each costs a stored nonce and
+//! an MD5, and a flood of them can come from spoofed UDP sources. The nonce
+//! store itself is bounded there.
 
 use async_trait::async_trait;
 use std::collections::{HashMap, HashSet};
@@ -32,6 +30,11 @@ pub struct Limits {
     /// second, all clients together; bursts of 5x. Legitimate clients send
     /// one or two per allocation.
     pub challenges_per_sec: u32,
+    /// Nonces stored at once. A legitimate client keeps using its nonce for
+    /// the allocation's life, so this is a few times `max_allocations`; when
+    /// full, the older half is forgotten (their clients get 438 Stale Nonce
+    /// with a new one, and retry).
+    pub max_nonces: usize,
 }
 
 impl Default for Limits {
@@ -41,6 +44,7 @@ impl Default for Limits {
             max_allocations_per_ip: 16,
             max_tcp_connections: 1024,
             challenges_per_sec: 200,
+            max_nonces: 16384,
         }
     }
 }
@@ -53,28 +57,49 @@ const ATTR_ERROR_CODE: u16 = 0x0009;
 const ATTR_MESSAGE_INTEGRITY: u16 = 0x0008;
 const METHOD_BINDING: u16 = 0x0001;
 
-/// A STUN request other than Binding without MESSAGE-INTEGRITY: the crate
-/// answers it with a new nonce, which it stores.
-fn is_challenge(b: &[u8]) -> bool {
-    let Some(t) = stun_type(b) else {
-        return false;
-    };
+const ATTR_NONCE: u16 = 0x0015;
+
+/// How a request the crate may challenge is authenticated.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Auth<'a> {
+    /// No MESSAGE-INTEGRITY (or not parsed as having one): the crate answers
+    /// 401 with a new nonce.
+    Missing,
+    /// MESSAGE-INTEGRITY and this NONCE: the crate answers 438 with a new
+    /// nonce unless it issued this one.
+    Nonce(&'a [u8]),
+}
+
+/// For a STUN request other than Binding (which the crate never
+/// challenges), how it is authenticated. The header checks are no stricter
+/// than the crate's (which ignores the type's top two bits), and anything
+/// unclear counts as [`Auth::Missing`], so every request that can make the
+/// crate store a nonce is seen.
+pub(crate) fn auth(b: &[u8]) -> Option<Auth<'_>> {
+    let t = stun_type(b)?;
     let request = t & 0x0110 == 0;
     let method = t & 0x3EEF;
     if !request || method == METHOD_BINDING {
-        return false;
+        return None;
     }
     let end = (20 + u16::from_be_bytes([b[2], b[3]]) as usize).min(b.len());
     let mut at = 20;
+    let (mut integrity, mut nonce) = (false, None);
     while at + 4 <= end {
         let typ = u16::from_be_bytes([b[at], b[at + 1]]);
-        if typ == ATTR_MESSAGE_INTEGRITY {
-            return false;
-        }
         let len = u16::from_be_bytes([b[at + 2], b[at + 3]]) as usize;
+        let value = b.get(at + 4..at + 4 + len);
+        match typ {
+            ATTR_MESSAGE_INTEGRITY => integrity = true,
+            ATTR_NONCE if nonce.is_none() => nonce = value,
+            _ => {}
+        }
         at += 4 + len.div_ceil(4) * 4;
     }
-    true
+    match (integrity, nonce) {
+        (true, Some(n)) => Some(Auth::Nonce(n)),
+        _ => Some(Auth::Missing),
+    }
 }
 
 /// A token bucket.
@@ -166,8 +191,9 @@ impl State {
         }
     }
 
-    /// Whether another unauthenticated request may reach the crate.
-    fn challenge_allowed(&self) -> bool {
+    /// Whether another request the crate answers with a new nonce may reach
+    /// it.
+    pub(crate) fn challenge_allowed(&self) -> bool {
         let rate = f64::from(self.limits.challenges_per_sec);
         let mut b = self.challenges.lock().expect("not poisoned");
         let now = std::time::Instant::now();
@@ -222,11 +248,6 @@ impl Conn for GuardedConn {
     async fn recv_from(&self, buf: &mut [u8]) -> util::Result<(usize, SocketAddr)> {
         loop {
             let (n, from) = self.inner.recv_from(buf).await?;
-            if is_challenge(&buf[..n]) && !self.state.challenge_allowed() {
-                // Dropped unanswered: a real client retransmits.
-                tracing::debug!(%from, "TURN challenge dropped: over the rate");
-                continue;
-            }
             if stun_type(&buf[..n]) == Some(ALLOCATE_REQUEST) {
                 if let Some((code, reason)) = self.state.refusal(from) {
                     tracing::debug!(%from, code, "TURN allocation refused: {reason}");
@@ -299,19 +320,33 @@ mod tests {
         let mut req = vec![0u8; 20];
         req[..2].copy_from_slice(&ALLOCATE_REQUEST.to_be_bytes());
         req[4..8].copy_from_slice(&MAGIC_COOKIE);
-        assert!(is_challenge(&req));
+        assert_eq!(auth(&req), Some(Auth::Missing));
         let mut binding = req.clone();
         binding[1] = 0x01;
-        assert!(!is_challenge(&binding));
-        // With MESSAGE-INTEGRITY (after a 4-byte REQUESTED-TRANSPORT).
+        assert_eq!(auth(&binding), None);
+        // REQUESTED-TRANSPORT, NONCE "abcde" (padded), MESSAGE-INTEGRITY.
         let mut authed = req.clone();
         authed.extend_from_slice(&[0x00, 0x19, 0x00, 0x04, 17, 0, 0, 0]);
+        authed.extend_from_slice(&[0x00, 0x15, 0x00, 0x05]);
+        authed.extend_from_slice(b"abcde\0\0\0");
         authed.extend_from_slice(&[0x00, 0x08, 0x00, 0x14]);
         authed.extend_from_slice(&[0; 20]);
-        authed[2..4].copy_from_slice(&32u16.to_be_bytes());
-        assert!(!is_challenge(&authed));
-        assert!(!is_challenge(&error_response(&req, 486, "x")));
-        assert!(!is_challenge(&[0x40, 0, 0, 4, 1, 2, 3, 4]));
+        let len = (authed.len() - 20) as u16;
+        authed[2..4].copy_from_slice(&len.to_be_bytes());
+        assert_eq!(auth(&authed), Some(Auth::Nonce(b"abcde")));
+        // Integrity without a nonce, or a nonce without integrity: challenged.
+        let mut no_nonce = req.clone();
+        no_nonce.extend_from_slice(&authed[40..]);
+        no_nonce[2..4].copy_from_slice(&24u16.to_be_bytes());
+        assert_eq!(auth(&no_nonce), Some(Auth::Missing));
+        let mut no_integrity = authed.clone();
+        no_integrity.truncate(40);
+        no_integrity[2..4].copy_from_slice(&20u16.to_be_bytes());
+        assert_eq!(auth(&no_integrity), Some(Auth::Missing));
+        // A truncated attribute still counts as a challenge.
+        assert_eq!(auth(&authed[..30]), Some(Auth::Missing));
+        assert_eq!(auth(&error_response(&req, 486, "x")), None);
+        assert_eq!(auth(&[0x40, 0, 0, 4, 1, 2, 3, 4]), None);
 
         let s = State {
             limits: Limits {
@@ -335,6 +370,7 @@ mod tests {
             max_allocations_per_ip: 2,
             max_tcp_connections: 1,
             challenges_per_sec: 1,
+            max_nonces: 1,
         });
         let a1: SocketAddr = "10.0.0.1:1000".parse().unwrap();
         let a2: SocketAddr = "10.0.0.1:1001".parse().unwrap();

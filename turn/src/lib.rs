@@ -1,5 +1,6 @@
 //! A TURN relay (RFC 5766) for onair viewers behind strict NATs, on the
-//! `turn` crate's server, with the time-limited credentials of the TURN REST
+//! `turn` crate's request handling (with our own read loops, see
+//! [`serve`]), with the time-limited credentials of the TURN REST
 //! API (draft-uberti-behave-turn-rest-00) that coturn's `use-auth-secret`
 //! checks: username `EXPIRY:USER`, password
 //! `base64(HMAC-SHA1(secret, username))`. The same secret works with coturn,
@@ -8,6 +9,7 @@
 mod auth;
 mod guard;
 mod relay;
+mod serve;
 mod tcp;
 
 pub use auth::{rest_password, RestAuthHandler};
@@ -16,8 +18,10 @@ pub use guard::Limits;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use tokio::net::{TcpListener, UdpSocket};
-use turn::server::config::{ConnConfig, ServerConfig};
-use turn::server::Server;
+use tokio_util::sync::CancellationToken;
+use turn::allocation::allocation_manager::{Manager, ManagerConfig};
+use turn::relay::RelayAddressGenerator;
+use util::Conn;
 
 pub const DEFAULT_REALM: &str = "onair";
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:3478";
@@ -51,12 +55,17 @@ pub enum TurnError {
 
 /// A running relay; [`TurnRelay::close`] stops it and frees its allocations.
 pub struct TurnRelay {
-    server: Server,
+    loops: Vec<tokio::task::JoinHandle<()>>,
+    stop: CancellationToken,
+    /// Dropped without `close`, the loops still stop (and free their
+    /// allocations), as the crate's `Server` did.
+    _stop_on_drop: tokio_util::sync::DropGuard,
     local_addr: SocketAddr,
     tcp: Option<SocketAddr>,
-    stop_tcp: Option<tokio_util::sync::CancellationToken>,
+    stop_tcp: Option<CancellationToken>,
     public_ip: IpAddr,
     guard: Arc<guard::State>,
+    nonces: Arc<serve::Nonces>,
 }
 
 impl TurnRelay {
@@ -84,7 +93,7 @@ impl TurnRelay {
             .map_err(|e| TurnError::Bind(config.listen, e))?;
         relay::enlarge_buffers(socket2::SockRef::from(&socket));
         let (guard, closed_tx) = guard::State::new(config.limits.clone());
-        let relay_ports = || {
+        let relay_ports = || -> Box<dyn RelayAddressGenerator + Send + Sync> {
             Box::new(relay::RelayPorts {
                 relay_ip: config.public_ip,
                 bind_ip: relay_bind_ip(config.public_ip),
@@ -92,10 +101,16 @@ impl TurnRelay {
                 max_port,
             })
         };
-        let mut conn_configs = vec![ConnConfig {
-            conn: Arc::new(guard::GuardedConn::new(Arc::new(socket), guard.clone())),
-            relay_addr_generator: relay_ports(),
-        }];
+        type Listener = (
+            Arc<dyn Conn + Send + Sync>,
+            Box<dyn RelayAddressGenerator + Send + Sync>,
+        );
+        // Checked before the TCP listener starts, so a bad range leaks nothing.
+        relay_ports().validate()?;
+        let mut listeners: Vec<Listener> = vec![(
+            Arc::new(guard::GuardedConn::new(Arc::new(socket), guard.clone())),
+            relay_ports(),
+        )];
         let mut stop_tcp = None;
         let tcp = match tcp {
             Some(listener) => {
@@ -105,22 +120,37 @@ impl TurnRelay {
                 let mux = tcp::TcpMux::start(listener, config.limits.max_tcp_connections)
                     .map_err(|e| TurnError::Bind(addr, e))?;
                 stop_tcp = Some(mux.stop.clone());
-                conn_configs.push(ConnConfig {
-                    conn: Arc::new(guard::GuardedConn::new(Arc::new(mux), guard.clone())),
-                    relay_addr_generator: relay_ports(),
-                });
+                listeners.push((
+                    Arc::new(guard::GuardedConn::new(Arc::new(mux), guard.clone())),
+                    relay_ports(),
+                ));
                 Some(addr)
             }
             None => None,
         };
-        let server = Server::new(ServerConfig {
-            conn_configs,
-            realm: config.realm.clone(),
+        let stop = CancellationToken::new();
+        let nonces = Arc::new(serve::Nonces::new(
+            config.limits.max_nonces,
+            listeners.len(),
+        ));
+        serve::spawn_sweeper(nonces.clone(), stop.clone());
+        let shared = Arc::new(serve::Shared {
+            nonces: nonces.clone(),
+            guard: guard.clone(),
             auth_handler: Arc::new(RestAuthHandler::new(config.secret.clone())),
-            channel_bind_timeout: std::time::Duration::ZERO,
-            alloc_close_notify: Some(closed_tx),
-        })
-        .await?;
+            realm: config.realm.clone(),
+            stop: stop.clone(),
+        });
+        let loops = listeners
+            .into_iter()
+            .map(|(conn, ports)| {
+                let manager = Arc::new(Manager::new(ManagerConfig {
+                    relay_addr_generator: ports,
+                    alloc_close_notify: Some(closed_tx.clone()),
+                }));
+                tokio::spawn(serve::read_loop(conn, manager, shared.clone()))
+            })
+            .collect();
         tracing::info!(
             listen = %local_addr,
             public_ip = %config.public_ip,
@@ -129,12 +159,15 @@ impl TurnRelay {
             "TURN relay listening"
         );
         Ok(TurnRelay {
-            server,
+            loops,
+            _stop_on_drop: stop.clone().drop_guard(),
+            stop,
             local_addr,
             tcp,
             stop_tcp,
             public_ip: config.public_ip,
             guard,
+            nonces,
         })
     }
 
@@ -163,9 +196,18 @@ impl TurnRelay {
         self.guard.allocations()
     }
 
+    /// Nonces stored (issued to clients and not yet forgotten): at most
+    /// [`Limits::max_nonces`].
+    pub async fn stored_nonces(&self) -> usize {
+        self.nonces.len().await
+    }
+
     pub async fn close(self) {
-        if let Err(e) = self.server.close().await {
-            tracing::warn!("TURN relay did not close cleanly: {e}");
+        self.stop.cancel();
+        for l in self.loops {
+            if let Err(e) = l.await {
+                tracing::warn!("TURN read loop failed: {e}");
+            }
         }
         if let Some(stop) = self.stop_tcp {
             stop.cancel();

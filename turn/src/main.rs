@@ -37,6 +37,9 @@ struct Args {
     /// Unauthenticated requests let through per second (all clients).
     #[arg(long, default_value_t = onair_turn::Limits::default().challenges_per_sec)]
     challenges_per_sec: u32,
+    /// Nonces stored at once; when full, the older half is forgotten.
+    #[arg(long, default_value_t = onair_turn::Limits::default().max_nonces)]
+    max_nonces: usize,
 }
 
 fn parse_range(s: &str) -> Result<(u16, u16), String> {
@@ -70,6 +73,7 @@ async fn main() -> anyhow::Result<()> {
             max_allocations_per_ip: a.max_allocations_per_ip,
             max_tcp_connections: a.max_tcp_connections,
             challenges_per_sec: a.challenges_per_sec,
+            max_nonces: a.max_nonces,
         },
     })
     .await?;
