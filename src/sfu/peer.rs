@@ -9,10 +9,9 @@ use crate::media::MediaKind;
 use rtc::data_channel::RTCDataChannelId;
 use rtc::ice::tcp_type::TcpType;
 use rtc::interceptor::Registry;
-use rtc::interceptor::{ReceiverReportBuilder, Slot};
+use rtc::interceptor::Slot;
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::certificate::RTCCertificate;
-use rtc::peer_connection::configuration::interceptor_registry::configure_twcc_receiver_only;
 use rtc::peer_connection::configuration::media_engine::{
     MediaEngine, MIME_TYPE_H264, MIME_TYPE_OPUS, MIME_TYPE_VP8,
 };
@@ -253,21 +252,20 @@ pub fn answer_viewer(
             )
             .map_err(|e| SfuError::Internal(format!("register Opus: {e}")))?;
     }
-    // TWCC feedback and receiver reports from the stock chain. NACKs are
-    // answered by the driver from the channel's one buffer (the stock
-    // responder kept a copy of every packet per viewer; see
-    // `super::retransmit`); the codec's `nack` feedback above still
-    // negotiates them. Sender reports are ours
-    // (driver::send_sender_reports): the stock ones map RTP time to the
-    // moment a packet was written, so ingest jitter between audio and video
-    // would show up as lip-sync error.
-    let registry = configure_twcc_receiver_only(Registry::new(), &mut media)
-        .map_err(|e| SfuError::Internal(format!("interceptors: {e}")))?
-        .with(Slot::ReceiverReport, ReceiverReportBuilder::new().build())
-        .with(
-            Slot::from(super::feedback::SLOT),
-            super::feedback::DeliverRtcp::default(),
-        );
+    // A viewer's interceptor chain is only our RTCP tap. Every interceptor
+    // moves each outgoing packet through its own queue by value (the
+    // largest user-space cost per packet in the profile), and the stock ones
+    // have nothing to do for a peer that only receives: receiver reports and
+    // TWCC feedback are about media we receive from it, and there is none.
+    // NACKs are answered by the driver from the channel's one buffer
+    // (`super::retransmit`; the codec's `nack` feedback above negotiates
+    // them), and sender reports are ours (driver::send_sender_reports): the
+    // stock ones map RTP time to the moment a packet was written, so ingest
+    // jitter between audio and video would show up as lip-sync error.
+    let registry = Registry::new().with(
+        Slot::from(super::feedback::SLOT),
+        super::feedback::DeliverRtcp::default(),
+    );
 
     let (ufrag, mut pc) = build_pc(media, registry, certificate, now)?;
 
