@@ -10,19 +10,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 VIEWERS=${VIEWERS:-10}
 SECS=${SECS:-20}
-profile=${PROFILE:-release}
-[ -n "${SKIP_BUILD:-}" ] || cargo build --profile "$profile" -p onair -p onair-loadtest >&2
-bin=target/$profile
+. loadtest/lib.sh
+lt_build
 out=${OUT:-target/latency}
 mkdir -p "$out"
-work=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null; rm -rf "$work"' EXIT
-key=$("$bin/onair" channel create demo --data-dir "$work")
-"$bin/onair" serve --data-dir "$work" --http 127.0.0.1:29080 --rtmp 127.0.0.1:29935 \
-  --webrtc-udp 127.0.0.1:29189 --offer-rate 0 2>"$work/server.log" &
-pid=$!
-sleep 1
-kill -0 $pid || { tail "$work/server.log"; exit 1; }
+lt_workdir
+lt_serve 29080 29935 29189
 lt() { timeout 300 "$bin/onair-loadtest" "$@" --http 127.0.0.1:29080 --pid "$pid" --quiet; }
 src=(--size 1280x720 --kbps 2500 --fps 30)
 rtmp="rtmp://127.0.0.1:29935/live/$key"

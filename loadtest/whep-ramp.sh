@@ -9,30 +9,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 rate=${1:-600}; shift || true
 counts=(${@:-100 200 400})
-profile=${PROFILE:-release}
 SECS=${SECS:-10}
-[ -n "${SKIP_BUILD:-}" ] || cargo build --profile "$profile" -p onair -p onair-loadtest >&2
-bin=target/$profile
+. loadtest/lib.sh
+lt_build
 out=${OUT:-target/ramp}
 mkdir -p "$out"
-work=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null; rm -rf "$work"' EXIT
-clip=target/loadclip-${rate}k.flv
-if [ ! -f "$clip" ]; then
-  ffmpeg -hide_banner -loglevel error -y -f lavfi -i testsrc2=size=1280x720:rate=30 \
-    -f lavfi -i sine=frequency=440:sample_rate=48000 -t 20 -vf noise=alls=12:allf=t \
-    -c:v libx264 -preset veryfast -tune zerolatency -g 30 -bf 0 -b:v ${rate}k -maxrate ${rate}k \
-    -bufsize ${rate}k -x264-params nal-hrd=cbr -c:a aac -b:a 128k -ar 48000 -f flv "$clip"
-fi
-key=$("$bin/onair" channel create demo --data-dir "$work")
-"$bin/onair" serve --data-dir "$work" --http 127.0.0.1:28080 --rtmp 127.0.0.1:21935 \
-  --webrtc-udp 127.0.0.1:28189 --offer-rate 0 2>"$work/server.log" &
-pid=$!
-sleep 1
-kill -0 $pid || { tail "$work/server.log"; exit 1; }
-timeout 3600 ffmpeg -hide_banner -loglevel error -stream_loop -1 -re -i "$clip" -c copy -f flv \
-  "rtmp://127.0.0.1:21935/live/$key" &
-sleep 3
+lt_workdir
+lt_serve 28080 21935 28189
+lt_feed "$rate" 21935
 echo "| viewers | connected | Mbit/s per viewer | loss | freezes | server CPU (% of a core) | CPU per viewer | RSS per viewer | load generator CPU |"
 echo "|---|---|---|---|---|---|---|---|---|"
 for n in "${counts[@]}"; do

@@ -4,7 +4,9 @@
 #[macro_use]
 mod common;
 
-use common::{api, assert_error, bearer, login, password_of, signup, Backend, TestServer};
+use common::{
+    api, api_as, api_post, assert_error, login, password_of, signup, Backend, TestServer,
+};
 use serde_json::json;
 
 both!(
@@ -22,12 +24,10 @@ async fn register_login_me_logout(b: Backend) {
         return;
     };
     let a = srv.http;
-    let r = api(
+    let r = api_post(
         a,
-        "POST",
         "/api/auth/register",
-        &[],
-        Some(&json!({"username": "alice", "password": password_of("alice"), "email": "a@example.com"})),
+        json!({"username": "alice", "password": password_of("alice"), "email": "a@example.com"}),
     )
     .await;
     assert_eq!(r.status, 201, "{}", r.text());
@@ -50,14 +50,7 @@ async fn register_login_me_logout(b: Backend) {
     let cookie_pair = cookie.split(';').next().unwrap().to_string();
     assert_eq!(cookie_pair, format!("onair_session={token}"));
 
-    let me = api(
-        a,
-        "GET",
-        "/api/me",
-        &[("Authorization", &bearer(&token))],
-        None,
-    )
-    .await;
+    let me = api_as(a, &token, "GET", "/api/me", None).await;
     assert_eq!(me.status, 200, "{}", me.text());
     let v = me.json();
     assert_eq!(v["user"]["username"], "alice");
@@ -79,27 +72,10 @@ async fn register_login_me_logout(b: Backend) {
     // Without either: 401.
     assert_error(&api(a, "GET", "/api/me", &[], None).await, 401);
 
-    let out = api(
-        a,
-        "POST",
-        "/api/auth/logout",
-        &[("Authorization", &bearer(&token))],
-        None,
-    )
-    .await;
+    let out = api_as(a, &token, "POST", "/api/auth/logout", None).await;
     assert_eq!(out.status, 204, "{}", out.text());
     assert!(out.header("set-cookie").unwrap().contains("Max-Age=0"));
-    assert_error(
-        &api(
-            a,
-            "GET",
-            "/api/me",
-            &[("Authorization", &bearer(&token))],
-            None,
-        )
-        .await,
-        401,
-    );
+    assert_error(&api_as(a, &token, "GET", "/api/me", None).await, 401);
     srv.stop().await;
 }
 
@@ -146,86 +122,35 @@ async fn bad_registrations_get_clear_4xx(b: Backend) {
         &api(a, "POST", "/api/auth/register", &[], Some(&reg("demo"))).await,
         409,
     );
-    // Short password, bad email.
-    let r = api(
-        a,
-        "POST",
-        "/api/auth/register",
-        &[],
-        Some(&json!({"username": "bob", "password": "short"})),
-    )
-    .await;
-    assert_error(&r, 400);
-    let r = api(
-        a,
-        "POST",
-        "/api/auth/register",
-        &[],
-        Some(&json!({"username": "bob", "password": "long enough pw", "email": "not an email"})),
-    )
-    .await;
-    assert_error(&r, 400);
-    // Unknown field, wrong types, malformed JSON, no body.
-    let r = api(
-        a,
-        "POST",
-        "/api/auth/register",
-        &[],
-        Some(&json!({"username": "bob", "password": "long enough pw", "admin": true})),
-    )
-    .await;
+    // Short password, bad email, wrong types.
+    for bad in [
+        json!({"username": "bob", "password": "short"}),
+        json!({"username": "bob", "password": "long enough pw", "email": "not an email"}),
+        json!({"username": 5, "password": "long enough pw"}),
+    ] {
+        let r = api(a, "POST", "/api/auth/register", &[], Some(&bad)).await;
+        assert_error(&r, 400);
+    }
+    // An unknown field.
+    let admin = json!({"username": "bob", "password": "long enough pw", "admin": true});
+    let r = api(a, "POST", "/api/auth/register", &[], Some(&admin)).await;
     assert_error(&r, 400);
     assert!(r.text().contains("admin"), "names the field: {}", r.text());
-    let r = api(
-        a,
-        "POST",
-        "/api/auth/register",
-        &[],
-        Some(&json!({"username": 5, "password": "long enough pw"})),
-    )
-    .await;
-    assert_error(&r, 400);
-    let r = common::http(
-        a,
-        "POST",
-        "/api/auth/register",
-        &[("Content-Type", "application/json")],
-        b"{\"username\": \"bob\",",
-    )
-    .await;
-    assert_error(&r, 400);
-    let r = common::http(
-        a,
-        "POST",
-        "/api/auth/register",
-        &[("Content-Type", "application/json")],
-        b"",
-    )
-    .await;
-    assert_error(&r, 400);
-    // Not JSON at all, and oversized.
-    let r = common::http(
-        a,
-        "POST",
-        "/api/auth/register",
-        &[("Content-Type", "text/plain")],
-        b"username=bob",
-    )
-    .await;
-    assert_error(&r, 415);
+    // Malformed JSON, no body, not JSON at all, and oversized.
     let big = format!(
         "{{\"username\":\"bob\",\"password\":\"{}\"}}",
         "x".repeat(100_000)
     );
-    let r = common::http(
-        a,
-        "POST",
-        "/api/auth/register",
-        &[("Content-Type", "application/json")],
-        big.as_bytes(),
-    )
-    .await;
-    assert_error(&r, 413);
+    for (content_type, body, status) in [
+        ("application/json", &b"{\"username\": \"bob\","[..], 400),
+        ("application/json", b"", 400),
+        ("text/plain", b"username=bob", 415),
+        ("application/json", big.as_bytes(), 413),
+    ] {
+        let headers = [("Content-Type", content_type)];
+        let r = common::http(a, "POST", "/api/auth/register", &headers, body).await;
+        assert_error(&r, status);
+    }
     // Duplicate.
     signup(a, "bob").await;
     let r = api(a, "POST", "/api/auth/register", &[], Some(&reg("bob"))).await;
@@ -258,12 +183,10 @@ async fn login_is_throttled_after_ten_failures(b: Backend) {
     // Another account is not locked by carol's attacker.
     login(a, "dave", &password_of("dave")).await;
     // Unknown usernames answer like wrong passwords.
-    let r = api(
+    let r = api_post(
         a,
-        "POST",
         "/api/auth/login",
-        &[],
-        Some(&json!({"username": "nobody", "password": "whatever1"})),
+        json!({"username": "nobody", "password": "whatever1"}),
     )
     .await;
     assert_error(&r, 401);
@@ -286,67 +209,25 @@ async fn cookie_requests_need_same_origin(b: Backend) {
     let r = api(a, "PATCH", path, &[("Cookie", &cookie)], Some(&body)).await;
     assert_error(&r, 403);
     // Another site: refused.
-    let r = api(
-        a,
-        "PATCH",
-        path,
-        &[("Cookie", &cookie), ("Origin", "http://evil.example")],
-        Some(&body),
-    )
-    .await;
-    assert_error(&r, 403);
-    let r = api(
-        a,
-        "PATCH",
-        path,
-        &[
-            ("Cookie", &cookie),
-            ("Origin", &format!("http://{host}.evil.example")),
-        ],
-        Some(&body),
-    )
-    .await;
-    assert_error(&r, 403);
+    let lookalike = format!("http://{host}.evil.example");
+    for origin in ["http://evil.example", &lookalike] {
+        let headers = [("Cookie", cookie.as_str()), ("Origin", origin)];
+        let r = api(a, "PATCH", path, &headers, Some(&body)).await;
+        assert_error(&r, 403);
+    }
     // Same origin, by Origin, Referer or Sec-Fetch-Site: accepted.
-    let r = api(
-        a,
-        "PATCH",
-        path,
-        &[("Cookie", &cookie), ("Origin", &same)],
-        Some(&body),
-    )
-    .await;
-    assert_eq!(r.status, 200, "{}", r.text());
-    let r = api(
-        a,
-        "PATCH",
-        path,
-        &[
-            ("Cookie", &cookie),
-            ("Referer", &format!("{same}/dashboard")),
-        ],
-        Some(&body),
-    )
-    .await;
-    assert_eq!(r.status, 200, "{}", r.text());
-    let r = api(
-        a,
-        "PATCH",
-        path,
-        &[("Cookie", &cookie), ("Sec-Fetch-Site", "same-origin")],
-        Some(&body),
-    )
-    .await;
-    assert_eq!(r.status, 200, "{}", r.text());
+    let referer = format!("{same}/dashboard");
+    for (name, value) in [
+        ("Origin", same.as_str()),
+        ("Referer", &referer),
+        ("Sec-Fetch-Site", "same-origin"),
+    ] {
+        let headers = [("Cookie", cookie.as_str()), (name, value)];
+        let r = api(a, "PATCH", path, &headers, Some(&body)).await;
+        assert_eq!(r.status, 200, "{name}: {}", r.text());
+    }
     // Bearer needs no Origin.
-    let r = api(
-        a,
-        "PATCH",
-        path,
-        &[("Authorization", &bearer(&token))],
-        Some(&body),
-    )
-    .await;
+    let r = api_as(a, &token, "PATCH", path, Some(&body)).await;
     assert_eq!(r.status, 200, "{}", r.text());
     // Cookie reads need none either.
     let r = api(a, "GET", "/api/me", &[("Cookie", &cookie)], None).await;
@@ -370,27 +251,13 @@ async fn expired_session_is_401(b: Backend) {
     };
     let a = srv.http;
     let token = signup(a, "frank").await;
-    let ok = api(
-        a,
-        "GET",
-        "/api/me",
-        &[("Authorization", &bearer(&token))],
-        None,
-    )
-    .await;
+    let ok = api_as(a, &token, "GET", "/api/me", None).await;
     assert_eq!(ok.status, 200);
     sqlx::query("UPDATE sessions SET expires_at = 0")
         .execute(srv.db.pool())
         .await
         .unwrap();
-    let r = api(
-        a,
-        "GET",
-        "/api/me",
-        &[("Authorization", &bearer(&token))],
-        None,
-    )
-    .await;
+    let r = api_as(a, &token, "GET", "/api/me", None).await;
     assert_error(&r, 401);
     assert!(r.text().contains("expired"), "{}", r.text());
     // A made-up token, too.
@@ -413,59 +280,29 @@ async fn change_password(b: Backend) {
     let a = srv.http;
     let t1 = signup(a, "gina").await;
     let t2 = login(a, "gina", &password_of("gina")).await;
-    let auth = bearer(&t1);
-    let r = api(
-        a,
-        "POST",
-        "/api/auth/password",
-        &[("Authorization", &auth)],
-        Some(&json!({"old_password": "nope nope", "new_password": "brand new pw"})),
-    )
-    .await;
-    assert_error(&r, 403);
-    let r = api(
-        a,
-        "POST",
-        "/api/auth/password",
-        &[("Authorization", &auth)],
-        Some(&json!({"old_password": password_of("gina"), "new_password": "short"})),
-    )
-    .await;
-    assert_error(&r, 400);
-    let r = api(
-        a,
-        "POST",
-        "/api/auth/password",
-        &[("Authorization", &auth)],
-        Some(&json!({"old_password": password_of("gina"), "new_password": "brand new pw"})),
-    )
-    .await;
+    for (body, status) in [
+        (
+            json!({"old_password": "nope nope", "new_password": "brand new pw"}),
+            403,
+        ),
+        (
+            json!({"old_password": password_of("gina"), "new_password": "short"}),
+            400,
+        ),
+    ] {
+        let r = api_as(a, &t1, "POST", "/api/auth/password", Some(&body)).await;
+        assert_error(&r, status);
+    }
+    let body = json!({"old_password": password_of("gina"), "new_password": "brand new pw"});
+    let r = api_as(a, &t1, "POST", "/api/auth/password", Some(&body)).await;
     assert_eq!(r.status, 204, "{}", r.text());
     // This session stays; the other device signs in again.
-    assert_eq!(
-        api(a, "GET", "/api/me", &[("Authorization", &auth)], None)
-            .await
-            .status,
-        200
-    );
-    assert_eq!(
-        api(
-            a,
-            "GET",
-            "/api/me",
-            &[("Authorization", &bearer(&t2))],
-            None
-        )
-        .await
-        .status,
-        401
-    );
-    let old = api(
+    assert_eq!(api_as(a, &t1, "GET", "/api/me", None).await.status, 200);
+    assert_eq!(api_as(a, &t2, "GET", "/api/me", None).await.status, 401);
+    let old = api_post(
         a,
-        "POST",
         "/api/auth/login",
-        &[],
-        Some(&json!({"username": "gina", "password": password_of("gina")})),
+        json!({"username": "gina", "password": password_of("gina")}),
     )
     .await;
     assert_error(&old, 401);
@@ -486,44 +323,34 @@ async fn soft_delete_keeps_content_and_ends_login(b: Backend) {
     };
     let a = srv.http;
     let token = signup(a, "hank").await;
-    let auth = bearer(&token);
-    let r = api(
+    let r = api_as(
         a,
+        &token,
         "POST",
         "/api/channels/hank/chat",
-        &[("Authorization", &auth)],
         Some(&json!({"text": "last words"})),
     )
     .await;
     assert_eq!(r.status, 201, "{}", r.text());
-    let key = api(a, "GET", "/api/me", &[("Authorization", &auth)], None)
-        .await
-        .json()["channel"]["stream_key"]
+    let key = api_as(a, &token, "GET", "/api/me", None).await.json()["channel"]["stream_key"]
         .as_str()
         .unwrap()
         .to_string();
-    let r = api(a, "DELETE", "/api/me", &[("Authorization", &auth)], None).await;
+    let r = api_as(a, &token, "DELETE", "/api/me", None).await;
     assert_eq!(r.status, 204, "{}", r.text());
-    assert_error(
-        &api(a, "GET", "/api/me", &[("Authorization", &auth)], None).await,
-        401,
-    );
-    let r = api(
+    assert_error(&api_as(a, &token, "GET", "/api/me", None).await, 401);
+    let r = api_post(
         a,
-        "POST",
         "/api/auth/login",
-        &[],
-        Some(&json!({"username": "hank", "password": password_of("hank")})),
+        json!({"username": "hank", "password": password_of("hank")}),
     )
     .await;
     assert_error(&r, 403);
     // The name stays taken; the channel and its chat stay readable.
-    let r = api(
+    let r = api_post(
         a,
-        "POST",
         "/api/auth/register",
-        &[],
-        Some(&json!({"username": "hank", "password": "another pw1"})),
+        json!({"username": "hank", "password": "another pw1"}),
     )
     .await;
     assert_error(&r, 409);

@@ -5,7 +5,7 @@
 #[macro_use]
 mod common;
 
-use common::{api, bearer, signup, Backend, TestServer};
+use common::{api, api_as, signup, Backend, TestServer};
 use serde_json::json;
 use std::time::Duration;
 
@@ -28,40 +28,19 @@ async fn stream_key_is_the_owners_alone(b: Backend) {
     let a = srv.http;
     let alice = signup(a, "alice").await;
     let bob = signup(a, "bob").await;
-    let k = api(
-        a,
-        "GET",
-        "/api/channels/alice/key",
-        &[("Authorization", &bearer(&alice))],
-        None,
-    )
-    .await;
+    let k = api_as(a, &alice, "GET", "/api/channels/alice/key", None).await;
     assert_eq!(k.status, 200, "{}", k.text());
     let key = k.json()["stream_key"].as_str().unwrap().to_string();
     // B cannot read or rotate A's key; an admin cannot read it either.
     for method in ["GET", "POST"] {
-        let r = api(
-            a,
-            method,
-            "/api/channels/alice/key",
-            &[("Authorization", &bearer(&bob))],
-            None,
-        )
-        .await;
+        let r = api_as(a, &bob, method, "/api/channels/alice/key", None).await;
         assert_eq!(r.status, 403, "{method}: {}", r.text());
         assert!(!r.text().contains(&key));
         let r = api(a, method, "/api/channels/alice/key", &[], None).await;
         assert_eq!(r.status, 401);
     }
     make_admin(&srv, "bob").await;
-    let r = api(
-        a,
-        "GET",
-        "/api/channels/alice/key",
-        &[("Authorization", &bearer(&bob))],
-        None,
-    )
-    .await;
+    let r = api_as(a, &bob, "GET", "/api/channels/alice/key", None).await;
     assert_eq!(r.status, 403);
     // The public channel view never shows it.
     let v = api(a, "GET", "/api/channels/alice", &[], None).await;
@@ -69,14 +48,7 @@ async fn stream_key_is_the_owners_alone(b: Backend) {
     let dir = api(a, "GET", "/api/channels", &[], None).await;
     assert!(!dir.text().contains(&key));
     // Rotation: a new key, the old one dead.
-    let r = api(
-        a,
-        "POST",
-        "/api/channels/alice/key",
-        &[("Authorization", &bearer(&alice))],
-        None,
-    )
-    .await;
+    let r = api_as(a, &alice, "POST", "/api/channels/alice/key", None).await;
     assert_eq!(r.status, 200);
     let key2 = r.json()["stream_key"].as_str().unwrap().to_string();
     assert_ne!(key, key2);
@@ -86,25 +58,10 @@ async fn stream_key_is_the_owners_alone(b: Backend) {
         srv.db.channel_for_key(&key2).await.unwrap().as_deref(),
         Some("alice")
     );
-    let me = api(
-        a,
-        "GET",
-        "/api/me",
-        &[("Authorization", &bearer(&alice))],
-        None,
-    )
-    .await
-    .json();
+    let me = api_as(a, &alice, "GET", "/api/me", None).await.json();
     assert_eq!(me["channel"]["stream_key"], key2.as_str());
     // Unknown channel: 404.
-    let r = api(
-        a,
-        "GET",
-        "/api/channels/nobody/key",
-        &[("Authorization", &bearer(&alice))],
-        None,
-    )
-    .await;
+    let r = api_as(a, &alice, "GET", "/api/channels/nobody/key", None).await;
     assert_eq!(r.status, 404);
 
     if b == Backend::Sqlite {
@@ -118,14 +75,7 @@ async fn stream_key_is_the_owners_alone(b: Backend) {
             .await
             .json();
         assert_eq!(live["items"][0]["name"], "alice");
-        let r = api(
-            a,
-            "POST",
-            "/api/channels/alice/key",
-            &[("Authorization", &bearer(&alice))],
-            None,
-        )
-        .await;
+        let r = api_as(a, &alice, "POST", "/api/channels/alice/key", None).await;
         assert_eq!(r.status, 200);
         let start = std::time::Instant::now();
         loop {
@@ -166,23 +116,9 @@ async fn settings_and_categories(b: Backend) {
     );
     let edit = json!({"title": "Speedruns", "description": "any%\nline two", "category": "games", "tags": ["speedrun", "retro", "retro"]});
     // B cannot edit A's channel.
-    let r = api(
-        a,
-        "PATCH",
-        "/api/channels/alice",
-        &[("Authorization", &bearer(&bob))],
-        Some(&edit),
-    )
-    .await;
+    let r = api_as(a, &bob, "PATCH", "/api/channels/alice", Some(&edit)).await;
     assert_eq!(r.status, 403);
-    let r = api(
-        a,
-        "PATCH",
-        "/api/channels/alice",
-        &[("Authorization", &bearer(&alice))],
-        Some(&edit),
-    )
-    .await;
+    let r = api_as(a, &alice, "PATCH", "/api/channels/alice", Some(&edit)).await;
     assert_eq!(r.status, 200, "{}", r.text());
     let v = r.json();
     assert_eq!(v["title"], "Speedruns");
@@ -201,62 +137,55 @@ async fn settings_and_categories(b: Backend) {
         json!({"owner": "bob"}),
         json!({"title": 5}),
     ] {
-        let r = api(
-            a,
-            "PATCH",
-            "/api/channels/alice",
-            &[("Authorization", &bearer(&alice))],
-            Some(&bad),
-        )
-        .await;
+        let r = api_as(a, &alice, "PATCH", "/api/channels/alice", Some(&bad)).await;
         assert_eq!(r.status, 400, "{bad}: {}", r.text());
         assert!(r.json()["error"].is_string());
     }
     // null clears the category.
-    let r = api(
+    let r = api_as(
         a,
+        &alice,
         "PATCH",
         "/api/channels/alice",
-        &[("Authorization", &bearer(&alice))],
         Some(&json!({"category": null})),
     )
     .await;
     assert_eq!(r.json()["category"], serde_json::Value::Null);
     assert_eq!(r.json()["title"], "Speedruns");
     // Categories: admins only.
-    let r = api(
+    let r = api_as(
         a,
+        &bob,
         "PUT",
         "/api/categories/science",
-        &[("Authorization", &bearer(&bob))],
         Some(&json!({"name": "Science"})),
     )
     .await;
     assert_eq!(r.status, 403);
     make_admin(&srv, "bob").await;
-    let r = api(
+    let r = api_as(
         a,
+        &bob,
         "PUT",
         "/api/categories/science",
-        &[("Authorization", &bearer(&bob))],
         Some(&json!({"name": "Science & Tech"})),
     )
     .await;
     assert_eq!(r.status, 200, "{}", r.text());
-    let r = api(
+    let r = api_as(
         a,
+        &bob,
         "PUT",
         "/api/categories/Bad Slug",
-        &[("Authorization", &bearer(&bob))],
         Some(&json!({"name": "x"})),
     )
     .await;
     assert_eq!(r.status, 400);
-    let r = api(
+    let r = api_as(
         a,
+        &alice,
         "PATCH",
         "/api/channels/alice",
-        &[("Authorization", &bearer(&alice))],
         Some(&json!({"category": "science"})),
     )
     .await;
@@ -268,32 +197,11 @@ async fn settings_and_categories(b: Backend) {
         .iter()
         .any(|c| c["name"] == "Science & Tech"));
     // An admin edits any channel; deleting a category uncategorises channels.
-    let r = api(
-        a,
-        "DELETE",
-        "/api/categories/science",
-        &[("Authorization", &bearer(&alice))],
-        None,
-    )
-    .await;
+    let r = api_as(a, &alice, "DELETE", "/api/categories/science", None).await;
     assert_eq!(r.status, 403);
-    let r = api(
-        a,
-        "DELETE",
-        "/api/categories/science",
-        &[("Authorization", &bearer(&bob))],
-        None,
-    )
-    .await;
+    let r = api_as(a, &bob, "DELETE", "/api/categories/science", None).await;
     assert_eq!(r.status, 204);
-    let r = api(
-        a,
-        "DELETE",
-        "/api/categories/science",
-        &[("Authorization", &bearer(&bob))],
-        None,
-    )
-    .await;
+    let r = api_as(a, &bob, "DELETE", "/api/categories/science", None).await;
     assert_eq!(r.status, 404);
     let v = api(a, "GET", "/api/channels/alice", &[], None).await.json();
     assert_eq!(v["category"], serde_json::Value::Null);
@@ -309,11 +217,11 @@ async fn directory_pages_with_cursors_and_filters(b: Backend) {
     for n in names {
         let t = signup(a, n).await;
         if n == "ben" || n == "dan" {
-            let r = api(
+            let r = api_as(
                 a,
+                &t,
                 "PATCH",
                 &format!("/api/channels/{n}"),
-                &[("Authorization", &bearer(&t))],
                 Some(&json!({"category": "music"})),
             )
             .await;
@@ -384,20 +292,13 @@ async fn schedule_crud_and_authorization(b: Backend) {
     let now = onair::chat::unix_secs();
     let t = |s: i64| onair::chat::rfc3339(now + s);
     let body = json!({"title": "Launch party", "starts_at": t(3600), "ends_at": t(7200)});
-    let r = api(
-        a,
-        "POST",
-        "/api/channels/alice/schedule",
-        &[("Authorization", &bearer(&bob))],
-        Some(&body),
-    )
-    .await;
+    let r = api_as(a, &bob, "POST", "/api/channels/alice/schedule", Some(&body)).await;
     assert_eq!(r.status, 403);
-    let r = api(
+    let r = api_as(
         a,
+        &alice,
         "POST",
         "/api/channels/alice/schedule",
-        &[("Authorization", &bearer(&alice))],
         Some(&body),
     )
     .await;
@@ -405,11 +306,11 @@ async fn schedule_crud_and_authorization(b: Backend) {
     let item = r.json();
     let id = item["id"].as_i64().unwrap();
     assert_eq!(item["starts_at"], t(3600));
-    let r = api(
+    let r = api_as(
         a,
+        &alice,
         "POST",
         "/api/channels/alice/schedule",
-        &[("Authorization", &bearer(&alice))],
         Some(&json!({"title": "Earlier", "starts_at": t(60), "ends_at": t(120)})),
     )
     .await;
@@ -438,39 +339,25 @@ async fn schedule_crud_and_authorization(b: Backend) {
     assert_eq!(entry["next_broadcast"]["title"], "Earlier");
     // B cannot edit or delete A's broadcasts.
     let path = format!("/api/channels/alice/schedule/{id}");
-    let r = api(
-        a,
-        "PATCH",
-        &path,
-        &[("Authorization", &bearer(&bob))],
-        Some(&json!({"title": "hijacked"})),
-    )
-    .await;
+    let r = api_as(a, &bob, "PATCH", &path, Some(&json!({"title": "hijacked"}))).await;
     assert_eq!(r.status, 403);
-    let r = api(
-        a,
-        "DELETE",
-        &path,
-        &[("Authorization", &bearer(&bob))],
-        None,
-    )
-    .await;
+    let r = api_as(a, &bob, "DELETE", &path, None).await;
     assert_eq!(r.status, 403);
     // Nor reach them through his own channel's path.
-    let r = api(
+    let r = api_as(
         a,
+        &bob,
         "DELETE",
         &format!("/api/channels/bob/schedule/{id}"),
-        &[("Authorization", &bearer(&bob))],
         None,
     )
     .await;
     assert_eq!(r.status, 404);
-    let r = api(
+    let r = api_as(
         a,
+        &alice,
         "PATCH",
         &path,
-        &[("Authorization", &bearer(&alice))],
         Some(&json!({"title": "Launch party!", "ends_at": t(9000)})),
     )
     .await;
@@ -487,34 +374,27 @@ async fn schedule_crud_and_authorization(b: Backend) {
         json!({"title": "x", "starts_at": t(10)}),
         json!({"title": "x", "starts_at": t(10), "ends_at": t(50), "extra": 1}),
     ] {
-        let r = api(
+        let r = api_as(
             a,
+            &alice,
             "POST",
             "/api/channels/alice/schedule",
-            &[("Authorization", &bearer(&alice))],
             Some(&bad),
         )
         .await;
         assert_eq!(r.status, 400, "{bad}: {}", r.text());
     }
-    let r = api(
+    let r = api_as(
         a,
+        &alice,
         "PATCH",
         "/api/channels/alice/schedule/notanumber",
-        &[("Authorization", &bearer(&alice))],
         Some(&json!({"title": "x"})),
     )
     .await;
     assert_eq!(r.status, 404);
     assert!(r.json()["error"].is_string());
-    let r = api(
-        a,
-        "DELETE",
-        &path,
-        &[("Authorization", &bearer(&alice))],
-        None,
-    )
-    .await;
+    let r = api_as(a, &alice, "DELETE", &path, None).await;
     assert_eq!(r.status, 204);
     let v = api(a, "GET", "/api/channels/alice/schedule", &[], None)
         .await

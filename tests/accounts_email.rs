@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{api, bearer, login, password_of, signup, TestServer};
+use common::{api, api_as, api_post, bearer, login, password_of, signup, TestServer};
 use serde_json::json;
 use std::process::Stdio;
 use std::time::Duration;
@@ -113,14 +113,10 @@ async fn verification_and_password_reset_by_mail() {
     .await;
     let a = srv.http;
     // Registering with an address mails a verification token.
-    let r = api(
+    let r = api_post(
         a,
-        "POST",
         "/api/auth/register",
-        &[],
-        Some(
-            &json!({"username": "mia", "password": password_of("mia"), "email": "mia@example.com"}),
-        ),
+        json!({"username": "mia", "password": password_of("mia"), "email": "mia@example.com"}),
     )
     .await;
     assert_eq!(r.status, 201, "{}", r.text());
@@ -129,105 +125,48 @@ async fn verification_and_password_reset_by_mail() {
     assert!(mail.contains("noreply@onair.test"), "{mail}");
     let token = token_in(&mail);
     let t = login(a, "mia", &password_of("mia")).await;
-    let me = api(a, "GET", "/api/me", &[("Authorization", &bearer(&t))], None)
-        .await
-        .json();
+    let me = api_as(a, &t, "GET", "/api/me", None).await.json();
     assert_eq!(me["user"]["email_verified"], false);
-    let r = api(
-        a,
-        "POST",
-        "/api/auth/email/verify",
-        &[],
-        Some(&json!({"token": "wrong"})),
-    )
-    .await;
+    let r = api_post(a, "/api/auth/email/verify", json!({"token": "wrong"})).await;
     assert_eq!(r.status, 400);
-    let r = api(
-        a,
-        "POST",
-        "/api/auth/email/verify",
-        &[],
-        Some(&json!({"token": token})),
-    )
-    .await;
+    let r = api_post(a, "/api/auth/email/verify", json!({"token": token})).await;
     assert_eq!(r.status, 204, "{}", r.text());
-    let r = api(
-        a,
-        "POST",
-        "/api/auth/email/verify",
-        &[],
-        Some(&json!({"token": token})),
-    )
-    .await;
+    let r = api_post(a, "/api/auth/email/verify", json!({"token": token})).await;
     assert_eq!(r.status, 400, "a token works once");
-    let me = api(a, "GET", "/api/me", &[("Authorization", &bearer(&t))], None)
-        .await
-        .json();
+    let me = api_as(a, &t, "GET", "/api/me", None).await.json();
     assert_eq!(me["user"]["email_verified"], true);
-    let r = api(
-        a,
-        "POST",
-        "/api/auth/email/send",
-        &[("Authorization", &bearer(&t))],
-        None,
-    )
-    .await;
+    let r = api_as(a, &t, "POST", "/api/auth/email/send", None).await;
     assert_eq!(r.status, 409, "already verified");
 
     // Password reset: 202 for any name; only real accounts get mail.
-    let r = api(
-        a,
-        "POST",
-        "/api/auth/password/reset",
-        &[],
-        Some(&json!({"username": "nobody"})),
-    )
-    .await;
+    let r = api_post(a, "/api/auth/password/reset", json!({"username": "nobody"})).await;
     assert_eq!(r.status, 202);
-    let r = api(
-        a,
-        "POST",
-        "/api/auth/password/reset",
-        &[],
-        Some(&json!({"username": "mia"})),
-    )
-    .await;
+    let r = api_post(a, "/api/auth/password/reset", json!({"username": "mia"})).await;
     assert_eq!(r.status, 202);
     let mail = smtp.next_mail().await;
     assert!(mail.contains("Reset your onair password"), "{mail}");
     let reset = token_in(&mail);
-    let r = api(
+    let r = api_post(
         a,
-        "POST",
         "/api/auth/password/reset/confirm",
-        &[],
-        Some(&json!({"token": reset, "new_password": "short"})),
+        json!({"token": reset, "new_password": "short"}),
     )
     .await;
     assert_eq!(r.status, 400);
-    let r = api(
+    let r = api_post(
         a,
-        "POST",
         "/api/auth/password/reset/confirm",
-        &[],
-        Some(&json!({"token": reset, "new_password": "a fresh password"})),
+        json!({"token": reset, "new_password": "a fresh password"}),
     )
     .await;
     assert_eq!(r.status, 204, "{}", r.text());
     // Old sessions end; the new password works; the token is spent.
-    assert_eq!(
-        api(a, "GET", "/api/me", &[("Authorization", &bearer(&t))], None)
-            .await
-            .status,
-        401
-    );
+    assert_eq!(api_as(a, &t, "GET", "/api/me", None).await.status, 401);
     login(a, "mia", "a fresh password").await;
-    let r = api(
+    let r = api_post(
         a,
-        "POST",
         "/api/auth/password/reset/confirm",
-        &[],
-        Some(&json!({"token": reset, "new_password": "another password"})),
+        json!({"token": reset, "new_password": "another password"}),
     )
     .await;
     assert_eq!(r.status, 400);

@@ -4,7 +4,9 @@
 #[macro_use]
 mod common;
 
-use common::{api, bearer, signup, ws_connect, ws_next, ws_send, ws_until, Backend, TestServer};
+use common::{
+    api, api_as, signup, ws_connect, ws_next, ws_send, ws_until, Backend, HttpResponse, TestServer,
+};
 use serde_json::json;
 use std::time::Duration;
 
@@ -16,6 +18,19 @@ both!(
     xss_payloads_are_stored_verbatim_as_json_strings,
     events_likes_and_live_state,
 );
+
+/// Posts `text` to `channel`'s chat over HTTP as the holder of `token`.
+async fn say(a: std::net::SocketAddr, token: &str, channel: &str, text: &str) -> HttpResponse {
+    let body = json!({ "text": text });
+    api_as(
+        a,
+        token,
+        "POST",
+        &format!("/api/channels/{channel}/chat"),
+        Some(&body),
+    )
+    .await
+}
 
 fn is_chat(v: &serde_json::Value) -> bool {
     v["type"] == "chat"
@@ -113,14 +128,7 @@ async fn history_is_the_last_50_and_survives_restart(b: Backend) {
     for u in 0..11 {
         let t = signup(a, &format!("user{u}")).await;
         for _ in 0..5 {
-            let r = api(
-                a,
-                "POST",
-                "/api/channels/demo/chat",
-                &[("Authorization", &bearer(&t))],
-                Some(&json!({"text": format!("m{n}")})),
-            )
-            .await;
+            let r = say(a, &t, "demo", &format!("m{n}")).await;
             assert_eq!(r.status, 201, "{}", r.text());
             n += 1;
         }
@@ -170,14 +178,7 @@ async fn srv_restart_history(b: Backend) {
         ));
         if round == 0 {
             let t = signup(a, "zed").await;
-            let r = api(
-                a,
-                "POST",
-                "/api/channels/demo/chat",
-                &[("Authorization", &bearer(&t))],
-                Some(&json!({"text": "before restart"})),
-            )
-            .await;
+            let r = say(a, &t, "demo", "before restart").await;
             assert_eq!(r.status, 201);
         } else {
             let mut ws = ws_connect(a, "/ws/demo", &[]).await;
@@ -231,14 +232,7 @@ async fn limits_length_rate_and_bad_frames(b: Backend) {
     assert_eq!(e["type"], "error");
     assert!(e["error"].as_str().unwrap().contains("slow down"), "{e}");
     // Over HTTP the same limit is a 429.
-    let r = api(
-        a,
-        "POST",
-        "/api/channels/demo/chat",
-        &[("Authorization", &bearer(&t))],
-        Some(&json!({"text": "x"})),
-    )
-    .await;
+    let r = say(a, &t, "demo", "x").await;
     assert_eq!(r.status, 429, "{}", r.text());
     tokio::time::sleep(Duration::from_millis(1100)).await;
     ws_send(&mut ws, &json!({"type": "chat", "text": "after a second"})).await;
@@ -263,14 +257,8 @@ async fn limits_length_rate_and_bad_frames(b: Backend) {
     .await;
     assert!(end.is_ok(), "oversized frame closes the socket");
     // The HTTP route refuses an oversized message with 400.
-    let r = api(
-        a,
-        "POST",
-        "/api/channels/demo/chat",
-        &[("Authorization", &bearer(&signup(a, "dora").await))],
-        Some(&json!({"text": "x".repeat(501)})),
-    )
-    .await;
+    let dora = signup(a, "dora").await;
+    let r = say(a, &dora, "demo", &"x".repeat(501)).await;
     assert_eq!(r.status, 400);
     srv.stop().await;
 }
@@ -284,16 +272,7 @@ async fn moderation_delete_ban_timeout_slow_mode(b: Backend) {
     let pete = signup(a, "pete").await;
     let quin = signup(a, "quin").await;
     let mo = signup(a, "moe").await;
-    let post = |t: String, text: &'static str| async move {
-        api(
-            a,
-            "POST",
-            "/api/channels/olga/chat",
-            &[("Authorization", &bearer(&t))],
-            Some(&json!({"text": text})),
-        )
-        .await
-    };
+    let post = |t: String, text: &'static str| async move { say(a, &t, "olga", text).await };
     let mut watcher = ws_connect(a, "/ws/olga", &[]).await;
     ws_until(&mut watcher, |v| v["type"] == "viewers").await;
     let m = post(pete.clone(), "spam").await.json();
@@ -301,37 +280,16 @@ async fn moderation_delete_ban_timeout_slow_mode(b: Backend) {
     ws_until(&mut watcher, is_chat).await;
     // quin is not a moderator: cannot delete pete's message.
     let del = format!("/api/channels/olga/chat/{id}");
-    let r = api(
-        a,
-        "DELETE",
-        &del,
-        &[("Authorization", &bearer(&quin))],
-        None,
-    )
-    .await;
+    let r = api_as(a, &quin, "DELETE", &del, None).await;
     assert_eq!(r.status, 403, "{}", r.text());
     // The owner can, and every member sees it go.
-    let r = api(
-        a,
-        "DELETE",
-        &del,
-        &[("Authorization", &bearer(&owner))],
-        None,
-    )
-    .await;
+    let r = api_as(a, &owner, "DELETE", &del, None).await;
     assert_eq!(r.status, 204, "{}", r.text());
     assert_eq!(
         ws_next(&mut watcher).await,
         json!({"type": "delete", "id": id})
     );
-    let r = api(
-        a,
-        "DELETE",
-        &del,
-        &[("Authorization", &bearer(&owner))],
-        None,
-    )
-    .await;
+    let r = api_as(a, &owner, "DELETE", &del, None).await;
     assert_eq!(r.status, 404);
     // Gone from history.
     let h = api(a, "GET", "/api/channels/olga/chat", &[], None)
@@ -342,11 +300,11 @@ async fn moderation_delete_ban_timeout_slow_mode(b: Backend) {
     let id2 = post(quin.clone(), "oops").await.json()["id"]
         .as_i64()
         .unwrap();
-    let r = api(
+    let r = api_as(
         a,
+        &quin,
         "DELETE",
         &format!("/api/channels/olga/chat/{id2}"),
-        &[("Authorization", &bearer(&quin))],
         None,
     )
     .await;
@@ -354,11 +312,11 @@ async fn moderation_delete_ban_timeout_slow_mode(b: Backend) {
     let id3 = post(pete.clone(), "rude").await.json()["id"]
         .as_i64()
         .unwrap();
-    let r = api(
+    let r = api_as(
         a,
+        &mo,
         "DELETE",
         &format!("/api/channels/olga/chat/{id3}"),
-        &[("Authorization", &bearer(&mo))],
         None,
     )
     .await;
@@ -368,11 +326,11 @@ async fn moderation_delete_ban_timeout_slow_mode(b: Backend) {
         .set_role(moe_id, onair::db::Role::Moderator)
         .await
         .unwrap();
-    let r = api(
+    let r = api_as(
         a,
+        &mo,
         "DELETE",
         &format!("/api/channels/olga/chat/{id3}"),
-        &[("Authorization", &bearer(&mo))],
         None,
     )
     .await;
@@ -380,32 +338,11 @@ async fn moderation_delete_ban_timeout_slow_mode(b: Backend) {
 
     // Bans: only moderators; banned users cannot post.
     let bans = "/api/channels/olga/bans";
-    let r = api(
-        a,
-        "POST",
-        bans,
-        &[("Authorization", &bearer(&quin))],
-        Some(&json!({"username": "pete"})),
-    )
-    .await;
+    let r = api_as(a, &quin, "POST", bans, Some(&json!({"username": "pete"}))).await;
     assert_eq!(r.status, 403);
-    let r = api(
-        a,
-        "POST",
-        bans,
-        &[("Authorization", &bearer(&owner))],
-        Some(&json!({"username": "olga"})),
-    )
-    .await;
+    let r = api_as(a, &owner, "POST", bans, Some(&json!({"username": "olga"}))).await;
     assert_eq!(r.status, 400, "the owner cannot be banned");
-    let r = api(
-        a,
-        "POST",
-        bans,
-        &[("Authorization", &bearer(&owner))],
-        Some(&json!({"username": "pete"})),
-    )
-    .await;
+    let r = api_as(a, &owner, "POST", bans, Some(&json!({"username": "pete"}))).await;
     assert_eq!(r.status, 204, "{}", r.text());
     let r = post(pete.clone(), "let me in").await;
     assert_eq!(r.status, 403);
@@ -418,31 +355,17 @@ async fn moderation_delete_ban_timeout_slow_mode(b: Backend) {
         .unwrap()
         .contains("banned"));
     // Banned elsewhere? No: bans are per channel.
-    let r = api(
-        a,
-        "POST",
-        "/api/channels/demo/chat",
-        &[("Authorization", &bearer(&pete))],
-        Some(&json!({"text": "free here"})),
-    )
-    .await;
+    let r = say(a, &pete, "demo", "free here").await;
     assert_eq!(r.status, 201);
-    let r = api(
-        a,
-        "DELETE",
-        "/api/channels/olga/bans/pete",
-        &[("Authorization", &bearer(&owner))],
-        None,
-    )
-    .await;
+    let r = api_as(a, &owner, "DELETE", "/api/channels/olga/bans/pete", None).await;
     assert_eq!(r.status, 204);
     assert_eq!(post(pete.clone(), "back").await.status, 201);
     // Time-out: refused now, allowed after it ends.
-    let r = api(
+    let r = api_as(
         a,
+        &mo,
         "POST",
         bans,
-        &[("Authorization", &bearer(&mo))],
         Some(&json!({"username": "quin", "seconds": 2})),
     )
     .await;
@@ -450,11 +373,11 @@ async fn moderation_delete_ban_timeout_slow_mode(b: Backend) {
     let r = post(quin.clone(), "hello?").await;
     assert_eq!(r.status, 403);
     assert!(r.text().contains("timed out"), "{}", r.text());
-    let r = api(
+    let r = api_as(
         a,
+        &mo,
         "POST",
         bans,
-        &[("Authorization", &bearer(&mo))],
         Some(&json!({"username": "quin", "seconds": -5})),
     )
     .await;
@@ -463,20 +386,20 @@ async fn moderation_delete_ban_timeout_slow_mode(b: Backend) {
     assert_eq!(post(quin.clone(), "I'm back").await.status, 201);
 
     // Slow mode: one message per N s for everyone but moderators.
-    let r = api(
+    let r = api_as(
         a,
+        &quin,
         "POST",
         "/api/channels/olga/slow_mode",
-        &[("Authorization", &bearer(&quin))],
         Some(&json!({"seconds": 30})),
     )
     .await;
     assert_eq!(r.status, 403);
-    let r = api(
+    let r = api_as(
         a,
+        &mo,
         "POST",
         "/api/channels/olga/slow_mode",
-        &[("Authorization", &bearer(&mo))],
         Some(&json!({"seconds": 30})),
     )
     .await;
@@ -543,11 +466,11 @@ async fn xss_payloads_are_stored_verbatim_as_json_strings(b: Backend) {
     let stored: Vec<&str> = rows.iter().map(|r| r.text.as_str()).collect();
     assert_eq!(stored, payloads);
     // Titles too.
-    let r = api(
+    let r = api_as(
         a,
+        &t,
         "PATCH",
         "/api/channels/xavier",
-        &[("Authorization", &bearer(&t))],
         Some(&json!({"title": payloads[1]})),
     )
     .await;
@@ -564,36 +487,15 @@ async fn events_likes_and_live_state(b: Backend) {
     let u = signup(a, "liam").await;
     let mut ws = ws_connect(a, "/ws/lily", &[]).await;
     ws_until(&mut ws, |v| v["type"] == "viewers").await;
-    let r = api(
-        a,
-        "POST",
-        "/api/channels/lily/like",
-        &[("Authorization", &bearer(&u))],
-        None,
-    )
-    .await;
+    let r = api_as(a, &u, "POST", "/api/channels/lily/like", None).await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["likes"], 1);
     assert_eq!(ws_next(&mut ws).await, json!({"type": "likes", "count": 1}));
     // One like per 10 s per user.
-    let r = api(
-        a,
-        "POST",
-        "/api/channels/lily/like",
-        &[("Authorization", &bearer(&u))],
-        None,
-    )
-    .await;
+    let r = api_as(a, &u, "POST", "/api/channels/lily/like", None).await;
     assert_eq!(r.status, 429);
     assert!(r.header("retry-after").is_some());
-    let r = api(
-        a,
-        "POST",
-        "/api/channels/lily/like",
-        &[("Authorization", &bearer(&t))],
-        None,
-    )
-    .await;
+    let r = api_as(a, &t, "POST", "/api/channels/lily/like", None).await;
     assert_eq!(r.json()["likes"], 2);
     // Anonymous likes are refused.
     let r = api(a, "POST", "/api/channels/lily/like", &[], None).await;

@@ -5,9 +5,10 @@
 mod common;
 mod hls_util;
 
-use common::{ffmpeg_publish, http, TestServer};
-use hls_util::{check_rules, ffprobe, parse, wait_for_playlist};
-use std::process::Stdio;
+use common::{ffmpeg_publish, get, TestServer};
+use hls_util::{
+    assert_ffmpeg_decodes, check_rules, cross_origin_playlist, ffprobe, parse, wait_for_playlist,
+};
 use std::time::{Duration, Instant};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -19,26 +20,13 @@ async fn live_playlist_follows_the_rules_and_plays_in_ffprobe() {
     check_rules(&p);
 
     // Headers: type, caching, CORS.
-    let r = http(
-        srv.http,
-        "GET",
-        "/hls/demo/index.m3u8",
-        &[("Origin", "http://elsewhere.example")],
-        b"",
-    )
-    .await;
-    assert_eq!(r.status, 200);
-    assert_eq!(
-        r.header("content-type"),
-        Some("application/vnd.apple.mpegurl")
-    );
+    let r = cross_origin_playlist(srv.http, "/hls/demo/index.m3u8").await;
     assert!(
         r.header("cache-control")
             .is_some_and(|c| c.contains("no-cache")),
         "{:?}",
         r.headers
     );
-    assert_eq!(r.header("access-control-allow-origin"), Some("*"));
     let text = r.text();
     eprintln!("live playlist:\n{text}");
     for tag in [
@@ -68,12 +56,9 @@ async fn live_playlist_follows_the_rules_and_plays_in_ffprobe() {
             (edge.msn, edge.parts.len())
         };
         let t = Instant::now();
-        let r = http(
+        let r = get(
             srv.http,
-            "GET",
             &format!("/hls/demo/index.m3u8?_HLS_msn={msn}&_HLS_part={part}"),
-            &[],
-            b"",
         )
         .await;
         let took = t.elapsed();
@@ -117,12 +102,9 @@ async fn live_playlist_follows_the_rules_and_plays_in_ffprobe() {
         .rev()
         .find(|s| s.uri.is_some())
         .unwrap();
-    let r = http(
+    let r = get(
         srv.http,
-        "GET",
         &format!("/hls/demo/{}", seg.uri.as_ref().unwrap()),
-        &[],
-        b"",
     )
     .await;
     assert_eq!(r.status, 200);
@@ -130,15 +112,12 @@ async fn live_playlist_follows_the_rules_and_plays_in_ffprobe() {
     assert_eq!(&r.body[4..8], b"moof");
     let edge = last.segments.last().unwrap();
     let part_uri = &edge.parts.last().expect("parts at the edge").uri;
-    let r = http(srv.http, "GET", &format!("/hls/demo/{part_uri}"), &[], b"").await;
+    let r = get(srv.http, &format!("/hls/demo/{part_uri}")).await;
     assert_eq!(r.status, 200);
     assert_eq!(&r.body[4..8], b"moof");
-    let r = http(
+    let r = get(
         srv.http,
-        "GET",
         &format!("/hls/demo/{}", seg.map.as_ref().unwrap()),
-        &[],
-        b"",
     )
     .await;
     assert_eq!(r.status, 200);
@@ -146,7 +125,7 @@ async fn live_playlist_follows_the_rules_and_plays_in_ffprobe() {
     // The preload hint is held until the part exists, then served.
     let hint = last.preload_hint.clone().expect("preload hint");
     let t = Instant::now();
-    let r = http(srv.http, "GET", &format!("/hls/demo/{hint}"), &[], b"").await;
+    let r = get(srv.http, &format!("/hls/demo/{hint}")).await;
     assert_eq!(r.status, 200, "preload hint {hint}");
     assert!(t.elapsed() < Duration::from_secs(2));
 
@@ -163,42 +142,13 @@ async fn live_playlist_follows_the_rules_and_plays_in_ffprobe() {
 
     // A player that ignores the LL tags: ffmpeg reads 3 s from the live
     // playlist at real time and decodes it without errors.
-    let out = tokio::process::Command::new("ffmpeg")
-        .args([
-            "-v",
-            "error",
-            "-i",
-            &format!("http://{}/hls/demo/index.m3u8", srv.http),
-            "-t",
-            "3",
-            "-f",
-            "null",
-            "-",
-        ])
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(Duration::from_secs(30), out)
-        .await
-        .expect("ffmpeg ends")
-        .expect("ffmpeg runs");
-    assert!(
-        out.status.success(),
-        "ffmpeg decode: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let url = format!("http://{}/hls/demo/index.m3u8", srv.http);
+    assert_ffmpeg_decodes(&url, None, Some("3")).await;
 
     // A thumbnail of the live channel.
     let start = Instant::now();
     loop {
-        let r = http(
-            srv.http,
-            "GET",
-            "/api/channels/demo/thumbnail.jpg",
-            &[],
-            b"",
-        )
-        .await;
+        let r = get(srv.http, "/api/channels/demo/thumbnail.jpg").await;
         if r.status == 200 {
             assert_eq!(r.header("content-type"), Some("image/jpeg"));
             assert_eq!(&r.body[..2], &[0xff, 0xd8], "JPEG SOI");
@@ -256,7 +206,7 @@ async fn bad_requests_are_refused_quickly() {
     ];
     for (path, want) in cases {
         let t = Instant::now();
-        let r = http(srv.http, "GET", &path, &[], b"").await;
+        let r = get(srv.http, &path).await;
         assert_eq!(r.status, want, "{path}: {}", r.text());
         assert!(
             t.elapsed() < Duration::from_secs(2),
@@ -276,20 +226,14 @@ async fn reconnect_with_a_new_resolution_continues_with_a_discontinuity() {
     let mut ff = ffmpeg_publish(&srv.rtmp_url(&srv.key), 4);
     wait_for_playlist(srv.http, &srv.channel).await;
     ff.wait().await.unwrap();
-    let before = parse(
-        &http(srv.http, "GET", "/hls/demo/index.m3u8", &[], b"")
-            .await
-            .text(),
-    );
+    let before = parse(&get(srv.http, "/hls/demo/index.m3u8").await.text());
     let last_before = before.segments.last().unwrap().msn;
     // OBS changed its output resolution and reconnected.
     let _ff =
         common::ffmpeg_publish_with(&srv.rtmp_url(&srv.key), 20, &["-bf", "0", "-s", "640x360"]);
     let start = Instant::now();
     let text = loop {
-        let text = http(srv.http, "GET", "/hls/demo/index.m3u8", &[], b"")
-            .await
-            .text();
+        let text = get(srv.http, "/hls/demo/index.m3u8").await.text();
         let p = parse(&text);
         if p.segments
             .iter()
@@ -322,7 +266,7 @@ async fn reconnect_with_a_new_resolution_continues_with_a_discontinuity() {
     );
     assert_eq!(disc.map.as_deref(), Some("init1.mp4"));
     // The new init segment describes the new size.
-    let init = http(srv.http, "GET", "/hls/demo/init1.mp4", &[], b"").await;
+    let init = get(srv.http, "/hls/demo/init1.mp4").await;
     assert_eq!(init.status, 200);
     let avc1 = init
         .body

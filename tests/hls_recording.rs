@@ -5,8 +5,10 @@
 mod common;
 mod hls_util;
 
-use common::{ffmpeg_publish, http, TestServer};
-use hls_util::{check_rules, ffprobe, parse, wait_for_playlist};
+use common::{ffmpeg_publish, get, TestServer};
+use hls_util::{
+    assert_ffmpeg_decodes, check_rules, cross_origin_playlist, ffprobe, parse, wait_for_playlist,
+};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 use tokio::process::{Child, Command};
@@ -26,15 +28,13 @@ fn ffmpeg_audio_only(url: &str, secs: u32) -> Child {
         .expect("ffmpeg")
 }
 
+/// Where broadcast `id`'s recording lives on disk.
+fn recording_dir(srv: &TestServer, id: i64) -> std::path::PathBuf {
+    srv.dir.path().join("recordings").join(id.to_string())
+}
+
 async fn broadcasts(srv: &TestServer, query: &str) -> serde_json::Value {
-    let r = http(
-        srv.http,
-        "GET",
-        &format!("/api/channels/demo/broadcasts{query}"),
-        &[],
-        b"",
-    )
-    .await;
+    let r = get(srv.http, &format!("/api/channels/demo/broadcasts{query}")).await;
     assert_eq!(r.status, 200, "{}", r.text());
     r.json()
 }
@@ -73,7 +73,7 @@ async fn broadcast_is_recorded_and_replays() {
     assert!(item["ended_at"].is_null(), "{live}");
     assert_eq!(item["live"], true);
     let id = item["id"].as_i64().unwrap();
-    let r = http(srv.http, "GET", &format!("/vod/{id}/index.m3u8"), &[], b"").await;
+    let r = get(srv.http, &format!("/vod/{id}/index.m3u8")).await;
     assert_eq!(r.status, 200);
     let p = parse(&r.text());
     assert_eq!(p.playlist_type.as_deref(), Some("EVENT"), "{}", r.text());
@@ -91,20 +91,7 @@ async fn broadcast_is_recorded_and_replays() {
     assert!(item["ended_at"].as_i64().unwrap() >= item["started_at"].as_i64().unwrap());
     assert_eq!(item["playlist"], format!("/vod/{id}/index.m3u8"));
 
-    let r = http(
-        srv.http,
-        "GET",
-        &format!("/vod/{id}/index.m3u8"),
-        &[("Origin", "http://x.example")],
-        b"",
-    )
-    .await;
-    assert_eq!(r.status, 200);
-    assert_eq!(
-        r.header("content-type"),
-        Some("application/vnd.apple.mpegurl")
-    );
-    assert_eq!(r.header("access-control-allow-origin"), Some("*"));
+    let r = cross_origin_playlist(srv.http, &format!("/vod/{id}/index.m3u8")).await;
     let text = r.text();
     let p = parse(&text);
     check_rules(&p);
@@ -117,14 +104,7 @@ async fn broadcast_is_recorded_and_replays() {
     );
     // Every segment and init it names is there.
     for s in &p.segments {
-        let r = http(
-            srv.http,
-            "GET",
-            &format!("/vod/{id}/{}", s.uri.as_ref().unwrap()),
-            &[],
-            b"",
-        )
-        .await;
+        let r = get(srv.http, &format!("/vod/{id}/{}", s.uri.as_ref().unwrap())).await;
         assert_eq!(r.status, 200);
         assert_eq!(r.header("content-type"), Some("video/mp4"));
     }
@@ -140,31 +120,10 @@ async fn broadcast_is_recorded_and_replays() {
         "ffprobe duration {dur} vs playlist {sum}"
     );
     // Seeking: ffmpeg decodes 1 s from the middle.
-    let out = Command::new("ffmpeg")
-        .args([
-            "-v",
-            "error",
-            "-ss",
-            "3",
-            "-i",
-            &format!("http://{}/vod/{id}/index.m3u8", srv.http),
-            "-t",
-            "1",
-            "-f",
-            "null",
-            "-",
-        ])
-        .stdin(Stdio::null())
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "seek + decode: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let url = format!("http://{}/vod/{id}/index.m3u8", srv.http);
+    assert_ffmpeg_decodes(&url, Some("3"), Some("1")).await;
     // The poster.
-    let r = http(srv.http, "GET", &format!("/vod/{id}/poster.jpg"), &[], b"").await;
+    let r = get(srv.http, &format!("/vod/{id}/poster.jpg")).await;
     assert_eq!(r.status, 200);
     assert_eq!(r.header("content-type"), Some("image/jpeg"));
     assert_eq!(&r.body[..2], &[0xff, 0xd8]);
@@ -183,7 +142,7 @@ async fn audio_only_stream_plays_live_and_recorded() {
         "audio parts are independent: {text}"
     );
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let r = http(srv.http, "GET", "/hls/demo/index.m3u8", &[], b"").await;
+    let r = get(srv.http, "/hls/demo/index.m3u8").await;
     let p = parse(&r.text());
     check_rules(&p);
     let seg = p
@@ -191,12 +150,9 @@ async fn audio_only_stream_plays_live_and_recorded() {
         .iter()
         .find(|s| s.uri.is_some())
         .expect("a complete segment");
-    let r = http(
+    let r = get(
         srv.http,
-        "GET",
         &format!("/hls/demo/{}", seg.uri.as_ref().unwrap()),
-        &[],
-        b"",
     )
     .await;
     assert_eq!(r.header("content-type"), Some("audio/mp4"));
@@ -248,14 +204,9 @@ async fn pagination_switches_and_retention() {
     assert_eq!(item["recorded"], false, "{item}");
     assert!(item["playlist"].is_null());
     let id = item["id"].as_i64().unwrap();
-    let r = http(srv.http, "GET", &format!("/vod/{id}/index.m3u8"), &[], b"").await;
+    let r = get(srv.http, &format!("/vod/{id}/index.m3u8")).await;
     assert_eq!(r.status, 404);
-    assert!(!srv
-        .dir
-        .path()
-        .join("recordings")
-        .join(id.to_string())
-        .exists());
+    assert!(!recording_dir(&srv, id).exists());
     srv.stop().await;
 
     // Retention by size: with a 1 MB cap, older recordings go.
@@ -268,12 +219,7 @@ async fn pagination_switches_and_retention() {
     let item = &live["items"][0];
     let id = item["id"].as_i64().unwrap();
     assert!(item["size_bytes"].as_i64().unwrap() > 1 << 20, "{item}");
-    assert!(srv
-        .dir
-        .path()
-        .join("recordings")
-        .join(id.to_string())
-        .exists());
+    assert!(recording_dir(&srv, id).exists());
     ff.wait().await.unwrap();
     let start = Instant::now();
     loop {
@@ -287,12 +233,7 @@ async fn pagination_switches_and_retention() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert!(!srv
-        .dir
-        .path()
-        .join("recordings")
-        .join(id.to_string())
-        .exists());
+    assert!(!recording_dir(&srv, id).exists());
     srv.stop().await;
 
     // Retention by age: recordings older than the max age go, oldest first.

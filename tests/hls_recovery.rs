@@ -5,8 +5,8 @@
 mod common;
 mod hls_util;
 
-use common::{ffmpeg_publish, http};
-use hls_util::{check_rules, ffprobe, parse};
+use common::{ffmpeg_publish, get};
+use hls_util::{assert_ffmpeg_decodes, check_rules, ffprobe, parse};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Stdio;
@@ -44,7 +44,7 @@ async fn wait_healthy(addr: SocketAddr) {
         if let Ok(Ok(_)) =
             tokio::time::timeout(Duration::from_secs(1), tokio::net::TcpStream::connect(addr)).await
         {
-            if http(addr, "GET", "/healthz", &[], b"").await.status == 200 {
+            if get(addr, "/healthz").await.status == 200 {
                 return;
             }
         }
@@ -97,9 +97,7 @@ async fn kill_9_during_a_broadcast_is_finalized_on_restart() {
     hls_util::wait_for_playlist(http_addr, "demo").await;
     tokio::time::sleep(Duration::from_millis(5300)).await;
     // What viewers had just before the crash.
-    let before = http(http_addr, "GET", "/hls/demo/index.m3u8", &[], b"")
-        .await
-        .text();
+    let before = get(http_addr, "/hls/demo/index.m3u8").await.text();
     let had = live_media_secs(&before);
     server.start_kill().unwrap(); // SIGKILL
     server.wait().await.unwrap();
@@ -111,7 +109,7 @@ async fn kill_9_during_a_broadcast_is_finalized_on_restart() {
     // Restart: the broadcast is finalized.
     let mut server = serve(dir.path(), http_addr, rtmp_addr, "second.log");
     wait_healthy(http_addr).await;
-    let r = http(http_addr, "GET", "/api/channels/demo/broadcasts", &[], b"").await;
+    let r = get(http_addr, "/api/channels/demo/broadcasts").await;
     assert_eq!(r.status, 200);
     let b = r.json();
     let item = &b["items"][0];
@@ -129,7 +127,7 @@ async fn kill_9_during_a_broadcast_is_finalized_on_restart() {
         item["duration_ms"].as_i64().unwrap()
     );
 
-    let r = http(http_addr, "GET", &format!("/vod/{id}/index.m3u8"), &[], b"").await;
+    let r = get(http_addr, &format!("/vod/{id}/index.m3u8")).await;
     assert_eq!(r.status, 200);
     let text = r.text();
     let p = parse(&text);
@@ -144,25 +142,8 @@ async fn kill_9_during_a_broadcast_is_finalized_on_restart() {
     let dur = dur.unwrap();
     assert!((dur - kept).abs() < 0.5, "ffprobe {dur} vs row {kept}");
     // The whole recording decodes.
-    let out = Command::new("ffmpeg")
-        .args([
-            "-v",
-            "error",
-            "-i",
-            &format!("http://{http_addr}/vod/{id}/index.m3u8"),
-            "-f",
-            "null",
-            "-",
-        ])
-        .stdin(Stdio::null())
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "decode: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let url = format!("http://{http_addr}/vod/{id}/index.m3u8");
+    assert_ffmpeg_decodes(&url, None, None).await;
     let log = std::fs::read_to_string(dir.path().join("second.log")).unwrap();
     assert!(
         log.contains("finalized a broadcast left open by a crash"),

@@ -5,13 +5,47 @@
 
 mod common;
 
-use common::{http, TestServer};
+use common::{get, TestServer};
 use serde_json::Value;
 
 async fn run(args: &[&str]) -> Value {
     onair_loadtest::cli::run(args.iter().map(|s| s.to_string()))
         .await
         .unwrap_or_else(|e| panic!("onair-loadtest {args:?}: {e:#}"))
+}
+
+/// Runs viewer `scenario` against `srv`'s channel for `seconds`, fed by a
+/// small synthetic publisher (`source`: `--rtmp URL` or `--whip-key KEY`),
+/// with no table; `more` goes last.
+async fn run_viewers(
+    srv: &TestServer,
+    scenario: &str,
+    viewers: &str,
+    seconds: &str,
+    source: [&str; 2],
+    more: &[&str],
+) -> Value {
+    let addr = srv.http.to_string();
+    let mut args = vec![
+        scenario,
+        "--http",
+        &addr,
+        "--channel",
+        &srv.channel,
+        "--viewers",
+        viewers,
+        "--seconds",
+        seconds,
+        source[0],
+        source[1],
+        "--size",
+        "320x180",
+        "--kbps",
+        "300",
+        "--quiet",
+    ];
+    args.extend_from_slice(more);
+    run(&args).await
 }
 
 fn num(r: &Value, key: &str) -> f64 {
@@ -36,30 +70,11 @@ fn server_usage_present(r: &Value) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn whep_viewers_of_an_rtmp_publisher() {
     let srv = TestServer::start().await;
-    let (addr, url) = (srv.http.to_string(), srv.rtmp_url(&srv.key));
+    let url = srv.rtmp_url(&srv.key);
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("whep.json");
-    let r = run(&[
-        "whep",
-        "--http",
-        &addr,
-        "--channel",
-        &srv.channel,
-        "--viewers",
-        "3",
-        "--seconds",
-        "3",
-        "--rtmp",
-        &url,
-        "--size",
-        "320x180",
-        "--kbps",
-        "300",
-        "--quiet",
-        "--json",
-        json.to_str().unwrap(),
-    ])
-    .await;
+    let more = ["--json", json.to_str().unwrap()];
+    let r = run_viewers(&srv, "whep", "3", "3", ["--rtmp", &url], &more).await;
     assert_eq!(r["connected"], 3, "{r:#}");
     assert_eq!(r["receiving_video"], 3, "{r:#}");
     assert_eq!(r["errors"], 0, "{r:#}");
@@ -77,11 +92,14 @@ async fn whep_viewers_of_an_rtmp_publisher() {
     // The file holds the same report.
     eprintln!("{r:#}");
     let file: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    // Compared as parsed text: serde_json's default float parsing can land
+    // one ULP off the value it printed (e.g. the publisher's Mbit/s).
+    let printed: Value = serde_json::from_str(&r.to_string()).unwrap();
     for k in ["scenario", "connected", "latency_samples", "publisher"] {
-        assert_eq!(file[k], r[k], "{k}");
+        assert_eq!(file[k], printed[k], "{k}");
     }
     // Egress and process metrics moved.
-    let m = http(srv.http, "GET", "/metrics", &[], b"").await.text();
+    let m = get(srv.http, "/metrics").await.text();
     let rtp = onair_loadtest::report::metric(&m, "onair_rtp_packets_out_total").unwrap();
     assert!(rtp > 100.0, "{m}");
     srv.stop().await;
@@ -90,26 +108,7 @@ async fn whep_viewers_of_an_rtmp_publisher() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn whep_viewers_of_a_whip_publisher() {
     let srv = TestServer::start().await;
-    let addr = srv.http.to_string();
-    let r = run(&[
-        "whep",
-        "--http",
-        &addr,
-        "--channel",
-        &srv.channel,
-        "--viewers",
-        "2",
-        "--seconds",
-        "3",
-        "--whip-key",
-        &srv.key,
-        "--size",
-        "320x180",
-        "--kbps",
-        "300",
-        "--quiet",
-    ])
-    .await;
+    let r = run_viewers(&srv, "whep", "2", "3", ["--whip-key", &srv.key], &[]).await;
     assert_eq!(r["connected"], 2, "{r:#}");
     assert_eq!(r["receiving_video"], 2, "{r:#}");
     assert_eq!(r["publisher"]["protocol"], "whip", "{r:#}");
@@ -120,26 +119,8 @@ async fn whep_viewers_of_a_whip_publisher() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn hls_viewers_do_blocking_reloads() {
     let srv = TestServer::start().await;
-    let (addr, url) = (srv.http.to_string(), srv.rtmp_url(&srv.key));
-    let r = run(&[
-        "hls",
-        "--http",
-        &addr,
-        "--channel",
-        &srv.channel,
-        "--viewers",
-        "3",
-        "--seconds",
-        "5",
-        "--rtmp",
-        &url,
-        "--size",
-        "320x180",
-        "--kbps",
-        "300",
-        "--quiet",
-    ])
-    .await;
+    let url = srv.rtmp_url(&srv.key);
+    let r = run_viewers(&srv, "hls", "3", "5", ["--rtmp", &url], &[]).await;
     assert_eq!(r["connected"], 3, "{r:#}");
     assert_eq!(r["receiving_parts"], 3, "{r:#}");
     assert!(num(&r, "mbps_per_viewer") > 0.05, "{r:#}");
@@ -149,7 +130,7 @@ async fn hls_viewers_do_blocking_reloads() {
     eprintln!("{r:#}");
     sane_latency(&r, 5000.0);
     server_usage_present(&r);
-    let m = http(srv.http, "GET", "/metrics", &[], b"").await.text();
+    let m = get(srv.http, "/metrics").await.text();
     let media = onair_loadtest::report::metric(&m, "onair_hls_media_requests_total").unwrap();
     assert!(media >= parts, "{m}");
     srv.stop().await;
@@ -180,7 +161,7 @@ async fn chat_clients_measure_delivery() {
     assert!(num(&r, "sent") >= 6.0, "{r:#}");
     assert!(num(&r, "delivered_percent") > 99.0, "{r:#}");
     sane_latency(&r, 1000.0);
-    let m = http(srv.http, "GET", "/metrics", &[], b"").await.text();
+    let m = get(srv.http, "/metrics").await.text();
     let chat = onair_loadtest::report::metric(&m, "onair_chat_messages_total").unwrap();
     assert!(chat >= num(&r, "sent"), "{m}");
     assert!(m.contains("onair_db_pool_connections "), "{m}");

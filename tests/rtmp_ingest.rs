@@ -1,7 +1,10 @@
 //! RTMP ingest against real ffmpeg and against a raw rml_rtmp client:
 //! publishes, refusals, hostile input, replacement, parameter changes.
 
+mod common;
+
 use bytes::Bytes;
+use common::{ffmpeg_publish, ffmpeg_publish_with};
 use onair::hub::{Channels, Hub, Reader, Stream};
 use onair::media::{ms_to_ticks, MediaKind, Payload, TrackConfig, Unit};
 use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
@@ -11,12 +14,10 @@ use rml_rtmp::sessions::{
 use rml_rtmp::time::RtmpTimestamp;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::process::{Child, Command};
 use tokio::time::{timeout, Instant};
 use tokio_util::sync::CancellationToken;
 
@@ -99,48 +100,6 @@ impl Server {
             .expect("serve did not return after shutdown")
             .unwrap();
     }
-}
-
-/// ffmpeg publishing test video and a 48 kHz tone for `secs` seconds.
-fn ffmpeg(url: &str, secs: u32, extra_video: &[&str]) -> Child {
-    let secs = secs.to_string();
-    let mut args: Vec<&str> = vec![
-        "-hide_banner",
-        "-loglevel",
-        "error",
-        "-re",
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc2=size=1280x720:rate=30",
-        "-f",
-        "lavfi",
-        "-i",
-        "sine=frequency=440:sample_rate=48000",
-        "-t",
-        &secs,
-        "-c:v",
-        "libx264",
-        "-preset",
-        "ultrafast",
-        "-tune",
-        "zerolatency",
-        "-g",
-        "30",
-    ];
-    if extra_video.is_empty() {
-        args.extend(["-bf", "0"]);
-    }
-    args.extend(extra_video);
-    args.extend(["-c:a", "aac", "-b:a", "128k", "-f", "flv", url]);
-    Command::new("/usr/bin/ffmpeg")
-        .args(&args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("ffmpeg")
 }
 
 async fn recv(reader: &mut Reader, within: Duration) -> Option<Arc<Unit>> {
@@ -310,7 +269,7 @@ fn assert_offline(server: &Server) {
 #[tokio::test]
 async fn ffmpeg_publish_h264_aac() {
     let server = Server::start().await;
-    let mut ff = ffmpeg(&server.url("live", GOOD_KEY), 5, &[]);
+    let mut ff = ffmpeg_publish(&server.url("live", GOOD_KEY), 5);
     let stream = server.wait_stream(None, Duration::from_secs(10)).await;
     let mut reader = stream.subscribe("test");
     let (mut video, mut audio) = (Vec::new(), Vec::new());
@@ -368,7 +327,7 @@ async fn ffmpeg_publish_h264_aac() {
 #[tokio::test]
 async fn wrong_key_is_refused() {
     let server = Server::start().await;
-    let mut ff = ffmpeg(&server.url("live", "badkey"), 3, &[]);
+    let mut ff = ffmpeg_publish(&server.url("live", "badkey"), 3);
     let status = timeout(Duration::from_secs(10), ff.wait())
         .await
         .expect("ffmpeg kept going with a wrong key")
@@ -401,7 +360,7 @@ async fn empty_key_and_unknown_app_are_refused() {
         assert!(!c.publish(key).await, "{app}/{key} accepted");
         assert!(c.saw("NetStream.Publish.BadName"), "{app}/{key}");
     }
-    let mut ff = ffmpeg(&server.url("other", GOOD_KEY), 3, &[]);
+    let mut ff = ffmpeg_publish(&server.url("other", GOOD_KEY), 3);
     let status = timeout(Duration::from_secs(10), ff.wait())
         .await
         .unwrap()
@@ -462,7 +421,7 @@ async fn garbage_does_not_hurt_the_server() {
     c.socket.write_all(&[0x3f; 300]).await.unwrap();
     drop(c);
 
-    let mut ff = ffmpeg(&server.url("live", GOOD_KEY), 3, &[]);
+    let mut ff = ffmpeg_publish(&server.url("live", GOOD_KEY), 3);
     let stream = server.wait_stream(None, Duration::from_secs(10)).await;
     let mut reader = stream.subscribe("test");
     let u = recv(&mut reader, Duration::from_secs(5))
@@ -499,7 +458,7 @@ async fn truncated_handshake_times_out() {
 #[tokio::test]
 async fn bframes_are_reported() {
     let server = Server::start().await;
-    let mut ff = ffmpeg(
+    let mut ff = ffmpeg_publish_with(
         &server.url("live", GOOD_KEY),
         4,
         &[
@@ -530,9 +489,9 @@ async fn bframes_are_reported() {
 #[tokio::test]
 async fn second_publisher_replaces_first() {
     let server = Server::start().await;
-    let mut first = ffmpeg(&server.url("live", GOOD_KEY), 20, &[]);
+    let mut first = ffmpeg_publish(&server.url("live", GOOD_KEY), 20);
     let s1 = server.wait_stream(None, Duration::from_secs(10)).await;
-    let mut second = ffmpeg(&server.url("live", GOOD_KEY), 5, &[]);
+    let mut second = ffmpeg_publish(&server.url("live", GOOD_KEY), 5);
     let s2 = server
         .wait_stream(Some(s1.id()), Duration::from_secs(10))
         .await;

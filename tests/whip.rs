@@ -6,7 +6,7 @@ mod common;
 mod hls_util;
 
 use common::webrtc_client::{access_units as rtp_access_units, watch, ViewerOptions};
-use common::{http, TestServer};
+use common::{get, http, TestServer};
 use onair_loadtest::whip::{access_units, publish, PublishOptions};
 use openh264::formats::YUVSource;
 use std::time::Duration;
@@ -70,18 +70,22 @@ fn media() -> (Vec<bytes::Bytes>, Vec<bytes::Bytes>) {
     (video, audio)
 }
 
+/// `media` published at 30 fps with `key` for `secs`, unstamped.
+fn clip(key: &str, media: &(Vec<bytes::Bytes>, Vec<bytes::Bytes>), secs: u64) -> PublishOptions {
+    PublishOptions {
+        key: key.to_string(),
+        video: media.0.clone(),
+        fps: 30,
+        audio: media.1.clone(),
+        duration: Duration::from_secs(secs),
+        stamp: false,
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_whip_publisher_is_watched_over_whep() {
     let srv = TestServer::start().await;
-    let (video, audio) = media();
-    let opts = PublishOptions {
-        key: srv.key.clone(),
-        video,
-        fps: 30,
-        audio,
-        duration: Duration::from_secs(7),
-        stamp: false,
-    };
+    let opts = clip(&srv.key, &media(), 7);
     let publisher = tokio::spawn(publish(srv.http, opts));
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let got = watch(
@@ -134,7 +138,7 @@ async fn a_whip_publisher_is_watched_over_whep() {
     );
 
     // Server-added latency is exported as a Prometheus histogram.
-    let metrics = http(srv.http, "GET", "/metrics", &[], b"").await.text();
+    let metrics = get(srv.http, "/metrics").await.text();
     let value = |prefix: &str| -> f64 {
         metrics
             .lines()
@@ -259,15 +263,7 @@ async fn stream_times(url: &str) -> Vec<(String, f64, f64)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_whip_stream_plays_in_hls_with_aac_and_is_recorded() {
     let srv = TestServer::start().await;
-    let (video, audio) = media();
-    let opts = PublishOptions {
-        key: srv.key.clone(),
-        video,
-        fps: 30,
-        audio,
-        duration: Duration::from_secs(8),
-        stamp: false,
-    };
+    let opts = clip(&srv.key, &media(), 8);
     let publisher = tokio::spawn(publish(srv.http, opts));
     hls_util::wait_for_playlist(srv.http, &srv.channel).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -287,12 +283,9 @@ async fn a_whip_stream_plays_in_hls_with_aac_and_is_recorded() {
     // while waiting for sender reports), and the 440 Hz tone intact.
     let start = std::time::Instant::now();
     let id = loop {
-        let r = http(
+        let r = get(
             srv.http,
-            "GET",
             &format!("/api/channels/{}/broadcasts", srv.channel),
-            &[],
-            b"",
         )
         .await;
         let item = r.json()["items"][0].clone();
@@ -330,15 +323,8 @@ async fn a_whip_stream_plays_in_hls_with_aac_and_is_recorded() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_whip_publisher_takes_over_and_the_viewer_keeps_its_session() {
     let srv = TestServer::start().await;
-    let (video, audio) = media();
-    let opts = |secs| PublishOptions {
-        key: srv.key.clone(),
-        video: video.clone(),
-        fps: 30,
-        audio: audio.clone(),
-        duration: Duration::from_secs(secs),
-        stamp: false,
-    };
+    let media = media();
+    let opts = |secs| clip(&srv.key, &media, secs);
     let first = tokio::spawn(publish(srv.http, opts(6)));
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let viewer = tokio::spawn({

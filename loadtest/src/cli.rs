@@ -23,11 +23,8 @@ pub enum Scenario {
     Whep {
         #[command(flatten)]
         run: RunArgs,
-        #[arg(long, default_value_t = 10)]
-        viewers: usize,
-        /// Pause between joins, so offers do not all land at once.
-        #[arg(long, default_value_t = 20)]
-        ramp_ms: u64,
+        #[command(flatten)]
+        crowd: CrowdArgs,
         #[command(flatten)]
         source: SourceArgs,
     },
@@ -36,10 +33,8 @@ pub enum Scenario {
     Hls {
         #[command(flatten)]
         run: RunArgs,
-        #[arg(long, default_value_t = 10)]
-        viewers: usize,
-        #[arg(long, default_value_t = 20)]
-        ramp_ms: u64,
+        #[command(flatten)]
+        crowd: CrowdArgs,
         /// Playlist path on --http (default /hls/CHANNEL/index.m3u8), to
         /// watch other servers too.
         #[arg(long)]
@@ -52,10 +47,8 @@ pub enum Scenario {
     Flv {
         #[command(flatten)]
         run: RunArgs,
-        #[arg(long, default_value_t = 10)]
-        viewers: usize,
-        #[arg(long, default_value_t = 20)]
-        ramp_ms: u64,
+        #[command(flatten)]
+        crowd: CrowdArgs,
         /// Stream path on --http, e.g. /live/test.flv.
         #[arg(long)]
         path: String,
@@ -105,6 +98,16 @@ pub struct RunArgs {
     /// No table on stdout (the JSON report only).
     #[arg(long)]
     pub quiet: bool,
+}
+
+/// How many viewers join, and how fast.
+#[derive(Args, Clone, Debug)]
+pub struct CrowdArgs {
+    #[arg(long, default_value_t = 10)]
+    pub viewers: usize,
+    /// Pause between joins, so offers do not all land at once.
+    #[arg(long, default_value_t = 20)]
+    pub ramp_ms: u64,
 }
 
 /// The synthetic publisher, for `publish` and alongside viewers.
@@ -238,33 +241,25 @@ where
         std::iter::once("onair-loadtest".into()).chain(args.into_iter().map(Into::into)),
     )?;
     let (report, run) = match cli.scenario {
-        Scenario::Whep {
-            run,
-            viewers,
-            ramp_ms,
-            source,
-        } => (
-            crate::scenario::whep(&run, viewers, ramp_ms, &source).await?,
-            run,
-        ),
+        Scenario::Whep { run, crowd, source } => {
+            (crate::scenario::whep(&run, &crowd, &source).await?, run)
+        }
         Scenario::Hls {
             run,
-            viewers,
-            ramp_ms,
+            crowd,
             playlist,
             source,
         } => (
-            crate::scenario::hls(&run, viewers, ramp_ms, &playlist, &source).await?,
+            crate::scenario::hls(&run, &crowd, &playlist, &source).await?,
             run,
         ),
         Scenario::Flv {
             run,
-            viewers,
-            ramp_ms,
+            crowd,
             path,
             source,
         } => (
-            crate::scenario::flv(&run, viewers, ramp_ms, &path, &source).await?,
+            crate::scenario::flv(&run, &crowd, &path, &source).await?,
             run,
         ),
         Scenario::Chat { run, clients, rate } => {

@@ -2,10 +2,11 @@
 //! asked), wait out the ramp, a warm-up and the measurement window, then
 //! sum up what every client saw and what the server spent.
 
-use crate::cli::{RunArgs, SourceArgs, MAX_CHAT_RATE};
+use crate::cli::{CrowdArgs, RunArgs, SourceArgs, MAX_CHAT_RATE};
 use crate::report::{p50_p99, percentile, us_to_ms, ServerWindow};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
+use std::future::Future;
 use std::time::{Duration, Instant};
 
 /// Time after the last join before measuring, so joins do not count.
@@ -72,38 +73,37 @@ async fn publisher_report(
     }
 }
 
-pub async fn whep(
+/// Every viewer scenario's ramp, warm-up and measurement window: starts
+/// the publisher (if any), has `watch(i, dur, measure_from)` join viewer `i`
+/// for `dur` every `--ramp-ms`, so that all viewers leave at the same time,
+/// and waits out the window with the server's usage sampled over it.
+async fn crowd<R, F, Fut>(
     run: &RunArgs,
-    viewers: usize,
-    ramp_ms: u64,
+    crowd: &CrowdArgs,
     source: &SourceArgs,
-) -> anyhow::Result<serde_json::Value> {
+    joining: &str,
+    mut watch: F,
+) -> anyhow::Result<Watched<R>>
+where
+    F: FnMut(usize, Duration, Instant) -> Fut,
+    Fut: Future<Output = R> + Send + 'static,
+    R: Send + 'static,
+{
+    let viewers = crowd.viewers;
     run.check(viewers)?;
-    let ramp = Duration::from_millis(ramp_ms);
+    let ramp = Duration::from_millis(crowd.ramp_ms);
     let total =
         ramp * viewers as u32 + WARMUP + Duration::from_secs(run.seconds) + Duration::from_secs(1);
     let mut server = ServerWindow::baseline(run.probe()).await;
     let publishing = publisher(run, source, total).await?;
-    let pb = bar(viewers as u64, "WebRTC viewers joining");
-    let mut tasks = Vec::with_capacity(viewers);
+    let pb = bar(viewers as u64, joining);
     let measure_from = Instant::now() + ramp * viewers as u32 + WARMUP;
-    let rotation = crate::decode::Rotation {
-        start: measure_from,
-        viewers,
-    };
+    let mut tasks = Vec::with_capacity(viewers);
     for i in 0..viewers {
-        let (http, channel) = (run.http, run.channel.clone());
         // Each viewer lives until the same end time, whenever it joined.
         let dur = total.saturating_sub(ramp * i as u32);
-        tasks.push(tokio::spawn(async move {
-            let opts = crate::whep::ViewerOptions {
-                record: false,
-                measure_from: Some(measure_from),
-                decode: Some((rotation, i)),
-                ..Default::default()
-            };
-            (dur, crate::whep::watch(http, &channel, dur, opts).await)
-        }));
+        let watching = watch(i, dur, measure_from);
+        tasks.push(tokio::spawn(async move { (dur, watching.await) }));
         pb.inc(1);
         tokio::time::sleep(ramp).await;
     }
@@ -111,16 +111,125 @@ pub async fn whep(
     tokio::time::sleep(WARMUP).await;
     server.start().await;
     window(Duration::from_secs(run.seconds), "measuring").await;
-    let mut server = server.finish().await;
+    let server = server.finish().await;
+    let mut seen = Vec::with_capacity(viewers);
+    for t in tasks {
+        seen.push(t.await?);
+    }
+    Ok(Watched {
+        viewers: seen,
+        server,
+        publisher: publisher_report(publishing).await,
+    })
+}
 
-    let (mut joins, mut firsts, mut mbps, mut fps, mut latency) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let (mut packets, mut lost, mut freezes, mut longest) = (0u64, 0u64, 0u64, 0u64);
+/// What [`crowd`] returns: each viewer's time on the stream and result.
+struct Watched<R> {
+    viewers: Vec<(Duration, R)>,
+    server: serde_json::Value,
+    publisher: serde_json::Value,
+}
+
+/// The measures every kind of viewer reports alike.
+#[derive(Default)]
+struct Tally {
+    firsts: Vec<f64>,
+    mbps: Vec<f64>,
+    latency: Vec<f64>,
+    longest_gap_ms: u64,
+}
+
+impl Tally {
+    /// Counts a viewer that stayed `dur` and got its first media after
+    /// `first`; returns how many seconds it watched from then on.
+    fn viewer(
+        &mut self,
+        dur: Duration,
+        first: Option<Duration>,
+        bytes: u64,
+        latency_us: &[u32],
+        longest_gap_ms: u64,
+    ) -> Option<f64> {
+        self.latency.extend(us_to_ms(latency_us));
+        self.longest_gap_ms = self.longest_gap_ms.max(longest_gap_ms);
+        let f = first?;
+        self.firsts.push(f.as_secs_f64() * 1000.0);
+        let watched = dur.saturating_sub(f).as_secs_f64().max(1e-3);
+        self.mbps.push(bytes as f64 * 8.0 / watched / 1e6);
+        Some(watched)
+    }
+
+    /// The report: `fields` plus the shared measures, with the server's
+    /// usage divided among the `connected` viewers.
+    fn report(
+        &self,
+        fields: serde_json::Value,
+        connected: usize,
+        mut seen: Watched<impl Sized>,
+    ) -> serde_json::Value {
+        let (f50, f99) = p50_p99(&self.firsts);
+        let (l50, l99) = p50_p99(&self.latency);
+        crate::report::per_client(&mut seen.server, connected);
+        let mut report = json!({
+            "connected": connected,
+            "first_frame_ms_p50": f50,
+            "first_frame_ms_p99": f99,
+            "mbps_per_viewer": percentile(&self.mbps, 0.5),
+            "latency_ms_p50": l50,
+            "latency_ms_p99": l99,
+            "latency_samples": self.latency.len(),
+            "publisher": seen.publisher,
+            "server": seen.server,
+        });
+        if let (Some(all), serde_json::Value::Object(more)) = (report.as_object_mut(), fields) {
+            all.extend(more);
+        }
+        report
+    }
+}
+
+fn join_ms(joins: &mut Vec<f64>, joined: Option<Duration>) {
+    if let Some(j) = joined {
+        joins.push(j.as_secs_f64() * 1000.0);
+    }
+}
+
+pub async fn whep(
+    run: &RunArgs,
+    viewers: &CrowdArgs,
+    source: &SourceArgs,
+) -> anyhow::Result<serde_json::Value> {
+    let n = viewers.viewers;
+    let seen = crowd(
+        run,
+        viewers,
+        source,
+        "WebRTC viewers joining",
+        |i, dur, measure_from| {
+            let (http, channel) = (run.http, run.channel.clone());
+            let rotation = crate::decode::Rotation {
+                start: measure_from,
+                viewers: n,
+            };
+            async move {
+                let opts = crate::whep::ViewerOptions {
+                    record: false,
+                    measure_from: Some(measure_from),
+                    decode: Some((rotation, i)),
+                    ..Default::default()
+                };
+                crate::whep::watch(http, &channel, dur, opts).await
+            }
+        },
+    )
+    .await?;
+
+    let (mut tally, mut joins, mut fps) = (Tally::default(), Vec::new(), Vec::new());
+    let (mut packets, mut lost, mut freezes) = (0u64, 0u64, 0u64);
     let mut decode = crate::decode::DecodeStats::default();
     let mut decoded_viewers = 0;
     let mut errors = Vec::new();
-    for t in tasks {
-        let (dur, r) = t.await?;
+    for (dur, r) in &seen.viewers {
         let r = match r {
             Ok(r) => r,
             Err(e) => {
@@ -128,217 +237,131 @@ pub async fn whep(
                 continue;
             }
         };
-        if let Some(j) = r.connected_after {
-            joins.push(j.as_secs_f64() * 1000.0);
-        }
+        join_ms(&mut joins, r.connected_after);
         let c = &r.counters;
-        if let Some(f) = r.first_video_after {
-            firsts.push(f.as_secs_f64() * 1000.0);
-            let watched = dur.saturating_sub(f).as_secs_f64().max(1e-3);
-            mbps.push(c.bytes as f64 * 8.0 / watched / 1e6);
+        let first = r.first_video_after;
+        if let Some(watched) = tally.viewer(*dur, first, c.bytes, &c.latency_us, 0) {
             fps.push(c.frames as f64 / watched);
         }
         packets += c.video_packets + c.audio_packets;
         lost += c.lost;
         freezes += c.freezes;
-        longest = longest.max(c.longest_video_gap_ms);
-        latency.extend(us_to_ms(&c.latency_us));
+        tally.longest_gap_ms = tally.longest_gap_ms.max(c.longest_video_gap_ms);
         decode.checks += c.decode.checks;
         decode.frames += c.decode.frames;
         decode.errors += c.decode.errors;
         decoded_viewers += usize::from(c.decode.frames > 0);
     }
     let (j50, j99) = p50_p99(&joins);
-    let (f50, f99) = p50_p99(&firsts);
-    let (l50, l99) = p50_p99(&latency);
-    crate::report::per_client(&mut server, joins.len());
-    Ok(json!({
+    let fields = json!({
         "scenario": "whep",
         "decode_checked_viewers": decoded_viewers,
         "decoded_frames": decode.frames,
         "decode_errors": decode.errors,
-        "viewers": viewers,
-        "connected": joins.len(),
-        "receiving_video": firsts.len(),
+        "viewers": n,
+        "receiving_video": tally.firsts.len(),
         "errors": errors.len(),
         "first_error": errors.first(),
         "join_ms_p50": j50,
         "join_ms_p99": j99,
-        "first_frame_ms_p50": f50,
-        "first_frame_ms_p99": f99,
-        "mbps_per_viewer": percentile(&mbps, 0.5),
         "fps_per_viewer": percentile(&fps, 0.5),
         "loss_percent": lost as f64 * 100.0 / (packets + lost).max(1) as f64,
         "freezes": freezes,
-        "longest_freeze_ms": longest,
-        "latency_ms_p50": l50,
-        "latency_ms_p99": l99,
-        "latency_samples": latency.len(),
-        "publisher": publisher_report(publishing).await,
-        "server": server,
-    }))
+        "longest_freeze_ms": tally.longest_gap_ms,
+    });
+    Ok(tally.report(fields, joins.len(), seen))
 }
 
 pub async fn hls(
     run: &RunArgs,
-    viewers: usize,
-    ramp_ms: u64,
+    viewers: &CrowdArgs,
     playlist: &Option<String>,
     source: &SourceArgs,
 ) -> anyhow::Result<serde_json::Value> {
-    run.check(viewers)?;
-    let ramp = Duration::from_millis(ramp_ms);
-    let total =
-        ramp * viewers as u32 + WARMUP + Duration::from_secs(run.seconds) + Duration::from_secs(1);
-    let mut server = ServerWindow::baseline(run.probe()).await;
-    let publishing = publisher(run, source, total).await?;
-    let pb = bar(viewers as u64, "LL-HLS viewers joining");
-    let mut tasks = Vec::with_capacity(viewers);
     let run_id = crate::stamp::now_us();
-    let measure_from = Instant::now() + ramp * viewers as u32 + WARMUP;
-    for i in 0..viewers {
-        let http = run.http;
-        let playlist = playlist
-            .clone()
-            .unwrap_or_else(|| format!("/hls/{}/index.m3u8", run.channel));
-        let dur = total.saturating_sub(ramp * i as u32);
-        // The server counts HLS viewers by address and User-Agent.
-        let ua = format!("onair-loadtest/{run_id}/{i}");
-        tasks.push(tokio::spawn(async move {
-            (
-                dur,
-                crate::hls::watch(http, &playlist, dur, ua, Some(measure_from)).await,
-            )
-        }));
-        pb.inc(1);
-        tokio::time::sleep(ramp).await;
-    }
-    pb.finish_and_clear();
-    tokio::time::sleep(WARMUP).await;
-    server.start().await;
-    window(Duration::from_secs(run.seconds), "measuring").await;
-    let mut server = server.finish().await;
+    let playlist = playlist
+        .clone()
+        .unwrap_or_else(|| format!("/hls/{}/index.m3u8", run.channel));
+    let seen = crowd(
+        run,
+        viewers,
+        source,
+        "LL-HLS viewers joining",
+        |i, dur, from| {
+            let (http, playlist) = (run.http, playlist.clone());
+            // The server counts HLS viewers by address and User-Agent.
+            let ua = format!("onair-loadtest/{run_id}/{i}");
+            async move { crate::hls::watch(http, &playlist, dur, ua, Some(from)).await }
+        },
+    )
+    .await?;
 
-    let (mut joins, mut firsts, mut mbps, mut latency) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let (mut parts, mut playlists, mut errors, mut stalls, mut longest) = (0, 0, 0, 0, 0);
+    let (mut tally, mut joins) = (Tally::default(), Vec::new());
+    let (mut parts, mut playlists, mut errors, mut stalls) = (0, 0, 0, 0);
     let mut first_error = None;
-    for t in tasks {
-        let (dur, r) = t.await?;
-        if let Some(j) = r.joined_after {
-            joins.push(j.as_secs_f64() * 1000.0);
-        }
-        if let Some(f) = r.first_part_after {
-            firsts.push(f.as_secs_f64() * 1000.0);
-            let watched = dur.saturating_sub(f).as_secs_f64().max(1e-3);
-            mbps.push(r.bytes as f64 * 8.0 / watched / 1e6);
-        }
+    for (dur, r) in &seen.viewers {
+        join_ms(&mut joins, r.joined_after);
+        let first = r.first_part_after;
+        tally.viewer(*dur, first, r.bytes, &r.latency_us, r.longest_gap_ms);
         parts += r.parts;
         playlists += r.playlists;
         errors += r.errors;
         stalls += r.stalls;
-        longest = longest.max(r.longest_gap_ms);
-        latency.extend(us_to_ms(&r.latency_us));
         if first_error.is_none() {
-            first_error = r.first_error;
+            first_error.clone_from(&r.first_error);
         }
     }
     let (j50, j99) = p50_p99(&joins);
-    let (f50, f99) = p50_p99(&firsts);
-    let (l50, l99) = p50_p99(&latency);
-    crate::report::per_client(&mut server, joins.len());
-    Ok(json!({
+    let fields = json!({
         "scenario": "hls",
-        "viewers": viewers,
-        "connected": joins.len(),
-        "receiving_parts": firsts.len(),
+        "viewers": viewers.viewers,
+        "receiving_parts": tally.firsts.len(),
         "errors": errors,
         "first_error": first_error,
         "join_ms_p50": j50,
         "join_ms_p99": j99,
-        "first_frame_ms_p50": f50,
-        "first_frame_ms_p99": f99,
-        "mbps_per_viewer": percentile(&mbps, 0.5),
         "parts": parts,
         "playlists": playlists,
         "stalls": stalls,
-        "longest_gap_ms": longest,
-        "latency_ms_p50": l50,
-        "latency_ms_p99": l99,
-        "latency_samples": latency.len(),
-        "publisher": publisher_report(publishing).await,
-        "server": server,
-    }))
+        "longest_gap_ms": tally.longest_gap_ms,
+    });
+    Ok(tally.report(fields, joins.len(), seen))
 }
 
 pub async fn flv(
     run: &RunArgs,
-    viewers: usize,
-    ramp_ms: u64,
+    viewers: &CrowdArgs,
     path: &str,
     source: &SourceArgs,
 ) -> anyhow::Result<serde_json::Value> {
-    run.check(viewers)?;
-    let ramp = Duration::from_millis(ramp_ms);
-    let total =
-        ramp * viewers as u32 + WARMUP + Duration::from_secs(run.seconds) + Duration::from_secs(1);
-    let mut server = ServerWindow::baseline(run.probe()).await;
-    let publishing = publisher(run, source, total).await?;
-    let pb = bar(viewers as u64, "HTTP-FLV viewers joining");
-    let measure_from = Instant::now() + ramp * viewers as u32 + WARMUP;
-    let mut tasks = Vec::with_capacity(viewers);
-    for i in 0..viewers {
-        let (http, path) = (run.http, path.to_string());
-        let dur = total.saturating_sub(ramp * i as u32);
-        tasks.push(tokio::spawn(async move {
-            (
-                dur,
-                crate::flv::watch(http, &path, dur, Some(measure_from)).await,
-            )
-        }));
-        pb.inc(1);
-        tokio::time::sleep(ramp).await;
-    }
-    pb.finish_and_clear();
-    tokio::time::sleep(WARMUP).await;
-    server.start().await;
-    window(Duration::from_secs(run.seconds), "measuring").await;
-    let mut server = server.finish().await;
-    let (mut firsts, mut mbps, mut latency, mut errors) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let (mut stalls, mut longest) = (0, 0);
-    for t in tasks {
-        let (dur, r) = t.await?;
-        if let Some(f) = r.first_byte_after {
-            firsts.push(f.as_secs_f64() * 1000.0);
-            let watched = dur.saturating_sub(f).as_secs_f64().max(1e-3);
-            mbps.push(r.bytes as f64 * 8.0 / watched / 1e6);
-        }
+    let seen = crowd(
+        run,
+        viewers,
+        source,
+        "HTTP-FLV viewers joining",
+        |_, dur, from| {
+            let (http, path) = (run.http, path.to_string());
+            async move { crate::flv::watch(http, &path, dur, Some(from)).await }
+        },
+    )
+    .await?;
+    let (mut tally, mut errors, mut stalls) = (Tally::default(), Vec::new(), 0);
+    for (dur, r) in &seen.viewers {
+        let first = r.first_byte_after;
+        tally.viewer(*dur, first, r.bytes, &r.latency_us, r.longest_gap_ms);
         stalls += r.stalls;
-        longest = longest.max(r.longest_gap_ms);
-        latency.extend(us_to_ms(&r.latency_us));
-        errors.extend(r.error);
+        errors.extend(r.error.clone());
     }
-    let (f50, f99) = p50_p99(&firsts);
-    let (l50, l99) = p50_p99(&latency);
-    crate::report::per_client(&mut server, firsts.len());
-    Ok(json!({
+    let fields = json!({
         "scenario": "flv",
-        "viewers": viewers,
-        "connected": firsts.len(),
+        "viewers": viewers.viewers,
         "errors": errors.len(),
         "first_error": errors.first(),
-        "first_frame_ms_p50": f50,
-        "first_frame_ms_p99": f99,
-        "mbps_per_viewer": percentile(&mbps, 0.5),
         "stalls": stalls,
-        "longest_gap_ms": longest,
-        "latency_ms_p50": l50,
-        "latency_ms_p99": l99,
-        "latency_samples": latency.len(),
-        "publisher": publisher_report(publishing).await,
-        "server": server,
-    }))
+        "longest_gap_ms": tally.longest_gap_ms,
+    });
+    let connected = tally.firsts.len();
+    Ok(tally.report(fields, connected, seen))
 }
 
 pub async fn chat(run: &RunArgs, clients: usize, rate: f64) -> anyhow::Result<serde_json::Value> {
@@ -387,9 +410,7 @@ pub async fn chat(run: &RunArgs, clients: usize, rate: f64) -> anyhow::Result<se
     let mut errors = Vec::new();
     for t in tasks {
         let r = t.await?;
-        if let Some(j) = r.connected_after {
-            joins.push(j.as_secs_f64() * 1000.0);
-        }
+        join_ms(&mut joins, r.connected_after);
         sent += r.sent;
         received += r.received;
         rejected += r.rejected;

@@ -9,13 +9,13 @@ use rtc::peer_connection::configuration::interceptor_registry::register_default_
 use rtc::peer_connection::configuration::media_engine::{
     MediaEngine, MIME_TYPE_H264, MIME_TYPE_OPUS,
 };
-use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
+use rtc::peer_connection::configuration::setting_engine::{SettingEngine, SettingEngineBuilder};
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
 use rtc::peer_connection::event::{RTCDataChannelEvent, RTCPeerConnectionEvent};
 use rtc::peer_connection::message::RTCMessage;
 use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::peer_connection::state::RTCPeerConnectionState;
-use rtc::peer_connection::RTCPeerConnectionBuilder;
+use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
 use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RTCRtpCodecParameters, RtpCodecKind};
 use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use rtc::sansio::Protocol;
@@ -164,48 +164,10 @@ pub async fn watch(
 ) -> anyhow::Result<Received> {
     let socket = UdpSocket::bind(SocketAddr::new(opts.bind, 0)).await?;
     let local = socket.local_addr()?;
-    let mut media = MediaEngine::default();
-    media.register_codec(
-        RTCRtpCodecParameters {
-            rtp_codec: RTCRtpCodec {
-                mime_type: MIME_TYPE_H264.into(),
-                clock_rate: 90_000,
-                channels: 0,
-                sdp_fmtp_line: format!(
-                    "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id={}",
-                    opts.profile_level_id
-                ),
-                rtcp_feedback: vec![],
-            },
-            payload_type: VIDEO_PT,
-        },
-        RtpCodecKind::Video,
-    )?;
-    media.register_codec(
-        RTCRtpCodecParameters {
-            rtp_codec: RTCRtpCodec {
-                mime_type: MIME_TYPE_OPUS.into(),
-                clock_rate: 48_000,
-                channels: 2,
-                sdp_fmtp_line: "minptime=10;useinbandfec=1".into(),
-                rtcp_feedback: vec![],
-            },
-            payload_type: AUDIO_PT,
-        },
-        RtpCodecKind::Audio,
-    )?;
-    let registry =
-        Registry::new().with(rtc::interceptor::Slot::from(14_000), DeliverRtcp::default());
-    let registry = register_default_interceptors(registry, &mut media)?;
     let settings = SettingEngineBuilder::new()
         .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
         .build();
-    let mut pc = RTCPeerConnectionBuilder::new()
-        .with_configuration(RTCConfigurationBuilder::new().build())
-        .with_setting_engine(settings)
-        .with_media_engine(media)
-        .with_interceptor_registry(registry)
-        .build(Instant::now())?;
+    let mut pc = peer_connection(opts.profile_level_id, settings)?;
     let recv = || {
         Some(RTCRtpTransceiverInit {
             direction: RTCRtpTransceiverDirection::Recvonly,
@@ -260,9 +222,7 @@ pub async fn watch(
         .map(|(rotation, me)| crate::decode::Checker::new(rotation, me));
     let deadline = started + dur;
     loop {
-        while let Some(w) = pc.poll_write() {
-            let _ = socket.send_to(&w.message, w.transport.peer_addr).await;
-        }
+        flush(&mut pc, &socket).await;
         while let Some(ev) = pc.poll_event() {
             match ev {
                 RTCPeerConnectionEvent::OnConnectionStateChangeEvent(
@@ -364,20 +324,14 @@ pub async fn watch(
             break;
         }
         let wake = pc.poll_timeout().unwrap_or(deadline).min(deadline);
-        let wait = wake.saturating_duration_since(now);
-        tokio::select! {
-            r = socket.recv_from(&mut buf) => {
-                let (n, from) = r?;
-                let _ = pc.handle_read(TaggedBytesMut {
-                    now: Instant::now(),
-                    transport: TransportContext { local_addr: local, peer_addr: from, ecn: None, transport_protocol: TransportProtocol::UDP },
-                    message: BytesMut::from(&buf[..n]),
-                });
-            }
-            _ = tokio::time::sleep(wait) => {
-                let _ = pc.handle_timeout(Instant::now());
-            }
-        }
+        step(
+            &mut pc,
+            &socket,
+            local,
+            &mut buf,
+            wake.saturating_duration_since(now),
+        )
+        .await?;
     }
     if let Some(chk) = checker {
         out.counters.decode = chk.stats;
@@ -385,15 +339,103 @@ pub async fn watch(
     if opts.vanish {
         return Ok(out);
     }
-    let _ = pc.close();
+    // Leave politely, as a player closing its page does.
+    hang_up(&mut pc, &socket, http_addr, &out.location).await;
+    Ok(out)
+}
+
+/// A peer connection with H.264 (`profile_level_id`) and Opus at the
+/// payload types the server uses, and RTCP delivered to the caller: the
+/// same for viewers and publishers, so both negotiate alike.
+pub(crate) fn peer_connection(
+    profile_level_id: &str,
+    settings: SettingEngine,
+) -> anyhow::Result<RTCPeerConnection> {
+    let mut media = MediaEngine::default();
+    media.register_codec(
+        RTCRtpCodecParameters {
+            rtp_codec: RTCRtpCodec {
+                mime_type: MIME_TYPE_H264.into(),
+                clock_rate: 90_000,
+                channels: 0,
+                sdp_fmtp_line: format!(
+                    "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id={profile_level_id}"
+                ),
+                rtcp_feedback: vec![],
+            },
+            payload_type: VIDEO_PT,
+        },
+        RtpCodecKind::Video,
+    )?;
+    media.register_codec(
+        RTCRtpCodecParameters {
+            rtp_codec: RTCRtpCodec {
+                mime_type: MIME_TYPE_OPUS.into(),
+                clock_rate: 48_000,
+                channels: 2,
+                sdp_fmtp_line: "minptime=10;useinbandfec=1".into(),
+                rtcp_feedback: vec![],
+            },
+            payload_type: AUDIO_PT,
+        },
+        RtpCodecKind::Audio,
+    )?;
+    let registry =
+        Registry::new().with(rtc::interceptor::Slot::from(14_000), DeliverRtcp::default());
+    let registry = register_default_interceptors(registry, &mut media)?;
+    Ok(RTCPeerConnectionBuilder::new()
+        .with_configuration(RTCConfigurationBuilder::new().build())
+        .with_setting_engine(settings)
+        .with_media_engine(media)
+        .with_interceptor_registry(registry)
+        .build(Instant::now())?)
+}
+
+/// One turn of a sans-IO peer's loop: feeds `pc` the next datagram, or
+/// lets it run its timers if none comes within `wait`.
+pub(crate) async fn step(
+    pc: &mut RTCPeerConnection,
+    socket: &UdpSocket,
+    local: SocketAddr,
+    buf: &mut [u8],
+    wait: Duration,
+) -> anyhow::Result<()> {
+    tokio::select! {
+        r = socket.recv_from(buf) => {
+            let (n, from) = r?;
+            let _ = pc.handle_read(TaggedBytesMut {
+                now: Instant::now(),
+                transport: TransportContext { local_addr: local, peer_addr: from, ecn: None, transport_protocol: TransportProtocol::UDP },
+                message: BytesMut::from(&buf[..n]),
+            });
+        }
+        _ = tokio::time::sleep(wait) => {
+            let _ = pc.handle_timeout(Instant::now());
+        }
+    }
+    Ok(())
+}
+
+/// Sends every datagram `pc` has queued.
+pub(crate) async fn flush(pc: &mut RTCPeerConnection, socket: &UdpSocket) {
     while let Some(w) = pc.poll_write() {
         let _ = socket.send_to(&w.message, w.transport.peer_addr).await;
     }
-    // Leave politely, as a player closing its page does.
-    if !out.location.is_empty() {
-        let _ = try_http(http_addr, "DELETE", &out.location, &[], b"").await;
+}
+
+/// Closes `pc`, sends what closing queued, and DELETEs the WHIP/WHEP
+/// session at `location` (if the server gave one).
+pub(crate) async fn hang_up(
+    pc: &mut RTCPeerConnection,
+    socket: &UdpSocket,
+    http_addr: SocketAddr,
+    location: &str,
+) {
+    let _ = pc.close();
+    flush(pc, socket).await;
+    if !location.is_empty() {
+        let _ = try_http(http_addr, "DELETE", location, &[], b"").await;
     }
-    Ok(out)
 }
 
 /// Creates the offer, sets it, and adds our one host candidate (the

@@ -4,30 +4,26 @@
 //! packetizer, not the server's.
 
 use crate::http::try_http;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use rtc::media_stream::MediaStreamTrack;
-use rtc::peer_connection::configuration::media_engine::{
-    MediaEngine, MIME_TYPE_H264, MIME_TYPE_OPUS,
-};
-use rtc::peer_connection::configuration::RTCConfigurationBuilder;
+use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_H264, MIME_TYPE_OPUS};
+use rtc::peer_connection::configuration::setting_engine::SettingEngine;
 use rtc::peer_connection::event::RTCPeerConnectionEvent;
 use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::peer_connection::state::RTCPeerConnectionState;
-use rtc::peer_connection::RTCPeerConnectionBuilder;
 use rtc::rtp::packetizer::Packetizer;
 use rtc::rtp_transceiver::rtp_sender::{
-    RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
-    RtpCodecKind,
+    RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
 };
 use rtc::sansio::Protocol;
-use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
 
 pub struct PublishOptions {
     pub key: String,
-    /// Access units in Annex B, sent at `fps` and looped.
+    /// Access units in Annex B, sent at `fps` and looped. Empty: an
+    /// audio-only publisher (a DJ), whose offer has no video m-line.
     pub video: Vec<Bytes>,
     pub fps: u32,
     /// Opus packets of 20 ms each, looped.
@@ -82,39 +78,7 @@ pub fn access_units(annexb: &[u8]) -> Vec<Bytes> {
 pub async fn publish(http_addr: SocketAddr, opts: PublishOptions) -> anyhow::Result<Published> {
     let socket = UdpSocket::bind("127.0.0.1:0").await?;
     let local = socket.local_addr()?;
-    let mut media = MediaEngine::default();
-    media.register_codec(
-        RTCRtpCodecParameters {
-            rtp_codec: codec(
-                MIME_TYPE_H264,
-                90_000,
-                0,
-                "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f",
-            ),
-            payload_type: 102,
-        },
-        RtpCodecKind::Video,
-    )?;
-    media.register_codec(
-        RTCRtpCodecParameters {
-            rtp_codec: codec(MIME_TYPE_OPUS, 48_000, 2, "minptime=10;useinbandfec=1"),
-            payload_type: 111,
-        },
-        RtpCodecKind::Audio,
-    )?;
-    let registry = rtc::interceptor::Registry::new().with(
-        rtc::interceptor::Slot::from(14_000),
-        crate::whep::DeliverRtcp::default(),
-    );
-    let registry =
-        rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors(
-            registry, &mut media,
-        )?;
-    let mut pc = RTCPeerConnectionBuilder::new()
-        .with_configuration(RTCConfigurationBuilder::new().build())
-        .with_media_engine(media)
-        .with_interceptor_registry(registry)
-        .build(Instant::now())?;
+    let mut pc = crate::whep::peer_connection("42e01f", SettingEngine::default())?;
     let (vssrc, assrc) = (rand_u32(), rand_u32());
     let mut add = |kind, c: RTCRtpCodec, ssrc: u32, label: &str| {
         pc.add_track(MediaStreamTrack::new(
@@ -132,12 +96,16 @@ pub async fn publish(http_addr: SocketAddr, opts: PublishOptions) -> anyhow::Res
             }],
         ))
     };
-    let video_sender = add(
-        RtpCodecKind::Video,
-        codec(MIME_TYPE_H264, 90_000, 0, ""),
-        vssrc,
-        "video",
-    )?;
+    let video_sender = if opts.video.is_empty() {
+        None
+    } else {
+        Some(add(
+            RtpCodecKind::Video,
+            codec(MIME_TYPE_H264, 90_000, 0, ""),
+            vssrc,
+            "video",
+        )?)
+    };
     let audio_sender = add(
         RtpCodecKind::Audio,
         codec(MIME_TYPE_OPUS, 48_000, 2, ""),
@@ -178,7 +146,9 @@ pub async fn publish(http_addr: SocketAddr, opts: PublishOptions) -> anyhow::Res
                 .map(|c| c.payload_type)
         })
     };
-    let vpt = negotiated_pt(&mut pc, video_sender).unwrap_or(102);
+    let vpt = video_sender
+        .and_then(|id| negotiated_pt(&mut pc, id))
+        .unwrap_or(102);
     let apt = negotiated_pt(&mut pc, audio_sender).unwrap_or(111);
     let mut vpack = rtc::rtp::packetizer::new_packetizer(
         Instant::now(),
@@ -208,7 +178,7 @@ pub async fn publish(http_addr: SocketAddr, opts: PublishOptions) -> anyhow::Res
     loop {
         let now = Instant::now();
         if connected {
-            while now >= next_video && !opts.video.is_empty() {
+            while let Some(video_sender) = video_sender.filter(|_| now >= next_video) {
                 let au = &opts.video[vi % opts.video.len()];
                 vi += 1;
                 let au = if opts.stamp {
@@ -237,9 +207,7 @@ pub async fn publish(http_addr: SocketAddr, opts: PublishOptions) -> anyhow::Res
                 next_audio += Duration::from_millis(20);
             }
         }
-        while let Some(w) = pc.poll_write() {
-            let _ = socket.send_to(&w.message, w.transport.peer_addr).await;
-        }
+        crate::whep::flush(&mut pc, &socket).await;
         while let Some(ev) = pc.poll_event() {
             match ev {
                 RTCPeerConnectionEvent::OnConnectionStateChangeEvent(
@@ -274,29 +242,19 @@ pub async fn publish(http_addr: SocketAddr, opts: PublishOptions) -> anyhow::Res
         }
         let mut wake = pc.poll_timeout().unwrap_or(deadline).min(deadline);
         if connected {
-            wake = wake.min(next_video).min(next_audio);
-        }
-        tokio::select! {
-            r = socket.recv_from(&mut buf) => {
-                let (n, from) = r?;
-                let _ = pc.handle_read(TaggedBytesMut {
-                    now: Instant::now(),
-                    transport: TransportContext { local_addr: local, peer_addr: from, ecn: None, transport_protocol: TransportProtocol::UDP },
-                    message: BytesMut::from(&buf[..n]),
-                });
+            // Only tracks that are sent: a deadline that never advances
+            // would make this loop spin.
+            if !opts.audio.is_empty() {
+                wake = wake.min(next_audio);
             }
-            _ = tokio::time::sleep(wake.saturating_duration_since(now)) => {
-                let _ = pc.handle_timeout(Instant::now());
+            if video_sender.is_some() {
+                wake = wake.min(next_video);
             }
         }
+        let wait = wake.saturating_duration_since(now);
+        crate::whep::step(&mut pc, &socket, local, &mut buf, wait).await?;
     }
-    let _ = pc.close();
-    while let Some(w) = pc.poll_write() {
-        let _ = socket.send_to(&w.message, w.transport.peer_addr).await;
-    }
-    if !out.location.is_empty() {
-        let _ = try_http(http_addr, "DELETE", &out.location, &[], b"").await;
-    }
+    crate::whep::hang_up(&mut pc, &socket, http_addr, &out.location).await;
     Ok(out)
 }
 

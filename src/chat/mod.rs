@@ -414,28 +414,20 @@ impl Rooms {
 
     /// Sends a server event to every member of `channel`, if the room is open.
     pub fn announce(&self, channel: &str, event: serde_json::Value) {
-        let room = self
-            .inner
-            .rooms
-            .lock()
-            .expect("rooms poisoned")
-            .get(channel)
-            .cloned();
-        if let Some(room) = room {
+        if let Some(room) = self.open_room(channel) {
             let _ = room.tx.send(json_line(event));
         }
     }
 
+    /// `channel`'s room if it is open, without opening it.
+    fn open_room(&self, channel: &str) -> Option<Arc<Room>> {
+        let rooms = self.inner.rooms.lock().expect("rooms poisoned");
+        rooms.get(channel).cloned()
+    }
+
     /// Applies a new slow-mode interval (already stored by the caller).
     pub fn set_slow_mode(&self, channel: &str, secs: i64) {
-        let room = self
-            .inner
-            .rooms
-            .lock()
-            .expect("rooms poisoned")
-            .get(channel)
-            .cloned();
-        if let Some(room) = room {
+        if let Some(room) = self.open_room(channel) {
             room.state.lock().expect("room poisoned").slow_mode_secs = secs;
             let _ = room.tx.send(json_line(
                 serde_json::json!({"type": "slow_mode", "seconds": secs}),

@@ -26,6 +26,20 @@ fn row_to_chat(r: &sqlx::any::AnyRow) -> Result<ChatRow, DbError> {
     })
 }
 
+/// The insert of one message, for the pool or a transaction.
+fn insert_chat_query(m: &ChatRow) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments> {
+    sqlx::query(
+        "INSERT INTO chat_messages (id, channel, user_id, username, text, at_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(m.id)
+    .bind(&m.channel)
+    .bind(m.user_id)
+    .bind(&m.username)
+    .bind(&m.text)
+    .bind(m.at_ms)
+}
+
 /// A user's standing in one channel's chat.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ban {
@@ -36,18 +50,7 @@ pub enum Ban {
 
 impl Db {
     pub async fn insert_chat(&self, m: &ChatRow) -> Result<(), DbError> {
-        sqlx::query(
-            "INSERT INTO chat_messages (id, channel, user_id, username, text, at_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(m.id)
-        .bind(&m.channel)
-        .bind(m.user_id)
-        .bind(&m.username)
-        .bind(&m.text)
-        .bind(m.at_ms)
-        .execute(&self.pool)
-        .await?;
+        insert_chat_query(m).execute(&self.pool).await?;
         Ok(())
     }
 
@@ -55,18 +58,7 @@ impl Db {
     pub async fn insert_chat_batch(&self, rows: &[ChatRow]) -> Result<(), DbError> {
         let mut tx = self.pool.begin().await?;
         for m in rows {
-            sqlx::query(
-                "INSERT INTO chat_messages (id, channel, user_id, username, text, at_ms) \
-                 VALUES ($1, $2, $3, $4, $5, $6)",
-            )
-            .bind(m.id)
-            .bind(&m.channel)
-            .bind(m.user_id)
-            .bind(&m.username)
-            .bind(&m.text)
-            .bind(m.at_ms)
-            .execute(&mut *tx)
-            .await?;
+            insert_chat_query(m).execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())

@@ -62,6 +62,22 @@ pub async fn channel_or_404(s: &AppState, name: &str) -> Result<ChannelInfo, Api
         .ok_or_else(|| ApiError::NotFound(format!("no channel named {name:?}")))
 }
 
+/// The channel, if `user` owns it (or, with `admin_too`, is an admin):
+/// otherwise a 404, or a 403 saying "only the owner can {what}".
+async fn owned_channel(
+    s: &AppState,
+    user: &User,
+    name: &str,
+    admin_too: bool,
+    what: &str,
+) -> Result<ChannelInfo, ApiError> {
+    let info = channel_or_404(s, name).await?;
+    if !is_owner(user, &info, admin_too) {
+        return Err(ApiError::Forbidden(format!("only the owner can {what}")));
+    }
+    Ok(info)
+}
+
 fn scheduled_json(x: &Scheduled) -> Value {
     json!({
         "id": x.id,
@@ -313,12 +329,7 @@ async fn key(
     me: SignedIn,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let info = channel_or_404(&s, &name).await?;
-    if !is_owner(&me.user, &info, false) {
-        return Err(ApiError::Forbidden(
-            "only the owner can see the stream key".into(),
-        ));
-    }
+    owned_channel(&s, &me.user, &name, false, "see the stream key").await?;
     let row =
         s.db.channel(&name)
             .await?
@@ -332,12 +343,7 @@ async fn rotate_key(
     me: SignedIn,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let info = channel_or_404(&s, &name).await?;
-    if !is_owner(&me.user, &info, false) {
-        return Err(ApiError::Forbidden(
-            "only the owner can rotate the stream key".into(),
-        ));
-    }
+    owned_channel(&s, &me.user, &name, false, "rotate the stream key").await?;
     let key = s.db.rotate_stream_key(&name).await?;
     s.hub.kick(&name);
     tracing::info!(channel = %name, "stream key rotated; live publish ended");
@@ -468,12 +474,7 @@ async fn add_scheduled(
     Path(name): Path<String>,
     ApiJson(req): ApiJson<ScheduleBody>,
 ) -> Result<Response, ApiError> {
-    let info = channel_or_404(&s, &name).await?;
-    if !is_owner(&me.user, &info, true) {
-        return Err(ApiError::Forbidden(
-            "only the owner can schedule broadcasts".into(),
-        ));
-    }
+    owned_channel(&s, &me.user, &name, true, "schedule broadcasts").await?;
     let (Some(title), Some(starts), Some(ends)) = (req.title, req.starts_at, req.ends_at) else {
         return Err(ApiError::BadRequest(
             "title, starts_at and ends_at are required".into(),

@@ -4,7 +4,7 @@
 use super::{ApiError, AppState};
 use crate::hub::Channels;
 use crate::sfu::sdp::{self, MAX_OFFER_BYTES};
-use crate::sfu::{ChatTap, DataChannelEvent};
+use crate::sfu::{ChatTap, DataChannelEvent, WhepSession};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, State};
@@ -71,6 +71,12 @@ async fn offer(
         ));
     }
     let location = format!("/whep/{channel}/{}", answer.session);
+    Ok(created(&s, answer, location, "viewer"))
+}
+
+/// The 201 to a WHEP or WHIP offer: the answer, the session's URL (what
+/// PATCH and DELETE address) and the ICE servers for `role` as Link headers.
+pub(super) fn created(s: &AppState, answer: WhepSession, location: String, role: &str) -> Response {
     let mut response = (
         StatusCode::CREATED,
         [
@@ -81,12 +87,12 @@ async fn offer(
         answer.sdp,
     )
         .into_response();
-    for link in super::ice::link_headers(&s, "viewer") {
+    for link in super::ice::link_headers(s, role) {
         if let Ok(v) = axum::http::HeaderValue::from_str(&link) {
             response.headers_mut().append(header::LINK, v);
         }
     }
-    Ok(response)
+    response
 }
 
 async fn trickle(
@@ -95,9 +101,19 @@ async fn trickle(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<StatusCode, ApiError> {
+    add_candidates(&s, &session, &headers, body).await
+}
+
+/// Trickle ICE for a WHEP or WHIP session: a PATCH with an SDP fragment.
+pub(super) async fn add_candidates(
+    s: &AppState,
+    session: &str,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<StatusCode, ApiError> {
     let text = body_text(body)?;
-    require_type(&headers, "application/trickle-ice-sdpfrag")?;
-    s.sfu.patch(&session, sdp::frag_candidates(&text)).await?;
+    require_type(headers, "application/trickle-ice-sdpfrag")?;
+    s.sfu.patch(session, sdp::frag_candidates(&text)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

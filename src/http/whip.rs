@@ -4,12 +4,12 @@
 use super::whep::{body_text, require_type};
 use super::{ApiError, AppState};
 use crate::hub::Channels;
-use crate::sfu::sdp::{self, MAX_OFFER_BYTES};
+use crate::sfu::sdp::MAX_OFFER_BYTES;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::{patch, post};
 use axum::Router;
 
@@ -47,22 +47,8 @@ async fn offer(
     };
     require_type(&headers, "application/sdp")?;
     let answer = s.sfu.whip(&channel, text).await?;
-    let mut response = (
-        StatusCode::CREATED,
-        [
-            (header::CONTENT_TYPE, "application/sdp".to_string()),
-            (header::LOCATION, format!("/whip/{}", answer.session)),
-            (header::ETAG, format!("\"{}\"", answer.session)),
-        ],
-        answer.sdp,
-    )
-        .into_response();
-    for link in super::ice::link_headers(&s, "publisher") {
-        if let Ok(v) = axum::http::HeaderValue::from_str(&link) {
-            response.headers_mut().append(header::LINK, v);
-        }
-    }
-    Ok(response)
+    let location = format!("/whip/{}", answer.session);
+    Ok(super::whep::created(&s, answer, location, "publisher"))
 }
 
 async fn trickle(
@@ -71,10 +57,7 @@ async fn trickle(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<StatusCode, ApiError> {
-    let text = body_text(body)?;
-    require_type(&headers, "application/trickle-ice-sdpfrag")?;
-    s.sfu.patch(&session, sdp::frag_candidates(&text)).await?;
-    Ok(StatusCode::NO_CONTENT)
+    super::whep::add_candidates(&s, &session, &headers, body).await
 }
 
 async fn end(

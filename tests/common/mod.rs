@@ -150,6 +150,11 @@ pub fn ffmpeg_publish_sized(url: &str, secs: u32, size: &str, video_opts: &[&str
 #[allow(unused_imports)]
 pub use onair_loadtest::http::{http, HttpResponse};
 
+/// A plain GET of `path`.
+pub async fn get(addr: SocketAddr, path: &str) -> HttpResponse {
+    http(addr, "GET", path, &[], b"").await
+}
+
 /// One unlabelled value from the server's `/metrics`.
 pub async fn metric(addr: SocketAddr, name: &str) -> f64 {
     let text = http(addr, "GET", "/metrics", &[], b"").await.text();
@@ -306,6 +311,29 @@ pub async fn login(addr: SocketAddr, user: &str, password: &str) -> String {
 
 pub fn bearer(token: &str) -> String {
     format!("Bearer {token}")
+}
+
+/// [`api`] signed in with the Bearer `token`.
+pub async fn api_as(
+    addr: SocketAddr,
+    token: &str,
+    method: &str,
+    path: &str,
+    body: Option<&serde_json::Value>,
+) -> HttpResponse {
+    api(
+        addr,
+        method,
+        path,
+        &[("Authorization", &bearer(token))],
+        body,
+    )
+    .await
+}
+
+/// A JSON POST to `path`, not signed in.
+pub async fn api_post(addr: SocketAddr, path: &str, body: serde_json::Value) -> HttpResponse {
+    api(addr, "POST", path, &[], Some(&body)).await
 }
 
 /// A WebSocket chat client.

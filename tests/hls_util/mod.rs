@@ -232,6 +232,48 @@ pub async fn ffprobe(url: &str) -> (Vec<(String, String, u64, u64)>, Option<f64>
     (streams, duration)
 }
 
+/// Asserts that ffmpeg decodes `url` (from `-ss seek`, for `-t secs`
+/// when given) without an error, within a minute.
+pub async fn assert_ffmpeg_decodes(url: &str, seek: Option<&str>, secs: Option<&str>) {
+    let mut args = vec!["-v", "error"];
+    if let Some(s) = seek {
+        args.extend(["-ss", s]);
+    }
+    args.extend(["-i", url]);
+    if let Some(t) = secs {
+        args.extend(["-t", t]);
+    }
+    args.extend(["-f", "null", "-"]);
+    let out = tokio::process::Command::new("ffmpeg")
+        .args(&args)
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(60), out)
+        .await
+        .expect("ffmpeg ends")
+        .expect("ffmpeg runs");
+    assert!(
+        out.status.success(),
+        "ffmpeg {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A playlist fetched from another origin, as a web player does: asserts
+/// 200, the HLS content type and CORS open to any origin.
+pub async fn cross_origin_playlist(addr: SocketAddr, path: &str) -> crate::common::HttpResponse {
+    let headers = [("Origin", "http://elsewhere.example")];
+    let r = crate::common::http(addr, "GET", path, &headers, b"").await;
+    assert_eq!(r.status, 200, "{path}");
+    assert_eq!(
+        r.header("content-type"),
+        Some("application/vnd.apple.mpegurl")
+    );
+    assert_eq!(r.header("access-control-allow-origin"), Some("*"));
+    r
+}
+
 /// Polls until the live playlist answers 200.
 pub async fn wait_for_playlist(addr: SocketAddr, channel: &str) -> String {
     let start = std::time::Instant::now();
