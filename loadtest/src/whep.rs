@@ -162,7 +162,7 @@ pub async fn watch(
     dur: Duration,
     opts: ViewerOptions,
 ) -> anyhow::Result<Received> {
-    let socket = UdpSocket::bind(SocketAddr::new(opts.bind, 0)).await?;
+    let socket = bind_udp(SocketAddr::new(opts.bind, 0))?;
     let local = socket.local_addr()?;
     let settings = SettingEngineBuilder::new()
         .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
@@ -465,4 +465,21 @@ pub(crate) fn offer_with_host_candidate(
         .local_description()
         .ok_or_else(|| anyhow::anyhow!("no local description"))?
         .sdp)
+}
+
+/// A peer's UDP socket with a 1 MiB receive buffer. Hundreds of peers share
+/// this process's two cores: with the default ~200 KiB, a fast-start GOP
+/// arriving while the runtime was busy elsewhere overflowed it, and a lost
+/// DTLS flight cost that peer seconds of retransmission backoff, which the
+/// report then blamed on the server.
+pub(crate) fn bind_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
+    let s = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::DGRAM,
+        Some(socket2::Protocol::UDP),
+    )?;
+    let _ = s.set_recv_buffer_size(1 << 20);
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())?;
+    UdpSocket::from_std(s.into())
 }

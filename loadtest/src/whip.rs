@@ -18,7 +18,6 @@ use rtc::rtp_transceiver::rtp_sender::{
 use rtc::sansio::Protocol;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
-use tokio::net::UdpSocket;
 
 pub struct PublishOptions {
     pub key: String,
@@ -76,7 +75,7 @@ pub fn access_units(annexb: &[u8]) -> Vec<Bytes> {
 }
 
 pub async fn publish(http_addr: SocketAddr, opts: PublishOptions) -> anyhow::Result<Published> {
-    let socket = UdpSocket::bind("127.0.0.1:0").await?;
+    let socket = crate::whep::bind_udp(([127, 0, 0, 1], 0).into())?;
     let local = socket.local_addr()?;
     let mut pc = crate::whep::peer_connection("42e01f", SettingEngine::default())?;
     let (vssrc, assrc) = (rand_u32(), rand_u32());

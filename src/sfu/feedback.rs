@@ -15,8 +15,8 @@ use rtc::sansio::Protocol;
 use std::collections::VecDeque;
 use std::time::Instant;
 
-/// Where the driver's RTCP tap sits in a viewer's chain: after the stock
-/// interceptors (reports), so they still see every packet.
+/// Where the driver's RTCP tap sits in a viewer's chain (it is the only
+/// interceptor a viewer has; see `peer::answer_viewer`).
 pub const SLOT: usize = 14_000;
 
 /// Marks inbound RTCP for the application; passes everything through.

@@ -14,6 +14,7 @@ pub mod packetize;
 pub mod peer;
 mod retransmit;
 pub mod sdp;
+mod seqmap;
 mod stun;
 mod tcp;
 mod udp;

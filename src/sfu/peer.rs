@@ -4,6 +4,7 @@
 use super::congestion::{Controller, Level};
 use super::retransmit::{History, SentLog};
 use super::sdp::{self, Offer, VideoCodec};
+use super::seqmap::SeqMap;
 use super::SfuError;
 use crate::media::MediaKind;
 use rtc::data_channel::RTCDataChannelId;
@@ -86,13 +87,13 @@ pub struct Peer {
     /// Video is withheld until a keyframe: P-frames without their reference
     /// only show as corruption.
     pub waiting_keyframe: bool,
-    /// Packets this viewer skipped (joining, or waiting for a keyframe):
-    /// its sequence numbers are shifted down by this much so it sees no gap.
-    pub video_skipped: u16,
+    /// This viewer's sequence numbers per track: no gap where we chose not
+    /// to send, and never one number for two packets.
+    video_seq: SeqMap,
+    audio_seq: SeqMap,
     /// Packets and payload octets sent per track, for sender reports.
     pub video_sent: (u32, u32),
     pub audio_sent: (u32, u32),
-    pub audio_skipped: u16,
     pub chat: Option<RTCDataChannelId>,
     /// Where the chat data channel's events go, when chat is served.
     pub chat_tap: Option<super::ChatTap>,
@@ -529,8 +530,8 @@ impl Peer {
             video_codec: None,
             audio: None,
             waiting_keyframe: true,
-            video_skipped: 0,
-            audio_skipped: 0,
+            video_seq: SeqMap::default(),
+            audio_seq: SeqMap::default(),
             video_sent: (0, 0),
             audio_sent: (0, 0),
             chat: None,
@@ -547,13 +548,13 @@ impl Peer {
         }
     }
 
-    /// This viewer's copy of a shared packet: its own SSRC and payload type,
-    /// and its sequence shifted past what it skipped. The payload is shared.
-    fn rewrite(&self, sender: Sender, shift: u16, pkt: &Packet) -> Packet {
+    /// This viewer's copy of a shared packet: its own SSRC, payload type
+    /// and sequence number `seq`. The payload is shared.
+    fn rewrite(sender: Sender, seq: u16, pkt: &Packet) -> Packet {
         let mut pkt = pkt.clone();
         pkt.header.ssrc = sender.ssrc;
         pkt.header.payload_type = sender.payload_type;
-        pkt.header.sequence_number = pkt.header.sequence_number.wrapping_sub(shift);
+        pkt.header.sequence_number = seq;
         pkt
     }
 
@@ -587,23 +588,28 @@ impl Peer {
                 }
                 MediaKind::Audio => false,
             };
-        let (sender, skipped) = match kind {
-            MediaKind::Video => (self.video, self.video_skipped),
-            MediaKind::Audio => (self.audio, self.audio_skipped),
+        let (sender, seqs) = match kind {
+            MediaKind::Video => (self.video, &mut self.video_seq),
+            MediaKind::Audio => (self.audio, &mut self.audio_seq),
         };
         if skip {
-            let skipped = skipped.wrapping_add(packets.len() as u16);
-            match kind {
-                MediaKind::Video => self.video_skipped = skipped,
-                MediaKind::Audio => self.audio_skipped = skipped,
-            }
+            packets
+                .iter()
+                .for_each(|p| seqs.skip(p.header.sequence_number));
             return (0, 0);
         }
         let Some(sender) = sender else { return (0, 0) };
         let (mut n, mut bytes) = (0u64, 0u64);
         for pkt in packets {
             let channel_seq = pkt.header.sequence_number;
-            let pkt = self.rewrite(sender, skipped, pkt);
+            let seqs = match kind {
+                MediaKind::Video => &mut self.video_seq,
+                MediaKind::Audio => &mut self.audio_seq,
+            };
+            let Some(seq) = seqs.map(channel_seq) else {
+                continue;
+            };
+            let pkt = Self::rewrite(sender, seq, pkt);
             if kind == MediaKind::Video {
                 self.sent.record(
                     pkt.header.sequence_number,
@@ -642,6 +648,8 @@ impl Peer {
         let (Some(sender), Some(last)) = (self.video, gop.last()) else {
             return;
         };
+        // The GOP is older than the live packets skipped while connecting.
+        self.video_seq.restart_if_unsent();
         let frames = 1 + gop
             .windows(2)
             .filter(|w| w[0].header.timestamp != w[1].header.timestamp)
@@ -652,9 +660,12 @@ impl Peer {
             if i > 0 && gop[i - 1].header.timestamp != pkt.header.timestamp {
                 frame += 1;
             }
-            let mut pkt = self.rewrite(sender, self.video_skipped, pkt);
+            let channel_seq = pkt.header.sequence_number;
+            let Some(seq) = self.video_seq.map(channel_seq) else {
+                continue;
+            };
+            let mut pkt = Self::rewrite(sender, seq, pkt);
             pkt.header.timestamp = last.header.timestamp.wrapping_sub(frames - 1 - frame);
-            let channel_seq = gop[i].header.sequence_number;
             self.sent.record(
                 pkt.header.sequence_number,
                 channel_seq,
@@ -676,7 +687,13 @@ impl Peer {
     /// and level allow. A viewer at audio only gets no video back, and one
     /// at keyframes only gets back only the keyframe it is being sent.
     /// Returns how many were resent.
-    pub fn resend(&mut self, history: &History, seqs: &[u16], now: Instant) -> u64 {
+    pub fn resend(
+        &mut self,
+        history: &History,
+        seqs: &[u16],
+        now: Instant,
+        drain: &mut dyn FnMut(&mut RTCPeerConnection),
+    ) -> u64 {
         let Some(sender) = self.video else { return 0 };
         let level = self.congestion.level();
         let mut n = 0;
@@ -695,16 +712,19 @@ impl Peer {
             if !wanted || !self.sent.allow(now) {
                 continue;
             }
-            let mut pkt = self.rewrite(sender, 0, orig);
-            pkt.header.sequence_number = seq;
+            let mut pkt = Self::rewrite(sender, seq, orig);
             pkt.header.timestamp = timestamp;
             let Some(mut rtp) = self.pc.rtp_sender(sender.id) else {
                 return n;
             };
             if rtp.write_rtp(now, pkt).is_ok() {
                 n += 1;
+                if n % DRAIN_EVERY == 0 {
+                    drain(&mut self.pc);
+                }
             }
         }
+        drain(&mut self.pc);
         n
     }
 }

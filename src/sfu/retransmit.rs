@@ -2,8 +2,8 @@
 //! last 1024 packets per viewer (a cloned header, with its allocations, for
 //! every packet sent to every viewer). Here the channel keeps its recent
 //! video once ([`History`]), and a viewer keeps only which channel packet
-//! each of its recent sequence numbers carried ([`SentLog`], 8 bytes an
-//! entry): what a NACK asks for is rebuilt from the two.
+//! each of its recent sequence numbers carried ([`SentLog`], 12 bytes
+//! an entry): what a NACK asks for is rebuilt from the two.
 
 use rtc::rtp::packet::Packet;
 use std::time::Instant;

@@ -26,6 +26,11 @@ const RECV_BUFFER: usize = 4 << 20;
 /// keyframe to thousands of viewers never sits whole in memory.
 const FLUSH_BYTES: usize = 1 << 20;
 
+/// The most one GSO message may carry: a UDP datagram's payload limit over
+/// IPv4 (IPv6 allows 20 bytes more). The kernel refuses a larger run with
+/// EMSGSIZE whatever its segment count: 54 SRTP packets of 1 222 bytes.
+const MAX_GSO_BYTES: usize = 65_507;
+
 struct Output {
     tag: SocketAddr,
     socket: Arc<UdpSocket>,
@@ -65,11 +70,22 @@ impl Batcher {
         for (tag, socket) in sockets {
             // quinn-udp probes GSO support (kernel and socket) for us.
             let state = quinn_udp::UdpSocketState::new(socket.as_ref().into())?;
-            if let Err(e) = state.set_send_buffer_size(socket.as_ref().into(), SEND_BUFFER) {
-                tracing::debug!(%tag, "keeping the default send buffer: {e}");
-            }
-            if let Err(e) = state.set_recv_buffer_size(socket.as_ref().into(), RECV_BUFFER) {
-                tracing::debug!(%tag, "keeping the default receive buffer: {e}");
+            // It also turns on UDP GRO, which would hand our plain
+            // `recv_from` several coalesced datagrams as one (truncated)
+            // read on a real NIC: a publisher's keyframe burst lost.
+            disable_gro(socket);
+            let _ = state.set_send_buffer_size(socket.as_ref().into(), SEND_BUFFER);
+            let _ = state.set_recv_buffer_size(socket.as_ref().into(), RECV_BUFFER);
+            // The kernel caps both at net.core.{w,r}mem_max (~208 KiB on a
+            // stock kernel) without saying so.
+            let got = state.recv_buffer_size(socket.as_ref().into()).unwrap_or(0);
+            if got < RECV_BUFFER {
+                tracing::warn!(
+                    %tag,
+                    "WebRTC socket receive buffer is {} KiB, not the {} KiB asked for: many viewers joining at once may lose handshake packets (raise net.core.rmem_max)",
+                    got / 1024,
+                    RECV_BUFFER / 1024
+                );
             }
             outputs.push(Output {
                 tag: *tag,
@@ -111,7 +127,7 @@ impl Batcher {
     pub fn flush(&mut self) {
         for o in 0..self.outputs.len() {
             self.runs.clear();
-            let max = self.outputs[o].max_segments;
+            let max_segments = self.outputs[o].max_segments;
             let mut i = 0;
             while i < self.pending.len() {
                 let first = &self.pending[i];
@@ -122,6 +138,7 @@ impl Batcher {
                 // A run: equal sizes to one address, then at most one
                 // shorter datagram to close it (the GSO rule). Queued in
                 // order, so a viewer's datagrams are next to each other.
+                let max = max_segments.min((MAX_GSO_BYTES / first.len.max(1)).max(1));
                 let mut j = i + 1;
                 while j < self.pending.len()
                     && j - i < max
@@ -176,6 +193,15 @@ fn send_runs(socket: &UdpSocket, ipv6: bool, buf: &[u8], runs: &[Run]) -> Sent {
 }
 
 /// Elsewhere: one `send_to` per datagram.
+#[cfg(target_os = "linux")]
+fn disable_gro(socket: &UdpSocket) {
+    use std::os::fd::AsRawFd;
+    mmsg::disable_gro(socket.as_raw_fd());
+}
+
+#[cfg(not(target_os = "linux"))]
+fn disable_gro(_: &UdpSocket) {}
+
 #[cfg(not(target_os = "linux"))]
 fn send_runs(socket: &UdpSocket, _ipv6: bool, buf: &[u8], runs: &[Run]) -> Sent {
     let mut sent = Sent::default();
@@ -194,3 +220,42 @@ fn send_runs(socket: &UdpSocket, _ipv6: bool, buf: &[u8], runs: &[Run]) -> Sent 
 
 #[cfg(target_os = "linux")]
 mod mmsg;
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+    use rtc::shared::TransportProtocol;
+
+    /// A whole keyframe to one viewer (60 full packets, 73 KB) fits no
+    /// single GSO message: it is cut into runs under the UDP limit and
+    /// every datagram arrives.
+    #[tokio::test]
+    async fn a_keyframe_burst_is_cut_under_the_gso_limit() {
+        let out = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+        let tag = out.local_addr().unwrap();
+        let rx = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let mut b = Batcher::new(&[(tag, out)]).unwrap();
+        let t = TransportContext {
+            local_addr: tag,
+            peer_addr: rx.local_addr().unwrap(),
+            ecn: None,
+            transport_protocol: TransportProtocol::UDP,
+        };
+        for i in 0..60u8 {
+            b.queue(&t, &[i; 1222]);
+        }
+        b.flush();
+        let mut d = [0u8; 2048];
+        for i in 0..60u8 {
+            let n = tokio::time::timeout(std::time::Duration::from_secs(2), rx.recv(&mut d))
+                .await
+                .expect("datagram arrives")
+                .unwrap();
+            assert_eq!(n, 1222);
+            assert!(
+                d[..n].iter().all(|&x| x == i),
+                "datagram {i} intact, in order"
+            );
+        }
+    }
+}

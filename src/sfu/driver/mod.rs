@@ -111,6 +111,9 @@ pub struct Driver {
     next_id: PeerId,
     /// Arrival time of the datagram being handled, if any.
     rx_at: Option<Instant>,
+    /// Arrival times of the WHIP datagrams forwarded this turn (at most a
+    /// turn's batch of datagrams).
+    forwarded_rx: Vec<Instant>,
     /// The WHIP publisher of each channel that has one.
     publishers: HashMap<Arc<str>, PeerId>,
     /// Per channel, video and audio: WHIP RTP mapped to the channel's
@@ -177,6 +180,7 @@ impl Driver {
             timers: BTreeSet::new(),
             next_id: 0,
             rx_at: None,
+            forwarded_rx: Vec::new(),
             publishers: HashMap::new(),
             forward: HashMap::new(),
             tcp_out: HashMap::new(),
@@ -246,13 +250,20 @@ impl Driver {
             }
             // Whatever this turn queued, for every peer, in one batch.
             self.out.flush();
+            // Datagram read to the last viewer's copy handed to the kernel.
+            for at in self.forwarded_rx.drain(..) {
+                crate::metrics::forward_latency(at.elapsed());
+            }
         }
         for (_, ch) in self.channels.drain() {
             ch.cancel.cancel();
         }
         for (_, mut p) in self.peers.drain() {
             let _ = p.pc.close();
+            // Its DTLS close_notify, so viewers learn at once.
+            drain_writes(&mut self.out, &mut self.tcp_out, &mut p.pc);
         }
+        self.out.flush();
     }
 
     fn on_command(&mut self, cmd: Command) {
@@ -633,7 +644,9 @@ impl Driver {
         while let Some(ev) = p.pc.poll_event() {
             match ev {
                 RTCPeerConnectionEvent::OnConnectionStateChangeEvent(s) => match s {
-                    RTCPeerConnectionState::Connected => {
+                    // ICE can go Disconnected and back: only the first
+                    // Connected starts the picture.
+                    RTCPeerConnectionState::Connected if !p.connected => {
                         p.connected = true;
                         p.waiting_keyframe = true;
                         tracing::debug!(session = p.session, after = ?p.created.elapsed(), "viewer connected");
@@ -712,7 +725,11 @@ impl Driver {
                     viewer_joined |= o.wants_keyframe;
                     if let (false, Some(ch)) = (o.nacked.is_empty(), self.channels.get(&p.channel))
                     {
-                        crate::metrics::retransmitted(p.resend(&ch.history, &o.nacked, now));
+                        let (out, tcp_out) = (&mut self.out, &mut self.tcp_out);
+                        let resent = p.resend(&ch.history, &o.nacked, now, &mut |pc| {
+                            drain_writes(out, tcp_out, pc)
+                        });
+                        crate::metrics::retransmitted(resent);
                     }
                     if let Some(level) = o.level {
                         tracing::info!(session = p.session, level = level.as_str(), "viewer level");
@@ -771,8 +788,7 @@ impl Driver {
             self.forward_rtp(&channel, source, kind, pkt);
         }
         if let (true, Some(at)) = (forwarded, self.rx_at) {
-            // Datagram read to the last viewer's batch handed to the kernel.
-            crate::metrics::forward_latency(at.elapsed());
+            self.forwarded_rx.push(at);
         }
         // A WHIP source is asked for a keyframe when a viewer joins or when
         // our own picture broke; an RTMP source cannot be asked.

@@ -9,8 +9,29 @@ use std::io;
 use std::net::SocketAddr;
 use std::os::fd::RawFd;
 
-/// `UDP_SEGMENT` from linux/udp.h (not exported by libc for glibc targets).
+/// `UDP_SEGMENT` and `UDP_GRO` from linux/udp.h (not exported by libc for
+/// glibc targets).
 const UDP_SEGMENT: libc::c_int = 103;
+const UDP_GRO: libc::c_int = 104;
+
+/// Turns UDP generic receive offload off on `fd`.
+pub(super) fn disable_gro(fd: RawFd) {
+    let off: libc::c_int = 0;
+    // SAFETY: setsockopt reads `size_of::<c_int>()` bytes from `&off`.
+    let r = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_UDP,
+            UDP_GRO,
+            (&off as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r != 0 {
+        // Kernels before 5.0 have no UDP_GRO, and so never coalesce.
+        tracing::debug!("UDP_GRO off: {}", io::Error::last_os_error());
+    }
+}
 
 /// Messages per `sendmmsg` call: the kernel caps one call at UIO_MAXIOV
 /// (1024); smaller chunks keep the scratch space small.
@@ -52,12 +73,14 @@ fn send_chunk(fd: RawFd, ipv6: bool, buf: &[u8], runs: &[Run], sent: &mut Sent) 
         // lengths); the pointers set below are to live, correctly sized
         // elements of `names`, `iovs` and `controls`.
         let mut h: libc::mmsghdr = unsafe { std::mem::zeroed() };
-        h.msg_hdr.msg_name = (&mut names[i] as *mut libc::sockaddr_storage).cast();
+        // Element pointers come from each vector's base pointer, taken
+        // once per element, so none invalidates another.
+        h.msg_hdr.msg_name = names.as_mut_ptr().wrapping_add(i).cast();
         h.msg_hdr.msg_namelen = name_lens[i];
-        h.msg_hdr.msg_iov = &mut iovs[i];
+        h.msg_hdr.msg_iov = iovs.as_mut_ptr().wrapping_add(i);
         h.msg_hdr.msg_iovlen = 1;
         if let Some(segment) = run.segment {
-            h.msg_hdr.msg_control = controls[i].as_mut_ptr().cast();
+            h.msg_hdr.msg_control = controls.as_mut_ptr().wrapping_add(i).cast();
             // SAFETY: CMSG_SPACE/CMSG_LEN are pure arithmetic.
             h.msg_hdr.msg_controllen = unsafe { libc::CMSG_SPACE(2) } as _;
             // SAFETY: msg_control points to `controls[i]`, 32 bytes and
@@ -84,10 +107,18 @@ fn send_chunk(fd: RawFd, ipv6: bool, buf: &[u8], runs: &[Run], sent: &mut Sent) 
                 fd,
                 headers.as_mut_ptr().add(at),
                 (n - at) as libc::c_uint,
-                libc::MSG_DONTWAIT,
+                libc::MSG_DONTWAIT as _,
             )
         };
-        if r >= 0 {
+        if r == 0 {
+            // Not expected for a non-empty batch; never spin on it.
+            for run in &runs[at..] {
+                sent.datagrams += run.datagrams as u64;
+                sent.dropped += run.datagrams as u64;
+            }
+            return;
+        }
+        if r > 0 {
             for run in &runs[at..at + r as usize] {
                 sent.datagrams += run.datagrams as u64;
             }
@@ -110,13 +141,29 @@ fn send_chunk(fd: RawFd, ipv6: bool, buf: &[u8], runs: &[Run], sent: &mut Sent) 
                 // sendmmsg reports an error only for the first message it
                 // could not send: skip that one and carry on.
                 let run = &runs[at];
-                if e.raw_os_error() == Some(libc::EIO) && run.segment.is_some() {
-                    sent.gso_refused = true;
+                at += 1;
+                if let Some(size) = run.segment {
+                    // The route or device refused GSO (EIO), or the run
+                    // broke a limit: its datagrams go one by one instead.
+                    if e.raw_os_error() == Some(libc::EIO) {
+                        sent.gso_refused = true;
+                    }
+                    let singles: Vec<Run> = (0..run.len)
+                        .step_by(usize::from(size).max(1))
+                        .map(|off| Run {
+                            to: run.to,
+                            start: run.start + off,
+                            len: usize::from(size).min(run.len - off),
+                            segment: None,
+                            datagrams: 1,
+                        })
+                        .collect();
+                    send_chunk(fd, ipv6, buf, &singles, sent);
+                    continue;
                 }
                 tracing::debug!(to = %run.to, "UDP send failed: {e}");
                 sent.datagrams += run.datagrams as u64;
                 sent.dropped += run.datagrams as u64;
-                at += 1;
             }
         }
     }
@@ -223,6 +270,29 @@ mod tests {
         // silently merged: this checks the segmenting itself.
         assert_eq!(lens, vec![1000, 1000, 200]);
         assert!(got[0].iter().all(|&x| x == 2) && got[2].iter().all(|&x| x == 4));
+    }
+
+    /// A run the kernel refuses (over the 64 KiB UDP limit) is sent as
+    /// single datagrams instead of being lost.
+    #[test]
+    fn a_refused_gso_run_goes_out_datagram_by_datagram() {
+        let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let (a, a_addr) = receiver();
+        let buf: Vec<u8> = (0..60 * 1222).map(|i| (i / 1222) as u8).collect();
+        let runs = [Run {
+            to: a_addr,
+            start: 0,
+            len: buf.len(),
+            segment: Some(1222),
+            datagrams: 60,
+        }];
+        let sent = send(sender.as_raw_fd(), false, &buf, &runs);
+        assert_eq!(sent.dropped, 0);
+        let got = recv_all(&a, 60);
+        for (i, d) in got.iter().enumerate() {
+            assert_eq!(d.len(), 1222);
+            assert!(d.iter().all(|&x| x == i as u8), "datagram {i} in order");
+        }
     }
 
     /// An unreachable destination fails alone; the messages after it

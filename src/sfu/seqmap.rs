@@ -1,0 +1,128 @@
+//! A viewer's RTP sequence numbers for one track. The viewer must see an
+//! unbroken run where we chose not to send (joining, waiting for a
+//! keyframe, a lower level), and must never see one number carry two
+//! different packets: SRTP would encrypt two payloads under one index
+//! (keystream reuse), and a NACK for it would be answered with the wrong
+//! packet.
+//!
+//! Packets are numbered in epochs: within one, viewer = channel - shift.
+//! After a skip, the next packet sent opens a new epoch whose shift makes
+//! it follow the last number sent. A late packet (a WHIP publisher's
+//! reordering) is sent only if it belongs to the current epoch, where its
+//! number is a hole the viewer has already noticed; older ones are dropped.
+
+#[derive(Default)]
+pub struct SeqMap {
+    shift: u16,
+    /// Channel sequence number the current epoch starts at.
+    epoch: Option<u16>,
+    /// The newest channel sequence number sent or skipped.
+    highest: Option<u16>,
+    /// The viewer's last number, if anything was sent.
+    last_sent: Option<u16>,
+    /// Something was skipped since the last send.
+    gap: bool,
+}
+
+/// `a` comes after `b` in 16-bit sequence space.
+fn newer(a: u16, b: u16) -> bool {
+    let d = a.wrapping_sub(b);
+    d != 0 && d < 0x8000
+}
+
+impl SeqMap {
+    /// Channel packet `seq` is not sent to this viewer.
+    pub fn skip(&mut self, seq: u16) {
+        if self.highest.is_none_or(|h| newer(seq, h)) {
+            self.highest = Some(seq);
+        }
+        self.gap = true;
+    }
+
+    /// The viewer's number for channel packet `seq`, or `None` when it
+    /// must not be sent (a late packet from before the current epoch, or
+    /// the newest one again).
+    pub fn map(&mut self, seq: u16) -> Option<u16> {
+        match self.highest {
+            Some(h) if !newer(seq, h) => {
+                // Late: its number is free only inside the current epoch.
+                let epoch = self.epoch?;
+                if self.gap || seq == h || newer(epoch, seq) {
+                    return None;
+                }
+                return Some(seq.wrapping_sub(self.shift));
+            }
+            _ => {}
+        }
+        self.highest = Some(seq);
+        if self.gap || self.epoch.is_none() {
+            if let Some(last) = self.last_sent {
+                self.shift = seq.wrapping_sub(last.wrapping_add(1));
+            }
+            self.epoch = Some(seq);
+            self.gap = false;
+        }
+        let v = seq.wrapping_sub(self.shift);
+        self.last_sent = Some(v);
+        Some(v)
+    }
+
+    /// Nothing sent yet: the next packets (a fast start's GOP, older than
+    /// what was skipped while connecting) open the first epoch.
+    pub fn restart_if_unsent(&mut self) {
+        if self.last_sent.is_none() {
+            *self = SeqMap::default();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn skips_close_up_and_numbers_stay_unique() {
+        let mut m = SeqMap::default();
+        assert_eq!(m.map(100), Some(100));
+        assert_eq!(m.map(101), Some(101));
+        m.skip(102);
+        m.skip(103);
+        assert_eq!(m.map(104), Some(102), "the gap closes");
+        assert_eq!(m.map(105), Some(103));
+    }
+
+    #[test]
+    fn a_late_packet_fills_its_hole_only_in_the_same_epoch() {
+        let mut m = SeqMap::default();
+        assert_eq!(m.map(100), Some(100));
+        // 101 is late; 102 arrives first.
+        assert_eq!(m.map(102), Some(102));
+        assert_eq!(m.map(101), Some(101), "its number is the viewer's hole");
+        assert_eq!(m.map(102), None, "the newest again");
+        // A skip opens a new epoch: 103 late after it would collide.
+        m.skip(104);
+        assert_eq!(m.map(103), None);
+        assert_eq!(m.map(105), Some(103));
+        assert_eq!(m.map(103), None, "before the epoch");
+    }
+
+    #[test]
+    fn wraparound_is_newer() {
+        let mut m = SeqMap::default();
+        assert_eq!(m.map(65535), Some(65535));
+        assert_eq!(m.map(0), Some(0));
+        m.skip(1);
+        assert_eq!(m.map(2), Some(1));
+    }
+
+    #[test]
+    fn a_fast_start_goes_back_only_before_the_first_send() {
+        let mut m = SeqMap::default();
+        m.skip(200); // live packets while connecting
+        m.restart_if_unsent();
+        assert_eq!(m.map(150), Some(150), "the GOP starts the numbering");
+        assert_eq!(m.map(151), Some(151));
+        m.restart_if_unsent();
+        assert_eq!(m.map(140), None, "after a send, older is late");
+    }
+}
