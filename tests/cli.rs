@@ -1,29 +1,22 @@
 //! The `onair` binary as operators use it: admin commands, config sources,
 //! and a clean exit on SIGTERM.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn onair() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_onair"))
+    Command::new(common::child::BIN)
 }
 
 #[test]
 fn channel_create_prints_a_strong_key_and_list_shows_it() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().to_str().unwrap();
-    let out = onair()
-        .args(["channel", "create", "alice", "--data-dir", d])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let key = String::from_utf8(out.stdout).unwrap();
-    let key = key.trim();
+    let key = common::child::create_channel(dir.path(), "alice");
+    let key = key.as_str();
     // URL-safe base64 of at least 16 random bytes: 22+ characters.
     assert!(key.len() >= 22, "key {key:?}");
     assert!(

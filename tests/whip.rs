@@ -5,82 +5,12 @@
 mod common;
 mod hls_util;
 
+use common::media::{clip, media};
 use common::webrtc_client::{access_units as rtp_access_units, watch, ViewerOptions};
 use common::{get, http, TestServer};
-use onair_loadtest::whip::{access_units, publish, PublishOptions};
+use onair_loadtest::whip::publish;
 use openh264::formats::YUVSource;
 use std::time::Duration;
-
-/// 3 s of 640x360 H.264 (Constrained Baseline, 1 s GOP, an AUD per access
-/// unit) from ffmpeg, and 1 s of a 440 Hz tone as 20 ms Opus frames.
-fn media() -> (Vec<bytes::Bytes>, Vec<bytes::Bytes>) {
-    let out = std::process::Command::new("ffmpeg")
-        .args([
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=640x360:rate=30",
-            "-t",
-            "3",
-        ])
-        .args([
-            "-c:v",
-            "libx264",
-            "-profile:v",
-            "baseline",
-            "-preset",
-            "ultrafast",
-            "-g",
-            "30",
-            "-bf",
-            "0",
-        ])
-        .args([
-            "-x264-params",
-            "aud=1",
-            "-pix_fmt",
-            "yuv420p",
-            "-f",
-            "h264",
-            "pipe:1",
-        ])
-        .output()
-        .expect("ffmpeg");
-    assert!(out.status.success());
-    let video = access_units(&out.stdout);
-    assert!(video.len() >= 89, "{} access units", video.len());
-    let mut enc =
-        opus::Encoder::new(48_000, opus::Channels::Stereo, opus::Application::Audio).unwrap();
-    let mut audio = Vec::new();
-    for f in 0..50 {
-        let pcm: Vec<f32> = (0..960)
-            .flat_map(|i| {
-                let t = (f * 960 + i) as f32 / 48_000.0;
-                let x = 0.3 * (2.0 * std::f32::consts::PI * 440.0 * t).sin();
-                [x, x]
-            })
-            .collect();
-        audio.push(bytes::Bytes::from(
-            enc.encode_vec_float(&pcm, 4000).unwrap(),
-        ));
-    }
-    (video, audio)
-}
-
-/// `media` published at 30 fps with `key` for `secs`, unstamped.
-fn clip(key: &str, media: &(Vec<bytes::Bytes>, Vec<bytes::Bytes>), secs: u64) -> PublishOptions {
-    PublishOptions {
-        key: key.to_string(),
-        video: media.0.clone(),
-        fps: 30,
-        audio: media.1.clone(),
-        duration: Duration::from_secs(secs),
-        stamp: false,
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_whip_publisher_is_watched_over_whep() {

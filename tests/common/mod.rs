@@ -2,6 +2,8 @@
 //! minimal HTTP client (enough for WHEP; no client library needed).
 #![allow(dead_code)]
 
+pub mod child;
+pub mod media;
 pub mod node;
 pub mod udp_proxy;
 pub mod webrtc_client;

@@ -10,37 +10,35 @@
 //   {"framesDecoded":240,"audioDecodedBytes":51200,
 //    "bufferTracks":["audiovideo:avc1.42c01e,mp4a.40.2"],"width":640,"height":360,
 //    "latencyMedian":1.1,"lowLatencyMode":true,"canBlockReload":true,"live":true,
-//    "fatalErrors":[],"currentTime":9.8}
+//    "fatalErrors":[],"recoveredErrors":[],"currentTime":9.8}
 // and exits 0. On failure: a message on stderr and a non-zero exit.
 
-import { run, launch } from './browser.mjs';
-import { readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
+import { run } from './browser.mjs';
+import { hlsArgs, hlsPage } from './hls_lib.mjs';
 
-const [url, secondsArg] = process.argv.slice(2);
-if (!url || !(Number(secondsArg) > 0)) {
-  console.error('usage: node hls_av_watch.mjs <playlist-url> <seconds>');
-  process.exit(2);
-}
-const seconds = Number(secondsArg);
-const require = createRequire(import.meta.url);
-const hlsSource = readFileSync(require.resolve('hls.js/dist/hls.min.js'), 'utf8');
+const { url, seconds } = hlsArgs('hls_av_watch.mjs');
 
 async function watchInPage({ url, seconds }) {
-  const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-  if (!window.Hls || !Hls.isSupported()) throw new Error('hls.js not supported here');
-  const video = document.createElement('video');
   // Not muted: the audio is decoded and played (autoplay is allowed by the
   // launch flags), so the decoded-bytes counter measures real sound.
-  video.autoplay = true;
-  document.body.appendChild(video);
+  const video = newVideo({ muted: false });
   const fatalErrors = [];
   const errors = [];
   let bufferTracks = [];
   const hls = new Hls({ lowLatencyMode: true, debug: false });
+  // A fatal media error gets one hls.recoverMediaError(), as players do
+  // (hls.js's documented recovery; onair's web player restarts hls.js).
+  // It is reported, and a second one is a failure.
+  const recoveredErrors = [];
   hls.on(Hls.Events.ERROR, (_e, d) => {
-    if (d.fatal) fatalErrors.push(`${d.type}/${d.details}`);
     if (errors.length < 10) errors.push(`${d.type}/${d.details}: ${d.error?.message ?? d.reason ?? ''}`);
+    if (!d.fatal) return;
+    if (d.type === Hls.ErrorTypes.MEDIA_ERROR && recoveredErrors.length === 0) {
+      recoveredErrors.push(`${d.type}/${d.details}`);
+      hls.recoverMediaError();
+      return;
+    }
+    fatalErrors.push(`${d.type}/${d.details}`);
   });
   hls.on(Hls.Events.BUFFER_CREATED, (_e, d) => {
     bufferTracks = Object.entries(d.tracks)
@@ -75,6 +73,7 @@ async function watchInPage({ url, seconds }) {
     canBlockReload: details?.canBlockReload ?? null,
     live: details?.live ?? null,
     fatalErrors,
+    recoveredErrors,
     errors,
     mediaError: video.error ? `${video.error.code}: ${video.error.message}` : null,
   };
@@ -83,11 +82,6 @@ async function watchInPage({ url, seconds }) {
 }
 
 await run('hls_av_watch', (seconds + 45) * 1000, async (track) => {
-  const browser = track(await launch());
-  const page = await browser.newPage();
-  if (process.env.HLS_WATCH_VERBOSE) page.on('console', (m) => console.error('[page]', m.text()));
-  await page.goto(`${new URL(url).origin}/healthz`);
-  await page.setContent('<!doctype html><html><body></body></html>');
-  await page.addScriptTag({ content: hlsSource });
+  const page = await hlsPage(track, url);
   return page.evaluate(watchInPage, { url, seconds });
 });

@@ -9,26 +9,13 @@
 // and exits 0. On failure: a message on stderr and a non-zero exit. hls.js
 // comes from node_modules (hls.js/dist/hls.min.js), injected into the page.
 
-import { run, launch } from './browser.mjs';
-import { readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
+import { run } from './browser.mjs';
+import { hlsArgs, hlsPage } from './hls_lib.mjs';
 
-const [url, secondsArg] = process.argv.slice(2);
-if (!url || !(Number(secondsArg) > 0)) {
-  console.error('usage: node hls_watch.mjs <playlist-url> <seconds>');
-  process.exit(2);
-}
-const seconds = Number(secondsArg);
-const require = createRequire(import.meta.url);
-const hlsSource = readFileSync(require.resolve('hls.js/dist/hls.min.js'), 'utf8');
+const { url, seconds } = hlsArgs('hls_watch.mjs');
 
 async function watchInPage({ url, seconds }) {
-  const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-  if (!window.Hls || !Hls.isSupported()) throw new Error('hls.js not supported here');
-  const video = document.createElement('video');
-  video.muted = true;
-  video.autoplay = true;
-  document.body.appendChild(video);
+  const video = newVideo({ muted: true });
   const fatalErrors = [];
   const errors = [];
   const hls = new Hls({ lowLatencyMode: true, debug: false, ...(window.__hlsConfig || {}) });
@@ -93,14 +80,7 @@ function median(a) {
 }
 
 await run('hls_watch', (seconds + 45) * 1000, async (track) => {
-  const browser = track(await launch());
-  const page = await browser.newPage();
-  if (process.env.HLS_WATCH_VERBOSE) page.on('console', (m) => console.error('[page]', m.text()));
-  // Same origin as the playlist (CORS would allow another one too).
-  const origin = new URL(url).origin;
-  await page.goto(`${origin}/healthz`);
-  await page.setContent('<!doctype html><html><body></body></html>');
-  await page.addScriptTag({ content: hlsSource });
+  const page = await hlsPage(track, url);
   // Extra hls.js settings as JSON, e.g. HLS_CONFIG='{"lowLatencyMode":false}'.
   await page.evaluate((c) => { window.__hlsConfig = c; }, JSON.parse(process.env.HLS_CONFIG || '{}'));
   const r = await page.evaluate(watchInPage, { url, seconds });

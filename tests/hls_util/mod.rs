@@ -292,3 +292,93 @@ pub async fn wait_for_playlist(addr: SocketAddr, channel: &str) -> String {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Seconds of media the live playlist holds (complete segments and the
+/// parts of the open one), from msn 0.
+pub fn live_media_secs(text: &str) -> f64 {
+    let p = parse(text);
+    assert_eq!(
+        p.media_sequence, 0,
+        "the whole broadcast is still in the window"
+    );
+    p.segments
+        .iter()
+        .map(|s| {
+            s.duration
+                .unwrap_or_else(|| s.parts.iter().map(|p| p.duration).sum())
+        })
+        .sum()
+}
+
+/// Lets `channel` (already publishing on the child `server`) run for
+/// 5.3 s, then SIGKILLs the server; returns the seconds of media viewers
+/// had just before the crash, asserting it is more than 5.
+pub async fn kill_9_mid_broadcast(
+    server: &mut tokio::process::Child,
+    addr: SocketAddr,
+    channel: &str,
+) -> f64 {
+    wait_for_playlist(addr, channel).await;
+    tokio::time::sleep(Duration::from_millis(5300)).await;
+    let path = format!("/hls/{channel}/index.m3u8");
+    let before = crate::common::get(addr, &path).await.text();
+    let had = live_media_secs(&before);
+    server.start_kill().unwrap(); // SIGKILL
+    server.wait().await.unwrap();
+    eprintln!("killed after {had:.3} s of media");
+    assert!(had > 5.0, "{before}");
+    had
+}
+
+/// Restarts `srv` after `kill_9_mid_broadcast` and asserts that the
+/// channel's broadcast is ended, kept within a second of the `had` seconds
+/// viewers saw, and its recording is a closed VOD playlist (H.264 + AAC)
+/// that ffmpeg decodes whole; the server logged why.
+pub async fn restart_finalizes_the_broadcast(
+    srv: &mut crate::common::child::ChildServer,
+    channel: &str,
+    had: f64,
+) {
+    srv.restart("second.log").await;
+    let addr = srv.http;
+    let r = crate::common::get(addr, &format!("/api/channels/{channel}/broadcasts")).await;
+    assert_eq!(r.status, 200);
+    let b = r.json();
+    let item = &b["items"][0];
+    eprintln!("after restart: {item}");
+    assert!(item["ended_at"].is_i64(), "finalized: {b}");
+    let id = item["id"].as_i64().unwrap();
+    let kept = item["duration_ms"].as_i64().unwrap() as f64 / 1000.0;
+    assert!(
+        kept >= had - 1.0,
+        "kept {kept:.3} s of {had:.3} s: lost more than a second"
+    );
+    assert!(kept <= had + 1.0, "kept {kept:.3} s of {had:.3} s?");
+    assert_eq!(
+        item["ended_at"].as_i64().unwrap() - item["started_at"].as_i64().unwrap(),
+        item["duration_ms"].as_i64().unwrap()
+    );
+
+    let r = crate::common::get(addr, &format!("/vod/{id}/index.m3u8")).await;
+    assert_eq!(r.status, 200);
+    let text = r.text();
+    let p = parse(&text);
+    check_rules(&p);
+    assert_eq!(p.playlist_type.as_deref(), Some("VOD"), "{text}");
+    assert!(p.endlist, "{text}");
+    let url = format!("http://{addr}/vod/{id}/index.m3u8");
+    let (streams, dur) = ffprobe(&url).await;
+    assert!(
+        streams.iter().any(|s| s.1 == "h264") && streams.iter().any(|s| s.1 == "aac"),
+        "{streams:?}"
+    );
+    let dur = dur.unwrap();
+    assert!((dur - kept).abs() < 0.5, "ffprobe {dur} vs row {kept}");
+    // The whole recording decodes.
+    assert_ffmpeg_decodes(&url, None, None).await;
+    let log = std::fs::read_to_string(srv.dir.path().join("second.log")).unwrap();
+    assert!(
+        log.contains("finalized a broadcast left open by a crash"),
+        "{log}"
+    );
+}

@@ -5,13 +5,13 @@
 //! API credentials still allocates, and one whose nonce was forgotten in the
 //! flood gets a new one and carries on relaying.
 
-use onair_turn::turn::client::{Client, ClientConfig};
+mod common;
+
+use common::client;
 use onair_turn::webrtc_util::Conn;
 use onair_turn::{Limits, TurnConfig, TurnRelay};
 use std::collections::HashSet;
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use tokio::net::UdpSocket;
 
 const SECRET: &str = "nonce-test-secret";
@@ -63,25 +63,6 @@ fn challenge(m: &[u8]) -> Option<(u16, Vec<u8>)> {
     Some((code?, nonce?))
 }
 
-async fn client(server: SocketAddr, username: &str, password: &str) -> Client {
-    let conn = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let client = Client::new(ClientConfig {
-        stun_serv_addr: server.to_string(),
-        turn_serv_addr: server.to_string(),
-        username: username.into(),
-        password: password.into(),
-        realm: String::new(),
-        software: String::new(),
-        rto_in_ms: 0,
-        conn: Arc::new(conn),
-        vnet: None,
-    })
-    .await
-    .unwrap();
-    client.listen().await.unwrap();
-    client
-}
-
 /// Sends `data` through `relay` to `peer` (which makes the client ask for a
 /// permission, with its nonce) and checks it arrives from the relayed
 /// address.
@@ -123,12 +104,7 @@ async fn a_challenge_flood_leaves_the_nonce_store_bounded() {
     .await
     .unwrap();
     let server = relay.local_addr();
-    let expiry = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        + 600;
-    let user = format!("{expiry}:viewer");
+    let user = common::viewer_user();
     let password = onair_turn::rest_password(SECRET, &user);
 
     // A client that allocated before the flood; its nonce will be forgotten.

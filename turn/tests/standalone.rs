@@ -1,29 +1,15 @@
 //! The `onair-turn` binary: it takes the same secret as `onair serve`, and
 //! relays for REST API credentials signed with it, not for others.
 
-use onair_turn::turn::client::{Client, ClientConfig};
+mod common;
+
 use onair_turn::webrtc_util::Conn;
 use std::process::Stdio;
-use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 async fn allocate(server: &str, username: &str, password: &str) -> Result<String, String> {
-    let conn = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let client = Client::new(ClientConfig {
-        stun_serv_addr: server.into(),
-        turn_serv_addr: server.into(),
-        username: username.into(),
-        password: password.into(),
-        realm: String::new(),
-        software: String::new(),
-        rto_in_ms: 0,
-        conn: Arc::new(conn),
-        vnet: None,
-    })
-    .await
-    .unwrap();
-    client.listen().await.unwrap();
+    let client = common::client(server, username, password).await;
     let r = match tokio::time::timeout(Duration::from_secs(10), client.allocate()).await {
         Err(_) => Err("no answer".into()),
         Ok(Err(e)) => Err(e.to_string()),
@@ -56,12 +42,7 @@ async fn standalone_relay_takes_the_shared_secret() {
     assert!(url.starts_with("turn:127.0.0.1:"), "{url}");
     let server = url.trim_start_matches("turn:").split('?').next().unwrap();
 
-    let expiry = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        + 600;
-    let user = format!("{expiry}:viewer");
+    let user = common::viewer_user();
     let relayed = allocate(server, &user, &onair_turn::rest_password("shared", &user))
         .await
         .expect("valid credentials allocate");
