@@ -1,0 +1,104 @@
+//! The driver's hot path: one packet, or one access unit, to every viewer
+//! of a channel, and the datagrams that come of it.
+
+use super::*;
+
+/// One packet out: UDP through the batcher, ICE-TCP through its connection.
+pub(super) fn send_out(
+    out: &mut Batcher,
+    tcp_out: &mut HashMap<SocketAddr, crate::sfu::tcp::FrameSender>,
+    transport: &TransportContext,
+    message: &[u8],
+) {
+    if transport.transport_protocol == TransportProtocol::TCP {
+        let to = transport.peer_addr;
+        if let Some(conn) = tcp_out.get(&to) {
+            if !crate::sfu::tcp::send(conn, message) {
+                tcp_out.remove(&to);
+            }
+        }
+    } else {
+        out.queue(transport, message);
+    }
+}
+
+/// Everything a peer connection has to send, queued for the next flush.
+pub(super) fn drain_writes(
+    out: &mut Batcher,
+    tcp_out: &mut HashMap<SocketAddr, crate::sfu::tcp::FrameSender>,
+    pc: &mut rtc::peer_connection::RTCPeerConnection,
+) {
+    while let Some(w) = pc.poll_write() {
+        send_out(out, tcp_out, &w.transport, &w.message);
+    }
+}
+
+impl Driver {
+    /// Sends one access unit's (or audio frame's) packets to every viewer of
+    /// the channel: only the SSRC and payload type differ per viewer; the
+    /// payload bytes are shared.
+    pub(super) fn fan_out(
+        &mut self,
+        channel: &Arc<str>,
+        kind: MediaKind,
+        codec: VideoCodec,
+        keyframe: bool,
+        packets: &[Packet],
+    ) {
+        let Some(ch) = self.channels.get_mut(channel) else {
+            return;
+        };
+        if kind == MediaKind::Video {
+            if keyframe {
+                ch.gop_codec = codec;
+                ch.gop.clear();
+                ch.gop.extend_from_slice(packets);
+            } else if !ch.gop.is_empty() {
+                if ch.gop.len() + packets.len() <= GOP_MAX_PACKETS {
+                    ch.gop.extend_from_slice(packets);
+                } else {
+                    ch.gop = Vec::new();
+                }
+            }
+        }
+        let now = Instant::now();
+        if kind == MediaKind::Video {
+            packets.iter().for_each(|p| ch.history.push(p));
+            ch.video_bytes += packets.iter().map(|p| p.payload.len() as u64).sum::<u64>();
+            let elapsed = now.duration_since(ch.video_window);
+            if elapsed >= BITRATE_WINDOW {
+                ch.video_bps = ch.video_bytes as f64 * 8.0 / elapsed.as_secs_f64();
+                ch.video_bytes = 0;
+                ch.video_window = now;
+            }
+        }
+        let ch = &*ch;
+        let mut out_packets = 0u64;
+        let mut out_bytes = 0u64;
+        for pid in &ch.viewers {
+            let Some(p) = self.peers.get_mut(pid) else {
+                continue;
+            };
+            if kind == MediaKind::Video && p.video_codec != Some(codec) {
+                // It cannot decode this source's video; it keeps the sound.
+                continue;
+            }
+            let (out, tcp_out) = (&mut self.out, &mut self.tcp_out);
+            let (n, bytes) = p.send_media(kind, keyframe, packets, now, &mut |pc| {
+                drain_writes(out, tcp_out, pc)
+            });
+            out_packets += n;
+            out_bytes += bytes;
+        }
+        // This packet to every viewer now, in one sendmmsg: waiting for the
+        // end of the turn would hold the first of up to 257 forwarded
+        // packets back while the rest fan out (p50 8 ms at 100 viewers).
+        self.out.flush();
+        if let Some(at) = self.rx_at {
+            // A WHIP packet: datagram read to every viewer's copy handed to
+            // the kernel.
+            crate::metrics::forward_latency(at.elapsed());
+        }
+        crate::metrics::add_rtp_out(out_packets, out_bytes);
+    }
+}
