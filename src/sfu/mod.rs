@@ -176,6 +176,20 @@ impl WebrtcSockets {
 /// addresses announced (NAT 1:1). With an unspecified `addr`, one socket per
 /// host address (loopback included) on the same port.
 pub fn bind(addr: SocketAddr, public_ips: &[IpAddr]) -> std::io::Result<WebrtcSockets> {
+    // With port 0 the kernel picks a UDP port that may be taken for TCP (by
+    // an outgoing connection's local port, say): pick again, so ICE-TCP
+    // gets the same port number.
+    let mut tries = if addr.port() == 0 { 16 } else { 1 };
+    loop {
+        let s = bind_once(addr, public_ips)?;
+        tries -= 1;
+        if s.tcp.len() == s.sockets.len() || tries == 0 {
+            return Ok(s);
+        }
+    }
+}
+
+fn bind_once(addr: SocketAddr, public_ips: &[IpAddr]) -> std::io::Result<WebrtcSockets> {
     let open = |a: SocketAddr| -> std::io::Result<std::net::UdpSocket> {
         let s = std::net::UdpSocket::bind(a)?;
         s.set_nonblocking(true)?;

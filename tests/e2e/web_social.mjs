@@ -216,7 +216,8 @@ const scenarios = {
     const viewerBrowser = this.track(await launch());
     const viewer = await newPage(viewerBrowser);
     await viewer.goto(`${base}/c/${owner}`);
-    const playing = await waitPlaying(viewer, 'webrtc', 10_000);
+    // Connected sessions get up to 10 s for a first frame (player.ts).
+    const playing = await waitPlaying(viewer, 'webrtc', 15_000);
     await sleep(2000);
     const stats = await webrtcStats(viewer);
     return { source, playing, stats };

@@ -16,6 +16,10 @@ export interface PlayerState {
 /// WebRTC gets this long to show a first frame before LL-HLS takes over.
 /// Waiting for ICE to report 'failed' would take ~15 s.
 export const FIRST_FRAME_TIMEOUT_MS = 4000;
+/// A session that did connect gets this much longer: the transport works,
+/// and the picture waits only for a keyframe (a screen share's may be
+/// seconds apart) or a busy decoder, which LL-HLS would not show sooner.
+const CONNECTED_GRACE_MS = 6000;
 /// With STUN/TURN servers the offer waits for their candidates, this long at
 /// most (non-trickle WHEP); without them the server finds the browser by its
 /// checks (peer-reflexive), and the offer goes at once.
@@ -141,10 +145,15 @@ export class Player {
 
   private async startWebrtc(gen: number, fallbackAllowed: boolean) {
     this.set({ mode: 'webrtc', status: 'connecting', message: 'Connecting…' });
-    this.timer = window.setTimeout(
-      () => this.fallback(gen, `showed no picture within ${FIRST_FRAME_TIMEOUT_MS / 1000} s`, fallbackAllowed),
-      FIRST_FRAME_TIMEOUT_MS,
-    );
+    const giveUp = (ms: number) => this.fallback(gen, `showed no picture within ${ms / 1000} s`, fallbackAllowed);
+    this.timer = window.setTimeout(() => {
+      if (gen !== this.generation) return;
+      if (this.pc?.connectionState === 'connected') {
+        this.timer = window.setTimeout(() => giveUp(FIRST_FRAME_TIMEOUT_MS + CONNECTED_GRACE_MS), CONNECTED_GRACE_MS);
+        return;
+      }
+      giveUp(FIRST_FRAME_TIMEOUT_MS);
+    }, FIRST_FRAME_TIMEOUT_MS);
     try {
       const servers = await getIceServers();
       if (gen !== this.generation) return;
