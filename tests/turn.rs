@@ -9,13 +9,15 @@
 //! `turnserver` (apt `coturn`; scripts/setup.sh --test installs it).
 
 mod common;
+// The relay crate's own test client, shared rather than written again.
+#[path = "../turn/tests/common/mod.rs"]
+mod turn_client;
 
 use common::{ffmpeg_publish, http, wait_for_live, TestServer};
-use onair_turn::turn::client::{Client, ClientConfig};
+use onair_turn::turn::client::Client;
 use onair_turn::webrtc_util::Conn;
 use std::net::SocketAddr;
 use std::process::Stdio;
-use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::process::Command;
 
@@ -64,21 +66,7 @@ async fn allocate(
     username: &str,
     password: &str,
 ) -> (Client, Result<(Relayed, SocketAddr), String>) {
-    let conn = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let client = Client::new(ClientConfig {
-        stun_serv_addr: server.into(),
-        turn_serv_addr: server.into(),
-        username: username.into(),
-        password: password.into(),
-        realm: String::new(),
-        software: String::new(),
-        rto_in_ms: 0,
-        conn: Arc::new(conn),
-        vnet: None,
-    })
-    .await
-    .expect("client");
-    client.listen().await.expect("listen");
+    let client = turn_client::client(server, username, password).await;
     let r = tokio::time::timeout(Duration::from_secs(10), client.allocate())
         .await
         .map_err(|_| "no answer".to_string())
