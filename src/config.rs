@@ -76,6 +76,16 @@ pub struct ServeArgs {
     /// 0 = unlimited, for load tests. Default 5.
     #[arg(long, env = "ONAIR_OFFER_RATE", global = true)]
     pub offer_rate: Option<f64>,
+    /// Reverse proxies (CIDR ranges, repeat or comma-separate) whose
+    /// `Forwarded` / `X-Forwarded-For` headers name the client. Without it,
+    /// the socket's address is the client.
+    #[arg(
+        long,
+        env = "ONAIR_TRUSTED_PROXIES",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub trusted_proxies: Vec<crate::net::Cidr>,
     #[command(flatten)]
     pub hls: crate::hls::HlsArgs,
     #[command(flatten)]
@@ -145,6 +155,8 @@ struct FileConfig {
     offer_rate: Option<f64>,
     turn: Option<SocketAddr>,
     turn_relay_ports: Option<String>,
+    #[serde(default)]
+    trusted_proxies: Vec<String>,
     hls_part_ms: Option<u32>,
     hls_segment_ms: Option<u32>,
     recording: Option<bool>,
@@ -169,6 +181,8 @@ pub struct Config {
     pub turn: Option<SocketAddr>,
     /// Its relay port range (inclusive).
     pub turn_relay_ports: (u16, u16),
+    /// Proxies whose forwarding headers are believed.
+    pub trusted_proxies: crate::net::TrustedProxies,
     /// LL-HLS, recordings and retention.
     pub hls: crate::hls::HlsConfig,
     /// SMTP for verification and password-reset mail (flags and env only).
@@ -185,6 +199,8 @@ pub enum ConfigError {
     TurnWithoutSecret,
     #[error("bad --turn-relay-ports {0:?}: expected MIN-MAX, e.g. 49152-65535")]
     TurnRelayPorts(String),
+    #[error("bad trusted-proxies in the config file: {0}")]
+    TrustedProxies(#[from] crate::net::CidrError),
 }
 
 impl Config {
@@ -207,6 +223,14 @@ impl Config {
         let turn_relay_ports = match serve.turn_relay_ports.clone().or(file.turn_relay_ports) {
             None => onair_turn::DEFAULT_RELAY_PORTS,
             Some(r) => parse_port_range(&r).ok_or(ConfigError::TurnRelayPorts(r))?,
+        };
+        let trusted_proxies = if serve.trusted_proxies.is_empty() {
+            file.trusted_proxies
+                .iter()
+                .map(|c| c.parse())
+                .collect::<Result<Vec<_>, _>>()?
+        } else {
+            serve.trusted_proxies.clone()
         };
         let data_dir = global
             .data_dir
@@ -247,6 +271,7 @@ impl Config {
             offer_rate: serve.offer_rate.or(file.offer_rate),
             turn,
             turn_relay_ports,
+            trusted_proxies: crate::net::TrustedProxies::new(trusted_proxies),
             hls: crate::hls::HlsArgs {
                 hls_part_ms: serve.hls.hls_part_ms.or(file.hls_part_ms),
                 hls_segment_ms: serve.hls.hls_segment_ms.or(file.hls_segment_ms),
@@ -280,6 +305,7 @@ impl Config {
             offer_rate: None,
             turn: None,
             turn_relay_ports: onair_turn::DEFAULT_RELAY_PORTS,
+            trusted_proxies: crate::net::TrustedProxies::default(),
             hls: crate::hls::HlsConfig::default(),
             mail: crate::auth::MailConfig::default(),
         }

@@ -16,6 +16,8 @@
 //! - [`config`]: flags, env and TOML.
 //! - [`auth`]: passwords (argon2id), session tokens, username rules.
 //! - [`chat`]: rooms per channel, joined by WebSocket and WHEP data channel.
+//! - [`net`]: client addresses (IPv6 /64, trusted proxies) and connection caps.
+//! - [`isolate`]: a panic drops one peer or connection; engines are supervised.
 
 pub mod audio;
 pub mod auth;
@@ -26,8 +28,10 @@ pub mod db;
 pub mod hls;
 pub mod http;
 pub mod hub;
+pub mod isolate;
 pub mod media;
 pub mod metrics;
+pub mod net;
 pub mod rtmp;
 pub mod server;
 pub mod sfu;

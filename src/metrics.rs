@@ -22,6 +22,84 @@ static PLI_RECEIVED: AtomicU64 = AtomicU64::new(0);
 static QUALITY_DOWN: AtomicU64 = AtomicU64::new(0);
 static QUALITY_UP: AtomicU64 = AtomicU64::new(0);
 
+/// Counters with one label, for events that are rare enough that a map
+/// behind a mutex costs nothing: panics, refused connections, limits hit.
+struct Labeled {
+    name: &'static str,
+    label: &'static str,
+    help: &'static str,
+    values: std::sync::Mutex<std::collections::BTreeMap<&'static str, u64>>,
+}
+
+impl Labeled {
+    const fn new(name: &'static str, label: &'static str, help: &'static str) -> Labeled {
+        Labeled {
+            name,
+            label,
+            help,
+            values: std::sync::Mutex::new(std::collections::BTreeMap::new()),
+        }
+    }
+
+    fn add(&self, value: &'static str, n: u64) {
+        let mut v = self.values.lock().unwrap_or_else(|e| e.into_inner());
+        *v.entry(value).or_default() += n;
+    }
+
+    fn get(&self, value: &str) -> u64 {
+        let v = self.values.lock().unwrap_or_else(|e| e.into_inner());
+        v.get(value).copied().unwrap_or(0)
+    }
+
+    fn render(&self, out: &mut String) {
+        let (name, label) = (self.name, self.label);
+        let _ = writeln!(out, "# HELP {name} {}\n# TYPE {name} counter", self.help);
+        let v = self.values.lock().unwrap_or_else(|e| e.into_inner());
+        for (value, n) in v.iter() {
+            let _ = writeln!(out, "{name}{{{label}=\"{value}\"}} {n}");
+        }
+    }
+}
+
+static ISOLATED_PANICS: Labeled = Labeled::new(
+    "onair_isolated_panics_total",
+    "component",
+    "Panics contained to the one peer, connection or request they happened in.",
+);
+static CONNECTIONS_REFUSED: Labeled = Labeled::new(
+    "onair_connections_refused_total",
+    "listener",
+    "Connections refused at a listener's global or per-address cap.",
+);
+static LIMIT_HITS: Labeled = Labeled::new(
+    "onair_limit_hits_total",
+    "limit",
+    "Times a client reached a named limit (a buffer, queue or rate) and was cut off or slowed.",
+);
+
+/// A panic contained by [`crate::isolate`].
+pub fn isolated_panic(component: &'static str) {
+    ISOLATED_PANICS.add(component, 1);
+}
+
+pub fn isolated_panics(component: &str) -> u64 {
+    ISOLATED_PANICS.get(component)
+}
+
+/// A connection refused by a [`crate::net::ConnGate`].
+pub fn connection_refused(listener: &'static str) {
+    CONNECTIONS_REFUSED.add(listener, 1);
+}
+
+/// A client reached the named limit (its constant's name, in snake case).
+pub fn limit_hit(limit: &'static str) {
+    LIMIT_HITS.add(limit, 1);
+}
+
+pub fn limit_hits(limit: &str) -> u64 {
+    LIMIT_HITS.get(limit)
+}
+
 /// Packets a WebRTC viewer asked to have retransmitted (NACK).
 pub fn nacks_received(packets: u64) {
     NACKS_RECEIVED.fetch_add(packets, Ordering::Relaxed);
@@ -274,6 +352,9 @@ pub fn render(gauges: &[(String, String, f64)]) -> String {
         );
     }
     latency_histogram(&mut out);
+    for l in [&ISOLATED_PANICS, &CONNECTIONS_REFUSED, &LIMIT_HITS] {
+        l.render(&mut out);
+    }
     let mut last = "";
     for (name, labels, v) in gauges {
         if name != last {

@@ -63,6 +63,8 @@ pub async fn run(
     listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    crate::isolate::install_hook();
+    let engines = crate::isolate::Engines::new();
     let db = Db::open(&config.database_url).await?;
     let hub = Hub::new();
     let token = CancellationToken::new();
@@ -129,6 +131,8 @@ pub async fn run(
             turn_secret: config.turn_secret.clone(),
         }),
         rtmp_port,
+        proxies: Arc::new(config.trusted_proxies.clone()),
+        engines: engines.clone(),
     });
     let http_token = token.clone();
     let http_task = tokio::spawn(async move {
@@ -171,7 +175,10 @@ pub async fn run(
         relay.close().await;
     }
     db.pool().close().await;
-    Ok(())
+    match engines.fatal() {
+        Some(why) => Err(anyhow::anyhow!(why)),
+        None => Ok(()),
+    }
 }
 
 /// The built-in TURN relay, announcing the first `--public-ip`, else the

@@ -355,18 +355,9 @@ fn session_cookie(token: &str, max_age: i64) -> String {
     format!("{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}")
 }
 
-fn client_ip(headers: &HeaderMap) -> Option<String> {
-    // Only meaningful behind a proxy that sets it; the username key below
-    // is what stops guessing at one account.
-    headers
-        .get("x-forwarded-for")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(',').next())
-        .map(|v| format!("ip:{}", v.trim()))
-}
-
 async fn login(
     State(s): State<AppState>,
+    client: super::ClientAddr,
     headers: HeaderMap,
     ApiJson(req): ApiJson<Login>,
 ) -> Result<Response, ApiError> {
@@ -375,7 +366,7 @@ async fn login(
     }
     let now = Instant::now();
     let user_key = format!("user:{}", req.username);
-    let ip_key = client_ip(&headers);
+    let ip_key = Some(format!("ip:{}", client.host()));
     for key in std::iter::once(&user_key).chain(ip_key.as_ref()) {
         if let Some(wait) = s.limits.login.check(key, now) {
             return Err(ApiError::TooManyRequests(

@@ -127,7 +127,7 @@ async fn live_file(
     State(s): State<AppState>,
     Path((channel, file)): Path<(String, String)>,
     RawQuery(query): RawQuery,
-    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
+    client: super::ClientAddr,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let file = parse_file(&file).ok_or_else(|| ApiError::NotFound("no such file".into()))?;
@@ -136,7 +136,7 @@ async fn live_file(
     if file == File::Playlist {
         use std::hash::{Hash, Hasher};
         let mut h = std::collections::hash_map::DefaultHasher::new();
-        peer.ip().hash(&mut h);
+        client.0.hash(&mut h);
         headers
             .get(header::USER_AGENT)
             .map(|v| v.as_bytes())

@@ -3,6 +3,7 @@
 pub mod auth;
 mod channels;
 mod chat_ws;
+pub mod client;
 mod community;
 mod email;
 mod error;
@@ -17,6 +18,7 @@ mod whip;
 
 pub use auth::{authenticate, Limits, MaybeSignedIn, SignedIn};
 pub use chat_ws::HubLive;
+pub use client::ClientAddr;
 pub use error::ApiError;
 pub use openapi::document as openapi_document;
 
@@ -42,6 +44,10 @@ pub struct AppState {
     pub ice: std::sync::Arc<ice::IceConfig>,
     /// The port RTMP ingest listens on, for the dashboard's OBS settings.
     pub rtmp_port: u16,
+    /// Reverse proxies whose forwarding headers name the client.
+    pub proxies: Arc<crate::net::TrustedProxies>,
+    /// The long-lived tasks: `/healthz` is 503 while one is down.
+    pub engines: Arc<crate::isolate::Engines>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -69,12 +75,48 @@ pub fn router(state: AppState) -> Router {
         .merge(health::routes())
         .merge(web::routes())
         .fallback(|| async { ApiError::NotFound("no such resource".into()) })
+        .layer(axum::middleware::from_fn(contain_panics))
         .layer(cors)
         .with_state(state)
 }
 
-async fn healthz() -> &'static str {
-    "ok\n"
+/// A panic in one request's handler answers that request 500 and touches
+/// nothing else. Logged with the route's pattern, never the path itself:
+/// paths can carry session ids.
+async fn contain_panics(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "(unmatched)".to_string(), |m| m.as_str().to_string());
+    let who = format!("{} {route}", req.method());
+    match crate::isolate::task("http", who, next.run(req)).await {
+        Some(r) => r,
+        None => (
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            axum::Json(serde_json::json!({ "error": "internal error" })),
+        )
+            .into_response(),
+    }
+}
+
+async fn healthz(
+    axum::extract::State(s): axum::extract::State<AppState>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let down = s.engines.down();
+    if down.is_empty() {
+        "ok\n".into_response()
+    } else {
+        (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            format!("down: {}\n", down.join(", ")),
+        )
+            .into_response()
+    }
 }
 
 async fn metrics(

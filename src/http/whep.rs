@@ -50,11 +50,11 @@ pub(super) fn require_type(headers: &HeaderMap, want: &str) -> Result<(), ApiErr
 async fn offer(
     State(s): State<AppState>,
     Path(channel): Path<String>,
-    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
+    client: super::ClientAddr,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    rate_limit(&s, peer)?;
+    rate_limit(&s, client)?;
     let text = body_text(body)?;
     if !s.db.exists(&channel).await? {
         return Err(ApiError::NotFound(format!("no channel named {channel:?}")));
@@ -199,17 +199,17 @@ async fn bridge_chat(
 
 /// Offers (WHIP and WHEP) per client address; a flood from one address
 /// gets 429 while everyone else is served.
-pub(super) fn rate_limit(s: &AppState, peer: std::net::SocketAddr) -> Result<(), ApiError> {
+pub(super) fn rate_limit(s: &AppState, client: super::ClientAddr) -> Result<(), ApiError> {
     use std::sync::atomic::{AtomicU64, Ordering};
     // One warning per minute at most, however long the flood.
     static LAST_WARNED: AtomicU64 = AtomicU64::new(0);
-    s.limits.offer(peer.ip(), std::time::Instant::now()).map_err(|_| {
+    s.limits.offer(client.host(), std::time::Instant::now()).map_err(|_| {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
         if now.saturating_sub(LAST_WARNED.swap(now, Ordering::Relaxed)) >= 60 {
-            tracing::warn!(ip = %peer.ip(), "too many WHIP/WHEP offers from one address; answering 429");
+            tracing::warn!(ip = %client.0, "too many WHIP/WHEP offers from one address; answering 429");
         }
         ApiError::TooManyRequests("too many offers from this address; retry in a second".into(), 1)
     })

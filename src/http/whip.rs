@@ -30,11 +30,11 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 
 async fn offer(
     State(s): State<AppState>,
-    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
+    client: super::ClientAddr,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    super::whep::rate_limit(&s, peer)?;
+    super::whep::rate_limit(&s, client)?;
     let text = body_text(body)?;
     let Some(key) = bearer(&headers) else {
         return Err(ApiError::Unauthorized(

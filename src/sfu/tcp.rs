@@ -13,9 +13,7 @@
 
 use super::driver::Datagram;
 use bytes::{Bytes, BytesMut};
-use std::collections::HashMap;
-use std::net::{IpAddr, Ipv6Addr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -48,7 +46,13 @@ pub async fn accept(
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
-    let slots = Arc::new(Mutex::new(Slots::default()));
+    let gate = crate::net::ConnGate::new(
+        "ice_tcp",
+        crate::net::ConnLimits {
+            total: MAX_CONNECTIONS,
+            per_host: MAX_PER_SOURCE,
+        },
+    );
     loop {
         let (stream, from) = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -61,72 +65,15 @@ pub async fn accept(
                 }
             },
         };
-        let Some(slot) = Slot::take(&slots, from.ip()) else {
+        let Ok(permit) = gate.admit(from.ip()) else {
             continue; // dropped: closes the connection
         };
         let _ = stream.set_nodelay(true);
         let (datagrams, shutdown) = (datagrams.clone(), shutdown.clone());
         tracker.spawn(async move {
             serve(tag, stream, from, datagrams, shutdown).await;
-            drop(slot);
+            drop(permit);
         });
-    }
-}
-
-#[derive(Default)]
-struct Slots {
-    total: usize,
-    /// Only sources with open connections: at most [`MAX_CONNECTIONS`].
-    per_source: HashMap<IpAddr, usize>,
-}
-
-/// One open connection's place in the counts, given back on drop.
-struct Slot {
-    slots: Arc<Mutex<Slots>>,
-    source: IpAddr,
-}
-
-impl Slot {
-    fn take(slots: &Arc<Mutex<Slots>>, ip: IpAddr) -> Option<Slot> {
-        let source = source_of(ip);
-        let mut s = slots.lock().unwrap_or_else(|e| e.into_inner());
-        let from_source = s.per_source.get(&source).copied().unwrap_or(0);
-        if s.total >= MAX_CONNECTIONS || from_source >= MAX_PER_SOURCE {
-            return None;
-        }
-        s.total += 1;
-        s.per_source.insert(source, from_source + 1);
-        Some(Slot {
-            slots: slots.clone(),
-            source,
-        })
-    }
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        let mut s = self.slots.lock().unwrap_or_else(|e| e.into_inner());
-        s.total -= 1;
-        if let Some(n) = s.per_source.get_mut(&self.source) {
-            *n -= 1;
-            if *n == 0 {
-                s.per_source.remove(&self.source);
-            }
-        }
-    }
-}
-
-/// The address a limit applies to: one host has a whole IPv6 /64.
-fn source_of(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => {
-                let s = v6.segments();
-                IpAddr::V6(Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
-            }
-        },
-        v4 => v4,
     }
 }
 
@@ -197,34 +144,5 @@ pub fn send(to: &FrameSender, packet: &[u8]) -> bool {
         // A full queue: this peer's TCP is behind; the packet is lost.
         Err(mpsc::error::TrySendError::Full(_)) => true,
         Err(mpsc::error::TrySendError::Closed(_)) => false,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn one_host_has_a_bounded_share_and_gives_it_back() {
-        let slots = Arc::new(Mutex::new(Slots::default()));
-        let host = |i: u16| IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 1, 0, 0, 0, i));
-        // Every address of one /64 counts as one host.
-        let held: Vec<Slot> = (0..MAX_PER_SOURCE as u16)
-            .map(|i| Slot::take(&slots, host(i)).expect("under the cap"))
-            .collect();
-        assert!(Slot::take(&slots, host(9999)).is_none());
-        let other = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 2, 0, 0, 0, 1));
-        assert!(Slot::take(&slots, other).is_some(), "another /64 is served");
-        drop(held);
-        assert!(Slot::take(&slots, host(1)).is_some());
-        let s = slots.lock().unwrap();
-        assert_eq!(s.total, 0);
-        assert!(s.per_source.is_empty(), "no entry outlives its connections");
-    }
-
-    #[test]
-    fn an_ipv4_mapped_address_is_its_ipv4_host() {
-        let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
-        assert_eq!(source_of(mapped), "192.0.2.7".parse::<IpAddr>().unwrap());
     }
 }
