@@ -109,6 +109,9 @@ pub struct Received {
     pub audio: Vec<rtc::rtp::packet::Packet>,
     /// When the first video packet arrived, from the POST.
     pub first_video_after: Option<Duration>,
+    /// When the last one did: a viewer whose video stopped for good shows
+    /// it here, not in a gap between two packets.
+    pub last_video_at: Option<Instant>,
     pub chat: Vec<String>,
     /// Sender reports: (ssrc, NTP time as seconds, RTP time), in arrival order.
     pub sender_reports: Vec<(u32, f64, u32)>,
@@ -286,6 +289,7 @@ pub async fn watch(
                             }
                         }
                         last_video = Some(now);
+                        out.last_video_at = last_video;
                         out.first_video_after.get_or_insert(started.elapsed());
                         if let Some(chk) = checker.as_mut() {
                             chk.packet(now, &p.payload, p.header.marker);

@@ -6,6 +6,7 @@ pub mod child;
 pub mod media;
 pub mod node;
 pub mod udp_proxy;
+pub mod victim;
 pub mod webrtc_client;
 
 use onair::config::Config;
