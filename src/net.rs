@@ -225,6 +225,13 @@ impl ConnGate {
     }
 
     pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<ConnPermit, Refused> {
+        self.admit_from(ip, true)
+    }
+
+    /// Like [`admit`](Self::admit); with `cap_host` false only the global
+    /// cap applies: for a trusted reverse proxy, whose one address stands
+    /// for every client behind it.
+    pub fn admit_from(self: &Arc<Self>, ip: IpAddr, cap_host: bool) -> Result<ConnPermit, Refused> {
         let host = host_of(ip);
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
         if open.total >= self.limits.total {
@@ -232,7 +239,7 @@ impl ConnGate {
             return Err(Refused::Full);
         }
         let n = open.per_host.get(&host).copied().unwrap_or(0);
-        if n >= self.limits.per_host {
+        if cap_host && n >= self.limits.per_host {
             crate::metrics::connection_refused(self.name);
             return Err(Refused::HostFull);
         }

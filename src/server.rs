@@ -141,23 +141,12 @@ pub async fn run(
         proxies: Arc::new(config.trusted_proxies.clone()),
         engines: engines.clone(),
     });
-    let http_token = token.clone();
-    let http_task = tokio::spawn(async move {
-        // Chat frames and API answers are small writes: without NODELAY,
-        // Nagle holds each behind the previous one's (delayed, up to 40 ms)
-        // ACK.
-        use axum::serve::ListenerExt;
-        let http = listeners.http.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        // Peer addresses feed the HLS viewer estimate.
-        axum::serve(
-            http,
-            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move { http_token.cancelled().await })
-        .await
-    });
+    let http_task = tokio::spawn(http::listen::serve(
+        listeners.http,
+        app,
+        Arc::new(config.trusted_proxies.clone()),
+        token.clone(),
+    ));
 
     let stop = token.clone();
     tokio::spawn(async move {
@@ -173,10 +162,11 @@ pub async fn run(
     {
         tracing::warn!("some tasks did not finish within {SHUTDOWN_GRACE:?}");
     }
-    match tokio::time::timeout(SHUTDOWN_GRACE, http_task).await {
-        Ok(Ok(Err(e))) => tracing::warn!("HTTP server ended with {e}"),
-        Ok(_) => {}
-        Err(_) => tracing::warn!("HTTP connections did not close within {SHUTDOWN_GRACE:?}"),
+    if tokio::time::timeout(SHUTDOWN_GRACE, http_task)
+        .await
+        .is_err()
+    {
+        tracing::warn!("HTTP connections did not close within {SHUTDOWN_GRACE:?}");
     }
     if let Some(relay) = turn_relay {
         relay.close().await;

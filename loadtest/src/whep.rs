@@ -129,6 +129,8 @@ pub struct ViewerOptions {
     pub token: Option<String>,
     /// Address to bind the viewer's UDP socket to.
     pub bind: std::net::IpAddr,
+    /// Its port; 0 for any.
+    pub port: u16,
     pub video: bool,
     pub audio: bool,
     pub chat_message: Option<String>,
@@ -148,6 +150,7 @@ impl Default for ViewerOptions {
             vanish: false,
             token: None,
             bind: std::net::Ipv4Addr::LOCALHOST.into(),
+            port: 0,
             video: true,
             audio: true,
             chat_message: None,
@@ -165,7 +168,7 @@ pub async fn watch(
     dur: Duration,
     opts: ViewerOptions,
 ) -> anyhow::Result<Received> {
-    let socket = bind_udp(SocketAddr::new(opts.bind, 0))?;
+    let socket = bind_udp(SocketAddr::new(opts.bind, opts.port))?;
     let local = socket.local_addr()?;
     let settings = SettingEngineBuilder::new()
         .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)

@@ -216,6 +216,7 @@ async fn serve(
                     let count = packets.len();
                     let batch = Media::Batch {
                         channel: channel.clone(),
+                        source: stream.id(),
                         kind: MediaKind::Video,
                         keyframe: unit.keyframe,
                         packets: std::mem::take(&mut packets),
@@ -265,14 +266,14 @@ async fn serve(
                     for f in frames {
                         let ts = clock.audio(unit.pts, f.pts_48k - lookahead);
                         let pkt = packetize::opus(f.data, ts, &mut audio_seq);
-                        send_audio(&out, &channel, pkt, &mut audio_seq);
+                        send_audio(&out, &channel, stream.id(), pkt, &mut audio_seq);
                     }
                 }
                 Payload::Opus(frame) => {
                     let pts_48k = unit.pts * OPUS_RATE / CLOCK_RATE;
                     let ts = clock.audio(unit.pts, pts_48k);
                     let pkt = packetize::opus(frame.clone(), ts, &mut audio_seq);
-                    send_audio(&out, &channel, pkt, &mut audio_seq);
+                    send_audio(&out, &channel, stream.id(), pkt, &mut audio_seq);
                 }
             }
         }
@@ -289,11 +290,13 @@ async fn serve(
 fn send_audio(
     out: &mpsc::Sender<Media>,
     channel: &Arc<str>,
+    source: u64,
     pkt: rtc::rtp::packet::Packet,
     seq: &mut Sequencer,
 ) {
     let batch = Media::Batch {
         channel: channel.clone(),
+        source,
         kind: MediaKind::Audio,
         keyframe: true,
         packets: vec![pkt],

@@ -97,6 +97,9 @@ pub struct ChatTap {
 pub(crate) enum Media {
     Batch {
         channel: Arc<str>,
+        /// The hub stream it came from: a new one is numbered on from the
+        /// last (see `whip::Continuity`).
+        source: u64,
         kind: MediaKind,
         keyframe: bool,
         packets: Vec<Packet>,

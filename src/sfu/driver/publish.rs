@@ -49,6 +49,26 @@ impl Driver {
             sdp: answer.sdp,
         })
     }
+    /// WHIP publishers whose hub stream was closed under them, for those
+    /// that send nothing more after it (their media stops at the first
+    /// packet after the close; see `service_peer`).
+    pub(super) fn end_closed_publishers(&mut self) {
+        let ended: Vec<PeerId> = self
+            .publishers
+            .values()
+            .copied()
+            .filter(|pid| {
+                self.peers
+                    .get(pid)
+                    .and_then(|p| p.ingest.as_ref())
+                    .is_some_and(|i| i.publisher.stream().is_closed())
+            })
+            .collect();
+        for pid in ended {
+            self.remove_peer(pid, "its publish was ended");
+        }
+    }
+
     /// The video codec the channel's source sends: its WHIP publisher's, or
     /// H.264 (RTMP, or nobody yet).
     pub(super) fn source_codec(&self, channel: &Arc<str>) -> VideoCodec {
