@@ -185,7 +185,11 @@ async fn login_slows_the_guesser_not_the_owner(b: Backend) {
     assert_error(&r, 401);
     let r = login_from(a, guesser, "carol", &right).await;
     assert_error(&r, 429);
-    let first: u64 = r.header("retry-after").expect("Retry-After").parse().unwrap();
+    let first: u64 = r
+        .header("retry-after")
+        .expect("Retry-After")
+        .parse()
+        .unwrap();
     assert_eq!(first, FIRST_DELAY.as_secs());
     // The owner, from their own address, right away.
     let r = login_from(a, owner, "carol", &right).await;
@@ -200,7 +204,11 @@ async fn login_slows_the_guesser_not_the_owner(b: Backend) {
     assert_error(&r, 401);
     let r = login_from(a, guesser, "carol", &right).await;
     assert_error(&r, 429);
-    let second: u64 = r.header("retry-after").expect("Retry-After").parse().unwrap();
+    let second: u64 = r
+        .header("retry-after")
+        .expect("Retry-After")
+        .parse()
+        .unwrap();
     assert_eq!(second, 2 * first, "delays double");
     // Unknown usernames answer like wrong passwords.
     let r = login_from(a, owner, "nobody", "whatever1").await;
@@ -225,11 +233,17 @@ async fn sessions_per_user_are_capped(b: Backend) {
     for _ in 1..MAX_SESSIONS_PER_USER {
         tokens.push(login(a, "sam", &password_of("sam")).await);
     }
-    assert_eq!(srv.db.session_count(user.id).await.unwrap(), MAX_SESSIONS_PER_USER);
+    assert_eq!(
+        srv.db.session_count(user.id).await.unwrap(),
+        MAX_SESSIONS_PER_USER
+    );
     let r = api_as(a, &first, "GET", "/api/me", None).await;
     assert_eq!(r.status, 200, "at the cap nothing ended yet");
     let newest = login(a, "sam", &password_of("sam")).await;
-    assert_eq!(srv.db.session_count(user.id).await.unwrap(), MAX_SESSIONS_PER_USER);
+    assert_eq!(
+        srv.db.session_count(user.id).await.unwrap(),
+        MAX_SESSIONS_PER_USER
+    );
     let r = api_as(a, &first, "GET", "/api/me", None).await;
     assert_error(&r, 401);
     for t in [&tokens[0], tokens.last().unwrap(), &newest] {

@@ -117,7 +117,12 @@ async fn a_thousand_concurrent_logins_hurt_nobody_else() {
         let t = Instant::now();
         let r = login_from(a, owner_ip, "owner", &password_of("owner")).await;
         let took = t.elapsed();
-        assert_eq!(r.status, 200, "the owner signs in during the attack: {}", r.text());
+        assert_eq!(
+            r.status,
+            200,
+            "the owner signs in during the attack: {}",
+            r.text()
+        );
         owner_times.push(took);
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
@@ -145,14 +150,18 @@ async fn a_thousand_concurrent_logins_hurt_nobody_else() {
             "unexpected answer {status}: {outcomes:?}"
         );
     }
-    let refused = outcomes.get("429").copied().unwrap_or(0) + outcomes.get("503").copied().unwrap_or(0);
+    let refused =
+        outcomes.get("429").copied().unwrap_or(0) + outcomes.get("503").copied().unwrap_or(0);
     assert!(
         refused >= waves * WAVE * 9 / 10,
         "the flood is refused, not queued: {outcomes:?}"
     );
     assert!(!owner_times.is_empty());
     assert!(owner_max <= OWNER_BOUND, "owner waited {owner_max:?}");
-    assert!(hash_peak >= 1 && hash_peak <= slots, "{hash_peak} hashes at once, {slots} slots");
+    assert!(
+        hash_peak >= 1 && hash_peak <= slots,
+        "{hash_peak} hashes at once, {slots} slots"
+    );
     assert!(grew <= rss_bound(slots), "RSS grew {} MiB", grew >> 20);
     srv.stop().await;
 }
@@ -173,7 +182,11 @@ async fn registration_is_rate_limited_per_address() {
     }
     let r = register("203.0.113.7", "bulk-more".into()).await;
     common::assert_error(&r, 429);
-    let retry: u64 = r.header("retry-after").expect("Retry-After").parse().unwrap();
+    let retry: u64 = r
+        .header("retry-after")
+        .expect("Retry-After")
+        .parse()
+        .unwrap();
     assert_eq!(retry, 3600 / per_hour as u64, "one more per {retry} s");
     // Someone else registers as usual.
     let r = register("198.51.100.8", "newcomer".into()).await;

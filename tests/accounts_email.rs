@@ -4,9 +4,7 @@
 
 mod common;
 
-use common::{
-    api, api_as, api_post, assert_error, bearer, login, password_of, signup, TestServer,
-};
+use common::{api, api_as, api_post, assert_error, bearer, login, password_of, signup, TestServer};
 use serde_json::json;
 use std::process::Stdio;
 use std::time::Duration;
@@ -167,7 +165,10 @@ async fn verification_and_password_reset_by_mail() {
     assert_eq!(r.status, 204, "{}", r.text());
     let r = api_post(a, "/api/auth/email/verify", json!({"token": token})).await;
     assert_eq!(r.status, 400, "a token works once");
-    assert_eq!(r.body, wrong.body, "a spent token and a made-up one answer alike");
+    assert_eq!(
+        r.body, wrong.body,
+        "a spent token and a made-up one answer alike"
+    );
     let me = api_as(a, &t, "GET", "/api/me", None).await.json();
     assert_eq!(me["user"]["email_verified"], true);
     let r = api_as(a, &t, "POST", "/api/auth/email/send", None).await;
@@ -373,15 +374,32 @@ async fn reset_and_verification_mail_are_rate_limited() {
     let r = reset("192.0.2.200".into(), "victim".into()).await;
     assert_error(&r, 429);
     // Verification resends count the same way.
-    let body = json!({"username": "vera", "password": password_of("vera"), "email": "v@example.com"});
-    let r = api_from(a, "192.0.2.1", "POST", "/api/auth/register", &[], Some(&body)).await;
+    let body =
+        json!({"username": "vera", "password": password_of("vera"), "email": "v@example.com"});
+    let r = api_from(
+        a,
+        "192.0.2.1",
+        "POST",
+        "/api/auth/register",
+        &[],
+        Some(&body),
+    )
+    .await;
     assert_eq!(r.status, 201, "{}", r.text());
     let t = login(a, "vera", &password_of("vera")).await;
     let auth = bearer(&t);
     let mut statuses = Vec::new();
     for i in 0..=MAIL_PER_ACCOUNT.burst {
         let ip = format!("192.0.2.{}", 10 + i);
-        let r = api_from(a, &ip, "POST", "/api/auth/email/send", &[("Authorization", &auth)], None).await;
+        let r = api_from(
+            a,
+            &ip,
+            "POST",
+            "/api/auth/email/send",
+            &[("Authorization", &auth)],
+            None,
+        )
+        .await;
         statuses.push(r.status);
     }
     let mut want = vec![202; MAIL_PER_ACCOUNT.burst as usize];

@@ -86,7 +86,9 @@ async fn one_host_over_its_cap_is_refused_while_others_keep_chatting() {
     // The victim, elsewhere, connects and chats; others get every message.
     let path = format!("/ws/demo?token={victim}");
     let mut speaker = ws_from(a, "198.51.100.1", &path).await.expect("victim");
-    let mut observer = ws_from(a, "192.0.2.50", "/ws/demo").await.expect("observer");
+    let mut observer = ws_from(a, "192.0.2.50", "/ws/demo")
+        .await
+        .expect("observer");
     let slowest = victim_chats(a, &mut speaker, &mut observer, 5, Duration::from_secs(1)).await;
     println!("one host at its {cap}-socket chat cap: 3 more refused with 429; victim's 5 messages delivered, slowest {slowest:?}");
     let m = common::get(a, "/metrics").await.text();
@@ -153,7 +155,11 @@ async fn a_socket_flooding_frames_is_closed_without_slowing_the_room() {
             let mut sent = 0u64;
             for i in 0..100_000u64 {
                 let frame = if i % 2 == 0 {
-                    Message::Text(json!({"type": "chat", "text": format!("flood {i}")}).to_string().into())
+                    Message::Text(
+                        json!({"type": "chat", "text": format!("flood {i}")})
+                            .to_string()
+                            .into(),
+                    )
                 } else {
                     Message::Ping(vec![1, 2, 3].into())
                 };

@@ -57,11 +57,18 @@ async fn assert_signed_out(ws: &mut Ws, other: &mut Ws, since: Instant, what: &s
     let e = ws_wait(ws, Duration::from_secs(2), is_error)
         .await
         .unwrap_or_else(|| panic!("{what}: a post after sign-out is answered with an error"));
-    assert!(e["error"].as_str().unwrap().contains("session has ended"), "{e}");
     assert!(
-        ws_wait(other, Duration::from_secs(1), is_chat("posted after sign-out"))
-            .await
-            .is_none(),
+        e["error"].as_str().unwrap().contains("session has ended"),
+        "{e}"
+    );
+    assert!(
+        ws_wait(
+            other,
+            Duration::from_secs(1),
+            is_chat("posted after sign-out")
+        )
+        .await
+        .is_none(),
         "{what}: a signed-out socket's post reached the room"
     );
     // Still connected, as a reader.
@@ -189,7 +196,14 @@ async fn a_demoted_moderator_loses_moderation_at_once() {
     // ...and moderation over HTTP is refused.
     let r = api_as(a, &mo, "POST", "/api/channels/demo/bans", Some(&ban)).await;
     assert_eq!(r.status, 403, "{}", r.text());
-    let r = api_as(a, &mo, "POST", "/api/channels/demo/slow_mode", Some(&json!({"seconds": 0}))).await;
+    let r = api_as(
+        a,
+        &mo,
+        "POST",
+        "/api/channels/demo/slow_mode",
+        Some(&json!({"seconds": 0})),
+    )
+    .await;
     assert_eq!(r.status, 403, "{}", r.text());
     srv.stop().await;
 }
@@ -207,10 +221,7 @@ async fn logout_signs_out_a_whep_data_channel() {
     let opts = ViewerOptions {
         token: Some(alice.clone()),
         chat_message: Some(r#"{"type":"chat","text":"dc before"}"#.into()),
-        chat_later: vec![(
-            TAKES_EFFECT,
-            r#"{"type":"chat","text":"dc after"}"#.into(),
-        )],
+        chat_later: vec![(TAKES_EFFECT, r#"{"type":"chat","text":"dc after"}"#.into())],
         ..Default::default()
     };
     let viewer = tokio::spawn(watch(srv.http, "demo", Duration::from_secs(5), opts));

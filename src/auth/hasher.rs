@@ -82,7 +82,11 @@ struct HostTurn {
 
 impl Drop for HostTurn {
     fn drop(&mut self) {
-        let mut map = self.inner.per_host.lock().unwrap_or_else(|e| e.into_inner());
+        let mut map = self
+            .inner
+            .per_host
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         if let Some(n) = map.get_mut(&self.host) {
             *n -= 1;
             if *n == 0 {
@@ -214,7 +218,11 @@ impl Hasher {
 
     fn enter(&self, host: IpAddr) -> Result<HostTurn, HashError> {
         let host = crate::net::host_of(host);
-        let mut map = self.inner.per_host.lock().unwrap_or_else(|e| e.into_inner());
+        let mut map = self
+            .inner
+            .per_host
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         let n = map.entry(host).or_insert(0);
         if *n >= HASHES_PER_HOST {
             crate::metrics::limit_hit("hashes_per_host");
@@ -278,12 +286,9 @@ pub(super) fn verify_in(password: &[u8], phc: &str, mem: &mut [Block]) -> bool {
     let argon = Argon2::new(algorithm, version, params);
     let computed = match mem.get_mut(..n) {
         Some(blocks) => argon.hash_password_into_with_memory(password, salt, &mut out, blocks),
-        None => argon.hash_password_into_with_memory(
-            password,
-            salt,
-            &mut out,
-            vec![Block::new(); n],
-        ),
+        None => {
+            argon.hash_password_into_with_memory(password, salt, &mut out, vec![Block::new(); n])
+        }
     };
     computed.is_ok() && bool::from(out.ct_eq(expected.as_bytes()))
 }
@@ -313,7 +318,10 @@ mod tests {
     fn our_hashes_and_the_crates_agree_both_ways() {
         let mut mem = area();
         let ours = hash_in(b"correct horse", &mut mem).unwrap();
-        assert!(ours.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{ours}");
+        assert!(
+            ours.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+            "{ours}"
+        );
         let parsed = PasswordHash::new(&ours).unwrap();
         assert!(Argon2::default()
             .verify_password(b"correct horse", &parsed)

@@ -156,6 +156,9 @@ mod tests {
         assert!(r.len() <= 64);
         let last = t + Duration::from_millis(10_000);
         r.check(&9_999, last).unwrap();
-        assert!(r.check(&9_999, last).is_err(), "the newest key still limits");
+        assert!(
+            r.check(&9_999, last).is_err(),
+            "the newest key still limits"
+        );
     }
 }

@@ -190,8 +190,14 @@ mod tests {
 
     #[test]
     fn delays_double_after_the_free_tries_and_stop_at_the_cap() {
-        assert_eq!(delay(FREE_USER_FAILURES, FREE_USER_FAILURES), Duration::ZERO);
-        assert_eq!(delay(FREE_USER_FAILURES + 1, FREE_USER_FAILURES), FIRST_DELAY);
+        assert_eq!(
+            delay(FREE_USER_FAILURES, FREE_USER_FAILURES),
+            Duration::ZERO
+        );
+        assert_eq!(
+            delay(FREE_USER_FAILURES + 1, FREE_USER_FAILURES),
+            FIRST_DELAY
+        );
         assert_eq!(
             delay(FREE_USER_FAILURES + 4, FREE_USER_FAILURES),
             FIRST_DELAY * 8

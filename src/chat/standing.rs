@@ -161,12 +161,11 @@ impl Standing {
     /// Ends this member's sign-in from the inside (its session turned out
     /// to be gone already when it joined).
     pub fn revoke(&self) {
-        self.standings
-            .each(self.user_id, |s| {
-                if s.id == self.id {
-                    s.tx.send_replace(None);
-                }
-            });
+        self.standings.each(self.user_id, |s| {
+            if s.id == self.id {
+                s.tx.send_replace(None);
+            }
+        });
     }
 
     /// Refreshes the user (role) from the database's answer.
@@ -233,11 +232,9 @@ mod tests {
         assert!(b.user().is_some());
         assert!(other.user().is_some(), "same token text, other user");
         // Reported once only.
-        assert!(
-            tokio::time::timeout(Duration::from_millis(50), out.wait())
-                .await
-                .is_err()
-        );
+        assert!(tokio::time::timeout(Duration::from_millis(50), out.wait())
+            .await
+            .is_err());
         s.end_sessions(1, Some("sb"));
         assert!(b.user().is_some(), "the kept session");
         s.end_sessions(1, None);

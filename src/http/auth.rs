@@ -5,8 +5,8 @@
 use super::{ApiError, AppState};
 use crate::auth::{self, AuthError, HashError, Hasher, LoginThrottle, Rate, RateLimiter};
 use crate::auth::{MAX_SESSIONS_PER_USER, SESSION_TTL_SECS};
-use crate::net::{ConnGate, ConnLimits};
 use crate::db::{Role, User};
+use crate::net::{ConnGate, ConnLimits};
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, FromRequestParts, Request, State};
 use axum::http::request::Parts;
@@ -191,7 +191,10 @@ impl Limits {
 /// (never above the slots), and the chat sockets open.
 pub(super) fn gauges(s: &AppState) -> Vec<(String, String, f64)> {
     let h = s.limits.hasher.stats();
-    let (sockets, _) = s.limits.chat_sockets.open(std::net::Ipv4Addr::UNSPECIFIED.into());
+    let (sockets, _) = s
+        .limits
+        .chat_sockets
+        .open(std::net::Ipv4Addr::UNSPECIFIED.into());
     [
         ("onair_password_hash_slots", h.slots),
         ("onair_password_hashes_running", h.running),
@@ -391,9 +394,10 @@ impl From<HashError> for ApiError {
     fn from(e: HashError) -> ApiError {
         match e {
             HashError::HostBusy => ApiError::TooManyRequests(e.to_string(), 1),
-            HashError::Busy => {
-                ApiError::Busy(e.to_string(), crate::auth::hasher::HASH_WAIT.as_secs().max(1))
-            }
+            HashError::Busy => ApiError::Busy(
+                e.to_string(),
+                crate::auth::hasher::HASH_WAIT.as_secs().max(1),
+            ),
             HashError::Failed(m) => {
                 tracing::error!("password hashing failed: {m}");
                 ApiError::Unavailable("cannot hash the password now".into())
@@ -543,9 +547,7 @@ async fn login(
 /// Ends this session; chat sockets signed in with it become read-only.
 async fn logout(State(s): State<AppState>, me: SignedIn) -> Result<Response, ApiError> {
     s.db.delete_session(&me.token_hash).await?;
-    s.rooms
-        .standings()
-        .end_session(me.user.id, &me.token_hash);
+    s.rooms.standings().end_session(me.user.id, &me.token_hash);
     Ok((
         StatusCode::NO_CONTENT,
         [(header::SET_COOKIE, session_cookie("", 0))],

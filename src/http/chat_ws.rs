@@ -5,11 +5,10 @@ use super::auth::{self, ApiJson, SignedIn};
 use super::channels::{channel_or_404, SLOW_MODE_MAX};
 use super::{ApiError, AppState, ClientAddr};
 use crate::chat::{ChatError, FrameLimit, Member};
-use crate::net::Refused;
-use axum::extract::ws::{close_code, CloseFrame};
-use std::time::Instant;
 use crate::db::{Ban, ChannelInfo, User};
+use crate::net::Refused;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::{close_code, CloseFrame};
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, Method, StatusCode};
@@ -18,6 +17,7 @@ use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use std::time::Instant;
 
 /// Longest frame a client may send; a chat message is far smaller.
 const MAX_FRAME: usize = 8 * 1024;
@@ -85,10 +85,9 @@ async fn websocket(
             "too many chat connections from this address".into(),
             REFUSED_RETRY_SECS,
         ),
-        Refused::Full => ApiError::Busy(
-            "chat is at its connection limit".into(),
-            REFUSED_RETRY_SECS,
-        ),
+        Refused::Full => {
+            ApiError::Busy("chat is at its connection limit".into(), REFUSED_RETRY_SECS)
+        }
     })?;
     channel_or_404(&s, &channel).await?;
     let signed_in = match q.token.as_deref() {

@@ -199,7 +199,11 @@ async fn confirm_reset(
     s.db.peek_email_token(&token, EmailPurpose::Reset)
         .await?
         .ok_or_else(bad)?;
-    let hash = s.limits.hasher.hash(client.host(), req.new_password).await?;
+    let hash = s
+        .limits
+        .hasher
+        .hash(client.host(), req.new_password)
+        .await?;
     let user =
         s.db.take_email_token(&token, EmailPurpose::Reset)
             .await?

@@ -10,8 +10,7 @@ use std::net::SocketAddr;
 /// Config change: loopback is a trusted proxy (`--trusted-proxies
 /// 127.0.0.0/8`).
 pub fn behind_proxy(c: &mut Config) {
-    c.trusted_proxies =
-        onair::net::TrustedProxies::new(vec!["127.0.0.0/8".parse().expect("CIDR")]);
+    c.trusted_proxies = onair::net::TrustedProxies::new(vec!["127.0.0.0/8".parse().expect("CIDR")]);
 }
 
 pub fn xff(ip: &str) -> (&'static str, &str) {
