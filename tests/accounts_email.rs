@@ -318,7 +318,7 @@ async fn reset_answers_alike_and_as_fast_whether_the_account_exists() {
         "reset timing, medians of {N}: account with mail {with_mail:?}, without {bare:?}, no account {ghost:?} (SMTP takes {SMTP_DELAY:?} a message)"
     );
     for (what, t) in [("an account with mail", with_mail), ("one without", bare)] {
-        let d = if t > ghost { t - ghost } else { ghost - t };
+        let d = t.abs_diff(ghost);
         assert!(
             d <= TIMING_TOLERANCE,
             "{what} answered {t:?}, no account {ghost:?}: {d:?} apart"
