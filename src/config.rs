@@ -94,6 +94,8 @@ pub struct ServeArgs {
     pub hls: crate::hls::HlsArgs,
     #[command(flatten)]
     pub mail: crate::auth::MailArgs,
+    #[command(flatten)]
+    pub accounts: crate::auth::AccountArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -166,6 +168,9 @@ struct FileConfig {
     recording: Option<bool>,
     retention_max_age_hours: Option<u64>,
     retention_max_size_mb: Option<u64>,
+    register_per_hour: Option<u32>,
+    chat_sockets_per_host: Option<usize>,
+    chat_sockets: Option<usize>,
 }
 
 /// Resolved settings.
@@ -193,6 +198,8 @@ pub struct Config {
     pub hls: crate::hls::HlsConfig,
     /// SMTP for verification and password-reset mail (flags and env only).
     pub mail: crate::auth::MailConfig,
+    /// Registration rate and chat socket caps.
+    pub accounts: crate::auth::AccountLimits,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -294,6 +301,11 @@ impl Config {
             }
             .resolve(),
             mail: serve.mail.resolve(),
+            accounts: serve.accounts.resolve(&crate::auth::AccountArgs {
+                register_per_hour: file.register_per_hour,
+                chat_sockets_per_host: file.chat_sockets_per_host,
+                chat_sockets: file.chat_sockets,
+            }),
         })
     }
 
@@ -316,6 +328,7 @@ impl Config {
             fault_injection: false,
             hls: crate::hls::HlsConfig::default(),
             mail: crate::auth::MailConfig::default(),
+            accounts: crate::auth::AccountLimits::default(),
         }
     }
 }

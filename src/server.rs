@@ -127,10 +127,7 @@ pub async fn run(
         hub: hub.clone(),
         sfu,
         rooms,
-        limits: Arc::new(match config.offer_rate {
-            Some(r) => http::Limits::with_offer_rate(r),
-            None => http::Limits::default(),
-        }),
+        limits: Arc::new(http::Limits::new(config.offer_rate, config.accounts)),
         mailer: crate::auth::Mailer::new(&config.mail)?.map(Arc::new),
         hls,
         ice: Arc::new(http::ice::IceConfig {

@@ -174,6 +174,7 @@ async fn metrics(
         String::new(),
         s.hub.live().len() as f64,
     ));
+    gauges.extend(auth::gauges(&s));
     let pool = s.db.pool();
     gauges.push((
         "onair_db_pool_connections".into(),
