@@ -152,8 +152,11 @@ async fn chromium_plays_through_builtin_relay_over_udp_and_tcp() {
     })
     .await;
     let (turn, username, _) = turn_entry(&srv).await;
+    // EXPIRY:ROLE@HOST: the relay caps allocations per user, so each host
+    // gets its own.
     assert!(
-        username.ends_with(":viewer") && username.split(':').next().unwrap().parse::<u64>().is_ok(),
+        username.ends_with(":viewer@127.0.0.1")
+            && username.split(':').next().unwrap().parse::<u64>().is_ok(),
         "REST API username: {username}"
     );
     let _ff = ffmpeg_publish(&srv.rtmp_url(&srv.key), 40);
