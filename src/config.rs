@@ -403,7 +403,11 @@ mod tests {
         ]);
         let c = Config::resolve(&args.global, &args.serve).unwrap();
         let shown: Vec<String> = c.turn_allow_peers.iter().map(|c| c.to_string()).collect();
-        assert_eq!(shown, ["127.0.0.1/32", "192.168.0.0/16", "::1/128"], "flags win");
+        assert_eq!(
+            shown,
+            ["127.0.0.1/32", "192.168.0.0/16", "::1/128"],
+            "flags win"
+        );
         assert!(Args::try_parse_from(["onair", "--turn-allow-peer", "10.0.0.0/40"]).is_err());
         std::fs::write(&path, "turn-allow-peer = [\"nonsense\"]\n").unwrap();
         let args = Args::parse_from(["onair", "--config", config]);

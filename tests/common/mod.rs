@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod child;
+pub mod ice;
 pub mod media;
 pub mod node;
 pub mod udp_proxy;

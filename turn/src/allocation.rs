@@ -74,11 +74,14 @@ impl Grants {
     }
 }
 
-/// A byte rate, and whether it is dropping now (so that reaching it is
-/// reported once per episode, not once per packet).
+/// How often an allocation held at its byte rate is reported (as a limit
+/// hit, and in the log): a flood drops packets all the time.
+const RATE_REPORT_EVERY: Duration = Duration::from_secs(1);
+
+/// A byte rate, and when dropping over it was last reported.
 struct Rate {
     bucket: Bucket,
-    dropping: bool,
+    reported: Option<Instant>,
 }
 
 impl Rate {
@@ -86,7 +89,7 @@ impl Rate {
         let rate = f64::from(bytes_per_sec);
         Mutex::new(Rate {
             bucket: Bucket::new(rate, rate),
-            dropping: false,
+            reported: None,
         })
     }
 }
@@ -204,18 +207,24 @@ impl Allocation {
         Ok(())
     }
 
-    /// Takes `bytes` from `rate`, or reports the drop.
+    /// Takes `bytes` from `rate`, or counts the drop (and reports it, at
+    /// most once every [`RATE_REPORT_EVERY`]).
     fn within(&self, rate: &Mutex<Rate>, bytes: usize) -> bool {
         let mut r = lock(rate);
         if r.bucket.take(bytes as f64) {
-            r.dropping = false;
             return true;
         }
-        let first = !std::mem::replace(&mut r.dropping, true);
+        let now = Instant::now();
+        let report = r
+            .reported
+            .is_none_or(|at| now.duration_since(at) >= RATE_REPORT_EVERY);
+        if report {
+            r.reported = Some(now);
+        }
         drop(r);
         add(&self.cx.stats.over_rate_packets, 1);
         add(&self.cx.stats.over_rate_bytes, bytes as u64);
-        if first {
+        if report {
             tracing::debug!(client = %self.client.addr, "TURN allocation over its byte rate: dropping");
             (self.cx.on_limit)("max_relay_bytes_per_sec");
         }
@@ -223,7 +232,7 @@ impl Allocation {
     }
 
     /// Relays what the client sent for a peer, if it may go there.
-    pub(crate) async fn from_client(&self, data: FromClient<'_>) {
+    pub(crate) async fn relay_to_peer(&self, data: FromClient<'_>) {
         let now = Instant::now();
         let (peer, data) = {
             let g = lock(&self.grants);
@@ -262,7 +271,7 @@ impl Allocation {
 
     /// Relays the `len` bytes a peer sent, at `buf[HEADROOM..]`, to the
     /// client, framed in place (`buf` has room for the frame's padding).
-    pub(crate) async fn to_client(&self, buf: &mut [u8], len: usize, from: SocketAddr) {
+    pub(crate) async fn relay_to_client(&self, buf: &mut [u8], len: usize, from: SocketAddr) {
         if !self.cx.policy.permits(from) {
             add(&self.cx.stats.forbidden_packets, 1);
             return;
@@ -288,7 +297,9 @@ impl Allocation {
                 add(&self.cx.stats.to_clients, 1);
                 add(&self.cx.stats.to_clients_bytes, len as u64);
             }
-            Err(e) => tracing::debug!(client = %self.client.addr, "TURN send to client failed: {e}"),
+            Err(e) => {
+                tracing::debug!(client = %self.client.addr, "TURN send to client failed: {e}")
+            }
         }
     }
 }

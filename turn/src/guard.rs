@@ -414,7 +414,10 @@ mod tests {
         // One IPv6 host is its /64.
         open("[2001:db8:0:1::1]:1000", "1:a").await;
         open("[2001:db8:0:1::2]:1000", "1:b").await;
-        assert_eq!(s.refusal(client("[2001:db8:0:1::3]:1")).map(|r| r.0), Some(486));
+        assert_eq!(
+            s.refusal(client("[2001:db8:0:1::3]:1")).map(|r| r.0),
+            Some(486)
+        );
         assert_eq!(s.refusal(client("[2001:db8:0:2::3]:1")), None);
         assert_eq!(
             s.refusal(client("10.0.0.1:1000")),

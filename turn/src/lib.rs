@@ -60,8 +60,8 @@ pub struct TurnConfig {
     pub services: Vec<SocketAddr>,
     /// Told the name of each limit a client reaches (onair counts them in
     /// `onair_limit_hits_total`): `turn_forbidden_peer`, or a constant of
-    /// [`limits`] in snake case. Called per refused request, and once per
-    /// episode of dropping over a byte rate.
+    /// [`limits`] in snake case. Called per refused request, and at most
+    /// once a second per allocation dropping over its byte rate.
     pub on_limit: fn(&'static str),
 }
 
@@ -308,9 +308,9 @@ fn relay_bind_ip(public_ip: IpAddr) -> IpAddr {
     }
 }
 
-/// The `turn` crate (its client is handy for tests and probes).
-pub use turn;
 /// The `stun` crate the `turn` crate's messages are built with.
 pub use stun;
+/// The `turn` crate (its client is handy for tests and probes).
+pub use turn;
 /// The `webrtc-util` crate the `turn` crate's sockets implement `Conn` of.
 pub use util as webrtc_util;

@@ -121,6 +121,9 @@ mod tests {
         let passed = passed + (0..100).filter(|_| b.take(100.0)).count();
         // 5000 at once, then 1000 a second, 100 at a time.
         let most = 50 + (start.elapsed().as_secs_f64() * 10.0) as usize;
-        assert!((51..=most).contains(&passed), "{passed} passed, at most {most}");
+        assert!(
+            (51..=most).contains(&passed),
+            "{passed} passed, at most {most}"
+        );
     }
 }

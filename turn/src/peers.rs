@@ -29,15 +29,24 @@ const fn v6(first: u16, second: u16, third: u16, prefix: u8) -> Cidr {
 
 /// Ranges no peer may be in, and why.
 pub const FORBIDDEN: &[(Cidr, &str)] = &[
-    (v4(0, 0, 0, 0, 8), "\"this network\" (Linux delivers 0.x.x.x locally)"),
+    (
+        v4(0, 0, 0, 0, 8),
+        "\"this network\" (Linux delivers 0.x.x.x locally)",
+    ),
     (v4(10, 0, 0, 0, 8), "private (RFC 1918)"),
     (v4(100, 64, 0, 0, 10), "carrier-grade NAT space (RFC 6598)"),
     (v4(127, 0, 0, 0, 8), "loopback"),
-    (v4(169, 254, 0, 0, 16), "link-local (where cloud metadata services answer)"),
+    (
+        v4(169, 254, 0, 0, 16),
+        "link-local (where cloud metadata services answer)",
+    ),
     (v4(172, 16, 0, 0, 12), "private (RFC 1918)"),
     (v4(192, 0, 0, 0, 24), "IETF protocol assignments (RFC 6890)"),
     (v4(192, 168, 0, 0, 16), "private (RFC 1918)"),
-    (v4(198, 18, 0, 0, 15), "benchmarking (RFC 2544), often internal"),
+    (
+        v4(198, 18, 0, 0, 15),
+        "benchmarking (RFC 2544), often internal",
+    ),
     (v4(224, 0, 0, 0, 4), "multicast"),
     (v4(240, 0, 0, 0, 4), "reserved, and broadcast"),
     (v6(0, 0, 0, 128), "unspecified"),
@@ -155,7 +164,10 @@ mod tests {
 
     #[test]
     fn private_and_special_peers_are_refused_in_every_form() {
-        let own = ["203.0.113.7".parse().unwrap(), "2001:db8::7".parse().unwrap()];
+        let own = [
+            "203.0.113.7".parse().unwrap(),
+            "2001:db8::7".parse().unwrap(),
+        ];
         let p = PeerPolicy::new(Vec::new(), &[sa("203.0.113.7:8189")], &own);
         let cases: &[(&str, bool)] = &[
             ("127.0.0.1:9", false),

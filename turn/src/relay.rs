@@ -6,7 +6,7 @@
 //! The `turn` crate reads each relayed socket in a task of its own and
 //! relays what arrives with fresh buffers per packet; [`RelayedConn`] keeps
 //! that read for itself and hands every datagram to
-//! [`Allocation::to_client`] instead, so the crate's reader never sees one.
+//! [`Allocation::relay_to_client`] instead, so the crate's reader never sees one.
 
 use crate::allocation::Allocation;
 use crate::wire::{FromClient, HEADROOM};
@@ -144,7 +144,7 @@ impl RelayedConn {
             }
             // Not yet attached: the client has no permission yet either.
             if let Some(a) = self.allocation() {
-                a.to_client(&mut buf, n, from).await;
+                a.relay_to_client(&mut buf, n, from).await;
             }
         }
     }
@@ -178,7 +178,7 @@ impl Conn for RelayedConn {
     /// themselves; held to the same checks in case it ever is.
     async fn send_to(&self, buf: &[u8], target: SocketAddr) -> util::Result<usize> {
         if let Some(a) = self.allocation() {
-            a.from_client(FromClient::Send {
+            a.relay_to_peer(FromClient::Send {
                 peer: target,
                 data: buf,
             })

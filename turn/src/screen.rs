@@ -68,7 +68,12 @@ pub(crate) async fn answered(
         }
         (METHOD_CREATE_PERMISSION, Some(a)) => {
             let mut peers = Vec::new();
-            for attr in m.attributes.0.iter().filter(|a| a.typ == stun::attributes::ATTR_XOR_PEER_ADDRESS) {
+            for attr in m
+                .attributes
+                .0
+                .iter()
+                .filter(|a| a.typ == stun::attributes::ATTR_XOR_PEER_ADDRESS)
+            {
                 match wire::xor_address(&attr.value, &m.raw) {
                     Some(peer) => peers.push(peer),
                     None => return false, // the crate answers 400
@@ -138,7 +143,8 @@ fn forbidden(shared: &Shared, client: Client, peers: &[SocketAddr]) -> Option<(u
     let (peer, why) = peers
         .iter()
         .find_map(|p| shared.policy.refusal(*p).map(|why| (p, why)))?;
-    tracing::info!(client = %client.addr, %peer, "TURN peer refused: {why}");
+    // Debug: a client can ask thousands of times a second.
+    tracing::debug!(client = %client.addr, %peer, "TURN peer refused: {why}");
     add(&shared.guard.stats.forbidden_requests, 1);
     (shared.guard.on_limit)("turn_forbidden_peer");
     Some((403, "Forbidden"))

@@ -152,7 +152,7 @@ pub(crate) async fn read_loop(listener: Listener, manager: Arc<Manager>, shared:
         // Data first: it is nearly all the traffic.
         if let Some(data) = wire::from_client(packet) {
             if let Some(a) = shared.guard.allocation(client) {
-                a.from_client(data).await;
+                a.relay_to_peer(data).await;
             }
             continue;
         }

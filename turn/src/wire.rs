@@ -25,8 +25,14 @@ pub(crate) const HEADROOM: usize = STUN_HEADER + 4 + 20 + 4;
 /// What a client sent for a peer.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum FromClient<'a> {
-    Channel { number: u16, data: &'a [u8] },
-    Send { peer: SocketAddr, data: &'a [u8] },
+    Channel {
+        number: u16,
+        data: &'a [u8],
+    },
+    Send {
+        peer: SocketAddr,
+        data: &'a [u8],
+    },
     /// ChannelData or a Send indication that does not parse: dropped.
     Malformed,
 }

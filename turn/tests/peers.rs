@@ -65,8 +65,16 @@ fn own_ipv4() -> Option<IpAddr> {
 async fn attack(c: &mut RawClient, peers: &[SocketAddr]) {
     for (i, peer) in peers.iter().enumerate() {
         let number = 0x4000 + i as u16;
-        assert_eq!(c.create_permission(&[*peer]).await, Err(FORBIDDEN), "CreatePermission {peer}");
-        assert_eq!(c.channel_bind(number, *peer).await, Err(FORBIDDEN), "ChannelBind {peer}");
+        assert_eq!(
+            c.create_permission(&[*peer]).await,
+            Err(FORBIDDEN),
+            "CreatePermission {peer}"
+        );
+        assert_eq!(
+            c.channel_bind(number, *peer).await,
+            Err(FORBIDDEN),
+            "ChannelBind {peer}"
+        );
         for _ in 0..3 {
             c.send_indication(*peer, b"send indication").await;
             c.channel_data(number, b"channel data").await;
@@ -104,11 +112,17 @@ async fn loopback_private_and_own_peers_are_refused_over_ipv4() {
     attack(&mut c, &peers).await;
     // One refused peer refuses the whole request (RFC 8656 9.2).
     assert_eq!(
-        c.create_permission(&[sa("198.51.100.1:9"), loopback.addr]).await,
+        c.create_permission(&[sa("198.51.100.1:9"), loopback.addr])
+            .await,
         Err(FORBIDDEN)
     );
     for l in [&loopback, &own, &v6] {
-        assert_eq!(l.drain(Duration::from_secs(1)).await, (0, 0), "{} got data", l.addr);
+        assert_eq!(
+            l.drain(Duration::from_secs(1)).await,
+            (0, 0),
+            "{} got data",
+            l.addr
+        );
     }
     let s = relay.stats();
     assert_eq!(s.forbidden_requests, 2 * peers.len() as u64 + 1, "{s:?}");
@@ -138,7 +152,12 @@ async fn loopback_and_private_peers_are_refused_over_ipv6() {
     ];
     attack(&mut c, &peers).await;
     for l in [&v6, &v4] {
-        assert_eq!(l.drain(Duration::from_secs(1)).await, (0, 0), "{} got data", l.addr);
+        assert_eq!(
+            l.drain(Duration::from_secs(1)).await,
+            (0, 0),
+            "{} got data",
+            l.addr
+        );
     }
     assert_eq!(relay.stats().to_peers, 0);
     relay.close().await;
@@ -153,21 +172,31 @@ async fn an_allowed_peer_is_relayed_both_ways_and_nothing_beside_it() {
     let beside = Listener::bind("127.0.0.2:0").await;
     let mut buf = [0u8; 100];
 
-    c.create_permission(&[peer.addr]).await.expect("an allowed peer");
+    c.create_permission(&[peer.addr])
+        .await
+        .expect("an allowed peer");
     c.send_indication(peer.addr, b"by indication").await;
     let (n, from) = peer.socket.recv_from(&mut buf).await.unwrap();
     assert_eq!((&buf[..n], from), (&b"by indication"[..], relayed));
-    peer.socket.send_to(b"indicated back", relayed).await.unwrap();
+    peer.socket
+        .send_to(b"indicated back", relayed)
+        .await
+        .unwrap();
     assert_eq!(
         c.relayed(Duration::from_secs(5)).await,
         Some(Relayed::Indication(peer.addr, b"indicated back".to_vec()))
     );
 
-    c.channel_bind(0x4001, peer.addr).await.expect("an allowed peer");
+    c.channel_bind(0x4001, peer.addr)
+        .await
+        .expect("an allowed peer");
     c.channel_data(0x4001, b"by channel").await;
     let (n, _) = peer.socket.recv_from(&mut buf).await.unwrap();
     assert_eq!(&buf[..n], b"by channel");
-    peer.socket.send_to(b"channelled back", relayed).await.unwrap();
+    peer.socket
+        .send_to(b"channelled back", relayed)
+        .await
+        .unwrap();
     assert_eq!(
         c.relayed(Duration::from_secs(5)).await,
         Some(Relayed::Channel(0x4001, b"channelled back".to_vec()))
@@ -210,7 +239,9 @@ async fn allocations_stop_at_the_user_and_host_quotas() {
     let mut held = Vec::new();
     for host in ["127.0.0.11", "127.0.0.12"] {
         let mut c = client(&relay, &format!("{host}:0"), "shared").await;
-        c.allocate().await.unwrap_or_else(|e| panic!("{host}: {e:?}"));
+        c.allocate()
+            .await
+            .unwrap_or_else(|e| panic!("{host}: {e:?}"));
         held.push(c);
     }
     let mut third = client(&relay, "127.0.0.13:0", "shared").await;
@@ -226,13 +257,18 @@ async fn allocations_stop_at_the_user_and_host_quotas() {
     // are even checked.
     for user in ["a", "b", "c"] {
         let mut c = client(&relay, "127.0.0.21:0", user).await;
-        c.allocate().await.unwrap_or_else(|e| panic!("{user}: {e:?}"));
+        c.allocate()
+            .await
+            .unwrap_or_else(|e| panic!("{user}: {e:?}"));
         held.push(c);
     }
     let mut fourth = client(&relay, "127.0.0.21:0", "d").await;
     assert_eq!(fourth.allocate().await.map_err(|e| e.code), Err(486));
     let mut elsewhere = client(&relay, "127.0.0.22:0", "d").await;
-    elsewhere.allocate().await.expect("that user from another host");
+    elsewhere
+        .allocate()
+        .await
+        .expect("that user from another host");
     assert_eq!(relay.stats().user_cap_hits, 1);
     assert_eq!(relay.allocations(), 7);
     relay.close().await;
@@ -249,7 +285,9 @@ async fn permissions_and_channels_stop_at_their_caps() {
     }
     assert_eq!(c.create_permission(&[peer(5)]).await, Err(FULL));
     assert_eq!(c.create_permission(&[peer(1), peer(6)]).await, Err(FULL));
-    c.create_permission(&[peer(1), peer(2)]).await.expect("refreshes are free");
+    c.create_permission(&[peer(1), peer(2)])
+        .await
+        .expect("refreshes are free");
     c.channel_bind(0x4000, peer(1)).await.unwrap();
     c.channel_bind(0x4001, peer(2)).await.unwrap();
     assert_eq!(c.channel_bind(0x4002, peer(3)).await, Err(FULL));
@@ -304,8 +342,14 @@ async fn the_byte_rate_drops_the_excess_each_way() {
     // what was still queued to the relay.
     let most = RATE as f64 * (1.5 + start.elapsed().as_secs_f64());
     let (target, (_, bytes)) = receive.await.unwrap();
-    eprintln!("client to peer: {bytes} bytes arrived in {:?} (at most {most})", start.elapsed());
-    assert!(bytes > 0 && bytes as f64 <= most, "{bytes} bytes, at most {most}");
+    eprintln!(
+        "client to peer: {bytes} bytes arrived in {:?} (at most {most})",
+        start.elapsed()
+    );
+    assert!(
+        bytes > 0 && bytes as f64 <= most,
+        "{bytes} bytes, at most {most}"
+    );
     let s = relay.stats();
     assert!(s.over_rate_packets > 0, "{s:?}");
 
@@ -319,8 +363,14 @@ async fn the_byte_rate_drops_the_excess_each_way() {
     while let Some(Relayed::Channel(_, data)) = c.relayed(Duration::from_secs(1)).await {
         arrived += data.len();
     }
-    eprintln!("peer to client: {arrived} bytes arrived in {:?} (at most {most})", start.elapsed());
-    assert!(arrived > 0 && arrived as f64 <= most, "{arrived} bytes, at most {most}");
+    eprintln!(
+        "peer to client: {arrived} bytes arrived in {:?} (at most {most})",
+        start.elapsed()
+    );
+    assert!(
+        arrived > 0 && arrived as f64 <= most,
+        "{arrived} bytes, at most {most}"
+    );
 
     // Another client has its own allowance.
     let mut good = client(&relay, "127.0.0.2:0", "good").await;
@@ -355,8 +405,12 @@ async fn the_exception_for_a_service_is_its_address_and_port_alone() {
     .unwrap();
     let mut c = client(&relay, "127.0.0.1:0", "viewer").await;
     let relayed = c.allocate().await.unwrap();
-    c.create_permission(&[service.addr]).await.expect("the service");
-    c.channel_bind(0x4000, service.addr).await.expect("the service");
+    c.create_permission(&[service.addr])
+        .await
+        .expect("the service");
+    c.channel_bind(0x4000, service.addr)
+        .await
+        .expect("the service");
     // The permission is for the address; only the service's port is
     // reachable through it, either way.
     assert_eq!(c.create_permission(&[other.addr]).await, Err(FORBIDDEN));
@@ -364,7 +418,11 @@ async fn the_exception_for_a_service_is_its_address_and_port_alone() {
     c.send_indication(other.addr, b"not for you").await;
     other.socket.send_to(b"nor this", relayed).await.unwrap();
     c.channel_data(0x4000, b"for the service").await;
-    service.socket.send_to(b"from the service", relayed).await.unwrap();
+    service
+        .socket
+        .send_to(b"from the service", relayed)
+        .await
+        .unwrap();
     assert_eq!(service.drain(Duration::from_millis(500)).await, (1, 15));
     assert_eq!(other.drain(Duration::from_millis(100)).await, (0, 0));
     assert_eq!(

@@ -9,8 +9,9 @@ use onair_turn::stun::attributes::{ATTR_MESSAGE_INTEGRITY, ATTR_NONCE, ATTR_REAL
 use onair_turn::stun::error_code::ErrorCodeAttribute;
 use onair_turn::stun::integrity::MessageIntegrity;
 use onair_turn::stun::message::{
-    Getter, Message, MessageType, Method, Setter, CLASS_INDICATION, CLASS_REQUEST, CLASS_SUCCESS_RESPONSE, METHOD_ALLOCATE, METHOD_CHANNEL_BIND,
-    METHOD_CREATE_PERMISSION, METHOD_DATA, METHOD_REFRESH, METHOD_SEND,
+    Getter, Message, MessageType, Method, Setter, CLASS_INDICATION, CLASS_REQUEST,
+    CLASS_SUCCESS_RESPONSE, METHOD_ALLOCATE, METHOD_CHANNEL_BIND, METHOD_CREATE_PERMISSION,
+    METHOD_DATA, METHOD_REFRESH, METHOD_SEND,
 };
 use onair_turn::stun::textattrs::TextAttribute;
 use onair_turn::turn::proto::channum::ChannelNumber;
@@ -54,7 +55,9 @@ impl RawClient {
     /// A client on a fresh socket bound to `local` (e.g. `127.0.0.3:0`).
     pub async fn new(local: &str, server: SocketAddr, username: &str, password: &str) -> RawClient {
         RawClient {
-            socket: UdpSocket::bind(local).await.expect("bind the client socket"),
+            socket: UdpSocket::bind(local)
+                .await
+                .expect("bind the client socket"),
             server,
             username: username.into(),
             password: password.into(),
@@ -87,7 +90,10 @@ impl RawClient {
             ];
             all.extend(attrs());
             if !self.nonce.is_empty() {
-                all.push(Box::new(TextAttribute::new(ATTR_USERNAME, self.username.clone())));
+                all.push(Box::new(TextAttribute::new(
+                    ATTR_USERNAME,
+                    self.username.clone(),
+                )));
                 all.push(Box::new(TextAttribute::new(ATTR_REALM, self.realm.clone())));
                 all.push(Box::new(TextAttribute::new(ATTR_NONCE, self.nonce.clone())));
                 all.push(Box::new(self.key()));
@@ -100,7 +106,8 @@ impl RawClient {
                 return Ok(answer);
             }
             let mut code = ErrorCodeAttribute::default();
-            code.get_from(&answer).expect("an error response has ERROR-CODE");
+            code.get_from(&answer)
+                .expect("an error response has ERROR-CODE");
             let code = code.code.0;
             if code == 401 || code == 438 {
                 if let (Ok(n), Ok(r)) = (
@@ -115,8 +122,8 @@ impl RawClient {
                     }
                 }
             }
-            let authenticated = answer.contains(ATTR_MESSAGE_INTEGRITY)
-                && self.key().check(&mut answer).is_ok();
+            let authenticated =
+                answer.contains(ATTR_MESSAGE_INTEGRITY) && self.key().check(&mut answer).is_ok();
             return Err(Refused {
                 code,
                 authenticated,
@@ -181,7 +188,9 @@ impl RawClient {
                 })
                 .collect()
         };
-        self.request(METHOD_CREATE_PERMISSION, attrs).await.map(drop)
+        self.request(METHOD_CREATE_PERMISSION, attrs)
+            .await
+            .map(drop)
     }
 
     pub async fn channel_bind(&mut self, number: u16, peer: SocketAddr) -> Result<(), Refused> {
@@ -240,7 +249,10 @@ impl RawClient {
                 let (mut peer, mut data) = (PeerAddress::default(), Data::default());
                 peer.get_from(&m).expect("XOR-PEER-ADDRESS");
                 data.get_from(&m).expect("DATA");
-                return Some(Relayed::Indication(SocketAddr::new(peer.ip, peer.port), data.0));
+                return Some(Relayed::Indication(
+                    SocketAddr::new(peer.ip, peer.port),
+                    data.0,
+                ));
             }
         }
         None
@@ -266,7 +278,8 @@ impl Listener {
         let mut buf = [0u8; 2048];
         let (mut n, mut bytes) = (0, 0);
         let deadline = tokio::time::Instant::now() + wait;
-        while let Ok(Ok(len)) = tokio::time::timeout_at(deadline, self.socket.recv(&mut buf)).await {
+        while let Ok(Ok(len)) = tokio::time::timeout_at(deadline, self.socket.recv(&mut buf)).await
+        {
             n += 1;
             bytes += len;
         }
