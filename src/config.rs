@@ -96,6 +96,10 @@ pub struct ServeArgs {
         global = true
     )]
     pub trusted_proxies: Vec<crate::net::Cidr>,
+    /// Tests only: lets publishers' marked packets panic the WebRTC engine,
+    /// to prove that fault isolation holds. Never turn it on in production.
+    #[arg(long, env = "ONAIR_FAULT_INJECTION", hide = true, global = true)]
+    pub fault_injection: bool,
     #[command(flatten)]
     pub hls: crate::hls::HlsArgs,
     #[command(flatten)]
@@ -197,6 +201,8 @@ pub struct Config {
     pub turn_allow_peers: Vec<crate::net::Cidr>,
     /// Proxies whose forwarding headers are believed.
     pub trusted_proxies: crate::net::TrustedProxies,
+    /// See `--fault-injection`.
+    pub fault_injection: bool,
     /// LL-HLS, recordings and retention.
     pub hls: crate::hls::HlsConfig,
     /// SMTP for verification and password-reset mail (flags and env only).
@@ -298,6 +304,7 @@ impl Config {
             turn_relay_ports,
             turn_allow_peers,
             trusted_proxies: crate::net::TrustedProxies::new(trusted_proxies),
+            fault_injection: serve.fault_injection,
             hls: crate::hls::HlsArgs {
                 hls_part_ms: serve.hls.hls_part_ms.or(file.hls_part_ms),
                 hls_segment_ms: serve.hls.hls_segment_ms.or(file.hls_segment_ms),
@@ -333,6 +340,7 @@ impl Config {
             turn_relay_ports: onair_turn::DEFAULT_RELAY_PORTS,
             turn_allow_peers: Vec::new(),
             trusted_proxies: crate::net::TrustedProxies::default(),
+            fault_injection: false,
             hls: crate::hls::HlsConfig::default(),
             mail: crate::auth::MailConfig::default(),
         }
