@@ -8,13 +8,13 @@
 use crate::limits::Bucket;
 use crate::peers::PeerPolicy;
 use crate::stats::{add, Stats};
+use crate::transport::Transport;
 use crate::wire::{self, FromClient, HEADROOM};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
-use util::Conn;
 
 /// How long a permission lasts unless refreshed (RFC 8656 section 9).
 const PERMISSION_LIFETIME: Duration = Duration::from_secs(300);
@@ -109,7 +109,7 @@ pub(crate) struct Allocation {
     /// The TURN username's user part (after `EXPIRY:`).
     pub(crate) user: String,
     /// Where the client's data goes back: the listener it came in on.
-    listener: Arc<dyn Conn + Send + Sync>,
+    listener: Transport,
     relay: Arc<UdpSocket>,
     relay_v4: bool,
     cx: Arc<Context>,
@@ -131,7 +131,7 @@ impl Allocation {
     pub(crate) fn new(
         client: Client,
         username: &str,
-        listener: Arc<dyn Conn + Send + Sync>,
+        listener: Transport,
         relay: Arc<UdpSocket>,
         cx: Arc<Context>,
     ) -> Allocation {
@@ -310,7 +310,7 @@ mod tests {
 
     async fn allocation(limits: crate::Limits) -> Allocation {
         let relay = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
-        let listener = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+        let listener = Transport::Udp(Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap()));
         let cx = Arc::new(Context {
             policy: Arc::new(PeerPolicy::default()),
             stats: Arc::default(),

@@ -1,11 +1,11 @@
 //! Quotas the `turn` crate lacks: it opens an allocation (a relay socket and
 //! its tasks) for every authenticated client 5-tuple, without limit. The
 //! relay keeps its own record of every open allocation ([`State`]), counts
-//! them per client host, per user and in total, and this wrapper around the
-//! listening socket answers an Allocate over the host or total quota itself
-//! with 486 (per client) or 508 (server full), as RFC 8656 7.2 says, before
-//! the crate sees it (the per-user quota needs the request authenticated
-//! first: [`crate::screen`]).
+//! them per client host, per user and in total, and the read loops answer
+//! an Allocate over the host or total quota themselves with 486 (per
+//! client) or 508 (server full), as RFC 8656 7.2 says, before the crate
+//! sees it (the per-user quota needs the request authenticated first:
+//! [`crate::screen`]).
 //!
 //! It also holds the ration of challenges (requests the crate answers with a
 //! new nonce), which [`crate::serve`] applies: each costs a stored nonce and
@@ -15,13 +15,11 @@
 use crate::allocation::{user_part, Allocation, Client};
 use crate::limits::{Bucket, Limits};
 use crate::stats::{add, Stats};
-use async_trait::async_trait;
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 use turn::allocation::AllocationInfo;
-use util::Conn;
 
 use crate::wire::MAGIC_COOKIE;
 pub(crate) const ALLOCATE_REQUEST: u16 = 0x0003;
@@ -196,8 +194,17 @@ impl State {
         lock(&self.challenges).take(1.0)
     }
 
-    /// The error to answer a new Allocate from `client` with, if over the
-    /// total or the per-host quota.
+    /// For an Allocate from `client` over the total or the per-host quota,
+    /// the error response to send instead of letting the crate allocate.
+    pub(crate) fn allocate_refusal(&self, client: Client, packet: &[u8]) -> Option<Vec<u8>> {
+        if stun_type(packet) != Some(ALLOCATE_REQUEST) {
+            return None;
+        }
+        let (code, reason) = self.refusal(client)?;
+        tracing::debug!(client = %client.addr, code, "TURN allocation refused: {reason}");
+        Some(error_response(packet, code, reason))
+    }
+
     fn refusal(&self, client: Client) -> Option<(u16, &'static str)> {
         let live = lock(&self.live);
         if live.allocations.contains_key(&client) {
@@ -226,86 +233,6 @@ impl State {
         add(&self.stats.user_cap_hits, 1);
         (self.on_limit)("max_allocations_per_user");
         false
-    }
-}
-
-pub(crate) struct GuardedConn {
-    inner: Arc<dyn Conn + Send + Sync>,
-    state: Arc<State>,
-    listener: usize,
-}
-
-impl GuardedConn {
-    pub(crate) fn new(
-        inner: Arc<dyn Conn + Send + Sync>,
-        state: Arc<State>,
-        listener: usize,
-    ) -> Self {
-        GuardedConn {
-            inner,
-            state,
-            listener,
-        }
-    }
-}
-
-#[async_trait]
-impl Conn for GuardedConn {
-    async fn connect(&self, addr: SocketAddr) -> util::Result<()> {
-        self.inner.connect(addr).await
-    }
-
-    async fn recv(&self, buf: &mut [u8]) -> util::Result<usize> {
-        self.inner.recv(buf).await
-    }
-
-    async fn recv_from(&self, buf: &mut [u8]) -> util::Result<(usize, SocketAddr)> {
-        loop {
-            let (n, from) = self.inner.recv_from(buf).await?;
-            if stun_type(&buf[..n]) == Some(ALLOCATE_REQUEST) {
-                let client = Client {
-                    listener: self.listener,
-                    addr: from,
-                };
-                if let Some((code, reason)) = self.state.refusal(client) {
-                    tracing::debug!(%from, code, "TURN allocation refused: {reason}");
-                    let _ = self
-                        .inner
-                        .send_to(&error_response(&buf[..n], code, reason), from)
-                        .await;
-                    continue;
-                }
-            }
-            return Ok((n, from));
-        }
-    }
-
-    async fn send(&self, buf: &[u8]) -> util::Result<usize> {
-        self.inner.send(buf).await
-    }
-
-    async fn send_to(&self, buf: &[u8], target: SocketAddr) -> util::Result<usize> {
-        self.inner.send_to(buf, target).await
-    }
-
-    fn local_addr(&self) -> util::Result<SocketAddr> {
-        self.inner.local_addr()
-    }
-
-    fn remote_addr(&self) -> Option<SocketAddr> {
-        self.inner.remote_addr()
-    }
-
-    /// The crate closes the listening socket whenever it closes an
-    /// allocation (allocation/mod.rs); harmless for a UdpSocket, fatal for the
-    /// TCP listener. The socket is closed by [`crate::TurnRelay::close`] and
-    /// when dropped instead.
-    async fn close(&self) -> util::Result<()> {
-        Ok(())
-    }
-
-    fn as_any(&self) -> &(dyn std::any::Any + Send + Sync) {
-        self
     }
 }
 
@@ -404,7 +331,7 @@ mod tests {
                 s.opened(Arc::new(Allocation::new(
                     client(&addr),
                     &user,
-                    socket.clone(),
+                    crate::transport::Transport::Udp(socket.clone()),
                     socket,
                     cx,
                 )));

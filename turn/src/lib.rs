@@ -21,6 +21,7 @@ mod screen;
 mod serve;
 mod stats;
 mod tcp;
+mod transport;
 mod wire;
 
 pub use addr::Cidr;
@@ -35,7 +36,6 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio_util::sync::CancellationToken;
 use turn::allocation::allocation_manager::{Manager, ManagerConfig};
 use turn::relay::RelayAddressGenerator;
-use util::Conn;
 
 pub const DEFAULT_REALM: &str = "onair";
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:3478";
@@ -153,23 +153,34 @@ impl TurnRelay {
         };
         // Checked before the TCP listener starts, so a bad range leaks nothing.
         relay_ports(relay::Fresh::default()).validate()?;
-        let mut conns: Vec<Arc<dyn Conn + Send + Sync>> = vec![Arc::new(socket)];
+        let socket = Arc::new(socket);
+        let mut listeners = vec![(
+            transport::Transport::Udp(socket.clone()),
+            transport::Receiver::Udp(socket),
+        )];
         let mut stop_tcp = None;
         let tcp = match tcp {
             Some(listener) => {
                 let addr = listener
                     .local_addr()
                     .map_err(|e| TurnError::Bind(config.listen, e))?;
-                let mux = tcp::TcpMux::start(listener, config.limits.max_tcp_connections)
-                    .map_err(|e| TurnError::Bind(addr, e))?;
+                let (mux, incoming) =
+                    tcp::TcpMux::start(listener, config.limits.max_tcp_connections)
+                        .map_err(|e| TurnError::Bind(addr, e))?;
                 stop_tcp = Some(mux.stop.clone());
-                conns.push(Arc::new(mux));
+                listeners.push((
+                    transport::Transport::Tcp(Arc::new(mux)),
+                    transport::Receiver::Tcp(incoming),
+                ));
                 Some(addr)
             }
             None => None,
         };
         let stop = CancellationToken::new();
-        let nonces = Arc::new(serve::Nonces::new(config.limits.max_nonces, conns.len()));
+        let nonces = Arc::new(serve::Nonces::new(
+            config.limits.max_nonces,
+            listeners.len(),
+        ));
         serve::spawn_sweeper(nonces.clone(), stop.clone());
         let shared = Arc::new(serve::Shared {
             nonces: nonces.clone(),
@@ -185,10 +196,10 @@ impl TurnRelay {
             realm: config.realm.clone(),
             stop: stop.clone(),
         });
-        let loops = conns
+        let loops = listeners
             .into_iter()
             .enumerate()
-            .map(|(index, conn)| {
+            .map(|(index, (transport, receiver))| {
                 let fresh = relay::Fresh::default();
                 let manager = Arc::new(Manager::new(ManagerConfig {
                     relay_addr_generator: relay_ports(fresh.clone()),
@@ -196,7 +207,8 @@ impl TurnRelay {
                 }));
                 let listener = serve::Listener {
                     index,
-                    conn: Arc::new(guard::GuardedConn::new(conn, guard.clone(), index)),
+                    transport,
+                    receiver,
                     fresh,
                 };
                 tokio::spawn(serve::read_loop(listener, manager, shared.clone()))

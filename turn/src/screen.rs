@@ -20,9 +20,9 @@
 use crate::allocation::{Client, Refusal};
 use crate::serve::Shared;
 use crate::stats::add;
+use crate::transport::Transport;
 use crate::wire;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use stun::attributes::{ATTR_MESSAGE_INTEGRITY, ATTR_NONCE, ATTR_REALM, ATTR_USERNAME};
 use stun::error_code::{ErrorCode, ErrorCodeAttribute};
 use stun::integrity::MessageIntegrity;
@@ -32,13 +32,12 @@ use stun::message::{
 };
 use stun::textattrs::TextAttribute;
 use turn::proto::channum::ChannelNumber;
-use util::Conn;
 
 /// Whether the request in `packet` from `client` was answered here (and
 /// must not reach the crate).
 pub(crate) async fn answered(
     shared: &Shared,
-    conn: &Arc<dyn Conn + Send + Sync>,
+    conn: &Transport,
     client: Client,
     packet: &[u8],
 ) -> bool {

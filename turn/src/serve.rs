@@ -16,6 +16,7 @@
 use crate::allocation::{Allocation, Client, Context};
 use crate::guard::{self, Auth};
 use crate::relay::Fresh;
+use crate::transport::{Receiver, Transport};
 use crate::wire;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -108,11 +109,12 @@ pub(crate) struct Shared {
     pub(crate) stop: CancellationToken,
 }
 
-/// One listener: its index among the relay's listeners, and the slot its
-/// relayed sockets are handed over in.
+/// One listener: its index among the relay's listeners, its two sides,
+/// and the slot its relayed sockets are handed over in.
 pub(crate) struct Listener {
     pub(crate) index: usize,
-    pub(crate) conn: Arc<dyn Conn + Send + Sync>,
+    pub(crate) transport: Transport,
+    pub(crate) receiver: Receiver,
     pub(crate) fresh: Fresh,
 }
 
@@ -130,17 +132,15 @@ pub(crate) fn spawn_sweeper(nonces: Arc<Nonces>, stop: CancellationToken) {
 }
 
 /// Serves `listener` until `shared.stop`, then frees its allocations.
-pub(crate) async fn read_loop(listener: Listener, manager: Arc<Manager>, shared: Arc<Shared>) {
-    let conn = listener.conn.clone();
+pub(crate) async fn read_loop(mut listener: Listener, manager: Arc<Manager>, shared: Arc<Shared>) {
+    // The crate answers requests through this.
+    let conn: Arc<dyn Conn + Send + Sync> = Arc::new(listener.transport.clone());
     let mut buf = vec![0u8; INBOUND_MTU];
     loop {
         let (n, from) = tokio::select! {
-            r = conn.recv_from(&mut buf) => match r {
-                Ok(r) => r,
-                Err(e) => {
-                    tracing::debug!("TURN read loop ends: {e}");
-                    break;
-                }
+            r = listener.receiver.recv_from(&mut buf) => match r {
+                Some(r) => r,
+                None => break,
             },
             _ = shared.stop.cancelled() => break,
         };
@@ -156,6 +156,10 @@ pub(crate) async fn read_loop(listener: Listener, manager: Arc<Manager>, shared:
             }
             continue;
         }
+        if let Some(refusal) = shared.guard.allocate_refusal(client, packet) {
+            let _ = listener.transport.send_to(&refusal, from).await;
+            continue;
+        }
         let challenged = match guard::auth(packet) {
             None => false,
             Some(Auth::Missing) => true,
@@ -168,7 +172,7 @@ pub(crate) async fn read_loop(listener: Listener, manager: Arc<Manager>, shared:
                 continue;
             }
             shared.nonces.make_room().await;
-        } else if crate::screen::answered(&shared, &conn, client, packet).await {
+        } else if crate::screen::answered(&shared, &listener.transport, client, packet).await {
             continue;
         }
         let allocate = guard::stun_type(packet) == Some(guard::ALLOCATE_REQUEST);
@@ -205,7 +209,7 @@ async fn opened(listener: &Listener, manager: &Manager, shared: &Shared, client:
     let Some(relayed) = fresh else {
         return;
     };
-    let Ok(local) = listener.conn.local_addr() else {
+    let Ok(local) = listener.transport.local_addr() else {
         return;
     };
     let five_tuple = FiveTuple {
@@ -220,7 +224,7 @@ async fn opened(listener: &Listener, manager: &Manager, shared: &Shared, client:
     let a = Arc::new(Allocation::new(
         client,
         &info.username,
-        listener.conn.clone(),
+        listener.transport.clone(),
         relayed.socket.clone(),
         shared.context.clone(),
     ));
