@@ -1,10 +1,14 @@
-//! A TURN relay (RFC 5766) for onair viewers behind strict NATs, on the
-//! `turn` crate's request handling (with our own read loops, see
-//! [`serve`]), with the time-limited credentials of the TURN REST
-//! API (draft-uberti-behave-turn-rest-00) that coturn's `use-auth-secret`
+//! A TURN relay (RFC 5766, RFC 8656) for onair viewers behind strict NATs,
+//! with the time-limited credentials of the TURN REST API
+//! (draft-uberti-behave-turn-rest-00) that coturn's `use-auth-secret`
 //! checks: username `EXPIRY:USER`, password
 //! `base64(HMAC-SHA1(secret, username))`. The same secret works with coturn,
 //! so operators can swap one for the other.
+//!
+//! The `turn` crate answers requests (Allocate, Refresh, CreatePermission,
+//! ChannelBind); our read loops (`serve`) feed it, screen requests first
+//! (`screen`), and relay data themselves (`allocation`, `wire`), since the
+//! crate's data path copies every packet several times.
 //!
 //! Hardened for credentials anyone can get: peers on loopback, private
 //! ranges and this host are refused ([`peers`]), and every count a client
