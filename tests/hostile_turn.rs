@@ -370,6 +370,10 @@ async fn turn_client_flooding_through_its_allocation() {
         most / 1e6
     );
     assert!(
+        sent as f64 > most,
+        "the test sent only {sent} bytes: no flood"
+    );
+    assert!(
         bytes as f64 <= most,
         "{bytes} bytes arrived, at most {most}"
     );
