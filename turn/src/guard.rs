@@ -15,13 +15,13 @@
 use crate::allocation::{user_part, Allocation, Client};
 use crate::limits::{Bucket, Limits};
 use crate::stats::{add, Stats};
+use crate::wire::MAGIC_COOKIE;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 use turn::allocation::AllocationInfo;
 
-use crate::wire::MAGIC_COOKIE;
 pub(crate) const ALLOCATE_REQUEST: u16 = 0x0003;
 const ALLOCATE_ERROR: u16 = 0x0113;
 const ATTR_ERROR_CODE: u16 = 0x0009;

@@ -112,7 +112,6 @@ pub struct TurnRelay {
     public_ip: IpAddr,
     guard: Arc<guard::State>,
     nonces: Arc<serve::Nonces>,
-    policy: Arc<PeerPolicy>,
 }
 
 impl TurnRelay {
@@ -235,7 +234,6 @@ impl TurnRelay {
             public_ip: config.public_ip,
             guard,
             nonces,
-            policy,
         })
     }
 
@@ -269,10 +267,6 @@ impl TurnRelay {
         self.guard.stats.snapshot()
     }
 
-    /// The peer restrictions in force.
-    pub fn peer_policy(&self) -> &PeerPolicy {
-        &self.policy
-    }
 
     /// Nonces stored (issued to clients and not yet forgotten): at most
     /// [`Limits::max_nonces`].
