@@ -202,12 +202,13 @@ async fn start_turn(
         .ok_or(crate::config::ConfigError::TurnWithoutSecret)?;
     let relay = onair_turn::TurnRelay::with_sockets(
         onair_turn::TurnConfig {
-            listen,
-            public_ip,
             relay_ports: config.turn_relay_ports,
-            realm: onair_turn::DEFAULT_REALM.into(),
-            secret,
-            limits: onair_turn::Limits::default(),
+            allow_peers: config.turn_allow_peers.clone(),
+            // Viewers relay to the SFU: its candidates stay reachable even
+            // on this host's (or private) addresses.
+            services: webrtc_candidates.to_vec(),
+            on_limit: crate::metrics::limit_hit,
+            ..onair_turn::TurnConfig::new(listen, public_ip, secret)
         },
         socket,
         Some(tcp),

@@ -71,12 +71,19 @@ async fn offer(
         ));
     }
     let location = format!("/whep/{channel}/{}", answer.session);
-    Ok(created(&s, answer, location, "viewer"))
+    Ok(created(&s, answer, location, "viewer", client))
 }
 
 /// The 201 to a WHEP or WHIP offer: the answer, the session's URL (what
-/// PATCH and DELETE address) and the ICE servers for `role` as Link headers.
-pub(super) fn created(s: &AppState, answer: WhepSession, location: String, role: &str) -> Response {
+/// PATCH and DELETE address) and the ICE servers for `role` at `client` as
+/// Link headers.
+pub(super) fn created(
+    s: &AppState,
+    answer: WhepSession,
+    location: String,
+    role: &str,
+    client: super::ClientAddr,
+) -> Response {
     let mut response = (
         StatusCode::CREATED,
         [
@@ -87,7 +94,7 @@ pub(super) fn created(s: &AppState, answer: WhepSession, location: String, role:
         answer.sdp,
     )
         .into_response();
-    for link in super::ice::link_headers(s, role) {
+    for link in super::ice::link_headers(s, &super::ice::turn_user(role, client)) {
         if let Ok(v) = axum::http::HeaderValue::from_str(&link) {
             response.headers_mut().append(header::LINK, v);
         }

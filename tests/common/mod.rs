@@ -4,6 +4,7 @@
 
 pub mod accounts;
 pub mod child;
+pub mod ice;
 pub mod media;
 pub mod node;
 pub mod udp_proxy;
