@@ -267,7 +267,6 @@ impl TurnRelay {
         self.guard.stats.snapshot()
     }
 
-
     /// Nonces stored (issued to clients and not yet forgotten): at most
     /// [`Limits::max_nonces`].
     pub async fn stored_nonces(&self) -> usize {
