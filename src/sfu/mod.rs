@@ -104,8 +104,10 @@ pub(crate) enum Media {
         keyframe: bool,
         packets: Vec<Packet>,
     },
+    /// The channel went live with the hub stream `source`, or offline.
     Live {
         channel: Arc<str>,
+        source: u64,
         live: bool,
     },
     Profile {
