@@ -20,6 +20,11 @@ mod tcp;
 mod udp;
 mod whip;
 
+// For the fuzz targets (crate::fuzzing).
+pub(crate) use feedback::on_viewer_rtcp as viewer_rtcp;
+pub(crate) use stun::local_ufrag as stun_local_ufrag;
+pub(crate) use whip::starts_keyframe;
+
 use crate::hub::Hub;
 use crate::media::MediaKind;
 use driver::{Datagram, Driver};
