@@ -15,6 +15,7 @@ pub mod peer;
 mod retransmit;
 pub mod sdp;
 mod seqmap;
+pub mod session;
 mod stun;
 mod tcp;
 mod udp;
