@@ -8,8 +8,6 @@
 //! checked against what is there (RFC 6347 4.1 record, 4.2.2 handshake
 //! header; RFC 5246 7.4.1.2 ClientHello).
 
-/// `SRTP_AES128_CM_HMAC_SHA1_80`.
-pub const AES_CM_128_HMAC_SHA1_80: u16 = 0x0001;
 /// `SRTP_AEAD_AES_128_GCM`.
 pub const AEAD_AES_128_GCM: u16 = 0x0007;
 /// The `use_srtp` extension's type.
@@ -112,6 +110,9 @@ pub fn offered_profiles(datagram: &[u8]) -> Option<Vec<u16>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `SRTP_AES128_CM_HMAC_SHA1_80`.
+    const AES_CM_128_HMAC_SHA1_80: u16 = 0x0001;
 
     /// A minimal ClientHello record with `extensions`.
     fn hello(extensions: &[u8]) -> Vec<u8> {
