@@ -3,6 +3,7 @@
 //! DTLS with SRTP keys of our own, the data channel, and the RTCP a viewer
 //! sends. Sans-I/O: datagrams and `now` in, datagrams and deadlines out.
 
+pub mod channel;
 pub mod dtls;
 mod hello;
 pub mod ice;
