@@ -53,6 +53,7 @@ const OPS: &[Op] = &[
     Op { method: "patch", path: "/api/channels/{name}", summary: "Edit title, description, category, tags, slow mode (owner or admin)", access: SignedIn, body: Some("ChannelEdit"), ok: (200, "Channel"), errors: &[401, 403, 404] },
     Op { method: "get", path: "/api/channels/{name}/key", summary: "The stream key (owner only)", access: SignedIn, body: None, ok: (200, "StreamKey"), errors: &[401, 403, 404] },
     Op { method: "post", path: "/api/channels/{name}/key", summary: "Rotate the stream key; a live publish ends (owner only)", access: SignedIn, body: None, ok: (200, "StreamKey"), errors: &[401, 403, 404] },
+    Op { method: "delete", path: "/api/channels/{name}/live", summary: "End the live broadcast now, whatever its ingest (owner or admin); the key stays valid", access: SignedIn, body: None, ok: (204, ""), errors: &[401, 403, 404] },
     Op { method: "post", path: "/api/channels/{name}/like", summary: "Like the channel: one per user every 10 s", access: SignedIn, body: None, ok: (200, "Likes"), errors: &[401, 404, 429] },
     Op { method: "get", path: "/api/channels/{name}/schedule", summary: "Upcoming broadcasts, soonest first", access: Public, body: None, ok: (200, "ScheduleList"), errors: &[404] },
     Op { method: "post", path: "/api/channels/{name}/schedule", summary: "Announce a broadcast (owner or admin)", access: SignedIn, body: Some("ScheduleEdit"), ok: (201, "Scheduled"), errors: &[401, 403, 404] },

@@ -86,10 +86,8 @@ impl DataChannel {
             return;
         };
         match ev {
-            DatagramEvent::NewAssociation(a) => {
-                if self.association.is_none() {
-                    self.association = Some((ch, a));
-                }
+            DatagramEvent::NewAssociation(a) if self.association.is_none() => {
+                self.association = Some((ch, a));
             }
             DatagramEvent::AssociationEvent(e) => {
                 if let Some((h, a)) = self.association.as_mut() {

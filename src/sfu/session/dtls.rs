@@ -5,6 +5,7 @@
 //! SRTP. Application data (SCTP, for the data channel) goes both ways.
 
 use super::hello;
+use crate::sfu::srtp::{Profile, EXPORTER_LABEL};
 use bytes::BytesMut;
 use rtc::crypto::RTCCryptoProvider;
 use rtc::dtls::config::{ClientAuthType, ConfigBuilder, ExtendedMasterSecretType};
@@ -15,36 +16,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-/// The label RFC 5764 4.2 exports SRTP keys under.
-const SRTP_LABEL: &str = "EXTRACTOR-dtls_srtp";
 /// The endpoint keys its one association by this: the viewer's datagrams
 /// may come from any of its proven ICE paths, and they are one association.
 const ASSOCIATION: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 0);
-
-/// The SRTP profile a handshake settled on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Profile {
-    AeadAes128Gcm,
-    Aes128CmHmacSha1_80,
-}
-
-impl Profile {
-    /// Key and salt lengths (RFC 5764 4.1.2, RFC 7714 12).
-    pub fn key_and_salt(self) -> (usize, usize) {
-        match self {
-            Profile::AeadAes128Gcm => (16, 12),
-            Profile::Aes128CmHmacSha1_80 => (16, 14),
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Profile::AeadAes128Gcm => "AEAD_AES_128_GCM",
-            Profile::Aes128CmHmacSha1_80 => "AES_CM_128_HMAC_SHA1_80",
-        }
-    }
-}
 
 pub enum Event {
     /// The handshake is done: `material` is the exporter's output,
@@ -186,9 +161,8 @@ impl Dtls {
                             )))
                         }
                     };
-                    let (k, s) = profile.key_and_salt();
                     let material = state
-                        .export_keying_material(SRTP_LABEL, &[], 2 * (k + s))
+                        .export_keying_material(EXPORTER_LABEL, &[], profile.exporter_len())
                         .map_err(|e| DtlsError::Protocol(e.to_string()))?;
                     self.connected = true;
                     events.push(Event::Connected {
@@ -307,8 +281,7 @@ mod tests {
                 SrtpProtectionProfile::Srtp_Aead_Aes_128_Gcm => Profile::AeadAes128Gcm,
                 _ => Profile::Aes128CmHmacSha1_80,
             };
-            let (k, s) = p.key_and_salt();
-            st.export_keying_material(SRTP_LABEL, &[], 2 * (k + s))
+            st.export_keying_material(EXPORTER_LABEL, &[], p.exporter_len())
                 .unwrap()
                 .as_ref()
                 .to_vec()

@@ -44,7 +44,11 @@ pub struct RemoteMedia {
     pub rejected: bool,
     /// Whether the viewer will receive on it (recvonly or sendrecv).
     pub receives: bool,
-    pub formats: Vec<OfferedFormat>,
+    /// The formats this server can send, by codec (the first video and
+    /// audio m-lines only).
+    pub h264: Vec<OfferedFormat>,
+    pub vp8: Vec<OfferedFormat>,
+    pub opus: Vec<OfferedFormat>,
     /// (id, URI) of the RTP header extensions offered.
     pub extmaps: Vec<(u8, String)>,
     pub rtcp_rsize: bool,
@@ -166,31 +170,30 @@ pub fn read_remote(text: &str) -> Result<RemoteDescription, SdpError> {
                 }
             }
         }
-        // The formats this server can send come from the shared reading,
-        // which takes the first video and audio m-line.
-        let formats = match kind {
+        // The formats come from the shared reading, which takes the first
+        // video and audio m-line.
+        let take = |v: &[OfferedFormat]| v.iter().take(MAX_FORMATS).cloned().collect::<Vec<_>>();
+        let (mut h264, mut vp8, mut opus) = (Vec::new(), Vec::new(), Vec::new());
+        match kind {
             Kind::Video if !video_seen && !rejected => {
                 video_seen = true;
-                shape
-                    .h264
-                    .iter()
-                    .chain(&shape.vp8)
-                    .take(MAX_FORMATS)
-                    .cloned()
-                    .collect()
+                h264 = take(&shape.h264);
+                vp8 = take(&shape.vp8);
             }
             Kind::Audio if !audio_seen && !rejected => {
                 audio_seen = true;
-                shape.opus.iter().take(MAX_FORMATS).cloned().collect()
+                opus = take(&shape.opus);
             }
-            _ => Vec::new(),
-        };
+            _ => {}
+        }
         media.push(RemoteMedia {
             mid: value("mid").unwrap_or("").to_string(),
             kind,
             rejected,
             receives,
-            formats,
+            h264,
+            vp8,
+            opus,
             extmaps,
             rtcp_rsize: md.has_attribute("rtcp-rsize"),
             sctp_port: value("sctp-port").and_then(|p| p.parse().ok()),
@@ -416,7 +419,8 @@ mod tests {
         assert_eq!(r.setup, Setup::Actpass);
         let kinds: Vec<Kind> = r.media.iter().map(|m| m.kind).collect();
         assert_eq!(kinds, [Kind::Video, Kind::Audio, Kind::Application]);
-        assert!(r.media[0].receives && !r.media[0].formats.is_empty());
+        assert!(r.media[0].receives && !r.media[0].h264.is_empty() && !r.media[0].vp8.is_empty());
+        assert!(!r.media[1].opus.is_empty());
         assert!(r.media[0].twcc_id().is_some(), "browsers offer TWCC");
         assert_eq!(r.media[2].sctp_port, Some(5000));
     }
@@ -454,12 +458,12 @@ mod tests {
     fn the_answer_follows_the_offer_and_rtc_reads_it() {
         let r = read_remote(CHROMIUM_VIEWER).unwrap();
         let h264 = r.media[0]
-            .formats
+            .h264
             .iter()
             .find(|f| f.packetization_mode() == 1)
             .unwrap()
             .clone();
-        let opus = r.media[1].formats[0].clone();
+        let opus = r.media[1].opus[0].clone();
         let answers = vec![
             Answered::Send {
                 format: h264,

@@ -75,7 +75,7 @@ fn rtp(seq: u16, ssrc: u32, rng: &mut StdRng) -> Vec<u8> {
     let csrcs = usize::from(seq % 5 == 0);
     let mut p = vec![
         0x80 | (u8::from(with_extension) << 4) | csrcs as u8,
-        96 | 0x80 * u8::from(seq % 7 == 0),
+        96 | (0x80 * u8::from(seq % 7 == 0)),
     ];
     p.extend_from_slice(&seq.to_be_bytes());
     p.extend_from_slice(&u32::from(seq).wrapping_mul(3000).to_be_bytes());
