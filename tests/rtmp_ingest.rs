@@ -451,7 +451,7 @@ async fn truncated_handshake_times_out() {
     })
     .await
     .expect("half-open client not dropped");
-    assert!(start.elapsed() >= onair::rtmp::HANDSHAKE_TIMEOUT - Duration::from_secs(1));
+    assert!(start.elapsed() >= onair::rtmp::PUBLISH_DEADLINE - Duration::from_secs(1));
     server.stop().await;
 }
 
