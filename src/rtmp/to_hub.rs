@@ -212,7 +212,7 @@ impl Ingest {
             (_, None) => {}
             (Some(old), Some(n)) => {
                 if let TrackConfig::H264(o) = old.config.as_ref() {
-                    tracing::info!(channel = %self.channel, count = n - 1,
+                    tracing::info!(channel = %self.channel, changes = n - 1,
                         "H.264 parameters changed: {}x{} -> {}x{} ({} level {})",
                         o.width, o.height, info.width, info.height, info.profile_name(), info.level_idc);
                 }
