@@ -335,7 +335,24 @@ fn sessions_survive_what_broke_them() {
         }
         _ => assert_eq!(&got, want, "{name}"),
     };
+    // The same table seeds the `rtmp` fuzz target (fuzz/corpus/rtmp): its
+    // first byte 0x0a is "handshake given, 4 KiB reads".
+    let seeds = std::env::var_os("ONAIR_WRITE_FUZZ_SEEDS").map(std::path::PathBuf::from);
     for (name, input, want) in cases {
+        if let Some(dir) = &seeds {
+            let file: String = name
+                .chars()
+                .take_while(|c| *c != '(')
+                .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+                .collect();
+            std::fs::create_dir_all(dir).unwrap();
+            let seed = [&[0x0a][..], &input].concat();
+            std::fs::write(
+                dir.join(format!("table_{}", file.trim_end_matches('_'))),
+                seed,
+            )
+            .unwrap();
+        }
         let mut h = Harness::new();
         check(h.feed(&input), &want, name);
         // The same, a byte at a time.
