@@ -214,6 +214,8 @@ impl SourceArgs {
                         audio: Vec::new(),
                         duration: dur,
                         stamp: true,
+                        raw: None,
+                        on_session: None,
                     },
                 )
                 .await?;

@@ -102,7 +102,34 @@ struct Transcode {
     coder: AacToOpus,
 }
 
+/// A channel's egress, restarted after a pause if it panics (on media from a
+/// hostile publisher, say): that channel's viewers miss a moment, nobody
+/// else notices.
 pub async fn run(
+    channel: Arc<str>,
+    hub: Arc<Hub>,
+    out: mpsc::Sender<Media>,
+    cancel: CancellationToken,
+) {
+    loop {
+        let serve = serve(channel.clone(), hub.clone(), out.clone(), cancel.clone());
+        if crate::isolate::task("webrtc_egress", &channel, serve)
+            .await
+            .is_some()
+        {
+            return;
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(RESTART_PAUSE) => {}
+        }
+    }
+}
+
+/// Pause before a channel's egress restarts after a panic.
+const RESTART_PAUSE: std::time::Duration = std::time::Duration::from_millis(500);
+
+async fn serve(
     channel: Arc<str>,
     hub: Arc<Hub>,
     out: mpsc::Sender<Media>,
@@ -189,6 +216,7 @@ pub async fn run(
                     let count = packets.len();
                     let batch = Media::Batch {
                         channel: channel.clone(),
+                        source: stream.id(),
                         kind: MediaKind::Video,
                         keyframe: unit.keyframe,
                         packets: std::mem::take(&mut packets),
@@ -238,14 +266,14 @@ pub async fn run(
                     for f in frames {
                         let ts = clock.audio(unit.pts, f.pts_48k - lookahead);
                         let pkt = packetize::opus(f.data, ts, &mut audio_seq);
-                        send_audio(&out, &channel, pkt, &mut audio_seq);
+                        send_audio(&out, &channel, stream.id(), pkt, &mut audio_seq);
                     }
                 }
                 Payload::Opus(frame) => {
                     let pts_48k = unit.pts * OPUS_RATE / CLOCK_RATE;
                     let ts = clock.audio(unit.pts, pts_48k);
                     let pkt = packetize::opus(frame.clone(), ts, &mut audio_seq);
-                    send_audio(&out, &channel, pkt, &mut audio_seq);
+                    send_audio(&out, &channel, stream.id(), pkt, &mut audio_seq);
                 }
             }
         }
@@ -262,11 +290,13 @@ pub async fn run(
 fn send_audio(
     out: &mpsc::Sender<Media>,
     channel: &Arc<str>,
+    source: u64,
     pkt: rtc::rtp::packet::Packet,
     seq: &mut Sequencer,
 ) {
     let batch = Media::Batch {
         channel: channel.clone(),
+        source,
         kind: MediaKind::Audio,
         keyframe: true,
         packets: vec![pkt],
