@@ -722,3 +722,50 @@ async fn a_connection_flood_from_one_address_is_capped() {
         .assert_kept_playing("a connection flood from one address");
     srv.stop().await;
 }
+
+/// A panic while serving one RTMP connection (`--fault-injection`: a
+/// command named `onair-fault:rtmp`) ends that connection and its publish
+/// alone: logged once, counted, and every other connection carries on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_in_one_connection_drops_only_that_connection() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let srv = TestServer::start_with(|c| c.fault_injection = true).await;
+    let key = srv.db.create_channel("attacker").await.unwrap().stream_key;
+    let victim = Victim::start(&srv, 6).await;
+    let attacker = ip(ATTACKER);
+    let series = "onair_isolated_panics_total{component=\"rtmp\"}";
+    let before = common::metric_or_zero(srv.http, series).await;
+
+    let bystander = Raw::handshaken(srv.rtmp, attacker).await;
+    let mut c = Raw::publishing(srv.rtmp, attacker, &key).await;
+    wait_for_live(srv.http, "attacker").await;
+    c.send(&command(
+        "onair-fault:rtmp",
+        4.0,
+        0,
+        Amf0Value::Null,
+        vec![],
+    ))
+    .await
+    .unwrap();
+    assert!(
+        c.closed_within(Duration::from_secs(3)).await.is_some(),
+        "the panicking connection is closed"
+    );
+    assert_eq!(common::metric_or_zero(srv.http, series).await, before + 1.0);
+    let live = http(srv.http, "GET", "/metrics", &[], b"").await.text();
+    assert!(
+        !live.contains("onair_stream_readers{channel=\"attacker\"}"),
+        "its publish ended with it"
+    );
+    assert!(!bystander.is_closed(), "another connection is untouched");
+    assert_eq!(common::get(srv.http, "/healthz").await.status, 200);
+    // RTMP still takes publishers.
+    let again = Raw::publishing(srv.rtmp, attacker, &key).await;
+    assert!(!again.is_closed());
+    victim
+        .finish()
+        .await
+        .assert_kept_playing("a panic while serving one RTMP connection");
+    srv.stop().await;
+}

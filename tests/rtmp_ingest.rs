@@ -63,6 +63,7 @@ impl Server {
             hub.clone(),
             Arc::new(TestChannels),
             shutdown.clone(),
+            false,
         ));
         Server {
             addr,

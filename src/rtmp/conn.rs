@@ -53,8 +53,9 @@ pub(super) async fn run<C: Channels>(
     hub: Arc<Hub>,
     channels: Arc<C>,
     shutdown: CancellationToken,
+    fault_injection: bool,
 ) {
-    let mut session = Session::new(peer, hub, Instant::now());
+    let mut session = Session::new(peer, hub, Instant::now()).with_fault_injection(fault_injection);
     let mut buffered = Buffered(0);
     let result = tokio::select! {
         r = serve(&mut socket, &mut session, &*channels, &mut buffered) => r,

@@ -90,11 +90,13 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// Accepts RTMP connections until `shutdown` is cancelled, then closes every
 /// connection (ending their streams) and returns once they are all gone.
+/// `fault_injection` is for tests only ([`Session::with_fault_injection`]).
 pub async fn serve<C: Channels>(
     listener: TcpListener,
     hub: Arc<Hub>,
     channels: Arc<C>,
     shutdown: CancellationToken,
+    fault_injection: bool,
 ) {
     let tracker = TaskTracker::new();
     let gate = ConnGate::new(
@@ -136,12 +138,8 @@ pub async fn serve<C: Channels>(
         let (hub, channels, shutdown) = (hub.clone(), channels.clone(), shutdown.clone());
         tracker.spawn(async move {
             let _permit = permit;
-            crate::isolate::task(
-                "rtmp",
-                peer,
-                conn::run(socket, peer, hub, channels, shutdown),
-            )
-            .await;
+            let conn = conn::run(socket, peer, hub, channels, shutdown, fault_injection);
+            crate::isolate::task("rtmp", peer, conn).await;
         });
     }
     tracker.close();

@@ -133,6 +133,7 @@ pub struct Session {
     events: VecDeque<ServerSessionEvent>,
     connects: u32,
     streams_created: u32,
+    fault_injection: bool,
 }
 
 impl Session {
@@ -150,7 +151,16 @@ impl Session {
             events: VecDeque::new(),
             connects: 0,
             streams_created: 0,
+            fault_injection: false,
         }
+    }
+
+    /// Tests only (`--fault-injection`): a command named
+    /// `onair-fault:rtmp` panics, to prove that a panic while serving one
+    /// connection ends that connection alone.
+    pub fn with_fault_injection(mut self, on: bool) -> Session {
+        self.fault_injection = on;
+        self
     }
 
     /// When the connection is to be closed unless it has published by then.
@@ -305,6 +315,9 @@ impl Session {
                     Some(b"publish") if self.ingest.is_none() => {
                         lowercase_publish_mode(body);
                         publish = true;
+                    }
+                    Some(b"onair-fault:rtmp") if self.fault_injection => {
+                        panic!("injected fault: one RTMP connection")
                     }
                     _ => {}
                 }
