@@ -72,7 +72,7 @@ pub(super) async fn run<C: Channels>(
             if let ConnError::PublishDeadline = e {
                 crate::metrics::limit_hit("rtmp_publish_deadline");
             }
-            tracing::warn!(%peer, "rtmp connection closed: {e}");
+            warn_limited!(%peer, "rtmp connection closed: {e}");
         }
     }
     if let Some(stream) = session.stream() {

@@ -18,6 +18,22 @@
 //!   chunk stream ids; AMF nesting [`amf::MAX_DEPTH`]; [`MAX_STREAMS`]
 //!   `createStream` calls.
 
+/// `tracing::warn!` for lines about one connection (why it closed, why a
+/// publish was refused) while [`warning_budget`] allows, `tracing::debug!`
+/// past it.
+macro_rules! warn_limited {
+    ($($arg:tt)+) => {
+        match $crate::rtmp::warning_budget() {
+            Some(0) => tracing::warn!($($arg)+),
+            Some(held_back) => {
+                tracing::warn!(held_back, "rtmp: lines about connections went to debug level for a while");
+                tracing::warn!($($arg)+)
+            }
+            None => tracing::debug!($($arg)+),
+        }
+    };
+}
+
 mod amf;
 mod chunk;
 mod conn;
@@ -29,8 +45,8 @@ pub use session::{Session, SessionError, Step};
 use crate::hub::{Channels, Hub};
 use crate::net::{ConnGate, ConnLimits};
 use chunk::Limits;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -83,6 +99,40 @@ const PUBLISHING_LIMITS: Limits = Limits {
     media: MAX_MEDIA_MESSAGE,
     other: MAX_CONTROL_MESSAGE,
 };
+
+/// Warnings about single connections per minute: every refused publish or
+/// broken connection is worth a line, but a client cycling bad connections
+/// must not be able to flood the log. Past it they go to debug level, and
+/// the next warning says how many did.
+const WARNINGS_PER_MINUTE: u32 = 60;
+
+/// `Some(n)` when a warning may be logged, `n` being how many went to debug
+/// level since the last one; `None` past the budget.
+fn warning_budget() -> Option<u64> {
+    struct Budget {
+        since: Instant,
+        logged: u32,
+        held_back: u64,
+    }
+    static BUDGET: Mutex<Option<Budget>> = Mutex::new(None);
+    let now = Instant::now();
+    let mut b = BUDGET.lock().unwrap_or_else(|e| e.into_inner());
+    let b = b.get_or_insert(Budget {
+        since: now,
+        logged: 0,
+        held_back: 0,
+    });
+    if now.duration_since(b.since) >= Duration::from_secs(60) {
+        b.since = now;
+        b.logged = 0;
+    }
+    if b.logged >= WARNINGS_PER_MINUTE {
+        b.held_back += 1;
+        return None;
+    }
+    b.logged += 1;
+    Some(std::mem::take(&mut b.held_back))
+}
 
 /// Pause after a failed `accept` (e.g. out of file descriptors), so the
 /// loop does not spin while the condition lasts.

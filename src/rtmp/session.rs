@@ -344,7 +344,7 @@ impl Session {
             // rml_rtmp answered a bad publish itself (a mode other than
             // live/record/append, missing arguments) with an `_error` and
             // raised nothing; without this the client would wait forever.
-            tracing::warn!(peer = %self.peer, "rtmp request refused by the protocol layer (bad publish arguments or publish type); closing");
+            warn_limited!(peer = %self.peer, "rtmp request refused by the protocol layer (bad publish arguments or publish type); closing");
             crate::metrics::rtmp_publish(false);
             return Ok(Step::Close);
         }
@@ -401,7 +401,7 @@ impl Session {
                 let r = rtmp.reject_request(request_id, "NetStream.Play.Failed", why)?;
                 self.queue_results(r);
                 self.queue_status(stream_id, "NetStream.Play.Failed", why);
-                tracing::warn!(peer = %self.peer, name = %truncate(&stream_key), "rtmp play refused: {why}");
+                warn_limited!(peer = %self.peer, name = %truncate(&stream_key), "rtmp play refused: {why}");
                 return Ok(Step::Close);
             }
             ServerSessionEvent::PublishStreamFinished { .. } => return Ok(Step::Close),
@@ -474,7 +474,7 @@ impl Session {
         self.queue_status(1, BAD_NAME, why);
         crate::metrics::rtmp_publish(false);
         let app = self.app.as_deref().map(normalize_app).unwrap_or_default();
-        tracing::warn!(peer = %self.peer, app = %truncate(app), "rtmp publish refused: {why}");
+        warn_limited!(peer = %self.peer, app = %truncate(app), "rtmp publish refused: {why}");
         Ok(Step::Close)
     }
 
