@@ -155,29 +155,40 @@ async fn serve(
         if stream.source() == crate::hub::Source::Whip {
             // The driver forwards a WHIP publisher's RTP itself; here only
             // the channel's live state is followed.
-            let _ = out.try_send(Media::Live {
-                channel: channel.clone(),
-                live: true,
-            });
+            let _ = out
+                .send(Media::Live {
+                    channel: channel.clone(),
+                    source: stream.id(),
+                    live: true,
+                })
+                .await;
             tokio::select! {
                 _ = cancel.cancelled() => return,
                 _ = stream.closed().cancelled() => {}
             }
             let still_live = watch.borrow().as_ref().is_some_and(|s| !s.is_closed());
             if !still_live {
-                let _ = out.try_send(Media::Live {
-                    channel: channel.clone(),
-                    live: false,
-                });
+                let _ = out
+                    .send(Media::Live {
+                        channel: channel.clone(),
+                        source: stream.id(),
+                        live: false,
+                    })
+                    .await;
             }
             continue;
         }
         let mut reader = stream.subscribe("webrtc");
         clock.new_publish();
-        let _ = out.try_send(Media::Live {
-            channel: channel.clone(),
-            live: true,
-        });
+        // Live state changes are few and must not be lost to a full queue
+        // (media may be; the next keyframe repairs that).
+        let _ = out
+            .send(Media::Live {
+                channel: channel.clone(),
+                source: stream.id(),
+                live: true,
+            })
+            .await;
         let mut transcode: Option<Transcode> = None;
         let mut profile = None;
         // After a dropped video batch, P-frames are useless until the next
@@ -279,10 +290,13 @@ async fn serve(
         }
         let still_live = watch.borrow().as_ref().is_some_and(|s| !s.is_closed());
         if !still_live {
-            let _ = out.try_send(Media::Live {
-                channel: channel.clone(),
-                live: false,
-            });
+            let _ = out
+                .send(Media::Live {
+                    channel: channel.clone(),
+                    source: stream.id(),
+                    live: false,
+                })
+                .await;
         }
     }
 }

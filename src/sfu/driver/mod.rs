@@ -111,6 +111,8 @@ struct ChannelState {
     video_window: Instant,
     /// Recent video, once per channel: what viewers' NACKs are answered from.
     history: Box<super::retransmit::History>,
+    /// The hub stream whose media is going out now.
+    source: Option<u64>,
 }
 
 /// How often a channel's video bitrate is re-measured.
@@ -226,6 +228,8 @@ impl Driver {
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut report_ticker = tokio::time::interval(SENDER_REPORT_INTERVAL);
         report_ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut picture_ticker = tokio::time::interval(whip::PLI_INTERVAL);
+        picture_ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let next = self.timers.first().map(|(t, _)| *t);
             let sleep = async {
@@ -275,6 +279,7 @@ impl Driver {
                     self.send_viewer_counts();
                 }
                 _ = report_ticker.tick() => self.send_sender_reports(),
+                _ = picture_ticker.tick() => self.chase_pictures(),
             }
             // Whatever this turn queued, for every peer, in one batch.
             self.out.flush();
@@ -427,6 +432,7 @@ impl Driver {
                 video_bytes: 0,
                 video_window: Instant::now(),
                 history: Box::default(),
+                source: None,
             }
         });
         ch.viewers.push(id);
@@ -629,27 +635,45 @@ impl Driver {
 
     fn on_media(&mut self, m: Media) {
         match m {
-            Media::Live { channel, live } => {
-                if let Some(ch) = self.channels.get_mut(&channel) {
-                    ch.live = live;
+            Media::Live {
+                channel,
+                source,
+                live,
+            } => {
+                let Some(ch) = self.channels.get_mut(&channel) else {
+                    return;
+                };
+                ch.live = live;
+                // Packets of this very source already went out (a WHIP
+                // publisher's RTP can beat this event here): its viewers
+                // may have their keyframe, and must not be sent back to
+                // waiting for one that a browser publisher sends only when
+                // asked.
+                let known = live && ch.source == Some(source);
+                if !known {
+                    ch.source = live.then_some(source);
                     ch.gop.clear();
                     ch.history.clear();
                     // A new or ended publish: its clock is anchored anew.
                     ch.anchor = [None, None];
-                    let msg = if live {
-                        r#"{"type":"live"}"#
-                    } else {
-                        r#"{"type":"offline"}"#
-                    };
-                    let viewers = ch.viewers.clone();
-                    for pid in viewers {
-                        if let Some(p) = self.peers.get_mut(&pid) {
-                            // A new publisher's stream starts at a keyframe;
-                            // wait for it rather than show a broken picture.
-                            p.waiting_keyframe = true;
-                        }
-                        self.send_event(pid, msg);
+                }
+                let msg = if live {
+                    r#"{"type":"live"}"#
+                } else {
+                    r#"{"type":"offline"}"#
+                };
+                let viewers = ch.viewers.clone();
+                let now = Instant::now();
+                for pid in viewers {
+                    if let (false, Some(p)) = (known, self.peers.get_mut(&pid)) {
+                        // A new publisher's stream starts at a keyframe;
+                        // wait for it rather than show a broken picture.
+                        p.wait_for_keyframe(now);
                     }
+                    self.send_event(pid, msg);
+                }
+                if live && !known {
+                    self.request_keyframe(&channel);
                 }
             }
             Media::Anchor {
@@ -679,6 +703,9 @@ impl Driver {
                 packets
                     .iter_mut()
                     .for_each(|p| slot.map_sequence(source, p));
+                if let Some(ch) = self.channels.get_mut(&channel) {
+                    ch.source = Some(source);
+                }
                 self.fan_out(&channel, kind, VideoCodec::H264, keyframe, &packets)
             }
         }
@@ -728,7 +755,7 @@ impl Driver {
                     // Connected starts the picture.
                     RTCPeerConnectionState::Connected if !p.connected => {
                         p.connected = true;
-                        p.waiting_keyframe = true;
+                        p.wait_for_keyframe(Instant::now());
                         tracing::debug!(session = p.session, after = ?p.created.elapsed(), "viewer connected");
                         if let Some(ch) = self.channels.get(&p.channel) {
                             if p.video_codec == Some(ch.gop_codec) {
@@ -817,7 +844,7 @@ impl Driver {
                         if level != Level::AudioOnly {
                             // Frames the viewer skipped are references
                             // for the next ones: resume at a keyframe.
-                            p.waiting_keyframe = true;
+                            p.wait_for_keyframe(now);
                             viewer_joined = true;
                         }
                     }
