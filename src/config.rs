@@ -96,8 +96,9 @@ pub struct ServeArgs {
         global = true
     )]
     pub trusted_proxies: Vec<crate::net::Cidr>,
-    /// Tests only: lets publishers' marked packets panic the WebRTC engine,
-    /// to prove that fault isolation holds. Never turn it on in production.
+    /// Tests only: lets publishers' marked packets (WHIP) and commands
+    /// (RTMP) panic the server, to prove that fault isolation holds. Never
+    /// turn it on in production.
     #[arg(long, env = "ONAIR_FAULT_INJECTION", hide = true, global = true)]
     pub fault_injection: bool,
     #[command(flatten)]

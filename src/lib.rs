@@ -6,7 +6,8 @@
 //! - [`codec`]: pure parsers (H.264, AAC, FLV); no I/O, no tokio.
 //! - [`hub`]: channel -> live `Stream`; publishers write units, readers
 //!   consume them through bounded queues.
-//! - [`rtmp`]: RTMP ingest (rml_rtmp) -> hub.
+//! - [`rtmp`]: RTMP ingest -> hub: a sans-I/O session (our bounded chunk
+//!   reader, rml_rtmp's handshake and commands) driven from a socket.
 //! - [`sfu`]: WebRTC on one UDP socket, driving webrtc-rs's sans-I/O `rtc`
 //!   core; WHEP viewers read from the hub.
 //! - [`audio`]: AAC -> Opus, once per stream.

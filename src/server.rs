@@ -101,6 +101,7 @@ pub async fn run(
         hub.clone(),
         Arc::new(db.clone()),
         token.clone(),
+        config.fault_injection,
     ));
 
     let hls = crate::hls::Hls::start(
