@@ -1,12 +1,14 @@
 //! `/hls/CHANNEL/...` (live LL-HLS from memory), `/vod/ID/...` (recordings
 //! from disk), `/api/channels/CHANNEL/broadcasts` and the thumbnails.
 //!
-//! File names are parsed into numbers, never joined into paths as given,
-//! so no request can reach outside a recording's folder.
+//! File names are parsed into numbers ([`crate::hls::request`]), never
+//! joined into paths as given, so no request can reach outside a
+//! recording's folder.
 
 use super::{ApiError, AppState};
 use crate::db::{valid_channel_name, BroadcastRow};
 use crate::hls::live::{LiveChannel, Reject, Want};
+use crate::hls::request::{parse_file, parse_want, File};
 use axum::extract::{Path, Query, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -45,73 +47,8 @@ fn reply(ctype: &'static str, cache: &'static str, body: Bytes) -> Response {
         .into_response()
 }
 
-/// What a live or VOD file name asks for.
-#[derive(Debug, PartialEq, Eq)]
-enum File {
-    Playlist,
-    Init(u32),
-    Segment(u64),
-    Part(u64, u32),
-    Poster,
-}
-
-fn parse_file(name: &str) -> Option<File> {
-    fn num<T: std::str::FromStr>(s: &str) -> Option<T> {
-        // Digits only: no signs, spaces or dots.
-        if s.is_empty() || s.len() > 19 || !s.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
-        }
-        s.parse().ok()
-    }
-    if name == "index.m3u8" {
-        return Some(File::Playlist);
-    }
-    if name == "poster.jpg" {
-        return Some(File::Poster);
-    }
-    if let Some(n) = name
-        .strip_prefix("init")
-        .and_then(|n| n.strip_suffix(".mp4"))
-    {
-        return num(n).map(File::Init);
-    }
-    let stem = name.strip_prefix('s')?.strip_suffix(".m4s")?;
-    match stem.split_once('.') {
-        Some((m, p)) => Some(File::Part(num(m)?, num(p)?)),
-        None => num(stem).map(File::Segment),
-    }
-}
-
 fn bad(msg: &str) -> ApiError {
     ApiError::BadRequest(msg.to_string())
-}
-
-/// `_HLS_msn` / `_HLS_part` (RFC 8216bis 6.2.5.2). Anything else in the
-/// query is ignored, as the spec asks for unknown parameters.
-fn parse_want(query: Option<&str>) -> Result<Option<Want>, ApiError> {
-    let (mut msn, mut part) = (None, None);
-    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let parse = |v: &str| -> Result<u64, ApiError> {
-            if v.is_empty() || v.len() > 19 || !v.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(bad(&format!("{k} must be a non-negative integer")));
-            }
-            v.parse().map_err(|_| bad(&format!("{k} out of range")))
-        };
-        match k {
-            "_HLS_msn" => msn = Some(parse(v)?),
-            "_HLS_part" => {
-                let p = parse(v)?;
-                part = Some(u32::try_from(p).map_err(|_| bad("_HLS_part out of range"))?);
-            }
-            _ => {}
-        }
-    }
-    match (msn, part) {
-        (None, Some(_)) => Err(bad("_HLS_part without _HLS_msn")),
-        (None, None) => Ok(None),
-        (Some(msn), part) => Ok(Some(Want { msn, part })),
-    }
 }
 
 fn live_channel(s: &AppState, name: &str) -> Result<Arc<LiveChannel>, ApiError> {
@@ -153,7 +90,7 @@ async fn live_file(
     };
     match file {
         File::Playlist => {
-            let want = parse_want(query.as_deref())?;
+            let want = parse_want(query.as_deref()).map_err(|e| bad(&e.to_string()))?;
             if let Some(want) = want {
                 ch.wait_for(want, limit).await.map_err(|r| match r {
                     Reject::TooFarAhead => bad("_HLS_msn is more than two segments ahead"),
@@ -366,60 +303,5 @@ async fn thumbnail(
         None => Err(ApiError::NotFound(format!(
             "no thumbnail for {channel} (offline, or not yet)"
         ))),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn file_names_parse_strictly() {
-        assert_eq!(parse_file("index.m3u8"), Some(File::Playlist));
-        assert_eq!(parse_file("init3.mp4"), Some(File::Init(3)));
-        assert_eq!(parse_file("s12.m4s"), Some(File::Segment(12)));
-        assert_eq!(parse_file("s12.4.m4s"), Some(File::Part(12, 4)));
-        for bad in [
-            "..",
-            "../index.m3u8",
-            "s-1.m4s",
-            "s+1.m4s",
-            "s1.2.3.m4s",
-            "init.mp4",
-            "s.m4s",
-            "s99999999999999999999.m4s",
-            "index.m3u8 ",
-            "s1 .m4s",
-            "%2e%2e",
-        ] {
-            assert_eq!(parse_file(bad), None, "{bad}");
-        }
-    }
-
-    #[test]
-    fn blocking_query_is_validated() {
-        assert_eq!(parse_want(None).ok().flatten(), None);
-        assert_eq!(
-            parse_want(Some("_HLS_msn=5&_HLS_part=2")).ok().flatten(),
-            Some(Want {
-                msn: 5,
-                part: Some(2)
-            })
-        );
-        assert_eq!(
-            parse_want(Some("_HLS_msn=5&foo=bar")).ok().flatten(),
-            Some(Want { msn: 5, part: None })
-        );
-        for q in [
-            "_HLS_msn=-1",
-            "_HLS_msn=abc",
-            "_HLS_msn=",
-            "_HLS_part=1",
-            "_HLS_msn=1&_HLS_part=-2",
-            "_HLS_msn=99999999999999999999",
-            "_HLS_msn=1&_HLS_part=99999999999",
-        ] {
-            assert!(parse_want(Some(q)).is_err(), "{q}");
-        }
     }
 }
