@@ -22,9 +22,26 @@ pub enum File {
     Poster,
 }
 
-/// Digits only: no signs, spaces, dots or leading `+`.
+impl File {
+    /// The file name that parses to this (what the playlists write).
+    pub fn name(&self) -> String {
+        match self {
+            File::Playlist => "index.m3u8".into(),
+            File::Poster => "poster.jpg".into(),
+            File::Init(n) => format!("init{n}.mp4"),
+            File::Segment(m) => format!("s{m}.m4s"),
+            File::Part(m, p) => format!("s{m}.{p}.m4s"),
+        }
+    }
+}
+
+/// Digits only, as the playlists write them: no signs, spaces or dots,
+/// and no leading zeros, so every file has one name (and one cache key).
 fn num<T: std::str::FromStr>(s: &str) -> Option<T> {
     if s.is_empty() || s.len() > MAX_DIGITS || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    if s.len() > 1 && s.starts_with('0') {
         return None;
     }
     s.parse().ok()
@@ -105,6 +122,9 @@ pub(crate) mod tests {
         ("s12.m4s", Some(File::Segment(12))),
         ("s12.4.m4s", Some(File::Part(12, 4))),
         ("s0.0.m4s", Some(File::Part(0, 0))),
+        ("s01.m4s", None),
+        ("init00.mp4", None),
+        ("s1.00.m4s", None),
         ("..", None),
         ("../index.m3u8", None),
         ("s-1.m4s", None),
@@ -152,6 +172,39 @@ pub(crate) mod tests {
     fn file_names_parse_strictly() {
         for (name, want) in FILE_CASES {
             assert_eq!(parse_file(name), *want, "{name:?}");
+            if let Some(f) = want {
+                assert_eq!(parse_file(&f.name()), Some(*f), "round trip of {name:?}");
+            }
+        }
+    }
+
+    /// The `hls_query` fuzz target reads `NAME?QUERY`; its seeds are every
+    /// name with every query of the tables above.
+    /// `ONAIR_WRITE_FUZZ_SEEDS=1` rewrites them, otherwise they must match.
+    #[test]
+    fn fuzz_seeds_are_the_table() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/hls_query");
+        let write = std::env::var_os("ONAIR_WRITE_FUZZ_SEEDS").is_some();
+        let mut seeds: Vec<String> = FILE_CASES.iter().map(|(n, _)| n.to_string()).collect();
+        seeds.extend(QUERY_CASES.iter().map(|(q, _)| format!("index.m3u8?{q}")));
+        for (i, seed) in seeds.iter().enumerate() {
+            let path = dir.join(format!("case{i:02}"));
+            if write {
+                std::fs::create_dir_all(&dir).unwrap();
+                std::fs::write(&path, seed).unwrap();
+            } else {
+                let got = std::fs::read(&path).unwrap_or_else(|e| {
+                    panic!(
+                        "{}: {e} (run with ONAIR_WRITE_FUZZ_SEEDS=1)",
+                        path.display()
+                    )
+                });
+                assert!(
+                    got == seed.as_bytes(),
+                    "{} is stale (ONAIR_WRITE_FUZZ_SEEDS=1)",
+                    path.display()
+                );
+            }
         }
     }
 

@@ -15,7 +15,9 @@
 //! Payload bytes come from one shared zero buffer, so a script of huge
 //! units costs little memory.
 
-use super::segmenter::{Event, MAX_PART_BYTES, MAX_SEGMENT_BYTES, MAX_SEGMENT_PARTS};
+use super::segmenter::{
+    Event, MAX_PART_BYTES, MAX_PART_UNITS, MAX_SEGMENT_BYTES, MAX_SEGMENT_PARTS,
+};
 use crate::media::{AacConfig, H264Config, Payload, TrackConfig, Unit};
 use bytes::Bytes;
 use std::sync::{Arc, OnceLock};
@@ -189,17 +191,28 @@ fn fragment_overhead(max_units: usize) -> usize {
 
 /// The rules any segmenter output must keep, whatever went in: numbering,
 /// nesting, the size bounds, non-negative durations, an output timeline
-/// that never goes back, and parts that are whole fMP4 fragments.
-pub fn check_events(events: &[Event]) -> Result<Summary, String> {
-    let mut s = Summary::default();
-    let mut last_msn: Option<u64> = None;
-    let mut open: Option<(u64, u32, usize)> = None;
-    let mut last_start: Option<i64> = None;
-    let mut have_init = false;
-    for e in events {
+/// that never goes back, and parts that are whole fMP4 fragments. Fed one
+/// event at a time, so a long run need not be kept.
+#[derive(Debug, Default)]
+pub struct Checker {
+    summary: Summary,
+    last_msn: Option<u64>,
+    /// The open segment: (msn, parts so far, bytes so far).
+    open: Option<(u64, u32, usize)>,
+    last_start: Option<i64>,
+    have_init: bool,
+}
+
+impl Checker {
+    pub fn summary(&self) -> &Summary {
+        &self.summary
+    }
+
+    pub fn check(&mut self, e: &Event) -> Result<(), String> {
+        let s = &mut self.summary;
         match e {
             Event::Init(_) => {
-                have_init = true;
+                self.have_init = true;
                 s.inits += 1;
             }
             Event::SegmentStart {
@@ -208,27 +221,28 @@ pub fn check_events(events: &[Event]) -> Result<Summary, String> {
                 start,
                 ..
             } => {
-                if !have_init {
+                if !self.have_init {
                     return Err(format!("segment {msn} before any init"));
                 }
-                if open.is_some() {
+                if self.open.is_some() {
                     return Err(format!("segment {msn} starts inside another"));
                 }
-                if last_msn.is_some_and(|l| *msn != l + 1) {
-                    return Err(format!("msn {msn} after {last_msn:?}"));
+                if self.last_msn.is_some_and(|l| *msn != l + 1) {
+                    return Err(format!("msn {msn} after {:?}", self.last_msn));
                 }
-                if last_start.is_some_and(|l| *start < l) {
+                if self.last_start.is_some_and(|l| *start < l) {
                     return Err(format!(
-                        "segment {msn} starts at {start}, before {last_start:?}"
+                        "segment {msn} starts at {start}, before {:?}",
+                        self.last_start
                     ));
                 }
-                last_msn = Some(*msn);
-                last_start = Some(*start);
-                open = Some((*msn, 0, 0));
+                self.last_msn = Some(*msn);
+                self.last_start = Some(*start);
+                self.open = Some((*msn, 0, 0));
                 s.discontinuities += usize::from(*discontinuity);
             }
             Event::Part(p) => {
-                let Some((msn, index, bytes)) = open.as_mut() else {
+                let Some((msn, index, bytes)) = self.open.as_mut() else {
                     return Err(format!("part {}.{} outside a segment", p.msn, p.index));
                 };
                 if (p.msn, p.index) != (*msn, *index) {
@@ -237,11 +251,11 @@ pub fn check_events(events: &[Event]) -> Result<Summary, String> {
                 if !(p.duration >= 0.0 && p.duration.is_finite()) {
                     return Err(format!("part {}.{} lasts {}", p.msn, p.index, p.duration));
                 }
-                if last_start.is_some_and(|l| p.start < l) {
+                if self.last_start.is_some_and(|l| p.start < l) {
                     return Err(format!("part {}.{} goes back in time", p.msn, p.index));
                 }
-                last_start = Some(p.start);
-                let limit = MAX_PART_BYTES + fragment_overhead(super::segmenter::MAX_PART_UNITS);
+                self.last_start = Some(p.start);
+                let limit = MAX_PART_BYTES + fragment_overhead(MAX_PART_UNITS);
                 if p.bytes.len() > limit {
                     return Err(format!("part of {} bytes > {limit}", p.bytes.len()));
                 }
@@ -254,15 +268,15 @@ pub fn check_events(events: &[Event]) -> Result<Summary, String> {
                 if *index as usize > MAX_SEGMENT_PARTS {
                     return Err(format!("segment {msn} has {index} parts"));
                 }
-                let limit = MAX_SEGMENT_BYTES
-                    + MAX_SEGMENT_PARTS * fragment_overhead(super::segmenter::MAX_PART_UNITS);
+                let limit =
+                    MAX_SEGMENT_BYTES + MAX_SEGMENT_PARTS * fragment_overhead(MAX_PART_UNITS);
                 if *bytes > limit {
                     return Err(format!("segment {msn} holds {bytes} bytes > {limit}"));
                 }
                 s.parts += 1;
             }
             Event::SegmentEnd { msn, duration } => {
-                match open.take() {
+                match self.open.take() {
                     Some((m, _, _)) if m == *msn => {}
                     other => return Err(format!("end of {msn} while {other:?} is open")),
                 }
@@ -272,6 +286,15 @@ pub fn check_events(events: &[Event]) -> Result<Summary, String> {
                 s.segments += 1;
             }
         }
+        Ok(())
     }
-    Ok(s)
+}
+
+/// [`Checker`] over a whole run.
+pub fn check_events(events: &[Event]) -> Result<Summary, String> {
+    let mut c = Checker::default();
+    for e in events {
+        c.check(e)?;
+    }
+    Ok(c.summary)
 }

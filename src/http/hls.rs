@@ -7,7 +7,7 @@
 
 use super::{ApiError, AppState};
 use crate::db::{valid_channel_name, BroadcastRow};
-use crate::hls::live::{LiveChannel, Reject, Want};
+use crate::hls::live::{LiveChannel, Reject, Want, BLOCKED_RETRY_AFTER_SECS};
 use crate::hls::request::{parse_file, parse_want, File};
 use axum::extract::{Path, Query, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
@@ -43,6 +43,23 @@ fn reply(ctype: &'static str, cache: &'static str, body: Bytes) -> Response {
             (header::CACHE_CONTROL, HeaderValue::from_static(cache)),
         ],
         body,
+    )
+        .into_response()
+}
+
+/// 503 with Retry-After for a request that would wait on a playlist that
+/// already holds as many as it may (see
+/// [`crate::hls::live::MAX_BLOCKED_PER_HOST`]).
+fn busy() -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [
+            (header::RETRY_AFTER, BLOCKED_RETRY_AFTER_SECS.to_string()),
+            (header::CACHE_CONTROL, "no-store".to_string()),
+        ],
+        Json(serde_json::json!({
+            "error": "too many requests are waiting on this playlist; retry later"
+        })),
     )
         .into_response()
 }
@@ -88,30 +105,44 @@ async fn live_file(
     } else {
         "audio/mp4"
     };
+    let client = client.0;
     match file {
         File::Playlist => {
             let want = parse_want(query.as_deref()).map_err(|e| bad(&e.to_string()))?;
             if let Some(want) = want {
-                ch.wait_for(want, limit).await.map_err(|r| match r {
-                    Reject::TooFarAhead => bad("_HLS_msn is more than two segments ahead"),
-                    Reject::Timeout => ApiError::Unavailable("playlist update timed out".into()),
-                    Reject::Gone => ApiError::NotFound(format!("channel {channel} went offline")),
-                })?;
+                match ch.wait_for(want, limit, client).await {
+                    Ok(()) => {}
+                    Err(Reject::Busy) => return Ok(busy()),
+                    Err(Reject::TooFarAhead) => {
+                        return Err(bad("_HLS_msn is more than two segments ahead"))
+                    }
+                    Err(Reject::Timeout) => {
+                        return Err(ApiError::Unavailable("playlist update timed out".into()))
+                    }
+                    Err(Reject::Gone) => {
+                        return Err(ApiError::NotFound(format!(
+                            "channel {channel} went offline"
+                        )))
+                    }
+                }
             }
             // Live, but maybe the first part is not out yet: wait for it.
-            let body = ch
-                .wait_ready(limit)
-                .await
-                .ok_or_else(|| ApiError::NotFound("no playlist yet".into()))?;
-            Ok(reply(PLAYLIST_TYPE, PLAYLIST_CACHE, body))
+            match ch.wait_ready(limit, client).await {
+                Ok(Some(body)) => Ok(reply(PLAYLIST_TYPE, PLAYLIST_CACHE, body)),
+                Ok(None) => Err(ApiError::NotFound("no playlist yet".into())),
+                Err(_) => Ok(busy()),
+            }
         }
         File::Init(id) => ch
             .init(id)
             .map(|b| reply(media_type, MEDIA_CACHE, b))
             .ok_or_else(|| ApiError::NotFound("no such init segment".into())),
         File::Segment(msn) => {
-            if ch.segment(msn).is_none() && ch.is_upcoming(msn) {
-                let _ = ch.wait_for(Want { msn, part: None }, limit).await;
+            if ch.segment(msn).is_none()
+                && ch.is_upcoming(msn)
+                && ch.wait_for(Want { msn, part: None }, limit, client).await == Err(Reject::Busy)
+            {
+                return Ok(busy());
             }
             ch.segment(msn)
                 .map(|b| reply(media_type, MEDIA_CACHE, b))
@@ -121,15 +152,13 @@ async fn live_file(
             // A preload hint names the next part before it exists: hold the
             // request until it does (RFC 8216bis 6.2.5.3).
             if ch.part(msn, idx).is_none() && ch.is_upcoming(msn) {
-                let _ = ch
-                    .wait_for(
-                        Want {
-                            msn,
-                            part: Some(idx),
-                        },
-                        limit,
-                    )
-                    .await;
+                let want = Want {
+                    msn,
+                    part: Some(idx),
+                };
+                if ch.wait_for(want, limit, client).await == Err(Reject::Busy) {
+                    return Ok(busy());
+                }
             }
             ch.part(msn, idx)
                 .map(|b| reply(media_type, MEDIA_CACHE, b))
