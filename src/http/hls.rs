@@ -27,6 +27,11 @@ const PLAYLIST_CACHE: &str = "max-age=0, no-cache";
 /// they exist; names restart with the server, hence not `immutable`.
 const MEDIA_CACHE: &str = "public, max-age=60";
 const VOD_MEDIA_CACHE: &str = "public, max-age=86400, immutable";
+const VOD_PLAYLIST_CACHE: &str = "public, max-age=3600";
+const POSTER_CACHE: &str = "public, max-age=3600";
+/// Everything of a recording that is not published (hidden: its owner's
+/// and admins' alone).
+const PRIVATE_CACHE: &str = "private, no-store";
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -194,9 +199,15 @@ async fn vod_file(
     let id = parse_id(&id)?;
     // A hidden broadcast is the owner's alone; to anyone else it does not
     // exist.
-    let who = viewer(&s, &headers).await?;
-    if !s.db.broadcast_visible(id, who.as_ref()).await? {
-        return Err(ApiError::NotFound("no such broadcast".into()));
+    let meta =
+        s.db.broadcast_meta(id)
+            .await?
+            .ok_or_else(|| ApiError::NotFound("no such broadcast".into()))?;
+    if !meta.published {
+        let who = viewer(&s, &headers).await?;
+        if !s.db.broadcast_visible(id, who.as_ref()).await? {
+            return Err(ApiError::NotFound("no such broadcast".into()));
+        }
     }
     let file = parse_file(&file).ok_or_else(|| ApiError::NotFound("no such file".into()))?;
     let rec = s
@@ -208,26 +219,31 @@ async fn vod_file(
             .await?
             .ok_or_else(|| ApiError::NotFound("no such broadcast".into()))?;
     let dir = rec.dir(row.id);
+    // What only its owner may see is never kept by a shared cache, nor by
+    // the browser (a shared computer); published recordings may be.
+    let cache = |public: &'static str| {
+        if meta.published {
+            public
+        } else {
+            PRIVATE_CACHE
+        }
+    };
     let (name, ctype, cache) = match file {
         File::Playlist => {
             let body = rec
                 .playlist(&row)
                 .await
                 .ok_or_else(|| ApiError::NotFound("this broadcast was not recorded".into()))?;
-            let cache = if row.ended_at.is_some() {
-                "public, max-age=3600"
+            let c = if row.ended_at.is_some() {
+                cache(VOD_PLAYLIST_CACHE)
             } else {
-                PLAYLIST_CACHE
+                cache(PLAYLIST_CACHE)
             };
-            return Ok(reply(PLAYLIST_TYPE, cache, body));
+            return Ok(reply(PLAYLIST_TYPE, c, body));
         }
-        File::Init(n) => (format!("init{n}.mp4"), "video/mp4", VOD_MEDIA_CACHE),
-        File::Segment(n) => (format!("s{n}.m4s"), "video/mp4", VOD_MEDIA_CACHE),
-        File::Poster => (
-            "poster.jpg".to_string(),
-            "image/jpeg",
-            "public, max-age=3600",
-        ),
+        File::Init(n) => (format!("init{n}.mp4"), "video/mp4", cache(VOD_MEDIA_CACHE)),
+        File::Segment(n) => (format!("s{n}.m4s"), "video/mp4", cache(VOD_MEDIA_CACHE)),
+        File::Poster => ("poster.jpg".to_string(), "image/jpeg", cache(POSTER_CACHE)),
         File::Part(..) => return Err(ApiError::NotFound("no such file".into())),
     };
     match tokio::fs::read(dir.join(&name)).await {
