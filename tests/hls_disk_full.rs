@@ -147,7 +147,14 @@ async fn the_floor_prunes_then_pauses_recording_and_live_goes_on() {
         "the default floor on a 64 MiB disk"
     );
     let admin = signup(srv.http, "operator").await;
-    let admin_id = srv.db.credentials("operator").await.unwrap().unwrap().user.id;
+    let admin_id = srv
+        .db
+        .credentials("operator")
+        .await
+        .unwrap()
+        .unwrap()
+        .user
+        .id;
     srv.db
         .set_role(admin_id, onair::db::Role::Admin)
         .await

@@ -13,8 +13,9 @@ use onair::hls::segmenter::{
 };
 
 fuzz_target!(|data: &[u8]| {
-    let mut seg = Segmenter::new(SegmenterConfig::new(200, 2000), 0, 0, false);
-    let mut checker = script::Checker::default();
+    let cfg = SegmenterConfig::new(200, 2000);
+    let mut seg = Segmenter::new(cfg, 0, 0, false);
+    let mut checker = script::Checker::new(cfg);
     for unit in script::decode(data) {
         for e in seg.push(unit) {
             checker.check(&e).unwrap();

@@ -16,9 +16,10 @@
 //! units costs little memory.
 
 use super::segmenter::{
-    Event, MAX_PART_BYTES, MAX_PART_UNITS, MAX_SEGMENT_BYTES, MAX_SEGMENT_PARTS,
+    Event, Limit, SegmenterConfig, MAX_PART_BYTES, MAX_PART_UNITS, MAX_SEGMENT_BYTES,
+    MAX_SEGMENT_PARTS,
 };
-use crate::media::{AacConfig, H264Config, Payload, TrackConfig, Unit};
+use crate::media::{AacConfig, H264Config, Payload, TrackConfig, Unit, CLOCK_RATE};
 use bytes::Bytes;
 use std::sync::{Arc, OnceLock};
 
@@ -193,8 +194,9 @@ fn fragment_overhead(max_units: usize) -> usize {
 /// nesting, the size bounds, non-negative durations, an output timeline
 /// that never goes back, and parts that are whole fMP4 fragments. Fed one
 /// event at a time, so a long run need not be kept.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Checker {
+    cfg: SegmenterConfig,
     summary: Summary,
     last_msn: Option<u64>,
     /// The open segment: (msn, parts so far, bytes so far).
@@ -204,6 +206,17 @@ pub struct Checker {
 }
 
 impl Checker {
+    pub fn new(cfg: SegmenterConfig) -> Checker {
+        Checker {
+            cfg,
+            summary: Summary::default(),
+            last_msn: None,
+            open: None,
+            last_start: None,
+            have_init: false,
+        }
+    }
+
     pub fn summary(&self) -> &Summary {
         &self.summary
     }
@@ -248,7 +261,10 @@ impl Checker {
                 if (p.msn, p.index) != (*msn, *index) {
                     return Err(format!("part {}.{} in {msn}.{index}", p.msn, p.index));
                 }
-                if !(p.duration >= 0.0 && p.duration.is_finite()) {
+                // At most PART-TARGET, or one frame of up to a second more
+                // (see the segmenter's docs).
+                let longest = self.cfg.part_target_secs() + 1.0;
+                if !(p.duration >= 0.0 && p.duration <= longest) {
                     return Err(format!("part {}.{} lasts {}", p.msn, p.index, p.duration));
                 }
                 if self.last_start.is_some_and(|l| p.start < l) {
@@ -280,8 +296,12 @@ impl Checker {
                     Some((m, _, _)) if m == *msn => {}
                     other => return Err(format!("end of {msn} while {other:?} is open")),
                 }
-                if !(*duration >= 0.0 && duration.is_finite()) {
-                    return Err(format!("segment {msn} lasts {duration}"));
+                // RFC 8216bis 4.4.3.1: rounded, at most TARGETDURATION.
+                let td = self.cfg.target_duration as f64;
+                if !(*duration >= 0.0 && duration.round() <= td) {
+                    return Err(format!(
+                        "segment {msn} lasts {duration} (TARGETDURATION {td})"
+                    ));
                 }
                 s.segments += 1;
             }
@@ -291,10 +311,287 @@ impl Checker {
 }
 
 /// [`Checker`] over a whole run.
-pub fn check_events(events: &[Event]) -> Result<Summary, String> {
-    let mut c = Checker::default();
+pub fn check_events(cfg: SegmenterConfig, events: &[Event]) -> Result<Summary, String> {
+    let mut c = Checker::new(cfg);
     for e in events {
         c.check(e)?;
     }
     Ok(c.summary)
 }
+
+// ---- the table ----
+
+/// 33.3 ms at 90 kHz, as RTMP's millisecond times give it.
+const FRAME: i64 = 3000;
+/// One AAC frame at 48 kHz, ticks.
+const AAC: i64 = 1920;
+
+/// `secs` of 30 fps video (keyframe every 30) interleaved with AAC.
+fn steady(secs: i64) -> Vec<Step> {
+    let mut out = Vec::new();
+    let (mut v, mut a) = (0i64, 0i64);
+    let mut first_audio = true;
+    while v.min(a) < secs * CLOCK_RATE {
+        if v <= a {
+            let f = v / FRAME;
+            out.push(Step::video(if f == 0 { 0 } else { FRAME }, f % 30 == 0));
+            v += FRAME;
+        } else {
+            out.push(Step::audio(if first_audio { 0 } else { AAC }));
+            first_audio = false;
+            a += AAC;
+        }
+    }
+    out
+}
+
+fn video_only(
+    frames: usize,
+    delta: impl Fn(usize) -> i64,
+    key: impl Fn(usize) -> bool,
+) -> Vec<Step> {
+    (0..frames)
+        .map(|i| Step::video(if i == 0 { 0 } else { delta(i) }, i == 0 || key(i)))
+        .collect()
+}
+
+fn sized(mut steps: Vec<Step>, size_code: u8) -> Vec<Step> {
+    for s in &mut steps {
+        s.size_code = size_code;
+    }
+    steps
+}
+
+pub struct Case {
+    pub name: &'static str,
+    pub steps: fn() -> Vec<Step>,
+    /// Rules this input must trigger.
+    pub hits: &'static [Limit],
+    /// At most this many discontinuities (segments ended by a break).
+    pub max_discontinuities: usize,
+}
+
+/// The table of adversarial timestamp sequences (DESIGN.md rule 5): the
+/// segmenter's unit test runs every case (the output must pass
+/// [`check_events`] and the buffering bounds; `hits` says which rule
+/// handled it), `tests/hls_timestamps.rs` decodes each with ffmpeg, and
+/// each is a seed of the `hls_segmenter` fuzz target.
+pub const CASES: &[Case] = &[
+    Case {
+        name: "steady",
+        steps: || steady(6),
+        hits: &[],
+        max_discontinuities: 0,
+    },
+    Case {
+        name: "stall_forever",
+        // Every frame at the same time: clamped one tick apart, so parts
+        // never reach their duration and are cut at MAX_PART_UNITS.
+        steps: || video_only(2600, |_| 0, |_| false),
+        hits: &[Limit::TimestampClamped, Limit::PartUnits],
+        max_discontinuities: 0,
+    },
+    Case {
+        name: "stall_all_keyframes",
+        // Each keyframe starts a part: a stalled all-intra stream makes a
+        // part per frame, and segments are cut at MAX_SEGMENT_PARTS.
+        steps: || video_only(600, |_| 0, |_| true),
+        hits: &[Limit::TimestampClamped, Limit::SegmentParts],
+        max_discontinuities: 0,
+    },
+    Case {
+        name: "stall_big_frames",
+        // 1 MiB frames at one time: parts cut by bytes, segments by bytes.
+        steps: || sized(video_only(60, |_| 0, |_| false), 0xfa),
+        hits: &[Limit::PartBytes, Limit::SegmentBytes],
+        max_discontinuities: 0,
+    },
+    Case {
+        name: "repeat_every_frame",
+        steps: || video_only(300, |i| if i % 2 == 0 { 0 } else { FRAME }, |i| i % 30 == 0),
+        hits: &[Limit::TimestampClamped],
+        max_discontinuities: 0,
+    },
+    Case {
+        name: "small_steps_back",
+        steps: || {
+            video_only(
+                300,
+                |i| if i % 3 == 0 { -FRAME / 2 } else { FRAME },
+                |i| i % 30 == 0,
+            )
+        },
+        hits: &[Limit::TimestampClamped],
+        max_discontinuities: 0,
+    },
+    Case {
+        name: "clock_restarts",
+        // 5 s, then the clock starts over at zero: one break, one
+        // discontinuity, the output goes on.
+        steps: || {
+            video_only(
+                300,
+                |i| if i == 150 { -149 * FRAME } else { FRAME },
+                |i| i % 30 == 0,
+            )
+        },
+        hits: &[Limit::TimestampBreak],
+        max_discontinuities: 1,
+    },
+    Case {
+        name: "jump_an_hour_ahead",
+        steps: || {
+            video_only(
+                300,
+                |i| if i == 150 { 3600 * CLOCK_RATE } else { FRAME },
+                |i| i % 30 == 0,
+            )
+        },
+        hits: &[Limit::TimestampBreak],
+        max_discontinuities: 1,
+    },
+    Case {
+        name: "flapping_clock",
+        // ±10 s on every frame for 10 s: breaks everywhere, but a segment
+        // ends at a break only once it lasts half the target: at most
+        // 10 s / 1 s discontinuities, not 300.
+        steps: || {
+            video_only(
+                300,
+                |i| {
+                    if i % 2 == 1 {
+                        10 * CLOCK_RATE
+                    } else {
+                        -10 * CLOCK_RATE
+                    }
+                },
+                |i| i % 30 == 0,
+            )
+        },
+        hits: &[Limit::TimestampBreak],
+        max_discontinuities: 10,
+    },
+    Case {
+        name: "walks_backwards",
+        // Always a little back: clamped forever, never a break.
+        steps: || video_only(300, |_| -FRAME, |i| i % 30 == 0),
+        hits: &[Limit::TimestampClamped],
+        max_discontinuities: 0,
+    },
+    Case {
+        name: "out_of_range",
+        // A time past ±2^46 ticks is dropped; video waits for a keyframe.
+        steps: || {
+            video_only(
+                120,
+                |i| match i {
+                    60 => 1 << 50,
+                    61 => -(1 << 50),
+                    _ => FRAME,
+                },
+                |i| i % 30 == 0,
+            )
+        },
+        hits: &[Limit::TimestampOutOfRange],
+        max_discontinuities: 1,
+    },
+    Case {
+        name: "extreme_steps",
+        steps: || {
+            video_only(
+                64,
+                |i| {
+                    if i % 2 == 1 {
+                        i32::MAX as i64
+                    } else {
+                        i32::MIN as i64
+                    }
+                },
+                |_| true,
+            )
+        },
+        hits: &[Limit::TimestampBreak],
+        max_discontinuities: 64,
+    },
+    Case {
+        name: "audio_while_video_stalls",
+        // Video stops after one second; audio goes on: the open part takes
+        // audio up to its bound, the rest is dropped until video returns.
+        steps: || {
+            let mut s = steady(1);
+            s.extend((0..1500).map(|_| Step::audio(AAC)));
+            s.push(Step::video(FRAME, true));
+            s
+        },
+        hits: &[Limit::TrackDropped],
+        max_discontinuities: 1,
+    },
+    Case {
+        name: "audio_only_stall",
+        steps: || {
+            (0..1200)
+                .map(|i| Step::audio(if i < 100 { AAC } else { 0 }))
+                .collect()
+        },
+        hits: &[Limit::PartUnits],
+        max_discontinuities: 0,
+    },
+    Case {
+        name: "unit_too_large",
+        // A 32 MiB access unit cannot fit a part: dropped, and video goes
+        // on from the next keyframe.
+        steps: || {
+            let mut s = video_only(90, |_| FRAME, |i| i % 30 == 0);
+            s[40].size_code = 0xff;
+            s
+        },
+        hits: &[Limit::UnitTooLarge],
+        max_discontinuities: 0,
+    },
+    Case {
+        name: "wild_cts",
+        steps: || {
+            let mut s = video_only(90, |_| FRAME, |i| i % 30 == 0);
+            for (i, st) in s.iter_mut().enumerate() {
+                st.cts = if i % 2 == 0 { i16::MIN } else { i16::MAX };
+            }
+            s
+        },
+        hits: &[],
+        max_discontinuities: 0,
+    },
+    Case {
+        name: "probe_never_ends",
+        // Video only, every frame at time zero: the probe would wait for
+        // half a second forever; it starts at MAX_PROBE_UNITS.
+        steps: || video_only(400, |_| 0, |_| true),
+        hits: &[Limit::ProbeUnits],
+        max_discontinuities: 0,
+    },
+    Case {
+        name: "config_flips_with_jumps",
+        steps: || {
+            let mut s = steady(2);
+            for i in 0..60 {
+                let mut v = Step::video(
+                    if i % 2 == 0 {
+                        -5 * CLOCK_RATE
+                    } else {
+                        7 * CLOCK_RATE
+                    },
+                    true,
+                );
+                v.second_config = i % 2 == 0;
+                s.push(v);
+                let mut a = Step::audio(AAC);
+                a.second_config = i % 3 == 0;
+                s.push(a);
+            }
+            s
+        },
+        // A new SPS may restart the clock, so these jumps are no breaks;
+        // config changes are taken once per MIN_UNITS_BETWEEN_INITS units.
+        hits: &[Limit::ConfigChanges],
+        max_discontinuities: 3,
+    },
+];

@@ -4,7 +4,11 @@
 //!
 //! What must stay true (RFC 8216bis 4.4.3.7, 4.4.4.9):
 //! - every part lasts at most [`SegmenterConfig::part_target`]: a part is cut
-//!   *before* the frame that would take it past the target;
+//!   *before* the frame that would take it past the target. The exception
+//!   is a single frame that lasts longer (a publisher under 1/PART-TARGET
+//!   frames a second, or one resuming after a stall of up to a second): a
+//!   part never splits a frame, and shortening the frame would leave a
+//!   hole in the timeline or move the audio away from the video;
 //! - every segment's duration, rounded to the nearest integer, is at most
 //!   [`SegmenterConfig::target_duration`] (RFC 8216bis 4.4.3.1): segments
 //!   end at a keyframe once they reach `segment_target`, and are cut anyway
@@ -39,7 +43,7 @@
 //!
 //! | input | what happens | why |
 //! |---|---|---|
-//! | `0 < gap <= 1 s` | kept as is | a frame |
+//! | `0 < gap <= 1 s` | kept as is (a frame longer than PART-TARGET makes a part that long, see above); if it would take the segment past TARGETDURATION + 0.5 s, the segment ends when the frame was due and the next starts at the frame, a hole between them | a frame; EXTINF must round to at most TARGETDURATION (RFC 8216bis 4.4.3.1), and a hole keeps audio and video times true where stretching or shifting would not |
 //! | `gap == 0` (stall, repeat) or `-1 s <= gap < 0` (small step back) | clamped: one tick after the previous unit | the frame is still needed by the decoder (later frames refer to it); strictly increasing decode times are what ISO/IEC 14496-12 8.6.1 asks, and what ffmpeg's muxer does too (`Non-monotonous DTS`) |
 //! | `\|gap\| > 1 s` (a jump either way) | a break: the output goes on one frame later; the segment ends (the next one carries EXT-X-DISCONTINUITY) if it already lasts half the segment target, otherwise it absorbs the break | a publisher that restarted its clock, a reader that skipped: players need continuous times; ending the segment only when it is old enough means a clock that flaps on every frame makes at most twice the usual number of segments (each a file, two fsyncs and a DB write when recording), not one per frame |
 //! | decode or presentation time beyond ±[`MAX_ABS_TICKS`] | dropped (video then waits for the next keyframe) | no ingest makes such times (RTMP: 32-bit milliseconds); refusing them keeps every later sum far from overflow |
@@ -517,6 +521,8 @@ impl Segmenter {
             self.add_other(unit, size);
             return;
         }
+        // Where the previous frame ends if this one comes on time.
+        let due = self.last_out.map(|l| l + self.frame_delta);
         let d = self.place_primary(unit.dts, out);
         let random_access = unit.keyframe;
         if let (Some(seg), Some(part)) = (&self.segment, &self.part) {
@@ -553,11 +559,20 @@ impl Segmenter {
                     self.hit(limit);
                 }
             }
+            // A frame that came later than due (a gap in the publisher's
+            // frames) would stretch the segment past TARGETDURATION, which
+            // RFC 8216bis 4.4.3.1 forbids: the segment ends when this frame
+            // was due, and the next one starts at the frame. The hole
+            // between them keeps every time true, so audio stays in sync.
+            let end = match due {
+                Some(due) if seg_dur > max_seg => due.min(d),
+                _ => d,
+            };
             if cut {
-                self.close_part(d, out);
+                self.close_part(end, out);
             }
             if new_segment {
-                self.close_segment(d, out);
+                self.close_segment(end, out);
             }
         }
         if self.segment.is_none() {
