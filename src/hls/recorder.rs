@@ -300,9 +300,9 @@ impl Recording {
         self.on && !self.stopped && self.recordings.disk.paused()
     }
 
-    /// Where the poster goes, when recording.
+    /// Where the poster goes, when recording (and not paused for space).
     pub fn poster_path(&self) -> Option<PathBuf> {
-        self.on.then(|| self.dir.join("poster.jpg"))
+        (self.on && !self.paused()).then(|| self.dir.join("poster.jpg"))
     }
 
     /// Hands segmenter events to the writer thread; never blocks.
