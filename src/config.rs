@@ -86,6 +86,10 @@ pub struct ServeArgs {
         global = true
     )]
     pub trusted_proxies: Vec<crate::net::Cidr>,
+    /// Tests only: lets publishers' marked packets panic the WebRTC engine,
+    /// to prove that fault isolation holds. Never turn it on in production.
+    #[arg(long, env = "ONAIR_FAULT_INJECTION", hide = true, global = true)]
+    pub fault_injection: bool,
     #[command(flatten)]
     pub hls: crate::hls::HlsArgs,
     #[command(flatten)]
@@ -184,6 +188,8 @@ pub struct Config {
     pub turn_relay_ports: (u16, u16),
     /// Proxies whose forwarding headers are believed.
     pub trusted_proxies: crate::net::TrustedProxies,
+    /// See `--fault-injection`.
+    pub fault_injection: bool,
     /// LL-HLS, recordings and retention.
     pub hls: crate::hls::HlsConfig,
     /// SMTP for verification and password-reset mail (flags and env only).
@@ -273,6 +279,7 @@ impl Config {
             turn,
             turn_relay_ports,
             trusted_proxies: crate::net::TrustedProxies::new(trusted_proxies),
+            fault_injection: serve.fault_injection,
             hls: crate::hls::HlsArgs {
                 hls_part_ms: serve.hls.hls_part_ms.or(file.hls_part_ms),
                 hls_segment_ms: serve.hls.hls_segment_ms.or(file.hls_segment_ms),
@@ -308,6 +315,7 @@ impl Config {
             turn: None,
             turn_relay_ports: onair_turn::DEFAULT_RELAY_PORTS,
             trusted_proxies: crate::net::TrustedProxies::default(),
+            fault_injection: false,
             hls: crate::hls::HlsConfig::default(),
             mail: crate::auth::MailConfig::default(),
         }

@@ -77,6 +77,21 @@ static LIMIT_HITS: Labeled = Labeled::new(
     "Times a client reached a named limit (a buffer, queue or rate) and was cut off or slowed.",
 );
 
+static INGEST_DROPPED: Labeled = Labeled::new(
+    "onair_ingest_dropped_total",
+    "reason",
+    "Publisher packets or access units dropped as malformed, incomplete or over a limit.",
+);
+
+/// A publisher's packet or access unit dropped, and why.
+pub fn ingest_dropped(reason: &'static str) {
+    INGEST_DROPPED.add(reason, 1);
+}
+
+pub fn ingest_drops(reason: &str) -> u64 {
+    INGEST_DROPPED.get(reason)
+}
+
 /// A panic contained by [`crate::isolate`].
 pub fn isolated_panic(component: &'static str) {
     ISOLATED_PANICS.add(component, 1);
@@ -352,7 +367,12 @@ pub fn render(gauges: &[(String, String, f64)]) -> String {
         );
     }
     latency_histogram(&mut out);
-    for l in [&ISOLATED_PANICS, &CONNECTIONS_REFUSED, &LIMIT_HITS] {
+    for l in [
+        &ISOLATED_PANICS,
+        &CONNECTIONS_REFUSED,
+        &LIMIT_HITS,
+        &INGEST_DROPPED,
+    ] {
         l.render(&mut out);
     }
     let mut last = "";

@@ -313,7 +313,15 @@ mod tests {
     fn forwarding_headers_count_only_behind_a_trusted_proxy() {
         let none = TrustedProxies::default();
         let proxies = TrustedProxies::new(vec!["127.0.0.0/8".parse().unwrap()]);
-        let cases: &[(&TrustedProxies, &str, &[&str], &[&str], &str)] = &[
+        // Proxies, socket peer, Forwarded values, X-Forwarded-For values, client.
+        type Case<'a> = (
+            &'a TrustedProxies,
+            &'a str,
+            &'a [&'a str],
+            &'a [&'a str],
+            &'a str,
+        );
+        let cases: &[Case] = &[
             // No trusted proxies: the socket is the client whatever it says.
             (&none, "127.0.0.1", &[], &["198.51.100.1"], "127.0.0.1"),
             // From a proxy: the rightmost untrusted hop.

@@ -87,7 +87,14 @@ pub async fn run(
         }
         None => None,
     };
-    let sfu = Sfu::start(listeners.webrtc, hub.clone(), token.clone(), &tracker)?;
+    let sfu = Sfu::start(
+        listeners.webrtc,
+        hub.clone(),
+        token.clone(),
+        &tracker,
+        engines.clone(),
+        config.fault_injection,
+    )?;
     let rtmp_port = listeners.rtmp.local_addr()?.port();
     tracker.spawn(crate::rtmp::serve(
         listeners.rtmp,

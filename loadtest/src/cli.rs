@@ -214,6 +214,7 @@ impl SourceArgs {
                         audio: Vec::new(),
                         duration: dur,
                         stamp: true,
+                        raw: None,
                     },
                 )
                 .await?;

@@ -30,6 +30,17 @@ pub struct PublishOptions {
     pub duration: Duration,
     /// Put a send-time stamp (see [`crate::stamp`]) in every access unit.
     pub stamp: bool,
+    /// Hand-made video RTP sent instead of `video`: a hostile publisher.
+    pub raw: Option<RawVideo>,
+}
+
+/// Video RTP payloads as an attacker writes them, not as a packetizer would.
+#[derive(Clone, Debug, Default)]
+pub struct RawVideo {
+    /// Each frame's payloads and marker bits, looped at `fps`.
+    pub frames: Vec<Vec<(Bytes, bool)>>,
+    /// RTP timestamp added per frame; 0 keeps one timestamp for ever.
+    pub ts_step: u32,
 }
 
 #[derive(Debug, Default)]
@@ -95,7 +106,7 @@ pub async fn publish(http_addr: SocketAddr, opts: PublishOptions) -> anyhow::Res
             }],
         ))
     };
-    let video_sender = if opts.video.is_empty() {
+    let video_sender = if opts.video.is_empty() && opts.raw.is_none() {
         None
     } else {
         Some(add(
@@ -171,6 +182,7 @@ pub async fn publish(http_addr: SocketAddr, opts: PublishOptions) -> anyhow::Res
     let mut next_video = Instant::now();
     let mut next_audio = Instant::now();
     let (mut vi, mut ai) = (0usize, 0usize);
+    let (mut raw_seq, mut raw_ts) = (rand_u32() as u16, rand_u32());
     let mut connected = false;
     let mut buf = vec![0u8; 2048];
     let deadline = started + opts.duration;
@@ -178,6 +190,29 @@ pub async fn publish(http_addr: SocketAddr, opts: PublishOptions) -> anyhow::Res
         let now = Instant::now();
         if connected {
             while let Some(video_sender) = video_sender.filter(|_| now >= next_video) {
+                if let Some(raw) = opts.raw.as_ref().filter(|r| !r.frames.is_empty()) {
+                    let frame = &raw.frames[vi % raw.frames.len()];
+                    vi += 1;
+                    for (payload, marker) in frame {
+                        let mut p = rtc::rtp::packet::Packet::default();
+                        p.header.version = 2;
+                        p.header.payload_type = vpt;
+                        p.header.ssrc = vssrc;
+                        p.header.sequence_number = raw_seq;
+                        p.header.timestamp = raw_ts;
+                        p.header.marker = *marker;
+                        p.payload = payload.clone();
+                        raw_seq = raw_seq.wrapping_add(1);
+                        out.bytes += payload.len() as u64;
+                        if let Some(mut s) = pc.rtp_sender(video_sender) {
+                            let _ = s.write_rtp(now, p);
+                        }
+                    }
+                    raw_ts = raw_ts.wrapping_add(raw.ts_step);
+                    out.video_frames += 1;
+                    next_video += frame_every;
+                    continue;
+                }
                 let au = &opts.video[vi % opts.video.len()];
                 vi += 1;
                 let au = if opts.stamp {

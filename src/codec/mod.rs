@@ -9,6 +9,7 @@ pub mod aac;
 mod bits;
 pub mod flv;
 pub mod h264;
+pub mod rtp;
 
 /// Why some bytes could not be parsed. One enum for the three parsers, since
 /// callers (RTMP ingest, WHIP, the fuzzers) mostly log it and move on.

@@ -89,6 +89,7 @@ impl IntoResponse for ApiError {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "server is at its viewer limit".into(),
             ),
+            ApiError::Sfu(SfuError::Limit(m)) => (StatusCode::TOO_MANY_REQUESTS, m.clone()),
             ApiError::Sfu(SfuError::ShuttingDown) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "server is shutting down".into(),

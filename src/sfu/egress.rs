@@ -102,7 +102,34 @@ struct Transcode {
     coder: AacToOpus,
 }
 
+/// A channel's egress, restarted after a pause if it panics (on media from a
+/// hostile publisher, say): that channel's viewers miss a moment, nobody
+/// else notices.
 pub async fn run(
+    channel: Arc<str>,
+    hub: Arc<Hub>,
+    out: mpsc::Sender<Media>,
+    cancel: CancellationToken,
+) {
+    loop {
+        let serve = serve(channel.clone(), hub.clone(), out.clone(), cancel.clone());
+        if crate::isolate::task("webrtc_egress", &channel, serve)
+            .await
+            .is_some()
+        {
+            return;
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(RESTART_PAUSE) => {}
+        }
+    }
+}
+
+/// Pause before a channel's egress restarts after a panic.
+const RESTART_PAUSE: std::time::Duration = std::time::Duration::from_millis(500);
+
+async fn serve(
     channel: Arc<str>,
     hub: Arc<Hub>,
     out: mpsc::Sender<Media>,

@@ -44,6 +44,9 @@ pub enum SfuError {
     Busy,
     #[error("server is shutting down")]
     ShuttingDown,
+    /// A per-session limit (PATCH requests, trickled candidates).
+    #[error("{0}")]
+    Limit(String),
     #[error("internal WebRTC error: {0}")]
     Internal(String),
 }
@@ -267,11 +270,16 @@ pub struct Sfu {
 }
 
 impl Sfu {
+    /// Starts the WebRTC engine on `sockets`. The driver runs supervised:
+    /// a panic outside any one peer's guard restarts it with fresh state
+    /// (viewers reconnect), `/healthz` answering 503 meanwhile.
     pub fn start(
         sockets: WebrtcSockets,
         hub: Arc<Hub>,
         shutdown: CancellationToken,
         tracker: &TaskTracker,
+        engines: Arc<crate::isolate::Engines>,
+        fault_injection: bool,
     ) -> Result<Sfu, SfuError> {
         let provider =
             rtc::crypto::default_provider().map_err(|e| SfuError::Internal(e.to_string()))?;
@@ -308,21 +316,46 @@ impl Sfu {
             ));
         }
         let viewers: ViewerCounts = Arc::default();
-        let out = udp::Batcher::new(&tagged)
-            .map_err(|e| SfuError::Internal(format!("UDP sockets: {e}")))?;
-        let driver = Driver::new(
-            out,
-            peer::Candidates {
-                udp: sockets.candidates,
-                tcp: tcp_candidates,
+        // Checked once here, so a restart cannot fail on it.
+        udp::Batcher::new(&tagged).map_err(|e| SfuError::Internal(format!("UDP sockets: {e}")))?;
+        let candidates = peer::Candidates {
+            udp: sockets.candidates,
+            tcp: tcp_candidates,
+        };
+        let inputs = Arc::new(tokio::sync::Mutex::new(driver::Inputs {
+            datagrams: dg_rx,
+            commands: cmd_rx,
+            media: media_rx,
+            chat: chat_rx,
+        }));
+        let (counts, driver_tracker, stop) = (viewers.clone(), tracker.clone(), shutdown.clone());
+        tracker.spawn(crate::isolate::supervise(
+            engines,
+            "webrtc",
+            shutdown,
+            move || {
+                // Each driver starts with no peers: forget the counts of
+                // one that died.
+                counts.lock().unwrap_or_else(|e| e.into_inner()).clear();
+                let out =
+                    udp::Batcher::new(&tagged).expect("the WebRTC sockets were usable at start");
+                let driver = Driver::new(
+                    out,
+                    candidates.clone(),
+                    certificate.clone(),
+                    hub.clone(),
+                    media_tx.clone(),
+                    driver_tracker.clone(),
+                    counts.clone(),
+                )
+                .with_fault_injection(fault_injection);
+                let (inputs, stop) = (inputs.clone(), stop.clone());
+                async move {
+                    let mut inputs = inputs.lock_owned().await;
+                    driver.run(&mut inputs, stop).await;
+                }
             },
-            certificate,
-            hub,
-            media_tx,
-            tracker.clone(),
-            viewers.clone(),
-        );
-        tracker.spawn(driver.run(dg_rx, cmd_rx, media_rx, chat_rx, shutdown));
+        ));
         Ok(Sfu {
             commands: cmd_tx,
             chat_out: chat_tx,
@@ -399,14 +432,14 @@ impl Sfu {
     pub fn viewers(&self, channel: &str) -> usize {
         self.viewers
             .lock()
-            .expect("viewer counts poisoned")
+            .unwrap_or_else(|e| e.into_inner())
             .get(channel)
             .copied()
             .unwrap_or(0)
     }
 
     pub fn all_viewers(&self) -> Vec<(String, usize)> {
-        let v = self.viewers.lock().expect("viewer counts poisoned");
+        let v = self.viewers.lock().unwrap_or_else(|e| e.into_inner());
         v.iter().map(|(k, n)| (k.clone(), *n)).collect()
     }
 }

@@ -111,6 +111,9 @@ pub struct Peer {
     pub congestion: Controller,
     /// What its recent video sequence numbers carried, for NACKs.
     sent: SentLog,
+    /// WHIP/WHEP PATCH requests so far, and the candidates they added.
+    pub patches: u32,
+    pub trickled: usize,
     /// The RTP timestamp of the keyframe being sent at keyframes-only
     /// level: WHIP marks only a keyframe's first packet, so the rest of
     /// the access unit is recognised by its timestamp.
@@ -544,6 +547,8 @@ impl Peer {
             ingest: None,
             congestion: Controller::default(),
             keyframe_ts: None,
+            patches: 0,
+            trickled: 0,
             sent: SentLog::new(now),
         }
     }

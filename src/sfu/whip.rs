@@ -5,12 +5,11 @@
 
 use super::sdp::VideoCodec;
 use crate::codec::h264;
+use crate::codec::rtp::{check_opus, vp8_descriptor_len, H264Depacketizer};
 use crate::hub::Publisher;
 use crate::media::{H264Config, MediaKind, OpusConfig, Payload, TrackConfig, Unit, CLOCK_RATE};
-use bytes::{Bytes, BytesMut};
-use rtc::rtp::codec::h264::H264Packet;
+use bytes::Bytes;
 use rtc::rtp::packet::Packet;
-use rtc::rtp::packetizer::Depacketizer;
 use rtc::rtp_transceiver::RTCRtpReceiverId;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,9 +17,6 @@ use std::time::{Duration, Instant};
 /// Keyframe requests to a publisher, at most this often per stream: each
 /// one costs the encoder a large frame.
 pub const PLI_INTERVAL: Duration = Duration::from_millis(500);
-/// An access unit larger than this is not a frame a browser or OBS sends;
-/// drop it rather than buffer without limit.
-const MAX_ACCESS_UNIT: usize = 4 << 20;
 
 /// RTP time -> stream time (90 kHz). Each track starts at its first packet's
 /// arrival, relative to the publish: the tracks line up from the first
@@ -60,11 +56,7 @@ pub struct Ingest {
     start: Instant,
     video_clock: Option<TrackClock>,
     audio_clock: Option<TrackClock>,
-    depack: H264Packet,
-    au: BytesMut,
-    au_ts: Option<u32>,
-    /// A packet of the current access unit was lost: drop the unit.
-    au_broken: bool,
+    depack: H264Depacketizer,
     last_video_seq: Option<u16>,
     sps: Option<Bytes>,
     pps: Option<Bytes>,
@@ -105,10 +97,7 @@ impl Ingest {
             start: Instant::now(),
             video_clock: None,
             audio_clock: None,
-            depack: H264Packet::default(),
-            au: BytesMut::new(),
-            au_ts: None,
-            au_broken: false,
+            depack: H264Depacketizer::default(),
             last_video_seq: None,
             sps: None,
             pps: None,
@@ -128,6 +117,25 @@ impl Ingest {
         } else {
             None
         }
+    }
+
+    /// Whether a packet's payload is well-formed for its codec: only those
+    /// are forwarded to viewers or read further.
+    pub fn payload_ok(&self, kind: MediaKind, pkt: &Packet) -> bool {
+        let ok = match (kind, self.video_codec) {
+            (MediaKind::Audio, _) => check_opus(&pkt.payload).is_ok(),
+            (MediaKind::Video, VideoCodec::Vp8) => vp8_descriptor_len(&pkt.payload).is_some(),
+            // The depacketizer checks H.264 in full; an empty payload is
+            // the one thing a viewer's decoder should not be handed.
+            (MediaKind::Video, VideoCodec::H264) => !pkt.payload.is_empty(),
+        };
+        if !ok {
+            crate::metrics::ingest_dropped(match kind {
+                MediaKind::Audio => "malformed_opus",
+                MediaKind::Video => "malformed_video",
+            });
+        }
+        ok
     }
 
     /// Feeds one packet to the hub side.
@@ -164,33 +172,22 @@ impl Ingest {
         self.video_ssrc = Some(pkt.header.ssrc);
         if let Some(prev) = self.last_video_seq {
             if pkt.header.sequence_number != prev.wrapping_add(1) {
-                self.au_broken = true;
+                self.depack.lost();
             }
         }
         self.last_video_seq = Some(pkt.header.sequence_number);
-        if self.au_ts.is_some_and(|t| t != pkt.header.timestamp) {
-            // The last unit's marker packet never came.
-            self.au.clear();
-            self.au_broken = false;
+        let pushed = self
+            .depack
+            .push(&pkt.payload, pkt.header.timestamp, pkt.header.marker);
+        if let Some(why) = pushed.dropped {
+            crate::metrics::ingest_dropped(why.as_str());
+            // The decoder state is unknown until the next keyframe.
             self.wants_keyframe = true;
         }
-        self.au_ts = Some(pkt.header.timestamp);
-        match self.depack.depacketize(&pkt.payload) {
-            Ok(b) if self.au.len() + b.len() <= MAX_ACCESS_UNIT => self.au.extend_from_slice(&b),
-            _ => self.au_broken = true,
-        }
-        if !pkt.header.marker {
-            return;
-        }
-        let au = std::mem::take(&mut self.au).freeze();
-        self.au_ts = None;
-        if std::mem::take(&mut self.au_broken) {
-            self.wants_keyframe = true;
-            return;
-        }
-        let Ok(nalus) = h264::split_annexb(&au) else {
+        let Some(au) = pushed.unit else {
             return;
         };
+        let nalus = au.nalus;
         let mut keyframe = false;
         let mut has_ps = false;
         for n in &nalus {

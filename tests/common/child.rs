@@ -40,9 +40,21 @@ pub fn create_channel(dir: &Path, name: &str) -> String {
 /// `onair serve` on the given addresses with its data in `dir`; stderr
 /// goes to `dir/log` so a test can read what the server said.
 pub fn serve(dir: &Path, http: SocketAddr, rtmp: SocketAddr, log: &str) -> Child {
+    serve_with(dir, http, rtmp, log, &[])
+}
+
+/// [`serve`] with extra arguments.
+pub fn serve_with(
+    dir: &Path,
+    http: SocketAddr,
+    rtmp: SocketAddr,
+    log: &str,
+    args: &[&str],
+) -> Child {
     let log = std::fs::File::create(dir.join(log)).unwrap();
     Command::new(BIN)
         .arg("serve")
+        .args(args)
         .args(["--http", &http.to_string(), "--rtmp", &rtmp.to_string()])
         .args(["--webrtc-udp", "127.0.0.1:0", "--data-dir"])
         .arg(dir)

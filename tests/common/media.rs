@@ -56,5 +56,6 @@ pub fn clip(key: &str, media: &Media, secs: u64) -> PublishOptions {
         audio: media.1.clone(),
         duration: Duration::from_secs(secs),
         stamp: false,
+        raw: None,
     }
 }

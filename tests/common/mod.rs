@@ -167,6 +167,17 @@ pub async fn metric(addr: SocketAddr, name: &str) -> f64 {
         .unwrap_or_else(|| panic!("{name} missing from /metrics"))
 }
 
+/// A value from `/metrics` by its full series name (labels included, as
+/// `name{label="v"}`), or 0 when the series has not appeared yet (labeled
+/// counters appear at their first count).
+pub async fn metric_or_zero(addr: SocketAddr, series: &str) -> f64 {
+    let text = http(addr, "GET", "/metrics", &[], b"").await.text();
+    text.lines()
+        .find(|l| l.split_whitespace().next() == Some(series))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0.0)
+}
+
 /// Waits until `f` is true, polling; panics with `what` after `limit`.
 pub async fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
     let start = std::time::Instant::now();

@@ -80,15 +80,27 @@ impl Victim {
             .await
             .expect("create the victim's channel")
             .stream_key;
+        Self::start_at(srv.http, srv.rtmp, channel, &key, secs).await
+    }
+
+    /// On any server (a child process, say): `channel` must exist with
+    /// stream key `key`.
+    pub async fn start_at(
+        http: std::net::SocketAddr,
+        rtmp: std::net::SocketAddr,
+        channel: &str,
+        key: &str,
+        secs: u64,
+    ) -> Victim {
         // Small frames: the attack, not the victim, should be what loads
         // the machine.
         let publisher = super::ffmpeg_publish_sized(
-            &srv.rtmp_url(&key),
+            &format!("rtmp://{rtmp}/live/{key}"),
             (secs + 30) as u32,
             "640x360",
             &["-bf", "0"],
         );
-        super::wait_for_live(srv.http, channel).await;
+        super::wait_for_live(http, channel).await;
         let warmup = Duration::from_secs(3);
         let from = Instant::now() + warmup;
         let until = from + Duration::from_secs(secs);
@@ -104,7 +116,7 @@ impl Victim {
             )),
             ..Default::default()
         };
-        let (http, ch) = (srv.http, channel.to_string());
+        let ch = channel.to_string();
         let viewer = tokio::spawn(async move {
             watch(http, &ch, warmup + Duration::from_secs(secs), opts).await
         });

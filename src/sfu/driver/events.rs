@@ -15,6 +15,7 @@ impl Driver {
         let ntp = ((since_unix.as_secs() + NTP_UNIX_OFFSET) << 32)
             | (((since_unix.subsec_nanos() as u64) << 32) / 1_000_000_000);
         let mut touched = Vec::new();
+        let mut broken = Vec::new();
         for ch in self.channels.values() {
             if ch.anchor.iter().all(Option::is_none) {
                 continue;
@@ -53,12 +54,21 @@ impl Driver {
                         octet_count: octets,
                         ..Default::default()
                     };
-                    if let Some(mut s) = p.pc.rtp_sender(sender.id) {
-                        let _ = s.write_rtcp(now, vec![Box::new(sr)]);
+                    let pc = &mut p.pc;
+                    let wrote = isolate::catch(PEER, pid, || {
+                        if let Some(mut s) = pc.rtp_sender(sender.id) {
+                            let _ = s.write_rtcp(now, vec![Box::new(sr)]);
+                        }
+                    });
+                    if wrote.is_none() {
+                        broken.push(*pid);
                     }
                 }
                 touched.push(*pid);
             }
+        }
+        for pid in broken {
+            self.forget(pid, "panicked sending a sender report");
         }
         for pid in touched {
             self.service(pid, None);
@@ -104,8 +114,13 @@ impl Driver {
             return;
         };
         let Some(dc_id) = p.chat else { return };
-        if let Some(mut dc) = p.pc.data_channel(dc_id) {
-            let _ = dc.send_text(Instant::now(), text);
+        let sent = isolate::catch(PEER, &pid, || {
+            if let Some(mut dc) = p.pc.data_channel(dc_id) {
+                let _ = dc.send_text(Instant::now(), text);
+            }
+        });
+        if sent.is_none() {
+            return self.forget(pid, "panicked sending on its data channel");
         }
         self.service(pid, None);
     }

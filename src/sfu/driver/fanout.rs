@@ -75,6 +75,7 @@ impl Driver {
         let ch = &*ch;
         let mut out_packets = 0u64;
         let mut out_bytes = 0u64;
+        let mut broken = Vec::new();
         for pid in &ch.viewers {
             let Some(p) = self.peers.get_mut(pid) else {
                 continue;
@@ -84,11 +85,21 @@ impl Driver {
                 continue;
             }
             let (out, tcp_out) = (&mut self.out, &mut self.tcp_out);
-            let (n, bytes) = p.send_media(kind, keyframe, packets, now, &mut |pc| {
-                drain_writes(out, tcp_out, pc)
+            let sent = isolate::catch(PEER, pid, || {
+                p.send_media(kind, keyframe, packets, now, &mut |pc| {
+                    drain_writes(out, tcp_out, pc)
+                })
             });
-            out_packets += n;
-            out_bytes += bytes;
+            match sent {
+                Some((n, bytes)) => {
+                    out_packets += n;
+                    out_bytes += bytes;
+                }
+                None => broken.push(*pid),
+            }
+        }
+        for pid in broken {
+            self.forget(pid, "panicked sending media");
         }
         // This packet to every viewer now, in one sendmmsg: waiting for the
         // end of the turn would hold the first of up to 257 forwarded

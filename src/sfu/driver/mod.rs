@@ -16,6 +16,7 @@ use super::udp::Batcher;
 use super::whip::{self, Continuity, Ingest};
 use super::{egress, stun, Command, Media, SfuError, ViewerCounts, WhepSession};
 use crate::hub::Hub;
+use crate::isolate;
 use crate::media::MediaKind;
 use bytes::BytesMut;
 use rtc::peer_connection::certificate::RTCCertificate;
@@ -48,10 +49,33 @@ const NTP_UNIX_OFFSET: u64 = 2_208_988_800;
 /// reaped. Browsers send consent checks every few seconds and RTCP every
 /// second; aiortc's consent checks come every 4-6 s.
 pub const PEER_SILENCE_TIMEOUT: Duration = Duration::from_secs(30);
+/// A peer that has not completed ICE and DTLS this long after its offer is
+/// dropped: a real client connects in well under a second, and a slot must
+/// not be held by one that never will.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Trickled ICE candidates one session may add (WHIP/WHEP PATCH). A browser
+/// gathers a handful per interface; this leaves room for many interfaces
+/// and an ICE restart, and bounds what a client makes the ICE agent hold
+/// and check.
+pub const MAX_TRICKLE_CANDIDATES: usize = 32;
+/// PATCH requests one session may make: trickle sends about one per
+/// candidate.
+pub const MAX_PATCHES: u32 = 64;
+/// The component panics are counted under.
+const PEER: &str = "webrtc_peer";
 /// The earliest a peer's next timer may fire, from now.
 const MIN_TIMER: Duration = Duration::from_millis(1);
 /// Chat text over the data channel, with JSON framing.
 const MAX_DC_MESSAGE: usize = 4096;
+
+/// What the driver reads: datagrams from the sockets, signalling commands,
+/// media from the channels' egress tasks, chat lines for data channels.
+pub struct Inputs {
+    pub datagrams: mpsc::Receiver<Datagram>,
+    pub commands: mpsc::Receiver<Command>,
+    pub media: mpsc::Receiver<Media>,
+    pub chat: mpsc::Receiver<(String, Arc<str>)>,
+}
 
 pub struct Datagram {
     pub local: SocketAddr,
@@ -65,7 +89,9 @@ pub struct Datagram {
 
 struct ChannelState {
     viewers: Vec<PeerId>,
-    cancel: CancellationToken,
+    /// Stops the channel's egress task when the channel goes, and when the
+    /// driver itself does (a restart after a panic).
+    _cancel: tokio_util::sync::DropGuard,
     live: bool,
     profile: Option<u8>,
     counts_dirty: bool,
@@ -121,6 +147,11 @@ pub struct Driver {
     /// ICE-TCP peers' connections, by remote address (at most one entry per
     /// open connection: gone ones are dropped at the first failed send).
     tcp_out: HashMap<SocketAddr, super::tcp::FrameSender>,
+    /// Tests only (`--fault-injection`): publishers' packets that start
+    /// with a marker make the driver panic (see [`Driver::inject_fault`]).
+    fault_injection: bool,
+    /// Set by an injected engine fault, raised outside the peer's guard.
+    engine_fault: bool,
 }
 
 impl Driver {
@@ -152,17 +183,38 @@ impl Driver {
             publishers: HashMap::new(),
             forward: HashMap::new(),
             tcp_out: HashMap::new(),
+            fault_injection: false,
+            engine_fault: false,
         }
     }
 
-    pub async fn run(
-        mut self,
-        mut datagrams: mpsc::Receiver<Datagram>,
-        mut commands: mpsc::Receiver<Command>,
-        mut media: mpsc::Receiver<Media>,
-        mut chat: mpsc::Receiver<(String, Arc<str>)>,
-        shutdown: CancellationToken,
-    ) {
+    /// See [`Driver::inject_fault`].
+    pub fn with_fault_injection(mut self, on: bool) -> Self {
+        self.fault_injection = on;
+        self
+    }
+
+    /// For the fault-isolation tests: a WHIP packet whose payload starts
+    /// with `onair-fault:peer` panics while that publisher is served, and
+    /// `onair-fault:engine` panics the driver outside any peer's guard.
+    fn inject_fault(&mut self, payload: &[u8]) {
+        if payload.starts_with(b"onair-fault:peer") {
+            panic!("injected fault: one WebRTC peer");
+        }
+        if payload.starts_with(b"onair-fault:engine") {
+            self.engine_fault = true;
+        }
+    }
+
+    /// Runs until `shutdown`. The inputs outlive a driver that panicked, so
+    /// its replacement (see [`super::Sfu::start`]) reads on from them.
+    pub async fn run(mut self, inputs: &mut Inputs, shutdown: CancellationToken) {
+        let Inputs {
+            datagrams,
+            commands,
+            media,
+            chat,
+        } = inputs;
         let mut ticker = tokio::time::interval(VIEWER_EVENT_INTERVAL);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut report_ticker = tokio::time::interval(SENDER_REPORT_INTERVAL);
@@ -218,14 +270,18 @@ impl Driver {
             }
             // Whatever this turn queued, for every peer, in one batch.
             self.out.flush();
+            if std::mem::take(&mut self.engine_fault) {
+                panic!("injected fault: the WebRTC engine");
+            }
         }
-        for (_, ch) in self.channels.drain() {
-            ch.cancel.cancel();
-        }
-        for (_, mut p) in self.peers.drain() {
-            let _ = p.pc.close();
+        self.channels.clear();
+        for (pid, mut p) in std::mem::take(&mut self.peers) {
             // Its DTLS close_notify, so viewers learn at once.
-            drain_writes(&mut self.out, &mut self.tcp_out, &mut p.pc);
+            let (out, tcp_out) = (&mut self.out, &mut self.tcp_out);
+            isolate::catch(PEER, &pid, || {
+                let _ = p.pc.close();
+                drain_writes(out, tcp_out, &mut p.pc);
+            });
         }
         self.out.flush();
     }
@@ -253,21 +309,7 @@ impl Driver {
                 reply,
             } => {
                 let r = match self.by_session.get(&session).copied() {
-                    Some(pid) => {
-                        if let Some(p) = self.peers.get_mut(&pid) {
-                            for c in candidates {
-                                let init = RTCIceCandidateInit {
-                                    candidate: c,
-                                    ..Default::default()
-                                };
-                                if let Err(e) = p.pc.add_remote_candidate(init) {
-                                    tracing::debug!(session, "ignoring trickled candidate: {e}");
-                                }
-                            }
-                        }
-                        self.service(pid, None);
-                        Ok(())
-                    }
+                    Some(pid) => self.trickle(pid, candidates),
                     None => Err(SfuError::NotFound),
                 };
                 let _ = reply.send(r);
@@ -283,6 +325,44 @@ impl Driver {
                 let _ = reply.send(r);
             }
         }
+    }
+
+    /// Trickled candidates for a session, within its limits.
+    fn trickle(&mut self, pid: PeerId, candidates: Vec<String>) -> Result<(), SfuError> {
+        let Some(p) = self.peers.get_mut(&pid) else {
+            return Err(SfuError::NotFound);
+        };
+        p.patches += 1;
+        if p.patches > MAX_PATCHES {
+            crate::metrics::limit_hit("max_patches");
+            return Err(SfuError::Limit(format!(
+                "at most {MAX_PATCHES} PATCH requests per session"
+            )));
+        }
+        if p.trickled + candidates.len() > MAX_TRICKLE_CANDIDATES {
+            crate::metrics::limit_hit("max_trickle_candidates");
+            return Err(SfuError::Limit(format!(
+                "at most {MAX_TRICKLE_CANDIDATES} trickled candidates per session"
+            )));
+        }
+        p.trickled += candidates.len();
+        let added = isolate::catch(PEER, &pid, || {
+            for c in candidates {
+                let init = RTCIceCandidateInit {
+                    candidate: c,
+                    ..Default::default()
+                };
+                if let Err(e) = p.pc.add_remote_candidate(init) {
+                    tracing::debug!(session = p.session, "ignoring trickled candidate: {e}");
+                }
+            }
+        });
+        if added.is_none() {
+            self.forget(pid, "panicked on a trickled candidate");
+            return Err(SfuError::BadOffer("the candidate broke the session".into()));
+        }
+        self.service(pid, None);
+        Ok(())
     }
 
     fn add_viewer(
@@ -301,15 +381,18 @@ impl Driver {
             codec: self.source_codec(&channel),
             profile: self.channels.get(&channel).and_then(|c| c.profile),
         };
-        let mut answer = peer::answer_viewer(
-            id,
-            channel.clone(),
-            offer,
-            &self.candidates,
-            &self.certificate,
-            source,
-            now,
-        )?;
+        let mut answer = isolate::catch(PEER, &format_args!("offer for {channel}"), || {
+            peer::answer_viewer(
+                id,
+                channel.clone(),
+                offer,
+                &self.candidates,
+                &self.certificate,
+                source,
+                now,
+            )
+        })
+        .ok_or_else(|| SfuError::BadOffer("the offer could not be read".into()))??;
         answer.peer.chat_tap = chat;
         let session = answer.peer.session.clone();
         self.by_ufrag.insert(answer.peer.ufrag.clone(), id);
@@ -325,7 +408,7 @@ impl Driver {
             ));
             ChannelState {
                 viewers: Vec::new(),
-                cancel,
+                _cancel: cancel.drop_guard(),
                 live: false,
                 profile: None,
                 counts_dirty: false,
@@ -355,7 +438,7 @@ impl Driver {
             .get(channel)
             .map(|c| c.viewers.len())
             .unwrap_or(0);
-        let mut counts = self.viewers.lock().expect("viewer counts poisoned");
+        let mut counts = self.viewers.lock().unwrap_or_else(|e| e.into_inner());
         if n == 0 {
             counts.remove(channel.as_ref());
         } else {
@@ -367,9 +450,12 @@ impl Driver {
         let Some(mut p) = self.peers.remove(&pid) else {
             return;
         };
-        let _ = p.pc.close();
         // Closing queues a DTLS close_notify; send it so the viewer learns at once.
-        self.flush_writes(&mut p, None);
+        let (out, tcp_out) = (&mut self.out, &mut self.tcp_out);
+        isolate::catch(PEER, &pid, || {
+            let _ = p.pc.close();
+            drain_writes(out, tcp_out, &mut p.pc);
+        });
         for a in &p.addrs {
             self.by_addr.remove(a);
         }
@@ -385,7 +471,6 @@ impl Driver {
             ch.viewers.retain(|v| *v != pid);
             ch.counts_dirty = true;
             if ch.viewers.is_empty() {
-                ch.cancel.cancel();
                 self.channels.remove(&p.channel);
             }
         }
@@ -409,7 +494,6 @@ impl Driver {
         let Some(p) = self.peers.get_mut(&pid) else {
             return;
         };
-        p.last_rx = Instant::now();
         let transport_protocol = match d.tcp {
             Some(conn) => {
                 self.tcp_out.entry(d.from).or_insert(conn);
@@ -417,6 +501,11 @@ impl Driver {
             }
             None => TransportProtocol::UDP,
         };
+        // Only what the peer's state machine authenticated keeps it alive:
+        // a STUN request passes only with a valid MESSAGE-INTEGRITY, and
+        // SRTP/SRTCP only with a valid auth tag; both fail `handle_read`
+        // otherwise. Anyone can send a datagram from a viewer's address.
+        let proves_peer = matches!(d.data.first(), Some(0..=3 | 128..=191));
         let msg = TaggedBytesMut {
             now: Instant::now(),
             transport: TransportContext {
@@ -427,25 +516,70 @@ impl Driver {
             },
             message: d.data,
         };
-        if let Err(e) = p.pc.handle_read(msg) {
-            tracing::trace!(peer = pid, "dropping datagram: {e}");
+        match isolate::catch(PEER, &pid, || p.pc.handle_read(msg)) {
+            None => return self.forget(pid, "panicked on a datagram"),
+            Some(Ok(())) if proves_peer => p.last_rx = Instant::now(),
+            Some(Ok(())) => {}
+            Some(Err(e)) => tracing::trace!(peer = pid, "dropping datagram: {e}"),
         }
         self.rx_at = Some(d.at);
         self.service(pid, tentative.then_some(d.from));
         self.rx_at = None;
     }
 
+    /// Drops peers that went silent, and those that never finished ICE and
+    /// DTLS.
     fn reap_silent(&mut self) {
         let now = Instant::now();
-        let silent: Vec<PeerId> = self
+        let gone: Vec<(PeerId, &'static str)> = self
             .peers
             .values()
-            .filter(|p| now.duration_since(p.last_rx) > PEER_SILENCE_TIMEOUT)
-            .map(|p| p.id)
+            .filter_map(|p| {
+                if !p.connected && now.duration_since(p.created) > HANDSHAKE_TIMEOUT {
+                    Some((p.id, "no ICE and DTLS within 10 s"))
+                } else if now.duration_since(p.last_rx) > PEER_SILENCE_TIMEOUT {
+                    Some((p.id, "silent for 30 s"))
+                } else {
+                    None
+                }
+            })
             .collect();
-        for pid in silent {
-            self.remove_peer(pid, "silent for 30 s");
+        for (pid, why) in gone {
+            self.remove_peer(pid, why);
         }
+    }
+
+    /// Every trace of a peer whose state machine panicked: it is not asked
+    /// to close (its state may be broken) and may already be out of
+    /// `peers`. Rare, so the indexes are scanned.
+    fn forget(&mut self, pid: PeerId, why: &str) {
+        let p = self.peers.remove(&pid);
+        self.by_addr.retain(|_, v| *v != pid);
+        self.by_ufrag.retain(|_, v| *v != pid);
+        self.by_session.retain(|_, v| *v != pid);
+        self.timers.retain(|(_, v)| *v != pid);
+        self.publishers.retain(|_, v| *v != pid);
+        let mut emptied = Vec::new();
+        for (name, ch) in self.channels.iter_mut() {
+            if ch.viewers.contains(&pid) {
+                ch.viewers.retain(|v| *v != pid);
+                ch.counts_dirty = true;
+                emptied.push(name.clone());
+            }
+        }
+        for name in emptied {
+            if self
+                .channels
+                .get(&name)
+                .is_some_and(|c| c.viewers.is_empty())
+            {
+                self.channels.remove(&name);
+            }
+            self.set_count(&name);
+        }
+        // Dropping a broken peer may panic too.
+        isolate::catch(PEER, &pid, move || drop(p));
+        tracing::warn!(peer = pid, why, "WebRTC peer dropped");
     }
 
     fn on_timers(&mut self) {
@@ -463,7 +597,10 @@ impl Driver {
         for pid in due {
             if let Some(p) = self.peers.get_mut(&pid) {
                 p.deadline = None;
-                let _ = p.pc.handle_timeout(now);
+                if isolate::catch(PEER, &pid, || p.pc.handle_timeout(now)).is_none() {
+                    self.forget(pid, "panicked in a timer");
+                    continue;
+                }
             }
             self.service(pid, None);
         }
@@ -537,8 +674,15 @@ impl Driver {
     }
 
     /// Runs a peer's state machine after any input: events, received
-    /// messages, queued writes, and its next deadline.
+    /// messages, queued writes, and its next deadline. A panic in it drops
+    /// that peer alone.
     fn service(&mut self, pid: PeerId, pin: Option<SocketAddr>) {
+        if isolate::catch(PEER, &pid, || self.service_peer(pid, pin)).is_none() {
+            self.forget(pid, "panicked");
+        }
+    }
+
+    fn service_peer(&mut self, pid: PeerId, pin: Option<SocketAddr>) {
         let Some(mut p) = self.peers.remove(&pid) else {
             return;
         };
@@ -647,8 +791,13 @@ impl Driver {
                     }
                 }
                 RTCMessage::RtpPacket(_, pkt) => {
+                    if self.fault_injection {
+                        self.inject_fault(&pkt.payload);
+                    }
                     if let Some(ingest) = p.ingest.as_mut() {
-                        if let Some(kind) = ingest.kind_of(&pkt) {
+                        if let Some(kind) =
+                            ingest.kind_of(&pkt).filter(|k| ingest.payload_ok(*k, &pkt))
+                        {
                             ingest.on_rtp(kind, &pkt, now);
                             forwards.push((kind, pkt));
                         }

@@ -18,14 +18,17 @@ impl Driver {
             answer,
             video,
             audio_pt,
-        } = peer::answer_publisher(
-            id,
-            channel.clone(),
-            offer,
-            &self.candidates,
-            &self.certificate,
-            Instant::now(),
-        )?;
+        } = isolate::catch(PEER, &format_args!("WHIP offer for {channel}"), || {
+            peer::answer_publisher(
+                id,
+                channel.clone(),
+                offer,
+                &self.candidates,
+                &self.certificate,
+                Instant::now(),
+            )
+        })
+        .ok_or_else(|| SfuError::BadOffer("the offer could not be read".into()))??;
         // A new publisher with a valid key replaces the current one, RTMP
         // or WHIP: encoders that reconnect are never locked out.
         if let Some(old) = self.publishers.remove(&channel) {
@@ -79,13 +82,18 @@ impl Driver {
         };
         ingest.last_pli = Some(now);
         ingest.wants_keyframe = false;
-        if let Some(mut r) = p.pc.rtp_receiver(rid) {
-            let pli =
-                rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication {
-                    sender_ssrc: 0,
-                    media_ssrc: ssrc,
-                };
-            let _ = r.write_rtcp(now, vec![Box::new(pli)]);
+        let sent = isolate::catch(PEER, &pid, || {
+            if let Some(mut r) = p.pc.rtp_receiver(rid) {
+                let pli =
+                    rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication {
+                        sender_ssrc: 0,
+                        media_ssrc: ssrc,
+                    };
+                let _ = r.write_rtcp(now, vec![Box::new(pli)]);
+            }
+        });
+        if sent.is_none() {
+            return self.forget(pid, "panicked sending a PLI");
         }
         crate::metrics::pli_sent();
         self.service(pid, None);
