@@ -41,8 +41,13 @@ fn ffmpeg(args: &[&str]) -> Vec<u8> {
     out.stdout
 }
 
+/// A real stream: its config and its units in order (NAL units and
+/// whether it is a keyframe, for video).
+type Video = (Arc<TrackConfig>, Vec<(Vec<Bytes>, bool)>);
+type Audio = (Arc<TrackConfig>, Vec<Bytes>);
+
 /// 3 s of real H.264 at `size`, 1 s GOP: its config and access units.
-fn video(size: &str) -> (Arc<TrackConfig>, Vec<(Vec<Bytes>, bool)>) {
+fn video(size: &str) -> Video {
     let annexb = ffmpeg(&[
         "-f",
         "lavfi",
@@ -95,7 +100,7 @@ fn video(size: &str) -> (Arc<TrackConfig>, Vec<(Vec<Bytes>, bool)>) {
 }
 
 /// 2 s of real AAC-LC at `rate`: its config and raw frames.
-fn audio(rate: u32) -> (Arc<TrackConfig>, Vec<Bytes>) {
+fn audio(rate: u32) -> Audio {
     let adts = ffmpeg(&[
         "-f",
         "lavfi",
@@ -139,8 +144,8 @@ fn audio(rate: u32) -> (Arc<TrackConfig>, Vec<Bytes>) {
 /// The real media a script's placeholders are swapped for: two video and
 /// two audio configs, each a stream played in order from its start.
 struct Real {
-    video: [(Arc<TrackConfig>, Vec<(Vec<Bytes>, bool)>); 2],
-    audio: [(Arc<TrackConfig>, Vec<Bytes>); 2],
+    video: [Video; 2],
+    audio: [Audio; 2],
     next: [usize; 4],
 }
 

@@ -223,7 +223,9 @@ pub(crate) mod tests {
 
     /// (name, playlist, init, segment, expected playlist duration,
     /// expected fragments in the segment).
-    pub fn cases() -> Vec<(&'static str, String, Vec<u8>, Vec<u8>, f64, usize)> {
+    type Case = (&'static str, String, Vec<u8>, Vec<u8>, f64, usize);
+
+    pub fn cases() -> Vec<Case> {
         let (init, seg) = recorded();
         let header = vod_header(2);
         let listed = format!("{header}#EXT-X-MAP:URI=\"init0.mp4\"\n#EXTINF:2.00000,\ns0.m4s\n");

@@ -140,9 +140,12 @@ pub(crate) mod tests {
         ("s\u{0661}.m4s", None),
     ];
 
-    /// Queries and whether they parse (`Ok(Some(msn, part))`, `Ok(None)`,
-    /// or an error).
-    pub const QUERY_CASES: &[(&str, Result<Option<(u64, Option<u32>)>, ()>)] = &[
+    /// What a query parses to: `Ok(Some((msn, part)))`, `Ok(None)` (no
+    /// directive), or an error.
+    type Parsed = Result<Option<(u64, Option<u32>)>, ()>;
+
+    /// Queries and what they parse to.
+    pub const QUERY_CASES: &[(&str, Parsed)] = &[
         ("", Ok(None)),
         ("foo=bar", Ok(None)),
         ("_HLS_msn=5&_HLS_part=2", Ok(Some((5, Some(2))))),
