@@ -3,6 +3,11 @@
 //! channel's in-memory [`live::LiveChannel`] (served under `/hls/CHANNEL/`)
 //! and, when recording, to a [`recorder::Recording`] on disk.
 //!
+//! Also here: [`request`] (what an HLS URL names), [`recovery`] (a crashed
+//! recording made whole), [`disk`] (the free-space floor) and the deleting
+//! of recordings (retention and floor), and [`script`] (unit sequences as
+//! bytes, for the segmenter's adversarial table and its fuzz target).
+//!
 //! Finding live streams: a supervisor task polls [`Hub::live`] every
 //! [`POLL`]. The hub has no "stream started" event, and a poll of a small map
 //! costs nothing next to one video frame; it keeps the hub untouched and
