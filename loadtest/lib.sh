@@ -23,7 +23,7 @@ lt_workdir() {
 lt_serve() {
   key=$("$bin/onair" channel create demo --data-dir "$work")
   "$bin/onair" serve --data-dir "$work" --http "127.0.0.1:$1" --rtmp "127.0.0.1:$2" \
-    --webrtc-udp "127.0.0.1:$3" --offer-rate 0 2>"$work/server.log" &
+    --webrtc-udp "127.0.0.1:$3" --offer-rate 0 --register-per-hour 0 --chat-sockets-per-host 100000 2>"$work/server.log" &
   pid=$!
   sleep 1
   kill -0 "$pid" || { tail "$work/server.log"; exit 1; }

@@ -72,6 +72,16 @@ pub struct ServeArgs {
     /// Default 49152-65535.
     #[arg(long, env = "ONAIR_TURN_RELAY_PORTS", global = true)]
     pub turn_relay_ports: Option<String>,
+    /// Peer ranges (CIDR, repeat or comma-separate) the built-in relay may
+    /// reach despite its restrictions (loopback, private, link-local and
+    /// this host's addresses are refused by default).
+    #[arg(
+        long,
+        env = "ONAIR_TURN_ALLOW_PEER",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub turn_allow_peer: Vec<crate::net::Cidr>,
     /// WHIP/WHEP offers per second per client address (bursts of 4x);
     /// 0 = unlimited, for load tests. Default 5.
     #[arg(long, env = "ONAIR_OFFER_RATE", global = true)]
@@ -94,6 +104,8 @@ pub struct ServeArgs {
     pub hls: crate::hls::HlsArgs,
     #[command(flatten)]
     pub mail: crate::auth::MailArgs,
+    #[command(flatten)]
+    pub accounts: crate::auth::AccountArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -160,6 +172,8 @@ struct FileConfig {
     turn: Option<SocketAddr>,
     turn_relay_ports: Option<String>,
     #[serde(default)]
+    turn_allow_peer: Vec<String>,
+    #[serde(default)]
     trusted_proxies: Vec<String>,
     hls_part_ms: Option<u32>,
     hls_segment_ms: Option<u32>,
@@ -167,6 +181,9 @@ struct FileConfig {
     retention_max_age_hours: Option<u64>,
     retention_max_size_mb: Option<u64>,
     min_free_disk: Option<crate::hls::disk::MinFreeDisk>,
+    register_per_hour: Option<u32>,
+    chat_sockets_per_host: Option<usize>,
+    chat_sockets: Option<usize>,
 }
 
 /// Resolved settings.
@@ -186,6 +203,8 @@ pub struct Config {
     pub turn: Option<SocketAddr>,
     /// Its relay port range (inclusive).
     pub turn_relay_ports: (u16, u16),
+    /// Peer ranges it relays to despite its restrictions.
+    pub turn_allow_peers: Vec<crate::net::Cidr>,
     /// Proxies whose forwarding headers are believed.
     pub trusted_proxies: crate::net::TrustedProxies,
     /// See `--fault-injection`.
@@ -194,6 +213,8 @@ pub struct Config {
     pub hls: crate::hls::HlsConfig,
     /// SMTP for verification and password-reset mail (flags and env only).
     pub mail: crate::auth::MailConfig,
+    /// Registration rate and chat socket caps.
+    pub accounts: crate::auth::AccountLimits,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -208,6 +229,8 @@ pub enum ConfigError {
     TurnRelayPorts(String),
     #[error("bad trusted-proxies in the config file: {0}")]
     TrustedProxies(#[from] crate::net::CidrError),
+    #[error("bad turn-allow-peer in the config file: {0}")]
+    TurnAllowPeer(crate::net::CidrError),
 }
 
 impl Config {
@@ -238,6 +261,15 @@ impl Config {
                 .collect::<Result<Vec<_>, _>>()?
         } else {
             serve.trusted_proxies.clone()
+        };
+        let turn_allow_peers = if serve.turn_allow_peer.is_empty() {
+            file.turn_allow_peer
+                .iter()
+                .map(|c| c.parse())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(ConfigError::TurnAllowPeer)?
+        } else {
+            serve.turn_allow_peer.clone()
         };
         let data_dir = global
             .data_dir
@@ -278,6 +310,7 @@ impl Config {
             offer_rate: serve.offer_rate.or(file.offer_rate),
             turn,
             turn_relay_ports,
+            turn_allow_peers,
             trusted_proxies: crate::net::TrustedProxies::new(trusted_proxies),
             fault_injection: serve.fault_injection,
             hls: crate::hls::HlsArgs {
@@ -296,6 +329,11 @@ impl Config {
             }
             .resolve(),
             mail: serve.mail.resolve(),
+            accounts: serve.accounts.resolve(&crate::auth::AccountArgs {
+                register_per_hour: file.register_per_hour,
+                chat_sockets_per_host: file.chat_sockets_per_host,
+                chat_sockets: file.chat_sockets,
+            }),
         })
     }
 
@@ -314,10 +352,12 @@ impl Config {
             offer_rate: None,
             turn: None,
             turn_relay_ports: onair_turn::DEFAULT_RELAY_PORTS,
+            turn_allow_peers: Vec::new(),
             trusted_proxies: crate::net::TrustedProxies::default(),
             fault_injection: false,
             hls: crate::hls::HlsConfig::default(),
             mail: crate::auth::MailConfig::default(),
+            accounts: crate::auth::AccountLimits::default(),
         }
     }
 }
@@ -375,5 +415,40 @@ mod tests {
             Some(crate::hls::disk::MinFreeDisk::Percent(7.0))
         );
         assert!(Args::try_parse_from(["onair", "--min-free-disk", "lots"]).is_err());
+    }
+
+    #[test]
+    fn turn_allow_peer_from_flags_or_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("onair.toml");
+        std::fs::write(&path, "turn-allow-peer = [\"10.0.0.0/8\", \"fd00::/8\"]\n").unwrap();
+        let config = path.to_str().unwrap();
+        let args = Args::parse_from(["onair", "--config", config]);
+        let c = Config::resolve(&args.global, &args.serve).unwrap();
+        let shown: Vec<String> = c.turn_allow_peers.iter().map(|c| c.to_string()).collect();
+        assert_eq!(shown, ["10.0.0.0/8", "fd00::/8"]);
+        let args = Args::parse_from([
+            "onair",
+            "--config",
+            config,
+            "--turn-allow-peer",
+            "127.0.0.1,192.168.0.0/16",
+            "--turn-allow-peer",
+            "::1",
+        ]);
+        let c = Config::resolve(&args.global, &args.serve).unwrap();
+        let shown: Vec<String> = c.turn_allow_peers.iter().map(|c| c.to_string()).collect();
+        assert_eq!(
+            shown,
+            ["127.0.0.1/32", "192.168.0.0/16", "::1/128"],
+            "flags win"
+        );
+        assert!(Args::try_parse_from(["onair", "--turn-allow-peer", "10.0.0.0/40"]).is_err());
+        std::fs::write(&path, "turn-allow-peer = [\"nonsense\"]\n").unwrap();
+        let args = Args::parse_from(["onair", "--config", config]);
+        assert!(matches!(
+            Config::resolve(&args.global, &args.serve),
+            Err(ConfigError::TurnAllowPeer(_))
+        ));
     }
 }

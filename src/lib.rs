@@ -26,6 +26,8 @@ pub mod chat;
 pub mod codec;
 pub mod config;
 pub mod db;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod hls;
 pub mod http;
 pub mod hub;

@@ -7,15 +7,16 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // Logs go to stderr so admin commands print only their answer on stdout.
-    // The TURN server crate logs every refused packet at ERROR, which would
-    // let any client flood the log; the relay's own lines come from
-    // onair_turn.
+    // The TURN server crate logs every refused packet at ERROR, and rtc
+    // warns for every datagram it drops (a bad SRTP tag, a STUN check with
+    // the wrong username): either would let any client flood the log. The
+    // relay's and the SFU's own lines say what matters.
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-                "info,rtc=warn,rtc_ice=warn,rtc_dtls=warn,rtc_sctp=warn,turn=off".into()
+                "info,rtc=error,rtc_ice=error,rtc_dtls=error,rtc_sctp=error,turn=off".into()
             }),
         )
         .init();

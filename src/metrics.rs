@@ -92,6 +92,13 @@ pub fn ingest_drops(reason: &str) -> u64 {
     INGEST_DROPPED.get(reason)
 }
 
+static VIEWERS_WAITING: AtomicU64 = AtomicU64::new(0);
+
+/// Connected WebRTC viewers waiting more than 2 s for a picture.
+pub fn set_viewers_waiting_for_picture(n: usize) {
+    VIEWERS_WAITING.store(n as u64, Ordering::Relaxed);
+}
+
 /// A panic contained by [`crate::isolate`].
 pub fn isolated_panic(component: &'static str) {
     ISOLATED_PANICS.add(component, 1);
@@ -366,6 +373,12 @@ pub fn render(gauges: &[(String, String, f64)]) -> String {
              # TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes {rss}"
         );
     }
+    let _ = writeln!(
+        out,
+        "# HELP onair_viewers_waiting_for_picture Connected WebRTC viewers that have waited over 2 s for a keyframe.\n\
+         # TYPE onair_viewers_waiting_for_picture gauge\nonair_viewers_waiting_for_picture {}",
+        VIEWERS_WAITING.load(Ordering::Relaxed)
+    );
     latency_histogram(&mut out);
     for l in [
         &ISOLATED_PANICS,

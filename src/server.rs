@@ -127,10 +127,7 @@ pub async fn run(
         hub: hub.clone(),
         sfu,
         rooms,
-        limits: Arc::new(match config.offer_rate {
-            Some(r) => http::Limits::with_offer_rate(r),
-            None => http::Limits::default(),
-        }),
+        limits: Arc::new(http::Limits::new(config.offer_rate, config.accounts)),
         mailer: crate::auth::Mailer::new(&config.mail)?.map(Arc::new),
         hls,
         ice: Arc::new(http::ice::IceConfig {
@@ -141,23 +138,12 @@ pub async fn run(
         proxies: Arc::new(config.trusted_proxies.clone()),
         engines: engines.clone(),
     });
-    let http_token = token.clone();
-    let http_task = tokio::spawn(async move {
-        // Chat frames and API answers are small writes: without NODELAY,
-        // Nagle holds each behind the previous one's (delayed, up to 40 ms)
-        // ACK.
-        use axum::serve::ListenerExt;
-        let http = listeners.http.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        // Peer addresses feed the HLS viewer estimate.
-        axum::serve(
-            http,
-            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move { http_token.cancelled().await })
-        .await
-    });
+    let http_task = tokio::spawn(http::listen::serve(
+        listeners.http,
+        app,
+        Arc::new(config.trusted_proxies.clone()),
+        token.clone(),
+    ));
 
     let stop = token.clone();
     tokio::spawn(async move {
@@ -173,10 +159,11 @@ pub async fn run(
     {
         tracing::warn!("some tasks did not finish within {SHUTDOWN_GRACE:?}");
     }
-    match tokio::time::timeout(SHUTDOWN_GRACE, http_task).await {
-        Ok(Ok(Err(e))) => tracing::warn!("HTTP server ended with {e}"),
-        Ok(_) => {}
-        Err(_) => tracing::warn!("HTTP connections did not close within {SHUTDOWN_GRACE:?}"),
+    if tokio::time::timeout(SHUTDOWN_GRACE, http_task)
+        .await
+        .is_err()
+    {
+        tracing::warn!("HTTP connections did not close within {SHUTDOWN_GRACE:?}");
     }
     if let Some(relay) = turn_relay {
         relay.close().await;
@@ -215,12 +202,13 @@ async fn start_turn(
         .ok_or(crate::config::ConfigError::TurnWithoutSecret)?;
     let relay = onair_turn::TurnRelay::with_sockets(
         onair_turn::TurnConfig {
-            listen,
-            public_ip,
             relay_ports: config.turn_relay_ports,
-            realm: onair_turn::DEFAULT_REALM.into(),
-            secret,
-            limits: onair_turn::Limits::default(),
+            allow_peers: config.turn_allow_peers.clone(),
+            // Viewers relay to the SFU: its candidates stay reachable even
+            // on this host's (or private) addresses.
+            services: webrtc_candidates.to_vec(),
+            on_limit: crate::metrics::limit_hit,
+            ..onair_turn::TurnConfig::new(listen, public_ip, secret)
         },
         socket,
         Some(tcp),

@@ -12,7 +12,8 @@ use serde_json::json;
 both!(
     register_login_me_logout,
     bad_registrations_get_clear_4xx,
-    login_is_throttled_after_ten_failures,
+    login_slows_the_guesser_not_the_owner,
+    sessions_per_user_are_capped,
     cookie_requests_need_same_origin,
     expired_session_is_401,
     change_password,
@@ -158,39 +159,97 @@ async fn bad_registrations_get_clear_4xx(b: Backend) {
     srv.stop().await;
 }
 
-async fn login_is_throttled_after_ten_failures(b: Backend) {
-    let Some(srv) = TestServer::on(b).await else {
+/// Wrong passwords slow down whoever types them, from their address, with
+/// doubling delays; the owner signing in from their own address with the
+/// right password is never refused because of them.
+async fn login_slows_the_guesser_not_the_owner(b: Backend) {
+    use common::accounts::{behind_proxy, login_from};
+    use onair::auth::throttle::{FIRST_DELAY, FREE_USER_FAILURES};
+    let Some(srv) = TestServer::on_with(b, behind_proxy).await else {
         return;
     };
     let a = srv.http;
     signup(a, "carol").await;
     signup(a, "dave").await;
-    let wrong = json!({"username": "carol", "password": "wrong password"});
-    for i in 0..10 {
-        let r = api(a, "POST", "/api/auth/login", &[], Some(&wrong)).await;
+    let (guesser, owner) = ("203.0.113.9", "198.51.100.20");
+    let right = password_of("carol");
+    // The free tries: each a plain 401, none refused.
+    for i in 0..FREE_USER_FAILURES {
+        let r = login_from(a, guesser, "carol", "wrong password").await;
         assert_error(&r, 401);
-        assert!(i < 10);
+        assert_eq!(r.header("retry-after"), None, "free try {i} is not delayed");
     }
-    let right = json!({"username": "carol", "password": password_of("carol")});
-    let r = api(a, "POST", "/api/auth/login", &[], Some(&right)).await;
+    // One more failure starts the first delay; while it runs even the
+    // right password from the guesser's address is refused.
+    let r = login_from(a, guesser, "carol", "wrong password").await;
+    assert_error(&r, 401);
+    let r = login_from(a, guesser, "carol", &right).await;
     assert_error(&r, 429);
-    let retry: u64 = r
+    let first: u64 = r
         .header("retry-after")
         .expect("Retry-After")
         .parse()
         .unwrap();
-    assert!(retry > 60, "locked for a while: {retry}");
-    // Another account is not locked by carol's attacker.
-    login(a, "dave", &password_of("dave")).await;
+    assert_eq!(first, FIRST_DELAY.as_secs());
+    // The owner, from their own address, right away.
+    let r = login_from(a, owner, "carol", &right).await;
+    assert_eq!(r.status, 200, "the owner is not locked out: {}", r.text());
+    // Another account from the guesser's address is not slowed yet: the
+    // host's own allowance is larger.
+    let r = login_from(a, guesser, "dave", &password_of("dave")).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    // After the delay the guesser may try again; the next failure doubles it.
+    tokio::time::sleep(FIRST_DELAY + std::time::Duration::from_millis(200)).await;
+    let r = login_from(a, guesser, "carol", "wrong password").await;
+    assert_error(&r, 401);
+    let r = login_from(a, guesser, "carol", &right).await;
+    assert_error(&r, 429);
+    let second: u64 = r
+        .header("retry-after")
+        .expect("Retry-After")
+        .parse()
+        .unwrap();
+    assert_eq!(second, 2 * first, "delays double");
     // Unknown usernames answer like wrong passwords.
-    let r = api_post(
-        a,
-        "/api/auth/login",
-        json!({"username": "nobody", "password": "whatever1"}),
-    )
-    .await;
+    let r = login_from(a, owner, "nobody", "whatever1").await;
     assert_error(&r, 401);
     assert_eq!(r.json()["error"], "wrong username or password");
+    srv.stop().await;
+}
+
+/// A login past [`onair::auth::MAX_SESSIONS_PER_USER`] ends the oldest
+/// session; the others and the new one work.
+async fn sessions_per_user_are_capped(b: Backend) {
+    use onair::auth::MAX_SESSIONS_PER_USER;
+    let Some(srv) = TestServer::on(b).await else {
+        return;
+    };
+    let a = srv.http;
+    let first = signup(a, "sam").await;
+    let user = srv.db.credentials("sam").await.unwrap().unwrap().user;
+    // Seconds resolve session age: the first is the oldest by a second.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let mut tokens = Vec::new();
+    for _ in 1..MAX_SESSIONS_PER_USER {
+        tokens.push(login(a, "sam", &password_of("sam")).await);
+    }
+    assert_eq!(
+        srv.db.session_count(user.id).await.unwrap(),
+        MAX_SESSIONS_PER_USER
+    );
+    let r = api_as(a, &first, "GET", "/api/me", None).await;
+    assert_eq!(r.status, 200, "at the cap nothing ended yet");
+    let newest = login(a, "sam", &password_of("sam")).await;
+    assert_eq!(
+        srv.db.session_count(user.id).await.unwrap(),
+        MAX_SESSIONS_PER_USER
+    );
+    let r = api_as(a, &first, "GET", "/api/me", None).await;
+    assert_error(&r, 401);
+    for t in [&tokens[0], tokens.last().unwrap(), &newest] {
+        let r = api_as(a, t, "GET", "/api/me", None).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
     srv.stop().await;
 }
 

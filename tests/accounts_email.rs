@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{api, api_as, api_post, bearer, login, password_of, signup, TestServer};
+use common::{api, api_as, api_post, assert_error, bearer, login, password_of, signup, TestServer};
 use serde_json::json;
 use std::process::Stdio;
 use std::time::Duration;
@@ -17,19 +17,41 @@ struct Smtp {
     lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
 }
 
+/// aiosmtpd with a handler that takes `delay` to accept each message and
+/// prints it as the Debugging handler does: a slow mail server, so that
+/// mail sent on the request path would show in the answer's time.
+const SLOW_HANDLER: &str = r#"
+import asyncio, sys, time
+from aiosmtpd.controller import Controller
+class Slow:
+    async def handle_DATA(self, server, session, envelope):
+        await asyncio.sleep(float(sys.argv[2]))
+        print("---------- MESSAGE FOLLOWS ----------")
+        print(envelope.content.decode("utf8", errors="replace"))
+        print("------------ END MESSAGE ------------", flush=True)
+        return "250 OK"
+c = Controller(Slow(), hostname="127.0.0.1", port=int(sys.argv[1]))
+c.start()
+while True:
+    time.sleep(3600)
+"#;
+
 impl Smtp {
     async fn start() -> Option<Smtp> {
+        Self::start_with_delay(None).await
+    }
+
+    async fn start_with_delay(delay: Option<Duration>) -> Option<Smtp> {
         let python = "/usr/bin/python3";
         let has = std::process::Command::new(python)
             .args(["-c", "import aiosmtpd"])
             .output()
             .is_ok_and(|o| o.status.success());
         if !has {
-            assert!(
-                std::env::var("CI").is_err(),
-                "aiosmtpd missing: scripts/setup.sh --test installs python3-aiosmtpd"
+            common::missing_service(
+                "aiosmtpd",
+                "scripts/setup.sh --test installs python3-aiosmtpd",
             );
-            eprintln!("skipped: aiosmtpd is not installed (apt-get install python3-aiosmtpd)");
             return None;
         }
         let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -37,8 +59,9 @@ impl Smtp {
             .local_addr()
             .unwrap()
             .port();
-        let mut child = tokio::process::Command::new(python)
-            .args([
+        let mut cmd = tokio::process::Command::new(python);
+        match delay {
+            None => cmd.args([
                 "-u",
                 "-m",
                 "aiosmtpd",
@@ -48,7 +71,16 @@ impl Smtp {
                 "-c",
                 "aiosmtpd.handlers.Debugging",
                 "stdout",
-            ])
+            ]),
+            Some(d) => cmd.args([
+                "-u",
+                "-c",
+                SLOW_HANDLER,
+                &port.to_string(),
+                &d.as_secs_f64().to_string(),
+            ]),
+        };
+        let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .kill_on_drop(true)
@@ -127,12 +159,16 @@ async fn verification_and_password_reset_by_mail() {
     let t = login(a, "mia", &password_of("mia")).await;
     let me = api_as(a, &t, "GET", "/api/me", None).await.json();
     assert_eq!(me["user"]["email_verified"], false);
-    let r = api_post(a, "/api/auth/email/verify", json!({"token": "wrong"})).await;
-    assert_eq!(r.status, 400);
+    let wrong = api_post(a, "/api/auth/email/verify", json!({"token": "wrong"})).await;
+    assert_eq!(wrong.status, 400);
     let r = api_post(a, "/api/auth/email/verify", json!({"token": token})).await;
     assert_eq!(r.status, 204, "{}", r.text());
     let r = api_post(a, "/api/auth/email/verify", json!({"token": token})).await;
     assert_eq!(r.status, 400, "a token works once");
+    assert_eq!(
+        r.body, wrong.body,
+        "a spent token and a made-up one answer alike"
+    );
     let me = api_as(a, &t, "GET", "/api/me", None).await.json();
     assert_eq!(me["user"]["email_verified"], true);
     let r = api_as(a, &t, "POST", "/api/auth/email/send", None).await;
@@ -208,4 +244,167 @@ async fn without_smtp_email_flows_are_off_and_say_so() {
         );
     }
     srv.stop().await;
+}
+
+/// Medians, in ms, of interleaved samples.
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+/// The timing a stranger can measure tells nothing: resets for existing
+/// accounts (with an address), for accounts without one and for names
+/// nobody has get the same status and body, and medians within
+/// [`TIMING_TOLERANCE`] of each other, although the mail server takes
+/// [`SMTP_DELAY`] per message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reset_answers_alike_and_as_fast_whether_the_account_exists() {
+    /// Each reset mail takes this long to deliver: on the request path it
+    /// would show many times over the tolerance.
+    const SMTP_DELAY: Duration = Duration::from_millis(400);
+    /// Both request paths do one lookup by name and then answer; the only
+    /// extra step for a real account is handing the mail to a background
+    /// task (microseconds). 25 ms on medians of 12 interleaved requests
+    /// absorbs scheduling noise on a busy two-core machine, and is 16x
+    /// smaller than one mail delivery.
+    const TIMING_TOLERANCE: Duration = Duration::from_millis(25);
+    const N: usize = 12;
+    use common::accounts::{api_from, behind_proxy};
+    let Some(mut smtp) = Smtp::start_with_delay(Some(SMTP_DELAY)).await else {
+        return;
+    };
+    let url = format!("smtp://127.0.0.1:{}", smtp.port);
+    let srv = TestServer::start_with(move |c| {
+        behind_proxy(c);
+        c.mail.smtp_url = Some(url);
+    })
+    .await;
+    let a = srv.http;
+    for i in 0..N {
+        // Registered from addresses of their own: the test is not about
+        // the registration limit.
+        let ip = format!("198.51.100.{}", i + 1);
+        for (name, email) in [
+            (format!("mail{i}"), Some(format!("mail{i}@example.com"))),
+            (format!("bare{i}"), None),
+        ] {
+            let mut body = json!({"username": name, "password": password_of(&name)});
+            if let Some(e) = email {
+                body["email"] = json!(e);
+            }
+            let r = api_from(a, &ip, "POST", "/api/auth/register", &[], Some(&body)).await;
+            assert_eq!(r.status, 201, "{}", r.text());
+        }
+    }
+    let mut times: [Vec<Duration>; 3] = Default::default();
+    let mut answers = std::collections::BTreeSet::new();
+    for i in 0..N {
+        let names = [format!("mail{i}"), format!("bare{i}"), format!("ghost{i}")];
+        // A different order each round, so drift cannot favour one kind.
+        for k in 0..3 {
+            let which = (i + k) % 3;
+            let ip = format!("203.0.113.{}", 3 * i + which + 1);
+            let body = json!({"username": names[which]});
+            let t = std::time::Instant::now();
+            let r = api_from(a, &ip, "POST", "/api/auth/password/reset", &[], Some(&body)).await;
+            times[which].push(t.elapsed());
+            answers.insert((r.status, r.body.clone()));
+        }
+    }
+    assert_eq!(answers.len(), 1, "one answer for all: {answers:?}");
+    assert_eq!(answers.first().unwrap().0, 202);
+    let [with_mail, bare, ghost] = times.map(median);
+    println!(
+        "reset timing, medians of {N}: account with mail {with_mail:?}, without {bare:?}, no account {ghost:?} (SMTP takes {SMTP_DELAY:?} a message)"
+    );
+    for (what, t) in [("an account with mail", with_mail), ("one without", bare)] {
+        let d = t.abs_diff(ghost);
+        assert!(
+            d <= TIMING_TOLERANCE,
+            "{what} answered {t:?}, no account {ghost:?}: {d:?} apart"
+        );
+    }
+    // The mail is sent all the same, after the answer.
+    let mut resets = 0;
+    while resets < 1 {
+        if smtp.next_mail().await.contains("Reset your onair password") {
+            resets += 1;
+        }
+    }
+    srv.stop().await;
+    smtp.child.kill().await.ok();
+}
+
+/// Mail a stranger can trigger is limited per client address and per
+/// account asked about, with 429 and Retry-After.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reset_and_verification_mail_are_rate_limited() {
+    use common::accounts::{api_from, behind_proxy};
+    use onair::http::auth::{MAIL_PER_ACCOUNT, MAIL_PER_HOST};
+    let Some(smtp) = Smtp::start().await else {
+        return;
+    };
+    let url = format!("smtp://127.0.0.1:{}", smtp.port);
+    let srv = TestServer::start_with(move |c| {
+        behind_proxy(c);
+        c.mail.smtp_url = Some(url);
+    })
+    .await;
+    let a = srv.http;
+    let reset = |ip: String, name: String| async move {
+        let body = json!({"username": name});
+        api_from(a, &ip, "POST", "/api/auth/password/reset", &[], Some(&body)).await
+    };
+    // Per host: any names.
+    for i in 0..MAIL_PER_HOST.burst {
+        let r = reset("203.0.113.1".into(), format!("name{i}")).await;
+        assert_eq!(r.status, 202, "{}", r.text());
+    }
+    let r = reset("203.0.113.1".into(), "one-more".into()).await;
+    assert_error(&r, 429);
+    assert_eq!(
+        r.header("retry-after"),
+        Some(MAIL_PER_HOST.every.as_secs().to_string().as_str())
+    );
+    // Per account: from many hosts.
+    for i in 0..MAIL_PER_ACCOUNT.burst {
+        let r = reset(format!("198.51.100.{}", i + 1), "victim".into()).await;
+        assert_eq!(r.status, 202, "{}", r.text());
+    }
+    let r = reset("192.0.2.200".into(), "victim".into()).await;
+    assert_error(&r, 429);
+    // Verification resends count the same way.
+    let body =
+        json!({"username": "vera", "password": password_of("vera"), "email": "v@example.com"});
+    let r = api_from(
+        a,
+        "192.0.2.1",
+        "POST",
+        "/api/auth/register",
+        &[],
+        Some(&body),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let t = login(a, "vera", &password_of("vera")).await;
+    let auth = bearer(&t);
+    let mut statuses = Vec::new();
+    for i in 0..=MAIL_PER_ACCOUNT.burst {
+        let ip = format!("192.0.2.{}", 10 + i);
+        let r = api_from(
+            a,
+            &ip,
+            "POST",
+            "/api/auth/email/send",
+            &[("Authorization", &auth)],
+            None,
+        )
+        .await;
+        statuses.push(r.status);
+    }
+    let mut want = vec![202; MAIL_PER_ACCOUNT.burst as usize];
+    want.push(429);
+    assert_eq!(statuses, want);
+    srv.stop().await;
+    drop(smtp);
 }

@@ -13,7 +13,7 @@ mod common;
 #[path = "../turn/tests/common/mod.rs"]
 mod turn_client;
 
-use common::{ffmpeg_publish, http, wait_for_live, TestServer};
+use common::{ffmpeg_publish, wait_for_live, TestServer};
 use onair_turn::turn::client::Client;
 use onair_turn::webrtc_util::Conn;
 use std::net::SocketAddr;
@@ -33,28 +33,8 @@ fn now_unix() -> u64 {
 /// The first `turn:` entry of `GET /api/ice-servers`: (host:port, username,
 /// password).
 async fn turn_entry(srv: &TestServer) -> (String, String, String) {
-    let v = http(srv.http, "GET", "/api/ice-servers", &[], b"")
-        .await
-        .json();
-    let e = v["ice_servers"]
-        .as_array()
-        .expect("a list")
-        .iter()
-        .find(|e| e["urls"][0].as_str().unwrap_or("").starts_with("turn:"))
-        .unwrap_or_else(|| panic!("no turn: server in {v}"))
-        .clone();
-    let url = e["urls"][0].as_str().unwrap();
-    let hostport = url
-        .trim_start_matches("turn:")
-        .split('?')
-        .next()
-        .unwrap()
-        .to_string();
-    (
-        hostport,
-        e["username"].as_str().expect("username").into(),
-        e["credential"].as_str().expect("credential").into(),
-    )
+    let e = common::ice::turn_entry(srv).await;
+    (e.server, e.username, e.credential)
 }
 
 type Relayed = Box<dyn Conn + Send + Sync>;
@@ -152,8 +132,11 @@ async fn chromium_plays_through_builtin_relay_over_udp_and_tcp() {
     })
     .await;
     let (turn, username, _) = turn_entry(&srv).await;
+    // EXPIRY:ROLE@HOST: the relay caps allocations per user, so each host
+    // gets its own.
     assert!(
-        username.ends_with(":viewer") && username.split(':').next().unwrap().parse::<u64>().is_ok(),
+        username.ends_with(":viewer@127.0.0.1")
+            && username.split(':').next().unwrap().parse::<u64>().is_ok(),
         "REST API username: {username}"
     );
     let _ff = ffmpeg_publish(&srv.rtmp_url(&srv.key), 40);

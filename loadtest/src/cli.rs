@@ -215,6 +215,7 @@ impl SourceArgs {
                         duration: dur,
                         stamp: true,
                         raw: None,
+                        on_session: None,
                     },
                 )
                 .await?;

@@ -30,6 +30,9 @@ pub struct DecodeStats {
     pub checks: u64,
     pub frames: u64,
     pub errors: u64,
+    /// When the first frame was decoded.
+    #[serde(skip)]
+    pub first_frame_at: Option<Instant>,
 }
 
 /// One viewer's side of the rotation.
@@ -103,6 +106,7 @@ impl Checker {
         match dec.decode(&au) {
             Ok(Some(_)) => {
                 self.stats.frames += 1;
+                self.stats.first_frame_at.get_or_insert(now);
                 if !self.counted_slot {
                     self.counted_slot = true;
                     self.stats.checks += 1;

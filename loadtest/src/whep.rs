@@ -129,9 +129,14 @@ pub struct ViewerOptions {
     pub token: Option<String>,
     /// Address to bind the viewer's UDP socket to.
     pub bind: std::net::IpAddr,
+    /// Its port; 0 for any.
+    pub port: u16,
     pub video: bool,
     pub audio: bool,
     pub chat_message: Option<String>,
+    /// More lines for the `chat` data channel, each sent this long after
+    /// it opened (tests of what changes while a viewer stays connected).
+    pub chat_later: Vec<(Duration, String)>,
     pub profile_level_id: &'static str,
     /// Count latency and freezes only from this instant on (the load
     /// tool's measurement window): a joining viewer's first frames come
@@ -148,9 +153,11 @@ impl Default for ViewerOptions {
             vanish: false,
             token: None,
             bind: std::net::Ipv4Addr::LOCALHOST.into(),
+            port: 0,
             video: true,
             audio: true,
             chat_message: None,
+            chat_later: Vec::new(),
             profile_level_id: "42e01f",
             measure_from: None,
             decode: None,
@@ -165,7 +172,7 @@ pub async fn watch(
     dur: Duration,
     opts: ViewerOptions,
 ) -> anyhow::Result<Received> {
-    let socket = bind_udp(SocketAddr::new(opts.bind, 0))?;
+    let socket = bind_udp(SocketAddr::new(opts.bind, opts.port))?;
     let local = socket.local_addr()?;
     let settings = SettingEngineBuilder::new()
         .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
@@ -220,6 +227,10 @@ pub async fn watch(
     let mut last_seq: [Option<u16>; 2] = [None, None];
     let mut last_video: Option<Instant> = None;
     let mut chat_id = None;
+    let mut chat_opened: Option<Instant> = None;
+    let mut chat_later = opts.chat_later.clone();
+    chat_later.sort_by_key(|(after, _)| *after);
+    let mut chat_later = std::collections::VecDeque::from(chat_later);
     let mut checker = opts
         .decode
         .map(|(rotation, me)| crate::decode::Checker::new(rotation, me));
@@ -240,6 +251,7 @@ pub async fn watch(
                 }
                 RTCPeerConnectionEvent::OnDataChannel(RTCDataChannelEvent::OnOpen(id)) => {
                     chat_id = Some(id);
+                    chat_opened = Some(Instant::now());
                     if let Some(m) = &opts.chat_message {
                         if let Some(mut dc) = pc.data_channel(id) {
                             dc.send_text(Instant::now(), m.clone())?;
@@ -327,7 +339,25 @@ pub async fn watch(
         if now >= deadline {
             break;
         }
-        let wake = pc.poll_timeout().unwrap_or(deadline).min(deadline);
+        let mut next_chat = None;
+        if let (Some(id), Some(opened)) = (chat_id, chat_opened) {
+            while let Some((after, _)) = chat_later.front() {
+                let due = opened + *after;
+                if due > now {
+                    next_chat = Some(due);
+                    break;
+                }
+                let (_, text) = chat_later.pop_front().expect("front exists");
+                if let Some(mut dc) = pc.data_channel(id) {
+                    dc.send_text(now, text)?;
+                }
+            }
+        }
+        let wake = pc
+            .poll_timeout()
+            .unwrap_or(deadline)
+            .min(deadline)
+            .min(next_chat.unwrap_or(deadline));
         step(
             &mut pc,
             &socket,

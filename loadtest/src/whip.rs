@@ -32,6 +32,8 @@ pub struct PublishOptions {
     pub stamp: bool,
     /// Hand-made video RTP sent instead of `video`: a hostile publisher.
     pub raw: Option<RawVideo>,
+    /// Told the session's URL as soon as the server answers.
+    pub on_session: Option<tokio::sync::oneshot::Sender<String>>,
 }
 
 /// Video RTP payloads as an attacker writes them, not as a packetizer would.
@@ -144,6 +146,9 @@ pub async fn publish(http_addr: SocketAddr, opts: PublishOptions) -> anyhow::Res
     if resp.status != 201 {
         out.error = resp.text();
         return Ok(out);
+    }
+    if let Some(tx) = opts.on_session {
+        let _ = tx.send(out.location.clone());
     }
     pc.set_remote_description(Instant::now(), RTCSessionDescription::answer(resp.text())?)?;
 

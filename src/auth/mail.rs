@@ -46,7 +46,15 @@ pub enum MailError {
 pub struct Mailer {
     transport: AsyncSmtpTransport<Tokio1Executor>,
     from: Mailbox,
+    jobs: std::sync::Arc<tokio::sync::Semaphore>,
 }
+
+/// Mail being prepared or sent at once, off the request path. The rate
+/// limits keep this far from full; if the SMTP server hangs it fills, and
+/// further mail is dropped (and counted) instead of piling up tasks.
+pub const MAIL_JOBS: usize = 64;
+/// Longest one SMTP delivery may take before it is given up.
+pub const SMTP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Port 25 is SMTP's (RFC 5321 4.5.4.2 names no other for relays).
 const DEFAULT_SMTP_PORT: u16 = 25;
@@ -71,7 +79,9 @@ impl Mailer {
         if host.is_empty() {
             return Err(bad());
         }
-        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host).port(port);
+        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
+            .port(port)
+            .timeout(Some(SMTP_TIMEOUT));
         if let Some(c) = creds {
             let (u, p) = c.split_once(':').ok_or_else(bad)?;
             builder = builder.credentials(Credentials::new(u.to_string(), p.to_string()));
@@ -86,7 +96,18 @@ impl Mailer {
         Ok(Some(Mailer {
             transport: builder.build(),
             from,
+            jobs: std::sync::Arc::new(tokio::sync::Semaphore::new(MAIL_JOBS)),
         }))
+    }
+
+    /// A place for one more mail job, or `None` when [`MAIL_JOBS`] are
+    /// already under way. Hold it until the job ends.
+    pub fn job(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let permit = self.jobs.clone().try_acquire_owned().ok();
+        if permit.is_none() {
+            crate::metrics::limit_hit("mail_jobs");
+        }
+        permit
     }
 
     pub async fn send(&self, to: &str, subject: &str, body: String) -> Result<(), MailError> {

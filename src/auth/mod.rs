@@ -1,22 +1,32 @@
-//! Accounts: password hashing (argon2id), session tokens, username rules and
-//! the login throttle. No HTTP types here; `http::auth` turns these into
+//! Accounts: password hashing (argon2id, bounded by [`Hasher`]), session
+//! tokens, username rules, the login throttle and the rate limits on
+//! account actions. No HTTP types here; `http::auth` turns these into
 //! cookies, headers and status codes.
 
+mod args;
+pub mod hasher;
 mod mail;
-mod throttle;
+pub mod rate;
+pub mod throttle;
 pub mod turn;
 
+pub use args::{AccountArgs, AccountLimits};
+pub use hasher::{HashError, Hasher, HasherStats};
 pub use mail::{MailArgs, MailConfig, MailError, Mailer};
+pub use rate::{Rate, RateLimiter};
 pub use throttle::LoginThrottle;
 
-use argon2::password_hash::phc::PasswordHash;
-use argon2::password_hash::{PasswordHasher, PasswordVerifier};
-use argon2::Argon2;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
 /// Sessions last 30 days, then the user signs in again.
 pub const SESSION_TTL_SECS: i64 = 30 * 24 * 3600;
+/// Sessions one user may hold; a login past it ends the oldest. Every
+/// browser, phone and script a person uses is one, and 100 is far more than
+/// anyone has; without a cap a script that logs in forever grows the
+/// sessions table (and the revocation work of a password change) without
+/// end.
+pub const MAX_SESSIONS_PER_USER: usize = 100;
 /// Long enough to resist guessing at the login throttle's pace; the upper
 /// bound keeps a hash request from being a denial of service.
 pub const PASSWORD_MIN: usize = 8;
@@ -88,6 +98,20 @@ pub fn check_username(name: &str) -> Result<(), AuthError> {
     Ok(())
 }
 
+/// A name as a key of an in-memory limit: cut to [`MAX_KEY_NAME`] bytes
+/// (no valid username is longer), so typed garbage cannot grow a table by
+/// more than that per entry.
+pub fn key_name(name: &str) -> &str {
+    let mut end = name.len().min(MAX_KEY_NAME);
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    &name[..end]
+}
+
+/// See [`key_name`]: twice the longest valid username.
+pub const MAX_KEY_NAME: usize = 64;
+
 pub fn check_password(password: &str) -> Result<(), AuthError> {
     let n = password.chars().count();
     if !(PASSWORD_MIN..=PASSWORD_MAX).contains(&n) {
@@ -97,34 +121,11 @@ pub fn check_password(password: &str) -> Result<(), AuthError> {
 }
 
 /// argon2id with the crate's defaults (19 MiB, 2 passes: OWASP's minimum),
-/// as a PHC string that carries its own salt and parameters.
+/// as a PHC string that carries its own salt and parameters. Unbounded: for
+/// the admin CLI only; the server hashes through a [`Hasher`].
 pub fn hash_password(password: &str) -> Result<String, AuthError> {
-    Argon2::default()
-        .hash_password(password.as_bytes())
-        .map(|h| h.to_string())
-        .map_err(|e| AuthError::Hash(e.to_string()))
-}
-
-/// Hashing is CPU-bound for tens of milliseconds: off the async workers.
-pub async fn hash_password_blocking(password: String) -> Result<String, AuthError> {
-    tokio::task::spawn_blocking(move || hash_password(&password))
-        .await
-        .map_err(|e| AuthError::Hash(e.to_string()))?
-}
-
-pub fn verify_password(password: &str, phc: &str) -> bool {
-    match PasswordHash::new(phc) {
-        Ok(parsed) => Argon2::default()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok(),
-        Err(_) => false,
-    }
-}
-
-pub async fn verify_password_blocking(password: String, phc: String) -> bool {
-    tokio::task::spawn_blocking(move || verify_password(&password, &phc))
-        .await
-        .unwrap_or(false)
+    let mut mem = vec![argon2::Block::new(); argon2::Params::DEFAULT.block_count()];
+    hasher::hash_in(password.as_bytes(), &mut mem).map_err(|e| AuthError::Hash(e.to_string()))
 }
 
 /// A new session token (what the client holds) and its hash (what the
@@ -182,12 +183,12 @@ mod tests {
     }
 
     #[test]
-    fn password_round_trip() {
+    fn cli_hashes_verify() {
         let h = hash_password("correct horse").unwrap();
         assert!(h.starts_with("$argon2id$"), "{h}");
-        assert!(verify_password("correct horse", &h));
-        assert!(!verify_password("wrong horse", &h));
-        assert!(!verify_password("x", "not a phc string"));
+        let mut mem = vec![argon2::Block::new(); argon2::Params::DEFAULT.block_count()];
+        assert!(hasher::verify_in(b"correct horse", &h, &mut mem));
+        assert!(!hasher::verify_in(b"wrong horse", &h, &mut mem));
     }
 
     #[test]

@@ -1,10 +1,39 @@
 //! Per-user message rate: a token bucket of [`BURST`] tokens refilled at
-//! [`REFILL_PER_SEC`], i.e. a burst of 5, then one message a second.
+//! [`REFILL_PER_SEC`], i.e. a burst of 5, then one message a second. And
+//! per connection, whoever is signed in: [`FrameLimit`] on every frame a
+//! WebSocket or data channel sends, so a flood is cut off before it costs
+//! the room anything.
 
 use std::time::Instant;
 
 pub const BURST: u32 = 5;
 pub const REFILL_PER_SEC: f64 = 1.0;
+/// Frames of any kind (text, binary, ping, pong) one chat socket or data
+/// channel may send at once, and per second after that. A chat client sends
+/// at most a message a second plus a ping every few seconds; twice the
+/// message burst and ten a second leave room for a reconnecting client's
+/// retries, and a flood is cut off within its first second.
+pub const FRAME_BURST: u32 = 2 * BURST;
+pub const FRAMES_PER_SEC: f64 = 10.0;
+
+/// Counts one connection's inbound frames against [`FRAME_BURST`] and
+/// [`FRAMES_PER_SEC`].
+pub struct FrameLimit(TokenBucket);
+
+impl FrameLimit {
+    pub fn new(now: Instant) -> FrameLimit {
+        FrameLimit(TokenBucket::with_rate(FRAME_BURST, FRAMES_PER_SEC, now))
+    }
+
+    /// False once the connection sends faster than allowed: close it.
+    pub fn allow(&mut self, now: Instant) -> bool {
+        let ok = self.0.take(now);
+        if !ok {
+            crate::metrics::limit_hit("chat_frames_per_sec");
+        }
+        ok
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct TokenBucket {

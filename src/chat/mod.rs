@@ -6,9 +6,11 @@
 
 pub mod limits;
 mod message;
+mod standing;
 
-pub use limits::{TokenBucket, BURST, REFILL_PER_SEC};
+pub use limits::{FrameLimit, TokenBucket, BURST, REFILL_PER_SEC};
 pub use message::{parse_rfc3339, rfc3339, rfc3339_ms, unix_secs, ClientMessage};
+pub use standing::{SignOut, Standing, Standings};
 
 use crate::db::{Ban, ChatRow, Db, DbError, User};
 use std::collections::{HashMap, VecDeque};
@@ -35,6 +37,8 @@ const EVENT_TICK: Duration = Duration::from_secs(1);
 pub enum ChatError {
     #[error("sign in to chat")]
     NotSignedIn,
+    #[error("your session has ended: sign in again to chat")]
+    SignedOut,
     #[error("message is empty")]
     Empty,
     #[error("message is longer than {MAX_TEXT_CHARS} characters")]
@@ -72,6 +76,8 @@ struct Inner {
     live: Arc<dyn LiveState>,
     rooms: Mutex<HashMap<String, Arc<Room>>>,
     buckets: Mutex<HashMap<i64, TokenBucket>>,
+    /// Signed-in members, so sign-outs and role changes reach them.
+    standings: Arc<Standings>,
     last_id: AtomicI64,
     /// To the task that stores messages (see [`Rooms::run_writer`]).
     writes: mpsc::Sender<Write>,
@@ -119,7 +125,8 @@ struct RoomState {
 pub struct Member {
     rooms: Rooms,
     room: Arc<Room>,
-    user: Option<User>,
+    /// `None` for an anonymous (read-only) member.
+    standing: Option<Standing>,
     backlog: Vec<Line>,
     events: broadcast::Receiver<Line>,
 }
@@ -158,6 +165,7 @@ impl Rooms {
                 live,
                 rooms: Mutex::new(HashMap::new()),
                 buckets: Mutex::new(HashMap::new()),
+                standings: Arc::default(),
                 last_id: AtomicI64::new(0),
                 writes,
                 writes_rx: Mutex::new(Some(writes_rx)),
@@ -215,10 +223,34 @@ impl Rooms {
         Ok(room)
     }
 
-    /// Joins `channel`'s room. Anyone may read; `user` (if signed in) may
-    /// also write through [`Member::handle`].
-    pub async fn join(&self, channel: &str, user: Option<User>) -> Result<Member, ChatError> {
+    /// Open signed-in members: the account code reports sign-outs and role
+    /// changes here.
+    pub fn standings(&self) -> &Standings {
+        &self.inner.standings
+    }
+
+    /// Joins `channel`'s room. Anyone may read; a member signed in (`user`
+    /// and the hash of the session token that proved it) may also write
+    /// through [`Member::handle`], for as long as that session lasts.
+    pub async fn join(
+        &self,
+        channel: &str,
+        signed_in: Option<(User, String)>,
+    ) -> Result<Member, ChatError> {
         let room = self.open(channel).await?;
+        let standing = match signed_in {
+            Some((user, session)) => {
+                let standing = self.inner.standings.seat(user, session.clone());
+                // A sign-out between the caller's check and the seat being
+                // taken would be missed: look again now that it would not.
+                match self.inner.db.session_user(&session).await? {
+                    Some(now) => standing.refresh(now),
+                    None => standing.revoke(),
+                }
+                Some(standing)
+            }
+            None => None,
+        };
         let live = self.inner.live.is_live(channel);
         let viewers = self.inner.live.viewers(channel);
         // Subscribing and copying the history under one lock: a message is
@@ -241,7 +273,7 @@ impl Rooms {
         Ok(Member {
             rooms: self.clone(),
             room,
-            user,
+            standing,
             backlog,
             events,
         })
@@ -492,8 +524,18 @@ impl Member {
         &self.room.name
     }
 
-    pub fn user(&self) -> Option<&User> {
-        self.user.as_ref()
+    /// Who the member is now: `None` if anonymous or signed out since.
+    pub fn user(&self) -> Option<User> {
+        self.standing.as_ref().and_then(Standing::user)
+    }
+
+    /// Completes once when this member's session ends (logout, password
+    /// change, account deleted): tell the client, which stays connected as
+    /// a reader. Never completes for anonymous members.
+    pub fn sign_out(&self) -> SignOut {
+        self.standing
+            .as_ref()
+            .map_or_else(SignOut::never, Standing::sign_out)
     }
 
     /// History (oldest first) and the current live state and viewer count:
@@ -539,10 +581,14 @@ impl Member {
         };
         match msg {
             ClientMessage::Chat { text } => {
-                let Some(user) = &self.user else {
-                    return Some(error_line(&ChatError::NotSignedIn.to_string()));
+                let user = match &self.standing {
+                    None => return Some(error_line(&ChatError::NotSignedIn.to_string())),
+                    Some(s) => match s.user() {
+                        Some(u) => u,
+                        None => return Some(error_line(&ChatError::SignedOut.to_string())),
+                    },
                 };
-                match self.rooms.post(&self.room.name, user, &text).await {
+                match self.rooms.post(&self.room.name, &user, &text).await {
                     Ok(_) => None,
                     Err(ChatError::Db(e)) => {
                         tracing::error!("chat post failed: {e}");

@@ -250,12 +250,16 @@ impl Db {
         Ok(())
     }
 
+    /// Stores a new session and ends the user's oldest ones past `max`
+    /// (the new one is always kept). Returns the token hashes it ended, so
+    /// whatever they signed in can be signed out.
     pub async fn insert_session(
         &self,
         token_hash: &str,
         user_id: i64,
         expires_at: i64,
-    ) -> Result<(), DbError> {
+        max: usize,
+    ) -> Result<Vec<String>, DbError> {
         sqlx::query(
             "INSERT INTO sessions (token_hash, user_id, created_at, expires_at) \
              VALUES ($1, $2, $3, $4)",
@@ -266,7 +270,32 @@ impl Db {
         .bind(expires_at)
         .execute(&self.pool)
         .await?;
-        Ok(())
+        // Newest first; seconds tie, so the new one is set apart by name.
+        let rows = sqlx::query(
+            "SELECT token_hash FROM sessions WHERE user_id = $1 AND token_hash <> $2 \
+             ORDER BY created_at DESC, token_hash",
+        )
+        .bind(user_id)
+        .bind(token_hash)
+        .fetch_all(&self.pool)
+        .await?;
+        let keep_others = max.saturating_sub(1);
+        let mut ended = Vec::new();
+        for r in rows.iter().skip(keep_others) {
+            let old: String = r.try_get("token_hash")?;
+            self.delete_session(&old).await?;
+            ended.push(old);
+        }
+        Ok(ended)
+    }
+
+    /// How many sessions `user_id` holds.
+    pub async fn session_count(&self, user_id: i64) -> Result<usize, DbError> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM sessions WHERE user_id = $1")
+            .bind(user_id)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get::<i64, _>("n")?.max(0) as usize)
     }
 
     /// The live (unexpired, not deleted) user a session token hash belongs to.
@@ -347,6 +376,28 @@ impl Db {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    /// The user a token is for, if it exists, has that purpose and has not
+    /// expired; the token stays.
+    pub async fn peek_email_token(
+        &self,
+        token_hash: &str,
+        purpose: EmailPurpose,
+    ) -> Result<Option<i64>, DbError> {
+        let row = sqlx::query(
+            "SELECT user_id FROM email_tokens \
+             WHERE token_hash = $1 AND purpose = $2 AND expires_at > $3",
+        )
+        .bind(token_hash)
+        .bind(purpose.as_str())
+        .bind(unix_now())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(match row {
+            Some(r) => Some(r.try_get("user_id")?),
+            None => None,
+        })
     }
 
     /// Uses up a token: the user it was for, if it exists, has that purpose

@@ -3,8 +3,10 @@
 //! the CSRF rule for cookies, and JSON bodies that fail with `{"error"}`.
 
 use super::{ApiError, AppState};
-use crate::auth::{self, AuthError, LoginThrottle, SESSION_TTL_SECS};
+use crate::auth::{self, AuthError, HashError, Hasher, LoginThrottle, Rate, RateLimiter};
+use crate::auth::{MAX_SESSIONS_PER_USER, SESSION_TTL_SECS};
 use crate::db::{Role, User};
+use crate::net::{ConnGate, ConnLimits};
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, FromRequestParts, Request, State};
 use axum::http::request::Parts;
@@ -15,7 +17,8 @@ use axum::{Json, Router};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub const SESSION_COOKIE: &str = "onair_session";
@@ -37,14 +40,39 @@ impl From<AuthError> for ApiError {
 }
 
 /// In-memory limits that are not worth a database round trip.
-#[derive(Default)]
 pub struct Limits {
     pub login: LoginThrottle,
+    /// Every password hash and check the server does goes through it.
+    pub hasher: Hasher,
+    /// Registrations per client host; `None`: unlimited.
+    register: Option<RateLimiter<IpAddr>>,
+    /// Password-reset and verification mail per client host...
+    mail_per_host: RateLimiter<IpAddr>,
+    /// ...and per account asked about (the name as typed, whether or not
+    /// it exists, so the limit itself tells nothing).
+    mail_per_account: RateLimiter<String>,
+    /// Chat WebSockets, per client host and in all.
+    pub chat_sockets: Arc<ConnGate>,
     likes: Mutex<HashMap<(i64, String), Instant>>,
     signaling: Mutex<HashMap<std::net::IpAddr, crate::chat::limits::TokenBucket>>,
     /// Offers per second per address; `None` is the default.
     offer_rate: Option<f64>,
 }
+
+/// Mail a stranger can trigger (reset requests, verification resends) per
+/// client host: a few at once, then one a minute. Each is an SMTP delivery
+/// to someone's mailbox, so this is what keeps the server from being a
+/// mail cannon.
+pub const MAIL_PER_HOST: Rate = Rate {
+    burst: 5,
+    every: Duration::from_secs(60),
+};
+/// The same per target account: whoever asks, one mailbox gets at most
+/// three, then one every ten minutes.
+pub const MAIL_PER_ACCOUNT: Rate = Rate {
+    burst: 3,
+    every: Duration::from_secs(10 * 60),
+};
 
 /// WHIP/WHEP offers per client address: a page reload or a player retry
 /// is a few; a flood costs the server a peer connection each.
@@ -53,14 +81,66 @@ pub const SIGNALING_PER_SEC: f64 = 5.0;
 /// Addresses remembered at once; past it, idle ones are forgotten.
 const SIGNALING_ADDRS: usize = 100_000;
 
+impl Default for Limits {
+    fn default() -> Self {
+        Limits::new(None, crate::auth::AccountLimits::default())
+    }
+}
+
 impl Limits {
-    /// Limits with `per_sec` WHIP/WHEP offers per address (a burst of four
-    /// seconds' worth); 0 turns the limit off, for load tests.
-    pub fn with_offer_rate(per_sec: f64) -> Limits {
+    /// `offer_rate`: WHIP/WHEP offers per second per address (a burst of
+    /// four seconds' worth; 0 turns the limit off, for load tests), `None`
+    /// for the default.
+    pub fn new(offer_rate: Option<f64>, accounts: crate::auth::AccountLimits) -> Limits {
+        let register = (accounts.register_per_hour > 0).then(|| {
+            RateLimiter::new(
+                "register_per_hour",
+                Rate {
+                    burst: accounts.register_per_hour,
+                    every: Duration::from_secs(3600) / accounts.register_per_hour,
+                },
+            )
+        });
         Limits {
-            offer_rate: Some(per_sec),
-            ..Default::default()
+            login: LoginThrottle::default(),
+            hasher: Hasher::new(),
+            register,
+            mail_per_host: RateLimiter::new("mail_per_host", MAIL_PER_HOST),
+            mail_per_account: RateLimiter::new("mail_per_account", MAIL_PER_ACCOUNT),
+            chat_sockets: ConnGate::new(
+                "chat_ws",
+                ConnLimits {
+                    total: accounts.chat_sockets,
+                    per_host: accounts.chat_sockets_per_host,
+                },
+            ),
+            likes: Mutex::default(),
+            signaling: Mutex::default(),
+            offer_rate,
         }
+    }
+
+    /// Limits with `per_sec` WHIP/WHEP offers per address; 0 turns the
+    /// limit off, for load tests.
+    pub fn with_offer_rate(per_sec: f64) -> Limits {
+        Limits::new(Some(per_sec), crate::auth::AccountLimits::default())
+    }
+
+    /// `Err(retry_after)` when `host` registered too often.
+    pub fn register(&self, host: IpAddr, now: Instant) -> Result<(), Duration> {
+        match &self.register {
+            Some(r) => r.check(&host, now),
+            None => Ok(()),
+        }
+    }
+
+    /// `Err(retry_after)` when `host`, or mail to `account`, is over the
+    /// mail rate.
+    pub fn mail(&self, host: IpAddr, account: &str, now: Instant) -> Result<(), Duration> {
+        self.mail_per_host.check(&host, now)?;
+        // No valid name is longer; a longer one must not grow the table.
+        let account = auth::key_name(account).to_ascii_lowercase();
+        self.mail_per_account.check(&account, now)
     }
 
     /// `Err(retry_after)` when `ip` is over its offer rate.
@@ -104,6 +184,27 @@ impl Limits {
         map.insert(key, now);
         Ok(())
     }
+}
+
+/// Gauges of the account limits for `/metrics`: the password hasher's
+/// slots, what runs and waits now, and the most that ever ran at once
+/// (never above the slots), and the chat sockets open.
+pub(super) fn gauges(s: &AppState) -> Vec<(String, String, f64)> {
+    let h = s.limits.hasher.stats();
+    let (sockets, _) = s
+        .limits
+        .chat_sockets
+        .open(std::net::Ipv4Addr::UNSPECIFIED.into());
+    [
+        ("onair_password_hash_slots", h.slots),
+        ("onair_password_hashes_running", h.running),
+        ("onair_password_hashes_peak", h.peak),
+        ("onair_password_hashes_waiting", h.waiting),
+        ("onair_chat_sockets", sockets),
+    ]
+    .into_iter()
+    .map(|(name, v)| (name.to_string(), String::new(), v as f64))
+    .collect()
 }
 
 /// A JSON body that must parse into `T` (with `deny_unknown_fields`); every
@@ -289,8 +390,30 @@ fn check_email(email: &str) -> Result<(), ApiError> {
     }
 }
 
+impl From<HashError> for ApiError {
+    fn from(e: HashError) -> ApiError {
+        match e {
+            HashError::HostBusy => ApiError::TooManyRequests(e.to_string(), 1),
+            HashError::Busy => ApiError::Busy(
+                e.to_string(),
+                crate::auth::hasher::HASH_WAIT.as_secs().max(1),
+            ),
+            HashError::Failed(m) => {
+                tracing::error!("password hashing failed: {m}");
+                ApiError::Unavailable("cannot hash the password now".into())
+            }
+        }
+    }
+}
+
+/// Seconds for a Retry-After header: at least one.
+pub(super) fn retry_secs(d: Duration) -> u64 {
+    d.as_secs_f64().ceil().max(1.0) as u64
+}
+
 async fn register(
     State(s): State<AppState>,
+    client: super::ClientAddr,
     headers: HeaderMap,
     ApiJson(req): ApiJson<Register>,
 ) -> Result<Response, ApiError> {
@@ -308,13 +431,21 @@ async fn register(
     if let Some(e) = email {
         check_email(e)?;
     }
+    s.limits
+        .register(client.host(), Instant::now())
+        .map_err(|wait| {
+            ApiError::TooManyRequests(
+                "too many accounts registered from this address; try again later".into(),
+                retry_secs(wait),
+            )
+        })?;
     if s.db.credentials(&req.username).await?.is_some() {
         return Err(ApiError::Conflict(format!(
             "username {:?} is taken",
             req.username
         )));
     }
-    let hash = auth::hash_password_blocking(req.password).await?;
+    let hash = s.limits.hasher.hash(client.host(), req.password).await?;
     let (user, channel) =
         s.db.create_user(&req.username, &hash, email, Role::Viewer, false)
             .await
@@ -325,14 +456,8 @@ async fn register(
                 e => e.into(),
             })?;
     tracing::info!(user = %user.username, "registered");
-    if let (Some(mailer), Some(_)) = (s.mailer.clone(), &user.email) {
-        let (s2, u2) = (s.clone(), user.clone());
-        tokio::spawn(async move {
-            let purpose = crate::db::EmailPurpose::Verify;
-            if let Err(e) = super::email::mail_token(&s2, &mailer, &u2, purpose).await {
-                tracing::warn!(user = %u2.username, "verification mail failed: {e}");
-            }
-        });
+    if user.email.is_some() {
+        super::email::queue_mail(&s, &user, crate::db::EmailPurpose::Verify);
     }
     Ok((
         StatusCode::CREATED,
@@ -355,6 +480,9 @@ fn session_cookie(token: &str, max_age: i64) -> String {
     format!("{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}")
 }
 
+/// Signs in. Refused with 429 while the login throttle makes this username
+/// from this host, or this host, wait (see [`crate::auth::throttle`]);
+/// with 429 or 503 when the password hasher is saturated.
 async fn login(
     State(s): State<AppState>,
     client: super::ClientAddr,
@@ -364,50 +492,50 @@ async fn login(
     if headers.contains_key(header::ORIGIN) && !same_origin(&Method::POST, &headers) {
         return Err(ApiError::Forbidden("cross-site request refused".into()));
     }
-    let now = Instant::now();
-    let user_key = format!("user:{}", req.username);
-    let ip_key = Some(format!("ip:{}", client.host()));
-    for key in std::iter::once(&user_key).chain(ip_key.as_ref()) {
-        if let Some(wait) = s.limits.login.check(key, now) {
-            return Err(ApiError::TooManyRequests(
-                "too many failed logins: try again later".into(),
-                wait.as_secs().max(1),
-            ));
-        }
-    }
+    let host = client.host();
+    let throttle = &s.limits.login;
+    throttle
+        .check(&req.username, host, Instant::now())
+        .map_err(|wait| {
+            ApiError::TooManyRequests(
+                "too many failed sign-ins: wait before trying again".into(),
+                retry_secs(wait),
+            )
+        })?;
     if req.password.len() > auth::PASSWORD_MAX * 4 {
         return Err(ApiError::BadRequest("password is too long".into()));
     }
     let creds = s.db.credentials(&req.username).await?;
-    let ok = match &creds {
-        Some(c) => auth::verify_password_blocking(req.password, c.password_hash.clone()).await,
-        None => {
-            // Same work for unknown names, so timing does not reveal them.
-            let _ = auth::hash_password_blocking(req.password).await;
-            false
-        }
-    };
+    // Unknown names are checked against a stand-in hash: same work, same
+    // time, so the answer does not reveal which names exist.
+    let phc = creds.as_ref().map(|c| c.password_hash.clone());
+    let ok = s.limits.hasher.verify(host, req.password, phc).await?;
     let creds = match (ok, creds) {
         (true, Some(c)) => c,
         _ => {
-            s.limits.login.failed(&user_key, now);
-            if let Some(k) = &ip_key {
-                s.limits.login.failed(k, now);
-            }
+            throttle.failed(&req.username, host, Instant::now());
             return Err(ApiError::Unauthorized("wrong username or password".into()));
         }
     };
     if creds.user.deleted_at.is_some() {
         return Err(ApiError::Forbidden("this account has been deleted".into()));
     }
-    s.limits.login.succeeded(&user_key);
+    throttle.succeeded(&req.username, host);
     let (token, hash) = auth::new_session_token();
-    s.db.insert_session(
-        &hash,
-        creds.user.id,
-        crate::chat::unix_secs() + SESSION_TTL_SECS,
-    )
-    .await?;
+    let ended =
+        s.db.insert_session(
+            &hash,
+            creds.user.id,
+            crate::chat::unix_secs() + SESSION_TTL_SECS,
+            MAX_SESSIONS_PER_USER,
+        )
+        .await?;
+    for old in &ended {
+        s.rooms.standings().end_session(creds.user.id, old);
+    }
+    if !ended.is_empty() {
+        crate::metrics::limit_hit("max_sessions_per_user");
+    }
     tracing::info!(user = %creds.user.username, "signed in");
     Ok((
         [(header::SET_COOKIE, session_cookie(&token, SESSION_TTL_SECS))],
@@ -416,8 +544,10 @@ async fn login(
         .into_response())
 }
 
+/// Ends this session; chat sockets signed in with it become read-only.
 async fn logout(State(s): State<AppState>, me: SignedIn) -> Result<Response, ApiError> {
     s.db.delete_session(&me.token_hash).await?;
+    s.rooms.standings().end_session(me.user.id, &me.token_hash);
     Ok((
         StatusCode::NO_CONTENT,
         [(header::SET_COOKIE, session_cookie("", 0))],
@@ -434,21 +564,47 @@ struct ChangePassword {
 
 async fn change_password(
     State(s): State<AppState>,
+    client: super::ClientAddr,
     me: SignedIn,
     ApiJson(req): ApiJson<ChangePassword>,
 ) -> Result<StatusCode, ApiError> {
     auth::check_password(&req.new_password)?;
+    if req.old_password.len() > auth::PASSWORD_MAX * 4 {
+        return Err(ApiError::BadRequest("password is too long".into()));
+    }
+    let host = client.host();
+    // A stolen session must not become a free password oracle.
+    s.limits
+        .login
+        .check(&me.user.username, host, Instant::now())
+        .map_err(|wait| {
+            ApiError::TooManyRequests(
+                "too many wrong passwords: wait before trying again".into(),
+                retry_secs(wait),
+            )
+        })?;
     let creds =
         s.db.credentials(&me.user.username)
             .await?
             .ok_or_else(|| ApiError::Unauthorized("sign in again".into()))?;
-    if !auth::verify_password_blocking(req.old_password, creds.password_hash).await {
+    let hasher = &s.limits.hasher;
+    if !hasher
+        .verify(host, req.old_password, Some(creds.password_hash))
+        .await?
+    {
+        s.limits
+            .login
+            .failed(&me.user.username, host, Instant::now());
         return Err(ApiError::Forbidden("old password is wrong".into()));
     }
-    let hash = auth::hash_password_blocking(req.new_password).await?;
+    let hash = hasher.hash(host, req.new_password).await?;
     s.db.set_password_hash(me.user.id, &hash).await?;
-    // Other devices sign in again with the new password.
+    // Other devices sign in again with the new password, and their chat
+    // sockets stop writing now.
     s.db.delete_other_sessions(me.user.id, &me.token_hash)
         .await?;
+    s.rooms
+        .standings()
+        .end_sessions(me.user.id, Some(&me.token_hash));
     Ok(StatusCode::NO_CONTENT)
 }

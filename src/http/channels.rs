@@ -9,7 +9,7 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, patch, post, put};
+use axum::routing::{delete, get, patch, post, put};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -31,6 +31,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/channels", get(directory))
         .route("/api/channels/{name}", get(channel).patch(edit))
         .route("/api/channels/{name}/key", get(key).post(rotate_key))
+        .route("/api/channels/{name}/live", delete(end_live))
         .route("/api/channels/{name}/like", post(like))
         .route(
             "/api/channels/{name}/schedule",
@@ -348,6 +349,23 @@ async fn rotate_key(
     s.hub.kick(&name);
     tracing::info!(channel = %name, "stream key rotated; live publish ended");
     Ok(Json(json!({ "stream_key": key })))
+}
+
+/// Ends whatever is live on the channel, on every path (RTMP or WHIP, to
+/// WebRTC and HLS); viewers stay for the next publish. The key stays valid:
+/// an encoder that reconnects is live again (rotate the key to stop that).
+async fn end_live(
+    State(s): State<AppState>,
+    me: SignedIn,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    owned_channel(&s, &me.user, &name, true, "end the live stream").await?;
+    if s.hub.stream(&name).is_none() {
+        return Err(ApiError::NotFound(format!("{name} is not live")));
+    }
+    s.hub.kick(&name);
+    tracing::info!(channel = %name, by = %me.user.username, "live stream ended");
+    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn like(

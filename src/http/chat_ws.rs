@@ -3,10 +3,12 @@
 
 use super::auth::{self, ApiJson, SignedIn};
 use super::channels::{channel_or_404, SLOW_MODE_MAX};
-use super::{ApiError, AppState};
-use crate::chat::{ChatError, Member};
+use super::{ApiError, AppState, ClientAddr};
+use crate::chat::{ChatError, FrameLimit, Member};
 use crate::db::{Ban, ChannelInfo, User};
+use crate::net::Refused;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::{close_code, CloseFrame};
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, Method, StatusCode};
@@ -15,9 +17,20 @@ use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use std::time::Instant;
 
 /// Longest frame a client may send; a chat message is far smaller.
 const MAX_FRAME: usize = 8 * 1024;
+/// The socket's read buffer: a chat frame or two. (tungstenite's default,
+/// 128 KiB per socket, would be most of an idle socket's memory.)
+const READ_BUFFER: usize = 8 * 1024;
+/// Bytes written before a flush is forced, and at most queued unsent: the
+/// loop writes one line at a time and waits for it, so a slow reader holds
+/// this much and then falls behind in the room (which skips it ahead).
+const WRITE_BUFFER: usize = 8 * 1024;
+const MAX_WRITE_BUFFER: usize = 64 * 1024;
+/// How long a refused client should wait before opening another socket.
+const REFUSED_RETRY_SECS: u64 = 5;
 /// Longest time-out a moderator can give (7 days).
 pub const TIMEOUT_MAX_SECS: i64 = 7 * 24 * 3600;
 
@@ -26,7 +39,7 @@ impl From<ChatError> for ApiError {
         match e {
             ChatError::Db(e) => ApiError::Db(e),
             ChatError::NoSuchChannel(_) => ApiError::NotFound(e.to_string()),
-            ChatError::NotSignedIn => ApiError::Unauthorized(e.to_string()),
+            ChatError::NotSignedIn | ChatError::SignedOut => ApiError::Unauthorized(e.to_string()),
             ChatError::Banned | ChatError::TimedOut(_) => ApiError::Forbidden(e.to_string()),
             ChatError::RateLimited => ApiError::TooManyRequests(e.to_string(), 1),
             ChatError::SlowMode(s) => ApiError::TooManyRequests(e.to_string(), s as u64),
@@ -56,70 +69,113 @@ struct WsQuery {
 }
 
 /// Anyone may join and read; a session cookie (same-origin only) or
-/// `?token=` lets the client write.
+/// `?token=` lets the client write, for as long as that session lasts.
+/// Sockets are capped per client host and in all (`--chat-sockets-per-host`,
+/// `--chat-sockets`): past the host's cap 429, past the total 503.
 async fn websocket(
     State(s): State<AppState>,
     Path(channel): Path<String>,
     Query(q): Query<WsQuery>,
+    client: ClientAddr,
     headers: HeaderMap,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
-    channel_or_404(&s, &channel).await?;
-    let user = match q.token.as_deref() {
-        Some(t) => Some(
-            auth::user_for_token(&s, t)
-                .await?
-                .ok_or_else(|| ApiError::Unauthorized("session expired or invalid".into()))?,
+    let permit = s.limits.chat_sockets.admit(client.0).map_err(|r| match r {
+        Refused::HostFull => ApiError::TooManyRequests(
+            "too many chat connections from this address".into(),
+            REFUSED_RETRY_SECS,
         ),
+        Refused::Full => {
+            ApiError::Busy("chat is at its connection limit".into(), REFUSED_RETRY_SECS)
+        }
+    })?;
+    channel_or_404(&s, &channel).await?;
+    let signed_in = match q.token.as_deref() {
+        Some(t) => {
+            let session = crate::auth::token_hash(t);
+            let user =
+                s.db.session_user(&session)
+                    .await?
+                    .ok_or_else(|| ApiError::Unauthorized("session expired or invalid".into()))?;
+            Some((user, session))
+        }
         // Cross-site pages may open a WebSocket with the visitor's cookie:
         // checked like a state-changing request, and anonymous if it fails.
         None => match auth::authenticate(&s, &Method::POST, &headers).await {
-            Ok(signed) => signed.map(|x| x.user),
+            Ok(signed) => signed.map(|x| (x.user, x.token_hash)),
             Err(ApiError::Db(e)) => return Err(ApiError::Db(e)),
             Err(_) => None,
         },
     };
     let ws = ws.map_err(|r| ApiError::BadRequest(r.body_text()))?;
-    let member = s.rooms.join(&channel, user).await?;
+    let member = s.rooms.join(&channel, signed_in).await?;
     Ok(ws
         .max_message_size(MAX_FRAME)
         .max_frame_size(MAX_FRAME)
-        .on_upgrade(move |socket| serve_member(socket, member)))
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(WRITE_BUFFER)
+        .max_write_buffer_size(MAX_WRITE_BUFFER)
+        .on_upgrade(move |socket| async move {
+            serve_member(socket, member).await;
+            drop(permit);
+        }))
 }
 
+async fn send_line(socket: &mut WebSocket, line: &str) -> bool {
+    socket.send(Message::Text(line.into())).await.is_ok()
+}
+
+/// Carries the room to the socket and the socket's messages to the room.
+/// Every inbound frame counts against [`FrameLimit`]; a socket over it is
+/// closed (1008, policy violation). A member whose session ends gets an
+/// error line and stays connected, read-only.
 async fn serve_member(mut socket: WebSocket, mut member: Member) {
     for line in member.take_backlog() {
-        if socket
-            .send(Message::Text(line.as_ref().into()))
-            .await
-            .is_err()
-        {
+        if !send_line(&mut socket, &line).await {
             return;
         }
     }
+    let mut frames = FrameLimit::new(Instant::now());
+    let mut sign_out = member.sign_out();
     loop {
         tokio::select! {
             line = member.recv() => {
                 let Some(line) = line else { break };
-                if socket.send(Message::Text(line.as_ref().into())).await.is_err() {
+                if !send_line(&mut socket, &line).await {
+                    break;
+                }
+            }
+            () = sign_out.wait() => {
+                let e = crate::chat::error_line(&ChatError::SignedOut.to_string());
+                if !send_line(&mut socket, &e).await {
                     break;
                 }
             }
             msg = socket.recv() => {
+                let Some(Ok(msg)) = msg else { break };
+                if !frames.allow(Instant::now()) {
+                    let _ = socket
+                        .send(Message::Close(Some(CloseFrame {
+                            code: close_code::POLICY,
+                            reason: "too many frames: slow down".into(),
+                        })))
+                        .await;
+                    break;
+                }
                 let text = match msg {
-                    Some(Ok(Message::Text(t))) => t,
-                    Some(Ok(Message::Binary(_))) => {
+                    Message::Text(t) => t,
+                    Message::Binary(_) => {
                         let e = crate::chat::error_line("send JSON text frames");
-                        if socket.send(Message::Text(e.as_ref().into())).await.is_err() {
+                        if !send_line(&mut socket, &e).await {
                             break;
                         }
                         continue;
                     }
-                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
-                    Some(Ok(_)) => continue,
+                    Message::Close(_) => break,
+                    _ => continue,
                 };
                 if let Some(reply) = member.handle(text.as_str()).await {
-                    if socket.send(Message::Text(reply.as_ref().into())).await.is_err() {
+                    if !send_line(&mut socket, &reply).await {
                         break;
                     }
                 }

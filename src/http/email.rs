@@ -1,9 +1,14 @@
 //! Email verification and password reset. With `--smtp-url` the server
 //! mails single-use tokens; without it these routes answer 503 and say
 //! that mail is off.
+//!
+//! Asking for mail never reveals whether an account exists: the answer is
+//! the same, and so is the work done before it, because the token and the
+//! SMTP delivery happen off the request path (see [`queue_mail`]). Mail is
+//! rate-limited per client host and per account asked about.
 
-use super::auth::{ApiJson, SignedIn};
-use super::{ApiError, AppState};
+use super::auth::{retry_secs, ApiJson, SignedIn};
+use super::{ApiError, AppState, ClientAddr};
 use crate::auth::{self, Mailer};
 use crate::chat::unix_secs;
 use crate::db::{EmailPurpose, User};
@@ -13,6 +18,7 @@ use axum::routing::post;
 use axum::Router;
 use serde::Deserialize;
 use std::sync::Arc;
+use std::time::Instant;
 
 /// A verification link stays good for a day; a reset token for an hour.
 const VERIFY_TTL_SECS: i64 = 24 * 3600;
@@ -35,8 +41,28 @@ fn mailer(s: &AppState) -> Result<Arc<Mailer>, ApiError> {
     })
 }
 
-/// Makes a token, stores its hash and mails it to `user`.
-pub async fn mail_token(
+/// Makes a token, stores its hash and mails it to `user`, in the
+/// background: the caller answers at once whatever happens to the mail
+/// (logged). Dropped (and counted) if [`crate::auth::MAIL_JOBS`] are
+/// already under way.
+pub fn queue_mail(s: &AppState, user: &User, purpose: EmailPurpose) {
+    let Some(mailer) = s.mailer.clone() else {
+        return;
+    };
+    let Some(job) = mailer.job() else {
+        tracing::warn!(user = %user.username, "mail dropped: too many under way");
+        return;
+    };
+    let (s, user) = (s.clone(), user.clone());
+    tokio::spawn(async move {
+        if let Err(e) = mail_token(&s, &mailer, &user, purpose).await {
+            tracing::warn!(user = %user.username, ?purpose, "mail not sent: {e}");
+        }
+        drop(job);
+    });
+}
+
+async fn mail_token(
     s: &AppState,
     mailer: &Mailer,
     user: &User,
@@ -69,21 +95,40 @@ pub async fn mail_token(
         user.username,
         ttl / 60
     );
-    mailer.send(to, subject, body).await.map_err(|e| {
-        tracing::warn!(user = %user.username, "mail not sent: {e}");
-        ApiError::Unavailable("cannot send mail now".into())
-    })
+    mailer
+        .send(to, subject, body)
+        .await
+        .map_err(|e| ApiError::Unavailable(e.to_string()))
 }
 
+fn mail_rate(s: &AppState, client: ClientAddr, account: &str) -> Result<(), ApiError> {
+    s.limits
+        .mail(client.host(), account, Instant::now())
+        .map_err(|wait| {
+            ApiError::TooManyRequests(
+                "too many mail requests: try again later".into(),
+                retry_secs(wait),
+            )
+        })
+}
+
+/// 202: the mail is on its way (or was dropped; the log says which).
 async fn send_verification(
     State(s): State<AppState>,
+    client: ClientAddr,
     me: SignedIn,
 ) -> Result<StatusCode, ApiError> {
-    let mailer = mailer(&s)?;
+    mailer(&s)?;
     if me.user.email_verified {
         return Err(ApiError::Conflict("email is already verified".into()));
     }
-    mail_token(&s, &mailer, &me.user, EmailPurpose::Verify).await?;
+    if me.user.email.is_none() {
+        return Err(ApiError::BadRequest(
+            "this account has no email address".into(),
+        ));
+    }
+    mail_rate(&s, client, &me.user.username)?;
+    queue_mail(&s, &me.user, EmailPurpose::Verify);
     Ok(StatusCode::ACCEPTED)
 }
 
@@ -93,6 +138,8 @@ struct TokenBody {
     token: String,
 }
 
+/// The same 400 for every token that does not work (unknown, used,
+/// expired, another purpose's): one database statement either way.
 async fn verify(
     State(s): State<AppState>,
     ApiJson(req): ApiJson<TokenBody>,
@@ -112,18 +159,20 @@ struct ResetRequest {
     username: String,
 }
 
-/// Always 202 when mail is on, so the answer tells nobody which accounts
-/// exist or have an address.
+/// Always 202 when mail is on and the rate allows, for any name: the
+/// answer, and the time it takes, tell nobody which accounts exist or have
+/// an address. The one lookup is the same for all; the token and the mail
+/// are made in the background.
 async fn request_reset(
     State(s): State<AppState>,
+    client: ClientAddr,
     ApiJson(req): ApiJson<ResetRequest>,
 ) -> Result<StatusCode, ApiError> {
-    let mailer = mailer(&s)?;
+    mailer(&s)?;
+    mail_rate(&s, client, &req.username)?;
     if let Some(c) = s.db.credentials(&req.username).await? {
         if c.user.deleted_at.is_none() && c.user.email.is_some() {
-            if let Err(e) = mail_token(&s, &mailer, &c.user, EmailPurpose::Reset).await {
-                tracing::warn!(user = %c.user.username, "password reset mail failed: {e}");
-            }
+            queue_mail(&s, &c.user, EmailPurpose::Reset);
         }
     }
     Ok(StatusCode::ACCEPTED)
@@ -138,22 +187,36 @@ struct ResetConfirm {
 
 async fn confirm_reset(
     State(s): State<AppState>,
+    client: ClientAddr,
     ApiJson(req): ApiJson<ResetConfirm>,
 ) -> Result<StatusCode, ApiError> {
     mailer(&s)?;
     auth::check_password(&req.new_password)?;
+    let token = auth::token_hash(&req.token);
+    let bad = || ApiError::BadRequest("token is invalid, used or expired".into());
+    // Spent only once the new password is hashed: a busy hasher (503)
+    // must not cost the user their token.
+    s.db.peek_email_token(&token, EmailPurpose::Reset)
+        .await?
+        .ok_or_else(bad)?;
+    let hash = s
+        .limits
+        .hasher
+        .hash(client.host(), req.new_password)
+        .await?;
     let user =
-        s.db.take_email_token(&auth::token_hash(&req.token), EmailPurpose::Reset)
+        s.db.take_email_token(&token, EmailPurpose::Reset)
             .await?
-            .ok_or_else(|| ApiError::BadRequest("token is invalid, used or expired".into()))?;
-    let hash = auth::hash_password_blocking(req.new_password).await?;
+            .ok_or_else(bad)?;
     s.db.set_password_hash(user, &hash).await?;
-    // Whoever held a session (perhaps the reason for the reset) is out.
+    // Whoever held a session (perhaps the reason for the reset) is out,
+    // chat sockets included.
     s.db.delete_sessions(user).await?;
+    s.rooms.standings().end_sessions(user, None);
     // The mailbox proved itself: the address is verified too.
     s.db.set_email_verified(user).await?;
     if let Some(u) = s.db.user_by_id(user).await? {
-        s.limits.login.succeeded(&format!("user:{}", u.username));
+        s.limits.login.forgive(&u.username);
     }
     Ok(StatusCode::NO_CONTENT)
 }

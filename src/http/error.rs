@@ -27,6 +27,10 @@ pub enum ApiError {
     /// The reason, and seconds until a retry may succeed.
     #[error("{0}")]
     TooManyRequests(String, u64),
+    /// 503 with Retry-After: the server is saturated, not the client over
+    /// a limit of its own.
+    #[error("{0}")]
+    Busy(String, u64),
     #[error("{0}")]
     Db(#[from] DbError),
     #[error("{0}")]
@@ -49,6 +53,12 @@ impl IntoResponse for ApiError {
                 let body = Json(serde_json::json!({ "error": m }));
                 let retry = [(axum::http::header::RETRY_AFTER, retry_after.to_string())];
                 return (StatusCode::TOO_MANY_REQUESTS, retry, body).into_response();
+            }
+            ApiError::Busy(m, retry_after) => {
+                tracing::info!(status = 503, "refused: {m}");
+                let body = Json(serde_json::json!({ "error": m }));
+                let retry = [(axum::http::header::RETRY_AFTER, retry_after.to_string())];
+                return (StatusCode::SERVICE_UNAVAILABLE, retry, body).into_response();
             }
             // A server that is gone, a pool with no free connection, a
             // broken socket: the database is unavailable, not our bug.

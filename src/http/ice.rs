@@ -19,6 +19,14 @@ pub fn routes() -> Router<AppState> {
     Router::new().route("/api/ice-servers", get(list))
 }
 
+/// The TURN user a client's credentials are named after: its role and its
+/// host. The relay caps allocations per user, so credentials handed to one
+/// host open no more there than that host may, however widely they are
+/// shared.
+pub fn turn_user(role: &str, client: super::ClientAddr) -> String {
+    format!("{role}@{}", client.host())
+}
+
 /// The list for one client, with credentials named after `user`.
 pub fn servers_for(s: &AppState, user: &str) -> Vec<IceServer> {
     let now = std::time::SystemTime::now()
@@ -33,6 +41,7 @@ pub fn link_headers(s: &AppState, user: &str) -> Vec<String> {
     servers_for(s, user).iter().map(turn::link_header).collect()
 }
 
-async fn list(State(s): State<AppState>) -> Json<serde_json::Value> {
-    Json(serde_json::json!({ "ice_servers": servers_for(&s, "viewer") }))
+async fn list(State(s): State<AppState>, client: super::ClientAddr) -> Json<serde_json::Value> {
+    let user = turn_user("viewer", client);
+    Json(serde_json::json!({ "ice_servers": servers_for(&s, &user) }))
 }

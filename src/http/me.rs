@@ -46,8 +46,14 @@ async fn delete_me(State(s): State<AppState>, me: SignedIn) -> Result<StatusCode
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Everything that ends when an account does, in order: the row and its
+/// sessions (so no request signs in with it again), then whatever is still
+/// open with the old sign-in. Each step after the first only ends what is
+/// live in this process; add new ones here.
 async fn soft_delete(s: &AppState, user: &User) -> Result<(), ApiError> {
     s.db.soft_delete_user(user.id).await?;
+    // Open chat sockets and data channels turn read-only at once.
+    s.rooms.standings().end_sessions(user.id, None);
     s.hub.kick(&user.username);
     tracing::info!(user = %user.username, "account deleted (soft)");
     Ok(())
@@ -84,6 +90,9 @@ async fn set_role(
             .ok_or_else(|| ApiError::NotFound(format!("no user named {username:?}")))?
             .user;
     s.db.set_role(user.id, role).await?;
+    // Open chat sockets see the new role with their next message: a
+    // demoted moderator loses the moderator's exemptions at once.
+    s.rooms.standings().set_role(user.id, role);
     user.role = role;
     Ok(Json(user))
 }

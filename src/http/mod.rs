@@ -10,6 +10,7 @@ mod error;
 mod health;
 mod hls;
 pub mod ice;
+pub mod listen;
 mod me;
 mod openapi;
 mod web;
@@ -25,11 +26,12 @@ pub use openapi::document as openapi_document;
 use crate::db::Db;
 use crate::hub::Hub;
 use crate::sfu::Sfu;
-use axum::http::{header, HeaderName, Method};
+use axum::http::{header, HeaderName, HeaderValue, Method};
 use axum::routing::get;
 use axum::Router;
 use std::sync::Arc;
 use tower_http::cors::{AllowHeaders, Any, CorsLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -76,6 +78,18 @@ pub fn router(state: AppState) -> Router {
         .merge(web::routes())
         .fallback(|| async { ApiError::NotFound("no such resource".into()) })
         .layer(axum::middleware::from_fn(contain_panics))
+        .layer(listen::body_timeout())
+        // No page of ours may be framed by another site (clickjacking):
+        // the old header for old browsers, the CSP one for the rest.
+        // Routes meant for iframes set their own.
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_FRAME_OPTIONS,
+            HeaderValue::from_static("DENY"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("frame-ancestors 'none'"),
+        ))
         .layer(cors)
         .with_state(state)
 }
@@ -160,6 +174,7 @@ async fn metrics(
         String::new(),
         s.hub.live().len() as f64,
     ));
+    gauges.extend(auth::gauges(&s));
     let pool = s.db.pool();
     gauges.push((
         "onair_db_pool_connections".into(),

@@ -71,12 +71,19 @@ async fn offer(
         ));
     }
     let location = format!("/whep/{channel}/{}", answer.session);
-    Ok(created(&s, answer, location, "viewer"))
+    Ok(created(&s, answer, location, "viewer", client))
 }
 
 /// The 201 to a WHEP or WHIP offer: the answer, the session's URL (what
-/// PATCH and DELETE address) and the ICE servers for `role` as Link headers.
-pub(super) fn created(s: &AppState, answer: WhepSession, location: String, role: &str) -> Response {
+/// PATCH and DELETE address) and the ICE servers for `role` at `client` as
+/// Link headers.
+pub(super) fn created(
+    s: &AppState,
+    answer: WhepSession,
+    location: String,
+    role: &str,
+    client: super::ClientAddr,
+) -> Response {
     let mut response = (
         StatusCode::CREATED,
         [
@@ -87,7 +94,7 @@ pub(super) fn created(s: &AppState, answer: WhepSession, location: String, role:
         answer.sdp,
     )
         .into_response();
-    for link in super::ice::link_headers(s, role) {
+    for link in super::ice::link_headers(s, &super::ice::turn_user(role, client)) {
         if let Ok(v) = axum::http::HeaderValue::from_str(&link) {
             response.headers_mut().append(header::LINK, v);
         }
@@ -143,7 +150,7 @@ async fn chat_for(
     headers: &HeaderMap,
 ) -> Result<(Option<ChatTap>, Option<Bridge>), ApiError> {
     let user = match super::authenticate(s, &Method::POST, headers).await {
-        Ok(signed_in) => signed_in.map(|x| x.user),
+        Ok(signed_in) => signed_in.map(|x| (x.user, x.token_hash)),
         Err(ApiError::Db(e)) => return Err(ApiError::Db(e)),
         // A bad or expired token, or a cross-site cookie: read-only chat.
         Err(_) => None,
@@ -161,7 +168,10 @@ async fn chat_for(
 }
 
 /// Carries one session's chat both ways until the session ends (the SFU
-/// drops the event sender) or the room closes.
+/// drops the event sender) or the room closes. Every message from the
+/// viewer counts against [`crate::chat::FrameLimit`]; a viewer over it is
+/// told so and its chat is cut off (the video plays on). A viewer whose
+/// session ends gets an error line and stays in the room, read-only.
 async fn bridge_chat(
     mut member: crate::chat::Member,
     mut events: tokio::sync::mpsc::Receiver<DataChannelEvent>,
@@ -169,6 +179,8 @@ async fn bridge_chat(
     session: String,
 ) {
     let mut open = false;
+    let mut frames = crate::chat::FrameLimit::new(std::time::Instant::now());
+    let mut sign_out = member.sign_out();
     loop {
         tokio::select! {
             ev = events.recv() => match ev {
@@ -180,11 +192,22 @@ async fn bridge_chat(
                     }
                 }
                 Some(DataChannelEvent::Text(text)) => {
+                    if !frames.allow(std::time::Instant::now()) {
+                        sfu.send_chat(
+                            &session,
+                            crate::chat::error_line("too many messages: chat closed for this session"),
+                        );
+                        break;
+                    }
                     if let Some(reply) = member.handle(&text).await {
                         sfu.send_chat(&session, reply);
                     }
                 }
             },
+            () = sign_out.wait() => {
+                let e = crate::chat::ChatError::SignedOut.to_string();
+                sfu.send_chat(&session, crate::chat::error_line(&e));
+            }
             line = member.recv() => match line {
                 None => break,
                 // Before the channel opens the backlog covers what was said.

@@ -48,7 +48,13 @@ async fn offer(
     require_type(&headers, "application/sdp")?;
     let answer = s.sfu.whip(&channel, text).await?;
     let location = format!("/whip/{}", answer.session);
-    Ok(super::whep::created(&s, answer, location, "publisher"))
+    Ok(super::whep::created(
+        &s,
+        answer,
+        location,
+        "publisher",
+        client,
+    ))
 }
 
 async fn trickle(

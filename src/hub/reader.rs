@@ -9,6 +9,11 @@ use tokio::sync::Notify;
 /// emptied and it resumes at the next keyframe, so memory per reader stays
 /// bounded whatever the consumer does.
 pub const READER_QUEUE_CAP: usize = 512;
+/// Bytes of payload a reader may have waiting: six seconds of a 40 Mbit/s
+/// (4K) stream. Units are shared between readers, but a slow reader keeps
+/// alive whatever it has not read; without this, a publisher sending huge
+/// units would let one stalled reader pin gigabytes.
+pub const READER_QUEUE_BYTES: usize = 32 << 20;
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct ReaderStats {
@@ -21,10 +26,20 @@ pub struct ReaderStats {
 #[derive(Default)]
 pub(super) struct Queue {
     pub(super) units: VecDeque<Arc<Unit>>,
+    /// Payload bytes in `units`.
+    pub(super) bytes: usize,
     /// Set after an overflow: everything is discarded until the next keyframe.
     pub(super) skipping: bool,
     pub(super) closed: bool,
     pub(super) stats: ReaderStats,
+}
+
+impl Queue {
+    fn pop(&mut self) -> Option<Arc<Unit>> {
+        let u = self.units.pop_front()?;
+        self.bytes = self.bytes.saturating_sub(u.payload.len());
+        Some(u)
+    }
 }
 
 pub(super) struct Shared {
@@ -55,9 +70,11 @@ impl Shared {
             }
             q.skipping = false;
         }
-        if q.units.len() >= READER_QUEUE_CAP {
+        let size = unit.payload.len();
+        if q.units.len() >= READER_QUEUE_CAP || q.bytes + size > READER_QUEUE_BYTES {
             discarded = q.units.len() as u64;
             q.units.clear();
+            q.bytes = 0;
             q.stats.overflows += 1;
             if !primary_keyframe {
                 q.skipping = true;
@@ -68,6 +85,7 @@ impl Shared {
             q.stats.dropped += discarded;
         }
         q.units.push_back(unit.clone());
+        q.bytes += size;
         drop(q);
         self.notify.notify_one();
         discarded
@@ -93,7 +111,7 @@ impl Reader {
             let notified = self.shared.notify.notified();
             {
                 let mut q = self.shared.queue.lock().expect("reader queue poisoned");
-                if let Some(u) = q.units.pop_front() {
+                if let Some(u) = q.pop() {
                     return Some(u);
                 }
                 if q.closed {
@@ -110,8 +128,7 @@ impl Reader {
             .queue
             .lock()
             .expect("reader queue poisoned")
-            .units
-            .pop_front()
+            .pop()
     }
 
     pub fn stream(&self) -> &Arc<Stream> {

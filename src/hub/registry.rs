@@ -1,7 +1,7 @@
 use super::stream::{Source, Stream};
 use crate::media::Unit;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 
@@ -14,7 +14,14 @@ type Slot = watch::Sender<Option<Arc<Stream>>>;
 pub struct Hub {
     slots: Mutex<HashMap<String, Slot>>,
     next_id: AtomicU64,
+    /// Slots for channels nobody publishes or watches any more are dropped
+    /// when the map grows past this (then set to twice what is left): a
+    /// viewer of a channel that never goes live leaves its slot behind.
+    prune_at: AtomicUsize,
 }
+
+/// The map is pruned no earlier than at this size.
+const PRUNE_FLOOR: usize = 1024;
 
 impl Hub {
     pub fn new() -> Arc<Self> {
@@ -55,6 +62,10 @@ impl Hub {
     /// The slot is kept while anyone watches, even with no publisher.
     pub fn watch(&self, channel: &str) -> watch::Receiver<Option<Arc<Stream>>> {
         let mut slots = self.slots.lock().expect("hub poisoned");
+        if slots.len() >= self.prune_at.load(Ordering::Relaxed).max(PRUNE_FLOOR) {
+            slots.retain(|_, s| s.borrow().is_some() || s.receiver_count() > 0);
+            self.prune_at.store(slots.len() * 2, Ordering::Relaxed);
+        }
         slots
             .entry(channel.to_string())
             .or_insert_with(|| watch::channel(None).0)
@@ -82,6 +93,12 @@ impl Hub {
         if let Some(old) = old {
             old.close();
         }
+    }
+
+    /// Channels the hub holds a slot for (live or watched, plus any not yet
+    /// pruned).
+    pub fn slots(&self) -> usize {
+        self.slots.lock().expect("hub poisoned").len()
     }
 
     fn unpublish(&self, stream: &Arc<Stream>) {

@@ -141,6 +141,7 @@ impl Stream {
             if inner.gop_valid {
                 let mut q = shared.queue.lock().expect("reader queue poisoned");
                 q.units.extend(inner.gop.iter().cloned());
+                q.bytes = inner.gop_bytes;
             }
             if self.closed.is_cancelled() {
                 shared.queue.lock().expect("reader queue poisoned").closed = true;

@@ -149,3 +149,42 @@ fn the_gop_cache_is_bounded() {
     p.write(video(5000, true));
     assert_eq!(r.try_recv().map(|u| u.pts), Some(5000));
 }
+
+#[test]
+fn a_slow_reader_pins_at_most_its_byte_cap() {
+    let hub = Hub::new();
+    let publisher = hub.publish("demo");
+    let mut reader = publisher.stream().subscribe("slow");
+    // Units of 1 MiB: the byte cap, not the unit cap, is what bites.
+    let big = |pts: i64, key: bool| {
+        let mut u = video(pts, key);
+        u.payload = Payload::H264(vec![Bytes::from(vec![0x65u8; 1 << 20])]);
+        u
+    };
+    publisher.write(big(0, true));
+    for i in 1..100 {
+        publisher.write(big(i * 3000, false));
+    }
+    let held: usize = drain(&mut reader).iter().map(|u| u.payload.len()).sum();
+    assert!(
+        held <= super::reader::READER_QUEUE_BYTES,
+        "{held} bytes held"
+    );
+    assert!(reader.stats().overflows >= 1);
+}
+
+#[test]
+fn channels_watched_once_and_never_live_are_forgotten() {
+    let hub = Hub::new();
+    for i in 0..5000 {
+        drop(hub.watch(&format!("ghost{i}")));
+    }
+    assert!(hub.slots() <= 2 * 1024, "{} slots kept", hub.slots());
+    // A watched channel keeps its slot.
+    let _keep = hub.watch("kept");
+    for i in 0..5000 {
+        drop(hub.watch(&format!("again{i}")));
+    }
+    assert!(hub.stream("kept").is_none());
+    assert!(hub.slots() <= 2 * 1024);
+}

@@ -155,29 +155,40 @@ async fn serve(
         if stream.source() == crate::hub::Source::Whip {
             // The driver forwards a WHIP publisher's RTP itself; here only
             // the channel's live state is followed.
-            let _ = out.try_send(Media::Live {
-                channel: channel.clone(),
-                live: true,
-            });
+            let _ = out
+                .send(Media::Live {
+                    channel: channel.clone(),
+                    source: stream.id(),
+                    live: true,
+                })
+                .await;
             tokio::select! {
                 _ = cancel.cancelled() => return,
                 _ = stream.closed().cancelled() => {}
             }
             let still_live = watch.borrow().as_ref().is_some_and(|s| !s.is_closed());
             if !still_live {
-                let _ = out.try_send(Media::Live {
-                    channel: channel.clone(),
-                    live: false,
-                });
+                let _ = out
+                    .send(Media::Live {
+                        channel: channel.clone(),
+                        source: stream.id(),
+                        live: false,
+                    })
+                    .await;
             }
             continue;
         }
         let mut reader = stream.subscribe("webrtc");
         clock.new_publish();
-        let _ = out.try_send(Media::Live {
-            channel: channel.clone(),
-            live: true,
-        });
+        // Live state changes are few and must not be lost to a full queue
+        // (media may be; the next keyframe repairs that).
+        let _ = out
+            .send(Media::Live {
+                channel: channel.clone(),
+                source: stream.id(),
+                live: true,
+            })
+            .await;
         let mut transcode: Option<Transcode> = None;
         let mut profile = None;
         // After a dropped video batch, P-frames are useless until the next
@@ -216,6 +227,7 @@ async fn serve(
                     let count = packets.len();
                     let batch = Media::Batch {
                         channel: channel.clone(),
+                        source: stream.id(),
                         kind: MediaKind::Video,
                         keyframe: unit.keyframe,
                         packets: std::mem::take(&mut packets),
@@ -265,23 +277,26 @@ async fn serve(
                     for f in frames {
                         let ts = clock.audio(unit.pts, f.pts_48k - lookahead);
                         let pkt = packetize::opus(f.data, ts, &mut audio_seq);
-                        send_audio(&out, &channel, pkt, &mut audio_seq);
+                        send_audio(&out, &channel, stream.id(), pkt, &mut audio_seq);
                     }
                 }
                 Payload::Opus(frame) => {
                     let pts_48k = unit.pts * OPUS_RATE / CLOCK_RATE;
                     let ts = clock.audio(unit.pts, pts_48k);
                     let pkt = packetize::opus(frame.clone(), ts, &mut audio_seq);
-                    send_audio(&out, &channel, pkt, &mut audio_seq);
+                    send_audio(&out, &channel, stream.id(), pkt, &mut audio_seq);
                 }
             }
         }
         let still_live = watch.borrow().as_ref().is_some_and(|s| !s.is_closed());
         if !still_live {
-            let _ = out.try_send(Media::Live {
-                channel: channel.clone(),
-                live: false,
-            });
+            let _ = out
+                .send(Media::Live {
+                    channel: channel.clone(),
+                    source: stream.id(),
+                    live: false,
+                })
+                .await;
         }
     }
 }
@@ -289,11 +304,13 @@ async fn serve(
 fn send_audio(
     out: &mpsc::Sender<Media>,
     channel: &Arc<str>,
+    source: u64,
     pkt: rtc::rtp::packet::Packet,
     seq: &mut Sequencer,
 ) {
     let batch = Media::Batch {
         channel: channel.clone(),
+        source,
         kind: MediaKind::Audio,
         keyframe: true,
         packets: vec![pkt],

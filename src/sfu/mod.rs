@@ -15,10 +15,16 @@ pub mod peer;
 mod retransmit;
 pub mod sdp;
 mod seqmap;
+pub mod session;
 mod stun;
 mod tcp;
 mod udp;
 mod whip;
+
+// For the fuzz targets (crate::fuzzing).
+pub(crate) use feedback::on_viewer_rtcp as viewer_rtcp;
+pub(crate) use stun::local_ufrag as stun_local_ufrag;
+pub(crate) use whip::starts_keyframe;
 
 use crate::hub::Hub;
 use crate::media::MediaKind;
@@ -97,12 +103,17 @@ pub struct ChatTap {
 pub(crate) enum Media {
     Batch {
         channel: Arc<str>,
+        /// The hub stream it came from: a new one is numbered on from the
+        /// last (see `whip::Continuity`).
+        source: u64,
         kind: MediaKind,
         keyframe: bool,
         packets: Vec<Packet>,
     },
+    /// The channel went live with the hub stream `source`, or offline.
     Live {
         channel: Arc<str>,
+        source: u64,
         live: bool,
     },
     Profile {

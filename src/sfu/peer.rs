@@ -87,6 +87,8 @@ pub struct Peer {
     /// Video is withheld until a keyframe: P-frames without their reference
     /// only show as corruption.
     pub waiting_keyframe: bool,
+    /// Since when it has been waiting (once connected).
+    pub waiting_since: Option<Instant>,
     /// This viewer's sequence numbers per track: no gap where we chose not
     /// to send, and never one number for two packets.
     video_seq: SeqMap,
@@ -533,6 +535,7 @@ impl Peer {
             video_codec: None,
             audio: None,
             waiting_keyframe: true,
+            waiting_since: None,
             video_seq: SeqMap::default(),
             audio_seq: SeqMap::default(),
             video_sent: (0, 0),
@@ -582,13 +585,13 @@ impl Peer {
                     let ts = packets.first().map(|p| p.header.timestamp);
                     if keyframe {
                         self.keyframe_ts = ts;
-                        self.waiting_keyframe = false;
+                        self.got_keyframe();
                     }
                     !keyframe && (ts.is_none() || ts != self.keyframe_ts)
                 }
                 MediaKind::Video if self.waiting_keyframe && !keyframe => true,
                 MediaKind::Video => {
-                    self.waiting_keyframe = false;
+                    self.got_keyframe();
                     false
                 }
                 MediaKind::Audio => false,
@@ -684,7 +687,32 @@ impl Peer {
             }
         }
         drain(&mut self.pc);
+        self.got_keyframe();
+    }
+
+    /// Video is withheld until the next keyframe (a new publish, a skip).
+    pub fn wait_for_keyframe(&mut self, now: Instant) {
+        if !self.waiting_keyframe || self.waiting_since.is_none() {
+            self.waiting_since = Some(now);
+        }
+        self.waiting_keyframe = true;
+    }
+
+    fn got_keyframe(&mut self) {
         self.waiting_keyframe = false;
+        self.waiting_since = None;
+    }
+
+    /// Connected, meant to get the full picture, and still waiting for a
+    /// keyframe since `now - longer`.
+    pub fn waiting_longer_than(&self, longer: Duration, now: Instant) -> bool {
+        self.connected
+            && self.waiting_keyframe
+            && self.video.is_some()
+            && self.congestion.level() == Level::Full
+            && self
+                .waiting_since
+                .is_some_and(|t| now.saturating_duration_since(t) > longer)
     }
 
     /// Answers a NACK: the video packets `seqs` (this viewer's numbers),

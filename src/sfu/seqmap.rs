@@ -24,6 +24,11 @@ pub struct SeqMap {
     gap: bool,
 }
 
+/// A packet this far from the newest, either way, is not late or after a
+/// loss but numbered afresh (a new source's base): a publisher's
+/// reordering is a few packets, and a loss of this many is an outage.
+const MAX_REORDER: u16 = 512;
+
 /// `a` comes after `b` in 16-bit sequence space.
 fn newer(a: u16, b: u16) -> bool {
     let d = a.wrapping_sub(b);
@@ -31,9 +36,15 @@ fn newer(a: u16, b: u16) -> bool {
 }
 
 impl SeqMap {
+    /// `seq` is from a new numbering, far from the newest.
+    fn jumped(&self, seq: u16) -> bool {
+        self.highest
+            .is_some_and(|h| seq.wrapping_sub(h).min(h.wrapping_sub(seq)) > MAX_REORDER)
+    }
+
     /// Channel packet `seq` is not sent to this viewer.
     pub fn skip(&mut self, seq: u16) {
-        if self.highest.is_none_or(|h| newer(seq, h)) {
+        if self.highest.is_none_or(|h| newer(seq, h)) || self.jumped(seq) {
             self.highest = Some(seq);
         }
         self.gap = true;
@@ -43,6 +54,11 @@ impl SeqMap {
     /// must not be sent (a late packet from before the current epoch, or
     /// the newest one again).
     pub fn map(&mut self, seq: u16) -> Option<u16> {
+        if self.jumped(seq) {
+            // A new numbering: it continues the viewer's run as after a skip.
+            self.highest = None;
+            self.gap = true;
+        }
         match self.highest {
             Some(h) if !newer(seq, h) => {
                 // Late: its number is free only inside the current epoch.
@@ -104,6 +120,24 @@ mod tests {
         assert_eq!(m.map(103), None);
         assert_eq!(m.map(105), Some(103));
         assert_eq!(m.map(103), None, "before the epoch");
+    }
+
+    #[test]
+    fn a_numbering_that_jumps_back_continues_the_run() {
+        let mut m = SeqMap::default();
+        assert_eq!(m.map(40_000), Some(40_000));
+        assert_eq!(m.map(40_001), Some(40_001));
+        // A new source whose numbering starts far behind: not "late".
+        assert_eq!(m.map(1_000), Some(40_002));
+        assert_eq!(m.map(1_001), Some(40_003));
+        // Or far ahead: no jump for the viewer either.
+        assert_eq!(m.map(30_000), Some(40_004));
+        assert_eq!(m.map(30_001), Some(40_005));
+        // Skipped packets of a new numbering move the newest along too.
+        m.skip(20_000);
+        assert_eq!(m.map(20_001), Some(40_006));
+        // Real reordering stays late.
+        assert_eq!(m.map(20_000), None, "skipped, and before the epoch");
     }
 
     #[test]

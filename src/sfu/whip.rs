@@ -276,6 +276,22 @@ impl Continuity {
     /// Rewrites `pkt` from source `source` (a stream id) into the channel's
     /// numbering. `clock` is the track's RTP clock rate.
     pub fn map(&mut self, source: u64, clock: u32, pkt: &mut Packet) {
+        self.rebase(source, clock, pkt, true);
+        // Header extensions are the publisher's ids; viewers negotiated
+        // none of them.
+        pkt.header.extension = false;
+        pkt.header.extensions.clear();
+        pkt.header.extension_profile = 0;
+    }
+
+    /// Sequence numbers only, for packets whose timestamps are already the
+    /// channel's (RTMP egress keeps its own clock continuous): a switch
+    /// between WHIP and RTMP publishers must not make the numbering jump.
+    pub fn map_sequence(&mut self, source: u64, pkt: &mut Packet) {
+        self.rebase(source, 0, pkt, false);
+    }
+
+    fn rebase(&mut self, source: u64, clock: u32, pkt: &mut Packet, timestamps: bool) {
         if self.source != source || self.offsets.is_none() {
             self.source = source;
             let (seq, ts) = match self.last_out {
@@ -285,19 +301,16 @@ impl Continuity {
                 ),
                 None => (rand::random(), rand::random()),
             };
-            self.offsets = Some((
-                seq.wrapping_sub(pkt.header.sequence_number),
-                ts.wrapping_sub(pkt.header.timestamp),
-            ));
+            let ts_offset = if timestamps {
+                ts.wrapping_sub(pkt.header.timestamp)
+            } else {
+                0
+            };
+            self.offsets = Some((seq.wrapping_sub(pkt.header.sequence_number), ts_offset));
         }
         let (so, to) = self.offsets.unwrap_or_default();
         pkt.header.sequence_number = pkt.header.sequence_number.wrapping_add(so);
         pkt.header.timestamp = pkt.header.timestamp.wrapping_add(to);
-        // Header extensions are the publisher's ids; viewers negotiated
-        // none of them.
-        pkt.header.extension = false;
-        pkt.header.extensions.clear();
-        pkt.header.extension_profile = 0;
         self.last_out = Some((
             pkt.header.sequence_number,
             pkt.header.timestamp,

@@ -57,5 +57,6 @@ pub fn clip(key: &str, media: &Media, secs: u64) -> PublishOptions {
         duration: Duration::from_secs(secs),
         stamp: false,
         raw: None,
+        on_session: None,
     }
 }

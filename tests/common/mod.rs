@@ -2,7 +2,9 @@
 //! minimal HTTP client (enough for WHEP; no client library needed).
 #![allow(dead_code)]
 
+pub mod accounts;
 pub mod child;
+pub mod ice;
 pub mod media;
 pub mod node;
 pub mod udp_proxy;
@@ -213,6 +215,17 @@ pub enum Backend {
     Postgres,
 }
 
+/// A service a test needs (Postgres, an SMTP server) is missing: under CI
+/// (`CI` set, as CI runs set it to `true`) that fails the test; on a
+/// developer's machine the test says it is skipped and returns.
+pub fn missing_service(what: &str, how: &str) {
+    assert!(
+        std::env::var("CI").is_err(),
+        "{what} is missing under CI: {how}"
+    );
+    eprintln!("skipped: {what} is missing ({how})");
+}
+
 /// Postgres for tests: `ONAIR_TEST_POSTGRES_URL` (scripts/test.sh starts a
 /// server and sets it). Without it the Postgres variants are skipped with a
 /// note, except under CI, where that is a failure.
@@ -220,11 +233,10 @@ pub fn postgres_admin_url() -> Option<String> {
     match std::env::var("ONAIR_TEST_POSTGRES_URL") {
         Ok(u) if !u.is_empty() => Some(u),
         _ => {
-            assert!(
-                std::env::var("CI").is_err(),
-                "ONAIR_TEST_POSTGRES_URL is not set: run scripts/test.sh"
+            missing_service(
+                "ONAIR_TEST_POSTGRES_URL",
+                "run scripts/test.sh, or set it to scripts/postgres.sh's output",
             );
-            eprintln!("skipped: ONAIR_TEST_POSTGRES_URL is not set (scripts/postgres.sh)");
             None
         }
     }
@@ -251,6 +263,26 @@ impl TestServer {
     /// A server on `backend`, or `None` when Postgres is not available.
     pub async fn on(backend: Backend) -> Option<TestServer> {
         Some(Self::on_with_url(backend).await?.0)
+    }
+
+    /// Like [`on`](Self::on), with changes to the test config.
+    pub async fn on_with(
+        backend: Backend,
+        change: impl FnOnce(&mut Config) + Send + 'static,
+    ) -> Option<TestServer> {
+        match backend {
+            Backend::Sqlite => Some(Self::start_with(change).await),
+            Backend::Postgres => {
+                let url = fresh_postgres_db().await?;
+                Some(
+                    Self::start_with(move |c| {
+                        c.database_url = url;
+                        change(c);
+                    })
+                    .await,
+                )
+            }
+        }
     }
 
     /// Like [`on`](Self::on), with the database URL (for the CLI).

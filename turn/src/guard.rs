@@ -1,57 +1,28 @@
 //! Quotas the `turn` crate lacks: it opens an allocation (a relay socket and
-//! its tasks) for every authenticated client 5-tuple, without limit. This
-//! wrapper around the listening socket counts allocations per client IP and
-//! in total, and answers an Allocate over quota itself with 486 (per client)
-//! or 508 (server full), as RFC 5766 6.2 says, before the crate sees it.
+//! its tasks) for every authenticated client 5-tuple, without limit. The
+//! relay keeps its own record of every open allocation ([`State`]), counts
+//! them per client host, per user and in total, and the read loops answer
+//! an Allocate over the host or total quota themselves with 486 (per
+//! client) or 508 (server full), as RFC 8656 7.2 says, before the crate
+//! sees it (the per-user quota needs the request authenticated first:
+//! [`crate::screen`]).
 //!
 //! It also holds the ration of challenges (requests the crate answers with a
 //! new nonce), which [`crate::serve`] applies: each costs a stored nonce and
 //! an MD5, and a flood of them can come from spoofed UDP sources. The nonce
 //! store itself is bounded there.
 
-use async_trait::async_trait;
-use std::collections::{HashMap, HashSet};
-use std::net::{IpAddr, SocketAddr};
+use crate::allocation::{user_part, Allocation, Client};
+use crate::limits::{Bucket, Limits};
+use crate::stats::{add, Stats};
+use crate::wire::MAGIC_COOKIE;
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 use turn::allocation::AllocationInfo;
-use util::Conn;
 
-#[derive(Debug, Clone)]
-pub struct Limits {
-    /// Allocations open at once, in total.
-    pub max_allocations: usize,
-    /// Allocations open at once from one client IP (a NAT may hide several
-    /// viewers behind one address, so not 1).
-    pub max_allocations_per_ip: usize,
-    /// TURN-over-TCP connections open at once.
-    pub max_tcp_connections: usize,
-    /// Unauthenticated requests (which make the crate store a nonce) per
-    /// second, all clients together; bursts of 5x. Legitimate clients send
-    /// one or two per allocation.
-    pub challenges_per_sec: u32,
-    /// Nonces stored at once. A legitimate client keeps using its nonce for
-    /// the allocation's life, so this is a few times `max_allocations`; when
-    /// full, the older half is forgotten (their clients get 438 Stale Nonce
-    /// with a new one, and retry).
-    pub max_nonces: usize,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            max_allocations: 4096,
-            max_allocations_per_ip: 16,
-            max_tcp_connections: 1024,
-            challenges_per_sec: 200,
-            max_nonces: 16384,
-        }
-    }
-}
-
-const MAGIC_COOKIE: [u8; 4] = [0x21, 0x12, 0xA4, 0x42];
-const ALLOCATE_REQUEST: u16 = 0x0003;
-const ALLOCATE_SUCCESS: u16 = 0x0103;
+pub(crate) const ALLOCATE_REQUEST: u16 = 0x0003;
 const ALLOCATE_ERROR: u16 = 0x0113;
 const ATTR_ERROR_CODE: u16 = 0x0009;
 const ATTR_MESSAGE_INTEGRITY: u16 = 0x0008;
@@ -102,13 +73,7 @@ pub(crate) fn auth(b: &[u8]) -> Option<Auth<'_>> {
     }
 }
 
-/// A token bucket.
-struct Bucket {
-    tokens: f64,
-    at: std::time::Instant,
-}
-
-fn stun_type(b: &[u8]) -> Option<u16> {
+pub(crate) fn stun_type(b: &[u8]) -> Option<u16> {
     (b.len() >= 20 && b[4..8] == MAGIC_COOKIE).then(|| u16::from_be_bytes([b[0], b[1]]))
 }
 
@@ -129,168 +94,145 @@ fn error_response(req: &[u8], code: u16, reason: &str) -> Vec<u8> {
     m
 }
 
+/// Open allocations, and how many each host and user has.
 #[derive(Default)]
 struct Live {
-    total: usize,
-    by_ip: HashMap<IpAddr, HashSet<SocketAddr>>,
+    allocations: HashMap<Client, Arc<Allocation>>,
+    by_host: HashMap<IpAddr, usize>,
+    by_user: HashMap<String, usize>,
+}
+
+fn count_up<K: std::hash::Hash + Eq>(map: &mut HashMap<K, usize>, key: K) {
+    *map.entry(key).or_default() += 1;
+}
+
+fn count_down<K: std::hash::Hash + Eq>(map: &mut HashMap<K, usize>, key: &K) {
+    if let Some(n) = map.get_mut(key) {
+        *n -= 1;
+        if *n == 0 {
+            map.remove(key);
+        }
+    }
 }
 
 pub(crate) struct State {
     limits: Limits,
     live: Mutex<Live>,
     challenges: Mutex<Bucket>,
+    pub(crate) stats: Arc<Stats>,
+    pub(crate) on_limit: fn(&'static str),
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl State {
-    /// The state, and the sender the server reports closed allocations on.
-    pub(crate) fn new(limits: Limits) -> (Arc<State>, mpsc::Sender<AllocationInfo>) {
-        let state = Arc::new(State {
-            challenges: Mutex::new(Bucket {
-                tokens: f64::from(limits.challenges_per_sec) * 5.0,
-                at: std::time::Instant::now(),
-            }),
+    pub(crate) fn new(limits: Limits, on_limit: fn(&'static str)) -> Arc<State> {
+        let rate = f64::from(limits.challenges_per_sec);
+        Arc::new(State {
+            challenges: Mutex::new(Bucket::new(rate, rate * 5.0)),
             limits,
             live: Mutex::default(),
-        });
+            stats: Arc::default(),
+            on_limit,
+        })
+    }
+
+    /// The sender the crate reports `listener`'s closed allocations on.
+    /// Its task ends when the crate's allocations and manager are gone.
+    pub(crate) fn close_notify(self: &Arc<Self>, listener: usize) -> mpsc::Sender<AllocationInfo> {
         let (tx, mut rx) = mpsc::channel::<AllocationInfo>(256);
-        let weak = Arc::downgrade(&state);
-        // Ends when the server and its allocations are gone (senders dropped).
+        let weak = Arc::downgrade(self);
         tokio::spawn(async move {
             while let Some(info) = rx.recv().await {
                 match weak.upgrade() {
-                    Some(s) => s.closed(info.five_tuple.src_addr),
+                    Some(s) => s.closed(Client {
+                        listener,
+                        addr: info.five_tuple.src_addr,
+                    }),
                     None => break,
                 }
             }
         });
-        (state, tx)
+        tx
     }
 
     pub(crate) fn allocations(&self) -> usize {
-        self.live.lock().expect("not poisoned").total
+        lock(&self.live).allocations.len()
     }
 
-    fn opened(&self, client: SocketAddr) {
-        let mut guard = self.live.lock().expect("not poisoned");
+    /// The allocation of `client`, if open. On the data path: a map
+    /// lookup under a lock held for nothing else.
+    pub(crate) fn allocation(&self, client: Client) -> Option<Arc<Allocation>> {
+        lock(&self.live).allocations.get(&client).cloned()
+    }
+
+    pub(crate) fn opened(&self, a: Arc<Allocation>) {
+        let mut guard = lock(&self.live);
         let live = &mut *guard;
-        if live.by_ip.entry(client.ip()).or_default().insert(client) {
-            live.total += 1;
+        if live.allocations.contains_key(&a.client) {
+            return;
         }
+        count_up(&mut live.by_host, a.host);
+        count_up(&mut live.by_user, a.user.clone());
+        live.allocations.insert(a.client, a);
     }
 
-    fn closed(&self, client: SocketAddr) {
-        let mut guard = self.live.lock().expect("not poisoned");
+    pub(crate) fn closed(&self, client: Client) {
+        let mut guard = lock(&self.live);
         let live = &mut *guard;
-        if let Some(set) = live.by_ip.get_mut(&client.ip()) {
-            if set.remove(&client) {
-                live.total -= 1;
-            }
-            if set.is_empty() {
-                live.by_ip.remove(&client.ip());
-            }
+        if let Some(a) = live.allocations.remove(&client) {
+            count_down(&mut live.by_host, &a.host);
+            count_down(&mut live.by_user, &a.user);
         }
     }
 
     /// Whether another request the crate answers with a new nonce may reach
     /// it.
     pub(crate) fn challenge_allowed(&self) -> bool {
-        let rate = f64::from(self.limits.challenges_per_sec);
-        let mut b = self.challenges.lock().expect("not poisoned");
-        let now = std::time::Instant::now();
-        b.tokens = (b.tokens + now.duration_since(b.at).as_secs_f64() * rate).min(rate * 5.0);
-        b.at = now;
-        if b.tokens >= 1.0 {
-            b.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
+        lock(&self.challenges).take(1.0)
     }
 
-    /// The error to answer a new Allocate from `client` with, if over quota.
-    fn refusal(&self, client: SocketAddr) -> Option<(u16, &'static str)> {
-        let live = self.live.lock().expect("not poisoned");
-        let mine = live.by_ip.get(&client.ip());
-        if mine.is_some_and(|s| s.contains(&client)) {
+    /// For an Allocate from `client` over the total or the per-host quota,
+    /// the error response to send instead of letting the crate allocate.
+    pub(crate) fn allocate_refusal(&self, client: Client, packet: &[u8]) -> Option<Vec<u8>> {
+        if stun_type(packet) != Some(ALLOCATE_REQUEST) {
+            return None;
+        }
+        let (code, reason) = self.refusal(client)?;
+        tracing::debug!(client = %client.addr, code, "TURN allocation refused: {reason}");
+        Some(error_response(packet, code, reason))
+    }
+
+    fn refusal(&self, client: Client) -> Option<(u16, &'static str)> {
+        let live = lock(&self.live);
+        if live.allocations.contains_key(&client) {
             return None; // a retransmission: the crate answers it
         }
-        if live.total >= self.limits.max_allocations {
+        if live.allocations.len() >= self.limits.max_allocations {
+            (self.on_limit)("max_allocations");
             return Some((508, "Insufficient Capacity"));
         }
-        if mine.map_or(0, HashSet::len) >= self.limits.max_allocations_per_ip {
+        let host = crate::addr::host_of(client.addr.ip());
+        if live.by_host.get(&host).copied().unwrap_or(0) >= self.limits.max_allocations_per_ip {
+            (self.on_limit)("max_allocations_per_host");
             return Some((486, "Allocation Quota Reached"));
         }
         None
     }
-}
 
-pub(crate) struct GuardedConn {
-    inner: Arc<dyn Conn + Send + Sync>,
-    state: Arc<State>,
-}
-
-impl GuardedConn {
-    pub(crate) fn new(inner: Arc<dyn Conn + Send + Sync>, state: Arc<State>) -> Self {
-        GuardedConn { inner, state }
-    }
-}
-
-#[async_trait]
-impl Conn for GuardedConn {
-    async fn connect(&self, addr: SocketAddr) -> util::Result<()> {
-        self.inner.connect(addr).await
-    }
-
-    async fn recv(&self, buf: &mut [u8]) -> util::Result<usize> {
-        self.inner.recv(buf).await
-    }
-
-    async fn recv_from(&self, buf: &mut [u8]) -> util::Result<(usize, SocketAddr)> {
-        loop {
-            let (n, from) = self.inner.recv_from(buf).await?;
-            if stun_type(&buf[..n]) == Some(ALLOCATE_REQUEST) {
-                if let Some((code, reason)) = self.state.refusal(from) {
-                    tracing::debug!(%from, code, "TURN allocation refused: {reason}");
-                    let _ = self
-                        .inner
-                        .send_to(&error_response(&buf[..n], code, reason), from)
-                        .await;
-                    continue;
-                }
-            }
-            return Ok((n, from));
+    /// Whether `username` may open another allocation.
+    pub(crate) fn user_has_room(&self, username: &str) -> bool {
+        let live = lock(&self.live);
+        let n = live.by_user.get(user_part(username)).copied().unwrap_or(0);
+        if n < self.limits.max_allocations_per_user {
+            return true;
         }
-    }
-
-    async fn send(&self, buf: &[u8]) -> util::Result<usize> {
-        self.inner.send(buf).await
-    }
-
-    async fn send_to(&self, buf: &[u8], target: SocketAddr) -> util::Result<usize> {
-        if stun_type(buf) == Some(ALLOCATE_SUCCESS) {
-            self.state.opened(target);
-        }
-        self.inner.send_to(buf, target).await
-    }
-
-    fn local_addr(&self) -> util::Result<SocketAddr> {
-        self.inner.local_addr()
-    }
-
-    fn remote_addr(&self) -> Option<SocketAddr> {
-        self.inner.remote_addr()
-    }
-
-    /// The crate closes the listening socket whenever it closes an
-    /// allocation (allocation/mod.rs); harmless for a UdpSocket, fatal for the
-    /// TCP listener. The socket is closed by [`crate::TurnRelay::close`] and
-    /// when dropped instead.
-    async fn close(&self) -> util::Result<()> {
-        Ok(())
-    }
-
-    fn as_any(&self) -> &(dyn std::any::Any + Send + Sync) {
-        self
+        drop(live);
+        add(&self.stats.user_cap_hits, 1);
+        (self.on_limit)("max_allocations_per_user");
+        false
     }
 }
 
@@ -348,43 +290,81 @@ mod tests {
         assert_eq!(auth(&error_response(&req, 486, "x")), None);
         assert_eq!(auth(&[0x40, 0, 0, 4, 1, 2, 3, 4]), None);
 
-        let s = State {
-            limits: Limits {
+        let s = State::new(
+            Limits {
                 challenges_per_sec: 2,
                 ..Limits::default()
             },
-            live: Mutex::default(),
-            challenges: Mutex::new(Bucket {
-                tokens: 10.0,
-                at: std::time::Instant::now(),
-            }),
-        };
+            |_| {},
+        );
         let allowed = (0..100).filter(|_| s.challenge_allowed()).count();
         assert!((10..=11).contains(&allowed), "{allowed} of 100 let through");
     }
 
     #[tokio::test]
-    async fn quotas() {
-        let (s, _tx) = State::new(Limits {
-            max_allocations: 3,
-            max_allocations_per_ip: 2,
-            max_tcp_connections: 1,
-            challenges_per_sec: 1,
-            max_nonces: 1,
+    async fn quotas_per_host_per_user_and_in_all() {
+        let s = State::new(
+            Limits {
+                max_allocations: 4,
+                max_allocations_per_ip: 2,
+                max_allocations_per_user: 3,
+                ..Limits::default()
+            },
+            |_| {},
+        );
+        let cx = Arc::new(crate::allocation::Context {
+            policy: Arc::default(),
+            stats: Arc::default(),
+            on_limit: |_| {},
+            limits: Limits::default(),
         });
-        let a1: SocketAddr = "10.0.0.1:1000".parse().unwrap();
-        let a2: SocketAddr = "10.0.0.1:1001".parse().unwrap();
-        let a3: SocketAddr = "10.0.0.1:1002".parse().unwrap();
-        let b1: SocketAddr = "10.0.0.2:1000".parse().unwrap();
-        let c1: SocketAddr = "10.0.0.3:1000".parse().unwrap();
-        s.opened(a1);
-        s.opened(a2);
-        assert_eq!(s.refusal(a3).map(|r| r.0), Some(486));
-        assert_eq!(s.refusal(a1), None, "retransmissions pass");
-        s.opened(b1);
-        assert_eq!(s.refusal(c1).map(|r| r.0), Some(508));
-        s.closed(a1);
-        assert_eq!(s.refusal(a3), None);
-        assert_eq!(s.allocations(), 2);
+        let client = |addr: &str| Client {
+            listener: 0,
+            addr: addr.parse().unwrap(),
+        };
+        let open = |addr: &str, user: &str| {
+            let cx = cx.clone();
+            let (addr, user) = (addr.to_string(), user.to_string());
+            let s = s.clone();
+            async move {
+                let socket = Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap());
+                s.opened(Arc::new(Allocation::new(
+                    client(&addr),
+                    &user,
+                    crate::transport::Transport::Udp(socket.clone()),
+                    socket,
+                    cx,
+                )));
+            }
+        };
+        open("10.0.0.1:1000", "1:a").await;
+        // One IPv6 host is its /64.
+        open("[2001:db8:0:1::1]:1000", "1:a").await;
+        open("[2001:db8:0:1::2]:1000", "1:b").await;
+        assert_eq!(
+            s.refusal(client("[2001:db8:0:1::3]:1")).map(|r| r.0),
+            Some(486)
+        );
+        assert_eq!(s.refusal(client("[2001:db8:0:2::3]:1")), None);
+        assert_eq!(
+            s.refusal(client("10.0.0.1:1000")),
+            None,
+            "retransmissions pass"
+        );
+        assert!(s.user_has_room("2:a"));
+        open("10.0.0.2:1000", "1:a").await;
+        assert!(!s.user_has_room("2:a"), "a's fourth");
+        assert!(s.user_has_room("2:b"));
+        assert_eq!(s.refusal(client("10.0.0.3:1000")).map(|r| r.0), Some(508));
+        s.closed(client("10.0.0.1:1000"));
+        assert!(s.user_has_room("2:a"));
+        assert_eq!(s.refusal(client("10.0.0.3:1000")), None);
+        assert_eq!(s.allocations(), 3);
+        // The same address on the other listener is another allocation.
+        s.closed(Client {
+            listener: 1,
+            addr: "10.0.0.2:1000".parse().unwrap(),
+        });
+        assert_eq!(s.allocations(), 3);
     }
 }

@@ -1,19 +1,38 @@
-//! A TURN relay (RFC 5766) for onair viewers behind strict NATs, on the
-//! `turn` crate's request handling (with our own read loops, see
-//! [`serve`]), with the time-limited credentials of the TURN REST
-//! API (draft-uberti-behave-turn-rest-00) that coturn's `use-auth-secret`
+//! A TURN relay (RFC 5766, RFC 8656) for onair viewers behind strict NATs,
+//! with the time-limited credentials of the TURN REST API
+//! (draft-uberti-behave-turn-rest-00) that coturn's `use-auth-secret`
 //! checks: username `EXPIRY:USER`, password
 //! `base64(HMAC-SHA1(secret, username))`. The same secret works with coturn,
 //! so operators can swap one for the other.
+//!
+//! The `turn` crate answers requests (Allocate, Refresh, CreatePermission,
+//! ChannelBind); our read loops (`serve`) feed it, screen requests first
+//! (`screen`), and relay data themselves (`allocation`, `wire`), since the
+//! crate's data path copies every packet several times.
+//!
+//! Hardened for credentials anyone can get: peers on loopback, private
+//! ranges and this host are refused ([`peers`]), and every count a client
+//! can grow is capped ([`limits`]).
 
+pub mod addr;
+mod allocation;
 mod auth;
 mod guard;
+pub mod limits;
+pub mod peers;
 mod relay;
+mod screen;
 mod serve;
+mod stats;
 mod tcp;
+mod transport;
+mod wire;
 
+pub use addr::Cidr;
 pub use auth::{rest_password, RestAuthHandler};
-pub use guard::Limits;
+pub use limits::Limits;
+pub use peers::PeerPolicy;
+pub use stats::Counters;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -21,7 +40,6 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio_util::sync::CancellationToken;
 use turn::allocation::allocation_manager::{Manager, ManagerConfig};
 use turn::relay::RelayAddressGenerator;
-use util::Conn;
 
 pub const DEFAULT_REALM: &str = "onair";
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:3478";
@@ -39,6 +57,34 @@ pub struct TurnConfig {
     pub realm: String,
     pub secret: String,
     pub limits: Limits,
+    /// Peer ranges relayed to despite the restrictions (`--allow-peer`).
+    pub allow_peers: Vec<Cidr>,
+    /// Exact address:ports the relay is for, reachable even on this host
+    /// or in a private range: `onair serve`'s WebRTC candidates.
+    pub services: Vec<SocketAddr>,
+    /// Told the name of each limit a client reaches (onair counts them in
+    /// `onair_limit_hits_total`): `turn_forbidden_peer`, or a constant of
+    /// [`limits`] in snake case. Called per refused request, and at most
+    /// once a second per allocation dropping over its byte rate.
+    pub on_limit: fn(&'static str),
+}
+
+impl TurnConfig {
+    /// A relay on `listen` announcing `public_ip`, with the default ports,
+    /// realm and limits, and no exceptions to the peer restrictions.
+    pub fn new(listen: SocketAddr, public_ip: IpAddr, secret: String) -> TurnConfig {
+        TurnConfig {
+            listen,
+            public_ip,
+            relay_ports: DEFAULT_RELAY_PORTS,
+            realm: DEFAULT_REALM.into(),
+            secret,
+            limits: Limits::default(),
+            allow_peers: Vec::new(),
+            services: Vec::new(),
+            on_limit: |_| {},
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -92,24 +138,28 @@ impl TurnRelay {
             .local_addr()
             .map_err(|e| TurnError::Bind(config.listen, e))?;
         relay::enlarge_buffers(socket2::SockRef::from(&socket));
-        let (guard, closed_tx) = guard::State::new(config.limits.clone());
-        let relay_ports = || -> Box<dyn RelayAddressGenerator + Send + Sync> {
+        let guard = guard::State::new(config.limits.clone(), config.on_limit);
+        let own = peers::own_addresses(&[config.public_ip, local_addr.ip()]);
+        let policy = Arc::new(PeerPolicy::new(
+            config.allow_peers.clone(),
+            &config.services,
+            &own,
+        ));
+        let relay_ports = |fresh: relay::Fresh| -> Box<dyn RelayAddressGenerator + Send + Sync> {
             Box::new(relay::RelayPorts {
                 relay_ip: config.public_ip,
                 bind_ip: relay_bind_ip(config.public_ip),
                 min_port,
                 max_port,
+                fresh,
             })
         };
-        type Listener = (
-            Arc<dyn Conn + Send + Sync>,
-            Box<dyn RelayAddressGenerator + Send + Sync>,
-        );
         // Checked before the TCP listener starts, so a bad range leaks nothing.
-        relay_ports().validate()?;
-        let mut listeners: Vec<Listener> = vec![(
-            Arc::new(guard::GuardedConn::new(Arc::new(socket), guard.clone())),
-            relay_ports(),
+        relay_ports(relay::Fresh::default()).validate()?;
+        let socket = Arc::new(socket);
+        let mut listeners = vec![(
+            transport::Transport::Udp(socket.clone()),
+            transport::Receiver::Udp(socket),
         )];
         let mut stop_tcp = None;
         let tcp = match tcp {
@@ -117,12 +167,13 @@ impl TurnRelay {
                 let addr = listener
                     .local_addr()
                     .map_err(|e| TurnError::Bind(config.listen, e))?;
-                let mux = tcp::TcpMux::start(listener, config.limits.max_tcp_connections)
-                    .map_err(|e| TurnError::Bind(addr, e))?;
+                let (mux, incoming) =
+                    tcp::TcpMux::start(listener, config.limits.max_tcp_connections)
+                        .map_err(|e| TurnError::Bind(addr, e))?;
                 stop_tcp = Some(mux.stop.clone());
                 listeners.push((
-                    Arc::new(guard::GuardedConn::new(Arc::new(mux), guard.clone())),
-                    relay_ports(),
+                    transport::Transport::Tcp(Arc::new(mux)),
+                    transport::Receiver::Tcp(incoming),
                 ));
                 Some(addr)
             }
@@ -137,18 +188,33 @@ impl TurnRelay {
         let shared = Arc::new(serve::Shared {
             nonces: nonces.clone(),
             guard: guard.clone(),
-            auth_handler: Arc::new(RestAuthHandler::new(config.secret.clone())),
+            auth: Arc::new(RestAuthHandler::new(config.secret.clone())),
+            policy: policy.clone(),
+            context: Arc::new(allocation::Context {
+                policy: policy.clone(),
+                stats: guard.stats.clone(),
+                on_limit: config.on_limit,
+                limits: config.limits.clone(),
+            }),
             realm: config.realm.clone(),
             stop: stop.clone(),
         });
         let loops = listeners
             .into_iter()
-            .map(|(conn, ports)| {
+            .enumerate()
+            .map(|(index, (transport, receiver))| {
+                let fresh = relay::Fresh::default();
                 let manager = Arc::new(Manager::new(ManagerConfig {
-                    relay_addr_generator: ports,
-                    alloc_close_notify: Some(closed_tx.clone()),
+                    relay_addr_generator: relay_ports(fresh.clone()),
+                    alloc_close_notify: Some(guard.close_notify(index)),
                 }));
-                tokio::spawn(serve::read_loop(conn, manager, shared.clone()))
+                let listener = serve::Listener {
+                    index,
+                    transport,
+                    receiver,
+                    fresh,
+                };
+                tokio::spawn(serve::read_loop(listener, manager, shared.clone()))
             })
             .collect();
         tracing::info!(
@@ -194,6 +260,11 @@ impl TurnRelay {
     /// Allocations currently open.
     pub fn allocations(&self) -> usize {
         self.guard.allocations()
+    }
+
+    /// What the relay relayed and refused so far.
+    pub fn stats(&self) -> Counters {
+        self.guard.stats.snapshot()
     }
 
     /// Nonces stored (issued to clients and not yet forgotten): at most
@@ -246,6 +317,8 @@ fn relay_bind_ip(public_ip: IpAddr) -> IpAddr {
     }
 }
 
+/// The `stun` crate the `turn` crate's messages are built with.
+pub use stun;
 /// The `turn` crate (its client is handy for tests and probes).
 pub use turn;
 /// The `webrtc-util` crate the `turn` crate's sockets implement `Conn` of.

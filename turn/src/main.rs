@@ -28,9 +28,22 @@ struct Args {
     /// Allocations open at once, in total.
     #[arg(long, default_value_t = onair_turn::Limits::default().max_allocations)]
     max_allocations: usize,
-    /// Allocations open at once from one client IP.
+    /// Allocations open at once from one client IP (IPv6: one /64).
     #[arg(long, default_value_t = onair_turn::Limits::default().max_allocations_per_ip)]
     max_allocations_per_ip: usize,
+    /// Allocations open at once under one username's user part (after
+    /// `EXPIRY:`).
+    #[arg(long, default_value_t = onair_turn::Limits::default().max_allocations_per_user)]
+    max_allocations_per_user: usize,
+    /// Permissions (peer addresses) one allocation holds at once.
+    #[arg(long, default_value_t = onair_turn::Limits::default().max_permissions_per_allocation)]
+    max_permissions: usize,
+    /// Channels one allocation binds at once.
+    #[arg(long, default_value_t = onair_turn::Limits::default().max_channels_per_allocation)]
+    max_channels: usize,
+    /// Bytes one allocation relays per second each way; more is dropped.
+    #[arg(long, default_value_t = onair_turn::Limits::default().relay_bytes_per_sec)]
+    max_relay_bytes_per_sec: u32,
     /// TURN-over-TCP connections open at once.
     #[arg(long, default_value_t = onair_turn::Limits::default().max_tcp_connections)]
     max_tcp_connections: usize,
@@ -40,6 +53,11 @@ struct Args {
     /// Nonces stored at once; when full, the older half is forgotten.
     #[arg(long, default_value_t = onair_turn::Limits::default().max_nonces)]
     max_nonces: usize,
+    /// Peer ranges (CIDR) to relay to despite the restrictions on loopback,
+    /// private, link-local and this host's addresses. Repeat or
+    /// comma-separate.
+    #[arg(long, env = "ONAIR_TURN_ALLOW_PEER", value_delimiter = ',')]
+    allow_peer: Vec<onair_turn::Cidr>,
 }
 
 fn parse_range(s: &str) -> Result<(u16, u16), String> {
@@ -63,18 +81,21 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let a = Args::parse();
     let relay = onair_turn::TurnRelay::start(onair_turn::TurnConfig {
-        listen: a.listen,
-        public_ip: a.public_ip,
         relay_ports: a.relay_ports,
         realm: a.realm,
-        secret: a.turn_secret,
         limits: onair_turn::Limits {
             max_allocations: a.max_allocations,
             max_allocations_per_ip: a.max_allocations_per_ip,
+            max_allocations_per_user: a.max_allocations_per_user,
+            max_permissions_per_allocation: a.max_permissions,
+            max_channels_per_allocation: a.max_channels,
+            relay_bytes_per_sec: a.max_relay_bytes_per_sec,
             max_tcp_connections: a.max_tcp_connections,
             challenges_per_sec: a.challenges_per_sec,
             max_nonces: a.max_nonces,
         },
+        allow_peers: a.allow_peer,
+        ..onair_turn::TurnConfig::new(a.listen, a.public_ip, a.turn_secret)
     })
     .await?;
     for url in relay.urls() {

@@ -1,5 +1,6 @@
 //! The relay's read loops, in place of `turn::server::Server`'s, so that we
-//! own the nonce store.
+//! own the nonce store, screen requests ([`crate::screen`]) and relay data
+//! ourselves ([`crate::allocation`]).
 //!
 //! turn 0.17.2 answers each request it challenges (no MESSAGE-INTEGRITY, or a
 //! nonce it does not know) with a fresh nonce, which it inserts in a map with
@@ -12,7 +13,11 @@
 //! make room (expired ones first, then the older half), and a sweep drops
 //! expired ones every minute.
 
+use crate::allocation::{Allocation, Client, Context};
 use crate::guard::{self, Auth};
+use crate::relay::Fresh;
+use crate::transport::{Receiver, Transport};
+use crate::wire;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,7 +25,7 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use turn::allocation::allocation_manager::Manager;
-use turn::auth::AuthHandler;
+use turn::allocation::five_tuple::FiveTuple;
 use turn::server::request::Request;
 use util::Conn;
 
@@ -53,7 +58,7 @@ impl Nonces {
     }
 
     /// Whether the crate would accept `nonce` (so issue none).
-    async fn knows(&self, nonce: &[u8]) -> bool {
+    pub(crate) async fn knows(&self, nonce: &[u8]) -> bool {
         let Ok(nonce) = std::str::from_utf8(nonce) else {
             return false;
         };
@@ -97,9 +102,20 @@ impl Nonces {
 pub(crate) struct Shared {
     pub(crate) nonces: Arc<Nonces>,
     pub(crate) guard: Arc<guard::State>,
-    pub(crate) auth_handler: Arc<dyn AuthHandler + Send + Sync>,
+    pub(crate) auth: Arc<crate::RestAuthHandler>,
+    pub(crate) policy: Arc<crate::peers::PeerPolicy>,
+    pub(crate) context: Arc<Context>,
     pub(crate) realm: String,
     pub(crate) stop: CancellationToken,
+}
+
+/// One listener: its index among the relay's listeners, its two sides,
+/// and the slot its relayed sockets are handed over in.
+pub(crate) struct Listener {
+    pub(crate) index: usize,
+    pub(crate) transport: Transport,
+    pub(crate) receiver: Receiver,
+    pub(crate) fresh: Fresh,
 }
 
 /// Drops expired nonces every minute, until `stop`.
@@ -115,25 +131,35 @@ pub(crate) fn spawn_sweeper(nonces: Arc<Nonces>, stop: CancellationToken) {
     });
 }
 
-/// Serves `conn` until `shared.stop`, then frees its allocations.
-pub(crate) async fn read_loop(
-    conn: Arc<dyn Conn + Send + Sync>,
-    manager: Arc<Manager>,
-    shared: Arc<Shared>,
-) {
+/// Serves `listener` until `shared.stop`, then frees its allocations.
+pub(crate) async fn read_loop(mut listener: Listener, manager: Arc<Manager>, shared: Arc<Shared>) {
+    // The crate answers requests through this.
+    let conn: Arc<dyn Conn + Send + Sync> = Arc::new(listener.transport.clone());
     let mut buf = vec![0u8; INBOUND_MTU];
     loop {
         let (n, from) = tokio::select! {
-            r = conn.recv_from(&mut buf) => match r {
-                Ok(r) => r,
-                Err(e) => {
-                    tracing::debug!("TURN read loop ends: {e}");
-                    break;
-                }
+            r = listener.receiver.recv_from(&mut buf) => match r {
+                Some(r) => r,
+                None => break,
             },
             _ = shared.stop.cancelled() => break,
         };
         let packet = &buf[..n];
+        let client = Client {
+            listener: listener.index,
+            addr: from,
+        };
+        // Data first: it is nearly all the traffic.
+        if let Some(data) = wire::from_client(packet) {
+            if let Some(a) = shared.guard.allocation(client) {
+                a.relay_to_peer(data).await;
+            }
+            continue;
+        }
+        if let Some(refusal) = shared.guard.allocate_refusal(client, packet) {
+            let _ = listener.transport.send_to(&refusal, from).await;
+            continue;
+        }
         let challenged = match guard::auth(packet) {
             None => false,
             Some(Auth::Missing) => true,
@@ -146,24 +172,64 @@ pub(crate) async fn read_loop(
                 continue;
             }
             shared.nonces.make_room().await;
+        } else if crate::screen::answered(&shared, &listener.transport, client, packet).await {
+            continue;
         }
+        let allocate = guard::stun_type(packet) == Some(guard::ALLOCATE_REQUEST);
         let mut request = Request {
             conn: conn.clone(),
             src_addr: from,
             buff: packet.to_vec(),
             allocation_manager: manager.clone(),
             nonces: shared.nonces.map.clone(),
-            auth_handler: shared.auth_handler.clone(),
+            auth_handler: shared.auth.clone(),
             realm: shared.realm.clone(),
-            channel_bind_timeout: turn::proto::lifetime::DEFAULT_LIFETIME,
+            channel_bind_timeout: crate::allocation::CHANNEL_LIFETIME,
         };
         if let Err(e) = request.handle_request().await {
             tracing::debug!(%from, "TURN request failed: {e}");
+        }
+        if allocate {
+            opened(&listener, &manager, &shared, client).await;
         }
     }
     if let Err(e) = manager.close().await {
         tracing::debug!("TURN allocations did not close cleanly: {e}");
     }
+}
+
+/// After an Allocate: if the crate made an allocation, records it and
+/// gives its relayed socket to it.
+async fn opened(listener: &Listener, manager: &Manager, shared: &Shared, client: Client) {
+    let fresh = listener
+        .fresh
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take();
+    let Some(relayed) = fresh else {
+        return;
+    };
+    let Ok(local) = listener.transport.local_addr() else {
+        return;
+    };
+    let five_tuple = FiveTuple {
+        src_addr: client.addr,
+        dst_addr: local,
+        protocol: turn::proto::PROTO_UDP,
+    };
+    let infos = manager.get_allocations_info(Some(vec![five_tuple])).await;
+    let Some(info) = infos.get(&five_tuple) else {
+        return;
+    };
+    let a = Arc::new(Allocation::new(
+        client,
+        &info.username,
+        listener.transport.clone(),
+        relayed.socket.clone(),
+        shared.context.clone(),
+    ));
+    relayed.attach(&a);
+    shared.guard.opened(a);
 }
 
 #[cfg(test)]

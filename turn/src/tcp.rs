@@ -7,8 +7,11 @@
 //! Bounded: a cap on connections, one bounded queue each way per connection
 //! (a slow reader loses packets, as over UDP, and stalls no one else), and
 //! a frame size limit (the crate reads into a 1500-byte buffer).
+//!
+//! Frames cross the queues as `Bytes` cut from a per-connection arena, so a
+//! frame costs no allocation of its own: one per [`ARENA`] bytes.
 
-use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -16,29 +19,45 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use util::Conn;
 
 /// The crate's read buffer.
 const MAX_FRAME: usize = 1500;
 const QUEUE: usize = 256;
+/// What frames are cut from, per connection and direction: room for ~40
+/// full frames per allocation.
+const ARENA: usize = 64 << 10;
 /// A connection that sends nothing for this long is closed (allocations
 /// refresh every few minutes, permissions every 5).
 const IDLE: std::time::Duration = std::time::Duration::from_secs(600);
 
-type Frame = (Vec<u8>, SocketAddr);
+/// A frame from a client, and who sent it.
+pub(crate) type Frame = (Bytes, SocketAddr);
+
+/// One connection's way out: its queue, and the arena frames for it are
+/// copied into.
+struct Writer {
+    tx: mpsc::Sender<Bytes>,
+    arena: BytesMut,
+}
+
+type Writers = Arc<Mutex<HashMap<SocketAddr, Writer>>>;
 
 pub(crate) struct TcpMux {
     local: SocketAddr,
-    incoming: tokio::sync::Mutex<mpsc::Receiver<Frame>>,
-    writers: Arc<Mutex<HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>>>,
+    writers: Writers,
     pub(crate) stop: CancellationToken,
 }
 
 impl TcpMux {
-    pub(crate) fn start(listener: TcpListener, max_connections: usize) -> std::io::Result<TcpMux> {
+    /// Accepts on `listener`; every connection's frames arrive on the
+    /// receiver, for one reader.
+    pub(crate) fn start(
+        listener: TcpListener,
+        max_connections: usize,
+    ) -> std::io::Result<(TcpMux, mpsc::Receiver<Frame>)> {
         let local = listener.local_addr()?;
         let (tx, rx) = mpsc::channel(QUEUE);
-        let writers: Arc<Mutex<HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>>> = Arc::default();
+        let writers = Writers::default();
         let stop = CancellationToken::new();
         tokio::spawn(accept_loop(
             listener,
@@ -47,19 +66,53 @@ impl TcpMux {
             stop.clone(),
             max_connections,
         ));
-        Ok(TcpMux {
-            local,
-            incoming: tokio::sync::Mutex::new(rx),
-            writers,
-            stop,
-        })
+        Ok((
+            TcpMux {
+                local,
+                writers,
+                stop,
+            },
+            rx,
+        ))
+    }
+
+    pub(crate) fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// Queues `buf` for the connection from `target`. A full queue drops
+    /// it, as a congested UDP path would: the relay never waits on one
+    /// client.
+    pub(crate) fn send_to(&self, buf: &[u8], target: SocketAddr) -> std::io::Result<usize> {
+        let mut writers = self.writers.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(w) = writers.get_mut(&target) else {
+            return Err(std::io::ErrorKind::NotConnected.into());
+        };
+        // ChannelData is padded to 4 bytes over TCP (RFC 8656 12.5).
+        let len = if buf.first().is_some_and(|b| b >> 6 == 1) {
+            buf.len().next_multiple_of(4)
+        } else {
+            buf.len()
+        };
+        if w.arena.capacity() < len {
+            w.arena.reserve(ARENA.max(len));
+        }
+        w.arena.extend_from_slice(buf);
+        w.arena.resize(len, 0);
+        let frame = w.arena.split().freeze();
+        match w.tx.try_send(frame) {
+            Ok(()) | Err(mpsc::error::TrySendError::Full(_)) => Ok(buf.len()),
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                Err(std::io::ErrorKind::NotConnected.into())
+            }
+        }
     }
 }
 
 async fn accept_loop(
     listener: TcpListener,
     tx: mpsc::Sender<Frame>,
-    writers: Arc<Mutex<HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>>>,
+    writers: Writers,
     stop: CancellationToken,
     max_connections: usize,
 ) {
@@ -76,14 +129,20 @@ async fn accept_loop(
                 }
             },
         };
-        let (out_tx, out_rx) = mpsc::channel::<Vec<u8>>(QUEUE);
+        let (out_tx, out_rx) = mpsc::channel::<Bytes>(QUEUE);
         {
-            let mut w = writers.lock().expect("not poisoned");
+            let mut w = writers.lock().unwrap_or_else(|e| e.into_inner());
             if w.len() >= max_connections {
                 tracing::debug!(%peer, "TURN TCP connection refused: {max_connections} open");
                 continue;
             }
-            w.insert(peer, out_tx);
+            w.insert(
+                peer,
+                Writer {
+                    tx: out_tx,
+                    arena: BytesMut::new(),
+                },
+            );
         }
         let _ = stream.set_nodelay(true);
         let (tx, writers, stop) = (tx.clone(), writers.clone(), stop.clone());
@@ -94,7 +153,10 @@ async fn accept_loop(
                 e = read_frames(r, peer, tx) => tracing::debug!(%peer, "TURN TCP connection ended: {e}"),
                 _ = write_frames(w, out_rx) => {}
             }
-            writers.lock().expect("not poisoned").remove(&peer);
+            writers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&peer);
         });
     }
 }
@@ -114,6 +176,7 @@ async fn read_frames(
     peer: SocketAddr,
     tx: mpsc::Sender<Frame>,
 ) -> String {
+    let mut arena = BytesMut::new();
     loop {
         let mut head = [0u8; 4];
         match tokio::time::timeout(IDLE, r.read_exact(&mut head)).await {
@@ -126,94 +189,30 @@ async fn read_frames(
             Ok(n) => return format!("{n}-byte frame"),
             Err(e) => return e.into(),
         };
-        let mut frame = vec![0u8; total];
-        frame[..4].copy_from_slice(&head);
-        if let Err(e) = r.read_exact(&mut frame[4..]).await {
+        if arena.capacity() < total {
+            arena.reserve(ARENA);
+        }
+        arena.extend_from_slice(&head);
+        arena.resize(total, 0);
+        if let Err(e) = r.read_exact(&mut arena[4..]).await {
             return e.to_string();
         }
+        let mut frame = arena.split();
         if head[0] >> 6 == 1 {
-            // The crate wants ChannelData without the TCP padding.
+            // The read loop wants ChannelData without the TCP padding.
             frame.truncate(4 + u16::from_be_bytes([head[2], head[3]]) as usize);
         }
-        if tx.send((frame, peer)).await.is_err() {
+        if tx.send((frame.freeze(), peer)).await.is_err() {
             return "relay closed".into();
         }
     }
 }
 
-async fn write_frames(mut w: tokio::net::tcp::OwnedWriteHalf, mut rx: mpsc::Receiver<Vec<u8>>) {
-    while let Some(mut frame) = rx.recv().await {
-        if frame.first().is_some_and(|b| b >> 6 == 1) {
-            frame.resize((frame.len() + 3) & !3, 0);
-        }
+async fn write_frames(mut w: tokio::net::tcp::OwnedWriteHalf, mut rx: mpsc::Receiver<Bytes>) {
+    while let Some(frame) = rx.recv().await {
         if w.write_all(&frame).await.is_err() {
             return;
         }
-    }
-}
-
-fn closed() -> util::Error {
-    util::Error::Io(std::io::Error::from(std::io::ErrorKind::NotConnected).into())
-}
-
-#[async_trait]
-impl Conn for TcpMux {
-    async fn connect(&self, _addr: SocketAddr) -> util::Result<()> {
-        Err(util::Error::Other("TURN TCP listener: connect".into()))
-    }
-
-    async fn recv(&self, buf: &mut [u8]) -> util::Result<usize> {
-        self.recv_from(buf).await.map(|(n, _)| n)
-    }
-
-    async fn recv_from(&self, buf: &mut [u8]) -> util::Result<(usize, SocketAddr)> {
-        let (frame, from) = tokio::select! {
-            _ = self.stop.cancelled() => return Err(closed()),
-            f = async { self.incoming.lock().await.recv().await } => f.ok_or_else(closed)?,
-        };
-        let n = frame.len().min(buf.len());
-        buf[..n].copy_from_slice(&frame[..n]);
-        Ok((n, from))
-    }
-
-    async fn send(&self, _buf: &[u8]) -> util::Result<usize> {
-        Err(util::Error::Other(
-            "TURN TCP listener: send without address".into(),
-        ))
-    }
-
-    async fn send_to(&self, buf: &[u8], target: SocketAddr) -> util::Result<usize> {
-        let tx = self
-            .writers
-            .lock()
-            .expect("not poisoned")
-            .get(&target)
-            .cloned();
-        match tx {
-            // Full: drop, as a congested UDP path would; never block the relay.
-            Some(tx) => match tx.try_send(buf.to_vec()) {
-                Ok(()) | Err(mpsc::error::TrySendError::Full(_)) => Ok(buf.len()),
-                Err(mpsc::error::TrySendError::Closed(_)) => Err(closed()),
-            },
-            None => Err(closed()),
-        }
-    }
-
-    fn local_addr(&self) -> util::Result<SocketAddr> {
-        Ok(self.local)
-    }
-
-    fn remote_addr(&self) -> Option<SocketAddr> {
-        None
-    }
-
-    async fn close(&self) -> util::Result<()> {
-        self.stop.cancel();
-        Ok(())
-    }
-
-    fn as_any(&self) -> &(dyn std::any::Any + Send + Sync) {
-        self
     }
 }
 

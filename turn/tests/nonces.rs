@@ -86,17 +86,20 @@ async fn a_challenge_flood_leaves_the_nonce_store_bounded() {
     let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let relay = TurnRelay::with_sockets(
         TurnConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            public_ip: "127.0.0.1".parse().unwrap(),
             relay_ports: (50300, 50399),
-            realm: "onair".into(),
-            secret: SECRET.into(),
             limits: Limits {
                 // The rate limit out of the way: the store's bound alone holds.
                 challenges_per_sec: 1_000_000,
                 max_nonces: MAX_NONCES,
                 ..Limits::default()
             },
+            // The peers here listen on loopback.
+            allow_peers: vec!["127.0.0.1".parse().unwrap()],
+            ..TurnConfig::new(
+                "127.0.0.1:0".parse().unwrap(),
+                "127.0.0.1".parse().unwrap(),
+                SECRET.into(),
+            )
         },
         socket,
         None,

@@ -5,7 +5,9 @@ export type Mode = 'webrtc' | 'hls';
 
 export interface PlayerState {
   mode: Mode | null;
-  status: 'idle' | 'connecting' | 'playing' | 'error';
+  /// 'waiting': connected, sound may play, the picture has not come yet
+  /// (the server is asking the publisher for a keyframe).
+  status: 'idle' | 'connecting' | 'waiting' | 'playing' | 'error';
   message: string;
   /// Milliseconds from navigation start to the first decoded WebRTC frame.
   firstFrameMs: number | null;
@@ -171,6 +173,10 @@ export class Player {
       };
       pc.onconnectionstatechange = () => {
         if (pc.connectionState === 'failed') this.fallback(gen, 'could not connect', fallbackAllowed);
+        // Never a silent black box: say what is missing.
+        if (pc.connectionState === 'connected' && gen === this.generation && this.state.status === 'connecting') {
+          this.set({ status: 'waiting', message: 'Connected, waiting for the picture…' });
+        }
       };
       const onFrame = () => {
         if (gen !== this.generation) return;

@@ -111,6 +111,8 @@ struct ChannelState {
     video_window: Instant,
     /// Recent video, once per channel: what viewers' NACKs are answered from.
     history: Box<super::retransmit::History>,
+    /// The hub stream whose media is going out now.
+    source: Option<u64>,
 }
 
 /// How often a channel's video bitrate is re-measured.
@@ -139,10 +141,15 @@ pub struct Driver {
     next_id: PeerId,
     /// Arrival time of the datagram being handled, if any.
     rx_at: Option<Instant>,
+    /// Where that datagram came from, and whether the peer's state machine
+    /// accepted it as genuine (see `on_datagram`).
+    rx_from: Option<SocketAddr>,
+    rx_proved: bool,
     /// The WHIP publisher of each channel that has one.
     publishers: HashMap<Arc<str>, PeerId>,
-    /// Per channel, video and audio: WHIP RTP mapped to the channel's
-    /// numbering. Outlives publishers so reconnects stay continuous.
+    /// Per channel, video and audio: every source's RTP mapped to the
+    /// channel's numbering. Outlives publishers so reconnects stay
+    /// continuous; goes with the channel's last viewer.
     forward: HashMap<Arc<str>, [Continuity; 2]>,
     /// ICE-TCP peers' connections, by remote address (at most one entry per
     /// open connection: gone ones are dropped at the first failed send).
@@ -180,6 +187,8 @@ impl Driver {
             timers: BTreeSet::new(),
             next_id: 0,
             rx_at: None,
+            rx_from: None,
+            rx_proved: false,
             publishers: HashMap::new(),
             forward: HashMap::new(),
             tcp_out: HashMap::new(),
@@ -219,6 +228,8 @@ impl Driver {
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut report_ticker = tokio::time::interval(SENDER_REPORT_INTERVAL);
         report_ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut picture_ticker = tokio::time::interval(whip::PLI_INTERVAL);
+        picture_ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let next = self.timers.first().map(|(t, _)| *t);
             let sleep = async {
@@ -263,10 +274,12 @@ impl Driver {
                 _ = sleep => self.on_timers(),
                 _ = ticker.tick() => {
                     self.reap_silent();
+                    self.end_closed_publishers();
                     self.tcp_out.retain(|_, conn| !conn.is_closed());
                     self.send_viewer_counts();
                 }
                 _ = report_ticker.tick() => self.send_sender_reports(),
+                _ = picture_ticker.tick() => self.chase_pictures(),
             }
             // Whatever this turn queued, for every peer, in one batch.
             self.out.flush();
@@ -419,6 +432,7 @@ impl Driver {
                 video_bytes: 0,
                 video_window: Instant::now(),
                 history: Box::default(),
+                source: None,
             }
         });
         ch.viewers.push(id);
@@ -472,10 +486,17 @@ impl Driver {
             ch.counts_dirty = true;
             if ch.viewers.is_empty() {
                 self.channels.remove(&p.channel);
+                // Nobody left to be continuous for.
+                self.forward.remove(&p.channel);
             }
         }
         self.set_count(&p.channel);
-        tracing::info!(channel = %p.channel, session = p.session, why, "WHEP viewer left");
+        let role = if p.ingest.is_some() {
+            "WHIP publisher"
+        } else {
+            "WHEP viewer"
+        };
+        tracing::info!(channel = %p.channel, session = p.session, why, "{role} left");
     }
 
     fn on_datagram(&mut self, d: Datagram) {
@@ -501,11 +522,6 @@ impl Driver {
             }
             None => TransportProtocol::UDP,
         };
-        // Only what the peer's state machine authenticated keeps it alive:
-        // a STUN request passes only with a valid MESSAGE-INTEGRITY, and
-        // SRTP/SRTCP only with a valid auth tag; both fail `handle_read`
-        // otherwise. Anyone can send a datagram from a viewer's address.
-        let proves_peer = matches!(d.data.first(), Some(0..=3 | 128..=191));
         let msg = TaggedBytesMut {
             now: Instant::now(),
             transport: TransportContext {
@@ -516,15 +532,25 @@ impl Driver {
             },
             message: d.data,
         };
-        match isolate::catch(PEER, &pid, || p.pc.handle_read(msg)) {
-            None => return self.forget(pid, "panicked on a datagram"),
-            Some(Ok(())) if proves_peer => p.last_rx = Instant::now(),
-            Some(Ok(())) => {}
-            Some(Err(e)) => tracing::trace!(peer = pid, "dropping datagram: {e}"),
+        if isolate::catch(PEER, &pid, || p.pc.handle_read(msg)).is_none() {
+            return self.forget(pid, "panicked on a datagram");
         }
+        // Only what the peer's state machine authenticated keeps it alive,
+        // and `handle_read` says nothing of that: a datagram proves the
+        // peer when it yields something (SRTP and DTLS records pass their
+        // authentication first) or is answered (a STUN check passes its
+        // MESSAGE-INTEGRITY first). Anyone can send from a viewer's address.
         self.rx_at = Some(d.at);
+        self.rx_from = Some(d.from);
+        self.rx_proved = false;
         self.service(pid, tentative.then_some(d.from));
+        if std::mem::take(&mut self.rx_proved) {
+            if let Some(p) = self.peers.get_mut(&pid) {
+                p.last_rx = Instant::now();
+            }
+        }
         self.rx_at = None;
+        self.rx_from = None;
     }
 
     /// Drops peers that went silent, and those that never finished ICE and
@@ -574,6 +600,7 @@ impl Driver {
                 .is_some_and(|c| c.viewers.is_empty())
             {
                 self.channels.remove(&name);
+                self.forward.remove(&name);
             }
             self.set_count(&name);
         }
@@ -608,27 +635,45 @@ impl Driver {
 
     fn on_media(&mut self, m: Media) {
         match m {
-            Media::Live { channel, live } => {
-                if let Some(ch) = self.channels.get_mut(&channel) {
-                    ch.live = live;
+            Media::Live {
+                channel,
+                source,
+                live,
+            } => {
+                let Some(ch) = self.channels.get_mut(&channel) else {
+                    return;
+                };
+                ch.live = live;
+                // Packets of this very source already went out (a WHIP
+                // publisher's RTP can beat this event here): its viewers
+                // may have their keyframe, and must not be sent back to
+                // waiting for one that a browser publisher sends only when
+                // asked.
+                let known = live && ch.source == Some(source);
+                if !known {
+                    ch.source = live.then_some(source);
                     ch.gop.clear();
                     ch.history.clear();
                     // A new or ended publish: its clock is anchored anew.
                     ch.anchor = [None, None];
-                    let msg = if live {
-                        r#"{"type":"live"}"#
-                    } else {
-                        r#"{"type":"offline"}"#
-                    };
-                    let viewers = ch.viewers.clone();
-                    for pid in viewers {
-                        if let Some(p) = self.peers.get_mut(&pid) {
-                            // A new publisher's stream starts at a keyframe;
-                            // wait for it rather than show a broken picture.
-                            p.waiting_keyframe = true;
-                        }
-                        self.send_event(pid, msg);
+                }
+                let msg = if live {
+                    r#"{"type":"live"}"#
+                } else {
+                    r#"{"type":"offline"}"#
+                };
+                let viewers = ch.viewers.clone();
+                let now = Instant::now();
+                for pid in viewers {
+                    if let (false, Some(p)) = (known, self.peers.get_mut(&pid)) {
+                        // A new publisher's stream starts at a keyframe;
+                        // wait for it rather than show a broken picture.
+                        p.wait_for_keyframe(now);
                     }
+                    self.send_event(pid, msg);
+                }
+                if live && !known {
+                    self.request_keyframe(&channel);
                 }
             }
             Media::Anchor {
@@ -648,16 +693,28 @@ impl Driver {
             }
             Media::Batch {
                 channel,
+                source,
                 kind,
                 keyframe,
-                packets,
-            } => self.fan_out(&channel, kind, VideoCodec::H264, keyframe, &packets),
+                mut packets,
+            } => {
+                let slots = self.forward.entry(channel.clone()).or_default();
+                let slot = &mut slots[usize::from(kind == MediaKind::Audio)];
+                packets
+                    .iter_mut()
+                    .for_each(|p| slot.map_sequence(source, p));
+                if let Some(ch) = self.channels.get_mut(&channel) {
+                    ch.source = Some(source);
+                }
+                self.fan_out(&channel, kind, VideoCodec::H264, keyframe, &packets)
+            }
         }
     }
 
     fn flush_writes(&mut self, p: &mut Peer, pin: Option<SocketAddr>) {
         while let Some(out) = p.pc.poll_write() {
             let to = out.transport.peer_addr;
+            self.rx_proved |= self.rx_from == Some(to);
             // Our side answered this address, so ICE has checked the
             // request's MESSAGE-INTEGRITY: now it may route to this peer.
             if pin == Some(to) && !p.addrs.contains(&to) && p.addrs.len() < MAX_ADDRS_PER_PEER {
@@ -691,13 +748,14 @@ impl Driver {
         let mut viewer_joined = false;
         let mut replies: Vec<String> = Vec::new();
         while let Some(ev) = p.pc.poll_event() {
+            self.rx_proved = true;
             match ev {
                 RTCPeerConnectionEvent::OnConnectionStateChangeEvent(s) => match s {
                     // ICE can go Disconnected and back: only the first
                     // Connected starts the picture.
                     RTCPeerConnectionState::Connected if !p.connected => {
                         p.connected = true;
-                        p.waiting_keyframe = true;
+                        p.wait_for_keyframe(Instant::now());
                         tracing::debug!(session = p.session, after = ?p.created.elapsed(), "viewer connected");
                         if let Some(ch) = self.channels.get(&p.channel) {
                             if p.video_codec == Some(ch.gop_codec) {
@@ -754,6 +812,7 @@ impl Driver {
         let mut forwards: Vec<(MediaKind, Packet)> = Vec::new();
         let now = Instant::now();
         while let Some(m) = p.pc.poll_read() {
+            self.rx_proved = true;
             match m.message {
                 RTCMessage::DataChannelMessage(id, msg) if Some(id) == p.chat => {
                     match &p.chat_tap {
@@ -785,7 +844,7 @@ impl Driver {
                         if level != Level::AudioOnly {
                             // Frames the viewer skipped are references
                             // for the next ones: resume at a keyframe.
-                            p.waiting_keyframe = true;
+                            p.wait_for_keyframe(now);
                             viewer_joined = true;
                         }
                     }
@@ -795,6 +854,13 @@ impl Driver {
                         self.inject_fault(&pkt.payload);
                     }
                     if let Some(ingest) = p.ingest.as_mut() {
+                        // Kicked (a rotated key, a deleted account, an
+                        // admin) or replaced by another ingest: its media
+                        // stops here, at its next packet.
+                        if ingest.publisher.stream().is_closed() {
+                            close = Some("its publish was ended");
+                            continue;
+                        }
                         if let Some(kind) =
                             ingest.kind_of(&pkt).filter(|k| ingest.payload_ok(*k, &pkt))
                         {

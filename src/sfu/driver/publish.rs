@@ -3,6 +3,11 @@
 
 use super::*;
 
+/// A viewer waiting this long for a keyframe has its source asked again.
+const KEYFRAME_CHASE_AFTER: Duration = Duration::from_millis(500);
+/// A viewer waiting this long for a picture is counted as overdue.
+pub(super) const PICTURE_OVERDUE: Duration = Duration::from_secs(2);
+
 impl Driver {
     pub(super) fn add_publisher(
         &mut self,
@@ -49,6 +54,56 @@ impl Driver {
             sdp: answer.sdp,
         })
     }
+    /// Viewers still waiting for a picture: a WHIP source is asked for a
+    /// keyframe again (at most every [`whip::PLI_INTERVAL`] per stream),
+    /// since a request can be lost or go out before the publisher is
+    /// ready, and a browser sends keyframes only when asked. Those waiting
+    /// longer than [`PICTURE_OVERDUE`] are counted for `/metrics`.
+    pub(super) fn chase_pictures(&mut self) {
+        let now = Instant::now();
+        let mut overdue = 0;
+        let mut ask = Vec::new();
+        for (name, ch) in &self.channels {
+            let waiting = ch
+                .viewers
+                .iter()
+                .filter_map(|pid| self.peers.get(pid))
+                .filter(|p| p.waiting_longer_than(KEYFRAME_CHASE_AFTER, now))
+                .map(|p| p.waiting_longer_than(PICTURE_OVERDUE, now))
+                .fold(None, |n: Option<usize>, late| {
+                    Some(n.unwrap_or(0) + usize::from(late))
+                });
+            if let Some(late) = waiting {
+                overdue += late;
+                ask.push(name.clone());
+            }
+        }
+        crate::metrics::set_viewers_waiting_for_picture(overdue);
+        for channel in ask {
+            self.request_keyframe(&channel);
+        }
+    }
+
+    /// WHIP publishers whose hub stream was closed under them, for those
+    /// that send nothing more after it (their media stops at the first
+    /// packet after the close; see `service_peer`).
+    pub(super) fn end_closed_publishers(&mut self) {
+        let ended: Vec<PeerId> = self
+            .publishers
+            .values()
+            .copied()
+            .filter(|pid| {
+                self.peers
+                    .get(pid)
+                    .and_then(|p| p.ingest.as_ref())
+                    .is_some_and(|i| i.publisher.stream().is_closed())
+            })
+            .collect();
+        for pid in ended {
+            self.remove_peer(pid, "its publish was ended");
+        }
+    }
+
     /// The video codec the channel's source sends: its WHIP publisher's, or
     /// H.264 (RTMP, or nobody yet).
     pub(super) fn source_codec(&self, channel: &Arc<str>) -> VideoCodec {
@@ -119,6 +174,7 @@ impl Driver {
         };
         slot.map(source, clock, &mut pkt);
         if let Some(ch) = self.channels.get_mut(channel) {
+            ch.source = Some(source);
             // WHIP tracks are anchored on their first packet's arrival, the
             // same rule the hub side uses, so both tracks line up at once.
             let i = usize::from(kind == MediaKind::Audio);

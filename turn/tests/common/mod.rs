@@ -36,3 +36,13 @@ pub fn viewer_user() -> String {
         + 600;
     format!("{expiry}:viewer")
 }
+
+pub mod raw;
+
+/// Seconds since the Unix epoch.
+pub fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}

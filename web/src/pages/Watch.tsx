@@ -119,8 +119,8 @@ export function Watch({ channel, me }: { channel: string; me: Me | null }) {
               {info?.next_broadcast && <p>Next: {info.next_broadcast.title || 'a broadcast'} at {fmtWhen(info.next_broadcast.starts_at)}</p>}
               <p class="muted">The player starts by itself when the channel goes live.</p>
             </div>
-          ) : ps?.status === 'connecting' ? (
-            <div class="overlay subtle" aria-live="polite">{ps.message}</div>
+          ) : ps?.status === 'connecting' || ps?.status === 'waiting' ? (
+            <div class="overlay subtle" aria-live="polite" data-testid={ps.status}>{ps.message}</div>
           ) : null}
           {ps?.needsUnmute && !vod && (
             <button type="button" class="unmute primary" onClick={() => player.current?.unmute()}>Unmute</button>
@@ -155,7 +155,7 @@ export function Watch({ channel, me }: { channel: string; me: Me | null }) {
               aria-label={`Like (${likes} likes)`}>♥ <span data-testid="likes">{likes}</span></button>
           </div>
         </div>
-        {ps?.message && ps.status !== 'connecting' && !vod && <p class="muted" role="status">{ps.message}</p>}
+        {ps?.message && ps.status !== 'connecting' && ps.status !== 'waiting' && !vod && <p class="muted" role="status">{ps.message}</p>}
         {likeError && <p class="error" role="alert">{likeError}</p>}
         <h1 class="channel-title">{info?.title || channel}</h1>
         <p class="muted">

@@ -1,0 +1,10 @@
+//! See `onair::fuzzing::sdp_offer` for what the input is and what is asserted.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(text) = std::str::from_utf8(data) {
+        onair::fuzzing::sdp_offer(text);
+    }
+});

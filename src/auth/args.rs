@@ -1,0 +1,73 @@
+//! Settings for the limits on accounts and chat sockets that an operator
+//! (or a load test, from one address) may need to move.
+
+use clap::Args;
+
+/// Registrations per client address per hour (all at once if need be):
+/// a household or a class behind one address signing up together fits; a
+/// script making accounts in bulk gets 429. Each account costs a password
+/// hash, a user row and a channel.
+pub const DEFAULT_REGISTER_PER_HOUR: u32 = 20;
+/// Chat WebSockets from one client address. A viewer has one per open tab;
+/// an office or a campus behind one NAT has dozens of viewers.
+pub const DEFAULT_CHAT_SOCKETS_PER_HOST: usize = 64;
+/// Chat WebSockets in all. Each costs a task, an 8 KiB read buffer, the
+/// frames queued to it and a room subscription: ~20 KiB idle, so 20 000
+/// stay under half a GB even with their TCP buffers.
+pub const DEFAULT_CHAT_SOCKETS: usize = 20_000;
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct AccountArgs {
+    /// Account registrations per client address per hour; 0 = unlimited
+    /// (load tests). Default 20.
+    #[arg(long, env = "ONAIR_REGISTER_PER_HOUR", global = true)]
+    pub register_per_hour: Option<u32>,
+    /// Chat WebSockets one client address may hold open. Default 64.
+    #[arg(long, env = "ONAIR_CHAT_SOCKETS_PER_HOST", global = true)]
+    pub chat_sockets_per_host: Option<usize>,
+    /// Chat WebSockets open in all. Default 20000.
+    #[arg(long, env = "ONAIR_CHAT_SOCKETS", global = true)]
+    pub chat_sockets: Option<usize>,
+}
+
+/// Resolved [`AccountArgs`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AccountLimits {
+    /// 0: unlimited.
+    pub register_per_hour: u32,
+    pub chat_sockets_per_host: usize,
+    pub chat_sockets: usize,
+}
+
+impl Default for AccountLimits {
+    fn default() -> Self {
+        AccountLimits {
+            register_per_hour: DEFAULT_REGISTER_PER_HOUR,
+            chat_sockets_per_host: DEFAULT_CHAT_SOCKETS_PER_HOST,
+            chat_sockets: DEFAULT_CHAT_SOCKETS,
+        }
+    }
+}
+
+impl AccountArgs {
+    /// Flags and environment first, then the file's keys, then defaults.
+    pub fn resolve(&self, file: &AccountArgs) -> AccountLimits {
+        let d = AccountLimits::default();
+        AccountLimits {
+            register_per_hour: self
+                .register_per_hour
+                .or(file.register_per_hour)
+                .unwrap_or(d.register_per_hour),
+            chat_sockets_per_host: self
+                .chat_sockets_per_host
+                .or(file.chat_sockets_per_host)
+                .unwrap_or(d.chat_sockets_per_host)
+                .max(1),
+            chat_sockets: self
+                .chat_sockets
+                .or(file.chat_sockets)
+                .unwrap_or(d.chat_sockets)
+                .max(1),
+        }
+    }
+}
