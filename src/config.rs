@@ -181,6 +181,7 @@ struct FileConfig {
     recording: Option<bool>,
     retention_max_age_hours: Option<u64>,
     retention_max_size_mb: Option<u64>,
+    min_free_disk: Option<crate::hls::disk::MinFreeDisk>,
     register_per_hour: Option<u32>,
     chat_sockets_per_host: Option<usize>,
     chat_sockets: Option<usize>,
@@ -325,6 +326,7 @@ impl Config {
                     .hls
                     .retention_max_size_mb
                     .or(file.retention_max_size_mb),
+                min_free_disk: serve.hls.min_free_disk.or(file.min_free_disk),
             }
             .resolve(),
             mail: serve.mail.resolve(),
@@ -388,7 +390,8 @@ mod tests {
         std::fs::write(
             &path,
             "hls-part-ms = 300\nhls-segment-ms = 4000\nrecording = false\n\
-             retention-max-age-hours = 24\nretention-max-size-mb = 100\n",
+             retention-max-age-hours = 24\nretention-max-size-mb = 100\n\
+             min-free-disk = \"2GiB\"\n",
         )
         .unwrap();
         let config = path.to_str().unwrap();
@@ -402,6 +405,17 @@ mod tests {
             Some(std::time::Duration::from_secs(24 * 3600))
         );
         assert_eq!(c.hls.retention_max_bytes, Some(100 << 20));
+        assert_eq!(
+            c.hls.min_free_disk,
+            Some(crate::hls::disk::MinFreeDisk::Bytes(2 << 30))
+        );
+        let args = Args::parse_from(["onair", "--config", config, "--min-free-disk", "7%"]);
+        let c = Config::resolve(&args.global, &args.serve).unwrap();
+        assert_eq!(
+            c.hls.min_free_disk,
+            Some(crate::hls::disk::MinFreeDisk::Percent(7.0))
+        );
+        assert!(Args::try_parse_from(["onair", "--min-free-disk", "lots"]).is_err());
     }
 
     #[test]

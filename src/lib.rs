@@ -11,7 +11,8 @@
 //! - [`sfu`]: WebRTC on one UDP socket, driving webrtc-rs's sans-I/O `rtc`
 //!   core; WHEP viewers read from the hub.
 //! - [`audio`]: AAC -> Opus, once per stream.
-//! - [`hls`]: LL-HLS segmenter and live playlists, recordings, thumbnails.
+//! - [`hls`]: LL-HLS segmenter and live playlists, recordings (with crash
+//!   recovery and the free-space floor), thumbnails.
 //! - [`http`]: axum routes; no media logic.
 //! - [`db`]: sqlx queries (SQLite by default, Postgres by URL).
 //! - [`config`]: flags, env and TOML.
