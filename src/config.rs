@@ -106,6 +106,8 @@ pub struct ServeArgs {
     pub mail: crate::auth::MailArgs,
     #[command(flatten)]
     pub accounts: crate::auth::AccountArgs,
+    #[command(flatten)]
+    pub icecast: crate::icecast::IcecastArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -183,6 +185,7 @@ struct FileConfig {
     register_per_hour: Option<u32>,
     chat_sockets_per_host: Option<usize>,
     chat_sockets: Option<usize>,
+    icecast: Option<SocketAddr>,
 }
 
 /// Resolved settings.
@@ -214,6 +217,8 @@ pub struct Config {
     pub mail: crate::auth::MailConfig,
     /// Registration rate and chat socket caps.
     pub accounts: crate::auth::AccountLimits,
+    /// Icecast source ingest and plain listeners.
+    pub icecast: SocketAddr,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -332,6 +337,11 @@ impl Config {
                 chat_sockets_per_host: file.chat_sockets_per_host,
                 chat_sockets: file.chat_sockets,
             }),
+            icecast: serve
+                .icecast
+                .icecast
+                .or(file.icecast)
+                .unwrap_or_else(|| parse(crate::icecast::DEFAULT_ICECAST)),
         })
     }
 
@@ -356,6 +366,7 @@ impl Config {
             hls: crate::hls::HlsConfig::default(),
             mail: crate::auth::MailConfig::default(),
             accounts: crate::auth::AccountLimits::default(),
+            icecast: any,
         }
     }
 }

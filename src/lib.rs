@@ -11,6 +11,8 @@
 //!   core; WHEP viewers read from the hub.
 //! - [`audio`]: AAC -> Opus, once per stream.
 //! - [`hls`]: LL-HLS segmenter and live playlists, recordings, thumbnails.
+//! - [`icecast`]: Icecast source ingest (MP3, AAC, Ogg/Opus), plain
+//!   listeners with ICY metadata, now-playing.
 //! - [`http`]: axum routes; no media logic.
 //! - [`db`]: sqlx queries (SQLite by default, Postgres by URL).
 //! - [`config`]: flags, env and TOML.
@@ -28,6 +30,7 @@ pub mod db;
 pub mod hls;
 pub mod http;
 pub mod hub;
+pub mod icecast;
 pub mod isolate;
 pub mod media;
 pub mod metrics;
