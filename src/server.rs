@@ -61,7 +61,9 @@ impl Listeners {
     }
 
     pub fn icecast_addr(&self) -> SocketAddr {
-        self.icecast.local_addr().expect("bound socket has an address")
+        self.icecast
+            .local_addr()
+            .expect("bound socket has an address")
     }
 }
 

@@ -194,10 +194,17 @@ impl OpusEncoder {
         let resampler = if rate == OPUS_SAMPLE_RATE {
             None
         } else {
-            Some(Resampler::new(rate, OPUS_SAMPLE_RATE, channels).ok_or(AudioError::SampleRate(rate))?)
+            Some(
+                Resampler::new(rate, OPUS_SAMPLE_RATE, channels)
+                    .ok_or(AudioError::SampleRate(rate))?,
+            )
         };
         let mut encoder = opus::Encoder::new(OPUS_SAMPLE_RATE, mode, opus::Application::Audio)?;
-        encoder.set_bitrate(opus::Bitrate::Bits(if channels == 1 { 64_000 } else { 96_000 }))?;
+        encoder.set_bitrate(opus::Bitrate::Bits(if channels == 1 {
+            64_000
+        } else {
+            96_000
+        }))?;
         encoder.set_complexity(OPUS_COMPLEXITY)?;
         Ok(OpusEncoder {
             encoder,
@@ -230,7 +237,11 @@ impl OpusEncoder {
             for ch in 0..self.channels {
                 let x = planes.get(ch).or(planes.first()).and_then(|p| p.get(i));
                 let x = x.copied().unwrap_or(0.0);
-                self.pcm.push(if x.is_finite() { x.clamp(-2.0, 2.0) } else { 0.0 });
+                self.pcm.push(if x.is_finite() {
+                    x.clamp(-2.0, 2.0)
+                } else {
+                    0.0
+                });
             }
         }
         let frame = OPUS_FRAME_SAMPLES as usize * self.channels;
@@ -274,13 +285,19 @@ mod tests {
             enc.push(&[chunk, chunk], &mut units);
         }
         assert!(units.len() > 38 && units.len() <= 44, "{}", units.len());
-        assert!(units[0].pts >= 9_000 && units[0].pts < 9_000 + 2090, "{}", units[0].pts);
+        assert!(
+            units[0].pts >= 9_000 && units[0].pts < 9_000 + 2090,
+            "{}",
+            units[0].pts
+        );
         for w in units.windows(2) {
             let d = w[1].pts - w[0].pts;
             assert!((2089..=2090).contains(&d), "1024 samples at 44.1 kHz: {d}");
         }
         match &*units[0].config {
-            TrackConfig::Aac(c) => assert_eq!((c.object_type, c.sample_rate, c.channels), (2, 44_100, 2)),
+            TrackConfig::Aac(c) => {
+                assert_eq!((c.object_type, c.sample_rate, c.channels), (2, 44_100, 2))
+            }
             other => panic!("{other:?}"),
         }
     }
@@ -297,7 +314,9 @@ mod tests {
         assert!((48..=50).contains(&units.len()), "{}", units.len());
         for (i, u) in units.iter().enumerate() {
             assert_eq!(u.pts, i as i64 * 1800);
-            let Payload::Opus(p) = &u.payload else { panic!() };
+            let Payload::Opus(p) = &u.payload else {
+                panic!()
+            };
             assert_eq!(crate::codec::ogg::opus_packet_samples(p).unwrap(), 960);
         }
     }

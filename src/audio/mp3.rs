@@ -139,8 +139,7 @@ impl Mp3Transcoder {
         }));
         match result {
             Ok(Ok(())) => {
-                if self.decoded.len() != channels
-                    || self.decoded.iter().any(|c| c.len() != samples)
+                if self.decoded.len() != channels || self.decoded.iter().any(|c| c.len() != samples)
                 {
                     return Err(AudioError::CorruptFrame(format!(
                         "decoded {} channels of {} samples, expected {channels} of {samples}",
@@ -169,7 +168,8 @@ mod tests {
     fn one_decode_two_encodes() {
         let mut d = Demuxer::new(Format::Mp3);
         let mut frames = Vec::new();
-        d.push(include_bytes!("../../tests/data/sine.mp3"), &mut frames).unwrap();
+        d.push(include_bytes!("../../tests/data/sine.mp3"), &mut frames)
+            .unwrap();
         let mut t = Mp3Transcoder::new().unwrap();
         let mut units = Vec::new();
         let mut pts = 0;
@@ -179,13 +179,28 @@ mod tests {
             let _ = t.push(&f.raw, h, pts, i >= 10, &mut units);
             pts += i64::from(h.samples) * 90_000 / i64::from(h.sample_rate);
         }
-        let aac: Vec<_> = units.iter().filter(|u| matches!(u.payload, Payload::Aac(_))).collect();
-        let opus: Vec<_> = units.iter().filter(|u| matches!(u.payload, Payload::Opus(_))).collect();
+        let aac: Vec<_> = units
+            .iter()
+            .filter(|u| matches!(u.payload, Payload::Aac(_)))
+            .collect();
+        let opus: Vec<_> = units
+            .iter()
+            .filter(|u| matches!(u.payload, Payload::Opus(_)))
+            .collect();
         assert!(aac.len() >= 38, "{} AAC frames for ~1 s", aac.len());
-        assert!(opus.len() >= 30, "{} Opus frames from frame 10 on", opus.len());
+        assert!(
+            opus.len() >= 30,
+            "{} Opus frames from frame 10 on",
+            opus.len()
+        );
         let first_opus = opus[0].pts;
-        assert!(first_opus >= 10 * 1152 * 90_000 / 44_100 - 1, "Opus starts when asked: {first_opus}");
-        let TrackConfig::Aac(c) = &*aac[0].config else { panic!() };
+        assert!(
+            first_opus >= 10 * 1152 * 90_000 / 44_100 - 1,
+            "Opus starts when asked: {first_opus}"
+        );
+        let TrackConfig::Aac(c) = &*aac[0].config else {
+            panic!()
+        };
         assert_eq!((c.sample_rate, c.channels), (44_100, 1));
         assert_eq!(t.corrupt(), 0);
         // The AAC decodes back to a tone: the round trip through the
@@ -193,7 +208,9 @@ mod tests {
         let mut back = crate::audio::AacToOpus::new(c).unwrap();
         let mut out = 0;
         for u in &aac {
-            let Payload::Aac(f) = &u.payload else { panic!() };
+            let Payload::Aac(f) = &u.payload else {
+                panic!()
+            };
             out += back.push(f, u.pts).unwrap().len();
         }
         assert!(out > 30);

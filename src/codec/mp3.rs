@@ -82,7 +82,12 @@ pub fn parse_header(data: &[u8]) -> Result<Mp3Header, CodecError> {
     match (h[1] >> 1) & 0x03 {
         0b01 => {}
         0b00 => return Err(invalid(WHAT, "reserved layer")),
-        _ => return Err(invalid(WHAT, "MPEG audio layer I or II; only layer III (MP3) is supported")),
+        _ => {
+            return Err(invalid(
+                WHAT,
+                "MPEG audio layer I or II; only layer III (MP3) is supported",
+            ))
+        }
     }
     let bitrate_index = usize::from(h[2] >> 4);
     let rate_index = usize::from((h[2] >> 2) & 0x03);
@@ -132,7 +137,10 @@ mod tests {
         // Same with padding.
         ([0xff, 0xfb, 0x92, 0x00], Some((44_100, 2, 418, 1152))),
         // MPEG-1, 320 kbit/s, 32 kHz, padding: the longest frame.
-        ([0xff, 0xfb, 0xea, 0x00], Some((32_000, 2, MAX_MP3_FRAME_LEN, 1152))),
+        (
+            [0xff, 0xfb, 0xea, 0x00],
+            Some((32_000, 2, MAX_MP3_FRAME_LEN, 1152)),
+        ),
         // MPEG-1, 64 kbit/s, 48 kHz, mono.
         ([0xff, 0xfb, 0x54, 0xc0], Some((48_000, 1, 192, 1152))),
         // MPEG-2, 64 kbit/s, 24 kHz.

@@ -73,7 +73,9 @@ pub fn parse_page(data: &[u8]) -> Result<Option<Page<'_>>, CodecError> {
     if data.get(..4) != Some(&CAPTURE[..]) {
         return Err(invalid(WHAT, "no capture pattern"));
     }
-    let h = data.get(..OGG_HEADER_LEN).ok_or_else(|| truncated(WHAT, OGG_HEADER_LEN, data.len()))?;
+    let h = data
+        .get(..OGG_HEADER_LEN)
+        .ok_or_else(|| truncated(WHAT, OGG_HEADER_LEN, data.len()))?;
     if h[4] != 0 {
         return Err(invalid(WHAT, format!("stream structure version {}", h[4])));
     }
@@ -249,7 +251,10 @@ pub fn opus_packet_samples(packet: &[u8]) -> Result<u32, CodecError> {
     };
     let samples = units * 120 * frames;
     if frames == 0 || samples > 5760 {
-        return Err(invalid(WHAT, format!("{frames} frames of {units} x 2.5 ms")));
+        return Err(invalid(
+            WHAT,
+            format!("{frames} frames of {units} x 2.5 ms"),
+        ));
     }
     Ok(samples)
 }
@@ -332,14 +337,14 @@ mod tests {
     #[test]
     fn packet_durations() {
         for (packet, want) in [
-            (&[0xfc][..], Some(960)),             // CELT FB 20 ms, one frame
-            (&[0xfd][..], Some(1920)),            // two frames
-            (&[0xfb, 0x03][..], Some(2880)),      // code 3: three 20 ms frames
-            (&[0x78][..], Some(960)),             // hybrid FB 20 ms
-            (&[0x18][..], Some(2880)),            // SILK 60 ms
-            (&[0x1b, 0x02][..], Some(5760)),      // SILK 60 ms x 2
-            (&[0x1b, 0x03][..], None),            // 180 ms
-            (&[0x03, 0x00][..], None),            // zero frames
+            (&[0xfc][..], Some(960)),        // CELT FB 20 ms, one frame
+            (&[0xfd][..], Some(1920)),       // two frames
+            (&[0xfb, 0x03][..], Some(2880)), // code 3: three 20 ms frames
+            (&[0x78][..], Some(960)),        // hybrid FB 20 ms
+            (&[0x18][..], Some(2880)),       // SILK 60 ms
+            (&[0x1b, 0x02][..], Some(5760)), // SILK 60 ms x 2
+            (&[0x1b, 0x03][..], None),       // 180 ms
+            (&[0x03, 0x00][..], None),       // zero frames
             (&[0x03][..], None),
             (&[][..], None),
         ] {

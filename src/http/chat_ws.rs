@@ -350,6 +350,8 @@ impl crate::chat::LiveState for HubLive {
 
     /// WebRTC viewers plus the HLS estimate plus plain (Icecast) listeners.
     fn viewers(&self, channel: &str) -> usize {
-        self.sfu.viewers(channel) + self.hls.viewers.count(channel) + self.icecast.listeners(channel)
+        self.sfu.viewers(channel)
+            + self.hls.viewers.count(channel)
+            + self.icecast.listeners(channel)
     }
 }

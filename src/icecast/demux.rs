@@ -78,7 +78,10 @@ pub enum Audio {
     /// The frame is `raw`, header included: what the decoder takes.
     Mp3(Mp3Header),
     /// One raw AAC-LC frame (the ADTS header and CRC removed).
-    Aac { adts: AdtsHeader, frame: Bytes },
+    Aac {
+        adts: AdtsHeader,
+        frame: Bytes,
+    },
     /// Opus packets that ended on this page, each with its length in
     /// samples at 48 kHz; `channels` from the stream's ID header.
     Opus {
@@ -458,12 +461,10 @@ impl Demuxer {
                 continue;
             }
             match packet {
-                Some(p) if p.len() <= MAX_OPUS_PACKET => {
-                    match ogg::opus_packet_samples(&p) {
-                        Ok(n) => packets.push((p, n)),
-                        Err(_) => self.dropped += 1,
-                    }
-                }
+                Some(p) if p.len() <= MAX_OPUS_PACKET => match ogg::opus_packet_samples(&p) {
+                    Ok(n) => packets.push((p, n)),
+                    Err(_) => self.dropped += 1,
+                },
                 _ => self.dropped += 1,
             }
         }
@@ -585,7 +586,9 @@ mod tests {
             mp2.extend_from_slice(&[0xff, 0xfd, 0x90, 0x00]);
             mp2.extend_from_slice(&[0x55; 700]);
         }
-        assert!(matches!(demux(Format::Mp3, &mp2), Err(DemuxError::Unsupported(m)) if m.contains("layer I or II")));
+        assert!(
+            matches!(demux(Format::Mp3, &mp2), Err(DemuxError::Unsupported(m)) if m.contains("layer I or II"))
+        );
     }
 
     #[test]
@@ -593,14 +596,18 @@ mod tests {
         let frames = demux(Format::Adts, ADTS).unwrap();
         assert!((45..=49).contains(&frames.len()), "{}", frames.len());
         for f in &frames {
-            let Audio::Aac { adts, frame } = &f.audio else { panic!() };
+            let Audio::Aac { adts, frame } = &f.audio else {
+                panic!()
+            };
             assert_eq!(adts.object_type, 2);
             assert_eq!(frame.len() + adts.header_length, f.raw.len());
         }
         // Main profile is refused with a reason.
         let mut main = ADTS.to_vec();
         main[2] &= 0x3f;
-        assert!(matches!(demux(Format::Adts, &main), Err(DemuxError::Unsupported(m)) if m.contains("Main")));
+        assert!(
+            matches!(demux(Format::Adts, &main), Err(DemuxError::Unsupported(m)) if m.contains("Main"))
+        );
     }
 
     fn opus_samples(frames: &[Frame]) -> u32 {
@@ -626,20 +633,38 @@ mod tests {
         let mut two = OGG.to_vec();
         two.extend_from_slice(OGG);
         let frames = demux(Format::OggOpus, &two).unwrap();
-        assert_eq!(frames.iter().filter(|f| f.header == HeaderRole::First).count(), 2);
+        assert_eq!(
+            frames
+                .iter()
+                .filter(|f| f.header == HeaderRole::First)
+                .count(),
+            2
+        );
         assert!(opus_samples(&frames) >= 2 * 48_000);
     }
 
     #[test]
     fn ogg_that_is_not_opus_is_refused() {
         let vorbis = ogg::write_page(ogg::BOS, 0, 7, 0, &[b"\x01vorbis\x00\x00\x00\x00\x02"]);
-        assert!(matches!(demux(Format::OggOpus, &vorbis), Err(DemuxError::Unsupported(_))));
+        assert!(matches!(
+            demux(Format::OggOpus, &vorbis),
+            Err(DemuxError::Unsupported(_))
+        ));
         // Pages of a stream whose ID header never came are garbage.
         let mut orphan = Vec::new();
         for seq in 0..100 {
-            orphan.extend(ogg::write_page(0, seq * 960, 9, seq as u32, &[&[0xfcu8; 2000][..]]));
+            orphan.extend(ogg::write_page(
+                0,
+                seq * 960,
+                9,
+                seq as u32,
+                &[&[0xfcu8; 2000][..]],
+            ));
         }
-        assert_eq!(demux(Format::OggOpus, &orphan), Err(DemuxError::Undecodable(Format::OggOpus)));
+        assert_eq!(
+            demux(Format::OggOpus, &orphan),
+            Err(DemuxError::Undecodable(Format::OggOpus))
+        );
     }
 
     #[test]

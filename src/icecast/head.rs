@@ -144,7 +144,13 @@ pub fn basic_auth(value: &str) -> Option<(String, String)> {
 pub fn mount_channel(path: &str) -> Option<String> {
     let name = path.strip_prefix('/')?;
     let name = match name.rsplit_once('.') {
-        Some((base, ext)) if !ext.is_empty() && ext.len() <= 8 && ext.bytes().all(|b| b.is_ascii_alphanumeric()) => base,
+        Some((base, ext))
+            if !ext.is_empty()
+                && ext.len() <= 8
+                && ext.bytes().all(|b| b.is_ascii_alphanumeric()) =>
+        {
+            base
+        }
         _ => name,
     };
     crate::db::valid_channel_name(name).then(|| name.to_string())
@@ -168,7 +174,11 @@ fn decode_component(v: &str) -> String {
     while let Some(&c) = b.get(i) {
         match c {
             b'+' => out.push(b' '),
-            b'%' => match b.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok()).and_then(|h| u8::from_str_radix(h, 16).ok()) {
+            b'%' => match b
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+            {
                 Some(x) => {
                     out.push(x);
                     i += 2;
@@ -281,7 +291,10 @@ mod tests {
         assert_eq!(query_value(q, "song").as_deref(), Some("Artist - Title!"));
         assert_eq!(query_value(q, "nope"), None);
         assert_eq!(query_value("song=caf%E9", "song").as_deref(), Some("café"));
-        assert_eq!(query_value("song=%C3%A9%zz%", "song").as_deref(), Some("é%zz%"));
+        assert_eq!(
+            query_value("song=%C3%A9%zz%", "song").as_deref(),
+            Some("é%zz%")
+        );
         assert_eq!(clean_text(" a\u{0}b\nc "), "abc");
         assert_eq!(clean_text(&"x".repeat(1000)).len(), MAX_META_CHARS);
     }

@@ -17,6 +17,12 @@ use tokio_util::sync::CancellationToken;
 /// Audio bytes between two metadata blocks: Icecast's default, which
 /// every player copes with.
 pub const ICY_METAINT: usize = 16_000;
+/// The kernel's send buffer for a listener's socket, fixed rather than
+/// autotuned (which grows to 4 MiB on Linux): a listener that stops reading
+/// holds at most this (doubled by the kernel for its bookkeeping) outside
+/// our ring, about 2 s at 128 kbit/s, and falls behind the ring soon
+/// enough to skip instead of playing seconds-old audio.
+pub const LISTENER_SEND_BUFFER: usize = 16 * 1024;
 /// A metadata block is one length byte (in 16-byte units) and at most
 /// 255 * 16 bytes of text.
 pub const MAX_ICY_BLOCK: usize = 255 * 16;
@@ -94,18 +100,26 @@ pub(super) async fn run(
     let mount = mount_channel(head.path()).and_then(|c| ic.mounts.get(&c));
     let Some(mut mount) = mount else {
         tracing::debug!(%peer, path = %super::clip(head.path()), "icecast listener: no such mount");
-        respond(&mut socket, "404 Not Found", &[], "no Icecast source on this channel now\n").await;
+        respond(
+            &mut socket,
+            "404 Not Found",
+            &[],
+            "no Icecast source on this channel now\n",
+        )
+        .await;
         return;
     };
-    let icy = head
-        .header("icy-metadata")
-        .is_some_and(|v| v.trim() == "1");
+    let icy = head.header("icy-metadata").is_some_and(|v| v.trim() == "1");
     let mut out = format!(
         "HTTP/1.0 200 OK\r\nServer: onair\r\nContent-Type: {}\r\nCache-Control: no-cache, no-store\r\n\
          Pragma: no-cache\r\nAccess-Control-Allow-Origin: *\r\nicy-pub: 0\r\n",
         mount.format.content_type()
     );
-    let name = if mount.name.is_empty() { &mount.channel } else { &mount.name };
+    let name = if mount.name.is_empty() {
+        &mount.channel
+    } else {
+        &mount.name
+    };
     out.push_str(&format!("icy-name: {name}\r\n"));
     if !mount.description.is_empty() {
         out.push_str(&format!("icy-description: {}\r\n", mount.description));
@@ -116,6 +130,9 @@ pub(super) async fn run(
     out.push_str("Connection: close\r\n\r\n");
     if !write(&mut socket, Bytes::from(out)).await || head.method == "HEAD" {
         return;
+    }
+    if let Err(e) = socket2::SockRef::from(&socket).set_send_buffer_size(LISTENER_SEND_BUFFER) {
+        tracing::debug!(%peer, "icecast listener: cannot size the send buffer: {e}");
     }
     let mut icy = icy.then(|| IcyWriter::new(ICY_METAINT));
     let mut pieces = Vec::new();
@@ -132,8 +149,10 @@ pub(super) async fn run(
         }
         loop {
             let chunk = tokio::select! {
+                biased;
                 _ = shutdown.cancelled() => break 'listen "server shutting down",
                 r = rx.recv() => r,
+                _ = mount.ended().cancelled() => Err(RecvError::Closed),
             };
             match chunk {
                 Ok(c) => {
@@ -177,7 +196,9 @@ async fn next_mount(ic: &Icecast, old: &Arc<Mount>) -> Option<Arc<Mount>> {
         if left.is_zero() {
             return None;
         }
-        ic.mounts.changed(left.min(std::time::Duration::from_millis(500))).await;
+        ic.mounts
+            .changed(left.min(std::time::Duration::from_millis(500)))
+            .await;
     }
 }
 
@@ -256,7 +277,10 @@ mod tests {
         assert_eq!(b.len(), 1 + usize::from(b[0]) * 16);
         assert!(b.len() <= 1 + MAX_ICY_BLOCK);
         let text = std::str::from_utf8(&b[1..]).unwrap().trim_end_matches('\0');
-        assert!(text.starts_with("StreamTitle='é") && text.ends_with("';"), "{text}");
+        assert!(
+            text.starts_with("StreamTitle='é") && text.ends_with("';"),
+            "{text}"
+        );
         assert_eq!(&icy_block("")[..], b"\x01StreamTitle='';\0");
     }
 }

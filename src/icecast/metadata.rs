@@ -25,13 +25,25 @@ pub(super) async fn handle(ic: &Icecast, socket: &mut TcpStream, peer: SocketAdd
     let q = head.query();
     if query_value(q, "mode").as_deref() != Some("updinfo") {
         tracing::warn!(%peer, "icecast metadata refused: mode is not updinfo");
-        respond(socket, "400 Bad Request", &[XML], &answer(false, "Only mode=updinfo is supported")).await;
+        respond(
+            socket,
+            "400 Bad Request",
+            &[XML],
+            &answer(false, "Only mode=updinfo is supported"),
+        )
+        .await;
         return;
     }
     let mount = query_value(q, "mount").unwrap_or_default();
     let Some(channel) = mount_channel(&mount) else {
         tracing::warn!(%peer, mount = %clip(&mount), "icecast metadata refused: not a channel's mount");
-        respond(socket, "400 Bad Request", &[XML], &answer(false, "No such mount")).await;
+        respond(
+            socket,
+            "400 Bad Request",
+            &[XML],
+            &answer(false, "No such mount"),
+        )
+        .await;
         return;
     };
     if let Err(r) = ic.authorize(head, peer.ip(), &channel).await {
@@ -45,7 +57,13 @@ pub(super) async fn handle(ic: &Icecast, socket: &mut TcpStream, peer: SocketAdd
         return;
     }
     let Some(stream) = ic.hub.stream(&channel) else {
-        respond(socket, "400 Bad Request", &[XML], &answer(false, "Source does not exist")).await;
+        respond(
+            socket,
+            "400 Bad Request",
+            &[XML],
+            &answer(false, "Source does not exist"),
+        )
+        .await;
         return;
     };
     let title = clean_text(&query_value(q, "song").unwrap_or_default());
@@ -58,5 +76,11 @@ pub(super) async fn handle(ic: &Icecast, socket: &mut TcpStream, peer: SocketAdd
         serde_json::json!({"type": "now_playing", "title": title}),
     );
     tracing::debug!(%peer, %channel, "now playing updated");
-    respond(socket, "200 OK", &[XML], &answer(true, "Metadata update successful")).await;
+    respond(
+        socket,
+        "200 OK",
+        &[XML],
+        &answer(true, "Metadata update successful"),
+    )
+    .await;
 }

@@ -179,7 +179,12 @@ impl Icecast {
         tracker.wait().await;
     }
 
-    async fn connection(self: Arc<Self>, mut socket: TcpStream, peer: SocketAddr, shutdown: CancellationToken) {
+    async fn connection(
+        self: Arc<Self>,
+        mut socket: TcpStream,
+        peer: SocketAddr,
+        shutdown: CancellationToken,
+    ) {
         let head = tokio::select! {
             _ = shutdown.cancelled() => return,
             r = tokio::time::timeout(HEAD_TIMEOUT, read_head(&mut socket)) => r,
@@ -208,7 +213,13 @@ impl Icecast {
             ("GET" | "HEAD", _) => listener::run(&self, socket, peer, head, shutdown).await,
             (m, _) => {
                 tracing::warn!(%peer, method = %clip(m), "icecast: method not allowed");
-                respond(&mut socket, "405 Method Not Allowed", &[("Allow", "GET, HEAD, PUT, SOURCE")], "").await;
+                respond(
+                    &mut socket,
+                    "405 Method Not Allowed",
+                    &[("Allow", "GET, HEAD, PUT, SOURCE")],
+                    "",
+                )
+                .await;
             }
         }
     }
@@ -241,12 +252,26 @@ async fn refuse(socket: &mut TcpStream, r: &Refusal) {
     match r {
         Refusal::RateLimited(after) => {
             let secs = after.as_secs().max(1).to_string();
-            respond(socket, "429 Too Many Requests", &[("Retry-After", &secs)], "too many attempts; slow down\n").await
+            respond(
+                socket,
+                "429 Too Many Requests",
+                &[("Retry-After", &secs)],
+                "too many attempts; slow down\n",
+            )
+            .await
         }
         Refusal::Unauthorized(why) => {
-            respond(socket, "401 Unauthorized", &[("WWW-Authenticate", "Basic realm=\"onair\"")], &format!("{why}\n")).await
+            respond(
+                socket,
+                "401 Unauthorized",
+                &[("WWW-Authenticate", "Basic realm=\"onair\"")],
+                &format!("{why}\n"),
+            )
+            .await
         }
-        Refusal::Internal => respond(socket, "500 Internal Server Error", &[], "internal error\n").await,
+        Refusal::Internal => {
+            respond(socket, "500 Internal Server Error", &[], "internal error\n").await
+        }
     }
 }
 
@@ -280,7 +305,9 @@ async fn read_head(socket: &mut TcpStream) -> Result<Option<(Head, Vec<u8>)>, Re
                 let rest = buf.get(len..).unwrap_or_default().to_vec();
                 return Ok(Some((head, rest)));
             }
-            None if buf.len() >= MAX_HEAD_BYTES => return Err(ReadHeadError::Head(HeadError::TooLong)),
+            None if buf.len() >= MAX_HEAD_BYTES => {
+                return Err(ReadHeadError::Head(HeadError::TooLong))
+            }
             None => {}
         }
     }
@@ -289,11 +316,18 @@ async fn read_head(socket: &mut TcpStream) -> Result<Option<(Head, Vec<u8>)>, Re
 /// A short answer, then the connection is done with (HTTP/1.0: no
 /// keep-alive on this port).
 async fn respond(socket: &mut TcpStream, status: &str, headers: &[(&str, &str)], body: &str) {
-    let mut out = format!("HTTP/1.0 {status}\r\nServer: onair\r\nContent-Length: {}\r\n", body.len());
+    let mut out = format!(
+        "HTTP/1.0 {status}\r\nServer: onair\r\nContent-Length: {}\r\n",
+        body.len()
+    );
     for (k, v) in headers {
         out.push_str(&format!("{k}: {v}\r\n"));
     }
-    if !body.is_empty() && !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-type")) {
+    if !body.is_empty()
+        && !headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+    {
         out.push_str("Content-Type: text/plain; charset=utf-8\r\n");
     }
     out.push_str("Connection: close\r\n\r\n");

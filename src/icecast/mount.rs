@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{broadcast, watch};
+use tokio_util::sync::CancellationToken;
 
 /// Chunks the ring holds. A chunk is about [`CHUNK_TICKS`] of audio, so a
 /// listener may be some six seconds behind the source before it skips;
@@ -42,9 +43,17 @@ pub struct Mount {
     /// The title listeners' ICY blocks carry (empty: none yet).
     now_playing: watch::Sender<Arc<str>>,
     listeners: AtomicUsize,
+    /// Cancelled when the source leaves or is replaced: listeners hold the
+    /// mount (and so its ring's sender), so they cannot wait for the ring
+    /// to close.
+    ended: CancellationToken,
 }
 
 impl Mount {
+    pub fn ended(&self) -> &CancellationToken {
+        &self.ended
+    }
+
     pub fn subscribe(&self) -> (StreamHeader, broadcast::Receiver<Bytes>) {
         // Subscribing and reading the header under the lock the source
         // changes the header under: a listener gets a new chain's header
@@ -129,27 +138,39 @@ impl Mounts {
             header: Mutex::default(),
             now_playing: watch::channel(Arc::from("")).0,
             listeners: AtomicUsize::new(0),
+            ended: CancellationToken::new(),
         });
-        self.map
+        let old = self
+            .map
             .lock()
             .expect("mounts poisoned")
             .insert(channel.to_string(), mount.clone());
+        if let Some(old) = old {
+            old.ended.cancel();
+        }
         self.changed.notify_waiters();
         mount
     }
 
-    /// Removes `mount` if it is still the channel's (a source that was
-    /// replaced leaves its successor alone). Its ring closes once the
-    /// source drops its last handle.
+    /// Ends `mount`, and removes it if it is still the channel's (a source
+    /// that was replaced leaves its successor alone).
     pub fn close(&self, mount: &Arc<Mount>) {
         let mut map = self.map.lock().expect("mounts poisoned");
-        if map.get(&mount.channel).is_some_and(|m| Arc::ptr_eq(m, mount)) {
+        if map
+            .get(&mount.channel)
+            .is_some_and(|m| Arc::ptr_eq(m, mount))
+        {
             map.remove(&mount.channel);
         }
+        mount.ended.cancel();
     }
 
     pub fn get(&self, channel: &str) -> Option<Arc<Mount>> {
-        self.map.lock().expect("mounts poisoned").get(channel).cloned()
+        self.map
+            .lock()
+            .expect("mounts poisoned")
+            .get(channel)
+            .cloned()
     }
 
     /// Waits until a mount is opened (any channel) or `limit` passes.

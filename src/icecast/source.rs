@@ -39,7 +39,13 @@ pub(super) async fn run(
 ) {
     let Some(channel) = mount_channel(head.path()) else {
         tracing::warn!(%peer, mount = %clip(head.path()), "icecast source refused: not a channel's mount");
-        respond(&mut socket, "404 Not Found", &[], "no such mount: use /CHANNEL\n").await;
+        respond(
+            &mut socket,
+            "404 Not Found",
+            &[],
+            "no such mount: use /CHANNEL\n",
+        )
+        .await;
         return;
     };
     if let Err(r) = ic.authorize(&head, peer.ip(), &channel).await {
@@ -49,7 +55,13 @@ pub(super) async fn run(
     }
     if head.header("transfer-encoding").is_some() {
         tracing::warn!(%peer, %channel, "icecast source refused: a chunked body");
-        respond(&mut socket, "501 Not Implemented", &[], "send the stream as a plain body, not chunked\n").await;
+        respond(
+            &mut socket,
+            "501 Not Implemented",
+            &[],
+            "send the stream as a plain body, not chunked\n",
+        )
+        .await;
         return;
     }
     let format = match head.header("content-type") {
@@ -85,7 +97,10 @@ pub(super) async fn run(
     } else {
         b"HTTP/1.0 200 OK\r\nServer: onair\r\n\r\n"
     };
-    if !matches!(tokio::time::timeout(super::HEAD_TIMEOUT, socket.write_all(answer)).await, Ok(Ok(()))) {
+    if !matches!(
+        tokio::time::timeout(super::HEAD_TIMEOUT, socket.write_all(answer)).await,
+        Ok(Ok(()))
+    ) {
         return;
     }
 
@@ -103,7 +118,14 @@ pub(super) async fn run(
             }
             .into(),
         );
-        for key in ["ice-name", "ice-description", "ice-genre", "ice-url", "ice-public", "ice-audio-info"] {
+        for key in [
+            "ice-name",
+            "ice-description",
+            "ice-genre",
+            "ice-url",
+            "ice-public",
+            "ice-audio-info",
+        ] {
             if let Some(v) = ice(key) {
                 h.metadata.insert(key.into(), v.into());
             }
@@ -141,7 +163,10 @@ async fn apply_titles(ic: &Icecast, channel: &str, name: Option<&str>, descripti
         ..Default::default()
     };
     if let Err(e) = ic.db.update_channel(channel, &patch).await {
-        tracing::warn!(channel, "icecast: could not set the title from ice-name: {e}");
+        tracing::warn!(
+            channel,
+            "icecast: could not set the title from ice-name: {e}"
+        );
     }
 }
 
@@ -209,7 +234,12 @@ impl Ingest {
 
     /// Reads the body until the source leaves, is replaced, stalls, or
     /// sends what cannot be decoded; says which.
-    async fn run(&mut self, socket: &mut TcpStream, first: Vec<u8>, shutdown: &CancellationToken) -> String {
+    async fn run(
+        &mut self,
+        socket: &mut TcpStream,
+        first: Vec<u8>,
+        shutdown: &CancellationToken,
+    ) -> String {
         let started = Instant::now();
         if let Err(e) = self.feed(&first) {
             return e;
@@ -219,9 +249,13 @@ impl Ingest {
         loop {
             // Never run more than MAX_SOURCE_LEAD ahead of real time, in
             // media time or in bytes at the byte-rate cap.
-            let media = Duration::from_micros((self.clock.now().max(0) as u64).saturating_mul(1000) / 90);
-            let by_bytes = Duration::from_secs_f64(self.bytes as f64 / MAX_SOURCE_BYTES_PER_SEC as f64);
-            let ahead = media.max(by_bytes).saturating_sub(started.elapsed() + MAX_SOURCE_LEAD);
+            let media =
+                Duration::from_micros((self.clock.now().max(0) as u64).saturating_mul(1000) / 90);
+            let by_bytes =
+                Duration::from_secs_f64(self.bytes as f64 / MAX_SOURCE_BYTES_PER_SEC as f64);
+            let ahead = media
+                .max(by_bytes)
+                .saturating_sub(started.elapsed() + MAX_SOURCE_LEAD);
             if !ahead.is_zero() {
                 if by_bytes > media {
                     crate::metrics::limit_hit("icecast_source_rate");
@@ -279,7 +313,8 @@ impl Ingest {
         match frame.header {
             HeaderRole::First | HeaderRole::More => {
                 self.flush();
-                self.mount.header_page(frame.raw.clone(), frame.header == HeaderRole::First);
+                self.mount
+                    .header_page(frame.raw.clone(), frame.header == HeaderRole::First);
             }
             HeaderRole::None => {
                 if self.pending.len() + frame.raw.len() > MAX_CHUNK_BYTES {
