@@ -27,6 +27,10 @@ export interface Channel {
   live: boolean;
   started_at: string | null;
   viewers: number;
+  /// While live: whether the stream has video (false: a listening page).
+  video: boolean | null;
+  /// While live: the track on the air, as the source last said.
+  now_playing: string | null;
   next_broadcast: Scheduled | null;
   schedule?: Scheduled[];
 }
