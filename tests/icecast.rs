@@ -713,3 +713,64 @@ async fn slow_and_stuck_listeners_do_not_slow_the_source_or_others() {
     drop(stuck);
     srv.stop().await;
 }
+
+/// The load tool's Icecast clients, small: a source with a WebRTC viewer
+/// (`publish --icecast-source --icecast-webrtc`), and a crowd of plain
+/// listeners (`listen`) beside a source.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_tool_icecast_source_and_listeners() {
+    let srv = TestServer::start().await;
+    let (http, icecast) = (srv.http.to_string(), srv.icecast.to_string());
+    let source = format!("demo:{}", srv.key);
+    let r = onair_loadtest::cli::run([
+        "publish",
+        "--http",
+        &http,
+        "--icecast",
+        &icecast,
+        "--icecast-source",
+        &source,
+        "--icecast-webrtc",
+        "--seconds",
+        "4",
+        "--quiet",
+    ])
+    .await
+    .expect("publish runs");
+    eprintln!("publish: {r}");
+    assert_eq!(r["publisher"]["protocol"], "icecast", "{r}");
+    assert!(r["publisher"]["frames"].as_u64().unwrap() > 140, "{r}");
+    let packets = r["publisher"]["webrtc_audio_packets"][0]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(packets > 50, "the WebRTC viewer heard the stream: {r}");
+    wait_offline(&srv, "demo", Duration::from_secs(15)).await;
+
+    let r = onair_loadtest::cli::run([
+        "listen",
+        "--http",
+        &http,
+        "--icecast",
+        &icecast,
+        "--icecast-source",
+        &source,
+        "--viewers",
+        "5",
+        "--ramp-ms",
+        "10",
+        "--seconds",
+        "3",
+        "--quiet",
+    ])
+    .await
+    .expect("listen runs");
+    eprintln!("listen: {r}");
+    assert_eq!(r["connected"], 5, "{r}");
+    assert_eq!(r["errors"], 0, "{r}");
+    let mbps = r["mbps_per_viewer"].as_f64().unwrap();
+    assert!(
+        (0.11..0.16).contains(&mbps),
+        "each listener gets the 128 kbit/s stream: {mbps}"
+    );
+    srv.stop().await;
+}
