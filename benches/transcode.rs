@@ -34,7 +34,14 @@ fn opus_to_aac(c: &mut Criterion) {
 fn mp3_second() -> Vec<Frame> {
     let out = std::process::Command::new("ffmpeg")
         .args(["-hide_banner", "-loglevel", "error", "-f", "lavfi"])
-        .args(["-i", "sine=frequency=440:sample_rate=44100", "-ac", "2", "-t", "1.1"])
+        .args([
+            "-i",
+            "sine=frequency=440:sample_rate=44100",
+            "-ac",
+            "2",
+            "-t",
+            "1.1",
+        ])
         .args(["-c:a", "libmp3lame", "-b:a", "128k", "-f", "mp3", "pipe:1"])
         .output()
         .expect("ffmpeg is installed");

@@ -59,7 +59,8 @@ export function Watch({ channel, me }: { channel: string; me: Me | null }) {
     const p = new Player(video.current!, { whep: `/whep/${encodeURIComponent(channel)}`, hls: `/hls/${encodeURIComponent(channel)}/index.m3u8` }, setPs);
     const meter = new LevelMeter(setLevel);
     meterRef.current = meter;
-    p.onAudio = (s) => meter.attach(s);
+    // Only the listening page shows a meter; a video page makes no AudioContext.
+    p.onAudio = (s) => meter.attach(p.audioOnly ? s : null);
     player.current = p;
     window.__onairPlayer = p;
     const onEvent = (e: ChatEvent) => {
