@@ -774,3 +774,44 @@ async fn load_tool_icecast_source_and_listeners() {
     );
     srv.stop().await;
 }
+
+/// One address opens as many connections as it may and sends nothing (a
+/// slowloris): the next one from it is refused, a listener from another
+/// address is served, and the idle ones are closed after HEAD_TIMEOUT.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_caps_per_address_and_head_timeout() {
+    use onair::icecast::{HEAD_TIMEOUT, MAX_CONNECTIONS_PER_HOST};
+    let srv = TestServer::start().await;
+    let mut ff = ffmpeg_icecast(srv.icecast, &srv.key, "/demo", "mp3", 30);
+    common::wait_for_live(srv.http, "demo").await;
+    let opened = Instant::now();
+    let mut idle = Vec::new();
+    for _ in 0..MAX_CONNECTIONS_PER_HOST - 1 {
+        // ffmpeg's source holds one of 127.0.0.1's places.
+        idle.push(TcpStream::connect(srv.icecast).await.unwrap());
+    }
+    let mut extra = TcpStream::connect(srv.icecast).await.unwrap();
+    let (_, closed) = read_for(&mut extra, 2.0).await;
+    assert!(closed, "connection {} from one address is refused", MAX_CONNECTIONS_PER_HOST + 1);
+    assert!(
+        metric_or_zero(srv.http, "onair_connections_refused_total{listener=\"icecast\"}").await >= 1.0
+    );
+    // Another address is served meanwhile.
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+    let mut other = sock.connect(srv.icecast).await.unwrap();
+    other
+        .write_all(b"GET /demo HTTP/1.0\r\nIcy-MetaData: 1\r\n\r\n")
+        .await
+        .unwrap();
+    let (body, _) = read_for(&mut other, 2.0).await;
+    assert!(body.starts_with(b"HTTP/1.0 200"), "{}", String::from_utf8_lossy(&body[..body.len().min(200)]));
+    assert!(body.len() > 20_000, "{} bytes in 2 s", body.len());
+    // The silent ones are dropped once their head is overdue.
+    let (_, closed) = read_for(&mut idle[0], (HEAD_TIMEOUT + Duration::from_secs(3)).as_secs_f64()).await;
+    assert!(closed);
+    let waited = opened.elapsed();
+    assert!(waited >= HEAD_TIMEOUT && waited < HEAD_TIMEOUT + Duration::from_secs(4), "{waited:?}");
+    ff.kill().await.ok();
+    srv.stop().await;
+}
