@@ -107,6 +107,8 @@ pub struct ServeArgs {
     pub mail: crate::auth::MailArgs,
     #[command(flatten)]
     pub accounts: crate::auth::AccountArgs,
+    #[command(flatten)]
+    pub icecast: crate::icecast::IcecastArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -185,6 +187,7 @@ struct FileConfig {
     register_per_hour: Option<u32>,
     chat_sockets_per_host: Option<usize>,
     chat_sockets: Option<usize>,
+    icecast: Option<SocketAddr>,
 }
 
 /// Resolved settings.
@@ -216,6 +219,8 @@ pub struct Config {
     pub mail: crate::auth::MailConfig,
     /// Registration rate and chat socket caps.
     pub accounts: crate::auth::AccountLimits,
+    /// Icecast source ingest and plain listeners.
+    pub icecast: SocketAddr,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -335,6 +340,11 @@ impl Config {
                 chat_sockets_per_host: file.chat_sockets_per_host,
                 chat_sockets: file.chat_sockets,
             }),
+            icecast: serve
+                .icecast
+                .icecast
+                .or(file.icecast)
+                .unwrap_or_else(|| parse(crate::icecast::DEFAULT_ICECAST)),
         })
     }
 
@@ -359,6 +369,7 @@ impl Config {
             hls: crate::hls::HlsConfig::default(),
             mail: crate::auth::MailConfig::default(),
             accounts: crate::auth::AccountLimits::default(),
+            icecast: any,
         }
     }
 }

@@ -13,6 +13,8 @@
 //! - [`audio`]: AAC -> Opus, once per stream.
 //! - [`hls`]: LL-HLS segmenter and live playlists, recordings (with crash
 //!   recovery and the free-space floor), thumbnails.
+//! - [`icecast`]: Icecast source ingest (MP3, AAC, Ogg/Opus), plain
+//!   listeners with ICY metadata, now-playing.
 //! - [`http`]: axum routes; no media logic.
 //! - [`db`]: sqlx queries (SQLite by default, Postgres by URL).
 //! - [`config`]: flags, env and TOML.
@@ -32,6 +34,7 @@ pub mod fuzzing;
 pub mod hls;
 pub mod http;
 pub mod hub;
+pub mod icecast;
 pub mod isolate;
 pub mod media;
 pub mod metrics;

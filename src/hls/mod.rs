@@ -241,6 +241,9 @@ async fn follow(hls: Arc<Hls>, stream: Arc<Stream>, token: CancellationToken) {
             thumbs.offer(&unit, recording.as_ref().and_then(|r| r.poster_path()));
         }
         if let Payload::Opus(packet) = &unit.payload {
+            if stream.both_audio_forms() {
+                continue; // its AAC twin is ours
+            }
             // HLS carries AAC: a WHIP publisher's Opus is transcoded here,
             // once per stream, for the live playlist and the recording alike.
             for aac in opus_to_aac.push(&name, packet, unit.pts) {
