@@ -792,9 +792,18 @@ async fn connection_caps_per_address_and_head_timeout() {
     }
     let mut extra = TcpStream::connect(srv.icecast).await.unwrap();
     let (_, closed) = read_for(&mut extra, 2.0).await;
-    assert!(closed, "connection {} from one address is refused", MAX_CONNECTIONS_PER_HOST + 1);
     assert!(
-        metric_or_zero(srv.http, "onair_connections_refused_total{listener=\"icecast\"}").await >= 1.0
+        closed,
+        "connection {} from one address is refused",
+        MAX_CONNECTIONS_PER_HOST + 1
+    );
+    assert!(
+        metric_or_zero(
+            srv.http,
+            "onair_connections_refused_total{listener=\"icecast\"}"
+        )
+        .await
+            >= 1.0
     );
     // Another address is served meanwhile.
     let sock = tokio::net::TcpSocket::new_v4().unwrap();
@@ -805,13 +814,24 @@ async fn connection_caps_per_address_and_head_timeout() {
         .await
         .unwrap();
     let (body, _) = read_for(&mut other, 2.0).await;
-    assert!(body.starts_with(b"HTTP/1.0 200"), "{}", String::from_utf8_lossy(&body[..body.len().min(200)]));
+    assert!(
+        body.starts_with(b"HTTP/1.0 200"),
+        "{}",
+        String::from_utf8_lossy(&body[..body.len().min(200)])
+    );
     assert!(body.len() > 20_000, "{} bytes in 2 s", body.len());
     // The silent ones are dropped once their head is overdue.
-    let (_, closed) = read_for(&mut idle[0], (HEAD_TIMEOUT + Duration::from_secs(3)).as_secs_f64()).await;
+    let (_, closed) = read_for(
+        &mut idle[0],
+        (HEAD_TIMEOUT + Duration::from_secs(3)).as_secs_f64(),
+    )
+    .await;
     assert!(closed);
     let waited = opened.elapsed();
-    assert!(waited >= HEAD_TIMEOUT && waited < HEAD_TIMEOUT + Duration::from_secs(4), "{waited:?}");
+    assert!(
+        waited >= HEAD_TIMEOUT && waited < HEAD_TIMEOUT + Duration::from_secs(4),
+        "{waited:?}"
+    );
     ff.kill().await.ok();
     srv.stop().await;
 }

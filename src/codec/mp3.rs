@@ -131,7 +131,10 @@ mod tests {
 
     /// One table for the parse test and the fuzz seeds: header bytes and
     /// (sample rate, channels, frame length, samples) or `None` for refused.
-    pub const CASES: &[([u8; 4], Option<(u32, u8, usize, u32)>)] = [
+    /// Sample rate, channels, frame length, samples.
+    type Expected = (u32, u8, usize, u32);
+
+    pub const CASES: &[([u8; 4], Option<Expected>)] = [
         // MPEG-1 layer III, 128 kbit/s, 44.1 kHz, stereo, no padding.
         ([0xff, 0xfb, 0x90, 0x00], Some((44_100, 2, 417, 1152))),
         // Same with padding.
