@@ -214,3 +214,106 @@ async fn publish_alone_and_bounds() {
     }
     srv.stop().await;
 }
+
+/// A minute of `soak` at tiny sizes, every attack but TURN in rotation (the
+/// test server has no relay): nothing panics, the victim keeps playing,
+/// descriptors do not grow between attacks, publishers restart, and every
+/// broadcast is finalized when the server stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_short_soak_keeps_the_victim_playing() {
+    let mut srv = TestServer::start().await;
+    let (http, rtmp) = (srv.http.to_string(), srv.rtmp.to_string());
+    let dir = tempfile::tempdir().unwrap();
+    let timeline = dir.path().join("timeline.jsonl");
+    let r = run(&[
+        "soak",
+        "--http",
+        &http,
+        "--rtmp",
+        &rtmp,
+        "--minutes",
+        "1",
+        "--warmup-minutes",
+        "0.25",
+        "--sample-secs",
+        "5",
+        "--attack-secs",
+        "5",
+        "--rest-secs",
+        "1",
+        "--rtmp-publishers",
+        "1",
+        "--whip-publishers",
+        "1",
+        "--publish-secs",
+        "16",
+        "--webrtc-viewers",
+        "2",
+        "--hls-viewers",
+        "1",
+        "--chat-clients",
+        "4",
+        "--chat-rate",
+        "2",
+        "--size",
+        "320x180",
+        "--kbps",
+        "300",
+        "--timeline",
+        timeline.to_str().unwrap(),
+        "--quiet",
+    ])
+    .await;
+    eprintln!("{r:#}");
+    let v = &r["verdict"];
+    assert_eq!(v["zero_panics"], true, "{r:#}");
+    assert_eq!(v["victim_kept_playing"], true, "{r:#}");
+    assert_eq!(v["fds_flat"], true, "{r:#}");
+    assert!(num(&r, "victim_fps") > 15.0, "{r:#}");
+    // The timeline has a line per sample, and the server was under load.
+    let lines: Vec<Value> = std::fs::read_to_string(&timeline)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(lines.len() >= 10, "{} samples", lines.len());
+    assert!(lines.iter().any(|l| l["live_streams"].as_f64() >= Some(3.0)), "{lines:#?}");
+    assert!(lines.iter().any(|l| l["fwd_packets"].as_f64() > Some(0.0)), "{lines:#?}");
+    // Attacks ran and met the server's limits.
+    let attacks = r["attacks"].as_object().unwrap();
+    assert!(attacks.len() >= 6, "{r:#}");
+    for (name, a) in attacks {
+        assert_eq!(a["victim_decode_errors"], 0, "{name}: {r:#}");
+    }
+    assert!(
+        lines.last().unwrap()["limit_hits"].as_f64() > Some(0.0)
+            || lines.last().unwrap()["refused"].as_f64() > Some(0.0),
+        "{lines:#?}"
+    );
+    // Publishers restarted: broadcasts began and ended during the run.
+    let load = &r["load"];
+    assert!(num(load, "broadcasts_ended") >= 3.0, "{r:#}");
+    assert_eq!(load["publish_errors"], 0, "{r:#}");
+    assert!(num(load, "webrtc_with_video") >= 1.0, "{r:#}");
+    assert!(num(load, "hls_with_parts") >= 1.0, "{r:#}");
+    assert!(num(load, "spam_rejected") > 0.0, "{r:#}");
+    // Every broadcast is finalized once the server stops.
+    let run_id = r["run"].as_str().unwrap().to_string();
+    let db = srv.db.clone();
+    let data = std::mem::replace(&mut srv.dir, tempfile::tempdir().unwrap());
+    srv.stop().await;
+    let mut recorded = 0;
+    for ch in ["p0", "p1", "v", "a"] {
+        let ch = format!("s{run_id}{ch}");
+        for b in db.broadcasts(&ch, None, 100).await.unwrap() {
+            assert!(b.ended_at.is_some(), "{ch}: {b:?}");
+            if b.recorded {
+                recorded += 1;
+                let playlist = data.path().join(format!("recordings/{}/index.m3u8", b.id));
+                let text = std::fs::read_to_string(&playlist).unwrap();
+                assert!(text.ends_with("#EXT-X-ENDLIST\n"), "{ch}: {text}");
+            }
+        }
+    }
+    assert!(recorded >= 4, "{recorded} recorded broadcasts");
+}
