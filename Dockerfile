@@ -33,7 +33,7 @@ ENV ONAIR_DATA_DIR=/var/lib/onair
 # HTTP (API, WHIP/WHEP, HLS, web UI), RTMP, WebRTC media (one UDP port),
 # TURN (built-in relay, with --turn: UDP and TCP). Relayed ports:
 # --turn-relay-ports.
-EXPOSE 8080/tcp 1935/tcp 8189/udp 8189/tcp 3478/udp 3478/tcp
+EXPOSE 8080/tcp 1935/tcp 8000/tcp 8189/udp 8189/tcp 3478/udp 3478/tcp
 VOLUME ["/var/lib/onair"]
 ENTRYPOINT ["onair"]
 CMD ["serve"]

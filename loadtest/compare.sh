@@ -50,7 +50,7 @@ trap cleanup EXIT
 # onair: non-default ports.
 key=$("$bin/onair" channel create demo --data-dir "$work/onair")
 "$bin/onair" serve --data-dir "$work/onair" --http 127.0.0.1:27080 --rtmp 127.0.0.1:27935 \
-  --webrtc-udp 127.0.0.1:27189 --offer-rate 0 --register-per-hour 0 --chat-sockets-per-host 100000 2>"$work/onair.log" &
+  --webrtc-udp 127.0.0.1:27189 --icecast 127.0.0.1:0 --offer-rate 0 --register-per-hour 0 --chat-sockets-per-host 100000 2>"$work/onair.log" &
 onair_pid=$!; pids+=($onair_pid)
 
 # nginx-rtmp: one worker, so one PID does (and is charged for) the work.

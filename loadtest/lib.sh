@@ -18,12 +18,14 @@ lt_workdir() {
   trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null; rm -rf "$work"' EXIT
 }
 
-# lt_serve HTTP_PORT RTMP_PORT UDP_PORT: creates channel "demo" ($key) and
-# starts onair on 127.0.0.1 ($pid), its log in $work/server.log.
+# lt_serve HTTP_PORT RTMP_PORT UDP_PORT [ICECAST_PORT]: creates channel
+# "demo" ($key) and starts onair on 127.0.0.1 ($pid), its log in
+# $work/server.log. Without ICECAST_PORT the Icecast port is any free one.
+# Under TASKSET=CPUS the server runs pinned to those CPUs.
 lt_serve() {
   key=$("$bin/onair" channel create demo --data-dir "$work")
-  "$bin/onair" serve --data-dir "$work" --http "127.0.0.1:$1" --rtmp "127.0.0.1:$2" \
-    --webrtc-udp "127.0.0.1:$3" --offer-rate 0 --register-per-hour 0 --chat-sockets-per-host 100000 2>"$work/server.log" &
+  ${TASKSET:+taskset -c "$TASKSET"} "$bin/onair" serve --data-dir "$work" --http "127.0.0.1:$1" --rtmp "127.0.0.1:$2" \
+    --webrtc-udp "127.0.0.1:$3" --icecast "127.0.0.1:${4:-0}" --offer-rate 0 --register-per-hour 0 --chat-sockets-per-host 100000 2>"$work/server.log" &
   pid=$!
   sleep 1
   kill -0 "$pid" || { tail "$work/server.log"; exit 1; }

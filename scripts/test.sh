@@ -14,3 +14,8 @@ if [ -z "${ONAIR_TEST_POSTGRES_URL:-}" ]; then
   export ONAIR_TEST_POSTGRES_URL
 fi
 cargo test --workspace --all-targets --no-fail-fast "$@"
+# Every fuzz target for a few seconds on its committed corpus (fuzz/README.md):
+# a separate build of the dependency tree, unoptimised and without the
+# address sanitizer: it builds in half the time of an optimised one (a panic or
+# a broken bound still fails it); long runs use the full build.
+FUZZ_SANITIZER=${FUZZ_SANITIZER:-none} FUZZ_BUILD=${FUZZ_BUILD:-dev} ./fuzz/run.sh smoke 5

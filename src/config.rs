@@ -96,8 +96,9 @@ pub struct ServeArgs {
         global = true
     )]
     pub trusted_proxies: Vec<crate::net::Cidr>,
-    /// Tests only: lets publishers' marked packets panic the WebRTC engine,
-    /// to prove that fault isolation holds. Never turn it on in production.
+    /// Tests only: lets publishers' marked packets (WHIP) and commands
+    /// (RTMP) panic the server, to prove that fault isolation holds. Never
+    /// turn it on in production.
     #[arg(long, env = "ONAIR_FAULT_INJECTION", hide = true, global = true)]
     pub fault_injection: bool,
     #[command(flatten)]
@@ -106,6 +107,8 @@ pub struct ServeArgs {
     pub mail: crate::auth::MailArgs,
     #[command(flatten)]
     pub accounts: crate::auth::AccountArgs,
+    #[command(flatten)]
+    pub icecast: crate::icecast::IcecastArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -180,9 +183,11 @@ struct FileConfig {
     recording: Option<bool>,
     retention_max_age_hours: Option<u64>,
     retention_max_size_mb: Option<u64>,
+    min_free_disk: Option<crate::hls::disk::MinFreeDisk>,
     register_per_hour: Option<u32>,
     chat_sockets_per_host: Option<usize>,
     chat_sockets: Option<usize>,
+    icecast: Option<SocketAddr>,
 }
 
 /// Resolved settings.
@@ -214,6 +219,8 @@ pub struct Config {
     pub mail: crate::auth::MailConfig,
     /// Registration rate and chat socket caps.
     pub accounts: crate::auth::AccountLimits,
+    /// Icecast source ingest and plain listeners.
+    pub icecast: SocketAddr,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -324,6 +331,7 @@ impl Config {
                     .hls
                     .retention_max_size_mb
                     .or(file.retention_max_size_mb),
+                min_free_disk: serve.hls.min_free_disk.or(file.min_free_disk),
             }
             .resolve(),
             mail: serve.mail.resolve(),
@@ -332,6 +340,11 @@ impl Config {
                 chat_sockets_per_host: file.chat_sockets_per_host,
                 chat_sockets: file.chat_sockets,
             }),
+            icecast: serve
+                .icecast
+                .icecast
+                .or(file.icecast)
+                .unwrap_or_else(|| parse(crate::icecast::DEFAULT_ICECAST)),
         })
     }
 
@@ -356,6 +369,7 @@ impl Config {
             hls: crate::hls::HlsConfig::default(),
             mail: crate::auth::MailConfig::default(),
             accounts: crate::auth::AccountLimits::default(),
+            icecast: any,
         }
     }
 }
@@ -387,7 +401,8 @@ mod tests {
         std::fs::write(
             &path,
             "hls-part-ms = 300\nhls-segment-ms = 4000\nrecording = false\n\
-             retention-max-age-hours = 24\nretention-max-size-mb = 100\n",
+             retention-max-age-hours = 24\nretention-max-size-mb = 100\n\
+             min-free-disk = \"2GiB\"\n",
         )
         .unwrap();
         let config = path.to_str().unwrap();
@@ -401,6 +416,17 @@ mod tests {
             Some(std::time::Duration::from_secs(24 * 3600))
         );
         assert_eq!(c.hls.retention_max_bytes, Some(100 << 20));
+        assert_eq!(
+            c.hls.min_free_disk,
+            Some(crate::hls::disk::MinFreeDisk::Bytes(2 << 30))
+        );
+        let args = Args::parse_from(["onair", "--config", config, "--min-free-disk", "7%"]);
+        let c = Config::resolve(&args.global, &args.serve).unwrap();
+        assert_eq!(
+            c.hls.min_free_disk,
+            Some(crate::hls::disk::MinFreeDisk::Percent(7.0))
+        );
+        assert!(Args::try_parse_from(["onair", "--min-free-disk", "lots"]).is_err());
     }
 
     #[test]

@@ -130,3 +130,16 @@ pub fn chat(text: &str) {
         assert!(t.len() <= text.len());
     }
 }
+
+/// SRTP and SRTCP unprotect under a fixed key, both profiles, with
+/// packets of our own sealed (and bit-flipped) among a stranger's: see
+/// `sfu::srtp::fuzz::unprotect` for the input's layout and the assertions.
+pub fn srtp_unprotect(data: &[u8]) {
+    crate::sfu::srtp::fuzz::unprotect(data);
+}
+
+/// The SRTP index estimate, rollover counter and replay window on a sender
+/// and a receiver: see `sfu::srtp::fuzz::index`.
+pub fn srtp_index(data: &[u8]) {
+    crate::sfu::srtp::fuzz::index(data);
+}

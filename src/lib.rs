@@ -6,11 +6,15 @@
 //! - [`codec`]: pure parsers (H.264, AAC, FLV); no I/O, no tokio.
 //! - [`hub`]: channel -> live `Stream`; publishers write units, readers
 //!   consume them through bounded queues.
-//! - [`rtmp`]: RTMP ingest (rml_rtmp) -> hub.
+//! - [`rtmp`]: RTMP ingest -> hub: a sans-I/O session (our bounded chunk
+//!   reader, rml_rtmp's handshake and commands) driven from a socket.
 //! - [`sfu`]: WebRTC on one UDP socket, driving webrtc-rs's sans-I/O `rtc`
 //!   core; WHEP viewers read from the hub.
 //! - [`audio`]: AAC -> Opus, once per stream.
-//! - [`hls`]: LL-HLS segmenter and live playlists, recordings, thumbnails.
+//! - [`hls`]: LL-HLS segmenter and live playlists, recordings (with crash
+//!   recovery and the free-space floor), thumbnails.
+//! - [`icecast`]: Icecast source ingest (MP3, AAC, Ogg/Opus), plain
+//!   listeners with ICY metadata, now-playing.
 //! - [`http`]: axum routes; no media logic.
 //! - [`db`]: sqlx queries (SQLite by default, Postgres by URL).
 //! - [`config`]: flags, env and TOML.
@@ -30,6 +34,7 @@ pub mod fuzzing;
 pub mod hls;
 pub mod http;
 pub mod hub;
+pub mod icecast;
 pub mod isolate;
 pub mod media;
 pub mod metrics;

@@ -2,7 +2,7 @@
 //! Plain atomics: the hot path pays one relaxed add, nothing more.
 
 use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 static READER_DROPS: AtomicU64 = AtomicU64::new(0);
 static RTP_PACKETS_OUT: AtomicU64 = AtomicU64::new(0);
@@ -21,6 +21,7 @@ static RETRANSMITTED: AtomicU64 = AtomicU64::new(0);
 static PLI_RECEIVED: AtomicU64 = AtomicU64::new(0);
 static QUALITY_DOWN: AtomicU64 = AtomicU64::new(0);
 static QUALITY_UP: AtomicU64 = AtomicU64::new(0);
+static RTMP_BUFFERED: AtomicI64 = AtomicI64::new(0);
 
 /// Counters with one label, for events that are rare enough that a map
 /// behind a mutex costs nothing: panics, refused connections, limits hit.
@@ -223,6 +224,11 @@ pub fn pli_sent() {
     PLI_SENT.fetch_add(1, Ordering::Relaxed);
 }
 
+/// Bytes RTMP connections took in and hold in messages not yet complete.
+pub fn rtmp_buffered(delta: i64) {
+    RTMP_BUFFERED.fetch_add(delta, Ordering::Relaxed);
+}
+
 pub fn rtmp_publish(accepted: bool) {
     if accepted {
         RTMP_PUBLISHES.fetch_add(1, Ordering::Relaxed);
@@ -291,6 +297,11 @@ pub fn render(gauges: &[(String, String, f64)]) -> String {
         "onair_rtmp_rejected_total",
         "Refused RTMP publishes (bad key or app).",
         &RTMP_REJECTED,
+    );
+    let _ = writeln!(
+        out,
+        "# HELP onair_rtmp_buffered_bytes Bytes RTMP connections hold in messages not yet complete.\n# TYPE onair_rtmp_buffered_bytes gauge\nonair_rtmp_buffered_bytes {}",
+        RTMP_BUFFERED.load(Ordering::Relaxed)
     );
     counter(
         &mut out,

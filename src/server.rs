@@ -22,6 +22,8 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 pub struct Listeners {
     pub http: TcpListener,
     pub rtmp: TcpListener,
+    /// Icecast sources and plain listeners.
+    pub icecast: TcpListener,
     pub webrtc: WebrtcSockets,
     /// The built-in TURN relay's UDP socket and TCP listener, with `--turn`.
     pub turn: Option<(tokio::net::UdpSocket, TcpListener)>,
@@ -31,6 +33,7 @@ impl Listeners {
     pub async fn bind(config: &Config) -> std::io::Result<Listeners> {
         let http = TcpListener::bind(config.http).await?;
         let rtmp = TcpListener::bind(config.rtmp).await?;
+        let icecast = TcpListener::bind(config.icecast).await?;
         let webrtc = sfu::bind(config.webrtc_udp, &config.public_ips)?;
         let turn = match config.turn {
             Some(addr) => Some(
@@ -43,6 +46,7 @@ impl Listeners {
         Ok(Listeners {
             http,
             rtmp,
+            icecast,
             webrtc,
             turn,
         })
@@ -54,6 +58,12 @@ impl Listeners {
 
     pub fn rtmp_addr(&self) -> SocketAddr {
         self.rtmp.local_addr().expect("bound socket has an address")
+    }
+
+    pub fn icecast_addr(&self) -> SocketAddr {
+        self.icecast
+            .local_addr()
+            .expect("bound socket has an address")
     }
 }
 
@@ -73,6 +83,7 @@ pub async fn run(
     tracing::info!(
         http = %listeners.http_addr(),
         rtmp = %listeners.rtmp_addr(),
+        icecast = %listeners.icecast_addr(),
         webrtc = ?listeners.webrtc.candidates,
         data_dir = %config.data_dir.display(),
         "onair listening"
@@ -101,6 +112,7 @@ pub async fn run(
         hub.clone(),
         Arc::new(db.clone()),
         token.clone(),
+        config.fault_injection,
     ));
 
     let hls = crate::hls::Hls::start(
@@ -112,15 +124,26 @@ pub async fn run(
         &tracker,
     )
     .await;
+    // Plain listeners count as viewers in the chat's events.
+    let mounts = Arc::new(crate::icecast::mount::Mounts::default());
     let rooms = crate::chat::Rooms::new(
         db.clone(),
         Arc::new(http::HubLive {
             hub: hub.clone(),
             sfu: sfu.clone(),
             hls: hls.clone(),
+            icecast: mounts.clone(),
         }),
     );
     tracker.spawn(rooms.clone().run_events(token.clone()));
+    let icecast = crate::icecast::Icecast::new(
+        hub.clone(),
+        db.clone(),
+        rooms.clone(),
+        mounts,
+        listeners.icecast.local_addr()?.port(),
+    );
+    tracker.spawn(icecast.clone().serve(listeners.icecast, token.clone()));
     tracker.spawn(rooms.clone().run_writer(token.clone()));
     let app = http::router(AppState {
         db: db.clone(),
@@ -137,6 +160,7 @@ pub async fn run(
         rtmp_port,
         proxies: Arc::new(config.trusted_proxies.clone()),
         engines: engines.clone(),
+        icecast,
     });
     let http_task = tokio::spawn(http::listen::serve(
         listeners.http,

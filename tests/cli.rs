@@ -79,6 +79,8 @@ fn serve_reads_flags_env_and_toml_and_stops_on_sigterm() {
             "serve",
             "--http",
             "127.0.0.1:0",
+            "--icecast",
+            "127.0.0.1:0",
             "--config",
             toml.to_str().unwrap(),
         ])

@@ -63,6 +63,7 @@ impl Server {
             hub.clone(),
             Arc::new(TestChannels),
             shutdown.clone(),
+            false,
         ));
         Server {
             addr,
@@ -451,7 +452,7 @@ async fn truncated_handshake_times_out() {
     })
     .await
     .expect("half-open client not dropped");
-    assert!(start.elapsed() >= onair::rtmp::HANDSHAKE_TIMEOUT - Duration::from_secs(1));
+    assert!(start.elapsed() >= onair::rtmp::PUBLISH_DEADLINE - Duration::from_secs(1));
     server.stop().await;
 }
 
@@ -552,4 +553,128 @@ async fn shutdown_closes_publishers() {
         matches!(n, Ok(0) | Err(_)),
         "socket still open after shutdown"
     );
+}
+
+/// A proxy in front of the server that keeps every byte the client sent.
+async fn capture(server: SocketAddr) -> (SocketAddr, tokio::task::JoinHandle<Vec<u8>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        let (mut client, _) = listener.accept().await.unwrap();
+        let mut upstream = TcpStream::connect(server).await.unwrap();
+        let (mut cr, mut cw) = client.split();
+        let (mut ur, mut uw) = upstream.split();
+        let mut sent = Vec::new();
+        let up = async {
+            let mut buf = vec![0u8; 65536];
+            loop {
+                let n = cr.read(&mut buf).await.unwrap_or(0);
+                if n == 0 || uw.write_all(&buf[..n]).await.is_err() {
+                    let _ = uw.shutdown().await;
+                    return;
+                }
+                sent.extend_from_slice(&buf[..n]);
+            }
+        };
+        let down = tokio::io::copy(&mut ur, &mut cw);
+        let _ = tokio::join!(up, down);
+        sent
+    });
+    (addr, task)
+}
+
+/// ffmpeg publishes through the capturing proxy for a second; then what it
+/// sent, replayed into a fresh sans-I/O session (the server's random
+/// handshake does not matter: RTMP does not check C2), publishes the same
+/// media. With `ONAIR_WRITE_FUZZ_SEEDS=DIR` the captures are written there
+/// as seeds for the `rtmp` fuzz target (fuzz/corpus/rtmp).
+#[tokio::test]
+async fn ffmpeg_traffic_replays_through_the_session() {
+    let server = Server::start().await;
+    let seeds = std::env::var_os("ONAIR_WRITE_FUZZ_SEEDS").map(std::path::PathBuf::from);
+    let video_in = ["-f", "lavfi", "-i", "testsrc2=size=160x90:rate=30"];
+    let audio_in = ["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"];
+    let h264 = ["-c:v", "libx264", "-g", "15", "-pix_fmt", "yuv420p"];
+    let fast = ["-preset", "ultrafast", "-tune", "zerolatency"];
+    let bframes = ["-preset", "veryfast", "-bf", "2"];
+    let aac = ["-c:a", "aac", "-b:a", "64k"];
+    let variants: [(&str, Vec<&str>, bool, bool); 3] = [
+        (
+            "h264_aac",
+            [&video_in[..], &audio_in, &h264, &fast, &aac].concat(),
+            true,
+            true,
+        ),
+        (
+            "bframes",
+            [&video_in[..], &h264, &bframes].concat(),
+            true,
+            false,
+        ),
+        ("audio_only", [&audio_in[..], &aac].concat(), false, true),
+    ];
+    for (name, args, has_video, has_audio) in variants {
+        let (proxy, sent) = capture(server.addr).await;
+        let status = tokio::process::Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error"])
+            .args(&args)
+            .args(["-t", "1", "-f", "flv"])
+            .arg(format!("rtmp://{proxy}/live/{GOOD_KEY}"))
+            .stdin(std::process::Stdio::null())
+            .status()
+            .await
+            .expect("ffmpeg runs");
+        assert!(status.success(), "{name}: ffmpeg published");
+        let sent = timeout(Duration::from_secs(10), sent)
+            .await
+            .unwrap()
+            .unwrap();
+
+        let hub = Hub::new();
+        let peer = "127.0.0.1:1".parse().unwrap();
+        let mut session = onair::rtmp::Session::new(peer, hub.clone(), std::time::Instant::now());
+        // ffmpeg ends with deleteStream, which ends the publish: the
+        // session closes at the last read, not before.
+        let pieces: Vec<&[u8]> = sent.chunks(4096).collect();
+        for (i, piece) in pieces.iter().enumerate() {
+            let mut step = session.input(piece).unwrap();
+            while let onair::rtmp::Step::Authorize { key } = step {
+                assert_eq!(key, GOOD_KEY);
+                step = session.authorize(Ok(CHANNEL.into())).unwrap();
+            }
+            if step == onair::rtmp::Step::Close {
+                assert_eq!(i, pieces.len() - 1, "{name}: closed early");
+            }
+        }
+        let h = session.stream().expect("the replay published").health();
+        println!(
+            "{name}: {} bytes replayed: {} video, {} audio units",
+            sent.len(),
+            h.video_units,
+            h.audio_units
+        );
+        assert_eq!(h.video_units >= 25, has_video, "{name}: {h:?}");
+        assert_eq!(h.audio_units >= 40, has_audio, "{name}: {h:?}");
+        assert_eq!(
+            session.in_flight(),
+            0,
+            "{name}: every byte became a message"
+        );
+
+        if let Some(dir) = &seeds {
+            // The fuzz target's first byte: bit 0 set when the input has
+            // its own handshake; bits 1-3 = 5 for 4 KiB reads.
+            const HANDSHAKE: usize = 1 + 2 * 1536;
+            const MAX_SEED: usize = 60_000;
+            let end = sent.len().min(HANDSHAKE + MAX_SEED);
+            std::fs::create_dir_all(dir).unwrap();
+            let after = [&[0x0a][..], &sent[HANDSHAKE..end]].concat();
+            std::fs::write(dir.join(format!("ffmpeg_{name}")), after).unwrap();
+            if name == "h264_aac" {
+                let whole = [&[0x0b][..], &sent[..end]].concat();
+                std::fs::write(dir.join("ffmpeg_with_handshake"), whole).unwrap();
+            }
+        }
+    }
+    server.stop().await;
 }

@@ -55,6 +55,19 @@ pub enum Scenario {
         #[command(flatten)]
         source: SourceArgs,
     },
+    /// N plain Icecast listeners (radio apps, VLC): one long GET each on
+    /// `--icecast`, from 127.0.0.2 on (200 per address).
+    Listen {
+        #[command(flatten)]
+        run: RunArgs,
+        #[command(flatten)]
+        crowd: CrowdArgs,
+        /// Mount path (default /CHANNEL).
+        #[arg(long)]
+        path: Option<String>,
+        #[command(flatten)]
+        source: SourceArgs,
+    },
     /// N WebSocket chat clients; enough signed-in writers for R messages/s.
     Chat {
         #[command(flatten)]
@@ -131,12 +144,29 @@ pub struct SourceArgs {
     pub kbps: u32,
     #[arg(long, default_value_t = 30)]
     pub fps: u32,
+    /// Publish an MP3 tone (ffmpeg makes it once) with the Icecast source
+    /// protocol to `--icecast`, as CHANNEL:KEY; repeat for several streams.
+    #[arg(long, allow_hyphen_values = true)]
+    pub icecast_source: Vec<String>,
+    /// The server's Icecast port, for Icecast sources and listeners
+    /// (default 127.0.0.1:8000).
+    #[arg(long)]
+    pub icecast: Option<SocketAddr>,
+    /// MP3 bitrate of the Icecast sources.
+    #[arg(long, default_value_t = 128)]
+    pub icecast_kbps: u32,
+    /// One WebRTC viewer per Icecast source, so the server makes its Opus
+    /// form too (decode + two encodes per stream).
+    #[arg(long)]
+    pub icecast_webrtc: bool,
 }
 
 /// Hard caps so a typo cannot turn a load run into a flood.
 pub const MAX_CLIENTS: usize = 5000;
 pub const MAX_SECONDS: u64 = 600;
 pub const MAX_CHAT_RATE: f64 = 500.0;
+/// Icecast sources one run may start (each sends about 16 KB/s).
+pub const MAX_SOURCES: usize = 100;
 
 impl RunArgs {
     pub fn check(&self, clients: usize) -> anyhow::Result<()> {
@@ -161,8 +191,13 @@ impl RunArgs {
 }
 
 impl SourceArgs {
+    pub fn icecast_addr(&self) -> SocketAddr {
+        self.icecast
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8000)))
+    }
+
     pub fn is_set(&self) -> bool {
-        self.rtmp.is_some() || self.whip_key.is_some()
+        self.rtmp.is_some() || self.whip_key.is_some() || !self.icecast_source.is_empty()
     }
 
     pub fn dimensions(&self) -> anyhow::Result<(usize, usize)> {
@@ -182,6 +217,9 @@ impl SourceArgs {
         if let Some(url) = &self.rtmp {
             let (addr, _, _) = crate::rtmp::parse_url(url)?;
             anyhow::ensure!(addr.ip().is_loopback(), "load goes to loopback only");
+        }
+        if !self.icecast_source.is_empty() {
+            return self.start_icecast(http, dur).await;
         }
         let (width, height) = self.dimensions()?;
         let o = crate::pattern::PatternOptions {
@@ -236,6 +274,93 @@ impl SourceArgs {
     }
 }
 
+impl SourceArgs {
+    /// Every `--icecast-source` at once, each with a WebRTC viewer when
+    /// `--icecast-webrtc`.
+    async fn start_icecast(
+        &self,
+        http: SocketAddr,
+        dur: Duration,
+    ) -> anyhow::Result<tokio::task::JoinHandle<anyhow::Result<serde_json::Value>>> {
+        anyhow::ensure!(
+            self.icecast_addr().ip().is_loopback(),
+            "load goes to loopback only"
+        );
+        anyhow::ensure!(
+            self.icecast_source.len() <= MAX_SOURCES,
+            "at most {MAX_SOURCES} Icecast sources"
+        );
+        let mut sources = Vec::new();
+        for s in &self.icecast_source {
+            let (channel, key) = s
+                .split_once(':')
+                .ok_or_else(|| anyhow::anyhow!("--icecast-source is CHANNEL:KEY"))?;
+            sources.push((channel.to_string(), key.to_string()));
+        }
+        let frames = std::sync::Arc::new(crate::icecast::mp3_clip(self.icecast_kbps, 10).await?);
+        let (addr, webrtc) = (self.icecast_addr(), self.icecast_webrtc);
+        let streams = sources.len();
+        Ok(tokio::spawn(async move {
+            let mut tasks = Vec::new();
+            for (channel, key) in sources {
+                let frames = frames.clone();
+                tasks.push(tokio::spawn(async move {
+                    let viewer = webrtc.then(|| {
+                        let ch = channel.clone();
+                        tokio::spawn(async move {
+                            // Joins once the source is live, leaves with it.
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                            let opts = crate::whep::ViewerOptions {
+                                record: false,
+                                ..Default::default()
+                            };
+                            crate::whep::watch(
+                                http,
+                                &ch,
+                                dur.saturating_sub(Duration::from_secs(2)),
+                                opts,
+                            )
+                            .await
+                        })
+                    });
+                    let stats = crate::icecast::source(addr, &channel, &key, &frames, dur).await;
+                    let audio = match viewer {
+                        Some(v) => v
+                            .await
+                            .ok()
+                            .and_then(Result::ok)
+                            .map(|r| r.counters.audio_packets),
+                        None => None,
+                    };
+                    (stats, audio)
+                }));
+            }
+            let secs = dur.as_secs_f64().max(1e-3);
+            let (mut frames_sent, mut bytes, mut errors, mut audio) =
+                (0, 0, Vec::new(), Vec::new());
+            for t in tasks {
+                let (stats, packets) = t.await?;
+                match stats {
+                    Ok(s) => {
+                        frames_sent += s.frames;
+                        bytes += s.bytes;
+                    }
+                    Err(e) => errors.push(e.to_string()),
+                }
+                audio.extend(packets);
+            }
+            anyhow::ensure!(errors.is_empty(), "Icecast source failed: {}", errors[0]);
+            Ok(serde_json::json!({
+                "protocol": "icecast",
+                "streams": streams,
+                "frames": frames_sent,
+                "mbps": bytes as f64 * 8.0 / secs / 1e6,
+                "webrtc_audio_packets": audio,
+            }))
+        }))
+    }
+}
+
 /// Parses `args` (without the program name), runs the scenario, prints the
 /// table unless `--quiet`, writes `--json`, and returns the report.
 pub async fn run<I, T>(args: I) -> anyhow::Result<serde_json::Value>
@@ -277,6 +402,15 @@ where
             source,
         } => (
             crate::scenario::flv(&run, &crowd, &path, &source).await?,
+            run,
+        ),
+        Scenario::Listen {
+            run,
+            crowd,
+            path,
+            source,
+        } => (
+            crate::scenario::listen(&run, &crowd, &path, &source).await?,
             run,
         ),
         Scenario::Chat { run, clients, rate } => {

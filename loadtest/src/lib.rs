@@ -1,6 +1,6 @@
 //! onair's load generator as a library: the clients the `onair-loadtest`
-//! binary runs by the hundred (WHEP and LL-HLS viewers, chat clients, RTMP
-//! and WHIP publishers), which the tests also use singly, and the
+//! binary runs by the hundred (WHEP and LL-HLS viewers, chat clients, plain
+//! Icecast listeners; RTMP, WHIP and Icecast publishers), which the tests also use singly, and the
 //! scenarios behind each subcommand ([`cli::run`]).
 
 pub mod chat;
@@ -9,6 +9,7 @@ pub mod decode;
 pub mod flv;
 pub mod hls;
 pub mod http;
+pub mod icecast;
 pub mod pattern;
 pub mod report;
 pub mod rtmp;

@@ -149,6 +149,20 @@ pub async fn publish(
     fps: u32,
     dur: Duration,
 ) -> anyhow::Result<PublishStats> {
+    let fps_ = u64::from(fps.max(1));
+    publish_timed(url, frames, fps, dur, |i| (i * 1000 / fps_) as u32).await
+}
+
+/// Like [`publish`], with the RTMP timestamp of frame `i` (milliseconds)
+/// from `timestamp`: for publishers whose clock stalls, repeats or jumps.
+/// Frames are still sent at `fps` in real time.
+pub async fn publish_timed(
+    url: &str,
+    frames: &[Frame],
+    fps: u32,
+    dur: Duration,
+    timestamp: impl Fn(u64) -> u32,
+) -> anyhow::Result<PublishStats> {
     anyhow::ensure!(!frames.is_empty(), "no frames to publish");
     let (addr, app, key) = parse_url(url)?;
     let started = Instant::now();
@@ -240,7 +254,7 @@ pub async fn publish(
         }
         let f = &frames[(i as usize) % frames.len()];
         let body = avcc_stamped(&f.annexb, stamp::now_us());
-        let ts = RtmpTimestamp::new((i * 1000 / u64::from(fps.max(1))) as u32);
+        let ts = RtmpTimestamp::new(timestamp(i));
         let r = c
             .session
             .publish_video_data(video_tag(f.key, 1, &body), ts, false)

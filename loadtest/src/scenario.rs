@@ -364,6 +364,44 @@ pub async fn flv(
     Ok(tally.report(fields, connected, seen))
 }
 
+pub async fn listen(
+    run: &RunArgs,
+    viewers: &CrowdArgs,
+    path: &Option<String>,
+    source: &SourceArgs,
+) -> anyhow::Result<serde_json::Value> {
+    let icecast = source.icecast_addr();
+    anyhow::ensure!(icecast.ip().is_loopback(), "load goes to loopback only");
+    let path = path.clone().unwrap_or_else(|| format!("/{}", run.channel));
+    let seen = crowd(
+        run,
+        viewers,
+        source,
+        "Icecast listeners joining",
+        |i, dur, from| {
+            let (addr, path) = (icecast, path.clone());
+            async move { crate::icecast::listen(addr, &path, i, dur, Some(from)).await }
+        },
+    )
+    .await?;
+    let (mut tally, mut errors, mut stalls) = (Tally::default(), Vec::new(), 0);
+    for (dur, r) in &seen.viewers {
+        tally.viewer(*dur, r.first_byte_after, r.bytes, &[], r.longest_gap_ms);
+        stalls += r.stalls;
+        errors.extend(r.error.clone());
+    }
+    let fields = json!({
+        "scenario": "listen",
+        "viewers": viewers.viewers,
+        "errors": errors.len(),
+        "first_error": errors.first(),
+        "stalls": stalls,
+        "longest_gap_ms": tally.longest_gap_ms,
+    });
+    let connected = tally.firsts.len();
+    Ok(tally.report(fields, connected, seen))
+}
+
 pub async fn chat(run: &RunArgs, clients: usize, rate: f64) -> anyhow::Result<serde_json::Value> {
     run.check(clients)?;
     anyhow::ensure!(
@@ -445,7 +483,10 @@ pub async fn chat(run: &RunArgs, clients: usize, rate: f64) -> anyhow::Result<se
 
 pub async fn publish(run: &RunArgs, source: &SourceArgs) -> anyhow::Result<serde_json::Value> {
     run.check(1)?;
-    anyhow::ensure!(source.is_set(), "give --rtmp URL or --whip-key KEY");
+    anyhow::ensure!(
+        source.is_set(),
+        "give --rtmp URL, --whip-key KEY or --icecast-source CHANNEL:KEY"
+    );
     let mut server = ServerWindow::baseline(run.probe()).await;
     let dur = Duration::from_secs(run.seconds);
     let task = source.start(run.http, dur).await?;

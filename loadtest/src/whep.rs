@@ -450,7 +450,7 @@ pub async fn watch(
 /// A peer connection with H.264 (`profile_level_id`) and Opus at the
 /// payload types the server uses, and RTCP delivered to the caller: the
 /// same for viewers and publishers, so both negotiate alike.
-pub(crate) fn peer_connection(
+pub fn peer_connection(
     profile_level_id: &str,
     settings: SettingEngine,
 ) -> anyhow::Result<RTCPeerConnection> {
@@ -544,7 +544,7 @@ pub(crate) async fn hang_up(
 /// Creates the offer, sets it, and adds our one host candidate (the
 /// socket's address) so the offer carries it: the server is ICE-lite and
 /// needs the client's checks to learn the path.
-pub(crate) fn offer_with_host_candidate(
+pub fn offer_with_host_candidate(
     pc: &mut rtc::peer_connection::RTCPeerConnection,
     local: SocketAddr,
 ) -> anyhow::Result<String> {

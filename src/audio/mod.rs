@@ -1,5 +1,6 @@
 //! Audio transcoders for egress that needs a different codec than the
-//! publisher sent: AAC (RTMP) to Opus (WebRTC), Opus (WHIP) to AAC (HLS). One transcoder per stream,
+//! publisher sent: AAC (RTMP) to Opus (WebRTC), Opus (WHIP) to AAC (HLS),
+//! and MP3 (Icecast) to both, decoded once. One transcoder per stream,
 //! created on demand by the egress, so its cost is paid once however many
 //! viewers watch.
 //!
@@ -8,10 +9,13 @@
 
 mod aac_to_opus;
 mod asc;
+pub mod encode;
+mod mp3;
 mod opus_to_aac;
 pub mod resample;
 
 pub use aac_to_opus::{AacToOpus, OpusFrame, OPUS_FRAME_SAMPLES, OPUS_SAMPLE_RATE, RESYNC_TICKS};
+pub use mp3::Mp3Transcoder;
 pub use opus_to_aac::OpusToAac;
 
 /// Why a transcoder could not be built, or could not handle one frame.

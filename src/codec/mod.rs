@@ -1,5 +1,6 @@
 //! Pure codec parsers: H.264 (AVCC, Annex B, SPS), AAC (AudioSpecificConfig,
-//! ADTS) and the FLV tag bodies RTMP carries. Sync, no I/O, no tokio: bytes
+//! ADTS), MP3 frame headers, Ogg pages with Opus, and the FLV tag bodies
+//! RTMP carries. Sync, no I/O, no tokio: bytes
 //! in, values out, so every function here is easy to test and to fuzz.
 //!
 //! Every parser takes untrusted input: it returns [`CodecError`] on anything
@@ -9,6 +10,8 @@ pub mod aac;
 mod bits;
 pub mod flv;
 pub mod h264;
+pub mod mp3;
+pub mod ogg;
 pub mod rtp;
 
 /// Why some bytes could not be parsed. One enum for the three parsers, since

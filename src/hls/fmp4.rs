@@ -403,7 +403,7 @@ pub fn scan_fragments(data: &[u8], track_id: u32) -> FragmentScan {
     while pos + 8 <= data.len() {
         let size = u32::from_be_bytes(data[pos..pos + 4].try_into().expect("4 bytes")) as usize;
         let kind = &data[pos + 4..pos + 8];
-        if size < 8 || pos + size > data.len() {
+        if size < 8 || size > data.len() - pos {
             break;
         }
         match kind {
@@ -412,7 +412,7 @@ pub fn scan_fragments(data: &[u8], track_id: u32) -> FragmentScan {
                 in_moof = true;
             }
             b"mdat" if in_moof => {
-                scan.duration += pending;
+                scan.duration = scan.duration.saturating_add(pending);
                 scan.fragments += 1;
                 scan.complete_len = pos + size;
                 in_moof = false;
@@ -431,7 +431,7 @@ fn children(data: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
             return None;
         }
         let size = u32::from_be_bytes(data[pos..pos + 4].try_into().ok()?) as usize;
-        if size < 8 || pos + size > data.len() {
+        if size < 8 || size > data.len() - pos {
             return None;
         }
         let item = (&data[pos + 4..pos + 8], &data[pos + 8..pos + size]);
@@ -473,15 +473,18 @@ fn moof_duration(moof: &[u8], track_id: u32) -> u64 {
                     if flags & 0x100 == 0 || per == 0 {
                         continue;
                     }
-                    for i in 0..count {
-                        dur += be32(b, at + i * per).unwrap_or(0) as u64;
+                    // The count is read from the file: only the entries
+                    // that are really there are summed.
+                    let present = b.len().saturating_sub(at) / per;
+                    for i in 0..count.min(present) {
+                        dur = dur.saturating_add(be32(b, at + i * per).unwrap_or(0) as u64);
                     }
                 }
                 _ => {}
             }
         }
         if id == Some(track_id) {
-            total += dur;
+            total = total.saturating_add(dur);
         }
     }
     total

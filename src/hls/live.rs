@@ -4,9 +4,11 @@
 //! continues the numbering after a discontinuity).
 
 use super::segmenter::{Event, Init, Part, SegmenterConfig};
+use crate::net::{ConnGate, ConnLimits, ConnPermit, Refused};
 use bytes::{Bytes, BytesMut};
 use std::collections::{HashMap, VecDeque};
 use std::fmt::Write as _;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::watch;
@@ -17,6 +19,22 @@ const WINDOW_SEGMENTS: usize = 6;
 /// Segments kept servable after they leave the playlist, for players that
 /// loaded an older copy of it.
 const GRACE_SEGMENTS: usize = 3;
+/// Requests held waiting on one channel's playlist at once: blocking
+/// reloads, preload-hinted parts, segments asked for a little early. Each
+/// costs a task, a connection and a wake-up on every part (5 a second),
+/// so 4096 of them is ~20 000 wake-ups a second; an audience larger than
+/// that on one channel belongs behind a CDN, which collapses them.
+pub const MAX_BLOCKED_PER_PLAYLIST: usize = 4096;
+/// Of those, what one client (an IPv4 address or an IPv6 /64) may hold. A
+/// player holds one reload and one part at a time: 16 leaves room for 8
+/// players behind one NAT, and keeps one client from taking the slots of
+/// everyone else. Past it the request is answered 503 at once
+/// (RFC 8216bis 6.2.5.2 lets a server answer a blocking request it cannot
+/// hold with 503) with Retry-After: [`BLOCKED_RETRY_AFTER_SECS`].
+pub const MAX_BLOCKED_PER_HOST: usize = 16;
+/// What a refused blocking request is told to wait: about 5 parts.
+pub const BLOCKED_RETRY_AFTER_SECS: u64 = 1;
+
 /// Segments (counting the open one) whose parts are listed. 3 x 2 s stays
 /// within the "last three target durations" RFC 8216bis 4.4.4.9 asks for.
 const SEGMENTS_WITH_PARTS: usize = 3;
@@ -56,12 +74,16 @@ pub struct Want {
     pub part: Option<u32>,
 }
 
+#[derive(Debug, PartialEq, Eq)]
 pub enum Reject {
     /// `_HLS_msn` more than two segments ahead: 400 per the spec.
     TooFarAhead,
     /// Not there within the time limit.
     Timeout,
     Gone,
+    /// Too many requests already wait on this playlist, in all or from
+    /// this client (see [`MAX_BLOCKED_PER_HOST`]).
+    Busy,
 }
 
 pub struct LiveChannel {
@@ -69,6 +91,8 @@ pub struct LiveChannel {
     cfg: SegmenterConfig,
     state: Mutex<State>,
     version: watch::Sender<u64>,
+    /// Requests waiting on this playlist.
+    blocked: Arc<ConnGate>,
 }
 
 impl LiveChannel {
@@ -89,7 +113,30 @@ impl LiveChannel {
                 offline_since: None,
             }),
             version: watch::channel(0).0,
+            blocked: ConnGate::new(
+                "hls_blocked",
+                ConnLimits {
+                    total: MAX_BLOCKED_PER_PLAYLIST,
+                    per_host: MAX_BLOCKED_PER_HOST,
+                },
+            ),
         }
+    }
+
+    /// A place among the requests waiting on this playlist, for `client`.
+    fn hold(&self, client: IpAddr) -> Result<ConnPermit, Reject> {
+        self.blocked.admit(client).map_err(|r| {
+            crate::metrics::limit_hit(match r {
+                Refused::Full => "max_blocked_per_playlist",
+                Refused::HostFull => "max_blocked_per_host",
+            });
+            Reject::Busy
+        })
+    }
+
+    /// Requests waiting on this playlist now (in all, from `client`'s host).
+    pub fn blocked(&self, client: IpAddr) -> (usize, usize) {
+        self.blocked.open(client)
     }
 
     pub fn config(&self) -> &SegmenterConfig {
@@ -309,17 +356,26 @@ impl LiveChannel {
         ready.then(|| st.rendered.clone())
     }
 
-    /// Waits (at most `limit`) until there is a playlist to serve.
-    pub async fn wait_ready(&self, limit: Duration) -> Option<Bytes> {
+    /// Waits (at most `limit`) until there is a playlist to serve;
+    /// `Ok(None)` when none came.
+    pub async fn wait_ready(
+        &self,
+        limit: Duration,
+        client: IpAddr,
+    ) -> Result<Option<Bytes>, Reject> {
+        if let Some(p) = self.playlist() {
+            return Ok(Some(p));
+        }
+        let _held = self.hold(client)?;
         let mut rx = self.version.subscribe();
         let deadline = tokio::time::Instant::now() + limit;
         loop {
             if let Some(p) = self.playlist() {
-                return Some(p);
+                return Ok(Some(p));
             }
             match tokio::time::timeout_at(deadline, rx.changed()).await {
                 Ok(Ok(())) => {}
-                _ => return None,
+                _ => return Ok(None),
             }
         }
     }
@@ -349,10 +405,17 @@ impl LiveChannel {
     }
 
     /// Waits until the playlist holds `want` (blocking playlist reload), at
-    /// most `limit`.
-    pub async fn wait_for(&self, want: Want, limit: Duration) -> Result<(), Reject> {
+    /// most `limit`, holding one of `client`'s places (see
+    /// [`MAX_BLOCKED_PER_HOST`]) while it waits.
+    pub async fn wait_for(
+        &self,
+        want: Want,
+        limit: Duration,
+        client: IpAddr,
+    ) -> Result<(), Reject> {
         let mut rx = self.version.subscribe();
         let deadline = tokio::time::Instant::now() + limit;
+        let mut held = None;
         loop {
             {
                 let st = self.lock();
@@ -362,6 +425,9 @@ impl LiveChannel {
                 if !st.live && st.offline_since.is_some() {
                     return Err(Reject::Gone);
                 }
+            }
+            if held.is_none() {
+                held = Some(self.hold(client)?);
             }
             match tokio::time::timeout_at(deadline, rx.changed()).await {
                 Ok(Ok(())) => {}
@@ -488,6 +554,81 @@ mod tests {
             assert_eq!(disc_seq(&text), want, "at msn {msn}:\n{text}");
             let tags = text.matches("#EXT-X-DISCONTINUITY\n").count();
             assert_eq!(tags, usize::from(first < 2 && msn >= 2), "{text}");
+        }
+    }
+
+    #[tokio::test]
+    async fn waiting_requests_are_capped_per_host_and_per_playlist() {
+        let ch = Arc::new(LiveChannel::new(
+            "t".into(),
+            SegmenterConfig::new(200, 2000),
+        ));
+        ch.begin_stream();
+        ch.apply(&seg_events(0, false, 0));
+        let host = |i: usize| -> IpAddr { std::net::Ipv4Addr::from(0x0a00_0000 + i as u32).into() };
+        // msn 2 is not there yet: every request waits.
+        let want = Want { msn: 2, part: None };
+        let mut waiting = Vec::new();
+        for i in 0..MAX_BLOCKED_PER_PLAYLIST {
+            let (ch, h) = (ch.clone(), host(i / MAX_BLOCKED_PER_HOST));
+            waiting.push(tokio::spawn(async move {
+                ch.wait_for(want, Duration::from_secs(60), h).await
+            }));
+        }
+        while ch.blocked(host(0)).0 < MAX_BLOCKED_PER_PLAYLIST {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(
+            ch.blocked(host(0)),
+            (MAX_BLOCKED_PER_PLAYLIST, MAX_BLOCKED_PER_HOST)
+        );
+        let quick = Duration::from_millis(10);
+        // The first host is full; so is the playlist, for a new host too.
+        assert_eq!(ch.wait_for(want, quick, host(0)).await, Err(Reject::Busy));
+        assert_eq!(
+            ch.wait_for(want, quick, host(100_000)).await,
+            Err(Reject::Busy)
+        );
+        assert_eq!(
+            ch.wait_ready(quick, host(0)).await.map(|_| ()),
+            Ok(()),
+            "ready: no wait"
+        );
+        // What is there already needs no place.
+        assert_eq!(
+            ch.wait_for(Want { msn: 0, part: None }, quick, host(0))
+                .await,
+            Ok(())
+        );
+        // The segment comes: every waiter is answered and gives its place back.
+        ch.apply(&seg_events(1, false, 0));
+        ch.apply(&seg_events(2, false, 0));
+        for w in waiting {
+            assert_eq!(w.await.unwrap(), Ok(()));
+        }
+        assert_eq!(ch.blocked(host(0)), (0, 0));
+        // An IPv6 client counts by its /64.
+        let a: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+        let mut held = Vec::new();
+        for i in 0..MAX_BLOCKED_PER_HOST {
+            let ch = ch.clone();
+            let ip = if i % 2 == 0 { a } else { b };
+            held.push(tokio::spawn(async move {
+                ch.wait_for(Want { msn: 4, part: None }, Duration::from_secs(60), ip)
+                    .await
+            }));
+        }
+        while ch.blocked(a).1 < MAX_BLOCKED_PER_HOST {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(
+            ch.wait_for(Want { msn: 4, part: None }, quick, b).await,
+            Err(Reject::Busy)
+        );
+        ch.end_stream();
+        for w in held {
+            assert_eq!(w.await.unwrap(), Err(Reject::Gone));
         }
     }
 

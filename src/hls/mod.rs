@@ -3,14 +3,24 @@
 //! channel's in-memory [`live::LiveChannel`] (served under `/hls/CHANNEL/`)
 //! and, when recording, to a [`recorder::Recording`] on disk.
 //!
+//! Also here: [`request`] (what an HLS URL names), [`recovery`] (a crashed
+//! recording made whole), [`disk`] (the free-space floor) and the deleting
+//! of recordings (retention and floor), and [`script`] (unit sequences as
+//! bytes, for the segmenter's adversarial table and its fuzz target).
+//!
 //! Finding live streams: a supervisor task polls [`Hub::live`] every
 //! [`POLL`]. The hub has no "stream started" event, and a poll of a small map
 //! costs nothing next to one video frame; it keeps the hub untouched and
 //! reconnects (a new stream id on the same channel) come for free.
 
+pub mod disk;
 pub mod fmp4;
 pub mod live;
 pub mod recorder;
+pub mod recovery;
+pub mod request;
+mod retention;
+pub mod script;
 pub mod segmenter;
 pub mod thumbs;
 pub mod viewers;
@@ -57,6 +67,12 @@ pub struct HlsArgs {
     /// many megabytes.
     #[arg(long, env = "ONAIR_RETENTION_MAX_SIZE_MB", global = true)]
     pub retention_max_size_mb: Option<u64>,
+    /// Free space recordings always leave in the data folder: a share
+    /// (`5%`) or a size (`2GiB`). Under it the oldest recordings are
+    /// deleted, then recording pauses. Default: 5 % or 1 GiB, whichever is
+    /// smaller; never under 16 MiB (the database's room).
+    #[arg(long, env = "ONAIR_MIN_FREE_DISK", global = true)]
+    pub min_free_disk: Option<disk::MinFreeDisk>,
 }
 
 impl HlsArgs {
@@ -70,6 +86,7 @@ impl HlsArgs {
                 .retention_max_age_hours
                 .map(|h| Duration::from_secs(h * 3600)),
             retention_max_bytes: self.retention_max_size_mb.map(|m| m << 20),
+            min_free_disk: self.min_free_disk,
         }
     }
 }
@@ -81,6 +98,8 @@ pub struct HlsConfig {
     pub recording: bool,
     pub retention_max_age: Option<Duration>,
     pub retention_max_bytes: Option<u64>,
+    /// `None`: the default floor (see [`disk::floor`]).
+    pub min_free_disk: Option<disk::MinFreeDisk>,
 }
 
 impl Default for HlsConfig {
@@ -92,6 +111,7 @@ impl Default for HlsConfig {
             recording: true,
             retention_max_age: None,
             retention_max_bytes: None,
+            min_free_disk: None,
         }
     }
 }
@@ -126,9 +146,11 @@ impl Hls {
         let recordings = Arc::new(recorder::Recordings::new(
             db,
             data_dir.join("recordings"),
+            data_dir,
             cfg.clone(),
         ));
         recordings.recover().await;
+        recordings.remove_orphans().await;
         let hls = Arc::new(Hls {
             viewers: Default::default(),
             cfg,
@@ -137,7 +159,8 @@ impl Hls {
             recordings: Some(recordings.clone()),
         });
         tracker.spawn(supervise(hls.clone(), hub, token.clone(), tracker.clone()));
-        tracker.spawn(recordings.sweep_forever(token));
+        tracker.spawn(recordings.clone().sweep_forever(token.clone()));
+        tracker.spawn(recordings.watch_disk_forever(token));
         hls
     }
 
@@ -205,6 +228,8 @@ async fn follow(hls: Arc<Hls>, stream: Arc<Stream>, token: CancellationToken) {
     };
     let mut thumbs = hls.thumbs.for_channel(&name, stream.id());
     let mut opus_to_aac = LazyTranscoder::default();
+    let mut warned = Vec::new();
+    let mut paused_shown = false;
     tracing::info!(channel = %name, stream = stream.id(), "HLS: following stream");
     loop {
         let unit = tokio::select! {
@@ -216,16 +241,26 @@ async fn follow(hls: Arc<Hls>, stream: Arc<Stream>, token: CancellationToken) {
             thumbs.offer(&unit, recording.as_ref().and_then(|r| r.poster_path()));
         }
         if let Payload::Opus(packet) = &unit.payload {
+            if stream.both_audio_forms() {
+                continue; // its AAC twin is ours
+            }
             // HLS carries AAC: a WHIP publisher's Opus is transcoded here,
             // once per stream, for the live playlist and the recording alike.
             for aac in opus_to_aac.push(&name, packet, unit.pts) {
                 let events = seg.push(Arc::new(aac));
                 deliver(&channel, recording.as_mut(), &events);
             }
+            report_limits(&name, &mut seg, &mut warned);
             continue;
         }
         let events = seg.push(unit);
         deliver(&channel, recording.as_mut(), &events);
+        report_limits(&name, &mut seg, &mut warned);
+        let paused = recording.as_ref().is_some_and(|r| r.paused());
+        if paused != paused_shown {
+            paused_shown = paused;
+            show_recording_paused(&stream, paused);
+        }
     }
     let events: Vec<Event> = seg.finish();
     deliver(&channel, recording.as_mut(), &events);
@@ -234,6 +269,38 @@ async fn follow(hls: Arc<Hls>, stream: Arc<Stream>, token: CancellationToken) {
         rec.finish().await;
     }
     tracing::info!(channel = %name, stream = stream.id(), "HLS: stream ended");
+}
+
+/// The dashboard's health warning while recording is paused for lack of
+/// disk space.
+pub const RECORDING_PAUSED_WARNING: &str =
+    "Recording paused: the server's disk is almost full (under --min-free-disk). The live stream goes on; recording resumes when there is room.";
+
+fn show_recording_paused(stream: &Stream, paused: bool) {
+    stream.update_health(|h| {
+        h.warnings.retain(|w| w != RECORDING_PAUSED_WARNING);
+        if paused {
+            h.warnings.push(RECORDING_PAUSED_WARNING.to_string());
+        }
+    });
+}
+
+/// Counts what the segmenter's bounds and timestamp rules did in
+/// `onair_limit_hits_total`, and logs each kind once per stream.
+fn report_limits(channel: &str, seg: &mut Segmenter, warned: &mut Vec<segmenter::Limit>) {
+    seg.drain_limit_hits(|limit, n| {
+        for _ in 0..n {
+            crate::metrics::limit_hit(limit.name());
+        }
+        if !warned.contains(&limit) {
+            warned.push(limit);
+            tracing::warn!(
+                channel,
+                limit = limit.name(),
+                "HLS: the publisher's stream hit a segmenter rule (see hls::segmenter); counted in onair_limit_hits_total"
+            );
+        }
+    });
 }
 
 /// An Opus-to-AAC transcoder made at the first Opus packet: RTMP streams,

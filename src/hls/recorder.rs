@@ -14,18 +14,27 @@
 //! part in progress. On the next start, [`Recordings::recover`] cuts each
 //! unfinished segment file after its last complete fragment, appends the
 //! segments the playlist does not list yet and `EXT-X-ENDLIST`, and closes
-//! the DB row. fsync policy: segment files and the playlist are
-//! `fdatasync`ed once per segment (~2 s) on the writer thread, which bounds
-//! what a power cut (not a process crash) can lose; the page cache already
-//! survives a killed process.
+//! the DB row (see [`super::recovery`]).
+//!
+//! fsync policy: segment files and the playlist are `fdatasync`ed once per
+//! segment (~2 s) on the writer thread, which bounds what a power cut (not
+//! a process crash) can lose; the page cache already survives a killed
+//! process. A new file's directory entry is only durable once its
+//! directory is synced, so the folder is fsynced after each file is made
+//! in it (init segments, each segment before the playlist names it, the
+//! playlist itself), and `recordings/` after a broadcast's folder is made.
+//!
+//! Disk space: recordings keep the data folder above `--min-free-disk`
+//! (see [`super::disk`]): the oldest finished ones are deleted, then
+//! recording pauses, segment by segment, until there is room again.
 //!
 //! File I/O runs on one thread per recording, fed through a bounded queue:
 //! a slow or full disk never stalls the live path. A write error (disk
 //! full) stops that recording with an error log, a `recording_stopped`
 //! event in the log and a counter; live viewing goes on.
 
-use super::fmp4::{self, AUDIO_TRACK_ID, VIDEO_TRACK_ID};
-use super::segmenter::Event;
+use super::disk::Disk;
+use super::segmenter::{Event, Init};
 use super::HlsConfig;
 use crate::db::{BroadcastRow, Db};
 use crate::hub::Stream;
@@ -36,43 +45,55 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
-use tokio_util::sync::CancellationToken;
+use std::time::SystemTime;
 
 /// Writer queue depth, in segmenter events: about 20 s of parts, headroom
 /// for a disk that stalls for a while before we give up on the recording.
 const QUEUE: usize = 512;
-/// How often the retention policy runs (also after each broadcast).
-const SWEEP_EVERY: Duration = Duration::from_secs(60);
-
 /// Recordings stopped by a write error since start (disk full...).
 pub static RECORDINGS_FAILED: AtomicU64 = AtomicU64::new(0);
 
-fn unix_ms(t: SystemTime) -> i64 {
+pub(super) fn unix_ms(t: SystemTime) -> i64 {
     t.duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
 }
 
+/// Makes the entries of `dir` (files created, renamed or removed in it)
+/// durable: fsync on the directory itself.
+pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
 pub struct Recordings {
-    db: Db,
-    root: PathBuf,
-    cfg: HlsConfig,
-    sweep_now: tokio::sync::Notify,
+    pub(super) db: Db,
+    pub(super) root: PathBuf,
+    pub(super) cfg: HlsConfig,
+    pub(super) sweep_now: tokio::sync::Notify,
+    pub(super) disk: Arc<Disk>,
 }
 
 impl Recordings {
-    pub fn new(db: Db, root: PathBuf, cfg: HlsConfig) -> Self {
+    /// Recordings under `root`, kept above the free-space floor of the
+    /// filesystem that holds `data_dir`.
+    pub fn new(db: Db, root: PathBuf, data_dir: PathBuf, cfg: HlsConfig) -> Self {
+        let disk = Arc::new(Disk::new(data_dir, cfg.min_free_disk));
         Recordings {
             db,
             root,
             cfg,
             sweep_now: tokio::sync::Notify::new(),
+            disk,
         }
     }
 
     pub fn db(&self) -> &Db {
         &self.db
+    }
+
+    /// The free-space floor and whether it paused recording.
+    pub fn disk(&self) -> &Arc<Disk> {
+        &self.disk
     }
 
     /// The folder of broadcast `id` (which need not exist).
@@ -118,11 +139,16 @@ impl Recordings {
         };
         let dir = self.dir(row.id);
         if on {
-            if let Err(e) = std::fs::create_dir_all(&dir).and_then(|_| {
-                let mut f = File::create(dir.join("index.m3u8"))?;
-                f.write_all(vod_header(self.cfg.segmenter().target_duration).as_bytes())?;
-                f.sync_data()
-            }) {
+            let made = std::fs::create_dir_all(&self.root)
+                .and_then(|_| std::fs::create_dir(&dir))
+                .and_then(|_| {
+                    let mut f = File::create(dir.join("index.m3u8"))?;
+                    f.write_all(vod_header(self.cfg.segmenter().target_duration).as_bytes())?;
+                    f.sync_data()?;
+                    sync_dir(&dir)?;
+                    sync_dir(&self.root)
+                });
+            if let Err(e) = made {
                 tracing::error!(
                     channel,
                     broadcast = row.id,
@@ -143,8 +169,12 @@ impl Recordings {
             dir: dir.clone(),
             on,
             failed: false,
+            disk: self.disk.clone(),
             playlist: None,
             segment: None,
+            skipping: false,
+            gap: false,
+            unwritten_init: None,
             last_map: None,
             first: true,
             duration: 0.0,
@@ -191,7 +221,8 @@ impl Recordings {
         for row in rows {
             let dir = self.dir(row.id);
             let td = self.cfg.segmenter().target_duration;
-            let r = tokio::task::spawn_blocking(move || recover_dir(&dir, td)).await;
+            let r =
+                tokio::task::spawn_blocking(move || super::recovery::recover_dir(&dir, td)).await;
             let (duration, size) = match r {
                 Ok(Ok(v)) => v,
                 Ok(Err(e)) => {
@@ -204,7 +235,7 @@ impl Recordings {
                 }
             };
             let duration_ms = (duration * 1000.0).round() as i64;
-            let ended = row.started_at + duration_ms;
+            let ended = row.started_at.saturating_add(duration_ms);
             match self
                 .db
                 .finish_broadcast(row.id, ended, duration_ms, size as i64)
@@ -218,69 +249,6 @@ impl Recordings {
                 ),
                 Err(e) => tracing::error!(broadcast = row.id, "cannot finalize: {e}"),
             }
-        }
-    }
-
-    /// Applies the retention policy every [`SWEEP_EVERY`] and after every
-    /// broadcast, until shutdown.
-    pub async fn sweep_forever(self: Arc<Self>, token: CancellationToken) {
-        if self.cfg.retention_max_age.is_none() && self.cfg.retention_max_bytes.is_none() {
-            return;
-        }
-        loop {
-            self.sweep().await;
-            tokio::select! {
-                _ = token.cancelled() => return,
-                _ = tokio::time::sleep(SWEEP_EVERY) => {}
-                _ = self.sweep_now.notified() => {}
-            }
-        }
-    }
-
-    /// Deletes finished recordings, oldest first, past the max age or while
-    /// all recordings together exceed the max size. Broadcasts in progress
-    /// count towards the size but are never deleted.
-    pub async fn sweep(&self) {
-        let rows = match self.db.recorded_broadcasts().await {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::warn!("retention: cannot list broadcasts: {e}");
-                return;
-            }
-        };
-        let now = unix_ms(SystemTime::now());
-        let mut total: u64 = rows.iter().map(|r| r.size_bytes.max(0) as u64).sum();
-        for r in rows.iter().filter(|r| r.ended_at.is_some()) {
-            let too_old = self
-                .cfg
-                .retention_max_age
-                .is_some_and(|age| now - r.started_at > age.as_millis() as i64);
-            let too_big = self.cfg.retention_max_bytes.is_some_and(|max| total > max);
-            if !(too_old || too_big) {
-                continue;
-            }
-            let dir = self.dir(r.id);
-            if let Err(e) = tokio::fs::remove_dir_all(&dir).await {
-                if e.kind() != std::io::ErrorKind::NotFound {
-                    tracing::warn!(
-                        broadcast = r.id,
-                        "retention: cannot delete {}: {e}",
-                        dir.display()
-                    );
-                    continue;
-                }
-            }
-            if let Err(e) = self.db.delete_broadcast(r.id).await {
-                tracing::warn!(broadcast = r.id, "retention: cannot delete the row: {e}");
-                continue;
-            }
-            total = total.saturating_sub(r.size_bytes.max(0) as u64);
-            tracing::info!(
-                broadcast = r.id,
-                channel = r.channel,
-                reason = if too_old { "max-age" } else { "max-size" },
-                "retention: deleted a recording"
-            );
         }
     }
 
@@ -302,7 +270,7 @@ impl Recordings {
     }
 }
 
-fn vod_header(target_duration: u32) -> String {
+pub(super) fn vod_header(target_duration: u32) -> String {
     format!(
         "#EXTM3U\n#EXT-X-VERSION:6\n#EXT-X-TARGETDURATION:{target_duration}\n#EXT-X-PLAYLIST-TYPE:VOD\n#EXT-X-MEDIA-SEQUENCE:0\n"
     )
@@ -326,9 +294,15 @@ pub struct Recording {
 }
 
 impl Recording {
-    /// Where the poster goes, when recording.
+    /// Recording is on for this broadcast but paused for lack of disk
+    /// space (see [`super::disk`]).
+    pub fn paused(&self) -> bool {
+        self.on && !self.stopped && self.recordings.disk.paused()
+    }
+
+    /// Where the poster goes, when recording (and not paused for space).
     pub fn poster_path(&self) -> Option<PathBuf> {
-        self.on.then(|| self.dir.join("poster.jpg"))
+        (self.on && !self.paused()).then(|| self.dir.join("poster.jpg"))
     }
 
     /// Hands segmenter events to the writer thread; never blocks.
@@ -381,8 +355,15 @@ struct Writer {
     dir: PathBuf,
     on: bool,
     failed: bool,
+    disk: Arc<Disk>,
     playlist: Option<File>,
     segment: Option<OpenSegment>,
+    /// The segment in progress is not recorded (no room on disk).
+    skipping: bool,
+    /// Segments were skipped: the next recorded one follows a gap.
+    gap: bool,
+    /// The newest init segment, while it waits for room on disk.
+    unwritten_init: Option<Arc<Init>>,
     last_map: Option<u32>,
     first: bool,
     duration: f64,
@@ -433,11 +414,10 @@ impl Writer {
     fn event(&mut self, e: &Event) -> std::io::Result<()> {
         match e {
             Event::Init(init) => {
-                let path = self.dir.join(format!("init{}.mp4", init.id));
-                let mut f = File::create(&path)?;
-                f.write_all(&init.bytes)?;
-                f.sync_data()?;
-                self.size += init.bytes.len() as u64;
+                self.unwritten_init = Some(init.clone());
+                if self.disk.room() {
+                    self.write_init()?;
+                }
             }
             Event::SegmentStart {
                 msn,
@@ -445,6 +425,17 @@ impl Writer {
                 discontinuity,
                 ..
             } => {
+                if !self.disk.room() {
+                    self.skip_segment();
+                    return Ok(());
+                }
+                if self
+                    .unwritten_init
+                    .as_ref()
+                    .is_some_and(|i| i.id == *init_id)
+                {
+                    self.write_init()?;
+                }
                 let name = format!("s{msn}.m4s");
                 let file = OpenOptions::new()
                     .create(true)
@@ -455,21 +446,39 @@ impl Writer {
                     file,
                     name,
                     init_id: *init_id,
-                    discontinuity: *discontinuity && !self.first,
+                    discontinuity: (*discontinuity || std::mem::take(&mut self.gap)) && !self.first,
                 });
                 self.first = false;
             }
             Event::Part(p) => {
+                if self.skipping {
+                    return Ok(());
+                }
+                if !self.disk.room() {
+                    // Free space fell under the floor during the segment:
+                    // drop it whole (it is not in the playlist yet).
+                    if let Some(seg) = self.segment.take() {
+                        drop(seg.file);
+                        let _ = std::fs::remove_file(self.dir.join(&seg.name));
+                    }
+                    self.skip_segment();
+                    return Ok(());
+                }
                 if let Some(seg) = self.segment.as_mut() {
                     seg.file.write_all(&p.bytes)?;
                     self.size += p.bytes.len() as u64;
                 }
             }
             Event::SegmentEnd { duration, .. } => {
+                if std::mem::take(&mut self.skipping) {
+                    return Ok(());
+                }
                 let Some(seg) = self.segment.take() else {
                     return Ok(());
                 };
                 seg.file.sync_data()?;
+                // The segment's entry is durable before the playlist names it.
+                sync_dir(&self.dir)?;
                 let mut lines = String::new();
                 if seg.discontinuity {
                     lines.push_str("#EXT-X-DISCONTINUITY\n");
@@ -489,6 +498,25 @@ impl Writer {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// Leaves the segment in progress out of the recording: the next one
+    /// recorded carries EXT-X-DISCONTINUITY.
+    fn skip_segment(&mut self) {
+        self.skipping = true;
+        self.gap = true;
+    }
+
+    fn write_init(&mut self) -> std::io::Result<()> {
+        let Some(init) = self.unwritten_init.take() else {
+            return Ok(());
+        };
+        let mut f = File::create(self.dir.join(format!("init{}.mp4", init.id)))?;
+        f.write_all(&init.bytes)?;
+        f.sync_data()?;
+        sync_dir(&self.dir)?;
+        self.size += init.bytes.len() as u64;
         Ok(())
     }
 
@@ -545,131 +573,5 @@ impl Writer {
             size = s,
             "broadcast ended"
         );
-    }
-}
-
-/// Crash recovery of one folder: returns (duration in seconds, bytes).
-fn recover_dir(dir: &Path, target_duration: u32) -> std::io::Result<(f64, u64)> {
-    let playlist_path = dir.join("index.m3u8");
-    let mut text = match std::fs::read_to_string(&playlist_path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((0.0, 0)),
-        Err(e) => return Err(e),
-    };
-    if text.is_empty() {
-        text = vod_header(target_duration);
-        std::fs::write(&playlist_path, &text)?;
-    }
-    // A torn last line (crash in the middle of an append) is dropped by
-    // appending a newline; parsers skip the stray fragment only if it is
-    // a full line, so cut it instead.
-    if !text.ends_with('\n') {
-        let keep = text.rfind('\n').map(|i| i + 1).unwrap_or(0);
-        let f = OpenOptions::new().write(true).open(&playlist_path)?;
-        f.set_len(keep as u64)?;
-        text.truncate(keep);
-    }
-    let listed: std::collections::HashSet<&str> =
-        text.lines().filter(|l| l.ends_with(".m4s")).collect();
-    let mut duration: f64 = text
-        .lines()
-        .filter_map(|l| l.strip_prefix("#EXTINF:"))
-        .filter_map(|l| {
-            l.trim_end_matches(',')
-                .split(',')
-                .next()?
-                .parse::<f64>()
-                .ok()
-        })
-        .sum();
-    let last_map: Option<u32> = text
-        .lines()
-        .filter_map(|l| l.strip_prefix("#EXT-X-MAP:URI=\"init"))
-        .filter_map(|l| l.strip_suffix(".mp4\"")?.parse().ok())
-        .next_back();
-    let mut segs: Vec<u64> = Vec::new();
-    let mut inits: Vec<u32> = Vec::new();
-    for entry in std::fs::read_dir(dir)? {
-        let name = entry?.file_name().to_string_lossy().into_owned();
-        if let Some(n) = name.strip_prefix('s').and_then(|n| n.strip_suffix(".m4s")) {
-            if let Ok(msn) = n.parse() {
-                if !listed.contains(name.as_str()) {
-                    segs.push(msn);
-                }
-            }
-        } else if let Some(n) = name
-            .strip_prefix("init")
-            .and_then(|n| n.strip_suffix(".mp4"))
-        {
-            if let Ok(id) = n.parse() {
-                inits.push(id);
-            }
-        }
-    }
-    segs.sort_unstable();
-    let init_id = inits.iter().copied().max();
-    let (track, timescale) = match init_id {
-        Some(id) => primary_track(&std::fs::read(dir.join(format!("init{id}.mp4")))?),
-        None => (VIDEO_TRACK_ID, crate::media::CLOCK_RATE as u32),
-    };
-    let mut lines = String::new();
-    let mut map = last_map;
-    for msn in segs {
-        let path = dir.join(format!("s{msn}.m4s"));
-        let data = std::fs::read(&path)?;
-        let scan = fmp4::scan_fragments(&data, track);
-        if scan.fragments == 0 {
-            std::fs::remove_file(&path)?;
-            continue;
-        }
-        if scan.complete_len < data.len() {
-            OpenOptions::new()
-                .write(true)
-                .open(&path)?
-                .set_len(scan.complete_len as u64)?;
-        }
-        let d = scan.duration as f64 / timescale.max(1) as f64;
-        if let Some(id) = init_id {
-            if map != Some(id) {
-                if map.is_some() {
-                    lines.push_str("#EXT-X-DISCONTINUITY\n");
-                }
-                lines.push_str(&format!("#EXT-X-MAP:URI=\"init{id}.mp4\"\n"));
-                map = Some(id);
-            }
-        }
-        lines.push_str(&format!("#EXTINF:{d:.5},\ns{msn}.m4s\n"));
-        duration += d;
-    }
-    lines.push_str("#EXT-X-ENDLIST\n");
-    let mut f = OpenOptions::new().append(true).open(&playlist_path)?;
-    f.write_all(lines.as_bytes())?;
-    f.sync_data()?;
-    let mut size = 0;
-    for entry in std::fs::read_dir(dir)? {
-        size += entry?.metadata()?.len();
-    }
-    Ok((duration, size))
-}
-
-/// The track whose durations make the timeline (video when there is one),
-/// and its timescale, read from an init segment we wrote: the video track's
-/// `mdhd` comes first, the audio one (timescale = sample rate) last.
-fn primary_track(init: &[u8]) -> (u32, u32) {
-    let has_video = init.windows(4).any(|w| w == b"avc1");
-    let timescales: Vec<u32> = init
-        .windows(4)
-        .enumerate()
-        .filter(|(_, w)| *w == b"mdhd")
-        .filter_map(|(i, _)| {
-            // size+type, then version/flags, creation, modification, timescale
-            let at = i + 4 + 4 + 8;
-            Some(u32::from_be_bytes(init.get(at..at + 4)?.try_into().ok()?))
-        })
-        .collect();
-    if has_video {
-        (VIDEO_TRACK_ID, crate::media::CLOCK_RATE as u32)
-    } else {
-        (AUDIO_TRACK_ID, timescales.last().copied().unwrap_or(48_000))
     }
 }

@@ -4,7 +4,11 @@
 //!
 //! What must stay true (RFC 8216bis 4.4.3.7, 4.4.4.9):
 //! - every part lasts at most [`SegmenterConfig::part_target`]: a part is cut
-//!   *before* the frame that would take it past the target;
+//!   *before* the frame that would take it past the target. The exception
+//!   is a single frame that lasts longer (a publisher under 1/PART-TARGET
+//!   frames a second, or one resuming after a stall of up to a second): a
+//!   part never splits a frame, and shortening the frame would leave a
+//!   hole in the timeline or move the audio away from the video;
 //! - every segment's duration, rounded to the nearest integer, is at most
 //!   [`SegmenterConfig::target_duration`] (RFC 8216bis 4.4.3.1): segments
 //!   end at a keyframe once they reach `segment_target`, and are cut anyway
@@ -15,9 +19,45 @@
 //! - a part is INDEPENDENT only when it starts with a video keyframe (or is
 //!   audio-only); every video keyframe starts a part, so players can join
 //!   at each one, not only at segment starts;
-//! - a new SPS or AAC config, a new track, or a timestamp jump ends the
-//!   segment; a config change also brings a new init segment. The next
-//!   segment carries a discontinuity.
+//! - a new SPS or AAC config, or a new track, ends the segment and brings a
+//!   new init segment; the next segment carries a discontinuity. A config
+//!   that changes again within [`MIN_UNITS_BETWEEN_INITS`] units is
+//!   dropped until that many have passed.
+//!
+//! # Bounds
+//!
+//! Nothing a publisher sends makes the segmenter hold more than
+//! [`MAX_PROBE_UNITS`] units before it starts, or a part more than
+//! [`MAX_PART_UNITS`] units / [`MAX_PART_BYTES`] bytes, or a segment more
+//! than [`MAX_SEGMENT_PARTS`] parts / [`MAX_SEGMENT_BYTES`] bytes: a part or
+//! segment that would pass a bound is cut early (a shorter part or segment
+//! is always valid), so the bounds hold whatever the timestamps say.
+//!
+//! # Timestamps
+//!
+//! The segmenter writes its own output timeline: decode times in the fMP4
+//! (and the durations in the playlists) are strictly increasing and never
+//! jump, whatever the publisher's clock does. For the primary track (video
+//! when there is one), with `gap` the step from the previous unit's decode
+//! time:
+//!
+//! | input | what happens | why |
+//! |---|---|---|
+//! | `0 < gap <= 1 s` | kept as is (a frame longer than PART-TARGET makes a part that long, see above); if it would take the segment past TARGETDURATION + 0.5 s, the segment ends when the frame was due and the next starts at the frame, a hole between them | a frame; EXTINF must round to at most TARGETDURATION (RFC 8216bis 4.4.3.1), and a hole keeps audio and video times true where stretching or shifting would not |
+//! | `gap == 0` (stall, repeat) or `-1 s <= gap < 0` (small step back) | clamped: one tick after the previous unit | the frame is still needed by the decoder (later frames refer to it); strictly increasing decode times are what ISO/IEC 14496-12 8.6.1 asks, and what ffmpeg's muxer does too (`Non-monotonous DTS`) |
+//! | `\|gap\| > 1 s` (a jump either way) | a break: the output goes on one frame later; the segment ends (the next one carries EXT-X-DISCONTINUITY) if it already lasts half the segment target, otherwise it absorbs the break | a publisher that restarted its clock, a reader that skipped: players need continuous times; ending the segment only when it is old enough means a clock that flaps on every frame makes at most twice the usual number of segments (each a file, two fsyncs and a DB write when recording), not one per frame |
+//! | decode or presentation time beyond ±[`MAX_ABS_TICKS`] | dropped (video then waits for the next keyframe) | no ingest makes such times (RTMP: 32-bit milliseconds); refusing them keeps every later sum far from overflow |
+//! | a unit of more than [`MAX_PART_BYTES`] | dropped (video then waits for the next keyframe) | it could not fit a part; no encoder makes one (WHIP ingest caps access units at 4 MiB) |
+//!
+//! Other tracks (audio next to video) follow the primary clock: each unit
+//! is placed at its own time on the same output timeline, its samples kept
+//! contiguous (a step back is clamped to the end of the previous sample, a
+//! gap stretches it by at most one second), and units that do not fit the
+//! open part's bounds are dropped. Presentation offsets (B-frames) are
+//! clamped to `0..=`[`MAX_CTS_TICKS`].
+//!
+//! Every drop, clamp, break and early cut is counted; the caller reports
+//! them with [`Segmenter::drain_limit_hits`].
 
 use super::fmp4::{self, Run, Sample, Tracks, AUDIO_TRACK_ID, VIDEO_TRACK_ID};
 use crate::media::{MediaKind, Payload, TrackConfig, Unit, CLOCK_RATE};
@@ -29,13 +69,109 @@ use std::sync::Arc;
 /// video keyframe, short enough that a video-only stream starts quickly.
 const PROBE_TICKS: i64 = CLOCK_RATE / 2;
 
-/// A decode-time jump larger than this (or backwards) is a break in the
-/// stream (a reader that skipped, a publisher that restarted its clock),
-/// not a long frame.
+/// Units held while the track set is unknown. Half a second of 60 fps
+/// video and 48 kHz AAC is 54; past this the segmenter starts with what it
+/// has, so timestamps that never advance cannot keep it probing.
+pub const MAX_PROBE_UNITS: usize = 256;
+
+/// A decode-time step larger than this (or backwards by more) is a break
+/// in the stream (a reader that skipped, a publisher that restarted its
+/// clock), not a long frame.
 const MAX_GAP_TICKS: i64 = CLOCK_RATE;
+
+/// Units in one part. A 2 s part (the longest PART-TARGET allowed) of
+/// 60 fps video and 48 kHz AAC holds 214; a stalled clock that never lets
+/// a part reach its duration gets its parts cut here instead.
+pub const MAX_PART_UNITS: usize = 1024;
+
+/// Bytes of media (in MP4 form) in one part: twice the largest access unit
+/// WHIP ingest reassembles (4 MiB), so the largest keyframe fits with what
+/// follows it. 200 ms of even 100 Mbit/s video is 2.5 MB.
+pub const MAX_PART_BYTES: usize = 8 << 20;
+
+/// Parts in one segment. At the defaults a segment has 10 parts plus one
+/// per keyframe (an all-intra 60 fps stream: 120 in 2 s). The live
+/// playlist lists the parts of three segments and is re-rendered on every
+/// part, so this also bounds that work (~800 lines).
+pub const MAX_SEGMENT_PARTS: usize = 256;
+
+/// Bytes of media in one segment: 64 Mbit/s over a 2 s segment, above
+/// what encoders make for 4K60 H.264. Faster streams get shorter segments,
+/// never lost data. The live window (10 segments, the parts of 3) then
+/// holds at most ~210 MiB for one channel.
+pub const MAX_SEGMENT_BYTES: usize = 16 << 20;
+
+/// Decode and presentation times beyond this (±2^46 ticks, 24 years) are
+/// refused: RTMP's extended 32-bit milliseconds stay below 2^39, and the
+/// margin keeps sums and the audio rescaling far from `i64` overflow.
+pub const MAX_ABS_TICKS: i64 = 1 << 46;
+
+/// Presentation offset (pts - dts) kept in the fMP4: B-frame pyramids
+/// delay by a few frames; 10 s is past any encoder and well inside trun's
+/// 32 bits.
+pub const MAX_CTS_TICKS: i64 = 10 * CLOCK_RATE;
+
+/// A changed SPS or AudioSpecificConfig makes a new init segment and a
+/// new segment (each a file and an fsync when recording). An encoder
+/// changes its configuration when its settings change, not per frame, so
+/// a change is taken at most once per this many units (2 s of 30 fps
+/// video); one that comes sooner is dropped. Dropped units count too, so
+/// a publisher that switched for good is followed within this many units.
+pub const MIN_UNITS_BETWEEN_INITS: u32 = 60;
 
 /// AAC-LC frames hold 1024 samples (ISO/IEC 14496-3 4.5.1.1).
 const AAC_FRAME_SAMPLES: u64 = 1024;
+
+/// The bounds and timestamp rules the segmenter applies, by the name they
+/// get in `onair_limit_hits_total{limit}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    ProbeUnits,
+    PartUnits,
+    PartBytes,
+    SegmentParts,
+    SegmentBytes,
+    UnitTooLarge,
+    TimestampClamped,
+    TimestampBreak,
+    TimestampOutOfRange,
+    /// A non-primary unit that found no room in the open part.
+    TrackDropped,
+    /// A config change sooner than [`MIN_UNITS_BETWEEN_INITS`].
+    ConfigChanges,
+}
+
+impl Limit {
+    const ALL: [Limit; 11] = [
+        Limit::ProbeUnits,
+        Limit::PartUnits,
+        Limit::PartBytes,
+        Limit::SegmentParts,
+        Limit::SegmentBytes,
+        Limit::UnitTooLarge,
+        Limit::TimestampClamped,
+        Limit::TimestampBreak,
+        Limit::TimestampOutOfRange,
+        Limit::TrackDropped,
+        Limit::ConfigChanges,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Limit::ProbeUnits => "hls_probe_units",
+            Limit::PartUnits => "hls_part_units",
+            Limit::PartBytes => "hls_part_bytes",
+            Limit::SegmentParts => "hls_segment_parts",
+            Limit::SegmentBytes => "hls_segment_bytes",
+            Limit::UnitTooLarge => "hls_unit_too_large",
+            Limit::TimestampClamped => "hls_timestamp_clamped",
+            Limit::TimestampBreak => "hls_timestamp_break",
+            Limit::TimestampOutOfRange => "hls_timestamp_out_of_range",
+            Limit::TrackDropped => "hls_track_unit_dropped",
+            Limit::ConfigChanges => "hls_config_changes",
+        }
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SegmenterConfig {
@@ -76,7 +212,7 @@ pub struct Init {
 pub struct Part {
     pub msn: u64,
     pub index: u32,
-    /// Decode time of its first primary-track sample, ticks.
+    /// Output decode time of its first primary-track sample, ticks.
     pub start: i64,
     pub duration: f64,
     pub independent: bool,
@@ -102,13 +238,23 @@ pub enum Event {
 
 struct Open {
     msn: u64,
+    /// Output time.
     start: i64,
     next_part: u32,
+    bytes: usize,
+}
+
+/// A unit at its place on the output timeline.
+struct Placed {
+    dts: i64,
+    unit: Arc<Unit>,
 }
 
 struct PartBuf {
+    /// Output time.
     start: i64,
-    units: Vec<Arc<Unit>>,
+    units: Vec<Placed>,
+    bytes: usize,
     independent: bool,
 }
 
@@ -125,14 +271,34 @@ pub struct Segmenter {
     discontinuity: bool,
     segment: Option<Open>,
     part: Option<PartBuf>,
-    last_primary: Option<i64>,
+    /// Input decode time of the last primary unit; `None` when the input
+    /// clock may start over (the start, or a new video config).
+    last_in: Option<i64>,
+    /// Output decode time of the last primary unit.
+    last_out: Option<i64>,
     frame_delta: i64,
+    /// Video was dropped: skip to the next keyframe, which later frames do
+    /// not refer past.
+    await_keyframe: bool,
     /// The audio sample clock: the expected start of the next AAC frame,
     /// in samples, so frame times stay exact despite millisecond RTMP times.
     audio_next: Option<u64>,
-    /// The stream's zero: decode times in the fMP4 count from here.
+    /// Output time = input time - origin. Moves at breaks and clock
+    /// restarts so the output never jumps.
     origin: i64,
     fragment_seq: u32,
+    /// Units pushed since the last init segment.
+    units_since_init: u32,
+    hits: [u64; Limit::ALL.len()],
+}
+
+/// Size of a unit's samples in MP4 form: NAL units get a 4-byte length
+/// each (what a flood of empty NAL units costs, too).
+fn mp4_size(unit: &Unit) -> usize {
+    match &unit.payload {
+        Payload::H264(nalus) => nalus.iter().map(|n| n.len() + 4).sum(),
+        Payload::Aac(b) | Payload::Opus(b) => b.len(),
+    }
 }
 
 impl Segmenter {
@@ -159,11 +325,15 @@ impl Segmenter {
             discontinuity,
             segment: None,
             part: None,
-            last_primary: None,
+            last_in: None,
+            last_out: None,
             frame_delta: CLOCK_RATE / 30,
+            await_keyframe: false,
             audio_next: None,
             origin: 0,
             fragment_seq: 0,
+            units_since_init: MIN_UNITS_BETWEEN_INITS,
+            hits: [0; Limit::ALL.len()],
         }
     }
 
@@ -184,10 +354,55 @@ impl Segmenter {
         self.init_id
     }
 
+    /// Units and bytes held right now (probe buffer and open part): what
+    /// the bounds in the module docs keep small.
+    pub fn buffered(&self) -> (usize, usize) {
+        let probe = self.pending.iter().map(|u| mp4_size(u)).sum::<usize>();
+        let (n, b) = self
+            .part
+            .as_ref()
+            .map_or((0, 0), |p| (p.units.len(), p.bytes));
+        (self.pending.len() + n, probe + b)
+    }
+
+    /// Hands over (and resets) how often each bound or timestamp rule hit
+    /// since the last call.
+    pub fn drain_limit_hits(&mut self, mut f: impl FnMut(Limit, u64)) {
+        for (i, n) in self.hits.iter_mut().enumerate() {
+            if *n > 0 {
+                f(Limit::ALL[i], std::mem::take(n));
+            }
+        }
+    }
+
+    fn hit(&mut self, limit: Limit) {
+        let i = Limit::ALL.iter().position(|l| *l == limit).unwrap_or(0);
+        self.hits[i] += 1;
+    }
+
     pub fn push(&mut self, unit: Arc<Unit>) -> Vec<Event> {
         let mut out = Vec::new();
         if !matches!(*unit.config, TrackConfig::H264(_) | TrackConfig::Aac(_)) {
             return out; // Opus needs a transcoder first; see the module docs.
+        }
+        self.units_since_init = self.units_since_init.saturating_add(1);
+        if unit.dts.unsigned_abs() > MAX_ABS_TICKS as u64
+            || unit.pts.unsigned_abs() > MAX_ABS_TICKS as u64
+        {
+            self.hit(Limit::TimestampOutOfRange);
+            self.await_keyframe |= unit.kind() == MediaKind::Video;
+            return out;
+        }
+        if mp4_size(&unit) > MAX_PART_BYTES {
+            self.hit(Limit::UnitTooLarge);
+            self.await_keyframe |= unit.kind() == MediaKind::Video;
+            return out;
+        }
+        if unit.kind() == MediaKind::Video && self.await_keyframe {
+            if !unit.keyframe {
+                return out;
+            }
+            self.await_keyframe = false;
         }
         if !self.started {
             if let Some(units) = self.probe(unit) {
@@ -204,7 +419,7 @@ impl Segmenter {
     /// Closes the part and segment in progress (the publisher left).
     pub fn finish(&mut self) -> Vec<Event> {
         let mut out = Vec::new();
-        if let Some(last) = self.last_primary {
+        if let Some(last) = self.last_out {
             let end = last + self.frame_delta;
             self.close_part(end, &mut out);
             self.close_segment(end, &mut out);
@@ -225,8 +440,13 @@ impl Segmenter {
         let has_audio = self.pending.iter().any(|u| u.kind() == MediaKind::Audio);
         let first = self.pending.first().map(|u| u.dts).unwrap_or(0);
         let last = self.pending.last().map(|u| u.dts).unwrap_or(0);
-        if !(has_video && has_audio) && last - first < PROBE_TICKS {
+        let bytes: usize = self.pending.iter().map(|u| mp4_size(u)).sum();
+        let full = self.pending.len() >= MAX_PROBE_UNITS || bytes > MAX_SEGMENT_BYTES;
+        if !(has_video && has_audio) && last - first < PROBE_TICKS && !full {
             return None;
+        }
+        if full && !(has_video && has_audio) && last - first < PROBE_TICKS {
+            self.hit(Limit::ProbeUnits);
         }
         let pending = std::mem::take(&mut self.pending);
         let start = if has_video {
@@ -286,30 +506,24 @@ impl Segmenter {
             if kind == MediaKind::Video && !unit.keyframe {
                 return;
             }
+            let new_track = match kind {
+                MediaKind::Video => self.tracks.video.is_none(),
+                MediaKind::Audio => self.tracks.audio.is_none(),
+            };
+            if !new_track && self.units_since_init < MIN_UNITS_BETWEEN_INITS {
+                self.hit(Limit::ConfigChanges);
+                return;
+            }
             self.switch_tracks(&unit, out);
         }
+        let size = mp4_size(&unit);
         if kind != self.primary {
-            if let Some(p) = self.part.as_mut() {
-                p.units.push(unit);
-            }
+            self.add_other(unit, size);
             return;
         }
-        let d = unit.dts;
-        if let Some(last) = self.last_primary {
-            let gap = d - last;
-            if !(0..=MAX_GAP_TICKS).contains(&gap) {
-                tracing::debug!(gap, "timestamp jump: new segment with a discontinuity");
-                let end = last + self.frame_delta;
-                self.close_part(end, out);
-                self.close_segment(end, out);
-                self.discontinuity = true;
-                // Decode times keep increasing in the fMP4 across the jump.
-                self.origin += gap - self.frame_delta;
-                self.audio_next = None;
-            } else if gap > 0 {
-                self.frame_delta = gap;
-            }
-        }
+        // Where the previous frame ends if this one comes on time.
+        let due = self.last_out.map(|l| l + self.frame_delta);
+        let d = self.place_primary(unit.dts, out);
         let random_access = unit.keyframe;
         if let (Some(seg), Some(part)) = (&self.segment, &self.part) {
             let seg_dur = d - seg.start;
@@ -318,19 +532,47 @@ impl Segmenter {
             // 10 ms of margin for frame-time jitter (millisecond RTMP times).
             let max_seg =
                 self.cfg.target_duration as i64 * CLOCK_RATE + CLOCK_RATE / 2 - CLOCK_RATE / 100;
-            let new_segment = (random_access && seg_dur >= self.cfg.segment_target)
-                || seg_dur + self.frame_delta > max_seg;
+            let part_units_full = part.units.len() >= MAX_PART_UNITS;
+            let part_bytes_full = part.bytes + size > MAX_PART_BYTES;
+            let seg_bytes_full = seg.bytes + size > MAX_SEGMENT_BYTES;
+            let mut new_segment = (random_access && seg_dur >= self.cfg.segment_target)
+                || seg_dur + self.frame_delta > max_seg
+                || seg_bytes_full;
             // A keyframe inside a segment starts its own (INDEPENDENT)
             // part, so a player can join there instead of at the segment.
             let cut = new_segment
                 || (random_access && self.primary == MediaKind::Video && part_dur > 0)
                 || part_dur + self.frame_delta > self.cfg.part_target
-                || part_dur >= self.cfg.part_target;
+                || part_dur >= self.cfg.part_target
+                || part_units_full
+                || part_bytes_full;
+            // The part about to open would be one too many.
+            let parts_full = cut && seg.next_part as usize + 1 >= MAX_SEGMENT_PARTS;
+            new_segment |= parts_full;
+            for (hit, limit) in [
+                (part_units_full, Limit::PartUnits),
+                (part_bytes_full, Limit::PartBytes),
+                (seg_bytes_full, Limit::SegmentBytes),
+                (parts_full, Limit::SegmentParts),
+            ] {
+                if hit {
+                    self.hit(limit);
+                }
+            }
+            // A frame that came later than due (a gap in the publisher's
+            // frames) would stretch the segment past TARGETDURATION, which
+            // RFC 8216bis 4.4.3.1 forbids: the segment ends when this frame
+            // was due, and the next one starts at the frame. The hole
+            // between them keeps every time true, so audio stays in sync.
+            let end = match due {
+                Some(due) if seg_dur > max_seg => due.min(d),
+                _ => d,
+            };
             if cut {
-                self.close_part(d, out);
+                self.close_part(end, out);
             }
             if new_segment {
-                self.close_segment(d, out);
+                self.close_segment(end, out);
             }
         }
         if self.segment.is_none() {
@@ -340,36 +582,111 @@ impl Segmenter {
                 msn,
                 init_id: self.init_id,
                 discontinuity: std::mem::take(&mut self.discontinuity),
-                start: d - self.origin,
+                start: d,
             });
             self.segment = Some(Open {
                 msn,
                 start: d,
                 next_part: 0,
+                bytes: 0,
             });
         }
         if self.part.is_none() {
             self.part = Some(PartBuf {
                 start: d,
                 units: Vec::new(),
+                bytes: 0,
                 independent: random_access,
             });
         }
-        if let Some(p) = self.part.as_mut() {
-            p.units.push(unit);
+        if let (Some(p), Some(s)) = (self.part.as_mut(), self.segment.as_mut()) {
+            p.units.push(Placed { dts: d, unit });
+            p.bytes += size;
+            s.bytes += size;
         }
-        self.last_primary = Some(d);
+    }
+
+    /// The output decode time of a primary unit at input time `dts`, after
+    /// the rules of the module docs' table (a break may end the segment).
+    fn place_primary(&mut self, dts: i64, out: &mut Vec<Event>) -> i64 {
+        let d = match (self.last_in, self.last_out) {
+            (Some(last_in), Some(last_out)) => {
+                let gap = dts - last_in;
+                if !(-MAX_GAP_TICKS..=MAX_GAP_TICKS).contains(&gap) {
+                    self.hit(Limit::TimestampBreak);
+                    let at = last_out + self.frame_delta;
+                    self.origin = dts - at;
+                    let old_enough = self
+                        .segment
+                        .as_ref()
+                        .is_some_and(|s| at - s.start >= self.cfg.segment_target / 2);
+                    if old_enough {
+                        self.close_part(at, out);
+                        self.close_segment(at, out);
+                        self.discontinuity = true;
+                    }
+                    // Audio placed from here on starts its clock afresh.
+                    self.audio_next = None;
+                    at
+                } else {
+                    if gap > 0 {
+                        self.frame_delta = gap;
+                    }
+                    let d = dts - self.origin;
+                    if d <= last_out {
+                        self.hit(Limit::TimestampClamped);
+                        last_out + 1
+                    } else {
+                        d
+                    }
+                }
+            }
+            // The input clock starts over (a new video config): continue
+            // the output one frame after the last unit.
+            (None, Some(last_out)) => {
+                let at = last_out + self.frame_delta;
+                self.origin = dts - at;
+                at
+            }
+            (_, None) => dts - self.origin,
+        };
+        self.last_in = Some(dts);
+        self.last_out = Some(d);
+        d
+    }
+
+    /// A unit of a track that is not the primary one (audio next to
+    /// video): into the open part while it has room.
+    fn add_other(&mut self, unit: Arc<Unit>, size: usize) {
+        let d = unit.dts - self.origin;
+        let room = match (&self.part, &self.segment) {
+            (Some(p), Some(s)) => {
+                p.units.len() < MAX_PART_UNITS
+                    && p.bytes + size <= MAX_PART_BYTES
+                    && s.bytes + size <= MAX_SEGMENT_BYTES
+            }
+            // No part open yet (waiting for the primary track): nothing to
+            // put it in.
+            _ => return,
+        };
+        if !room {
+            self.hit(Limit::TrackDropped);
+            return;
+        }
+        if let (Some(p), Some(s)) = (self.part.as_mut(), self.segment.as_mut()) {
+            p.units.push(Placed { dts: d, unit });
+            p.bytes += size;
+            s.bytes += size;
+        }
     }
 
     fn switch_tracks(&mut self, unit: &Arc<Unit>, out: &mut Vec<Event>) {
-        let at = if unit.kind() == self.primary || self.last_primary.is_none() {
-            unit.dts
-        } else {
-            self.last_primary.unwrap_or(unit.dts) + self.frame_delta
-        };
         let had_segment = self.segment.is_some();
-        self.close_part(at, out);
-        self.close_segment(at, out);
+        if let Some(last) = self.last_out {
+            let at = last + self.frame_delta;
+            self.close_part(at, out);
+            self.close_segment(at, out);
+        }
         match &*unit.config {
             TrackConfig::H264(c) => {
                 self.tracks.video = Some(c.clone());
@@ -378,7 +695,8 @@ impl Segmenter {
             TrackConfig::Aac(c) => self.tracks.audio = Some(c.clone()),
             TrackConfig::Opus(_) => {}
         }
-        self.init_id += 1;
+        self.init_id = self.init_id.wrapping_add(1);
+        self.units_since_init = 0;
         self.emit_init(out);
         self.audio_next = None;
         if had_segment {
@@ -386,7 +704,7 @@ impl Segmenter {
         }
         if unit.kind() == MediaKind::Video {
             // The primary clock may start over here.
-            self.last_primary = None;
+            self.last_in = None;
         }
     }
 
@@ -402,7 +720,7 @@ impl Segmenter {
         out.push(Event::Part(Arc::new(Part {
             msn,
             index,
-            start: part.start - self.origin,
+            start: part.start,
             duration: (end - part.start).max(0) as f64 / CLOCK_RATE as f64,
             independent: part.independent,
             bytes,
@@ -429,15 +747,16 @@ impl Segmenter {
             base_decode_time: 0,
             samples: Vec::new(),
         };
-        let vids: Vec<&Arc<Unit>> = part
+        let vids: Vec<&Placed> = part
             .units
             .iter()
-            .filter(|u| u.kind() == MediaKind::Video)
+            .filter(|p| p.unit.kind() == MediaKind::Video)
             .collect();
-        for (i, u) in vids.iter().enumerate() {
+        for (i, p) in vids.iter().enumerate() {
+            let u = &p.unit;
             let next = vids.get(i + 1).map(|n| n.dts).unwrap_or(end);
             if i == 0 {
-                video.base_decode_time = (u.dts - self.origin).max(0) as u64;
+                video.base_decode_time = p.dts.max(0) as u64;
             }
             let Payload::H264(nalus) = &u.payload else {
                 continue;
@@ -452,21 +771,32 @@ impl Segmenter {
                 data.push(n.clone());
             }
             video.samples.push(Sample {
-                duration: (next - u.dts).max(0) as u32,
-                cts_offset: (u.pts - u.dts) as i32,
+                // Output decode times are strictly increasing and step by
+                // at most a second (see the table), so this fits.
+                duration: (next - p.dts).clamp(0, u32::MAX as i64) as u32,
+                cts_offset: (u.pts - u.dts).clamp(0, MAX_CTS_TICKS) as i32,
                 sync: u.keyframe,
                 data,
             });
         }
-        let rate = self.tracks.audio_timescale() as i64;
-        for u in part.units.iter().filter(|u| u.kind() == MediaKind::Audio) {
-            let Payload::Aac(frame) = &u.payload else {
+        let rate = self.tracks.audio_timescale() as i128;
+        // A gap in the audio stretches the sample before it, by at most a
+        // second of samples; beyond that the run just goes on.
+        let max_stretch = rate as u64;
+        for p in part
+            .units
+            .iter()
+            .filter(|p| p.unit.kind() == MediaKind::Audio)
+        {
+            let Payload::Aac(frame) = &p.unit.payload else {
                 continue;
             };
-            let measured = ((u.dts - self.origin).max(0) * rate / CLOCK_RATE) as u64;
+            // i128: an explicit AudioSpecificConfig rate (up to 2^24 Hz)
+            // times a 2^47-tick time does not fit an i64.
+            let measured = (p.dts.max(0) as i128 * rate / CLOCK_RATE as i128) as u64;
             // Keep the sample clock unless the publisher's time disagrees by
             // more than half a frame (a real gap or overlap).
-            let t = match self.audio_next {
+            let mut t = match self.audio_next {
                 Some(n) if n.abs_diff(measured) < AAC_FRAME_SAMPLES / 2 => n,
                 _ => measured,
             };
@@ -474,13 +804,18 @@ impl Segmenter {
                 audio.base_decode_time = t;
             } else {
                 // Samples in a run are contiguous: the previous one lasts
-                // until this one.
+                // until this one, and one that comes early is placed right
+                // after it.
                 let prev_end = audio.base_decode_time
                     + audio.samples.iter().map(|s| s.duration as u64).sum::<u64>();
                 if t > prev_end {
+                    let stretch = (t - prev_end).min(max_stretch);
                     if let Some(s) = audio.samples.last_mut() {
-                        s.duration += (t - prev_end) as u32;
+                        s.duration += stretch as u32;
                     }
+                    t = prev_end + stretch;
+                } else {
+                    t = prev_end;
                 }
             }
             audio.samples.push(Sample {
@@ -497,230 +832,5 @@ impl Segmenter {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::media::{AacConfig, H264Config};
-
-    fn h264(width: u32) -> Arc<TrackConfig> {
-        Arc::new(TrackConfig::H264(H264Config {
-            sps: Bytes::from_static(&[0x67, 0x42, 0xc0, 0x1f]),
-            pps: Bytes::from_static(&[0x68, 0xce, 0x3c, 0x80]),
-            width,
-            height: 720,
-            profile_idc: 0x42,
-            constraint_flags: 0xc0,
-            level_idc: 0x1f,
-        }))
-    }
-
-    fn aac() -> Arc<TrackConfig> {
-        Arc::new(TrackConfig::Aac(AacConfig {
-            asc: Bytes::from_static(&[0x11, 0x90]),
-            object_type: 2,
-            sample_rate: 48_000,
-            channels: 2,
-        }))
-    }
-
-    fn video(cfg: &Arc<TrackConfig>, ms: i64, key: bool) -> Arc<Unit> {
-        Arc::new(Unit {
-            config: cfg.clone(),
-            pts: ms * 90,
-            dts: ms * 90,
-            keyframe: key,
-            payload: Payload::H264(vec![Bytes::from_static(if key {
-                &[0x65, 0x88, 0x80]
-            } else {
-                &[0x41, 0x9a]
-            })]),
-        })
-    }
-
-    fn audio(cfg: &Arc<TrackConfig>, ms: i64) -> Arc<Unit> {
-        Arc::new(Unit {
-            config: cfg.clone(),
-            pts: ms * 90,
-            dts: ms * 90,
-            keyframe: true,
-            payload: Payload::Aac(Bytes::from_static(&[0x21, 0x10])),
-        })
-    }
-
-    /// 30 fps video with a keyframe every `gop` frames and 48 kHz AAC,
-    /// interleaved in time order as RTMP delivers them (ms timestamps).
-    fn av_stream(
-        secs: i64,
-        gop: i64,
-        v: &Arc<TrackConfig>,
-        a: &Arc<TrackConfig>,
-    ) -> Vec<Arc<Unit>> {
-        let mut units = Vec::new();
-        let (mut f, mut af) = (0i64, 0i64);
-        loop {
-            let vt = f * 1000 / 30;
-            let at = af * 1024 * 1000 / 48_000;
-            if vt.min(at) > secs * 1000 {
-                break;
-            }
-            if vt <= at {
-                units.push(video(v, vt, f % gop == 0));
-                f += 1;
-            } else {
-                units.push(audio(a, at));
-                af += 1;
-            }
-        }
-        units
-    }
-
-    fn run(seg: &mut Segmenter, units: Vec<Arc<Unit>>) -> Vec<Event> {
-        let mut ev: Vec<Event> = units.into_iter().flat_map(|u| seg.push(u)).collect();
-        ev.extend(seg.finish());
-        ev
-    }
-
-    fn check_rules(cfg: &SegmenterConfig, ev: &[Event]) -> (usize, usize) {
-        let (mut segs, mut parts) = (0, 0);
-        let mut last_msn = None;
-        let mut open = None;
-        for e in ev {
-            match e {
-                Event::SegmentStart { msn, .. } => {
-                    assert!(last_msn.is_none_or(|l| *msn == l + 1), "msn goes up by one");
-                    last_msn = Some(*msn);
-                    open = Some((*msn, 0u32));
-                }
-                Event::Part(p) => {
-                    let (msn, idx) = open.expect("part inside a segment");
-                    assert_eq!((p.msn, p.index), (msn, idx));
-                    open = Some((msn, idx + 1));
-                    assert!(
-                        p.duration <= cfg.part_target_secs() + 1e-9,
-                        "part {}.{} lasts {} > {}",
-                        p.msn,
-                        p.index,
-                        p.duration,
-                        cfg.part_target_secs()
-                    );
-                    parts += 1;
-                }
-                Event::SegmentEnd { duration, .. } => {
-                    assert!(
-                        duration.round() <= cfg.target_duration as f64,
-                        "segment {duration}"
-                    );
-                    segs += 1;
-                }
-                Event::Init(_) => {}
-            }
-        }
-        (segs, parts)
-    }
-
-    #[test]
-    fn av_stream_makes_two_second_segments_of_short_parts() {
-        let cfg = SegmenterConfig::new(200, 2000);
-        let (v, a) = (h264(1280), aac());
-        let mut seg = Segmenter::new(cfg, 0, 0, false);
-        let ev = run(&mut seg, av_stream(10, 30, &v, &a));
-        let (segs, parts) = check_rules(&cfg, &ev);
-        assert_eq!(segs, 6, "10 s in 2 s segments, then the frame at 10.0 s");
-        assert!(parts >= 45, "{parts} parts");
-        assert!(seg.tracks().video.is_some() && seg.tracks().audio.is_some());
-        let durations: Vec<f64> = ev
-            .iter()
-            .filter_map(|e| match e {
-                Event::SegmentEnd { duration, .. } => Some(*duration),
-                _ => None,
-            })
-            .collect();
-        for d in &durations[..5] {
-            assert!((d - 2.0).abs() < 0.05, "segment {d}");
-        }
-        // Every segment's first part is independent.
-        let mut first = true;
-        for e in &ev {
-            match e {
-                Event::SegmentStart { .. } => first = true,
-                Event::Part(p) => {
-                    if first {
-                        assert!(p.independent);
-                    }
-                    first = false;
-                }
-                _ => {}
-            }
-        }
-    }
-
-    #[test]
-    fn sparse_keyframes_still_respect_target_duration() {
-        let cfg = SegmenterConfig::new(250, 2000);
-        let (v, a) = (h264(1280), aac());
-        let mut seg = Segmenter::new(cfg, 7, 0, false);
-        let ev = run(&mut seg, av_stream(12, 250, &v, &a));
-        let (segs, _) = check_rules(&cfg, &ev);
-        assert!(segs >= 4);
-    }
-
-    #[test]
-    fn audio_only_stream() {
-        let cfg = SegmenterConfig::new(200, 2000);
-        let a = aac();
-        let units: Vec<_> = (0..500)
-            .map(|i| audio(&a, i * 1024 * 1000 / 48_000))
-            .collect();
-        let mut seg = Segmenter::new(cfg, 0, 0, false);
-        let ev = run(&mut seg, units);
-        let (segs, parts) = check_rules(&cfg, &ev);
-        assert!(seg.tracks().video.is_none());
-        assert_eq!(segs, 6, "10.6 s of audio");
-        assert!(parts > 40);
-    }
-
-    #[test]
-    fn new_sps_makes_new_init_and_discontinuity() {
-        let cfg = SegmenterConfig::new(200, 2000);
-        let (v1, v2, a) = (h264(1280), h264(640), aac());
-        let mut units = av_stream(3, 30, &v1, &a);
-        let later: Vec<_> = av_stream(3, 30, &v2, &a)
-            .into_iter()
-            .map(|u| {
-                Arc::new(Unit {
-                    pts: u.pts + 3100 * 90,
-                    dts: u.dts + 3100 * 90,
-                    ..(*u).clone()
-                })
-            })
-            .collect();
-        units.extend(later);
-        let mut seg = Segmenter::new(cfg, 0, 0, false);
-        let ev = run(&mut seg, units);
-        check_rules(&cfg, &ev);
-        let inits: Vec<u32> = ev
-            .iter()
-            .filter_map(|e| match e {
-                Event::Init(i) => Some(i.id),
-                _ => None,
-            })
-            .collect();
-        assert_eq!(inits, vec![0, 1]);
-        let disc: Vec<(u32, bool)> = ev
-            .iter()
-            .filter_map(|e| match e {
-                Event::SegmentStart {
-                    init_id,
-                    discontinuity,
-                    ..
-                } => Some((*init_id, *discontinuity)),
-                _ => None,
-            })
-            .collect();
-        let switch = disc
-            .iter()
-            .position(|(id, _)| *id == 1)
-            .expect("new init used");
-        assert!(disc[switch].1, "discontinuity at the switch: {disc:?}");
-        assert_eq!(disc.iter().filter(|(_, d)| *d).count(), 1);
-    }
-}
+#[path = "segmenter_tests.rs"]
+mod tests;

@@ -107,10 +107,19 @@ impl Drop for ChannelThumbs {
     }
 }
 
+/// Written whole or not at all, and durable: the data before the rename,
+/// the rename (a directory entry) by syncing the folder after it.
 fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
     let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, data)?;
-    std::fs::rename(tmp, path)
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(data)?;
+    f.sync_data()?;
+    std::fs::rename(&tmp, path)?;
+    match path.parent() {
+        Some(dir) => super::recorder::sync_dir(dir),
+        None => Ok(()),
+    }
 }
 
 /// Decodes one IDR access unit (SPS and PPS included, as the hub delivers

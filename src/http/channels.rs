@@ -102,6 +102,7 @@ async fn channel_json(s: &AppState, info: &ChannelInfo) -> Result<Value, ApiErro
         rfc3339(secs)
     });
     let next = s.db.schedule(&info.name).await?;
+    let health = stream.as_ref().map(|st| st.health());
     Ok(json!({
         "name": info.name,
         "owner": info.owner,
@@ -113,7 +114,12 @@ async fn channel_json(s: &AppState, info: &ChannelInfo) -> Result<Value, ApiErro
         "slow_mode_secs": info.slow_mode_secs,
         "live": stream.is_some(),
         "started_at": started_at,
-        "viewers": s.sfu.viewers(&info.name) + s.hls.viewers.count(&info.name),
+        "viewers": s.sfu.viewers(&info.name)
+            + s.hls.viewers.count(&info.name)
+            + s.icecast.listeners(&info.name),
+        // The watch page is a listening page when the stream has no video.
+        "video": health.as_ref().map(|h| h.video_codec.is_some()),
+        "now_playing": health.and_then(|h| h.now_playing),
         "next_broadcast": next.first().map(scheduled_json),
     }))
 }

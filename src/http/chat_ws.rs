@@ -340,6 +340,7 @@ pub struct HubLive {
     pub hub: std::sync::Arc<crate::hub::Hub>,
     pub sfu: crate::sfu::Sfu,
     pub hls: std::sync::Arc<crate::hls::Hls>,
+    pub icecast: std::sync::Arc<crate::icecast::mount::Mounts>,
 }
 
 impl crate::chat::LiveState for HubLive {
@@ -347,8 +348,10 @@ impl crate::chat::LiveState for HubLive {
         self.hub.stream(channel).is_some()
     }
 
-    /// WebRTC viewers plus the HLS estimate.
+    /// WebRTC viewers plus the HLS estimate plus plain (Icecast) listeners.
     fn viewers(&self, channel: &str) -> usize {
-        self.sfu.viewers(channel) + self.hls.viewers.count(channel)
+        self.sfu.viewers(channel)
+            + self.hls.viewers.count(channel)
+            + self.icecast.listeners(channel)
     }
 }

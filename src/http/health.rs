@@ -32,6 +32,7 @@ async fn health(
     let viewers = json!({
         "webrtc": s.sfu.viewers(&name),
         "hls": s.hls.viewers.count(&name),
+        "icecast": s.icecast.listeners(&name),
     });
     let Some(stream) = s.hub.stream(&name) else {
         return Ok(Json(json!({ "live": false, "viewers": viewers })));

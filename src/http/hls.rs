@@ -1,12 +1,14 @@
 //! `/hls/CHANNEL/...` (live LL-HLS from memory), `/vod/ID/...` (recordings
 //! from disk), `/api/channels/CHANNEL/broadcasts` and the thumbnails.
 //!
-//! File names are parsed into numbers, never joined into paths as given,
-//! so no request can reach outside a recording's folder.
+//! File names are parsed into numbers ([`crate::hls::request`]), never
+//! joined into paths as given, so no request can reach outside a
+//! recording's folder.
 
 use super::{ApiError, AppState};
 use crate::db::{valid_channel_name, BroadcastRow};
-use crate::hls::live::{LiveChannel, Reject, Want};
+use crate::hls::live::{LiveChannel, Reject, Want, BLOCKED_RETRY_AFTER_SECS};
+use crate::hls::request::{parse_file, parse_want, File};
 use axum::extract::{Path, Query, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -25,6 +27,11 @@ const PLAYLIST_CACHE: &str = "max-age=0, no-cache";
 /// they exist; names restart with the server, hence not `immutable`.
 const MEDIA_CACHE: &str = "public, max-age=60";
 const VOD_MEDIA_CACHE: &str = "public, max-age=86400, immutable";
+const VOD_PLAYLIST_CACHE: &str = "public, max-age=3600";
+const POSTER_CACHE: &str = "public, max-age=3600";
+/// Everything of a recording that is not published (hidden: its owner's
+/// and admins' alone).
+const PRIVATE_CACHE: &str = "private, no-store";
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -45,73 +52,25 @@ fn reply(ctype: &'static str, cache: &'static str, body: Bytes) -> Response {
         .into_response()
 }
 
-/// What a live or VOD file name asks for.
-#[derive(Debug, PartialEq, Eq)]
-enum File {
-    Playlist,
-    Init(u32),
-    Segment(u64),
-    Part(u64, u32),
-    Poster,
-}
-
-fn parse_file(name: &str) -> Option<File> {
-    fn num<T: std::str::FromStr>(s: &str) -> Option<T> {
-        // Digits only: no signs, spaces or dots.
-        if s.is_empty() || s.len() > 19 || !s.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
-        }
-        s.parse().ok()
-    }
-    if name == "index.m3u8" {
-        return Some(File::Playlist);
-    }
-    if name == "poster.jpg" {
-        return Some(File::Poster);
-    }
-    if let Some(n) = name
-        .strip_prefix("init")
-        .and_then(|n| n.strip_suffix(".mp4"))
-    {
-        return num(n).map(File::Init);
-    }
-    let stem = name.strip_prefix('s')?.strip_suffix(".m4s")?;
-    match stem.split_once('.') {
-        Some((m, p)) => Some(File::Part(num(m)?, num(p)?)),
-        None => num(stem).map(File::Segment),
-    }
+/// 503 with Retry-After for a request that would wait on a playlist that
+/// already holds as many as it may (see
+/// [`crate::hls::live::MAX_BLOCKED_PER_HOST`]).
+fn busy() -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [
+            (header::RETRY_AFTER, BLOCKED_RETRY_AFTER_SECS.to_string()),
+            (header::CACHE_CONTROL, "no-store".to_string()),
+        ],
+        Json(serde_json::json!({
+            "error": "too many requests are waiting on this playlist; retry later"
+        })),
+    )
+        .into_response()
 }
 
 fn bad(msg: &str) -> ApiError {
     ApiError::BadRequest(msg.to_string())
-}
-
-/// `_HLS_msn` / `_HLS_part` (RFC 8216bis 6.2.5.2). Anything else in the
-/// query is ignored, as the spec asks for unknown parameters.
-fn parse_want(query: Option<&str>) -> Result<Option<Want>, ApiError> {
-    let (mut msn, mut part) = (None, None);
-    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let parse = |v: &str| -> Result<u64, ApiError> {
-            if v.is_empty() || v.len() > 19 || !v.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(bad(&format!("{k} must be a non-negative integer")));
-            }
-            v.parse().map_err(|_| bad(&format!("{k} out of range")))
-        };
-        match k {
-            "_HLS_msn" => msn = Some(parse(v)?),
-            "_HLS_part" => {
-                let p = parse(v)?;
-                part = Some(u32::try_from(p).map_err(|_| bad("_HLS_part out of range"))?);
-            }
-            _ => {}
-        }
-    }
-    match (msn, part) {
-        (None, Some(_)) => Err(bad("_HLS_part without _HLS_msn")),
-        (None, None) => Ok(None),
-        (Some(msn), part) => Ok(Some(Want { msn, part })),
-    }
 }
 
 fn live_channel(s: &AppState, name: &str) -> Result<Arc<LiveChannel>, ApiError> {
@@ -151,30 +110,44 @@ async fn live_file(
     } else {
         "audio/mp4"
     };
+    let client = client.0;
     match file {
         File::Playlist => {
-            let want = parse_want(query.as_deref())?;
+            let want = parse_want(query.as_deref()).map_err(|e| bad(&e.to_string()))?;
             if let Some(want) = want {
-                ch.wait_for(want, limit).await.map_err(|r| match r {
-                    Reject::TooFarAhead => bad("_HLS_msn is more than two segments ahead"),
-                    Reject::Timeout => ApiError::Unavailable("playlist update timed out".into()),
-                    Reject::Gone => ApiError::NotFound(format!("channel {channel} went offline")),
-                })?;
+                match ch.wait_for(want, limit, client).await {
+                    Ok(()) => {}
+                    Err(Reject::Busy) => return Ok(busy()),
+                    Err(Reject::TooFarAhead) => {
+                        return Err(bad("_HLS_msn is more than two segments ahead"))
+                    }
+                    Err(Reject::Timeout) => {
+                        return Err(ApiError::Unavailable("playlist update timed out".into()))
+                    }
+                    Err(Reject::Gone) => {
+                        return Err(ApiError::NotFound(format!(
+                            "channel {channel} went offline"
+                        )))
+                    }
+                }
             }
             // Live, but maybe the first part is not out yet: wait for it.
-            let body = ch
-                .wait_ready(limit)
-                .await
-                .ok_or_else(|| ApiError::NotFound("no playlist yet".into()))?;
-            Ok(reply(PLAYLIST_TYPE, PLAYLIST_CACHE, body))
+            match ch.wait_ready(limit, client).await {
+                Ok(Some(body)) => Ok(reply(PLAYLIST_TYPE, PLAYLIST_CACHE, body)),
+                Ok(None) => Err(ApiError::NotFound("no playlist yet".into())),
+                Err(_) => Ok(busy()),
+            }
         }
         File::Init(id) => ch
             .init(id)
             .map(|b| reply(media_type, MEDIA_CACHE, b))
             .ok_or_else(|| ApiError::NotFound("no such init segment".into())),
         File::Segment(msn) => {
-            if ch.segment(msn).is_none() && ch.is_upcoming(msn) {
-                let _ = ch.wait_for(Want { msn, part: None }, limit).await;
+            if ch.segment(msn).is_none()
+                && ch.is_upcoming(msn)
+                && ch.wait_for(Want { msn, part: None }, limit, client).await == Err(Reject::Busy)
+            {
+                return Ok(busy());
             }
             ch.segment(msn)
                 .map(|b| reply(media_type, MEDIA_CACHE, b))
@@ -184,15 +157,13 @@ async fn live_file(
             // A preload hint names the next part before it exists: hold the
             // request until it does (RFC 8216bis 6.2.5.3).
             if ch.part(msn, idx).is_none() && ch.is_upcoming(msn) {
-                let _ = ch
-                    .wait_for(
-                        Want {
-                            msn,
-                            part: Some(idx),
-                        },
-                        limit,
-                    )
-                    .await;
+                let want = Want {
+                    msn,
+                    part: Some(idx),
+                };
+                if ch.wait_for(want, limit, client).await == Err(Reject::Busy) {
+                    return Ok(busy());
+                }
             }
             ch.part(msn, idx)
                 .map(|b| reply(media_type, MEDIA_CACHE, b))
@@ -228,9 +199,15 @@ async fn vod_file(
     let id = parse_id(&id)?;
     // A hidden broadcast is the owner's alone; to anyone else it does not
     // exist.
-    let who = viewer(&s, &headers).await?;
-    if !s.db.broadcast_visible(id, who.as_ref()).await? {
-        return Err(ApiError::NotFound("no such broadcast".into()));
+    let meta =
+        s.db.broadcast_meta(id)
+            .await?
+            .ok_or_else(|| ApiError::NotFound("no such broadcast".into()))?;
+    if !meta.published {
+        let who = viewer(&s, &headers).await?;
+        if !s.db.broadcast_visible(id, who.as_ref()).await? {
+            return Err(ApiError::NotFound("no such broadcast".into()));
+        }
     }
     let file = parse_file(&file).ok_or_else(|| ApiError::NotFound("no such file".into()))?;
     let rec = s
@@ -242,26 +219,31 @@ async fn vod_file(
             .await?
             .ok_or_else(|| ApiError::NotFound("no such broadcast".into()))?;
     let dir = rec.dir(row.id);
+    // What only its owner may see is never kept by a shared cache, nor by
+    // the browser (a shared computer); published recordings may be.
+    let cache = |public: &'static str| {
+        if meta.published {
+            public
+        } else {
+            PRIVATE_CACHE
+        }
+    };
     let (name, ctype, cache) = match file {
         File::Playlist => {
             let body = rec
                 .playlist(&row)
                 .await
                 .ok_or_else(|| ApiError::NotFound("this broadcast was not recorded".into()))?;
-            let cache = if row.ended_at.is_some() {
-                "public, max-age=3600"
+            let c = if row.ended_at.is_some() {
+                cache(VOD_PLAYLIST_CACHE)
             } else {
-                PLAYLIST_CACHE
+                cache(PLAYLIST_CACHE)
             };
-            return Ok(reply(PLAYLIST_TYPE, cache, body));
+            return Ok(reply(PLAYLIST_TYPE, c, body));
         }
-        File::Init(n) => (format!("init{n}.mp4"), "video/mp4", VOD_MEDIA_CACHE),
-        File::Segment(n) => (format!("s{n}.m4s"), "video/mp4", VOD_MEDIA_CACHE),
-        File::Poster => (
-            "poster.jpg".to_string(),
-            "image/jpeg",
-            "public, max-age=3600",
-        ),
+        File::Init(n) => (format!("init{n}.mp4"), "video/mp4", cache(VOD_MEDIA_CACHE)),
+        File::Segment(n) => (format!("s{n}.m4s"), "video/mp4", cache(VOD_MEDIA_CACHE)),
+        File::Poster => ("poster.jpg".to_string(), "image/jpeg", cache(POSTER_CACHE)),
         File::Part(..) => return Err(ApiError::NotFound("no such file".into())),
     };
     match tokio::fs::read(dir.join(&name)).await {
@@ -366,60 +348,5 @@ async fn thumbnail(
         None => Err(ApiError::NotFound(format!(
             "no thumbnail for {channel} (offline, or not yet)"
         ))),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn file_names_parse_strictly() {
-        assert_eq!(parse_file("index.m3u8"), Some(File::Playlist));
-        assert_eq!(parse_file("init3.mp4"), Some(File::Init(3)));
-        assert_eq!(parse_file("s12.m4s"), Some(File::Segment(12)));
-        assert_eq!(parse_file("s12.4.m4s"), Some(File::Part(12, 4)));
-        for bad in [
-            "..",
-            "../index.m3u8",
-            "s-1.m4s",
-            "s+1.m4s",
-            "s1.2.3.m4s",
-            "init.mp4",
-            "s.m4s",
-            "s99999999999999999999.m4s",
-            "index.m3u8 ",
-            "s1 .m4s",
-            "%2e%2e",
-        ] {
-            assert_eq!(parse_file(bad), None, "{bad}");
-        }
-    }
-
-    #[test]
-    fn blocking_query_is_validated() {
-        assert_eq!(parse_want(None).ok().flatten(), None);
-        assert_eq!(
-            parse_want(Some("_HLS_msn=5&_HLS_part=2")).ok().flatten(),
-            Some(Want {
-                msn: 5,
-                part: Some(2)
-            })
-        );
-        assert_eq!(
-            parse_want(Some("_HLS_msn=5&foo=bar")).ok().flatten(),
-            Some(Want { msn: 5, part: None })
-        );
-        for q in [
-            "_HLS_msn=-1",
-            "_HLS_msn=abc",
-            "_HLS_msn=",
-            "_HLS_part=1",
-            "_HLS_msn=1&_HLS_part=-2",
-            "_HLS_msn=99999999999999999999",
-            "_HLS_msn=1&_HLS_part=99999999999",
-        ] {
-            assert!(parse_want(Some(q)).is_err(), "{q}");
-        }
     }
 }

@@ -18,6 +18,7 @@ mod whep;
 mod whip;
 
 pub use auth::{authenticate, Limits, MaybeSignedIn, SignedIn};
+pub use channels::{DESCRIPTION_MAX, TITLE_MAX};
 pub use chat_ws::HubLive;
 pub use client::ClientAddr;
 pub use error::ApiError;
@@ -50,6 +51,8 @@ pub struct AppState {
     pub proxies: Arc<crate::net::TrustedProxies>,
     /// The long-lived tasks: `/healthz` is 503 while one is down.
     pub engines: Arc<crate::isolate::Engines>,
+    /// Icecast sources and plain listeners (counted as viewers).
+    pub icecast: Arc<crate::icecast::Icecast>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -141,6 +144,13 @@ async fn metrics(
         gauges.push((
             "onair_viewers".to_string(),
             format!("channel=\"{channel}\",protocol=\"webrtc\""),
+            n as f64,
+        ));
+    }
+    for (channel, n) in s.icecast.mounts.all_listeners() {
+        gauges.push((
+            "onair_viewers".to_string(),
+            format!("channel=\"{channel}\",protocol=\"icecast\""),
             n as f64,
         ));
     }

@@ -53,6 +53,7 @@ const OPS: &[Op] = &[
     Op { method: "patch", path: "/api/channels/{name}", summary: "Edit title, description, category, tags, slow mode (owner or admin)", access: SignedIn, body: Some("ChannelEdit"), ok: (200, "Channel"), errors: &[401, 403, 404] },
     Op { method: "get", path: "/api/channels/{name}/key", summary: "The stream key (owner only)", access: SignedIn, body: None, ok: (200, "StreamKey"), errors: &[401, 403, 404] },
     Op { method: "post", path: "/api/channels/{name}/key", summary: "Rotate the stream key; a live publish ends (owner only)", access: SignedIn, body: None, ok: (200, "StreamKey"), errors: &[401, 403, 404] },
+    Op { method: "delete", path: "/api/channels/{name}/live", summary: "End the live broadcast now, whatever its ingest (owner or admin); the key stays valid", access: SignedIn, body: None, ok: (204, ""), errors: &[401, 403, 404] },
     Op { method: "post", path: "/api/channels/{name}/like", summary: "Like the channel: one per user every 10 s", access: SignedIn, body: None, ok: (200, "Likes"), errors: &[401, 404, 429] },
     Op { method: "get", path: "/api/channels/{name}/schedule", summary: "Upcoming broadcasts, soonest first", access: Public, body: None, ok: (200, "ScheduleList"), errors: &[404] },
     Op { method: "post", path: "/api/channels/{name}/schedule", summary: "Announce a broadcast (owner or admin)", access: SignedIn, body: Some("ScheduleEdit"), ok: (201, "Scheduled"), errors: &[401, 403, 404] },
@@ -92,12 +93,14 @@ fn schemas() -> Value {
         "ChangePassword": {"type": "object", "additionalProperties": false, "required": ["old_password", "new_password"], "properties": {"old_password": string, "new_password": string}},
         "User": {"type": "object", "properties": {"id": {"type": "integer"}, "username": string, "email_verified": {"type": "boolean"}, "role": {"enum": ["admin", "moderator", "broadcaster", "viewer"]}, "email": string, "created_at": {"type": "integer"}}},
         "SetRole": {"type": "object", "additionalProperties": false, "required": ["role"], "properties": {"role": {"enum": ["admin", "moderator", "broadcaster", "viewer"]}}},
-        "Me": {"type": "object", "properties": {"user": {"$ref": "#/components/schemas/User"}, "channel": {"type": ["object", "null"], "properties": {"name": string, "stream_key": string, "title": string, "description": string, "category": string, "tags": {"type": "array", "items": string}, "likes": {"type": "integer"}, "rtmp_port": {"type": "integer", "description": "The port RTMP ingest listens on"}}}}},
+        "Me": {"type": "object", "properties": {"user": {"$ref": "#/components/schemas/User"}, "channel": {"type": ["object", "null"], "properties": {"name": string, "stream_key": string, "title": string, "description": string, "category": string, "tags": {"type": "array", "items": string}, "likes": {"type": "integer"}, "rtmp_port": {"type": "integer", "description": "The port RTMP ingest listens on"}, "icecast_port": {"type": "integer", "description": "The port Icecast sources connect to"}}}}},
         "Channel": {"type": "object", "properties": {
             "name": string, "owner": {"type": ["string", "null"]}, "title": string, "description": string,
             "category": {"type": ["string", "null"]}, "tags": {"type": "array", "items": string},
             "likes": {"type": "integer"}, "slow_mode_secs": {"type": "integer"}, "live": {"type": "boolean"},
             "started_at": {"type": ["string", "null"], "format": "date-time"}, "viewers": {"type": "integer"},
+            "video": {"type": ["boolean", "null"], "description": "While live: whether the stream has video"},
+            "now_playing": {"type": ["string", "null"], "description": "While live: the track on the air (Icecast /admin/metadata)"},
             "next_broadcast": {"oneOf": [{"$ref": "#/components/schemas/Scheduled"}, {"type": "null"}]},
             "schedule": {"type": "array", "items": {"$ref": "#/components/schemas/Scheduled"}, "description": "Only on GET /api/channels/{name}"}}},
         "ChannelPage": {"type": "object", "properties": {"items": {"type": "array", "items": {"$ref": "#/components/schemas/Channel"}}, "next_cursor": {"type": ["string", "null"]}}},
@@ -135,7 +138,7 @@ fn schemas() -> Value {
         "bytes": {"type": "integer"}, "video_frames": {"type": "integer"}, "audio_frames": {"type": "integer"}, "keyframes": {"type": "integer"},
         "avg_bitrate_bps": {"type": ["number", "null"]}, "avg_fps": {"type": ["number", "null"]}, "avg_keyframe_interval_secs": {"type": ["number", "null"]},
         "warnings": {"type": "array", "items": {"type": "string"}},
-        "viewers": {"type": "object", "properties": {"webrtc": {"type": "integer"}, "hls": {"type": "integer"}}},
+        "viewers": {"type": "object", "properties": {"webrtc": {"type": "integer"}, "hls": {"type": "integer"}, "icecast": {"type": "integer"}}},
     }});
     schemas
 }

@@ -1,5 +1,6 @@
 use super::reader::{Reader, Shared};
 use crate::media::{MediaKind, Unit};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Instant, SystemTime};
 use tokio_util::sync::CancellationToken;
@@ -32,6 +33,9 @@ pub struct Health {
     pub keyframes: u64,
     /// Why some egress is off for this stream, if it is.
     pub warnings: Vec<String>,
+    /// The track on the air, as the source last said (Icecast's
+    /// `/admin/metadata`).
+    pub now_playing: Option<String>,
 }
 
 struct Inner {
@@ -55,6 +59,8 @@ pub enum Source {
     /// WebRTC: its RTP is forwarded to WebRTC viewers as it came; the hub
     /// units (depacketized) feed everything else.
     Whip,
+    /// An Icecast source client (audio only).
+    Icecast,
 }
 
 /// One live broadcast on one channel: from a publish to its end.
@@ -66,6 +72,7 @@ pub struct Stream {
     inner: Mutex<Inner>,
     health: Mutex<Health>,
     closed: CancellationToken,
+    both_audio_forms: AtomicBool,
 }
 
 impl Stream {
@@ -86,6 +93,7 @@ impl Stream {
             }),
             health: Mutex::new(Health::default()),
             closed: CancellationToken::new(),
+            both_audio_forms: AtomicBool::new(false),
         }
     }
 
@@ -122,6 +130,30 @@ impl Stream {
 
     pub fn update_health(&self, f: impl FnOnce(&mut Health)) {
         f(&mut self.health.lock().expect("health poisoned"))
+    }
+
+    /// Said by a publisher that decodes its source once and writes its
+    /// audio twice, as AAC (for HLS and recordings) and as Opus (for
+    /// WebRTC): each egress then takes its own form and skips the other,
+    /// instead of transcoding it. Set before the first unit.
+    pub fn set_both_audio_forms(&self) {
+        self.both_audio_forms.store(true, Ordering::Relaxed);
+    }
+
+    pub fn both_audio_forms(&self) -> bool {
+        self.both_audio_forms.load(Ordering::Relaxed)
+    }
+
+    /// Whether a reader of that name (an egress: "webrtc", "hls") follows
+    /// the stream now: a publisher that makes a form only one egress needs
+    /// makes it only while that egress reads.
+    pub fn has_reader(&self, name: &str) -> bool {
+        let inner = self.inner.lock().expect("stream poisoned");
+        inner
+            .readers
+            .iter()
+            .filter_map(Weak::upgrade)
+            .any(|r| r.name == name)
     }
 
     pub fn reader_count(&self) -> usize {

@@ -1,35 +1,138 @@
 //! RTMP ingest: OBS/ffmpeg publish to `rtmp://HOST:1935/live/STREAM_KEY`.
-//! The accept loop lives here; [`conn`] runs one connection on rml_rtmp's
-//! handshake and `ServerSession`; [`to_hub`] turns FLV tags into hub units.
+//! The accept loop lives here; [`session`] is one connection's protocol
+//! (sans-I/O: rml_rtmp's handshake and `ServerSession` over our bounded
+//! [`chunk`] reader and [`amf`] checks); [`conn`] drives it from a socket;
+//! [`to_hub`] turns FLV tags into hub units.
 //!
-//! Limits: a client that does not finish the handshake within
-//! [`HANDSHAKE_TIMEOUT`], or sends nothing for [`IDLE_TIMEOUT`], is dropped;
-//! at most [`MAX_CONNECTIONS`] connections run at once.
+//! Limits, each closing only the connection that reaches it (and counted
+//! in `onair_limit_hits_total{limit}`, or `onair_connections_refused_total`
+//! for the caps):
+//! - [`MAX_CONNECTIONS`] at once, [`MAX_CONNECTIONS_PER_HOST`] from one
+//!   IPv4 address or IPv6 /64;
+//! - a connection that has not published within [`PUBLISH_DEADLINE`] of
+//!   connecting (handshake included), or sends nothing for
+//!   [`IDLE_TIMEOUT`], is closed;
+//! - messages: [`MAX_MEDIA_MESSAGE`] for audio and video once publishing,
+//!   [`MAX_CONTROL_MESSAGE`] for everything else; bytes held in unfinished
+//!   messages at most twice the largest allowed; [`chunk::MAX_CHUNK_STREAMS`]
+//!   chunk stream ids; AMF nesting [`amf::MAX_DEPTH`]; [`MAX_STREAMS`]
+//!   `createStream` calls.
 
+/// `tracing::warn!` for lines about one connection (why it closed, why a
+/// publish was refused) while [`warning_budget`] allows, `tracing::debug!`
+/// past it.
+macro_rules! warn_limited {
+    ($($arg:tt)+) => {
+        match $crate::rtmp::warning_budget() {
+            Some(0) => tracing::warn!($($arg)+),
+            Some(held_back) => {
+                tracing::warn!(held_back, "rtmp: lines about connections went to debug level for a while");
+                tracing::warn!($($arg)+)
+            }
+            None => tracing::debug!($($arg)+),
+        }
+    };
+}
+
+mod amf;
+mod chunk;
 mod conn;
+mod session;
 mod to_hub;
 
+pub use session::{Session, SessionError, Step};
+
 use crate::hub::{Channels, Hub};
-use std::sync::Arc;
-use std::time::Duration;
+use crate::net::{ConnGate, ConnLimits};
+use chunk::Limits;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// A real encoder completes the handshake in one round trip; ten seconds
-/// covers a slow mobile uplink while port scanners and half-open clients go
-/// away soon.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// From accept to an accepted publish, handshake included. An encoder
+/// needs three round trips and a key lookup; ten seconds covers a slow
+/// mobile uplink, while a client that connects and idles (or sends pings
+/// forever) gives its slot back soon.
+pub const PUBLISH_DEADLINE: Duration = Duration::from_secs(10);
 
-/// A publisher sends media many times a second, and even an idle
-/// (connected, not yet publishing) OBS sends window acknowledgements; 30 s
-/// of silence means the peer is gone.
+/// A publisher sends media many times a second; 30 s of silence means the
+/// peer is gone. Also bounds how long a client that stops reading can
+/// park its connection on a write.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Concurrent connections, publishing or not. Each may hold one RTMP message
-/// in progress (up to 16 MiB); the cap bounds what a flood of connections
-/// can make the server allocate. Far above the number of real publishers.
+/// Concurrent connections, publishing or not. Before publishing each holds
+/// at most 2 x [`MAX_CONTROL_MESSAGE`]; far above the number of real
+/// publishers a server carries.
 pub const MAX_CONNECTIONS: usize = 256;
+
+/// Connections from one host (IPv4 address or IPv6 /64): room for a studio
+/// with several encoders behind one NAT, and reconnects overlapping their
+/// old connection, while one host cannot take every slot.
+pub const MAX_CONNECTIONS_PER_HOST: usize = 16;
+
+/// The largest audio or video message (one FLV tag: for video, one access
+/// unit). Keyframes are the big ones. x264 (veryfast) on a noisy 4K
+/// picture, the hardest case, makes 2.96 MB keyframes at 50 Mbit/s CBR
+/// (OBS's CBR gives the encoder a 1 s buffer), 5.7 MB at 100 Mbit/s and
+/// 3.7 MB at CRF 18; YouTube's highest recommended 4K60 bitrate is
+/// 51 Mbit/s. 8 MiB leaves room above that; RTMP itself allows 16 MiB.
+/// (nginx-rtmp's default is 1 MiB, which 4K keyframes pass.)
+pub const MAX_MEDIA_MESSAGE: u32 = 8 << 20;
+
+/// The largest command, metadata or control message. OBS's and ffmpeg's
+/// `connect` and `onMetaData` are under 1 KiB.
+pub const MAX_CONTROL_MESSAGE: u32 = 64 << 10;
+
+/// `createStream` calls per connection: each leaves an entry in rml_rtmp's
+/// stream table for the connection's life. Encoders call it once.
+pub const MAX_STREAMS: u32 = 8;
+
+/// Before a publish is accepted no media is expected: an unauthenticated
+/// connection holds at most 2 x 64 KiB.
+const CONNECTING_LIMITS: Limits = Limits {
+    media: MAX_CONTROL_MESSAGE,
+    other: MAX_CONTROL_MESSAGE,
+};
+const PUBLISHING_LIMITS: Limits = Limits {
+    media: MAX_MEDIA_MESSAGE,
+    other: MAX_CONTROL_MESSAGE,
+};
+
+/// Warnings about single connections per minute: every refused publish or
+/// broken connection is worth a line, but a client cycling bad connections
+/// must not be able to flood the log. Past it they go to debug level, and
+/// the next warning says how many did.
+const WARNINGS_PER_MINUTE: u32 = 60;
+
+/// `Some(n)` when a warning may be logged, `n` being how many went to debug
+/// level since the last one; `None` past the budget.
+fn warning_budget() -> Option<u64> {
+    struct Budget {
+        since: Instant,
+        logged: u32,
+        held_back: u64,
+    }
+    static BUDGET: Mutex<Option<Budget>> = Mutex::new(None);
+    let now = Instant::now();
+    let mut b = BUDGET.lock().unwrap_or_else(|e| e.into_inner());
+    let b = b.get_or_insert(Budget {
+        since: now,
+        logged: 0,
+        held_back: 0,
+    });
+    if now.duration_since(b.since) >= Duration::from_secs(60) {
+        b.since = now;
+        b.logged = 0;
+    }
+    if b.logged >= WARNINGS_PER_MINUTE {
+        b.held_back += 1;
+        return None;
+    }
+    b.logged += 1;
+    Some(std::mem::take(&mut b.held_back))
+}
 
 /// Pause after a failed `accept` (e.g. out of file descriptors), so the
 /// loop does not spin while the condition lasts.
@@ -37,14 +140,23 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// Accepts RTMP connections until `shutdown` is cancelled, then closes every
 /// connection (ending their streams) and returns once they are all gone.
+/// `fault_injection` is for tests only ([`Session::with_fault_injection`]).
 pub async fn serve<C: Channels>(
     listener: TcpListener,
     hub: Arc<Hub>,
     channels: Arc<C>,
     shutdown: CancellationToken,
+    fault_injection: bool,
 ) {
     let tracker = TaskTracker::new();
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let gate = ConnGate::new(
+        "rtmp",
+        ConnLimits {
+            total: MAX_CONNECTIONS,
+            per_host: MAX_CONNECTIONS_PER_HOST,
+        },
+    );
+    let mut refused = 0u64;
     loop {
         let accepted = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -60,16 +172,24 @@ pub async fn serve<C: Channels>(
                 }
             }
         };
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
-            tracing::warn!(%peer, "rtmp connection refused: {MAX_CONNECTIONS} connections already open");
-            continue;
+        let permit = match gate.admit(peer.ip()) {
+            Ok(p) => p,
+            Err(why) => {
+                // A flood is one line per doubling, not one per connection.
+                refused += 1;
+                if refused.is_power_of_two() {
+                    tracing::warn!(%peer, ?why, refused, "rtmp connection refused at the connection cap");
+                }
+                continue;
+            }
         };
         // Control messages are small and latency matters more than packing.
         let _ = socket.set_nodelay(true);
         let (hub, channels, shutdown) = (hub.clone(), channels.clone(), shutdown.clone());
         tracker.spawn(async move {
-            conn::run(socket, peer, hub, channels, shutdown).await;
-            drop(permit);
+            let _permit = permit;
+            let conn = conn::run(socket, peer, hub, channels, shutdown, fault_injection);
+            crate::isolate::task("rtmp", peer, conn).await;
         });
     }
     tracker.close();

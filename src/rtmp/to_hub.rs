@@ -78,6 +78,10 @@ pub(super) struct Ingest {
     warned_he_aac: bool,
     bad_video: Repeats,
     bad_audio: Repeats,
+    /// Parameter changes are logged 1st, 2nd, 4th...: a client switching
+    /// them on every packet must not flood the log.
+    video_changes: Repeats,
+    audio_changes: Repeats,
 }
 
 impl Ingest {
@@ -99,6 +103,8 @@ impl Ingest {
             warned_he_aac: false,
             bad_video: Repeats::default(),
             bad_audio: Repeats::default(),
+            video_changes: Repeats::default(),
+            audio_changes: Repeats::default(),
         }
     }
 
@@ -201,15 +207,17 @@ impl Ingest {
             constraint_flags: info.constraint_flags,
             level_idc: info.level_idc,
         };
-        match &self.video {
-            Some(old) => {
+        let count = self.video_changes.hit();
+        match (&self.video, count) {
+            (_, None) => {}
+            (Some(old), Some(n)) => {
                 if let TrackConfig::H264(o) = old.config.as_ref() {
-                    tracing::info!(channel = %self.channel,
+                    tracing::info!(channel = %self.channel, changes = n - 1,
                         "H.264 parameters changed: {}x{} -> {}x{} ({} level {})",
                         o.width, o.height, info.width, info.height, info.profile_name(), info.level_idc);
                 }
             }
-            None => tracing::info!(channel = %self.channel,
+            (None, Some(_)) => tracing::info!(channel = %self.channel,
                 "video: H.264 {} {}x{} level {}", info.profile_name(), info.width, info.height, info.level_idc),
         }
         let codec = format!(
@@ -371,7 +379,9 @@ impl Ingest {
             asc.sample_rate,
             asc.channels()
         );
-        tracing::info!(channel = %self.channel, "audio: {codec}");
+        if let Some(n) = self.audio_changes.hit() {
+            tracing::info!(channel = %self.channel, changes = n - 1, "audio: {codec}");
+        }
         self.publisher
             .stream()
             .update_health(|h| h.audio_codec = Some(codec));

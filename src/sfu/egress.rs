@@ -238,6 +238,8 @@ async fn serve(
                         crate::metrics::add_reader_drops(1);
                     }
                 }
+                // The publisher writes Opus as well: that is ours.
+                Payload::Aac(_) if stream.both_audio_forms() => {}
                 Payload::Aac(frame) => {
                     let TrackConfig::Aac(cfg) = unit.config.as_ref() else {
                         continue;

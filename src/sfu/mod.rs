@@ -5,6 +5,7 @@
 //! - `egress`: per channel, hub units -> RTP, once per stream.
 //! - `peer`: a viewer's connection built from its offer.
 //! - `packetize`, `sdp`, `stun`: the small pure pieces.
+//! - `srtp`: SRTP/SRTCP sealed and opened in place, keyed from DTLS.
 
 pub mod congestion;
 mod driver;
@@ -15,6 +16,8 @@ pub mod peer;
 mod retransmit;
 pub mod sdp;
 mod seqmap;
+pub mod session;
+pub mod srtp;
 mod stun;
 mod tcp;
 mod udp;

@@ -56,7 +56,13 @@ pub fn serve_with(
         .arg("serve")
         .args(args)
         .args(["--http", &http.to_string(), "--rtmp", &rtmp.to_string()])
-        .args(["--webrtc-udp", "127.0.0.1:0", "--data-dir"])
+        .args([
+            "--webrtc-udp",
+            "127.0.0.1:0",
+            "--icecast",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
         .arg(dir)
         .stdin(Stdio::null())
         .stdout(Stdio::null())

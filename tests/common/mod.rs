@@ -22,6 +22,8 @@ use tokio_util::sync::CancellationToken;
 pub struct TestServer {
     pub http: SocketAddr,
     pub rtmp: SocketAddr,
+    /// Icecast sources and plain listeners.
+    pub icecast: SocketAddr,
     /// The WebRTC media port on loopback.
     pub udp: SocketAddr,
     pub channel: String,
@@ -59,6 +61,7 @@ impl TestServer {
         let listeners = onair::Listeners::bind(&config).await.expect("bind");
         let http = listeners.http_addr();
         let rtmp = listeners.rtmp_addr();
+        let icecast = listeners.icecast_addr();
         let udp = listeners
             .webrtc
             .candidates
@@ -79,6 +82,7 @@ impl TestServer {
         TestServer {
             http,
             rtmp,
+            icecast,
             udp,
             channel: ch.name,
             key: ch.stream_key,

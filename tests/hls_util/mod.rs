@@ -141,6 +141,13 @@ pub fn parse(text: &str) -> Playlist {
 
 /// The RFC 8216bis rules of the issue that one playlist can show.
 pub fn check_rules(p: &Playlist) {
+    check_rules_with(p, None)
+}
+
+/// [`check_rules`], with parts allowed to last up to `long_frame` seconds:
+/// a part never splits a frame, so a frame longer than PART-TARGET (a
+/// publisher under 5 fps, or resuming after a stall) makes a longer part.
+pub fn check_rules_with(p: &Playlist, long_frame: Option<f64>) {
     let td = p.target_duration.expect("EXT-X-TARGETDURATION") as f64;
     for s in &p.segments {
         if let Some(d) = s.duration {
@@ -154,6 +161,7 @@ pub fn check_rules(p: &Playlist) {
             assert!(s.map.is_some(), "segment {} without EXT-X-MAP", s.msn);
         }
         if let Some(pt) = p.part_target {
+            let pt = long_frame.map_or(pt, |f| f.max(pt));
             for part in &s.parts {
                 assert!(
                     part.duration <= pt + 1e-6,

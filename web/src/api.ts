@@ -27,6 +27,10 @@ export interface Channel {
   live: boolean;
   started_at: string | null;
   viewers: number;
+  /// While live: whether the stream has video (false: a listening page).
+  video: boolean | null;
+  /// While live: the track on the air, as the source last said.
+  now_playing: string | null;
   next_broadcast: Scheduled | null;
   schedule?: Scheduled[];
 }
@@ -37,6 +41,8 @@ export interface Me {
     name: string; stream_key: string; title: string; description: string; category: string | null;
     /// The port the server's RTMP ingest listens on.
     rtmp_port?: number;
+    /// The port Icecast sources (DJ software) connect to.
+    icecast_port?: number;
   } | null;
 }
 

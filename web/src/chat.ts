@@ -16,6 +16,7 @@ export type ChatEvent =
   | { type: 'viewers'; count: number }
   | { type: 'likes'; count: number }
   | { type: 'slow_mode'; seconds: number }
+  | { type: 'now_playing'; title: string }
   | { type: 'timeout' | 'ban'; user: string; seconds: number | null }
   | { type: 'error'; error: string };
 

@@ -1,5 +1,7 @@
 // The watch page's player: WHEP (plain RTCPeerConnection) first, LL-HLS
 // when WebRTC shows no frame in time. hls.js is imported only then.
+// An audio-only channel (a radio show) asks for audio alone and counts as
+// playing at its first sound, with no picture to wait for.
 
 export type Mode = 'webrtc' | 'hls';
 
@@ -13,7 +15,12 @@ export interface PlayerState {
   firstFrameMs: number | null;
   /// The browser blocked autoplay with sound: the page shows an unmute button.
   needsUnmute: boolean;
+  /// Paused by the listener (audio-only page).
+  paused: boolean;
 }
+
+/// How often an audio-only session's stats are read for its first sound.
+const AUDIO_POLL_MS = 50;
 
 /// WebRTC gets this long to show a first frame before LL-HLS takes over.
 /// Waiting for ICE to report 'failed' would take ~15 s.
@@ -59,7 +66,12 @@ export function withoutMdnsCandidates(sdp: string): string {
 }
 
 export class Player {
-  state: PlayerState = { mode: null, status: 'idle', message: '', firstFrameMs: null, needsUnmute: false };
+  state: PlayerState = { mode: null, status: 'idle', message: '', firstFrameMs: null, needsUnmute: false, paused: false };
+  /// Ask for audio only and play at the first sound (a channel with no video).
+  audioOnly = false;
+  /// The sound being played, for a level meter: the WebRTC stream, or the
+  /// element's own capture under HLS.
+  onAudio: ((s: MediaStream | null) => void) | null = null;
   pc: RTCPeerConnection | null = null;
   private hls: HlsLike | null = null;
   private session: string | null = null;
@@ -110,7 +122,20 @@ export class Player {
     }
     this.video.removeAttribute('src');
     this.video.srcObject = null;
-    this.set({ mode: null, status: 'idle', message: '' });
+    this.onAudio?.(null);
+    this.set({ mode: null, status: 'idle', message: '', paused: false });
+  }
+
+  /// Pause or resume (the audio-only page's button). Live audio resumes
+  /// at the live edge: WebRTC has no backlog, and HLS seeks there itself.
+  togglePause() {
+    if (this.video.paused) {
+      this.video.play().catch(() => {});
+      this.set({ paused: false });
+    } else {
+      this.video.pause();
+      this.set({ paused: true });
+    }
   }
 
   unmute() {
@@ -147,7 +172,8 @@ export class Player {
 
   private async startWebrtc(gen: number, fallbackAllowed: boolean) {
     this.set({ mode: 'webrtc', status: 'connecting', message: 'Connecting…' });
-    const giveUp = (ms: number) => this.fallback(gen, `showed no picture within ${ms / 1000} s`, fallbackAllowed);
+    const what = this.audioOnly ? 'played no sound' : 'showed no picture';
+    const giveUp = (ms: number) => this.fallback(gen, `${what} within ${ms / 1000} s`, fallbackAllowed);
     this.timer = window.setTimeout(() => {
       if (gen !== this.generation) return;
       if (this.pc?.connectionState === 'connected') {
@@ -161,7 +187,7 @@ export class Player {
       if (gen !== this.generation) return;
       const pc = new RTCPeerConnection({ iceServers: servers });
       this.pc = pc;
-      pc.addTransceiver('video', { direction: 'recvonly' });
+      if (!this.audioOnly) pc.addTransceiver('video', { direction: 'recvonly' });
       pc.addTransceiver('audio', { direction: 'recvonly' });
       const stream = new MediaStream();
       pc.ontrack = (e) => {
@@ -170,6 +196,7 @@ export class Player {
           this.video.srcObject = stream;
           void this.play();
         }
+        if (e.track.kind === 'audio') this.onAudio?.(stream);
       };
       pc.onconnectionstatechange = () => {
         if (pc.connectionState === 'failed') this.fallback(gen, 'could not connect', fallbackAllowed);
@@ -186,7 +213,19 @@ export class Player {
         this.set({ status: 'playing', message: '' });
       };
       const v: HTMLVideoElement = this.video;
-      if (typeof v.requestVideoFrameCallback === 'function') v.requestVideoFrameCallback(onFrame);
+      if (this.audioOnly) {
+        // No picture will come: the first decoded samples are the start.
+        const poll = async () => {
+          if (gen !== this.generation) return;
+          let heard = false;
+          (await pc.getStats().catch(() => new Map())).forEach((s: { type: string; kind?: string; totalSamplesReceived?: number }) => {
+            if (s.type === 'inbound-rtp' && s.kind === 'audio' && (s.totalSamplesReceived || 0) > 0) heard = true;
+          });
+          if (heard) onFrame();
+          else window.setTimeout(poll, AUDIO_POLL_MS);
+        };
+        window.setTimeout(poll, AUDIO_POLL_MS);
+      } else if (typeof v.requestVideoFrameCallback === 'function') v.requestVideoFrameCallback(onFrame);
       else v.addEventListener('loadeddata', onFrame, { once: true });
 
       performance.mark('onair:whep-offer');
@@ -228,7 +267,9 @@ export class Player {
     this.set({ mode: 'hls', status: 'connecting', message: message || 'Loading…' });
     const url = this.source.hls;
     const onPlaying = () => {
-      if (gen === this.generation) this.set({ status: 'playing', message });
+      if (gen !== this.generation) return;
+      this.set({ status: 'playing', message });
+      this.onAudio?.(captureAudio(this.video));
     };
     this.video.addEventListener('playing', onPlaying, { once: true });
     if (prefersNativeHls(this.video)) {
@@ -258,6 +299,19 @@ export class Player {
     hls.loadSource(url);
     hls.attachMedia(this.video);
     void this.play();
+  }
+}
+
+/// The sound an element plays, as a stream a meter can read without
+/// rerouting the element's own output; null where the browser cannot
+/// (Safari), which only costs the meter.
+function captureAudio(el: HTMLVideoElement): MediaStream | null {
+  const m = el as HTMLVideoElement & { captureStream?: () => MediaStream; mozCaptureStream?: () => MediaStream };
+  try {
+    const s = m.captureStream?.() ?? m.mozCaptureStream?.() ?? null;
+    return s && s.getAudioTracks().length > 0 ? s : null;
+  } catch {
+    return null;
   }
 }
 

@@ -16,7 +16,7 @@ export function Dashboard({ me, setMe }: PageProps & { me: Me }) {
         <Link href={`/c/${ch.name}`}>Open your channel page</Link>
       </div>
       <div class="dash">
-        <StreamKey channel={ch.name} streamKey={ch.stream_key} rtmpPort={ch.rtmp_port} setKey={setKey} />
+        <StreamKey channel={ch.name} streamKey={ch.stream_key} rtmpPort={ch.rtmp_port} icecastPort={ch.icecast_port} setKey={setKey} />
         <Health channel={ch.name} />
         <ChannelForm me={me} setMe={setMe} />
         <GoLive streamKey={ch.stream_key} channel={ch.name} />
@@ -43,8 +43,8 @@ function Copy({ text, label }: { text: string; label: string }) {
   return <button type="button" onClick={copy} aria-label={`Copy ${label}`}>{done ? 'Copied' : 'Copy'}</button>;
 }
 
-function StreamKey({ channel, streamKey, rtmpPort, setKey }: {
-  channel: string; streamKey: string; rtmpPort?: number; setKey: (k: string) => void;
+function StreamKey({ channel, streamKey, rtmpPort, icecastPort, setKey }: {
+  channel: string; streamKey: string; rtmpPort?: number; icecastPort?: number; setKey: (k: string) => void;
 }) {
   const [shown, setShown] = useState(false);
   const [confirm, setConfirm] = useState(false);
@@ -95,6 +95,13 @@ function StreamKey({ channel, streamKey, rtmpPort, setKey }: {
         <dt>Service</dt><dd>WHIP</dd>
         <dt>Server</dt><dd><span class="mono">{location.origin}/whip</span> <Copy text={`${location.origin}/whip`} label="WHIP server" /></dd>
         <dt>Bearer token</dt><dd>the key above</dd>
+      </dl>
+      <h3>Radio (audio only): BUTT, Mixxx, ffmpeg over Icecast</h3>
+      <dl class="kv">
+        <dt>Server, port</dt><dd><span class="mono" data-testid="icecast-server">{location.hostname}</span>, <span class="mono">{icecastPort ?? 8000}</span></dd>
+        <dt>Mount</dt><dd><span class="mono">/{channel}</span></dd>
+        <dt>User, password</dt><dd><span class="mono">source</span>, the key above</dd>
+        <dt>Audio</dt><dd>MP3, AAC or Opus (Ogg); track titles show as now playing</dd>
       </dl>
       <h3>Recommended encoder settings</h3>
       <ul>

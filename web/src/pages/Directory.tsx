@@ -71,8 +71,13 @@ export function Directory() {
               <Link href={`/c/${c.name}`} class="tile-link">
                 <div class="thumb">
                   {/* The thumbnail changes every few seconds; tick busts the cache. */}
-                  <img src={`/api/channels/${encodeURIComponent(c.name)}/thumbnail.jpg?t=${tick}`} alt="" loading="lazy"
-                    width={320} height={180} onError={(e) => { e.currentTarget.style.visibility = 'hidden'; }} />
+                  {c.video === false ? (
+                    // A radio show has no picture to take a thumbnail from.
+                    <span class="cover-note" aria-hidden="true">♪</span>
+                  ) : (
+                    <img src={`/api/channels/${encodeURIComponent(c.name)}/thumbnail.jpg?t=${tick}`} alt="" loading="lazy"
+                      width={320} height={180} onError={(e) => { e.currentTarget.style.visibility = 'hidden'; }} />
+                  )}
                   <span class="badge live">LIVE</span>
                   <span class="badge viewers" aria-label={`${c.viewers} watching`}>{c.viewers} watching</span>
                 </div>

@@ -1,8 +1,10 @@
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { api, channelPath, errorText, fmtDuration, fmtWhen, get, type Broadcast, type Channel, type Me, type Scheduled } from '../api';
 import { ChatSocket, type ChatEvent, type ChatMessage } from '../chat';
+import { LevelMeter } from '../meter';
 import { Player, playVod, type Mode, type PlayerState } from '../player';
 import { Link } from '../router';
+import { RadioCard } from './Radio';
 
 /// Messages kept on the page; older ones scroll away for good.
 const CHAT_KEEP = 200;
@@ -28,9 +30,14 @@ export function Watch({ channel, me }: { channel: string; me: Me | null }) {
   const [connected, setConnected] = useState(false);
   const [slowMode, setSlowMode] = useState(0);
   const [vod, setVod] = useState<Broadcast | null>(null);
+  // A live stream with no video: the page is a listening page.
+  const [audioOnly, setAudioOnly] = useState(false);
+  const [nowPlaying, setNowPlaying] = useState('');
+  const [level, setLevel] = useState(0);
   const video = useRef<HTMLVideoElement>(null);
   const player = useRef<Player | null>(null);
   const socket = useRef<ChatSocket | null>(null);
+  const meterRef = useRef<LevelMeter | null>(null);
   // The chat handler lives as long as the channel; it reads who is signed
   // in from here rather than reconnecting when that changes.
   const meRef = useRef(me);
@@ -40,11 +47,20 @@ export function Watch({ channel, me }: { channel: string; me: Me | null }) {
     setInfo(null);
     setMissing('');
     setMessages([]);
-    get<Channel>(channelPath(channel)).then(
-      (c) => { setInfo(c); setViewers(c.viewers); setLikes(c.likes); setSlowMode(c.slow_mode_secs); setLive((l) => l ?? c.live); },
+    const load = () => get<Channel>(channelPath(channel)).then(
+      (c) => {
+        setInfo(c); setViewers(c.viewers); setLikes(c.likes); setSlowMode(c.slow_mode_secs);
+        setAudioOnly(c.live && c.video === false); setNowPlaying(c.now_playing || '');
+        setLive((l) => l ?? c.live);
+      },
       (e) => setMissing(errorText(e)),
     );
+    void load();
     const p = new Player(video.current!, { whep: `/whep/${encodeURIComponent(channel)}`, hls: `/hls/${encodeURIComponent(channel)}/index.m3u8` }, setPs);
+    const meter = new LevelMeter(setLevel);
+    meterRef.current = meter;
+    // Only the listening page shows a meter; a video page makes no AudioContext.
+    p.onAudio = (s) => meter.attach(p.audioOnly ? s : null);
     player.current = p;
     window.__onairPlayer = p;
     const onEvent = (e: ChatEvent) => {
@@ -55,8 +71,10 @@ export function Watch({ channel, me }: { channel: string; me: Me | null }) {
         case 'delete':
           setMessages((m) => m.filter((x) => x.id !== e.id));
           break;
-        case 'live': setLive(true); break;
-        case 'offline': setLive(false); break;
+        // A new broadcast may have video or not: ask before playing it.
+        case 'live': void load().then(() => setLive(true)); break;
+        case 'offline': setLive(false); setNowPlaying(''); break;
+        case 'now_playing': setNowPlaying(e.title); break;
         case 'viewers': setViewers(e.count); break;
         case 'likes': setLikes(e.count); break;
         case 'slow_mode': setSlowMode(e.seconds); break;
@@ -80,6 +98,7 @@ export function Watch({ channel, me }: { channel: string; me: Me | null }) {
       window.removeEventListener('pagehide', leave);
       socket.current?.close();
       p.stop();
+      meter.close();
       if (window.__onairPlayer === p) delete window.__onairPlayer;
     };
   }, [channel]);
@@ -89,9 +108,10 @@ export function Watch({ channel, me }: { channel: string; me: Me | null }) {
   useEffect(() => {
     const p = player.current;
     if (!p || live === null || vod) return;
+    p.audioOnly = audioOnly;
     if (live) p.start(preferred);
     else p.stop();
-  }, [live, preferred, vod]);
+  }, [live, preferred, vod, audioOnly]);
 
   const like = async () => {
     setLikeError('');
@@ -111,8 +131,12 @@ export function Watch({ channel, me }: { channel: string; me: Me | null }) {
   return (
     <div class="watch">
       <section class="stage" aria-label="Player">
-        <div class="video-wrap">
-          <video ref={video} id="player" playsInline autoPlay controls aria-label={`${channel} live video`} />
+        <div class={`video-wrap${audioOnly && !vod ? ' audio-only' : ''}`}>
+          <video ref={video} id="player" playsInline autoPlay controls aria-label={`${channel} live ${audioOnly ? 'audio' : 'video'}`} />
+          {audioOnly && !vod && live && (
+            <RadioCard channel={channel} title={info?.title || ''} nowPlaying={nowPlaying} listeners={viewers} level={level}
+              paused={!!ps?.paused} playing={ps?.status === 'playing'} onToggle={() => { meterRef.current?.resume(); player.current?.togglePause(); }} />
+          )}
           {vod ? null : live === false ? (
             <div class="overlay" data-testid="offline">
               <p><strong>{channel}</strong> is offline.</p>
@@ -123,7 +147,7 @@ export function Watch({ channel, me }: { channel: string; me: Me | null }) {
             <div class="overlay subtle" aria-live="polite" data-testid={ps.status}>{ps.message}</div>
           ) : null}
           {ps?.needsUnmute && !vod && (
-            <button type="button" class="unmute primary" onClick={() => player.current?.unmute()}>Unmute</button>
+            <button type="button" class="unmute primary" onClick={() => { meterRef.current?.resume(); player.current?.unmute(); }}>Unmute</button>
           )}
         </div>
         <div class="row between wrap player-bar">
@@ -136,7 +160,7 @@ export function Watch({ channel, me }: { channel: string; me: Me | null }) {
             ) : (
               <>
                 {live && <span class="badge live">LIVE</span>}
-                <span data-testid="viewers">{viewers} watching</span>
+                <span data-testid="viewers">{viewers} {audioOnly ? 'listening' : 'watching'}</span>
                 <fieldset class="switch">
                   <legend class="sr-only">Playback</legend>
                   {(['webrtc', 'hls'] as Mode[]).map((m) => (

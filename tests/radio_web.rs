@@ -1,0 +1,206 @@
+//! The listening page: an audio-only channel published over RTMP (ffmpeg,
+//! AAC), WHIP (our WebRTC publisher, Opus, no video m-line) and Icecast
+//! (ffmpeg, MP3) plays over WebRTC in headless Chromium within a second
+//! of opening the page, never falls back to LL-HLS, and its level meter
+//! moves; an Icecast title update reaches the open page.
+//!
+//! Needs the built app (`web/dist`), node and the Debian `chromium`
+//! package, as tests/web_app.rs does.
+
+mod common;
+
+use common::node::run_script;
+use common::{wait_for_live, TestServer};
+use serde_json::Value;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::process::{Child, Command};
+
+/// Fresh page loads per source: their median is judged, so one load that
+/// meets a busy moment of a shared machine does not decide.
+const LOADS: usize = 3;
+/// The bound: sound within a second of opening the page.
+const FIRST_SOUND_MS: f64 = 1000.0;
+
+fn shots() -> String {
+    let dir = match std::env::var_os("ONAIR_SCREENSHOTS") {
+        Some(d) => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(d),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("target")
+            .join("screenshots"),
+    };
+    std::fs::create_dir_all(&dir).expect("screenshot dir");
+    dir.display().to_string()
+}
+
+fn require_built_app() {
+    let index = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("web/dist/index.html");
+    assert!(
+        index.is_file(),
+        "{} is missing: run `npm install && npm run build` in web/, then rebuild",
+        index.display()
+    );
+}
+
+fn ffmpeg(args: &[&str]) -> Child {
+    Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-re"])
+        .args([
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=48000",
+            "-ac",
+            "2",
+        ])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("ffmpeg is installed")
+}
+
+/// Runs the page script against `channel` and checks what it measured.
+async fn judge(srv: &TestServer, channel: &str, source: &str, song: &[&str]) -> Value {
+    require_built_app();
+    let base = format!("http://{}", srv.http);
+    let loads = LOADS.to_string();
+    let shots = shots();
+    let mut args = vec![base.as_str(), channel, loads.as_str(), shots.as_str()];
+    args.extend_from_slice(song);
+    let r = run_script("radio_watch.mjs", &args, Duration::from_secs(150)).await;
+    eprintln!("{source}: {r}");
+    let loads = r["loads"].as_array().expect("loads");
+    let mut firsts = Vec::new();
+    for l in loads {
+        assert_eq!(l["card"], 1, "{source}: the listening page: {l}");
+        assert_eq!(l["mode"], "webrtc", "{source}: plays over WebRTC: {l}");
+        assert_eq!(
+            l["modes"],
+            serde_json::json!(["webrtc"]),
+            "{source}: never LL-HLS: {l}"
+        );
+        assert!(
+            !l["scripts"].to_string().contains("hls"),
+            "{source}: hls.js never loaded: {l}"
+        );
+        assert!(
+            l["totalAudioEnergy"].as_f64().unwrap_or(0.0) > 0.0,
+            "{source}: sound: {l}"
+        );
+        assert_eq!(l["framesDecoded"], 0, "{source}: no video asked for: {l}");
+        // ffmpeg's sine is 1/8 of full scale (RMS 0.088): well above
+        // silence, which reads 0.
+        let level = l["maxLevel"].as_f64().unwrap_or(0.0);
+        assert!(
+            level > 0.02,
+            "{source}: the level meter moves (max RMS {level}): {l}"
+        );
+        firsts.push(l["firstSoundMs"].as_f64().expect("played"));
+    }
+    firsts.sort_by(f64::total_cmp);
+    let median = firsts[firsts.len() / 2];
+    eprintln!("{source}: page open -> first WebRTC sound: median {median} ms, all {firsts:?}");
+    assert!(
+        median < FIRST_SOUND_MS,
+        "{source}: first sound {median} ms after opening the page"
+    );
+    let last = loads.last().unwrap();
+    assert_eq!(last["pausedState"], true, "{source}: pause pauses: {last}");
+    assert_eq!(last["resumedState"], false, "{source}: play plays: {last}");
+    r
+}
+
+/// One source at a time on one server: RTMP, then WHIP, then Icecast.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audio_only_rtmp_whip_and_icecast_play_over_webrtc_within_a_second() {
+    let srv = TestServer::start().await;
+
+    let mut ff = ffmpeg(&[
+        "-t",
+        "40",
+        "-c:a",
+        "aac",
+        "-b:a",
+        "128k",
+        "-f",
+        "flv",
+        &srv.rtmp_url(&srv.key),
+    ]);
+    wait_for_live(srv.http, "demo").await;
+    judge(&srv, "demo", "RTMP", &[]).await;
+    ff.kill().await.ok();
+
+    let whip_key = srv.db.create_channel("whipradio").await.unwrap().stream_key;
+    let http = srv.http;
+    let whip = tokio::spawn(async move {
+        onair_loadtest::whip::publish(
+            http,
+            onair_loadtest::whip::PublishOptions {
+                key: whip_key,
+                video: Vec::new(),
+                fps: 30,
+                audio: common::media::audio(),
+                duration: Duration::from_secs(40),
+                stamp: false,
+                raw: None,
+                on_session: None,
+            },
+        )
+        .await
+    });
+    wait_for_live(srv.http, "whipradio").await;
+    judge(&srv, "whipradio", "WHIP", &[]).await;
+    whip.abort();
+
+    let ice_key = srv
+        .db
+        .create_channel("icecastradio")
+        .await
+        .unwrap()
+        .stream_key;
+    let url = format!(
+        "icecast://source:{ice_key}@{}/icecastradio.mp3",
+        srv.icecast
+    );
+    let _ff = ffmpeg(&[
+        "-t",
+        "60",
+        "-c:a",
+        "libmp3lame",
+        "-b:a",
+        "128k",
+        "-ice_name",
+        "Night Shift",
+        "-f",
+        "mp3",
+        &url,
+    ]);
+    wait_for_live(srv.http, "icecastradio").await;
+    let song = "Artist - A Title";
+    let update = format!(
+        "http://{}/admin/metadata?mount=/icecastradio&mode=updinfo&song=Artist+-+A+Title",
+        srv.icecast
+    );
+    let auth = format!(
+        "Basic {}",
+        base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            format!("source:{ice_key}")
+        )
+    );
+    let r = judge(&srv, "icecastradio", "Icecast", &[song, &update, &auth]).await;
+    let last = r["loads"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["updateStatus"], 200, "{last}");
+    assert!(
+        last["nowPlaying"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(song),
+        "the title update reached the open page: {last}"
+    );
+    assert_eq!(last["title"], "Night Shift", "{last}");
+    srv.stop().await;
+}
