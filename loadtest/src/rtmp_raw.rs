@@ -54,12 +54,9 @@ pub struct Outcome {
 
 /// The handshake with zeroed C1 (the server echoes, it does not check).
 async fn handshake(from: Option<IpAddr>, to: SocketAddr) -> anyhow::Result<TcpStream> {
-    let mut s = tokio::time::timeout(
-        Duration::from_secs(5),
-        crate::http::connect_from(from, to),
-    )
-    .await
-    .map_err(|_| anyhow::anyhow!("connect timed out"))??;
+    let mut s = tokio::time::timeout(Duration::from_secs(5), crate::http::connect_from(from, to))
+        .await
+        .map_err(|_| anyhow::anyhow!("connect timed out"))??;
     let mut c0c1 = vec![3u8];
     c0c1.resize(1 + 1536, 0);
     s.write_all(&c0c1).await?;
@@ -198,8 +195,7 @@ pub async fn attack(
     while tokio::time::Instant::now() < deadline && !reader.is_finished() {
         match script.next() {
             Some(bytes) => {
-                let wrote =
-                    tokio::time::timeout_at(deadline, w.write_all(&bytes)).await;
+                let wrote = tokio::time::timeout_at(deadline, w.write_all(&bytes)).await;
                 match wrote {
                     Ok(Ok(())) => out.bytes += bytes.len() as u64,
                     // A write refused by a closed connection: the reader

@@ -77,11 +77,7 @@ impl Client {
 
     /// One request, authenticated once a nonce is known; retried once for
     /// a (new) nonce.
-    async fn request(
-        &mut self,
-        method: Method,
-        attrs: &Attrs,
-    ) -> anyhow::Result<Answer> {
+    async fn request(&mut self, method: Method, attrs: &Attrs) -> anyhow::Result<Answer> {
         for _ in 0..3 {
             let m = self.build(method, attrs)?;
             let Some(answer) = self.transaction(&m).await else {
@@ -225,7 +221,11 @@ pub async fn forbidden_peers(
                 })]
             };
             let n = channel;
-            channel = if channel >= 0x4FFF { 0x4000 } else { channel + 1 };
+            channel = if channel >= 0x4FFF {
+                0x4000
+            } else {
+                channel + 1
+            };
             let bind = move || -> Vec<Box<dyn Setter>> {
                 vec![
                     Box::new(ChannelNumber(n)),

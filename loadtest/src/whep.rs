@@ -261,7 +261,11 @@ pub async fn watch(
     if let Some(a) = &auth {
         headers.push(("Authorization", a.as_str()));
     }
-    let resp = try_http(
+    // Signalling comes from the viewer's own loopback address too, so the
+    // server's per-address limits see one client per viewer.
+    let from = opts.bind.is_loopback().then_some(opts.bind);
+    let resp = crate::http::try_http_from(
+        from,
         http_addr,
         "POST",
         &format!("/whep/{channel}"),
@@ -344,7 +348,11 @@ pub async fn watch(
                         let now = Instant::now();
                         let measuring = opts.measure_from.is_none_or(|t| now >= t);
                         if let Some(l) = &opts.live {
-                            l.video(now, last_video.map(|t| now.duration_since(t)), p.header.marker);
+                            l.video(
+                                now,
+                                last_video.map(|t| now.duration_since(t)),
+                                p.header.marker,
+                            );
                         }
                         if let Some(t) = last_video.filter(|_| measuring) {
                             let gap = now.duration_since(t).as_millis() as u64;

@@ -97,6 +97,7 @@ impl Attack {
 }
 
 /// What the attacks need to know.
+#[derive(Clone)]
 pub struct Target {
     pub http: SocketAddr,
     pub rtmp: SocketAddr,
@@ -163,10 +164,7 @@ fn endless_fu_a() -> RawVideo {
     first[0] = (Bytes::from(start), false);
     let mut frames = vec![first];
     frames.extend(std::iter::repeat_n(middles, 59));
-    RawVideo {
-        frames,
-        ts_step: 0,
-    }
+    RawVideo { frames, ts_step: 0 }
 }
 
 async fn whip_raw(t: &Target, raw: RawVideo, fps: u32, dur: Duration) -> Value {
@@ -223,8 +221,7 @@ async fn slowloris(a: Attack, http: SocketAddr, dur: Duration) -> Value {
                 return false;
             };
             let opened = Instant::now();
-            if s
-                .write_all(b"GET /api/channels HTTP/1.1\r\nHost: x\r\nX-a: ")
+            if s.write_all(b"GET /api/channels HTTP/1.1\r\nHost: x\r\nX-a: ")
                 .await
                 .is_err()
             {
@@ -390,7 +387,9 @@ async fn whep_unconnected(a: Attack, t: &Target, dur: Duration) -> Value {
             Ok(201) => {
                 accepted += 1;
                 // A trickle flood on the first session of each second.
-                let location = r.ok().and_then(|r| r.header("location").map(str::to_string));
+                let location = r
+                    .ok()
+                    .and_then(|r| r.header("location").map(str::to_string));
                 if let Some(loc) = location.filter(|_| accepted % UNCONNECTED_OFFERS_PER_SEC == 1) {
                     for i in 0..TRICKLES_PER_SESSION {
                         let frag = format!(
@@ -464,7 +463,11 @@ async fn chat_flood(a: Attack, t: &Target, dur: Duration) -> Value {
     let mut sent = 0u64;
     while sent < CHAT_FLOOD_MAX && tokio::time::Instant::now() < until && !reader.is_finished() {
         let m = if sent % 2 == 0 {
-            Message::Text(json!({"type": "chat", "text": format!("flood {sent}")}).to_string().into())
+            Message::Text(
+                json!({"type": "chat", "text": format!("flood {sent}")})
+                    .to_string()
+                    .into(),
+            )
         } else {
             Message::Ping(vec![1, 2, 3].into())
         };

@@ -51,7 +51,7 @@ pub struct SoakArgs {
     #[arg(long, default_value_t = 30.0)]
     pub minutes: f64,
     /// The start of the run the verdict leaves out: caches, the LL-HLS
-    /// window and recordings fill up first.
+    /// window and recordings fill up first. At most a sixth of the run.
     #[arg(long, default_value_t = 5.0)]
     pub warmup_minutes: f64,
     #[arg(long, default_value_t = 10)]
@@ -73,17 +73,17 @@ pub struct SoakArgs {
     pub whip_publishers: usize,
     /// How long a publisher stays on the air before it restarts (each
     /// broadcast lasts 50-150 % of it).
-    #[arg(long, default_value_t = 180)]
+    #[arg(long, default_value_t = 90)]
     pub publish_secs: u64,
     /// WebRTC viewers at once (besides the victim), each watching a random
     /// channel for 20-90 s, then another.
-    #[arg(long, default_value_t = 12)]
+    #[arg(long, default_value_t = 6)]
     pub webrtc_viewers: usize,
     /// LL-HLS viewers at once, each for 30-120 s, then another.
-    #[arg(long, default_value_t = 6)]
+    #[arg(long, default_value_t = 3)]
     pub hls_viewers: usize,
     /// Chat clients in the victim's room (some of them writers).
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 12)]
     pub chat_clients: usize,
     /// Chat messages a second over all writers (under their rate limit).
     #[arg(long, default_value_t = 3.0)]
@@ -96,10 +96,11 @@ pub struct SoakArgs {
     #[arg(long, default_value_t = 30)]
     pub fps: u32,
     /// Each attack's time.
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 15)]
     pub attack_secs: u64,
-    /// Quiet time between attacks.
-    #[arg(long, default_value_t = 10)]
+    /// Quiet time between attacks (with the default 15 s attacks: one
+    /// attack begins every 20 s).
+    #[arg(long, default_value_t = 5)]
     pub rest_secs: u64,
     /// The attacks to rotate through (default: all).
     #[arg(long, value_enum, value_delimiter = ',')]
@@ -192,11 +193,25 @@ impl Rng {
 
 /// Loopback addresses of the load's own clients, by role: 127.2.0.0/16
 /// for account set-up (the server allows 20 registrations an hour per
-/// address), 127.3.0.1 for the login-spray victim's owner.
+/// address), 127.3.0.1 for the login-spray victim's owner, 127.4.0.0/16
+/// for WebRTC viewers (127.4.0.1 is the victim's), 127.5.0.0/16 for chat
+/// clients. Attackers use 127.10.0.0 and up ([`attacks`]).
 fn setup_addr(i: usize) -> IpAddr {
-    IpAddr::V4(Ipv4Addr::new(127, 2, (i / 200) as u8, 1 + (i % 200) as u8))
+    role_addr(2, i)
 }
 const OWNER_ADDR: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 3, 0, 1));
+const VIEWER_BLOCK: u8 = 4;
+const CHAT_BLOCK: u8 = 5;
+
+/// The `i`th address of the block 127.`block`.0.0/16.
+fn role_addr(block: u8, i: usize) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(
+        127,
+        block,
+        (i / 200) as u8,
+        1 + (i % 200) as u8,
+    ))
+}
 
 /// One account: its name (also its channel's), password and token.
 struct Account {
@@ -209,11 +224,30 @@ async fn account(http: SocketAddr, from: IpAddr, name: String) -> anyhow::Result
     let password = format!("pw-{name}-soak");
     let body = json!({"username": name, "password": password}).to_string();
     let json_ct = [("Content-Type", "application/json")];
-    let r = try_http_from(Some(from), http, "POST", "/api/auth/register", &json_ct, body.as_bytes())
-        .await?;
-    anyhow::ensure!(r.status == 201, "register {name}: {} {}", r.status, r.text());
-    let r = try_http_from(Some(from), http, "POST", "/api/auth/login", &json_ct, body.as_bytes())
-        .await?;
+    let r = try_http_from(
+        Some(from),
+        http,
+        "POST",
+        "/api/auth/register",
+        &json_ct,
+        body.as_bytes(),
+    )
+    .await?;
+    anyhow::ensure!(
+        r.status == 201,
+        "register {name}: {} {}",
+        r.status,
+        r.text()
+    );
+    let r = try_http_from(
+        Some(from),
+        http,
+        "POST",
+        "/api/auth/login",
+        &json_ct,
+        body.as_bytes(),
+    )
+    .await?;
     anyhow::ensure!(r.status == 200, "login {name}: {} {}", r.status, r.text());
     let v: Value = serde_json::from_slice(&r.body)?;
     let token = v["token"]
@@ -238,7 +272,13 @@ async fn stream_key(http: SocketAddr, a: &Account) -> anyhow::Result<String> {
         b"",
     )
     .await?;
-    anyhow::ensure!(r.status == 200, "key of {}: {} {}", a.name, r.status, r.text());
+    anyhow::ensure!(
+        r.status == 200,
+        "key of {}: {} {}",
+        a.name,
+        r.status,
+        r.text()
+    );
     let v: Value = serde_json::from_slice(&r.body)?;
     v["stream_key"]
         .as_str()
@@ -275,11 +315,19 @@ impl Tally {
     }
 }
 
-/// The attack running now, and when the last one ended.
+/// The attack running now, when the last one ended, and how many have
+/// run and failed on the attacker's side (an error, a panic, an overrun).
 #[derive(Default)]
 struct AttackState {
     now: Option<&'static str>,
     ended: Option<Instant>,
+    runs: u64,
+    errors: u64,
+}
+
+/// Whether an attack's result says the attacker itself failed.
+fn attacker_failed(result: &Value) -> bool {
+    !result["error"].is_null() || result["errors"].as_array().is_some_and(|e| !e.is_empty())
 }
 
 /// Per attack family: runs, its results (first and last), and what the
@@ -313,7 +361,9 @@ pub async fn run(args: &SoakArgs) -> anyhow::Result<Value> {
     };
     let http = args.http;
     let run_id = format!("{:06x}", crate::stamp::now_us() & 0xff_ffff);
-    say(format!("run {run_id}: creating accounts (fd limit {nofile})"));
+    say(format!(
+        "run {run_id}: creating accounts (fd limit {nofile})"
+    ));
     let writers = crate::chat::writers_for(args.chat_rate, args.chat_clients.max(1));
     let publishers = args.rtmp_publishers + args.whip_publishers;
     let mut names: Vec<String> = (0..publishers).map(|i| format!("s{run_id}p{i}")).collect();
@@ -385,6 +435,7 @@ pub async fn run(args: &SoakArgs) -> anyhow::Result<Value> {
         tokio::spawn(async move {
             let opts = crate::whep::ViewerOptions {
                 record: false,
+                bind: role_addr(VIEWER_BLOCK, 0),
                 decode: Some((
                     crate::decode::Rotation {
                         start: Instant::now(),
@@ -395,8 +446,13 @@ pub async fn run(args: &SoakArgs) -> anyhow::Result<Value> {
                 live: Some(live),
                 ..Default::default()
             };
-            crate::whep::watch(http, &ch, end.saturating_duration_since(Instant::now()), opts)
-                .await
+            crate::whep::watch(
+                http,
+                &ch,
+                end.saturating_duration_since(Instant::now()),
+                opts,
+            )
+            .await
         })
     };
 
@@ -451,7 +507,11 @@ pub async fn run(args: &SoakArgs) -> anyhow::Result<Value> {
             }
         }));
     }
-    let mut watched = channels.clone();
+    // WHIP channels first: viewer `i` starts on channel `i`, so a few
+    // viewers cover them, and only WHIP packets feed the forwarding
+    // latency histogram.
+    let mut watched = channels[args.rtmp_publishers..].to_vec();
+    watched.extend_from_slice(&channels[..args.rtmp_publishers]);
     watched.push(victim_channel.clone());
 
     // WebRTC viewers that come and go.
@@ -460,12 +520,18 @@ pub async fn run(args: &SoakArgs) -> anyhow::Result<Value> {
         tasks.push(tokio::spawn(async move {
             let mut rng = Rng::new(100 + i as u64);
             tokio::time::sleep(Duration::from_millis(300 * i as u64 + 3000)).await;
+            let mut turn = i;
             while Instant::now() + Duration::from_secs(5) < end {
-                let ch = &watched[rng.next() as usize % watched.len()];
-                let dur = rng.secs(20, 90).min(end.saturating_duration_since(Instant::now()));
+                // Every channel in turn, each viewer from another one.
+                let ch = &watched[turn % watched.len()];
+                turn += 1;
+                let dur = rng
+                    .secs(20, 90)
+                    .min(end.saturating_duration_since(Instant::now()));
                 let opts = crate::whep::ViewerOptions {
                     record: false,
                     audio: false,
+                    bind: role_addr(VIEWER_BLOCK, 1 + i),
                     ..Default::default()
                 };
                 tally.webrtc_sessions.fetch_add(1, Ordering::Relaxed);
@@ -496,7 +562,9 @@ pub async fn run(args: &SoakArgs) -> anyhow::Result<Value> {
             while Instant::now() + Duration::from_secs(5) < end {
                 n += 1;
                 let ch = &watched[rng.next() as usize % watched.len()];
-                let dur = rng.secs(30, 120).min(end.saturating_duration_since(Instant::now()));
+                let dur = rng
+                    .secs(30, 120)
+                    .min(end.saturating_duration_since(Instant::now()));
                 let ua = format!("onair-soak/{run_id}/{i}/{n}");
                 let playlist = format!("/hls/{ch}/index.m3u8");
                 let r = crate::hls::watch(http, &playlist, dur, ua, None).await;
@@ -519,7 +587,8 @@ pub async fn run(args: &SoakArgs) -> anyhow::Result<Value> {
         let token = writer_accounts.get(i).map(|a| a.token.clone());
         let (ch, tally) = (victim_channel.clone(), tally.clone());
         tasks.push(tokio::spawn(async move {
-            let r = crate::chat::client(http, &ch, token, every, chat_run, end).await;
+            let from = Some(role_addr(CHAT_BLOCK, i));
+            let r = crate::chat::client(http, from, &ch, token, every, chat_run, end).await;
             tally.chat_sent.fetch_add(r.sent, Ordering::Relaxed);
             tally.chat_received.fetch_add(r.received, Ordering::Relaxed);
             tally.chat_rejected.fetch_add(r.rejected, Ordering::Relaxed);
@@ -533,9 +602,17 @@ pub async fn run(args: &SoakArgs) -> anyhow::Result<Value> {
         let (ch, tally) = (victim_channel.clone(), tally.clone());
         tasks.push(tokio::spawn(async move {
             // Five a second: over the one a second (burst of 5) a user gets.
-            let r =
-                crate::chat::client(http, &ch, Some(token), Duration::from_millis(200), chat_run ^ 1, end)
-                    .await;
+            let from = Some(role_addr(CHAT_BLOCK, MAX_CHAT_CLIENTS));
+            let r = crate::chat::client(
+                http,
+                from,
+                &ch,
+                Some(token),
+                Duration::from_millis(200),
+                chat_run ^ 1,
+                end,
+            )
+            .await;
             tally.spam_sent.fetch_add(r.sent, Ordering::Relaxed);
             tally.spam_rejected.fetch_add(r.rejected, Ordering::Relaxed);
         }));
@@ -575,11 +652,25 @@ pub async fn run(args: &SoakArgs) -> anyhow::Result<Value> {
                 );
                 let t0 = Instant::now();
                 let _ = live.take_gap(t0, 1);
-                // Each attack bounds itself; this bounds a stuck one.
+                // Each attack bounds itself; the timeout bounds a stuck
+                // one, and its own task keeps a panic in it from ending
+                // the rotation.
                 let dur = Duration::from_secs(attack_secs);
-                let result = tokio::time::timeout(dur * 2 + Duration::from_secs(10), attacks::run(a, &target, dur))
-                    .await
-                    .unwrap_or_else(|_| json!({"error": "attack overran its time"}));
+                let t = target.clone();
+                let mut task = tokio::spawn(async move { attacks::run(a, &t, dur).await });
+                let result = match tokio::time::timeout(
+                    dur * 2 + Duration::from_secs(10),
+                    &mut task,
+                )
+                .await
+                {
+                    Ok(Ok(v)) => v,
+                    Ok(Err(e)) => json!({"error": format!("attacker failed: {e}")}),
+                    Err(_) => {
+                        task.abort();
+                        json!({"error": "attack overran its time"})
+                    }
+                };
                 let secs = t0.elapsed().as_secs_f64();
                 let gap = live
                     .take_gap(Instant::now(), 1)
@@ -588,6 +679,8 @@ pub async fn run(args: &SoakArgs) -> anyhow::Result<Value> {
                     let mut s = lock(&state);
                     s.now = None;
                     s.ended = Some(Instant::now());
+                    s.runs += 1;
+                    s.errors += u64::from(attacker_failed(&result));
                 }
                 if !quiet {
                     eprintln!("soak: attack {} done: {result}", a.name());
@@ -601,8 +694,10 @@ pub async fn run(args: &SoakArgs) -> anyhow::Result<Value> {
                     }
                     log.last = result;
                     log.victim_frames += live.decoded.load(Ordering::Relaxed).saturating_sub(f0);
-                    log.victim_errors +=
-                        live.decode_errors.load(Ordering::Relaxed).saturating_sub(e0);
+                    log.victim_errors += live
+                        .decode_errors
+                        .load(Ordering::Relaxed)
+                        .saturating_sub(e0);
                     log.victim_secs += secs;
                     log.victim_longest_gap_ms = log.victim_longest_gap_ms.max(gap);
                 }
@@ -620,20 +715,25 @@ pub async fn run(args: &SoakArgs) -> anyhow::Result<Value> {
     let every = Duration::from_secs(args.sample_secs);
     let mut next = tokio::time::Instant::from(started);
     loop {
-        let (attack, calm) = {
+        let (attack, calm, counts) = {
             let s = lock(&state);
             let calm = s.now.is_none() && s.ended.is_none_or(|e| e.elapsed() >= CALM_AFTER);
-            (s.now, calm)
+            (s.now, calm, (s.runs, s.errors))
         };
-        let row = sampler.sample(&live, attack, calm).await;
+        let row = sampler.sample(&live, attack, calm, counts).await;
         if let Some(t) = timeline.as_mut() {
             writeln!(t, "{row}")?;
             t.flush()?;
         }
         say(format!(
             "t={}s rss={} MiB fds={} fwd p99={} ms panics={} victim gap={} ms attack={}",
-            row["t"], fmt(&row["rss_mib"]), row["fds"], fmt(&row["fwd_p99_ms"]), row["panics"],
-            row["victim_gap_ms"], row["attack"]
+            row["t"],
+            fmt(&row["rss_mib"]),
+            row["fds"],
+            fmt(&row["fwd_p99_ms"]),
+            row["panics"],
+            row["victim_gap_ms"],
+            row["attack"]
         ));
         next += every;
         if next > tokio::time::Instant::from(end) {
@@ -643,7 +743,11 @@ pub async fn run(args: &SoakArgs) -> anyhow::Result<Value> {
     }
     tokio::time::sleep_until(end.into()).await;
     // One last sample at the end, when everything has left.
-    let last = sampler.sample(&live, None, true).await;
+    let counts = {
+        let s = lock(&state);
+        (s.runs, s.errors)
+    };
+    let last = sampler.sample(&live, None, true, counts).await;
     if let Some(t) = timeline.as_mut() {
         writeln!(t, "{last}")?;
         t.flush()?;
@@ -654,7 +758,10 @@ pub async fn run(args: &SoakArgs) -> anyhow::Result<Value> {
     for t in tasks {
         // Every client ends by `end`; a publisher may take a few seconds
         // to say goodbye.
-        if tokio::time::timeout(Duration::from_secs(30), t).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(30), t)
+            .await
+            .is_err()
+        {
             tally.error("shutdown", "a client outlived the run");
         }
     }
@@ -666,7 +773,7 @@ pub async fn run(args: &SoakArgs) -> anyhow::Result<Value> {
         Err(_) => Some("the victim viewer outlived the run".into()),
     };
 
-    let warmup = (args.warmup_minutes * 60.0).min(total.as_secs_f64() / 2.0);
+    let warmup = (args.warmup_minutes * 60.0).min(total.as_secs_f64() / 6.0);
     let mut summary = sample::summarize(&sampler.rows, warmup, sampler.first_panics());
     let (f50, f99, fcount) = sampler.run_latency();
     let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
@@ -721,6 +828,9 @@ pub async fn run(args: &SoakArgs) -> anyhow::Result<Value> {
             }),
         );
         o.insert("attacks".into(), Value::Object(attacks_json));
+        let s = lock(&state);
+        o.insert("attacks_run".into(), s.runs.into());
+        o.insert("attack_errors".into(), s.errors.into());
         if victim_error.is_some() {
             o["verdict"]["victim_kept_playing"] = false.into();
         }
@@ -738,11 +848,18 @@ fn fmt(v: &Value) -> String {
 
 /// The summary for people: the verdict, then the figures.
 pub fn print_summary(s: &Value) {
-    println!("soak {} ({} min): verdict {}", s["run"], s["minutes"], s["verdict"]);
     println!(
-        "  RSS after warm-up: {}..{} MiB, drift {} %, band {} % (flat: within ±{} %)",
+        "soak {} ({} min): verdict {}",
+        s["run"], s["minutes"], s["verdict"]
+    );
+    println!(
+        "  RSS after warm-up ({} s): {}..{} MiB, median {} MiB, spread {} % of the median, \
+         drift {} %, band {} % (flat: within ±{} % of the median)",
+        s["warmup_secs"],
         fmt(&s["rss_mib_min"]),
         fmt(&s["rss_mib_max"]),
+        fmt(&s["rss_mib_median"]),
+        fmt(&s["rss_spread_percent"]),
         fmt(&s["rss_drift_percent"]),
         fmt(&s["rss_band_percent"]),
         sample::RSS_BAND_PERCENT
@@ -767,10 +884,17 @@ pub fn print_summary(s: &Value) {
         s["victim_longest_gap_ms"],
         s["victim_samples_over_1s_gap"]
     );
+    println!(
+        "  attacks: {} run, {} failed on the attacker's side",
+        s["attacks_run"], s["attack_errors"]
+    );
     println!("  load: {}", s["load"]);
     if let Some(a) = s["attacks"].as_object() {
         for (name, v) in a {
-            println!("  {name} x{}: {}; last: {}", v["runs"], v["victim"], v["last"]);
+            println!(
+                "  {name} x{}: {}; last: {}",
+                v["runs"], v["victim"], v["last"]
+            );
         }
     }
 }

@@ -13,8 +13,9 @@ use std::time::Instant;
 pub const MAX_SAMPLES: usize = 3600;
 /// A video gap a viewer notices as a freeze (the suite's victim bound).
 pub const VICTIM_MAX_GAP_MS: u64 = 1000;
-/// RSS may move this much (percent) from the first sample after the
-/// warm-up and still count as flat.
+/// RSS may stray this much (percent) from its median after the warm-up
+/// and still count as flat: allocator caches and the LL-HLS windows of
+/// restarting channels move it by a few percent, a leak keeps going.
 pub const RSS_BAND_PERCENT: f64 = 10.0;
 /// Open files may grow this much between attacks, from the first half of
 /// the run after the warm-up to the second, and still count as flat:
@@ -158,8 +159,15 @@ impl Sampler {
     }
 
     /// Takes one sample; `attack` is what runs now, `calm` whether no
-    /// attack has run for a few seconds.
-    pub async fn sample(&mut self, victim: &Live, attack: Option<&str>, calm: bool) -> Value {
+    /// attack has run for a few seconds, `attacks` how many have run and
+    /// how many of those failed on the attacker's side.
+    pub async fn sample(
+        &mut self,
+        victim: &Live,
+        attack: Option<&str>,
+        calm: bool,
+        attacks: (u64, u64),
+    ) -> Value {
         let now = Instant::now();
         let t = now.duration_since(self.started).as_secs_f64();
         let text = crate::http::try_http(self.http, "GET", "/metrics", &[], b"")
@@ -168,7 +176,8 @@ impl Sampler {
             .filter(|r| r.status == 200)
             .map(|r| r.text());
         let Some(m) = text else {
-            let row = json!({"t": t, "error": "no /metrics", "attack": attack});
+            let row = json!({"t": t, "error": "no /metrics", "attack": attack,
+                "attacks_run": attacks.0, "attack_errors": attacks.1});
             self.keep(row.clone());
             return row;
         };
@@ -193,8 +202,8 @@ impl Sampler {
         let hist = buckets(&m, "onair_forward_latency_seconds");
         let p = |q| quantile(&self.last_hist, &hist, q).map(|s| s * 1000.0);
         let (fwd50, fwd99) = (p(0.5), p(0.99));
-        let fwd_packets = hist.last().map_or(0.0, |l| l.1)
-            - self.last_hist.last().map_or(0.0, |l| l.1);
+        let fwd_packets =
+            hist.last().map_or(0.0, |l| l.1) - self.last_hist.last().map_or(0.0, |l| l.1);
         if self.first_hist.is_none() {
             self.first_hist = Some(hist.clone());
         }
@@ -225,6 +234,8 @@ impl Sampler {
             "victim_decode_errors": errors - self.last_errors.min(errors),
             "victim_gap_ms": gap,
             "attack": attack,
+            "attacks_run": attacks.0,
+            "attack_errors": attacks.1,
             "calm": calm,
             "load1": load_average(),
         });
@@ -256,6 +267,17 @@ impl Sampler {
     }
 }
 
+fn median(v: &[f64]) -> Option<f64> {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(v[n / 2]),
+        _ => Some((v[n / 2 - 1] + v[n / 2]) / 2.0),
+    }
+}
+
 fn min_max(v: &[f64]) -> (Option<f64>, Option<f64>) {
     (
         v.iter().copied().reduce(f64::min),
@@ -275,11 +297,16 @@ pub fn summarize(rows: &[Value], warmup_secs: f64, first_panics: f64) -> Value {
     let rss = col(&after, "rss_mib");
     let (rss_min, rss_max) = min_max(&rss);
     let rss_ref = rss.first().copied();
-    let band = rss_ref.map(|r| {
+    let rss_median = median(&rss);
+    let band = rss_median.map(|m| {
         rss.iter()
-            .map(|x| (x - r).abs() / r * 100.0)
+            .map(|x| (x - m).abs() / m * 100.0)
             .fold(0.0, f64::max)
     });
+    let spread = match (rss_min, rss_max, rss_median) {
+        (Some(lo), Some(hi), Some(m)) => Some((hi - lo) / m * 100.0),
+        _ => None,
+    };
     let drift = match (rss_ref, rss.last()) {
         (Some(a), Some(b)) => Some((b - a) / a * 100.0),
         _ => None,
@@ -331,6 +358,8 @@ pub fn summarize(rows: &[Value], warmup_secs: f64, first_panics: f64) -> Value {
         "warmup_secs": warmup_secs,
         "rss_mib_min": rss_min,
         "rss_mib_max": rss_max,
+        "rss_mib_median": rss_median,
+        "rss_spread_percent": spread,
         "rss_mib_first": rss_ref,
         "rss_mib_last": rss.last(),
         "rss_drift_percent": drift,
@@ -363,7 +392,8 @@ mod tests {
     #[test]
     fn histogram_deltas_give_quantiles() {
         let t0 = "h_bucket{le=\"0.001\"} 10\nh_bucket{le=\"0.002\"} 10\nh_bucket{le=\"+Inf\"} 10\n";
-        let t1 = "h_bucket{le=\"0.001\"} 60\nh_bucket{le=\"0.002\"} 110\nh_bucket{le=\"+Inf\"} 110\n";
+        let t1 =
+            "h_bucket{le=\"0.001\"} 60\nh_bucket{le=\"0.002\"} 110\nh_bucket{le=\"+Inf\"} 110\n";
         let (a, b) = (buckets(t0, "h"), buckets(t1, "h"));
         assert_eq!(b.len(), 3);
         // 100 new: 50 under 1 ms, 50 between 1 and 2 ms.
@@ -383,12 +413,22 @@ mod tests {
             json!({"t": t, "rss_mib": rss, "fds": fds, "calm": true, "panics": 0.0,
                    "victim_frames": 300.0, "victim_decode_errors": 0.0, "victim_gap_ms": 50.0})
         };
-        let flat: Vec<Value> = (0..20).map(|i| row(i as f64 * 10.0, 100.0 + (i % 3) as f64, 50.0)).collect();
+        let flat: Vec<Value> = (0..20)
+            .map(|i| row(i as f64 * 10.0, 100.0 + (i % 3) as f64, 50.0))
+            .collect();
         let s = summarize(&flat, 30.0, 0.0);
         assert_eq!(s["verdict"]["rss_flat"], true, "{s:#}");
         assert_eq!(s["verdict"]["fds_flat"], true, "{s:#}");
         assert_eq!(s["verdict"]["victim_kept_playing"], true, "{s:#}");
-        let leaking: Vec<Value> = (0..20).map(|i| row(i as f64 * 10.0, 100.0 + i as f64 * 2.0, 50.0 + i as f64 * 5.0)).collect();
+        let leaking: Vec<Value> = (0..20)
+            .map(|i| {
+                row(
+                    i as f64 * 10.0,
+                    100.0 + i as f64 * 2.0,
+                    50.0 + i as f64 * 5.0,
+                )
+            })
+            .collect();
         let s = summarize(&leaking, 30.0, 0.0);
         assert_eq!(s["verdict"]["rss_flat"], false, "{s:#}");
         assert_eq!(s["verdict"]["fds_flat"], false, "{s:#}");
