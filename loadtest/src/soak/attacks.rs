@@ -462,7 +462,7 @@ async fn chat_flood(a: Attack, t: &Target, dur: Duration) -> Value {
     });
     let mut sent = 0u64;
     while sent < CHAT_FLOOD_MAX && tokio::time::Instant::now() < until && !reader.is_finished() {
-        let m = if sent % 2 == 0 {
+        let m = if sent.is_multiple_of(2) {
             Message::Text(
                 json!({"type": "chat", "text": format!("flood {sent}")})
                     .to_string()

@@ -461,9 +461,9 @@ pub async fn run(args: &SoakArgs) -> anyhow::Result<Value> {
         .iter()
         .map(|a| a.name.clone())
         .collect();
-    for i in 0..publishers {
-        let rtmp = (i < args.rtmp_publishers).then(|| rtmp_url(&keys[i]));
-        let key = keys[i].clone();
+    for (i, key) in keys[..publishers].iter().enumerate() {
+        let rtmp = (i < args.rtmp_publishers).then(|| rtmp_url(key));
+        let key = key.clone();
         let (frames, video, tally) = (frames.clone(), video.clone(), tally.clone());
         let (fps, base) = (args.fps, args.publish_secs.max(4));
         tasks.push(tokio::spawn(async move {

@@ -38,9 +38,10 @@ pub fn series<'a>(text: &'a str, name: &str) -> Vec<(&'a str, f64)> {
         .collect()
 }
 
-/// The sum over every series of `name` (0 when there is none).
+/// The sum over every series of `name` (0 when there is none; an empty
+/// f64 sum is -0, which would print as such).
 pub fn total(text: &str, name: &str) -> f64 {
-    series(text, name).iter().map(|(_, v)| v).sum()
+    series(text, name).iter().map(|(_, v)| v).sum::<f64>() + 0.0
 }
 
 /// The sum over the series of `name` whose labels contain `label`.
@@ -49,7 +50,8 @@ pub fn total_with(text: &str, name: &str, label: &str) -> f64 {
         .iter()
         .filter(|(l, _)| l.contains(label))
         .map(|(_, v)| v)
-        .sum()
+        .sum::<f64>()
+        + 0.0
 }
 
 /// A histogram's cumulative buckets: (upper bound in seconds, count).
