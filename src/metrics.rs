@@ -384,6 +384,14 @@ pub fn render(gauges: &[(String, String, f64)]) -> String {
              # TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes {rss}"
         );
     }
+    if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
+        let _ = writeln!(
+            out,
+            "# HELP process_open_fds Open file descriptors.\n\
+             # TYPE process_open_fds gauge\nprocess_open_fds {}",
+            fds.count()
+        );
+    }
     let _ = writeln!(
         out,
         "# HELP onair_viewers_waiting_for_picture Connected WebRTC viewers that have waited over 2 s for a keyframe.\n\

@@ -214,3 +214,141 @@ async fn publish_alone_and_bounds() {
     }
     srv.stop().await;
 }
+
+/// 45 s of `soak` at tiny sizes, every attack but TURN in rotation (the
+/// test server has no relay): a timeline line per sample, nothing panics,
+/// the victim keeps playing (no gap of 1 s or more, no decode error),
+/// publishers restart, and every broadcast is finalized when the server
+/// stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_short_soak_keeps_the_victim_playing() {
+    let mut srv = TestServer::start().await;
+    let (http, rtmp) = (srv.http.to_string(), srv.rtmp.to_string());
+    let dir = tempfile::tempdir().unwrap();
+    let timeline = dir.path().join("timeline.jsonl");
+    let summary = dir.path().join("summary.json");
+    let r = run(&[
+        "soak",
+        "--http",
+        &http,
+        "--rtmp",
+        &rtmp,
+        "--minutes",
+        "0.75",
+        "--sample-secs",
+        "5",
+        "--attack-secs",
+        "4",
+        "--rest-secs",
+        "1",
+        "--rtmp-publishers",
+        "1",
+        "--whip-publishers",
+        "1",
+        "--publish-secs",
+        "12",
+        "--webrtc-viewers",
+        "2",
+        "--hls-viewers",
+        "1",
+        "--chat-clients",
+        "4",
+        "--chat-rate",
+        "2",
+        "--size",
+        "320x180",
+        "--kbps",
+        "300",
+        "--timeline",
+        timeline.to_str().unwrap(),
+        "--json",
+        summary.to_str().unwrap(),
+        "--quiet",
+    ])
+    .await;
+    eprintln!("{r:#}");
+    let written: Value = serde_json::from_slice(&std::fs::read(&summary).unwrap()).unwrap();
+    assert_eq!(written["run"], r["run"]);
+    assert_eq!(written["attacks_run"], r["attacks_run"]);
+    let v = &r["verdict"];
+    assert_eq!(r["panics"], 0.0, "{r:#}");
+    assert_eq!(v["zero_panics"], true, "{r:#}");
+    assert!(num(&r, "victim_longest_gap_ms") < 1000.0, "{r:#}");
+    assert_eq!(v["victim_kept_playing"], true, "{r:#}");
+    assert!(num(&r, "victim_fps") > 15.0, "{r:#}");
+    // RSS and descriptors of the server were sampled after the warm-up.
+    for k in [
+        "rss_mib_min",
+        "rss_mib_max",
+        "rss_spread_percent",
+        "fds_min",
+        "fds_max",
+    ] {
+        assert!(num(&r, k) >= 0.0, "{k}: {r:#}");
+    }
+    // The timeline has a line per sample, and the server was under load.
+    let lines: Vec<Value> = std::fs::read_to_string(&timeline)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(lines.len() >= 9, "{} samples", lines.len());
+    assert!(lines.iter().all(|l| l["error"].is_null()), "{lines:#?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["live_streams"].as_f64() >= Some(3.0)),
+        "{lines:#?}"
+    );
+    assert!(
+        lines.iter().any(|l| l["fwd_packets"].as_f64() > Some(0.0)),
+        "{lines:#?}"
+    );
+    assert!(
+        lines.iter().any(|l| l["fwd_p99_ms"].as_f64().is_some()),
+        "{lines:#?}"
+    );
+    // Attacks ran, the attackers did their part, and they met the
+    // server's limits.
+    assert!(num(&r, "attacks_run") >= 5.0, "{r:#}");
+    assert_eq!(r["attack_errors"], 0, "{r:#}");
+    assert_eq!(
+        lines.last().unwrap()["attacks_run"],
+        r["attacks_run"],
+        "{lines:#?}"
+    );
+    for (name, a) in r["attacks"].as_object().unwrap() {
+        assert_eq!(a["victim_decode_errors"], 0, "{name}: {r:#}");
+    }
+    assert!(
+        lines.last().unwrap()["limit_hits"].as_f64() > Some(0.0)
+            || lines.last().unwrap()["refused"].as_f64() > Some(0.0),
+        "{lines:#?}"
+    );
+    // Publishers restarted: broadcasts began and ended during the run.
+    let load = &r["load"];
+    assert!(num(load, "broadcasts_ended") >= 3.0, "{r:#}");
+    assert_eq!(load["publish_errors"], 0, "{r:#}");
+    assert!(num(load, "webrtc_with_video") >= 1.0, "{r:#}");
+    assert!(num(load, "hls_with_parts") >= 1.0, "{r:#}");
+    assert!(num(load, "spam_rejected") > 0.0, "{r:#}");
+    // Every broadcast is finalized once the server stops.
+    let run_id = r["run"].as_str().unwrap().to_string();
+    let db = srv.db.clone();
+    let data = std::mem::replace(&mut srv.dir, tempfile::tempdir().unwrap());
+    srv.stop().await;
+    let mut recorded = 0;
+    for ch in ["p0", "p1", "v", "a"] {
+        let ch = format!("s{run_id}{ch}");
+        for b in db.broadcasts(&ch, None, 100).await.unwrap() {
+            assert!(b.ended_at.is_some(), "{ch}: {b:?}");
+            if b.recorded {
+                recorded += 1;
+                let playlist = data.path().join(format!("recordings/{}/index.m3u8", b.id));
+                let text = std::fs::read_to_string(&playlist).unwrap();
+                assert!(text.ends_with("#EXT-X-ENDLIST\n"), "{ch}: {text}");
+            }
+        }
+    }
+    assert!(recorded >= 4, "{recorded} recorded broadcasts");
+}

@@ -64,9 +64,12 @@ pub async fn account(http: SocketAddr, name: &str) -> anyhow::Result<String> {
 }
 
 /// One client in `channel`'s room until `until`. With a token it writes one
-/// message every `every`, stamped `lt RUN SEND_US`.
+/// message every `every`, stamped `lt RUN SEND_US`. It connects from
+/// `from` when given (a loopback address: one client to the server's
+/// per-address limits).
 pub async fn client(
     http: SocketAddr,
+    from: Option<std::net::IpAddr>,
     channel: &str,
     token: Option<String>,
     every: Duration,
@@ -79,13 +82,15 @@ pub async fn client(
         Some(t) => format!("ws://{http}/ws/{channel}?token={t}"),
         None => format!("ws://{http}/ws/{channel}"),
     };
-    let ws = tokio::time::timeout(
-        Duration::from_secs(10),
-        tokio_tungstenite::connect_async_with_config(path, None, true),
-    )
+    let ws = tokio::time::timeout(Duration::from_secs(10), async {
+        let s = crate::http::connect_from(from, http).await?;
+        s.set_nodelay(true)?;
+        let (ws, _) = tokio_tungstenite::client_async(path, s).await?;
+        anyhow::Ok(ws)
+    })
     .await;
     let mut ws = match ws {
-        Ok(Ok((ws, _))) => ws,
+        Ok(Ok(ws)) => ws,
         Ok(Err(e)) => {
             out.error = Some(e.to_string());
             return out;

@@ -78,6 +78,10 @@ pub enum Scenario {
         #[arg(long, default_value_t = 5.0)]
         rate: f64,
     },
+    /// Everything at once for a long, bounded run: publishers that restart,
+    /// WebRTC and LL-HLS viewers, chat, attacks in rotation, a victim; the
+    /// server's memory, descriptors and latency sampled throughout.
+    Soak(crate::soak::SoakArgs),
     /// A synthetic publisher: an openh264 test pattern with send-time stamps.
     Publish {
         #[command(flatten)]
@@ -367,7 +371,18 @@ where
     let cli = Cli::try_parse_from(
         std::iter::once("onair-loadtest".into()).chain(args.into_iter().map(Into::into)),
     )?;
+    if let Scenario::Soak(args) = &cli.scenario {
+        let summary = crate::soak::run(args).await?;
+        if !args.quiet {
+            crate::soak::print_summary(&summary);
+        }
+        if let Some(path) = &args.json {
+            std::fs::write(path, serde_json::to_vec_pretty(&summary)?)?;
+        }
+        return Ok(summary);
+    }
     let (report, run) = match cli.scenario {
+        Scenario::Soak(_) => unreachable!("handled above"),
         Scenario::Whep { run, crowd, source } => {
             (crate::scenario::whep(&run, &crowd, &source).await?, run)
         }

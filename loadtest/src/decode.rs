@@ -79,7 +79,12 @@ impl Checker {
             }
             return;
         }
-        if self.slot != Some(slot) {
+        // A lone viewer (a victim) keeps its decoder: it decodes every frame.
+        let new_turn = match self.slot {
+            None => true,
+            Some(s) => s != slot && self.rotation.viewers > 1,
+        };
+        if new_turn {
             // A fresh decoder per turn: it must start from a keyframe.
             self.slot = Some(slot);
             self.decoder = openh264::decoder::Decoder::new().ok();

@@ -55,7 +55,40 @@ pub async fn try_http(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> anyhow::Result<HttpResponse> {
-    let mut s = TcpStream::connect(addr).await?;
+    try_http_from(None, addr, method, path, headers, body).await
+}
+
+/// A TCP connection to `to`, from the local address `from` when given (a
+/// loopback address of 127.0.0.0/8: the server's per-address limits then
+/// see another client).
+pub async fn connect_from(
+    from: Option<std::net::IpAddr>,
+    to: SocketAddr,
+) -> std::io::Result<TcpStream> {
+    let Some(ip) = from else {
+        return TcpStream::connect(to).await;
+    };
+    let s = if ip.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    s.bind(SocketAddr::new(ip, 0))?;
+    s.connect(to).await
+}
+
+/// [`try_http`] from the local address `from`.
+pub async fn try_http_from(
+    from: Option<std::net::IpAddr>,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> anyhow::Result<HttpResponse> {
+    let mut s = tokio::time::timeout(RESPONSE_TIMEOUT, connect_from(from, addr))
+        .await
+        .map_err(|_| anyhow::anyhow!("connect to {addr} timed out"))??;
     let mut req = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()

@@ -434,7 +434,7 @@ pub async fn chat(run: &RunArgs, clients: usize, rate: f64) -> anyhow::Result<se
             until
         };
         tasks.push(tokio::spawn(async move {
-            crate::chat::client(http, &channel, token, every, run_id, end).await
+            crate::chat::client(http, None, &channel, token, every, run_id, end).await
         }));
         pb.inc(1);
     }

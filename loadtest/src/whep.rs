@@ -21,6 +21,7 @@ use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use rtc::sansio::Protocol;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
 
@@ -144,6 +145,66 @@ pub struct ViewerOptions {
     pub measure_from: Option<Instant>,
     /// Take part in the rotating decode checks as viewer number `.1`.
     pub decode: Option<(crate::decode::Rotation, usize)>,
+    /// Counters kept up to date while the viewer plays, for a sampler
+    /// that cannot wait for the end (the soak's victim).
+    pub live: Option<std::sync::Arc<Live>>,
+}
+
+/// What a viewer has seen so far, readable while it plays.
+#[derive(Debug)]
+pub struct Live {
+    epoch: Instant,
+    pub frames: AtomicU64,
+    pub decoded: AtomicU64,
+    pub decode_errors: AtomicU64,
+    /// Longest gap between two video packets since [`Live::take_gap`],
+    /// once per reader (a sampler and an attack runner read independently).
+    gap_ms: [AtomicU64; Live::READERS],
+    /// When the last video packet came, in ms after `epoch` (0: none yet).
+    last_video_ms: AtomicU64,
+}
+
+impl Default for Live {
+    fn default() -> Self {
+        Live {
+            epoch: Instant::now(),
+            frames: AtomicU64::new(0),
+            decoded: AtomicU64::new(0),
+            decode_errors: AtomicU64::new(0),
+            gap_ms: [const { AtomicU64::new(0) }; Live::READERS],
+            last_video_ms: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Live {
+    pub const READERS: usize = 2;
+
+    fn video(&self, now: Instant, gap: Option<Duration>, marker: bool) {
+        let ms = now.duration_since(self.epoch).as_millis() as u64;
+        self.last_video_ms.store(ms.max(1), Ordering::Relaxed);
+        if let Some(g) = gap {
+            for r in &self.gap_ms {
+                r.fetch_max(g.as_millis() as u64, Ordering::Relaxed);
+            }
+        }
+        self.frames.fetch_add(u64::from(marker), Ordering::Relaxed);
+    }
+
+    /// The longest video gap since `reader`'s last call (`reader` below
+    /// [`Live::READERS`]), counting the time since the last packet (video
+    /// that stopped for good shows here too); `None` before any video.
+    pub fn take_gap(&self, now: Instant, reader: usize) -> Option<Duration> {
+        let last = self.last_video_ms.load(Ordering::Relaxed);
+        if last == 0 {
+            return None;
+        }
+        let since = (now.duration_since(self.epoch).as_millis() as u64).saturating_sub(last);
+        let gap = self.gap_ms[reader % Self::READERS]
+            .swap(0, Ordering::Relaxed)
+            .max(since);
+        Some(Duration::from_millis(gap))
+    }
 }
 
 impl Default for ViewerOptions {
@@ -161,6 +222,7 @@ impl Default for ViewerOptions {
             profile_level_id: "42e01f",
             measure_from: None,
             decode: None,
+            live: None,
         }
     }
 }
@@ -199,7 +261,11 @@ pub async fn watch(
     if let Some(a) = &auth {
         headers.push(("Authorization", a.as_str()));
     }
-    let resp = try_http(
+    // Signalling comes from the viewer's own loopback address too, so the
+    // server's per-address limits see one client per viewer.
+    let from = opts.bind.is_loopback().then_some(opts.bind);
+    let resp = crate::http::try_http_from(
+        from,
         http_addr,
         "POST",
         &format!("/whep/{channel}"),
@@ -281,6 +347,13 @@ pub async fn watch(
                         c.video_packets += 1;
                         let now = Instant::now();
                         let measuring = opts.measure_from.is_none_or(|t| now >= t);
+                        if let Some(l) = &opts.live {
+                            l.video(
+                                now,
+                                last_video.map(|t| now.duration_since(t)),
+                                p.header.marker,
+                            );
+                        }
                         if let Some(t) = last_video.filter(|_| measuring) {
                             let gap = now.duration_since(t).as_millis() as u64;
                             c.longest_video_gap_ms = c.longest_video_gap_ms.max(gap);
@@ -305,6 +378,10 @@ pub async fn watch(
                         out.first_video_after.get_or_insert(started.elapsed());
                         if let Some(chk) = checker.as_mut() {
                             chk.packet(now, &p.payload, p.header.marker);
+                            if let Some(l) = &opts.live {
+                                l.decoded.store(chk.stats.frames, Ordering::Relaxed);
+                                l.decode_errors.store(chk.stats.errors, Ordering::Relaxed);
+                            }
                         }
                         if opts.record {
                             out.video.push(p);
