@@ -13,6 +13,8 @@
 //! - [`audio`]: AAC -> Opus, once per stream.
 //! - [`hls`]: LL-HLS segmenter and live playlists, recordings (with crash
 //!   recovery and the free-space floor), thumbnails.
+//! - [`flv`]: HTTP-FLV playback: hub units to FLV tags, one bounded reader
+//!   per player.
 //! - [`icecast`]: Icecast source ingest (MP3, AAC, Ogg/Opus), plain
 //!   listeners with ICY metadata, now-playing.
 //! - [`http`]: axum routes; no media logic.
@@ -29,6 +31,7 @@ pub mod chat;
 pub mod codec;
 pub mod config;
 pub mod db;
+pub mod flv;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod hls;

@@ -126,6 +126,7 @@ pub async fn run(
     .await;
     // Plain listeners count as viewers in the chat's events.
     let mounts = Arc::new(crate::icecast::mount::Mounts::default());
+    let flv = crate::flv::Flv::new(token.clone());
     let rooms = crate::chat::Rooms::new(
         db.clone(),
         Arc::new(http::HubLive {
@@ -133,6 +134,7 @@ pub async fn run(
             sfu: sfu.clone(),
             hls: hls.clone(),
             icecast: mounts.clone(),
+            flv: flv.clone(),
         }),
     );
     tracker.spawn(rooms.clone().run_events(token.clone()));
@@ -161,6 +163,7 @@ pub async fn run(
         proxies: Arc::new(config.trusted_proxies.clone()),
         engines: engines.clone(),
         icecast,
+        flv,
     });
     let http_task = tokio::spawn(http::listen::serve(
         listeners.http,

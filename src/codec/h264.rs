@@ -51,6 +51,33 @@ pub struct AvcDecoderConfig {
     pub pps: Vec<Bytes>,
 }
 
+/// Writes the AVCDecoderConfigurationRecord (ISO/IEC 14496-15 5.3.3.1.2)
+/// for one SPS and one PPS, with 4-byte NAL lengths: the body of an MP4
+/// `avcC` box and of an FLV AVC sequence header alike.
+pub fn write_avc_decoder_config(o: &mut impl bytes::BufMut, v: &crate::media::H264Config) {
+    o.put_u8(1);
+    o.put_u8(v.profile_idc);
+    o.put_u8(v.constraint_flags);
+    o.put_u8(v.level_idc);
+    o.put_u8(0xff); // lengthSizeMinusOne = 3
+    o.put_u8(0xe1); // one SPS
+    o.put_u16(v.sps.len() as u16);
+    o.put_slice(&v.sps);
+    o.put_u8(1);
+    o.put_u16(v.pps.len() as u16);
+    o.put_slice(&v.pps);
+    if matches!(v.profile_idc, 100 | 110 | 122 | 144) {
+        // 5.3.3.1.2: the high-profile extension. The SPS parser does not
+        // keep bit depths; 8-bit 4:2:0 is what every browser-playable
+        // stream uses.
+        let chroma = parse_sps(&v.sps).map(|s| s.chroma_format_idc).unwrap_or(1);
+        o.put_u8(0xfc | (chroma as u8 & 3));
+        o.put_u8(0xf8);
+        o.put_u8(0xf8);
+        o.put_u8(0);
+    }
+}
+
 /// Parses an AVCDecoderConfigurationRecord (ISO/IEC 14496-15 5.3.3.1.2).
 /// The high-profile trailer (chroma format, bit depths, SPS extensions)
 /// is ignored: the SPS itself carries the same information.

@@ -242,29 +242,7 @@ fn avc1(o: &mut BytesMut, v: &H264Config) {
         o.put_u16(0x0018); // depth
         o.put_i16(-1);
         boxed(o, b"avcC", |o| {
-            o.put_u8(1);
-            o.put_u8(v.profile_idc);
-            o.put_u8(v.constraint_flags);
-            o.put_u8(v.level_idc);
-            o.put_u8(0xff); // lengthSizeMinusOne = 3
-            o.put_u8(0xe1); // one SPS
-            o.put_u16(v.sps.len() as u16);
-            o.put_slice(&v.sps);
-            o.put_u8(1);
-            o.put_u16(v.pps.len() as u16);
-            o.put_slice(&v.pps);
-            if matches!(v.profile_idc, 100 | 110 | 122 | 144) {
-                // 14496-15 5.3.3.1.2: the high-profile extension. The SPS
-                // parser does not keep bit depths; 8-bit 4:2:0 is what every
-                // browser-playable stream uses.
-                let chroma = crate::codec::h264::parse_sps(&v.sps)
-                    .map(|s| s.chroma_format_idc)
-                    .unwrap_or(1);
-                o.put_u8(0xfc | (chroma as u8 & 3));
-                o.put_u8(0xf8);
-                o.put_u8(0xf8);
-                o.put_u8(0);
-            }
+            crate::codec::h264::write_avc_decoder_config(o, v)
         });
     });
 }

@@ -240,13 +240,19 @@ async fn follow(hls: Arc<Hls>, stream: Arc<Stream>, token: CancellationToken) {
         if unit.kind() == MediaKind::Video && unit.keyframe {
             thumbs.offer(&unit, recording.as_ref().and_then(|r| r.poster_path()));
         }
+        if matches!(unit.payload, Payload::Aac(_)) && stream.has_aac_twin() {
+            continue; // our own transcode, back from the stream
+        }
         if let Payload::Opus(packet) = &unit.payload {
             if stream.both_audio_forms() {
                 continue; // its AAC twin is ours
             }
             // HLS carries AAC: a WHIP publisher's Opus is transcoded here,
-            // once per stream, for the live playlist and the recording alike.
+            // once per stream, for the live playlist and the recording alike,
+            // and handed back to the stream for the other egress that take
+            // AAC (HTTP-FLV), so nobody transcodes it again.
             for aac in opus_to_aac.push(&name, packet, unit.pts) {
+                stream.write_aac_twin(aac.clone());
                 let events = seg.push(Arc::new(aac));
                 deliver(&channel, recording.as_mut(), &events);
             }

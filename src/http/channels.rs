@@ -116,7 +116,8 @@ async fn channel_json(s: &AppState, info: &ChannelInfo) -> Result<Value, ApiErro
         "started_at": started_at,
         "viewers": s.sfu.viewers(&info.name)
             + s.hls.viewers.count(&info.name)
-            + s.icecast.listeners(&info.name),
+            + s.icecast.listeners(&info.name)
+            + s.flv.viewers(&info.name),
         // The watch page is a listening page when the stream has no video.
         "video": health.as_ref().map(|h| h.video_codec.is_some()),
         "now_playing": health.and_then(|h| h.now_playing),

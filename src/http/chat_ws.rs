@@ -341,6 +341,7 @@ pub struct HubLive {
     pub sfu: crate::sfu::Sfu,
     pub hls: std::sync::Arc<crate::hls::Hls>,
     pub icecast: std::sync::Arc<crate::icecast::mount::Mounts>,
+    pub flv: std::sync::Arc<crate::flv::Flv>,
 }
 
 impl crate::chat::LiveState for HubLive {
@@ -348,10 +349,12 @@ impl crate::chat::LiveState for HubLive {
         self.hub.stream(channel).is_some()
     }
 
-    /// WebRTC viewers plus the HLS estimate plus plain (Icecast) listeners.
+    /// WebRTC viewers plus the HLS estimate plus plain (Icecast) listeners
+    /// plus HTTP-FLV readers.
     fn viewers(&self, channel: &str) -> usize {
         self.sfu.viewers(channel)
             + self.hls.viewers.count(channel)
             + self.icecast.listeners(channel)
+            + self.flv.viewers(channel)
     }
 }

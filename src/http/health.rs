@@ -33,6 +33,7 @@ async fn health(
         "webrtc": s.sfu.viewers(&name),
         "hls": s.hls.viewers.count(&name),
         "icecast": s.icecast.listeners(&name),
+        "flv": s.flv.viewers(&name),
     });
     let Some(stream) = s.hub.stream(&name) else {
         return Ok(Json(json!({ "live": false, "viewers": viewers })));

@@ -7,6 +7,7 @@ pub mod client;
 mod community;
 mod email;
 mod error;
+mod flv;
 mod health;
 mod hls;
 pub mod ice;
@@ -53,6 +54,8 @@ pub struct AppState {
     pub engines: Arc<crate::isolate::Engines>,
     /// Icecast sources and plain listeners (counted as viewers).
     pub icecast: Arc<crate::icecast::Icecast>,
+    /// HTTP-FLV readers (counted as viewers).
+    pub flv: Arc<crate::flv::Flv>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -77,6 +80,7 @@ pub fn router(state: AppState) -> Router {
         .merge(ice::routes())
         .merge(community::routes())
         .merge(hls::routes())
+        .merge(flv::routes())
         .merge(health::routes())
         .merge(web::routes())
         .fallback(|| async { ApiError::NotFound("no such resource".into()) })
@@ -151,6 +155,13 @@ async fn metrics(
         gauges.push((
             "onair_viewers".to_string(),
             format!("channel=\"{channel}\",protocol=\"icecast\""),
+            n as f64,
+        ));
+    }
+    for (channel, n) in s.flv.all_viewers() {
+        gauges.push((
+            "onair_viewers".to_string(),
+            format!("channel=\"{channel}\",protocol=\"flv\""),
             n as f64,
         ));
     }

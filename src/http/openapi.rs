@@ -138,7 +138,7 @@ fn schemas() -> Value {
         "bytes": {"type": "integer"}, "video_frames": {"type": "integer"}, "audio_frames": {"type": "integer"}, "keyframes": {"type": "integer"},
         "avg_bitrate_bps": {"type": ["number", "null"]}, "avg_fps": {"type": ["number", "null"]}, "avg_keyframe_interval_secs": {"type": ["number", "null"]},
         "warnings": {"type": "array", "items": {"type": "string"}},
-        "viewers": {"type": "object", "properties": {"webrtc": {"type": "integer"}, "hls": {"type": "integer"}, "icecast": {"type": "integer"}}},
+        "viewers": {"type": "object", "properties": {"webrtc": {"type": "integer"}, "hls": {"type": "integer"}, "icecast": {"type": "integer"}, "flv": {"type": "integer"}}},
     }});
     schemas
 }

@@ -44,14 +44,23 @@ impl Queue {
 
 pub(super) struct Shared {
     pub(super) name: &'static str,
+    /// This reader's bound on waiting payload bytes: [`READER_QUEUE_BYTES`]
+    /// unless its egress asked for less.
+    pub(super) max_bytes: usize,
+    /// Counted in `onair_limit_hits_total` each time this reader overflows,
+    /// when its egress named one: the moment it happens, since a stalled
+    /// consumer may never read again to notice.
+    pub(super) limit: Option<&'static str>,
     pub(super) queue: Mutex<Queue>,
     pub(super) notify: Notify,
 }
 
 impl Shared {
-    pub(super) fn new(name: &'static str) -> Self {
+    pub(super) fn new(name: &'static str, max_bytes: usize, limit: Option<&'static str>) -> Self {
         Shared {
             name,
+            max_bytes,
+            limit,
             queue: Mutex::new(Queue::default()),
             notify: Notify::new(),
         }
@@ -71,11 +80,14 @@ impl Shared {
             q.skipping = false;
         }
         let size = unit.payload.len();
-        if q.units.len() >= READER_QUEUE_CAP || q.bytes + size > READER_QUEUE_BYTES {
+        if q.units.len() >= READER_QUEUE_CAP || q.bytes + size > self.max_bytes {
             discarded = q.units.len() as u64;
             q.units.clear();
             q.bytes = 0;
             q.stats.overflows += 1;
+            if let Some(limit) = self.limit {
+                crate::metrics::limit_hit(limit);
+            }
             if !primary_keyframe {
                 q.skipping = true;
                 q.stats.dropped += discarded + 1;

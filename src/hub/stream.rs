@@ -73,6 +73,7 @@ pub struct Stream {
     health: Mutex<Health>,
     closed: CancellationToken,
     both_audio_forms: AtomicBool,
+    aac_twin: AtomicBool,
 }
 
 impl Stream {
@@ -94,6 +95,7 @@ impl Stream {
             health: Mutex::new(Health::default()),
             closed: CancellationToken::new(),
             both_audio_forms: AtomicBool::new(false),
+            aac_twin: AtomicBool::new(false),
         }
     }
 
@@ -167,10 +169,34 @@ impl Stream {
 
     /// A new reader, primed with the cached GOP so it can start at once.
     pub fn subscribe(self: &Arc<Self>, name: &'static str) -> Reader {
-        let shared = Arc::new(Shared::new(name));
+        self.subscribe_with(name, super::reader::READER_QUEUE_BYTES, None)
+    }
+
+    /// [`subscribe`](Self::subscribe) with a tighter bound on the payload
+    /// bytes waiting for this reader (an egress whose clients are strangers
+    /// on slow links, where a smaller lag should already mean "skip"),
+    /// counting each overflow as a hit of `limit`. A cached GOP larger than
+    /// the bound is not primed: the reader starts at the next keyframe.
+    pub fn subscribe_bounded(
+        self: &Arc<Self>,
+        name: &'static str,
+        max_bytes: usize,
+        limit: &'static str,
+    ) -> Reader {
+        self.subscribe_with(name, max_bytes, Some(limit))
+    }
+
+    fn subscribe_with(
+        self: &Arc<Self>,
+        name: &'static str,
+        max_bytes: usize,
+        limit: Option<&'static str>,
+    ) -> Reader {
+        let max_bytes = max_bytes.min(super::reader::READER_QUEUE_BYTES);
+        let shared = Arc::new(Shared::new(name, max_bytes, limit));
         {
             let mut inner = self.inner.lock().expect("stream poisoned");
-            if inner.gop_valid {
+            if inner.gop_valid && inner.gop_bytes <= max_bytes {
                 let mut q = shared.queue.lock().expect("reader queue poisoned");
                 q.units.extend(inner.gop.iter().cloned());
                 q.bytes = inner.gop_bytes;
@@ -195,9 +221,44 @@ impl Stream {
             .retain(|r| r.as_ptr() != target && r.strong_count() > 0);
     }
 
+    /// Said by an egress that makes a second form of a track once per
+    /// stream (HLS transcodes a WHIP publisher's Opus to AAC): it hands the
+    /// result to every reader, so other egress that need that form (FLV)
+    /// take it instead of transcoding again. The publisher's health
+    /// counters are left alone; the writer skips its own units when they
+    /// come back ([`has_aac_twin`](Self::has_aac_twin)).
+    pub fn write_aac_twin(&self, unit: Unit) {
+        self.aac_twin.store(true, Ordering::Relaxed);
+        self.fan_out(unit);
+    }
+
+    /// Whether the stream's AAC units are an egress's twin of its Opus
+    /// (see [`write_aac_twin`](Self::write_aac_twin)).
+    pub fn has_aac_twin(&self) -> bool {
+        self.aac_twin.load(Ordering::Relaxed)
+    }
+
     /// Hands a unit to every reader. Never waits: a full reader is made to
     /// skip instead.
     pub(super) fn write(&self, unit: Unit) {
+        let kind = unit.kind();
+        let bytes = unit.payload.len();
+        let keyframe = unit.keyframe;
+        self.fan_out(unit);
+        let mut h = self.health.lock().expect("health poisoned");
+        h.bytes += bytes as u64;
+        match kind {
+            MediaKind::Video => {
+                h.video_units += 1;
+                if keyframe {
+                    h.keyframes += 1;
+                }
+            }
+            MediaKind::Audio => h.audio_units += 1,
+        }
+    }
+
+    fn fan_out(&self, unit: Unit) {
         let kind = unit.kind();
         let bytes = unit.payload.len();
         let unit = Arc::new(unit);
@@ -247,18 +308,6 @@ impl Stream {
                 inner.dropped_since_log = 0;
                 inner.last_drop_log = Some(now);
             }
-        }
-        drop(inner);
-        let mut h = self.health.lock().expect("health poisoned");
-        h.bytes += bytes as u64;
-        match kind {
-            MediaKind::Video => {
-                h.video_units += 1;
-                if unit.keyframe {
-                    h.keyframes += 1;
-                }
-            }
-            MediaKind::Audio => h.audio_units += 1,
         }
     }
 

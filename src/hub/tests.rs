@@ -174,6 +174,43 @@ fn a_slow_reader_pins_at_most_its_byte_cap() {
 }
 
 #[test]
+fn a_bounded_reader_skips_at_its_own_cap_and_counts_the_hit() {
+    let hub = Hub::new();
+    let publisher = hub.publish("demo");
+    let mut bounded = publisher
+        .stream()
+        .subscribe_bounded("flv", 3 << 20, "test_bounded_reader");
+    let mut plain = publisher.stream().subscribe("hls");
+    let hits = crate::metrics::limit_hits("test_bounded_reader");
+    let big = |pts: i64, key: bool| {
+        let mut u = video(pts, key);
+        u.payload = Payload::H264(vec![Bytes::from(vec![0x65u8; 1 << 20])]);
+        u
+    };
+    publisher.write(big(0, true));
+    for i in 1..6 {
+        publisher.write(big(i * 3000, false));
+    }
+    let held: usize = drain(&mut bounded).iter().map(|u| u.payload.len()).sum();
+    assert!(held <= 3 << 20, "{held} bytes held");
+    assert!(bounded.stats().overflows >= 1);
+    assert!(crate::metrics::limit_hits("test_bounded_reader") > hits);
+    assert_eq!(drain(&mut plain).len(), 6, "the other reader lost nothing");
+}
+
+#[test]
+fn an_aac_twin_reaches_readers_but_not_the_publishers_health() {
+    let hub = Hub::new();
+    let publisher = hub.publish("demo");
+    let mut reader = publisher.stream().subscribe("flv");
+    assert!(!publisher.stream().has_aac_twin());
+    publisher.stream().write_aac_twin(audio(0));
+    assert!(publisher.stream().has_aac_twin());
+    assert_eq!(drain(&mut reader).len(), 1);
+    assert_eq!(publisher.stream().health().audio_units, 0);
+}
+
+#[test]
 fn channels_watched_once_and_never_live_are_forgotten() {
     let hub = Hub::new();
     for i in 0..5000 {

@@ -12,14 +12,17 @@ pub fn e2e_dir() -> PathBuf {
         .join("e2e")
 }
 
-/// `npm ci` in tests/e2e unless playwright-core is already there
-/// (`scripts/test.sh` installs it; this covers a bare `cargo test`).
+/// `npm ci` in tests/e2e unless every package the scripts load is already
+/// there (`scripts/test.sh` installs them; this covers a bare `cargo test`).
 pub async fn ensure_node_modules() {
     let dir = e2e_dir();
-    if dir
-        .join("node_modules/playwright-core/package.json")
-        .exists()
-    {
+    let installed = ["playwright-core", "hls.js", "mpegts.js"].iter().all(|p| {
+        dir.join("node_modules")
+            .join(p)
+            .join("package.json")
+            .exists()
+    });
+    if installed {
         return;
     }
     let out = Command::new("npm")
