@@ -183,3 +183,54 @@ async fn endless_fu_a_fragments_do_not_grow_memory() {
         .assert_kept_playing("endless FU-A fragments (46 MB)");
     let _ = child.kill().await;
 }
+
+/// A publisher whose video never decodes (and who sends no audio) still
+/// makes a broadcast, but it leaves no empty recording behind: the row says
+/// not recorded and no VOD is offered.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_publisher_that_never_sends_a_picture_leaves_no_empty_recording() {
+    let srv = TestServer::start().await;
+    let key = srv.db.create_channel("mallory").await.unwrap().stream_key;
+    let opts = onair_loadtest::whip::PublishOptions {
+        key,
+        video: Vec::new(),
+        fps: 30,
+        audio: Vec::new(),
+        duration: Duration::from_secs(4),
+        stamp: false,
+        raw: Some(RawVideo {
+            frames: vec![
+                vec![(b(&[0x18, 0, 0, 0]), true)],
+                vec![(b(&[0x7c, 0x05, 1, 2]), false), (b(&[0x7c]), true)],
+            ],
+            ts_step: 3000,
+        }),
+        on_session: None,
+    };
+    let p = publish(srv.http, opts).await.expect("publisher ran");
+    assert_eq!(p.status, 201, "{}", p.error);
+    assert!(p.connected_after.is_some(), "the publisher connected");
+    // Wait for every broadcast of the channel to end.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let rows = loop {
+        let page = srv.db.broadcasts("mallory", None, 50).await.unwrap();
+        if page.iter().all(|r| r.ended_at.is_some()) {
+            break page;
+        }
+        assert!(std::time::Instant::now() < deadline, "{page:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    for r in &rows {
+        assert!(
+            !r.recorded,
+            "broadcast {} has nothing in it but is listed as recorded: {r:?}",
+            r.id
+        );
+    }
+    let list = get(srv.http, "/api/channels/mallory/broadcasts")
+        .await
+        .text();
+    assert!(!list.contains("index.m3u8"), "no VOD offered: {list}");
+    println!("{} broadcast rows, none recorded", rows.len());
+    srv.stop().await;
+}

@@ -115,6 +115,16 @@ impl Db {
         Ok(())
     }
 
+    /// Marks a broadcast as not recorded: it ended before anything was
+    /// written (no picture ever came), so there is nothing to replay.
+    pub async fn unrecord_broadcast(&self, id: i64) -> Result<(), DbError> {
+        sqlx::query("UPDATE broadcasts SET recorded = 0 WHERE id = $1")
+            .bind(id)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
     pub async fn broadcast(&self, id: i64) -> Result<Option<BroadcastRow>, DbError> {
         let q = select!("WHERE id = $1");
         let r = sqlx::query(q).bind(id).fetch_optional(self.pool()).await?;

@@ -566,6 +566,16 @@ impl Writer {
         if let Err(e) = self.block_on(self.db.finish_broadcast(id, ended, d, s)) {
             tracing::error!(broadcast = id, "cannot finish the broadcast row: {e}");
         }
+        if self.on && s == 0 {
+            // Nothing was ever written (a publisher that sent no picture):
+            // a past broadcast with no recording, not an empty VOD.
+            match self.block_on(self.db.unrecord_broadcast(id)) {
+                Ok(()) => {
+                    let _ = std::fs::remove_dir_all(&self.dir);
+                }
+                Err(e) => tracing::error!(broadcast = id, "cannot update the broadcast row: {e}"),
+            }
+        }
         tracing::info!(
             channel = self.row.channel,
             broadcast = id,
