@@ -119,6 +119,9 @@ pub struct Unit {
     /// point).
     pub keyframe: bool,
     pub payload: Payload,
+    /// This unit as an FLV tag body, made by the first HTTP-FLV reader to
+    /// send it and shared by the rest: no reader copies the payload.
+    pub flv_body: std::sync::OnceLock<bytes::Bytes>,
 }
 
 impl Unit {

@@ -64,6 +64,7 @@ fn segmenter_cpu_per_2_5_mbps_channel() {
         if vt <= at {
             let k = f % 60 == 0;
             units.push(Arc::new(Unit {
+                flv_body: Default::default(),
                 config: v.clone(),
                 pts: vt,
                 dts: vt,
@@ -73,6 +74,7 @@ fn segmenter_cpu_per_2_5_mbps_channel() {
             f += 1;
         } else {
             units.push(Arc::new(Unit {
+                flv_body: Default::default(),
                 config: a.clone(),
                 pts: at,
                 dts: at,

@@ -171,6 +171,7 @@ impl Real {
             TrackConfig::Opus(_) => unreachable!("scripts make no Opus"),
         };
         Arc::new(Unit {
+            flv_body: Default::default(),
             config,
             pts: u.pts,
             dts: u.dts,

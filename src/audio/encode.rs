@@ -142,6 +142,7 @@ impl AacEncoder {
                         let pts = self.start_pts + samples_to_ticks(offset, self.rate);
                         let size = info.output_size.min(self.out.len());
                         units.push(Unit {
+                            flv_body: Default::default(),
                             config: self.config.clone(),
                             pts,
                             dts: pts,
@@ -253,6 +254,7 @@ impl OpusEncoder {
             self.out_samples += i64::from(OPUS_FRAME_SAMPLES);
             match self.encoder.encode_float(pcm, &mut self.packet) {
                 Ok(len) => units.push(Unit {
+                    flv_body: Default::default(),
                     config: self.config.clone(),
                     pts,
                     dts: pts,

@@ -263,6 +263,7 @@ impl OpusToAac {
         }
         let pts = c.sync_pts + samples_to_ticks(offset);
         units.push(Unit {
+            flv_body: Default::default(),
             config: self.config.clone(),
             pts,
             dts: pts,

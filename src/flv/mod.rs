@@ -28,7 +28,7 @@ pub mod mux;
 use crate::hub::{Hub, Reader, Source, Stream};
 use crate::media::{MediaKind, Payload, Unit};
 use crate::net::{ConnGate, ConnLimits, ConnPermit, Refused};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
@@ -143,7 +143,7 @@ impl Flv {
             reader: None,
             started: false,
             mux: mux::Muxer::new(),
-            buf: BytesMut::new(),
+            out: mux::Out::default(),
             last_sent: None,
             new_stream: false,
             shutdown: self.shutdown.clone(),
@@ -182,9 +182,8 @@ pub struct Play {
     /// The FLV header has been sent.
     started: bool,
     mux: mux::Muxer,
-    /// Reused for every chunk: once hyper has written and dropped a chunk,
-    /// its memory serves the next one.
-    buf: BytesMut,
+    /// What is to be sent, in pieces (see [`mux::Out`]).
+    out: mux::Out,
     last_sent: Option<Instant>,
     /// A new stream was subscribed: its first unit starts a new epoch.
     new_stream: bool,
@@ -197,6 +196,9 @@ impl Play {
     /// offline past [`OFFLINE_GRACE`], or the server is shutting down).
     pub async fn next_chunk(&mut self) -> Option<Bytes> {
         loop {
+            if let Some(piece) = self.out.next_piece() {
+                return Some(self.sent(piece));
+            }
             if self.reader.is_none() {
                 let stream = self.wait_live().await?;
                 self.new_stream = self.started;
@@ -204,14 +206,13 @@ impl Play {
                     Some(stream.subscribe_bounded("flv", READER_QUEUE_BYTES, "flv_reader_queue"));
             }
             if !self.started {
-                match self.probe().await {
-                    Some(b) => return Some(self.sent(b)),
-                    None if self.shutdown.is_cancelled() => return None,
-                    None => {
-                        self.reader = None;
-                        continue;
+                if self.probe().await.is_none() {
+                    if self.shutdown.is_cancelled() {
+                        return None;
                     }
+                    self.reader = None;
                 }
+                continue;
             }
             let reader = self.reader.as_mut().expect("reader set above");
             let unit = tokio::select! {
@@ -228,14 +229,10 @@ impl Play {
                 let gap = self.last_sent.map_or(0, |t| t.elapsed().as_millis() as i64);
                 self.mux.next_stream(gap);
             }
-            self.mux.push(&unit, &mut self.buf);
-            while self.buf.len() < CHUNK_BYTES {
+            self.mux.push(&unit, &mut self.out);
+            while self.out.len() < CHUNK_BYTES {
                 let Some(unit) = reader.try_recv() else { break };
-                self.mux.push(&unit, &mut self.buf);
-            }
-            if !self.buf.is_empty() {
-                let b = self.buf.split().freeze();
-                return Some(self.sent(b));
+                self.mux.push(&unit, &mut self.out);
             }
         }
     }
@@ -261,9 +258,9 @@ impl Play {
     }
 
     /// Reads the first units (the GOP cache, normally), decides the
-    /// header's track flags and returns the header and those units' tags.
+    /// header's track flags and queues the header and those units' tags.
     /// `None` if the stream ended first.
-    async fn probe(&mut self) -> Option<Bytes> {
+    async fn probe(&mut self) -> Option<()> {
         let reader = self.reader.as_mut()?;
         let stream = reader.stream().clone();
         let mut units: Vec<Arc<Unit>> = Vec::new();
@@ -316,14 +313,14 @@ impl Play {
         }
         let has_video = units.iter().any(|u| u.kind() == MediaKind::Video);
         let has_audio = units.iter().any(|u| u.kind() == MediaKind::Audio);
-        mux::write_header(&mut self.buf, has_audio, has_video);
+        self.out.own(|o| mux::write_header(o, has_audio, has_video));
         self.mux
             .start_at(units.iter().map(|u| u.dts).min().unwrap_or(0));
         for u in &units {
-            self.mux.push(u, &mut self.buf);
+            self.mux.push(u, &mut self.out);
         }
         self.started = true;
-        Some(self.buf.split().freeze())
+        Some(())
     }
 }
 

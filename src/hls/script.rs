@@ -165,6 +165,7 @@ pub fn decode(data: &[u8]) -> Vec<Arc<Unit>> {
                 Payload::H264(vec![Bytes::from_static(head), body])
             };
             Arc::new(Unit {
+                flv_body: Default::default(),
                 config,
                 pts: dts.saturating_add(cts),
                 dts,

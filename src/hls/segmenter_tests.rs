@@ -27,6 +27,7 @@ fn aac() -> Arc<TrackConfig> {
 
 fn video(cfg: &Arc<TrackConfig>, ms: i64, key: bool) -> Arc<Unit> {
     Arc::new(Unit {
+        flv_body: Default::default(),
         config: cfg.clone(),
         pts: ms * 90,
         dts: ms * 90,
@@ -41,6 +42,7 @@ fn video(cfg: &Arc<TrackConfig>, ms: i64, key: bool) -> Arc<Unit> {
 
 fn audio(cfg: &Arc<TrackConfig>, ms: i64) -> Arc<Unit> {
     Arc::new(Unit {
+        flv_body: Default::default(),
         config: cfg.clone(),
         pts: ms * 90,
         dts: ms * 90,
@@ -185,6 +187,7 @@ fn new_sps_makes_new_init_and_discontinuity() {
         .into_iter()
         .map(|u| {
             Arc::new(Unit {
+                flv_body: Default::default(),
                 pts: u.pts + 3100 * 90,
                 dts: u.dts + 3100 * 90,
                 ..(*u).clone()

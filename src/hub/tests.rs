@@ -27,6 +27,7 @@ fn audio_cfg() -> Arc<TrackConfig> {
 
 fn video(pts: i64, key: bool) -> Unit {
     Unit {
+        flv_body: Default::default(),
         config: video_cfg(),
         pts,
         dts: pts,
@@ -37,6 +38,7 @@ fn video(pts: i64, key: bool) -> Unit {
 
 fn audio(pts: i64) -> Unit {
     Unit {
+        flv_body: Default::default(),
         config: audio_cfg(),
         pts,
         dts: pts,

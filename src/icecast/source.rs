@@ -354,6 +354,7 @@ impl Ingest {
                 let config = self.aac_config(&adts);
                 let pts = self.clock.now();
                 self.units.push(Unit {
+                    flv_body: Default::default(),
                     config,
                     pts,
                     dts: pts,
@@ -367,6 +368,7 @@ impl Ingest {
                 for (packet, samples) in packets {
                     let pts = self.clock.now();
                     self.units.push(Unit {
+                        flv_body: Default::default(),
                         config: config.clone(),
                         pts,
                         dts: pts,

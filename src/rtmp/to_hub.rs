@@ -295,6 +295,7 @@ impl Ingest {
         let dts = Self::monotonic(&mut self.last_video_dts, ms_to_ticks(dts_ms));
         let pts = dts + ms_to_ticks(i64::from(composition_time));
         self.publisher.write(Unit {
+            flv_body: Default::default(),
             config,
             pts,
             dts,
@@ -339,6 +340,7 @@ impl Ingest {
                 }
                 let dts = Self::monotonic(&mut self.last_audio_dts, ms_to_ticks(dts_ms));
                 self.publisher.write(Unit {
+                    flv_body: Default::default(),
                     config,
                     pts: dts,
                     dts,

@@ -157,6 +157,7 @@ impl Ingest {
                     .get_or_insert_with(|| TrackClock::new(48_000, pkt.header.timestamp, since));
                 let pts = clock.pts(pkt.header.timestamp);
                 self.publisher.write(Unit {
+                    flv_body: Default::default(),
                     config: self.opus_config.clone(),
                     pts,
                     dts: pts,
@@ -253,6 +254,7 @@ impl Ingest {
             .get_or_insert_with(|| TrackClock::new(CLOCK_RATE, ts, since))
             .pts(ts);
         self.publisher.write(Unit {
+            flv_body: Default::default(),
             config,
             pts,
             dts: pts,
