@@ -161,6 +161,7 @@ pub async fn run(
         proxies: Arc::new(config.trusted_proxies.clone()),
         engines: engines.clone(),
         icecast,
+        downloads: Default::default(),
     });
     let http_task = tokio::spawn(http::listen::serve(
         listeners.http,

@@ -5,6 +5,7 @@ mod channels;
 mod chat_ws;
 pub mod client;
 mod community;
+mod download;
 mod email;
 mod error;
 mod health;
@@ -21,6 +22,7 @@ pub use auth::{authenticate, Limits, MaybeSignedIn, SignedIn};
 pub use channels::{DESCRIPTION_MAX, TITLE_MAX};
 pub use chat_ws::HubLive;
 pub use client::ClientAddr;
+pub use download::Downloads;
 pub use error::ApiError;
 pub use openapi::document as openapi_document;
 
@@ -53,6 +55,8 @@ pub struct AppState {
     pub engines: Arc<crate::isolate::Engines>,
     /// Icecast sources and plain listeners (counted as viewers).
     pub icecast: Arc<crate::icecast::Icecast>,
+    /// Limits on recording downloads.
+    pub downloads: Arc<download::Downloads>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -77,6 +81,7 @@ pub fn router(state: AppState) -> Router {
         .merge(ice::routes())
         .merge(community::routes())
         .merge(hls::routes())
+        .merge(download::routes())
         .merge(health::routes())
         .merge(web::routes())
         .fallback(|| async { ApiError::NotFound("no such resource".into()) })
