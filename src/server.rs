@@ -164,6 +164,7 @@ pub async fn run(
         engines: engines.clone(),
         icecast,
         flv,
+        downloads: Default::default(),
     });
     let http_task = tokio::spawn(http::listen::serve(
         listeners.http,

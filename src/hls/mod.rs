@@ -14,6 +14,7 @@
 //! reconnects (a new stream id on the same channel) come for free.
 
 pub mod disk;
+pub mod export;
 pub mod fmp4;
 pub mod live;
 pub mod recorder;

@@ -131,14 +131,29 @@ impl Recordings {
     /// Deletes one finished recording, row first (see the module docs).
     /// Returns whether the row is gone.
     async fn delete_recording(&self, r: &BroadcastRow, reason: &'static str) -> bool {
-        if let Err(e) = self.db.delete_broadcast(r.id).await {
-            tracing::warn!(
-                broadcast = r.id,
-                reason,
-                "cannot delete the recording's row: {e}"
-            );
-            return false;
+        match self.delete(r, reason).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(
+                    broadcast = r.id,
+                    reason,
+                    "cannot delete the recording's row: {e}"
+                );
+                false
+            }
         }
+    }
+
+    /// Deletes a finished broadcast: its row, then its folder (see the
+    /// module docs for the order). An error means the row is still there
+    /// and nothing was removed; once the row is gone, a file that cannot
+    /// be removed is logged and left for the next start.
+    pub async fn delete(
+        &self,
+        r: &BroadcastRow,
+        reason: &'static str,
+    ) -> Result<(), crate::db::DbError> {
+        self.db.delete_broadcast(r.id).await?;
         let dir = self.dir(r.id);
         let root = self.root.clone();
         let removed = tokio::task::spawn_blocking(move || {
@@ -165,7 +180,7 @@ impl Recordings {
             reason,
             "deleted a recording"
         );
-        true
+        Ok(())
     }
 
     /// Removes recording folders that no broadcast row names (left by a

@@ -43,7 +43,7 @@ pub fn routes() -> Router<AppState> {
         )
         .route(
             "/api/channels/{channel}/broadcasts/{id}",
-            patch(edit_broadcast),
+            patch(edit_broadcast).delete(delete_broadcast),
         )
         .route("/api/categories", get(categories))
         .route(
@@ -613,4 +613,40 @@ async fn edit_broadcast(
     .await?;
     let meta = s.db.broadcast_meta(meta.id).await?.ok_or_else(not_found)?;
     Ok(Json(serde_json::to_value(meta).unwrap_or(Value::Null)))
+}
+
+/// The owner (or an admin) deletes a past broadcast: its row, then its
+/// recording's files (the order that never leaves a row without files, see
+/// [`crate::hls::recorder::Recordings::delete`]). One still on the air
+/// cannot be deleted (409): end it first.
+async fn delete_broadcast(
+    State(s): State<AppState>,
+    me: SignedIn,
+    Path((name, id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let info = channel_or_404(&s, &name).await?;
+    let not_found = || ApiError::NotFound(format!("no broadcast {id:?}"));
+    let id: i64 = id.parse().map_err(|_| not_found())?;
+    let row =
+        s.db.broadcast(id)
+            .await?
+            .filter(|r| r.channel == name)
+            .ok_or_else(not_found)?;
+    if !is_owner(&me.user, &info, true) {
+        return Err(ApiError::Forbidden(
+            "only the owner can delete broadcasts".into(),
+        ));
+    }
+    if row.ended_at.is_none() {
+        return Err(ApiError::Conflict(
+            "this broadcast is still live: end it before deleting it".into(),
+        ));
+    }
+    match s.hls.recordings() {
+        Some(rec) => rec.delete(&row, "owner-or-admin").await?,
+        // Recording off on this server: no folder to remove.
+        None => s.db.delete_broadcast(row.id).await?,
+    }
+    tracing::info!(channel = %name, broadcast = row.id, by = %me.user.username, "broadcast deleted");
+    Ok(StatusCode::NO_CONTENT)
 }

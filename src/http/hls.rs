@@ -6,8 +6,9 @@
 //! recording's folder.
 
 use super::{ApiError, AppState};
-use crate::db::{valid_channel_name, BroadcastRow};
+use crate::db::{valid_channel_name, BroadcastMeta, BroadcastRow};
 use crate::hls::live::{LiveChannel, Reject, Want, BLOCKED_RETRY_AFTER_SECS};
+use crate::hls::recorder::Recordings;
 use crate::hls::request::{parse_file, parse_want, File};
 use axum::extract::{Path, Query, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
@@ -27,11 +28,11 @@ const PLAYLIST_CACHE: &str = "max-age=0, no-cache";
 /// they exist; names restart with the server, hence not `immutable`.
 const MEDIA_CACHE: &str = "public, max-age=60";
 const VOD_MEDIA_CACHE: &str = "public, max-age=86400, immutable";
-const VOD_PLAYLIST_CACHE: &str = "public, max-age=3600";
+pub(super) const VOD_PLAYLIST_CACHE: &str = "public, max-age=3600";
 const POSTER_CACHE: &str = "public, max-age=3600";
 /// Everything of a recording that is not published (hidden: its owner's
 /// and admins' alone).
-const PRIVATE_CACHE: &str = "private, no-store";
+pub(super) const PRIVATE_CACHE: &str = "private, no-store";
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -191,33 +192,44 @@ async fn viewer(s: &AppState, headers: &HeaderMap) -> Result<Option<crate::db::U
     }
 }
 
-async fn vod_file(
-    State(s): State<AppState>,
-    Path((id, file)): Path<(String, String)>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    let id = parse_id(&id)?;
-    // A hidden broadcast is the owner's alone; to anyone else it does not
-    // exist.
+/// A recording `headers`' sender may see: its metadata, its row and the
+/// recordings it is kept in. A hidden broadcast is its owner's (and
+/// admins') alone; to anyone else it does not exist (404).
+pub(super) async fn visible_recording(
+    s: &AppState,
+    id: &str,
+    headers: &HeaderMap,
+) -> Result<(BroadcastMeta, BroadcastRow, Arc<Recordings>), ApiError> {
+    let id = parse_id(id)?;
     let meta =
         s.db.broadcast_meta(id)
             .await?
             .ok_or_else(|| ApiError::NotFound("no such broadcast".into()))?;
     if !meta.published {
-        let who = viewer(&s, &headers).await?;
+        let who = viewer(s, headers).await?;
         if !s.db.broadcast_visible(id, who.as_ref()).await? {
             return Err(ApiError::NotFound("no such broadcast".into()));
         }
     }
-    let file = parse_file(&file).ok_or_else(|| ApiError::NotFound("no such file".into()))?;
     let rec = s
         .hls
         .recordings()
-        .ok_or_else(|| ApiError::NotFound("recordings are off".into()))?;
+        .ok_or_else(|| ApiError::NotFound("recordings are off".into()))?
+        .clone();
     let row =
         s.db.broadcast(id)
             .await?
             .ok_or_else(|| ApiError::NotFound("no such broadcast".into()))?;
+    Ok((meta, row, rec))
+}
+
+async fn vod_file(
+    State(s): State<AppState>,
+    Path((id, file)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let (meta, row, rec) = visible_recording(&s, &id, &headers).await?;
+    let file = parse_file(&file).ok_or_else(|| ApiError::NotFound("no such file".into()))?;
     let dir = rec.dir(row.id);
     // What only its owner may see is never kept by a shared cache, nor by
     // the browser (a shared computer); published recordings may be.
@@ -261,6 +273,8 @@ struct BroadcastJson {
     hidden: bool,
     playlist: Option<String>,
     poster: Option<String>,
+    /// The whole recording as one MP4, once it has ended.
+    download: Option<String>,
 }
 
 async fn broadcasts(
@@ -314,6 +328,8 @@ async fn broadcasts(
                 hidden: hidden.contains(&id),
                 playlist: recorded.then(|| format!("/vod/{id}/index.m3u8")),
                 poster: recorded.then(|| format!("/vod/{id}/poster.jpg")),
+                download: (recorded && row.ended_at.is_some())
+                    .then(|| format!("/vod/{id}/download.mp4")),
                 row,
             }
         })

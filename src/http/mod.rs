@@ -5,6 +5,7 @@ mod channels;
 mod chat_ws;
 pub mod client;
 mod community;
+mod download;
 mod email;
 mod error;
 mod flv;
@@ -22,6 +23,7 @@ pub use auth::{authenticate, Limits, MaybeSignedIn, SignedIn};
 pub use channels::{DESCRIPTION_MAX, TITLE_MAX};
 pub use chat_ws::HubLive;
 pub use client::ClientAddr;
+pub use download::Downloads;
 pub use error::ApiError;
 pub use openapi::document as openapi_document;
 
@@ -56,6 +58,8 @@ pub struct AppState {
     pub icecast: Arc<crate::icecast::Icecast>,
     /// HTTP-FLV readers (counted as viewers).
     pub flv: Arc<crate::flv::Flv>,
+    /// Limits on recording downloads.
+    pub downloads: Arc<download::Downloads>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -81,6 +85,7 @@ pub fn router(state: AppState) -> Router {
         .merge(community::routes())
         .merge(hls::routes())
         .merge(flv::routes())
+        .merge(download::routes())
         .merge(health::routes())
         .merge(web::routes())
         .fallback(|| async { ApiError::NotFound("no such resource".into()) })

@@ -64,6 +64,8 @@ export interface Broadcast {
   hidden?: boolean;
   playlist: string | null;
   poster: string | null;
+  /// The whole recording as one MP4, once it has ended.
+  download?: string | null;
 }
 
 export class ApiError extends Error {

@@ -16,6 +16,17 @@ export function Recordings({ channel }: { channel: string }) {
       setError(errorText(e));
     }
   };
+  const remove = async (b: Broadcast) => {
+    const what = `${b.title || 'Untitled broadcast'} (${fmtWhen(b.started_at)})`;
+    if (!window.confirm(`Delete "${what}" and its recording? This cannot be undone.`)) return;
+    setError('');
+    try {
+      await api<void>('DELETE', channelPath(channel, `/broadcasts/${b.id}`));
+      setItems((list) => list.filter((x) => x.id !== b.id));
+    } catch (e) {
+      setError(errorText(e));
+    }
+  };
   return (
     <section class="card wide" aria-labelledby="rec-h">
       <h2 id="rec-h">Recordings</h2>
@@ -31,6 +42,14 @@ export function Recordings({ channel }: { channel: string }) {
               </span>
               <button type="button" onClick={() => edit(b, { published: !!b.hidden })}
                 aria-label={`${b.hidden ? 'Publish' : 'Hide'} the broadcast from ${fmtWhen(b.started_at)}`}>{b.hidden ? 'Publish' : 'Hide'}</button>
+              {b.download && (
+                <a class="button" href={b.download} download
+                  aria-label={`Download the broadcast from ${fmtWhen(b.started_at)}`}>Download</a>
+              )}
+              {!b.live && (
+                <button type="button" class="danger" onClick={() => void remove(b)}
+                  aria-label={`Delete the broadcast from ${fmtWhen(b.started_at)}`}>Delete</button>
+              )}
             </li>
           ))}
         </ul>
