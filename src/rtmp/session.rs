@@ -401,7 +401,9 @@ impl Session {
                 let r = rtmp.reject_request(request_id, "NetStream.Play.Failed", why)?;
                 self.queue_results(r);
                 self.queue_status(stream_id, "NetStream.Play.Failed", why);
-                warn_limited!(peer = %self.peer, name = %truncate(&stream_key), "rtmp play refused: {why}");
+                // The name may be a stream key (a player given the publish URL):
+                // only its length is logged.
+                warn_limited!(peer = %self.peer, name_len = stream_key.len(), "rtmp play refused: {why}");
                 return Ok(Step::Close);
             }
             ServerSessionEvent::PublishStreamFinished { .. } => return Ok(Step::Close),
