@@ -155,6 +155,29 @@ async fn download_ranges_visibility_and_delete() {
         "ffprobe {dur} s vs recording {duration_s} s"
     );
 
+    // A browser opening the link plays it in a plain <video>, with sound
+    // (Chromium seeks with its own range requests).
+    let r = common::node::run_script(
+        "mp4_play.mjs",
+        &[&format!("http://{a}{dl}"), "4"],
+        Duration::from_secs(60),
+    )
+    .await;
+    println!("Chromium <video>: {r}");
+    assert!(r["error"].is_null(), "{r}");
+    assert_eq!(
+        (r["width"].as_u64(), r["height"].as_u64()),
+        (Some(1280), Some(720)),
+        "{r}"
+    );
+    assert!(
+        (r["duration"].as_f64().unwrap_or(0.0) - duration_s).abs() < 0.5,
+        "{r}"
+    );
+    assert!(r["currentTime"].as_f64().unwrap_or(0.0) > 2.0, "{r}");
+    assert!(r["framesDecoded"].as_u64().unwrap_or(0) > 30, "{r}");
+    assert!(r["peakRms"].as_f64().unwrap_or(0.0) > 0.005, "{r}");
+
     // Ranges, checked against the full download: inside one file, across
     // the init/segment boundary, open-ended and a suffix.
     let init_len = std::fs::metadata(&parts[0]).unwrap().len() as usize;
