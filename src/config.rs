@@ -109,6 +109,8 @@ pub struct ServeArgs {
     pub accounts: crate::auth::AccountArgs,
     #[command(flatten)]
     pub icecast: crate::icecast::IcecastArgs,
+    #[command(flatten)]
+    pub hooks: crate::hooks::HookArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -188,6 +190,15 @@ struct FileConfig {
     chat_sockets_per_host: Option<usize>,
     chat_sockets: Option<usize>,
     icecast: Option<SocketAddr>,
+    #[serde(default)]
+    webhook: Vec<String>,
+    webhook_secret: Option<String>,
+    #[serde(default)]
+    webhook_events: Vec<String>,
+    webhook_timeout: Option<String>,
+    webhook_fail: Option<String>,
+    webhook_peak_interval: Option<String>,
+    public_url: Option<String>,
 }
 
 /// Resolved settings.
@@ -221,6 +232,7 @@ pub struct Config {
     pub accounts: crate::auth::AccountLimits,
     /// Icecast source ingest and plain listeners.
     pub icecast: SocketAddr,
+    pub hooks: crate::hooks::HookConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -237,6 +249,10 @@ pub enum ConfigError {
     TrustedProxies(#[from] crate::net::CidrError),
     #[error("bad turn-allow-peer in the config file: {0}")]
     TurnAllowPeer(crate::net::CidrError),
+    #[error("{0}")]
+    Hooks(#[from] crate::hooks::HookConfigError),
+    #[error("bad {0} in the config file: {1}")]
+    Duration(&'static str, String),
 }
 
 impl Config {
@@ -277,6 +293,24 @@ impl Config {
         } else {
             serve.turn_allow_peer.clone()
         };
+        let file_duration = |key: &'static str, v: &Option<String>| {
+            v.as_deref()
+                .map(crate::hooks::parse_duration)
+                .transpose()
+                .map_err(|e| ConfigError::Duration(key, e))
+        };
+        let hooks = serve.hooks.resolve(&crate::hooks::HookArgs {
+            webhook: file.webhook.clone(),
+            webhook_secret: file.webhook_secret.clone(),
+            webhook_events: file.webhook_events.clone(),
+            webhook_timeout: file_duration("webhook-timeout", &file.webhook_timeout)?,
+            webhook_fail: file.webhook_fail.clone(),
+            webhook_peak_interval: file_duration(
+                "webhook-peak-interval",
+                &file.webhook_peak_interval,
+            )?,
+            public_url: file.public_url.clone(),
+        })?;
         let data_dir = global
             .data_dir
             .clone()
@@ -345,6 +379,7 @@ impl Config {
                 .icecast
                 .or(file.icecast)
                 .unwrap_or_else(|| parse(crate::icecast::DEFAULT_ICECAST)),
+            hooks,
         })
     }
 
@@ -370,6 +405,7 @@ impl Config {
             mail: crate::auth::MailConfig::default(),
             accounts: crate::auth::AccountLimits::default(),
             icecast: any,
+            hooks: crate::hooks::HookConfig::default(),
         }
     }
 }
