@@ -499,4 +499,36 @@ mod tests {
             Err(ConfigError::TurnAllowPeer(_))
         ));
     }
+
+    #[test]
+    fn webhooks_from_the_file_with_durations_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("onair.toml");
+        std::fs::write(
+            &path,
+            "webhook = [\"https://app/hook\"]\nwebhook-secret = \"k\"\n\
+             webhook-timeout = \"750ms\"\nwebhook-fail = \"closed\"\n\
+             webhook-events = [\"publish\"]\n",
+        )
+        .unwrap();
+        let config = path.to_str().unwrap();
+        let args = Args::parse_from(["onair", "--config", config]);
+        let c = Config::resolve(&args.global, &args.serve).unwrap();
+        assert_eq!(c.hooks.urls, ["https://app/hook"]);
+        assert_eq!(c.hooks.timeout, std::time::Duration::from_millis(750));
+        assert!(!c.hooks.fail_open);
+        assert_eq!(c.hooks.events, ["publish"]);
+        std::fs::write(&path, "webhook = [\"https://app/hook\"]\n").unwrap();
+        let args = Args::parse_from(["onair", "--config", config]);
+        assert!(matches!(
+            Config::resolve(&args.global, &args.serve),
+            Err(ConfigError::Hooks(crate::hooks::HookConfigError::NoSecret))
+        ));
+        std::fs::write(&path, "webhook-timeout = \"soon\"\n").unwrap();
+        let args = Args::parse_from(["onair", "--config", config]);
+        assert!(matches!(
+            Config::resolve(&args.global, &args.serve),
+            Err(ConfigError::Duration("webhook-timeout", _))
+        ));
+    }
 }

@@ -101,7 +101,7 @@ static WEBHOOK_ADMISSIONS: Labeled = Labeled::new(
 static WEBHOOK_DELIVERIES: Labeled = Labeled::new(
     "onair_webhook_deliveries_total",
     "result",
-    "Webhook delivery attempts and losses: delivered, failed_attempt (retried later), given_up, dropped_*.",
+    "Webhook delivery attempts and losses: delivered, failed_attempt (retried later), rejected (a 4xx), given_up, dropped_*.",
 );
 
 pub fn webhook_admission(result: &'static str) {

@@ -46,6 +46,8 @@ struct Receiver {
     admit: Mutex<Admit>,
     /// How long each non-admission request is held before its 200.
     delay: Duration,
+    /// An event answered with 400 (a receiver that finds it wrong).
+    reject: Mutex<Option<&'static str>>,
     got: Mutex<Vec<Got>>,
 }
 
@@ -102,6 +104,9 @@ async fn hook(State(r): State<Arc<Receiver>>, headers: HeaderMap, body: Bytes) -
         };
     }
     tokio::time::sleep(r.delay).await;
+    if *r.reject.lock().unwrap() == Some(event.as_str()) {
+        return StatusCode::BAD_REQUEST.into_response();
+    }
     StatusCode::OK.into_response()
 }
 
@@ -111,6 +116,7 @@ fn serve_receiver(listener: TcpListener, admit: Admit, delay: Duration) -> (Arc<
     let r = Arc::new(Receiver {
         admit: Mutex::new(admit),
         delay,
+        reject: Mutex::new(None),
         got: Mutex::new(Vec::new()),
     });
     let app = axum::Router::new()
@@ -391,7 +397,8 @@ async fn closed_port() -> TcpListener {
 }
 
 /// A receiver that is down while a broadcast happens, and across a
-/// restart of the server, gets each event exactly once when it comes up.
+/// restart of the server, gets each event exactly once when it comes up,
+/// in the order they happened; one it answers 400 is not sent again.
 async fn a_receiver_down_then_up_gets_each_event_once(backend: common::Backend) {
     let _one = ONE_AT_A_TIME.lock().await;
     let reserved = closed_port().await;
@@ -438,12 +445,14 @@ async fn a_receiver_down_then_up_gets_each_event_once(backend: common::Backend) 
     );
 
     let srv = TestServer::start_with(config).await;
+    let rejected_before = deliveries(srv.http, "rejected").await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let (rx, _) = serve_receiver(
         TcpListener::bind(addr).await.unwrap(),
         Admit::Allow,
         Duration::ZERO,
     );
+    *rx.reject.lock().unwrap() = Some("publish.ended");
     wait_until("three deliveries", Duration::from_secs(40), || {
         rx.events().len() >= 3
     })
@@ -457,7 +466,71 @@ async fn a_receiver_down_then_up_gets_each_event_once(backend: common::Backend) 
     );
     assert!(rx.events().iter().all(|g| g.signed));
     assert_eq!(db.webhook_queued().await.unwrap(), 0, "the queue is empty");
+    assert_eq!(
+        deliveries(srv.http, "rejected").await - rejected_before,
+        1.0
+    );
     srv.stop().await;
+}
+
+/// The queue itself: bounded per receiver (oldest dropped), due in order,
+/// held back behind a failed delivery, emptied of receivers no longer
+/// configured.
+async fn the_queue_is_bounded_ordered_and_held(backend: common::Backend) {
+    let data = tempfile::tempdir().unwrap();
+    let url = match backend {
+        common::Backend::Sqlite => format!("sqlite://{}", data.path().join("q.sqlite").display()),
+        common::Backend::Postgres => match common::fresh_postgres_db().await {
+            Some(u) => u,
+            None => return,
+        },
+    };
+    let db = onair::db::Db::open(&url).await.unwrap();
+    let (a, b) = ("http://a/", "http://b/");
+    let mut dropped = Vec::new();
+    for id in 1..=5 {
+        dropped.push(db.webhook_enqueue(id, a, "e", "{}", 100, 3).await.unwrap());
+    }
+    assert_eq!(dropped, [0, 0, 0, 1, 1], "past 3 rows the oldest go");
+    db.webhook_enqueue(1, b, "e", "{}", 100, 3).await.unwrap();
+    let due: Vec<i64> = db
+        .webhook_due(a, 100, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|q| q.id)
+        .collect();
+    assert_eq!(due, [3, 4, 5]);
+    db.webhook_hold(a, 3, 1, 500).await.unwrap();
+    assert!(
+        db.webhook_due(a, 499, 10).await.unwrap().is_empty(),
+        "all held"
+    );
+    let due = db.webhook_due(a, 500, 10).await.unwrap();
+    assert_eq!(
+        due.iter().map(|q| (q.id, q.attempts)).collect::<Vec<_>>(),
+        [(3, 1), (4, 0), (5, 0)]
+    );
+    assert_eq!(db.webhook_next_due(a).await.unwrap(), Some(500));
+    db.webhook_done(3, a).await.unwrap();
+    assert_eq!(db.webhook_queued().await.unwrap(), 3);
+    assert_eq!(db.webhook_forget_others(&[b.to_string()]).await.unwrap(), 2);
+    assert_eq!(db.webhook_queued().await.unwrap(), 1);
+    assert_eq!(db.webhook_next_due(a).await.unwrap(), None);
+}
+
+mod queue_sqlite {
+    #[tokio::test]
+    async fn the_queue_is_bounded_ordered_and_held() {
+        super::the_queue_is_bounded_ordered_and_held(crate::common::Backend::Sqlite).await
+    }
+}
+
+mod queue_postgres {
+    #[tokio::test]
+    async fn the_queue_is_bounded_ordered_and_held() {
+        super::the_queue_is_bounded_ordered_and_held(crate::common::Backend::Postgres).await
+    }
 }
 
 mod sqlite {

@@ -109,23 +109,26 @@ impl Db {
         Ok(())
     }
 
-    /// An attempt failed: try again at `next_at_ms`.
-    pub async fn webhook_retry(
+    /// Delivery `id` failed: it is tried again at `next_at_ms`, and no
+    /// other delivery for `url` goes before then.
+    pub async fn webhook_hold(
         &self,
-        id: i64,
         url: &str,
+        id: i64,
         attempts: i64,
         next_at_ms: i64,
     ) -> Result<(), DbError> {
-        sqlx::query(
-            "UPDATE webhook_queue SET attempts = $1, next_at = $2 WHERE id = $3 AND url = $4",
-        )
-        .bind(attempts)
-        .bind(next_at_ms)
-        .bind(id)
-        .bind(url)
-        .execute(self.pool())
-        .await?;
+        sqlx::query("UPDATE webhook_queue SET attempts = $1 WHERE id = $2 AND url = $3")
+            .bind(attempts)
+            .bind(id)
+            .bind(url)
+            .execute(self.pool())
+            .await?;
+        sqlx::query("UPDATE webhook_queue SET next_at = $1 WHERE url = $2 AND next_at < $1")
+            .bind(next_at_ms)
+            .bind(url)
+            .execute(self.pool())
+            .await?;
         Ok(())
     }
 

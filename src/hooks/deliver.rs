@@ -26,6 +26,12 @@ const BATCH: i64 = 32;
 /// changed by another process sharing the database, or a lost wake-up).
 const IDLE_CHECK: Duration = Duration::from_secs(30);
 
+enum Outcome {
+    Delivered,
+    Rejected(String),
+    Retry(String),
+}
+
 pub enum Answer {
     Allow,
     Refuse(String),
@@ -167,8 +173,10 @@ pub async fn store(
     }
 }
 
-/// Delivers receiver `i`'s queue, oldest first, one request at a time;
-/// a failed delivery waits out its backoff while later ones go ahead.
+/// Delivers receiver `i`'s queue in the order events happened, one request
+/// at a time. A delivery that fails (no answer, 5xx, 408, 429) is retried
+/// after its backoff, and the receiver's later events wait with it; one the
+/// receiver refuses (any other 4xx) is dropped.
 pub async fn deliver(hooks: Arc<Hooks>, db: Db, i: usize, token: CancellationToken) {
     let url = hooks.url(i).to_string();
     loop {
@@ -189,18 +197,38 @@ pub async fn deliver(hooks: Arc<Hooks>, db: Db, i: usize, token: CancellationTok
                 r = post(&hooks, &url, &row.event, &id, &row.body, DELIVERY_TIMEOUT) => r,
                 _ = token.cancelled() => return,
             };
-            let failure = match sent {
-                Ok(r) if r.status().is_success() => None,
-                Ok(r) => Some(format!("answered {}", r.status())),
-                Err(e) if e.is_timeout() => Some("timed out".to_string()),
-                Err(e) => Some(root_cause(&e)),
+            let outcome = match sent {
+                Ok(r) if r.status().is_success() => Outcome::Delivered,
+                // The receiver is up and says this event is wrong: sending
+                // it again would get the same answer, and hold back every
+                // later event behind it.
+                Ok(r)
+                    if r.status().is_client_error()
+                        && !matches!(r.status().as_u16(), 408 | 429) =>
+                {
+                    Outcome::Rejected(format!("answered {}", r.status()))
+                }
+                Ok(r) => Outcome::Retry(format!("answered {}", r.status())),
+                Err(e) if e.is_timeout() => Outcome::Retry("timed out".to_string()),
+                Err(e) => Outcome::Retry(root_cause(&e)),
             };
-            let result = match failure {
-                None => {
+            let mut held = false;
+            let result = match outcome {
+                Outcome::Delivered => {
                     crate::metrics::webhook_delivery("delivered");
                     db.webhook_done(row.id, &url).await
                 }
-                Some(why) => {
+                Outcome::Rejected(why) => {
+                    crate::metrics::webhook_delivery("rejected");
+                    tracing::error!(
+                        url,
+                        event = row.event,
+                        id,
+                        "webhooks: the receiver refused a delivery; not retried: {why}"
+                    );
+                    db.webhook_done(row.id, &url).await
+                }
+                Outcome::Retry(why) => {
                     let attempts = row.attempts + 1;
                     let age_ms = unix_ms() - (row.id >> 12);
                     if age_ms > MAX_AGE.as_millis() as i64 {
@@ -224,18 +252,19 @@ pub async fn deliver(hooks: Arc<Hooks>, db: Db, i: usize, token: CancellationTok
                             retry_in_s = wait.as_secs(),
                             "webhooks: delivery failed: {why}"
                         );
-                        db.webhook_retry(
-                            row.id,
-                            &url,
-                            attempts,
-                            unix_ms() + wait.as_millis() as i64,
-                        )
-                        .await
+                        // Everything after it waits as long, so events
+                        // still arrive in the order they happened.
+                        held = true;
+                        db.webhook_hold(&url, row.id, attempts, unix_ms() + wait.as_millis() as i64)
+                            .await
                     }
                 }
             };
             if let Err(e) = result {
                 tracing::error!(url, "webhooks: cannot update the queue: {e}");
+            }
+            if held {
+                break;
             }
         }
         if got as i64 == BATCH {
