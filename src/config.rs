@@ -109,6 +109,8 @@ pub struct ServeArgs {
     pub accounts: crate::auth::AccountArgs,
     #[command(flatten)]
     pub icecast: crate::icecast::IcecastArgs,
+    #[command(flatten)]
+    pub hooks: crate::hooks::HookArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -188,6 +190,15 @@ struct FileConfig {
     chat_sockets_per_host: Option<usize>,
     chat_sockets: Option<usize>,
     icecast: Option<SocketAddr>,
+    #[serde(default)]
+    webhook: Vec<String>,
+    webhook_secret: Option<String>,
+    #[serde(default)]
+    webhook_events: Vec<String>,
+    webhook_timeout: Option<String>,
+    webhook_fail: Option<String>,
+    webhook_peak_interval: Option<String>,
+    public_url: Option<String>,
 }
 
 /// Resolved settings.
@@ -221,6 +232,7 @@ pub struct Config {
     pub accounts: crate::auth::AccountLimits,
     /// Icecast source ingest and plain listeners.
     pub icecast: SocketAddr,
+    pub hooks: crate::hooks::HookConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -237,6 +249,10 @@ pub enum ConfigError {
     TrustedProxies(#[from] crate::net::CidrError),
     #[error("bad turn-allow-peer in the config file: {0}")]
     TurnAllowPeer(crate::net::CidrError),
+    #[error("{0}")]
+    Hooks(#[from] crate::hooks::HookConfigError),
+    #[error("bad {0} in the config file: {1}")]
+    Duration(&'static str, String),
 }
 
 impl Config {
@@ -277,6 +293,24 @@ impl Config {
         } else {
             serve.turn_allow_peer.clone()
         };
+        let file_duration = |key: &'static str, v: &Option<String>| {
+            v.as_deref()
+                .map(crate::hooks::parse_duration)
+                .transpose()
+                .map_err(|e| ConfigError::Duration(key, e))
+        };
+        let hooks = serve.hooks.resolve(&crate::hooks::HookArgs {
+            webhook: file.webhook.clone(),
+            webhook_secret: file.webhook_secret.clone(),
+            webhook_events: file.webhook_events.clone(),
+            webhook_timeout: file_duration("webhook-timeout", &file.webhook_timeout)?,
+            webhook_fail: file.webhook_fail.clone(),
+            webhook_peak_interval: file_duration(
+                "webhook-peak-interval",
+                &file.webhook_peak_interval,
+            )?,
+            public_url: file.public_url.clone(),
+        })?;
         let data_dir = global
             .data_dir
             .clone()
@@ -345,6 +379,7 @@ impl Config {
                 .icecast
                 .or(file.icecast)
                 .unwrap_or_else(|| parse(crate::icecast::DEFAULT_ICECAST)),
+            hooks,
         })
     }
 
@@ -370,6 +405,7 @@ impl Config {
             mail: crate::auth::MailConfig::default(),
             accounts: crate::auth::AccountLimits::default(),
             icecast: any,
+            hooks: crate::hooks::HookConfig::default(),
         }
     }
 }
@@ -461,6 +497,38 @@ mod tests {
         assert!(matches!(
             Config::resolve(&args.global, &args.serve),
             Err(ConfigError::TurnAllowPeer(_))
+        ));
+    }
+
+    #[test]
+    fn webhooks_from_the_file_with_durations_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("onair.toml");
+        std::fs::write(
+            &path,
+            "webhook = [\"https://app/hook\"]\nwebhook-secret = \"k\"\n\
+             webhook-timeout = \"750ms\"\nwebhook-fail = \"closed\"\n\
+             webhook-events = [\"publish\"]\n",
+        )
+        .unwrap();
+        let config = path.to_str().unwrap();
+        let args = Args::parse_from(["onair", "--config", config]);
+        let c = Config::resolve(&args.global, &args.serve).unwrap();
+        assert_eq!(c.hooks.urls, ["https://app/hook"]);
+        assert_eq!(c.hooks.timeout, std::time::Duration::from_millis(750));
+        assert!(!c.hooks.fail_open);
+        assert_eq!(c.hooks.events, ["publish"]);
+        std::fs::write(&path, "webhook = [\"https://app/hook\"]\n").unwrap();
+        let args = Args::parse_from(["onair", "--config", config]);
+        assert!(matches!(
+            Config::resolve(&args.global, &args.serve),
+            Err(ConfigError::Hooks(crate::hooks::HookConfigError::NoSecret))
+        ));
+        std::fs::write(&path, "webhook-timeout = \"soon\"\n").unwrap();
+        let args = Args::parse_from(["onair", "--config", config]);
+        assert!(matches!(
+            Config::resolve(&args.global, &args.serve),
+            Err(ConfigError::Duration("webhook-timeout", _))
         ));
     }
 }

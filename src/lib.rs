@@ -35,6 +35,7 @@ pub mod flv;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod hls;
+pub mod hooks;
 pub mod http;
 pub mod hub;
 pub mod icecast;

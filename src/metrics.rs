@@ -93,6 +93,29 @@ pub fn ingest_drops(reason: &str) -> u64 {
     INGEST_DROPPED.get(reason)
 }
 
+static WEBHOOK_ADMISSIONS: Labeled = Labeled::new(
+    "onair_webhook_admissions_total",
+    "result",
+    "Answers to the publish webhook: allowed, refused, or unanswered and then admitted or refused by --webhook-fail.",
+);
+static WEBHOOK_DELIVERIES: Labeled = Labeled::new(
+    "onair_webhook_deliveries_total",
+    "result",
+    "Webhook delivery attempts and losses: delivered, failed_attempt (retried later), rejected (a 4xx), given_up, dropped_*.",
+);
+
+pub fn webhook_admission(result: &'static str) {
+    WEBHOOK_ADMISSIONS.add(result, 1);
+}
+
+pub fn webhook_delivery(result: &'static str) {
+    WEBHOOK_DELIVERIES.add(result, 1);
+}
+
+pub fn webhook_deliveries(result: &str) -> u64 {
+    WEBHOOK_DELIVERIES.get(result)
+}
+
 static VIEWERS_WAITING: AtomicU64 = AtomicU64::new(0);
 
 /// Connected WebRTC viewers waiting more than 2 s for a picture.
@@ -404,6 +427,8 @@ pub fn render(gauges: &[(String, String, f64)]) -> String {
         &CONNECTIONS_REFUSED,
         &LIMIT_HITS,
         &INGEST_DROPPED,
+        &WEBHOOK_ADMISSIONS,
+        &WEBHOOK_DELIVERIES,
     ] {
         l.render(&mut out);
     }

@@ -107,10 +107,12 @@ pub async fn run(
         config.fault_injection,
     )?;
     let rtmp_port = listeners.rtmp.local_addr()?.port();
+    let hooks = crate::hooks::Hooks::new(config.hooks.clone());
     tracker.spawn(crate::rtmp::serve(
         listeners.rtmp,
         hub.clone(),
         Arc::new(db.clone()),
+        hooks.clone(),
         token.clone(),
         config.fault_injection,
     ));
@@ -120,6 +122,7 @@ pub async fn run(
         hub.clone(),
         db.clone(),
         config.data_dir.clone(),
+        hooks.clone(),
         token.clone(),
         &tracker,
     )
@@ -127,21 +130,21 @@ pub async fn run(
     // Plain listeners count as viewers in the chat's events.
     let mounts = Arc::new(crate::icecast::mount::Mounts::default());
     let flv = crate::flv::Flv::new(token.clone());
-    let rooms = crate::chat::Rooms::new(
-        db.clone(),
-        Arc::new(http::HubLive {
-            hub: hub.clone(),
-            sfu: sfu.clone(),
-            hls: hls.clone(),
-            icecast: mounts.clone(),
-            flv: flv.clone(),
-        }),
-    );
+    let live: Arc<dyn crate::chat::LiveState> = Arc::new(http::HubLive {
+        hub: hub.clone(),
+        sfu: sfu.clone(),
+        hls: hls.clone(),
+        icecast: mounts.clone(),
+        flv: flv.clone(),
+    });
+    let rooms = crate::chat::Rooms::new(db.clone(), live.clone());
+    hooks.start(db.clone(), live, token.clone(), &tracker).await;
     tracker.spawn(rooms.clone().run_events(token.clone()));
     let icecast = crate::icecast::Icecast::new(
         hub.clone(),
         db.clone(),
         rooms.clone(),
+        hooks.clone(),
         mounts,
         listeners.icecast.local_addr()?.port(),
     );
@@ -165,6 +168,7 @@ pub async fn run(
         icecast,
         flv,
         downloads: Default::default(),
+        hooks,
     });
     let http_task = tokio::spawn(http::listen::serve(
         listeners.http,

@@ -62,6 +62,7 @@ impl Server {
             listener,
             hub.clone(),
             Arc::new(TestChannels),
+            onair::hooks::Hooks::none(),
             shutdown.clone(),
             false,
         ));

@@ -7,6 +7,7 @@ mod channel_meta;
 mod channels;
 mod chat;
 mod users;
+mod webhooks;
 
 pub use broadcast_meta::{BroadcastMeta, BroadcastPatch};
 pub use broadcasts::{BroadcastRow, PAGE as BROADCASTS_PAGE};
@@ -14,6 +15,7 @@ pub use channel_meta::{Category, ChannelInfo, ChannelPatch, Scheduled};
 pub use channels::{valid_channel_name, ChannelRow};
 pub use chat::{Ban, ChatRow};
 pub use users::{new_id as new_row_id, Credentials, EmailPurpose, Role, User};
+pub use webhooks::QueuedHook;
 
 use sqlx::any::{install_default_drivers, AnyPoolOptions};
 use sqlx::AnyPool;

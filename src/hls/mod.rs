@@ -131,6 +131,7 @@ pub struct Hls {
     channels: Mutex<HashMap<String, Arc<LiveChannel>>>,
     thumbs: thumbs::Thumbnails,
     recordings: Option<Arc<recorder::Recordings>>,
+    hooks: Arc<crate::hooks::Hooks>,
 }
 
 impl Hls {
@@ -141,6 +142,7 @@ impl Hls {
         hub: Arc<Hub>,
         db: Db,
         data_dir: PathBuf,
+        hooks: Arc<crate::hooks::Hooks>,
         token: CancellationToken,
         tracker: &TaskTracker,
     ) -> Arc<Hls> {
@@ -158,6 +160,7 @@ impl Hls {
             channels: Mutex::new(HashMap::new()),
             thumbs: thumbs::Thumbnails::default(),
             recordings: Some(recordings.clone()),
+            hooks,
         });
         tracker.spawn(supervise(hls.clone(), hub, token.clone(), tracker.clone()));
         tracker.spawn(recordings.clone().sweep_forever(token.clone()));
@@ -227,6 +230,9 @@ async fn follow(hls: Arc<Hls>, stream: Arc<Stream>, token: CancellationToken) {
         Some(r) => r.start(&stream).await,
         None => None,
     };
+    let broadcast = recording.as_ref().map(|r| r.id);
+    hls.hooks
+        .publish_started(stream.id(), &name, stream.source().name(), broadcast);
     let mut thumbs = hls.thumbs.for_channel(&name, stream.id());
     let mut opus_to_aac = LazyTranscoder::default();
     let mut warned = Vec::new();
@@ -272,9 +278,12 @@ async fn follow(hls: Arc<Hls>, stream: Arc<Stream>, token: CancellationToken) {
     let events: Vec<Event> = seg.finish();
     deliver(&channel, recording.as_mut(), &events);
     channel.end_stream();
-    if let Some(rec) = recording {
-        rec.finish().await;
-    }
+    let finished = match recording {
+        Some(rec) => rec.finish().await,
+        None => None,
+    };
+    hls.hooks
+        .publish_ended(stream.id(), &name, broadcast, finished);
     tracing::info!(channel = %name, stream = stream.id(), "HLS: stream ended");
 }
 

@@ -184,8 +184,7 @@ impl Recordings {
         let thread = std::thread::Builder::new()
             .name(format!("rec-{}", row.id))
             .spawn(move || {
-                writer.run(rx);
-                let _ = done.0.send(());
+                let _ = done.0.send(writer.run(rx));
             });
         if let Err(e) = thread {
             tracing::error!(channel, "cannot start the recorder thread: {e}");
@@ -281,6 +280,16 @@ enum Command {
     Finish,
 }
 
+/// A broadcast as it ended.
+#[derive(Debug, Clone, Copy)]
+pub struct Finished {
+    pub duration_ms: i64,
+    pub size: i64,
+    /// A replayable recording was kept (recording was on and something
+    /// was written).
+    pub recorded: bool,
+}
+
 /// The live side's handle on one broadcast's recording.
 pub struct Recording {
     pub id: i64,
@@ -288,7 +297,7 @@ pub struct Recording {
     dir: PathBuf,
     on: bool,
     tx: Option<SyncSender<Command>>,
-    done: Option<tokio::sync::oneshot::Receiver<()>>,
+    done: Option<tokio::sync::oneshot::Receiver<Finished>>,
     stopped: bool,
     recordings: Arc<Recordings>,
 }
@@ -327,16 +336,19 @@ impl Recording {
         }
     }
 
-    /// Ends the broadcast: the playlist gets EXT-X-ENDLIST, the row its end.
-    pub async fn finish(mut self) {
+    /// Ends the broadcast: the playlist gets EXT-X-ENDLIST, the row its
+    /// end. Returns what was recorded (`None` if the writer thread died).
+    pub async fn finish(mut self) -> Option<Finished> {
         if let Some(tx) = self.tx.take() {
             // A full queue: block on the blocking pool, not here.
             let _ = tokio::task::spawn_blocking(move || tx.send(Command::Finish)).await;
         }
-        if let Some(done) = self.done.take() {
-            let _ = done.await;
-        }
+        let finished = match self.done.take() {
+            Some(done) => done.await.ok(),
+            None => None,
+        };
         self.recordings.sweep_now.notify_one();
+        finished
     }
 }
 
@@ -371,7 +383,7 @@ struct Writer {
 }
 
 impl Writer {
-    fn run(mut self, rx: Receiver<Command>) {
+    fn run(mut self, rx: Receiver<Command>) -> Finished {
         while let Ok(cmd) = rx.recv() {
             match cmd {
                 Command::Events(events) => {
@@ -387,7 +399,7 @@ impl Writer {
                 Command::Finish => break,
             }
         }
-        self.finish();
+        self.finish()
     }
 
     fn fail(&mut self, e: std::io::Error) {
@@ -551,7 +563,7 @@ impl Writer {
         f.sync_data()
     }
 
-    fn finish(mut self) {
+    fn finish(mut self) -> Finished {
         if self.on && !self.failed {
             if let Err(e) = self.append("#EXT-X-ENDLIST\n") {
                 self.fail(e);
@@ -566,11 +578,13 @@ impl Writer {
         if let Err(e) = self.block_on(self.db.finish_broadcast(id, ended, d, s)) {
             tracing::error!(broadcast = id, "cannot finish the broadcast row: {e}");
         }
+        let mut recorded = self.on;
         if self.on && s == 0 {
             // Nothing was ever written (a publisher that sent no picture):
             // a past broadcast with no recording, not an empty VOD.
             match self.block_on(self.db.unrecord_broadcast(id)) {
                 Ok(()) => {
+                    recorded = false;
                     let _ = std::fs::remove_dir_all(&self.dir);
                 }
                 Err(e) => tracing::error!(broadcast = id, "cannot update the broadcast row: {e}"),
@@ -583,5 +597,10 @@ impl Writer {
             size = s,
             "broadcast ended"
         );
+        Finished {
+            duration_ms: d,
+            size: s,
+            recorded: recorded && s > 0,
+        }
     }
 }

@@ -60,6 +60,8 @@ pub struct AppState {
     pub flv: Arc<crate::flv::Flv>,
     /// Limits on recording downloads.
     pub downloads: Arc<download::Downloads>,
+    /// Webhooks: the `publish` admission question for WHIP.
+    pub hooks: Arc<crate::hooks::Hooks>,
 }
 
 pub fn router(state: AppState) -> Router {

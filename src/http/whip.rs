@@ -46,6 +46,12 @@ async fn offer(
         return Err(ApiError::Unauthorized("unknown stream key".into()));
     };
     require_type(&headers, "application/sdp")?;
+    let who = crate::hooks::Admission {
+        channel: &channel,
+        protocol: "whip",
+        remote: client.0,
+    };
+    s.hooks.admit(who).await.map_err(ApiError::Forbidden)?;
     let answer = s.sfu.whip(&channel, text).await?;
     let location = format!("/whip/{}", answer.session);
     Ok(super::whep::created(

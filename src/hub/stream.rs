@@ -63,6 +63,17 @@ pub enum Source {
     Icecast,
 }
 
+impl Source {
+    /// As the API and webhooks spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Source::Rtmp => "rtmp",
+            Source::Whip => "whip",
+            Source::Icecast => "icecast",
+        }
+    }
+}
+
 /// One live broadcast on one channel: from a publish to its end.
 pub struct Stream {
     id: u64,

@@ -103,6 +103,7 @@ pub struct Icecast {
     hub: Arc<Hub>,
     db: Db,
     rooms: crate::chat::Rooms,
+    hooks: Arc<crate::hooks::Hooks>,
     pub mounts: Arc<Mounts>,
     /// The port sources connect to, for the dashboard's settings.
     pub port: u16,
@@ -123,6 +124,7 @@ impl Icecast {
         hub: Arc<Hub>,
         db: Db,
         rooms: crate::chat::Rooms,
+        hooks: Arc<crate::hooks::Hooks>,
         mounts: Arc<Mounts>,
         port: u16,
     ) -> Arc<Icecast> {
@@ -130,6 +132,7 @@ impl Icecast {
             hub,
             db,
             rooms,
+            hooks,
             mounts,
             port,
             auth_rate: RateLimiter::new("icecast_auth_rate", AUTH_RATE),

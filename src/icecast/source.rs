@@ -85,6 +85,15 @@ pub(super) async fn run(
             }
         },
     };
+    let who = crate::hooks::Admission {
+        channel: &channel,
+        protocol: "icecast",
+        remote: peer.ip(),
+    };
+    if let Err(why) = ic.hooks.admit(who).await {
+        respond(&mut socket, "403 Forbidden", &[], &format!("{why}\n")).await;
+        return;
+    }
     let ice = |k: &str| head.header(k).map(clean_text).filter(|v| !v.is_empty());
     let name = ice("ice-name");
     let description = ice("ice-description");

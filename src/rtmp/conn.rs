@@ -52,13 +52,14 @@ pub(super) async fn run<C: Channels>(
     peer: SocketAddr,
     hub: Arc<Hub>,
     channels: Arc<C>,
+    hooks: Arc<crate::hooks::Hooks>,
     shutdown: CancellationToken,
     fault_injection: bool,
 ) {
     let mut session = Session::new(peer, hub, Instant::now()).with_fault_injection(fault_injection);
     let mut buffered = Buffered(0);
     let result = tokio::select! {
-        r = serve(&mut socket, &mut session, &*channels, &mut buffered) => r,
+        r = serve(&mut socket, &mut session, &*channels, &hooks, &mut buffered) => r,
         _ = shutdown.cancelled() => Ok(()),
     };
     match result {
@@ -87,6 +88,7 @@ async fn serve<C: Channels>(
     socket: &mut TcpStream,
     session: &mut Session,
     channels: &C,
+    hooks: &crate::hooks::Hooks,
     buffered: &mut Buffered,
 ) -> Result<(), ConnError> {
     let mut buf = vec![0u8; READ_BUF];
@@ -102,7 +104,17 @@ async fn serve<C: Channels>(
                 let verdict = match bounded(session.deadline(), channels.channel_for_key(&key))
                     .await?
                 {
-                    Ok(Some(channel)) => Ok(channel),
+                    Ok(Some(channel)) => {
+                        let who = crate::hooks::Admission {
+                            channel: &channel,
+                            protocol: "rtmp",
+                            remote: session.peer().ip(),
+                        };
+                        match bounded(session.deadline(), hooks.admit(who)).await? {
+                            Ok(()) => Ok(channel),
+                            Err(why) => Err(why),
+                        }
+                    }
                     Ok(None) => Err("wrong stream key".to_string()),
                     Err(e) => {
                         tracing::error!(peer = %session.peer(), "stream key lookup failed: {e}");

@@ -145,6 +145,7 @@ pub async fn serve<C: Channels>(
     listener: TcpListener,
     hub: Arc<Hub>,
     channels: Arc<C>,
+    hooks: Arc<crate::hooks::Hooks>,
     shutdown: CancellationToken,
     fault_injection: bool,
 ) {
@@ -186,9 +187,18 @@ pub async fn serve<C: Channels>(
         // Control messages are small and latency matters more than packing.
         let _ = socket.set_nodelay(true);
         let (hub, channels, shutdown) = (hub.clone(), channels.clone(), shutdown.clone());
+        let hooks = hooks.clone();
         tracker.spawn(async move {
             let _permit = permit;
-            let conn = conn::run(socket, peer, hub, channels, shutdown, fault_injection);
+            let conn = conn::run(
+                socket,
+                peer,
+                hub,
+                channels,
+                hooks,
+                shutdown,
+                fault_injection,
+            );
             crate::isolate::task("rtmp", peer, conn).await;
         });
     }

@@ -57,7 +57,11 @@ impl TestServer {
         let mut config = Config::for_test(dir.path());
         change(&mut config);
         let db = Db::open(&config.database_url).await.expect("open db");
-        let ch = db.create_channel("demo").await.expect("create channel");
+        // A server started again on the same database keeps its channel.
+        let ch = match db.channel("demo").await.expect("read channel") {
+            Some(ch) => ch,
+            None => db.create_channel("demo").await.expect("create channel"),
+        };
         let listeners = onair::Listeners::bind(&config).await.expect("bind");
         let http = listeners.http_addr();
         let rtmp = listeners.rtmp_addr();
