@@ -428,16 +428,19 @@ async fn a_receiver_down_then_up_gets_each_event_once(backend: common::Backend) 
     let mut ff = ffmpeg_publish(&srv.rtmp_url(&srv.key), 3);
     wait_for_live(srv.http, "demo").await;
     assert!(ff.wait().await.unwrap().success());
+    // All three events queued, and at least one attempt made and failed.
+    let db = onair::db::Db::open(&db_url).await.unwrap();
     let start = Instant::now();
-    while deliveries(srv.http, "failed_attempt").await - failed_before < 3.0 {
+    while db.webhook_queued().await.unwrap() < 3
+        || deliveries(srv.http, "failed_attempt").await - failed_before < 1.0
+    {
         assert!(
             start.elapsed() < Duration::from_secs(30),
-            "three failed attempts"
+            "three events queued and a failed attempt"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     srv.stop().await;
-    let db = onair::db::Db::open(&db_url).await.unwrap();
     assert_eq!(
         db.webhook_queued().await.unwrap(),
         3,
@@ -512,6 +515,10 @@ async fn the_queue_is_bounded_ordered_and_held(backend: common::Backend) {
         [(3, 1), (4, 0), (5, 0)]
     );
     assert_eq!(db.webhook_next_due(a).await.unwrap(), Some(500));
+    db.webhook_enqueue(6, a, "e", "{}", 200, 9).await.unwrap();
+    let due = db.webhook_due(a, 499, 10).await.unwrap();
+    assert!(due.is_empty(), "a new one queues behind the held ones");
+    db.webhook_done(6, a).await.unwrap();
     db.webhook_done(3, a).await.unwrap();
     assert_eq!(db.webhook_queued().await.unwrap(), 3);
     assert_eq!(db.webhook_forget_others(&[b.to_string()]).await.unwrap(), 2);

@@ -27,9 +27,10 @@ fn row(r: &sqlx::any::AnyRow) -> Result<QueuedHook, sqlx::Error> {
 }
 
 impl Db {
-    /// Queues a delivery due now. With `max_rows` already queued for that
-    /// receiver, its oldest deliveries are dropped to make room; returns
-    /// how many were.
+    /// Queues a delivery, due now unless the receiver's queue is held back
+    /// behind a failed delivery: then it waits as long, to stay in order.
+    /// With `max_rows` already queued for that receiver, its oldest
+    /// deliveries are dropped to make room; returns how many were.
     pub async fn webhook_enqueue(
         &self,
         id: i64,
@@ -39,11 +40,17 @@ impl Db {
         now_ms: i64,
         max_rows: i64,
     ) -> Result<u64, DbError> {
-        let queued: i64 = sqlx::query("SELECT COUNT(*) AS n FROM webhook_queue WHERE url = $1")
-            .bind(url)
-            .fetch_one(self.pool())
-            .await?
-            .try_get("n")?;
+        let r = sqlx::query(
+            "SELECT COUNT(*) AS n, MAX(next_at) AS t FROM webhook_queue WHERE url = $1",
+        )
+        .bind(url)
+        .fetch_one(self.pool())
+        .await?;
+        let queued: i64 = r.try_get("n")?;
+        let due = r
+            .try_get::<Option<i64>, _>("t")?
+            .unwrap_or(now_ms)
+            .max(now_ms);
         let mut dropped = 0;
         if queued >= max_rows {
             let excess = queued - max_rows + 1;
@@ -65,7 +72,7 @@ impl Db {
         .bind(url)
         .bind(event)
         .bind(body)
-        .bind(now_ms)
+        .bind(due)
         .execute(self.pool())
         .await?;
         Ok(dropped)
