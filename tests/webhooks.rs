@@ -476,6 +476,52 @@ async fn a_receiver_down_then_up_gets_each_event_once(backend: common::Backend) 
     srv.stop().await;
 }
 
+/// A server stopped in the middle of a broadcast still queues its end: the
+/// receiver hears `publish.ended` and `recording.ready` once, after the
+/// restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broadcast_cut_by_a_restart_still_reports_its_end() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let (rx, url) = receiver(Admit::Allow, Duration::ZERO).await;
+    let data = tempfile::tempdir().unwrap();
+    let db_url = format!("sqlite://{}", data.path().join("db.sqlite").display());
+    let config = move |c: &mut onair::config::Config| {
+        c.database_url = db_url.clone();
+        c.hooks = hooks_to(&[&url]);
+    };
+    let srv = TestServer::start_with(config.clone()).await;
+    let mut ff = ffmpeg_publish(&srv.rtmp_url(&srv.key), 30);
+    wait_for_live(srv.http, "demo").await;
+    wait_until("publish.started", Duration::from_secs(10), || {
+        !rx.named("publish.started").is_empty()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    srv.stop().await;
+    let _ = ff.kill().await;
+    let srv = TestServer::start_with(config).await;
+    wait_until(
+        "recording.ready after the restart",
+        Duration::from_secs(20),
+        || !rx.named("recording.ready").is_empty(),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let started = &rx.named("publish.started")[0].body;
+    let ended = rx.named("publish.ended");
+    assert_eq!(ended.len(), 1, "{:?}", rx.events());
+    assert_eq!(ended[0].body["broadcast"], started["broadcast"]);
+    let ready = rx.named("recording.ready");
+    assert_eq!(ready.len(), 1);
+    assert_eq!(ready[0].body["broadcast"], started["broadcast"]);
+    assert!(
+        ready[0].body["duration_ms"].as_i64().unwrap() >= 2000,
+        "{}",
+        ready[0].body
+    );
+    srv.stop().await;
+}
+
 /// The queue itself: bounded per receiver (oldest dropped), due in order,
 /// held back behind a failed delivery, emptied of receivers no longer
 /// configured.

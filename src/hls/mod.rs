@@ -152,7 +152,10 @@ impl Hls {
             data_dir,
             cfg.clone(),
         ));
-        recordings.recover().await;
+        // The end of a broadcast a crash cut off is only known now.
+        for (row, finished) in recordings.recover().await {
+            hooks.publish_ended(None, &row.channel, Some(row.id), Some(finished));
+        }
         recordings.remove_orphans().await;
         let hls = Arc::new(Hls {
             viewers: Default::default(),
@@ -283,7 +286,7 @@ async fn follow(hls: Arc<Hls>, stream: Arc<Stream>, token: CancellationToken) {
         None => None,
     };
     hls.hooks
-        .publish_ended(stream.id(), &name, broadcast, finished);
+        .publish_ended(Some(stream.id()), &name, broadcast, finished);
     tracing::info!(channel = %name, stream = stream.id(), "HLS: stream ended");
 }
 

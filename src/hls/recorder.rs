@@ -208,13 +208,15 @@ impl Recordings {
         })
     }
 
-    /// Finalizes broadcasts a previous run left open (crash, kill -9).
-    pub async fn recover(&self) {
+    /// Finalizes broadcasts a previous run left open (crash, kill -9);
+    /// returns each one finalized, with what it kept.
+    pub async fn recover(&self) -> Vec<(BroadcastRow, Finished)> {
+        let mut done = Vec::new();
         let rows = match self.db.unfinished_broadcasts().await {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!("cannot list unfinished broadcasts: {e}");
-                return;
+                return done;
             }
         };
         for row in rows {
@@ -240,15 +242,25 @@ impl Recordings {
                 .finish_broadcast(row.id, ended, duration_ms, size as i64)
                 .await
             {
-                Ok(()) => tracing::info!(
-                    broadcast = row.id,
-                    channel = row.channel,
-                    duration_ms,
-                    "finalized a broadcast left open by a crash"
-                ),
+                Ok(()) => {
+                    tracing::info!(
+                        broadcast = row.id,
+                        channel = row.channel,
+                        duration_ms,
+                        "finalized a broadcast left open by a crash"
+                    );
+                    let recorded = row.recorded && size > 0;
+                    let f = Finished {
+                        duration_ms,
+                        size: size as i64,
+                        recorded,
+                    };
+                    done.push((row, f));
+                }
                 Err(e) => tracing::error!(broadcast = row.id, "cannot finalize: {e}"),
             }
         }
+        done
     }
 
     /// The playlist to serve for broadcast `row`, or `None` when nothing was

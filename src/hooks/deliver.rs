@@ -20,6 +20,9 @@ pub const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
 /// An event still undelivered this long after it happened is given up on.
 pub const MAX_AGE: Duration = Duration::from_secs(24 * 3600);
+/// At shutdown, the queue writer waits this long for each further event
+/// (streams ending as the server stops) before it exits.
+const SHUTDOWN_DRAIN: Duration = Duration::from_secs(3);
 /// Deliveries read from the queue at a time.
 const BATCH: i64 = 32;
 /// A receiver with nothing due is checked at least this often (a queue
@@ -140,7 +143,12 @@ pub async fn store(
     loop {
         let p = tokio::select! {
             p = rx.recv() => p,
-            _ = token.cancelled() => None,
+            // Streams end as the server stops: their last events still go
+            // into the queue, to be delivered after the restart.
+            _ = token.cancelled() => tokio::time::timeout(SHUTDOWN_DRAIN, rx.recv())
+                .await
+                .ok()
+                .flatten(),
         };
         let Some(p) = p else { return };
         let now = unix_ms();

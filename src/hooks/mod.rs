@@ -250,7 +250,10 @@ type Audience = dyn crate::chat::LiveState;
 pub struct Hooks {
     cfg: HookConfig,
     client: reqwest::Client,
-    pending: Mutex<Option<mpsc::Sender<Pending>>>,
+    pending: mpsc::Sender<Pending>,
+    /// Taken by the queue writer when it starts; events emitted before
+    /// then (recovered broadcasts) wait in the channel.
+    pending_rx: Mutex<Option<mpsc::Receiver<Pending>>>,
     admissions: Semaphore,
     live: Mutex<HashMap<u64, Live>>,
     /// One per receiver URL: new work is queued for it.
@@ -272,10 +275,12 @@ impl Hooks {
             .build()
             .expect("a client with no custom TLS settings builds");
         let wake = cfg.urls.iter().map(|_| Notify::new()).collect();
+        let (tx, rx) = mpsc::channel(MAX_PENDING_EVENTS);
         Arc::new(Hooks {
             cfg,
             client,
-            pending: Mutex::new(None),
+            pending: tx,
+            pending_rx: Mutex::new(Some(rx)),
             admissions: Semaphore::new(MAX_ADMISSIONS_IN_FLIGHT),
             live: Mutex::new(HashMap::new()),
             wake,
@@ -308,8 +313,9 @@ impl Hooks {
             ),
             Err(e) => tracing::error!("webhooks: cannot read the queue: {e}"),
         }
-        let (tx, rx) = mpsc::channel(MAX_PENDING_EVENTS);
-        *self.pending.lock().expect("hooks poisoned") = Some(tx);
+        let Some(rx) = self.pending_rx.lock().expect("hooks poisoned").take() else {
+            return;
+        };
         tracker.spawn(deliver::store(self.clone(), db.clone(), rx, token.clone()));
         for i in 0..self.cfg.urls.len() {
             tracker.spawn(deliver::deliver(self.clone(), db.clone(), i, token.clone()));
@@ -404,9 +410,8 @@ impl Hooks {
             return;
         }
         let (id, body) = self.event(name, fields);
-        let pending = self.pending.lock().expect("hooks poisoned");
-        let Some(tx) = pending.as_ref() else { return };
-        if tx
+        if self
+            .pending
             .try_send(Pending {
                 id,
                 event: name,
@@ -454,9 +459,11 @@ impl Hooks {
     }
 
     /// The stream ended; with its recording's figures when it had one.
+    /// `stream` is `None` for a broadcast a crash cut off, finalized at the
+    /// next start (its viewer peak is unknown).
     pub fn publish_ended(
         &self,
-        stream: u64,
+        stream: Option<u64>,
         channel: &str,
         broadcast: Option<i64>,
         finished: Option<crate::hls::recorder::Finished>,
@@ -464,12 +471,13 @@ impl Hooks {
         if self.cfg.urls.is_empty() {
             return;
         }
-        let peak = self
-            .live
-            .lock()
-            .expect("hooks poisoned")
-            .remove(&stream)
-            .map_or(0, |l| l.peak);
+        let peak = stream.map(|id| {
+            self.live
+                .lock()
+                .expect("hooks poisoned")
+                .remove(&id)
+                .map_or(0, |l| l.peak)
+        });
         self.emit(
             "publish.ended",
             json!({
