@@ -25,7 +25,7 @@ async function watchInPage({ url, seconds }) {
   const fatalErrors = [];
   const errors = [];
   let bufferTracks = [];
-  const hls = new Hls({ lowLatencyMode: true, debug: false });
+  const hls = new Hls({ ...hlsLive, debug: false });
   // A fatal media error gets one hls.recoverMediaError(), as players do
   // (hls.js's documented recovery; onair's web player restarts hls.js).
   // It is reported, and a second one is a failure.

@@ -18,9 +18,12 @@ export function hlsArgs(script) {
 
 const require = createRequire(import.meta.url);
 const hlsSource = readFileSync(require.resolve('hls.js/dist/hls.min.js'), 'utf8');
+// The web player's own live settings, so a watcher plays as a viewer does.
+const hlsLive = readFileSync(new URL('../../web/src/hls-live.json', import.meta.url), 'utf8');
 
 // Injected into the page: what both watchers' in-page code starts with.
-function pageHelpers() {
+function pageHelpers(hlsLive) {
+  window.hlsLive = hlsLive;
   window.sleep = (ms) => new Promise((r) => setTimeout(r, ms));
   // An autoplaying <video> in the page, once hls.js is known to work here.
   window.newVideo = ({ muted }) => {
@@ -43,6 +46,6 @@ export async function hlsPage(track, url) {
   await page.goto(`${new URL(url).origin}/healthz`);
   await page.setContent('<!doctype html><html><body></body></html>');
   await page.addScriptTag({ content: hlsSource });
-  await page.addScriptTag({ content: `(${pageHelpers})();` });
+  await page.addScriptTag({ content: `(${pageHelpers})(${hlsLive});` });
   return page;
 }

@@ -18,7 +18,7 @@ async function watchInPage({ url, seconds }) {
   const video = newVideo({ muted: true });
   const fatalErrors = [];
   const errors = [];
-  const hls = new Hls({ lowLatencyMode: true, debug: false, ...(window.__hlsConfig || {}) });
+  const hls = new Hls({ ...hlsLive, debug: false, ...(window.__hlsConfig || {}) });
   hls.on(Hls.Events.ERROR, (_e, d) => {
     const what = `${d.type}/${d.details}`;
     if (d.fatal) fatalErrors.push(what);

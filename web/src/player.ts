@@ -3,6 +3,12 @@
 // An audio-only channel (a radio show) asks for audio alone and counts as
 // playing at its first sound, with no picture to wait for.
 
+// hls.js settings for live channels, shared with the test harness
+// (tests/e2e/hls_lib.mjs) so the browser tests judge what viewers get. A
+// player that stalled at start plays up to 1.5x until it is back at the
+// target latency instead of staying behind for good.
+import hlsLive from './hls-live.json';
+
 export type Mode = 'webrtc' | 'hls';
 
 export interface PlayerState {
@@ -283,7 +289,7 @@ export class Player {
       this.set({ status: 'error', message: 'This browser can play neither WebRTC nor HLS.' });
       return;
     }
-    const hls = new Hls({ lowLatencyMode: true, backBufferLength: 30 });
+    const hls = new Hls(hlsLive);
     this.hls = hls;
     hls.on(Hls.Events.ERROR, (_e, d) => {
       if (!d.fatal || gen !== this.generation) return;
