@@ -61,8 +61,15 @@ await run('radio_watch', 120_000, async (track) => {
     const videoStats = stats.framesDecoded;
     const scripts = await page.evaluate(() => performance.getEntriesByType('resource')
       .filter((e) => e.name.endsWith('.js')).map((e) => e.name.split('/').pop()));
+    // Where the time to first sound went: the player's performance marks.
+    const marks = await page.evaluate(() => Object.fromEntries([
+      ...performance.getEntriesByType('mark').map((m) => [m.name.replace('onair:', ''), Math.round(m.startTime)]),
+      ...performance.getEntriesByType('resource').map((e, i) => [`${new URL(e.name).pathname}#${i}`, [Math.round(e.startTime), Math.round(e.responseEnd)]]),
+      ['domContentLoaded', Math.round(performance.getEntriesByType('navigation')[0]?.domContentLoadedEventEnd ?? -1)],
+    ]));
     const r = {
       firstSoundMs: first?.firstFrameMs ?? null,
+      marks,
       mode: first?.mode ?? null,
       modes: [...modes],
       card,

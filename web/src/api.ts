@@ -98,7 +98,25 @@ export async function api<T>(method: string, path: string, body?: unknown): Prom
   return v as T;
 }
 
-export const get = <T>(path: string) => api<T>('GET', path);
+// GETs started before the first render (main.tsx), each handed to the
+// first get() of its path: the watch page's player waits on the channel's
+// details, and effects run only after the page has painted.
+const early = new Map<string, Promise<unknown>>();
+export function prefetch(path: string) {
+  if (early.has(path)) return;
+  const p = api('GET', path);
+  p.catch(() => {}); // its taker sees the error; unclaimed, it is dropped
+  early.set(path, p);
+}
+
+export function get<T>(path: string): Promise<T> {
+  const p = early.get(path);
+  if (p) {
+    early.delete(path);
+    return p as Promise<T>;
+  }
+  return api<T>('GET', path);
+}
 
 export function channelPath(name: string, rest = ''): string {
   return `/api/channels/${encodeURIComponent(name)}${rest}`;

@@ -1,7 +1,8 @@
 import { render } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
 import type { ComponentType } from 'preact';
-import { api, get, type Me } from './api';
+import { api, channelPath, get, prefetch, type Me } from './api';
+import { getIceServers } from './player';
 import { Link, navigate, usePath } from './router';
 import { Directory } from './pages/Directory';
 import { Watch } from './pages/Watch';
@@ -80,4 +81,15 @@ function App() {
   );
 }
 
+// A watch page starts playing as soon as it knows the channel: ask for it
+// (and for the ICE servers) while the page renders.
+const watching = location.pathname.match(/^\/c\/([^/]+)$/);
+if (watching) {
+  try {
+    prefetch(channelPath(decodeURIComponent(watching[1])));
+    void getIceServers();
+  } catch {
+    // A malformed name: the page itself says there is no such channel.
+  }
+}
 render(<App />, document.getElementById('app')!);

@@ -43,7 +43,7 @@ const GATHER_TIMEOUT_MS = 1500;
 type HlsLike = { destroy(): void };
 
 let iceServers: Promise<RTCIceServer[]> | null = null;
-function getIceServers(): Promise<RTCIceServer[]> {
+export function getIceServers(): Promise<RTCIceServer[]> {
   iceServers ??= fetch('/api/ice-servers')
     .then((r) => (r.ok ? r.json() : { ice_servers: [] }))
     .then((v: { ice_servers?: RTCIceServer[] }) => v.ice_servers || [])
@@ -100,6 +100,7 @@ export class Player {
 
   /// Starts playing: WebRTC with HLS fallback, or the given mode only.
   start(mode?: Mode) {
+    performance.mark('onair:player-start');
     this.stop();
     const gen = this.generation;
     if (mode === 'hls' || !this.source.whep || !('RTCPeerConnection' in window)) {

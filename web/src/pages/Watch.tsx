@@ -1,4 +1,4 @@
-import { useEffect, useRef, useState } from 'preact/hooks';
+import { useEffect, useLayoutEffect, useRef, useState } from 'preact/hooks';
 import { api, channelPath, errorText, fmtDuration, fmtWhen, get, type Broadcast, type Channel, type Me, type Scheduled } from '../api';
 import { ChatSocket, type ChatEvent, type ChatMessage } from '../chat';
 import { LevelMeter } from '../meter';
@@ -43,7 +43,10 @@ export function Watch({ channel, me }: { channel: string; me: Me | null }) {
   const meRef = useRef(me);
   meRef.current = me;
 
-  useEffect(() => {
+  // Layout effects, here and for starting the player: they run as soon as
+  // the page is rendered, where a plain effect waits for the browser to
+  // paint, twice on the way to the first sound.
+  useLayoutEffect(() => {
     setInfo(null);
     setMissing('');
     setMessages([]);
@@ -105,7 +108,7 @@ export function Watch({ channel, me }: { channel: string; me: Me | null }) {
 
   // The player follows the channel: it starts when the channel goes live
   // (the chat tells, no reload needed) and stops when it ends.
-  useEffect(() => {
+  useLayoutEffect(() => {
     const p = player.current;
     if (!p || live === null || vod) return;
     p.audioOnly = audioOnly;
