@@ -9,15 +9,25 @@
 #      2.5 Mbit/s clip (-c copy) into each server in turn, and
 #      onair-loadtest runs VIEWERS HLS viewers (onair, nginx) or HTTP-FLV
 #      viewers (node-media-server, which has no HLS without ffmpeg
-#      transcoding) for SECS seconds; CPU comes from /proc/PID.
+#      transcoding) for SECS seconds; CPU comes from /proc/PID. onair's
+#      HTTP-FLV (/flv/CHANNEL.flv) runs against node-media-server's, and
+#      VIEWERS plain Icecast listeners of one 128 kbit/s MP3 source show
+#      what a radio audience costs. Each server is pinned to CPU 0 and the
+#      load tool to CPU 1.
 # Installs what is missing (apt: nginx libnginx-mod-rtmp; npm:
 # node-media-server@4 into $NMS_DIR), prints a table, leaves the JSON
 # reports in $OUT. Every step is bounded by `timeout`.
 #
 # Usage: loadtest/compare.sh            (VIEWERS=100 SECS=15 LAT_SECS=20)
+#   CLIP_KBPS=2500: the looped clip's video bitrate.
+#   CPU_RUNS="onair-llhls nginx-hls onair-flv nms-flv onair-listeners":
+#   which part-2 rows to run, e.g. CPU_RUNS="onair-flv nms-flv
+#   onair-listeners" VIEWERS=1000 CLIP_KBPS=600 for the radio/FLV table.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VIEWERS=${VIEWERS:-100}
+CLIP_KBPS=${CLIP_KBPS:-2500}
+CPU_RUNS=${CPU_RUNS:-onair-llhls nginx-hls onair-flv nms-flv onair-listeners}
 SECS=${SECS:-15}
 LAT_SECS=${LAT_SECS:-20}
 NMS_DIR=${NMS_DIR:-$HOME/.cache/onair-compare}
@@ -34,7 +44,7 @@ if [ ! -d "$NMS_DIR/node_modules/node-media-server" ]; then
 fi
 [ -n "${SKIP_BUILD:-}" ] || cargo build --profile "$profile" -p onair -p onair-loadtest >&2
 bin=target/$profile
-lt=$bin/onair-loadtest
+lt="taskset -c 1 $bin/onair-loadtest"
 
 work=$(mktemp -d)
 # nginx's workers run as nobody and must read the HLS files.
@@ -49,8 +59,9 @@ trap cleanup EXIT
 
 # onair: non-default ports.
 key=$("$bin/onair" channel create demo --data-dir "$work/onair")
+radio_key=$("$bin/onair" channel create radio --data-dir "$work/onair")
 "$bin/onair" serve --data-dir "$work/onair" --http 127.0.0.1:27080 --rtmp 127.0.0.1:27935 \
-  --webrtc-udp 127.0.0.1:27189 --icecast 127.0.0.1:0 --offer-rate 0 --register-per-hour 0 --chat-sockets-per-host 100000 2>"$work/onair.log" &
+  --webrtc-udp 127.0.0.1:27189 --icecast 127.0.0.1:27000 --offer-rate 0 --register-per-hour 0 --chat-sockets-per-host 100000 2>"$work/onair.log" &
 onair_pid=$!; pids+=($onair_pid)
 
 # nginx-rtmp: one worker, so one PID does (and is charged for) the work.
@@ -83,11 +94,12 @@ for p in $onair_pid $nginx_master $nms_pid; do
   kill -0 "$p" 2>/dev/null || { echo "a server did not start (ports in use?); logs in $work" >&2; tail "$work"/*.log >&2; exit 1; }
 done
 nginx_worker=$(pgrep -P "$nginx_master" | head -1)
+for p in $onair_pid $nginx_master $nginx_worker $nms_pid; do taskset -a -cp 0 "$p" >/dev/null; done
 
 run() { # NAME ARGS... : one bounded onair-loadtest run, report in $OUT/NAME.json
   local name=$1; shift
   echo "== $name" >&2
-  timeout 300 "$lt" "$@" --quiet --json "$OUT/$name.json" >&2 || echo "{}" >"$OUT/$name.json"
+  timeout 300 $lt "$@" --quiet --json "$OUT/$name.json" >&2 || echo "{}" >"$OUT/$name.json"
 }
 
 # 1. Latency, one server at a time, the stamped synthetic publisher.
@@ -99,16 +111,18 @@ run lat-onair-webrtc whep --http 127.0.0.1:27080 --channel demo --viewers 1 --se
   --pid "$onair_pid" --rtmp "rtmp://127.0.0.1:27935/live/$key" "${src[@]}"
 run lat-nginx-hls hls --http 127.0.0.1:27088 --playlist /hls/lat.m3u8 --viewers 1 \
   --seconds "$LAT_SECS" --pid "$nginx_worker" --rtmp rtmp://127.0.0.1:27936/live/lat "${src[@]}"
+run lat-onair-flv flv --http 127.0.0.1:27080 --path /flv/demo.flv --viewers 1 \
+  --seconds "$LAT_SECS" --pid "$onair_pid" --rtmp "rtmp://127.0.0.1:27935/live/$key" "${src[@]}"
 run lat-nms-flv flv --http 127.0.0.1:27089 --path /live/lat.flv --viewers 1 \
   --seconds "$LAT_SECS" --pid "$nms_pid" --rtmp rtmp://127.0.0.1:27937/live/lat "${src[@]}"
 
 # 2. CPU with many viewers: the same ffmpeg input, `-c copy`, one server at a time.
-clip=target/loadclip-2500k.flv
+clip=target/loadclip-${CLIP_KBPS}k.flv
 if [ ! -f "$clip" ]; then
   ffmpeg -hide_banner -loglevel error -y -f lavfi -i testsrc2=size=1280x720:rate=30 \
     -f lavfi -i sine=frequency=440:sample_rate=48000 -t 20 -vf noise=alls=12:allf=t \
-    -c:v libx264 -preset veryfast -tune zerolatency -g 30 -bf 0 -b:v 2500k -maxrate 2500k \
-    -bufsize 2500k -x264-params nal-hrd=cbr -c:a aac -b:a 128k -ar 48000 -f flv "$clip"
+    -c:v libx264 -preset veryfast -tune zerolatency -g 30 -bf 0 -b:v ${CLIP_KBPS}k -maxrate ${CLIP_KBPS}k \
+    -bufsize ${CLIP_KBPS}k -x264-params nal-hrd=cbr -c:a aac -b:a 128k -ar 48000 -f flv "$clip"
 fi
 feed() { # RTMP_URL: loops the clip into a server, bounded
   timeout $((SECS + VIEWERS / 20 + 30)) ffmpeg -hide_banner -loglevel error -stream_loop -1 -re \
@@ -116,22 +130,32 @@ feed() { # RTMP_URL: loops the clip into a server, bounded
   feeder=$!
   sleep 5
 }
-feed "rtmp://127.0.0.1:27935/live/$key"
-run cpu-onair-llhls hls --http 127.0.0.1:27080 --channel demo --viewers "$VIEWERS" \
-  --seconds "$SECS" --pid "$onair_pid"
-kill $feeder 2>/dev/null || true; wait $feeder 2>/dev/null || true; sleep 2
-feed rtmp://127.0.0.1:27936/live/cpu
-run cpu-nginx-hls hls --http 127.0.0.1:27088 --playlist /hls/cpu.m3u8 --viewers "$VIEWERS" \
-  --seconds "$SECS" --pid "$nginx_worker"
-kill $feeder 2>/dev/null || true; wait $feeder 2>/dev/null || true; sleep 2
-feed rtmp://127.0.0.1:27937/live/cpu
-run cpu-nms-flv flv --http 127.0.0.1:27089 --path /live/cpu.flv --viewers "$VIEWERS" \
-  --seconds "$SECS" --pid "$nms_pid"
-kill $feeder 2>/dev/null || true; wait $feeder 2>/dev/null || true
+unfeed() { kill $feeder 2>/dev/null || true; wait $feeder 2>/dev/null || true; sleep 2; }
+for what in $CPU_RUNS; do
+  case $what in
+    onair-llhls) feed "rtmp://127.0.0.1:27935/live/$key"
+      run cpu-onair-llhls hls --http 127.0.0.1:27080 --channel demo --viewers "$VIEWERS" \
+        --seconds "$SECS" --pid "$onair_pid"; unfeed ;;
+    nginx-hls) feed rtmp://127.0.0.1:27936/live/cpu
+      run cpu-nginx-hls hls --http 127.0.0.1:27088 --playlist /hls/cpu.m3u8 --viewers "$VIEWERS" \
+        --seconds "$SECS" --pid "$nginx_worker"; unfeed ;;
+    onair-flv) feed "rtmp://127.0.0.1:27935/live/$key"
+      run cpu-onair-flv flv --http 127.0.0.1:27080 --path /flv/demo.flv --viewers "$VIEWERS" \
+        --seconds "$SECS" --pid "$onair_pid"; unfeed ;;
+    nms-flv) feed rtmp://127.0.0.1:27937/live/cpu
+      run cpu-nms-flv flv --http 127.0.0.1:27089 --path /live/cpu.flv --viewers "$VIEWERS" \
+        --seconds "$SECS" --pid "$nms_pid"; unfeed ;;
+    onair-listeners)
+      run cpu-onair-listeners listen --http 127.0.0.1:27080 --icecast 127.0.0.1:27000 \
+        --channel radio --icecast-source "radio:$radio_key" --viewers "$VIEWERS" \
+        --seconds "$SECS" --pid "$onair_pid" ;;
+    *) echo "unknown CPU_RUNS entry: $what" >&2; exit 2 ;;
+  esac
+done
 
-python3 - "$OUT" "$VIEWERS" <<'PY'
+python3 - "$OUT" "$VIEWERS" "$CLIP_KBPS" <<'PY'
 import json, sys
-out, n = sys.argv[1], sys.argv[2]
+out, n, kbps = sys.argv[1], sys.argv[2], sys.argv[3]
 def r(name):
     try: return json.load(open(f"{out}/{name}.json"))
     except Exception: return {}
@@ -143,14 +167,18 @@ print("|---|---|---|---|---|---|")
 for name, server, how in [("lat-onair-llhls","onair","LL-HLS (blocking reload, 200 ms parts)"),
                           ("lat-onair-webrtc","onair","WebRTC (WHEP)"),
                           ("lat-nginx-hls","nginx-rtmp","HLS (1 s fragments)"),
+                          ("lat-onair-flv","onair","HTTP-FLV"),
                           ("lat-nms-flv","node-media-server","HTTP-FLV")]:
     x = r(name); s = x.get("server") or {}
     print(f"| {server} | {how} | {f(x.get('latency_ms_p50'),1)} ms | {f(x.get('latency_ms_p99'),1)} ms | {x.get('latency_samples','-')} | {f(s.get('cpu_percent_of_one_core'),1)} |")
 print()
-print(f"{n} viewers of the same 2.5 Mbit/s RTMP input (ffmpeg -c copy)")
+print(f"{n} viewers of the same {kbps} kbit/s RTMP input (ffmpeg -c copy); listeners: one 128 kbit/s MP3 source")
 print("| server | viewers | connected | Mbit/s per viewer | stalls | server CPU (% of a core) | CPU per viewer | server RSS |")
 print("|---|---|---|---|---|---|---|---|")
-for name, server, how in [("cpu-onair-llhls","onair","LL-HLS"),("cpu-nginx-hls","nginx-rtmp","HLS"),("cpu-nms-flv","node-media-server","HTTP-FLV")]:
+for name, server, how in [("cpu-onair-llhls","onair","LL-HLS"),("cpu-nginx-hls","nginx-rtmp","HLS"),
+                          ("cpu-onair-flv","onair","HTTP-FLV"),("cpu-nms-flv","node-media-server","HTTP-FLV"),
+                          ("cpu-onair-listeners","onair","Icecast listeners")]:
     x = r(name); s = x.get("server") or {}
+    if not x: continue
     print(f"| {server} | {how} | {x.get('connected','-')} | {f(x.get('mbps_per_viewer'),2)} | {x.get('stalls','-')} | {f(s.get('cpu_percent_of_one_core'),1)} | {f(s.get('cpu_percent_per_client'),3)} | {f(s.get('rss_mib'),0)} MiB |")
 PY

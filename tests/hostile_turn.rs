@@ -52,12 +52,13 @@ async fn server(allow: &str) -> TestServer {
 
 async fn attacker(entry: &TurnEntry, local: &str) -> RawClient {
     RawClient::new(
-        local,
+        local.parse().unwrap(),
         entry.server.parse().unwrap(),
         &entry.username,
         &entry.credential,
     )
     .await
+    .expect("bind the client socket")
 }
 
 /// Credentials the server would hand to `user`.
@@ -89,7 +90,7 @@ async fn relays_to_allowed(c: &mut RawClient) {
     c.create_permission(&[peer.addr])
         .await
         .expect("the allowed peer");
-    c.send_indication(peer.addr, b"allowed").await;
+    c.send_indication(peer.addr, b"allowed").await.unwrap();
     assert_eq!(peer.drain(Duration::from_millis(500)).await, (1, 7));
 }
 
@@ -143,8 +144,8 @@ async fn turn_client_asking_for_loopback_private_and_own_peers() {
             );
             refused += 2;
             for _ in 0..20 {
-                c.send_indication(*peer, b"send indication").await;
-                c.channel_data(number, b"channel data").await;
+                c.send_indication(*peer, b"send indication").await.unwrap();
+                c.channel_data(number, b"channel data").await.unwrap();
             }
         }
         rounds += 1;
@@ -196,8 +197,10 @@ async fn the_same_client_relays_to_a_peer_turn_allow_peer_covers() {
     c.channel_bind(0x4000, loopback.addr)
         .await
         .expect("allowed");
-    c.send_indication(loopback.addr, b"send indication").await;
-    c.channel_data(0x4000, b"channel data").await;
+    c.send_indication(loopback.addr, b"send indication")
+        .await
+        .unwrap();
+    c.channel_data(0x4000, b"channel data").await.unwrap();
     let mut buf = [0u8; 64];
     let mut got = Vec::new();
     for _ in 0..2 {
@@ -351,7 +354,7 @@ async fn turn_client_flooding_through_its_allocation() {
     while start.elapsed() < Duration::from_secs(4) {
         tick.tick().await;
         for _ in 0..per_slice {
-            c.channel_data(0x4000, &payload).await;
+            c.channel_data(0x4000, &payload).await.unwrap();
             sent += payload.len();
         }
     }
@@ -388,7 +391,7 @@ async fn turn_client_flooding_through_its_allocation() {
     good.allocate().await.unwrap();
     good.channel_bind(0x4000, target.addr).await.unwrap();
     for _ in 0..10 {
-        good.channel_data(0x4000, &payload).await;
+        good.channel_data(0x4000, &payload).await.unwrap();
     }
     assert_eq!(target.drain(Duration::from_millis(500)).await, (10, 12000));
     victim

@@ -34,29 +34,11 @@ pub async fn watch(
             format!("GET {path} HTTP/1.1\r\nHost: {http}\r\nUser-Agent: onair-loadtest\r\n\r\n");
         s.write_all(req.as_bytes()).await?;
         let mut buf = vec![0u8; 64 * 1024];
-        let mut head = Vec::new();
+        let mut n = crate::http::stream_head(&mut s, &mut buf).await?;
+        out.first_byte_after = Some(started.elapsed());
         let mut last: Option<Instant> = None;
         loop {
-            let n = s.read(&mut buf).await?;
-            anyhow::ensure!(n > 0, "server closed the stream");
-            let mut data = &buf[..n];
-            if out.first_byte_after.is_none() {
-                // Skip the response head; refuse anything but 200.
-                head.extend_from_slice(data);
-                let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") else {
-                    anyhow::ensure!(head.len() < 16384, "response head too long");
-                    continue;
-                };
-                let status = String::from_utf8_lossy(&head[..end]);
-                anyhow::ensure!(
-                    status.split_whitespace().nth(1) == Some("200"),
-                    "answered {}",
-                    status.lines().next().unwrap_or("")
-                );
-                out.first_byte_after = Some(started.elapsed());
-                let skip = end + 4 - (head.len() - n);
-                data = &buf[skip.min(n)..n];
-            }
+            let data = &buf[..n];
             let now = Instant::now();
             out.bytes += data.len() as u64;
             let measuring = measure_from.is_none_or(|t| now >= t);
@@ -75,6 +57,8 @@ pub async fn watch(
                     }
                 }
             }
+            n = s.read(&mut buf).await?;
+            anyhow::ensure!(n > 0, "the server closed the stream");
         }
     })
     .await;

@@ -15,6 +15,33 @@ pub struct HttpResponse {
     pub body: Vec<u8>,
 }
 
+/// Reads a streaming response's head into `buf` and refuses anything but
+/// 200. Returns how many body bytes came with the head, moved to the front
+/// of `buf`; a head longer than `buf` is refused.
+pub async fn stream_head(
+    s: &mut (impl tokio::io::AsyncRead + Unpin),
+    buf: &mut [u8],
+) -> anyhow::Result<usize> {
+    let mut len = 0;
+    loop {
+        anyhow::ensure!(len < buf.len(), "response head too long");
+        let n = s.read(&mut buf[len..]).await?;
+        anyhow::ensure!(n > 0, "the server closed the stream");
+        len += n;
+        let Some(end) = buf[..len].windows(4).position(|w| w == b"\r\n\r\n") else {
+            continue;
+        };
+        let status = String::from_utf8_lossy(&buf[..end]);
+        anyhow::ensure!(
+            status.split_whitespace().nth(1) == Some("200"),
+            "answered {}",
+            status.lines().next().unwrap_or("")
+        );
+        buf.copy_within(end + 4..len, 0);
+        return Ok(len - end - 4);
+    }
+}
+
 impl HttpResponse {
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers

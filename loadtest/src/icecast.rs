@@ -148,27 +148,10 @@ pub async fn listen(
         );
         s.write_all(req.as_bytes()).await?;
         let mut buf = vec![0u8; 16 * 1024];
-        let mut head = Vec::new();
+        let mut got = crate::http::stream_head(&mut s, &mut buf).await?;
+        out.first_byte_after = Some(started.elapsed());
         let mut last: Option<Instant> = None;
         loop {
-            let n = s.read(&mut buf).await?;
-            anyhow::ensure!(n > 0, "the server closed the stream");
-            let mut got = n;
-            if out.first_byte_after.is_none() {
-                head.extend_from_slice(&buf[..n]);
-                let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") else {
-                    anyhow::ensure!(head.len() < 16384, "response head too long");
-                    continue;
-                };
-                let status = String::from_utf8_lossy(&head[..end]);
-                anyhow::ensure!(
-                    status.split_whitespace().nth(1) == Some("200"),
-                    "answered {}",
-                    status.lines().next().unwrap_or("")
-                );
-                out.first_byte_after = Some(started.elapsed());
-                got = head.len() - end - 4;
-            }
             let now = Instant::now();
             out.bytes += got as u64;
             if let Some(t) = last.filter(|_| measure_from.is_none_or(|m| now >= m)) {
@@ -177,6 +160,8 @@ pub async fn listen(
                 out.stalls += u64::from(gap > STALL_MS);
             }
             last = Some(now);
+            got = s.read(&mut buf).await?;
+            anyhow::ensure!(got > 0, "the server closed the stream");
         }
     })
     .await;

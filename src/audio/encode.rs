@@ -17,9 +17,10 @@ use crate::codec::aac;
 use crate::media::{AacConfig, OpusConfig, Payload, TrackConfig, Unit, CLOCK_RATE};
 
 /// Samples per channel in an AAC-LC frame (ISO/IEC 14496-3 4.5.1.1).
-const AAC_FRAME_SAMPLES: usize = 1024;
-/// 128 kbit/s stereo, 64 kbit/s mono: transparent for a music source that
-/// was itself a lossy stream, so the second generation adds no audible loss.
+pub const AAC_FRAME_SAMPLES: usize = 1024;
+/// 128 kbit/s stereo, 64 kbit/s mono: transparent for speech and music, and
+/// for a source that was itself a lossy stream the second generation adds
+/// no audible loss.
 const AAC_BITRATE_PER_CHANNEL: u32 = 64_000;
 /// The encoder's bound is 6144 bits per channel (ISO/IEC 14496-3 4.5.3.3).
 const MAX_AAC_FRAME_BYTES: usize = 6144 / 8 * 2;
@@ -56,6 +57,8 @@ pub struct AacEncoder {
     /// Interleaved PCM short of one frame between calls.
     pcm: Vec<i16>,
     out: Vec<u8>,
+    /// The encoder has been given input (and may hold some).
+    fed: bool,
 }
 
 impl std::fmt::Debug for AacEncoder {
@@ -70,24 +73,7 @@ impl std::fmt::Debug for AacEncoder {
 impl AacEncoder {
     /// Fails for a rate AAC has no index for, or more than two channels.
     pub fn new(rate: u32, channels: usize, start_pts: i64) -> Result<Self, AudioError> {
-        let mode = match channels {
-            1 => ChannelMode::Mono,
-            2 => ChannelMode::Stereo,
-            n => return Err(AudioError::Channels(n.min(255) as u8)),
-        };
-        let encoder = Encoder::new(EncoderParams {
-            bit_rate: BitRate::Cbr(AAC_BITRATE_PER_CHANNEL * channels as u32),
-            sample_rate: rate,
-            transport: Transport::Raw,
-            channels: mode,
-            audio_object_type: AudioObjectType::Mpeg4LowComplexity,
-        })
-        .map_err(|e| AudioError::AacEncoder(e.to_string()))?;
-        let info = encoder
-            .info()
-            .map_err(|e| AudioError::AacEncoder(e.to_string()))?;
-        let asc_len = (info.confSize as usize).min(info.confBuf.len());
-        let asc = Bytes::copy_from_slice(&info.confBuf[..asc_len]);
+        let (encoder, delay, asc) = open_aac(rate, channels)?;
         let parsed = aac::parse_asc(&asc).map_err(|e| AudioError::BadConfig(e.to_string()))?;
         Ok(AacEncoder {
             encoder,
@@ -99,12 +85,34 @@ impl AacEncoder {
             })),
             rate,
             channels,
-            delay: i64::from(info.nDelay),
+            delay,
             start_pts,
             out_frames: 0,
             pcm: Vec::with_capacity(2 * AAC_FRAME_SAMPLES * channels),
             out: vec![0; MAX_AAC_FRAME_BYTES],
+            fed: false,
         })
+    }
+
+    /// The config every output unit carries.
+    pub fn config(&self) -> &Arc<TrackConfig> {
+        &self.config
+    }
+
+    /// Starts a new timeline at `start_pts`: the encoder's priming and
+    /// buffered tail belong to the old one, so a fresh encoder keeps the
+    /// pts formula exact.
+    pub fn restart(&mut self, start_pts: i64) -> Result<(), AudioError> {
+        self.pcm.clear();
+        self.start_pts = start_pts;
+        self.out_frames = 0;
+        if !std::mem::take(&mut self.fed) {
+            return Ok(());
+        }
+        let (encoder, delay, _) = open_aac(self.rate, self.channels)?;
+        self.encoder = encoder;
+        self.delay = delay;
+        Ok(())
     }
 
     /// Encodes planar PCM (one slice per channel, equal lengths); appends
@@ -118,11 +126,29 @@ impl AacEncoder {
                 self.pcm.push(to_i16(x.copied().unwrap_or(0.0)));
             }
         }
+        self.encode_ready(units);
+    }
+
+    /// Encodes interleaved 16-bit PCM in the encoder's channel count.
+    pub fn push_interleaved(&mut self, pcm: &[i16], units: &mut Vec<Unit>) {
+        self.pcm.extend_from_slice(pcm);
+        self.encode_ready(units);
+    }
+
+    /// Encodes `samples` (per channel) of silence: a gap's time kept.
+    pub fn push_silence(&mut self, samples: usize, units: &mut Vec<Unit>) {
+        self.pcm
+            .extend(std::iter::repeat_n(0i16, samples * self.channels));
+        self.encode_ready(units);
+    }
+
+    fn encode_ready(&mut self, units: &mut Vec<Unit>) {
         let frame = AAC_FRAME_SAMPLES * self.channels;
         let mut start = 0;
         while self.pcm.len() - start >= frame {
             let mut input = &self.pcm[start..start + frame];
             start += frame;
+            self.fed = true;
             // One frame in gives at most one frame out; the loop covers an
             // encoder that takes it in pieces.
             while !input.is_empty() {
@@ -159,6 +185,30 @@ impl AacEncoder {
         }
         self.pcm.drain(..start);
     }
+}
+
+/// An AAC-LC encoder for `rate` and `channels`, its priming delay (samples
+/// per channel) and its AudioSpecificConfig.
+fn open_aac(rate: u32, channels: usize) -> Result<(Encoder, i64, Bytes), AudioError> {
+    let mode = match channels {
+        1 => ChannelMode::Mono,
+        2 => ChannelMode::Stereo,
+        n => return Err(AudioError::Channels(n.min(255) as u8)),
+    };
+    let encoder = Encoder::new(EncoderParams {
+        bit_rate: BitRate::Cbr(AAC_BITRATE_PER_CHANNEL * channels as u32),
+        sample_rate: rate,
+        transport: Transport::Raw,
+        channels: mode,
+        audio_object_type: AudioObjectType::Mpeg4LowComplexity,
+    })
+    .map_err(|e| AudioError::AacEncoder(e.to_string()))?;
+    let info = encoder
+        .info()
+        .map_err(|e| AudioError::AacEncoder(e.to_string()))?;
+    let asc_len = (info.confSize as usize).min(info.confBuf.len());
+    let asc = Bytes::copy_from_slice(&info.confBuf[..asc_len]);
+    Ok((encoder, i64::from(info.nDelay), asc))
 }
 
 /// PCM (any rate the resampler takes, mono or stereo) to 20 ms Opus

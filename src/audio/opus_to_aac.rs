@@ -24,39 +24,23 @@
 //! silence so later frames keep their timestamps; a longer gap or a jump
 //! backwards (a new publisher clock) starts the timeline over.
 
-use bytes::Bytes;
-use fdk_aac::enc::{AudioObjectType, BitRate, ChannelMode, Encoder, EncoderParams, Transport};
 use std::sync::Arc;
 
+use super::encode::AacEncoder;
 use super::{AudioError, OPUS_SAMPLE_RATE, RESYNC_TICKS};
-use crate::codec::aac;
-use crate::media::{AacConfig, Payload, TrackConfig, Unit, CLOCK_RATE};
+use crate::media::{TrackConfig, Unit, CLOCK_RATE};
 
-/// Samples per channel in an AAC-LC frame (ISO/IEC 14496-3 4.5.1.1).
-pub const AAC_FRAME_SAMPLES: usize = 1024;
 const CHANNELS: usize = 2;
 /// Opus's longest packet is 120 ms (RFC 6716 3.2.5).
 const MAX_OPUS_SAMPLES: usize = 5760;
-/// 128 kbit/s stereo: transparent for speech and music at 48 kHz, and a
-/// small share of a typical stream next to its video.
-const BITRATE: u32 = 128_000;
-/// An AAC-LC frame at this bitrate is about 340 bytes; the encoder's own
-/// bound is 6144 bits per channel (ISO/IEC 14496-3 4.5.3.3).
-const MAX_FRAME_BYTES: usize = 6144 / 8 * CHANNELS;
 
 /// Transcodes one Opus track to AAC-LC, 48 kHz stereo. See the module doc.
 pub struct OpusToAac {
     decoder: opus::Decoder,
-    encoder: Encoder,
-    /// Priming samples (per channel) the encoder puts before the input.
-    delay: i64,
-    config: Arc<TrackConfig>,
+    /// Its own sample-count clock starts at `Clock::sync_pts`.
+    aac: AacEncoder,
     clock: Option<Clock>,
-    /// Interleaved PCM not yet given to the encoder: fewer than one frame
-    /// between calls.
-    pcm: Vec<i16>,
     decoded: Vec<i16>,
-    out: Vec<u8>,
     /// Corrupt packets since the last warning, so a broken publisher
     /// produces one line now and then, not one per packet.
     corrupt: u64,
@@ -78,14 +62,11 @@ struct Clock {
     /// Input samples per channel accounted for since sync (decoded or
     /// filled with silence).
     in_samples: i64,
-    /// AAC frames the encoder has produced since sync.
-    out_frames: i64,
 }
 
 impl std::fmt::Debug for OpusToAac {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OpusToAac")
-            .field("delay", &self.delay)
             .field("clock", &self.clock)
             .finish_non_exhaustive()
     }
@@ -99,48 +80,20 @@ fn samples_to_ticks(samples: i64) -> i64 {
     samples * CLOCK_RATE / i64::from(OPUS_SAMPLE_RATE)
 }
 
-fn new_encoder() -> Result<Encoder, AudioError> {
-    Encoder::new(EncoderParams {
-        bit_rate: BitRate::Cbr(BITRATE),
-        sample_rate: OPUS_SAMPLE_RATE,
-        transport: Transport::Raw,
-        channels: ChannelMode::Stereo,
-        audio_object_type: AudioObjectType::Mpeg4LowComplexity,
-    })
-    .map_err(|e| AudioError::AacEncoder(e.to_string()))
-}
-
 impl OpusToAac {
     pub fn new() -> Result<Self, AudioError> {
-        let encoder = new_encoder()?;
-        let info = encoder
-            .info()
-            .map_err(|e| AudioError::AacEncoder(e.to_string()))?;
-        let asc_len = (info.confSize as usize).min(info.confBuf.len());
-        let asc = Bytes::copy_from_slice(&info.confBuf[..asc_len]);
-        let parsed = aac::parse_asc(&asc).map_err(|e| AudioError::BadConfig(e.to_string()))?;
-        let config = Arc::new(TrackConfig::Aac(AacConfig {
-            object_type: parsed.object_type,
-            sample_rate: OPUS_SAMPLE_RATE,
-            channels: CHANNELS as u8,
-            asc,
-        }));
         Ok(OpusToAac {
             decoder: opus::Decoder::new(OPUS_SAMPLE_RATE, opus::Channels::Stereo)?,
-            encoder,
-            delay: i64::from(info.nDelay),
-            config,
+            aac: AacEncoder::new(OPUS_SAMPLE_RATE, CHANNELS, 0)?,
             clock: None,
-            pcm: Vec::with_capacity(2 * AAC_FRAME_SAMPLES * CHANNELS),
             decoded: vec![0; MAX_OPUS_SAMPLES * CHANNELS],
-            out: vec![0; MAX_FRAME_BYTES],
             corrupt: 0,
         })
     }
 
     /// The config every output unit carries (AAC-LC, 48 kHz, stereo).
     pub fn config(&self) -> &Arc<TrackConfig> {
-        &self.config
+        self.aac.config()
     }
 
     /// Transcodes one Opus packet presented at `pts_90k`. Returns the AAC
@@ -154,7 +107,7 @@ impl OpusToAac {
             // loss and conceal it, which the gap handling does already.
             return units;
         }
-        if let Sync::Skip = self.sync(pts_90k) {
+        if let Sync::Skip = self.sync(pts_90k, &mut units) {
             return units;
         }
         let n = match self.decoder.decode(opus, &mut self.decoded, false) {
@@ -170,23 +123,19 @@ impl OpusToAac {
                 return units;
             }
         };
-        self.pcm.extend_from_slice(&self.decoded[..n * CHANNELS]);
         if let Some(c) = self.clock.as_mut() {
             c.in_samples += n as i64;
         }
-        self.encode_ready(&mut units);
+        self.aac
+            .push_interleaved(&self.decoded[..n * CHANNELS], &mut units);
         units
     }
 
     /// Starts the timeline at the first packet, fills short gaps with
     /// silence, and starts over after a long gap or a jump backwards.
-    fn sync(&mut self, pts: i64) -> Sync {
+    fn sync(&mut self, pts: i64, units: &mut Vec<Unit>) -> Sync {
         let Some(c) = self.clock else {
-            self.clock = Some(Clock {
-                sync_pts: pts,
-                in_samples: 0,
-                out_frames: 0,
-            });
+            self.start(pts);
             return Sync::Continue;
         };
         let expected = c.sync_pts + samples_to_ticks(c.in_samples);
@@ -196,8 +145,7 @@ impl OpusToAac {
         }
         if (JITTER_TICKS..=RESYNC_TICKS).contains(&gap) {
             let missing = ticks_to_samples(gap) as usize;
-            self.pcm
-                .extend(std::iter::repeat_n(0i16, missing * CHANNELS));
+            self.aac.push_silence(missing, units);
             if let Some(c) = self.clock.as_mut() {
                 c.in_samples += missing as i64;
             }
@@ -208,67 +156,17 @@ impl OpusToAac {
             return Sync::Skip;
         }
         tracing::debug!(gap, "WHIP audio: timeline restarts");
-        // The encoder's priming and buffered tail belong to the old
-        // timeline: a fresh encoder keeps the pts formula exact.
-        match new_encoder() {
-            Ok(e) => self.encoder = e,
-            Err(e) => tracing::warn!("WHIP audio: AAC encoder restart failed: {e}"),
-        }
-        self.pcm.clear();
-        self.clock = Some(Clock {
-            sync_pts: pts,
-            in_samples: 0,
-            out_frames: 0,
-        });
+        self.start(pts);
         Sync::Continue
     }
 
-    fn encode_ready(&mut self, units: &mut Vec<Unit>) {
-        let frame = AAC_FRAME_SAMPLES * CHANNELS;
-        let pcm = std::mem::take(&mut self.pcm);
-        let mut start = 0;
-        while pcm.len() - start >= frame {
-            let mut input = &pcm[start..start + frame];
-            start += frame;
-            // One frame of input gives at most one frame of output; the
-            // loop covers an encoder that takes it in pieces.
-            while !input.is_empty() {
-                let info = match self.encoder.encode(input, &mut self.out) {
-                    Ok(i) => i,
-                    Err(e) => {
-                        tracing::warn!("WHIP audio: AAC encode failed: {e}");
-                        break;
-                    }
-                };
-                if info.output_size > 0 {
-                    self.emit(info.output_size, units);
-                }
-                if info.input_consumed == 0 {
-                    break;
-                }
-                input = &input[info.input_consumed.min(input.len())..];
-            }
+    fn start(&mut self, pts: i64) {
+        if let Err(e) = self.aac.restart(pts) {
+            tracing::warn!("WHIP audio: AAC encoder restart failed: {e}");
         }
-        self.pcm = pcm;
-        self.pcm.drain(..start);
-    }
-
-    fn emit(&mut self, size: usize, units: &mut Vec<Unit>) {
-        let Some(c) = self.clock.as_mut() else { return };
-        let k = c.out_frames;
-        c.out_frames += 1;
-        let offset = k * AAC_FRAME_SAMPLES as i64 - self.delay;
-        if offset < 0 {
-            return; // priming: before the first input sample
-        }
-        let pts = c.sync_pts + samples_to_ticks(offset);
-        units.push(Unit {
-            flv_body: Default::default(),
-            config: self.config.clone(),
-            pts,
-            dts: pts,
-            keyframe: true,
-            payload: Payload::Aac(Bytes::copy_from_slice(&self.out[..size])),
+        self.clock = Some(Clock {
+            sync_pts: pts,
+            in_samples: 0,
         });
     }
 }
@@ -276,6 +174,7 @@ impl OpusToAac {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
 
     fn tone(frames: usize) -> Vec<Bytes> {
         let mut enc =

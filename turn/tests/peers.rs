@@ -46,7 +46,14 @@ async fn relay(on: &str, limits: Limits, allow: &[&str]) -> TurnRelay {
 async fn client(relay: &TurnRelay, local: &str, user: &str) -> RawClient {
     let username = format!("{}:{user}", common::now_unix() + 600);
     let password = onair_turn::rest_password(SECRET, &username);
-    RawClient::new(local, relay.local_addr(), &username, &password).await
+    RawClient::new(
+        local.parse().unwrap(),
+        relay.local_addr(),
+        &username,
+        &password,
+    )
+    .await
+    .expect("bind the client socket")
 }
 
 fn sa(s: &str) -> SocketAddr {
@@ -76,8 +83,8 @@ async fn attack(c: &mut RawClient, peers: &[SocketAddr]) {
             "ChannelBind {peer}"
         );
         for _ in 0..3 {
-            c.send_indication(*peer, b"send indication").await;
-            c.channel_data(number, b"channel data").await;
+            c.send_indication(*peer, b"send indication").await.unwrap();
+            c.channel_data(number, b"channel data").await.unwrap();
         }
     }
 }
@@ -175,7 +182,9 @@ async fn an_allowed_peer_is_relayed_both_ways_and_nothing_beside_it() {
     c.create_permission(&[peer.addr])
         .await
         .expect("an allowed peer");
-    c.send_indication(peer.addr, b"by indication").await;
+    c.send_indication(peer.addr, b"by indication")
+        .await
+        .unwrap();
     let (n, from) = peer.socket.recv_from(&mut buf).await.unwrap();
     assert_eq!((&buf[..n], from), (&b"by indication"[..], relayed));
     peer.socket
@@ -190,7 +199,7 @@ async fn an_allowed_peer_is_relayed_both_ways_and_nothing_beside_it() {
     c.channel_bind(0x4001, peer.addr)
         .await
         .expect("an allowed peer");
-    c.channel_data(0x4001, b"by channel").await;
+    c.channel_data(0x4001, b"by channel").await.unwrap();
     let (n, _) = peer.socket.recv_from(&mut buf).await.unwrap();
     assert_eq!(&buf[..n], b"by channel");
     peer.socket
@@ -205,8 +214,8 @@ async fn an_allowed_peer_is_relayed_both_ways_and_nothing_beside_it() {
     // The range is the operator's, no wider; and an unbound channel, or a
     // peer with no permission, gets nothing through.
     assert_eq!(c.create_permission(&[beside.addr]).await, Err(FORBIDDEN));
-    c.send_indication(beside.addr, b"beside").await;
-    c.channel_data(0x4002, b"unbound").await;
+    c.send_indication(beside.addr, b"beside").await.unwrap();
+    c.channel_data(0x4002, b"unbound").await.unwrap();
     assert_eq!(beside.drain(Duration::from_millis(500)).await, (0, 0));
     assert_eq!(peer.drain(Duration::from_millis(500)).await, (0, 0));
     // Channel numbers outside the range: 400.
@@ -307,7 +316,7 @@ async fn permissions_and_channels_stop_at_their_caps() {
     good.allocate().await.unwrap();
     let listener = Listener::bind("127.0.0.1:0").await;
     good.channel_bind(0x4000, listener.addr).await.unwrap();
-    good.channel_data(0x4000, b"fine").await;
+    good.channel_data(0x4000, b"fine").await.unwrap();
     assert_eq!(listener.drain(Duration::from_millis(500)).await, (1, 4));
     relay.close().await;
 }
@@ -336,7 +345,7 @@ async fn the_byte_rate_drops_the_excess_each_way() {
         (target, got)
     });
     for _ in 0..1000 {
-        c.channel_data(0x4000, &payload).await;
+        c.channel_data(0x4000, &payload).await.unwrap();
     }
     // A second's burst, the rate while sending, and half a second for
     // what was still queued to the relay.
@@ -377,7 +386,7 @@ async fn the_byte_rate_drops_the_excess_each_way() {
     good.allocate().await.unwrap();
     good.channel_bind(0x4000, target.addr).await.unwrap();
     for _ in 0..10 {
-        good.channel_data(0x4000, &payload[..100]).await;
+        good.channel_data(0x4000, &payload[..100]).await.unwrap();
     }
     assert_eq!(target.drain(Duration::from_millis(500)).await, (10, 1000));
     relay.close().await;
@@ -415,9 +424,9 @@ async fn the_exception_for_a_service_is_its_address_and_port_alone() {
     // reachable through it, either way.
     assert_eq!(c.create_permission(&[other.addr]).await, Err(FORBIDDEN));
     assert_eq!(c.channel_bind(0x4001, other.addr).await, Err(FORBIDDEN));
-    c.send_indication(other.addr, b"not for you").await;
+    c.send_indication(other.addr, b"not for you").await.unwrap();
     other.socket.send_to(b"nor this", relayed).await.unwrap();
-    c.channel_data(0x4000, b"for the service").await;
+    c.channel_data(0x4000, b"for the service").await.unwrap();
     service
         .socket
         .send_to(b"from the service", relayed)

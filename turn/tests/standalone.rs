@@ -75,12 +75,19 @@ async fn standalone_relay_refuses_loopback_unless_allowed() {
         (&["--allow-peer", "10.0.0.0/8,127.0.0.1"][..], true),
     ] {
         let (_child, server) = run(args).await;
-        let mut c = RawClient::new("127.0.0.1:0", server.parse().unwrap(), &user, &password).await;
+        let mut c = RawClient::new(
+            "127.0.0.1:0".parse().unwrap(),
+            server.parse().unwrap(),
+            &user,
+            &password,
+        )
+        .await
+        .expect("bind the client socket");
         c.allocate().await.expect("valid credentials allocate");
         let r = c.create_permission(&[peer.addr]).await;
         if allowed {
             r.expect("--allow-peer covers it");
-            c.send_indication(peer.addr, b"hi").await;
+            c.send_indication(peer.addr, b"hi").await.unwrap();
             assert_eq!(peer.drain(Duration::from_millis(500)).await, (1, 2));
         } else {
             assert_eq!(
@@ -90,7 +97,7 @@ async fn standalone_relay_refuses_loopback_unless_allowed() {
                     authenticated: true
                 })
             );
-            c.send_indication(peer.addr, b"hi").await;
+            c.send_indication(peer.addr, b"hi").await.unwrap();
             assert_eq!(peer.drain(Duration::from_millis(500)).await, (0, 0));
         }
     }
