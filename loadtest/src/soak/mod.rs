@@ -11,7 +11,11 @@
 //! with its default limits.
 
 pub mod attacks;
+mod report;
 pub mod sample;
+
+pub use report::print_summary;
+use report::{fmt, AttackLog, Tally};
 
 use crate::http::try_http_from;
 use attacks::{Attack, Target};
@@ -21,7 +25,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -286,35 +290,6 @@ async fn stream_key(http: SocketAddr, a: &Account) -> anyhow::Result<String> {
         .ok_or_else(|| anyhow::anyhow!("no stream_key"))
 }
 
-/// Counters the load's clients keep, for the summary.
-#[derive(Default)]
-struct Tally {
-    broadcasts_started: AtomicU64,
-    broadcasts_ended: AtomicU64,
-    publish_errors: AtomicU64,
-    webrtc_sessions: AtomicU64,
-    webrtc_with_video: AtomicU64,
-    webrtc_errors: AtomicU64,
-    hls_sessions: AtomicU64,
-    hls_with_parts: AtomicU64,
-    hls_errors: AtomicU64,
-    chat_sent: AtomicU64,
-    chat_received: AtomicU64,
-    chat_rejected: AtomicU64,
-    spam_sent: AtomicU64,
-    spam_rejected: AtomicU64,
-    first_error: Mutex<Option<String>>,
-}
-
-impl Tally {
-    fn error(&self, what: &str, e: impl std::fmt::Display) {
-        let mut f = self.first_error.lock().unwrap_or_else(|p| p.into_inner());
-        if f.is_none() {
-            *f = Some(format!("{what}: {e}"));
-        }
-    }
-}
-
 /// The attack running now, when the last one ended, and how many have
 /// run and failed on the attacker's side (an error, a panic, an overrun).
 #[derive(Default)]
@@ -328,19 +303,6 @@ struct AttackState {
 /// Whether an attack's result says the attacker itself failed.
 fn attacker_failed(result: &Value) -> bool {
     !result["error"].is_null() || result["errors"].as_array().is_some_and(|e| !e.is_empty())
-}
-
-/// Per attack family: runs, its results (first and last), and what the
-/// victim saw while it ran.
-#[derive(Default)]
-struct AttackLog {
-    runs: u64,
-    first: Value,
-    last: Value,
-    victim_frames: u64,
-    victim_errors: u64,
-    victim_secs: f64,
-    victim_longest_gap_ms: u64,
 }
 
 pub async fn run(args: &SoakArgs) -> anyhow::Result<Value> {
@@ -776,28 +738,7 @@ pub async fn run(args: &SoakArgs) -> anyhow::Result<Value> {
     let warmup = (args.warmup_minutes * 60.0).min(total.as_secs_f64() / 6.0);
     let mut summary = sample::summarize(&sampler.rows, warmup, sampler.first_panics());
     let (f50, f99, fcount) = sampler.run_latency();
-    let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
-    let attacks_json: serde_json::Map<String, Value> = lock(&logs)
-        .iter()
-        .map(|(name, l)| {
-            (
-                name.to_string(),
-                json!({
-                    "runs": l.runs,
-                    "first": l.first,
-                    "last": l.last,
-                    "victim": format!(
-                        "victim decoded {} frames in {:.1} s ({:.1} fps), {} decode errors, longest video gap {} ms",
-                        l.victim_frames, l.victim_secs,
-                        l.victim_frames as f64 / l.victim_secs.max(1e-3),
-                        l.victim_errors, l.victim_longest_gap_ms
-                    ),
-                    "victim_longest_gap_ms": l.victim_longest_gap_ms,
-                    "victim_decode_errors": l.victim_errors,
-                }),
-            )
-        })
-        .collect();
+    let attacks_json = report::attacks(&lock(&logs));
     if let Some(o) = summary.as_object_mut() {
         o.insert("scenario".into(), "soak".into());
         o.insert("run".into(), run_id.clone().into());
@@ -807,27 +748,8 @@ pub async fn run(args: &SoakArgs) -> anyhow::Result<Value> {
         o.insert("fwd_p50_ms".into(), f50.into());
         o.insert("fwd_p99_ms".into(), f99.into());
         o.insert("fwd_packets".into(), fcount.into());
-        o.insert(
-            "load".into(),
-            json!({
-                "broadcasts_started": n(&tally.broadcasts_started),
-                "broadcasts_ended": n(&tally.broadcasts_ended),
-                "publish_errors": n(&tally.publish_errors),
-                "webrtc_sessions": n(&tally.webrtc_sessions),
-                "webrtc_with_video": n(&tally.webrtc_with_video),
-                "webrtc_errors": n(&tally.webrtc_errors),
-                "hls_sessions": n(&tally.hls_sessions),
-                "hls_with_parts": n(&tally.hls_with_parts),
-                "hls_errors": n(&tally.hls_errors),
-                "chat_sent": n(&tally.chat_sent),
-                "chat_received": n(&tally.chat_received),
-                "chat_rejected": n(&tally.chat_rejected),
-                "spam_sent": n(&tally.spam_sent),
-                "spam_rejected": n(&tally.spam_rejected),
-                "first_error": lock(&tally.first_error).clone(),
-            }),
-        );
-        o.insert("attacks".into(), Value::Object(attacks_json));
+        o.insert("load".into(), report::load(&tally));
+        o.insert("attacks".into(), attacks_json);
         let s = lock(&state);
         o.insert("attacks_run".into(), s.runs.into());
         o.insert("attack_errors".into(), s.errors.into());
@@ -840,61 +762,4 @@ pub async fn run(args: &SoakArgs) -> anyhow::Result<Value> {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-fn fmt(v: &Value) -> String {
-    v.as_f64().map_or("-".into(), |x| format!("{x:.1}"))
-}
-
-/// The summary for people: the verdict, then the figures.
-pub fn print_summary(s: &Value) {
-    println!(
-        "soak {} ({} min): verdict {}",
-        s["run"], s["minutes"], s["verdict"]
-    );
-    println!(
-        "  RSS after warm-up ({} s): {}..{} MiB, median {} MiB, spread {} % of the median, \
-         drift {} %, band {} % (flat: within ±{} % of the median)",
-        s["warmup_secs"],
-        fmt(&s["rss_mib_min"]),
-        fmt(&s["rss_mib_max"]),
-        fmt(&s["rss_mib_median"]),
-        fmt(&s["rss_spread_percent"]),
-        fmt(&s["rss_drift_percent"]),
-        fmt(&s["rss_band_percent"]),
-        sample::RSS_BAND_PERCENT
-    );
-    println!(
-        "  fds after warm-up: {}..{} (between attacks {}..{}, growth {})",
-        s["fds_min"], s["fds_max"], s["fds_calm_min"], s["fds_calm_max"], s["fds_calm_growth"]
-    );
-    println!(
-        "  forwarding latency p50 {} ms, p99 {} ms over {} packets; worst sample p99 {} ms",
-        fmt(&s["fwd_p50_ms"]),
-        fmt(&s["fwd_p99_ms"]),
-        s["fwd_packets"],
-        fmt(&s["fwd_p99_ms_worst_sample"])
-    );
-    println!(
-        "  panics {}; victim {} frames ({} fps), {} decode errors, longest gap {} ms, {} samples over 1 s",
-        s["panics"],
-        s["victim_frames"],
-        fmt(&s["victim_fps"]),
-        s["victim_decode_errors"],
-        s["victim_longest_gap_ms"],
-        s["victim_samples_over_1s_gap"]
-    );
-    println!(
-        "  attacks: {} run, {} failed on the attacker's side",
-        s["attacks_run"], s["attack_errors"]
-    );
-    println!("  load: {}", s["load"]);
-    if let Some(a) = s["attacks"].as_object() {
-        for (name, v) in a {
-            println!(
-                "  {name} x{}: {}; last: {}",
-                v["runs"], v["victim"], v["last"]
-            );
-        }
-    }
 }
