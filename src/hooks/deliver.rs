@@ -70,11 +70,8 @@ async fn post(
 /// The `publish` question to one receiver. A non-2xx answer refuses, as
 /// does a 2xx whose JSON says `"allow": false`; anything else in a 2xx
 /// admits.
-pub async fn ask(hooks: &Hooks, url: &str, body: &str, timeout: Duration) -> Answer {
-    let id = serde_json::from_str::<serde_json::Value>(body)
-        .ok()
-        .and_then(|v| v["id"].as_str().map(str::to_string))
-        .unwrap_or_default();
+pub async fn ask(hooks: &Hooks, url: &str, id: i64, body: &str, timeout: Duration) -> Answer {
+    let id = id.to_string();
     let asked = async {
         let resp = post(hooks, url, "publish", &id, body, timeout).await?;
         let status = resp.status();

@@ -340,7 +340,7 @@ impl Hooks {
             crate::metrics::limit_hit("webhook_admissions");
             return self.unanswered(&who, "too many admissions waiting");
         };
-        let (_, body) = self.event(
+        let (id, body) = self.event(
             "publish",
             json!({
                 "channel": who.channel,
@@ -352,7 +352,7 @@ impl Hooks {
             .cfg
             .urls
             .iter()
-            .map(|url| deliver::ask(self, url, &body, self.cfg.timeout));
+            .map(|url| deliver::ask(self, url, id, &body, self.cfg.timeout));
         for answer in futures_util::future::join_all(asks).await {
             match answer {
                 deliver::Answer::Allow => {}

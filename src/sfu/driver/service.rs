@@ -113,7 +113,9 @@ impl Driver {
                             let text = String::from_utf8_lossy(&msg.data).into_owned();
                             // A full tap means chat is saturated for this viewer;
                             // the message is dropped like a lost packet.
-                            let _ = tap.events.try_send(crate::sfu::DataChannelEvent::Text(text));
+                            let _ = tap
+                                .events
+                                .try_send(crate::sfu::DataChannelEvent::Text(text));
                         }
                         _ => replies.push(chat_reply(&msg.data)),
                     }
