@@ -7,6 +7,11 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+/// Viewers per source address: onair takes 16 HTTP-FLV readers from one
+/// address (`flv::MAX_READERS_PER_HOST`), so a crowd spreads as a real
+/// audience does.
+pub const VIEWERS_PER_ADDRESS: usize = 16;
+
 #[derive(Debug, Default, Clone)]
 pub struct FlvResult {
     pub connected_after: Option<Duration>,
@@ -18,9 +23,12 @@ pub struct FlvResult {
     pub error: Option<String>,
 }
 
+/// Viewer `i` of a crowd, from its own address (see
+/// [`VIEWERS_PER_ADDRESS`]).
 pub async fn watch(
     http: SocketAddr,
     path: &str,
+    i: usize,
     dur: Duration,
     measure_from: Option<Instant>,
 ) -> FlvResult {
@@ -28,7 +36,8 @@ pub async fn watch(
     let deadline = started + dur;
     let mut out = FlvResult::default();
     let r: Result<anyhow::Result<()>, _> = tokio::time::timeout_at(deadline.into(), async {
-        let mut s = tokio::net::TcpStream::connect(http).await?;
+        let from = crate::http::spread_ip(i, VIEWERS_PER_ADDRESS);
+        let mut s = crate::http::connect_from(Some(from), http).await?;
         out.connected_after = Some(started.elapsed());
         let req =
             format!("GET {path} HTTP/1.1\r\nHost: {http}\r\nUser-Agent: onair-loadtest\r\n\r\n");

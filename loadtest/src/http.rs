@@ -85,6 +85,19 @@ pub async fn try_http(
     try_http_from(None, addr, method, path, headers, body).await
 }
 
+/// The loopback address client `i` of a crowd connects from, `per_address`
+/// clients to each: 127.0.0.2, .3, ... (all loopback on Linux), so a
+/// server's per-address limits see many clients, as real audiences are.
+pub fn spread_ip(i: usize, per_address: usize) -> std::net::IpAddr {
+    let n = 2 + i / per_address.max(1);
+    std::net::IpAddr::V4(std::net::Ipv4Addr::new(
+        127,
+        (n >> 16) as u8,
+        (n >> 8) as u8,
+        n as u8,
+    ))
+}
+
 /// A TCP connection to `to`, from the local address `from` when given (a
 /// loopback address of 127.0.0.0/8: the server's per-address limits then
 /// see another client).

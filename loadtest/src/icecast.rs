@@ -4,7 +4,7 @@
 //! and radio apps do), which counts bytes and gaps.
 
 use bytes::Bytes;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -125,8 +125,7 @@ pub struct ListenResult {
 
 /// The address listener `i` connects from (see [`LISTENERS_PER_ADDRESS`]).
 pub fn listener_ip(i: usize) -> IpAddr {
-    let n = 2 + i / LISTENERS_PER_ADDRESS;
-    IpAddr::V4(Ipv4Addr::new(127, 0, (n >> 8) as u8, n as u8))
+    crate::http::spread_ip(i, LISTENERS_PER_ADDRESS)
 }
 
 /// One plain listener of `path` for `dur`, from [`listener_ip`]`(i)`.
@@ -140,9 +139,7 @@ pub async fn listen(
     let started = Instant::now();
     let mut out = ListenResult::default();
     let r: Result<anyhow::Result<()>, _> = tokio::time::timeout_at((started + dur).into(), async {
-        let sock = tokio::net::TcpSocket::new_v4()?;
-        sock.bind(SocketAddr::new(listener_ip(i), 0))?;
-        let mut s = sock.connect(addr).await?;
+        let mut s = crate::http::connect_from(Some(listener_ip(i)), addr).await?;
         let req = format!(
             "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: onair-loadtest\r\nIcy-MetaData: 1\r\n\r\n"
         );
@@ -174,6 +171,7 @@ pub async fn listen(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::Ipv4Addr;
 
     #[test]
     fn listener_addresses_spread_below_the_per_address_cap() {

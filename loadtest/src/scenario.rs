@@ -339,9 +339,9 @@ pub async fn flv(
         viewers,
         source,
         "HTTP-FLV viewers joining",
-        |_, dur, from| {
+        |i, dur, from| {
             let (http, path) = (run.http, path.to_string());
-            async move { crate::flv::watch(http, &path, dur, Some(from)).await }
+            async move { crate::flv::watch(http, &path, i, dur, Some(from)).await }
         },
     )
     .await?;
