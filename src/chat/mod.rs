@@ -86,7 +86,10 @@ struct Inner {
 
 /// Work for the writer task.
 enum Write {
-    Row(ChatRow),
+    /// A row, and its room: the room stays open (the sweep keeps a room
+    /// anyone holds) until the row is stored. Closed and reopened
+    /// meanwhile, it would load a history from the database without it.
+    Row { row: ChatRow, _room: Arc<Room> },
     /// Answered once everything sent before it is stored.
     Flush(oneshot::Sender<()>),
 }
@@ -355,8 +358,12 @@ impl Rooms {
         // Members get the message now; the database gets it a moment later
         // from the writer, so a slow commit (an fsync, a far Postgres) is
         // not in the delivery path. Without a writer, store it here.
-        if let Err(mpsc::error::SendError(Write::Row(row))) =
-            self.inner.writes.send(Write::Row(row)).await
+        let write = Write::Row {
+            row,
+            _room: room.clone(),
+        };
+        if let Err(mpsc::error::SendError(Write::Row { row, .. })) =
+            self.inner.writes.send(write).await
         {
             self.inner.db.insert_chat(&row).await?;
         }
@@ -412,7 +419,7 @@ impl Rooms {
         let rows: Vec<ChatRow> = batch
             .iter()
             .filter_map(|w| match w {
-                Write::Row(r) => Some(r.clone()),
+                Write::Row { row, .. } => Some(row.clone()),
                 Write::Flush(_) => None,
             })
             .collect();
@@ -477,6 +484,14 @@ impl Rooms {
             .map_or(0, |r| r.members.load(Ordering::Relaxed))
     }
 
+    /// Closes the rooms nobody is in and nothing holds (a post in flight, a
+    /// row not yet stored); returns the others.
+    fn close_empty(&self) -> Vec<Arc<Room>> {
+        let mut map = self.inner.rooms.lock().expect("rooms poisoned");
+        map.retain(|_, r| r.members.load(Ordering::Relaxed) > 0 || Arc::strong_count(r) > 1);
+        map.values().cloned().collect()
+    }
+
     /// Announces live/offline and viewer counts as they change, and closes
     /// rooms nobody is in. Runs until `stop`.
     pub async fn run_events(self, stop: CancellationToken) {
@@ -487,14 +502,7 @@ impl Rooms {
                 _ = stop.cancelled() => return,
                 _ = tick.tick() => {}
             }
-            let rooms: Vec<Arc<Room>> = {
-                let mut map = self.inner.rooms.lock().expect("rooms poisoned");
-                map.retain(|_, r| {
-                    r.members.load(Ordering::Relaxed) > 0 || Arc::strong_count(r) > 1
-                });
-                map.values().cloned().collect()
-            };
-            for room in rooms {
+            for room in self.close_empty() {
                 let live = self.inner.live.is_live(&room.name);
                 let viewers = self.inner.live.viewers(&room.name);
                 let mut st = room.state.lock().expect("room poisoned");
@@ -604,5 +612,65 @@ impl Member {
 impl Drop for Member {
     fn drop(&mut self) {
         self.room.members.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::Role;
+
+    struct Offline;
+    impl LiveState for Offline {
+        fn is_live(&self, _: &str) -> bool {
+            false
+        }
+        fn viewers(&self, _: &str) -> usize {
+            0
+        }
+    }
+
+    fn is_open(rooms: &Rooms, channel: &str) -> bool {
+        let map = rooms.inner.rooms.lock().unwrap();
+        map.contains_key(channel)
+    }
+
+    /// Posting over HTTP holds no membership, so the sweep may close the
+    /// room between two posts; one closed while its last rows were still
+    /// queued for the writer reopened with a history from the database
+    /// that lacked them, for good.
+    #[tokio::test]
+    async fn a_room_stays_open_until_its_messages_are_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&format!("sqlite://{}", dir.path().join("t.db").display()))
+            .await
+            .unwrap();
+        let (user, _) = db
+            .create_user("ann", "x", None, Role::Broadcaster, false)
+            .await
+            .unwrap();
+        let rooms = Rooms::new(db, Arc::new(Offline));
+        rooms.post("ann", &user, "first").await.unwrap();
+        // The writer has not run: the row is only queued.
+        rooms.close_empty();
+        assert!(is_open(&rooms, "ann"), "closed with a row not stored");
+
+        let stop = CancellationToken::new();
+        let writer = tokio::spawn(rooms.clone().run_writer(stop.clone()));
+        rooms.flush().await;
+        rooms.close_empty();
+        assert!(!is_open(&rooms, "ann"), "an empty, stored room closes");
+        let room = rooms.open("ann").await.unwrap();
+        let history: Vec<i64> = room
+            .state
+            .lock()
+            .unwrap()
+            .history
+            .iter()
+            .map(|(id, _)| *id)
+            .collect();
+        assert_eq!(history.len(), 1, "reopened with the stored message");
+        stop.cancel();
+        writer.await.unwrap();
     }
 }
