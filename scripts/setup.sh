@@ -19,6 +19,10 @@ if [ "${1:-}" = "--test" ]; then
   command -v turnserver >/dev/null || need+=(coturn)
   # The local SMTP server the email tests send to.
   /usr/bin/python3 -c 'import aiosmtpd' 2>/dev/null || need+=(python3-aiosmtpd)
+  # The ACME test CA and its DNS (tests/tls_acme.rs); curl speaks HTTP/2
+  # to the HTTPS listener (tests/tls.rs).
+  command -v pebble >/dev/null || need+=(pebble)
+  command -v curl >/dev/null || need+=(curl)
 fi
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}" >&2

@@ -111,6 +111,8 @@ pub struct ServeArgs {
     pub icecast: crate::icecast::IcecastArgs,
     #[command(flatten)]
     pub hooks: crate::hooks::HookArgs,
+    #[command(flatten)]
+    pub tls: crate::tls::TlsArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -199,6 +201,15 @@ struct FileConfig {
     webhook_fail: Option<String>,
     webhook_peak_interval: Option<String>,
     public_url: Option<String>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    #[serde(default)]
+    acme_domain: Vec<String>,
+    acme_email: Option<String>,
+    acme_directory: Option<String>,
+    acme_ca_root: Option<PathBuf>,
+    https: Option<SocketAddr>,
+    rtmps: Option<SocketAddr>,
 }
 
 /// Resolved settings.
@@ -233,6 +244,8 @@ pub struct Config {
     /// Icecast source ingest and plain listeners.
     pub icecast: SocketAddr,
     pub hooks: crate::hooks::HookConfig,
+    /// HTTPS and RTMPS, when a certificate is configured.
+    pub tls: crate::tls::TlsConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -253,6 +266,8 @@ pub enum ConfigError {
     Hooks(#[from] crate::hooks::HookConfigError),
     #[error("bad {0} in the config file: {1}")]
     Duration(&'static str, String),
+    #[error("{0}")]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 impl Config {
@@ -310,6 +325,17 @@ impl Config {
                 &file.webhook_peak_interval,
             )?,
             public_url: file.public_url.clone(),
+        })?;
+        let tls = serve.tls.resolve(&crate::tls::TlsArgs {
+            tls_cert: file.tls_cert.clone(),
+            tls_key: file.tls_key.clone(),
+            acme_domain: file.acme_domain.clone(),
+            acme_email: file.acme_email.clone(),
+            acme_directory: file.acme_directory.clone(),
+            acme_ca_root: file.acme_ca_root.clone(),
+            https: file.https,
+            rtmps: file.rtmps,
+            ..Default::default()
         })?;
         let data_dir = global
             .data_dir
@@ -380,6 +406,7 @@ impl Config {
                 .or(file.icecast)
                 .unwrap_or_else(|| parse(crate::icecast::DEFAULT_ICECAST)),
             hooks,
+            tls,
         })
     }
 
@@ -406,6 +433,7 @@ impl Config {
             accounts: crate::auth::AccountLimits::default(),
             icecast: any,
             hooks: crate::hooks::HookConfig::default(),
+            tls: crate::tls::TlsConfig::default(),
         }
     }
 }

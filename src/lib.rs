@@ -40,11 +40,13 @@ pub mod http;
 pub mod hub;
 pub mod icecast;
 pub mod isolate;
+pub mod logs;
 pub mod media;
 pub mod metrics;
 pub mod net;
 pub mod rtmp;
 pub mod server;
 pub mod sfu;
+pub mod tls;
 
 pub use server::{run, Listeners};

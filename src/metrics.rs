@@ -116,6 +116,23 @@ pub fn webhook_deliveries(result: &str) -> u64 {
     WEBHOOK_DELIVERIES.get(result)
 }
 
+static ACME_ORDERS: Labeled = Labeled::new(
+    "onair_acme_orders_total",
+    "result",
+    "Certificate orders to the ACME CA: issued or failed (retried later).",
+);
+
+pub fn acme_order(issued: bool) {
+    ACME_ORDERS.add(if issued { "issued" } else { "failed" }, 1);
+}
+
+/// When the served TLS certificate expires (Unix seconds); 0 without one.
+static TLS_NOT_AFTER: AtomicI64 = AtomicI64::new(0);
+
+pub fn set_tls_not_after(unix_secs: i64) {
+    TLS_NOT_AFTER.store(unix_secs, Ordering::Relaxed);
+}
+
 static VIEWERS_WAITING: AtomicU64 = AtomicU64::new(0);
 
 /// Connected WebRTC viewers waiting more than 2 s for a picture.
@@ -421,6 +438,14 @@ pub fn render(gauges: &[(String, String, f64)]) -> String {
          # TYPE onair_viewers_waiting_for_picture gauge\nonair_viewers_waiting_for_picture {}",
         VIEWERS_WAITING.load(Ordering::Relaxed)
     );
+    let not_after = TLS_NOT_AFTER.load(Ordering::Relaxed);
+    if not_after > 0 {
+        let _ = writeln!(
+            out,
+            "# HELP onair_tls_certificate_not_after_seconds When the served TLS certificate expires (Unix time).\n\
+             # TYPE onair_tls_certificate_not_after_seconds gauge\nonair_tls_certificate_not_after_seconds {not_after}"
+        );
+    }
     latency_histogram(&mut out);
     for l in [
         &ISOLATED_PANICS,
@@ -429,6 +454,7 @@ pub fn render(gauges: &[(String, String, f64)]) -> String {
         &INGEST_DROPPED,
         &WEBHOOK_ADMISSIONS,
         &WEBHOOK_DELIVERIES,
+        &ACME_ORDERS,
     ] {
         l.render(&mut out);
     }

@@ -27,6 +27,10 @@ pub struct Listeners {
     pub webrtc: WebrtcSockets,
     /// The built-in TURN relay's UDP socket and TCP listener, with `--turn`.
     pub turn: Option<(tokio::net::UdpSocket, TcpListener)>,
+    /// HTTPS, with TLS on.
+    pub https: Option<TcpListener>,
+    /// RTMPS, with `--rtmps`.
+    pub rtmps: Option<TcpListener>,
 }
 
 impl Listeners {
@@ -43,12 +47,22 @@ impl Listeners {
             ),
             None => None,
         };
+        let https = match config.tls.source {
+            Some(_) => Some(TcpListener::bind(config.tls.https).await?),
+            None => None,
+        };
+        let rtmps = match config.tls.rtmps {
+            Some(addr) => Some(TcpListener::bind(addr).await?),
+            None => None,
+        };
         Ok(Listeners {
             http,
             rtmp,
             icecast,
             webrtc,
             turn,
+            https,
+            rtmps,
         })
     }
 
@@ -58,6 +72,14 @@ impl Listeners {
 
     pub fn rtmp_addr(&self) -> SocketAddr {
         self.rtmp.local_addr().expect("bound socket has an address")
+    }
+
+    pub fn https_addr(&self) -> Option<SocketAddr> {
+        self.https.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    pub fn rtmps_addr(&self) -> Option<SocketAddr> {
+        self.rtmps.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     pub fn icecast_addr(&self) -> SocketAddr {
@@ -83,12 +105,15 @@ pub async fn run(
     tracing::info!(
         http = %listeners.http_addr(),
         rtmp = %listeners.rtmp_addr(),
+        https = ?listeners.https_addr(),
+        rtmps = ?listeners.rtmps_addr(),
         icecast = %listeners.icecast_addr(),
         webrtc = ?listeners.webrtc.candidates,
         data_dir = %config.data_dir.display(),
         "onair listening"
     );
 
+    let rtmps_port = listeners.rtmps_addr().map(|a| a.port());
     let mut ice_urls = config.ice_servers.clone();
     let turn_relay = match listeners.turn {
         Some((udp, tcp)) => {
@@ -108,14 +133,36 @@ pub async fn run(
     )?;
     let rtmp_port = listeners.rtmp.local_addr()?.port();
     let hooks = crate::hooks::Hooks::new(config.hooks.clone());
+    let tls = match &config.tls.source {
+        Some(source) => Some(crate::tls::Tls::start(
+            source,
+            &config.data_dir,
+            token.clone(),
+            &tracker,
+        )?),
+        None => None,
+    };
+    let channels = Arc::new(db.clone());
     tracker.spawn(crate::rtmp::serve(
         listeners.rtmp,
+        None,
         hub.clone(),
-        Arc::new(db.clone()),
+        channels.clone(),
         hooks.clone(),
         token.clone(),
         config.fault_injection,
     ));
+    if let (Some(listener), Some(tls)) = (listeners.rtmps, &tls) {
+        tracker.spawn(crate::rtmp::serve(
+            listener,
+            Some(tls.plain.clone()),
+            hub.clone(),
+            channels,
+            hooks.clone(),
+            token.clone(),
+            config.fault_injection,
+        ));
+    }
 
     let hls = crate::hls::Hls::start(
         config.hls.clone(),
@@ -150,7 +197,7 @@ pub async fn run(
     );
     tracker.spawn(icecast.clone().serve(listeners.icecast, token.clone()));
     tracker.spawn(rooms.clone().run_writer(token.clone()));
-    let app = http::router(AppState {
+    let state = AppState {
         db: db.clone(),
         hub: hub.clone(),
         sfu,
@@ -163,19 +210,58 @@ pub async fn run(
             turn_secret: config.turn_secret.clone(),
         }),
         rtmp_port,
+        rtmps_port,
         proxies: Arc::new(config.trusted_proxies.clone()),
         engines: engines.clone(),
         icecast,
         flv,
         downloads: Default::default(),
         hooks,
-    });
-    let http_task = tokio::spawn(http::listen::serve(
-        listeners.http,
-        app,
-        Arc::new(config.trusted_proxies.clone()),
-        token.clone(),
-    ));
+        secure_cookies: tls.is_some()
+            || config
+                .hooks
+                .public_url
+                .as_deref()
+                .is_some_and(|u| u.starts_with("https://")),
+    };
+    let proxies = Arc::new(config.trusted_proxies.clone());
+    let http_task = match (tls, listeners.https) {
+        (Some(tls), Some(https)) => {
+            let redirect = http::redirect::Redirect {
+                challenges: tls.challenges.clone(),
+                public_origin: config
+                    .hooks
+                    .public_url
+                    .clone()
+                    .filter(|u| u.starts_with("https://")),
+                https_port: https.local_addr()?.port(),
+            };
+            let plain = tokio::spawn(http::listen::serve(
+                listeners.http,
+                http::redirect::router(state.clone(), redirect),
+                proxies.clone(),
+                None,
+                token.clone(),
+            ));
+            let secure = tokio::spawn(http::listen::serve(
+                https,
+                http::router(state),
+                proxies,
+                Some(tls.https.clone()),
+                token.clone(),
+            ));
+            tokio::spawn(async move {
+                let _ = tokio::join!(plain, secure);
+            })
+        }
+        _ => tokio::spawn(http::listen::serve(
+            listeners.http,
+            http::router(state),
+            proxies,
+            None,
+            token.clone(),
+        )),
+    };
 
     let stop = token.clone();
     tokio::spawn(async move {

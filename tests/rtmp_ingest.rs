@@ -60,6 +60,7 @@ impl Server {
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(onair::rtmp::serve(
             listener,
+            None,
             hub.clone(),
             Arc::new(TestChannels),
             onair::hooks::Hooks::none(),

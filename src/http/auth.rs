@@ -476,8 +476,9 @@ struct Login {
     password: String,
 }
 
-fn session_cookie(token: &str, max_age: i64) -> String {
-    format!("{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}")
+fn session_cookie(token: &str, max_age: i64, secure: bool) -> String {
+    let secure = if secure { "; Secure" } else { "" };
+    format!("{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}")
 }
 
 /// Signs in. Refused with 429 while the login throttle makes this username
@@ -538,7 +539,10 @@ async fn login(
     }
     tracing::info!(user = %creds.user.username, "signed in");
     Ok((
-        [(header::SET_COOKIE, session_cookie(&token, SESSION_TTL_SECS))],
+        [(
+            header::SET_COOKIE,
+            session_cookie(&token, SESSION_TTL_SECS, s.secure_cookies),
+        )],
         Json(serde_json::json!({ "token": token, "user": creds.user })),
     )
         .into_response())
@@ -550,7 +554,7 @@ async fn logout(State(s): State<AppState>, me: SignedIn) -> Result<Response, Api
     s.rooms.standings().end_session(me.user.id, &me.token_hash);
     Ok((
         StatusCode::NO_CONTENT,
-        [(header::SET_COOKIE, session_cookie("", 0))],
+        [(header::SET_COOKIE, session_cookie("", 0, s.secure_cookies))],
     )
         .into_response())
 }

@@ -4,6 +4,10 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
+/// Refused requests logged per minute: a stranger repeating one (a login
+/// spray, an offer flood) gets the first lines, not 100 MB of log an hour.
+static REFUSALS: crate::logs::Budget = crate::logs::Budget::new(120);
+
 /// Every error a client can see, with its status. Database and internal
 /// failures are logged here and answered without their details.
 #[derive(Debug, thiserror::Error)]
@@ -49,13 +53,13 @@ impl IntoResponse for ApiError {
             ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, m.clone()),
             ApiError::Conflict(m) => (StatusCode::CONFLICT, m.clone()),
             ApiError::TooManyRequests(m, retry_after) => {
-                tracing::info!(status = 429, "refused: {m}");
+                crate::log_limited!(REFUSALS, tracing::Level::INFO, status = 429, "refused: {m}");
                 let body = Json(serde_json::json!({ "error": m }));
                 let retry = [(axum::http::header::RETRY_AFTER, retry_after.to_string())];
                 return (StatusCode::TOO_MANY_REQUESTS, retry, body).into_response();
             }
             ApiError::Busy(m, retry_after) => {
-                tracing::info!(status = 503, "refused: {m}");
+                crate::log_limited!(REFUSALS, tracing::Level::INFO, status = 503, "refused: {m}");
                 let body = Json(serde_json::json!({ "error": m }));
                 let retry = [(axum::http::header::RETRY_AFTER, retry_after.to_string())];
                 return (StatusCode::SERVICE_UNAVAILABLE, retry, body).into_response();
@@ -110,7 +114,12 @@ impl IntoResponse for ApiError {
             }
         };
         if status.is_client_error() {
-            tracing::info!(status = status.as_u16(), "refused: {message}");
+            crate::log_limited!(
+                REFUSALS,
+                tracing::Level::INFO,
+                status = status.as_u16(),
+                "refused: {message}"
+            );
         }
         (status, Json(serde_json::json!({ "error": message }))).into_response()
     }

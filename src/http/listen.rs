@@ -10,6 +10,8 @@
 //!   (IPv4 address or IPv6 /64); a trusted proxy counts toward the first
 //!   only.
 //! - [`MAX_HEAD_BYTES`]: the request line and headers.
+//! - With TLS, the handshake within [`crate::tls::HANDSHAKE_TIMEOUT`], and
+//!   over HTTP/2 [`MAX_H2_STREAMS`] at once.
 
 use crate::net::{ConnGate, ConnLimits, TrustedProxies};
 use axum::extract::ConnectInfo;
@@ -38,16 +40,43 @@ pub const MAX_HEAD_BYTES: usize = 64 * 1024;
 /// Pause after a failed accept (out of file descriptors, say).
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
+/// Streams a connection may carry at once over HTTP/2: a page, its
+/// player's playlist and parts, and the API fit many times; hyper's default
+/// (200) is close, and a bound matters more than its exact value.
+pub const MAX_H2_STREAMS: u32 = 128;
+/// HTTP/2 keep-alive: a peer that does not answer a PING within
+/// [`HEADER_TIMEOUT`] is gone, and its streams are freed.
+const H2_PING_INTERVAL: Duration = Duration::from_secs(20);
+
+/// Runs a connection; on shutdown, finishes the requests in flight and
+/// takes no other.
+macro_rules! drive {
+    ($conn:expr, $shutdown:expr) => {{
+        let conn = $conn;
+        tokio::pin!(conn);
+        tokio::select! {
+            r = conn.as_mut() => r,
+            _ = $shutdown.cancelled() => {
+                conn.as_mut().graceful_shutdown();
+                conn.await
+            }
+        }
+    }};
+}
+
 /// Serves `app` on `listener` until `shutdown`, then lets open requests
-/// finish (the caller bounds how long it waits).
+/// finish (the caller bounds how long it waits). With `tls`, every
+/// connection is HTTPS: HTTP/2 when the client's ALPN asks for it,
+/// HTTP/1.1 otherwise.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     proxies: Arc<TrustedProxies>,
+    tls: Option<Arc<rustls::ServerConfig>>,
     shutdown: CancellationToken,
 ) {
     let gate = ConnGate::new(
-        "http",
+        if tls.is_some() { "https" } else { "http" },
         ConnLimits {
             total: MAX_CONNECTIONS,
             per_host: MAX_PER_HOST,
@@ -77,24 +106,43 @@ pub async fn serve(
             app.clone(),
             move |mut req: axum::http::Request<hyper::body::Incoming>| {
                 req.extensions_mut().insert(ConnectInfo(peer));
+                host_from_authority(&mut req);
                 req
             },
         );
-        let conn = hyper::server::conn::http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(HEADER_TIMEOUT)
-            .max_buf_size(MAX_HEAD_BYTES)
-            .serve_connection(TokioIo::new(tcp), TowerToHyperService::new(service))
-            .with_upgrades();
-        let shutdown = shutdown.clone();
+        let service = TowerToHyperService::new(service);
+        let (shutdown, tls) = (shutdown.clone(), tls.clone());
         connections.spawn(async move {
-            tokio::pin!(conn);
-            let ended = tokio::select! {
-                r = conn.as_mut() => r,
-                _ = shutdown.cancelled() => {
-                    // Finish the request in flight, take no other.
-                    conn.as_mut().graceful_shutdown();
-                    conn.await
+            let ended = match tls {
+                None => drive!(
+                    http1()
+                        .serve_connection(TokioIo::new(tcp), service)
+                        .with_upgrades(),
+                    shutdown
+                ),
+                Some(config) => {
+                    let Some(stream) = crate::tls::accept(&config, tcp).await else {
+                        return;
+                    };
+                    if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+                        let conn = hyper::server::conn::http2::Builder::new(
+                            hyper_util::rt::TokioExecutor::new(),
+                        )
+                        .timer(TokioTimer::new())
+                        .max_concurrent_streams(MAX_H2_STREAMS)
+                        .max_header_list_size(MAX_HEAD_BYTES as u32)
+                        .keep_alive_interval(H2_PING_INTERVAL)
+                        .keep_alive_timeout(HEADER_TIMEOUT)
+                        .serve_connection(TokioIo::new(stream), service);
+                        drive!(conn, shutdown)
+                    } else {
+                        drive!(
+                            http1()
+                                .serve_connection(TokioIo::new(stream), service)
+                                .with_upgrades(),
+                            shutdown
+                        )
+                    }
                 }
             };
             if let Err(e) = ended {
@@ -105,6 +153,32 @@ pub async fn serve(
     }
     connections.close();
     connections.wait().await;
+}
+
+/// HTTP/2 names the host in `:authority`, which hyper puts in the URI,
+/// not in a `Host` header: copy it there, so the same-origin check and
+/// anything else reading `Host` see the same request over both versions.
+fn host_from_authority<B>(req: &mut axum::http::Request<B>) {
+    use axum::http::{header::HOST, HeaderValue};
+    if req.headers().contains_key(HOST) {
+        return;
+    }
+    let host = req
+        .uri()
+        .authority()
+        .and_then(|a| HeaderValue::from_str(a.as_str()).ok());
+    if let Some(host) = host {
+        req.headers_mut().insert(HOST, host);
+    }
+}
+
+/// HTTP/1.1 with the head timeout and size bound.
+fn http1() -> hyper::server::conn::http1::Builder {
+    let mut b = hyper::server::conn::http1::Builder::new();
+    b.timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .max_buf_size(MAX_HEAD_BYTES);
+    b
 }
 
 /// The body deadline, as a layer for the router.

@@ -32,6 +32,7 @@ async fn me(State(s): State<AppState>, me: SignedIn) -> Result<Json<serde_json::
             // What OBS needs besides the key; the host is the one the
             // client reached us by, which only it knows.
             "rtmp_port": s.rtmp_port,
+            "rtmps_port": s.rtmps_port,
             "icecast_port": s.icecast.port,
         }),
         _ => serde_json::Value::Null,

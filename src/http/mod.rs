@@ -15,6 +15,7 @@ pub mod ice;
 pub mod listen;
 mod me;
 mod openapi;
+pub mod redirect;
 mod web;
 mod whep;
 mod whip;
@@ -50,6 +51,8 @@ pub struct AppState {
     pub ice: std::sync::Arc<ice::IceConfig>,
     /// The port RTMP ingest listens on, for the dashboard's OBS settings.
     pub rtmp_port: u16,
+    /// The port RTMPS ingest listens on, with `--rtmps`.
+    pub rtmps_port: Option<u16>,
     /// Reverse proxies whose forwarding headers name the client.
     pub proxies: Arc<crate::net::TrustedProxies>,
     /// The long-lived tasks: `/healthz` is 503 while one is down.
@@ -62,6 +65,9 @@ pub struct AppState {
     pub downloads: Arc<download::Downloads>,
     /// Webhooks: the `publish` admission question for WHIP.
     pub hooks: Arc<crate::hooks::Hooks>,
+    /// The session cookie is `Secure`: TLS is on, or the public URL is
+    /// https (a TLS-terminating proxy in front).
+    pub secure_cookies: bool,
 }
 
 pub fn router(state: AppState) -> Router {

@@ -11,7 +11,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+
+/// A TCP connection, or TLS over one (RTMPS).
+pub(super) trait Socket:
+    tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send
+{
+}
+impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Socket for S {}
 use tokio_util::sync::CancellationToken;
 
 /// Bytes read from the socket at a time: the most one read can add to what
@@ -47,8 +53,8 @@ impl Drop for Buffered {
     }
 }
 
-pub(super) async fn run<C: Channels>(
-    mut socket: TcpStream,
+pub(super) async fn run<C: Channels, S: Socket>(
+    mut socket: S,
     peer: SocketAddr,
     hub: Arc<Hub>,
     channels: Arc<C>,
@@ -84,8 +90,8 @@ pub(super) async fn run<C: Channels>(
     let _ = socket.shutdown().await;
 }
 
-async fn serve<C: Channels>(
-    socket: &mut TcpStream,
+async fn serve<C: Channels, S: Socket>(
+    socket: &mut S,
     session: &mut Session,
     channels: &C,
     hooks: &crate::hooks::Hooks,

@@ -19,18 +19,10 @@
 //!   `createStream` calls.
 
 /// `tracing::warn!` for lines about one connection (why it closed, why a
-/// publish was refused) while [`warning_budget`] allows, `tracing::debug!`
-/// past it.
+/// publish was refused) within [`WARNINGS`], `tracing::debug!` past it.
 macro_rules! warn_limited {
     ($($arg:tt)+) => {
-        match $crate::rtmp::warning_budget() {
-            Some(0) => tracing::warn!($($arg)+),
-            Some(held_back) => {
-                tracing::warn!(held_back, "rtmp: lines about connections went to debug level for a while");
-                tracing::warn!($($arg)+)
-            }
-            None => tracing::debug!($($arg)+),
-        }
+        $crate::log_limited!($crate::rtmp::WARNINGS, tracing::Level::WARN, $($arg)+)
     };
 }
 
@@ -45,9 +37,10 @@ pub use session::{Session, SessionError, Step};
 use crate::hub::{Channels, Hub};
 use crate::net::{ConnGate, ConnLimits};
 use chunk::Limits;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio_util::either::Either;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -100,39 +93,10 @@ const PUBLISHING_LIMITS: Limits = Limits {
     other: MAX_CONTROL_MESSAGE,
 };
 
-/// Warnings about single connections per minute: every refused publish or
-/// broken connection is worth a line, but a client cycling bad connections
-/// must not be able to flood the log. Past it they go to debug level, and
-/// the next warning says how many did.
-const WARNINGS_PER_MINUTE: u32 = 60;
-
-/// `Some(n)` when a warning may be logged, `n` being how many went to debug
-/// level since the last one; `None` past the budget.
-fn warning_budget() -> Option<u64> {
-    struct Budget {
-        since: Instant,
-        logged: u32,
-        held_back: u64,
-    }
-    static BUDGET: Mutex<Option<Budget>> = Mutex::new(None);
-    let now = Instant::now();
-    let mut b = BUDGET.lock().unwrap_or_else(|e| e.into_inner());
-    let b = b.get_or_insert(Budget {
-        since: now,
-        logged: 0,
-        held_back: 0,
-    });
-    if now.duration_since(b.since) >= Duration::from_secs(60) {
-        b.since = now;
-        b.logged = 0;
-    }
-    if b.logged >= WARNINGS_PER_MINUTE {
-        b.held_back += 1;
-        return None;
-    }
-    b.logged += 1;
-    Some(std::mem::take(&mut b.held_back))
-}
+/// Warnings about single connections: every refused publish or broken
+/// connection is worth a line, but a client cycling bad connections must
+/// not be able to flood the log.
+static WARNINGS: crate::logs::Budget = crate::logs::Budget::new(60);
 
 /// Pause after a failed `accept` (e.g. out of file descriptors), so the
 /// loop does not spin while the condition lasts.
@@ -140,9 +104,11 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// Accepts RTMP connections until `shutdown` is cancelled, then closes every
 /// connection (ending their streams) and returns once they are all gone.
-/// `fault_injection` is for tests only ([`Session::with_fault_injection`]).
+/// With `tls`, every connection is RTMPS. `fault_injection` is for tests
+/// only ([`Session::with_fault_injection`]).
 pub async fn serve<C: Channels>(
     listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
     hub: Arc<Hub>,
     channels: Arc<C>,
     hooks: Arc<crate::hooks::Hooks>,
@@ -151,7 +117,7 @@ pub async fn serve<C: Channels>(
 ) {
     let tracker = TaskTracker::new();
     let gate = ConnGate::new(
-        "rtmp",
+        if tls.is_some() { "rtmps" } else { "rtmp" },
         ConnLimits {
             total: MAX_CONNECTIONS,
             per_host: MAX_CONNECTIONS_PER_HOST,
@@ -187,9 +153,18 @@ pub async fn serve<C: Channels>(
         // Control messages are small and latency matters more than packing.
         let _ = socket.set_nodelay(true);
         let (hub, channels, shutdown) = (hub.clone(), channels.clone(), shutdown.clone());
-        let hooks = hooks.clone();
+        let (hooks, tls) = (hooks.clone(), tls.clone());
         tracker.spawn(async move {
             let _permit = permit;
+            let socket = match tls {
+                None => Either::Left(socket),
+                // The handshake's own deadline is within the 10 s a
+                // connection has to start publishing.
+                Some(config) => match crate::tls::accept(&config, socket).await {
+                    Some(s) => Either::Right(s),
+                    None => return,
+                },
+            };
             let conn = conn::run(
                 socket,
                 peer,

@@ -40,7 +40,9 @@ function pageHelpers(hlsLive) {
 // as `url` (CORS would allow another one too). The browser is handed to
 // `track` for cleanup.
 export async function hlsPage(track, url) {
-  const browser = track(await launch());
+  // The HTTPS tests serve a self-signed certificate.
+  const https = new URL(url).protocol === 'https:';
+  const browser = track(await launch(https ? ['--ignore-certificate-errors'] : []));
   const page = await browser.newPage();
   if (process.env.HLS_WATCH_VERBOSE) page.on('console', (m) => console.error('[page]', m.text()));
   await page.goto(`${new URL(url).origin}/healthz`);

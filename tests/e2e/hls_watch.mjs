@@ -68,6 +68,9 @@ async function watchInPage({ url, seconds }) {
     partTarget: hls.levels?.[0]?.details?.partTarget ?? null,
     canBlockReload: hls.levels?.[0]?.details?.canBlockReload ?? null,
     stalls: 0,
+    // What the playlist and media requests went over: h2 or http/1.1.
+    protocols: [...new Set(performance.getEntriesByType('resource')
+      .filter((e) => e.name.includes('/hls/')).map((e) => e.nextHopProtocol))],
   };
   hls.destroy();
   return report;
@@ -107,6 +110,7 @@ await run('hls_watch', (seconds + 45) * 1000, async (track) => {
     lowLatencyMode: r.lowLatencyMode,
     partTarget: r.partTarget,
     canBlockReload: r.canBlockReload,
+    protocols: r.protocols,
     pausedAtEnd: r.samples.length ? r.samples[r.samples.length - 1].paused : null,
   };
 });

@@ -41,6 +41,7 @@ export interface Me {
     name: string; stream_key: string; title: string; description: string; category: string | null;
     /// The port the server's RTMP ingest listens on.
     rtmp_port?: number;
+    rtmps_port?: number | null;
     /// The port Icecast sources (DJ software) connect to.
     icecast_port?: number;
   } | null;

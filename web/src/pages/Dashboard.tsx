@@ -16,7 +16,7 @@ export function Dashboard({ me, setMe }: PageProps & { me: Me }) {
         <Link href={`/c/${ch.name}`}>Open your channel page</Link>
       </div>
       <div class="dash">
-        <StreamKey channel={ch.name} streamKey={ch.stream_key} rtmpPort={ch.rtmp_port} icecastPort={ch.icecast_port} setKey={setKey} />
+        <StreamKey channel={ch.name} streamKey={ch.stream_key} rtmpPort={ch.rtmp_port} rtmpsPort={ch.rtmps_port} icecastPort={ch.icecast_port} setKey={setKey} />
         <Health channel={ch.name} />
         <ChannelForm me={me} setMe={setMe} />
         <GoLive streamKey={ch.stream_key} channel={ch.name} />
@@ -43,8 +43,9 @@ function Copy({ text, label }: { text: string; label: string }) {
   return <button type="button" onClick={copy} aria-label={`Copy ${label}`}>{done ? 'Copied' : 'Copy'}</button>;
 }
 
-function StreamKey({ channel, streamKey, rtmpPort, icecastPort, setKey }: {
-  channel: string; streamKey: string; rtmpPort?: number; icecastPort?: number; setKey: (k: string) => void;
+function StreamKey({ channel, streamKey, rtmpPort, rtmpsPort, icecastPort, setKey }: {
+  channel: string; streamKey: string; rtmpPort?: number; rtmpsPort?: number | null; icecastPort?: number;
+  setKey: (k: string) => void;
 }) {
   const [shown, setShown] = useState(false);
   const [confirm, setConfirm] = useState(false);
@@ -52,6 +53,8 @@ function StreamKey({ channel, streamKey, rtmpPort, icecastPort, setKey }: {
   // The host the browser reached this page by (an IPv6 one comes with its
   // brackets), and the port the server says RTMP listens on.
   const rtmpUrl = `rtmp://${location.hostname}:${rtmpPort ?? 1935}/live`;
+  // With RTMPS on, the key never crosses the network in the clear.
+  const rtmpsUrl = rtmpsPort ? `rtmps://${location.hostname}:${rtmpsPort}/live` : null;
   const rotate = async () => {
     setError('');
     try {
@@ -84,6 +87,16 @@ function StreamKey({ channel, streamKey, rtmpPort, icecastPort, setKey }: {
         <button type="button" onClick={() => setConfirm(true)}>Rotate key…</button>
       )}
       {error && <p class="error" role="alert">{error}</p>}
+      {rtmpsUrl && (
+        <>
+          <h3>OBS over RTMPS (encrypted)</h3>
+          <dl class="kv">
+            <dt>Service</dt><dd>Custom…</dd>
+            <dt>Server</dt><dd><span class="mono" data-testid="rtmps-url">{rtmpsUrl}</span> <Copy text={rtmpsUrl} label="RTMPS server" /></dd>
+            <dt>Stream key</dt><dd>the key above</dd>
+          </dl>
+        </>
+      )}
       <h3>OBS over RTMP</h3>
       <dl class="kv">
         <dt>Service</dt><dd>Custom…</dd>
