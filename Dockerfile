@@ -35,5 +35,9 @@ ENV ONAIR_DATA_DIR=/var/lib/onair
 # --turn-relay-ports.
 EXPOSE 8080/tcp 1935/tcp 8000/tcp 8189/udp 8189/tcp 3478/udp 3478/tcp
 VOLUME ["/var/lib/onair"]
+# /healthz over the HTTP port (kept there with TLS on): 503 when an engine
+# is down, which is when the container should be replaced.
+HEALTHCHECK --interval=15s --timeout=6s --start-period=10s --retries=3 \
+  CMD ["onair", "health"]
 ENTRYPOINT ["onair"]
 CMD ["serve"]

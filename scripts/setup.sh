@@ -27,9 +27,24 @@ fi
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}" >&2
   SUDO=""
-  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  if [ "$(id -u)" -ne 0 ]; then
+    if ! command -v sudo >/dev/null; then
+      echo "setup: these packages are missing and there is no sudo: ${need[*]}" >&2
+      echo "setup: install them as root (apt-get install ${need[*]}), then run this again" >&2
+      exit 1
+    fi
+    SUDO="sudo"
+  fi
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+# The web app's build tools (vite 6) need Node.js 18 or newer; Debian 12
+# ships 18, older releases less.
+node_major=$(node -p 'process.versions.node.split(".")[0]')
+if [ "$node_major" -lt 18 ]; then
+  echo "setup: Node.js $(node --version) is too old to build the web app: it needs 18 or newer." >&2
+  echo "setup: install a newer one (https://nodejs.org, or NodeSource's Debian packages), then run this again." >&2
+  exit 1
 fi
 if ! command -v cargo >/dev/null; then
   echo "setup: cargo is missing; install Rust from https://rustup.rs" >&2

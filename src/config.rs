@@ -129,6 +129,9 @@ pub enum Command {
         #[command(subcommand)]
         action: UserAction,
     },
+    /// Exit 0 when the server on `--http` (this host) answers `/healthz`
+    /// with 200 within 5 s, 1 otherwise: for container health checks.
+    Health,
 }
 
 #[derive(Debug, Subcommand)]

@@ -68,6 +68,26 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", channel.stream_key);
             Ok(())
         }
+        Command::Health => {
+            // The plain listener keeps /healthz with TLS on, so this works
+            // either way. A wildcard address is asked on loopback.
+            let mut addr = config.http;
+            if addr.ip().is_unspecified() {
+                addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+            }
+            let url = format!("http://{addr}/healthz");
+            let client = reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(5))
+                .build()?;
+            let r = client.get(&url).send().await?;
+            let status = r.status();
+            let body = r.text().await.unwrap_or_default();
+            if !status.is_success() {
+                anyhow::bail!("{url}: {status}: {}", body.trim());
+            }
+            println!("{}", body.trim());
+            Ok(())
+        }
         Command::Channel { action } => {
             let db = Db::open(&config.database_url).await?;
             match action {

@@ -57,7 +57,12 @@ impl Labeled {
         let _ = writeln!(out, "# HELP {name} {}\n# TYPE {name} counter", self.help);
         let v = self.values.lock().unwrap_or_else(|e| e.into_inner());
         for (value, n) in v.iter() {
-            let _ = writeln!(out, "{name}{{{label}=\"{value}\"}} {n}");
+            // No label name: the value is the whole label set.
+            if label.is_empty() {
+                let _ = writeln!(out, "{name}{{{value}}} {n}");
+            } else {
+                let _ = writeln!(out, "{name}{{{label}=\"{value}\"}} {n}");
+            }
         }
     }
 }
@@ -131,6 +136,26 @@ static TLS_NOT_AFTER: AtomicI64 = AtomicI64::new(0);
 
 pub fn set_tls_not_after(unix_secs: i64) {
     TLS_NOT_AFTER.store(unix_secs, Ordering::Relaxed);
+}
+
+static PUBLISHES: Labeled = Labeled::new(
+    "onair_publishes_total",
+    "",
+    "Publish attempts by protocol (rtmp, whip, icecast) and result: accepted, or rejected (a wrong key, the publish webhook, bad arguments).",
+);
+
+/// A publish attempt over `protocol`, admitted or not.
+pub fn publish(protocol: &'static str, accepted: bool) {
+    let labels = match (protocol, accepted) {
+        ("rtmp", true) => r#"protocol="rtmp",result="accepted""#,
+        ("rtmp", false) => r#"protocol="rtmp",result="rejected""#,
+        ("whip", true) => r#"protocol="whip",result="accepted""#,
+        ("whip", false) => r#"protocol="whip",result="rejected""#,
+        ("icecast", true) => r#"protocol="icecast",result="accepted""#,
+        (_, true) => r#"protocol="other",result="accepted""#,
+        (_, false) => r#"protocol="other",result="rejected""#,
+    };
+    PUBLISHES.add(labels, 1);
 }
 
 static VIEWERS_WAITING: AtomicU64 = AtomicU64::new(0);
@@ -270,6 +295,7 @@ pub fn rtmp_buffered(delta: i64) {
 }
 
 pub fn rtmp_publish(accepted: bool) {
+    publish("rtmp", accepted);
     if accepted {
         RTMP_PUBLISHES.fetch_add(1, Ordering::Relaxed);
     } else {
@@ -303,6 +329,38 @@ fn counter(out: &mut String, name: &str, help: &str, v: &AtomicU64) {
         "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
         v.load(Ordering::Relaxed)
     );
+}
+
+static START_TIME: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+
+/// Notes the process start (called once, early, by the server).
+pub fn mark_start() {
+    START_TIME.get_or_init(unix_now_f64);
+}
+
+fn unix_now_f64() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// HELP text for the gauges the caller passes to [`render`].
+fn gauge_help(name: &str) -> &'static str {
+    match name {
+        "onair_viewers" => "Viewers now, by channel and protocol (webrtc, hls: an estimate from requests, icecast, flv).",
+        "onair_ingest_bytes_total" => "Bytes received from each live channel's publisher.",
+        "onair_ingest_video_frames_total" => "Video frames received from each live channel's publisher.",
+        "onair_stream_readers" => "Readers attached to each live stream in the hub (WebRTC, the segmenter, FLV and Icecast players).",
+        "onair_live_streams" => "Channels live now.",
+        "onair_db_pool_connections" => "Database connections open.",
+        "onair_db_pool_idle" => "Database connections open and idle.",
+        "onair_password_hash_slots" => "Password hashes that may run at once (one per core).",
+        "onair_password_hashes_running" => "Password hashes running now.",
+        "onair_password_hashes_peak" => "Most password hashes that ran at once since start.",
+        "onair_password_hashes_waiting" => "Sign-ins and registrations waiting for a hash slot.",
+        "onair_chat_sockets" => "Chat WebSockets open.",
+        _ => "An onair gauge.",
+    }
 }
 
 /// Renders the counters plus per-channel gauges supplied by the caller.
@@ -455,12 +513,26 @@ pub fn render(gauges: &[(String, String, f64)]) -> String {
         &WEBHOOK_ADMISSIONS,
         &WEBHOOK_DELIVERIES,
         &ACME_ORDERS,
+        &PUBLISHES,
     ] {
         l.render(&mut out);
     }
+    let _ = writeln!(
+        out,
+        "# HELP onair_build_info The running build; its value is always 1.\n\
+         # TYPE onair_build_info gauge\nonair_build_info{{version=\"{}\"}} 1",
+        env!("CARGO_PKG_VERSION")
+    );
+    let started = START_TIME.get_or_init(unix_now_f64);
+    let _ = writeln!(
+        out,
+        "# HELP process_start_time_seconds When the process started (Unix time).\n\
+         # TYPE process_start_time_seconds gauge\nprocess_start_time_seconds {started:.3}"
+    );
     let mut last = "";
     for (name, labels, v) in gauges {
         if name != last {
+            let _ = writeln!(out, "# HELP {name} {}", gauge_help(name));
             // Totals passed in by the caller (per-channel ingest) are
             // counters: Prometheus' rate() gives bitrate and fps from them.
             let kind = if name.ends_with("_total") {

@@ -96,6 +96,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     crate::isolate::install_hook();
+    crate::metrics::mark_start();
     let engines = crate::isolate::Engines::new();
     let db = Db::open(&config.database_url).await?;
     let hub = Hub::new();

@@ -128,6 +128,23 @@ fn serve_reads_flags_env_and_toml_and_stops_on_sigterm() {
     let mut resp = String::new();
     s.read_to_string(&mut resp).unwrap();
     assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    // The container health check: `onair health` on the same settings.
+    let health = |addr: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_onair"))
+            .args(["health", "--http", addr])
+            .output()
+            .unwrap()
+    };
+    let ok = health(&http.to_string());
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&ok.stdout).trim(), "ok");
+    let dead = health("127.0.0.1:1");
+    assert!(!dead.status.success(), "nothing listens on port 1");
+    assert!(String::from_utf8_lossy(&dead.stderr).contains("error"));
 
     unsafe_sigterm(child.id());
     let deadline = Instant::now() + Duration::from_secs(15);

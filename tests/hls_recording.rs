@@ -288,3 +288,28 @@ async fn orphaned_recording_folders_are_removed_at_start() {
     }
     srv.stop().await;
 }
+
+/// A broadcast that ends while another writer holds SQLite's lock past its
+/// 5 s busy wait ("database is locked") still gets its row closed: the
+/// closing write is tried again rather than lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broadcast_ending_while_the_database_is_locked_is_still_closed() {
+    use sqlx::Connection;
+    let srv = TestServer::start().await;
+    let mut ff = ffmpeg_publish(&srv.rtmp_url(&srv.key), 4);
+    common::wait_for_live(srv.http, &srv.channel).await;
+    let url = format!("sqlite://{}", srv.dir.path().join("onair.db").display());
+    let mut writer = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut writer)
+        .await
+        .unwrap();
+    ff.wait().await.unwrap();
+    // Longer than two busy waits: the recorder may be inside one (a
+    // progress update) when the publish ends.
+    tokio::time::sleep(Duration::from_secs(14)).await;
+    sqlx::query("COMMIT").execute(&mut writer).await.unwrap();
+    let b = wait_ended(&srv, 1).await;
+    assert!(b["duration_ms"].as_i64().unwrap() >= 2000, "{b}");
+    srv.stop().await;
+}

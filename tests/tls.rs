@@ -405,3 +405,59 @@ async fn wss(
         .expect("WSS upgrade");
     ws
 }
+
+/// Connections that open TLS and say nothing (or stop mid-handshake) are
+/// closed after the handshake deadline, and HTTPS keeps serving meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_tls_connections_are_closed_and_https_keeps_serving() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let srv = TlsServer::start("quiet").await;
+    let mut silent = Vec::new();
+    for i in 0..60 {
+        let mut s = tokio::net::TcpStream::connect(srv.https).await.unwrap();
+        if i % 2 == 0 {
+            // Half a ClientHello record header: the handshake never ends.
+            s.write_all(&[0x16, 0x03, 0x01, 0x02]).await.unwrap();
+        }
+        silent.push(s);
+    }
+    let url = format!("https://localhost:{}/healthz", srv.https.port());
+    let code = curl(
+        &srv.https,
+        &srv.ca(),
+        &["-o", "/dev/null", "-w", "%{http_code}"],
+        &url,
+    );
+    assert_eq!(code, "200", "a real client beside 60 silent ones");
+    let start = Instant::now();
+    for s in &mut silent {
+        let mut buf = [0u8; 64];
+        let left = Duration::from_secs(15).saturating_sub(start.elapsed());
+        match tokio::time::timeout(left, s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => {}
+            Ok(Ok(n)) => {
+                // A TLS alert before the close is fine; then it must close.
+                let _ = n;
+                let rest = tokio::time::timeout(Duration::from_secs(2), s.read(&mut buf)).await;
+                assert!(
+                    matches!(rest, Ok(Ok(0)) | Ok(Err(_))),
+                    "closed after the alert"
+                );
+            }
+            Err(_) => panic!("a silent TLS connection was still open after 15 s"),
+        }
+    }
+    let waited = start.elapsed();
+    assert!(
+        waited >= Duration::from_secs(8),
+        "not closed before the deadline: {waited:?}"
+    );
+    let code = curl(
+        &srv.https,
+        &srv.ca(),
+        &["-o", "/dev/null", "-w", "%{http_code}"],
+        &url,
+    );
+    assert_eq!(code, "200");
+    srv.stop().await;
+}

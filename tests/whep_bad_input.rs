@@ -227,3 +227,79 @@ async fn an_offer_flood_from_one_address_is_limited() {
     );
     srv.stop().await;
 }
+
+/// What third-party WHIP/WHEP clients check (RFC 9725 and the WHEP draft):
+/// `OPTIONS` names what a POST and a PATCH take, the ETag is readable
+/// across origins and guards PATCH (412 on a mismatch, 422 for an ICE
+/// restart, which sessions here do not do), and a wrong method gets 405
+/// with the same JSON error body as everything else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whip_and_whep_follow_the_http_conventions_clients_check() {
+    let srv = TestServer::start().await;
+    for path in ["/whip".to_string(), format!("/whep/{}", srv.channel)] {
+        let r = http(srv.http, "OPTIONS", &path, &[], b"").await;
+        assert!(
+            r.status == 200 || r.status == 204,
+            "OPTIONS {path}: {}",
+            r.status
+        );
+        assert_eq!(r.header("accept-post"), Some("application/sdp"), "{path}");
+    }
+    let offer = vp8_only_offer().replace(
+        "a=rtpmap:96 VP8/90000\r\n",
+        "a=rtpmap:96 H264/90000\r\na=fmtp:96 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f\r\n",
+    );
+    let path = format!("/whep/{}", srv.channel);
+    let origin = ("Origin", "https://player.example");
+    let r = http(srv.http, "POST", &path, &[SDP, origin], offer.as_bytes()).await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let etag = r.header("etag").expect("an ETag").to_string();
+    let exposed = r
+        .header("access-control-expose-headers")
+        .unwrap_or_default()
+        .to_lowercase();
+    assert!(
+        exposed.contains("etag"),
+        "ETag readable by players on other origins: {exposed}"
+    );
+    let session = r.header("location").expect("a Location").to_string();
+    let r = http(srv.http, "OPTIONS", &session, &[], b"").await;
+    assert_eq!(
+        r.header("accept-patch"),
+        Some("application/trickle-ice-sdpfrag")
+    );
+
+    let frag = b"a=ice-ufrag:abcd\r\na=ice-pwd:abcdefghijklmnopqrstuvwx\r\nm=video 9 UDP/TLS/RTP/SAVPF 0\r\na=mid:0\r\na=candidate:1 1 UDP 2130706431 127.0.0.1 50000 typ host\r\n";
+    let frag_type = ("Content-Type", "application/trickle-ice-sdpfrag");
+    let patch = |if_match: &'static str| {
+        let session = session.clone();
+        async move {
+            let mut headers = vec![frag_type];
+            if !if_match.is_empty() {
+                headers.push(("If-Match", if_match));
+            }
+            http(srv.http, "PATCH", &session, &headers, frag).await
+        }
+    };
+    let stale = patch("\"someone-else\"").await;
+    assert_eq!(stale.status, 412, "{}", stale.text());
+    assert!(stale.json()["error"].as_str().unwrap().contains("ETag"));
+    let restart = patch("*").await;
+    assert_eq!(restart.status, 422, "ICE restart: {}", restart.text());
+    let etag: &'static str = Box::leak(etag.into_boxed_str());
+    assert_eq!(patch(etag).await.status, 204, "the session's own ETag");
+    assert_eq!(
+        patch("").await.status,
+        204,
+        "no If-Match: taken at its word"
+    );
+
+    let wrong = http(srv.http, "GET", "/whip", &[], b"").await;
+    assert_eq!(wrong.status, 405);
+    assert!(
+        wrong.json()["error"].is_string(),
+        "405 has the JSON error body: {}",
+        wrong.text()
+    );
+    srv.stop().await;
+}

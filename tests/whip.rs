@@ -92,6 +92,19 @@ async fn a_whip_publisher_is_watched_over_whep() {
         "forwarding latency: {} of {count} packets within 2 ms (debug build)",
         value("onair_forward_latency_seconds_bucket{le=\"0.002\"}")
     );
+    // Publishes are counted per protocol, beside the build and start time,
+    // and every family says what it is.
+    let accepted = value("onair_publishes_total{protocol=\"whip\",result=\"accepted\"}");
+    assert!(accepted >= 1.0, "WHIP publishes counted: {accepted}");
+    assert_eq!(value("onair_build_info{"), 1.0);
+    assert!(value("process_start_time_seconds") > 1.7e9);
+    for family in metrics.lines().filter_map(|l| l.strip_prefix("# TYPE ")) {
+        let name = family.split(' ').next().unwrap();
+        assert!(
+            metrics.contains(&format!("# HELP {name} ")),
+            "no HELP for {name}"
+        );
+    }
     srv.stop().await;
 }
 
@@ -126,6 +139,15 @@ async fn whip_refuses_bad_keys_and_bad_offers() {
     assert_eq!(r.status, 400);
     let r = http(srv.http, "DELETE", "/whip/not-a-session", &[], b"").await;
     assert_eq!(r.status, 404);
+    let rejected = common::metric(
+        srv.http,
+        "onair_publishes_total{protocol=\"whip\",result=\"rejected\"}",
+    )
+    .await;
+    assert!(
+        rejected >= 5.0,
+        "refused WHIP publishes counted: {rejected}"
+    );
     srv.stop().await;
 }
 

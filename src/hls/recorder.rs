@@ -47,6 +47,11 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::SystemTime;
 
+/// Tries for the writes that close a broadcast's row, a pause apart; a row
+/// still open after them is closed by the next start's recovery.
+const FINISH_TRIES: u32 = 4;
+const FINISH_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Writer queue depth, in segmenter events: about 20 s of parts, headroom
 /// for a disk that stalls for a while before we give up on the recording.
 const QUEUE: usize = 512;
@@ -558,6 +563,33 @@ impl Writer {
         }
     }
 
+    /// [`Self::block_on`] for the writes that close a broadcast, which
+    /// must not be lost to a moment of contention (SQLite answering "database
+    /// is locked" after its 5 s busy wait, on a machine whose disk is
+    /// saturated): they are idempotent, so they are tried again. The
+    /// recorder's own thread waits; nothing else does.
+    fn retrying<T, F: std::future::Future<Output = Result<T, crate::db::DbError>>>(
+        &self,
+        mut op: impl FnMut() -> F,
+    ) -> Result<T, String> {
+        let mut tries = 1;
+        loop {
+            match self.block_on(op()) {
+                Ok(v) => return Ok(v),
+                Err(e) if tries >= FINISH_TRIES => return Err(e),
+                Err(e) => {
+                    tracing::warn!(
+                        broadcast = self.row.id,
+                        tries,
+                        "closing the broadcast row failed, trying again: {e}"
+                    );
+                    tries += 1;
+                    std::thread::sleep(FINISH_RETRY_PAUSE);
+                }
+            }
+        }
+    }
+
     fn duration_ms(&self) -> i64 {
         (self.duration * 1000.0).round() as i64
     }
@@ -587,14 +619,16 @@ impl Writer {
         }
         let (id, d, s) = (self.row.id, self.duration_ms(), self.size as i64);
         let ended = unix_ms(SystemTime::now());
-        if let Err(e) = self.block_on(self.db.finish_broadcast(id, ended, d, s)) {
+        let db = self.db.clone();
+        if let Err(e) = self.retrying(|| db.finish_broadcast(id, ended, d, s)) {
             tracing::error!(broadcast = id, "cannot finish the broadcast row: {e}");
         }
         let mut recorded = self.on;
         if self.on && s == 0 {
             // Nothing was ever written (a publisher that sent no picture):
             // a past broadcast with no recording, not an empty VOD.
-            match self.block_on(self.db.unrecord_broadcast(id)) {
+            let db = self.db.clone();
+            match self.retrying(|| db.unrecord_broadcast(id)) {
                 Ok(()) => {
                     recorded = false;
                     let _ = std::fs::remove_dir_all(&self.dir);

@@ -28,6 +28,15 @@ pub enum ApiError {
     Forbidden(String),
     #[error("{0}")]
     Conflict(String),
+    /// 405, with the JSON body every other error has.
+    #[error("{0}")]
+    MethodNotAllowed(String),
+    /// 412: an `If-Match` that names another entity.
+    #[error("{0}")]
+    PreconditionFailed(String),
+    /// 422: a well-formed request this resource does not support.
+    #[error("{0}")]
+    Unprocessable(String),
     /// The reason, and seconds until a retry may succeed.
     #[error("{0}")]
     TooManyRequests(String, u64),
@@ -52,6 +61,9 @@ impl IntoResponse for ApiError {
             ApiError::Unauthorized(m) => (StatusCode::UNAUTHORIZED, m.clone()),
             ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, m.clone()),
             ApiError::Conflict(m) => (StatusCode::CONFLICT, m.clone()),
+            ApiError::MethodNotAllowed(m) => (StatusCode::METHOD_NOT_ALLOWED, m.clone()),
+            ApiError::PreconditionFailed(m) => (StatusCode::PRECONDITION_FAILED, m.clone()),
+            ApiError::Unprocessable(m) => (StatusCode::UNPROCESSABLE_ENTITY, m.clone()),
             ApiError::TooManyRequests(m, retry_after) => {
                 crate::log_limited!(REFUSALS, tracing::Level::INFO, status = 429, "refused: {m}");
                 let body = Json(serde_json::json!({ "error": m }));

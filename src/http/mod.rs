@@ -83,7 +83,14 @@ pub fn router(state: AppState) -> Router {
             Method::OPTIONS,
         ])
         .allow_headers(AllowHeaders::mirror_request())
-        .expose_headers([header::LOCATION, HeaderName::from_static("link")]);
+        // ETag: a WHIP/WHEP client sends it back in If-Match.
+        .expose_headers([
+            header::LOCATION,
+            header::ETAG,
+            HeaderName::from_static("link"),
+            HeaderName::from_static("accept-post"),
+            HeaderName::from_static("accept-patch"),
+        ]);
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
@@ -97,6 +104,9 @@ pub fn router(state: AppState) -> Router {
         .merge(health::routes())
         .merge(web::routes())
         .fallback(|| async { ApiError::NotFound("no such resource".into()) })
+        .method_not_allowed_fallback(|| async {
+            ApiError::MethodNotAllowed("this resource does not take that method".into())
+        })
         .layer(axum::middleware::from_fn(contain_panics))
         .layer(listen::body_timeout())
         // No page of ours may be framed by another site (clickjacking):
@@ -111,6 +121,7 @@ pub fn router(state: AppState) -> Router {
             HeaderValue::from_static("frame-ancestors 'none'"),
         ))
         .layer(cors)
+        .layer(axum::middleware::from_fn(whep::accept_headers))
         .with_state(state)
 }
 

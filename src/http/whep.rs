@@ -8,7 +8,7 @@ use crate::sfu::{ChatTap, DataChannelEvent, WhepSession};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::http::{header, HeaderMap, HeaderName, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{patch, post};
 use axum::Router;
@@ -120,8 +120,34 @@ pub(super) async fn add_candidates(
 ) -> Result<StatusCode, ApiError> {
     let text = body_text(body)?;
     require_type(headers, "application/trickle-ice-sdpfrag")?;
+    check_if_match(headers, session)?;
     s.sfu.patch(session, sdp::frag_candidates(&text)).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// RFC 9725 4.3: a trickle PATCH names the session's ETag in `If-Match`
+/// (a client that sends none is taken at its word), and `If-Match: *`
+/// asks for an ICE restart, which a session here does not do: the client
+/// starts a new session instead (422, as the RFC wants from a server that
+/// supports trickle but not restarts).
+fn check_if_match(headers: &HeaderMap, session: &str) -> Result<(), ApiError> {
+    let Some(want) = headers.get(header::IF_MATCH) else {
+        return Ok(());
+    };
+    let want = want.to_str().unwrap_or("").trim();
+    if want == "*" {
+        return Err(ApiError::Unprocessable(
+            "ICE restarts are not supported: end this session and start a new one".into(),
+        ));
+    }
+    let ours = format!("\"{session}\"");
+    if want.split(',').any(|tag| tag.trim() == ours) {
+        Ok(())
+    } else {
+        Err(ApiError::PreconditionFailed(format!(
+            "If-Match {want} does not match this session's ETag {ours}"
+        )))
+    }
 }
 
 async fn end(
@@ -130,6 +156,38 @@ async fn end(
 ) -> Result<StatusCode, ApiError> {
     s.sfu.delete(&session).await?;
     Ok(StatusCode::OK)
+}
+
+/// What a WHIP/WHEP resource takes, named in the answer to `OPTIONS`
+/// (RFC 9725 4.1): `POST` an SDP offer to the endpoint, `PATCH` a trickle
+/// fragment to a session. Added to every `OPTIONS` answer for those paths,
+/// the CORS layer's preflight answers included.
+pub(super) async fn accept_headers(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let accept = (req.method() == Method::OPTIONS)
+        .then(|| accepts(req.uri().path()))
+        .flatten();
+    let mut response = next.run(req).await;
+    if let Some((name, value)) = accept {
+        response
+            .headers_mut()
+            .insert(name, axum::http::HeaderValue::from_static(value));
+    }
+    response
+}
+
+fn accepts(path: &str) -> Option<(HeaderName, &'static str)> {
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    match segments.as_slice() {
+        ["whip"] | ["whep", _] => Some((HeaderName::from_static("accept-post"), "application/sdp")),
+        ["whip", _] | ["whep", _, _] => Some((
+            HeaderName::from_static("accept-patch"),
+            "application/trickle-ice-sdpfrag",
+        )),
+        _ => None,
+    }
 }
 
 /// Data-channel events a viewer may have in flight to its room; past this

@@ -35,17 +35,27 @@ async fn offer(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     super::whep::rate_limit(&s, client)?;
+    let answer = publish(&s, client, &headers, body).await;
+    crate::metrics::publish("whip", answer.is_ok());
+    answer
+}
+
+async fn publish(
+    s: &AppState,
+    client: super::ClientAddr,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
     let text = body_text(body)?;
-    let Some(key) = bearer(&headers) else {
+    let Some(key) = bearer(headers) else {
         return Err(ApiError::Unauthorized(
             "WHIP needs Authorization: Bearer <stream key>".into(),
         ));
     };
     let Some(channel) = s.db.channel_for_key(key).await? else {
-        tracing::warn!("WHIP publish refused: unknown stream key");
         return Err(ApiError::Unauthorized("unknown stream key".into()));
     };
-    require_type(&headers, "application/sdp")?;
+    require_type(headers, "application/sdp")?;
     let who = crate::hooks::Admission {
         channel: &channel,
         protocol: "whip",
@@ -55,7 +65,7 @@ async fn offer(
     let answer = s.sfu.whip(&channel, text).await?;
     let location = format!("/whip/{}", answer.session);
     Ok(super::whep::created(
-        &s,
+        s,
         answer,
         location,
         "publisher",

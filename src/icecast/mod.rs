@@ -241,7 +241,10 @@ impl Icecast {
         }
         match self.db.channel_for_key(&key).await {
             Ok(Some(c)) if c == channel => Ok(()),
-            Ok(_) => Err(Refusal::Unauthorized("wrong stream key for this mount")),
+            Ok(_) => {
+                crate::metrics::publish("icecast", false);
+                Err(Refusal::Unauthorized("wrong stream key for this mount"))
+            }
             Err(e) => {
                 tracing::error!("icecast: stream key lookup failed: {e}");
                 Err(Refusal::Internal)

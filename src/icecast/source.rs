@@ -91,9 +91,11 @@ pub(super) async fn run(
         remote: peer.ip(),
     };
     if let Err(why) = ic.hooks.admit(who).await {
+        crate::metrics::publish("icecast", false);
         respond(&mut socket, "403 Forbidden", &[], &format!("{why}\n")).await;
         return;
     }
+    crate::metrics::publish("icecast", true);
     let ice = |k: &str| head.header(k).map(clean_text).filter(|v| !v.is_empty());
     let name = ice("ice-name");
     let description = ice("ice-description");

@@ -173,16 +173,17 @@ impl TlsArgs {
 
 /// `90d`, `12h`, `30m` or `5s`.
 fn parse_long_duration(s: &str) -> Result<Duration, String> {
-    let unit =
-        match s.chars().last() {
-            Some('d') => 86_400,
-            Some('h') => 3600,
-            Some('m') => 60,
-            Some('s') => 1,
-            _ => return Err(format!(
+    let unit = match s.chars().last() {
+        Some('d') => 86_400,
+        Some('h') => 3600,
+        Some('m') => 60,
+        Some('s') => 1,
+        _ => {
+            return Err(format!(
                 "{s:?}: expected a number of days, hours, minutes or seconds (90d, 12h, 30m, 5s)"
-            )),
-        };
+            ))
+        }
+    };
     let n: u64 = s[..s.len() - 1]
         .parse()
         .map_err(|_| format!("{s:?}: expected a number before the unit"))?;
