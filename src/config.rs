@@ -28,6 +28,11 @@ pub struct Cli {
 
 #[derive(Debug, Args, Clone, Default)]
 pub struct GlobalArgs {
+    /// `text` (default) or `json`: one JSON object per line, for log
+    /// collectors. Flags and env only (logging starts before the file is
+    /// read).
+    #[arg(long, env = "ONAIR_LOG_FORMAT", global = true, value_parser = ["text", "json"])]
+    pub log_format: Option<String>,
     /// Optional TOML file with the same keys as the long flags (`http = "..."`).
     #[arg(long, env = "ONAIR_CONFIG", global = true)]
     pub config: Option<PathBuf>,
@@ -96,6 +101,11 @@ pub struct ServeArgs {
         global = true
     )]
     pub trusted_proxies: Vec<crate::net::Cidr>,
+    /// One log line per HTTP request (target `onair::access`): method,
+    /// path (session ids and query values that may be secrets masked),
+    /// status, bytes, milliseconds, client.
+    #[arg(long, env = "ONAIR_ACCESS_LOG", global = true)]
+    pub access_log: bool,
     /// Tests only: lets publishers' marked packets (WHIP) and commands
     /// (RTMP) panic the server, to prove that fault isolation holds. Never
     /// turn it on in production.
@@ -213,6 +223,7 @@ struct FileConfig {
     acme_ca_root: Option<PathBuf>,
     https: Option<SocketAddr>,
     rtmps: Option<SocketAddr>,
+    access_log: Option<bool>,
 }
 
 /// Resolved settings.
@@ -249,6 +260,8 @@ pub struct Config {
     pub hooks: crate::hooks::HookConfig,
     /// HTTPS and RTMPS, when a certificate is configured.
     pub tls: crate::tls::TlsConfig,
+    /// See `--access-log`.
+    pub access_log: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -410,6 +423,7 @@ impl Config {
                 .unwrap_or_else(|| parse(crate::icecast::DEFAULT_ICECAST)),
             hooks,
             tls,
+            access_log: serve.access_log || file.access_log.unwrap_or(false),
         })
     }
 
@@ -437,6 +451,7 @@ impl Config {
             icecast: any,
             hooks: crate::hooks::HookConfig::default(),
             tls: crate::tls::TlsConfig::default(),
+            access_log: false,
         }
     }
 }

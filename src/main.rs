@@ -11,15 +11,17 @@ fn main() -> ExitCode {
     // warns for every datagram it drops (a bad SRTP tag, a STUN check with
     // the wrong username): either would let any client flood the log. The
     // relay's and the SFU's own lines say what matters.
-    tracing_subscriber::fmt()
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        "info,rtc=error,rtc_ice=error,rtc_dtls=error,rtc_sctp=error,turn=off".into()
+    });
+    let logs = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-                "info,rtc=error,rtc_ice=error,rtc_dtls=error,rtc_sctp=error,turn=off".into()
-            }),
-        )
-        .init();
+        .with_env_filter(filter);
+    if cli.global.log_format.as_deref() == Some("json") {
+        logs.json().flatten_event(true).init();
+    } else {
+        logs.with_ansi(std::io::stderr().is_terminal()).init();
+    }
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {

@@ -224,6 +224,7 @@ pub async fn run(
                 .public_url
                 .as_deref()
                 .is_some_and(|u| u.starts_with("https://")),
+        access_log: config.access_log,
     };
     let proxies = Arc::new(config.trusted_proxies.clone());
     let http_task = match (tls, listeners.https) {

@@ -182,3 +182,58 @@ fn unsafe_sigterm(pid: u32) {
         .unwrap();
     assert!(ok.success());
 }
+
+/// `--log-format json` writes one JSON object per line, and `--access-log`
+/// one line per request, with every credential in the URL masked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_and_an_access_log_without_secrets() {
+    use common::child::{free_addr, serve_with, wait_healthy};
+    let dir = tempfile::tempdir().unwrap();
+    let (http, rtmp) = (free_addr(), free_addr());
+    let mut child = serve_with(
+        dir.path(),
+        http,
+        rtmp,
+        "server.log",
+        &["--log-format", "json", "--access-log"],
+    );
+    wait_healthy(http).await;
+    common::get(http, "/ws/nobody?token=sekrit-token").await;
+    common::get(http, "/hls/nobody/index.m3u8?_HLS_msn=7&_HLS_part=1").await;
+    let r = common::http(http, "DELETE", "/whep/nobody/sekrit-session", &[], b"").await;
+    assert_eq!(r.status, 404);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let _ = child.start_kill();
+    let _ = child.wait().await;
+    let log = std::fs::read_to_string(dir.path().join("server.log")).unwrap();
+    assert!(
+        !log.contains("sekrit"),
+        "a credential reached the log:\n{log}"
+    );
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let access: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|l| l["target"] == "onair::access")
+        .collect();
+    let path_of = |p: &str| {
+        access
+            .iter()
+            .find(|l| l["path"].as_str().is_some_and(|x| x.starts_with(p)))
+            .unwrap_or_else(|| panic!("no access line for {p}: {access:?}"))
+    };
+    assert_eq!(path_of("/ws/")["path"], "/ws/nobody?token=…");
+    let hls = path_of("/hls/");
+    assert_eq!(hls["path"], "/hls/nobody/index.m3u8?_HLS_msn=7&_HLS_part=1");
+    assert_eq!(hls["status"], 404);
+    assert_eq!(hls["method"], "GET");
+    assert!(
+        hls["client"] == "127.0.0.1" && hls["ms"].is_number(),
+        "{hls}"
+    );
+    let whep = path_of("/whep/");
+    assert_eq!(whep["path"], "/whep/nobody/…");
+    assert_eq!(whep["method"], "DELETE");
+}

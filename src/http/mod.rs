@@ -1,5 +1,6 @@
 //! axum only, no media logic: routes, errors, and the glue to the core.
 
+mod access;
 pub mod auth;
 mod channels;
 mod chat_ws;
@@ -68,6 +69,8 @@ pub struct AppState {
     /// The session cookie is `Secure`: TLS is on, or the public URL is
     /// https (a TLS-terminating proxy in front).
     pub secure_cookies: bool,
+    /// One log line per request (`--access-log`).
+    pub access_log: bool,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -122,6 +125,10 @@ pub fn router(state: AppState) -> Router {
         ))
         .layer(cors)
         .layer(axum::middleware::from_fn(whep::accept_headers))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            access::log,
+        ))
         .with_state(state)
 }
 
