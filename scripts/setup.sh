@@ -23,6 +23,12 @@ if [ "${1:-}" = "--test" ]; then
   # to the HTTPS listener (tests/tls.rs).
   command -v pebble >/dev/null || need+=(pebble)
   command -v curl >/dev/null || need+=(curl)
+  # The reverse proxies tests/proxy.rs runs docs/nginx.conf and
+  # docs/Caddyfile with.
+  command -v nginx >/dev/null || need+=(nginx)
+  command -v caddy >/dev/null || need+=(caddy)
+  # Chromium's certificate store, for the TURN-over-TLS test.
+  command -v certutil >/dev/null || need+=(libnss3-tools)
 fi
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}" >&2

@@ -2,7 +2,6 @@
 //! of precedence, with the contract's defaults.
 
 use clap::{Args, Parser, Subcommand};
-use serde::Deserialize;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
@@ -10,6 +9,8 @@ pub const DEFAULT_HTTP: &str = "0.0.0.0:8080";
 pub const DEFAULT_RTMP: &str = "0.0.0.0:1935";
 pub const DEFAULT_WEBRTC_UDP: &str = "0.0.0.0:8189";
 pub const DEFAULT_DATA_DIR: &str = "./data";
+/// TURN over TLS: the port RFC 5766 gives `turns:`.
+pub const DEFAULT_TURNS: &str = "0.0.0.0:5349";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -26,34 +27,38 @@ pub struct Cli {
     pub serve: ServeArgs,
 }
 
-#[derive(Debug, Args, Clone, Default)]
+#[derive(Debug, Args, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default, rename_all = "kebab-case")]
 pub struct GlobalArgs {
     /// `text` (default) or `json`: one JSON object per line, for log
     /// collectors. Flags and env only (logging starts before the file is
     /// read).
-    #[arg(long, env = "ONAIR_LOG_FORMAT", global = true, value_parser = ["text", "json"])]
+    #[arg(long, env = "ONAIR_LOG_FORMAT", global = true, value_parser = ["text", "json"], default_value = "text")]
+    #[serde(skip)]
     pub log_format: Option<String>,
     /// Optional TOML file with the same keys as the long flags (`http = "..."`).
     #[arg(long, env = "ONAIR_CONFIG", global = true)]
+    #[serde(skip)]
     pub config: Option<PathBuf>,
     /// Folder for the SQLite database and recordings.
-    #[arg(long, env = "ONAIR_DATA_DIR", global = true)]
+    #[arg(long, env = "ONAIR_DATA_DIR", global = true, default_value = DEFAULT_DATA_DIR)]
     pub data_dir: Option<PathBuf>,
-    /// `sqlite://...` or `postgres://...`; defaults to `sqlite://<data-dir>/onair.db`.
+    /// `sqlite://...` or `postgres://...` [default: sqlite://<data-dir>/onair.db]
     #[arg(long, env = "DATABASE_URL", global = true)]
     pub database_url: Option<String>,
 }
 
-#[derive(Debug, Args, Clone, Default)]
+#[derive(Debug, Args, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default, rename_all = "kebab-case")]
 pub struct ServeArgs {
     /// HTTP: API, WHIP/WHEP, HLS, web UI, /metrics.
-    #[arg(long, env = "ONAIR_HTTP", global = true)]
+    #[arg(long, env = "ONAIR_HTTP", global = true, default_value = DEFAULT_HTTP)]
     pub http: Option<SocketAddr>,
     /// RTMP ingest.
-    #[arg(long, env = "ONAIR_RTMP", global = true)]
+    #[arg(long, env = "ONAIR_RTMP", global = true, default_value = DEFAULT_RTMP)]
     pub rtmp: Option<SocketAddr>,
     /// WebRTC media: every peer on this one UDP port.
-    #[arg(long, env = "ONAIR_WEBRTC_UDP", global = true)]
+    #[arg(long, env = "ONAIR_WEBRTC_UDP", global = true, default_value = DEFAULT_WEBRTC_UDP)]
     pub webrtc_udp: Option<SocketAddr>,
     /// Address announced in ICE candidates (NAT 1:1). Repeat or comma-separate
     /// for several. Default: every address of the host.
@@ -73,9 +78,18 @@ pub struct ServeArgs {
     /// the ICE servers.
     #[arg(long, env = "ONAIR_TURN", global = true)]
     pub turn: Option<SocketAddr>,
+    /// TURN over TLS (`turns:`) on this address, with the HTTPS
+    /// certificate, for networks that let only TLS out [default:
+    /// 0.0.0.0:5349 when TLS and --turn are both on].
+    #[arg(long, env = "ONAIR_TURNS", global = true)]
+    pub turns: Option<SocketAddr>,
     /// UDP port range for the built-in relay's relayed addresses, `MIN-MAX`.
-    /// Default 49152-65535.
-    #[arg(long, env = "ONAIR_TURN_RELAY_PORTS", global = true)]
+    #[arg(
+        long,
+        env = "ONAIR_TURN_RELAY_PORTS",
+        global = true,
+        default_value = "49152-65535"
+    )]
     pub turn_relay_ports: Option<String>,
     /// Peer ranges (CIDR, repeat or comma-separate) the built-in relay may
     /// reach despite its restrictions (loopback, private, link-local and
@@ -86,11 +100,21 @@ pub struct ServeArgs {
         value_delimiter = ',',
         global = true
     )]
+    #[serde(with = "cidrs")]
     pub turn_allow_peer: Vec<crate::net::Cidr>,
     /// WHIP/WHEP offers per second per client address (bursts of 4x);
-    /// 0 = unlimited, for load tests. Default 5.
-    #[arg(long, env = "ONAIR_OFFER_RATE", global = true)]
+    /// 0 = unlimited, for load tests.
+    #[arg(long, env = "ONAIR_OFFER_RATE", global = true, default_value = "5")]
     pub offer_rate: Option<f64>,
+    /// WebRTC viewers (WHEP sessions) this server takes; past it an offer
+    /// gets 503 with Retry-After. At most 20000.
+    #[arg(
+        long,
+        env = "ONAIR_MAX_VIEWERS",
+        global = true,
+        default_value = "20000"
+    )]
+    pub max_viewers: Option<usize>,
     /// Reverse proxies (CIDR ranges, repeat or comma-separate) whose
     /// `Forwarded` / `X-Forwarded-For` headers name the client. Without it,
     /// the socket's address is the client.
@@ -100,7 +124,15 @@ pub struct ServeArgs {
         value_delimiter = ',',
         global = true
     )]
+    #[serde(with = "cidrs")]
     pub trusted_proxies: Vec<crate::net::Cidr>,
+    /// Serve `/metrics` only on this address (e.g. `127.0.0.1:9090`), not
+    /// on the public listeners.
+    #[arg(long, env = "ONAIR_METRICS_LISTEN", global = true)]
+    pub metrics_listen: Option<SocketAddr>,
+    /// `/metrics` answers only requests with `Authorization: Bearer TOKEN`.
+    #[arg(long, env = "ONAIR_METRICS_TOKEN", global = true)]
+    pub metrics_token: Option<String>,
     /// One log line per HTTP request (target `onair::access`): method,
     /// path (session ids and query values that may be secrets masked),
     /// status, bytes, milliseconds, client.
@@ -110,18 +142,25 @@ pub struct ServeArgs {
     /// (RTMP) panic the server, to prove that fault isolation holds. Never
     /// turn it on in production.
     #[arg(long, env = "ONAIR_FAULT_INJECTION", hide = true, global = true)]
+    #[serde(skip)]
     pub fault_injection: bool,
     #[command(flatten)]
+    #[serde(flatten)]
     pub hls: crate::hls::HlsArgs,
     #[command(flatten)]
+    #[serde(flatten)]
     pub mail: crate::auth::MailArgs,
     #[command(flatten)]
+    #[serde(flatten)]
     pub accounts: crate::auth::AccountArgs,
     #[command(flatten)]
+    #[serde(flatten)]
     pub icecast: crate::icecast::IcecastArgs,
     #[command(flatten)]
+    #[serde(flatten)]
     pub hooks: crate::hooks::HookArgs,
     #[command(flatten)]
+    #[serde(flatten)]
     pub tls: crate::tls::TlsArgs,
 }
 
@@ -139,9 +178,22 @@ pub enum Command {
         #[command(subcommand)]
         action: UserAction,
     },
+    /// Check settings.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
     /// Exit 0 when the server on `--http` (this host) answers `/healthz`
     /// with 200 within 5 s, 1 otherwise: for container health checks.
     Health,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigAction {
+    /// Validate a TOML file (an unknown key or a bad value is an error) and
+    /// print the effective settings: the file under the flags and
+    /// environment, over the defaults; secrets masked.
+    Check { file: PathBuf },
 }
 
 #[derive(Debug, Subcommand)]
@@ -158,14 +210,45 @@ pub enum UserAction {
         #[arg(long)]
         password_stdin: bool,
     },
+    /// Print one user a line: name, role, active or deleted, created
+    /// (RFC 3339).
+    List,
+    /// Set a user's password (from the first line of standard input) and
+    /// sign them out everywhere.
+    Passwd {
+        name: String,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Set a user's role.
+    Role {
+        name: String,
+        #[arg(value_parser = ["admin", "moderator", "broadcaster", "viewer"])]
+        role: String,
+    },
+    /// Delete a user: sign-in ends, every session is revoked and the stream
+    /// key replaced (a live publish ends); their channel, recordings and
+    /// chat stay.
+    Delete { name: String },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum ChannelAction {
     /// Create a channel and print its stream key.
     Create { name: String },
-    /// Print one channel a line: name, created-at (RFC 3339).
-    List,
+    /// Print one channel a line: name, created (RFC 3339).
+    List {
+        /// Only channels live now (with a broadcast that has not ended).
+        #[arg(long)]
+        live: bool,
+    },
+    /// Replace a channel's stream key and print the new one. A live publish
+    /// with the old key ends (within 2 s on a running server).
+    RotateKey { name: String },
+    /// Delete a channel nobody owns (or whose owner was deleted), with its
+    /// chat, schedule, broadcasts and recordings.
+    Delete { name: String },
     /// Turn recording of a channel's broadcasts on or off (default on).
     Recording {
         name: String,
@@ -174,56 +257,225 @@ pub enum ChannelAction {
     },
 }
 
-/// The TOML file: every key optional, same names as the flags.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-struct FileConfig {
-    http: Option<SocketAddr>,
-    rtmp: Option<SocketAddr>,
-    webrtc_udp: Option<SocketAddr>,
-    #[serde(default)]
-    public_ip: Vec<IpAddr>,
-    data_dir: Option<PathBuf>,
-    database_url: Option<String>,
-    #[serde(default)]
-    ice_server: Vec<String>,
-    turn_secret: Option<String>,
-    offer_rate: Option<f64>,
-    turn: Option<SocketAddr>,
-    turn_relay_ports: Option<String>,
-    #[serde(default)]
-    turn_allow_peer: Vec<String>,
-    #[serde(default)]
-    trusted_proxies: Vec<String>,
-    hls_part_ms: Option<u32>,
-    hls_segment_ms: Option<u32>,
-    recording: Option<bool>,
-    retention_max_age_hours: Option<u64>,
-    retention_max_size_mb: Option<u64>,
-    min_free_disk: Option<crate::hls::disk::MinFreeDisk>,
-    register_per_hour: Option<u32>,
-    chat_sockets_per_host: Option<usize>,
-    chat_sockets: Option<usize>,
-    icecast: Option<SocketAddr>,
-    #[serde(default)]
-    webhook: Vec<String>,
-    webhook_secret: Option<String>,
-    #[serde(default)]
-    webhook_events: Vec<String>,
-    webhook_timeout: Option<String>,
-    webhook_fail: Option<String>,
-    webhook_peak_interval: Option<String>,
-    public_url: Option<String>,
-    tls_cert: Option<PathBuf>,
-    tls_key: Option<PathBuf>,
-    #[serde(default)]
-    acme_domain: Vec<String>,
-    acme_email: Option<String>,
-    acme_directory: Option<String>,
-    acme_ca_root: Option<PathBuf>,
-    https: Option<SocketAddr>,
-    rtmps: Option<SocketAddr>,
-    access_log: Option<bool>,
+/// The settings a TOML file may hold: the keys are the long flags' names
+/// (`http = "0.0.0.0:8080"`), declared once, on the flag structs.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    #[serde(flatten)]
+    pub global: GlobalArgs,
+    #[serde(flatten)]
+    pub serve: ServeArgs,
+}
+
+/// The settings given on the command line or in the environment (by kebab
+/// key): these beat the file, which beats the flags' defaults.
+#[derive(Debug, Default, Clone)]
+pub struct Explicit(std::collections::HashSet<String>);
+
+impl Explicit {
+    /// From clap's matches: every argument a flag or variable set.
+    pub fn from_matches(m: &clap::ArgMatches) -> Explicit {
+        use clap::parser::ValueSource;
+        let mut keys = std::collections::HashSet::new();
+        let mut add = |m: &clap::ArgMatches| {
+            for id in m.ids() {
+                if matches!(
+                    m.value_source(id.as_str()),
+                    Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+                ) {
+                    keys.insert(id.as_str().replace('_', "-"));
+                }
+            }
+        };
+        add(m);
+        // Global flags may come after the subcommand.
+        let mut sub = m.subcommand();
+        while let Some((_, sm)) = sub {
+            add(sm);
+            sub = sm.subcommand();
+        }
+        Explicit(keys)
+    }
+
+    fn contains(&self, key: &str) -> bool {
+        self.0.contains(key)
+    }
+}
+
+/// A config file read and checked: its settings as JSON values by key,
+/// and the keys no setting has.
+pub struct FileSettings {
+    values: serde_json::Map<String, serde_json::Value>,
+    pub unknown: Vec<String>,
+}
+
+impl FileSettings {
+    pub fn read(path: &std::path::Path) -> Result<FileSettings, ConfigError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|e| ConfigError::Read(path.to_path_buf(), e))?;
+        let table: toml::Table =
+            toml::from_str(&text).map_err(|e| ConfigError::Parse(path.to_path_buf(), e))?;
+        let serde_json::Value::Object(values) = serde_json::to_value(table)
+            .map_err(|e| ConfigError::Value(path.to_path_buf(), e.to_string()))?
+        else {
+            unreachable!("a TOML table is a JSON object");
+        };
+        let known = known_keys();
+        let mut unknown: Vec<String> = values
+            .keys()
+            .filter(|k| !known.contains(k.as_str()))
+            .cloned()
+            .collect();
+        unknown.sort();
+        // Each value on its own, so an error names its key.
+        for (k, v) in &values {
+            if known.contains(k.as_str()) {
+                let one = serde_json::Value::Object([(k.clone(), v.clone())].into_iter().collect());
+                serde_json::from_value::<Settings>(one)
+                    .map_err(|e| ConfigError::Value(path.to_path_buf(), format!("{k}: {e}")))?;
+            }
+        }
+        Ok(FileSettings { values, unknown })
+    }
+}
+
+/// Every key a config file may set.
+pub fn known_keys() -> std::collections::BTreeSet<String> {
+    match serde_json::to_value(Settings::default()) {
+        Ok(serde_json::Value::Object(m)) => m.keys().cloned().collect(),
+        _ => unreachable!("the settings serialize as a map"),
+    }
+}
+
+/// The flags and environment laid over the file: a key given on the
+/// command line or in the environment keeps its value, any other takes
+/// the file's, if it has one (else the flag's default).
+pub fn layered(
+    global: &GlobalArgs,
+    serve: &ServeArgs,
+    file: Option<&FileSettings>,
+    explicit: &Explicit,
+) -> Result<Settings, ConfigError> {
+    let given = Settings {
+        global: global.clone(),
+        serve: serve.clone(),
+    };
+    let Some(file) = file else {
+        return Ok(given);
+    };
+    let Ok(serde_json::Value::Object(mut merged)) = serde_json::to_value(&given) else {
+        unreachable!("the settings serialize as a map");
+    };
+    for (k, v) in &file.values {
+        if merged.contains_key(k) && !explicit.contains(k) {
+            merged.insert(k.clone(), v.clone());
+        }
+    }
+    let mut settings: Settings = serde_json::from_value(serde_json::Value::Object(merged))
+        .map_err(|e| {
+            ConfigError::Value(global.config.clone().unwrap_or_default(), e.to_string())
+        })?;
+    // Flags and environment only.
+    settings.global.config = global.config.clone();
+    settings.global.log_format = global.log_format.clone();
+    settings.serve.fault_injection = serve.fault_injection;
+    settings.serve.tls.acme_renew_before = serve.tls.acme_renew_before;
+    settings.serve.tls.acme_retry = serve.tls.acme_retry;
+    Ok(settings)
+}
+
+/// Keys whose values are secrets, and keys whose URLs may carry one.
+const SECRET_KEYS: &[&str] = &["turn-secret", "webhook-secret", "metrics-token"];
+const URL_KEYS: &[&str] = &["smtp-url", "database-url"];
+
+/// `settings` as a TOML file, one key a line (unset ones commented out),
+/// secrets masked; `database-url` as `config` resolved it.
+pub fn render(settings: &Settings, config: &Config) -> String {
+    let Ok(serde_json::Value::Object(mut map)) = serde_json::to_value(settings) else {
+        unreachable!("the settings serialize as a map");
+    };
+    map.insert(
+        "database-url".into(),
+        serde_json::Value::String(config.database_url.clone()),
+    );
+    let mut out = String::new();
+    let mut keys: Vec<&String> = map.keys().collect();
+    keys.sort();
+    for k in keys {
+        let v = &map[k];
+        if v.is_null() || *v == serde_json::json!([]) {
+            out.push_str(&format!("# {k} =\n"));
+            continue;
+        }
+        let v = match v {
+            serde_json::Value::String(_) if SECRET_KEYS.contains(&k.as_str()) => {
+                serde_json::Value::String("(secret)".into())
+            }
+            serde_json::Value::String(u) if URL_KEYS.contains(&k.as_str()) => {
+                serde_json::Value::String(mask_url_password(u))
+            }
+            v => v.clone(),
+        };
+        match toml::Value::try_from(&v) {
+            Ok(t) => out.push_str(&format!("{k} = {t}\n")),
+            Err(_) => out.push_str(&format!("{k} = {v}\n")),
+        }
+    }
+    out
+}
+
+/// `scheme://user:password@host...` with the password replaced.
+fn mask_url_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{scheme}://{user}:(secret)@{host}{tail}")
+        }
+        None => url.to_string(),
+    }
+}
+
+/// CIDR lists as strings in the file.
+mod cidrs {
+    use crate::net::Cidr;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[Cidr], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(v.iter().map(|c| c.to_string()))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Cidr>, D::Error> {
+        Vec::<String>::deserialize(d)?
+            .iter()
+            .map(|c| c.parse().map_err(serde::de::Error::custom))
+            .collect()
+    }
+}
+
+/// Durations as the flags take them (`2s`, `500ms`).
+pub(crate) mod duration {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(v: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(d) if d.subsec_millis() != 0 => s.serialize_str(&format!("{}ms", d.as_millis())),
+            Some(d) => s.serialize_str(&format!("{}s", d.as_secs())),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        Option::<String>::deserialize(d)?
+            .map(|t| crate::hooks::parse_duration(&t).map_err(serde::de::Error::custom))
+            .transpose()
+    }
 }
 
 /// Resolved settings.
@@ -239,8 +491,12 @@ pub struct Config {
     pub ice_servers: Vec<String>,
     pub turn_secret: Option<String>,
     pub offer_rate: Option<f64>,
+    /// See `--max-viewers`.
+    pub max_viewers: usize,
     /// The built-in TURN relay's address (UDP and TCP), if it runs.
     pub turn: Option<SocketAddr>,
+    /// TURN over TLS, if it runs.
+    pub turns: Option<SocketAddr>,
     /// Its relay port range (inclusive).
     pub turn_relay_ports: (u16, u16),
     /// Peer ranges it relays to despite its restrictions.
@@ -262,6 +518,9 @@ pub struct Config {
     pub tls: crate::tls::TlsConfig,
     /// See `--access-log`.
     pub access_log: bool,
+    /// See `--metrics-listen` and `--metrics-token`.
+    pub metrics_listen: Option<SocketAddr>,
+    pub metrics_token: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -270,160 +529,123 @@ pub enum ConfigError {
     Read(PathBuf, std::io::Error),
     #[error("bad config file {0}: {1}")]
     Parse(PathBuf, toml::de::Error),
+    #[error("bad value in config file {0}: {1}")]
+    Value(PathBuf, String),
     #[error("--turn needs --turn-secret (ONAIR_TURN_SECRET): the relay only accepts credentials signed with it")]
     TurnWithoutSecret,
+    #[error("--turns needs TLS (--tls-cert/--tls-key or --acme-domain) and --turn")]
+    TurnsWithoutTls,
     #[error("bad --turn-relay-ports {0:?}: expected MIN-MAX, e.g. 49152-65535")]
     TurnRelayPorts(String),
-    #[error("bad trusted-proxies in the config file: {0}")]
-    TrustedProxies(#[from] crate::net::CidrError),
-    #[error("bad turn-allow-peer in the config file: {0}")]
-    TurnAllowPeer(crate::net::CidrError),
     #[error("{0}")]
     Hooks(#[from] crate::hooks::HookConfigError),
-    #[error("bad {0} in the config file: {1}")]
-    Duration(&'static str, String),
     #[error("{0}")]
     Tls(#[from] crate::tls::TlsError),
 }
 
 impl Config {
-    pub fn resolve(global: &GlobalArgs, serve: &ServeArgs) -> Result<Config, ConfigError> {
+    /// Settings from the flags and environment (`explicit` says which were
+    /// given), then the `--config` file, then the defaults. Unknown keys in
+    /// the file are logged and skipped.
+    pub fn resolve_from(
+        global: &GlobalArgs,
+        serve: &ServeArgs,
+        explicit: &Explicit,
+    ) -> Result<Config, ConfigError> {
         let file = match &global.config {
             Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| ConfigError::Read(path.clone(), e))?;
-                toml::from_str::<FileConfig>(&text)
-                    .map_err(|e| ConfigError::Parse(path.clone(), e))?
+                let file = FileSettings::read(path)?;
+                for key in &file.unknown {
+                    tracing::warn!(file = %path.display(), key, "unknown key in the config file, skipped");
+                }
+                Some(file)
             }
-            None => FileConfig::default(),
+            None => None,
         };
+        let s = layered(global, serve, file.as_ref(), explicit)?;
+        Config::from_settings(&s.global, &s.serve)
+    }
+
+    /// [`resolve_from`](Self::resolve_from) where every value the flags
+    /// carry counts as given (tests that build the flags by hand).
+    pub fn resolve(global: &GlobalArgs, serve: &ServeArgs) -> Result<Config, ConfigError> {
+        let explicit = match serde_json::to_value(Settings {
+            global: global.clone(),
+            serve: serve.clone(),
+        }) {
+            Ok(serde_json::Value::Object(m)) => Explicit(
+                m.into_iter()
+                    .filter(|(_, v)| !(v.is_null() || *v == false || *v == serde_json::json!([])))
+                    .map(|(k, _)| k)
+                    .collect(),
+            ),
+            _ => Explicit::default(),
+        };
+        Config::resolve_from(global, serve, &explicit)
+    }
+
+    /// The settings, resolved: defaults filled in and each checked.
+    pub fn from_settings(global: &GlobalArgs, serve: &ServeArgs) -> Result<Config, ConfigError> {
         let parse = |s: &str| s.parse::<SocketAddr>().expect("default address parses");
-        let turn = serve.turn.or(file.turn);
-        let turn_secret = serve.turn_secret.clone().or(file.turn_secret);
+        let turn = serve.turn;
+        let turn_secret = serve.turn_secret.clone();
         if turn.is_some() && turn_secret.as_deref().is_none_or(str::is_empty) {
             return Err(ConfigError::TurnWithoutSecret);
         }
-        let turn_relay_ports = match serve.turn_relay_ports.clone().or(file.turn_relay_ports) {
+        let turn_relay_ports = match serve.turn_relay_ports.clone() {
             None => onair_turn::DEFAULT_RELAY_PORTS,
             Some(r) => parse_port_range(&r).ok_or(ConfigError::TurnRelayPorts(r))?,
         };
-        let trusted_proxies = if serve.trusted_proxies.is_empty() {
-            file.trusted_proxies
-                .iter()
-                .map(|c| c.parse())
-                .collect::<Result<Vec<_>, _>>()?
-        } else {
-            serve.trusted_proxies.clone()
+        let hooks = serve.hooks.resolve(&crate::hooks::HookArgs::default())?;
+        let tls = serve.tls.resolve(&crate::tls::TlsArgs::default())?;
+        let tls_and_turn = tls.source.is_some() && turn.is_some();
+        let turns = match serve.turns {
+            Some(_) if !tls_and_turn => return Err(ConfigError::TurnsWithoutTls),
+            Some(addr) => Some(addr),
+            None => tls_and_turn.then(|| parse(DEFAULT_TURNS)),
         };
-        let turn_allow_peers = if serve.turn_allow_peer.is_empty() {
-            file.turn_allow_peer
-                .iter()
-                .map(|c| c.parse())
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(ConfigError::TurnAllowPeer)?
-        } else {
-            serve.turn_allow_peer.clone()
-        };
-        let file_duration = |key: &'static str, v: &Option<String>| {
-            v.as_deref()
-                .map(crate::hooks::parse_duration)
-                .transpose()
-                .map_err(|e| ConfigError::Duration(key, e))
-        };
-        let hooks = serve.hooks.resolve(&crate::hooks::HookArgs {
-            webhook: file.webhook.clone(),
-            webhook_secret: file.webhook_secret.clone(),
-            webhook_events: file.webhook_events.clone(),
-            webhook_timeout: file_duration("webhook-timeout", &file.webhook_timeout)?,
-            webhook_fail: file.webhook_fail.clone(),
-            webhook_peak_interval: file_duration(
-                "webhook-peak-interval",
-                &file.webhook_peak_interval,
-            )?,
-            public_url: file.public_url.clone(),
-        })?;
-        let tls = serve.tls.resolve(&crate::tls::TlsArgs {
-            tls_cert: file.tls_cert.clone(),
-            tls_key: file.tls_key.clone(),
-            acme_domain: file.acme_domain.clone(),
-            acme_email: file.acme_email.clone(),
-            acme_directory: file.acme_directory.clone(),
-            acme_ca_root: file.acme_ca_root.clone(),
-            https: file.https,
-            rtmps: file.rtmps,
-            ..Default::default()
-        })?;
         let data_dir = global
             .data_dir
             .clone()
-            .or(file.data_dir)
             .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
         let database_url = global
             .database_url
             .clone()
-            .or(file.database_url)
             .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("onair.db").display()));
         Ok(Config {
-            http: serve
-                .http
-                .or(file.http)
-                .unwrap_or_else(|| parse(DEFAULT_HTTP)),
-            rtmp: serve
-                .rtmp
-                .or(file.rtmp)
-                .unwrap_or_else(|| parse(DEFAULT_RTMP)),
+            http: serve.http.unwrap_or_else(|| parse(DEFAULT_HTTP)),
+            rtmp: serve.rtmp.unwrap_or_else(|| parse(DEFAULT_RTMP)),
             webrtc_udp: serve
                 .webrtc_udp
-                .or(file.webrtc_udp)
                 .unwrap_or_else(|| parse(DEFAULT_WEBRTC_UDP)),
-            public_ips: if serve.public_ip.is_empty() {
-                file.public_ip
-            } else {
-                serve.public_ip.clone()
-            },
+            public_ips: serve.public_ip.clone(),
             data_dir,
             database_url,
-            ice_servers: if serve.ice_server.is_empty() {
-                file.ice_server
-            } else {
-                serve.ice_server.clone()
-            },
+            ice_servers: serve.ice_server.clone(),
             turn_secret,
-            offer_rate: serve.offer_rate.or(file.offer_rate),
+            offer_rate: serve.offer_rate,
+            max_viewers: serve
+                .max_viewers
+                .unwrap_or(crate::sfu::MAX_PEERS)
+                .min(crate::sfu::MAX_PEERS),
             turn,
+            turns,
             turn_relay_ports,
-            turn_allow_peers,
-            trusted_proxies: crate::net::TrustedProxies::new(trusted_proxies),
+            turn_allow_peers: serve.turn_allow_peer.clone(),
+            trusted_proxies: crate::net::TrustedProxies::new(serve.trusted_proxies.clone()),
             fault_injection: serve.fault_injection,
-            hls: crate::hls::HlsArgs {
-                hls_part_ms: serve.hls.hls_part_ms.or(file.hls_part_ms),
-                hls_segment_ms: serve.hls.hls_segment_ms.or(file.hls_segment_ms),
-                recording: serve.hls.recording.or(file.recording),
-                retention_max_age_hours: serve
-                    .hls
-                    .retention_max_age_hours
-                    .or(file.retention_max_age_hours),
-                retention_max_size_mb: serve
-                    .hls
-                    .retention_max_size_mb
-                    .or(file.retention_max_size_mb),
-                min_free_disk: serve.hls.min_free_disk.or(file.min_free_disk),
-            }
-            .resolve(),
+            hls: serve.hls.resolve(),
             mail: serve.mail.resolve(),
-            accounts: serve.accounts.resolve(&crate::auth::AccountArgs {
-                register_per_hour: file.register_per_hour,
-                chat_sockets_per_host: file.chat_sockets_per_host,
-                chat_sockets: file.chat_sockets,
-            }),
+            accounts: serve.accounts.resolve(&crate::auth::AccountArgs::default()),
             icecast: serve
                 .icecast
                 .icecast
-                .or(file.icecast)
                 .unwrap_or_else(|| parse(crate::icecast::DEFAULT_ICECAST)),
             hooks,
             tls,
-            access_log: serve.access_log || file.access_log.unwrap_or(false),
+            access_log: serve.access_log,
+            metrics_listen: serve.metrics_listen,
+            metrics_token: serve.metrics_token.clone().filter(|t| !t.is_empty()),
         })
     }
 
@@ -440,7 +662,9 @@ impl Config {
             ice_servers: Vec::new(),
             turn_secret: None,
             offer_rate: None,
+            max_viewers: crate::sfu::MAX_PEERS,
             turn: None,
+            turns: None,
             turn_relay_ports: onair_turn::DEFAULT_RELAY_PORTS,
             turn_allow_peers: Vec::new(),
             trusted_proxies: crate::net::TrustedProxies::default(),
@@ -452,6 +676,8 @@ impl Config {
             hooks: crate::hooks::HookConfig::default(),
             tls: crate::tls::TlsConfig::default(),
             access_log: false,
+            metrics_listen: None,
+            metrics_token: None,
         }
     }
 }
@@ -476,6 +702,14 @@ mod tests {
         serve: ServeArgs,
     }
 
+    /// As `onair` resolves its settings from this command line.
+    fn resolve(argv: &[&str]) -> Result<Config, ConfigError> {
+        use clap::{CommandFactory, FromArgMatches};
+        let m = Args::command().get_matches_from(argv);
+        let a = Args::from_arg_matches(&m).unwrap();
+        Config::resolve_from(&a.global, &a.serve, &Explicit::from_matches(&m))
+    }
+
     #[test]
     fn hls_settings_come_from_the_file_unless_a_flag_says_otherwise() {
         let dir = tempfile::tempdir().unwrap();
@@ -488,8 +722,7 @@ mod tests {
         )
         .unwrap();
         let config = path.to_str().unwrap();
-        let args = Args::parse_from(["onair", "--config", config, "--hls-part-ms", "250"]);
-        let c = Config::resolve(&args.global, &args.serve).unwrap();
+        let c = resolve(&["onair", "--config", config, "--hls-part-ms", "250"]).unwrap();
         assert_eq!(c.hls.part_ms, 250, "the flag beats the file");
         assert_eq!(c.hls.segment_ms, 4000);
         assert!(!c.hls.recording);
@@ -502,8 +735,7 @@ mod tests {
             c.hls.min_free_disk,
             Some(crate::hls::disk::MinFreeDisk::Bytes(2 << 30))
         );
-        let args = Args::parse_from(["onair", "--config", config, "--min-free-disk", "7%"]);
-        let c = Config::resolve(&args.global, &args.serve).unwrap();
+        let c = resolve(&["onair", "--config", config, "--min-free-disk", "7%"]).unwrap();
         assert_eq!(
             c.hls.min_free_disk,
             Some(crate::hls::disk::MinFreeDisk::Percent(7.0))
@@ -517,11 +749,10 @@ mod tests {
         let path = dir.path().join("onair.toml");
         std::fs::write(&path, "turn-allow-peer = [\"10.0.0.0/8\", \"fd00::/8\"]\n").unwrap();
         let config = path.to_str().unwrap();
-        let args = Args::parse_from(["onair", "--config", config]);
-        let c = Config::resolve(&args.global, &args.serve).unwrap();
+        let c = resolve(&["onair", "--config", config]).unwrap();
         let shown: Vec<String> = c.turn_allow_peers.iter().map(|c| c.to_string()).collect();
         assert_eq!(shown, ["10.0.0.0/8", "fd00::/8"]);
-        let args = Args::parse_from([
+        let c = resolve(&[
             "onair",
             "--config",
             config,
@@ -529,8 +760,8 @@ mod tests {
             "127.0.0.1,192.168.0.0/16",
             "--turn-allow-peer",
             "::1",
-        ]);
-        let c = Config::resolve(&args.global, &args.serve).unwrap();
+        ])
+        .unwrap();
         let shown: Vec<String> = c.turn_allow_peers.iter().map(|c| c.to_string()).collect();
         assert_eq!(
             shown,
@@ -539,10 +770,9 @@ mod tests {
         );
         assert!(Args::try_parse_from(["onair", "--turn-allow-peer", "10.0.0.0/40"]).is_err());
         std::fs::write(&path, "turn-allow-peer = [\"nonsense\"]\n").unwrap();
-        let args = Args::parse_from(["onair", "--config", config]);
         assert!(matches!(
-            Config::resolve(&args.global, &args.serve),
-            Err(ConfigError::TurnAllowPeer(_))
+            resolve(&["onair", "--config", config]),
+            Err(ConfigError::Value(_, e)) if e.starts_with("turn-allow-peer")
         ));
     }
 
@@ -558,23 +788,20 @@ mod tests {
         )
         .unwrap();
         let config = path.to_str().unwrap();
-        let args = Args::parse_from(["onair", "--config", config]);
-        let c = Config::resolve(&args.global, &args.serve).unwrap();
+        let c = resolve(&["onair", "--config", config]).unwrap();
         assert_eq!(c.hooks.urls, ["https://app/hook"]);
         assert_eq!(c.hooks.timeout, std::time::Duration::from_millis(750));
         assert!(!c.hooks.fail_open);
         assert_eq!(c.hooks.events, ["publish"]);
         std::fs::write(&path, "webhook = [\"https://app/hook\"]\n").unwrap();
-        let args = Args::parse_from(["onair", "--config", config]);
         assert!(matches!(
-            Config::resolve(&args.global, &args.serve),
+            resolve(&["onair", "--config", config]),
             Err(ConfigError::Hooks(crate::hooks::HookConfigError::NoSecret))
         ));
         std::fs::write(&path, "webhook-timeout = \"soon\"\n").unwrap();
-        let args = Args::parse_from(["onair", "--config", config]);
         assert!(matches!(
-            Config::resolve(&args.global, &args.serve),
-            Err(ConfigError::Duration("webhook-timeout", _))
+            resolve(&["onair", "--config", config]),
+            Err(ConfigError::Value(_, e)) if e.starts_with("webhook-timeout")
         ));
     }
 }

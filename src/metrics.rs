@@ -344,24 +344,23 @@ fn unix_now_f64() -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
-/// HELP text for the gauges the caller passes to [`render`].
-fn gauge_help(name: &str) -> &'static str {
-    match name {
-        "onair_viewers" => "Viewers now, by channel and protocol (webrtc, hls: an estimate from requests, icecast, flv).",
-        "onair_ingest_bytes_total" => "Bytes received from each live channel's publisher.",
-        "onair_ingest_video_frames_total" => "Video frames received from each live channel's publisher.",
-        "onair_stream_readers" => "Readers attached to each live stream in the hub (WebRTC, the segmenter, FLV and Icecast players).",
-        "onair_live_streams" => "Channels live now.",
-        "onair_db_pool_connections" => "Database connections open.",
-        "onair_db_pool_idle" => "Database connections open and idle.",
-        "onair_password_hash_slots" => "Password hashes that may run at once (one per core).",
-        "onair_password_hashes_running" => "Password hashes running now.",
-        "onair_password_hashes_peak" => "Most password hashes that ran at once since start.",
-        "onair_password_hashes_waiting" => "Sign-ins and registrations waiting for a hash slot.",
-        "onair_chat_sockets" => "Chat WebSockets open.",
-        _ => "An onair gauge.",
-    }
-}
+/// The families the caller passes to [`render`], with their HELP. Each is
+/// described even with no sample (no channel live), so dashboards and
+/// alerts find every name.
+const CALLER_FAMILIES: &[(&str, &str)] = &[
+    ("onair_viewers", "Viewers now, by channel and protocol (webrtc, hls: an estimate from requests, icecast, flv)."),
+    ("onair_ingest_bytes_total", "Bytes received from each live channel's publisher."),
+    ("onair_ingest_video_frames_total", "Video frames received from each live channel's publisher."),
+    ("onair_stream_readers", "Readers attached to each live stream in the hub (WebRTC, the segmenter, FLV and Icecast players)."),
+    ("onair_live_streams", "Channels live now."),
+    ("onair_db_pool_connections", "Database connections open."),
+    ("onair_db_pool_idle", "Database connections open and idle."),
+    ("onair_password_hash_slots", "Password hashes that may run at once (one per core)."),
+    ("onair_password_hashes_running", "Password hashes running now."),
+    ("onair_password_hashes_peak", "Most password hashes that ran at once since start."),
+    ("onair_password_hashes_waiting", "Sign-ins and registrations waiting for a hash slot."),
+    ("onair_chat_sockets", "Chat WebSockets open."),
+];
 
 /// Renders the counters plus per-channel gauges supplied by the caller.
 pub fn render(gauges: &[(String, String, f64)]) -> String {
@@ -496,13 +495,16 @@ pub fn render(gauges: &[(String, String, f64)]) -> String {
          # TYPE onair_viewers_waiting_for_picture gauge\nonair_viewers_waiting_for_picture {}",
         VIEWERS_WAITING.load(Ordering::Relaxed)
     );
+    // Described always, sampled only with a certificate: an expiry alert
+    // must not fire on a server without TLS.
+    let _ = writeln!(
+        out,
+        "# HELP onair_tls_certificate_not_after_seconds When the served TLS certificate expires (Unix time).\n\
+         # TYPE onair_tls_certificate_not_after_seconds gauge"
+    );
     let not_after = TLS_NOT_AFTER.load(Ordering::Relaxed);
     if not_after > 0 {
-        let _ = writeln!(
-            out,
-            "# HELP onair_tls_certificate_not_after_seconds When the served TLS certificate expires (Unix time).\n\
-             # TYPE onair_tls_certificate_not_after_seconds gauge\nonair_tls_certificate_not_after_seconds {not_after}"
-        );
+        let _ = writeln!(out, "onair_tls_certificate_not_after_seconds {not_after}");
     }
     latency_histogram(&mut out);
     for l in [
@@ -529,24 +531,31 @@ pub fn render(gauges: &[(String, String, f64)]) -> String {
         "# HELP process_start_time_seconds When the process started (Unix time).\n\
          # TYPE process_start_time_seconds gauge\nprocess_start_time_seconds {started:.3}"
     );
-    let mut last = "";
-    for (name, labels, v) in gauges {
-        if name != last {
-            let _ = writeln!(out, "# HELP {name} {}", gauge_help(name));
-            // Totals passed in by the caller (per-channel ingest) are
-            // counters: Prometheus' rate() gives bitrate and fps from them.
-            let kind = if name.ends_with("_total") {
-                "counter"
-            } else {
-                "gauge"
-            };
-            let _ = writeln!(out, "# TYPE {name} {kind}");
-            last = name;
+    let others = gauges
+        .iter()
+        .map(|(n, _, _)| n.as_str())
+        .filter(|n| CALLER_FAMILIES.iter().all(|(f, _)| f != n));
+    let mut families: Vec<(&str, &str)> = CALLER_FAMILIES.to_vec();
+    for n in others {
+        if families.iter().all(|(f, _)| *f != n) {
+            families.push((n, "An onair gauge."));
         }
-        if labels.is_empty() {
-            let _ = writeln!(out, "{name} {v}");
+    }
+    for (name, help) in families {
+        // Totals passed in by the caller (per-channel ingest) are
+        // counters: Prometheus' rate() gives bitrate and fps from them.
+        let kind = if name.ends_with("_total") {
+            "counter"
         } else {
-            let _ = writeln!(out, "{name}{{{labels}}} {v}");
+            "gauge"
+        };
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (_, labels, v) in gauges.iter().filter(|(n, _, _)| n == name) {
+            if labels.is_empty() {
+                let _ = writeln!(out, "{name} {v}");
+            } else {
+                let _ = writeln!(out, "{name}{{{labels}}} {v}");
+            }
         }
     }
     out

@@ -27,10 +27,14 @@ pub struct Listeners {
     pub webrtc: WebrtcSockets,
     /// The built-in TURN relay's UDP socket and TCP listener, with `--turn`.
     pub turn: Option<(tokio::net::UdpSocket, TcpListener)>,
+    /// Its TLS listener (`turns:`).
+    pub turns: Option<TcpListener>,
     /// HTTPS, with TLS on.
     pub https: Option<TcpListener>,
     /// RTMPS, with `--rtmps`.
     pub rtmps: Option<TcpListener>,
+    /// `/metrics` alone, with `--metrics-listen`.
+    pub metrics: Option<TcpListener>,
 }
 
 impl Listeners {
@@ -47,6 +51,10 @@ impl Listeners {
             ),
             None => None,
         };
+        let turns = match config.turns {
+            Some(addr) => Some(TcpListener::bind(addr).await?),
+            None => None,
+        };
         let https = match config.tls.source {
             Some(_) => Some(TcpListener::bind(config.tls.https).await?),
             None => None,
@@ -55,12 +63,18 @@ impl Listeners {
             Some(addr) => Some(TcpListener::bind(addr).await?),
             None => None,
         };
+        let metrics = match config.metrics_listen {
+            Some(addr) => Some(TcpListener::bind(addr).await?),
+            None => None,
+        };
         Ok(Listeners {
+            metrics,
             http,
             rtmp,
             icecast,
             webrtc,
             turn,
+            turns,
             https,
             rtmps,
         })
@@ -116,10 +130,27 @@ pub async fn run(
 
     let rtmps_port = listeners.rtmps_addr().map(|a| a.port());
     let mut ice_urls = config.ice_servers.clone();
+    let tls = match &config.tls.source {
+        Some(source) => Some(crate::tls::Tls::start(
+            source,
+            &config.data_dir,
+            token.clone(),
+            &tracker,
+        )?),
+        None => None,
+    };
     let turn_relay = match listeners.turn {
         Some((udp, tcp)) => {
-            let relay = start_turn(&config, udp, tcp, &listeners.webrtc.candidates).await?;
+            let turns = match (listeners.turns, &tls) {
+                (Some(l), Some(tls)) => Some((l, turns_upgrade(tls))),
+                _ => None,
+            };
+            let relay = start_turn(&config, udp, tcp, turns, &listeners.webrtc.candidates).await?;
             ice_urls.extend(relay.urls());
+            if let Some(addr) = relay.tls_addr() {
+                let host = turns_host(&config).unwrap_or_else(|| relay.public_ip().to_string());
+                ice_urls.push(format!("turns:{host}:{}?transport=tcp", addr.port()));
+            }
             Some(relay)
         }
         None => None,
@@ -130,19 +161,13 @@ pub async fn run(
         token.clone(),
         &tracker,
         engines.clone(),
-        config.fault_injection,
+        crate::sfu::SfuOptions {
+            max_viewers: config.max_viewers,
+            fault_injection: config.fault_injection,
+        },
     )?;
     let rtmp_port = listeners.rtmp.local_addr()?.port();
     let hooks = crate::hooks::Hooks::new(config.hooks.clone());
-    let tls = match &config.tls.source {
-        Some(source) => Some(crate::tls::Tls::start(
-            source,
-            &config.data_dir,
-            token.clone(),
-            &tracker,
-        )?),
-        None => None,
-    };
     let channels = Arc::new(db.clone());
     tracker.spawn(crate::rtmp::serve(
         listeners.rtmp,
@@ -198,6 +223,11 @@ pub async fn run(
     );
     tracker.spawn(icecast.clone().serve(listeners.icecast, token.clone()));
     tracker.spawn(rooms.clone().run_writer(token.clone()));
+    tracker.spawn(crate::hub::keys::guard(
+        hub.clone(),
+        db.clone(),
+        token.clone(),
+    ));
     let state = AppState {
         db: db.clone(),
         hub: hub.clone(),
@@ -225,7 +255,23 @@ pub async fn run(
                 .as_deref()
                 .is_some_and(|u| u.starts_with("https://")),
         access_log: config.access_log,
+        metrics_public: listeners.metrics.is_none(),
+        public_url: config
+            .hooks
+            .public_url
+            .as_deref()
+            .map(|u| Arc::from(u.trim_end_matches('/'))),
+        metrics_token: config.metrics_token.as_deref().map(Arc::from),
     };
+    if let Some(listener) = listeners.metrics {
+        tokio::spawn(http::listen::serve(
+            listener,
+            http::metrics_router(state.clone()),
+            Arc::new(config.trusted_proxies.clone()),
+            None,
+            token.clone(),
+        ));
+    }
     let proxies = Arc::new(config.trusted_proxies.clone());
     let http_task = match (tls, listeners.https) {
         (Some(tls), Some(https)) => {
@@ -297,10 +343,42 @@ pub async fn run(
 
 /// The built-in TURN relay, announcing the first `--public-ip`, else the
 /// address it listens on, else a non-loopback address the SFU announces.
+/// TLS for TURN over TLS, with the HTTPS certificate (no ALPN: browsers
+/// send none for TURN).
+fn turns_upgrade(tls: &crate::tls::Tls) -> onair_turn::Upgrade {
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls.plain.clone());
+    Arc::new(move |tcp| {
+        let acceptor = acceptor.clone();
+        Box::pin(async move {
+            let stream = acceptor.accept(tcp).await?;
+            Ok(Box::new(stream) as Box<dyn onair_turn::TurnStream>)
+        })
+    })
+}
+
+/// The name `turns:` URLs carry, which the certificate must match: the
+/// public URL's host, else the first ACME name.
+fn turns_host(config: &Config) -> Option<String> {
+    if let Some(host) = config
+        .hooks
+        .public_url
+        .as_deref()
+        .and_then(|u| reqwest::Url::parse(u).ok())
+        .and_then(|u| u.host_str().map(str::to_string))
+    {
+        return Some(host);
+    }
+    match &config.tls.source {
+        Some(crate::tls::CertSource::Acme(a)) => a.domains.first().cloned(),
+        _ => None,
+    }
+}
+
 async fn start_turn(
     config: &Config,
     socket: tokio::net::UdpSocket,
     tcp: TcpListener,
+    tls: Option<(TcpListener, onair_turn::Upgrade)>,
     webrtc_candidates: &[SocketAddr],
 ) -> anyhow::Result<onair_turn::TurnRelay> {
     let listen = socket.local_addr()?;
@@ -320,7 +398,7 @@ async fn start_turn(
         .turn_secret
         .clone()
         .ok_or(crate::config::ConfigError::TurnWithoutSecret)?;
-    let relay = onair_turn::TurnRelay::with_sockets(
+    let relay = onair_turn::TurnRelay::with_listeners(
         onair_turn::TurnConfig {
             relay_ports: config.turn_relay_ports,
             allow_peers: config.turn_allow_peers.clone(),
@@ -332,6 +410,7 @@ async fn start_turn(
         },
         socket,
         Some(tcp),
+        tls,
     )
     .await?;
     Ok(relay)

@@ -6,7 +6,7 @@
 mod common;
 
 use common::child::{create_channel, free_addr, serve_with, wait_healthy, BIN};
-use common::tls::{curl, handshake_cert, self_signed, write_pair, Pem};
+use common::tls::{curl, handshake_cert, self_signed, write_pair, wss, Pem};
 use futures_util::StreamExt;
 use std::time::{Duration, Instant};
 
@@ -389,21 +389,6 @@ fn rtmps_without_a_certificate_is_refused_at_start() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--rtmps needs TLS"), "{err}");
-}
-
-async fn wss(
-    addr: &std::net::SocketAddr,
-    root: Vec<u8>,
-    path: &str,
-) -> tokio_tungstenite::WebSocketStream<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
-    let tls = common::tls::connect(addr, "localhost", &root, &[b"http/1.1"])
-        .await
-        .expect("TLS handshake");
-    let url = format!("wss://localhost:{}{path}", addr.port());
-    let (ws, _) = tokio_tungstenite::client_async(url, tls)
-        .await
-        .expect("WSS upgrade");
-    ws
 }
 
 /// Connections that open TLS and say nothing (or stop mid-handshake) are

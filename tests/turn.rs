@@ -5,8 +5,12 @@
 //! (Allocate with the `turn` crate's client); the per-client allocation quota
 //! and the ration of unauthenticated requests hold.
 //!
-//! Needs node + Chromium (as tests/browser_whep.rs) and coturn's
-//! `turnserver` (apt `coturn`; scripts/setup.sh --test installs it).
+//! TURN over TLS (`turns:`) runs on its own port with the HTTPS
+//! certificate, which the test's Chromium trusts through its NSS database.
+//!
+//! Needs node + Chromium (as tests/browser_whep.rs), coturn's `turnserver`
+//! (apt `coturn`) and NSS's `certutil` (apt `libnss3-tools`);
+//! scripts/setup.sh --test installs them.
 
 mod common;
 // The relay crate's own test client, shared rather than written again.
@@ -106,9 +110,21 @@ async fn check_credentials(server: &str, username: &str, password: &str) {
 /// the TURN servers of `transport` (udp or tcp).
 async fn watch_through_relay(srv: &TestServer, transport: &str) -> serde_json::Value {
     let base = format!("http://{}", srv.http);
-    let r = common::node::run_script(
+    watch_from(&base, srv, transport, &[]).await
+}
+
+/// [`watch_through_relay`] from the page at `base`, with `env` for node and
+/// Chromium.
+async fn watch_from(
+    base: &str,
+    srv: &TestServer,
+    transport: &str,
+    env: &[(&str, &str)],
+) -> serde_json::Value {
+    let r = common::node::run_script_with_env(
         "turn_watch.mjs",
-        &[&base, &srv.channel, "6", transport],
+        &[base, &srv.channel, "6", transport],
+        env,
         Duration::from_secs(90),
     )
     .await;
@@ -156,6 +172,46 @@ async fn chromium_plays_through_builtin_relay_over_udp_and_tcp() {
         r["iceServers"][0],
         format!("turn:{turn}?transport=tcp"),
         "the relay's TCP URL: {r}"
+    );
+    srv.stop().await;
+}
+
+/// TURN over TLS: with TLS on, the relay also listens for `turns:`, its
+/// URL carries the public URL's host (which the certificate names), and
+/// Chromium, from an HTTPS page, relays through it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_plays_through_builtin_relay_over_tls() {
+    let certs = tempfile::tempdir().unwrap();
+    let tls = common::tls::self_signed("localhost");
+    let (cert, key) = (certs.path().join("cert.pem"), certs.path().join("key.pem"));
+    common::tls::write_pair(&tls, &cert, &key);
+    let home = certs.path().join("home");
+    common::tls::trust_in_chromium(&home, &cert);
+    let srv = TestServer::start_with(|c| {
+        c.turn = Some("127.0.0.1:0".parse().unwrap());
+        c.turn_secret = Some(SECRET.into());
+        c.turns = Some("127.0.0.1:0".parse().unwrap());
+        c.tls = onair::tls::TlsConfig {
+            source: Some(onair::tls::CertSource::Files {
+                cert: cert.clone(),
+                key: key.clone(),
+            }),
+            https: "127.0.0.1:0".parse().unwrap(),
+            rtmps: None,
+        };
+        c.hooks.public_url = Some("https://localhost".into());
+    })
+    .await;
+    let https = srv.https.expect("HTTPS listens");
+    let base = format!("https://localhost:{}", https.port());
+    let _ff = ffmpeg_publish(&srv.rtmp_url(&srv.key), 40);
+    wait_for_live(srv.http, &srv.channel).await;
+    let home = home.to_str().unwrap();
+    let r = watch_from(&base, &srv, "tls", &[("HOME", home)]).await;
+    let url = r["iceServers"][0].as_str().unwrap_or_default();
+    assert!(
+        url.starts_with("turns:localhost:") && url.ends_with("?transport=tcp"),
+        "the relay's turns: URL names the certificate's host: {r}"
     );
     srv.stop().await;
 }

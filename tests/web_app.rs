@@ -459,3 +459,50 @@ async fn going_live_with_a_screen_share_reaches_a_viewer() {
     assert!(num(&r, "/stats/frameWidth") > 0.0, "{r}");
     srv.stop().await;
 }
+
+/// A channel's page carries OpenGraph tags, so a shared link shows its
+/// title, description and live thumbnail: absolute on the public URL, and
+/// the owner's text escaped, never markup.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_channel_page_has_share_tags_on_the_public_url() {
+    require_built_app();
+    let srv = TestServer::start_with(|c| {
+        c.hooks.public_url = Some("https://tv.example.com/".into());
+    })
+    .await;
+    srv.db
+        .update_channel(
+            "demo",
+            &onair::db::ChannelPatch {
+                title: Some("<script>alert(1)</script> & \"friends\"".into()),
+                description: Some("Live <b>now</b>".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let r = http(srv.http, "GET", "/c/demo", &[], b"").await;
+    assert_eq!(r.status, 200);
+    let page = r.text();
+    for tag in [
+        r#"<meta property="og:title" content="&lt;script&gt;alert(1)&lt;/script&gt; &amp; &quot;friends&quot;">"#,
+        r#"<meta property="og:description" content="Live &lt;b&gt;now&lt;/b&gt;">"#,
+        r#"<meta property="og:url" content="https://tv.example.com/c/demo">"#,
+        r#"<meta property="og:image" content="https://tv.example.com/api/channels/demo/thumbnail.jpg">"#,
+        r#"<meta name="twitter:card" content="summary_large_image">"#,
+    ] {
+        assert!(page.contains(tag), "no {tag} in:\n{page}");
+    }
+    assert!(!page.contains("<script>alert"), "{page}");
+    let head_end = page.find("</head>").expect("a head");
+    assert!(
+        page.find("og:title").unwrap() < head_end,
+        "tags in the head"
+    );
+    // The app itself still loads: the same page, scripts included.
+    assert!(page.contains("<script"), "{page}");
+    let other = http(srv.http, "GET", "/c/nosuchchannel", &[], b"").await;
+    assert_eq!(other.status, 200, "the app shows its own not-found");
+    assert!(!other.text().contains("og:title"));
+    srv.stop().await;
+}

@@ -194,3 +194,36 @@ fn forged_binding_request(ufrag: &str) -> Vec<u8> {
     m.extend_from_slice(&attrs);
     m
 }
+
+/// `--max-viewers`: past it an offer is refused with 503 and Retry-After
+/// (a full server, not a client over its own limit), and a place freed by
+/// DELETE is taken again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_server_answers_503_with_retry_after() {
+    let srv = TestServer::start_with(|c| c.max_viewers = 1).await;
+    let path = format!("/whep/{}", srv.channel);
+    let first = http(srv.http, &path, &[SDP], offer().as_bytes()).await;
+    assert_eq!(first.status, 201, "{}", first.text());
+    let full = http(srv.http, &path, &[SDP], offer().as_bytes()).await;
+    assert_eq!(full.status, 503, "{}", full.text());
+    assert_eq!(full.header("retry-after"), Some("5"));
+    assert!(full.text().contains("viewer limit"), "{}", full.text());
+    let session = first.header("location").unwrap().to_string();
+    let r = common::http(srv.http, "DELETE", &session, &[], b"").await;
+    assert!(r.status < 300, "{}", r.status);
+    let again = http(srv.http, &path, &[SDP], offer().as_bytes()).await;
+    assert_eq!(again.status, 201, "{}", again.text());
+    // A session over its own limit is told when to retry too.
+    let session = again.header("location").unwrap().to_string();
+    let r = common::http(
+        srv.http,
+        "PATCH",
+        &session,
+        &[FRAG],
+        candidates(33, 40000).as_bytes(),
+    )
+    .await;
+    assert_eq!(r.status, 429, "{}", r.text());
+    assert!(r.header("retry-after").is_some(), "429 without Retry-After");
+    srv.stop().await;
+}

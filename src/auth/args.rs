@@ -16,17 +16,33 @@ pub const DEFAULT_CHAT_SOCKETS_PER_HOST: usize = 64;
 /// stay under half a GB even with their TCP buffers.
 pub const DEFAULT_CHAT_SOCKETS: usize = 20_000;
 
-#[derive(Debug, Args, Clone, Default)]
+#[derive(Debug, Args, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default, rename_all = "kebab-case")]
 pub struct AccountArgs {
     /// Account registrations per client address per hour; 0 = unlimited
-    /// (load tests). Default 20.
-    #[arg(long, env = "ONAIR_REGISTER_PER_HOUR", global = true)]
+    /// (load tests).
+    #[arg(
+        long,
+        env = "ONAIR_REGISTER_PER_HOUR",
+        global = true,
+        default_value = "20"
+    )]
     pub register_per_hour: Option<u32>,
-    /// Chat WebSockets one client address may hold open. Default 64.
-    #[arg(long, env = "ONAIR_CHAT_SOCKETS_PER_HOST", global = true)]
+    /// Chat WebSockets one client address may hold open.
+    #[arg(
+        long,
+        env = "ONAIR_CHAT_SOCKETS_PER_HOST",
+        global = true,
+        default_value = "64"
+    )]
     pub chat_sockets_per_host: Option<usize>,
-    /// Chat WebSockets open in all. Default 20000.
-    #[arg(long, env = "ONAIR_CHAT_SOCKETS", global = true)]
+    /// Chat WebSockets open in all.
+    #[arg(
+        long,
+        env = "ONAIR_CHAT_SOCKETS",
+        global = true,
+        default_value = "20000"
+    )]
     pub chat_sockets: Option<usize>,
 }
 

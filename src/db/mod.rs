@@ -1,6 +1,7 @@
 //! sqlx queries, one module per table. Returns domain types, never HTTP
 //! types. Queries are written to run unchanged on SQLite and Postgres.
 
+mod admin;
 mod broadcast_meta;
 mod broadcasts;
 mod channel_meta;
@@ -9,6 +10,7 @@ mod chat;
 mod users;
 mod webhooks;
 
+pub use admin::DeleteChannelError;
 pub use broadcast_meta::{BroadcastMeta, BroadcastPatch};
 pub use broadcasts::{BroadcastRow, PAGE as BROADCASTS_PAGE};
 pub use channel_meta::{Category, ChannelInfo, ChannelPatch, Scheduled};

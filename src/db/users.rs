@@ -195,6 +195,18 @@ impl Db {
         row.as_ref().map(row_to_credentials).transpose()
     }
 
+    /// Every account, deleted ones too, by name: for the admin CLI.
+    pub async fn users(&self) -> Result<Vec<User>, DbError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {USER_COLUMNS} FROM users ORDER BY username"
+        )))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| row_to_credentials(r).map(|c| c.user))
+            .collect()
+    }
+
     pub async fn user_by_id(&self, id: i64) -> Result<Option<User>, DbError> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {USER_COLUMNS} FROM users WHERE id = $1"

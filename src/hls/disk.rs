@@ -89,6 +89,15 @@ impl FromStr for MinFreeDisk {
     }
 }
 
+impl serde::Serialize for MinFreeDisk {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            MinFreeDisk::Percent(p) => s.serialize_str(&format!("{p}%")),
+            MinFreeDisk::Bytes(b) => s.serialize_str(&b.to_string()),
+        }
+    }
+}
+
 impl<'de> Deserialize<'de> for MinFreeDisk {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;

@@ -48,18 +48,24 @@ const POLL: Duration = Duration::from_millis(100);
 const OFFLINE_GRACE: Duration = Duration::from_secs(30);
 
 /// Flags for HLS and recordings (flattened into `serve`'s flags).
-#[derive(Debug, clap::Args, Clone, Default)]
+#[derive(Debug, clap::Args, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default, rename_all = "kebab-case")]
 pub struct HlsArgs {
     /// LL-HLS part duration (PART-TARGET), milliseconds, 100..2000.
-    #[arg(long, env = "ONAIR_HLS_PART_MS", global = true)]
+    #[arg(long, env = "ONAIR_HLS_PART_MS", global = true, default_value = "200")]
     pub hls_part_ms: Option<u32>,
     /// HLS segment duration, milliseconds; segments end at the first
     /// keyframe after it.
-    #[arg(long, env = "ONAIR_HLS_SEGMENT_MS", global = true)]
+    #[arg(
+        long,
+        env = "ONAIR_HLS_SEGMENT_MS",
+        global = true,
+        default_value = "2000"
+    )]
     pub hls_segment_ms: Option<u32>,
-    /// Record every broadcast (default true); `--recording false` turns
-    /// recording off for the whole server.
-    #[arg(long, env = "ONAIR_RECORDING", global = true)]
+    /// Record every broadcast; `--recording false` turns recording off for
+    /// the whole server.
+    #[arg(long, env = "ONAIR_RECORDING", global = true, default_value = "true")]
     pub recording: Option<bool>,
     /// Delete recordings older than this many hours (oldest first).
     #[arg(long, env = "ONAIR_RETENTION_MAX_AGE_HOURS", global = true)]

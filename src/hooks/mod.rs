@@ -51,7 +51,8 @@ pub const MAX_ANSWER_BYTES: usize = 16 * 1024;
 /// Characters of a hook's refusal reason passed on to the publisher.
 pub const MAX_REASON_CHARS: usize = 200;
 
-#[derive(Debug, Clone, Default, clap::Args)]
+#[derive(Debug, Clone, Default, clap::Args, serde::Serialize, serde::Deserialize)]
+#[serde(default, rename_all = "kebab-case")]
 pub struct HookArgs {
     /// POST signed JSON events to this URL (repeatable).
     #[arg(
@@ -74,14 +75,16 @@ pub struct HookArgs {
     )]
     pub webhook_events: Vec<String>,
     /// How long a publish waits for the `publish` hook: `2s`, `500ms`.
-    #[arg(long, env = "ONAIR_WEBHOOK_TIMEOUT", value_parser = parse_duration, global = true)]
+    #[arg(long, env = "ONAIR_WEBHOOK_TIMEOUT", value_parser = parse_duration, global = true, default_value = "2s")]
+    #[serde(with = "crate::config::duration")]
     pub webhook_timeout: Option<Duration>,
     /// When the `publish` hook does not answer in time: `open` admits the
     /// publisher, `closed` refuses it.
-    #[arg(long, env = "ONAIR_WEBHOOK_FAIL", value_parser = ["open", "closed"], global = true)]
+    #[arg(long, env = "ONAIR_WEBHOOK_FAIL", value_parser = ["open", "closed"], global = true, default_value = "open")]
     pub webhook_fail: Option<String>,
     /// The least time between two `viewer.peak` events of one broadcast.
-    #[arg(long, env = "ONAIR_WEBHOOK_PEAK_INTERVAL", value_parser = parse_duration, global = true)]
+    #[arg(long, env = "ONAIR_WEBHOOK_PEAK_INTERVAL", value_parser = parse_duration, global = true, default_value = "30s")]
+    #[serde(with = "crate::config::duration")]
     pub webhook_peak_interval: Option<Duration>,
     /// The server's public base URL (`https://tv.example.com`), for the
     /// absolute links in `recording.ready`; without it they are paths.

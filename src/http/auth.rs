@@ -251,7 +251,7 @@ pub struct SignedIn {
 /// The signed-in user if any; an invalid or expired token counts as none.
 pub struct MaybeSignedIn(pub Option<User>);
 
-fn bearer(headers: &HeaderMap) -> Option<&str> {
+pub(super) fn bearer(headers: &HeaderMap) -> Option<&str> {
     let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = v.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())

@@ -133,6 +133,21 @@ impl IntoResponse for ApiError {
                 "refused: {message}"
             );
         }
-        (status, Json(serde_json::json!({ "error": message }))).into_response()
+        let body = Json(serde_json::json!({ "error": message }));
+        // Clients and proxies back off by Retry-After; every refusal that
+        // may pass later says when to try (the variants above that know
+        // better set their own).
+        if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::TOO_MANY_REQUESTS {
+            let retry = [(
+                axum::http::header::RETRY_AFTER,
+                DEFAULT_RETRY_AFTER_SECS.to_string(),
+            )];
+            return (status, retry, body).into_response();
+        }
+        (status, body).into_response()
     }
 }
+
+/// Retry-After for a 503 or 429 whose cause has no better estimate: a full
+/// server, a database that is away, a hashing queue that is full.
+pub const DEFAULT_RETRY_AFTER_SECS: u64 = 5;

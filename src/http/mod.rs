@@ -71,6 +71,12 @@ pub struct AppState {
     pub secure_cookies: bool,
     /// One log line per request (`--access-log`).
     pub access_log: bool,
+    /// `/metrics` on the public listeners too (off with `--metrics-listen`).
+    pub metrics_public: bool,
+    /// The bearer token `/metrics` asks for (`--metrics-token`).
+    pub metrics_token: Option<Arc<str>>,
+    /// `--public-url`, without a trailing `/`: absolute links in pages.
+    pub public_url: Option<Arc<str>>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -96,7 +102,7 @@ pub fn router(state: AppState) -> Router {
         ]);
     Router::new()
         .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics))
+        .merge(public_metrics(&state))
         .merge(whep::routes())
         .merge(whip::routes())
         .merge(ice::routes())
@@ -171,9 +177,42 @@ async fn healthz(
     }
 }
 
+/// `/metrics` on a public listener, unless `--metrics-listen` moved it.
+fn public_metrics(state: &AppState) -> Router<AppState> {
+    if state.metrics_public {
+        Router::new().route("/metrics", get(metrics))
+    } else {
+        Router::new()
+    }
+}
+
+/// Only `/metrics`, for `--metrics-listen`: a port that stays inside the
+/// operator's network.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .fallback(|| async { ApiError::NotFound("only /metrics here".into()) })
+        .layer(listen::body_timeout())
+        .with_state(state)
+}
+
 async fn metrics(
     axum::extract::State(s): axum::extract::State<AppState>,
-) -> impl axum::response::IntoResponse {
+    headers: axum::http::HeaderMap,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if let Some(want) = &s.metrics_token {
+        let given = auth::bearer(&headers).unwrap_or("");
+        let ok: bool = subtle::ConstantTimeEq::ct_eq(given.as_bytes(), want.as_bytes()).into();
+        if !ok {
+            return (
+                axum::http::StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Bearer")],
+                axum::Json(serde_json::json!({ "error": "/metrics needs its bearer token" })),
+            )
+                .into_response();
+        }
+    }
     let mut gauges = Vec::new();
     for (channel, n) in s.sfu.all_viewers() {
         gauges.push((
@@ -242,4 +281,5 @@ async fn metrics(
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         crate::metrics::render(&gauges),
     )
+        .into_response()
 }

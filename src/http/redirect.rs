@@ -27,7 +27,7 @@ pub fn router(state: AppState, redirect: Redirect) -> Router {
         .with_state(Arc::new(redirect));
     Router::new()
         .route("/healthz", get(super::healthz))
-        .route("/metrics", get(super::metrics))
+        .merge(super::public_metrics(&state))
         .with_state(state)
         .merge(plain)
         .layer(super::listen::body_timeout())

@@ -7,8 +7,8 @@
 //! build output.
 
 use super::{ApiError, AppState};
-use axum::extract::Path;
-use axum::http::{header, HeaderValue};
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -27,7 +27,7 @@ const NO_CACHE: &str = "no-cache";
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/", get(page))
-        .route("/c/{channel}", get(page))
+        .route("/c/{channel}", get(channel_page))
         .route("/login", get(page))
         .route("/register", get(page))
         .route("/dashboard", get(page))
@@ -40,6 +40,116 @@ pub fn routes() -> Router<AppState> {
 
 async fn page() -> Response {
     file("index.html", NO_CACHE)
+}
+
+/// A channel's page: the app, with OpenGraph and Twitter card tags so a
+/// shared link shows the channel's title, description and live thumbnail.
+async fn channel_page(
+    State(s): State<AppState>,
+    Path(channel): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let Some(html) = Dist::get("index.html") else {
+        return ApiError::NotFound("no such file".into()).into_response();
+    };
+    let info = match s.db.channel_info(&channel).await {
+        Ok(Some(info)) => info,
+        // Unknown or unreadable: the app says so itself.
+        _ => return file("index.html", NO_CACHE),
+    };
+    let origin = s
+        .public_url
+        .as_deref()
+        .map(str::to_string)
+        .or_else(|| request_origin(&headers, s.secure_cookies));
+    let tags = share_tags(&info, origin.as_deref());
+    let page = String::from_utf8_lossy(&html.data);
+    let page = match page
+        .find("</head>")
+        .or_else(|| page.find("</title>").map(|i| i + 8))
+    {
+        Some(at) => format!("{}{tags}{}", &page[..at], &page[at..]),
+        None => format!("{tags}{page}"),
+    };
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            ),
+            (header::CACHE_CONTROL, HeaderValue::from_static(NO_CACHE)),
+            (
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            ),
+        ],
+        page,
+    )
+        .into_response()
+}
+
+/// `scheme://host[:port]` of the request, from a Host header that is only
+/// a name or address and a port (anything else could put markup or
+/// another site into the tags).
+fn request_origin(headers: &HeaderMap, https: bool) -> Option<String> {
+    let host = headers.get(header::HOST)?.to_str().ok()?;
+    let sane = !host.is_empty()
+        && host.len() <= 255
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b));
+    sane.then(|| format!("{}://{host}", if https { "https" } else { "http" }))
+}
+
+/// The `<meta>` tags for a shared link; absolute URLs need `origin`.
+fn share_tags(info: &crate::db::ChannelInfo, origin: Option<&str>) -> String {
+    let title = if info.title.trim().is_empty() {
+        info.name.clone()
+    } else {
+        info.title.clone()
+    };
+    let description: String = info.description.chars().take(200).collect();
+    let mut tags = format!(
+        "<meta property=\"og:type\" content=\"video.other\">\n\
+         <meta property=\"og:site_name\" content=\"onair\">\n\
+         <meta property=\"og:title\" content=\"{}\">\n\
+         <meta name=\"twitter:card\" content=\"summary_large_image\">\n",
+        attr(&title)
+    );
+    if !description.trim().is_empty() {
+        tags += &format!(
+            "<meta property=\"og:description\" content=\"{}\">\n",
+            attr(&description)
+        );
+    }
+    if let Some(origin) = origin {
+        let origin = origin.trim_end_matches('/');
+        tags += &format!(
+            "<meta property=\"og:url\" content=\"{}/c/{}\">\n\
+             <meta property=\"og:image\" content=\"{}/api/channels/{}/thumbnail.jpg\">\n",
+            attr(origin),
+            info.name,
+            attr(origin),
+            info.name
+        );
+    }
+    tags
+}
+
+/// Text safe inside a double-quoted HTML attribute.
+fn attr(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 async fn asset(Path(name): Path<String>) -> Response {

@@ -8,7 +8,7 @@ use crate::sfu::sdp::MAX_OFFER_BYTES;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::{patch, post};
 use axum::Router;
@@ -18,14 +18,6 @@ pub fn routes() -> Router<AppState> {
         .route("/whip", post(offer))
         .route("/whip/{session}", patch(trickle).delete(end))
         .layer(DefaultBodyLimit::max(MAX_OFFER_BYTES))
-}
-
-fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = v.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then_some(token.trim())
 }
 
 async fn offer(
@@ -47,7 +39,7 @@ async fn publish(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let text = body_text(body)?;
-    let Some(key) = bearer(headers) else {
+    let Some(key) = super::auth::bearer(headers) else {
         return Err(ApiError::Unauthorized(
             "WHIP needs Authorization: Bearer <stream key>".into(),
         ));
@@ -62,7 +54,7 @@ async fn publish(
         remote: client.0,
     };
     s.hooks.admit(who).await.map_err(ApiError::Forbidden)?;
-    let answer = s.sfu.whip(&channel, text).await?;
+    let answer = s.sfu.whip(&channel, key, text).await?;
     let location = format!("/whip/{}", answer.session);
     Ok(super::whep::created(
         s,

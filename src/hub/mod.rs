@@ -2,6 +2,7 @@
 //! a publisher writes [`Unit`](crate::media::Unit)s, every consumer is a
 //! [`Reader`] with its own bounded queue.
 
+pub mod keys;
 mod reader;
 mod registry;
 mod stream;

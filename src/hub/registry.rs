@@ -95,6 +95,12 @@ impl Hub {
         }
     }
 
+    /// Ends `stream` if it is still its channel's live one (a publisher
+    /// that has replaced it stays).
+    pub fn end(&self, stream: &Arc<Stream>) {
+        self.unpublish(stream);
+    }
+
     /// Channels the hub holds a slot for (live or watched, plus any not yet
     /// pruned).
     pub fn slots(&self) -> usize {

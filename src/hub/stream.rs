@@ -85,6 +85,9 @@ pub struct Stream {
     closed: CancellationToken,
     both_audio_forms: AtomicBool,
     aac_twin: AtomicBool,
+    /// A digest of the stream key the publisher signed in with (see
+    /// [`crate::hub::keys`]); never the key itself.
+    held_key: std::sync::OnceLock<[u8; 32]>,
 }
 
 impl Stream {
@@ -106,8 +109,20 @@ impl Stream {
             health: Mutex::new(Health::default()),
             closed: CancellationToken::new(),
             both_audio_forms: AtomicBool::new(false),
+            held_key: std::sync::OnceLock::new(),
             aac_twin: AtomicBool::new(false),
         }
+    }
+
+    /// Notes the stream key this stream was published with (its
+    /// [`fingerprint`](super::keys::fingerprint)), so a key rotated or an
+    /// account deleted elsewhere (the CLI, another process) ends it too.
+    pub fn hold_key(&self, fingerprint: [u8; 32]) {
+        let _ = self.held_key.set(fingerprint);
+    }
+
+    pub fn held_key(&self) -> Option<&[u8; 32]> {
+        self.held_key.get()
     }
 
     /// Unique per publish, across channels; tells a reconnect from the

@@ -40,11 +40,12 @@ use tokio_util::task::TaskTracker;
 pub const DEFAULT_ICECAST: &str = "0.0.0.0:8000";
 
 /// Flags for the Icecast port (flattened into `serve`'s flags).
-#[derive(Debug, clap::Args, Clone, Default)]
+#[derive(Debug, clap::Args, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default, rename_all = "kebab-case")]
 pub struct IcecastArgs {
     /// Icecast-compatible source ingest and plain listeners (`0` port: any
-    /// free one). Default 0.0.0.0:8000, Icecast's own port.
-    #[arg(long, env = "ONAIR_ICECAST", global = true)]
+    /// free one); 8000 is Icecast's own port.
+    #[arg(long, env = "ONAIR_ICECAST", global = true, default_value = DEFAULT_ICECAST)]
     pub icecast: Option<SocketAddr>,
 }
 

@@ -117,6 +117,13 @@ pub(super) async fn run(
 
     let publisher = ic.hub.publish_from(&channel, Source::Icecast);
     let stream = publisher.stream().clone();
+    // Authorized on these very credentials before this was reached.
+    if let Some((_, key)) = head
+        .header("authorization")
+        .and_then(super::head::basic_auth)
+    {
+        stream.hold_key(crate::hub::keys::fingerprint(&key));
+    }
     if format == Format::Mp3 {
         stream.set_both_audio_forms();
     }

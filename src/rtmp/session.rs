@@ -238,6 +238,9 @@ impl Session {
         crate::metrics::rtmp_publish(true);
         tracing::info!(peer = %self.peer, %channel, "rtmp publish started");
         let publisher = self.hub.publish(&channel);
+        publisher
+            .stream()
+            .hold_key(crate::hub::keys::fingerprint(&p.key));
         self.ingest = Some(Ingest::new(publisher, self.peer, channel));
         self.deadline = None;
         self.process()

@@ -30,7 +30,17 @@ pub(crate) use whip::starts_keyframe;
 
 use crate::hub::Hub;
 use crate::media::MediaKind;
+pub use driver::MAX_PEERS;
 use driver::{Datagram, Driver};
+
+/// The operator's settings for the WebRTC engine.
+#[derive(Clone, Copy, Debug)]
+pub struct SfuOptions {
+    /// `--max-viewers`: WHEP sessions taken at once (at most [`MAX_PEERS`]).
+    pub max_viewers: usize,
+    /// Tests only (`--fault-injection`).
+    pub fault_injection: bool,
+}
 use rtc::rtp::packet::Packet;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -73,6 +83,8 @@ pub(crate) enum Command {
     },
     Whip {
         channel: Arc<str>,
+        /// The stream key's fingerprint (see [`crate::hub::keys`]).
+        key: [u8; 32],
         offer: String,
         reply: oneshot::Sender<Result<WhepSession, SfuError>>,
     },
@@ -292,7 +304,7 @@ impl Sfu {
         shutdown: CancellationToken,
         tracker: &TaskTracker,
         engines: Arc<crate::isolate::Engines>,
-        fault_injection: bool,
+        options: SfuOptions,
     ) -> Result<Sfu, SfuError> {
         let provider =
             rtc::crypto::default_provider().map_err(|e| SfuError::Internal(e.to_string()))?;
@@ -361,7 +373,7 @@ impl Sfu {
                     driver_tracker.clone(),
                     counts.clone(),
                 )
-                .with_fault_injection(fault_injection);
+                .with_options(options);
                 let (inputs, stop) = (inputs.clone(), stop.clone());
                 async move {
                     let mut inputs = inputs.lock_owned().await;
@@ -396,10 +408,16 @@ impl Sfu {
 
     /// Answers a WHIP offer: the peer becomes `channel`'s publisher,
     /// replacing whoever published before.
-    pub async fn whip(&self, channel: &str, offer: String) -> Result<WhepSession, SfuError> {
+    pub async fn whip(
+        &self,
+        channel: &str,
+        key: &str,
+        offer: String,
+    ) -> Result<WhepSession, SfuError> {
         let (reply, rx) = oneshot::channel();
         self.send(Command::Whip {
             channel: channel.into(),
+            key: crate::hub::keys::fingerprint(key),
             offer,
             reply,
         })

@@ -24,7 +24,8 @@ pub const LETS_ENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
 /// connection and says nothing holds a slot no longer than that.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-#[derive(Debug, Args, Clone, Default)]
+#[derive(Debug, Args, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default, rename_all = "kebab-case")]
 pub struct TlsArgs {
     /// Certificate chain (PEM) for HTTPS and RTMPS; read again on SIGHUP.
     /// Turns TLS on, with `--tls-key`.
@@ -43,7 +44,7 @@ pub struct TlsArgs {
     /// Contact address given to the ACME CA (expiry warnings).
     #[arg(long, env = "ONAIR_ACME_EMAIL", global = true)]
     pub acme_email: Option<String>,
-    /// The ACME CA's directory URL. Default: Let's Encrypt.
+    /// The ACME CA's directory URL [default: Let's Encrypt's].
     #[arg(long, env = "ONAIR_ACME_DIRECTORY", global = true)]
     pub acme_directory: Option<String>,
     /// PEM root certificate that the ACME directory's own HTTPS chains to,
@@ -53,14 +54,15 @@ pub struct TlsArgs {
     /// Renew this long before expiry instead of at two thirds of the
     /// lifetime (tests).
     #[arg(long, hide = true, global = true, value_parser = parse_long_duration)]
+    #[serde(skip)]
     pub acme_renew_before: Option<Duration>,
     /// Wait between two orders, and after a failed one. Default 10 min.
     #[arg(long, hide = true, global = true, value_parser = crate::hooks::parse_duration)]
+    #[serde(skip)]
     pub acme_retry: Option<Duration>,
     /// HTTPS listener (with TLS on): API, WHIP/WHEP, HLS, web UI, WSS.
-    /// Default 0.0.0.0:8443. Plain `--http` then only redirects here and
-    /// answers ACME challenges.
-    #[arg(long, env = "ONAIR_HTTPS", global = true)]
+    /// Plain `--http` then only redirects here and answers ACME challenges.
+    #[arg(long, env = "ONAIR_HTTPS", global = true, default_value = DEFAULT_HTTPS)]
     pub https: Option<SocketAddr>,
     /// RTMPS ingest (RTMP over TLS, `rtmps://HOST:PORT/live`) on this
     /// address, with the same certificate. Needs TLS on.

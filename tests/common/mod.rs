@@ -22,6 +22,8 @@ use tokio_util::sync::CancellationToken;
 
 pub struct TestServer {
     pub http: SocketAddr,
+    /// HTTPS, when the test turned TLS on.
+    pub https: Option<SocketAddr>,
     pub rtmp: SocketAddr,
     /// Icecast sources and plain listeners.
     pub icecast: SocketAddr,
@@ -65,6 +67,7 @@ impl TestServer {
         };
         let listeners = onair::Listeners::bind(&config).await.expect("bind");
         let http = listeners.http_addr();
+        let https = listeners.https_addr();
         let rtmp = listeners.rtmp_addr();
         let icecast = listeners.icecast_addr();
         let udp = listeners
@@ -86,6 +89,7 @@ impl TestServer {
         ));
         TestServer {
             http,
+            https,
             rtmp,
             icecast,
             udp,

@@ -85,3 +85,52 @@ pub async fn handshake_cert(addr: &SocketAddr, name: &str, root: &[u8]) -> Optio
     let leaf = tls.get_ref().1.peer_certificates()?.first()?.to_vec();
     Some(leaf)
 }
+
+/// A WebSocket over TLS to `path` on `addr` for `localhost`, trusting only
+/// `root` (DER).
+pub async fn wss(
+    addr: &std::net::SocketAddr,
+    root: Vec<u8>,
+    path: &str,
+) -> tokio_tungstenite::WebSocketStream<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    let tls = connect(addr, "localhost", &root, &[b"http/1.1"])
+        .await
+        .expect("TLS handshake");
+    let url = format!("wss://localhost:{}{path}", addr.port());
+    let (ws, _) = tokio_tungstenite::client_async(url, tls)
+        .await
+        .expect("WSS upgrade");
+    ws
+}
+
+/// Makes the Chromium started with `HOME=home` trust `cert` (PEM) as a CA:
+/// an NSS database in `home/.pki/nssdb`, as Chromium reads on Linux. For
+/// what `--ignore-certificate-errors` does not cover (TURN over TLS).
+pub fn trust_in_chromium(home: &Path, cert: &Path) {
+    let db = home.join(".pki").join("nssdb");
+    std::fs::create_dir_all(&db).unwrap();
+    let db_arg = format!("sql:{}", db.display());
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("certutil")
+            .args(args)
+            .output()
+            .expect("certutil is installed (apt-get install libnss3-tools)");
+        assert!(
+            out.status.success(),
+            "certutil {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&["-N", "-d", &db_arg, "--empty-password"]);
+    run(&[
+        "-A",
+        "-d",
+        &db_arg,
+        "-n",
+        "onair-test",
+        "-t",
+        "C,,",
+        "-i",
+        cert.to_str().unwrap(),
+    ]);
+}

@@ -29,6 +29,13 @@ export function launch(extraArgs = []) {
   return chromium.launch({ executablePath, headless: true, args: [...ARGS, ...extraArgs], timeout: 30_000 });
 }
 
+/// [`launch`] for pages on `url`'s origin: an https one in the tests serves
+/// a self-signed certificate (tests/tls.rs, tests/proxy.rs).
+export function launchFor(url, extraArgs = []) {
+  const https = new URL(url).protocol === 'https:';
+  return launch([...extraArgs, ...(https ? ['--ignore-certificate-errors'] : [])]);
+}
+
 /// Closes the browser, but never waits more than 5 s: close() can hang when
 /// the browser is wedged, and the script must still exit.
 export async function closeBrowser(browser) {

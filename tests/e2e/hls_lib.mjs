@@ -2,7 +2,7 @@
 // command line and a Chromium page, on the playlist's origin, with hls.js
 // (from node_modules) injected.
 
-import { launch } from './browser.mjs';
+import { launchFor } from './browser.mjs';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 
@@ -40,9 +40,7 @@ function pageHelpers(hlsLive) {
 // as `url` (CORS would allow another one too). The browser is handed to
 // `track` for cleanup.
 export async function hlsPage(track, url) {
-  // The HTTPS tests serve a self-signed certificate.
-  const https = new URL(url).protocol === 'https:';
-  const browser = track(await launch(https ? ['--ignore-certificate-errors'] : []));
+  const browser = track(await launchFor(url));
   const page = await browser.newPage();
   if (process.env.HLS_WATCH_VERBOSE) page.on('console', (m) => console.error('[page]', m.text()));
   await page.goto(`${new URL(url).origin}/healthz`);

@@ -2,9 +2,10 @@
 // (iceTransportPolicy 'relay'), with the ICE servers and credentials the
 // server hands out at GET /api/ice-servers.
 //
-//   node turn_watch.mjs <http-base-url> <channel> <seconds> [udp|tcp]
+//   node turn_watch.mjs <http-base-url> <channel> <seconds> [udp|tcp|tls]
 //
-// With a transport, only the TURN URLs with that `?transport=` are used.
+// With a transport, only the TURN URLs with that `?transport=` are used;
+// `tls` takes the `turns:` ones (TURN over TLS).
 //
 // Prints ONE JSON line on stdout:
 //   {"framesDecoded":240,"iceServers":[...],"relayCandidates":1,
@@ -12,7 +13,7 @@
 // and exits 0; on failure a message on stderr and a non-zero exit. The
 // browser is always closed, and the run has a hard timeout.
 
-import { launch, run } from './browser.mjs';
+import { launchFor, run } from './browser.mjs';
 
 const [baseArg, channel, secondsArg, transport] = process.argv.slice(2);
 if (!baseArg || !channel || !(Number(secondsArg) > 0)) {
@@ -28,8 +29,12 @@ async function watchInPage({ base, channel, seconds, transport }) {
   const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
   const ice = await (await fetch(`${base}/api/ice-servers`)).json();
-  const iceServers = ice.ice_servers.filter(
-    (s) => !transport || s.urls.some((u) => u.endsWith(`?transport=${transport}`)));
+  const wanted = (u) => (transport === 'tls'
+    ? u.startsWith('turns:')
+    : !transport || (u.startsWith('turn:') && u.endsWith(`?transport=${transport}`)));
+  const iceServers = ice.ice_servers
+    .map((s) => ({ ...s, urls: s.urls.filter(wanted) }))
+    .filter((s) => s.urls.length > 0);
   if (iceServers.length === 0) throw new Error(`no ${transport} TURN server in ${JSON.stringify(ice)}`);
   const pc = new RTCPeerConnection({ iceServers, iceTransportPolicy: 'relay' });
   pc.addTransceiver('video', { direction: 'recvonly' });
@@ -121,7 +126,7 @@ async function watchInPage({ base, channel, seconds, transport }) {
 }
 
 await run('turn_watch', (seconds + 45) * 1000, async (track) => {
-  const browser = track(await launch());
+  const browser = track(await launchFor(base));
   const page = await browser.newPage();
   page.on('console', (m) => verbose && console.error(`[console.${m.type()}] ${m.text()}`));
   page.on('pageerror', (e) => console.error(`[pageerror] ${e.message}`));

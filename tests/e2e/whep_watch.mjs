@@ -13,7 +13,7 @@
 // Chromium is the system one (Debian package `chromium`); playwright-core
 // downloads no browser. Override with CHROMIUM=/path/to/chrome.
 
-import { run, launch } from './browser.mjs';
+import { run, launchFor } from './browser.mjs';
 
 const [baseArg, channel, secondsArg] = process.argv.slice(2);
 if (!baseArg || !channel || !secondsArg || !(Number(secondsArg) > 0)) {
@@ -246,7 +246,7 @@ async function watchInPage(opts) {
 
 // Hard overall timeout: launch + ICE + the watch itself + teardown.
 await run('whep_watch', (seconds + 45) * 1000, async (track) => {
-  const browser = track(await launch());
+  const browser = track(await launchFor(base));
   const page = await browser.newPage();
   // Keep the server's logs free of favicon 404s.
   await page.route('**/favicon.ico', (r) => r.fulfill({ status: 204, body: '' }));

@@ -8,7 +8,7 @@
 // publisher's packets cross the Rust test's lossy UDP proxy. Prints ONE JSON
 // line on stdout and exits 0; on failure, stderr and exit 1.
 
-import { run, launch, FAKE_MEDIA_ARGS } from './browser.mjs';
+import { run, launchFor, FAKE_MEDIA_ARGS } from './browser.mjs';
 
 const [baseArg, key, secondsArg, codec, via] = process.argv.slice(2);
 if (!baseArg || !key || !(Number(secondsArg) > 0) || !codec || !via) {
@@ -65,7 +65,7 @@ async function publishInPage({ base, key, seconds, codec, via }) {
 }
 
 await run('whip_publish', (seconds + 45) * 1000, async (track) => {
-  const browser = track(await launch(FAKE_MEDIA_ARGS));
+  const browser = track(await launchFor(base, FAKE_MEDIA_ARGS));
   const page = await browser.newPage();
   await page.route('**/favicon.ico', (r) => r.fulfill({ status: 204, body: '' }));
   // The server's own origin: a secure-enough context for getUserMedia.

@@ -25,6 +25,7 @@ mod screen;
 mod serve;
 mod stats;
 mod tcp;
+pub use tcp::{Stream as TurnStream, Upgrade};
 mod transport;
 mod wire;
 
@@ -109,6 +110,9 @@ pub struct TurnRelay {
     local_addr: SocketAddr,
     tcp: Option<SocketAddr>,
     stop_tcp: Option<CancellationToken>,
+    /// TURN over TLS, if it runs.
+    tls: Option<SocketAddr>,
+    stop_tls: Option<CancellationToken>,
     public_ip: IpAddr,
     guard: Arc<guard::State>,
     nonces: Arc<serve::Nonces>,
@@ -126,6 +130,17 @@ impl TurnRelay {
         config: TurnConfig,
         socket: UdpSocket,
         tcp: Option<TcpListener>,
+    ) -> Result<TurnRelay, TurnError> {
+        Self::with_listeners(config, socket, tcp, None).await
+    }
+
+    /// [`with_sockets`](Self::with_sockets), plus TURN over TLS (`turns:`)
+    /// on `tls`: connections there are upgraded before TURN is spoken.
+    pub async fn with_listeners(
+        config: TurnConfig,
+        socket: UdpSocket,
+        tcp: Option<TcpListener>,
+        tls: Option<(TcpListener, tcp::Upgrade)>,
     ) -> Result<TurnRelay, TurnError> {
         if config.secret.is_empty() {
             return Err(TurnError::NoSecret);
@@ -162,15 +177,34 @@ impl TurnRelay {
             transport::Receiver::Udp(socket),
         )];
         let mut stop_tcp = None;
+        let mut stop_tls = None;
         let tcp = match tcp {
             Some(listener) => {
                 let addr = listener
                     .local_addr()
                     .map_err(|e| TurnError::Bind(config.listen, e))?;
                 let (mux, incoming) =
-                    tcp::TcpMux::start(listener, config.limits.max_tcp_connections)
+                    tcp::TcpMux::start(listener, config.limits.max_tcp_connections, None)
                         .map_err(|e| TurnError::Bind(addr, e))?;
                 stop_tcp = Some(mux.stop.clone());
+                listeners.push((
+                    transport::Transport::Tcp(Arc::new(mux)),
+                    transport::Receiver::Tcp(incoming),
+                ));
+                Some(addr)
+            }
+            None => None,
+        };
+        let tls = match tls {
+            Some((listener, upgrade)) => {
+                let addr = listener
+                    .local_addr()
+                    .map_err(|e| TurnError::Bind(config.listen, e))?;
+                // Its own cap, so plain TCP clients cannot crowd out TLS.
+                let (mux, incoming) =
+                    tcp::TcpMux::start(listener, config.limits.max_tcp_connections, Some(upgrade))
+                        .map_err(|e| TurnError::Bind(addr, e))?;
+                stop_tls = Some(mux.stop.clone());
                 listeners.push((
                     transport::Transport::Tcp(Arc::new(mux)),
                     transport::Receiver::Tcp(incoming),
@@ -221,6 +255,7 @@ impl TurnRelay {
             listen = %local_addr,
             public_ip = %config.public_ip,
             tcp = ?tcp,
+            tls = ?tls,
             relay_ports = ?config.relay_ports,
             "TURN relay listening"
         );
@@ -231,6 +266,8 @@ impl TurnRelay {
             local_addr,
             tcp,
             stop_tcp,
+            tls,
+            stop_tls,
             public_ip: config.public_ip,
             guard,
             nonces,
@@ -239,6 +276,17 @@ impl TurnRelay {
 
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The address the relay announces.
+    pub fn public_ip(&self) -> IpAddr {
+        self.public_ip
+    }
+
+    /// Where TURN over TLS listens, if it does. Its `turns:` URL needs the
+    /// certificate's host name, which the caller knows.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls
     }
 
     /// The URLs clients use: the public IP with the listening port(s), UDP
@@ -280,7 +328,7 @@ impl TurnRelay {
                 tracing::warn!("TURN read loop failed: {e}");
             }
         }
-        if let Some(stop) = self.stop_tcp {
+        for stop in [self.stop_tcp, self.stop_tls].into_iter().flatten() {
             stop.cancel();
         }
     }

@@ -10,13 +10,19 @@
 //!
 //! Frames cross the queues as `Bytes` cut from a per-connection arena, so a
 //! frame costs no allocation of its own: one per [`ARENA`] bytes.
+//!
+//! TURN over TLS (`turns:`, RFC 5766 2.1) is the same mux with an
+//! [`Upgrade`] run on each accepted connection; the caller owns the
+//! certificate.
 
 use bytes::{Bytes, BytesMut};
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -32,6 +38,21 @@ const IDLE: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// A frame from a client, and who sent it.
 pub(crate) type Frame = (Bytes, SocketAddr);
+
+/// A byte stream a connection is served over once upgraded.
+pub trait Stream: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> Stream for T {}
+
+/// Turns an accepted connection into the stream TURN is spoken over: a
+/// TLS handshake for `turns:`.
+pub type Upgrade = Arc<
+    dyn Fn(TcpStream) -> Pin<Box<dyn Future<Output = std::io::Result<Box<dyn Stream>>> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// How long an upgrade (a TLS handshake) may take.
+const UPGRADE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// One connection's way out: its queue, and the arena frames for it are
 /// copied into.
@@ -54,6 +75,7 @@ impl TcpMux {
     pub(crate) fn start(
         listener: TcpListener,
         max_connections: usize,
+        upgrade: Option<Upgrade>,
     ) -> std::io::Result<(TcpMux, mpsc::Receiver<Frame>)> {
         let local = listener.local_addr()?;
         let (tx, rx) = mpsc::channel(QUEUE);
@@ -65,6 +87,7 @@ impl TcpMux {
             writers.clone(),
             stop.clone(),
             max_connections,
+            upgrade,
         ));
         Ok((
             TcpMux {
@@ -115,6 +138,7 @@ async fn accept_loop(
     writers: Writers,
     stop: CancellationToken,
     max_connections: usize,
+    upgrade: Option<Upgrade>,
 ) {
     loop {
         let (stream, peer) = tokio::select! {
@@ -146,8 +170,31 @@ async fn accept_loop(
         }
         let _ = stream.set_nodelay(true);
         let (tx, writers, stop) = (tx.clone(), writers.clone(), stop.clone());
+        let upgrade = upgrade.clone();
         tokio::spawn(async move {
-            let (r, w) = stream.into_split();
+            let stream: Box<dyn Stream> = match upgrade {
+                None => Box::new(stream),
+                Some(up) => match tokio::time::timeout(UPGRADE_TIMEOUT, up(stream)).await {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        tracing::debug!(%peer, "TURN TLS handshake failed: {e}");
+                        writers
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .remove(&peer);
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!(%peer, "TURN TLS handshake timed out");
+                        writers
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .remove(&peer);
+                        return;
+                    }
+                },
+            };
+            let (r, w) = tokio::io::split(stream);
             tokio::select! {
                 _ = stop.cancelled() => {}
                 e = read_frames(r, peer, tx) => tracing::debug!(%peer, "TURN TCP connection ended: {e}"),
@@ -172,7 +219,7 @@ fn frame_len(head: [u8; 4]) -> Result<usize, &'static str> {
 }
 
 async fn read_frames(
-    mut r: tokio::net::tcp::OwnedReadHalf,
+    mut r: impl AsyncRead + Unpin,
     peer: SocketAddr,
     tx: mpsc::Sender<Frame>,
 ) -> String {
@@ -208,7 +255,7 @@ async fn read_frames(
     }
 }
 
-async fn write_frames(mut w: tokio::net::tcp::OwnedWriteHalf, mut rx: mpsc::Receiver<Bytes>) {
+async fn write_frames(mut w: impl AsyncWrite + Unpin, mut rx: mpsc::Receiver<Bytes>) {
     while let Some(frame) = rx.recv().await {
         if w.write_all(&frame).await.is_err() {
             return;

@@ -158,6 +158,8 @@ pub struct Driver {
     /// Tests only (`--fault-injection`): publishers' packets that start
     /// with a marker make the driver panic (see [`Driver::inject_fault`]).
     fault_injection: bool,
+    /// `--max-viewers`.
+    max_viewers: usize,
     /// Set by an injected engine fault, raised outside the peer's guard.
     engine_fault: bool,
 }
@@ -194,13 +196,15 @@ impl Driver {
             forward: HashMap::new(),
             tcp_out: HashMap::new(),
             fault_injection: false,
+            max_viewers: MAX_PEERS,
             engine_fault: false,
         }
     }
 
-    /// See [`Driver::inject_fault`].
-    pub fn with_fault_injection(mut self, on: bool) -> Self {
-        self.fault_injection = on;
+    /// `--max-viewers`, and [`Driver::inject_fault`] for tests.
+    pub fn with_options(mut self, options: super::SfuOptions) -> Self {
+        self.fault_injection = options.fault_injection;
+        self.max_viewers = options.max_viewers.min(MAX_PEERS);
         self
     }
 
@@ -312,10 +316,11 @@ impl Driver {
             }
             Command::Whip {
                 channel,
+                key,
                 offer,
                 reply,
             } => {
-                let _ = reply.send(self.add_publisher(channel, offer));
+                let _ = reply.send(self.add_publisher(channel, key, offer));
             }
             Command::Patch {
                 session,
@@ -385,7 +390,10 @@ impl Driver {
         offer: String,
         chat: Option<super::ChatTap>,
     ) -> Result<WhepSession, SfuError> {
-        if self.peers.len() >= MAX_PEERS {
+        // Peers that are not WHIP publishers are viewers.
+        let viewers = self.peers.len().saturating_sub(self.publishers.len());
+        if self.peers.len() >= MAX_PEERS || viewers >= self.max_viewers {
+            crate::metrics::limit_hit("max_viewers");
             return Err(SfuError::Busy);
         }
         self.next_id += 1;

@@ -12,6 +12,7 @@ impl Driver {
     pub(super) fn add_publisher(
         &mut self,
         channel: Arc<str>,
+        key: [u8; 32],
         offer: String,
     ) -> Result<WhepSession, SfuError> {
         if self.peers.len() >= MAX_PEERS {
@@ -40,6 +41,7 @@ impl Driver {
             self.remove_peer(old, "replaced by a new WHIP publisher");
         }
         let publisher = self.hub.publish_from(&channel, crate::hub::Source::Whip);
+        publisher.stream().hold_key(key);
         let mut peer = answer.peer;
         peer.ingest = Some(Box::new(Ingest::new(publisher, video, audio_pt)));
         let session = peer.session.clone();
