@@ -30,7 +30,7 @@ pub struct Cli {
 #[derive(Debug, Args, Clone, Default, serde::Serialize, serde::Deserialize)]
 #[serde(default, rename_all = "kebab-case")]
 pub struct GlobalArgs {
-    /// `text` (default) or `json`: one JSON object per line, for log
+    /// `text`, or `json`: one JSON object per line, for log
     /// collectors. Flags and env only (logging starts before the file is
     /// read).
     #[arg(long, env = "ONAIR_LOG_FORMAT", global = true, value_parser = ["text", "json"], default_value = "text")]
