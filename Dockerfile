@@ -12,12 +12,25 @@ RUN apt-get update \
       cmake nasm pkg-config nodejs npm \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
+# The dependencies first, in a layer of their own: rebuilt only when a
+# manifest or the lock file changes, not for every change to the sources.
+# Each crate gets an empty stand-in for its targets (scripts/docker-stubs.sh).
+COPY Cargo.toml Cargo.lock build.rs ./
+COPY loadtest/Cargo.toml loadtest/
+COPY turn/Cargo.toml turn/
+COPY scripts/docker-stubs.sh scripts/
+RUN scripts/docker-stubs.sh create \
+ && cargo build --release --locked -p onair -p onair-turn \
+ && scripts/docker-stubs.sh remove
+# The web app's tools, also cached until its lock file changes.
+COPY web/package.json web/package-lock.json web/
+RUN npm ci --prefix web --no-audit --no-fund
 COPY . .
-# The web app is embedded by build.rs (web/dist); build it when it exists.
-RUN if [ -f web/package.json ]; then \
-      npm ci --prefix web --no-audit --no-fund && npm run --prefix web build; \
-    fi
-RUN cargo build --release --locked -p onair -p onair-turn \
+# build.rs embeds web/dist. The sources' times are older than the stand-ins'
+# builds: touched, so cargo rebuilds the workspace's own crates.
+RUN npm run --prefix web build \
+ && touch src/lib.rs src/main.rs turn/src/lib.rs turn/src/main.rs build.rs \
+ && cargo build --release --locked -p onair -p onair-turn \
  && cp target/release/onair target/release/onair-turn /usr/local/bin/
 
 FROM debian:bookworm-slim

@@ -460,12 +460,14 @@ async fn going_live_with_a_screen_share_reaches_a_viewer() {
     srv.stop().await;
 }
 
-/// A channel's page carries OpenGraph tags, so a shared link shows its
-/// title, description and live thumbnail: absolute on the public URL, and
-/// the owner's text escaped, never markup.
+/// With `--public-url`, a channel's page carries OpenGraph tags on it (a
+/// shared link shows the title, description and live thumbnail; the
+/// owner's text escaped, never markup), and the dashboard gives encoders
+/// its host, whatever host the page was opened by.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_channel_page_has_share_tags_on_the_public_url() {
+async fn the_public_url_is_in_share_tags_and_the_encoder_settings() {
     require_built_app();
+    let _serial = SERIAL.lock().await;
     let srv = TestServer::start_with(|c| {
         c.hooks.public_url = Some("https://tv.example.com/".into());
     })
@@ -504,5 +506,29 @@ async fn a_channel_page_has_share_tags_on_the_public_url() {
     let other = http(srv.http, "GET", "/c/nosuchchannel", &[], b"").await;
     assert_eq!(other.status, 200, "the app shows its own not-found");
     assert!(!other.text().contains("og:title"));
+
+    let token = signup(srv.http, "alice").await;
+    let me = api(
+        srv.http,
+        "GET",
+        "/api/me",
+        &[("Authorization", &bearer(&token))],
+        None,
+    )
+    .await
+    .json();
+    assert_eq!(
+        me["channel"]["public_url"], "https://tv.example.com",
+        "{me}"
+    );
+    let r = social(&srv, &["ingest", "alice"]).await;
+    let port = srv.rtmp.port();
+    assert_eq!(
+        r["rtmpUrl"],
+        format!("rtmp://tv.example.com:{port}/live").as_str(),
+        "{r}"
+    );
+    assert_eq!(r["whipUrl"], "https://tv.example.com/whip", "{r}");
+    assert_eq!(r["icecastHost"], "tv.example.com", "{r}");
     srv.stop().await;
 }

@@ -34,6 +34,8 @@ async fn me(State(s): State<AppState>, me: SignedIn) -> Result<Json<serde_json::
             "rtmp_port": s.rtmp_port,
             "rtmps_port": s.rtmps_port,
             "icecast_port": s.icecast.port,
+            // Encoders connect to its host when there is one.
+            "public_url": s.public_url.as_deref(),
         }),
         _ => serde_json::Value::Null,
     };

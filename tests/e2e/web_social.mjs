@@ -202,6 +202,14 @@ const scenarios = {
   // Going live with a screen share (Chromium's fake screen: with
   // --use-fake-ui-for-media-stream, getDisplayMedia picks it without a
   // prompt) reaches a viewer in a second browser.
+  // The encoder settings the dashboard shows: with a public URL, its host.
+  async ingest(browser, [owner]) {
+    const page = await newPage(browser);
+    await signIn(page, owner, '/dashboard');
+    const text = async (id) => page.getByTestId(id).innerText();
+    return { rtmpUrl: await text('rtmp-url'), whipUrl: await text('whip-url'), icecastHost: await text('icecast-server') };
+  },
+
   async screenshare(browser, [owner]) {
     const page = await newPage(browser);
     await signIn(page, owner, '/dashboard');

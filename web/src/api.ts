@@ -44,6 +44,9 @@ export interface Me {
     rtmps_port?: number | null;
     /// The port Icecast sources (DJ software) connect to.
     icecast_port?: number;
+    /// The server's public origin (`--public-url`), if it has one: encoders
+    /// connect to its host.
+    public_url?: string | null;
   } | null;
 }
 

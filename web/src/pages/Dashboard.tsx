@@ -16,7 +16,7 @@ export function Dashboard({ me, setMe }: PageProps & { me: Me }) {
         <Link href={`/c/${ch.name}`}>Open your channel page</Link>
       </div>
       <div class="dash">
-        <StreamKey channel={ch.name} streamKey={ch.stream_key} rtmpPort={ch.rtmp_port} rtmpsPort={ch.rtmps_port} icecastPort={ch.icecast_port} setKey={setKey} />
+        <StreamKey channel={ch.name} streamKey={ch.stream_key} rtmpPort={ch.rtmp_port} rtmpsPort={ch.rtmps_port} icecastPort={ch.icecast_port} publicUrl={ch.public_url} setKey={setKey} />
         <Health channel={ch.name} />
         <ChannelForm me={me} setMe={setMe} />
         <GoLive streamKey={ch.stream_key} channel={ch.name} />
@@ -43,18 +43,23 @@ function Copy({ text, label }: { text: string; label: string }) {
   return <button type="button" onClick={copy} aria-label={`Copy ${label}`}>{done ? 'Copied' : 'Copy'}</button>;
 }
 
-function StreamKey({ channel, streamKey, rtmpPort, rtmpsPort, icecastPort, setKey }: {
+function StreamKey({ channel, streamKey, rtmpPort, rtmpsPort, icecastPort, publicUrl, setKey }: {
   channel: string; streamKey: string; rtmpPort?: number; rtmpsPort?: number | null; icecastPort?: number;
-  setKey: (k: string) => void;
+  publicUrl?: string | null; setKey: (k: string) => void;
 }) {
   const [shown, setShown] = useState(false);
   const [confirm, setConfirm] = useState(false);
   const [error, setError] = useState('');
-  // The host the browser reached this page by (an IPv6 one comes with its
-  // brackets), and the port the server says RTMP listens on.
-  const rtmpUrl = `rtmp://${location.hostname}:${rtmpPort ?? 1935}/live`;
+  // The public URL's host when the server has one (behind a proxy or a
+  // CDN the page's own host may not take RTMP), else the host the browser
+  // reached this page by (an IPv6 one comes with its brackets); and the
+  // port the server says RTMP listens on.
+  const publicOrigin = publicUrl ? new URL(publicUrl) : null;
+  const host = publicOrigin ? publicOrigin.hostname : location.hostname;
+  const origin = publicOrigin ? publicOrigin.origin : location.origin;
+  const rtmpUrl = `rtmp://${host}:${rtmpPort ?? 1935}/live`;
   // With RTMPS on, the key never crosses the network in the clear.
-  const rtmpsUrl = rtmpsPort ? `rtmps://${location.hostname}:${rtmpsPort}/live` : null;
+  const rtmpsUrl = rtmpsPort ? `rtmps://${host}:${rtmpsPort}/live` : null;
   const rotate = async () => {
     setError('');
     try {
@@ -106,12 +111,12 @@ function StreamKey({ channel, streamKey, rtmpPort, rtmpsPort, icecastPort, setKe
       <h3>OBS 30+ over WHIP</h3>
       <dl class="kv">
         <dt>Service</dt><dd>WHIP</dd>
-        <dt>Server</dt><dd><span class="mono">{location.origin}/whip</span> <Copy text={`${location.origin}/whip`} label="WHIP server" /></dd>
+        <dt>Server</dt><dd><span class="mono" data-testid="whip-url">{origin}/whip</span> <Copy text={`${origin}/whip`} label="WHIP server" /></dd>
         <dt>Bearer token</dt><dd>the key above</dd>
       </dl>
       <h3>Radio (audio only): BUTT, Mixxx, ffmpeg over Icecast</h3>
       <dl class="kv">
-        <dt>Server, port</dt><dd><span class="mono" data-testid="icecast-server">{location.hostname}</span>, <span class="mono">{icecastPort ?? 8000}</span></dd>
+        <dt>Server, port</dt><dd><span class="mono" data-testid="icecast-server">{host}</span>, <span class="mono">{icecastPort ?? 8000}</span></dd>
         <dt>Mount</dt><dd><span class="mono">/{channel}</span></dd>
         <dt>User, password</dt><dd><span class="mono">source</span>, the key above</dd>
         <dt>Audio</dt><dd>MP3, AAC or Opus (Ogg); track titles show as now playing</dd>
