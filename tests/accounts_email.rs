@@ -36,12 +36,42 @@ while True:
     time.sleep(3600)
 "#;
 
+/// aiosmtpd that speaks STARTTLS with the certificate in argv[2..4] and
+/// takes no mail before it (`require_starttls`); each message is printed
+/// with whether it came over TLS.
+const STARTTLS_SERVER: &str = r#"
+import ssl, sys, time
+from aiosmtpd.controller import Controller
+class Print:
+    async def handle_DATA(self, server, session, envelope):
+        print("---------- MESSAGE FOLLOWS ----------")
+        print("over-tls:", session.ssl is not None)
+        print(envelope.content.decode("utf8", errors="replace"))
+        print("------------ END MESSAGE ------------", flush=True)
+        return "250 OK"
+ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+ctx.load_cert_chain(sys.argv[2], sys.argv[3])
+c = Controller(Print(), hostname="127.0.0.1", port=int(sys.argv[1]),
+               tls_context=ctx, require_starttls=True)
+c.start()
+while True:
+    time.sleep(3600)
+"#;
+
 impl Smtp {
     async fn start() -> Option<Smtp> {
         Self::start_with_delay(None).await
     }
 
     async fn start_with_delay(delay: Option<Duration>) -> Option<Smtp> {
+        Self::start_with(delay, None).await
+    }
+
+    /// With `tls` (certificate and key files): STARTTLS, required.
+    async fn start_with(
+        delay: Option<Duration>,
+        tls: Option<(&std::path::Path, &std::path::Path)>,
+    ) -> Option<Smtp> {
         let python = "/usr/bin/python3";
         let has = std::process::Command::new(python)
             .args(["-c", "import aiosmtpd"])
@@ -60,8 +90,12 @@ impl Smtp {
             .unwrap()
             .port();
         let mut cmd = tokio::process::Command::new(python);
-        match delay {
-            None => cmd.args([
+        match (delay, tls) {
+            (_, Some((cert, key))) => cmd
+                .args(["-u", "-c", STARTTLS_SERVER, &port.to_string()])
+                .arg(cert)
+                .arg(key),
+            (None, None) => cmd.args([
                 "-u",
                 "-m",
                 "aiosmtpd",
@@ -72,7 +106,7 @@ impl Smtp {
                 "aiosmtpd.handlers.Debugging",
                 "stdout",
             ]),
-            Some(d) => cmd.args([
+            (Some(d), None) => cmd.args([
                 "-u",
                 "-c",
                 SLOW_HANDLER,
@@ -208,6 +242,48 @@ async fn verification_and_password_reset_by_mail() {
     assert_eq!(r.status, 400);
     srv.stop().await;
     smtp.child.kill().await.ok();
+}
+
+/// Mail over STARTTLS to a server that takes none without it: refused
+/// while its certificate is not trusted (nothing goes out in the clear
+/// instead), delivered over TLS once `--smtp-ca-root` names its CA.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mail_goes_over_starttls_to_a_checked_server() {
+    let certs = tempfile::tempdir().unwrap();
+    let tls = common::tls::self_signed("localhost");
+    let (cert, key) = (certs.path().join("cert.pem"), certs.path().join("key.pem"));
+    common::tls::write_pair(&tls, &cert, &key);
+    let Some(mut smtp) = Smtp::start_with(None, Some((&cert, &key))).await else {
+        return;
+    };
+    let url = format!("smtp://localhost:{}?tls=required", smtp.port);
+    let register = |a, name: &str| {
+        let body = json!({"username": name, "password": password_of(name), "email": format!("{name}@example.com")});
+        async move { api_post(a, "/api/auth/register", body).await }
+    };
+
+    let untrusted = url.clone();
+    let srv = TestServer::start_with(move |c| c.mail.smtp_url = Some(untrusted)).await;
+    assert_eq!(register(srv.http, "ivy").await.status, 201);
+    let nothing = tokio::time::timeout(Duration::from_secs(3), smtp.next_mail()).await;
+    assert!(
+        nothing.is_err(),
+        "mail went to a server whose certificate nobody checked"
+    );
+    srv.stop().await;
+
+    let ca = cert.clone();
+    let srv = TestServer::start_with(move |c| {
+        c.mail.smtp_url = Some(url);
+        c.mail.ca_root = Some(ca);
+    })
+    .await;
+    assert_eq!(register(srv.http, "ada").await.status, 201);
+    let mail = smtp.next_mail().await;
+    assert!(mail.contains("over-tls: True"), "{mail}");
+    assert!(mail.contains("ada@example.com"), "{mail}");
+    token_in(&mail);
+    srv.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,16 +4,23 @@
 use clap::Args;
 use lettre::message::Mailbox;
 use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 #[derive(Debug, Args, Clone, Default, serde::Serialize, serde::Deserialize)]
 #[serde(default, rename_all = "kebab-case")]
 pub struct MailArgs {
     /// SMTP server for verification and password-reset mail:
-    /// `smtp://[user:password@]host[:port]` (plain SMTP, e.g. a local
-    /// relay). Without it those flows are off.
+    /// `smtp://[user:password@]host[:port]` (plain, e.g. a local relay),
+    /// `smtp://...:587?tls=required` (STARTTLS, refused without it) or
+    /// `smtps://...:465` (TLS from the start). Without it those flows are
+    /// off.
     #[arg(long, env = "ONAIR_SMTP_URL", global = true)]
     pub smtp_url: Option<String>,
+    /// PEM root the SMTP server's certificate chains to, when a private CA
+    /// signed it [default: the public web's roots].
+    #[arg(long, env = "ONAIR_SMTP_CA_ROOT", global = true)]
+    pub smtp_ca_root: Option<std::path::PathBuf>,
     /// Sender address of that mail.
     #[arg(long, env = "ONAIR_SMTP_FROM", global = true)]
     pub smtp_from: Option<String>,
@@ -23,6 +30,7 @@ pub struct MailArgs {
 pub struct MailConfig {
     pub smtp_url: Option<String>,
     pub from: Option<String>,
+    pub ca_root: Option<std::path::PathBuf>,
 }
 
 impl MailArgs {
@@ -30,14 +38,17 @@ impl MailArgs {
         MailConfig {
             smtp_url: self.smtp_url.clone(),
             from: self.smtp_from.clone(),
+            ca_root: self.smtp_ca_root.clone(),
         }
     }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum MailError {
-    #[error("bad --smtp-url {0:?}: want smtp://[user:password@]host[:port]")]
+    #[error("bad --smtp-url {0:?}: want smtp://[user:password@]host[:port][?tls=required] or smtps://...")]
     BadUrl(String),
+    #[error("SMTP TLS: {0}")]
+    Tls(String),
     #[error("bad address: {0}")]
     Address(String),
     #[error("cannot send mail: {0}")]
@@ -59,6 +70,8 @@ pub const SMTP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30)
 
 /// Port 25 is SMTP's (RFC 5321 4.5.4.2 names no other for relays).
 const DEFAULT_SMTP_PORT: u16 = 25;
+/// Submission over implicit TLS (RFC 8314 7.3).
+const SUBMISSIONS_PORT: u16 = 465;
 
 impl Mailer {
     /// `None` when mail is off.
@@ -67,15 +80,30 @@ impl Mailer {
             return Ok(None);
         };
         let bad = || MailError::BadUrl(url.clone());
-        let rest = url.strip_prefix("smtp://").ok_or_else(bad)?;
+        let (wrapped, rest) = match url.split_once("://") {
+            Some(("smtp", rest)) => (false, rest),
+            Some(("smtps", rest)) => (true, rest),
+            _ => return Err(bad()),
+        };
+        let (rest, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let starttls = match query {
+            "" => false,
+            "tls=required" if !wrapped => true,
+            _ => return Err(bad()),
+        };
         let rest = rest.trim_end_matches('/');
         let (creds, hostport) = match rest.rsplit_once('@') {
             Some((c, h)) => (Some(c), h),
             None => (None, rest),
         };
+        let default_port = if wrapped {
+            SUBMISSIONS_PORT
+        } else {
+            DEFAULT_SMTP_PORT
+        };
         let (host, port) = match hostport.rsplit_once(':') {
             Some((h, p)) => (h, p.parse::<u16>().map_err(|_| bad())?),
-            None => (hostport, DEFAULT_SMTP_PORT),
+            None => (hostport, default_port),
         };
         if host.is_empty() {
             return Err(bad());
@@ -83,6 +111,26 @@ impl Mailer {
         let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
             .port(port)
             .timeout(Some(SMTP_TIMEOUT));
+        if wrapped || starttls {
+            let mut tls = TlsParameters::builder(host.to_string());
+            if let Some(path) = &cfg.ca_root {
+                let pem = std::fs::read(path)
+                    .map_err(|e| MailError::Tls(format!("{}: {e}", path.display())))?;
+                let cert = Certificate::from_pem(&pem)
+                    .map_err(|e| MailError::Tls(format!("{}: {e}", path.display())))?;
+                tls = tls.add_root_certificate(cert);
+            }
+            let tls = tls
+                .build_rustls()
+                .map_err(|e| MailError::Tls(e.to_string()))?;
+            // Credentials never cross the network in the clear: STARTTLS is
+            // required, not merely tried.
+            builder = builder.tls(if wrapped {
+                Tls::Wrapper(tls)
+            } else {
+                Tls::Required(tls)
+            });
+        }
         if let Some(c) = creds {
             let (u, p) = c.split_once(':').ok_or_else(bad)?;
             builder = builder.credentials(Credentials::new(u.to_string(), p.to_string()));
