@@ -228,6 +228,9 @@ pub async fn run(
         db.clone(),
         token.clone(),
     ));
+    if config.mail.smtp_url.is_some() && config.hooks.public_url.is_none() {
+        tracing::warn!("mail carries codes to type in, not links: set --public-url for links");
+    }
     let state = AppState {
         db: db.clone(),
         hub: hub.clone(),

@@ -149,12 +149,42 @@ impl Smtp {
         tokio::time::timeout(Duration::from_secs(15), read)
             .await
             .expect("a mail within 15 s");
-        text
+        quoted_printable(&text)
     }
 }
 
-/// The 43-character token on a line of its own.
+/// The mail as written before quoted-printable encoding: soft line breaks
+/// joined, `=XX` decoded (headers have no such sequences).
+fn quoted_printable(text: &str) -> String {
+    let joined = text.replace("=\n", "");
+    let b = joined.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        match (
+            b[i],
+            b.get(i + 1).copied().and_then(hex),
+            b.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'=', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (c, _, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The 43-character token: in a link's `#token=`, or on a line of its own.
 fn token_in(mail: &str) -> String {
+    if let Some(i) = mail.find("#token=") {
+        return mail[i + 7..i + 7 + 43].to_string();
+    }
     mail.lines()
         .map(str::trim)
         .find(|l| {
@@ -175,6 +205,7 @@ async fn verification_and_password_reset_by_mail() {
     let srv = TestServer::start_with(move |c| {
         c.mail.smtp_url = Some(url);
         c.mail.from = Some("onair <noreply@onair.test>".into());
+        c.hooks.public_url = Some("https://tv.example.com".into());
     })
     .await;
     let a = srv.http;
@@ -189,6 +220,20 @@ async fn verification_and_password_reset_by_mail() {
     let mail = smtp.next_mail().await;
     assert!(mail.contains("mia@example.com"), "{mail}");
     assert!(mail.contains("noreply@onair.test"), "{mail}");
+    // A link on the public URL, in plain text and in HTML; the token only
+    // in the link.
+    assert!(
+        mail.contains("https://tv.example.com/verify-email#token="),
+        "{mail}"
+    );
+    assert!(
+        mail.contains("multipart/alternative") && mail.contains("text/html"),
+        "{mail}"
+    );
+    assert!(
+        mail.contains("<a href=\"https://tv.example.com/verify-email#token="),
+        "{mail}"
+    );
     let token = token_in(&mail);
     let t = login(a, "mia", &password_of("mia")).await;
     let me = api_as(a, &t, "GET", "/api/me", None).await.json();

@@ -532,3 +532,65 @@ async fn the_public_url_is_in_share_tags_and_the_encoder_settings() {
     assert_eq!(r["icecastHost"], "tv.example.com", "{r}");
     srv.stop().await;
 }
+
+/// The pages a mailed link opens: the address is verified on opening, a new
+/// password is set from the reset link (whose token never leaves the
+/// fragment), and the sign-in page leads to asking for a reset.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mailed_links_open_pages_that_verify_and_reset() {
+    require_built_app();
+    let _serial = SERIAL.lock().await;
+    // Mail on (the routes need it); this relay takes nothing, and the test
+    // makes the tokens itself, as the mail would carry them.
+    let srv = TestServer::start_with(|c| c.mail.smtp_url = Some("smtp://127.0.0.1:9".into())).await;
+    let token = signup(srv.http, "nia").await;
+    let me = api(
+        srv.http,
+        "GET",
+        "/api/me",
+        &[("Authorization", &bearer(&token))],
+        None,
+    )
+    .await
+    .json();
+    let id = me["user"]["id"].as_i64().expect("user id");
+    let expires = onair::chat::unix_secs() + 600;
+    let (verify, verify_hash) = onair::auth::new_session_token();
+    let (reset, reset_hash) = onair::auth::new_session_token();
+    srv.db
+        .insert_email_token(&verify_hash, id, onair::db::EmailPurpose::Verify, expires)
+        .await
+        .unwrap();
+    srv.db
+        .insert_email_token(&reset_hash, id, onair::db::EmailPurpose::Reset, expires)
+        .await
+        .unwrap();
+    let base = format!("http://{}", srv.http);
+    let r = social(
+        &srv,
+        &[
+            "mailLinks",
+            &format!("{base}/verify-email#token={verify}"),
+            &format!("{base}/reset-password#token={reset}"),
+            "a brand new password",
+            "nia",
+        ],
+    )
+    .await;
+    assert_eq!(
+        r["hashAfterReset"], "",
+        "the spent token leaves the address bar: {r}"
+    );
+    let r = common::login(srv.http, "nia", "a brand new password").await;
+    let me = api(
+        srv.http,
+        "GET",
+        "/api/me",
+        &[("Authorization", &bearer(&r))],
+        None,
+    )
+    .await
+    .json();
+    assert_eq!(me["user"]["email_verified"], true, "{me}");
+    srv.stop().await;
+}

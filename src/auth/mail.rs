@@ -55,6 +55,12 @@ pub enum MailError {
     Send(String),
 }
 
+/// A mail's plain text, and the same as simple HTML.
+pub struct MailBody {
+    pub text: String,
+    pub html: String,
+}
+
 pub struct Mailer {
     transport: AsyncSmtpTransport<Tokio1Executor>,
     from: Mailbox,
@@ -159,7 +165,7 @@ impl Mailer {
         permit
     }
 
-    pub async fn send(&self, to: &str, subject: &str, body: String) -> Result<(), MailError> {
+    pub async fn send(&self, to: &str, subject: &str, body: MailBody) -> Result<(), MailError> {
         let to: Mailbox = to
             .parse()
             .map_err(|e: lettre::address::AddressError| MailError::Address(e.to_string()))?;
@@ -167,7 +173,9 @@ impl Mailer {
             .from(self.from.clone())
             .to(to)
             .subject(subject)
-            .body(body)
+            .multipart(lettre::message::MultiPart::alternative_plain_html(
+                body.text, body.html,
+            ))
             .map_err(|e| MailError::Send(e.to_string()))?;
         self.transport
             .send(msg)

@@ -12,7 +12,7 @@ pub mod turn;
 
 pub use args::{AccountArgs, AccountLimits};
 pub use hasher::{HashError, Hasher, HasherStats};
-pub use mail::{MailArgs, MailConfig, MailError, Mailer};
+pub use mail::{MailArgs, MailBody, MailConfig, MailError, Mailer};
 pub use rate::{Rate, RateLimiter};
 pub use throttle::LoginThrottle;
 

@@ -74,31 +74,86 @@ async fn mail_token(
         ));
     };
     let (token, hash) = auth::new_session_token();
-    let (ttl, subject, what, route) = match purpose {
+    let (ttl, subject, what, page, title) = match purpose {
         EmailPurpose::Verify => (
             VERIFY_TTL_SECS,
             "Confirm your email for onair",
             "confirm this address",
-            "POST /api/auth/email/verify {\"token\": TOKEN}",
+            "verify-email",
+            "Verify email",
         ),
         EmailPurpose::Reset => (
             RESET_TTL_SECS,
             "Reset your onair password",
             "choose a new password",
-            "POST /api/auth/password/reset/confirm {\"token\": TOKEN, \"new_password\": ...}",
+            "reset-password",
+            "Reset password",
         ),
     };
     s.db.insert_email_token(&hash, user.id, purpose, unix_secs() + ttl)
         .await?;
-    let body = format!(
-        "Hello {},\n\nTo {what}, use this token within {} minutes:\n\n{token}\n\n({route})\n\nIf you did not ask for this, ignore this mail.\n",
-        user.username,
-        ttl / 60
+    let mail = compose(
+        &user.username,
+        what,
+        ttl / 60,
+        s.public_url.as_deref(),
+        page,
+        title,
+        &token,
     );
     mailer
-        .send(to, subject, body)
+        .send(to, subject, mail)
         .await
         .map_err(|e| ApiError::Unavailable(e.to_string()))
+}
+
+/// The mail's text and HTML. With a public URL it carries a link to the
+/// app's page, the token in the fragment (which no server, log or Referer
+/// sees); without one, the page's path and the token to type in. Never a
+/// link built from the request's Host: anyone can ask for a reset with a
+/// forged Host, and the link would carry the victim's token elsewhere.
+fn compose(
+    user: &str,
+    what: &str,
+    minutes: i64,
+    public_url: Option<&str>,
+    page: &str,
+    title: &str,
+    token: &str,
+) -> crate::auth::MailBody {
+    let ignore = "If you did not ask for this, ignore this mail.";
+    match public_url {
+        Some(origin) => {
+            let link = format!("{origin}/{page}#token={token}");
+            crate::auth::MailBody {
+                text: format!(
+                    "Hello {user},\n\nTo {what}, open this link within {minutes} minutes:\n\n{link}\n\n{ignore}\n"
+                ),
+                html: format!(
+                    "<p>Hello {},</p>\n<p>To {what}, <a href=\"{}\">open this link</a> within {minutes} minutes.</p>\n<p>{ignore}</p>\n",
+                    html_text(user),
+                    html_text(&link)
+                ),
+            }
+        }
+        None => crate::auth::MailBody {
+            text: format!(
+                "Hello {user},\n\nTo {what}, open \"{title}\" on the site (/{page}) within {minutes} minutes and enter this code:\n\n{token}\n\n{ignore}\n"
+            ),
+            html: format!(
+                "<p>Hello {},</p>\n<p>To {what}, open <b>{title}</b> on the site (<code>/{page}</code>) within {minutes} minutes and enter this code:</p>\n<p><code>{token}</code></p>\n<p>{ignore}</p>\n",
+                html_text(user)
+            ),
+        },
+    }
+}
+
+/// Text safe in HTML, inside an element or a double-quoted attribute.
+fn html_text(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 fn mail_rate(s: &AppState, client: ClientAddr, account: &str) -> Result<(), ApiError> {

@@ -30,6 +30,9 @@ pub fn routes() -> Router<AppState> {
         .route("/c/{channel}", get(channel_page))
         .route("/login", get(page))
         .route("/register", get(page))
+        .route("/forgot-password", get(page))
+        .route("/reset-password", get(page))
+        .route("/verify-email", get(page))
         .route("/dashboard", get(page))
         .route("/assets/{*file}", get(asset))
         .route(

@@ -6,7 +6,7 @@ import { getIceServers } from './player';
 import { Link, navigate, usePath } from './router';
 import { Directory } from './pages/Directory';
 import { Watch } from './pages/Watch';
-import { Login, Register } from './pages/Auth';
+import { ForgotPassword, Login, Register, ResetPassword, VerifyEmail } from './pages/Auth';
 import './style.css';
 
 export interface PageProps {
@@ -46,6 +46,9 @@ function App() {
   else if (watch) page = <Watch channel={decodeURIComponent(watch[1])} me={me} />;
   else if (path === '/login') page = <Login setMe={setMe} />;
   else if (path === '/register') page = <Register setMe={setMe} />;
+  else if (path === '/forgot-password') page = <ForgotPassword />;
+  else if (path === '/reset-password') page = <ResetPassword />;
+  else if (path === '/verify-email') page = <VerifyEmail />;
   else if (path === '/dashboard') {
     page = !checked ? <p class="muted">Loading…</p> : me ? <LazyDashboard me={me} setMe={setMe} /> : <Login setMe={setMe} next="/dashboard" />;
   } else page = <p>No such page. <Link href="/">Back to the directory</Link></p>;

@@ -1,4 +1,4 @@
-import { useState } from 'preact/hooks';
+import { useEffect, useState } from 'preact/hooks';
 import { api, errorText, get, type Me } from '../api';
 import { Link, navigate } from '../router';
 
@@ -63,7 +63,9 @@ function AuthForm({ mode, setMe, next }: Props & { mode: 'login' | 'register' })
         <button type="submit" class="primary" disabled={busy}>{title}</button>
       </form>
       <p class="muted">
-        {mode === 'login' ? <>No account? <Link href="/register">Register</Link></> : <>Have an account? <Link href="/login">Sign in</Link></>}
+        {mode === 'login'
+          ? <>No account? <Link href="/register">Register</Link> · <Link href="/forgot-password">Forgot your password?</Link></>
+          : <>Have an account? <Link href="/login">Sign in</Link></>}
       </p>
     </section>
   );
@@ -71,3 +73,118 @@ function AuthForm({ mode, setMe, next }: Props & { mode: 'login' | 'register' })
 
 export const Login = (p: Props) => <AuthForm mode="login" {...p} />;
 export const Register = (p: Props) => <AuthForm mode="register" {...p} />;
+
+/// The token of a mailed link (`#token=…`: a fragment, which no request
+/// carries), or none when the mail gave a code to type in.
+function tokenFromLink(): string {
+  return new URLSearchParams(location.hash.replace(/^#/, '')).get('token') ?? '';
+}
+
+export function ForgotPassword() {
+  const [username, setUsername] = useState('');
+  const [error, setError] = useState('');
+  const [sent, setSent] = useState(false);
+  const submit = async (e: Event) => {
+    e.preventDefault();
+    setError('');
+    try {
+      await api('POST', '/api/auth/password/reset', { username });
+      setSent(true);
+    } catch (err) {
+      setError(errorText(err));
+    }
+  };
+  return (
+    <section class="card narrow">
+      <h1>Forgot your password?</h1>
+      {sent ? (
+        <p role="status" data-testid="reset-sent">If that account has an email address, a link to choose a new password is on its way.</p>
+      ) : (
+        <form onSubmit={submit}>
+          <label for="username">Username</label>
+          <input id="username" name="username" autoComplete="username" required value={username}
+            onInput={(e) => setUsername(e.currentTarget.value)} />
+          {error && <p class="error" role="alert">{error}</p>}
+          <button type="submit" class="primary">Send me a link</button>
+        </form>
+      )}
+    </section>
+  );
+}
+
+export function ResetPassword() {
+  const [token, setToken] = useState(tokenFromLink);
+  const [password, setPassword] = useState('');
+  const [error, setError] = useState('');
+  const [done, setDone] = useState(false);
+  const submit = async (e: Event) => {
+    e.preventDefault();
+    setError('');
+    try {
+      await api('POST', '/api/auth/password/reset/confirm', { token: token.trim(), new_password: password });
+      setDone(true);
+      // The token is spent; keep it out of the history.
+      history.replaceState(null, '', location.pathname);
+    } catch (err) {
+      setError(errorText(err));
+    }
+  };
+  return (
+    <section class="card narrow">
+      <h1>Choose a new password</h1>
+      {done ? (
+        <p role="status" data-testid="reset-done">Your password is changed, and every session signed out. <Link href="/login">Sign in</Link></p>
+      ) : (
+        <form onSubmit={submit}>
+          {!tokenFromLink() && (
+            <>
+              <label for="token">Code from the mail</label>
+              <input id="token" name="token" required autoComplete="one-time-code" value={token}
+                onInput={(e) => setToken(e.currentTarget.value)} />
+            </>
+          )}
+          <label for="password">New password</label>
+          <input id="password" name="password" type="password" required minLength={8} autoComplete="new-password"
+            value={password} onInput={(e) => setPassword(e.currentTarget.value)} />
+          {error && <p class="error" role="alert">{error}</p>}
+          <button type="submit" class="primary">Set the password</button>
+        </form>
+      )}
+    </section>
+  );
+}
+
+export function VerifyEmail() {
+  const [token, setToken] = useState(tokenFromLink);
+  const [state, setState] = useState<'idle' | 'done' | string>('idle');
+  const confirm = async (t: string) => {
+    try {
+      await api('POST', '/api/auth/email/verify', { token: t.trim() });
+      setState('done');
+      history.replaceState(null, '', location.pathname);
+    } catch (err) {
+      setState(errorText(err));
+    }
+  };
+  // A link confirms on opening; a typed code on submit.
+  useEffect(() => {
+    const t = tokenFromLink();
+    if (t) confirm(t);
+  }, []);
+  return (
+    <section class="card narrow">
+      <h1>Verify your email</h1>
+      {state === 'done' ? (
+        <p role="status" data-testid="verify-done">Your email address is verified.</p>
+      ) : (
+        <form onSubmit={(e) => { e.preventDefault(); confirm(token); }}>
+          <label for="token">Code from the mail</label>
+          <input id="token" name="token" required autoComplete="one-time-code" value={token}
+            onInput={(e) => setToken(e.currentTarget.value)} />
+          {state !== 'idle' && <p class="error" role="alert">{state}</p>}
+          <button type="submit" class="primary">Verify</button>
+        </form>
+      )}
+    </section>
+  );
+}
