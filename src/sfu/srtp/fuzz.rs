@@ -5,21 +5,29 @@
 use super::index::{estimate, RecvStream, SendStream, NONE};
 use super::{keys_from_exporter, Inbound, Outbound, Profile, Role, SrtpError};
 use std::collections::HashSet;
-use std::sync::OnceLock;
 
-/// Contexts under one fixed key per profile, built once per process.
-fn contexts(profile: Profile) -> &'static (Outbound, Inbound) {
-    static CM: OnceLock<(Outbound, Inbound)> = OnceLock::new();
-    static GCM: OnceLock<(Outbound, Inbound)> = OnceLock::new();
-    let cell = match profile {
-        Profile::Aes128CmHmacSha1_80 => &CM,
-        Profile::AeadAes128Gcm => &GCM,
+/// Contexts under a key of their own for each input. A key that outlived
+/// one input would let the fuzzer forge: libFuzzer's comparison tracing
+/// sees the tag a check expected and offers it back in a later input, an
+/// oracle no remote sender has. With a fresh key, a tag learned that way is
+/// already stale, so "only what we sealed authenticates" holds as a remote
+/// attacker meets it.
+fn contexts(profile: Profile) -> (Outbound, Inbound) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static INPUTS: AtomicU64 = AtomicU64::new(0);
+    let n = INPUTS.fetch_add(1, Ordering::Relaxed);
+    let seed = {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        h.update(n.to_le_bytes());
+        h.update(std::process::id().to_le_bytes());
+        h.finalize()
     };
-    cell.get_or_init(|| {
-        let material: Vec<u8> = (0..profile.exporter_len() as u8).collect();
-        let (ours, _) = keys_from_exporter(profile, Role::Server, &material).unwrap();
-        (Outbound::new(&ours), Inbound::new(&ours))
-    })
+    let material: Vec<u8> = (0..profile.exporter_len())
+        .map(|i| seed[i % seed.len()] ^ (i / seed.len()) as u8)
+        .collect();
+    let (ours, _) = keys_from_exporter(profile, Role::Server, &material).unwrap();
+    (Outbound::new(&ours), Inbound::new(&ours))
 }
 
 /// `data[0]` picks the profile (bit 0) and RTP or RTCP (bit 1). The rest is
@@ -44,7 +52,7 @@ pub(crate) fn unprotect(data: &[u8]) {
         Profile::AeadAes128Gcm
     };
     let rtcp = flags & 2 != 0;
-    let (out, inb) = contexts(profile);
+    let (out, inb) = &contexts(profile);
     let mut tx: Option<SendStream> = None;
     let mut rx: Option<RecvStream> = None;
     let mut sealed: HashSet<Vec<u8>> = HashSet::new();
