@@ -535,6 +535,9 @@ pub async fn run(args: &SoakArgs) -> anyhow::Result<Value> {
                     .hls_with_parts
                     .fetch_add(u64::from(r.parts > 0), Ordering::Relaxed);
                 tally.hls_errors.fetch_add(r.errors, Ordering::Relaxed);
+                if let Some(e) = &r.first_error {
+                    tally.hls_error(e);
+                }
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }));

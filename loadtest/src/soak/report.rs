@@ -25,9 +25,33 @@ pub(super) struct Tally {
     pub(super) spam_sent: AtomicU64,
     pub(super) spam_rejected: AtomicU64,
     pub(super) first_error: Mutex<Option<String>>,
+    /// Each LL-HLS session's first error, numbers masked, by how many
+    /// sessions met it: what the `hls_errors` were.
+    pub(super) hls_first_errors: Mutex<BTreeMap<String, u64>>,
 }
 
 impl Tally {
+    pub(super) fn hls_error(&self, e: &str) {
+        let mut kind = String::new();
+        for c in e.chars() {
+            if c.is_ascii_digit() {
+                if !kind.ends_with('N') {
+                    kind.push('N');
+                }
+            } else {
+                kind.push(c);
+            }
+        }
+        let mut m = self
+            .hls_first_errors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        // Kinds are few; a flood of distinct ones is itself the finding.
+        if m.len() < 32 || m.contains_key(&kind) {
+            *m.entry(kind).or_default() += 1;
+        }
+    }
+
     pub(super) fn error(&self, what: &str, e: impl std::fmt::Display) {
         let mut f = self.first_error.lock().unwrap_or_else(|p| p.into_inner());
         if f.is_none() {
@@ -88,6 +112,7 @@ pub(super) fn load(tally: &Tally) -> Value {
         "hls_sessions": n(&tally.hls_sessions),
         "hls_with_parts": n(&tally.hls_with_parts),
         "hls_errors": n(&tally.hls_errors),
+        "hls_first_errors": tally.hls_first_errors.lock().unwrap_or_else(|p| p.into_inner()).clone(),
         "chat_sent": n(&tally.chat_sent),
         "chat_received": n(&tally.chat_received),
         "chat_rejected": n(&tally.chat_rejected),
