@@ -36,8 +36,10 @@ impl OfferedFormat {
     /// profile_idc from `profile-level-id`; 0x42 (Baseline) when absent, the
     /// RFC 6184 default.
     pub fn profile_idc(&self) -> u8 {
+        // Six hex digits; anything else (a multi-byte character, which the
+        // fuzzer found would split a slice) is the default.
         self.fmtp_param("profile-level-id")
-            .filter(|v| v.len() == 6)
+            .filter(|v| v.len() == 6 && v.bytes().all(|b| b.is_ascii_hexdigit()))
             .and_then(|v| u8::from_str_radix(&v[0..2], 16).ok())
             .unwrap_or(0x42)
     }
@@ -250,6 +252,22 @@ a=rtpmap:102 H264/90000\r\na=rtcp-fb:102 nack\r\na=rtcp-fb:102 nack pli\r\na=fmt
 a=rtpmap:104 H264/90000\r\na=fmtp:104 level-asymmetry-allowed=1;packetization-mode=0;profile-level-id=42e01f\r\n\
 a=rtpmap:106 H264/90000\r\na=fmtp:106 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=640c1f\r\n\
 m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\na=mid:2\r\n";
+
+    #[test]
+    fn a_profile_level_id_that_is_not_six_hex_digits_is_the_default() {
+        let f = |v: &str| OfferedFormat {
+            payload_type: 96,
+            clock_rate: 90_000,
+            channels: 1,
+            fmtp: format!("packetization-mode=1;profile-level-id={v}"),
+            rtcp_fb: Vec::new(),
+        };
+        assert_eq!(f("640c1f").profile_idc(), 0x64);
+        // What the fuzzer sent: six bytes, one character of two among them.
+        for bad in ["4\u{3da}01f", "6g0c1f", "640c1", "640c1f0", ""] {
+            assert_eq!(f(bad).profile_idc(), 0x42, "{bad:?}");
+        }
+    }
 
     #[test]
     fn reads_a_browser_offer() {
