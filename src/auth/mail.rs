@@ -184,3 +184,48 @@ impl Mailer {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mailer(url: &str) -> Result<Option<Mailer>, MailError> {
+        Mailer::new(&MailConfig {
+            smtp_url: Some(url.into()),
+            from: Some("onair <onair@example.com>".into()),
+            ca_root: None,
+        })
+    }
+
+    #[test]
+    fn smtp_urls_are_plain_starttls_or_tls_and_nothing_else() {
+        for good in [
+            "smtp://relay.local",
+            "smtp://relay.local:2525",
+            "smtp://me:pw@mail.example.com:587?tls=required",
+            "smtps://me:pw@mail.example.com",
+            "smtps://mail.example.com:465/",
+        ] {
+            assert!(matches!(mailer(good), Ok(Some(_))), "{good}");
+        }
+        for bad in [
+            "http://mail.example.com",
+            "mail.example.com:25",
+            "smtp://",
+            "smtp://host:port",
+            "smtp://me@host:25",
+            "smtp://host?tls=maybe",
+            // TLS from the first byte needs no STARTTLS on top.
+            "smtps://host?tls=required",
+        ] {
+            assert!(matches!(mailer(bad), Err(MailError::BadUrl(_))), "{bad}");
+        }
+        let missing = Mailer::new(&MailConfig {
+            smtp_url: Some("smtps://host".into()),
+            from: None,
+            ca_root: Some("/nonexistent/ca.pem".into()),
+        });
+        assert!(matches!(missing, Err(MailError::Tls(_))));
+        assert!(matches!(Mailer::new(&MailConfig::default()), Ok(None)));
+    }
+}
