@@ -301,8 +301,15 @@ async fn a_broadcast_ending_while_the_database_is_locked_is_still_closed() {
     // The lock goes on once the broadcast's row exists: this test is about
     // closing a row, not about creating one.
     let start = Instant::now();
-    while broadcasts(&srv, "").await["items"].as_array().unwrap().is_empty() {
-        assert!(start.elapsed() < Duration::from_secs(10), "no broadcast row");
+    while broadcasts(&srv, "").await["items"]
+        .as_array()
+        .unwrap()
+        .is_empty()
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "no broadcast row"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let url = format!("sqlite://{}", srv.dir.path().join("onair.db").display());
