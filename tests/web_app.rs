@@ -594,3 +594,136 @@ async fn mailed_links_open_pages_that_verify_and_reset() {
     assert_eq!(me["user"]["email_verified"], true, "{me}");
     srv.stop().await;
 }
+
+/// The API reference at /api/docs, drawn by the app from /api/openapi.json:
+/// every operation with its path and summary, a `$ref` link that lands on
+/// its schema, the document's text kept as text (a summary made of markup
+/// makes no element and runs nothing), and no sideways scrolling on a phone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_docs_page_shows_every_operation_and_keeps_markup_as_text() {
+    require_built_app();
+    let _serial = SERIAL.lock().await;
+    let srv = TestServer::start().await;
+    let page = http(srv.http, "GET", "/api/docs", &[], b"").await;
+    assert_eq!(page.status, 200, "the app's page: {}", page.text());
+    assert!(page.text().contains("id=\"app\""), "{}", page.text());
+    let doc = api(srv.http, "GET", "/api/openapi.json", &[], None)
+        .await
+        .json();
+    const MARKUP: &str =
+        r#"<img src=x onerror="window.__xss=1"><script>window.__xss=2</script><b>bold</b>"#;
+    let base = format!("http://{}", srv.http);
+    let shots = shots();
+    let r = run_script(
+        "api_docs.mjs",
+        &[&base, MARKUP, &shots],
+        Duration::from_secs(150),
+    )
+    .await;
+    eprintln!("api_docs: {r}");
+
+    // (a) Every path x method of the document, once, with its path and
+    // summary; the script gave the first one MARKUP for a summary.
+    let patched = (
+        r["patched"]["method"].as_str().expect("patched method"),
+        r["patched"]["path"].as_str().expect("patched path"),
+    );
+    let shown = r["shown"].as_array().expect("shown");
+    const METHODS: &[&str] = &[
+        "get", "put", "post", "delete", "options", "head", "patch", "trace",
+    ];
+    let mut expected = 0;
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for (method, op) in item.as_object().expect("path item") {
+            if !METHODS.contains(&method.as_str()) {
+                continue;
+            }
+            expected += 1;
+            let summary = if (method.as_str(), path.as_str()) == patched {
+                Some(MARKUP)
+            } else {
+                op["summary"].as_str()
+            };
+            let on_page: Vec<&Value> = shown
+                .iter()
+                .filter(|s| s["method"] == method.as_str() && s["path"] == path.as_str())
+                .collect();
+            assert_eq!(on_page.len(), 1, "{method} {path} once on the page: {r}");
+            assert_eq!(on_page[0]["pathText"], path.as_str(), "{r}");
+            assert_eq!(
+                on_page[0]["summary"].as_str(),
+                summary,
+                "{method} {path}: {r}"
+            );
+        }
+    }
+    assert!(expected > 10, "the document has its operations: {doc}");
+    assert_eq!(shown.len(), expected, "no other operations: {r}");
+    assert_eq!(
+        r["tocLinks"], expected,
+        "the contents link every operation: {r}"
+    );
+    let mut names: Vec<&str> = doc["components"]["schemas"]
+        .as_object()
+        .expect("schemas")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    let sections: Vec<&str> = r["schemas"]
+        .as_array()
+        .expect("schema sections")
+        .iter()
+        .map(|s| s["name"].as_str().unwrap_or_default())
+        .collect();
+    let mut sorted = sections.clone();
+    sorted.sort_unstable();
+    names.sort_unstable();
+    assert_eq!(sorted, names, "a section for every schema: {r}");
+
+    // (b) The `$ref` link landed on its schema, scrolled to the top.
+    let link = &r["link"];
+    assert_eq!(link["hash"], link["href"], "{r}");
+    assert_eq!(link["targetSchema"], link["ref"], "{r}");
+    let top = num(link, "/targetTop");
+    assert!(
+        (-2.0..num(link, "/viewportHeight") / 2.0).contains(&top),
+        "the schema's section is in view: {r}"
+    );
+    assert!(
+        num(link, "/scrollAfter") > num(link, "/scrollBefore"),
+        "{r}"
+    );
+
+    // (c) The markup stayed text: shown literally, no script ran, no
+    // element came of it.
+    let injected = &r["injected"];
+    assert_eq!(injected["intro"], MARKUP, "{r}");
+    assert_eq!(injected["xss"], Value::Null, "no script ran: {r}");
+    assert_eq!(injected["imgs"], 0, "no element made from the text: {r}");
+    assert_eq!(
+        injected["scripts"], injected["scriptsAtLoad"],
+        "no script element added: {r}"
+    );
+    const COMPONENT_TAGS: &[&str] = &[
+        "a", "article", "code", "dd", "details", "div", "dl", "dt", "h1", "h2", "h3", "h4", "li",
+        "nav", "ol", "p", "pre", "section", "span", "summary", "table", "tbody", "td", "th",
+        "thead", "tr", "ul",
+    ];
+    for tag in injected["tags"].as_array().expect("tags") {
+        let tag = tag.as_str().unwrap_or_default();
+        assert!(
+            COMPONENT_TAGS.contains(&tag),
+            "<{tag}> is not one the page makes: {r}"
+        );
+    }
+
+    // (d) A 390 px wide phone scrolls only down.
+    let o = &r["overflow"];
+    let width = num(o, "/clientWidth");
+    assert_eq!(width, 390.0, "{r}");
+    assert!(
+        num(o, "/scrollWidth") <= width && num(o, "/bodyScrollWidth") <= width,
+        "the page is wider than the phone: {o}"
+    );
+    srv.stop().await;
+}

@@ -11,7 +11,7 @@ use sha1::Sha1;
 pub const TURN_CREDENTIAL_TTL_SECS: u64 = 24 * 3600;
 
 /// One entry of an ICE server list, as WebRTC's `RTCIceServer` takes it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct IceServer {
     pub urls: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]

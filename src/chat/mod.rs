@@ -142,14 +142,36 @@ pub fn error_line(message: &str) -> Line {
     json_line(serde_json::json!({"type": "error", "error": message}))
 }
 
+/// A chat message as members, the history and the data channel see it.
+#[derive(Debug, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct ChatMessage {
+    #[serde(rename = "type")]
+    pub kind: ChatKind,
+    pub id: i64,
+    /// The author's username.
+    pub user: String,
+    /// Plain text, never markup.
+    #[schema(max_length = 500)]
+    pub text: String,
+    #[schema(format = DateTime)]
+    pub at: String,
+}
+
+#[derive(Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ChatKind {
+    Chat,
+}
+
 fn chat_line(m: &ChatRow) -> Line {
-    json_line(serde_json::json!({
-        "type": "chat",
-        "id": m.id,
-        "user": m.username,
-        "text": m.text,
-        "at": rfc3339_ms(m.at_ms),
-    }))
+    let message = ChatMessage {
+        kind: ChatKind::Chat,
+        id: m.id,
+        user: m.username.clone(),
+        text: m.text.clone(),
+        at: rfc3339_ms(m.at_ms),
+    };
+    Arc::from(serde_json::to_string(&message).unwrap_or_default())
 }
 
 fn now_micros() -> i64 {

@@ -5,7 +5,7 @@ use super::{Db, DbError};
 use sqlx::Row;
 use std::collections::HashSet;
 
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct BroadcastMeta {
     pub id: i64,
     pub channel: String,

@@ -6,7 +6,7 @@ use sqlx::Row;
 /// Page size of `GET /api/channels/CHANNEL/broadcasts`.
 pub const PAGE: i64 = 20;
 
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct BroadcastRow {
     pub id: i64,
     pub channel: String,

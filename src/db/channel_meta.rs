@@ -169,7 +169,7 @@ impl Db {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct Category {
     pub slug: String,
     pub name: String,

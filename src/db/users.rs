@@ -5,7 +5,9 @@ use sqlx::Row;
 
 /// What a user may do beyond their own channel. Every user may broadcast on
 /// the channel named after them, whatever the role.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// Everything, including categories and other users' roles.
@@ -43,7 +45,7 @@ impl Role {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct User {
     pub id: i64,
     pub username: String,

@@ -2,7 +2,7 @@
 //! extractors that find the signed-in user (session cookie or Bearer token),
 //! the CSRF rule for cookies, and JSON bodies that fail with `{"error"}`.
 
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, ErrorBody};
 use crate::auth::{self, AuthError, HashError, Hasher, LoginThrottle, Rate, RateLimiter};
 use crate::auth::{MAX_SESSIONS_PER_USER, SESSION_TTL_SECS};
 use crate::db::{Role, User};
@@ -15,11 +15,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use serde::de::DeserializeOwned;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use utoipa::ToSchema;
 
 pub const SESSION_COOKIE: &str = "onair_session";
 /// Every JSON body of the API fits in this; larger ones are refused (413).
@@ -366,13 +367,37 @@ pub fn routes() -> Router<AppState> {
         .route("/api/auth/password", post(change_password))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct Register {
+pub(super) struct Register {
+    /// Also the channel's name. Reserved names (api, hls, admin...) are
+    /// refused.
+    #[schema(pattern = "^[a-z0-9][a-z0-9_-]{0,31}$")]
     username: String,
+    #[schema(min_length = 8, max_length = 256)]
     password: String,
+    /// Verified by a mailed link when the server can send mail.
     #[serde(default)]
     email: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(super) struct Registered {
+    user: User,
+    channel: ChannelName,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(super) struct ChannelName {
+    name: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(super) struct Session {
+    /// For `Authorization: Bearer`; the same session is also set as an
+    /// HttpOnly cookie.
+    token: String,
+    user: User,
 }
 
 /// Stored as given, trimmed; only its shape is checked (no mail is sent
@@ -411,7 +436,21 @@ pub(super) fn retry_secs(d: Duration) -> u64 {
     d.as_secs_f64().ceil().max(1.0) as u64
 }
 
-async fn register(
+/// Create an account and its channel (named after the user)
+///
+/// New accounts are viewers. From a browser, a cross-site request is
+/// refused (403).
+#[utoipa::path(post, path = "/api/auth/register", tag = "accounts",
+    request_body = Register,
+    responses(
+        (status = 201, body = Registered),
+        (status = 403, description = "Cross-site request", body = ErrorBody),
+        (status = 409, description = "The username is taken", body = ErrorBody),
+        (status = 413, body = ErrorBody),
+        (status = 415, body = ErrorBody),
+        (status = 429, description = "Too many accounts from this address", body = ErrorBody),
+    ))]
+pub(super) async fn register(
     State(s): State<AppState>,
     client: super::ClientAddr,
     headers: HeaderMap,
@@ -461,17 +500,17 @@ async fn register(
     }
     Ok((
         StatusCode::CREATED,
-        Json(serde_json::json!({
-            "user": user,
-            "channel": { "name": channel.name },
-        })),
+        Json(Registered {
+            user,
+            channel: ChannelName { name: channel.name },
+        }),
     )
         .into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct Login {
+pub(super) struct Login {
     username: String,
     password: String,
 }
@@ -481,10 +520,19 @@ fn session_cookie(token: &str, max_age: i64, secure: bool) -> String {
     format!("{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}")
 }
 
-/// Signs in. Refused with 429 while the login throttle makes this username
-/// from this host, or this host, wait (see [`crate::auth::throttle`]);
-/// with 429 or 503 when the password hasher is saturated.
-async fn login(
+/// Sign in: sets the HttpOnly session cookie and returns a Bearer token
+///
+/// Wrong passwords slow down this username from this address, and this
+/// address (429 with `Retry-After`); a saturated server answers 429 or 503.
+#[utoipa::path(post, path = "/api/auth/login", tag = "accounts",
+    request_body = Login,
+    responses(
+        (status = 200, body = Session, headers(("Set-Cookie" = String, description = "The session cookie"))),
+        (status = 401, description = "Unknown user or wrong password", body = ErrorBody),
+        (status = 403, description = "Cross-site request", body = ErrorBody),
+        (status = 429, body = ErrorBody),
+    ))]
+pub(super) async fn login(
     State(s): State<AppState>,
     client: super::ClientAddr,
     headers: HeaderMap,
@@ -543,13 +591,21 @@ async fn login(
             header::SET_COOKIE,
             session_cookie(&token, SESSION_TTL_SECS, s.secure_cookies),
         )],
-        Json(serde_json::json!({ "token": token, "user": creds.user })),
+        Json(Session {
+            token,
+            user: creds.user,
+        }),
     )
         .into_response())
 }
 
-/// Ends this session; chat sockets signed in with it become read-only.
-async fn logout(State(s): State<AppState>, me: SignedIn) -> Result<Response, ApiError> {
+/// End this session
+///
+/// Chat sockets signed in with it become read-only.
+#[utoipa::path(post, path = "/api/auth/logout", tag = "accounts",
+    security(("bearer" = []), ("cookie" = [])),
+    responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub(super) async fn logout(State(s): State<AppState>, me: SignedIn) -> Result<Response, ApiError> {
     s.db.delete_session(&me.token_hash).await?;
     s.rooms.standings().end_session(me.user.id, &me.token_hash);
     Ok((
@@ -559,14 +615,25 @@ async fn logout(State(s): State<AppState>, me: SignedIn) -> Result<Response, Api
         .into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct ChangePassword {
+pub(super) struct ChangePassword {
     old_password: String,
+    #[schema(min_length = 8, max_length = 256)]
     new_password: String,
 }
 
-async fn change_password(
+/// Change the password; the account's other sessions end
+#[utoipa::path(post, path = "/api/auth/password", tag = "accounts",
+    request_body = ChangePassword,
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 204),
+        (status = 401, body = ErrorBody),
+        (status = 403, description = "The old password is wrong, or a cross-site request", body = ErrorBody),
+        (status = 429, body = ErrorBody),
+    ))]
+pub(super) async fn change_password(
     State(s): State<AppState>,
     client: super::ClientAddr,
     me: SignedIn,

@@ -2,18 +2,19 @@
 //! stream key, likes, categories and scheduled broadcasts.
 
 use super::auth::{ApiJson, MaybeSignedIn, SignedIn};
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, ErrorBody};
 use crate::chat::{parse_rfc3339, rfc3339, unix_secs};
-use crate::db::{ChannelInfo, ChannelPatch, Role, Scheduled, User};
+use crate::db::{BroadcastMeta, Category, ChannelInfo, ChannelPatch, Role, Scheduled, User};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, patch, post, put};
 use axum::{Json, Router};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
 use std::time::{Instant, UNIX_EPOCH};
+use utoipa::{IntoParams, ToSchema};
 
 pub const PAGE_DEFAULT: i64 = 24;
 pub const PAGE_MAX: i64 = 100;
@@ -79,19 +80,90 @@ async fn owned_channel(
     Ok(info)
 }
 
-fn scheduled_json(x: &Scheduled) -> Value {
-    json!({
-        "id": x.id,
-        "channel": x.channel,
-        "title": x.title,
-        "starts_at": rfc3339(x.starts_at),
-        "ends_at": rfc3339(x.ends_at),
-    })
+/// An announced broadcast.
+#[derive(Serialize, ToSchema)]
+pub(super) struct ScheduledView {
+    id: i64,
+    channel: String,
+    title: String,
+    #[schema(format = DateTime)]
+    starts_at: String,
+    #[schema(format = DateTime)]
+    ends_at: String,
+}
+
+impl From<&Scheduled> for ScheduledView {
+    fn from(x: &Scheduled) -> ScheduledView {
+        ScheduledView {
+            id: x.id,
+            channel: x.channel.clone(),
+            title: x.title.clone(),
+            starts_at: rfc3339(x.starts_at),
+            ends_at: rfc3339(x.ends_at),
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub(super) struct ScheduleList {
+    items: Vec<ScheduledView>,
+}
+
+/// A channel with its live state.
+#[derive(Serialize, ToSchema)]
+pub(super) struct ChannelView {
+    name: String,
+    /// The owner's username; none for channels made by the operator.
+    owner: Option<String>,
+    title: String,
+    description: String,
+    category: Option<String>,
+    tags: Vec<String>,
+    likes: i64,
+    slow_mode_secs: i64,
+    live: bool,
+    /// While live: when the broadcast started.
+    #[schema(format = DateTime)]
+    started_at: Option<String>,
+    /// WebRTC, LL-HLS, Icecast and HTTP-FLV viewers together.
+    viewers: usize,
+    /// While live: whether the stream has video (a watch page without it
+    /// is a listening page).
+    video: Option<bool>,
+    /// While live: the track on the air (Icecast `/admin/metadata`).
+    now_playing: Option<String>,
+    next_broadcast: Option<ScheduledView>,
+    /// Upcoming broadcasts, soonest first: only on
+    /// `GET /api/channels/{name}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    schedule: Option<Vec<ScheduledView>>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(super) struct ChannelPage {
+    items: Vec<ChannelView>,
+    /// The `cursor` for the next page; none on the last.
+    next_cursor: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(super) struct StreamKey {
+    stream_key: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(super) struct Likes {
+    likes: i64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(super) struct CategoryList {
+    items: Vec<Category>,
 }
 
 /// A channel as the directory and its page show it: settings plus live
 /// state.
-async fn channel_json(s: &AppState, info: &ChannelInfo) -> Result<Value, ApiError> {
+async fn channel_json(s: &AppState, info: &ChannelInfo) -> Result<ChannelView, ApiError> {
     let stream = s.hub.stream(&info.name);
     let started_at = stream.as_ref().map(|st| {
         let secs = st
@@ -103,42 +175,51 @@ async fn channel_json(s: &AppState, info: &ChannelInfo) -> Result<Value, ApiErro
     });
     let next = s.db.schedule(&info.name).await?;
     let health = stream.as_ref().map(|st| st.health());
-    Ok(json!({
-        "name": info.name,
-        "owner": info.owner,
-        "title": info.title,
-        "description": info.description,
-        "category": info.category,
-        "tags": info.tags,
-        "likes": info.likes,
-        "slow_mode_secs": info.slow_mode_secs,
-        "live": stream.is_some(),
-        "started_at": started_at,
-        "viewers": s.sfu.viewers(&info.name)
+    Ok(ChannelView {
+        name: info.name.clone(),
+        owner: info.owner.clone(),
+        title: info.title.clone(),
+        description: info.description.clone(),
+        category: info.category.clone(),
+        tags: info.tags.clone(),
+        likes: info.likes,
+        slow_mode_secs: info.slow_mode_secs,
+        live: stream.is_some(),
+        started_at,
+        viewers: s.sfu.viewers(&info.name)
             + s.hls.viewers.count(&info.name)
             + s.icecast.listeners(&info.name)
             + s.flv.viewers(&info.name),
-        // The watch page is a listening page when the stream has no video.
-        "video": health.as_ref().map(|h| h.video_codec.is_some()),
-        "now_playing": health.and_then(|h| h.now_playing),
-        "next_broadcast": next.first().map(scheduled_json),
-    }))
+        video: health.as_ref().map(|h| h.video_codec.is_some()),
+        now_playing: health.and_then(|h| h.now_playing),
+        next_broadcast: next.first().map(ScheduledView::from),
+        schedule: None,
+    })
 }
 
-#[derive(Deserialize)]
-struct DirectoryQuery {
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(super) struct DirectoryQuery {
+    /// Only live (`true`) or only offline (`false`) channels.
     live: Option<bool>,
+    /// A category's slug.
     category: Option<String>,
+    /// `next_cursor` from the previous page.
     cursor: Option<String>,
+    /// Channels per page, 1 to 100 (24 by default).
     limit: Option<i64>,
 }
 
-/// `GET /api/channels?live=true&category=..&cursor=..&limit=..`, in name
-/// order. The cursor is the last name of the previous page.
-async fn directory(
+/// Directory: channels by name, with their live state
+///
+/// Cursor pagination: pass the previous page's `next_cursor`.
+#[utoipa::path(get, path = "/api/channels", tag = "channels",
+    params(DirectoryQuery),
+    responses((status = 200, body = ChannelPage)))]
+pub(super) async fn directory(
     State(s): State<AppState>,
     q: Result<Query<DirectoryQuery>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ChannelPage>, ApiError> {
     let Query(q) = q.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let limit = q.limit.unwrap_or(PAGE_DEFAULT);
     if !(1..=PAGE_MAX).contains(&limit) {
@@ -155,7 +236,10 @@ async fn directory(
         .is_some_and(|c| !crate::db::valid_channel_name(c))
     {
         // No category has such a slug: an empty page.
-        return Ok(Json(json!({ "items": [], "next_cursor": null })));
+        return Ok(Json(ChannelPage {
+            items: Vec::new(),
+            next_cursor: None,
+        }));
     }
     let mut items = Vec::new();
     let mut more = false;
@@ -182,41 +266,48 @@ async fn directory(
         }
     }
     let next_cursor = if more {
-        items
-            .last()
-            .and_then(|i| i["name"].as_str())
-            .map(str::to_string)
+        items.last().map(|i| i.name.clone())
     } else {
         None
     };
-    Ok(Json(json!({ "items": items, "next_cursor": next_cursor })))
+    Ok(Json(ChannelPage { items, next_cursor }))
 }
 
-async fn channel(
+/// A channel with its live state and its schedule
+#[utoipa::path(get, path = "/api/channels/{name}", operation_id = "get_channel", tag = "channels",
+    params(("name" = String, Path)),
+    responses((status = 200, body = ChannelView), (status = 404, body = ErrorBody)))]
+pub(super) async fn channel(
     State(s): State<AppState>,
     Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ChannelView>, ApiError> {
     let info = channel_or_404(&s, &name).await?;
     let mut v = channel_json(&s, &info).await?;
-    let schedule: Vec<Value> =
+    v.schedule = Some(
         s.db.schedule(&name)
             .await?
             .iter()
-            .map(scheduled_json)
-            .collect();
-    v["schedule"] = Value::Array(schedule);
+            .map(ScheduledView::from)
+            .collect(),
+    );
     Ok(Json(v))
 }
 
-#[derive(Deserialize)]
+/// Changes to a channel; a field left out stays as it is.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct Edit {
+pub(super) struct Edit {
+    #[schema(max_length = 140)]
     title: Option<String>,
+    #[schema(max_length = 5000)]
     description: Option<String>,
-    /// `null` clears it.
+    /// A category's slug; `null` clears it.
     #[serde(default, with = "double_option")]
+    #[schema(value_type = Option<String>)]
     category: Option<Option<String>>,
+    #[schema(max_items = 10)]
     tags: Option<Vec<String>>,
+    #[schema(minimum = 0, maximum = 600)]
     slow_mode_secs: Option<i64>,
 }
 
@@ -267,12 +358,23 @@ fn check_text(what: &str, v: &str, max: usize) -> Result<(), ApiError> {
     Ok(())
 }
 
-async fn edit(
+/// Edit the title, description, category, tags or slow mode (owner or admins)
+#[utoipa::path(patch, path = "/api/channels/{name}", operation_id = "edit_channel", tag = "channels",
+    params(("name" = String, Path)),
+    request_body = Edit,
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 200, body = ChannelView),
+        (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+    ))]
+pub(super) async fn edit(
     State(s): State<AppState>,
     me: SignedIn,
     Path(name): Path<String>,
     ApiJson(req): ApiJson<Edit>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ChannelView>, ApiError> {
     let info = channel_or_404(&s, &name).await?;
     check_edit(
         &me.user,
@@ -331,37 +433,69 @@ async fn edit(
     Ok(Json(channel_json(&s, &info).await?))
 }
 
-/// The stream key: its owner only (not even an admin reads it).
-async fn key(
+/// The stream key (its owner only; not even an admin reads it)
+#[utoipa::path(get, path = "/api/channels/{name}/key", operation_id = "stream_key", tag = "channels",
+    params(("name" = String, Path)),
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 200, body = StreamKey),
+        (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+    ))]
+pub(super) async fn key(
     State(s): State<AppState>,
     me: SignedIn,
     Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<StreamKey>, ApiError> {
     owned_channel(&s, &me.user, &name, false, "see the stream key").await?;
     let row =
         s.db.channel(&name)
             .await?
             .ok_or_else(|| ApiError::NotFound(format!("no channel named {name:?}")))?;
-    Ok(Json(json!({ "stream_key": row.stream_key })))
+    Ok(Json(StreamKey {
+        stream_key: row.stream_key,
+    }))
 }
 
-/// A new key; whatever is live with the old one ends now.
-async fn rotate_key(
+/// Rotate the stream key (its owner only)
+///
+/// Whatever is live with the old key ends now.
+#[utoipa::path(post, path = "/api/channels/{name}/key", tag = "channels",
+    params(("name" = String, Path)),
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 200, body = StreamKey),
+        (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+    ))]
+pub(super) async fn rotate_key(
     State(s): State<AppState>,
     me: SignedIn,
     Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<StreamKey>, ApiError> {
     owned_channel(&s, &me.user, &name, false, "rotate the stream key").await?;
     let key = s.db.rotate_stream_key(&name).await?;
     s.hub.kick(&name);
     tracing::info!(channel = %name, "stream key rotated; live publish ended");
-    Ok(Json(json!({ "stream_key": key })))
+    Ok(Json(StreamKey { stream_key: key }))
 }
 
-/// Ends whatever is live on the channel, on every path (RTMP or WHIP, to
-/// WebRTC and HLS); viewers stay for the next publish. The key stays valid:
-/// an encoder that reconnects is live again (rotate the key to stop that).
-async fn end_live(
+/// End the live broadcast now, whatever its ingest (owner or admins)
+///
+/// Viewers stay for the next publish. The key stays valid: an encoder that
+/// reconnects is live again (rotate the key to stop that).
+#[utoipa::path(delete, path = "/api/channels/{name}/live", tag = "channels",
+    params(("name" = String, Path)),
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 204),
+        (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody),
+        (status = 404, description = "No such channel, or it is not live", body = ErrorBody),
+    ))]
+pub(super) async fn end_live(
     State(s): State<AppState>,
     me: SignedIn,
     Path(name): Path<String>,
@@ -375,11 +509,21 @@ async fn end_live(
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn like(
+/// Like the channel: once per user every 10 s
+#[utoipa::path(post, path = "/api/channels/{name}/like", tag = "channels",
+    params(("name" = String, Path)),
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 200, body = Likes),
+        (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 429, body = ErrorBody),
+    ))]
+pub(super) async fn like(
     State(s): State<AppState>,
     me: SignedIn,
     Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Likes>, ApiError> {
     channel_or_404(&s, &name).await?;
     if let Err(wait) = s.limits.like(me.user.id, &name, Instant::now()) {
         return Err(ApiError::TooManyRequests(
@@ -390,25 +534,41 @@ async fn like(
     let likes = s.db.add_like(&name).await?;
     s.rooms
         .announce(&name, json!({"type": "likes", "count": likes}));
-    Ok(Json(json!({ "likes": likes })))
+    Ok(Json(Likes { likes }))
 }
 
-async fn categories(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
-    Ok(Json(json!({ "items": s.db.categories().await? })))
+/// Channel categories
+#[utoipa::path(get, path = "/api/categories", tag = "channels",
+    responses((status = 200, body = CategoryList)))]
+pub(super) async fn categories(State(s): State<AppState>) -> Result<Json<CategoryList>, ApiError> {
+    Ok(Json(CategoryList {
+        items: s.db.categories().await?,
+    }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CategoryBody {
+pub(super) struct CategoryBody {
+    #[schema(max_length = 64)]
     name: String,
 }
 
-async fn put_category(
+/// Create or rename a category (admins)
+#[utoipa::path(put, path = "/api/categories/{slug}", tag = "channels",
+    params(("slug" = String, Path, pattern = "^[a-z0-9][a-z0-9_-]{0,31}$")),
+    request_body = CategoryBody,
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 200, body = Category),
+        (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody),
+    ))]
+pub(super) async fn put_category(
     State(s): State<AppState>,
     me: SignedIn,
     Path(slug): Path<String>,
     ApiJson(req): ApiJson<CategoryBody>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Category>, ApiError> {
     if me.user.role != Role::Admin {
         return Err(ApiError::Forbidden("admins only".into()));
     }
@@ -423,10 +583,23 @@ async fn put_category(
     }
     check_text("category name", name, 64)?;
     s.db.put_category(&slug, name).await?;
-    Ok(Json(json!({ "slug": slug, "name": name })))
+    Ok(Json(Category {
+        slug,
+        name: name.to_string(),
+    }))
 }
 
-async fn delete_category(
+/// Remove a category; its channels become uncategorised (admins)
+#[utoipa::path(delete, path = "/api/categories/{slug}", tag = "channels",
+    params(("slug" = String, Path)),
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 204),
+        (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+    ))]
+pub(super) async fn delete_category(
     State(s): State<AppState>,
     me: SignedIn,
     Path(slug): Path<String>,
@@ -441,26 +614,37 @@ async fn delete_category(
     }
 }
 
-async fn schedule(
+/// Upcoming broadcasts, soonest first
+#[utoipa::path(get, path = "/api/channels/{name}/schedule", operation_id = "get_schedule", tag = "channels",
+    params(("name" = String, Path)),
+    responses((status = 200, body = ScheduleList), (status = 404, body = ErrorBody)))]
+pub(super) async fn schedule(
     State(s): State<AppState>,
     _viewer: MaybeSignedIn,
     Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ScheduleList>, ApiError> {
     channel_or_404(&s, &name).await?;
-    let items: Vec<Value> =
+    let items =
         s.db.schedule(&name)
             .await?
             .iter()
-            .map(scheduled_json)
+            .map(ScheduledView::from)
             .collect();
-    Ok(Json(json!({ "items": items })))
+    Ok(Json(ScheduleList { items }))
 }
 
-#[derive(Deserialize)]
+/// An announced broadcast: all three fields to create one; to edit, a
+/// field left out stays as it is.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct ScheduleBody {
+pub(super) struct ScheduleBody {
+    #[schema(max_length = 140)]
     title: Option<String>,
+    /// RFC 3339, like `2030-01-31T18:00:00Z`.
+    #[schema(format = DateTime)]
     starts_at: Option<String>,
+    /// After `starts_at`, at most 7 days later, and in the future.
+    #[schema(format = DateTime)]
     ends_at: Option<String>,
 }
 
@@ -493,7 +677,18 @@ fn check_scheduled(x: &Scheduled) -> Result<(), ApiError> {
     Ok(())
 }
 
-async fn add_scheduled(
+/// Announce a broadcast (owner or admins)
+#[utoipa::path(post, path = "/api/channels/{name}/schedule", tag = "channels",
+    params(("name" = String, Path)),
+    request_body = ScheduleBody,
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 201, body = ScheduledView),
+        (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+    ))]
+pub(super) async fn add_scheduled(
     State(s): State<AppState>,
     me: SignedIn,
     Path(name): Path<String>,
@@ -514,7 +709,7 @@ async fn add_scheduled(
     };
     check_scheduled(&x)?;
     s.db.put_scheduled(&x).await?;
-    Ok((StatusCode::CREATED, Json(scheduled_json(&x))).into_response())
+    Ok((StatusCode::CREATED, Json(ScheduledView::from(&x))).into_response())
 }
 
 async fn owned_scheduled(
@@ -540,12 +735,23 @@ async fn owned_scheduled(
     Ok(x)
 }
 
-async fn edit_scheduled(
+/// Edit an announced broadcast (owner or admins)
+#[utoipa::path(patch, path = "/api/channels/{name}/schedule/{id}", tag = "channels",
+    params(("name" = String, Path), ("id" = i64, Path)),
+    request_body = ScheduleBody,
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 200, body = ScheduledView),
+        (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+    ))]
+pub(super) async fn edit_scheduled(
     State(s): State<AppState>,
     me: SignedIn,
     Path((name, id)): Path<(String, String)>,
     ApiJson(req): ApiJson<ScheduleBody>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ScheduledView>, ApiError> {
     let mut x = owned_scheduled(&s, &me, &name, &id).await?;
     if let Some(t) = req.title {
         x.title = t;
@@ -558,10 +764,20 @@ async fn edit_scheduled(
     }
     check_scheduled(&x)?;
     s.db.put_scheduled(&x).await?;
-    Ok(Json(scheduled_json(&x)))
+    Ok(Json(ScheduledView::from(&x)))
 }
 
-async fn delete_scheduled(
+/// Remove an announced broadcast (owner or admins)
+#[utoipa::path(delete, path = "/api/channels/{name}/schedule/{id}", tag = "channels",
+    params(("name" = String, Path), ("id" = i64, Path)),
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 204),
+        (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+    ))]
+pub(super) async fn delete_scheduled(
     State(s): State<AppState>,
     me: SignedIn,
     Path((name, id)): Path<(String, String)>,
@@ -571,22 +787,35 @@ async fn delete_scheduled(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
+/// Changes to a past broadcast; a field left out stays as it is.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct BroadcastEdit {
+pub(super) struct BroadcastEdit {
+    #[schema(max_length = 140)]
     title: Option<String>,
+    #[schema(max_length = 5000)]
     description: Option<String>,
+    /// `false` hides it from everyone but its owner and admins.
     published: Option<bool>,
 }
 
-/// The owner (or an admin) publishes or hides a past broadcast and edits
-/// its title and description.
-async fn edit_broadcast(
+/// Publish or hide a past broadcast, edit its title and description (owner or admins)
+#[utoipa::path(patch, path = "/api/channels/{channel}/broadcasts/{id}", tag = "broadcasts",
+    params(("channel" = String, Path), ("id" = i64, Path)),
+    request_body = BroadcastEdit,
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 200, body = BroadcastMeta),
+        (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+    ))]
+pub(super) async fn edit_broadcast(
     State(s): State<AppState>,
     me: SignedIn,
     Path((name, id)): Path<(String, String)>,
     ApiJson(req): ApiJson<BroadcastEdit>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<BroadcastMeta>, ApiError> {
     let info = channel_or_404(&s, &name).await?;
     let not_found = || ApiError::NotFound(format!("no broadcast {id:?}"));
     let id: i64 = id.parse().map_err(|_| not_found())?;
@@ -612,14 +841,26 @@ async fn edit_broadcast(
     )
     .await?;
     let meta = s.db.broadcast_meta(meta.id).await?.ok_or_else(not_found)?;
-    Ok(Json(serde_json::to_value(meta).unwrap_or(Value::Null)))
+    Ok(Json(meta))
 }
 
-/// The owner (or an admin) deletes a past broadcast: its row, then its
-/// recording's files (the order that never leaves a row without files, see
-/// [`crate::hls::recorder::Recordings::delete`]). One still on the air
-/// cannot be deleted (409): end it first.
-async fn delete_broadcast(
+// Its row goes first, then its recording's files: the order that never
+// leaves a row without files (see
+// [`crate::hls::recorder::Recordings::delete`]).
+/// Delete a past broadcast and its recording (owner or admins)
+///
+/// One still on the air cannot be deleted (409): end it first.
+#[utoipa::path(delete, path = "/api/channels/{channel}/broadcasts/{id}", tag = "broadcasts",
+    params(("channel" = String, Path), ("id" = i64, Path)),
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 204),
+        (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "The broadcast is still live", body = ErrorBody),
+    ))]
+pub(super) async fn delete_broadcast(
     State(s): State<AppState>,
     me: SignedIn,
     Path((name, id)): Path<(String, String)>,

@@ -3,8 +3,8 @@
 
 use super::auth::{self, ApiJson, SignedIn};
 use super::channels::{channel_or_404, SLOW_MODE_MAX};
-use super::{ApiError, AppState, ClientAddr};
-use crate::chat::{ChatError, FrameLimit, Member};
+use super::{ApiError, AppState, ClientAddr, ErrorBody};
+use crate::chat::{ChatError, ChatMessage, FrameLimit, Member};
 use crate::db::{Ban, ChannelInfo, User};
 use crate::net::Refused;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
@@ -15,9 +15,10 @@ use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::Response;
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
 use std::time::Instant;
+use utoipa::{IntoParams, ToSchema};
 
 /// Longest frame a client may send; a chat message is far smaller.
 const MAX_FRAME: usize = 8 * 1024;
@@ -63,16 +64,33 @@ pub fn moderates(user: &User, info: &ChannelInfo) -> bool {
     info.owner_id == Some(user.id) || user.role.moderates_everywhere()
 }
 
-#[derive(Deserialize)]
-struct WsQuery {
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(super) struct WsQuery {
+    /// A session token (from sign-in), for clients that send no cookie.
     token: Option<String>,
 }
 
+/// The chat WebSocket
+///
 /// Anyone may join and read; a session cookie (same-origin only) or
 /// `?token=` lets the client write, for as long as that session lasts.
-/// Sockets are capped per client host and in all (`--chat-sockets-per-host`,
-/// `--chat-sockets`): past the host's cap 429, past the total 503.
-async fn websocket(
+/// The client sends `{"type":"chat","text":"..."}`; the server sends
+/// `chat`, `delete`, `live`, `offline`, `viewers`, `likes`, `slow_mode`,
+/// `ban`, `timeout` and `error` objects, one per text frame (see
+/// CONTRACT.md). Sockets are capped per client address (429) and in all
+/// (503).
+#[utoipa::path(get, path = "/ws/{channel}", operation_id = "chat_websocket", tag = "chat",
+    params(("channel" = String, Path), WsQuery),
+    responses(
+        (status = 101, description = "Switching to the WebSocket protocol"),
+        (status = 400, description = "Not a WebSocket upgrade", body = ErrorBody),
+        (status = 401, description = "`token` is invalid or expired", body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 429, body = ErrorBody),
+        (status = 503, body = ErrorBody),
+    ))]
+pub(super) async fn websocket(
     State(s): State<AppState>,
     Path(channel): Path<String>,
     Query(q): Query<WsQuery>,
@@ -184,40 +202,77 @@ async fn serve_member(mut socket: WebSocket, mut member: Member) {
     }
 }
 
-async fn history(
-    State(s): State<AppState>,
-    Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    channel_or_404(&s, &name).await?;
-    let mut member = s.rooms.join(&name, None).await?;
-    let items: Vec<Value> = member
-        .take_backlog()
-        .iter()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|v| v["type"] == "chat")
-        .collect();
-    Ok(Json(json!({ "items": items })))
+#[derive(Serialize, ToSchema)]
+pub(super) struct ChatList {
+    items: Vec<ChatMessage>,
 }
 
-#[derive(Deserialize)]
+/// The last 50 chat messages, oldest first
+#[utoipa::path(get, path = "/api/channels/{name}/chat", operation_id = "chat_history", tag = "chat",
+    params(("name" = String, Path)),
+    responses((status = 200, body = ChatList), (status = 404, body = ErrorBody)))]
+pub(super) async fn history(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<ChatList>, ApiError> {
+    channel_or_404(&s, &name).await?;
+    let mut member = s.rooms.join(&name, None).await?;
+    // The backlog holds every event; only the messages are history.
+    let items = member
+        .take_backlog()
+        .iter()
+        .filter_map(|l| serde_json::from_str::<ChatMessage>(l).ok())
+        .collect();
+    Ok(Json(ChatList { items }))
+}
+
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct PostBody {
+pub(super) struct PostBody {
+    #[schema(max_length = 500)]
     text: String,
 }
 
-/// Posting over HTTP, for scripts and bots: same rules as the WebSocket.
-async fn post_message(
+/// Post a chat message
+///
+/// For scripts and bots: the WebSocket's rules and limits apply (slow mode,
+/// bans, the per-user rate).
+#[utoipa::path(post, path = "/api/channels/{name}/chat", tag = "chat",
+    params(("name" = String, Path)),
+    request_body = PostBody,
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 201, body = ChatMessage),
+        (status = 401, body = ErrorBody),
+        (status = 403, description = "Banned or timed out", body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 429, description = "Too fast, or slow mode", body = ErrorBody),
+    ))]
+pub(super) async fn post_message(
     State(s): State<AppState>,
     me: SignedIn,
     Path(name): Path<String>,
     ApiJson(req): ApiJson<PostBody>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<ChatMessage>), ApiError> {
     let line = s.rooms.post(&name, &me.user, &req.text).await?;
-    let v: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
-    Ok((StatusCode::CREATED, Json(v)))
+    let message =
+        serde_json::from_str(&line).map_err(|e| ApiError::Internal(format!("chat line: {e}")))?;
+    Ok((StatusCode::CREATED, Json(message)))
 }
 
-async fn delete_message(
+/// Delete a message (its author, the channel's owner, moderators)
+///
+/// Members get a `delete` event.
+#[utoipa::path(delete, path = "/api/channels/{name}/chat/{id}", tag = "chat",
+    params(("name" = String, Path), ("id" = i64, Path)),
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 204),
+        (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+    ))]
+pub(super) async fn delete_message(
     State(s): State<AppState>,
     me: SignedIn,
     Path((name, id)): Path<(String, String)>,
@@ -238,11 +293,12 @@ async fn delete_message(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct BanBody {
+pub(super) struct BanBody {
     username: String,
     /// A time-out of this many seconds; absent: a ban until lifted.
+    #[schema(minimum = 1)]
     seconds: Option<i64>,
 }
 
@@ -254,7 +310,18 @@ async fn moderator_of(s: &AppState, me: &SignedIn, name: &str) -> Result<Channel
     Ok(info)
 }
 
-async fn ban(
+/// Ban a user from the chat, or time them out with `seconds` (moderators)
+#[utoipa::path(post, path = "/api/channels/{name}/bans", tag = "chat",
+    params(("name" = String, Path)),
+    request_body = BanBody,
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 204),
+        (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+    ))]
+pub(super) async fn ban(
     State(s): State<AppState>,
     me: SignedIn,
     Path(name): Path<String>,
@@ -289,7 +356,17 @@ async fn ban(
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn unban(
+/// Lift a ban or time-out (moderators)
+#[utoipa::path(delete, path = "/api/channels/{name}/bans/{username}", tag = "chat",
+    params(("name" = String, Path), ("username" = String, Path)),
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 204),
+        (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+    ))]
+pub(super) async fn unban(
     State(s): State<AppState>,
     me: SignedIn,
     Path((name, username)): Path<(String, String)>,
@@ -304,14 +381,26 @@ async fn unban(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct SlowModeBody {
+pub(super) struct SlowModeBody {
+    /// Seconds between one user's messages; 0 turns slow mode off.
+    #[schema(minimum = 0, maximum = 600)]
     seconds: i64,
 }
 
-/// Moderators (not only the owner) may change slow mode.
-async fn slow_mode(
+/// Set chat slow mode (moderators)
+#[utoipa::path(post, path = "/api/channels/{name}/slow_mode", tag = "chat",
+    params(("name" = String, Path)),
+    request_body = SlowModeBody,
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 204),
+        (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+    ))]
+pub(super) async fn slow_mode(
     State(s): State<AppState>,
     me: SignedIn,
     Path(name): Path<String>,

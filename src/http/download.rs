@@ -15,7 +15,8 @@
 //!   9110 14.2 lets a server ignore Range); a range past the end is 416.
 
 use super::hls::{visible_recording, PRIVATE_CACHE, VOD_PLAYLIST_CACHE};
-use super::{ApiError, AppState, ClientAddr};
+use super::openapi::Binary;
+use super::{ApiError, AppState, ClientAddr, ErrorBody};
 use crate::auth::rate::{Rate, RateLimiter};
 use crate::hls::export::{Export, ExportError};
 use crate::net::{ConnGate, ConnLimits, ConnPermit};
@@ -154,7 +155,32 @@ fn file_name(channel: &str, started_ms: i64, ex: &Export) -> String {
     }
 }
 
-async fn download(
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+struct DownloadQuery {
+    /// Which part, from 1, of a recording whose codecs changed midway
+    /// (each part is one MP4; the response's filename says `-partN`).
+    section: Option<usize>,
+}
+
+/// A whole recording as one MP4
+///
+/// Byte ranges are served (206, 416), so players seek and downloads resume.
+/// Unpublished recordings answer only their owner and admins.
+#[utoipa::path(get, path = "/vod/{id}/download.mp4", tag = "playback",
+    params(("id" = i64, Path), DownloadQuery),
+    responses(
+        (status = 200, content_type = "video/mp4", body = inline(Binary), headers(("Content-Disposition" = String))),
+        (status = 206, content_type = "video/mp4", body = inline(Binary), headers(("Content-Range" = String))),
+        (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "Still live", body = ErrorBody),
+        (status = 416, body = ErrorBody),
+        (status = 429, body = ErrorBody),
+        (status = 503, description = "Too many downloads at once", body = ErrorBody),
+    ))]
+pub(super) async fn download(
     State(s): State<AppState>,
     Path(id): Path<String>,
     Query(q): Query<HashMap<String, String>>,
@@ -242,9 +268,10 @@ async fn download(
                 header::CONTENT_RANGE,
                 value(&format!("bytes */{}", ex.total)),
             );
-            let body = axum::Json(serde_json::json!({
-                "error": format!("the range is outside the file's {} bytes", ex.total)
-            }));
+            let body = ErrorBody::json(format!(
+                "the range is outside the file's {} bytes",
+                ex.total
+            ));
             return Ok((StatusCode::RANGE_NOT_SATISFIABLE, h, body).into_response());
         }
     };

@@ -8,7 +8,7 @@
 //! rate-limited per client host and per account asked about.
 
 use super::auth::{retry_secs, ApiJson, SignedIn};
-use super::{ApiError, AppState, ClientAddr};
+use super::{ApiError, AppState, ClientAddr, ErrorBody};
 use crate::auth::{self, Mailer};
 use crate::chat::unix_secs;
 use crate::db::{EmailPurpose, User};
@@ -19,6 +19,7 @@ use axum::Router;
 use serde::Deserialize;
 use std::sync::Arc;
 use std::time::Instant;
+use utoipa::ToSchema;
 
 /// A verification link stays good for a day; a reset token for an hour.
 const VERIFY_TTL_SECS: i64 = 24 * 3600;
@@ -167,8 +168,19 @@ fn mail_rate(s: &AppState, client: ClientAddr, account: &str) -> Result<(), ApiE
         })
 }
 
-/// 202: the mail is on its way (or was dropped; the log says which).
-async fn send_verification(
+/// Mail a verification link to the account's address
+///
+/// 202: the mail is on its way. 503 when the server sends no mail
+/// (`--smtp-url` unset).
+#[utoipa::path(post, path = "/api/auth/email/send", operation_id = "send_verification", tag = "accounts",
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 202),
+        (status = 401, body = ErrorBody),
+        (status = 409, description = "The address is already verified", body = ErrorBody),
+        (status = 429, body = ErrorBody),
+    ))]
+pub(super) async fn send_verification(
     State(s): State<AppState>,
     client: ClientAddr,
     me: SignedIn,
@@ -187,15 +199,19 @@ async fn send_verification(
     Ok(StatusCode::ACCEPTED)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct TokenBody {
+pub(super) struct TokenBody {
     token: String,
 }
 
-/// The same 400 for every token that does not work (unknown, used,
-/// expired, another purpose's): one database statement either way.
-async fn verify(
+// The same 400 for every token that does not work (unknown, used,
+// expired, another purpose's): one database statement either way.
+/// Confirm the address with the mailed token
+#[utoipa::path(post, path = "/api/auth/email/verify", operation_id = "verify_email", tag = "accounts",
+    request_body = TokenBody,
+    responses((status = 204)))]
+pub(super) async fn verify(
     State(s): State<AppState>,
     ApiJson(req): ApiJson<TokenBody>,
 ) -> Result<StatusCode, ApiError> {
@@ -208,17 +224,23 @@ async fn verify(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct ResetRequest {
+pub(super) struct ResetRequest {
     username: String,
 }
 
-/// Always 202 when mail is on and the rate allows, for any name: the
+// The one lookup is the same for all; the token and the mail are made in
+// the background.
+/// Mail a password-reset link
+///
+/// Always 202 when mail is on and the rate allows, whatever the name: the
 /// answer, and the time it takes, tell nobody which accounts exist or have
-/// an address. The one lookup is the same for all; the token and the mail
-/// are made in the background.
-async fn request_reset(
+/// an address.
+#[utoipa::path(post, path = "/api/auth/password/reset", tag = "accounts",
+    request_body = ResetRequest,
+    responses((status = 202), (status = 429, body = ErrorBody)))]
+pub(super) async fn request_reset(
     State(s): State<AppState>,
     client: ClientAddr,
     ApiJson(req): ApiJson<ResetRequest>,
@@ -233,14 +255,21 @@ async fn request_reset(
     Ok(StatusCode::ACCEPTED)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct ResetConfirm {
+pub(super) struct ResetConfirm {
     token: String,
+    #[schema(min_length = 8, max_length = 256)]
     new_password: String,
 }
 
-async fn confirm_reset(
+/// Set a new password with the mailed token
+///
+/// Every session of the account ends, and its address counts as verified.
+#[utoipa::path(post, path = "/api/auth/password/reset/confirm", tag = "accounts",
+    request_body = ResetConfirm,
+    responses((status = 204)))]
+pub(super) async fn confirm_reset(
     State(s): State<AppState>,
     client: ClientAddr,
     ApiJson(req): ApiJson<ResetConfirm>,

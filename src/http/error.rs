@@ -8,6 +8,21 @@ use axum::Json;
 /// spray, an offer flood) gets the first lines, not 100 MB of log an hour.
 static REFUSALS: crate::logs::Budget = crate::logs::Budget::new(120);
 
+/// The body of every error answer.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong, for a person to read.
+    pub error: String,
+}
+
+impl ErrorBody {
+    pub fn json(message: impl Into<String>) -> Json<ErrorBody> {
+        Json(ErrorBody {
+            error: message.into(),
+        })
+    }
+}
+
 /// Every error a client can see, with its status. Database and internal
 /// failures are logged here and answered without their details.
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +59,9 @@ pub enum ApiError {
     /// a limit of its own.
     #[error("{0}")]
     Busy(String, u64),
+    /// Our bug: logged, and answered 500 without its details.
+    #[error("{0}")]
+    Internal(String),
     #[error("{0}")]
     Db(#[from] DbError),
     #[error("{0}")]
@@ -66,13 +84,13 @@ impl IntoResponse for ApiError {
             ApiError::Unprocessable(m) => (StatusCode::UNPROCESSABLE_ENTITY, m.clone()),
             ApiError::TooManyRequests(m, retry_after) => {
                 crate::log_limited!(REFUSALS, tracing::Level::INFO, status = 429, "refused: {m}");
-                let body = Json(serde_json::json!({ "error": m }));
+                let body = ErrorBody::json(m.clone());
                 let retry = [(axum::http::header::RETRY_AFTER, retry_after.to_string())];
                 return (StatusCode::TOO_MANY_REQUESTS, retry, body).into_response();
             }
             ApiError::Busy(m, retry_after) => {
                 crate::log_limited!(REFUSALS, tracing::Level::INFO, status = 503, "refused: {m}");
-                let body = Json(serde_json::json!({ "error": m }));
+                let body = ErrorBody::json(m.clone());
                 let retry = [(axum::http::header::RETRY_AFTER, retry_after.to_string())];
                 return (StatusCode::SERVICE_UNAVAILABLE, retry, body).into_response();
             }
@@ -120,6 +138,10 @@ impl IntoResponse for ApiError {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "server is shutting down".into(),
             ),
+            ApiError::Internal(m) => {
+                tracing::error!("internal error: {m}");
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal error".into())
+            }
             ApiError::Sfu(SfuError::Internal(m)) => {
                 tracing::error!("WebRTC error: {m}");
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal error".into())
@@ -133,7 +155,7 @@ impl IntoResponse for ApiError {
                 "refused: {message}"
             );
         }
-        let body = Json(serde_json::json!({ "error": message }));
+        let body = ErrorBody::json(message);
         // Clients and proxies back off by Retry-After; every refusal that
         // may pass later says when to try (the variants above that know
         // better set their own).

@@ -2,7 +2,8 @@
 //! chunked `video/x-flv` response that lasts as long as the broadcast.
 //! CORS comes from the router's layer, as for HLS.
 
-use super::{ApiError, AppState, ClientAddr};
+use super::openapi::Binary;
+use super::{ApiError, AppState, ClientAddr, ErrorBody};
 use crate::db::valid_channel_name;
 use crate::flv::PlayError;
 use axum::body::Body;
@@ -21,7 +22,18 @@ pub fn routes() -> Router<AppState> {
     Router::new().route("/flv/{file}", get(play))
 }
 
-async fn play(
+/// HTTP-FLV playback (`/flv/CHANNEL.flv`)
+///
+/// A chunked `video/x-flv` stream that lasts as long as the broadcast, for
+/// players such as mpegts.js and VLC.
+#[utoipa::path(get, path = "/flv/{file}", operation_id = "flv_play", tag = "playback",
+    params(("file" = String, Path, example = "demo.flv")),
+    responses(
+        (status = 200, content_type = "video/x-flv", body = inline(Binary)),
+        (status = 404, description = "Offline, or no such channel", body = ErrorBody),
+        (status = 429, description = "Too many players from this address or on this server", body = ErrorBody),
+    ))]
+pub(super) async fn play(
     State(s): State<AppState>,
     Path(file): Path<String>,
     client: ClientAddr,

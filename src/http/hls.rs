@@ -5,7 +5,8 @@
 //! joined into paths as given, so no request can reach outside a
 //! recording's folder.
 
-use super::{ApiError, AppState};
+use super::openapi::Binary;
+use super::{ApiError, AppState, ErrorBody};
 use crate::db::{valid_channel_name, BroadcastMeta, BroadcastRow};
 use crate::hls::live::{LiveChannel, Reject, Want, BLOCKED_RETRY_AFTER_SECS};
 use crate::hls::recorder::Recordings;
@@ -63,9 +64,7 @@ fn busy() -> Response {
             (header::RETRY_AFTER, BLOCKED_RETRY_AFTER_SECS.to_string()),
             (header::CACHE_CONTROL, "no-store".to_string()),
         ],
-        Json(serde_json::json!({
-            "error": "too many requests are waiting on this playlist; retry later"
-        })),
+        ErrorBody::json("too many requests are waiting on this playlist; retry later"),
     )
         .into_response()
 }
@@ -83,7 +82,34 @@ fn live_channel(s: &AppState, name: &str) -> Result<Arc<LiveChannel>, ApiError> 
         .ok_or_else(|| ApiError::NotFound(format!("channel {name} is not live")))
 }
 
-async fn live_file(
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code, non_snake_case)]
+struct BlockingReload {
+    /// Wait until the playlist holds this media sequence number.
+    _HLS_msn: Option<u64>,
+    /// With `_HLS_msn`: wait for this partial segment of it.
+    _HLS_part: Option<u64>,
+    /// `YES` or `v2`: a delta update (`EXT-X-SKIP`).
+    _HLS_skip: Option<String>,
+}
+
+/// A live channel's LL-HLS files
+///
+/// `index.m3u8` (the media playlist, with blocking reloads: RFC 8216bis
+/// 6.2.5.2), `init{N}.mp4`, `s{MSN}.m4s` segments and `s{MSN}.{PART}.m4s`
+/// partial segments (CMAF). A request for the next segment or part waits
+/// until it exists, up to three target durations.
+#[utoipa::path(get, path = "/hls/{channel}/{file}", operation_id = "hls_file", tag = "playback",
+    params(("channel" = String, Path), ("file" = String, Path, example = "index.m3u8"), BlockingReload),
+    responses(
+        (status = 200, description = "The playlist, a segment, a part or an init segment (audio/mp4 for a stream without video)",
+            content((String = "application/vnd.apple.mpegurl"), (inline(Binary) = "video/mp4"), (inline(Binary) = "audio/mp4"))),
+        (status = 400, description = "A bad `_HLS_` query", body = ErrorBody),
+        (status = 404, description = "Offline, or no such file", body = ErrorBody),
+        (status = 503, description = "Too many requests already wait on this playlist", body = ErrorBody),
+    ))]
+pub(super) async fn live_file(
     State(s): State<AppState>,
     Path((channel, file)): Path<(String, String)>,
     RawQuery(query): RawQuery,
@@ -223,7 +249,19 @@ pub(super) async fn visible_recording(
     Ok((meta, row, rec))
 }
 
-async fn vod_file(
+/// A recording's files
+///
+/// `index.m3u8` (a VOD playlist), `init{N}.mp4`, `s{MSN}.m4s` and
+/// `poster.jpg`. Unpublished recordings answer only their owner and admins
+/// (by cookie or Bearer token).
+#[utoipa::path(get, path = "/vod/{id}/{file}", tag = "playback",
+    params(("id" = i64, Path), ("file" = String, Path, example = "index.m3u8")),
+    responses(
+        (status = 200, description = "The playlist, a segment, an init segment or the poster",
+            content((String = "application/vnd.apple.mpegurl"), (inline(Binary) = "video/mp4"), (inline(Binary) = "image/jpeg"))),
+        (status = 404, body = ErrorBody),
+    ))]
+pub(super) async fn vod_file(
     State(s): State<AppState>,
     Path((id, file)): Path<(String, String)>,
     headers: HeaderMap,
@@ -264,25 +302,53 @@ async fn vod_file(
     }
 }
 
-#[derive(serde::Serialize)]
-struct BroadcastJson {
+/// A past (or the current) broadcast.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub(super) struct BroadcastItem {
     #[serde(flatten)]
     row: BroadcastRow,
     live: bool,
-    /// Hidden by its owner; only the owner (and admins) get such rows.
+    /// Hidden by its owner; only the owner (and admins) get such items.
     hidden: bool,
+    /// The recording's HLS playlist (`/vod/{id}/index.m3u8`), when recorded.
     playlist: Option<String>,
+    /// Its poster image, when recorded.
     poster: Option<String>,
-    /// The whole recording as one MP4, once it has ended.
+    /// The whole recording as one MP4 (`/vod/{id}/download.mp4`, byte
+    /// ranges), once it has ended.
     download: Option<String>,
 }
 
-async fn broadcasts(
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub(super) struct BroadcastPage {
+    items: Vec<BroadcastItem>,
+    /// The `cursor` for the next page; none on the last.
+    next_cursor: Option<String>,
+}
+
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+struct BroadcastQuery {
+    /// `next_cursor` from the previous page.
+    cursor: Option<String>,
+    /// Broadcasts per page, 1 to 100 (20 by default).
+    limit: Option<i64>,
+}
+
+/// Past broadcasts, newest first, with their recordings
+///
+/// Cursor pagination: pass the previous page's `next_cursor`. Hidden ones
+/// are listed only to the channel's owner and admins.
+#[utoipa::path(get, path = "/api/channels/{channel}/broadcasts", tag = "broadcasts",
+    params(("channel" = String, Path), BroadcastQuery),
+    responses((status = 200, body = BroadcastPage), (status = 404, body = ErrorBody)))]
+pub(super) async fn broadcasts(
     State(s): State<AppState>,
     Path(channel): Path<String>,
     Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<BroadcastPage>, ApiError> {
     if !valid_channel_name(&channel) || s.db.channel(&channel).await?.is_none() {
         return Err(ApiError::NotFound("no such channel".into()));
     }
@@ -316,14 +382,14 @@ async fn broadcasts(
     };
     let rows = s.db.broadcasts(&channel, cursor, limit + 1).await?;
     let more = rows.len() as i64 > limit;
-    let items: Vec<BroadcastJson> = rows
+    let items: Vec<BroadcastItem> = rows
         .into_iter()
         .take(limit as usize)
         .filter(|row| sees_hidden || !hidden.contains(&row.id))
         .map(|row| {
             let recorded = row.recorded;
             let id = row.id;
-            BroadcastJson {
+            BroadcastItem {
                 live: row.ended_at.is_none(),
                 hidden: hidden.contains(&id),
                 playlist: recorded.then(|| format!("/vod/{id}/index.m3u8")),
@@ -339,12 +405,20 @@ async fn broadcasts(
     } else {
         None
     };
-    Ok(Json(
-        serde_json::json!({ "items": items, "next_cursor": next }),
-    ))
+    Ok(Json(BroadcastPage {
+        items,
+        next_cursor: next,
+    }))
 }
 
-async fn thumbnail(
+/// The live channel's latest keyframe, as JPEG
+#[utoipa::path(get, path = "/api/channels/{channel}/thumbnail.jpg", tag = "broadcasts",
+    params(("channel" = String, Path)),
+    responses(
+        (status = 200, content_type = "image/jpeg", body = inline(Binary)),
+        (status = 404, description = "Offline, or no keyframe yet", body = ErrorBody),
+    ))]
+pub(super) async fn thumbnail(
     State(s): State<AppState>,
     Path(channel): Path<String>,
 ) -> Result<Response, ApiError> {

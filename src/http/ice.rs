@@ -41,7 +41,21 @@ pub fn link_headers(s: &AppState, user: &str) -> Vec<String> {
     servers_for(s, user).iter().map(turn::link_header).collect()
 }
 
-async fn list(State(s): State<AppState>, client: super::ClientAddr) -> Json<serde_json::Value> {
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub(super) struct IceServers {
+    ice_servers: Vec<IceServer>,
+}
+
+/// STUN and TURN servers for WebRTC clients
+///
+/// TURN entries carry time-limited credentials (the TURN REST scheme
+/// coturn's `use-auth-secret` checks). WHIP and WHEP answers carry the same
+/// list as `Link` headers.
+#[utoipa::path(get, path = "/api/ice-servers", operation_id = "ice_servers", tag = "operations",
+    responses((status = 200, body = IceServers)))]
+pub(super) async fn list(State(s): State<AppState>, client: super::ClientAddr) -> Json<IceServers> {
     let user = turn_user("viewer", client);
-    Json(serde_json::json!({ "ice_servers": servers_for(&s, &user) }))
+    Json(IceServers {
+        ice_servers: servers_for(&s, &user),
+    })
 }

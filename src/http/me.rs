@@ -1,13 +1,14 @@
 //! The signed-in user (`/api/me`) and admin actions on users.
 
 use super::auth::{ApiJson, SignedIn};
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, ErrorBody};
 use crate::db::{Role, User};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, patch};
 use axum::{Json, Router};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -15,37 +16,74 @@ pub fn routes() -> Router<AppState> {
         .route("/api/users/{username}", patch(set_role).delete(delete_user))
 }
 
-/// The user and their channel, with the stream key: only ever sent to its
-/// owner.
-async fn me(State(s): State<AppState>, me: SignedIn) -> Result<Json<serde_json::Value>, ApiError> {
+#[derive(Serialize, ToSchema)]
+pub(super) struct Me {
+    user: User,
+    /// The channel named after the user, with what an encoder needs.
+    channel: Option<MyChannel>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(super) struct MyChannel {
+    name: String,
+    stream_key: String,
+    title: String,
+    description: String,
+    category: Option<String>,
+    tags: Vec<String>,
+    likes: i64,
+    // Besides the key, OBS needs the ports; the host is the one the client
+    // reached us by, which only it knows (or the public URL's).
+    /// The port RTMP ingest listens on.
+    rtmp_port: u16,
+    /// The port RTMPS ingest listens on, when it is on.
+    rtmps_port: Option<u16>,
+    /// The port Icecast sources connect to.
+    icecast_port: u16,
+    /// `--public-url`: encoders connect to its host when there is one.
+    public_url: Option<String>,
+}
+
+/// The signed-in user and their channel, with its stream key
+#[utoipa::path(get, path = "/api/me", tag = "accounts",
+    security(("bearer" = []), ("cookie" = [])),
+    responses((status = 200, body = Me), (status = 401, body = ErrorBody)))]
+pub(super) async fn me(State(s): State<AppState>, me: SignedIn) -> Result<Json<Me>, ApiError> {
     let channel = s.db.channel(&me.user.username).await?;
     let info = s.db.channel_info(&me.user.username).await?;
     let channel = match (channel, info) {
-        (Some(c), Some(i)) if i.owner_id == Some(me.user.id) => serde_json::json!({
-            "name": c.name,
-            "stream_key": c.stream_key,
-            "title": i.title,
-            "description": i.description,
-            "category": i.category,
-            "tags": i.tags,
-            "likes": i.likes,
-            // What OBS needs besides the key; the host is the one the
-            // client reached us by, which only it knows.
-            "rtmp_port": s.rtmp_port,
-            "rtmps_port": s.rtmps_port,
-            "icecast_port": s.icecast.port,
-            // Encoders connect to its host when there is one.
-            "public_url": s.public_url.as_deref(),
+        (Some(c), Some(i)) if i.owner_id == Some(me.user.id) => Some(MyChannel {
+            name: c.name,
+            stream_key: c.stream_key,
+            title: i.title,
+            description: i.description,
+            category: i.category,
+            tags: i.tags,
+            likes: i.likes,
+            rtmp_port: s.rtmp_port,
+            rtmps_port: s.rtmps_port,
+            icecast_port: s.icecast.port,
+            public_url: s.public_url.as_deref().map(str::to_string),
         }),
-        _ => serde_json::Value::Null,
+        _ => None,
     };
-    Ok(Json(
-        serde_json::json!({ "user": me.user, "channel": channel }),
-    ))
+    Ok(Json(Me {
+        user: me.user,
+        channel,
+    }))
 }
 
-/// Soft delete: content stays, login ends, live publishing stops.
-async fn delete_me(State(s): State<AppState>, me: SignedIn) -> Result<StatusCode, ApiError> {
+/// Delete the account
+///
+/// A soft delete: its content stays, every session ends and a live
+/// publish stops.
+#[utoipa::path(delete, path = "/api/me", tag = "accounts",
+    security(("bearer" = []), ("cookie" = [])),
+    responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub(super) async fn delete_me(
+    State(s): State<AppState>,
+    me: SignedIn,
+) -> Result<StatusCode, ApiError> {
     soft_delete(&s, &me.user).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -71,13 +109,25 @@ fn require_admin(me: &SignedIn) -> Result<(), ApiError> {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct SetRole {
+pub(super) struct SetRole {
+    #[schema(value_type = Role)]
     role: String,
 }
 
-async fn set_role(
+/// Set a user's role (admins)
+#[utoipa::path(patch, path = "/api/users/{username}", tag = "accounts",
+    params(("username" = String, Path)),
+    request_body = SetRole,
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 200, body = User),
+        (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+    ))]
+pub(super) async fn set_role(
     State(s): State<AppState>,
     me: SignedIn,
     Path(username): Path<String>,
@@ -101,7 +151,17 @@ async fn set_role(
     Ok(Json(user))
 }
 
-async fn delete_user(
+/// Delete a user (admins; soft, like deleting one's own account)
+#[utoipa::path(delete, path = "/api/users/{username}", tag = "accounts",
+    params(("username" = String, Path)),
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 204),
+        (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+    ))]
+pub(super) async fn delete_user(
     State(s): State<AppState>,
     me: SignedIn,
     Path(username): Path<String>,

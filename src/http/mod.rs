@@ -26,7 +26,7 @@ pub use channels::{DESCRIPTION_MAX, TITLE_MAX};
 pub use chat_ws::HubLive;
 pub use client::ClientAddr;
 pub use download::Downloads;
-pub use error::ApiError;
+pub use error::{ApiError, ErrorBody};
 pub use openapi::document as openapi_document;
 
 use crate::db::Db;
@@ -155,12 +155,20 @@ async fn contain_panics(
         Some(r) => r,
         None => (
             axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-            axum::Json(serde_json::json!({ "error": "internal error" })),
+            ErrorBody::json("internal error"),
         )
             .into_response(),
     }
 }
 
+/// Liveness for supervisors and balancers
+///
+/// `ok` while every engine runs; 503 naming the ones that are down.
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses(
+        (status = 200, content_type = "text/plain", body = String),
+        (status = 503, content_type = "text/plain", body = String),
+    ))]
 async fn healthz(
     axum::extract::State(s): axum::extract::State<AppState>,
 ) -> axum::response::Response {
@@ -196,6 +204,16 @@ pub fn metrics_router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// Prometheus metrics
+///
+/// On its own listener with `--metrics-listen`; behind a Bearer token with
+/// `--metrics-token`.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    security((), ("metrics_token" = [])),
+    responses(
+        (status = 200, content_type = "text/plain; version=0.0.4", body = String),
+        (status = 401, body = ErrorBody),
+    ))]
 async fn metrics(
     axum::extract::State(s): axum::extract::State<AppState>,
     headers: axum::http::HeaderMap,
@@ -208,7 +226,7 @@ async fn metrics(
             return (
                 axum::http::StatusCode::UNAUTHORIZED,
                 [(header::WWW_AUTHENTICATE, "Bearer")],
-                axum::Json(serde_json::json!({ "error": "/metrics needs its bearer token" })),
+                ErrorBody::json("/metrics needs its bearer token"),
             )
                 .into_response();
         }

@@ -34,6 +34,7 @@ pub fn routes() -> Router<AppState> {
         .route("/reset-password", get(page))
         .route("/verify-email", get(page))
         .route("/dashboard", get(page))
+        .route("/api/docs", get(page))
         .route("/assets/{*file}", get(asset))
         .route(
             "/favicon.svg",

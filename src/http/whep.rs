@@ -1,7 +1,7 @@
 //! WHEP (draft-ietf-wish-whep): `POST /whep/CHANNEL` with an offer, then
 //! `PATCH` and `DELETE` on the session it creates.
 
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, ErrorBody};
 use crate::hub::Channels;
 use crate::sfu::sdp::{self, MAX_OFFER_BYTES};
 use crate::sfu::{ChatTap, DataChannelEvent, WhepSession};
@@ -47,7 +47,30 @@ pub(super) fn require_type(headers: &HeaderMap, want: &str) -> Result<(), ApiErr
     }
 }
 
-async fn offer(
+/// WHEP: watch a channel over WebRTC
+///
+/// The answer's session also carries the chat on a data channel; a
+/// signed-in viewer (cookie or Bearer) may write there.
+#[utoipa::path(post, path = "/whep/{channel}", operation_id = "whep_offer", tag = "webrtc",
+    params(("channel" = String, Path)),
+    request_body(content = String, content_type = "application/sdp", description = "The SDP offer"),
+    responses(
+        (status = 201, description = "The SDP answer; `Location` is the session's URL, for PATCH and DELETE",
+            content_type = "application/sdp", body = String,
+            headers(
+                ("Location" = String, description = "The session's URL"),
+                ("ETag" = String, description = "The session's entity tag, for If-Match"),
+                ("Link" = String, description = "ICE servers (RFC 9725 4.6), one header each"),
+            )),
+        (status = 400, description = "Not an offer we can read", body = ErrorBody),
+        (status = 404, description = "No such channel", body = ErrorBody),
+        (status = 406, description = "No codec in common", body = ErrorBody),
+        (status = 413, body = ErrorBody),
+        (status = 415, description = "Content-Type is not application/sdp", body = ErrorBody),
+        (status = 429, description = "Too many offers from this address", body = ErrorBody),
+        (status = 503, description = "The server is full (Retry-After)", body = ErrorBody),
+    ))]
+pub(super) async fn offer(
     State(s): State<AppState>,
     Path(channel): Path<String>,
     client: super::ClientAddr,
@@ -102,7 +125,19 @@ pub(super) fn created(
     response
 }
 
-async fn trickle(
+/// Trickle ICE candidates to a WHEP session
+#[utoipa::path(patch, path = "/whep/{channel}/{session}", operation_id = "whep_trickle", tag = "webrtc",
+    params(("channel" = String, Path), ("session" = String, Path)),
+    request_body(content = String, content_type = "application/trickle-ice-sdpfrag"),
+    responses(
+        (status = 204),
+        (status = 400, body = ErrorBody),
+        (status = 404, description = "No such session", body = ErrorBody),
+        (status = 412, description = "If-Match names another session", body = ErrorBody),
+        (status = 415, body = ErrorBody),
+        (status = 422, description = "An ICE restart (If-Match: *): start a new session instead", body = ErrorBody),
+    ))]
+pub(super) async fn trickle(
     State(s): State<AppState>,
     Path((_channel, session)): Path<(String, String)>,
     headers: HeaderMap,
@@ -150,7 +185,11 @@ fn check_if_match(headers: &HeaderMap, session: &str) -> Result<(), ApiError> {
     }
 }
 
-async fn end(
+/// End a WHEP session
+#[utoipa::path(delete, path = "/whep/{channel}/{session}", operation_id = "whep_end", tag = "webrtc",
+    params(("channel" = String, Path), ("session" = String, Path)),
+    responses((status = 200), (status = 404, description = "No such session", body = ErrorBody)))]
+pub(super) async fn end(
     State(s): State<AppState>,
     Path((_channel, session)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {

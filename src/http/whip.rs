@@ -2,7 +2,7 @@
 //! an offer; `PATCH` and `DELETE` on the session it creates.
 
 use super::whep::{body_text, require_type};
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, ErrorBody};
 use crate::hub::Channels;
 use crate::sfu::sdp::MAX_OFFER_BYTES;
 use axum::body::Bytes;
@@ -20,7 +20,28 @@ pub fn routes() -> Router<AppState> {
         .layer(DefaultBodyLimit::max(MAX_OFFER_BYTES))
 }
 
-async fn offer(
+/// WHIP: publish to the channel the stream key names (RFC 9725)
+#[utoipa::path(post, path = "/whip", operation_id = "whip_offer", tag = "webrtc",
+    request_body(content = String, content_type = "application/sdp", description = "The SDP offer"),
+    security(("stream_key" = [])),
+    responses(
+        (status = 201, description = "The SDP answer; `Location` is the session's URL, for PATCH and DELETE",
+            content_type = "application/sdp", body = String,
+            headers(
+                ("Location" = String, description = "The session's URL"),
+                ("ETag" = String, description = "The session's entity tag, for If-Match"),
+                ("Link" = String, description = "ICE servers (RFC 9725 4.6), one header each"),
+            )),
+        (status = 400, description = "Not an offer we can read", body = ErrorBody),
+        (status = 401, description = "No stream key, or an unknown one", body = ErrorBody),
+        (status = 403, description = "Refused by the admission webhook", body = ErrorBody),
+        (status = 406, description = "No codec in common", body = ErrorBody),
+        (status = 413, body = ErrorBody),
+        (status = 415, description = "Content-Type is not application/sdp", body = ErrorBody),
+        (status = 429, description = "Too many offers from this address", body = ErrorBody),
+        (status = 503, description = "The server is full (Retry-After)", body = ErrorBody),
+    ))]
+pub(super) async fn offer(
     State(s): State<AppState>,
     client: super::ClientAddr,
     headers: HeaderMap,
@@ -65,7 +86,19 @@ async fn publish(
     ))
 }
 
-async fn trickle(
+/// Trickle ICE candidates to a WHIP session
+#[utoipa::path(patch, path = "/whip/{session}", operation_id = "whip_trickle", tag = "webrtc",
+    params(("session" = String, Path)),
+    request_body(content = String, content_type = "application/trickle-ice-sdpfrag"),
+    responses(
+        (status = 204),
+        (status = 400, body = ErrorBody),
+        (status = 404, description = "No such session", body = ErrorBody),
+        (status = 412, description = "If-Match names another session", body = ErrorBody),
+        (status = 415, body = ErrorBody),
+        (status = 422, description = "An ICE restart (If-Match: *): start a new session instead", body = ErrorBody),
+    ))]
+pub(super) async fn trickle(
     State(s): State<AppState>,
     Path(session): Path<String>,
     headers: HeaderMap,
@@ -74,7 +107,11 @@ async fn trickle(
     super::whep::add_candidates(&s, &session, &headers, body).await
 }
 
-async fn end(
+/// End a WHIP session: the broadcast ends
+#[utoipa::path(delete, path = "/whip/{session}", operation_id = "whip_end", tag = "webrtc",
+    params(("session" = String, Path)),
+    responses((status = 200), (status = 404, description = "No such session", body = ErrorBody)))]
+pub(super) async fn end(
     State(s): State<AppState>,
     Path(session): Path<String>,
 ) -> Result<StatusCode, ApiError> {

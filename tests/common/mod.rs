@@ -7,6 +7,7 @@ pub mod child;
 pub mod ice;
 pub mod media;
 pub mod node;
+pub mod smtp;
 pub mod tls;
 pub mod udp_proxy;
 pub mod victim;

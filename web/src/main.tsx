@@ -26,6 +26,16 @@ function LazyDashboard(props: DashProps) {
   return Dashboard ? <Dashboard {...props} /> : <p class="muted">Loading…</p>;
 }
 
+// The API reference is its own chunk too: only its readers download it.
+let ApiDocs: ComponentType | null = null;
+function LazyApiDocs() {
+  const [, setLoaded] = useState(0);
+  useEffect(() => {
+    if (!ApiDocs) import('./pages/ApiDocs').then((m) => { ApiDocs = m.ApiDocs; setLoaded(1); });
+  }, []);
+  return ApiDocs ? <ApiDocs /> : <p class="muted">Loading…</p>;
+}
+
 function App() {
   const path = usePath();
   const [me, setMe] = useState<Me | null>(null);
@@ -49,12 +59,16 @@ function App() {
   else if (path === '/forgot-password') page = <ForgotPassword />;
   else if (path === '/reset-password') page = <ResetPassword />;
   else if (path === '/verify-email') page = <VerifyEmail />;
+  else if (path === '/api/docs') page = <LazyApiDocs />;
   else if (path === '/dashboard') {
     page = !checked ? <p class="muted">Loading…</p> : me ? <LazyDashboard me={me} setMe={setMe} /> : <Login setMe={setMe} next="/dashboard" />;
   } else page = <p>No such page. <Link href="/">Back to the directory</Link></p>;
 
   useEffect(() => {
-    document.title = watch ? `${decodeURIComponent(watch[1])} · onair` : path === '/dashboard' ? 'Dashboard · onair' : 'onair';
+    document.title = watch ? `${decodeURIComponent(watch[1])} · onair`
+      : path === '/dashboard' ? 'Dashboard · onair'
+      : path === '/api/docs' ? 'API · onair'
+      : 'onair';
   }, [path]);
 
   return (
@@ -80,6 +94,9 @@ function App() {
         </nav>
       </header>
       <main id="main" tabIndex={-1}>{page}</main>
+      <footer class="foot">
+        <Link href="/api/docs">API</Link>
+      </footer>
     </>
   );
 }
