@@ -2,6 +2,7 @@
 //! stream key, likes, categories and scheduled broadcasts.
 
 use super::auth::{ApiJson, MaybeSignedIn, SignedIn};
+use super::openapi::SignedInErrors;
 use super::{ApiError, AppState, ErrorBody};
 use crate::chat::{parse_rfc3339, rfc3339, unix_secs};
 use crate::db::{BroadcastMeta, Category, ChannelInfo, ChannelPatch, Role, Scheduled, User};
@@ -365,9 +366,7 @@ fn check_text(what: &str, v: &str, max: usize) -> Result<(), ApiError> {
     security(("bearer" = []), ("cookie" = [])),
     responses(
         (status = 200, body = ChannelView),
-        (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody),
+        SignedInErrors,
     ))]
 pub(super) async fn edit(
     State(s): State<AppState>,
@@ -439,9 +438,7 @@ pub(super) async fn edit(
     security(("bearer" = []), ("cookie" = [])),
     responses(
         (status = 200, body = StreamKey),
-        (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody),
+        SignedInErrors,
     ))]
 pub(super) async fn key(
     State(s): State<AppState>,
@@ -466,9 +463,7 @@ pub(super) async fn key(
     security(("bearer" = []), ("cookie" = [])),
     responses(
         (status = 200, body = StreamKey),
-        (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody),
+        SignedInErrors,
     ))]
 pub(super) async fn rotate_key(
     State(s): State<AppState>,
@@ -595,9 +590,7 @@ pub(super) async fn put_category(
     security(("bearer" = []), ("cookie" = [])),
     responses(
         (status = 204),
-        (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody),
+        SignedInErrors,
     ))]
 pub(super) async fn delete_category(
     State(s): State<AppState>,
@@ -684,9 +677,7 @@ fn check_scheduled(x: &Scheduled) -> Result<(), ApiError> {
     security(("bearer" = []), ("cookie" = [])),
     responses(
         (status = 201, body = ScheduledView),
-        (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody),
+        SignedInErrors,
     ))]
 pub(super) async fn add_scheduled(
     State(s): State<AppState>,
@@ -742,9 +733,7 @@ async fn owned_scheduled(
     security(("bearer" = []), ("cookie" = [])),
     responses(
         (status = 200, body = ScheduledView),
-        (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody),
+        SignedInErrors,
     ))]
 pub(super) async fn edit_scheduled(
     State(s): State<AppState>,
@@ -773,9 +762,7 @@ pub(super) async fn edit_scheduled(
     security(("bearer" = []), ("cookie" = [])),
     responses(
         (status = 204),
-        (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody),
+        SignedInErrors,
     ))]
 pub(super) async fn delete_scheduled(
     State(s): State<AppState>,
@@ -806,9 +793,7 @@ pub(super) struct BroadcastEdit {
     security(("bearer" = []), ("cookie" = [])),
     responses(
         (status = 200, body = BroadcastMeta),
-        (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody),
+        SignedInErrors,
     ))]
 pub(super) async fn edit_broadcast(
     State(s): State<AppState>,
@@ -855,9 +840,7 @@ pub(super) async fn edit_broadcast(
     security(("bearer" = []), ("cookie" = [])),
     responses(
         (status = 204),
-        (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody),
+        SignedInErrors,
         (status = 409, description = "The broadcast is still live", body = ErrorBody),
     ))]
 pub(super) async fn delete_broadcast(

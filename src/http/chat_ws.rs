@@ -3,6 +3,7 @@
 
 use super::auth::{self, ApiJson, SignedIn};
 use super::channels::{channel_or_404, SLOW_MODE_MAX};
+use super::openapi::SignedInErrors;
 use super::{ApiError, AppState, ClientAddr, ErrorBody};
 use crate::chat::{ChatError, ChatMessage, FrameLimit, Member};
 use crate::db::{Ban, ChannelInfo, User};
@@ -268,9 +269,7 @@ pub(super) async fn post_message(
     security(("bearer" = []), ("cookie" = [])),
     responses(
         (status = 204),
-        (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody),
+        SignedInErrors,
     ))]
 pub(super) async fn delete_message(
     State(s): State<AppState>,
@@ -317,9 +316,7 @@ async fn moderator_of(s: &AppState, me: &SignedIn, name: &str) -> Result<Channel
     security(("bearer" = []), ("cookie" = [])),
     responses(
         (status = 204),
-        (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody),
+        SignedInErrors,
     ))]
 pub(super) async fn ban(
     State(s): State<AppState>,
@@ -362,9 +359,7 @@ pub(super) async fn ban(
     security(("bearer" = []), ("cookie" = [])),
     responses(
         (status = 204),
-        (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody),
+        SignedInErrors,
     ))]
 pub(super) async fn unban(
     State(s): State<AppState>,
@@ -396,9 +391,7 @@ pub(super) struct SlowModeBody {
     security(("bearer" = []), ("cookie" = [])),
     responses(
         (status = 204),
-        (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody),
+        SignedInErrors,
     ))]
 pub(super) async fn slow_mode(
     State(s): State<AppState>,

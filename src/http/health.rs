@@ -7,7 +7,8 @@
 
 use super::auth::SignedIn;
 use super::channels::{channel_or_404, is_owner};
-use super::{ApiError, AppState, ErrorBody};
+use super::openapi::SignedInErrors;
+use super::{ApiError, AppState};
 use crate::hub::Source;
 use axum::extract::{Path, State};
 use axum::routing::get;
@@ -80,9 +81,7 @@ pub(super) struct Viewers {
     security(("bearer" = []), ("cookie" = [])),
     responses(
         (status = 200, body = StreamHealth),
-        (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody),
+        SignedInErrors,
     ))]
 pub(super) async fn health(
     State(s): State<AppState>,

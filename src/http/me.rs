@@ -1,6 +1,7 @@
 //! The signed-in user (`/api/me`) and admin actions on users.
 
 use super::auth::{ApiJson, SignedIn};
+use super::openapi::SignedInErrors;
 use super::{ApiError, AppState, ErrorBody};
 use crate::db::{Role, User};
 use axum::extract::{Path, State};
@@ -123,9 +124,7 @@ pub(super) struct SetRole {
     security(("bearer" = []), ("cookie" = [])),
     responses(
         (status = 200, body = User),
-        (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody),
+        SignedInErrors,
     ))]
 pub(super) async fn set_role(
     State(s): State<AppState>,
@@ -157,9 +156,7 @@ pub(super) async fn set_role(
     security(("bearer" = []), ("cookie" = [])),
     responses(
         (status = 204),
-        (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody),
+        SignedInErrors,
     ))]
 pub(super) async fn delete_user(
     State(s): State<AppState>,

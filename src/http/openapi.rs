@@ -164,6 +164,19 @@ fn error_response(code: &str) -> RefOr<utoipa::openapi::Response> {
     )
 }
 
+/// The refusals of an operation on something that belongs to someone: not
+/// signed in, not allowed, or no such thing.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+pub(super) enum SignedInErrors {
+    #[response(status = 401, description = "Not signed in, or the session ended")]
+    Unauthorized(ErrorBody),
+    #[response(status = 403, description = "Not allowed to this user")]
+    Forbidden(ErrorBody),
+    #[response(status = 404, description = "No such resource")]
+    NotFound(ErrorBody),
+}
+
 /// Media in a response body (a segment, an image, a recording): bytes, not
 /// JSON.
 pub(super) struct Binary;

@@ -20,6 +20,66 @@ pub fn routes() -> Router<AppState> {
         .layer(DefaultBodyLimit::max(MAX_OFFER_BYTES))
 }
 
+/// The answer to a WHIP or WHEP offer.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+pub(super) enum OfferAnswered {
+    #[response(
+        status = 201,
+        description = "The SDP answer; `Location` is the session's URL, for PATCH and DELETE",
+        content_type = "application/sdp",
+        headers(
+            ("Location" = String, description = "The session's URL"),
+            ("ETag" = String, description = "The session's entity tag, for If-Match"),
+            ("Link" = String, description = "ICE servers (RFC 9725 4.6), one header each"),
+        )
+    )]
+    Created(String),
+}
+
+/// What refuses any WHIP or WHEP offer, whoever sends it.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+pub(super) enum OfferRefused {
+    #[response(status = 406, description = "No codec in common")]
+    NoCommonCodec(ErrorBody),
+    #[response(status = 413, description = "The offer is too large")]
+    TooLarge(ErrorBody),
+    #[response(status = 415, description = "Content-Type is not application/sdp")]
+    NotSdp(ErrorBody),
+    #[response(
+        status = 429,
+        description = "Too many offers from this address (Retry-After)"
+    )]
+    TooMany(ErrorBody),
+    #[response(status = 503, description = "The server is full (Retry-After)")]
+    Full(ErrorBody),
+}
+
+/// The answers to a trickle-ICE PATCH on a WHIP or WHEP session.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+pub(super) enum TrickleAnswers {
+    #[response(status = 204, description = "The candidates are added")]
+    Added,
+    #[response(status = 400, description = "Not an SDP fragment we can read")]
+    Bad(ErrorBody),
+    #[response(status = 404, description = "No such session")]
+    NoSession(ErrorBody),
+    #[response(status = 412, description = "If-Match names another session")]
+    OtherSession(ErrorBody),
+    #[response(
+        status = 415,
+        description = "Content-Type is not application/trickle-ice-sdpfrag"
+    )]
+    NotFragment(ErrorBody),
+    #[response(
+        status = 422,
+        description = "An ICE restart (If-Match: *): start a new session instead"
+    )]
+    Restart(ErrorBody),
+}
+
 pub(super) fn body_text(body: Result<Bytes, BytesRejection>) -> Result<String, ApiError> {
     let body = body.map_err(|r| {
         if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
@@ -55,20 +115,10 @@ pub(super) fn require_type(headers: &HeaderMap, want: &str) -> Result<(), ApiErr
     params(("channel" = String, Path)),
     request_body(content = String, content_type = "application/sdp", description = "The SDP offer"),
     responses(
-        (status = 201, description = "The SDP answer; `Location` is the session's URL, for PATCH and DELETE",
-            content_type = "application/sdp", body = String,
-            headers(
-                ("Location" = String, description = "The session's URL"),
-                ("ETag" = String, description = "The session's entity tag, for If-Match"),
-                ("Link" = String, description = "ICE servers (RFC 9725 4.6), one header each"),
-            )),
+        OfferAnswered,
         (status = 400, description = "Not an offer we can read", body = ErrorBody),
         (status = 404, description = "No such channel", body = ErrorBody),
-        (status = 406, description = "No codec in common", body = ErrorBody),
-        (status = 413, body = ErrorBody),
-        (status = 415, description = "Content-Type is not application/sdp", body = ErrorBody),
-        (status = 429, description = "Too many offers from this address", body = ErrorBody),
-        (status = 503, description = "The server is full (Retry-After)", body = ErrorBody),
+        OfferRefused,
     ))]
 pub(super) async fn offer(
     State(s): State<AppState>,
@@ -129,14 +179,7 @@ pub(super) fn created(
 #[utoipa::path(patch, path = "/whep/{channel}/{session}", operation_id = "whep_trickle", tag = "webrtc",
     params(("channel" = String, Path), ("session" = String, Path)),
     request_body(content = String, content_type = "application/trickle-ice-sdpfrag"),
-    responses(
-        (status = 204),
-        (status = 400, body = ErrorBody),
-        (status = 404, description = "No such session", body = ErrorBody),
-        (status = 412, description = "If-Match names another session", body = ErrorBody),
-        (status = 415, body = ErrorBody),
-        (status = 422, description = "An ICE restart (If-Match: *): start a new session instead", body = ErrorBody),
-    ))]
+    responses(TrickleAnswers))]
 pub(super) async fn trickle(
     State(s): State<AppState>,
     Path((_channel, session)): Path<(String, String)>,

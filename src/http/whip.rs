@@ -1,7 +1,7 @@
 //! WHIP (RFC 9725): `POST /whip` with `Authorization: Bearer STREAM_KEY` and
 //! an offer; `PATCH` and `DELETE` on the session it creates.
 
-use super::whep::{body_text, require_type};
+use super::whep::{body_text, require_type, OfferAnswered, OfferRefused, TrickleAnswers};
 use super::{ApiError, AppState, ErrorBody};
 use crate::hub::Channels;
 use crate::sfu::sdp::MAX_OFFER_BYTES;
@@ -25,21 +25,11 @@ pub fn routes() -> Router<AppState> {
     request_body(content = String, content_type = "application/sdp", description = "The SDP offer"),
     security(("stream_key" = [])),
     responses(
-        (status = 201, description = "The SDP answer; `Location` is the session's URL, for PATCH and DELETE",
-            content_type = "application/sdp", body = String,
-            headers(
-                ("Location" = String, description = "The session's URL"),
-                ("ETag" = String, description = "The session's entity tag, for If-Match"),
-                ("Link" = String, description = "ICE servers (RFC 9725 4.6), one header each"),
-            )),
+        OfferAnswered,
         (status = 400, description = "Not an offer we can read", body = ErrorBody),
         (status = 401, description = "No stream key, or an unknown one", body = ErrorBody),
         (status = 403, description = "Refused by the admission webhook", body = ErrorBody),
-        (status = 406, description = "No codec in common", body = ErrorBody),
-        (status = 413, body = ErrorBody),
-        (status = 415, description = "Content-Type is not application/sdp", body = ErrorBody),
-        (status = 429, description = "Too many offers from this address", body = ErrorBody),
-        (status = 503, description = "The server is full (Retry-After)", body = ErrorBody),
+        OfferRefused,
     ))]
 pub(super) async fn offer(
     State(s): State<AppState>,
@@ -90,14 +80,7 @@ async fn publish(
 #[utoipa::path(patch, path = "/whip/{session}", operation_id = "whip_trickle", tag = "webrtc",
     params(("session" = String, Path)),
     request_body(content = String, content_type = "application/trickle-ice-sdpfrag"),
-    responses(
-        (status = 204),
-        (status = 400, body = ErrorBody),
-        (status = 404, description = "No such session", body = ErrorBody),
-        (status = 412, description = "If-Match names another session", body = ErrorBody),
-        (status = 415, body = ErrorBody),
-        (status = 422, description = "An ICE restart (If-Match: *): start a new session instead", body = ErrorBody),
-    ))]
+    responses(TrickleAnswers))]
 pub(super) async fn trickle(
     State(s): State<AppState>,
     Path(session): Path<String>,
