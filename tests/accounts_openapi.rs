@@ -630,6 +630,37 @@ async fn every_answer_matches_its_documented_schema() {
     );
     let gone = ("/api/channels/{name}", "/api/channels/nobody");
     assert_eq!(c.call(a, "GET", gone, &[], Body::None).await.status, 404);
+    let oembed = |q: &'static str| ("/api/oembed", q);
+    let r = c
+        .call(
+            a,
+            "GET",
+            oembed("/api/oembed?url=http%3A%2F%2Ftv.example%2Fc%2Falice&maxwidth=320"),
+            &[],
+            Body::None,
+        )
+        .await;
+    assert_eq!((r.status, r.json()["width"].clone()), (200, json!(320)));
+    let r = c
+        .call(
+            a,
+            "GET",
+            oembed("/api/oembed?url=http%3A%2F%2Ftv.example%2Fc%2Fnobody"),
+            &[],
+            Body::None,
+        )
+        .await;
+    assert_eq!(r.status, 404);
+    let r = c
+        .call(
+            a,
+            "GET",
+            oembed("/api/oembed?url=http%3A%2F%2Ftv.example%2Fc%2Falice&format=xml"),
+            &[],
+            Body::None,
+        )
+        .await;
+    assert_eq!(r.status, 501);
     let key = ("/api/channels/{name}/key", "/api/channels/alice/key");
     assert_eq!(c.call(a, "GET", key, &bob, Body::None).await.status, 403);
     assert_eq!(c.call(a, "GET", key, &alice, Body::None).await.status, 200);
@@ -775,6 +806,18 @@ async fn every_answer_matches_its_documented_schema() {
     }
     let r = c.call(a, "GET", health, &alice, Body::None).await;
     assert_eq!((r.status, r.json()["live"].clone()), (200, json!(true)));
+    // Live: the oEmbed answer has the thumbnail and its size.
+    let r = c
+        .call(
+            a,
+            "GET",
+            oembed("/api/oembed?url=http%3A%2F%2Ftv.example%2Fembed%2Falice"),
+            &[],
+            Body::None,
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    assert!(r.json()["thumbnail_width"].is_u64(), "{}", r.text());
 
     let hls = "/hls/{channel}/{file}";
     let start = Instant::now();

@@ -727,3 +727,165 @@ async fn api_docs_page_shows_every_operation_and_keeps_markup_as_text() {
     );
     srv.stop().await;
 }
+
+/// Embeds and sharing in Chromium (`tests/e2e/embed.mjs`): the watch
+/// page's Share panel copies the channel's link and embed code; on another
+/// site (a different origin and site from the server's), the embed with
+/// `?muted=1&autoplay=1&chat=1` says the channel is offline, then plays by
+/// itself, muted, when ffmpeg goes live, without a click, and shows a chat
+/// message posted through the API; the copied embed code (no options) waits
+/// for its Play button; a frame of `/c/CHANNEL` is refused by the browser;
+/// on a phone a 360x640 embed fills its frame with the chat under the
+/// player and no sideways scrolling.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_embed_on_another_site_plays_by_itself_with_chat_and_the_watch_page_refuses_frames() {
+    require_built_app();
+    let _serial = SERIAL.lock().await;
+    let srv = TestServer::start().await;
+    let token = signup(srv.http, "carol").await;
+    let marker = srv.dir.path().join("embed-is-offline");
+    let marker_arg = marker.display().to_string();
+    let base = format!("http://{}", srv.http);
+    let shots = shots();
+    let args = [base.as_str(), &srv.channel, &token, &marker_arg, &shots];
+    let script = run_script("embed.mjs", &args, Duration::from_secs(180));
+    // The embeds said "offline" (the script wrote the marker): go live.
+    let publish = async {
+        let start = std::time::Instant::now();
+        while !marker.exists() {
+            assert!(
+                start.elapsed() < Duration::from_secs(170),
+                "the script never saw the channel offline"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // 640x360 leaves CPU for three players in one browser.
+        common::ffmpeg_publish_sized(&srv.rtmp_url(&srv.key), 120, "640x360", &["-bf", "0"])
+    };
+    let (r, _ff) = tokio::join!(script, publish);
+    eprintln!("embed: {r}");
+    let page = format!("{base}/c/demo");
+
+    // Share: the link and the embed code, copied as shown.
+    let share = &r["share"];
+    assert_eq!(share["expanded"], "true", "{share}");
+    assert_eq!(share["link"], page.as_str(), "{share}");
+    assert_eq!(share["clipboardLink"], share["link"], "{share}");
+    assert_eq!(share["clipboardCode"], share["code"], "{share}");
+    let oembed = api(
+        srv.http,
+        "GET",
+        &format!("/api/oembed?url={base}%2Fc%2Fdemo"),
+        &[],
+        None,
+    )
+    .await
+    .json();
+    assert_eq!(share["code"], oembed["html"], "the oEmbed answer's iframe");
+    assert!(
+        num(share, "/smallestTarget") >= 24.0,
+        "targets of at least 24 px: {share}"
+    );
+    let phone = &share["overflow"]["phone"];
+    assert!(
+        num(phone, "/scrollWidth") <= num(phone, "/clientWidth"),
+        "no sideways scrolling on a phone: {share}"
+    );
+    assert_eq!(share["closedByEscape"], true, "{share}");
+
+    // The embed on another site: offline, then playing with no click.
+    let site = &r["site"];
+    assert!(
+        site["offlineText"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("demo is offline"),
+        "{site}"
+    );
+    assert_eq!(site["playing"]["mode"], "webrtc", "{site}");
+    assert_eq!(site["playing"]["muted"], true, "?muted=1: {site}");
+    assert_eq!(site["later"]["paused"], false, "{site}");
+    assert!(
+        num(site, "/later/videoFrames") > num(site, "/playing/videoFrames"),
+        "frames keep coming: {site}"
+    );
+    assert!(
+        num(site, "/later/currentTime") > num(site, "/playing/currentTime"),
+        "{site}"
+    );
+    assert!(num(site, "/stats/framesDecoded") > 10.0, "{site}");
+    assert_eq!(num(site, "/stats/frameWidth"), 640.0, "{site}");
+    assert_eq!(site["unmuteShown"], true, "muted: an Unmute button: {site}");
+    // The copied code waits for its Play button, then plays with sound.
+    assert_eq!(site["copiedBefore"]["status"], "idle", "{site}");
+    assert_eq!(site["copiedBefore"]["videoFrames"], 0, "{site}");
+    assert_eq!(site["copiedPlaying"]["status"], "playing", "{site}");
+    assert_eq!(site["copiedPlaying"]["muted"], false, "{site}");
+    assert_eq!(site["copiedUnmuteShown"], false, "with sound: {site}");
+    // The chat: the API's message as text, read-only, links to the page.
+    let chat = &site["chat"];
+    assert!(
+        texts(&chat["shown"]).contains(&chat["sent"].as_str().unwrap().to_string()),
+        "{chat}"
+    );
+    assert!(
+        texts(&chat["users"]).contains(&"carol".to_string()),
+        "{chat}"
+    );
+    assert_eq!(chat["bold"], 0, "markup stays text: {chat}");
+    assert_eq!(chat["inputs"], 0, "read-only: {chat}");
+    for link in [&chat["link"], &site["watchLink"]] {
+        assert_eq!(link["href"], page.as_str(), "{site}");
+        assert_eq!(link["target"], "_blank", "{site}");
+        assert!(
+            link["rel"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("noopener"),
+            "{site}"
+        );
+    }
+    // The watch page refused the other site's frame.
+    let framed = &site["framed"];
+    assert_eq!(framed["hasApp"], false, "the app ran in a frame: {framed}");
+    assert!(
+        !framed["url"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with(&base),
+        "the frame loaded the page: {framed}"
+    );
+    assert!(
+        texts(&framed["refusals"])
+            .iter()
+            .any(|l| l.contains("frame-ancestors 'none'")),
+        "refused for its frame-ancestors: {framed}"
+    );
+
+    // A phone: the 360x640 embed filled, chat under the player.
+    let layout = &r["phone"]["layout"];
+    assert_eq!(r["phone"]["playing"]["status"], "playing", "{r}");
+    assert_eq!(
+        (num(layout, "/root/width"), num(layout, "/root/height")),
+        (360.0, 640.0),
+        "{layout}"
+    );
+    assert_eq!(num(layout, "/clientWidth"), 360.0, "{layout}");
+    assert!(
+        num(layout, "/scrollWidth") <= 360.0 && num(layout, "/bodyScrollWidth") <= 360.0,
+        "sideways scrolling: {layout}"
+    );
+    assert_eq!(num(layout, "/stage/width"), 360.0, "{layout}");
+    assert!(
+        num(layout, "/stage/height") >= 180.0,
+        "a 16:9 player: {layout}"
+    );
+    assert!(
+        num(layout, "/chat/y") >= num(layout, "/stage/bottom") - 1.0
+            && num(layout, "/chat/bottom") <= 641.0
+            && num(layout, "/chat/height") >= 200.0,
+        "the chat under the player, filling the rest: {layout}"
+    );
+    assert!(num(layout, "/messages") >= 1.0, "{layout}");
+    srv.stop().await;
+}

@@ -1,9 +1,9 @@
-//! The product around the video: accounts, channels, chat, likes and the
-//! schedule, with the OpenAPI description of them. One router, one body
-//! limit.
+//! The product around the video: accounts, channels, chat, likes, the
+//! schedule and oEmbed, with the OpenAPI description of them. One router,
+//! one body limit.
 
 use super::auth::MAX_JSON_BYTES;
-use super::{auth, channels, chat_ws, email, me, openapi, AppState};
+use super::{auth, channels, chat_ws, email, me, oembed, openapi, AppState};
 use axum::extract::DefaultBodyLimit;
 use axum::Router;
 
@@ -14,6 +14,7 @@ pub fn routes() -> Router<AppState> {
         .merge(email::routes())
         .merge(channels::routes())
         .merge(chat_ws::routes())
+        .merge(oembed::routes())
         .merge(openapi::routes())
         .layer(DefaultBodyLimit::max(MAX_JSON_BYTES))
 }

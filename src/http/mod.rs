@@ -15,6 +15,7 @@ mod hls;
 pub mod ice;
 pub mod listen;
 mod me;
+mod oembed;
 mod openapi;
 pub mod redirect;
 mod web;
@@ -120,10 +121,16 @@ pub fn router(state: AppState) -> Router {
         .layer(listen::body_timeout())
         // No page of ours may be framed by another site (clickjacking):
         // the old header for old browsers, the CSP one for the rest.
-        // Routes meant for iframes set their own.
+        // Routes meant for iframes (the embed, web.rs) set their own CSP;
+        // X-Frame-Options has no value that allows every site, so a
+        // response that chose its framing policy gets none (this layer
+        // runs before the CSP one below adds its default).
         .layer(SetResponseHeaderLayer::if_not_present(
             header::X_FRAME_OPTIONS,
-            HeaderValue::from_static("DENY"),
+            |r: &axum::response::Response| {
+                (!r.headers().contains_key(header::CONTENT_SECURITY_POLICY))
+                    .then_some(HeaderValue::from_static("DENY"))
+            },
         ))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::CONTENT_SECURITY_POLICY,

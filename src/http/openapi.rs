@@ -6,7 +6,9 @@
 //! documented, and every answer a real server gives in a scenario that
 //! reaches each operation matches the schema documented for its status.
 
-use super::{auth, channels, chat_ws, download, email, flv, health, hls, ice, me, whep, whip};
+use super::{
+    auth, channels, chat_ws, download, email, flv, health, hls, ice, me, oembed, whep, whip,
+};
 use super::{AppState, ErrorBody};
 use axum::http::StatusCode;
 use axum::routing::get;
@@ -47,6 +49,7 @@ pub(super) async fn openapi_json() -> Json<serde_json::Value> {
         channels::schedule, channels::add_scheduled, channels::edit_scheduled,
         channels::delete_scheduled, channels::edit_broadcast, channels::delete_broadcast,
         channels::categories, channels::put_category, channels::delete_category,
+        oembed::oembed,
         chat_ws::websocket, chat_ws::history, chat_ws::post_message, chat_ws::delete_message,
         chat_ws::ban, chat_ws::unban, chat_ws::slow_mode,
         health::health, ice::list, openapi_json,

@@ -5,10 +5,14 @@
 //! API, WHIP/WHEP, HLS, VOD, WebSocket or metrics routes: its pages get
 //! `index.html` (the app routes on the client), `/assets/*` get the hashed
 //! build output.
+//!
+//! Framing: every page answers `frame-ancestors 'none'` and
+//! `X-Frame-Options: DENY` (the layers in `router()`), except
+//! `/embed/CHANNEL`, the player alone, which other sites put in iframes.
 
 use super::{ApiError, AppState};
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, HeaderValue};
+use axum::http::{header, HeaderMap, HeaderValue, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -28,6 +32,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/", get(page))
         .route("/c/{channel}", get(channel_page))
+        .route("/embed/{channel}", get(embed_page))
         .route("/login", get(page))
         .route("/register", get(page))
         .route("/forgot-password", get(page))
@@ -46,11 +51,28 @@ async fn page() -> Response {
     file("index.html", NO_CACHE)
 }
 
+/// Any site may frame the embed. The policy is set here, so the router's
+/// `frame-ancestors 'none'` layer leaves it alone and its X-Frame-Options
+/// layer (which has no "allow all" value) adds nothing.
+const EMBED_FRAMING: &str = "frame-ancestors *";
+
+/// The player alone, for other sites' iframes (the app draws it for
+/// `/embed/NAME`; an unknown channel is the app's own "no such channel").
+async fn embed_page() -> Response {
+    let mut r = file("index.html", NO_CACHE);
+    r.headers_mut().insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(EMBED_FRAMING),
+    );
+    r
+}
+
 /// A channel's page: the app, with OpenGraph and Twitter card tags so a
 /// shared link shows the channel's title, description and live thumbnail.
 async fn channel_page(
     State(s): State<AppState>,
     Path(channel): Path<String>,
+    uri: Uri,
     headers: HeaderMap,
 ) -> Response {
     let Some(html) = Dist::get("index.html") else {
@@ -61,11 +83,7 @@ async fn channel_page(
         // Unknown or unreadable: the app says so itself.
         _ => return file("index.html", NO_CACHE),
     };
-    let origin = s
-        .public_url
-        .as_deref()
-        .map(str::to_string)
-        .or_else(|| request_origin(&headers, s.secure_cookies));
+    let origin = site_origin(&s, &uri, &headers);
     let tags = share_tags(&info, origin.as_deref());
     let page = String::from_utf8_lossy(&html.data);
     let page = match page
@@ -92,11 +110,23 @@ async fn channel_page(
         .into_response()
 }
 
-/// `scheme://host[:port]` of the request, from a Host header that is only
-/// a name or address and a port (anything else could put markup or
-/// another site into the tags).
-fn request_origin(headers: &HeaderMap, https: bool) -> Option<String> {
-    let host = headers.get(header::HOST)?.to_str().ok()?;
+/// This server's origin for absolute links, without a trailing `/`:
+/// `--public-url`, else the request's own.
+pub(super) fn site_origin(s: &AppState, uri: &Uri, headers: &HeaderMap) -> Option<String> {
+    match s.public_url.as_deref() {
+        Some(url) => Some(url.trim_end_matches('/').to_string()),
+        None => request_origin(uri, headers, s.secure_cookies),
+    }
+}
+
+/// `scheme://host[:port]` of the request, from a Host header (or an HTTP/2
+/// request's authority) that is only a name or address and a port
+/// (anything else could put markup or another site into the tags).
+fn request_origin(uri: &Uri, headers: &HeaderMap, https: bool) -> Option<String> {
+    let host = match headers.get(header::HOST) {
+        Some(h) => h.to_str().ok()?,
+        None => uri.authority()?.as_str(),
+    };
     let sane = !host.is_empty()
         && host.len() <= 255
         && host
@@ -136,12 +166,34 @@ fn share_tags(info: &crate::db::ChannelInfo, origin: Option<&str>) -> String {
             attr(origin),
             info.name
         );
+        // oEmbed discovery (oembed.com, "Discovery"): consumers that find this
+        // ask for the iframe instead of scraping the page.
+        let page = format!("{origin}/c/{}", info.name);
+        tags += &format!(
+            "<link rel=\"alternate\" type=\"application/json+oembed\" href=\"{}\" title=\"{}\">\n",
+            attr(&format!("{origin}/api/oembed?url={}", query_value(&page))),
+            attr(&title)
+        );
     }
     tags
 }
 
+/// `s` as one query-string value: everything but RFC 3986's unreserved
+/// characters percent-encoded.
+fn query_value(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() * 3);
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// Text safe inside a double-quoted HTML attribute.
-fn attr(s: &str) -> String {
+pub(super) fn attr(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -208,6 +260,39 @@ mod tests {
         );
         assert_eq!(content_type("assets/x.css"), "text/css; charset=utf-8");
         assert_eq!(content_type("noext"), "application/octet-stream");
+    }
+
+    #[test]
+    fn query_values_are_percent_encoded() {
+        assert_eq!(
+            query_value("https://tv.example.com:8443/c/a_b-c.d~"),
+            "https%3A%2F%2Ftv.example.com%3A8443%2Fc%2Fa_b-c.d~"
+        );
+        assert_eq!(query_value("a b&c=\"é"), "a%20b%26c%3D%22%C3%A9");
+    }
+
+    #[test]
+    fn odd_hosts_make_no_origin() {
+        let uri: Uri = "/c/x".parse().unwrap();
+        let with = |host: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(header::HOST, HeaderValue::from_str(host).unwrap());
+            request_origin(&uri, &h, false)
+        };
+        assert_eq!(
+            with("tv.example.com:8080").as_deref(),
+            Some("http://tv.example.com:8080")
+        );
+        assert_eq!(with("[::1]:80").as_deref(), Some("http://[::1]:80"));
+        assert_eq!(with("evil.com/x"), None);
+        assert_eq!(with("a\"b"), None);
+        assert_eq!(with(""), None);
+        // HTTP/2: the authority stands in for Host.
+        let h2: Uri = "https://tv.example.com/c/x".parse().unwrap();
+        assert_eq!(
+            request_origin(&h2, &HeaderMap::new(), true).as_deref(),
+            Some("https://tv.example.com")
+        );
     }
 
     #[test]

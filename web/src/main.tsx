@@ -6,6 +6,7 @@ import { getIceServers } from './player';
 import { Link, navigate, usePath } from './router';
 import { Directory } from './pages/Directory';
 import { Watch } from './pages/Watch';
+import { Embed, embedOptions } from './pages/Embed';
 import { ForgotPassword, Login, Register, ResetPassword, VerifyEmail } from './pages/Auth';
 import './style.css';
 
@@ -101,9 +102,9 @@ function App() {
   );
 }
 
-// A watch page starts playing as soon as it knows the channel: ask for it
-// (and for the ICE servers) while the page renders.
-const watching = location.pathname.match(/^\/c\/([^/]+)$/);
+// A watch page (or an embed) starts playing as soon as it knows the
+// channel: ask for it (and for the ICE servers) while the page renders.
+const watching = location.pathname.match(/^\/(?:c|embed)\/([^/]+)$/);
 if (watching) {
   try {
     prefetch(channelPath(decodeURIComponent(watching[1])));
@@ -112,4 +113,16 @@ if (watching) {
     // A malformed name: the page itself says there is no such channel.
   }
 }
-render(<App />, document.getElementById('app')!);
+
+// /embed/NAME is the player alone, in other sites' iframes: no header,
+// footer or account (a third-party frame has no session cookie).
+const embedded = location.pathname.match(/^\/embed\/([^/]+)$/);
+const root = document.getElementById('app')!;
+if (embedded) {
+  let channel = embedded[1];
+  try { channel = decodeURIComponent(channel); } catch { /* the page says no such channel */ }
+  document.title = `${channel} · onair`;
+  render(<Embed channel={channel} options={embedOptions(location.search)} />, root);
+} else {
+  render(<App />, root);
+}

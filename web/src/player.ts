@@ -75,6 +75,8 @@ export class Player {
   state: PlayerState = { mode: null, status: 'idle', message: '', firstFrameMs: null, needsUnmute: false, paused: false };
   /// Ask for audio only and play at the first sound (a channel with no video).
   audioOnly = false;
+  /// Start without sound (an embed's `?muted=1`); the viewer unmutes.
+  startMuted = false;
   /// The sound being played, for a level meter: the WebRTC stream, or the
   /// element's own capture under HLS.
   onAudio: ((s: MediaStream | null) => void) | null = null;
@@ -146,15 +148,15 @@ export class Player {
   }
 
   unmute() {
-    this.video.muted = false;
+    this.video.muted = this.startMuted;
     this.video.play().catch(() => {});
     this.set({ needsUnmute: false });
   }
 
   private async play() {
-    // Sound first; a browser that refuses autoplay with sound gets a muted
-    // start and an unmute button.
-    this.video.muted = false;
+    // Sound first (unless asked not to); a browser that refuses autoplay
+    // with sound gets a muted start and an unmute button.
+    this.video.muted = this.startMuted;
     try {
       await this.video.play();
       this.set({ needsUnmute: false });

@@ -5,6 +5,7 @@ import { LevelMeter } from '../meter';
 import { Player, playVod, type Mode, type PlayerState } from '../player';
 import { Link } from '../router';
 import { RadioCard } from './Radio';
+import { ShareButton, SharePanel } from './Share';
 
 /// Messages kept on the page; older ones scroll away for good.
 const CHAT_KEEP = 200;
@@ -34,6 +35,7 @@ export function Watch({ channel, me }: { channel: string; me: Me | null }) {
   const [audioOnly, setAudioOnly] = useState(false);
   const [nowPlaying, setNowPlaying] = useState('');
   const [level, setLevel] = useState(0);
+  const [sharing, setSharing] = useState(false);
   const video = useRef<HTMLVideoElement>(null);
   const player = useRef<Player | null>(null);
   const socket = useRef<ChatSocket | null>(null);
@@ -180,8 +182,10 @@ export function Watch({ channel, me }: { channel: string; me: Me | null }) {
           <div class="row">
             <button type="button" onClick={like} disabled={!me} title={me ? 'Like this channel' : 'Sign in to like'}
               aria-label={`Like (${likes} likes)`}>♥ <span data-testid="likes">{likes}</span></button>
+            <ShareButton open={sharing} onToggle={() => setSharing((x) => !x)} />
           </div>
         </div>
+        {sharing && <SharePanel channel={channel} title={info?.title || ''} onClose={() => setSharing(false)} />}
         {ps?.message && ps.status !== 'connecting' && ps.status !== 'waiting' && !vod && <p class="muted" role="status">{ps.message}</p>}
         {likeError && <p class="error" role="alert">{likeError}</p>}
         <h1 class="channel-title">{info?.title || channel}</h1>
