@@ -152,6 +152,7 @@ pub fn publish(protocol: &'static str, accepted: bool) {
         ("whip", true) => r#"protocol="whip",result="accepted""#,
         ("whip", false) => r#"protocol="whip",result="rejected""#,
         ("icecast", true) => r#"protocol="icecast",result="accepted""#,
+        ("icecast", false) => r#"protocol="icecast",result="rejected""#,
         (_, true) => r#"protocol="other",result="accepted""#,
         (_, false) => r#"protocol="other",result="rejected""#,
     };

@@ -168,6 +168,9 @@ pub async fn run(
     )?;
     let rtmp_port = listeners.rtmp.local_addr()?.port();
     let hooks = crate::hooks::Hooks::new(config.hooks.clone());
+    if config.accounts.require_verified_email {
+        hooks.require_verified_email(db.clone());
+    }
     let channels = Arc::new(db.clone());
     tracker.spawn(crate::rtmp::serve(
         listeners.rtmp,
@@ -211,6 +214,7 @@ pub async fn run(
         flv: flv.clone(),
     });
     let rooms = crate::chat::Rooms::new(db.clone(), live.clone());
+    rooms.require_verified_email(config.accounts.require_verified_email);
     hooks.start(db.clone(), live, token.clone(), &tracker).await;
     tracker.spawn(rooms.clone().run_events(token.clone()));
     let icecast = crate::icecast::Icecast::new(

@@ -44,6 +44,18 @@ pub struct AccountArgs {
         default_value = "20000"
     )]
     pub chat_sockets: Option<usize>,
+    /// Chatting and streaming need a verified email address (the operator
+    /// also sets `--smtp-url`, or users cannot verify one). Channels made
+    /// by the operator stream regardless.
+    #[arg(
+        long,
+        env = "ONAIR_REQUIRE_VERIFIED_EMAIL",
+        global = true,
+        default_value = "false",
+        num_args = 0..=1,
+        default_missing_value = "true"
+    )]
+    pub require_verified_email: Option<bool>,
 }
 
 /// Resolved [`AccountArgs`].
@@ -53,6 +65,7 @@ pub struct AccountLimits {
     pub register_per_hour: u32,
     pub chat_sockets_per_host: usize,
     pub chat_sockets: usize,
+    pub require_verified_email: bool,
 }
 
 impl Default for AccountLimits {
@@ -61,6 +74,7 @@ impl Default for AccountLimits {
             register_per_hour: DEFAULT_REGISTER_PER_HOUR,
             chat_sockets_per_host: DEFAULT_CHAT_SOCKETS_PER_HOST,
             chat_sockets: DEFAULT_CHAT_SOCKETS,
+            require_verified_email: false,
         }
     }
 }
@@ -84,6 +98,10 @@ impl AccountArgs {
                 .or(file.chat_sockets)
                 .unwrap_or(d.chat_sockets)
                 .max(1),
+            require_verified_email: self
+                .require_verified_email
+                .or(file.require_verified_email)
+                .unwrap_or(d.require_verified_email),
         }
     }
 }

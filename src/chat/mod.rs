@@ -49,6 +49,8 @@ pub enum ChatError {
     SlowMode(i64),
     #[error("you are banned from this chat")]
     Banned,
+    #[error("verify your email address to chat (this server requires it)")]
+    Unverified,
     #[error("you are timed out for {0} more seconds")]
     TimedOut(i64),
     #[error("no channel named {0:?}")]
@@ -79,6 +81,8 @@ struct Inner {
     /// Signed-in members, so sign-outs and role changes reach them.
     standings: Arc<Standings>,
     last_id: AtomicI64,
+    /// `--require-verified-email`: only verified accounts write.
+    require_verified: std::sync::atomic::AtomicBool,
     /// To the task that stores messages (see [`Rooms::run_writer`]).
     writes: mpsc::Sender<Write>,
     writes_rx: Mutex<Option<mpsc::Receiver<Write>>>,
@@ -192,9 +196,28 @@ impl Rooms {
                 buckets: Mutex::new(HashMap::new()),
                 standings: Arc::default(),
                 last_id: AtomicI64::new(0),
+                require_verified: std::sync::atomic::AtomicBool::new(false),
                 writes,
                 writes_rx: Mutex::new(Some(writes_rx)),
             }),
+        }
+    }
+
+    /// Only accounts with a verified email address may write.
+    pub fn require_verified_email(&self, on: bool) {
+        self.inner.require_verified.store(on, Ordering::Relaxed);
+    }
+
+    /// Whether `user` may write under `--require-verified-email`. A socket
+    /// keeps the user it joined as, so an address verified since then is
+    /// read again (only unverified writers pay the query).
+    async fn verified_enough(&self, user: &User) -> Result<(), ChatError> {
+        if !self.inner.require_verified.load(Ordering::Relaxed) || user.email_verified {
+            return Ok(());
+        }
+        match self.inner.db.user_by_id(user.id).await? {
+            Some(u) if u.email_verified => Ok(()),
+            _ => Err(ChatError::Unverified),
         }
     }
 
@@ -321,6 +344,7 @@ impl Rooms {
                 "message has control characters".into(),
             ));
         }
+        self.verified_enough(user).await?;
         let room = self.open(channel).await?;
         let (is_owner, slow) = {
             let st = room.state.lock().expect("room poisoned");

@@ -223,6 +223,22 @@ impl Db {
             .map(|c| c.user))
     }
 
+    /// Whether the owner of `channel` has a verified email address; true for
+    /// channels the operator made (no owner) and false for unknown ones.
+    pub async fn owner_email_verified(&self, channel: &str) -> Result<bool, DbError> {
+        let row = sqlx::query(
+            "SELECT c.owner_id AS owner_id, u.email_verified AS verified \
+             FROM channels c LEFT JOIN users u ON u.id = c.owner_id WHERE c.name = $1",
+        )
+        .bind(channel)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(false) };
+        let owner: Option<i64> = row.try_get("owner_id")?;
+        let verified: Option<i64> = row.try_get("verified")?;
+        Ok(owner.is_none() || verified.unwrap_or(0) != 0)
+    }
+
     pub async fn set_password_hash(&self, user_id: i64, hash: &str) -> Result<(), DbError> {
         sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
             .bind(hash)

@@ -42,7 +42,9 @@ impl From<ChatError> for ApiError {
             ChatError::Db(e) => ApiError::Db(e),
             ChatError::NoSuchChannel(_) => ApiError::NotFound(e.to_string()),
             ChatError::NotSignedIn | ChatError::SignedOut => ApiError::Unauthorized(e.to_string()),
-            ChatError::Banned | ChatError::TimedOut(_) => ApiError::Forbidden(e.to_string()),
+            ChatError::Banned | ChatError::TimedOut(_) | ChatError::Unverified => {
+                ApiError::Forbidden(e.to_string())
+            }
             ChatError::RateLimited => ApiError::TooManyRequests(e.to_string(), 1),
             ChatError::SlowMode(s) => ApiError::TooManyRequests(e.to_string(), s as u64),
             e => ApiError::BadRequest(e.to_string()),
