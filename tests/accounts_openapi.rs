@@ -1158,6 +1158,44 @@ async fn every_answer_matches_its_documented_schema() {
     );
     assert_eq!(c.call(a, "GET", me, &alice, Body::None).await.status, 401);
 
+    // Sessions: two devices, one ended from the other, then everywhere.
+    let first = signup(a, "dave").await;
+    let second = common::login(a, "dave", &password_of("dave")).await;
+    let (first, second) = (format!("Bearer {first}"), format!("Bearer {second}"));
+    let (first, second) = (
+        [("Authorization", first.as_str())],
+        [("Authorization", second.as_str())],
+    );
+    let list = ("/api/me/sessions", "/api/me/sessions");
+    let r = c.call(a, "GET", list, &second, Body::None).await;
+    assert_eq!(r.status, 200);
+    let items = r.json()["items"].as_array().unwrap().clone();
+    assert_eq!(items.len(), 2, "{items:?}");
+    let other = items.iter().find(|i| i["current"] == false).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let one = format!("/api/me/sessions/{other}");
+    let one = ("/api/me/sessions/{id}", one.as_str());
+    assert_eq!(
+        c.call(a, "DELETE", one, &second, Body::None).await.status,
+        204
+    );
+    assert_eq!(
+        c.call(a, "DELETE", one, &second, Body::None).await.status,
+        404
+    );
+    assert_eq!(c.call(a, "GET", me, &first, Body::None).await.status, 401);
+    let all = ("/api/auth/logout-all", "/api/auth/logout-all");
+    assert_eq!(
+        c.call(a, "POST", all, &second, Body::None).await.status,
+        204
+    );
+    assert_eq!(
+        c.call(a, "GET", list, &second, Body::None).await.status,
+        401
+    );
+
     let unreached = c.unreached();
     assert!(
         unreached.is_empty(),

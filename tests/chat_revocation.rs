@@ -260,3 +260,86 @@ async fn logout_signs_out_a_whep_data_channel() {
     );
     srv.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ending_one_session_from_another_signs_out_only_its_sockets() {
+    let srv = TestServer::start().await;
+    let laptop = signup(srv.http, "alice").await;
+    let phone = login(srv.http, "alice", &password_of("alice")).await;
+    let bob = signup(srv.http, "bob").await;
+    let mut on_laptop = chat_as(&srv, &laptop).await;
+    let mut on_phone = chat_as(&srv, &phone).await;
+    let mut wb = chat_as(&srv, &bob).await;
+    let list = api_as(srv.http, &laptop, "GET", "/api/me/sessions", None).await;
+    assert_eq!(list.status, 200, "{}", list.text());
+    let items = list.json()["items"].as_array().unwrap().clone();
+    assert_eq!(items.len(), 2, "{items:?}");
+    assert_eq!(
+        items.iter().filter(|i| i["current"] == true).count(),
+        1,
+        "{items:?}"
+    );
+    let phone_id = items.iter().find(|i| i["current"] == false).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let t0 = Instant::now();
+    let path = format!("/api/me/sessions/{phone_id}");
+    let r = api_as(srv.http, &laptop, "DELETE", &path, None).await;
+    assert_eq!(r.status, 204, "{}", r.text());
+    assert_signed_out(&mut on_phone, &mut wb, t0, "session ended from another").await;
+    let r = api_as(srv.http, &phone, "GET", "/api/me", None).await;
+    assert_eq!(r.status, 401);
+    // The laptop was not signed out.
+    say(&mut on_laptop, "laptop still writes").await;
+    ws_wait(
+        &mut wb,
+        Duration::from_secs(2),
+        is_chat("laptop still writes"),
+    )
+    .await
+    .expect("the session that ended the other one still posts");
+    // Another user's session is not this user's to end.
+    let r = api_as(srv.http, &bob, "DELETE", &path, None).await;
+    assert_eq!(r.status, 404, "{}", r.text());
+    srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signing_out_everywhere_signs_out_every_socket_and_clears_the_cookie() {
+    let srv = TestServer::start().await;
+    let laptop = signup(srv.http, "alice").await;
+    let phone = login(srv.http, "alice", &password_of("alice")).await;
+    let bob = signup(srv.http, "bob").await;
+    let mut on_laptop = chat_as(&srv, &laptop).await;
+    let mut on_phone = chat_as(&srv, &phone).await;
+    let mut wb = chat_as(&srv, &bob).await;
+    let t0 = Instant::now();
+    let r = api_as(srv.http, &laptop, "POST", "/api/auth/logout-all", None).await;
+    assert_eq!(r.status, 204, "{}", r.text());
+    let cookie = r.header("set-cookie").unwrap_or("");
+    assert!(cookie.contains("Max-Age=0"), "{cookie}");
+    assert_signed_out(&mut on_laptop, &mut wb, t0, "everywhere, this socket").await;
+    // The phone was told at the same moment (its line has waited meanwhile);
+    // what it posts now is refused too.
+    let e = ws_wait(&mut on_phone, TAKES_EFFECT, is_error)
+        .await
+        .expect("the other socket is told its session ended");
+    assert!(
+        e["error"].as_str().unwrap().contains("session has ended"),
+        "{e}"
+    );
+    say(&mut on_phone, "phone after everywhere").await;
+    let e = ws_wait(&mut on_phone, Duration::from_secs(2), is_error)
+        .await
+        .expect("a post after signing out everywhere is refused");
+    assert!(
+        e["error"].as_str().unwrap().contains("session has ended"),
+        "{e}"
+    );
+    for token in [&laptop, &phone] {
+        let r = api_as(srv.http, token, "GET", "/api/me", None).await;
+        assert_eq!(r.status, 401);
+    }
+    srv.stop().await;
+}

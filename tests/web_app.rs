@@ -889,3 +889,36 @@ async fn an_embed_on_another_site_plays_by_itself_with_chat_and_the_watch_page_r
     assert!(num(layout, "/messages") >= 1.0, "{layout}");
     srv.stop().await;
 }
+
+/// The dashboard's signed-in devices: another device (signed in through
+/// the API) is listed beside this one, signed out from here, and "Sign out
+/// everywhere" ends this page's session too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_lists_devices_and_signs_them_out() {
+    let _serial = SERIAL.lock().await;
+    let srv = TestServer::start().await;
+    let other = signup(srv.http, "alice").await;
+    let r = scenario(&srv, &["sessions", "alice", &shots()]).await;
+    let listed = r["listed"].as_array().expect("listed");
+    assert_eq!(listed.len(), 2, "{r}");
+    assert_eq!(
+        listed
+            .iter()
+            .filter(|t| t.as_str().unwrap_or("").contains("(this device)"))
+            .count(),
+        1,
+        "{r}"
+    );
+    assert_eq!(r["afterOne"].as_array().map(Vec::len), Some(1), "{r}");
+    assert_eq!(r["me"], 401, "the page's own session ended: {r}");
+    let gone = api(
+        srv.http,
+        "GET",
+        "/api/me",
+        &[("Authorization", &bearer(&other))],
+        None,
+    )
+    .await;
+    assert_eq!(gone.status, 401, "the other device was signed out");
+    srv.stop().await;
+}

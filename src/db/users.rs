@@ -319,6 +319,28 @@ impl Db {
         Ok(ended)
     }
 
+    /// The unexpired sessions of `user_id`, newest first: (token hash,
+    /// created, expires), Unix seconds.
+    pub async fn sessions(&self, user_id: i64) -> Result<Vec<(String, i64, i64)>, DbError> {
+        let rows = sqlx::query(
+            "SELECT token_hash, created_at, expires_at FROM sessions \
+             WHERE user_id = $1 AND expires_at > $2 ORDER BY created_at DESC, token_hash",
+        )
+        .bind(user_id)
+        .bind(unix_now())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("token_hash")?,
+                    r.try_get("created_at")?,
+                    r.try_get("expires_at")?,
+                ))
+            })
+            .collect()
+    }
+
     /// How many sessions `user_id` holds.
     pub async fn session_count(&self, user_id: i64) -> Result<usize, DbError> {
         let row = sqlx::query("SELECT COUNT(*) AS n FROM sessions WHERE user_id = $1")

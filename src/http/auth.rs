@@ -515,7 +515,7 @@ pub(super) struct Login {
     password: String,
 }
 
-fn session_cookie(token: &str, max_age: i64, secure: bool) -> String {
+pub(super) fn session_cookie(token: &str, max_age: i64, secure: bool) -> String {
     let secure = if secure { "; Secure" } else { "" };
     format!("{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}")
 }

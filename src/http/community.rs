@@ -3,7 +3,7 @@
 //! one body limit.
 
 use super::auth::MAX_JSON_BYTES;
-use super::{auth, channels, chat_ws, email, me, oembed, openapi, AppState};
+use super::{auth, channels, chat_ws, email, me, oembed, openapi, sessions, AppState};
 use axum::extract::DefaultBodyLimit;
 use axum::Router;
 
@@ -11,6 +11,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .merge(auth::routes())
         .merge(me::routes())
+        .merge(sessions::routes())
         .merge(email::routes())
         .merge(channels::routes())
         .merge(chat_ws::routes())

@@ -18,6 +18,7 @@ mod me;
 mod oembed;
 mod openapi;
 pub mod redirect;
+mod sessions;
 mod web;
 mod whep;
 mod whip;

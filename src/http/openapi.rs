@@ -7,7 +7,8 @@
 //! reaches each operation matches the schema documented for its status.
 
 use super::{
-    auth, channels, chat_ws, download, email, flv, health, hls, ice, me, oembed, whep, whip,
+    auth, channels, chat_ws, download, email, flv, health, hls, ice, me, oembed, sessions, whep,
+    whip,
 };
 use super::{AppState, ErrorBody};
 use axum::http::StatusCode;
@@ -44,6 +45,7 @@ pub(super) async fn openapi_json() -> Json<serde_json::Value> {
         auth::register, auth::login, auth::logout, auth::change_password,
         email::send_verification, email::verify, email::request_reset, email::confirm_reset,
         me::me, me::delete_me, me::set_role, me::delete_user,
+        sessions::list, sessions::end_one, sessions::end_all,
         channels::directory, channels::channel, channels::edit, channels::key,
         channels::rotate_key, channels::end_live, channels::like,
         channels::schedule, channels::add_scheduled, channels::edit_scheduled,

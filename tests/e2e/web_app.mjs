@@ -5,6 +5,7 @@
 //   node web_app.mjs chat      <base> <owner> <other> [screenshot-dir]  (passwords: pw-USER-secret)
 //   node web_app.mjs rotate    <base> <user> <screenshot-dir>
 //   node web_app.mjs golive    <base> <user> [screenshot-dir]
+//   node web_app.mjs sessions  <base> <user> <screenshot-dir>
 //
 // Each prints ONE JSON line (what the pages showed and what getStats()
 // measured) and exits 0; the Rust side (tests/web_app.rs) judges it. On a
@@ -125,6 +126,27 @@ const scenarios = {
     await b.getByText('hello from the other side').waitFor({ state: 'detached', timeout: 5000 });
     const otherHasTools = await b.locator('.messages .mod button').count();
     return { seen, injected, deleted: true, otherHasTools };
+  },
+
+  // The dashboard lists where the account is signed in (another device
+  // signed in through the API first), signs that device out, then every
+  // device, this page included.
+  async sessions(browser, [user, shots]) {
+    const page = await newPage(browser);
+    await signIn(page, user, '/dashboard');
+    const box = page.getByTestId('sessions');
+    await box.getByRole('button', { name: 'Sign out', exact: true }).waitFor({ timeout: 5000 });
+    const listed = await box.locator('li').allInnerTexts();
+    await box.scrollIntoViewIfNeeded();
+    await screenshots(page, shots, 'sessions');
+    await box.getByRole('button', { name: 'Sign out', exact: true }).click();
+    await page.waitForFunction(() => document.querySelectorAll('[data-testid=sessions] li').length === 1, null, { timeout: 5000 });
+    const afterOne = await box.locator('li').allInnerTexts();
+    await box.getByRole('button', { name: 'Sign out everywhere' }).click();
+    // Signed out here too: the dashboard asks for a sign-in.
+    await page.getByRole('button', { name: 'Sign in' }).first().waitFor({ timeout: 5000 });
+    const me = await page.evaluate(async () => (await fetch('/api/me')).status);
+    return { listed, afterOne, me };
   },
 
   // The dashboard reveals and rotates the stream key.

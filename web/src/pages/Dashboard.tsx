@@ -1,5 +1,5 @@
 import { useEffect, useRef, useState } from 'preact/hooks';
-import { api, channelPath, errorText, get, type Category, type Me } from '../api';
+import { api, channelPath, errorText, fmtWhen, get, type Category, type Me } from '../api';
 import type { PageProps } from '../main';
 import { Link } from '../router';
 import { GoLive } from './GoLive';
@@ -22,8 +22,50 @@ export function Dashboard({ me, setMe }: PageProps & { me: Me }) {
         <GoLive streamKey={ch.stream_key} channel={ch.name} />
         <Recordings channel={ch.name} />
         <Schedule channel={ch.name} />
+        <Sessions setMe={setMe} />
       </div>
     </>
+  );
+}
+
+interface SessionItem { id: string; created_at: string; expires_at: string; current: boolean }
+
+/// Where this account is signed in; one device, or every one, signed out.
+function Sessions({ setMe }: Pick<PageProps, 'setMe'>) {
+  const [items, setItems] = useState<SessionItem[] | null>(null);
+  const [error, setError] = useState('');
+  const load = () => get<{ items: SessionItem[] }>('/api/me/sessions').then((r) => setItems(r.items), (e) => setError(errorText(e)));
+  useEffect(() => { void load(); }, []);
+  const end = async (id: string) => {
+    setError('');
+    try {
+      await api('DELETE', `/api/me/sessions/${encodeURIComponent(id)}`);
+      await load();
+    } catch (e) { setError(errorText(e)); }
+  };
+  const everywhere = async () => {
+    setError('');
+    try {
+      await api('POST', '/api/auth/logout-all');
+      setMe(null);
+    } catch (e) { setError(errorText(e)); }
+  };
+  return (
+    <section class="card" aria-labelledby="sessions-h" data-testid="sessions">
+      <h2 id="sessions-h">Signed-in devices</h2>
+      {items === null ? <p class="muted">Loading…</p> : (
+        <ul class="sessions">
+          {items.map((s) => (
+            <li key={s.id} class="row between wrap">
+              <span>Signed in {fmtWhen(s.created_at)}{s.current ? ' (this device)' : ''}</span>
+              {!s.current && <button type="button" onClick={() => end(s.id)}>Sign out</button>}
+            </li>
+          ))}
+        </ul>
+      )}
+      <button type="button" onClick={everywhere}>Sign out everywhere</button>
+      {error && <p class="error" role="alert">{error}</p>}
+    </section>
   );
 }
 
