@@ -155,6 +155,8 @@ fn file_name(channel: &str, started_ms: i64, ex: &Export) -> String {
     }
 }
 
+// For the document only (utoipa reads its fields): the handler parses the
+// raw query itself.
 #[derive(serde::Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 #[allow(dead_code)]

@@ -82,6 +82,8 @@ fn live_channel(s: &AppState, name: &str) -> Result<Arc<LiveChannel>, ApiError> 
         .ok_or_else(|| ApiError::NotFound(format!("channel {name} is not live")))
 }
 
+// For the document only (utoipa reads its fields): the handler parses the
+// raw query itself.
 #[derive(serde::Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 #[allow(dead_code, non_snake_case)]
@@ -326,6 +328,8 @@ pub(super) struct BroadcastPage {
     next_cursor: Option<String>,
 }
 
+// For the document only (utoipa reads its fields): the handler parses the
+// raw query itself.
 #[derive(serde::Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 #[allow(dead_code)]

@@ -171,6 +171,7 @@ fn error_response(code: &str) -> RefOr<utoipa::openapi::Response> {
 
 /// The refusals of an operation on something that belongs to someone: not
 /// signed in, not allowed, or no such thing.
+// Never built: utoipa reads its variants for the document.
 #[derive(utoipa::IntoResponses)]
 #[allow(dead_code)]
 pub(super) enum SignedInErrors {

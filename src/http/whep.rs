@@ -21,6 +21,7 @@ pub fn routes() -> Router<AppState> {
 }
 
 /// The answer to a WHIP or WHEP offer.
+// Never built: utoipa reads its variants for the document.
 #[derive(utoipa::IntoResponses)]
 #[allow(dead_code)]
 pub(super) enum OfferAnswered {
@@ -38,6 +39,7 @@ pub(super) enum OfferAnswered {
 }
 
 /// What refuses any WHIP or WHEP offer, whoever sends it.
+// Never built: utoipa reads its variants for the document.
 #[derive(utoipa::IntoResponses)]
 #[allow(dead_code)]
 pub(super) enum OfferRefused {
@@ -57,6 +59,7 @@ pub(super) enum OfferRefused {
 }
 
 /// The answers to a trickle-ICE PATCH on a WHIP or WHEP session.
+// Never built: utoipa reads its variants for the document.
 #[derive(utoipa::IntoResponses)]
 #[allow(dead_code)]
 pub(super) enum TrickleAnswers {
