@@ -922,3 +922,36 @@ async fn dashboard_lists_devices_and_signs_them_out() {
     assert_eq!(gone.status, 401, "the other device was signed out");
     srv.stop().await;
 }
+
+/// The dashboard's account section: a wrong current password is refused
+/// and says so; the right one changes it (another device is signed out,
+/// the new password signs in); deleting needs the username typed, then
+/// the account is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_changes_the_password_and_deletes_the_account() {
+    let _serial = SERIAL.lock().await;
+    let srv = TestServer::start().await;
+    let other = signup(srv.http, "alice").await;
+    let new_password = "a-brand-new-password";
+    let r = scenario(&srv, &["account", "alice", new_password]).await;
+    assert!(
+        r["wrong"].as_str().unwrap_or("").contains("wrong"),
+        "a wrong current password says so: {r}"
+    );
+    assert_eq!(r["disabledBefore"], true, "delete waits for the name: {r}");
+    assert_eq!(r["me"], 401, "signed out after deleting: {r}");
+    let gone = api(
+        srv.http,
+        "GET",
+        "/api/me",
+        &[("Authorization", &bearer(&other))],
+        None,
+    )
+    .await;
+    assert_eq!(gone.status, 401, "the other device was signed out");
+    let body = serde_json::json!({"username": "alice", "password": new_password});
+    let login = api(srv.http, "POST", "/api/auth/login", &[], Some(&body)).await;
+    assert_eq!(login.status, 403, "a deleted account cannot sign in");
+    assert!(login.text().contains("deleted"), "{}", login.text());
+    srv.stop().await;
+}

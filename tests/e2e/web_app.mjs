@@ -6,6 +6,7 @@
 //   node web_app.mjs rotate    <base> <user> <screenshot-dir>
 //   node web_app.mjs golive    <base> <user> [screenshot-dir]
 //   node web_app.mjs sessions  <base> <user> <screenshot-dir>
+//   node web_app.mjs account   <base> <user> <new-password>
 //
 // Each prints ONE JSON line (what the pages showed and what getStats()
 // measured) and exits 0; the Rust side (tests/web_app.rs) judges it. On a
@@ -147,6 +148,30 @@ const scenarios = {
     await page.getByRole('button', { name: 'Sign in' }).first().waitFor({ timeout: 5000 });
     const me = await page.evaluate(async () => (await fetch('/api/me')).status);
     return { listed, afterOne, me };
+  },
+
+  // The dashboard changes the password, then deletes the account (after
+  // typing its name).
+  async account(browser, [user, newPassword]) {
+    const page = await newPage(browser);
+    await signIn(page, user, '/dashboard');
+    const box = page.getByTestId('account');
+    await box.waitFor({ timeout: 5000 });
+    await box.getByLabel('Current password').fill('wrong-password');
+    await box.getByLabel('New password (8 characters or more)').fill(newPassword);
+    await box.getByRole('button', { name: 'Change password' }).click();
+    const wrong = await box.getByRole('alert').innerText({ timeout: 5000 });
+    await box.getByLabel('Current password').fill(`pw-${user}-secret`);
+    await box.getByRole('button', { name: 'Change password' }).click();
+    await box.getByText('Password changed.').waitFor({ timeout: 5000 });
+    await box.getByRole('button', { name: 'Delete account…' }).click();
+    const del = box.getByRole('button', { name: 'Delete my account' });
+    const disabledBefore = await del.isDisabled();
+    await box.getByLabel('Your username').fill(user);
+    await del.click();
+    await page.getByRole('button', { name: 'Sign in' }).first().waitFor({ timeout: 5000 });
+    const me = await page.evaluate(async () => (await fetch('/api/me')).status);
+    return { wrong, disabledBefore, me };
   },
 
   // The dashboard reveals and rotates the stream key.

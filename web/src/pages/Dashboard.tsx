@@ -23,6 +23,7 @@ export function Dashboard({ me, setMe }: PageProps & { me: Me }) {
         <Recordings channel={ch.name} />
         <Schedule channel={ch.name} />
         <Sessions setMe={setMe} />
+        <Account username={me.user.username} setMe={setMe} />
       </div>
     </>
   );
@@ -64,6 +65,65 @@ function Sessions({ setMe }: Pick<PageProps, 'setMe'>) {
         </ul>
       )}
       <button type="button" onClick={everywhere}>Sign out everywhere</button>
+      {error && <p class="error" role="alert">{error}</p>}
+    </section>
+  );
+}
+
+/// The password, and the account itself.
+function Account({ username, setMe }: { username: string } & Pick<PageProps, 'setMe'>) {
+  const [old, setOld] = useState('');
+  const [next, setNext] = useState('');
+  const [msg, setMsg] = useState('');
+  const [error, setError] = useState('');
+  const [confirming, setConfirming] = useState(false);
+  const [typed, setTyped] = useState('');
+  const change = async (e: Event) => {
+    e.preventDefault();
+    setMsg('');
+    setError('');
+    try {
+      await api('POST', '/api/auth/password', { old_password: old, new_password: next });
+      setOld('');
+      setNext('');
+      setMsg('Password changed. Your other devices are signed out.');
+    } catch (err) { setError(errorText(err)); }
+  };
+  const remove = async () => {
+    setError('');
+    try {
+      await api('DELETE', '/api/me');
+      setMe(null);
+    } catch (err) { setError(errorText(err)); }
+  };
+  return (
+    <section class="card" aria-labelledby="account-h" data-testid="account">
+      <h2 id="account-h">Account</h2>
+      <form onSubmit={change}>
+        <label for="pw-old">Current password</label>
+        <input id="pw-old" type="password" autoComplete="current-password" required value={old}
+          onInput={(e) => setOld(e.currentTarget.value)} />
+        <label for="pw-new">New password (8 characters or more)</label>
+        <input id="pw-new" type="password" autoComplete="new-password" required minLength={8} maxLength={256} value={next}
+          onInput={(e) => setNext(e.currentTarget.value)} />
+        <div class="row">
+          <button type="submit">Change password</button>
+          <span role="status">{msg}</span>
+        </div>
+      </form>
+      {!confirming ? (
+        <button type="button" class="danger" onClick={() => setConfirming(true)}>Delete account…</button>
+      ) : (
+        <div role="group" aria-labelledby="del-h">
+          <p id="del-h">Deleting signs you out everywhere and ends a live broadcast. Type <strong>{username}</strong> to confirm.</p>
+          <label for="del-name" class="sr-only">Your username</label>
+          <input id="del-name" value={typed} onInput={(e) => setTyped(e.currentTarget.value)} autoComplete="off" />
+          <div class="row">
+            <button type="button" class="danger" disabled={typed !== username} onClick={remove}>Delete my account</button>
+            <button type="button" onClick={() => { setConfirming(false); setTyped(''); }}>Cancel</button>
+          </div>
+        </div>
+      )}
       {error && <p class="error" role="alert">{error}</p>}
     </section>
   );
