@@ -13,6 +13,9 @@ if [ -z "${ONAIR_TEST_POSTGRES_URL:-}" ]; then
   esac
   export ONAIR_TEST_POSTGRES_URL
 fi
+# One build, never rebuilt: incremental artifacts would only double the
+# disk a clean build takes (some sixty test binaries).
+export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}
 cargo test --workspace --all-targets --no-fail-fast "$@"
 # Every fuzz target for a few seconds on its committed corpus (fuzz/README.md):
 # a separate build of the dependency tree, unoptimised and without the
