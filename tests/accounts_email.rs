@@ -2,10 +2,13 @@
 //! (aiosmtpd, Debian's python3-aiosmtpd); and both flows saying they are off
 //! without `--smtp-url`.
 
+#[macro_use]
 mod common;
 
 use common::smtp::{token_in, Smtp};
-use common::{api, api_as, api_post, assert_error, bearer, login, password_of, signup, TestServer};
+use common::{
+    api, api_as, api_post, assert_error, bearer, login, password_of, signup, Backend, TestServer,
+};
 use serde_json::json;
 use std::time::Duration;
 
@@ -177,7 +180,117 @@ async fn without_smtp_email_flows_are_off_and_say_so() {
             r.text()
         );
     }
+    // Nothing can confirm an address: a change takes effect at once, as
+    // unverified, and still needs the password.
+    let change = |password: String| json!({"email": "noah@example.org", "password": password});
+    let r = api_as(
+        a,
+        &t,
+        "POST",
+        "/api/me/email",
+        Some(&change("wrong".into())),
+    )
+    .await;
+    assert_eq!(r.status, 403, "{}", r.text());
+    let r = api_as(
+        a,
+        &t,
+        "POST",
+        "/api/me/email",
+        Some(&change(password_of("noah"))),
+    )
+    .await;
+    assert_eq!(r.status, 204, "{}", r.text());
+    let me = api_as(a, &t, "GET", "/api/me", None).await.json();
+    assert_eq!(me["user"]["email"], "noah@example.org");
+    assert_eq!(me["user"]["email_verified"], false);
     srv.stop().await;
+}
+
+both!(a_new_address_takes_effect_once_it_confirms);
+
+/// A new address replaces the old one only once the mail sent to it is
+/// answered; the old address is told; the link works once, and links
+/// still out for the old address stop working.
+async fn a_new_address_takes_effect_once_it_confirms(b: Backend) {
+    let Some(mut smtp) = Smtp::start().await else {
+        return;
+    };
+    let url = format!("smtp://127.0.0.1:{}", smtp.port);
+    let Some(srv) = TestServer::on_with(b, move |c| {
+        c.mail.smtp_url = Some(url);
+        c.hooks.public_url = Some("https://tv.example.com".into());
+    })
+    .await
+    else {
+        return;
+    };
+    let a = srv.http;
+    let r = api_post(
+        a,
+        "/api/auth/register",
+        json!({"username": "ivy", "password": password_of("ivy"), "email": "ivy@old.example"}),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let old_link = token_in(&smtp.next_mail().await);
+    let t = login(a, "ivy", &password_of("ivy")).await;
+    let change = |email: &str, password: String| json!({"email": email, "password": password});
+
+    for (body, status) in [
+        (change("not an address", password_of("ivy")), 400),
+        (change("ivy@new.example", "wrong".into()), 403),
+    ] {
+        let r = api_as(a, &t, "POST", "/api/me/email", Some(&body)).await;
+        assert_eq!(r.status, status, "{}", r.text());
+    }
+    let r = api_as(
+        a,
+        &t,
+        "POST",
+        "/api/me/email",
+        Some(&change("ivy@new.example", password_of("ivy"))),
+    )
+    .await;
+    assert_eq!(r.status, 202, "{}", r.text());
+    let mut mails = [smtp.next_mail().await, smtp.next_mail().await];
+    mails.sort_by_key(|m| !m.contains("Confirm your new email"));
+    let [confirm, notice] = mails;
+    assert!(confirm.contains("To: ivy@new.example"), "{confirm}");
+    assert!(
+        confirm.contains("https://tv.example.com/verify-email#token="),
+        "{confirm}"
+    );
+    assert!(notice.contains("To: ivy@old.example"), "{notice}");
+    assert!(
+        notice.contains("ivy@new.example") && !notice.contains("#token="),
+        "the old address is told, with no link: {notice}"
+    );
+    // Nothing changes until the new address answers.
+    let me = api_as(a, &t, "GET", "/api/me", None).await.json();
+    assert_eq!(me["user"]["email"], "ivy@old.example");
+    assert_eq!(me["user"]["email_verified"], false);
+
+    let token = token_in(&confirm);
+    let r = api_post(a, "/api/auth/email/verify", json!({"token": token})).await;
+    assert_eq!(r.status, 204, "{}", r.text());
+    let me = api_as(a, &t, "GET", "/api/me", None).await.json();
+    assert_eq!(me["user"]["email"], "ivy@new.example");
+    assert_eq!(me["user"]["email_verified"], true);
+    let r = api_post(a, "/api/auth/email/verify", json!({"token": token})).await;
+    assert_eq!(r.status, 400, "a link works once");
+    let r = api_post(a, "/api/auth/email/verify", json!({"token": old_link})).await;
+    assert_eq!(r.status, 400, "the old address's link is void");
+    // Resets now go to the new address.
+    let r = api_post(a, "/api/auth/password/reset", json!({"username": "ivy"})).await;
+    assert_eq!(r.status, 202);
+    let mail = smtp.next_mail().await;
+    assert!(
+        mail.contains("To: ivy@new.example") && mail.contains("Reset your onair password"),
+        "{mail}"
+    );
+    srv.stop().await;
+    smtp.child.kill().await.ok();
 }
 
 /// Medians, in ms, of interleaved samples.

@@ -1068,6 +1068,31 @@ async fn every_answer_matches_its_documented_schema() {
         c.call(a, "POST", send, &carol, Body::None).await.status,
         409
     );
+    let change = ("/api/me/email", "/api/me/email");
+    let body = json!({"email": "carol@example.com", "password": password_of("carol")});
+    let r = c.call(a, "POST", change, &carol, Body::Json(body)).await;
+    assert_eq!(r.status, 409, "already the verified address");
+    let body = json!({"email": "carol@example.net", "password": "not hers"});
+    let r = c.call(a, "POST", change, &carol, Body::Json(body)).await;
+    assert_eq!(r.status, 403);
+    let body = json!({"email": "carol@example.net", "password": password_of("carol")});
+    let r = c.call(a, "POST", change, &carol, Body::Json(body)).await;
+    assert_eq!(r.status, 202, "{}", r.text());
+    let mails = [smtp.next_mail().await, smtp.next_mail().await];
+    let link = mails
+        .iter()
+        .find(|m| m.contains("Confirm your new email"))
+        .expect("the confirmation mail");
+    let r = c
+        .call(
+            a,
+            "POST",
+            verify,
+            &[],
+            Body::Json(json!({"token": token_in(link)})),
+        )
+        .await;
+    assert_eq!(r.status, 204, "{}", r.text());
     let reset = ("/api/auth/password/reset", "/api/auth/password/reset");
     let r = c
         .call(

@@ -9,10 +9,9 @@
 
 mod common;
 
-use common::node::run_script;
+use common::node::{require_built_app, run_script, shots};
 use common::{wait_for_live, TestServer};
 use serde_json::Value;
-use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 use tokio::process::{Child, Command};
@@ -26,26 +25,6 @@ const LOADS: usize = 5;
 /// median ranged 0.6-1.1 s: its bound catches a player that waits for a
 /// picture or for the HLS fallback (4 s), not a busy moment.
 const FIRST_SOUND_MS: f64 = 2000.0;
-
-fn shots() -> String {
-    let dir = match std::env::var_os("ONAIR_SCREENSHOTS") {
-        Some(d) => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(d),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("target")
-            .join("screenshots"),
-    };
-    std::fs::create_dir_all(&dir).expect("screenshot dir");
-    dir.display().to_string()
-}
-
-fn require_built_app() {
-    let index = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("web/dist/index.html");
-    assert!(
-        index.is_file(),
-        "{} is missing: run `npm install && npm run build` in web/, then rebuild",
-        index.display()
-    );
-}
 
 fn ffmpeg(args: &[&str]) -> Child {
     Command::new("ffmpeg")

@@ -10,38 +10,10 @@
 
 mod common;
 
-use common::node::run_script;
+use common::node::{page_scenario, require_built_app, run_script, shots};
 use common::{api, bearer, ffmpeg_publish, http, signup, wait_for_live, TestServer};
 use serde_json::{json, Value};
-use std::path::PathBuf;
 use std::time::Duration;
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// Where the pages' screenshots go: `target/screenshots`, so a test run
-/// leaves the checkout clean; `ONAIR_SCREENSHOTS=docs/screenshots` refreshes
-/// the ones the README shows.
-fn shots() -> String {
-    let dir = match std::env::var_os("ONAIR_SCREENSHOTS") {
-        Some(d) => root().join(d),
-        None => root().join("target").join("screenshots"),
-    };
-    std::fs::create_dir_all(&dir).expect("screenshot dir");
-    dir.display().to_string()
-}
-
-/// The test is about the real app: without a build, the server would serve
-/// its placeholder page and every scenario would fail obscurely.
-fn require_built_app() {
-    let index = root().join("web").join("dist").join("index.html");
-    assert!(
-        index.is_file(),
-        "{} is missing: run ./scripts/setup.sh --test (or `npm install && npm run build` in web/), then rebuild",
-        index.display()
-    );
-}
 
 /// One scenario at a time: each runs a server, ffmpeg and one or two
 /// Chromiums, and on a small machine two at once make the first-frame times
@@ -50,14 +22,7 @@ static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Runs one scenario of web_app.mjs and returns its JSON report.
 async fn scenario(srv: &TestServer, args: &[&str]) -> Value {
-    require_built_app();
-    let base = format!("http://{}", srv.http);
-    let mut argv = vec![args[0], base.as_str()];
-    argv.extend_from_slice(&args[1..]);
-    // The script stops itself after 120 s; this is the backstop.
-    let v = run_script("web_app.mjs", &argv, Duration::from_secs(150)).await;
-    eprintln!("{}: {v}", args[0]);
-    v
+    page_scenario("web_app.mjs", srv.http, args).await
 }
 
 fn num(v: &Value, path: &str) -> f64 {
@@ -270,13 +235,7 @@ async fn going_live_from_the_browser_reaches_a_second_browser() {
 
 /// Runs one scenario of web_social.mjs and returns its JSON report.
 async fn social(srv: &TestServer, args: &[&str]) -> Value {
-    require_built_app();
-    let base = format!("http://{}", srv.http);
-    let mut argv = vec![args[0], base.as_str()];
-    argv.extend_from_slice(&args[1..]);
-    let v = run_script("web_social.mjs", &argv, Duration::from_secs(150)).await;
-    eprintln!("{}: {v}", args[0]);
-    v
+    page_scenario("web_social.mjs", srv.http, args).await
 }
 
 fn texts(v: &Value) -> Vec<String> {
@@ -530,68 +489,6 @@ async fn the_public_url_is_in_share_tags_and_the_encoder_settings() {
     );
     assert_eq!(r["whipUrl"], "https://tv.example.com/whip", "{r}");
     assert_eq!(r["icecastHost"], "tv.example.com", "{r}");
-    srv.stop().await;
-}
-
-/// The pages a mailed link opens: the address is verified on opening, a new
-/// password is set from the reset link (whose token never leaves the
-/// fragment), and the sign-in page leads to asking for a reset.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn mailed_links_open_pages_that_verify_and_reset() {
-    require_built_app();
-    let _serial = SERIAL.lock().await;
-    // Mail on (the routes need it); this relay takes nothing, and the test
-    // makes the tokens itself, as the mail would carry them.
-    let srv = TestServer::start_with(|c| c.mail.smtp_url = Some("smtp://127.0.0.1:9".into())).await;
-    let token = signup(srv.http, "nia").await;
-    let me = api(
-        srv.http,
-        "GET",
-        "/api/me",
-        &[("Authorization", &bearer(&token))],
-        None,
-    )
-    .await
-    .json();
-    let id = me["user"]["id"].as_i64().expect("user id");
-    let expires = onair::chat::unix_secs() + 600;
-    let (verify, verify_hash) = onair::auth::new_session_token();
-    let (reset, reset_hash) = onair::auth::new_session_token();
-    srv.db
-        .insert_email_token(&verify_hash, id, onair::db::EmailPurpose::Verify, expires)
-        .await
-        .unwrap();
-    srv.db
-        .insert_email_token(&reset_hash, id, onair::db::EmailPurpose::Reset, expires)
-        .await
-        .unwrap();
-    let base = format!("http://{}", srv.http);
-    let r = social(
-        &srv,
-        &[
-            "mailLinks",
-            &format!("{base}/verify-email#token={verify}"),
-            &format!("{base}/reset-password#token={reset}"),
-            "a brand new password",
-            "nia",
-        ],
-    )
-    .await;
-    assert_eq!(
-        r["hashAfterReset"], "",
-        "the spent token leaves the address bar: {r}"
-    );
-    let r = common::login(srv.http, "nia", "a brand new password").await;
-    let me = api(
-        srv.http,
-        "GET",
-        "/api/me",
-        &[("Authorization", &bearer(&r))],
-        None,
-    )
-    .await
-    .json();
-    assert_eq!(me["user"]["email_verified"], true, "{me}");
     srv.stop().await;
 }
 
@@ -887,71 +784,5 @@ async fn an_embed_on_another_site_plays_by_itself_with_chat_and_the_watch_page_r
         "the chat under the player, filling the rest: {layout}"
     );
     assert!(num(layout, "/messages") >= 1.0, "{layout}");
-    srv.stop().await;
-}
-
-/// The dashboard's signed-in devices: another device (signed in through
-/// the API) is listed beside this one, signed out from here, and "Sign out
-/// everywhere" ends this page's session too.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dashboard_lists_devices_and_signs_them_out() {
-    let _serial = SERIAL.lock().await;
-    let srv = TestServer::start().await;
-    let other = signup(srv.http, "alice").await;
-    let r = scenario(&srv, &["sessions", "alice", &shots()]).await;
-    let listed = r["listed"].as_array().expect("listed");
-    assert_eq!(listed.len(), 2, "{r}");
-    assert_eq!(
-        listed
-            .iter()
-            .filter(|t| t.as_str().unwrap_or("").contains("(this device)"))
-            .count(),
-        1,
-        "{r}"
-    );
-    assert_eq!(r["afterOne"].as_array().map(Vec::len), Some(1), "{r}");
-    assert_eq!(r["me"], 401, "the page's own session ended: {r}");
-    let gone = api(
-        srv.http,
-        "GET",
-        "/api/me",
-        &[("Authorization", &bearer(&other))],
-        None,
-    )
-    .await;
-    assert_eq!(gone.status, 401, "the other device was signed out");
-    srv.stop().await;
-}
-
-/// The dashboard's account section: a wrong current password is refused
-/// and says so; the right one changes it (another device is signed out,
-/// the new password signs in); deleting needs the username typed, then
-/// the account is gone.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dashboard_changes_the_password_and_deletes_the_account() {
-    let _serial = SERIAL.lock().await;
-    let srv = TestServer::start().await;
-    let other = signup(srv.http, "alice").await;
-    let new_password = "a-brand-new-password";
-    let r = scenario(&srv, &["account", "alice", new_password]).await;
-    assert!(
-        r["wrong"].as_str().unwrap_or("").contains("wrong"),
-        "a wrong current password says so: {r}"
-    );
-    assert_eq!(r["disabledBefore"], true, "delete waits for the name: {r}");
-    assert_eq!(r["me"], 401, "signed out after deleting: {r}");
-    let gone = api(
-        srv.http,
-        "GET",
-        "/api/me",
-        &[("Authorization", &bearer(&other))],
-        None,
-    )
-    .await;
-    assert_eq!(gone.status, 401, "the other device was signed out");
-    let body = serde_json::json!({"username": "alice", "password": new_password});
-    let login = api(srv.http, "POST", "/api/auth/login", &[], Some(&body)).await;
-    assert_eq!(login.status, 403, "a deleted account cannot sign in");
-    assert!(login.text().contains("deleted"), "{}", login.text());
     srv.stop().await;
 }

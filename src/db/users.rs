@@ -398,6 +398,8 @@ impl Db {
 pub enum EmailPurpose {
     Verify,
     Reset,
+    /// Confirms a new address, which the token carries.
+    Change,
 }
 
 impl EmailPurpose {
@@ -405,6 +407,7 @@ impl EmailPurpose {
         match self {
             EmailPurpose::Verify => "verify",
             EmailPurpose::Reset => "reset",
+            EmailPurpose::Change => "change",
         }
     }
 }
@@ -415,15 +418,17 @@ impl Db {
         token_hash: &str,
         user_id: i64,
         purpose: EmailPurpose,
+        new_email: Option<&str>,
         expires_at: i64,
     ) -> Result<(), DbError> {
         sqlx::query(
-            "INSERT INTO email_tokens (token_hash, user_id, purpose, expires_at) \
-             VALUES ($1, $2, $3, $4)",
+            "INSERT INTO email_tokens (token_hash, user_id, purpose, new_email, expires_at) \
+             VALUES ($1, $2, $3, $4, $5)",
         )
         .bind(token_hash)
         .bind(user_id)
         .bind(purpose.as_str())
+        .bind(new_email.map(str::to_string))
         .bind(expires_at)
         .execute(&self.pool)
         .await?;
@@ -478,6 +483,58 @@ impl Db {
             Some(r) => Some(r.try_get("user_id")?),
             None => None,
         })
+    }
+
+    /// Uses up an address-change token: the user and the address it
+    /// confirms.
+    pub async fn take_email_change(
+        &self,
+        token_hash: &str,
+    ) -> Result<Option<(i64, String)>, DbError> {
+        let row = sqlx::query(
+            "DELETE FROM email_tokens \
+             WHERE token_hash = $1 AND purpose = $2 AND expires_at > $3 \
+             RETURNING user_id, new_email",
+        )
+        .bind(token_hash)
+        .bind(EmailPurpose::Change.as_str())
+        .bind(unix_now())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(match row {
+            Some(r) => Some((r.try_get("user_id")?, r.try_get("new_email")?)),
+            None => None,
+        })
+    }
+
+    /// Gives the account a confirmed address. The links still out for the
+    /// old one, or for other new ones, stop working.
+    pub async fn set_verified_email(&self, user_id: i64, email: &str) -> Result<(), DbError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE users SET email = $2, email_verified = 1 WHERE id = $1")
+            .bind(user_id)
+            .bind(email)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM email_tokens WHERE user_id = $1 AND purpose IN ($2, $3)")
+            .bind(user_id)
+            .bind(EmailPurpose::Verify.as_str())
+            .bind(EmailPurpose::Change.as_str())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// An address set without confirmation (the server sends no mail), so
+    /// it does not count as verified.
+    pub async fn set_unverified_email(&self, user_id: i64, email: &str) -> Result<(), DbError> {
+        sqlx::query("UPDATE users SET email = $2, email_verified = 0 WHERE id = $1")
+            .bind(user_id)
+            .bind(email)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     pub async fn set_email_verified(&self, user_id: i64) -> Result<(), DbError> {

@@ -402,7 +402,7 @@ pub(super) struct Session {
 
 /// Stored as given, trimmed; only its shape is checked (no mail is sent
 /// without SMTP).
-fn check_email(email: &str) -> Result<(), ApiError> {
+pub(super) fn check_email(email: &str) -> Result<(), ApiError> {
     let ok = email.len() <= 254
         && email.split_once('@').is_some_and(|(a, b)| {
             !a.is_empty() && b.contains('.') && !b.starts_with('.') && !b.ends_with('.')
@@ -623,6 +623,46 @@ pub(super) struct ChangePassword {
     new_password: String,
 }
 
+/// Asks a signed-in user for their password again before a change that
+/// could hand the account to whoever holds the session: 403 with `wrong`
+/// when it does not match. A stolen session must not become a free
+/// password oracle, so misses count against the sign-in throttle.
+pub(super) async fn confirm_password(
+    s: &AppState,
+    client: super::ClientAddr,
+    me: &SignedIn,
+    password: String,
+    wrong: &str,
+) -> Result<(), ApiError> {
+    if password.len() > auth::PASSWORD_MAX * 4 {
+        return Err(ApiError::BadRequest("password is too long".into()));
+    }
+    let host = client.host();
+    let throttle = &s.limits.login;
+    throttle
+        .check(&me.user.username, host, Instant::now())
+        .map_err(|wait| {
+            ApiError::TooManyRequests(
+                "too many wrong passwords: wait before trying again".into(),
+                retry_secs(wait),
+            )
+        })?;
+    let creds =
+        s.db.credentials(&me.user.username)
+            .await?
+            .ok_or_else(|| ApiError::Unauthorized("sign in again".into()))?;
+    if !s
+        .limits
+        .hasher
+        .verify(host, password, Some(creds.password_hash))
+        .await?
+    {
+        throttle.failed(&me.user.username, host, Instant::now());
+        return Err(ApiError::Forbidden(wrong.into()));
+    }
+    Ok(())
+}
+
 /// Change the password; the account's other sessions end
 #[utoipa::path(post, path = "/api/auth/password", tag = "accounts",
     request_body = ChangePassword,
@@ -640,35 +680,12 @@ pub(super) async fn change_password(
     ApiJson(req): ApiJson<ChangePassword>,
 ) -> Result<StatusCode, ApiError> {
     auth::check_password(&req.new_password)?;
-    if req.old_password.len() > auth::PASSWORD_MAX * 4 {
-        return Err(ApiError::BadRequest("password is too long".into()));
-    }
-    let host = client.host();
-    // A stolen session must not become a free password oracle.
-    s.limits
-        .login
-        .check(&me.user.username, host, Instant::now())
-        .map_err(|wait| {
-            ApiError::TooManyRequests(
-                "too many wrong passwords: wait before trying again".into(),
-                retry_secs(wait),
-            )
-        })?;
-    let creds =
-        s.db.credentials(&me.user.username)
-            .await?
-            .ok_or_else(|| ApiError::Unauthorized("sign in again".into()))?;
-    let hasher = &s.limits.hasher;
-    if !hasher
-        .verify(host, req.old_password, Some(creds.password_hash))
-        .await?
-    {
-        s.limits
-            .login
-            .failed(&me.user.username, host, Instant::now());
-        return Err(ApiError::Forbidden("old password is wrong".into()));
-    }
-    let hash = hasher.hash(host, req.new_password).await?;
+    confirm_password(&s, client, &me, req.old_password, "old password is wrong").await?;
+    let hash = s
+        .limits
+        .hasher
+        .hash(client.host(), req.new_password)
+        .await?;
     s.db.set_password_hash(me.user.id, &hash).await?;
     // Other devices sign in again with the new password, and their chat
     // sockets stop writing now.

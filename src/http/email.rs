@@ -31,6 +31,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/auth/email/verify", post(verify))
         .route("/api/auth/password/reset", post(request_reset))
         .route("/api/auth/password/reset/confirm", post(confirm_reset))
+        .route("/api/me/email", post(change_email))
 }
 
 fn mailer(s: &AppState) -> Result<Arc<Mailer>, ApiError> {
@@ -47,6 +48,25 @@ fn mailer(s: &AppState) -> Result<Arc<Mailer>, ApiError> {
 /// (logged). Dropped (and counted) if [`crate::auth::MAIL_JOBS`] are
 /// already under way.
 pub fn queue_mail(s: &AppState, user: &User, purpose: EmailPurpose) {
+    if let Some(to) = user.email.clone() {
+        queue(s, user, purpose, to, None);
+    }
+}
+
+/// Mails a confirmation link to `new_email`, which becomes the account's
+/// address when it is followed, and tells the old address (if any) that a
+/// change was asked for.
+fn queue_change_mail(s: &AppState, user: &User, new_email: String) {
+    queue(
+        s,
+        user,
+        EmailPurpose::Change,
+        new_email.clone(),
+        Some(new_email),
+    );
+}
+
+fn queue(s: &AppState, user: &User, purpose: EmailPurpose, to: String, new_email: Option<String>) {
     let Some(mailer) = s.mailer.clone() else {
         return;
     };
@@ -56,8 +76,16 @@ pub fn queue_mail(s: &AppState, user: &User, purpose: EmailPurpose) {
     };
     let (s, user) = (s.clone(), user.clone());
     tokio::spawn(async move {
-        if let Err(e) = mail_token(&s, &mailer, &user, purpose).await {
+        let sent = mail_token(&s, &mailer, &user, purpose, &to, new_email.as_deref()).await;
+        if let Err(e) = sent {
             tracing::warn!(user = %user.username, ?purpose, "mail not sent: {e}");
+        }
+        if let (Some(new), Some(old)) = (&new_email, &user.email) {
+            let notice = change_notice(&user.username, new);
+            let subject = "Your onair email address is being changed";
+            if let Err(e) = mailer.send(old, subject, notice).await {
+                tracing::warn!(user = %user.username, "change notice not sent: {e}");
+            }
         }
         drop(job);
     });
@@ -68,13 +96,11 @@ async fn mail_token(
     mailer: &Mailer,
     user: &User,
     purpose: EmailPurpose,
+    to: &str,
+    new_email: Option<&str>,
 ) -> Result<(), ApiError> {
-    let Some(to) = &user.email else {
-        return Err(ApiError::BadRequest(
-            "this account has no email address".into(),
-        ));
-    };
     let (token, hash) = auth::new_session_token();
+    let confirm_new;
     let (ttl, subject, what, page, title) = match purpose {
         EmailPurpose::Verify => (
             VERIFY_TTL_SECS,
@@ -90,8 +116,18 @@ async fn mail_token(
             "reset-password",
             "Reset password",
         ),
+        EmailPurpose::Change => {
+            confirm_new = format!("make {to} your account's address");
+            (
+                VERIFY_TTL_SECS,
+                "Confirm your new email for onair",
+                confirm_new.as_str(),
+                "verify-email",
+                "Verify email",
+            )
+        }
     };
-    s.db.insert_email_token(&hash, user.id, purpose, unix_secs() + ttl)
+    s.db.insert_email_token(&hash, user.id, purpose, new_email, unix_secs() + ttl)
         .await?;
     let mail = compose(
         &user.username,
@@ -106,6 +142,24 @@ async fn mail_token(
         .send(to, subject, mail)
         .await
         .map_err(|e| ApiError::Unavailable(e.to_string()))
+}
+
+/// To the old address: no link, nothing to do unless the change is not
+/// the owner's.
+fn change_notice(user: &str, new_email: &str) -> crate::auth::MailBody {
+    let text = format!(
+        "Hello {user},\n\nSomeone signed in to your account asked to change its email address to {new_email}. \
+         It changes only once that address confirms it.\n\n\
+         If this was not you, sign in and change your password: that signs out every other device.\n"
+    );
+    let html = format!(
+        "<p>Hello {},</p>\n<p>Someone signed in to your account asked to change its email address to <b>{}</b>. \
+         It changes only once that address confirms it.</p>\n\
+         <p>If this was not you, sign in and change your password: that signs out every other device.</p>\n",
+        html_text(user),
+        html_text(new_email)
+    );
+    crate::auth::MailBody { text, html }
 }
 
 /// The mail's text and HTML. With a public URL it carries a link to the
@@ -206,8 +260,11 @@ pub(super) struct TokenBody {
 }
 
 // The same 400 for every token that does not work (unknown, used,
-// expired, another purpose's): one database statement either way.
-/// Confirm the address with the mailed token
+// expired, another purpose's): the same two database statements either way.
+/// Confirm an address with the mailed token
+///
+/// The account's address, or the new address it asked for, which then
+/// replaces the old one.
 #[utoipa::path(post, path = "/api/auth/email/verify", operation_id = "verify_email", tag = "accounts",
     request_body = TokenBody,
     responses((status = 204)))]
@@ -216,12 +273,70 @@ pub(super) async fn verify(
     ApiJson(req): ApiJson<TokenBody>,
 ) -> Result<StatusCode, ApiError> {
     mailer(&s)?;
-    let user =
-        s.db.take_email_token(&auth::token_hash(&req.token), EmailPurpose::Verify)
-            .await?
-            .ok_or_else(|| ApiError::BadRequest("token is invalid, used or expired".into()))?;
-    s.db.set_email_verified(user).await?;
+    let token = auth::token_hash(&req.token);
+    let verified = s.db.take_email_token(&token, EmailPurpose::Verify).await?;
+    let changed = s.db.take_email_change(&token).await?;
+    match (verified, changed) {
+        (Some(user), _) => s.db.set_email_verified(user).await?,
+        (None, Some((user, email))) => s.db.set_verified_email(user, &email).await?,
+        (None, None) => {
+            return Err(ApiError::BadRequest(
+                "token is invalid, used or expired".into(),
+            ))
+        }
+    }
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct EmailChange {
+    #[schema(max_length = 254)]
+    email: String,
+    /// The account's password, asked again: whoever holds only a session
+    /// must not be able to move the account's mail (and its password
+    /// resets) elsewhere.
+    password: String,
+}
+
+/// Change the account's address
+///
+/// With mail on (202), the new address gets a link and the old one a
+/// notice; the address changes, verified, when the link is followed. With
+/// mail off (204), it changes at once and counts as unverified.
+#[utoipa::path(post, path = "/api/me/email", tag = "accounts",
+    request_body = EmailChange,
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 202, description = "A confirmation link was mailed to the new address"),
+        (status = 204, description = "Changed, unverified: this server sends no mail"),
+        (status = 401, body = ErrorBody),
+        (status = 403, description = "The password is wrong, or a cross-site request", body = ErrorBody),
+        (status = 409, description = "That is already the account's verified address", body = ErrorBody),
+        (status = 429, body = ErrorBody),
+    ))]
+pub(super) async fn change_email(
+    State(s): State<AppState>,
+    client: ClientAddr,
+    me: SignedIn,
+    ApiJson(req): ApiJson<EmailChange>,
+) -> Result<StatusCode, ApiError> {
+    let email = req.email.trim().to_string();
+    super::auth::check_email(&email)?;
+    if me.user.email_verified && me.user.email.as_deref() == Some(email.as_str()) {
+        return Err(ApiError::Conflict(
+            "that is already this account's verified address".into(),
+        ));
+    }
+    super::auth::confirm_password(&s, client, &me, req.password, "password is wrong").await?;
+    if s.mailer.is_none() {
+        s.db.set_unverified_email(me.user.id, &email).await?;
+        tracing::info!(user = %me.user.username, "email address changed (unverified: mail is off)");
+        return Ok(StatusCode::NO_CONTENT);
+    }
+    mail_rate(&s, client, &me.user.username)?;
+    queue_change_mail(&s, &me.user, email);
+    Ok(StatusCode::ACCEPTED)
 }
 
 #[derive(Deserialize, ToSchema)]

@@ -44,6 +44,7 @@ pub(super) async fn openapi_json() -> Json<serde_json::Value> {
     paths(
         auth::register, auth::login, auth::logout, auth::change_password,
         email::send_verification, email::verify, email::request_reset, email::confirm_reset,
+        email::change_email,
         me::me, me::delete_me, me::set_role, me::delete_user,
         sessions::list, sessions::end_one, sessions::end_all,
         channels::directory, channels::channel, channels::edit, channels::key,

@@ -1,10 +1,52 @@
 //! Browser tests' side of the harness: runs a `tests/e2e/*.mjs` script (headless
 //! Chromium through playwright-core) and returns the one JSON line it prints.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 use tokio::process::Command;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Where the pages' screenshots go: `target/screenshots`, so a test run
+/// leaves the checkout clean; `ONAIR_SCREENSHOTS=docs/screenshots` refreshes
+/// the ones the README shows.
+pub fn shots() -> String {
+    let dir = match std::env::var_os("ONAIR_SCREENSHOTS") {
+        Some(d) => root().join(d),
+        None => root().join("target").join("screenshots"),
+    };
+    std::fs::create_dir_all(&dir).expect("screenshot dir");
+    dir.display().to_string()
+}
+
+/// The browser tests are about the real app: without a build, the server
+/// would serve its placeholder page and every scenario would fail obscurely.
+pub fn require_built_app() {
+    let index = root().join("web").join("dist").join("index.html");
+    assert!(
+        index.is_file(),
+        "{} is missing: run ./scripts/setup.sh --test (or `npm install && npm run build` in web/), then rebuild",
+        index.display()
+    );
+}
+
+/// Runs one scenario of a page script (`args[0]` names it) against the
+/// server at `http`, whose base URL goes in as the scenario's first
+/// argument, and returns its JSON report (also printed, for the log).
+pub async fn page_scenario(script: &str, http: SocketAddr, args: &[&str]) -> serde_json::Value {
+    require_built_app();
+    let base = format!("http://{http}");
+    let mut argv = vec![args[0], base.as_str()];
+    argv.extend_from_slice(&args[1..]);
+    // Every script stops itself after 120 s; this is the backstop.
+    let v = run_script(script, &argv, Duration::from_secs(150)).await;
+    eprintln!("{}: {v}", args[0]);
+    v
+}
 
 pub fn e2e_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

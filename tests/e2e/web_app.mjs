@@ -174,6 +174,38 @@ const scenarios = {
     return { wrong, disabledBefore, me };
   },
 
+  // The dashboard asks for a new address: a wrong password is refused and
+  // says so; with the right one, the page says where the link went.
+  async email(browser, [user, newEmail]) {
+    const page = await newPage(browser);
+    await signIn(page, user, '/dashboard');
+    const box = page.getByTestId('email');
+    await box.waitFor({ timeout: 5000 });
+    const before = await box.locator('p').first().innerText();
+    await box.getByLabel('New address').fill(newEmail);
+    await box.getByLabel('Password').fill('wrong-password');
+    await box.getByRole('button', { name: 'Change email' }).click();
+    const wrong = await box.getByRole('alert').innerText({ timeout: 5000 });
+    await box.getByLabel('Password').fill(`pw-${user}-secret`);
+    await box.getByRole('button', { name: 'Change email' }).click();
+    await box.getByText('Check ').waitFor({ timeout: 5000 });
+    const sent = await box.getByRole('status').innerText();
+    return { before, wrong, sent };
+  },
+
+  // The mailed link confirms the new address; the dashboard shows it,
+  // verified.
+  async emailConfirmed(browser, [user, link, shots]) {
+    const page = await newPage(browser);
+    await page.goto(link);
+    await page.getByTestId('verify-done').waitFor({ timeout: 10_000 });
+    await signIn(page, user, '/dashboard');
+    const box = page.getByTestId('email');
+    await box.waitFor({ timeout: 5000 });
+    await screenshots(page, shots, 'dashboard-email', null, box);
+    return { after: await box.locator('p').first().innerText() };
+  },
+
   // The dashboard reveals and rotates the stream key.
   async rotate(browser, [user, shots]) {
     const page = await newPage(browser);

@@ -19,15 +19,17 @@ export async function newPage(browser, viewport = DESKTOP) {
 }
 
 /// Desktop and phone screenshots of the page at `path` (a fresh page each,
-/// so the layout is the one a phone gets on load).
-export async function screenshots(page, dir, name, ready) {
+/// so the layout is the one a phone gets on load); of `element` alone
+/// when given (a section further down the page).
+export async function screenshots(page, dir, name, ready, element) {
   mkdirSync(dir, { recursive: true });
   for (const [size, viewport] of [['desktop', DESKTOP], ['phone', PHONE]]) {
     await page.setViewportSize(viewport);
     if (ready) await ready();
     await page.evaluate(() => window.scrollTo(0, 0));
     await sleep(300);
-    await page.screenshot({ path: join(dir, `${name}-${size}.png`), fullPage: false });
+    const path = join(dir, `${name}-${size}.png`);
+    await (element ? element.screenshot({ path }) : page.screenshot({ path, fullPage: false }));
   }
   await page.setViewportSize(DESKTOP);
 }

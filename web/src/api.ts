@@ -5,6 +5,8 @@ export interface User {
   id: number | string;
   username: string;
   role: 'admin' | 'moderator' | 'broadcaster' | 'viewer';
+  email?: string | null;
+  email_verified?: boolean;
 }
 
 export interface Scheduled {

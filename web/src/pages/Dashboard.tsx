@@ -23,6 +23,7 @@ export function Dashboard({ me, setMe }: PageProps & { me: Me }) {
         <Recordings channel={ch.name} />
         <Schedule channel={ch.name} />
         <Sessions setMe={setMe} />
+        <Email me={me} setMe={setMe} />
         <Account username={me.user.username} setMe={setMe} />
       </div>
     </>
@@ -65,6 +66,62 @@ function Sessions({ setMe }: Pick<PageProps, 'setMe'>) {
         </ul>
       )}
       <button type="button" onClick={everywhere}>Sign out everywhere</button>
+      {error && <p class="error" role="alert">{error}</p>}
+    </section>
+  );
+}
+
+/// The account's address: where resets and notices go. A new one takes
+/// effect once the link mailed to it is followed (at once, unverified, on
+/// a server that sends no mail).
+function Email({ me, setMe }: { me: Me } & Pick<PageProps, 'setMe'>) {
+  const [email, setEmail] = useState('');
+  const [password, setPassword] = useState('');
+  const [msg, setMsg] = useState('');
+  const [error, setError] = useState('');
+  const { email: current, email_verified: verified } = me.user;
+  const change = async (e: Event) => {
+    e.preventDefault();
+    setMsg('');
+    setError('');
+    try {
+      await api('POST', '/api/me/email', { email, password });
+      const fresh = await api<Me>('GET', '/api/me');
+      setMe(fresh);
+      setMsg(fresh.user.email === email.trim()
+        ? 'Address changed. It is not verified: this server sends no mail.'
+        : `Check ${email.trim()} for a link: the address changes once you follow it.`);
+      setEmail('');
+      setPassword('');
+    } catch (err) { setError(errorText(err)); }
+  };
+  const resend = async () => {
+    setMsg('');
+    setError('');
+    try {
+      await api('POST', '/api/auth/email/send');
+      setMsg(`A new link is on its way to ${current}.`);
+    } catch (err) { setError(errorText(err)); }
+  };
+  return (
+    <section class="card" aria-labelledby="email-h" data-testid="email">
+      <h2 id="email-h">Email</h2>
+      <p>
+        {current ? <><span class="mono">{current}</span> {verified ? '(verified)' : '(not verified)'}</> : 'No address: password resets need one.'}
+        {current && !verified && <> <button type="button" onClick={resend}>Send the link again</button></>}
+      </p>
+      <form onSubmit={change}>
+        <label for="email-new">New address</label>
+        <input id="email-new" type="email" autoComplete="email" required maxLength={254} value={email}
+          onInput={(e) => setEmail(e.currentTarget.value)} />
+        <label for="email-pw">Password</label>
+        <input id="email-pw" type="password" autoComplete="current-password" required value={password}
+          onInput={(e) => setPassword(e.currentTarget.value)} />
+        <div class="row">
+          <button type="submit">Change email</button>
+        </div>
+      </form>
+      <p role="status">{msg}</p>
       {error && <p class="error" role="alert">{error}</p>}
     </section>
   );

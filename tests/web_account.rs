@@ -1,0 +1,172 @@
+//! The account pages in Chromium (`tests/e2e/web_app.mjs` and
+//! `web_social.mjs`): the pages mailed links open, the dashboard's
+//! signed-in devices, email address, password and account deletion.
+//!
+//! Needs what tests/web_app.rs needs: the built app, node and Debian's
+//! `chromium`; and aiosmtpd for the mail.
+
+mod common;
+
+use common::node::{page_scenario, require_built_app, shots};
+use common::smtp::{token_in, Smtp};
+use common::{api, api_as, signup, TestServer};
+use onair::db::EmailPurpose;
+
+/// One browser scenario at a time, as in tests/web_app.rs.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// The pages a mailed link opens: the address is verified on opening, a new
+/// password is set from the reset link (whose token never leaves the
+/// fragment), and the sign-in page leads to asking for a reset.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mailed_links_open_pages_that_verify_and_reset() {
+    require_built_app();
+    let _serial = SERIAL.lock().await;
+    // Mail on (the routes need it); this relay takes nothing, and the test
+    // makes the tokens itself, as the mail would carry them.
+    let srv = TestServer::start_with(|c| c.mail.smtp_url = Some("smtp://127.0.0.1:9".into())).await;
+    let token = signup(srv.http, "nia").await;
+    let me = api_as(srv.http, &token, "GET", "/api/me", None)
+        .await
+        .json();
+    let id = me["user"]["id"].as_i64().expect("user id");
+    let expires = onair::chat::unix_secs() + 600;
+    let (verify, verify_hash) = onair::auth::new_session_token();
+    let (reset, reset_hash) = onair::auth::new_session_token();
+    srv.db
+        .insert_email_token(&verify_hash, id, EmailPurpose::Verify, None, expires)
+        .await
+        .unwrap();
+    srv.db
+        .insert_email_token(&reset_hash, id, EmailPurpose::Reset, None, expires)
+        .await
+        .unwrap();
+    let base = format!("http://{}", srv.http);
+    let r = page_scenario(
+        "web_social.mjs",
+        srv.http,
+        &[
+            "mailLinks",
+            &format!("{base}/verify-email#token={verify}"),
+            &format!("{base}/reset-password#token={reset}"),
+            "a brand new password",
+            "nia",
+        ],
+    )
+    .await;
+    assert_eq!(
+        r["hashAfterReset"], "",
+        "the spent token leaves the address bar: {r}"
+    );
+    let r = common::login(srv.http, "nia", "a brand new password").await;
+    let me = api_as(srv.http, &r, "GET", "/api/me", None).await.json();
+    assert_eq!(me["user"]["email_verified"], true, "{me}");
+    srv.stop().await;
+}
+
+/// The dashboard's signed-in devices: another device (signed in through
+/// the API) is listed beside this one, signed out from here, and "Sign out
+/// everywhere" ends this page's session too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_lists_devices_and_signs_them_out() {
+    let _serial = SERIAL.lock().await;
+    let srv = TestServer::start().await;
+    let other = signup(srv.http, "alice").await;
+    let r = page_scenario("web_app.mjs", srv.http, &["sessions", "alice", &shots()]).await;
+    let listed = r["listed"].as_array().expect("listed");
+    assert_eq!(listed.len(), 2, "{r}");
+    assert_eq!(
+        listed
+            .iter()
+            .filter(|t| t.as_str().unwrap_or("").contains("(this device)"))
+            .count(),
+        1,
+        "{r}"
+    );
+    assert_eq!(r["afterOne"].as_array().map(Vec::len), Some(1), "{r}");
+    assert_eq!(r["me"], 401, "the page's own session ended: {r}");
+    let gone = api_as(srv.http, &other, "GET", "/api/me", None).await;
+    assert_eq!(gone.status, 401, "the other device was signed out");
+    srv.stop().await;
+}
+
+/// The dashboard's account section: a wrong current password is refused
+/// and says so; the right one changes it (another device is signed out,
+/// the new password signs in); deleting needs the username typed, then
+/// the account is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_changes_the_password_and_deletes_the_account() {
+    let _serial = SERIAL.lock().await;
+    let srv = TestServer::start().await;
+    let other = signup(srv.http, "alice").await;
+    let new_password = "a-brand-new-password";
+    let r = page_scenario("web_app.mjs", srv.http, &["account", "alice", new_password]).await;
+    assert!(
+        r["wrong"].as_str().unwrap_or("").contains("wrong"),
+        "a wrong current password says so: {r}"
+    );
+    assert_eq!(r["disabledBefore"], true, "delete waits for the name: {r}");
+    assert_eq!(r["me"], 401, "signed out after deleting: {r}");
+    let gone = api_as(srv.http, &other, "GET", "/api/me", None).await;
+    assert_eq!(gone.status, 401, "the other device was signed out");
+    let body = serde_json::json!({"username": "alice", "password": new_password});
+    let login = api(srv.http, "POST", "/api/auth/login", &[], Some(&body)).await;
+    assert_eq!(login.status, 403, "a deleted account cannot sign in");
+    assert!(login.text().contains("deleted"), "{}", login.text());
+    srv.stop().await;
+}
+
+/// The dashboard changes the address: a wrong password is refused; the
+/// right one mails a link to the new address and changes nothing yet; the
+/// link, opened in the browser, makes it the account's verified address,
+/// which the dashboard then shows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_changes_the_email_once_the_new_address_confirms() {
+    let _serial = SERIAL.lock().await;
+    let Some(mut smtp) = Smtp::start().await else {
+        return;
+    };
+    let url = format!("smtp://127.0.0.1:{}", smtp.port);
+    let srv = TestServer::start_with(move |c| c.mail.smtp_url = Some(url)).await;
+    let token = signup(srv.http, "ada").await;
+    let r = page_scenario(
+        "web_app.mjs",
+        srv.http,
+        &["email", "ada", "ada@new.example"],
+    )
+    .await;
+    assert!(
+        r["before"].as_str().unwrap_or("").contains("No address"),
+        "{r}"
+    );
+    assert!(r["wrong"].as_str().unwrap_or("").contains("wrong"), "{r}");
+    assert!(
+        r["sent"].as_str().unwrap_or("").contains("ada@new.example"),
+        "{r}"
+    );
+    let me = api_as(srv.http, &token, "GET", "/api/me", None)
+        .await
+        .json();
+    assert!(
+        me["user"]["email"].is_null(),
+        "nothing changes before the link: {me}"
+    );
+
+    let mail = smtp.next_mail().await;
+    assert!(mail.contains("To: ada@new.example"), "{mail}");
+    // No public URL: the mail names the page and carries the code.
+    let link = format!("http://{}/verify-email#token={}", srv.http, token_in(&mail));
+    let r = page_scenario(
+        "web_app.mjs",
+        srv.http,
+        &["emailConfirmed", "ada", &link, &shots()],
+    )
+    .await;
+    let after = r["after"].as_str().unwrap_or("");
+    assert!(
+        after.contains("ada@new.example") && after.contains("(verified)"),
+        "{r}"
+    );
+    srv.stop().await;
+    smtp.child.kill().await.ok();
+}
