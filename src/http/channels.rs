@@ -1,16 +1,17 @@
 //! Channels: the directory, a channel's public page data, its settings,
-//! stream key, likes, categories and scheduled broadcasts.
+//! stream key, likes and past broadcasts. Categories and the schedule have
+//! their own modules.
 
-use super::auth::{ApiJson, MaybeSignedIn, SignedIn};
+use super::auth::{ApiJson, SignedIn};
 use super::openapi::SignedInErrors;
+use super::schedule::ScheduledView;
 use super::{ApiError, AppState, ErrorBody};
-use crate::chat::{parse_rfc3339, rfc3339, unix_secs};
-use crate::db::{BroadcastMeta, Category, ChannelInfo, ChannelPatch, Role, Scheduled, User};
+use crate::chat::rfc3339;
+use crate::db::{BroadcastMeta, ChannelInfo, ChannelPatch, Role, User};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, patch, post, put};
+use axum::routing::{delete, get, patch, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -25,9 +26,6 @@ pub const TAGS_MAX: usize = 10;
 pub const TAG_MAX: usize = 64;
 /// Slow mode between 0 (off) and 10 minutes.
 pub const SLOW_MODE_MAX: i64 = 600;
-/// A scheduled broadcast lasts at most this long (s).
-pub const SCHEDULE_SPAN_MAX: i64 = 7 * 24 * 3600;
-
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/channels", get(directory))
@@ -36,21 +34,8 @@ pub fn routes() -> Router<AppState> {
         .route("/api/channels/{name}/live", delete(end_live))
         .route("/api/channels/{name}/like", post(like))
         .route(
-            "/api/channels/{name}/schedule",
-            get(schedule).post(add_scheduled),
-        )
-        .route(
-            "/api/channels/{name}/schedule/{id}",
-            patch(edit_scheduled).delete(delete_scheduled),
-        )
-        .route(
             "/api/channels/{channel}/broadcasts/{id}",
             patch(edit_broadcast).delete(delete_broadcast),
-        )
-        .route("/api/categories", get(categories))
-        .route(
-            "/api/categories/{slug}",
-            put(put_category).delete(delete_category),
         )
 }
 
@@ -67,7 +52,7 @@ pub async fn channel_or_404(s: &AppState, name: &str) -> Result<ChannelInfo, Api
 
 /// The channel, if `user` owns it (or, with `admin_too`, is an admin):
 /// otherwise a 404, or a 403 saying "only the owner can {what}".
-async fn owned_channel(
+pub(super) async fn owned_channel(
     s: &AppState,
     user: &User,
     name: &str,
@@ -79,35 +64,6 @@ async fn owned_channel(
         return Err(ApiError::Forbidden(format!("only the owner can {what}")));
     }
     Ok(info)
-}
-
-/// An announced broadcast.
-#[derive(Serialize, ToSchema)]
-pub(super) struct ScheduledView {
-    id: i64,
-    channel: String,
-    title: String,
-    #[schema(format = DateTime)]
-    starts_at: String,
-    #[schema(format = DateTime)]
-    ends_at: String,
-}
-
-impl From<&Scheduled> for ScheduledView {
-    fn from(x: &Scheduled) -> ScheduledView {
-        ScheduledView {
-            id: x.id,
-            channel: x.channel.clone(),
-            title: x.title.clone(),
-            starts_at: rfc3339(x.starts_at),
-            ends_at: rfc3339(x.ends_at),
-        }
-    }
-}
-
-#[derive(Serialize, ToSchema)]
-pub(super) struct ScheduleList {
-    items: Vec<ScheduledView>,
 }
 
 /// A channel with its live state.
@@ -155,11 +111,6 @@ pub(super) struct StreamKey {
 #[derive(Serialize, ToSchema)]
 pub(super) struct Likes {
     likes: i64,
-}
-
-#[derive(Serialize, ToSchema)]
-pub(super) struct CategoryList {
-    items: Vec<Category>,
 }
 
 /// A channel as the directory and its page show it: settings plus live
@@ -345,7 +296,7 @@ fn check_edit(
     Ok(())
 }
 
-fn check_text(what: &str, v: &str, max: usize) -> Result<(), ApiError> {
+pub(super) fn check_text(what: &str, v: &str, max: usize) -> Result<(), ApiError> {
     if v.chars().count() > max {
         return Err(ApiError::BadRequest(format!(
             "{what} is longer than {max} characters"
@@ -530,248 +481,6 @@ pub(super) async fn like(
     s.rooms
         .announce(&name, json!({"type": "likes", "count": likes}));
     Ok(Json(Likes { likes }))
-}
-
-/// Channel categories
-#[utoipa::path(get, path = "/api/categories", tag = "channels",
-    responses((status = 200, body = CategoryList)))]
-pub(super) async fn categories(State(s): State<AppState>) -> Result<Json<CategoryList>, ApiError> {
-    Ok(Json(CategoryList {
-        items: s.db.categories().await?,
-    }))
-}
-
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(super) struct CategoryBody {
-    #[schema(max_length = 64)]
-    name: String,
-}
-
-/// Create or rename a category (admins)
-#[utoipa::path(put, path = "/api/categories/{slug}", tag = "channels",
-    params(("slug" = String, Path, pattern = "^[a-z0-9][a-z0-9_-]{0,31}$")),
-    request_body = CategoryBody,
-    security(("bearer" = []), ("cookie" = [])),
-    responses(
-        (status = 200, body = Category),
-        (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody),
-    ))]
-pub(super) async fn put_category(
-    State(s): State<AppState>,
-    me: SignedIn,
-    Path(slug): Path<String>,
-    ApiJson(req): ApiJson<CategoryBody>,
-) -> Result<Json<Category>, ApiError> {
-    if me.user.role != Role::Admin {
-        return Err(ApiError::Forbidden("admins only".into()));
-    }
-    if !crate::db::valid_channel_name(&slug) {
-        return Err(ApiError::BadRequest(
-            "category slug must be 1-32 characters of a-z, 0-9, '_' or '-'".into(),
-        ));
-    }
-    let name = req.name.trim();
-    if name.is_empty() {
-        return Err(ApiError::BadRequest("category name is empty".into()));
-    }
-    check_text("category name", name, 64)?;
-    s.db.put_category(&slug, name).await?;
-    Ok(Json(Category {
-        slug,
-        name: name.to_string(),
-    }))
-}
-
-/// Remove a category; its channels become uncategorised (admins)
-#[utoipa::path(delete, path = "/api/categories/{slug}", tag = "channels",
-    params(("slug" = String, Path)),
-    security(("bearer" = []), ("cookie" = [])),
-    responses(
-        (status = 204),
-        SignedInErrors,
-    ))]
-pub(super) async fn delete_category(
-    State(s): State<AppState>,
-    me: SignedIn,
-    Path(slug): Path<String>,
-) -> Result<StatusCode, ApiError> {
-    if me.user.role != Role::Admin {
-        return Err(ApiError::Forbidden("admins only".into()));
-    }
-    if s.db.delete_category(&slug).await? {
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(ApiError::NotFound(format!("no category {slug:?}")))
-    }
-}
-
-/// Upcoming broadcasts, soonest first
-#[utoipa::path(get, path = "/api/channels/{name}/schedule", operation_id = "get_schedule", tag = "channels",
-    params(("name" = String, Path)),
-    responses((status = 200, body = ScheduleList), (status = 404, body = ErrorBody)))]
-pub(super) async fn schedule(
-    State(s): State<AppState>,
-    _viewer: MaybeSignedIn,
-    Path(name): Path<String>,
-) -> Result<Json<ScheduleList>, ApiError> {
-    channel_or_404(&s, &name).await?;
-    let items =
-        s.db.schedule(&name)
-            .await?
-            .iter()
-            .map(ScheduledView::from)
-            .collect();
-    Ok(Json(ScheduleList { items }))
-}
-
-/// An announced broadcast: all three fields to create one; to edit, a
-/// field left out stays as it is.
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(super) struct ScheduleBody {
-    #[schema(max_length = 140)]
-    title: Option<String>,
-    /// RFC 3339, like `2030-01-31T18:00:00Z`.
-    #[schema(format = DateTime)]
-    starts_at: Option<String>,
-    /// After `starts_at`, at most 7 days later, and in the future.
-    #[schema(format = DateTime)]
-    ends_at: Option<String>,
-}
-
-fn parse_time(what: &str, v: &str) -> Result<i64, ApiError> {
-    parse_rfc3339(v).ok_or_else(|| {
-        ApiError::BadRequest(format!(
-            "{what} must be RFC 3339, like 2030-01-31T18:00:00Z"
-        ))
-    })
-}
-
-fn check_scheduled(x: &Scheduled) -> Result<(), ApiError> {
-    if x.title.trim().is_empty() {
-        return Err(ApiError::BadRequest("title is empty".into()));
-    }
-    check_text("title", &x.title, TITLE_MAX)?;
-    if x.ends_at <= x.starts_at {
-        return Err(ApiError::BadRequest(
-            "ends_at must be after starts_at".into(),
-        ));
-    }
-    if x.ends_at - x.starts_at > SCHEDULE_SPAN_MAX {
-        return Err(ApiError::BadRequest(
-            "a broadcast lasts at most 7 days".into(),
-        ));
-    }
-    if x.ends_at <= unix_secs() {
-        return Err(ApiError::BadRequest("ends_at is in the past".into()));
-    }
-    Ok(())
-}
-
-/// Announce a broadcast (owner or admins)
-#[utoipa::path(post, path = "/api/channels/{name}/schedule", tag = "channels",
-    params(("name" = String, Path)),
-    request_body = ScheduleBody,
-    security(("bearer" = []), ("cookie" = [])),
-    responses(
-        (status = 201, body = ScheduledView),
-        SignedInErrors,
-    ))]
-pub(super) async fn add_scheduled(
-    State(s): State<AppState>,
-    me: SignedIn,
-    Path(name): Path<String>,
-    ApiJson(req): ApiJson<ScheduleBody>,
-) -> Result<Response, ApiError> {
-    owned_channel(&s, &me.user, &name, true, "schedule broadcasts").await?;
-    let (Some(title), Some(starts), Some(ends)) = (req.title, req.starts_at, req.ends_at) else {
-        return Err(ApiError::BadRequest(
-            "title, starts_at and ends_at are required".into(),
-        ));
-    };
-    let x = Scheduled {
-        id: crate::db::new_row_id(),
-        channel: name,
-        title,
-        starts_at: parse_time("starts_at", &starts)?,
-        ends_at: parse_time("ends_at", &ends)?,
-    };
-    check_scheduled(&x)?;
-    s.db.put_scheduled(&x).await?;
-    Ok((StatusCode::CREATED, Json(ScheduledView::from(&x))).into_response())
-}
-
-async fn owned_scheduled(
-    s: &AppState,
-    me: &SignedIn,
-    name: &str,
-    id: &str,
-) -> Result<Scheduled, ApiError> {
-    let id: i64 = id
-        .parse()
-        .map_err(|_| ApiError::NotFound(format!("no scheduled broadcast {id:?}")))?;
-    let info = channel_or_404(s, name).await?;
-    let x =
-        s.db.scheduled(id)
-            .await?
-            .filter(|x| x.channel == name)
-            .ok_or_else(|| ApiError::NotFound(format!("no scheduled broadcast {id}")))?;
-    if !is_owner(&me.user, &info, true) {
-        return Err(ApiError::Forbidden(
-            "only the owner can change the schedule".into(),
-        ));
-    }
-    Ok(x)
-}
-
-/// Edit an announced broadcast (owner or admins)
-#[utoipa::path(patch, path = "/api/channels/{name}/schedule/{id}", tag = "channels",
-    params(("name" = String, Path), ("id" = i64, Path)),
-    request_body = ScheduleBody,
-    security(("bearer" = []), ("cookie" = [])),
-    responses(
-        (status = 200, body = ScheduledView),
-        SignedInErrors,
-    ))]
-pub(super) async fn edit_scheduled(
-    State(s): State<AppState>,
-    me: SignedIn,
-    Path((name, id)): Path<(String, String)>,
-    ApiJson(req): ApiJson<ScheduleBody>,
-) -> Result<Json<ScheduledView>, ApiError> {
-    let mut x = owned_scheduled(&s, &me, &name, &id).await?;
-    if let Some(t) = req.title {
-        x.title = t;
-    }
-    if let Some(t) = req.starts_at {
-        x.starts_at = parse_time("starts_at", &t)?;
-    }
-    if let Some(t) = req.ends_at {
-        x.ends_at = parse_time("ends_at", &t)?;
-    }
-    check_scheduled(&x)?;
-    s.db.put_scheduled(&x).await?;
-    Ok(Json(ScheduledView::from(&x)))
-}
-
-/// Remove an announced broadcast (owner or admins)
-#[utoipa::path(delete, path = "/api/channels/{name}/schedule/{id}", tag = "channels",
-    params(("name" = String, Path), ("id" = i64, Path)),
-    security(("bearer" = []), ("cookie" = [])),
-    responses(
-        (status = 204),
-        SignedInErrors,
-    ))]
-pub(super) async fn delete_scheduled(
-    State(s): State<AppState>,
-    me: SignedIn,
-    Path((name, id)): Path<(String, String)>,
-) -> Result<StatusCode, ApiError> {
-    let x = owned_scheduled(&s, &me, &name, &id).await?;
-    s.db.delete_scheduled(x.id).await?;
-    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Changes to a past broadcast; a field left out stays as it is.

@@ -3,7 +3,9 @@
 //! one body limit.
 
 use super::auth::MAX_JSON_BYTES;
-use super::{auth, channels, chat_ws, email, me, oembed, openapi, sessions, AppState};
+use super::{
+    auth, categories, channels, chat_ws, email, me, oembed, openapi, schedule, sessions, AppState,
+};
 use axum::extract::DefaultBodyLimit;
 use axum::Router;
 
@@ -14,6 +16,8 @@ pub fn routes() -> Router<AppState> {
         .merge(sessions::routes())
         .merge(email::routes())
         .merge(channels::routes())
+        .merge(categories::routes())
+        .merge(schedule::routes())
         .merge(chat_ws::routes())
         .merge(oembed::routes())
         .merge(openapi::routes())

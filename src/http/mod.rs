@@ -2,6 +2,7 @@
 
 mod access;
 pub mod auth;
+mod categories;
 mod channels;
 mod chat_ws;
 pub mod client;
@@ -18,6 +19,7 @@ mod me;
 mod oembed;
 mod openapi;
 pub mod redirect;
+mod schedule;
 mod sessions;
 mod web;
 mod whep;

@@ -7,8 +7,8 @@
 //! reaches each operation matches the schema documented for its status.
 
 use super::{
-    auth, channels, chat_ws, download, email, flv, health, hls, ice, me, oembed, sessions, whep,
-    whip,
+    auth, categories, channels, chat_ws, download, email, flv, health, hls, ice, me, oembed,
+    schedule, sessions, whep, whip,
 };
 use super::{AppState, ErrorBody};
 use axum::http::StatusCode;
@@ -49,9 +49,9 @@ pub(super) async fn openapi_json() -> Json<serde_json::Value> {
         sessions::list, sessions::end_one, sessions::end_all,
         channels::directory, channels::channel, channels::edit, channels::key,
         channels::rotate_key, channels::end_live, channels::like,
-        channels::schedule, channels::add_scheduled, channels::edit_scheduled,
-        channels::delete_scheduled, channels::edit_broadcast, channels::delete_broadcast,
-        channels::categories, channels::put_category, channels::delete_category,
+        schedule::schedule, schedule::add_scheduled, schedule::edit_scheduled,
+        schedule::delete_scheduled, channels::edit_broadcast, channels::delete_broadcast,
+        categories::categories, categories::put_category, categories::delete_category,
         oembed::oembed,
         chat_ws::websocket, chat_ws::history, chat_ws::post_message, chat_ws::delete_message,
         chat_ws::ban, chat_ws::unban, chat_ws::slow_mode,
