@@ -131,7 +131,11 @@ async fn user(config: &Config, action: UserAction) -> anyhow::Result<()> {
             let password = password_from_stdin(password_stdin)?;
             let hash = onair::auth::hash_password(&password)?;
             let (_, channel) = db.create_user(&name, &hash, None, role, true).await?;
-            println!("{}", channel.stream_key);
+            if role.streams() {
+                println!("{}", channel.stream_key);
+            } else {
+                eprintln!("{name} is a viewer: no stream key until given another role");
+            }
         }
         UserAction::List => {
             for u in db.users().await? {
@@ -165,6 +169,15 @@ async fn user(config: &Config, action: UserAction) -> anyhow::Result<()> {
             let role = onair::db::Role::parse(&role).expect("clap checked the role");
             db.set_role(user.id, role).await?;
             println!("{name}\t{}", role.as_str());
+            // As over the API: a key is issued with the right to stream and
+            // withdrawn with it (a running server refuses the old one at
+            // the next publish).
+            if user.role.streams() != role.streams() {
+                let key = db.rotate_stream_key(&name).await?;
+                if role.streams() {
+                    println!("{key}");
+                }
+            }
         }
         UserAction::Delete { name } => {
             let user = active_user(&db, &name).await?;

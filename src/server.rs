@@ -168,9 +168,10 @@ pub async fn run(
     )?;
     let rtmp_port = listeners.rtmp.local_addr()?.port();
     let hooks = crate::hooks::Hooks::new(config.hooks.clone());
-    if config.accounts.require_verified_email {
-        hooks.require_verified_email(db.clone());
-    }
+    hooks.set_rules(crate::auth::PublishRules::new(
+        db.clone(),
+        config.accounts.require_verified_email,
+    ));
     let channels = Arc::new(db.clone());
     tracker.spawn(crate::rtmp::serve(
         listeners.rtmp,
@@ -269,6 +270,10 @@ pub async fn run(
             .as_deref()
             .map(|u| Arc::from(u.trim_end_matches('/'))),
         metrics_token: config.metrics_token.as_deref().map(Arc::from),
+        signup: http::Signup {
+            registration: config.accounts.registration,
+            open_streaming: config.accounts.open_streaming,
+        },
     };
     if let Some(listener) = listeners.metrics {
         tokio::spawn(http::listen::serve(

@@ -55,7 +55,9 @@ async fn register_login_me_logout(b: Backend) {
     assert_eq!(me.status, 200, "{}", me.text());
     let v = me.json();
     assert_eq!(v["user"]["username"], "alice");
-    assert_eq!(v["user"]["role"], "viewer");
+    // The harness runs with --open-streaming (tests/signup_policy.rs
+    // covers the default).
+    assert_eq!(v["user"]["role"], "broadcaster");
     assert_eq!(v["channel"]["name"], "alice");
     let key = v["channel"]["stream_key"].as_str().unwrap().to_string();
     assert!(key.len() >= 22);

@@ -1123,6 +1123,41 @@ async fn every_answer_matches_its_documented_schema() {
         400
     );
 
+    // The sign-up policy and invites.
+    let policy = ("/api/auth/registration", "/api/auth/registration");
+    let r = c.call(a, "GET", policy, &[], Body::None).await;
+    assert_eq!(r.status, 200);
+    let invites = ("/api/invites", "/api/invites");
+    let body = || Body::Json(json!({"broadcaster": true, "hours": 2}));
+    assert_eq!(c.call(a, "POST", invites, &bob, body()).await.status, 403);
+    let r = c
+        .call(a, "POST", invites, &admin, Body::Json(json!({"hours": 0})))
+        .await;
+    assert_eq!(r.status, 400);
+    let r = c.call(a, "POST", invites, &admin, body()).await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let invite = r.json()["token"].as_str().unwrap().to_string();
+    let dana = json!({"username": "dana", "password": password_of("dana"), "invite": invite});
+    let r = c.call(a, "POST", reg, &[], Body::Json(dana.clone())).await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let dana = json!({"username": "dane", "password": password_of("dane"), "invite": invite});
+    let r = c.call(a, "POST", reg, &[], Body::Json(dana)).await;
+    assert_eq!(r.status, 403, "an invite works once");
+    let r = c.call(a, "GET", invites, &admin, Body::None).await;
+    assert_eq!(r.status, 200);
+    let r = c.call(a, "POST", invites, &admin, body()).await;
+    let id = r.json()["invite"]["id"].as_str().unwrap().to_string();
+    let one = ("/api/invites/{id}", format!("/api/invites/{id}"));
+    let one = (one.0, one.1.as_str());
+    assert_eq!(
+        c.call(a, "DELETE", one, &admin, Body::None).await.status,
+        204
+    );
+    assert_eq!(
+        c.call(a, "DELETE", one, &admin, Body::None).await.status,
+        404
+    );
+
     // The account's end, and admin actions on others.
     let pw = ("/api/auth/password", "/api/auth/password");
     let body = json!({"old_password": password_of("bob"), "new_password": "bobs-new-password"});

@@ -455,8 +455,10 @@ fn user_and_channel_admin_commands() {
     );
     assert!(ok, "{err}");
     assert!(key.trim().len() >= 22);
-    let (ok, _, _) = admin(d, &["user", "create", "carol", "--password-stdin"], pw);
+    let (ok, out, err) = admin(d, &["user", "create", "carol", "--password-stdin"], pw);
     assert!(ok);
+    assert_eq!(out, "", "a viewer gets no stream key");
+    assert!(err.contains("no stream key"), "{err}");
 
     let (ok, list, _) = admin(d, &["user", "list"], "");
     assert!(ok);
@@ -473,6 +475,14 @@ fn user_and_channel_admin_commands() {
     let (ok, out, _) = admin(d, &["user", "role", "alice", "moderator"], "");
     assert!(ok);
     assert_eq!(out, "alice\tmoderator\n");
+    let (ok, out, _) = admin(d, &["user", "role", "carol", "broadcaster"], "");
+    assert!(ok);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "carol\tbroadcaster", "{out}");
+    assert!(
+        lines.get(1).is_some_and(|k| k.len() >= 22),
+        "the key, issued now: {out}"
+    );
     let (ok, _, err) = admin(d, &["user", "role", "alice", "king"], "");
     assert!(!ok && err.contains("king"), "{err}");
     let (ok, _, err) = admin(d, &["user", "role", "nobody", "admin"], "");
@@ -501,7 +511,7 @@ fn user_and_channel_admin_commands() {
     let (ok, _, err) = admin(d, &["user", "delete", "carol"], "");
     assert!(!ok && err.contains("deleted"), "{err}");
     let (_, list, _) = admin(d, &["user", "list"], "");
-    assert!(list.contains("carol\tviewer\tdeleted\t"), "{list}");
+    assert!(list.contains("carol\tbroadcaster\tdeleted\t"), "{list}");
     let (ok, out, err) = admin(d, &["channel", "delete", "carol"], "");
     assert!(ok, "{err}");
     assert_eq!(out, "carol\tdeleted with 0 broadcasts\n");

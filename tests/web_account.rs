@@ -1,16 +1,19 @@
-//! The account pages in Chromium (`tests/e2e/web_app.mjs` and
-//! `web_social.mjs`): the pages mailed links open, the dashboard's
-//! signed-in devices, email address, password and account deletion.
+//! The account pages in Chromium (`tests/e2e/web_account.mjs`): the pages
+//! mailed links open, the dashboard's signed-in devices, email address,
+//! password and account deletion; the sign-up policy on the sign-up page,
+//! the dashboard and the admin console's invites.
 //!
 //! Needs what tests/web_app.rs needs: the built app, node and Debian's
 //! `chromium`; and aiosmtpd for the mail.
 
 mod common;
 
+use common::accounts::user_with_role;
 use common::node::{page_scenario, require_built_app, shots};
 use common::smtp::{token_in, Smtp};
 use common::{api, api_as, signup, TestServer};
-use onair::db::EmailPurpose;
+use onair::auth::Registration;
+use onair::db::{EmailPurpose, Role};
 
 /// One browser scenario at a time, as in tests/web_app.rs.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -43,7 +46,7 @@ async fn mailed_links_open_pages_that_verify_and_reset() {
         .unwrap();
     let base = format!("http://{}", srv.http);
     let r = page_scenario(
-        "web_social.mjs",
+        "web_account.mjs",
         srv.http,
         &[
             "mailLinks",
@@ -72,7 +75,12 @@ async fn dashboard_lists_devices_and_signs_them_out() {
     let _serial = SERIAL.lock().await;
     let srv = TestServer::start().await;
     let other = signup(srv.http, "alice").await;
-    let r = page_scenario("web_app.mjs", srv.http, &["sessions", "alice", &shots()]).await;
+    let r = page_scenario(
+        "web_account.mjs",
+        srv.http,
+        &["sessions", "alice", &shots()],
+    )
+    .await;
     let listed = r["listed"].as_array().expect("listed");
     assert_eq!(listed.len(), 2, "{r}");
     assert_eq!(
@@ -100,7 +108,12 @@ async fn dashboard_changes_the_password_and_deletes_the_account() {
     let srv = TestServer::start().await;
     let other = signup(srv.http, "alice").await;
     let new_password = "a-brand-new-password";
-    let r = page_scenario("web_app.mjs", srv.http, &["account", "alice", new_password]).await;
+    let r = page_scenario(
+        "web_account.mjs",
+        srv.http,
+        &["account", "alice", new_password],
+    )
+    .await;
     assert!(
         r["wrong"].as_str().unwrap_or("").contains("wrong"),
         "a wrong current password says so: {r}"
@@ -130,7 +143,7 @@ async fn dashboard_changes_the_email_once_the_new_address_confirms() {
     let srv = TestServer::start_with(move |c| c.mail.smtp_url = Some(url)).await;
     let token = signup(srv.http, "ada").await;
     let r = page_scenario(
-        "web_app.mjs",
+        "web_account.mjs",
         srv.http,
         &["email", "ada", "ada@new.example"],
     )
@@ -157,7 +170,7 @@ async fn dashboard_changes_the_email_once_the_new_address_confirms() {
     // No public URL: the mail names the page and carries the code.
     let link = format!("http://{}/verify-email#token={}", srv.http, token_in(&mail));
     let r = page_scenario(
-        "web_app.mjs",
+        "web_account.mjs",
         srv.http,
         &["emailConfirmed", "ada", &link, &shots()],
     )
@@ -169,4 +182,58 @@ async fn dashboard_changes_the_email_once_the_new_address_confirms() {
     );
     srv.stop().await;
     smtp.child.kill().await.ok();
+}
+
+/// Invite-only: an admin makes a broadcaster's invite in the console; its
+/// link, opened in another browser, registers an account whose dashboard
+/// has a stream key; the console then lists the invite as used by it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_invites_a_broadcaster_from_the_console() {
+    let _serial = SERIAL.lock().await;
+    let srv = TestServer::start_with(|c| {
+        c.accounts.registration = Registration::Invite;
+        c.accounts.open_streaming = false;
+    })
+    .await;
+    user_with_role(&srv, "root", Role::Admin).await;
+    let r = page_scenario(
+        "web_account.mjs",
+        srv.http,
+        &["invite", "root", "newbie", &shots()],
+    )
+    .await;
+    let link = r["link"].as_str().unwrap_or("");
+    assert!(
+        link.starts_with(&format!("http://{}/register#invite=", srv.http)),
+        "{r}"
+    );
+    let listed = r["listed"].to_string();
+    assert!(listed.contains("used by newbie"), "{r}");
+    let me = srv.db.credentials("newbie").await.unwrap().unwrap().user;
+    assert_eq!(me.role, Role::Broadcaster);
+    srv.stop().await;
+}
+
+/// Without `--open-streaming` a new account's dashboard has no stream key
+/// and says how streaming comes; with registration closed the sign-up
+/// page says so and has no form.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sign_up_page_and_dashboard_follow_the_policy() {
+    let _serial = SERIAL.lock().await;
+    let srv = TestServer::start_with(|c| c.accounts.open_streaming = false).await;
+    let r = page_scenario("web_account.mjs", srv.http, &["viewer", "vic"]).await;
+    assert!(
+        r["note"]
+            .as_str()
+            .unwrap_or("")
+            .contains("broadcaster role"),
+        "{r}"
+    );
+    assert_eq!(r["keys"], 0, "{r}");
+    srv.stop().await;
+    let srv = TestServer::start_with(|c| c.accounts.registration = Registration::Closed).await;
+    let r = page_scenario("web_account.mjs", srv.http, &["closed"]).await;
+    assert!(r["text"].as_str().unwrap_or("").contains("closed"), "{r}");
+    assert_eq!(r["forms"], 0, "{r}");
+    srv.stop().await;
 }

@@ -56,6 +56,50 @@ pub struct AccountArgs {
         default_missing_value = "true"
     )]
     pub require_verified_email: Option<bool>,
+    /// Who may create an account: `open` (anyone), `invite` (with a
+    /// single-use invite link an admin made) or `closed` (accounts come
+    /// from `onair user create` only).
+    #[arg(
+        long,
+        env = "ONAIR_REGISTRATION",
+        global = true,
+        default_value = "open",
+        value_enum
+    )]
+    pub registration: Option<Registration>,
+    /// New accounts get the broadcaster role and may stream at once.
+    /// Without it they are viewers: they chat and like, and stream once an
+    /// admin grants the role (or an invite carried it).
+    #[arg(
+        long,
+        env = "ONAIR_OPEN_STREAMING",
+        global = true,
+        default_value = "false",
+        num_args = 0..=1,
+        default_missing_value = "true"
+    )]
+    pub open_streaming: Option<bool>,
+}
+
+/// `--registration`.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+    utoipa::ToSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Registration {
+    #[default]
+    Open,
+    Invite,
+    Closed,
 }
 
 /// Resolved [`AccountArgs`].
@@ -66,6 +110,8 @@ pub struct AccountLimits {
     pub chat_sockets_per_host: usize,
     pub chat_sockets: usize,
     pub require_verified_email: bool,
+    pub registration: Registration,
+    pub open_streaming: bool,
 }
 
 impl Default for AccountLimits {
@@ -75,6 +121,8 @@ impl Default for AccountLimits {
             chat_sockets_per_host: DEFAULT_CHAT_SOCKETS_PER_HOST,
             chat_sockets: DEFAULT_CHAT_SOCKETS,
             require_verified_email: false,
+            registration: Registration::Open,
+            open_streaming: false,
         }
     }
 }
@@ -102,6 +150,14 @@ impl AccountArgs {
                 .require_verified_email
                 .or(file.require_verified_email)
                 .unwrap_or(d.require_verified_email),
+            registration: self
+                .registration
+                .or(file.registration)
+                .unwrap_or(d.registration),
+            open_streaming: self
+                .open_streaming
+                .or(file.open_streaming)
+                .unwrap_or(d.open_streaming),
         }
     }
 }

@@ -6,13 +6,15 @@
 mod args;
 pub mod hasher;
 mod mail;
+pub mod publish;
 pub mod rate;
 pub mod throttle;
 pub mod turn;
 
-pub use args::{AccountArgs, AccountLimits};
+pub use args::{AccountArgs, AccountLimits, Registration};
 pub use hasher::{HashError, Hasher, HasherStats};
 pub use mail::{MailArgs, MailBody, MailConfig, MailError, Mailer};
+pub use publish::PublishRules;
 pub use rate::{Rate, RateLimiter};
 pub use throttle::LoginThrottle;
 

@@ -204,8 +204,9 @@ pub enum ConfigAction {
 #[derive(Debug, Subcommand)]
 pub enum UserAction {
     /// Create a user (and their channel, named after them); prints the
-    /// channel's stream key. An existing channel of that name with no owner
-    /// is given to the new user.
+    /// channel's stream key if the role streams (any but viewer). An
+    /// existing channel of that name with no owner is given to the new
+    /// user.
     Create {
         name: String,
         /// admin, moderator, broadcaster or viewer.
@@ -226,7 +227,9 @@ pub enum UserAction {
         #[arg(long)]
         password_stdin: bool,
     },
-    /// Set a user's role.
+    /// Set a user's role. Granting streaming (viewer to another role)
+    /// prints the new stream key on a second line; taking it away replaces
+    /// the key.
     Role {
         name: String,
         #[arg(value_parser = ["admin", "moderator", "broadcaster", "viewer"])]

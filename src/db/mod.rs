@@ -7,6 +7,7 @@ mod broadcasts;
 mod channel_meta;
 mod channels;
 mod chat;
+mod invites;
 mod users;
 mod webhooks;
 
@@ -16,7 +17,8 @@ pub use broadcasts::{BroadcastRow, PAGE as BROADCASTS_PAGE};
 pub use channel_meta::{Category, ChannelInfo, ChannelPatch, Scheduled};
 pub use channels::{valid_channel_name, ChannelRow};
 pub use chat::{Ban, ChatRow};
-pub use users::{new_id as new_row_id, Credentials, EmailPurpose, Role, User};
+pub use invites::{Invite, INVITES_OPEN_MAX};
+pub use users::{new_id as new_row_id, Credentials, EmailPurpose, Publisher, Role, User};
 pub use webhooks::QueuedHook;
 
 use sqlx::any::{install_default_drivers, AnyPoolOptions};

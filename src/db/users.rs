@@ -3,8 +3,8 @@
 use super::{Db, DbError};
 use sqlx::Row;
 
-/// What a user may do beyond their own channel. Every user may broadcast on
-/// the channel named after them, whatever the role.
+/// What a user may do. Each has a channel named after them; every role but
+/// viewer streams on it.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
 )]
@@ -14,9 +14,21 @@ pub enum Role {
     Admin,
     /// Moderates chat in every channel.
     Moderator,
-    /// The contract's name for a plain account that streams.
+    /// A plain account that streams.
     Broadcaster,
+    /// Watches, chats and likes; streams once given another role.
     Viewer,
+}
+
+/// Who a channel's publisher is, as the publish rules see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Publisher {
+    /// A channel made by the operator (`onair channel create`): no owner.
+    Operator,
+    Owner {
+        role: Role,
+        email_verified: bool,
+    },
 }
 
 impl Role {
@@ -37,6 +49,11 @@ impl Role {
             "viewer" => Some(Role::Viewer),
             _ => None,
         }
+    }
+
+    /// Every role but viewer streams on its own channel.
+    pub fn streams(self) -> bool {
+        self != Role::Viewer
     }
 
     /// Admins and moderators moderate every channel's chat.
@@ -223,20 +240,30 @@ impl Db {
             .map(|c| c.user))
     }
 
-    /// Whether the owner of `channel` has a verified email address; true for
-    /// channels the operator made (no owner) and false for unknown ones.
-    pub async fn owner_email_verified(&self, channel: &str) -> Result<bool, DbError> {
+    /// What the publish rules need to know about `channel`'s owner; `None`
+    /// when there is no such channel.
+    pub async fn publisher(&self, channel: &str) -> Result<Option<Publisher>, DbError> {
         let row = sqlx::query(
-            "SELECT c.owner_id AS owner_id, u.email_verified AS verified \
+            "SELECT c.owner_id AS owner_id, u.email_verified AS verified, u.role AS role \
              FROM channels c LEFT JOIN users u ON u.id = c.owner_id WHERE c.name = $1",
         )
         .bind(channel)
         .fetch_optional(&self.pool)
         .await?;
-        let Some(row) = row else { return Ok(false) };
+        let Some(row) = row else { return Ok(None) };
         let owner: Option<i64> = row.try_get("owner_id")?;
+        if owner.is_none() {
+            return Ok(Some(Publisher::Operator));
+        }
         let verified: Option<i64> = row.try_get("verified")?;
-        Ok(owner.is_none() || verified.unwrap_or(0) != 0)
+        let role: Option<String> = row.try_get("role")?;
+        Ok(Some(Publisher::Owner {
+            role: role
+                .as_deref()
+                .and_then(Role::parse)
+                .unwrap_or(Role::Viewer),
+            email_verified: verified.unwrap_or(0) != 0,
+        }))
     }
 
     pub async fn set_password_hash(&self, user_id: i64, hash: &str) -> Result<(), DbError> {

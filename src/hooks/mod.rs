@@ -264,7 +264,7 @@ pub struct Hooks {
     seq: AtomicU64,
     /// `--require-verified-email`: publishers are admitted only to channels
     /// whose owner has verified an address (read from here).
-    verified_owners: std::sync::OnceLock<Db>,
+    rules: std::sync::OnceLock<crate::auth::PublishRules>,
 }
 
 impl Hooks {
@@ -291,7 +291,7 @@ impl Hooks {
             live: Mutex::new(HashMap::new()),
             wake,
             seq: AtomicU64::new(0),
-            verified_owners: std::sync::OnceLock::new(),
+            rules: std::sync::OnceLock::new(),
         })
     }
 
@@ -337,34 +337,17 @@ impl Hooks {
         );
     }
 
-    /// Admits publishers only to channels whose owner has a verified email
-    /// address, read from `db` at each publish.
-    pub fn require_verified_email(&self, db: Db) {
-        let _ = self.verified_owners.set(db);
+    /// The server's own publish rules, checked before any receiver is
+    /// asked.
+    pub fn set_rules(&self, rules: crate::auth::PublishRules) {
+        let _ = self.rules.set(rules);
     }
 
     /// Whether this server's own rules admit this publisher, then asks
     /// every receiver of `publish`. `Err` holds the reason to give it.
     pub async fn admit(&self, who: Admission<'_>) -> Result<(), String> {
-        if let Some(db) = self.verified_owners.get() {
-            match db.owner_email_verified(who.channel).await {
-                Ok(true) => {}
-                Ok(false) => {
-                    tracing::info!(channel = who.channel, protocol = who.protocol,
-                        remote = %who.remote, "publish refused: the owner's email is not verified");
-                    return Err(
-                        "verify the account's email address to stream (this server requires it)"
-                            .into(),
-                    );
-                }
-                Err(e) => {
-                    tracing::error!(
-                        channel = who.channel,
-                        "cannot read the owner's verification: {e}"
-                    );
-                    return Err("cannot check the account now; try again".into());
-                }
-            }
+        if let Some(rules) = self.rules.get() {
+            rules.check(who.channel, who.protocol, who.remote).await?;
         }
         if !self.wants("publish") {
             return Ok(());

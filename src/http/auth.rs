@@ -4,7 +4,7 @@
 
 use super::{ApiError, AppState, ErrorBody};
 use crate::auth::{self, AuthError, HashError, Hasher, LoginThrottle, Rate, RateLimiter};
-use crate::auth::{MAX_SESSIONS_PER_USER, SESSION_TTL_SECS};
+use crate::auth::{Registration, MAX_SESSIONS_PER_USER, SESSION_TTL_SECS};
 use crate::db::{Role, User};
 use crate::net::{ConnGate, ConnLimits};
 use axum::extract::rejection::JsonRejection;
@@ -379,6 +379,10 @@ pub(super) struct Register {
     /// Verified by a mailed link when the server can send mail.
     #[serde(default)]
     email: Option<String>,
+    /// An invite's token (from its link): needed with
+    /// `--registration invite`; elsewhere it may grant a role.
+    #[serde(default)]
+    invite: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -438,13 +442,15 @@ pub(super) fn retry_secs(d: Duration) -> u64 {
 
 /// Create an account and its channel (named after the user)
 ///
-/// New accounts are viewers. From a browser, a cross-site request is
-/// refused (403).
+/// New accounts are viewers, or broadcasters with `--open-streaming` or an
+/// invite that grants it. `--registration invite` needs an invite;
+/// `closed` takes nobody. From a browser, a cross-site request is refused
+/// (403).
 #[utoipa::path(post, path = "/api/auth/register", tag = "accounts",
     request_body = Register,
     responses(
         (status = 201, body = Registered),
-        (status = 403, description = "Cross-site request", body = ErrorBody),
+        (status = 403, description = "Registration closed, an invite needed or not valid, or a cross-site request", body = ErrorBody),
         (status = 409, description = "The username is taken", body = ErrorBody),
         (status = 413, body = ErrorBody),
         (status = 415, body = ErrorBody),
@@ -478,6 +484,23 @@ pub(super) async fn register(
                 retry_secs(wait),
             )
         })?;
+    let invite = req.invite.as_deref().map(auth::token_hash);
+    let bad_invite = || ApiError::Forbidden("this invite is invalid, used or expired".into());
+    match (s.signup.registration, &invite) {
+        (Registration::Closed, _) => {
+            return Err(ApiError::Forbidden(
+                "registration is closed on this server".into(),
+            ))
+        }
+        (Registration::Invite, None) => {
+            return Err(ApiError::Forbidden(
+                "registration on this server needs an invite".into(),
+            ))
+        }
+        // Checked before the costly hash; spent only after it.
+        (_, Some(h)) if s.db.invite_role(h).await?.is_none() => return Err(bad_invite()),
+        _ => {}
+    }
     if s.db.credentials(&req.username).await?.is_some() {
         return Err(ApiError::Conflict(format!(
             "username {:?} is taken",
@@ -485,16 +508,42 @@ pub(super) async fn register(
         )));
     }
     let hash = s.limits.hasher.hash(client.host(), req.password).await?;
-    let (user, channel) =
-        s.db.create_user(&req.username, &hash, email, Role::Viewer, false)
-            .await
-            .map_err(|e| match e {
+    let spent = match &invite {
+        Some(h) => Some(s.db.spend_invite(h).await?.ok_or_else(bad_invite)?),
+        None => None,
+    };
+    let mut role = if s.signup.open_streaming {
+        Role::Broadcaster
+    } else {
+        Role::Viewer
+    };
+    if let Some((_, granted)) = spent {
+        if granted.streams() {
+            role = granted;
+        }
+    }
+    let created =
+        s.db.create_user(&req.username, &hash, email, role, false)
+            .await;
+    let (user, channel) = match (created, spent) {
+        (Ok(made), Some((invite, _))) => {
+            s.db.invite_used_by(invite, made.0.id).await?;
+            made
+        }
+        (Ok(made), None) => made,
+        (Err(e), spent) => {
+            if let Some((invite, _)) = spent {
+                s.db.release_invite(invite).await?;
+            }
+            return Err(match e {
                 crate::db::DbError::Conflict(_) => {
                     ApiError::Conflict(format!("username {:?} is taken", req.username))
                 }
                 e => e.into(),
-            })?;
-    tracing::info!(user = %user.username, "registered");
+            });
+        }
+    };
+    tracing::info!(user = %user.username, role = role.as_str(), "registered");
     if user.email.is_some() {
         super::email::queue_mail(&s, &user, crate::db::EmailPurpose::Verify);
     }

@@ -44,6 +44,19 @@ pub fn is_owner(user: &User, info: &ChannelInfo, admin_too: bool) -> bool {
     info.owner_id == Some(user.id) || (admin_too && user.role == Role::Admin)
 }
 
+/// Streaming needs a role that streams: until then the account has no
+/// stream key to see or rotate.
+pub fn may_stream(user: &User) -> Result<(), ApiError> {
+    if user.role.streams() {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden(NOT_YET_STREAMING.into()))
+    }
+}
+
+pub const NOT_YET_STREAMING: &str =
+    "this account may not stream yet: an admin grants it the broadcaster role";
+
 pub async fn channel_or_404(s: &AppState, name: &str) -> Result<ChannelInfo, ApiError> {
     s.db.channel_info(name)
         .await?
@@ -397,6 +410,7 @@ pub(super) async fn key(
     Path(name): Path<String>,
 ) -> Result<Json<StreamKey>, ApiError> {
     owned_channel(&s, &me.user, &name, false, "see the stream key").await?;
+    may_stream(&me.user)?;
     let row =
         s.db.channel(&name)
             .await?
@@ -422,6 +436,7 @@ pub(super) async fn rotate_key(
     Path(name): Path<String>,
 ) -> Result<Json<StreamKey>, ApiError> {
     owned_channel(&s, &me.user, &name, false, "rotate the stream key").await?;
+    may_stream(&me.user)?;
     let key = s.db.rotate_stream_key(&name).await?;
     s.hub.kick(&name);
     tracing::info!(channel = %name, "stream key rotated; live publish ended");

@@ -4,7 +4,8 @@
 
 use super::auth::MAX_JSON_BYTES;
 use super::{
-    auth, categories, channels, chat_ws, email, me, oembed, openapi, schedule, sessions, AppState,
+    auth, categories, channels, chat_ws, email, invites, me, oembed, openapi, schedule, sessions,
+    AppState,
 };
 use axum::extract::DefaultBodyLimit;
 use axum::Router;
@@ -15,6 +16,7 @@ pub fn routes() -> Router<AppState> {
         .merge(me::routes())
         .merge(sessions::routes())
         .merge(email::routes())
+        .merge(invites::routes())
         .merge(channels::routes())
         .merge(categories::routes())
         .merge(schedule::routes())

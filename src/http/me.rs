@@ -27,7 +27,8 @@ pub(super) struct Me {
 #[derive(Serialize, ToSchema)]
 pub(super) struct MyChannel {
     name: String,
-    stream_key: String,
+    /// None until the account may stream (any role but viewer).
+    stream_key: Option<String>,
     title: String,
     description: String,
     category: Option<String>,
@@ -55,7 +56,7 @@ pub(super) async fn me(State(s): State<AppState>, me: SignedIn) -> Result<Json<M
     let channel = match (channel, info) {
         (Some(c), Some(i)) if i.owner_id == Some(me.user.id) => Some(MyChannel {
             name: c.name,
-            stream_key: c.stream_key,
+            stream_key: me.user.role.streams().then_some(c.stream_key),
             title: i.title,
             description: i.description,
             category: i.category,
@@ -102,7 +103,7 @@ async fn soft_delete(s: &AppState, user: &User) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn require_admin(me: &SignedIn) -> Result<(), ApiError> {
+pub(super) fn require_admin(me: &SignedIn) -> Result<(), ApiError> {
     if me.user.role == Role::Admin {
         Ok(())
     } else {
@@ -146,6 +147,15 @@ pub(super) async fn set_role(
     // Open chat sockets see the new role with their next message: a
     // demoted moderator loses the moderator's exemptions at once.
     s.rooms.standings().set_role(user.id, role);
+    if user.role.streams() != role.streams() {
+        // A stream key is issued when streaming is granted and withdrawn
+        // with it: whatever key the channel had while hidden never works,
+        // and a live publish ends with the role.
+        s.db.rotate_stream_key(&user.username).await?;
+        s.hub.kick(&user.username);
+        tracing::info!(user = %user.username, role = role.as_str(), "streaming {}",
+            if role.streams() { "granted" } else { "withdrawn" });
+    }
     user.role = role;
     Ok(Json(user))
 }

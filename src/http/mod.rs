@@ -14,6 +14,7 @@ mod flv;
 mod health;
 mod hls;
 pub mod ice;
+mod invites;
 pub mod listen;
 mod me;
 mod oembed;
@@ -26,7 +27,7 @@ mod whep;
 mod whip;
 
 pub use auth::{authenticate, Limits, MaybeSignedIn, SignedIn};
-pub use channels::{DESCRIPTION_MAX, TITLE_MAX};
+pub use channels::{DESCRIPTION_MAX, NOT_YET_STREAMING, TITLE_MAX};
 pub use chat_ws::HubLive;
 pub use client::ClientAddr;
 pub use download::Downloads;
@@ -81,6 +82,15 @@ pub struct AppState {
     pub metrics_token: Option<Arc<str>>,
     /// `--public-url`, without a trailing `/`: absolute links in pages.
     pub public_url: Option<Arc<str>>,
+    /// Who may register, and whether new accounts stream.
+    pub signup: Signup,
+}
+
+/// `--registration` and `--open-streaming`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Signup {
+    pub registration: crate::auth::Registration,
+    pub open_streaming: bool,
 }
 
 pub fn router(state: AppState) -> Router {

@@ -7,8 +7,8 @@
 //! reaches each operation matches the schema documented for its status.
 
 use super::{
-    auth, categories, channels, chat_ws, download, email, flv, health, hls, ice, me, oembed,
-    schedule, sessions, whep, whip,
+    auth, categories, channels, chat_ws, download, email, flv, health, hls, ice, invites, me,
+    oembed, schedule, sessions, whep, whip,
 };
 use super::{AppState, ErrorBody};
 use axum::http::StatusCode;
@@ -45,6 +45,7 @@ pub(super) async fn openapi_json() -> Json<serde_json::Value> {
         auth::register, auth::login, auth::logout, auth::change_password,
         email::send_verification, email::verify, email::request_reset, email::confirm_reset,
         email::change_email,
+        invites::policy, invites::list, invites::create, invites::withdraw,
         me::me, me::delete_me, me::set_role, me::delete_user,
         sessions::list, sessions::end_one, sessions::end_all,
         channels::directory, channels::channel, channels::edit, channels::key,

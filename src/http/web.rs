@@ -39,6 +39,7 @@ pub fn routes() -> Router<AppState> {
         .route("/reset-password", get(page))
         .route("/verify-email", get(page))
         .route("/dashboard", get(page))
+        .route("/admin", get(page))
         .route("/api/docs", get(page))
         .route("/assets/{*file}", get(asset))
         .route(

@@ -7,6 +7,7 @@ pub mod child;
 pub mod ice;
 pub mod media;
 pub mod node;
+pub mod refusal;
 pub mod smtp;
 pub mod tls;
 pub mod udp_proxy;
@@ -59,6 +60,9 @@ impl TestServer {
         init_logs();
         let dir = tempfile::tempdir().expect("tempdir");
         let mut config = Config::for_test(dir.path());
+        // Most scenarios stream from an account they just registered; the
+        // tests of the sign-up policy turn this back off.
+        config.accounts.open_streaming = true;
         change(&mut config);
         let db = Db::open(&config.database_url).await.expect("open db");
         // A server started again on the same database keeps its channel.

@@ -5,8 +5,6 @@
 //   node web_app.mjs chat      <base> <owner> <other> [screenshot-dir]  (passwords: pw-USER-secret)
 //   node web_app.mjs rotate    <base> <user> <screenshot-dir>
 //   node web_app.mjs golive    <base> <user> [screenshot-dir]
-//   node web_app.mjs sessions  <base> <user> <screenshot-dir>
-//   node web_app.mjs account   <base> <user> <new-password>
 //
 // Each prints ONE JSON line (what the pages showed and what getStats()
 // measured) and exits 0; the Rust side (tests/web_app.rs) judges it. On a
@@ -127,83 +125,6 @@ const scenarios = {
     await b.getByText('hello from the other side').waitFor({ state: 'detached', timeout: 5000 });
     const otherHasTools = await b.locator('.messages .mod button').count();
     return { seen, injected, deleted: true, otherHasTools };
-  },
-
-  // The dashboard lists where the account is signed in (another device
-  // signed in through the API first), signs that device out, then every
-  // device, this page included.
-  async sessions(browser, [user, shots]) {
-    const page = await newPage(browser);
-    await signIn(page, user, '/dashboard');
-    const box = page.getByTestId('sessions');
-    await box.getByRole('button', { name: 'Sign out', exact: true }).waitFor({ timeout: 5000 });
-    const listed = await box.locator('li').allInnerTexts();
-    await box.scrollIntoViewIfNeeded();
-    await screenshots(page, shots, 'sessions');
-    await box.getByRole('button', { name: 'Sign out', exact: true }).click();
-    await page.waitForFunction(() => document.querySelectorAll('[data-testid=sessions] li').length === 1, null, { timeout: 5000 });
-    const afterOne = await box.locator('li').allInnerTexts();
-    await box.getByRole('button', { name: 'Sign out everywhere' }).click();
-    // Signed out here too: the dashboard asks for a sign-in.
-    await page.getByRole('button', { name: 'Sign in' }).first().waitFor({ timeout: 5000 });
-    const me = await page.evaluate(async () => (await fetch('/api/me')).status);
-    return { listed, afterOne, me };
-  },
-
-  // The dashboard changes the password, then deletes the account (after
-  // typing its name).
-  async account(browser, [user, newPassword]) {
-    const page = await newPage(browser);
-    await signIn(page, user, '/dashboard');
-    const box = page.getByTestId('account');
-    await box.waitFor({ timeout: 5000 });
-    await box.getByLabel('Current password').fill('wrong-password');
-    await box.getByLabel('New password (8 characters or more)').fill(newPassword);
-    await box.getByRole('button', { name: 'Change password' }).click();
-    const wrong = await box.getByRole('alert').innerText({ timeout: 5000 });
-    await box.getByLabel('Current password').fill(`pw-${user}-secret`);
-    await box.getByRole('button', { name: 'Change password' }).click();
-    await box.getByText('Password changed.').waitFor({ timeout: 5000 });
-    await box.getByRole('button', { name: 'Delete account…' }).click();
-    const del = box.getByRole('button', { name: 'Delete my account' });
-    const disabledBefore = await del.isDisabled();
-    await box.getByLabel('Your username').fill(user);
-    await del.click();
-    await page.getByRole('button', { name: 'Sign in' }).first().waitFor({ timeout: 5000 });
-    const me = await page.evaluate(async () => (await fetch('/api/me')).status);
-    return { wrong, disabledBefore, me };
-  },
-
-  // The dashboard asks for a new address: a wrong password is refused and
-  // says so; with the right one, the page says where the link went.
-  async email(browser, [user, newEmail]) {
-    const page = await newPage(browser);
-    await signIn(page, user, '/dashboard');
-    const box = page.getByTestId('email');
-    await box.waitFor({ timeout: 5000 });
-    const before = await box.locator('p').first().innerText();
-    await box.getByLabel('New address').fill(newEmail);
-    await box.getByLabel('Password').fill('wrong-password');
-    await box.getByRole('button', { name: 'Change email' }).click();
-    const wrong = await box.getByRole('alert').innerText({ timeout: 5000 });
-    await box.getByLabel('Password').fill(`pw-${user}-secret`);
-    await box.getByRole('button', { name: 'Change email' }).click();
-    await box.getByText('Check ').waitFor({ timeout: 5000 });
-    const sent = await box.getByRole('status').innerText();
-    return { before, wrong, sent };
-  },
-
-  // The mailed link confirms the new address; the dashboard shows it,
-  // verified.
-  async emailConfirmed(browser, [user, link, shots]) {
-    const page = await newPage(browser);
-    await page.goto(link);
-    await page.getByTestId('verify-done').waitFor({ timeout: 10_000 });
-    await signIn(page, user, '/dashboard');
-    const box = page.getByTestId('email');
-    await box.waitFor({ timeout: 5000 });
-    await screenshots(page, shots, 'dashboard-email', null, box);
-    return { after: await box.locator('p').first().innerText() };
   },
 
   // The dashboard reveals and rotates the stream key.

@@ -7,7 +7,6 @@
 //   node web_social.mjs dashboard   <base> <owner> [screenshot-dir]
 //   node web_social.mjs screenshare <base> <owner>
 //   node web_social.mjs ingest      <base> <owner>
-//   node web_social.mjs mailLinks   <base> <verify-link> <reset-link> <new-password> <username>
 //
 // Each prints ONE JSON line of what the pages showed and exits 0; the Rust
 // side (tests/web_app.rs) judges it. On a failure: stderr, exit 1.
@@ -210,25 +209,6 @@ const scenarios = {
     await signIn(page, owner, '/dashboard');
     const text = async (id) => page.getByTestId(id).innerText();
     return { rtmpUrl: await text('rtmp-url'), whipUrl: await text('whip-url'), icecastHost: await text('icecast-server') };
-  },
-
-  // The pages mailed links open: verifying an address on opening, choosing
-  // a new password, and asking for a reset link from the sign-in page.
-  async mailLinks(browser, [verifyLink, resetLink, newPassword, username]) {
-    const page = await newPage(browser);
-    await page.goto(verifyLink);
-    await page.getByTestId('verify-done').waitFor({ timeout: 10_000 });
-    await page.goto(resetLink);
-    await page.getByLabel('New password').fill(newPassword);
-    await page.getByRole('button', { name: 'Set the password' }).click();
-    await page.getByTestId('reset-done').waitFor({ timeout: 10_000 });
-    const hashAfterReset = await page.evaluate(() => location.hash);
-    await page.goto(`${base}/login`);
-    await page.getByRole('link', { name: 'Forgot your password?' }).click();
-    await page.getByLabel('Username').fill(username);
-    await page.getByRole('button', { name: 'Send me a link' }).click();
-    await page.getByTestId('reset-sent').waitFor({ timeout: 10_000 });
-    return { verified: true, reset: true, hashAfterReset, forgotSent: true };
   },
 
   async screenshare(browser, [owner]) {

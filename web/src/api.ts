@@ -37,10 +37,17 @@ export interface Channel {
   schedule?: Scheduled[];
 }
 
+/// Who may register here (`GET /api/auth/registration`).
+export interface RegistrationPolicy {
+  registration: 'open' | 'invite' | 'closed';
+  open_streaming: boolean;
+}
+
 export interface Me {
   user: User;
   channel: {
-    name: string; stream_key: string; title: string; description: string; category: string | null;
+    /// None until the account may stream (an admin grants the role).
+    name: string; stream_key: string | null; title: string; description: string; category: string | null;
     /// The port the server's RTMP ingest listens on.
     rtmp_port?: number;
     rtmps_port?: number | null;

@@ -27,6 +27,16 @@ function LazyDashboard(props: DashProps) {
   return Dashboard ? <Dashboard {...props} /> : <p class="muted">Loading…</p>;
 }
 
+// The admin console: its own chunk, for admins only.
+let Admin: ComponentType | null = null;
+function LazyAdmin() {
+  const [, setLoaded] = useState(0);
+  useEffect(() => {
+    if (!Admin) import('./pages/Admin').then((m) => { Admin = m.Admin; setLoaded(1); });
+  }, []);
+  return Admin ? <Admin /> : <p class="muted">Loading…</p>;
+}
+
 // The API reference is its own chunk too: only its readers download it.
 let ApiDocs: ComponentType | null = null;
 function LazyApiDocs() {
@@ -63,11 +73,17 @@ function App() {
   else if (path === '/api/docs') page = <LazyApiDocs />;
   else if (path === '/dashboard') {
     page = !checked ? <p class="muted">Loading…</p> : me ? <LazyDashboard me={me} setMe={setMe} /> : <Login setMe={setMe} next="/dashboard" />;
+  } else if (path === '/admin') {
+    page = !checked ? <p class="muted">Loading…</p>
+      : !me ? <Login setMe={setMe} next="/admin" />
+      : me.user.role === 'admin' ? <LazyAdmin />
+      : <p>Admins only.</p>;
   } else page = <p>No such page. <Link href="/">Back to the directory</Link></p>;
 
   useEffect(() => {
     document.title = watch ? `${decodeURIComponent(watch[1])} · onair`
       : path === '/dashboard' ? 'Dashboard · onair'
+      : path === '/admin' ? 'Admin · onair'
       : path === '/api/docs' ? 'API · onair'
       : 'onair';
   }, [path]);
@@ -84,6 +100,7 @@ function App() {
             <>
               <Link href={`/c/${me.user.username}`}>My channel</Link>
               <Link href="/dashboard">Dashboard</Link>
+              {me.user.role === 'admin' && <Link href="/admin">Admin</Link>}
               <button type="button" class="link" onClick={logout}>Sign out ({me.user.username})</button>
             </>
           ) : (

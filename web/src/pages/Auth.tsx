@@ -1,5 +1,5 @@
 import { useEffect, useState } from 'preact/hooks';
-import { api, errorText, get, type Me } from '../api';
+import { api, errorText, get, type Me, type RegistrationPolicy } from '../api';
 import { Link, navigate } from '../router';
 
 interface Props {
@@ -13,12 +13,24 @@ function nextFromQuery(fallback: string): string {
   return n && n.startsWith('/') && !n.startsWith('//') ? n : fallback;
 }
 
+/// An invite link's token (`/register#invite=…`: a fragment, which no
+/// request or log carries).
+function inviteFromLink(): string {
+  return new URLSearchParams(location.hash.replace(/^#/, '')).get('invite') ?? '';
+}
+
 function AuthForm({ mode, setMe, next }: Props & { mode: 'login' | 'register' }) {
   const [username, setUsername] = useState('');
   const [password, setPassword] = useState('');
   const [email, setEmail] = useState('');
   const [error, setError] = useState('');
   const [busy, setBusy] = useState(false);
+  const [linked] = useState(inviteFromLink);
+  const [invite, setInvite] = useState(linked);
+  const [policy, setPolicy] = useState<RegistrationPolicy | null>(null);
+  useEffect(() => {
+    if (mode === 'register') get<RegistrationPolicy>('/api/auth/registration').then(setPolicy, () => {});
+  }, [mode]);
 
   const submit = async (e: Event) => {
     e.preventDefault();
@@ -26,7 +38,9 @@ function AuthForm({ mode, setMe, next }: Props & { mode: 'login' | 'register' })
     setError('');
     try {
       if (mode === 'register') {
-        await api('POST', '/api/auth/register', email ? { username, password, email } : { username, password });
+        await api('POST', '/api/auth/register', {
+          username, password, ...(email ? { email } : {}), ...(invite ? { invite: invite.trim() } : {}),
+        });
       }
       await api('POST', '/api/auth/login', { username, password });
       setMe(await get<Me>('/api/me'));
@@ -39,9 +53,22 @@ function AuthForm({ mode, setMe, next }: Props & { mode: 'login' | 'register' })
   };
 
   const title = mode === 'login' ? 'Sign in' : 'Create an account';
+  if (mode === 'register' && policy?.registration === 'closed') {
+    return (
+      <section class="card narrow" data-testid="registration-closed">
+        <h1>{title}</h1>
+        <p>Registration is closed on this server: accounts are made by its operator.</p>
+        <p class="muted">Have an account? <Link href="/login">Sign in</Link></p>
+      </section>
+    );
+  }
   return (
     <section class="card narrow">
       <h1>{title}</h1>
+      {mode === 'register' && linked && <p data-testid="invited">You were invited: choose a name and a password.</p>}
+      {mode === 'register' && !linked && policy?.registration === 'invite' && (
+        <p>Registration here is by invitation: open the link you were given, or paste its code below.</p>
+      )}
       <form onSubmit={submit}>
         <label for="username">Username</label>
         <input id="username" name="username" autoComplete="username" required value={username}
@@ -57,6 +84,13 @@ function AuthForm({ mode, setMe, next }: Props & { mode: 'login' | 'register' })
             <label for="email">Email (optional, for password resets)</label>
             <input id="email" name="email" type="email" autoComplete="email" value={email}
               onInput={(e) => setEmail(e.currentTarget.value)} />
+            {!linked && policy?.registration === 'invite' && (
+              <>
+                <label for="invite">Invite code</label>
+                <input id="invite" name="invite" required autoComplete="off" value={invite}
+                  onInput={(e) => setInvite(e.currentTarget.value)} />
+              </>
+            )}
           </>
         )}
         {error && <p class="error" role="alert">{error}</p>}

@@ -9,6 +9,7 @@ export function Dashboard({ me, setMe }: PageProps & { me: Me }) {
   const ch = me.channel;
   if (!ch) return <p>This account has no channel.</p>;
   const setKey = (stream_key: string) => setMe({ ...me, channel: { ...ch, stream_key } });
+  const key = ch.stream_key;
   return (
     <>
       <div class="row between wrap">
@@ -16,10 +17,19 @@ export function Dashboard({ me, setMe }: PageProps & { me: Me }) {
         <Link href={`/c/${ch.name}`}>Open your channel page</Link>
       </div>
       <div class="dash">
-        <StreamKey channel={ch.name} streamKey={ch.stream_key} rtmpPort={ch.rtmp_port} rtmpsPort={ch.rtmps_port} icecastPort={ch.icecast_port} publicUrl={ch.public_url} setKey={setKey} />
-        <Health channel={ch.name} />
+        {key ? (
+          <>
+            <StreamKey channel={ch.name} streamKey={key} rtmpPort={ch.rtmp_port} rtmpsPort={ch.rtmps_port} icecastPort={ch.icecast_port} publicUrl={ch.public_url} setKey={setKey} />
+            <Health channel={ch.name} />
+          </>
+        ) : (
+          <section class="card" aria-labelledby="no-stream-h" data-testid="not-streaming">
+            <h2 id="no-stream-h">Streaming</h2>
+            <p>Your account can watch, chat and like. It can stream once an admin gives it the broadcaster role: then your stream key appears here.</p>
+          </section>
+        )}
         <ChannelForm me={me} setMe={setMe} />
-        <GoLive streamKey={ch.stream_key} channel={ch.name} />
+        {key && <GoLive streamKey={key} channel={ch.name} />}
         <Recordings channel={ch.name} />
         <Schedule channel={ch.name} />
         <Sessions setMe={setMe} />
@@ -56,7 +66,7 @@ function Sessions({ setMe }: Pick<PageProps, 'setMe'>) {
     <section class="card" aria-labelledby="sessions-h" data-testid="sessions">
       <h2 id="sessions-h">Signed-in devices</h2>
       {items === null ? <p class="muted">Loading…</p> : (
-        <ul class="sessions">
+        <ul class="list">
           {items.map((s) => (
             <li key={s.id} class="row between wrap">
               <span>Signed in {fmtWhen(s.created_at)}{s.current ? ' (this device)' : ''}</span>
