@@ -150,7 +150,9 @@ pub type ViewerCounts = Arc<Mutex<HashMap<String, usize>>>;
 /// Bounds of the driver's inboxes. Media is sized for a few hundred
 /// ms of several channels; past it egress drops to the next keyframe.
 const MEDIA_QUEUE: usize = 4096;
-const DATAGRAM_QUEUE: usize = 8192;
+/// Datagrams read and not yet handled, each at most [`MAX_DATAGRAM`]
+/// bytes: what a saturated driver holds before it sheds input.
+pub const DATAGRAM_QUEUE: usize = 8192;
 const COMMAND_QUEUE: usize = 256;
 /// Chat lines on their way to data channels: one room message to a
 /// thousand viewers is a thousand entries.
