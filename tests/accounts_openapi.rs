@@ -1158,6 +1158,23 @@ async fn every_answer_matches_its_documented_schema() {
         404
     );
 
+    // The admin console: users, a reset link, the audit log.
+    let users = ("/api/users", "/api/users?q=ca&limit=5");
+    let r = c.call(a, "GET", users, &admin, Body::None).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(c.call(a, "GET", users, &bob, Body::None).await.status, 403);
+    let reset_link = (
+        "/api/users/{username}/password-reset",
+        "/api/users/carol/password-reset",
+    );
+    let r = c.call(a, "POST", reset_link, &admin, Body::None).await;
+    assert_eq!(r.status, 202, "{}", r.text());
+    let _reset_mail = smtp.next_mail().await;
+    let audit = ("/api/audit", "/api/audit?limit=3");
+    let r = c.call(a, "GET", audit, &admin, Body::None).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["items"][0]["action"], "user.password_reset");
+
     // The account's end, and admin actions on others.
     let pw = ("/api/auth/password", "/api/auth/password");
     let body = json!({"old_password": password_of("bob"), "new_password": "bobs-new-password"});

@@ -237,3 +237,31 @@ async fn the_sign_up_page_and_dashboard_follow_the_policy() {
     assert_eq!(r["forms"], 0, "{r}");
     srv.stop().await;
 }
+
+/// The admin console finds a user by the start of their name, gives them
+/// the broadcaster role, and its audit log shows who did it; on a phone
+/// the console does not scroll sideways.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_console_sets_a_role_and_the_audit_log_shows_it() {
+    let _serial = SERIAL.lock().await;
+    let srv = TestServer::start_with(|c| c.accounts.open_streaming = false).await;
+    user_with_role(&srv, "root", Role::Admin).await;
+    signup(srv.http, "vic").await;
+    let r = page_scenario(
+        "web_account.mjs",
+        srv.http,
+        &["console", "root", "vic", &shots()],
+    )
+    .await;
+    let entries = r["entries"].to_string();
+    assert!(
+        entries.contains("root")
+            && entries.contains("user.role")
+            && entries.contains("viewer -> broadcaster"),
+        "{r}"
+    );
+    assert_eq!(r["sideways"], false, "{r}");
+    let vic = srv.db.credentials("vic").await.unwrap().unwrap().user;
+    assert_eq!(vic.role, Role::Broadcaster);
+    srv.stop().await;
+}

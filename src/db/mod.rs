@@ -2,6 +2,7 @@
 //! types. Queries are written to run unchanged on SQLite and Postgres.
 
 mod admin;
+mod audit;
 mod broadcast_meta;
 mod broadcasts;
 mod channel_meta;
@@ -12,6 +13,7 @@ mod users;
 mod webhooks;
 
 pub use admin::DeleteChannelError;
+pub use audit::{AuditEntry, AUDIT_KEEP_SECS};
 pub use broadcast_meta::{BroadcastMeta, BroadcastPatch};
 pub use broadcasts::{BroadcastRow, PAGE as BROADCASTS_PAGE};
 pub use channel_meta::{Category, ChannelInfo, ChannelPatch, Scheduled};

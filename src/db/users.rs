@@ -226,6 +226,31 @@ impl Db {
             .collect()
     }
 
+    /// Up to `limit` users whose names start with `prefix`, by name, after
+    /// the name `after`: the admin console's search.
+    pub async fn users_page(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<User>, DbError> {
+        // `_` is a LIKE wildcard and a name character: escaped.
+        let pattern = format!("{}%", prefix.replace('\\', "").replace('_', "\\_"));
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {USER_COLUMNS} FROM users \
+             WHERE username LIKE $1 ESCAPE '\\' AND username > $2 \
+             ORDER BY username LIMIT $3"
+        )))
+        .bind(pattern)
+        .bind(after.unwrap_or(""))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| row_to_credentials(r).map(|c| c.user))
+            .collect()
+    }
+
     pub async fn user_by_id(&self, id: i64) -> Result<Option<User>, DbError> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {USER_COLUMNS} FROM users WHERE id = $1"

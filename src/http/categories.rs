@@ -73,6 +73,7 @@ pub(super) async fn put_category(
     }
     check_text("category name", name, 64)?;
     s.db.put_category(&slug, name).await?;
+    super::admin::record(&s, &me.user, "category.put", &slug, name).await;
     Ok(Json(Category {
         slug,
         name: name.to_string(),
@@ -96,6 +97,7 @@ pub(super) async fn delete_category(
         return Err(ApiError::Forbidden("admins only".into()));
     }
     if s.db.delete_category(&slug).await? {
+        super::admin::record(&s, &me.user, "category.delete", &slug, "").await;
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::NotFound(format!("no category {slug:?}")))

@@ -461,11 +461,14 @@ pub(super) async fn end_live(
     me: SignedIn,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    owned_channel(&s, &me.user, &name, true, "end the live stream").await?;
+    let info = owned_channel(&s, &me.user, &name, true, "end the live stream").await?;
     if s.hub.stream(&name).is_none() {
         return Err(ApiError::NotFound(format!("{name} is not live")));
     }
     s.hub.kick(&name);
+    if !is_owner(&me.user, &info, false) {
+        super::admin::record(&s, &me.user, "stream.end", &name, "").await;
+    }
     tracing::info!(channel = %name, by = %me.user.username, "live stream ended");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -291,6 +291,10 @@ pub(super) async fn delete_message(
     if !s.rooms.delete(&name, id).await? {
         return Err(not_found());
     }
+    if msg.user_id != me.user.id {
+        let detail = format!("message {id} by {}", msg.username);
+        super::admin::record(&s, &me.user, "chat.delete", &name, &detail).await;
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -347,6 +351,11 @@ pub(super) async fn ban(
         }
     };
     s.db.set_ban(&name, target.id, ban).await?;
+    let (action, detail) = match req.seconds {
+        Some(secs) => ("chat.timeout", format!("{} for {secs} s", target.username)),
+        None => ("chat.ban", target.username.clone()),
+    };
+    super::admin::record(&s, &me.user, action, &name, &detail).await;
     s.rooms.announce(
         &name,
         json!({"type": if req.seconds.is_some() { "timeout" } else { "ban" },
@@ -375,6 +384,7 @@ pub(super) async fn unban(
             .ok_or_else(|| ApiError::NotFound(format!("no user named {username:?}")))?
             .user;
     s.db.lift_ban(&name, target.id).await?;
+    super::admin::record(&s, &me.user, "chat.unban", &name, &target.username).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -416,6 +426,8 @@ pub(super) async fn slow_mode(
     )
     .await?;
     s.rooms.set_slow_mode(&name, req.seconds);
+    let detail = format!("{} s", req.seconds);
+    super::admin::record(&s, &me.user, "chat.slow_mode", &name, &detail).await;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -4,8 +4,8 @@
 
 use super::auth::MAX_JSON_BYTES;
 use super::{
-    auth, categories, channels, chat_ws, email, invites, me, oembed, openapi, schedule, sessions,
-    AppState,
+    admin, auth, categories, channels, chat_ws, email, invites, me, oembed, openapi, schedule,
+    sessions, AppState,
 };
 use axum::extract::DefaultBodyLimit;
 use axum::Router;
@@ -17,6 +17,7 @@ pub fn routes() -> Router<AppState> {
         .merge(sessions::routes())
         .merge(email::routes())
         .merge(invites::routes())
+        .merge(admin::routes())
         .merge(channels::routes())
         .merge(categories::routes())
         .merge(schedule::routes())

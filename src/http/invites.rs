@@ -165,6 +165,15 @@ pub(super) async fn create(
                 ))
             })?;
     tracing::info!(admin = %me.user.username, role = role.as_str(), hours, "invite made");
+    let detail = format!("{}, {hours} h", role.as_str());
+    super::admin::record(
+        &s,
+        &me.user,
+        "invite.create",
+        &invite.id.to_string(),
+        &detail,
+    )
+    .await;
     let link = format!(
         "{}/register#invite={token}",
         s.public_url.as_deref().unwrap_or("")
@@ -193,6 +202,7 @@ pub(super) async fn withdraw(
         Err(_) => false,
     };
     if gone {
+        super::admin::record(&s, &me.user, "invite.withdraw", &id, "").await;
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::NotFound(format!("no unused invite {id:?}")))

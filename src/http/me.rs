@@ -103,6 +103,15 @@ async fn soft_delete(s: &AppState, user: &User) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// The account of that name, unless it is deleted: else a 404.
+pub(super) async fn active_user(s: &AppState, username: &str) -> Result<User, ApiError> {
+    s.db.credentials(username)
+        .await?
+        .filter(|c| c.user.deleted_at.is_none())
+        .map(|c| c.user)
+        .ok_or_else(|| ApiError::NotFound(format!("no user named {username:?}")))
+}
+
 pub(super) fn require_admin(me: &SignedIn) -> Result<(), ApiError> {
     if me.user.role == Role::Admin {
         Ok(())
@@ -137,13 +146,10 @@ pub(super) async fn set_role(
     let role = Role::parse(&req.role).ok_or_else(|| {
         ApiError::BadRequest("role must be admin, moderator, broadcaster or viewer".into())
     })?;
-    let mut user =
-        s.db.credentials(&username)
-            .await?
-            .filter(|c| c.user.deleted_at.is_none())
-            .ok_or_else(|| ApiError::NotFound(format!("no user named {username:?}")))?
-            .user;
+    let mut user = active_user(&s, &username).await?;
     s.db.set_role(user.id, role).await?;
+    let change = format!("{} -> {}", user.role.as_str(), role.as_str());
+    super::admin::record(&s, &me.user, "user.role", &user.username, &change).await;
     // Open chat sockets see the new role with their next message: a
     // demoted moderator loses the moderator's exemptions at once.
     s.rooms.standings().set_role(user.id, role);
@@ -174,12 +180,8 @@ pub(super) async fn delete_user(
     Path(username): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     require_admin(&me)?;
-    let user =
-        s.db.credentials(&username)
-            .await?
-            .filter(|c| c.user.deleted_at.is_none())
-            .ok_or_else(|| ApiError::NotFound(format!("no user named {username:?}")))?
-            .user;
+    let user = active_user(&s, &username).await?;
     soft_delete(&s, &user).await?;
+    super::admin::record(&s, &me.user, "user.delete", &user.username, "").await;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -1,6 +1,7 @@
 //! axum only, no media logic: routes, errors, and the glue to the core.
 
 mod access;
+mod admin;
 pub mod auth;
 mod categories;
 mod channels;

@@ -7,8 +7,8 @@
 //! reaches each operation matches the schema documented for its status.
 
 use super::{
-    auth, categories, channels, chat_ws, download, email, flv, health, hls, ice, invites, me,
-    oembed, schedule, sessions, whep, whip,
+    admin, auth, categories, channels, chat_ws, download, email, flv, health, hls, ice, invites,
+    me, oembed, schedule, sessions, whep, whip,
 };
 use super::{AppState, ErrorBody};
 use axum::http::StatusCode;
@@ -46,6 +46,7 @@ pub(super) async fn openapi_json() -> Json<serde_json::Value> {
         email::send_verification, email::verify, email::request_reset, email::confirm_reset,
         email::change_email,
         invites::policy, invites::list, invites::create, invites::withdraw,
+        admin::users, admin::send_reset, admin::audit,
         me::me, me::delete_me, me::set_role, me::delete_user,
         sessions::list, sessions::end_one, sessions::end_all,
         channels::directory, channels::channel, channels::edit, channels::key,

@@ -7,6 +7,7 @@
 //   node web_account.mjs emailConfirmed <base> <user> <link> <screenshot-dir>
 //   node web_account.mjs mailLinks      <base> <verify-link> <reset-link> <new-password> <username>
 //   node web_account.mjs invite         <base> <admin> <new-user> <screenshot-dir>
+//   node web_account.mjs console        <base> <admin> <user> <screenshot-dir>
 //   node web_account.mjs viewer         <base> <new-user>
 //   node web_account.mjs closed         <base>
 //
@@ -145,6 +146,29 @@ const scenarios = {
     await list.getByText(`used by ${user}`).waitFor({ timeout: 5000 });
     const listed = await list.locator('li').allInnerTexts();
     return { link, listed };
+  },
+
+  // The console finds a user, gives them the broadcaster role, and the
+  // audit log shows it; on a phone nothing scrolls sideways.
+  async console(browser, [admin, user, shots]) {
+    const page = await newPage(browser);
+    await signIn(page, admin, '/admin');
+    const users = page.getByTestId('users');
+    await users.getByPlaceholder('Name starts with…').fill(user.slice(0, 2));
+    await users.getByRole('button', { name: 'Search' }).click();
+    const row = users.locator(`li[data-user="${user}"]`);
+    await row.waitFor({ timeout: 5000 });
+    await row.getByLabel(`Role of ${user}`).selectOption('broadcaster');
+    const status = await users.getByText(`${user} is now broadcaster.`).innerText({ timeout: 5000 });
+    const audit = page.getByTestId('audit');
+    await audit.getByRole('button', { name: 'Refresh' }).click();
+    await audit.getByText('user.role').first().waitFor({ timeout: 5000 });
+    const entries = await audit.locator('li').allInnerTexts();
+    await screenshots(page, shots, 'admin-users', null, users);
+    await screenshots(page, shots, 'admin-audit', null, audit);
+    await page.setViewportSize({ width: 360, height: 740 });
+    const sideways = await page.evaluate(() => document.documentElement.scrollWidth > document.documentElement.clientWidth);
+    return { status, entries, sideways };
   },
 
   // A new account on a server without --open-streaming: the dashboard has
