@@ -116,6 +116,9 @@ async fn moderator_and_admin_actions_are_audited(b: Backend) {
     )
     .await;
     let _ = ff.kill().await;
+    let r = api_as(a, &root, "POST", "/api/channels/alice/key", None).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.json()["stream_key"].is_null(), "not the admin's to see");
     call(
         &srv,
         &root,
@@ -169,6 +172,7 @@ async fn moderator_and_admin_actions_are_audited(b: Backend) {
         ("root", "category.delete", "music", ""),
         ("root", "category.put", "music", "Music"),
         ("root", "user.role", "bob", "broadcaster -> moderator"),
+        ("root", "stream.rotate_key", "alice", ""),
         ("root", "stream.end", "alice", ""),
         ("alice", "chat.slow_mode", "alice", "5 s"),
         ("alice", "chat.unban", "alice", "bob"),

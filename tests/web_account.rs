@@ -263,5 +263,51 @@ async fn the_admin_console_sets_a_role_and_the_audit_log_shows_it() {
     assert_eq!(r["sideways"], false, "{r}");
     let vic = srv.db.credentials("vic").await.unwrap().unwrap().user;
     assert_eq!(vic.role, Role::Broadcaster);
+    let cats = srv.db.categories().await.unwrap();
+    let cats: Vec<(&str, &str)> = cats
+        .iter()
+        .map(|c| (c.slug.as_str(), c.name.as_str()))
+        .collect();
+    assert!(cats.contains(&("music", "Music & Talk")), "{cats:?}");
+    assert!(!cats.iter().any(|c| c.0 == "gone"), "{cats:?}");
+    srv.stop().await;
+}
+
+/// The console lists a channel ffmpeg is live on; rotating its key there
+/// ends the stream, gives the owner a key the admin never saw, and the
+/// audit log records it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_console_rotates_a_live_channels_key() {
+    let _serial = SERIAL.lock().await;
+    let srv = TestServer::start().await;
+    let root = user_with_role(&srv, "root", Role::Admin).await;
+    let alice = signup(srv.http, "alice").await;
+    let key = |token: String| async move {
+        api_as(srv.http, &token, "GET", "/api/me", None)
+            .await
+            .json()["channel"]["stream_key"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let before = key(alice.clone()).await;
+    let mut ff = common::ffmpeg_publish(&srv.rtmp_url(&before), 60);
+    common::wait_for_live(srv.http, "alice").await;
+    let r = page_scenario("web_account.mjs", srv.http, &["liveNow", "root", "alice"]).await;
+    assert!(r["listed"].as_str().unwrap_or("").contains("alice"), "{r}");
+    let start = std::time::Instant::now();
+    while common::refusal::is_live(&srv, "alice").await {
+        assert!(
+            start.elapsed().as_secs() < 10,
+            "still live after the rotation"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let _ = ff.kill().await;
+    assert_ne!(key(alice).await, before);
+    let log = api_as(srv.http, &root, "GET", "/api/audit", None)
+        .await
+        .json();
+    assert_eq!(log["items"][0]["action"], "stream.rotate_key", "{log}");
     srv.stop().await;
 }

@@ -122,6 +122,13 @@ pub(super) struct StreamKey {
 }
 
 #[derive(Serialize, ToSchema)]
+pub(super) struct RotatedKey {
+    /// The new key, for the owner; none when an admin rotated someone
+    /// else's (it is not theirs to see).
+    stream_key: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
 pub(super) struct Likes {
     likes: i64,
 }
@@ -420,27 +427,35 @@ pub(super) async fn key(
     }))
 }
 
-/// Rotate the stream key (its owner only)
+/// Rotate the stream key (its owner, or admins)
 ///
 /// Whatever is live with the old key ends now.
 #[utoipa::path(post, path = "/api/channels/{name}/key", tag = "channels",
     params(("name" = String, Path)),
     security(("bearer" = []), ("cookie" = [])),
     responses(
-        (status = 200, body = StreamKey),
+        (status = 200, body = RotatedKey),
         SignedInErrors,
     ))]
 pub(super) async fn rotate_key(
     State(s): State<AppState>,
     me: SignedIn,
     Path(name): Path<String>,
-) -> Result<Json<StreamKey>, ApiError> {
-    owned_channel(&s, &me.user, &name, false, "rotate the stream key").await?;
-    may_stream(&me.user)?;
+) -> Result<Json<RotatedKey>, ApiError> {
+    let info = owned_channel(&s, &me.user, &name, true, "rotate the stream key").await?;
+    let owner = is_owner(&me.user, &info, false);
+    if owner {
+        may_stream(&me.user)?;
+    }
     let key = s.db.rotate_stream_key(&name).await?;
     s.hub.kick(&name);
-    tracing::info!(channel = %name, "stream key rotated; live publish ended");
-    Ok(Json(StreamKey { stream_key: key }))
+    tracing::info!(channel = %name, by = %me.user.username, "stream key rotated; live publish ended");
+    if !owner {
+        super::admin::record(&s, &me.user, "stream.rotate_key", &name, "").await;
+    }
+    Ok(Json(RotatedKey {
+        stream_key: owner.then_some(key),
+    }))
 }
 
 /// End the live broadcast now, whatever its ingest (owner or admins)

@@ -8,6 +8,7 @@
 //   node web_account.mjs mailLinks      <base> <verify-link> <reset-link> <new-password> <username>
 //   node web_account.mjs invite         <base> <admin> <new-user> <screenshot-dir>
 //   node web_account.mjs console        <base> <admin> <user> <screenshot-dir>
+//   node web_account.mjs liveNow        <base> <admin> <channel>
 //   node web_account.mjs viewer         <base> <new-user>
 //   node web_account.mjs closed         <base>
 //
@@ -164,11 +165,45 @@ const scenarios = {
     await audit.getByRole('button', { name: 'Refresh' }).click();
     await audit.getByText('user.role').first().waitFor({ timeout: 5000 });
     const entries = await audit.locator('li').allInnerTexts();
+    // Categories: added, renamed; another added and deleted.
+    const cats = page.getByTestId('categories');
+    const add = async (slug, name) => {
+      await cats.getByLabel('Slug (a-z, 0-9, _ and -)').fill(slug);
+      await cats.getByLabel('Name', { exact: true }).fill(name);
+      await cats.getByRole('button', { name: 'Add category' }).click();
+      await cats.locator(`li[data-category="${slug}"]`).waitFor({ timeout: 5000 });
+      // Done once the form is cleared for the next one.
+      await page.waitForFunction(() => document.getElementById('cat-slug')?.value === '', null, { timeout: 5000 });
+    };
+    await add('music', 'Music');
+    await add('gone', 'Gone soon');
+    await cats.getByLabel('Name of music').fill('Music & Talk');
+    await cats.locator('li[data-category="music"]').getByRole('button', { name: 'Rename' }).click();
+    await page.waitForFunction(() => {
+      const b = document.querySelector('li[data-category="music"] button');
+      return b && b.disabled;
+    }, null, { timeout: 5000 });
+    await cats.locator('li[data-category="gone"]').getByRole('button', { name: 'Delete' }).click();
+    await cats.locator('li[data-category="gone"]').waitFor({ state: 'detached', timeout: 5000 });
     await screenshots(page, shots, 'admin-users', null, users);
     await screenshots(page, shots, 'admin-audit', null, audit);
     await page.setViewportSize({ width: 360, height: 740 });
     const sideways = await page.evaluate(() => document.documentElement.scrollWidth > document.documentElement.clientWidth);
     return { status, entries, sideways };
+  },
+
+  // The console lists a live channel; "Rotate key" ends it and the list
+  // empties.
+  async liveNow(browser, [admin, channel]) {
+    const page = await newPage(browser);
+    await signIn(page, admin, '/admin');
+    const box = page.getByTestId('live-now');
+    const row = box.locator(`li[data-channel="${channel}"]`);
+    await row.waitFor({ timeout: 10_000 });
+    const listed = await row.innerText();
+    await row.getByRole('button', { name: 'Rotate key' }).click();
+    const status = await box.getByText('key is replaced').innerText({ timeout: 5000 });
+    return { listed, status };
   },
 
   // A new account on a server without --open-streaming: the dashboard has

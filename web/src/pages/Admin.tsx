@@ -1,5 +1,5 @@
 import { useEffect, useState } from 'preact/hooks';
-import { api, errorText, fmtWhen, get } from '../api';
+import { api, channelPath, errorText, fmtWhen, get, type Category } from '../api';
 
 interface Invite {
   id: string;
@@ -18,9 +18,42 @@ export function Admin() {
       <h1>Admin</h1>
       <div class="dash">
         <Users />
+        <LiveNow />
+        <Categories />
         <Invites />
         <Audit />
       </div>
+    </>
+  );
+}
+
+/// A section's calls: each clears the last word, runs, reloads the
+/// section and says `done`; a refusal shows as the section's error.
+function useCalls(reload: () => Promise<unknown>) {
+  const [msg, setMsg] = useState('');
+  const [error, setError] = useState('');
+  const call = async <T,>(method: string, path: string, body?: unknown, done = ''): Promise<T | undefined> => {
+    setMsg('');
+    setError('');
+    try {
+      const r = await api<T>(method, path, body);
+      setMsg(done);
+      await reload();
+      return r;
+    } catch (err) {
+      setError(errorText(err));
+      return undefined;
+    }
+  };
+  return { msg, error, setError, call };
+}
+
+/// What a section's last action came to.
+function Outcome({ msg, error }: { msg?: string; error: string }) {
+  return (
+    <>
+      {msg !== undefined && <p role="status">{msg}</p>}
+      {error && <p class="error" role="alert">{error}</p>}
     </>
   );
 }
@@ -42,27 +75,16 @@ interface AdminUser {
 function Users() {
   const [q, setQ] = useState('');
   const [items, setItems] = useState<AdminUser[] | null>(null);
-  const [msg, setMsg] = useState('');
-  const [error, setError] = useState('');
   const [deleting, setDeleting] = useState('');
-  const search = async (e?: Event) => {
+  const load = () => api<{ items: AdminUser[] }>('GET', `/api/users?q=${encodeURIComponent(q.trim().toLowerCase())}&limit=50`)
+    .then((r) => setItems(r.items), (e) => setError(errorText(e)));
+  const { msg, error, setError, call } = useCalls(load);
+  const search = (e?: Event) => {
     e?.preventDefault();
     setError('');
-    try {
-      const r = await api<{ items: AdminUser[] }>('GET', `/api/users?q=${encodeURIComponent(q.trim().toLowerCase())}&limit=50`);
-      setItems(r.items);
-    } catch (err) { setError(errorText(err)); }
+    return load();
   };
   useEffect(() => { void search(); }, []);
-  const act = async (what: () => Promise<unknown>, done: string) => {
-    setMsg('');
-    setError('');
-    try {
-      await what();
-      setMsg(done);
-      await search();
-    } catch (err) { setError(errorText(err)); }
-  };
   const path = (u: AdminUser) => `/api/users/${encodeURIComponent(u.username)}`;
   return (
     <section class="card" aria-labelledby="users-h" data-testid="users">
@@ -87,17 +109,17 @@ function Users() {
                   <select id={`role-${u.username}`} value={u.role} style={{ width: 'auto' }}
                     onChange={(e) => {
                       const role = e.currentTarget.value;
-                      void act(() => api('PATCH', path(u), { role }), `${u.username} is now ${role}.`);
+                      void call('PATCH', path(u), { role }, `${u.username} is now ${role}.`);
                     }}>
                     {ROLES.map((r) => <option key={r} value={r}>{r}</option>)}
                   </select>
                   {u.email && (
-                    <button type="button" onClick={() => act(() => api('POST', `${path(u)}/password-reset`), `A reset link is on its way to ${u.username}.`)}>
+                    <button type="button" onClick={() => call('POST', `${path(u)}/password-reset`, undefined, `A reset link is on its way to ${u.username}.`)}>
                       Send reset link
                     </button>
                   )}
                   {deleting === u.username ? (
-                    <button type="button" class="danger" onClick={() => { setDeleting(''); void act(() => api('DELETE', path(u)), `${u.username} is deleted.`); }}>
+                    <button type="button" class="danger" onClick={() => { setDeleting(''); void call('DELETE', path(u), undefined, `${u.username} is deleted.`); }}>
                       Yes, delete {u.username}
                     </button>
                   ) : (
@@ -109,8 +131,83 @@ function Users() {
           ))}
         </ul>
       )}
-      <p role="status">{msg}</p>
-      {error && <p class="error" role="alert">{error}</p>}
+      <Outcome msg={msg} error={error} />
+    </section>
+  );
+}
+
+interface LiveChannel { name: string; title: string; viewers: number; started_at: string | null }
+
+/// Channels live now: end one, or rotate its key (which also ends it and
+/// keeps its encoder from coming back).
+function LiveNow() {
+  const [items, setItems] = useState<LiveChannel[] | null>(null);
+  const load = () => api<{ items: LiveChannel[] }>('GET', '/api/channels?live=true&limit=100')
+    .then((r) => setItems(r.items), (e) => setError(errorText(e)));
+  const { msg, error, setError, call } = useCalls(load);
+  useEffect(() => { void load(); }, []);
+  return (
+    <section class="card" aria-labelledby="live-h" data-testid="live-now">
+      <div class="row between">
+        <h2 id="live-h">Live now</h2>
+        <button type="button" onClick={() => load()}>Refresh</button>
+      </div>
+      {items === null ? <p class="muted">Loading…</p> : items.length === 0 ? <p class="muted">Nobody is live.</p> : (
+        <ul class="list">
+          {items.map((c) => (
+            <li key={c.name} class="row between wrap" data-channel={c.name}>
+              <span><strong>{c.name}</strong> {c.title} <span class="muted">· {c.viewers} watching{c.started_at ? ` · since ${fmtWhen(c.started_at)}` : ''}</span></span>
+              <span class="row wrap">
+                <button type="button" onClick={() => call('DELETE', channelPath(c.name, '/live'), undefined, `${c.name}'s stream ended.`)}>End</button>
+                <button type="button" onClick={() => call('POST', channelPath(c.name, '/key'), undefined, `${c.name}'s key is replaced; the stream ended.`)}>Rotate key</button>
+              </span>
+            </li>
+          ))}
+        </ul>
+      )}
+      <Outcome msg={msg} error={error} />
+    </section>
+  );
+}
+
+/// Create, rename and delete categories.
+function Categories() {
+  const [items, setItems] = useState<Category[] | null>(null);
+  const [slug, setSlug] = useState('');
+  const [name, setName] = useState('');
+  const [names, setNames] = useState<Record<string, string>>({});
+  const load = () => api<{ items: Category[] }>('GET', '/api/categories')
+    .then((r) => { setItems(r.items); setNames({}); }, (e) => setError(errorText(e)));
+  const { error, setError, call } = useCalls(load);
+  useEffect(() => { void load(); }, []);
+  const put = (s: string, n: string) => call('PUT', `/api/categories/${encodeURIComponent(s)}`, { name: n });
+  const remove = (s: string) => call('DELETE', `/api/categories/${encodeURIComponent(s)}`);
+  return (
+    <section class="card" aria-labelledby="cat-h" data-testid="categories">
+      <h2 id="cat-h">Categories</h2>
+      <form onSubmit={(e) => { e.preventDefault(); void put(slug.trim(), name.trim()).then(() => { setSlug(''); setName(''); }); }}>
+        <label for="cat-slug">Slug (a-z, 0-9, _ and -)</label>
+        <input id="cat-slug" required pattern="[a-z0-9][a-z0-9_\-]{0,31}" value={slug} onInput={(e) => setSlug(e.currentTarget.value)} />
+        <label for="cat-name">Name</label>
+        <input id="cat-name" required maxLength={64} value={name} onInput={(e) => setName(e.currentTarget.value)} />
+        <div class="row"><button type="submit">Add category</button></div>
+      </form>
+      {items && (
+        <ul class="list">
+          {items.map((c) => (
+            <li key={c.slug} class="row between wrap" data-category={c.slug}>
+              <label class="sr-only" for={`cat-${c.slug}`}>Name of {c.slug}</label>
+              <input id={`cat-${c.slug}`} style={{ width: 'auto', flex: 1 }} maxLength={64} value={names[c.slug] ?? c.name}
+                onInput={(e) => { const v = e.currentTarget.value; setNames((n) => ({ ...n, [c.slug]: v })); }} />
+              <span class="row">
+                <button type="button" disabled={(names[c.slug] ?? c.name) === c.name} onClick={() => put(c.slug, names[c.slug] ?? c.name)}>Rename</button>
+                <button type="button" onClick={() => remove(c.slug)}>Delete</button>
+              </span>
+            </li>
+          ))}
+        </ul>
+      )}
+      <Outcome error={error} />
     </section>
   );
 }
@@ -151,7 +248,7 @@ function Audit() {
         </ul>
       )}
       {next && <button type="button" onClick={() => load(next)}>Older</button>}
-      {error && <p class="error" role="alert">{error}</p>}
+      <Outcome error={error} />
     </section>
   );
 }
@@ -164,28 +261,18 @@ function Invites() {
   const [hours, setHours] = useState('168');
   const [link, setLink] = useState('');
   const [copied, setCopied] = useState(false);
-  const [error, setError] = useState('');
   const load = () => get<{ items: Invite[] }>('/api/invites').then((r) => setItems(r.items), (e) => setError(errorText(e)));
+  const { error, setError, call } = useCalls(load);
   useEffect(() => { void load(); }, []);
   const make = async (e: Event) => {
     e.preventDefault();
-    setError('');
     setCopied(false);
-    try {
-      const r = await api<{ link: string }>('POST', '/api/invites', { broadcaster, hours: Number(hours) });
-      // A path when the server has no public URL: made absolute on the
-      // origin this page came from.
-      setLink(new URL(r.link, location.origin).href);
-      await load();
-    } catch (err) { setError(errorText(err)); }
+    const r = await call<{ link: string }>('POST', '/api/invites', { broadcaster, hours: Number(hours) });
+    // A path when the server has no public URL: made absolute on the
+    // origin this page came from.
+    if (r) setLink(new URL(r.link, location.origin).href);
   };
-  const withdraw = async (id: string) => {
-    setError('');
-    try {
-      await api('DELETE', `/api/invites/${encodeURIComponent(id)}`);
-      await load();
-    } catch (err) { setError(errorText(err)); }
-  };
+  const withdraw = (id: string) => call('DELETE', `/api/invites/${encodeURIComponent(id)}`);
   const copy = async () => {
     try {
       await navigator.clipboard.writeText(link);
@@ -234,7 +321,7 @@ function Invites() {
           ))}
         </ul>
       )}
-      {error && <p class="error" role="alert">{error}</p>}
+      <Outcome error={error} />
     </section>
   );
 }

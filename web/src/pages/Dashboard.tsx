@@ -232,8 +232,8 @@ function StreamKey({ channel, streamKey, rtmpPort, rtmpsPort, icecastPort, publi
   const rotate = async () => {
     setError('');
     try {
-      const r = await api<{ stream_key: string }>('POST', channelPath(channel, '/key'));
-      setKey(r.stream_key);
+      const r = await api<{ stream_key: string | null }>('POST', channelPath(channel, '/key'));
+      if (r.stream_key) setKey(r.stream_key);
       setShown(true);
     } catch (e) {
       setError(errorText(e));
