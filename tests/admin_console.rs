@@ -1,6 +1,7 @@
 //! The admin console's API against the real server: finding users (a name
 //! with `_` is not a wildcard), mailing one a reset link through a real
-//! SMTP server (aiosmtpd), and the audit log that every moderator and
+//! SMTP server (aiosmtpd), suspending an account (every way in shuts, and
+//! opens again when lifted), and the audit log that every moderator and
 //! admin action writes: who, what, to what, when, newest first, in pages,
 //! for admins only.
 
@@ -8,14 +9,19 @@
 mod common;
 
 use common::accounts::user_with_role;
+use common::refusal::{assert_publish_refused, is_live};
 use common::smtp::Smtp;
-use common::{api_as, ffmpeg_publish, signup, wait_for_live, Backend, TestServer};
+use common::{
+    api, api_as, ffmpeg_publish, password_of, signup, wait_for_live, ws_connect, ws_send, ws_until,
+    Backend, TestServer,
+};
 use onair::db::Role;
 use serde_json::{json, Value};
 
 both!(
     moderator_and_admin_actions_are_audited,
-    admins_find_users_and_mail_resets
+    admins_find_users_and_mail_resets,
+    suspension_shuts_every_way_in_until_lifted,
 );
 
 async fn call(srv: &TestServer, token: &str, method: &str, path: &str, body: Value) -> u16 {
@@ -296,4 +302,63 @@ async fn admins_find_users_and_mail_resets(b: Backend) {
     assert_eq!(log["items"][0]["target"], "mel");
     srv.stop().await;
     smtp.child.kill().await.ok();
+}
+
+async fn suspension_shuts_every_way_in_until_lifted(b: Backend) {
+    let Some(srv) = TestServer::on(b).await else {
+        return;
+    };
+    let a = srv.http;
+    let root = user_with_role(&srv, "root", Role::Admin).await;
+    let alice = signup(a, "alice").await;
+    let key = api_as(a, &alice, "GET", "/api/me", None).await.json()["channel"]["stream_key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut ff = ffmpeg_publish(&srv.rtmp_url(&key), 60);
+    wait_for_live(a, "alice").await;
+    let mut ws = ws_connect(a, &format!("/ws/alice?token={alice}"), &[]).await;
+
+    let suspend = |on: bool| json!({"suspended": on});
+    let r = api_as(a, &root, "PATCH", "/api/users/root", Some(&suspend(true))).await;
+    assert_eq!(r.status, 400, "not oneself");
+    let r = api_as(a, &root, "PATCH", "/api/users/alice", Some(&suspend(true))).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["suspended"], true);
+
+    // Live publish ended; sessions over; the open socket writes no more;
+    // no sign-in; every ingest refuses the key, saying why.
+    let start = std::time::Instant::now();
+    while is_live(&srv, "alice").await {
+        assert!(
+            start.elapsed().as_secs() < 10,
+            "still live after the suspension"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let _ = ff.kill().await;
+    assert_eq!(api_as(a, &alice, "GET", "/api/me", None).await.status, 401);
+    ws_send(&mut ws, &json!({"type": "chat", "text": "still here?"})).await;
+    let e = ws_until(&mut ws, |v| v["type"] == "error").await;
+    assert!(e["error"].as_str().is_some(), "{e}");
+    let login = json!({"username": "alice", "password": password_of("alice")});
+    let r = api(a, "POST", "/api/auth/login", &[], Some(&login)).await;
+    assert_eq!(r.status, 403);
+    assert!(r.text().contains("suspended"), "{}", r.text());
+    assert_publish_refused(&srv, "alice", &key, "suspended").await;
+
+    // Lifted: she signs in and streams with the same key.
+    let r = api_as(a, &root, "PATCH", "/api/users/alice", Some(&suspend(false))).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = api(a, "POST", "/api/auth/login", &[], Some(&login)).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let mut ff = ffmpeg_publish(&srv.rtmp_url(&key), 3);
+    wait_for_live(a, "alice").await;
+    let _ = ff.wait().await;
+    let log = api_as(a, &root, "GET", "/api/audit?limit=2", None)
+        .await
+        .json();
+    assert_eq!(log["items"][0]["action"], "user.unsuspend");
+    assert_eq!(log["items"][1]["action"], "user.suspend");
+    srv.stop().await;
 }

@@ -239,8 +239,9 @@ async fn the_sign_up_page_and_dashboard_follow_the_policy() {
 }
 
 /// The admin console finds a user by the start of their name, gives them
-/// the broadcaster role, and its audit log shows who did it; on a phone
-/// the console does not scroll sideways.
+/// the broadcaster role and suspends them, and its audit log shows who did
+/// it; categories are added, renamed and deleted there; on a phone the
+/// console does not scroll sideways.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_admin_console_sets_a_role_and_the_audit_log_shows_it() {
     let _serial = SERIAL.lock().await;
@@ -263,6 +264,12 @@ async fn the_admin_console_sets_a_role_and_the_audit_log_shows_it() {
     assert_eq!(r["sideways"], false, "{r}");
     let vic = srv.db.credentials("vic").await.unwrap().unwrap().user;
     assert_eq!(vic.role, Role::Broadcaster);
+    assert!(vic.suspended);
+    let row = r["suspendedRow"].as_str().unwrap_or("");
+    assert!(
+        row.contains("(suspended)") && row.contains("Lift suspension"),
+        "{r}"
+    );
     let cats = srv.db.categories().await.unwrap();
     let cats: Vec<(&str, &str)> = cats
         .iter()

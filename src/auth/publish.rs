@@ -34,6 +34,9 @@ impl PublishRules {
             // The stream key already named the channel; with no owner row
             // there is nobody to judge.
             None | Some(Publisher::Operator) => None,
+            Some(Publisher::Owner {
+                suspended: true, ..
+            }) => Some("this account is suspended"),
             Some(Publisher::Owner { role, .. }) if !role.streams() => {
                 Some(crate::http::NOT_YET_STREAMING)
             }

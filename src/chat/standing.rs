@@ -214,6 +214,7 @@ mod tests {
             email_verified: false,
             created_at: 0,
             deleted_at: None,
+            suspended: false,
         }
     }
 

@@ -28,6 +28,7 @@ pub enum Publisher {
     Owner {
         role: Role,
         email_verified: bool,
+        suspended: bool,
     },
 }
 
@@ -74,6 +75,8 @@ pub struct User {
     pub created_at: i64,
     #[serde(skip)]
     pub deleted_at: Option<i64>,
+    /// Suspended by an admin: no sign-in, chat or streaming until lifted.
+    pub suspended: bool,
 }
 
 /// A user with the hash login needs; never leaves the server.
@@ -97,7 +100,7 @@ pub fn new_id() -> i64 {
 }
 
 const USER_COLUMNS: &str =
-    "id, username, password_hash, email, email_verified, role, created_at, deleted_at";
+    "id, username, password_hash, email, email_verified, role, created_at, deleted_at, suspended_at";
 
 fn row_to_credentials(r: &sqlx::any::AnyRow) -> Result<Credentials, DbError> {
     let role: String = r.try_get("role")?;
@@ -110,6 +113,7 @@ fn row_to_credentials(r: &sqlx::any::AnyRow) -> Result<Credentials, DbError> {
             email_verified: r.try_get::<i64, _>("email_verified")? != 0,
             created_at: r.try_get("created_at")?,
             deleted_at: r.try_get("deleted_at")?,
+            suspended: r.try_get::<Option<i64>, _>("suspended_at")?.is_some(),
         },
         password_hash: r.try_get("password_hash")?,
     })
@@ -195,6 +199,7 @@ impl Db {
                 email_verified: false,
                 created_at: now,
                 deleted_at: None,
+                suspended: false,
             },
             channel,
         ))
@@ -269,7 +274,8 @@ impl Db {
     /// when there is no such channel.
     pub async fn publisher(&self, channel: &str) -> Result<Option<Publisher>, DbError> {
         let row = sqlx::query(
-            "SELECT c.owner_id AS owner_id, u.email_verified AS verified, u.role AS role \
+            "SELECT c.owner_id AS owner_id, u.email_verified AS verified, u.role AS role, \
+                    u.suspended_at AS suspended \
              FROM channels c LEFT JOIN users u ON u.id = c.owner_id WHERE c.name = $1",
         )
         .bind(channel)
@@ -282,12 +288,14 @@ impl Db {
         }
         let verified: Option<i64> = row.try_get("verified")?;
         let role: Option<String> = row.try_get("role")?;
+        let suspended: Option<i64> = row.try_get("suspended")?;
         Ok(Some(Publisher::Owner {
             role: role
                 .as_deref()
                 .and_then(Role::parse)
                 .unwrap_or(Role::Viewer),
             email_verified: verified.unwrap_or(0) != 0,
+            suspended: suspended.is_some(),
         }))
     }
 
@@ -312,6 +320,24 @@ impl Db {
     /// Soft delete: the row, the channel and its chat stay; login ends, every
     /// session is revoked, and the stream key is replaced so no encoder that
     /// knew it can publish again.
+    /// Suspends an account (ending its sessions) or lifts that.
+    pub async fn set_suspended(&self, user_id: i64, on: bool) -> Result<(), DbError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE users SET suspended_at = $1 WHERE id = $2")
+            .bind(on.then(unix_now))
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+        if on {
+            sqlx::query("DELETE FROM sessions WHERE user_id = $1")
+                .bind(user_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     pub async fn soft_delete_user(&self, user_id: i64) -> Result<(), DbError> {
         let mut tx = self.pool.begin().await?;
         sqlx::query("UPDATE users SET deleted_at = $1 WHERE id = $2 AND deleted_at IS NULL")
@@ -407,8 +433,9 @@ impl Db {
         let row = sqlx::query(
             "SELECT u.id, u.username, u.password_hash, u.email, u.email_verified, u.role, \
              u.created_at, \
-             u.deleted_at FROM sessions s JOIN users u ON u.id = s.user_id \
-             WHERE s.token_hash = $1 AND s.expires_at > $2 AND u.deleted_at IS NULL",
+             u.deleted_at, u.suspended_at FROM sessions s JOIN users u ON u.id = s.user_id \
+             WHERE s.token_hash = $1 AND s.expires_at > $2 AND u.deleted_at IS NULL \
+             AND u.suspended_at IS NULL",
         )
         .bind(token_hash)
         .bind(unix_now())

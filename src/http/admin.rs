@@ -60,6 +60,7 @@ pub(super) struct AdminUser {
     #[schema(format = DateTime)]
     created_at: String,
     deleted: bool,
+    suspended: bool,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -105,6 +106,7 @@ pub(super) async fn users(
             email_verified: u.email_verified,
             created_at: rfc3339(u.created_at),
             deleted: u.deleted_at.is_some(),
+            suspended: u.suspended,
         })
         .collect();
     let next_cursor = more

@@ -618,6 +618,9 @@ pub(super) async fn login(
     if creds.user.deleted_at.is_some() {
         return Err(ApiError::Forbidden("this account has been deleted".into()));
     }
+    if creds.user.suspended {
+        return Err(ApiError::Forbidden("this account is suspended".into()));
+    }
     throttle.succeeded(&req.username, host);
     let (token, hash) = auth::new_session_token();
     let ended =

@@ -120,17 +120,21 @@ pub(super) fn require_admin(me: &SignedIn) -> Result<(), ApiError> {
     }
 }
 
+/// What an admin changes about an account; a field left out stays.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub(super) struct SetRole {
-    #[schema(value_type = Role)]
-    role: String,
+pub(super) struct UserPatch {
+    #[schema(value_type = Option<Role>)]
+    role: Option<String>,
+    /// Suspended: no sign-in (every session ends), chat or streaming
+    /// (a live publish ends) until lifted.
+    suspended: Option<bool>,
 }
 
-/// Set a user's role (admins)
+/// Set a user's role, or suspend them or lift it (admins)
 #[utoipa::path(patch, path = "/api/users/{username}", tag = "accounts",
     params(("username" = String, Path)),
-    request_body = SetRole,
+    request_body = UserPatch,
     security(("bearer" = []), ("cookie" = [])),
     responses(
         (status = 200, body = User),
@@ -140,29 +144,56 @@ pub(super) async fn set_role(
     State(s): State<AppState>,
     me: SignedIn,
     Path(username): Path<String>,
-    ApiJson(req): ApiJson<SetRole>,
+    ApiJson(req): ApiJson<UserPatch>,
 ) -> Result<Json<User>, ApiError> {
     require_admin(&me)?;
-    let role = Role::parse(&req.role).ok_or_else(|| {
-        ApiError::BadRequest("role must be admin, moderator, broadcaster or viewer".into())
-    })?;
-    let mut user = active_user(&s, &username).await?;
-    s.db.set_role(user.id, role).await?;
-    let change = format!("{} -> {}", user.role.as_str(), role.as_str());
-    super::admin::record(&s, &me.user, "user.role", &user.username, &change).await;
-    // Open chat sockets see the new role with their next message: a
-    // demoted moderator loses the moderator's exemptions at once.
-    s.rooms.standings().set_role(user.id, role);
-    if user.role.streams() != role.streams() {
-        // A stream key is issued when streaming is granted and withdrawn
-        // with it: whatever key the channel had while hidden never works,
-        // and a live publish ends with the role.
-        s.db.rotate_stream_key(&user.username).await?;
-        s.hub.kick(&user.username);
-        tracing::info!(user = %user.username, role = role.as_str(), "streaming {}",
-            if role.streams() { "granted" } else { "withdrawn" });
+    let role = match &req.role {
+        None => None,
+        Some(r) => Some(Role::parse(r).ok_or_else(|| {
+            ApiError::BadRequest("role must be admin, moderator, broadcaster or viewer".into())
+        })?),
+    };
+    if role.is_none() && req.suspended.is_none() {
+        return Err(ApiError::BadRequest("give a role or suspended".into()));
     }
-    user.role = role;
+    let mut user = active_user(&s, &username).await?;
+    if req.suspended == Some(true) && user.id == me.user.id {
+        return Err(ApiError::BadRequest(
+            "admins cannot suspend themselves".into(),
+        ));
+    }
+    if let Some(role) = role {
+        s.db.set_role(user.id, role).await?;
+        let change = format!("{} -> {}", user.role.as_str(), role.as_str());
+        super::admin::record(&s, &me.user, "user.role", &user.username, &change).await;
+        // Open chat sockets see the new role with their next message: a
+        // demoted moderator loses the moderator's exemptions at once.
+        s.rooms.standings().set_role(user.id, role);
+        if user.role.streams() != role.streams() {
+            // A stream key is issued when streaming is granted and withdrawn
+            // with it: whatever key the channel had while hidden never works,
+            // and a live publish ends with the role.
+            s.db.rotate_stream_key(&user.username).await?;
+            s.hub.kick(&user.username);
+            tracing::info!(user = %user.username, role = role.as_str(), "streaming {}",
+                if role.streams() { "granted" } else { "withdrawn" });
+        }
+        user.role = role;
+    }
+    if let Some(on) = req.suspended.filter(|on| *on != user.suspended) {
+        s.db.set_suspended(user.id, on).await?;
+        if on {
+            // Every way in ends now: sessions (chat sockets turn
+            // read-only) and a live publish; the publish rules refuse
+            // the next one.
+            s.rooms.standings().end_sessions(user.id, None);
+            s.hub.kick(&user.username);
+        }
+        let action = if on { "user.suspend" } else { "user.unsuspend" };
+        super::admin::record(&s, &me.user, action, &user.username, "").await;
+        tracing::info!(user = %user.username, by = %me.user.username, "{action}");
+        user.suspended = on;
+    }
     Ok(Json(user))
 }
 

@@ -161,6 +161,9 @@ const scenarios = {
     await row.waitFor({ timeout: 5000 });
     await row.getByLabel(`Role of ${user}`).selectOption('broadcaster');
     const status = await users.getByText(`${user} is now broadcaster.`).innerText({ timeout: 5000 });
+    await row.getByRole('button', { name: 'Suspend' }).click();
+    await users.getByText(`${user} is suspended.`).waitFor({ timeout: 5000 });
+    const suspendedRow = await row.innerText();
     const audit = page.getByTestId('audit');
     await audit.getByRole('button', { name: 'Refresh' }).click();
     await audit.getByText('user.role').first().waitFor({ timeout: 5000 });
@@ -189,7 +192,7 @@ const scenarios = {
     await screenshots(page, shots, 'admin-audit', null, audit);
     await page.setViewportSize({ width: 360, height: 740 });
     const sideways = await page.evaluate(() => document.documentElement.scrollWidth > document.documentElement.clientWidth);
-    return { status, entries, sideways };
+    return { status, suspendedRow, entries, sideways };
   },
 
   // The console lists a live channel; "Rotate key" ends it and the list

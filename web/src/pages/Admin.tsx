@@ -68,6 +68,7 @@ interface AdminUser {
   email_verified: boolean;
   created_at: string;
   deleted: boolean;
+  suspended: boolean;
 }
 
 /// Find accounts by the start of their name; set a role, mail a reset
@@ -100,7 +101,7 @@ function Users() {
           {items.map((u) => (
             <li key={u.username} class="row between wrap" data-user={u.username}>
               <span>
-                <strong>{u.username}</strong>{u.deleted ? ' (deleted)' : ''}
+                <strong>{u.username}</strong>{u.deleted ? ' (deleted)' : u.suspended ? ' (suspended)' : ''}
                 {u.email && <span class="muted"> · {u.email}{u.email_verified ? '' : ' (not verified)'}</span>}
               </span>
               {!u.deleted && (
@@ -118,6 +119,10 @@ function Users() {
                       Send reset link
                     </button>
                   )}
+                  <button type="button" onClick={() => call('PATCH', path(u), { suspended: !u.suspended },
+                    u.suspended ? `${u.username} may sign in again.` : `${u.username} is suspended.`)}>
+                    {u.suspended ? 'Lift suspension' : 'Suspend'}
+                  </button>
                   {deleting === u.username ? (
                     <button type="button" class="danger" onClick={() => { setDeleting(''); void call('DELETE', path(u), undefined, `${u.username} is deleted.`); }}>
                       Yes, delete {u.username}
