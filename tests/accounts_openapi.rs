@@ -1170,10 +1170,20 @@ async fn every_answer_matches_its_documented_schema() {
     let r = c.call(a, "POST", reset_link, &admin, Body::None).await;
     assert_eq!(r.status, 202, "{}", r.text());
     let _reset_mail = smtp.next_mail().await;
+    let bans = ("/api/bans", "/api/bans");
+    let body = Body::Json(json!({"username": "bob", "seconds": 60}));
+    assert_eq!(c.call(a, "POST", bans, &admin, body).await.status, 204);
+    let r = c.call(a, "GET", bans, &admin, Body::None).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let unban = ("/api/bans/{username}", "/api/bans/bob");
+    assert_eq!(
+        c.call(a, "DELETE", unban, &admin, Body::None).await.status,
+        204
+    );
     let audit = ("/api/audit", "/api/audit?limit=3");
     let r = c.call(a, "GET", audit, &admin, Body::None).await;
     assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(r.json()["items"][0]["action"], "user.password_reset");
+    assert_eq!(r.json()["items"][0]["action"], "site.unban");
 
     // The account's end, and admin actions on others.
     let pw = ("/api/auth/password", "/api/auth/password");

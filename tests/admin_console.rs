@@ -1,6 +1,6 @@
 //! The admin console's API against the real server: finding users (a name
 //! with `_` is not a wildcard), mailing one a reset link through a real
-//! SMTP server (aiosmtpd), suspending an account (every way in shuts, and
+//! SMTP server (aiosmtpd), site-wide chat bans, suspending an account (every way in shuts, and
 //! opens again when lifted), and the audit log that every moderator and
 //! admin action writes: who, what, to what, when, newest first, in pages,
 //! for admins only.
@@ -22,7 +22,18 @@ both!(
     moderator_and_admin_actions_are_audited,
     admins_find_users_and_mail_resets,
     suspension_shuts_every_way_in_until_lifted,
+    site_bans_reach_every_channel_until_lifted,
 );
+
+/// A server with an admin, root, and two accounts, alice and bob: their
+/// tokens.
+async fn cast(b: Backend) -> Option<(TestServer, String, String, String)> {
+    let srv = TestServer::on(b).await?;
+    let root = user_with_role(&srv, "root", Role::Admin).await;
+    let alice = signup(srv.http, "alice").await;
+    let bob = signup(srv.http, "bob").await;
+    Some((srv, root, alice, bob))
+}
 
 async fn call(srv: &TestServer, token: &str, method: &str, path: &str, body: Value) -> u16 {
     let body = (!body.is_null()).then_some(body);
@@ -32,13 +43,10 @@ async fn call(srv: &TestServer, token: &str, method: &str, path: &str, body: Val
 }
 
 async fn moderator_and_admin_actions_are_audited(b: Backend) {
-    let Some(srv) = TestServer::on(b).await else {
+    let Some((srv, root, alice, bob)) = cast(b).await else {
         return;
     };
     let a = srv.http;
-    let root = user_with_role(&srv, "root", Role::Admin).await;
-    let alice = signup(a, "alice").await;
-    let bob = signup(a, "bob").await;
 
     // The owner moderates her chat.
     let r = api_as(
@@ -305,12 +313,10 @@ async fn admins_find_users_and_mail_resets(b: Backend) {
 }
 
 async fn suspension_shuts_every_way_in_until_lifted(b: Backend) {
-    let Some(srv) = TestServer::on(b).await else {
+    let Some((srv, root, alice, _bob)) = cast(b).await else {
         return;
     };
     let a = srv.http;
-    let root = user_with_role(&srv, "root", Role::Admin).await;
-    let alice = signup(a, "alice").await;
     let key = api_as(a, &alice, "GET", "/api/me", None).await.json()["channel"]["stream_key"]
         .as_str()
         .unwrap()
@@ -360,5 +366,88 @@ async fn suspension_shuts_every_way_in_until_lifted(b: Backend) {
         .json();
     assert_eq!(log["items"][0]["action"], "user.unsuspend");
     assert_eq!(log["items"][1]["action"], "user.suspend");
+    srv.stop().await;
+}
+
+async fn site_bans_reach_every_channel_until_lifted(b: Backend) {
+    let Some((srv, root, alice, bob)) = cast(b).await else {
+        return;
+    };
+    let a = srv.http;
+    user_with_role(&srv, "mod", Role::Moderator).await;
+    let say = |channel: &'static str| {
+        let bob = bob.clone();
+        async move {
+            let path = format!("/api/channels/{channel}/chat");
+            api_as(a, &bob, "POST", &path, Some(&json!({"text": "hi"}))).await
+        }
+    };
+    assert_eq!(say("alice").await.status, 201);
+
+    let r = api_as(
+        a,
+        &alice,
+        "POST",
+        "/api/bans",
+        Some(&json!({"username": "bob"})),
+    )
+    .await;
+    assert_eq!(r.status, 403, "admins only");
+    let r = api_as(
+        a,
+        &root,
+        "POST",
+        "/api/bans",
+        Some(&json!({"username": "mod"})),
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    let r = api_as(
+        a,
+        &root,
+        "POST",
+        "/api/bans",
+        Some(&json!({"username": "bob"})),
+    )
+    .await;
+    assert_eq!(r.status, 204, "{}", r.text());
+    // Every channel, his own included.
+    for channel in ["alice", "bob"] {
+        let r = say(channel).await;
+        assert_eq!(r.status, 403, "{channel}: {}", r.text());
+        assert!(r.text().contains("banned"), "{}", r.text());
+    }
+    let list = api_as(a, &root, "GET", "/api/bans", None).await.json();
+    assert_eq!(list, json!({"items": [{"username": "bob", "until": null}]}));
+
+    // A time-out replaces it, and says how long.
+    let body = json!({"username": "bob", "seconds": 600});
+    let r = api_as(a, &root, "POST", "/api/bans", Some(&body)).await;
+    assert_eq!(r.status, 204);
+    let r = say("alice").await;
+    assert_eq!(r.status, 403);
+    let list = api_as(a, &root, "GET", "/api/bans", None).await.json();
+    assert!(
+        list["items"][0]["until"]
+            .as_str()
+            .is_some_and(|t| t.ends_with('Z')),
+        "{list}"
+    );
+
+    let r = api_as(a, &root, "DELETE", "/api/bans/bob", None).await;
+    assert_eq!(r.status, 204);
+    assert_eq!(say("bob").await.status, 201);
+    let list = api_as(a, &root, "GET", "/api/bans", None).await.json();
+    assert_eq!(list["items"], json!([]));
+    let log = api_as(a, &root, "GET", "/api/audit?limit=3", None)
+        .await
+        .json();
+    let actions: Vec<&str> = log["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["site.unban", "site.timeout", "site.ban"]);
     srv.stop().await;
 }

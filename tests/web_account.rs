@@ -262,6 +262,14 @@ async fn the_admin_console_sets_a_role_and_the_audit_log_shows_it() {
         "{r}"
     );
     assert_eq!(r["sideways"], false, "{r}");
+    assert!(
+        r["banned"].as_str().unwrap_or("").contains("until lifted"),
+        "{r}"
+    );
+    assert!(
+        entries.contains("site.ban") && entries.contains("site.unban"),
+        "{r}"
+    );
     let vic = srv.db.credentials("vic").await.unwrap().unwrap().user;
     assert_eq!(vic.role, Role::Broadcaster);
     assert!(vic.suspended);

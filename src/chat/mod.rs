@@ -350,6 +350,14 @@ impl Rooms {
             let st = room.state.lock().expect("room poisoned");
             (st.owner_id == Some(user.id), st.slow_mode_secs)
         };
+        // A site-wide ban reaches every channel, its owner's own too.
+        if !user.role.moderates_everywhere() {
+            match self.inner.db.ban(crate::db::SITE, user.id).await? {
+                Some(Ban::Banned) => return Err(ChatError::Banned),
+                Some(Ban::Until(t)) => return Err(ChatError::TimedOut(t - unix_secs())),
+                None => {}
+            }
+        }
         let privileged = is_owner || user.role.moderates_everywhere();
         if !privileged {
             match self.inner.db.ban(channel, user.id).await? {

@@ -40,6 +40,9 @@ fn insert_chat_query(m: &ChatRow) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any
     .bind(m.at_ms)
 }
 
+/// The `chat_bans` channel of a site-wide ban: no channel is named ''.
+pub const SITE: &str = "";
+
 /// A user's standing in one channel's chat.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ban {
@@ -138,7 +141,31 @@ impl Db {
         Ok(())
     }
 
-    /// The ban or time-out in force now, if any.
+    /// Site-wide bans and time-outs in force, by user name.
+    pub async fn site_bans(&self) -> Result<Vec<(String, Ban)>, DbError> {
+        let rows = sqlx::query(
+            "SELECT u.username AS username, b.until_at AS until_at \
+             FROM chat_bans b JOIN users u ON u.id = b.user_id \
+             WHERE b.channel = $1 AND (b.until_at IS NULL OR b.until_at > $2) \
+             ORDER BY u.username",
+        )
+        .bind(SITE)
+        .bind(unix_now())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let until: Option<i64> = r.try_get("until_at")?;
+                Ok((
+                    r.try_get("username")?,
+                    until.map_or(Ban::Banned, Ban::Until),
+                ))
+            })
+            .collect()
+    }
+
+    /// The ban or time-out in force now, if any. `SITE` names the
+    /// site-wide one.
     pub async fn ban(&self, channel: &str, user_id: i64) -> Result<Option<Ban>, DbError> {
         let row = sqlx::query("SELECT until_at FROM chat_bans WHERE channel = $1 AND user_id = $2")
             .bind(channel)

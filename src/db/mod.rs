@@ -18,7 +18,7 @@ pub use broadcast_meta::{BroadcastMeta, BroadcastPatch};
 pub use broadcasts::{BroadcastRow, PAGE as BROADCASTS_PAGE};
 pub use channel_meta::{Category, ChannelInfo, ChannelPatch, Scheduled};
 pub use channels::{valid_channel_name, ChannelRow};
-pub use chat::{Ban, ChatRow};
+pub use chat::{Ban, ChatRow, SITE};
 pub use invites::{Invite, INVITES_OPEN_MAX};
 pub use users::{new_id as new_row_id, Credentials, EmailPurpose, Publisher, Role, User};
 pub use webhooks::QueuedHook;

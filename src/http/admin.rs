@@ -1,17 +1,19 @@
 //! The admin console's API: finding users, mailing one a password-reset
-//! link, and the audit log that every moderator and admin action writes
-//! to (through [`record`]).
+//! link, site-wide chat bans, and the audit log that every moderator and
+//! admin action writes to (through [`record`]).
 
+use super::auth::ApiJson;
 use super::auth::SignedIn;
+use super::chat_ws::{ban_entry, ban_for, BanBody};
 use super::me::require_admin;
 use super::openapi::SignedInErrors;
 use super::{ApiError, AppState, ErrorBody};
 use crate::chat::rfc3339;
-use crate::db::{AuditEntry, EmailPurpose, Role, User};
+use crate::db::{AuditEntry, Ban, EmailPurpose, Role, User, SITE};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -25,6 +27,8 @@ pub fn routes() -> Router<AppState> {
         .route("/api/users", get(users))
         .route("/api/users/{username}/password-reset", post(send_reset))
         .route("/api/audit", get(audit))
+        .route("/api/bans", get(site_bans).post(site_ban))
+        .route("/api/bans/{username}", delete(site_unban))
 }
 
 /// Writes one moderator or admin action to the audit log. The action has
@@ -231,4 +235,91 @@ pub(super) async fn audit(
         items: rows.into_iter().map(AuditView::from).collect(),
         next_cursor,
     }))
+}
+
+#[derive(Serialize, ToSchema)]
+pub(super) struct SiteBan {
+    username: String,
+    /// The end of a time-out; none for a ban until lifted.
+    #[schema(format = DateTime)]
+    until: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(super) struct SiteBanList {
+    items: Vec<SiteBan>,
+}
+
+/// Site-wide chat bans and time-outs in force (admins)
+#[utoipa::path(get, path = "/api/bans", operation_id = "list_site_bans", tag = "chat",
+    security(("bearer" = []), ("cookie" = [])),
+    responses((status = 200, body = SiteBanList), SignedInErrors))]
+pub(super) async fn site_bans(
+    State(s): State<AppState>,
+    me: SignedIn,
+) -> Result<Json<SiteBanList>, ApiError> {
+    require_admin(&me)?;
+    let items =
+        s.db.site_bans()
+            .await?
+            .into_iter()
+            .map(|(username, ban)| SiteBan {
+                username,
+                until: match ban {
+                    Ban::Banned => None,
+                    Ban::Until(t) => Some(rfc3339(t)),
+                },
+            })
+            .collect();
+    Ok(Json(SiteBanList { items }))
+}
+
+/// Ban a user from chat in every channel, or time them out (admins)
+///
+/// Their own channel included; moderators and admins are not held by it.
+#[utoipa::path(post, path = "/api/bans", operation_id = "site_ban", tag = "chat",
+    request_body = BanBody,
+    security(("bearer" = []), ("cookie" = [])),
+    responses((status = 204), SignedInErrors))]
+pub(super) async fn site_ban(
+    State(s): State<AppState>,
+    me: SignedIn,
+    ApiJson(req): ApiJson<BanBody>,
+) -> Result<StatusCode, ApiError> {
+    require_admin(&me)?;
+    let ban = ban_for(req.seconds)?;
+    let user = super::me::active_user(&s, &req.username).await?;
+    if user.role.moderates_everywhere() {
+        return Err(ApiError::BadRequest(
+            "moderators and admins moderate every chat: change their role first".into(),
+        ));
+    }
+    s.db.set_ban(SITE, user.id, ban).await?;
+    let (verb, detail) = ban_entry(&user.username, req.seconds);
+    record(
+        &s,
+        &me.user,
+        &format!("site.{verb}"),
+        &user.username,
+        &detail,
+    )
+    .await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Lift a site-wide ban or time-out (admins)
+#[utoipa::path(delete, path = "/api/bans/{username}", operation_id = "site_unban", tag = "chat",
+    params(("username" = String, Path)),
+    security(("bearer" = []), ("cookie" = [])),
+    responses((status = 204), SignedInErrors))]
+pub(super) async fn site_unban(
+    State(s): State<AppState>,
+    me: SignedIn,
+    Path(username): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    require_admin(&me)?;
+    let user = super::me::active_user(&s, &username).await?;
+    s.db.lift_ban(SITE, user.id).await?;
+    record(&s, &me.user, "site.unban", &user.username, "").await;
+    Ok(StatusCode::NO_CONTENT)
 }

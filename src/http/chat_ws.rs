@@ -301,10 +301,32 @@ pub(super) async fn delete_message(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct BanBody {
-    username: String,
+    pub(super) username: String,
     /// A time-out of this many seconds; absent: a ban until lifted.
-    #[schema(minimum = 1)]
-    seconds: Option<i64>,
+    #[schema(minimum = 1, maximum = 604800)]
+    pub(super) seconds: Option<i64>,
+}
+
+/// The ban `seconds` asks for: a time-out of 1 s to a week, or none for
+/// a ban until lifted.
+pub(super) fn ban_for(seconds: Option<i64>) -> Result<Ban, ApiError> {
+    match seconds {
+        None => Ok(Ban::Banned),
+        Some(secs) if (1..=TIMEOUT_MAX_SECS).contains(&secs) => {
+            Ok(Ban::Until(crate::chat::unix_secs() + secs))
+        }
+        Some(_) => Err(ApiError::BadRequest(format!(
+            "seconds must be 1 to {TIMEOUT_MAX_SECS}"
+        ))),
+    }
+}
+
+/// How the audit log names a ban.
+pub(super) fn ban_entry(username: &str, seconds: Option<i64>) -> (&'static str, String) {
+    match seconds {
+        Some(secs) => ("timeout", format!("{username} for {secs} s")),
+        None => ("ban", username.to_string()),
+    }
 }
 
 async fn moderator_of(s: &AppState, me: &SignedIn, name: &str) -> Result<ChannelInfo, ApiError> {
@@ -339,23 +361,10 @@ pub(super) async fn ban(
     if info.owner_id == Some(target.id) {
         return Err(ApiError::BadRequest("the owner cannot be banned".into()));
     }
-    let ban = match req.seconds {
-        None => Ban::Banned,
-        Some(secs) if (1..=TIMEOUT_MAX_SECS).contains(&secs) => {
-            Ban::Until(crate::chat::unix_secs() + secs)
-        }
-        Some(_) => {
-            return Err(ApiError::BadRequest(format!(
-                "seconds must be 1 to {TIMEOUT_MAX_SECS}"
-            )))
-        }
-    };
+    let ban = ban_for(req.seconds)?;
     s.db.set_ban(&name, target.id, ban).await?;
-    let (action, detail) = match req.seconds {
-        Some(secs) => ("chat.timeout", format!("{} for {secs} s", target.username)),
-        None => ("chat.ban", target.username.clone()),
-    };
-    super::admin::record(&s, &me.user, action, &name, &detail).await;
+    let (verb, detail) = ban_entry(&target.username, req.seconds);
+    super::admin::record(&s, &me.user, &format!("chat.{verb}"), &name, &detail).await;
     s.rooms.announce(
         &name,
         json!({"type": if req.seconds.is_some() { "timeout" } else { "ban" },

@@ -47,6 +47,7 @@ pub(super) async fn openapi_json() -> Json<serde_json::Value> {
         email::change_email,
         invites::policy, invites::list, invites::create, invites::withdraw,
         admin::users, admin::send_reset, admin::audit,
+        admin::site_bans, admin::site_ban, admin::site_unban,
         me::me, me::delete_me, me::set_role, me::delete_user,
         sessions::list, sessions::end_one, sessions::end_all,
         channels::directory, channels::channel, channels::edit, channels::key,

@@ -164,6 +164,13 @@ const scenarios = {
     await row.getByRole('button', { name: 'Suspend' }).click();
     await users.getByText(`${user} is suspended.`).waitFor({ timeout: 5000 });
     const suspendedRow = await row.innerText();
+    // A site ban, listed, then lifted.
+    const bans = page.getByTestId('site-bans');
+    await bans.getByLabel('Username').fill(user);
+    await bans.getByRole('button', { name: 'Ban from every chat' }).click();
+    const banned = await bans.locator(`li[data-banned="${user}"]`).innerText({ timeout: 5000 });
+    await bans.locator(`li[data-banned="${user}"]`).getByRole('button', { name: 'Lift' }).click();
+    await bans.locator(`li[data-banned="${user}"]`).waitFor({ state: 'detached', timeout: 5000 });
     const audit = page.getByTestId('audit');
     await audit.getByRole('button', { name: 'Refresh' }).click();
     await audit.getByText('user.role').first().waitFor({ timeout: 5000 });
@@ -192,7 +199,7 @@ const scenarios = {
     await screenshots(page, shots, 'admin-audit', null, audit);
     await page.setViewportSize({ width: 360, height: 740 });
     const sideways = await page.evaluate(() => document.documentElement.scrollWidth > document.documentElement.clientWidth);
-    return { status, suspendedRow, entries, sideways };
+    return { status, suspendedRow, banned, entries, sideways };
   },
 
   // The console lists a live channel; "Rotate key" ends it and the list

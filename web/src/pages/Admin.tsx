@@ -21,6 +21,7 @@ export function Admin() {
         <LiveNow />
         <Categories />
         <Invites />
+        <SiteBans />
         <Audit />
       </div>
     </>
@@ -213,6 +214,53 @@ function Categories() {
         </ul>
       )}
       <Outcome error={error} />
+    </section>
+  );
+}
+
+interface SiteBan { username: string; until: string | null }
+
+/// Chat bans that reach every channel (the user's own too).
+function SiteBans() {
+  const [items, setItems] = useState<SiteBan[] | null>(null);
+  const [username, setUsername] = useState('');
+  const [seconds, setSeconds] = useState('');
+  const load = () => api<{ items: SiteBan[] }>('GET', '/api/bans').then((r) => setItems(r.items), (e) => setError(errorText(e)));
+  const { msg, error, setError, call } = useCalls(load);
+  useEffect(() => { void load(); }, []);
+  const ban = async (e: Event) => {
+    e.preventDefault();
+    const name = username.trim().toLowerCase();
+    const body = seconds ? { username: name, seconds: Number(seconds) } : { username: name };
+    const done = await call('POST', '/api/bans', body, seconds ? `${name} is timed out everywhere.` : `${name} is banned everywhere.`);
+    if (done !== undefined) setUsername('');
+  };
+  return (
+    <section class="card" aria-labelledby="bans-h" data-testid="site-bans">
+      <h2 id="bans-h">Site bans</h2>
+      <form onSubmit={ban}>
+        <label for="ban-user">Username</label>
+        <input id="ban-user" required maxLength={32} autoComplete="off" value={username} onInput={(e) => setUsername(e.currentTarget.value)} />
+        <label for="ban-len">For</label>
+        <select id="ban-len" value={seconds} onChange={(e) => setSeconds(e.currentTarget.value)}>
+          <option value="">until lifted</option>
+          <option value="3600">1 hour</option>
+          <option value="86400">1 day</option>
+          <option value="604800">7 days</option>
+        </select>
+        <div class="row"><button type="submit">Ban from every chat</button></div>
+      </form>
+      {items && items.length > 0 && (
+        <ul class="list">
+          {items.map((b) => (
+            <li key={b.username} class="row between wrap" data-banned={b.username}>
+              <span><strong>{b.username}</strong> <span class="muted">{b.until ? `until ${fmtWhen(b.until)}` : 'until lifted'}</span></span>
+              <button type="button" onClick={() => call('DELETE', `/api/bans/${encodeURIComponent(b.username)}`, undefined, `${b.username} may chat again.`)}>Lift</button>
+            </li>
+          ))}
+        </ul>
+      )}
+      <Outcome msg={msg} error={error} />
     </section>
   );
 }
