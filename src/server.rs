@@ -274,6 +274,7 @@ pub async fn run(
             registration: config.accounts.registration,
             open_streaming: config.accounts.open_streaming,
         },
+        oidc: Arc::new(http::oidc::Oidc::new(config.oidc.clone())),
     };
     if let Some(listener) = listeners.metrics {
         tokio::spawn(http::listen::serve(

@@ -217,7 +217,8 @@ fn config_files_are_checked_and_every_setting_is_in_the_example() {
         "http = \"0.0.0.0:9999\"\nturn-secret = \"hunter2\"\n\
          smtp-url = \"smtp://me:sekrit@mail.example.com:587\"\n\
          smtp-from = \"onair@example.com\"\nhls-segment-ms = 4000\n\
-         trusted-proxies = [\"10.0.0.0/8\"]\nwebhook-timeout = \"750ms\"\n",
+         trusted-proxies = [\"10.0.0.0/8\"]\nwebhook-timeout = \"750ms\"\n\
+         oidc-provider = [\"id=sso,issuer=https://sso.example.com,client-id=c,client-secret=hunter2\"]\n",
     )
     .unwrap();
     let (ok, out, err) = check(&good, &["--hls-segment-ms", "3000"]);
@@ -232,6 +233,7 @@ fn config_files_are_checked_and_every_setting_is_in_the_example() {
         "rtmp = \"0.0.0.0:1935\"",
         "trusted-proxies = [\"10.0.0.0/8\"]",
         "webhook-timeout = \"750ms\"",
+        "oidc-provider = [\"id=sso,issuer=https://sso.example.com,client-id=c,client-secret=(secret)\"]",
         "# tls-cert =",
     ] {
         assert!(out.lines().any(|l| l == line), "no {line:?} in:\n{out}");

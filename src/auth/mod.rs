@@ -6,6 +6,8 @@
 mod args;
 pub mod hasher;
 mod mail;
+pub mod oidc;
+pub mod oidc_provider;
 pub mod publish;
 pub mod rate;
 pub mod throttle;

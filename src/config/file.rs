@@ -162,6 +162,15 @@ pub fn render(settings: &Settings, config: &Config) -> String {
             serde_json::Value::String(u) if URL_KEYS.contains(&k.as_str()) => {
                 serde_json::Value::String(mask_url_password(u))
             }
+            serde_json::Value::Array(specs) if k == "oidc-provider" => specs
+                .iter()
+                .map(|v| match v {
+                    serde_json::Value::String(p) => {
+                        serde_json::Value::String(crate::auth::oidc::mask_secret(p))
+                    }
+                    v => v.clone(),
+                })
+                .collect(),
             v => v.clone(),
         };
         match toml::Value::try_from(&v) {

@@ -160,6 +160,9 @@ pub struct ServeArgs {
     pub accounts: crate::auth::AccountArgs,
     #[command(flatten)]
     #[serde(flatten)]
+    pub oidc: crate::auth::oidc::OidcArgs,
+    #[command(flatten)]
+    #[serde(flatten)]
     pub icecast: crate::icecast::IcecastArgs,
     #[command(flatten)]
     #[serde(flatten)]
@@ -298,6 +301,8 @@ pub struct Config {
     pub mail: crate::auth::MailConfig,
     /// Registration rate and chat socket caps.
     pub accounts: crate::auth::AccountLimits,
+    /// "Sign in with ..." providers (`--oidc-provider`).
+    pub oidc: Vec<crate::auth::oidc::ProviderSpec>,
     /// Icecast source ingest and plain listeners.
     pub icecast: SocketAddr,
     pub hooks: crate::hooks::HookConfig,
@@ -328,6 +333,8 @@ pub enum ConfigError {
     Hooks(#[from] crate::hooks::HookConfigError),
     #[error("{0}")]
     Tls(#[from] crate::tls::TlsError),
+    #[error("{0}")]
+    Oidc(#[from] crate::auth::oidc::ProviderSpecError),
 }
 
 impl Config {
@@ -406,6 +413,9 @@ impl Config {
             hls: serve.hls.resolve(),
             mail: serve.mail.resolve(),
             accounts: serve.accounts.resolve(&crate::auth::AccountArgs::default()),
+            oidc: serve
+                .oidc
+                .resolve(&Default::default(), |k| std::env::var(k).ok())?,
             icecast: serve
                 .icecast
                 .icecast
@@ -441,6 +451,7 @@ impl Config {
             hls: crate::hls::HlsConfig::default(),
             mail: crate::auth::MailConfig::default(),
             accounts: crate::auth::AccountLimits::default(),
+            oidc: Vec::new(),
             icecast: any,
             hooks: crate::hooks::HookConfig::default(),
             tls: crate::tls::TlsConfig::default(),

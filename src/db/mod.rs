@@ -8,6 +8,7 @@ mod broadcasts;
 mod channel_meta;
 mod channels;
 mod chat;
+mod identities;
 mod invites;
 mod users;
 mod webhooks;
@@ -19,8 +20,9 @@ pub use broadcasts::{BroadcastRow, PAGE as BROADCASTS_PAGE};
 pub use channel_meta::{Category, ChannelInfo, ChannelPatch, Scheduled};
 pub use channels::{valid_channel_name, ChannelRow};
 pub use chat::{Ban, ChatRow, SITE};
+pub use identities::{Identity, NewIdentity};
 pub use invites::{Invite, INVITES_OPEN_MAX};
-pub use users::{new_id as new_row_id, Credentials, EmailPurpose, Publisher, Role, User};
+pub use users::{new_id as new_row_id, Credentials, EmailPurpose, NewUser, Publisher, Role, User};
 pub use webhooks::QueuedHook;
 
 use sqlx::any::{install_default_drivers, AnyPoolOptions};

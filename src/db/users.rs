@@ -79,6 +79,19 @@ pub struct User {
     pub suspended: bool,
 }
 
+/// What [`Db::create_user_with`] makes.
+pub struct NewUser<'a> {
+    pub username: &'a str,
+    /// Empty: no password signs in (an account made through a provider).
+    pub password_hash: &'a str,
+    pub email: Option<&'a str>,
+    pub email_verified: bool,
+    pub role: Role,
+    /// An existing channel of that name with no owner becomes theirs.
+    pub adopt_channel: bool,
+    pub identity: Option<super::NewIdentity<'a>>,
+}
+
 /// A user with the hash login needs; never leaves the server.
 #[derive(Debug, Clone)]
 pub struct Credentials {
@@ -138,6 +151,34 @@ impl Db {
         role: Role,
         adopt_channel: bool,
     ) -> Result<(User, super::ChannelRow), DbError> {
+        let new = NewUser {
+            username,
+            password_hash,
+            email,
+            email_verified: false,
+            role,
+            adopt_channel,
+            identity: None,
+        };
+        self.create_user_with(new).await
+    }
+
+    /// [`create_user`](Self::create_user), with the email perhaps already
+    /// verified and an identity linked, all in one transaction: an identity
+    /// that another sign-up linked first makes nothing.
+    pub async fn create_user_with(
+        &self,
+        new: NewUser<'_>,
+    ) -> Result<(User, super::ChannelRow), DbError> {
+        let NewUser {
+            username,
+            password_hash,
+            email,
+            email_verified,
+            role,
+            adopt_channel,
+            identity,
+        } = new;
         let now = unix_now();
         let id = new_id();
         if self.credentials(username).await?.is_some() {
@@ -160,6 +201,15 @@ impl Db {
         .execute(&mut *tx)
         .await
         .map_err(|e| unique_to_conflict(e, format!("user {username}")))?;
+        if email_verified {
+            sqlx::query("UPDATE users SET email_verified = 1 WHERE id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        if let Some(identity) = identity {
+            super::identities::insert_identity(&mut tx, id, identity, now).await?;
+        }
         let adopted = adopt_channel
             && sqlx::query(
                 "UPDATE channels SET owner_id = $1 WHERE name = $2 AND owner_id IS NULL",
@@ -196,7 +246,7 @@ impl Db {
                 username: username.to_string(),
                 role,
                 email: email.map(str::to_string),
-                email_verified: false,
+                email_verified,
                 created_at: now,
                 deleted_at: None,
                 suspended: false,

@@ -301,6 +301,16 @@ pub fn same_origin(method: &Method, headers: &HeaderMap) -> bool {
     authority.eq_ignore_ascii_case(host)
 }
 
+/// Sign-up and sign-in carry no session yet, so [`authenticate`] does not
+/// guard them: a cross-site page must not make accounts or sessions in a
+/// visitor's browser either.
+pub(super) fn refuse_cross_site(headers: &HeaderMap) -> Result<(), ApiError> {
+    if headers.contains_key(header::ORIGIN) && !same_origin(&Method::POST, headers) {
+        return Err(ApiError::Forbidden("cross-site request refused".into()));
+    }
+    Ok(())
+}
+
 /// Finds the user from the Bearer token or the session cookie. `Ok(None)`
 /// if the request carries neither; an error for a bad token or a
 /// cross-site cookie request.
@@ -400,8 +410,8 @@ pub(super) struct ChannelName {
 pub(super) struct Session {
     /// For `Authorization: Bearer`; the same session is also set as an
     /// HttpOnly cookie.
-    token: String,
-    user: User,
+    pub token: String,
+    pub user: User,
 }
 
 /// Stored as given, trimmed; only its shape is checked (no mail is sent
@@ -462,10 +472,7 @@ pub(super) async fn register(
     headers: HeaderMap,
     ApiJson(req): ApiJson<Register>,
 ) -> Result<Response, ApiError> {
-    // A cross-site page must not create accounts in a visitor's name either.
-    if headers.contains_key(header::ORIGIN) && !same_origin(&Method::POST, &headers) {
-        return Err(ApiError::Forbidden("cross-site request refused".into()));
-    }
+    refuse_cross_site(&headers)?;
     auth::check_username(&req.username)?;
     auth::check_password(&req.password)?;
     let email = req
@@ -484,23 +491,7 @@ pub(super) async fn register(
                 retry_secs(wait),
             )
         })?;
-    let invite = req.invite.as_deref().map(auth::token_hash);
-    let bad_invite = || ApiError::Forbidden("this invite is invalid, used or expired".into());
-    match (s.signup.registration, &invite) {
-        (Registration::Closed, _) => {
-            return Err(ApiError::Forbidden(
-                "registration is closed on this server".into(),
-            ))
-        }
-        (Registration::Invite, None) => {
-            return Err(ApiError::Forbidden(
-                "registration on this server needs an invite".into(),
-            ))
-        }
-        // Checked before the costly hash; spent only after it.
-        (_, Some(h)) if s.db.invite_role(h).await?.is_none() => return Err(bad_invite()),
-        _ => {}
-    }
+    let admission = Admission::check(&s, req.invite.as_deref()).await?;
     if s.db.credentials(&req.username).await?.is_some() {
         return Err(ApiError::Conflict(format!(
             "username {:?} is taken",
@@ -508,41 +499,12 @@ pub(super) async fn register(
         )));
     }
     let hash = s.limits.hasher.hash(client.host(), req.password).await?;
-    let spent = match &invite {
-        Some(h) => Some(s.db.spend_invite(h).await?.ok_or_else(bad_invite)?),
-        None => None,
-    };
-    let mut role = if s.signup.open_streaming {
-        Role::Broadcaster
-    } else {
-        Role::Viewer
-    };
-    if let Some((_, granted)) = spent {
-        if granted.streams() {
-            role = granted;
-        }
-    }
+    let spent = admission.spend(&s).await?;
+    let role = spent.role;
     let created =
         s.db.create_user(&req.username, &hash, email, role, false)
             .await;
-    let (user, channel) = match (created, spent) {
-        (Ok(made), Some((invite, _))) => {
-            s.db.invite_used_by(invite, made.0.id).await?;
-            made
-        }
-        (Ok(made), None) => made,
-        (Err(e), spent) => {
-            if let Some((invite, _)) = spent {
-                s.db.release_invite(invite).await?;
-            }
-            return Err(match e {
-                crate::db::DbError::Conflict(_) => {
-                    ApiError::Conflict(format!("username {:?} is taken", req.username))
-                }
-                e => e.into(),
-            });
-        }
-    };
+    let (user, channel) = spent.settle(&s, created, &req.username).await?;
     tracing::info!(user = %user.username, role = role.as_str(), "registered");
     if user.email.is_some() {
         super::email::queue_mail(&s, &user, crate::db::EmailPurpose::Verify);
@@ -555,6 +517,120 @@ pub(super) async fn register(
         }),
     )
         .into_response())
+}
+
+/// The sign-up policy applied to one new account, password or provider
+/// alike: checked before the costly work, the invite spent only after it.
+pub(super) struct Admission {
+    invite: Option<String>,
+}
+
+/// An admission spent: the new account's role, and the invite to mark
+/// used (or give back if the account cannot be made).
+pub(super) struct Spent {
+    invite: Option<i64>,
+    pub role: Role,
+}
+
+fn bad_invite() -> ApiError {
+    ApiError::Forbidden("this invite is invalid, used or expired".into())
+}
+
+impl Admission {
+    pub async fn check(s: &AppState, invite: Option<&str>) -> Result<Admission, ApiError> {
+        let invite = invite.map(auth::token_hash);
+        match (s.signup.registration, &invite) {
+            (Registration::Closed, _) => {
+                return Err(ApiError::Forbidden(
+                    "registration is closed on this server".into(),
+                ))
+            }
+            (Registration::Invite, None) => {
+                return Err(ApiError::Forbidden(
+                    "registration on this server needs an invite".into(),
+                ))
+            }
+            (_, Some(h)) if s.db.invite_role(h).await?.is_none() => return Err(bad_invite()),
+            _ => {}
+        }
+        Ok(Admission { invite })
+    }
+
+    pub async fn spend(self, s: &AppState) -> Result<Spent, ApiError> {
+        let spent = match &self.invite {
+            Some(h) => Some(s.db.spend_invite(h).await?.ok_or_else(bad_invite)?),
+            None => None,
+        };
+        let mut role = if s.signup.open_streaming {
+            Role::Broadcaster
+        } else {
+            Role::Viewer
+        };
+        if let Some((_, granted)) = spent {
+            if granted.streams() {
+                role = granted;
+            }
+        }
+        Ok(Spent {
+            invite: spent.map(|(id, _)| id),
+            role,
+        })
+    }
+}
+
+impl Spent {
+    /// Marks the invite used by the account made, or gives it back.
+    pub async fn settle(
+        self,
+        s: &AppState,
+        created: Result<(User, crate::db::ChannelRow), crate::db::DbError>,
+        username: &str,
+    ) -> Result<(User, crate::db::ChannelRow), ApiError> {
+        match created {
+            Ok(made) => {
+                if let Some(invite) = self.invite {
+                    s.db.invite_used_by(invite, made.0.id).await?;
+                }
+                Ok(made)
+            }
+            Err(e) => {
+                if let Some(invite) = self.invite {
+                    s.db.release_invite(invite).await?;
+                }
+                Err(match e {
+                    crate::db::DbError::Conflict(what) if what.starts_with("identity") => {
+                        ApiError::Conflict("this identity has an account already: sign in".into())
+                    }
+                    crate::db::DbError::Conflict(_) => {
+                        ApiError::Conflict(format!("username {username:?} is taken"))
+                    }
+                    e => e.into(),
+                })
+            }
+        }
+    }
+}
+
+/// Starts a session for `user`; returns the token and its cookie. Past
+/// [`MAX_SESSIONS_PER_USER`] the oldest ends, and what it signed in with it.
+pub(super) async fn open_session(s: &AppState, user: &User) -> Result<(String, String), ApiError> {
+    let (token, hash) = auth::new_session_token();
+    let ended =
+        s.db.insert_session(
+            &hash,
+            user.id,
+            crate::chat::unix_secs() + SESSION_TTL_SECS,
+            MAX_SESSIONS_PER_USER,
+        )
+        .await?;
+    for old in &ended {
+        s.rooms.standings().end_session(user.id, old);
+    }
+    if !ended.is_empty() {
+        crate::metrics::limit_hit("max_sessions_per_user");
+    }
+    let cookie = session_cookie(&token, SESSION_TTL_SECS, s.secure_cookies);
+    Ok((token, cookie))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -587,9 +663,7 @@ pub(super) async fn login(
     headers: HeaderMap,
     ApiJson(req): ApiJson<Login>,
 ) -> Result<Response, ApiError> {
-    if headers.contains_key(header::ORIGIN) && !same_origin(&Method::POST, &headers) {
-        return Err(ApiError::Forbidden("cross-site request refused".into()));
-    }
+    refuse_cross_site(&headers)?;
     let host = client.host();
     let throttle = &s.limits.login;
     throttle
@@ -622,27 +696,10 @@ pub(super) async fn login(
         return Err(ApiError::Forbidden("this account is suspended".into()));
     }
     throttle.succeeded(&req.username, host);
-    let (token, hash) = auth::new_session_token();
-    let ended =
-        s.db.insert_session(
-            &hash,
-            creds.user.id,
-            crate::chat::unix_secs() + SESSION_TTL_SECS,
-            MAX_SESSIONS_PER_USER,
-        )
-        .await?;
-    for old in &ended {
-        s.rooms.standings().end_session(creds.user.id, old);
-    }
-    if !ended.is_empty() {
-        crate::metrics::limit_hit("max_sessions_per_user");
-    }
+    let (token, cookie) = open_session(&s, &creds.user).await?;
     tracing::info!(user = %creds.user.username, "signed in");
     Ok((
-        [(
-            header::SET_COOKIE,
-            session_cookie(&token, SESSION_TTL_SECS, s.secure_cookies),
-        )],
+        [(header::SET_COOKIE, cookie)],
         Json(Session {
             token,
             user: creds.user,
@@ -703,6 +760,9 @@ pub(super) async fn confirm_password(
         s.db.credentials(&me.user.username)
             .await?
             .ok_or_else(|| ApiError::Unauthorized("sign in again".into()))?;
+    if creds.password_hash.is_empty() {
+        return recent_sign_in(s, me).await;
+    }
     if !s
         .limits
         .hasher
@@ -713,6 +773,27 @@ pub(super) async fn confirm_password(
         return Err(ApiError::Forbidden(wrong.into()));
     }
     Ok(())
+}
+
+/// A session this young stands in for the password of an account that has
+/// none (made through a provider): the person just proved themselves there.
+pub const RECENT_SIGN_IN_SECS: i64 = 10 * 60;
+
+async fn recent_sign_in(s: &AppState, me: &SignedIn) -> Result<(), ApiError> {
+    let now = crate::chat::unix_secs();
+    let fresh = s
+        .db
+        .sessions(me.user.id)
+        .await?
+        .iter()
+        .any(|(hash, created, _)| *hash == me.token_hash && now - created < RECENT_SIGN_IN_SECS);
+    if fresh {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden(
+            "this account has no password: sign out and in again with your provider, then retry within 10 minutes".into(),
+        ))
+    }
 }
 
 /// Change the password; the account's other sessions end

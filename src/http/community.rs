@@ -13,6 +13,7 @@ use axum::Router;
 pub fn routes() -> Router<AppState> {
     Router::new()
         .merge(auth::routes())
+        .merge(super::oidc::routes())
         .merge(me::routes())
         .merge(sessions::routes())
         .merge(email::routes())

@@ -19,6 +19,7 @@ mod invites;
 pub mod listen;
 mod me;
 mod oembed;
+pub mod oidc;
 mod openapi;
 pub mod redirect;
 mod schedule;
@@ -85,6 +86,8 @@ pub struct AppState {
     pub public_url: Option<Arc<str>>,
     /// Who may register, and whether new accounts stream.
     pub signup: Signup,
+    /// "Sign in with ..." providers and the sign-ins in flight.
+    pub oidc: Arc<oidc::Oidc>,
 }
 
 /// `--registration` and `--open-streaming`.

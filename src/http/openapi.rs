@@ -8,7 +8,7 @@
 
 use super::{
     admin, auth, categories, channels, chat_ws, download, email, flv, health, hls, ice, invites,
-    me, oembed, schedule, sessions, whep, whip,
+    me, oembed, oidc, schedule, sessions, whep, whip,
 };
 use super::{AppState, ErrorBody};
 use axum::http::StatusCode;
@@ -45,6 +45,8 @@ pub(super) async fn openapi_json() -> Json<serde_json::Value> {
         auth::register, auth::login, auth::logout, auth::change_password,
         email::send_verification, email::verify, email::request_reset, email::confirm_reset,
         email::change_email,
+        oidc::list, oidc::start, oidc::callback, oidc::link, oidc::signup,
+        oidc::identities, oidc::unlink,
         invites::policy, invites::list, invites::create, invites::withdraw,
         admin::users, admin::send_reset, admin::audit,
         admin::site_bans, admin::site_ban, admin::site_unban,
@@ -69,6 +71,7 @@ pub(super) async fn openapi_json() -> Json<serde_json::Value> {
     modifiers(&Conventions),
     tags(
         (name = "accounts", description = "Sign-up, sign-in, sessions, mail, the signed-in user and admin actions on users"),
+        (name = "providers", description = "Sign-in with OpenID Connect providers (`--oidc-provider`). A browser starts at `/auth/oidc/{id}/start` and comes back to its callback; a new user then picks a username with `/api/auth/providers/signup`"),
         (name = "channels", description = "The directory, a channel's settings, stream key, likes, schedule and categories"),
         (name = "chat", description = "Chat history, posting, moderation and the WebSocket"),
         (name = "broadcasts", description = "Past broadcasts, their recordings and the live thumbnail"),

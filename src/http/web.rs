@@ -38,6 +38,7 @@ pub fn routes() -> Router<AppState> {
         .route("/forgot-password", get(page))
         .route("/reset-password", get(page))
         .route("/verify-email", get(page))
+        .route("/oidc/signup", get(page))
         .route("/dashboard", get(page))
         .route("/admin", get(page))
         .route("/api/docs", get(page))

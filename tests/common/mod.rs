@@ -7,6 +7,8 @@ pub mod child;
 pub mod ice;
 pub mod media;
 pub mod node;
+pub mod oidc;
+pub mod openapi;
 pub mod refusal;
 pub mod smtp;
 pub mod tls;

@@ -58,12 +58,14 @@ pub fn e2e_dir() -> PathBuf {
 /// there (`scripts/test.sh` installs them; this covers a bare `cargo test`).
 pub async fn ensure_node_modules() {
     let dir = e2e_dir();
-    let installed = ["playwright-core", "hls.js", "mpegts.js"].iter().all(|p| {
-        dir.join("node_modules")
-            .join(p)
-            .join("package.json")
-            .exists()
-    });
+    let installed = ["playwright-core", "hls.js", "mpegts.js", "oidc-provider"]
+        .iter()
+        .all(|p| {
+            dir.join("node_modules")
+                .join(p)
+                .join("package.json")
+                .exists()
+        });
     if installed {
         return;
     }

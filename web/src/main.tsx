@@ -8,6 +8,7 @@ import { Directory } from './pages/Directory';
 import { Watch } from './pages/Watch';
 import { Embed, embedOptions } from './pages/Embed';
 import { ForgotPassword, Login, Register, ResetPassword, VerifyEmail } from './pages/Auth';
+import { OidcSignup } from './pages/Providers';
 import './style.css';
 
 export interface PageProps {
@@ -70,6 +71,7 @@ function App() {
   else if (path === '/forgot-password') page = <ForgotPassword />;
   else if (path === '/reset-password') page = <ResetPassword />;
   else if (path === '/verify-email') page = <VerifyEmail />;
+  else if (path === '/oidc/signup') page = <OidcSignup setMe={setMe} />;
   else if (path === '/api/docs') page = <LazyApiDocs />;
   else if (path === '/dashboard') {
     page = !checked ? <p class="muted">Loading…</p> : me ? <LazyDashboard me={me} setMe={setMe} /> : <Login setMe={setMe} next="/dashboard" />;

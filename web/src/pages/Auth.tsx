@@ -1,6 +1,7 @@
 import { useEffect, useState } from 'preact/hooks';
 import { api, errorText, get, type Me, type RegistrationPolicy } from '../api';
 import { Link, navigate } from '../router';
+import { ProviderButtons } from './Providers';
 
 interface Props {
   setMe: (m: Me | null) => void;
@@ -68,6 +69,9 @@ function AuthForm({ mode, setMe, next }: Props & { mode: 'login' | 'register' })
       {mode === 'register' && linked && <p data-testid="invited">You were invited: choose a name and a password.</p>}
       {mode === 'register' && !linked && policy?.registration === 'invite' && (
         <p>Registration here is by invitation: open the link you were given, or paste its code below.</p>
+      )}
+      {(mode === 'login' || policy?.registration !== 'invite' || linked) && (
+        <ProviderButtons next={next || nextFromQuery(mode === 'register' ? '/dashboard' : '/')} />
       )}
       <form onSubmit={submit}>
         <label for="username">Username</label>

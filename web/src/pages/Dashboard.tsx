@@ -4,6 +4,7 @@ import type { PageProps } from '../main';
 import { Link } from '../router';
 import { GoLive } from './GoLive';
 import { Recordings, Schedule } from './Manage';
+import { LinkedProviders } from './Providers';
 
 export function Dashboard({ me, setMe }: PageProps & { me: Me }) {
   const ch = me.channel;
@@ -35,6 +36,7 @@ export function Dashboard({ me, setMe }: PageProps & { me: Me }) {
         <Sessions setMe={setMe} />
         <Email me={me} setMe={setMe} />
         <Account username={me.user.username} setMe={setMe} />
+        <LinkedProviders />
       </div>
     </>
   );
@@ -145,14 +147,21 @@ function Account({ username, setMe }: { username: string } & Pick<PageProps, 'se
   const [error, setError] = useState('');
   const [confirming, setConfirming] = useState(false);
   const [typed, setTyped] = useState('');
+  // Accounts made through a provider have no password to confirm with:
+  // a recent sign-in there stands in for it.
+  const [hasPassword, setHasPassword] = useState(true);
+  useEffect(() => {
+    get<{ password: boolean }>('/api/me/identities').then((r) => setHasPassword(r.password), () => {});
+  }, []);
   const change = async (e: Event) => {
     e.preventDefault();
     setMsg('');
     setError('');
     try {
-      await api('POST', '/api/auth/password', { old_password: old, new_password: next });
+      await api('POST', '/api/auth/password', { old_password: hasPassword ? old : '', new_password: next });
       setOld('');
       setNext('');
+      setHasPassword(true);
       setMsg('Password changed. Your other devices are signed out.');
     } catch (err) { setError(errorText(err)); }
   };
@@ -167,14 +176,18 @@ function Account({ username, setMe }: { username: string } & Pick<PageProps, 'se
     <section class="card" aria-labelledby="account-h" data-testid="account">
       <h2 id="account-h">Account</h2>
       <form onSubmit={change}>
-        <label for="pw-old">Current password</label>
-        <input id="pw-old" type="password" autoComplete="current-password" required value={old}
-          onInput={(e) => setOld(e.currentTarget.value)} />
+        {hasPassword ? (
+          <>
+            <label for="pw-old">Current password</label>
+            <input id="pw-old" type="password" autoComplete="current-password" required value={old}
+              onInput={(e) => setOld(e.currentTarget.value)} />
+          </>
+        ) : <p class="muted" data-testid="no-password">You sign in with a provider. You may also set a password.</p>}
         <label for="pw-new">New password (8 characters or more)</label>
         <input id="pw-new" type="password" autoComplete="new-password" required minLength={8} maxLength={256} value={next}
           onInput={(e) => setNext(e.currentTarget.value)} />
         <div class="row">
-          <button type="submit">Change password</button>
+          <button type="submit">{hasPassword ? 'Change password' : 'Set a password'}</button>
           <span role="status">{msg}</span>
         </div>
       </form>
