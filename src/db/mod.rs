@@ -9,6 +9,7 @@ mod channel_meta;
 mod channels;
 mod chat;
 mod invites;
+pub mod json_id;
 mod users;
 mod webhooks;
 
