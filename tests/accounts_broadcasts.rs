@@ -69,7 +69,7 @@ async fn owner_edits_publishes_and_hides_broadcasts(b: Backend) {
             .as_array()
             .unwrap()
             .iter()
-            .any(|i| i["id"] == json!(row.id))
+            .any(|i| i["id"] == json!(row.id.to_string()))
     };
     let list = "/api/channels/alice/broadcasts";
     assert!(
@@ -90,7 +90,7 @@ async fn owner_edits_publishes_and_hides_broadcasts(b: Backend) {
             .as_array()
             .unwrap()
             .iter()
-            .find(|i| i["id"] == json!(row.id))
+            .find(|i| i["id"] == json!(row.id.to_string()))
             .map(|i| i["hidden"].clone())
     };
     let owner_list = api(a, "GET", list, &[("Authorization", &bearer(&alice))], None).await;

@@ -304,7 +304,7 @@ async fn schedule_crud_and_authorization(b: Backend) {
     .await;
     assert_eq!(r.status, 201, "{}", r.text());
     let item = r.json();
-    let id = item["id"].as_i64().unwrap();
+    let id = common::json_id(&item["id"]);
     assert_eq!(item["starts_at"], t(3600));
     let r = api_as(
         a,

@@ -76,7 +76,7 @@ async fn hlsjs_plays_a_recording() {
             .and_then(|a| a.first())
             .filter(|i| !i["ended_at"].is_null())
         {
-            break item["id"].as_i64().unwrap();
+            break common::json_id(&item["id"]);
         }
         assert!(start.elapsed() < Duration::from_secs(20));
         tokio::time::sleep(Duration::from_millis(200)).await;

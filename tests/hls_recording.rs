@@ -72,7 +72,7 @@ async fn broadcast_is_recorded_and_replays() {
     let item = &live["items"][0];
     assert!(item["ended_at"].is_null(), "{live}");
     assert_eq!(item["live"], true);
-    let id = item["id"].as_i64().unwrap();
+    let id = common::json_id(&item["id"]);
     let r = get(srv.http, &format!("/vod/{id}/index.m3u8")).await;
     assert_eq!(r.status, 200);
     let p = parse(&r.text());
@@ -82,7 +82,7 @@ async fn broadcast_is_recorded_and_replays() {
     ff.wait().await.expect("ffmpeg ran");
     let item = wait_ended(&srv, 1).await;
     eprintln!("broadcast: {item}");
-    assert_eq!(item["id"].as_i64(), Some(id));
+    assert_eq!(common::json_id(&item["id"]), id);
     assert_eq!(item["channel"], "demo");
     assert_eq!(item["title"], "Evening show", "the title at the time");
     let duration = item["duration_ms"].as_i64().unwrap();
@@ -164,7 +164,7 @@ async fn audio_only_stream_plays_live_and_recorded() {
     );
     ff.wait().await.unwrap();
     let item = wait_ended(&srv, 1).await;
-    let id = item["id"].as_i64().unwrap();
+    let id = common::json_id(&item["id"]);
     let (streams, dur) = ffprobe(&format!("http://{}/vod/{id}/index.m3u8", srv.http)).await;
     assert_eq!(streams.len(), 1, "{streams:?}");
     let dur = dur.unwrap();
@@ -190,8 +190,8 @@ async fn pagination_switches_and_retention() {
     let page2 = broadcasts(&srv, &format!("?limit=1&cursor={cursor}")).await;
     assert!(page2["next_cursor"].is_null(), "{page2}");
     let (a, b) = (
-        page1["items"][0]["id"].as_i64().unwrap(),
-        page2["items"][0]["id"].as_i64().unwrap(),
+        common::json_id(&page1["items"][0]["id"]),
+        common::json_id(&page2["items"][0]["id"]),
     );
     assert!(a > b, "newest first");
     assert!(page1["items"][0]["started_at"].as_i64() > page2["items"][0]["started_at"].as_i64());
@@ -203,7 +203,7 @@ async fn pagination_switches_and_retention() {
     let item = wait_ended(&srv, 3).await;
     assert_eq!(item["recorded"], false, "{item}");
     assert!(item["playlist"].is_null());
-    let id = item["id"].as_i64().unwrap();
+    let id = common::json_id(&item["id"]);
     let r = get(srv.http, &format!("/vod/{id}/index.m3u8")).await;
     assert_eq!(r.status, 404);
     assert!(!recording_dir(&srv, id).exists());
@@ -217,7 +217,7 @@ async fn pagination_switches_and_retention() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     let live = broadcasts(&srv, "").await;
     let item = &live["items"][0];
-    let id = item["id"].as_i64().unwrap();
+    let id = common::json_id(&item["id"]);
     assert!(item["size_bytes"].as_i64().unwrap() > 1 << 20, "{item}");
     assert!(recording_dir(&srv, id).exists());
     ff.wait().await.unwrap();

@@ -101,7 +101,7 @@ async fn mp3_source_reaches_listeners_chat_webrtc_hls_and_the_recording() {
     assert_eq!(item["title"], "Night Shift", "{item}");
     let ms = item["duration_ms"].as_i64().unwrap();
     assert!(ms > 12_000, "recorded {ms} ms of a 16 s show");
-    let id = item["id"].as_i64().unwrap();
+    let id = common::json_id(&item["id"]);
     let (streams, dur) =
         hls_util::ffprobe(&format!("http://{}/vod/{id}/index.m3u8", srv.http)).await;
     assert!(

@@ -15,7 +15,7 @@ use serde_json::json;
 
 async fn user_id(srv: &TestServer, token: &str) -> i64 {
     let me = api_as(srv.http, token, "GET", "/api/me", None).await.json();
-    me["user"]["id"].as_i64().expect("user id")
+    common::json_id(&me["user"]["id"])
 }
 
 /// Every browser scenario against one server and provider: first sign-in

@@ -20,7 +20,7 @@ async fn unverified_accounts_neither_chat_nor_stream_until_verified() {
     let token = signup(a, "alice").await;
     let me = api_as(a, &token, "GET", "/api/me", None).await.json();
     assert_eq!(me["user"]["email_verified"], false, "{me}");
-    let user_id = me["user"]["id"].as_i64().unwrap();
+    let user_id = common::json_id(&me["user"]["id"]);
     let key = me["channel"]["stream_key"].as_str().unwrap().to_string();
 
     // Chat, over HTTP and over an open WebSocket.

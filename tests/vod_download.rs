@@ -79,7 +79,7 @@ async fn download_ranges_visibility_and_delete() {
     let live = newest(&srv, "alice", &alice).await;
     assert_eq!(live["live"], true, "{live}");
     assert!(live["download"].is_null(), "{live}");
-    let id = live["id"].as_i64().unwrap();
+    let id = common::json_id(&live["id"]);
     let dl = format!("/vod/{id}/download.mp4");
     let item = format!("/api/channels/alice/broadcasts/{id}");
     let r = get_as(a, &dl, None, None).await;

@@ -32,7 +32,7 @@ async fn mailed_links_open_pages_that_verify_and_reset() {
     let me = api_as(srv.http, &token, "GET", "/api/me", None)
         .await
         .json();
-    let id = me["user"]["id"].as_i64().expect("user id");
+    let id = common::json_id(&me["user"]["id"]);
     let expires = onair::chat::unix_secs() + 600;
     let (verify, verify_hash) = onair::auth::new_session_token();
     let (reset, reset_hash) = onair::auth::new_session_token();

@@ -242,7 +242,7 @@ async fn a_whip_stream_plays_in_hls_with_aac_and_is_recorded() {
         .await;
         let item = r.json()["items"][0].clone();
         if !item["ended_at"].is_null() {
-            break item["id"].as_i64().unwrap();
+            break common::json_id(&item["id"]);
         }
         assert!(start.elapsed() < Duration::from_secs(30), "{}", r.text());
         tokio::time::sleep(Duration::from_millis(200)).await;

@@ -98,7 +98,7 @@ async fn hlsjs_plays_a_whip_channel_live_and_its_recording() {
     let published = publisher.await.unwrap().expect("publisher ran");
     assert_eq!(published.status, 201, "{}", published.error);
     let b = wait_ended(srv.http, &srv.channel).await;
-    let id = b["id"].as_i64().unwrap();
+    let id = common::json_id(&b["id"]);
     let r = watch(&format!("http://{}/vod/{id}/index.m3u8", srv.http), 5).await;
     eprintln!("hls.js VOD (WHIP): {r}");
     assert_eq!(r["live"], false, "{r}");
@@ -146,7 +146,7 @@ async fn an_audio_only_whip_stream_plays_in_hls_and_is_recorded() {
     assert!(published.audio_frames > 300, "{published:?}");
     let b = wait_ended(srv.http, &srv.channel).await;
     eprintln!("audio-only WHIP recording: {b}");
-    let id = b["id"].as_i64().unwrap();
+    let id = common::json_id(&b["id"]);
     let kept = b["duration_ms"].as_f64().unwrap() / 1000.0;
     let vod = format!("http://{}/vod/{id}/index.m3u8", srv.http);
     let text = http(srv.http, "GET", &format!("/vod/{id}/index.m3u8"), &[], b"")

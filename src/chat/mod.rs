@@ -151,6 +151,8 @@ pub fn error_line(message: &str) -> Line {
 pub struct ChatMessage {
     #[serde(rename = "type")]
     pub kind: ChatKind,
+    #[serde(with = "crate::db::json_id")]
+    #[schema(value_type = String)]
     pub id: i64,
     /// The author's username.
     pub user: String,
@@ -489,7 +491,7 @@ impl Rooms {
         }
     }
 
-    /// Deletes a message; every member gets `{"type":"delete","id":N}`.
+    /// Deletes a message; every member gets `{"type":"delete","id":"N"}`.
     /// False if there was no such message.
     pub async fn delete(&self, channel: &str, id: i64) -> Result<bool, ChatError> {
         let room = self.open(channel).await?;
@@ -499,9 +501,9 @@ impl Rooms {
         }
         let mut st = room.state.lock().expect("room poisoned");
         st.history.retain(|(i, _)| *i != id);
-        let _ = room
-            .tx
-            .send(json_line(serde_json::json!({"type": "delete", "id": id})));
+        let _ = room.tx.send(json_line(
+            serde_json::json!({"type": "delete", "id": id.to_string()}),
+        ));
         Ok(true)
     }
 

@@ -7,6 +7,8 @@ use std::collections::HashSet;
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct BroadcastMeta {
+    #[serde(with = "crate::db::json_id")]
+    #[schema(value_type = String)]
     pub id: i64,
     pub channel: String,
     pub title: Option<String>,

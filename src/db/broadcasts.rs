@@ -8,6 +8,8 @@ pub const PAGE: i64 = 20;
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct BroadcastRow {
+    #[serde(with = "crate::db::json_id")]
+    #[schema(value_type = String)]
     pub id: i64,
     pub channel: String,
     /// The channel's title when the broadcast started (`None` if it had

@@ -237,6 +237,7 @@ impl Db {
 /// An upcoming broadcast the owner announced.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Scheduled {
+    #[serde(with = "crate::db::json_id")]
     pub id: i64,
     pub channel: String,
     pub title: String,

@@ -13,6 +13,7 @@ pub const NAME_MAX: usize = 32;
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ChannelRow {
+    #[serde(with = "crate::db::json_id")]
     pub id: i64,
     pub name: String,
     #[serde(skip)]

@@ -10,6 +10,7 @@ mod channels;
 mod chat;
 mod identities;
 mod invites;
+pub mod json_id;
 mod users;
 mod webhooks;
 

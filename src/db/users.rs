@@ -65,6 +65,8 @@ impl Role {
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct User {
+    #[serde(with = "crate::db::json_id")]
+    #[schema(value_type = String)]
     pub id: i64,
     pub username: String,
     pub role: Role,

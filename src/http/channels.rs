@@ -530,7 +530,7 @@ pub(super) struct BroadcastEdit {
 
 /// Publish or hide a past broadcast, edit its title and description (owner or admins)
 #[utoipa::path(patch, path = "/api/channels/{channel}/broadcasts/{id}", tag = "broadcasts",
-    params(("channel" = String, Path), ("id" = i64, Path)),
+    params(("channel" = String, Path), ("id" = String, Path)),
     request_body = BroadcastEdit,
     security(("bearer" = []), ("cookie" = [])),
     responses(
@@ -578,7 +578,7 @@ pub(super) async fn edit_broadcast(
 ///
 /// One still on the air cannot be deleted (409): end it first.
 #[utoipa::path(delete, path = "/api/channels/{channel}/broadcasts/{id}", tag = "broadcasts",
-    params(("channel" = String, Path), ("id" = i64, Path)),
+    params(("channel" = String, Path), ("id" = String, Path)),
     security(("bearer" = []), ("cookie" = [])),
     responses(
         (status = 204),

@@ -267,7 +267,7 @@ pub(super) async fn post_message(
 ///
 /// Members get a `delete` event.
 #[utoipa::path(delete, path = "/api/channels/{name}/chat/{id}", tag = "chat",
-    params(("name" = String, Path), ("id" = i64, Path)),
+    params(("name" = String, Path), ("id" = String, Path)),
     security(("bearer" = []), ("cookie" = [])),
     responses(
         (status = 204),

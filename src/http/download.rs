@@ -171,7 +171,7 @@ struct DownloadQuery {
 /// Byte ranges are served (206, 416), so players seek and downloads resume.
 /// Unpublished recordings answer only their owner and admins.
 #[utoipa::path(get, path = "/vod/{id}/download.mp4", tag = "playback",
-    params(("id" = i64, Path), DownloadQuery),
+    params(("id" = String, Path), DownloadQuery),
     responses(
         (status = 200, content_type = "video/mp4", body = inline(Binary), headers(("Content-Disposition" = String))),
         (status = 206, content_type = "video/mp4", body = inline(Binary), headers(("Content-Range" = String))),

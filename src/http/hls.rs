@@ -257,7 +257,7 @@ pub(super) async fn visible_recording(
 /// `poster.jpg`. Unpublished recordings answer only their owner and admins
 /// (by cookie or Bearer token).
 #[utoipa::path(get, path = "/vod/{id}/{file}", tag = "playback",
-    params(("id" = i64, Path), ("file" = String, Path, example = "index.m3u8")),
+    params(("id" = String, Path), ("file" = String, Path, example = "index.m3u8")),
     responses(
         (status = 200, description = "The playlist, a segment, an init segment or the poster",
             content((String = "application/vnd.apple.mpegurl"), (inline(Binary) = "video/mp4"), (inline(Binary) = "image/jpeg"))),

@@ -33,6 +33,8 @@ pub fn routes() -> Router<AppState> {
 /// An announced broadcast.
 #[derive(Serialize, ToSchema)]
 pub(super) struct ScheduledView {
+    #[serde(with = "crate::db::json_id")]
+    #[schema(value_type = String)]
     id: i64,
     channel: String,
     title: String,
@@ -180,7 +182,7 @@ async fn owned_scheduled(
 
 /// Edit an announced broadcast (owner or admins)
 #[utoipa::path(patch, path = "/api/channels/{name}/schedule/{id}", tag = "channels",
-    params(("name" = String, Path), ("id" = i64, Path)),
+    params(("name" = String, Path), ("id" = String, Path)),
     request_body = ScheduleBody,
     security(("bearer" = []), ("cookie" = [])),
     responses(
@@ -210,7 +212,7 @@ pub(super) async fn edit_scheduled(
 
 /// Remove an announced broadcast (owner or admins)
 #[utoipa::path(delete, path = "/api/channels/{name}/schedule/{id}", tag = "channels",
-    params(("name" = String, Path), ("id" = i64, Path)),
+    params(("name" = String, Path), ("id" = String, Path)),
     security(("bearer" = []), ("cookie" = [])),
     responses(
         (status = 204),

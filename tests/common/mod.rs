@@ -496,3 +496,11 @@ pub fn assert_error(r: &HttpResponse, status: u16) {
     let v = r.json();
     assert!(v["error"].as_str().is_some_and(|e| !e.is_empty()), "{v}");
 }
+
+/// A row id as the API writes it: a decimal string (ids pass 2^53, past what
+/// a JavaScript number holds), never a JSON number.
+pub fn json_id(v: &serde_json::Value) -> i64 {
+    v.as_str()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("an id must be a decimal string, not {v}"))
+}

@@ -1,8 +1,11 @@
 // The server's JSON API (see /api/openapi.json). Same origin: the session
 // cookie goes along, and the server accepts state changes from this origin.
 
+// Ids are decimal strings: they pass 2^53, past what a JS number holds
+// exactly, and only ever go back in URLs or comparisons.
+
 export interface User {
-  id: number | string;
+  id: string;
   username: string;
   role: 'admin' | 'moderator' | 'broadcaster' | 'viewer';
   email?: string | null;
@@ -10,7 +13,7 @@ export interface User {
 }
 
 export interface Scheduled {
-  id: number | string;
+  id: string;
   channel: string;
   title: string;
   starts_at: string;
@@ -65,7 +68,7 @@ export interface Category {
 }
 
 export interface Broadcast {
-  id: number;
+  id: string;
   channel: string;
   title: string | null;
   started_at: number;
@@ -87,8 +90,8 @@ export class ApiError extends Error {
   }
 }
 
-export async function api<T>(method: string, path: string, body?: unknown): Promise<T> {
-  const init: RequestInit = { method, credentials: 'same-origin', headers: {} };
+export async function api<T>(method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<T> {
+  const init: RequestInit = { method, credentials: 'same-origin', headers: {}, signal };
   if (body !== undefined) {
     (init.headers as Record<string, string>)['Content-Type'] = 'application/json';
     init.body = JSON.stringify(body);
@@ -98,9 +101,7 @@ export async function api<T>(method: string, path: string, body?: unknown): Prom
   const text = await r.text();
   let v: unknown = null;
   try {
-    // Some ids (users, schedule entries) pass 2^53, past what a JS number
-    // holds exactly: they stay strings, as they only ever go back in URLs.
-    v = text ? JSON.parse(text.replace(/("id"\s*:\s*)(-?\d{16,})/g, '$1"$2"')) : null;
+    v = text ? JSON.parse(text) : null;
   } catch {
     // A non-JSON answer (a proxy's error page): reported below by status.
   }
@@ -122,13 +123,15 @@ export function prefetch(path: string) {
   early.set(path, p);
 }
 
-export function get<T>(path: string): Promise<T> {
+/// A GET; `signal` cancels it (a prefetched answer cannot be cancelled, so
+/// callers check `signal.aborted` before using what comes back).
+export function get<T>(path: string, signal?: AbortSignal): Promise<T> {
   const p = early.get(path);
   if (p) {
     early.delete(path);
     return p as Promise<T>;
   }
-  return api<T>('GET', path);
+  return api<T>('GET', path, undefined, signal);
 }
 
 export function channelPath(name: string, rest = ''): string {

@@ -2,7 +2,8 @@
 // Reconnects with backoff; the server replays the last messages on join.
 
 export interface ChatMessage {
-  id: number;
+  /// A decimal string: ids pass 2^53.
+  id: string;
   user: string;
   text: string;
   at: string;
@@ -10,7 +11,7 @@ export interface ChatMessage {
 
 export type ChatEvent =
   | ({ type: 'chat' } & ChatMessage)
-  | { type: 'delete'; id: number }
+  | { type: 'delete'; id: string }
   | { type: 'live' }
   | { type: 'offline' }
   | { type: 'viewers'; count: number }
@@ -39,6 +40,9 @@ export class ChatSocket {
       this.onOpen(true);
     };
     ws.onmessage = (m) => {
+      // Frames already received when the page closed the socket belong to
+      // the channel it left.
+      if (this.closed) return;
       try {
         // Unknown types are ignored by the page (the contract may add some).
         this.onEvent(JSON.parse(m.data as string) as ChatEvent);

@@ -6,10 +6,10 @@
 //              allow that muted; unmuted, it may need the Unmute button)
 // ?chat=1      the chat beside the player (below it in narrow frames),
 //              read-only: a third-party iframe gets no session cookie.
-import { useLayoutEffect, useRef, useState } from 'preact/hooks';
-import { channelPath, errorText, get, type Channel } from '../api';
-import { ChatSocket, type ChatEvent, type ChatMessage } from '../chat';
-import { Player, type PlayerState } from '../player';
+import { useState } from 'preact/hooks';
+import { useChannel } from '../channel';
+import { usePlayer } from '../usePlayer';
+import { Messages } from './Messages';
 import './embed.css';
 
 /// Messages kept in the frame; older ones scroll away for good.
@@ -29,30 +29,16 @@ export function embedOptions(search: string): EmbedOptions {
 }
 
 export function Embed({ channel, options }: { channel: string; options: EmbedOptions }) {
-  const [live, setLive] = useState<boolean | null>(null);
-  const [missing, setMissing] = useState('');
-  const [title, setTitle] = useState('');
-  const [audioOnly, setAudioOnly] = useState(false);
+  const { state } = useChannel(channel, { keep: CHAT_KEEP });
+  const { live, missing, audioOnly, messages } = state;
+  const title = state.info?.title || '';
   // Autoplay, or the viewer pressed play: from then on the player follows
   // the channel, starting whenever it goes live.
   const [wanted, setWanted] = useState(options.autoplay);
   // The element's own state, followed by its events.
   const [muted, setMuted] = useState(false);
-  const [ps, setPs] = useState<PlayerState | null>(null);
-  const [messages, setMessages] = useState<ChatMessage[]>([]);
-  const video = useRef<HTMLVideoElement>(null);
-  const player = useRef<Player | null>(null);
-  const list = useRef<HTMLOListElement>(null);
-
-  useLayoutEffect(() => {
-    setLive(null);
-    setMissing('');
-    setMessages([]);
-    const v = video.current!;
-    const p = new Player(v, { whep: `/whep/${encodeURIComponent(channel)}`, hls: `/hls/${encodeURIComponent(channel)}/index.m3u8` }, setPs);
+  const { video, player, ps } = usePlayer(channel, { play: live === null ? null : live && wanted, audioOnly }, (p, v) => {
     p.startMuted = options.muted;
-    player.current = p;
-    window.__onairPlayer = p;
     // Once the viewer unmutes, a restart (the channel back on the air)
     // keeps the sound.
     const onVolume = () => {
@@ -61,54 +47,11 @@ export function Embed({ channel, options }: { channel: string; options: EmbedOpt
     };
     v.addEventListener('volumechange', onVolume);
     v.addEventListener('playing', onVolume);
-    const load = () => get<Channel>(channelPath(channel)).then(
-      (c) => {
-        setTitle(c.title);
-        setAudioOnly(c.live && c.video === false);
-        setLive((l) => l ?? c.live);
-      },
-      (e) => setMissing(errorText(e)),
-    );
-    void load();
-    const onEvent = (e: ChatEvent) => {
-      switch (e.type) {
-        case 'chat':
-          setMessages((m) => (m.some((x) => x.id === e.id) ? m : [...m, e].slice(-CHAT_KEEP)));
-          break;
-        case 'delete':
-          setMessages((m) => m.filter((x) => x.id !== e.id));
-          break;
-        // A new broadcast may have video or not: ask before playing it.
-        case 'live': void load().then(() => setLive(true)); break;
-        case 'offline': setLive(false); break;
-      }
-    };
-    const socket = new ChatSocket(channel, onEvent, () => {});
-    const leave = () => p.stop();
-    window.addEventListener('pagehide', leave);
     return () => {
-      window.removeEventListener('pagehide', leave);
       v.removeEventListener('volumechange', onVolume);
       v.removeEventListener('playing', onVolume);
-      socket.close();
-      p.stop();
-      if (window.__onairPlayer === p) delete window.__onairPlayer;
     };
-  }, [channel]);
-
-  useLayoutEffect(() => {
-    const p = player.current;
-    if (!p || live === null) return;
-    p.audioOnly = audioOnly;
-    if (live && wanted) p.start();
-    else p.stop();
-  }, [live, wanted, audioOnly]);
-
-  useLayoutEffect(() => {
-    // Follow new messages unless the reader scrolled up.
-    const el = list.current;
-    if (el && el.scrollHeight - el.scrollTop - el.clientHeight < 120) el.scrollTop = el.scrollHeight;
-  }, [messages]);
+  });
 
   const page = `/c/${encodeURIComponent(channel)}`;
   const sounding = ps?.status === 'playing' || ps?.status === 'waiting';
@@ -157,14 +100,7 @@ export function Embed({ channel, options }: { channel: string; options: EmbedOpt
             <a href={page} target="_blank" rel="noopener">Chat on onair</a>
           </div>
           {messages.length === 0 && <p class="muted embed-empty">No messages yet.</p>}
-          <ol ref={list} class="messages" aria-live="polite" aria-relevant="additions" data-testid="messages">
-            {messages.map((m) => (
-              <li key={m.id} data-id={m.id}>
-                {/* Text only: JSX text nodes, never innerHTML. */}
-                <strong class="who">{m.user}</strong> <span class="text">{m.text}</span>
-              </li>
-            ))}
-          </ol>
+          <Messages messages={messages} />
         </aside>
       )}
     </div>

@@ -78,7 +78,7 @@ const fromLocalInput = (v: string) => new Date(v).toISOString();
 
 export function Schedule({ channel }: { channel: string }) {
   const [items, setItems] = useState<Scheduled[]>([]);
-  const [editing, setEditing] = useState<number | string | null>(null);
+  const [editing, setEditing] = useState<string | null>(null);
   const [title, setTitle] = useState('');
   const [starts, setStarts] = useState('');
   const [ends, setEnds] = useState('');
@@ -99,7 +99,7 @@ export function Schedule({ channel }: { channel: string }) {
       setError(errorText(err));
     }
   };
-  const remove = async (id: number | string) => {
+  const remove = async (id: string) => {
     try { await api('DELETE', channelPath(channel, `/schedule/${id}`)); await load(); } catch (e) { setError(errorText(e)); }
   };
   return (

@@ -1,128 +1,39 @@
 import { useEffect, useLayoutEffect, useRef, useState } from 'preact/hooks';
-import { api, channelPath, errorText, fmtDuration, fmtWhen, get, type Broadcast, type Channel, type Me, type Scheduled } from '../api';
-import { ChatSocket, type ChatEvent, type ChatMessage } from '../chat';
+import { api, channelPath, errorText, fmtDuration, fmtWhen, type Broadcast, type Me, type Scheduled } from '../api';
+import { useChannel, useGet, type ChannelView } from '../channel';
 import { LevelMeter } from '../meter';
-import { Player, playVod, type Mode, type PlayerState } from '../player';
+import { playVod, type Mode } from '../player';
 import { Link } from '../router';
+import { usePlayer } from '../usePlayer';
+import { Messages } from './Messages';
 import { RadioCard } from './Radio';
 import { ShareButton, SharePanel } from './Share';
 
-/// Messages kept on the page; older ones scroll away for good.
-const CHAT_KEEP = 200;
-
-declare global {
-  interface Window {
-    /// The live player, for the browser tests' getStats() (tests/e2e).
-    __onairPlayer?: Player;
-  }
-}
-
 export function Watch({ channel, me }: { channel: string; me: Me | null }) {
-  const [info, setInfo] = useState<Channel | null>(null);
-  const [missing, setMissing] = useState('');
-  const [live, setLive] = useState<boolean | null>(null);
-  const [viewers, setViewers] = useState(0);
-  const [likes, setLikes] = useState(0);
+  const view = useChannel(channel, { me: me?.user.username });
+  const { info, missing, live, viewers, likes, audioOnly, nowPlaying } = view.state;
   const [likeError, setLikeError] = useState('');
-  const [ps, setPs] = useState<PlayerState | null>(null);
   const [preferred, setPreferred] = useState<Mode | undefined>(undefined);
-  const [messages, setMessages] = useState<ChatMessage[]>([]);
-  const [chatError, setChatError] = useState('');
-  const [connected, setConnected] = useState(false);
-  const [slowMode, setSlowMode] = useState(0);
   const [vod, setVod] = useState<Broadcast | null>(null);
-  // A live stream with no video: the page is a listening page.
-  const [audioOnly, setAudioOnly] = useState(false);
-  const [nowPlaying, setNowPlaying] = useState('');
   const [level, setLevel] = useState(0);
   const [sharing, setSharing] = useState(false);
-  const video = useRef<HTMLVideoElement>(null);
-  const player = useRef<Player | null>(null);
-  const socket = useRef<ChatSocket | null>(null);
-  const meterRef = useRef<LevelMeter | null>(null);
-  // The chat handler lives as long as the channel; it reads who is signed
-  // in from here rather than reconnecting when that changes.
-  const meRef = useRef(me);
-  meRef.current = me;
-
-  // Layout effects, here and for starting the player: they run as soon as
-  // the page is rendered, where a plain effect waits for the browser to
-  // paint, twice on the way to the first sound.
-  useLayoutEffect(() => {
-    setInfo(null);
-    setMissing('');
-    setMessages([]);
-    const load = () => get<Channel>(channelPath(channel)).then(
-      (c) => {
-        setInfo(c); setViewers(c.viewers); setLikes(c.likes); setSlowMode(c.slow_mode_secs);
-        setAudioOnly(c.live && c.video === false); setNowPlaying(c.now_playing || '');
-        setLive((l) => l ?? c.live);
-      },
-      (e) => setMissing(errorText(e)),
-    );
-    void load();
-    const p = new Player(video.current!, { whep: `/whep/${encodeURIComponent(channel)}`, hls: `/hls/${encodeURIComponent(channel)}/index.m3u8` }, setPs);
-    const meter = new LevelMeter(setLevel);
-    meterRef.current = meter;
+  const meter = useRef<LevelMeter | null>(null);
+  const { video, player, ps } = usePlayer(channel, { play: vod ? null : live, mode: preferred, audioOnly }, (p) => {
+    const m = new LevelMeter(setLevel);
+    meter.current = m;
     // Only the listening page shows a meter; a video page makes no AudioContext.
-    p.onAudio = (s) => meter.attach(p.audioOnly ? s : null);
-    player.current = p;
-    window.__onairPlayer = p;
-    const onEvent = (e: ChatEvent) => {
-      switch (e.type) {
-        case 'chat':
-          setMessages((m) => (m.some((x) => x.id === e.id) ? m : [...m, e].slice(-CHAT_KEEP)));
-          break;
-        case 'delete':
-          setMessages((m) => m.filter((x) => x.id !== e.id));
-          break;
-        // A new broadcast may have video or not: ask before playing it.
-        case 'live': void load().then(() => setLive(true)); break;
-        case 'offline': setLive(false); setNowPlaying(''); break;
-        case 'now_playing': setNowPlaying(e.title); break;
-        case 'viewers': setViewers(e.count); break;
-        case 'likes': setLikes(e.count); break;
-        case 'slow_mode': setSlowMode(e.seconds); break;
-        case 'timeout':
-        case 'ban':
-          // Said to the room; only its target needs to read it.
-          if (e.user === meRef.current?.user.username) {
-            setChatError(e.type === 'ban' ? 'A moderator banned you from this chat.'
-              : `A moderator timed you out: you can chat again in ${e.seconds} s.`);
-          }
-          break;
-        case 'error': setChatError(e.error); break;
-      }
-    };
-    socket.current = new ChatSocket(channel, onEvent, setConnected);
-    // Leaving the page ends the WHEP session at once (a keepalive DELETE)
-    // instead of leaving the server to time it out.
-    const leave = () => p.stop();
-    window.addEventListener('pagehide', leave);
-    return () => {
-      window.removeEventListener('pagehide', leave);
-      socket.current?.close();
-      p.stop();
-      meter.close();
-      if (window.__onairPlayer === p) delete window.__onairPlayer;
-    };
-  }, [channel]);
-
-  // The player follows the channel: it starts when the channel goes live
-  // (the chat tells, no reload needed) and stops when it ends.
-  useLayoutEffect(() => {
-    const p = player.current;
-    if (!p || live === null || vod) return;
-    p.audioOnly = audioOnly;
-    if (live) p.start(preferred);
-    else p.stop();
-  }, [live, preferred, vod, audioOnly]);
+    p.onAudio = (s) => m.attach(p.audioOnly ? s : null);
+    return () => m.close();
+  });
+  const watch = useRef<HTMLDivElement>(null);
+  useChatFillsPhone(watch, !missing);
+  useEffect(() => { setVod(null); setLikeError(''); }, [channel]);
 
   const like = async () => {
     setLikeError('');
     try {
       const r = await api<{ likes: number }>('POST', channelPath(channel, '/like'));
-      setLikes(r.likes);
+      view.dispatch({ type: 'likes', count: r.likes });
     } catch (e) {
       setLikeError(errorText(e));
     }
@@ -134,13 +45,13 @@ export function Watch({ channel, me }: { channel: string; me: Me | null }) {
   const moderator = !!me && (me.user.role === 'admin' || me.user.role === 'moderator' || info?.owner === me.user.username);
 
   return (
-    <div class="watch">
+    <div class="watch" ref={watch}>
       <section class="stage" aria-label="Player">
         <div class={`video-wrap${audioOnly && !vod ? ' audio-only' : ''}`}>
           <video ref={video} id="player" playsInline autoPlay controls aria-label={`${channel} live ${audioOnly ? 'audio' : 'video'}`} />
           {audioOnly && !vod && live && (
             <RadioCard channel={channel} title={info?.title || ''} nowPlaying={nowPlaying} listeners={viewers} level={level}
-              paused={!!ps?.paused} playing={ps?.status === 'playing'} onToggle={() => { meterRef.current?.resume(); player.current?.togglePause(); }} />
+              paused={!!ps?.paused} playing={ps?.status === 'playing'} onToggle={() => { meter.current?.resume(); player.current?.togglePause(); }} />
           )}
           {vod ? null : live === false ? (
             <div class="overlay" data-testid="offline">
@@ -152,7 +63,7 @@ export function Watch({ channel, me }: { channel: string; me: Me | null }) {
             <div class="overlay subtle" aria-live="polite" data-testid={ps.status}>{ps.message}</div>
           ) : null}
           {ps?.needsUnmute && !vod && (
-            <button type="button" class="unmute primary" onClick={() => { meterRef.current?.resume(); player.current?.unmute(); }}>Unmute</button>
+            <button type="button" class="unmute primary" onClick={() => { meter.current?.resume(); player.current?.unmute(); }}>Unmute</button>
           )}
         </div>
         <div class="row between wrap player-bar">
@@ -188,7 +99,10 @@ export function Watch({ channel, me }: { channel: string; me: Me | null }) {
         {sharing && <SharePanel channel={channel} title={info?.title || ''} onClose={() => setSharing(false)} />}
         {ps?.message && ps.status !== 'connecting' && ps.status !== 'waiting' && !vod && <p class="muted" role="status">{ps.message}</p>}
         {likeError && <p class="error" role="alert">{likeError}</p>}
-        <h1 class="channel-title">{info?.title || channel}</h1>
+      </section>
+      <Chat channel={channel} me={me} moderator={moderator} view={view} />
+      <section class="about" aria-label="About the channel">
+        <h1 class="channel-title" data-testid="channel-title">{info?.title || channel}</h1>
         <p class="muted">
           <Link href={`/c/${channel}`}>{channel}</Link>
           {info?.category ? ` · ${info.category}` : ''}
@@ -197,17 +111,30 @@ export function Watch({ channel, me }: { channel: string; me: Me | null }) {
         <Upcoming channel={channel} />
         <PastBroadcasts channel={channel} video={video} vod={vod} setVod={(b) => { player.current?.stop(); setVod(b); }} />
       </section>
-      <Chat channel={channel} me={me} moderator={moderator} messages={messages} connected={connected}
-        error={chatError} setError={setChatError} send={(t) => socket.current?.send(t) ?? false} slowMode={slowMode} />
     </div>
   );
 }
 
+/// Where the chat starts on the page, as `--chat-top` on the watch page: on
+/// phones the chat is sized to end at the bottom of the screen, its input in
+/// view without scrolling, whatever the header and player bar measure.
+function useChatFillsPhone(watch: { current: HTMLDivElement | null }, shown: boolean) {
+  useLayoutEffect(() => {
+    const el = watch.current;
+    const chat = el?.querySelector<HTMLElement>('.chat');
+    const stage = el?.querySelector<HTMLElement>('.stage');
+    if (!el || !chat || !stage) return;
+    const measure = () => el.style.setProperty('--chat-top', `${chat.getBoundingClientRect().top + window.scrollY}px`);
+    measure();
+    const ro = new ResizeObserver(measure);
+    ro.observe(stage);
+    ro.observe(document.body);
+    return () => ro.disconnect();
+  }, [shown]);
+}
+
 function Upcoming({ channel }: { channel: string }) {
-  const [items, setItems] = useState<Scheduled[]>([]);
-  useEffect(() => {
-    get<{ items: Scheduled[] }>(channelPath(channel, '/schedule')).then((r) => setItems(r.items), () => {});
-  }, [channel]);
+  const items = useGet<{ items: Scheduled[] }>(channelPath(channel, '/schedule'))?.items ?? [];
   if (items.length === 0) return null;
   return (
     <section aria-labelledby="upcoming-h" data-testid="upcoming">
@@ -224,10 +151,7 @@ function Upcoming({ channel }: { channel: string }) {
 function PastBroadcasts({ channel, video, vod, setVod }: {
   channel: string; video: { current: HTMLVideoElement | null }; vod: Broadcast | null; setVod: (b: Broadcast | null) => void;
 }) {
-  const [items, setItems] = useState<Broadcast[]>([]);
-  useEffect(() => {
-    get<{ items: Broadcast[] }>(channelPath(channel, '/broadcasts')).then((r) => setItems(r.items.filter((b) => !b.live && b.playlist)), () => {});
-  }, [channel]);
+  const items = (useGet<{ items: Broadcast[] }>(channelPath(channel, '/broadcasts'))?.items ?? []).filter((b) => !b.live && b.playlist);
   useEffect(() => {
     if (!vod?.playlist || !video.current) return;
     let hls: { destroy(): void } | null = null;
@@ -259,27 +183,17 @@ function PastBroadcasts({ channel, video, vod, setVod }: {
   );
 }
 
-function Chat(props: {
-  channel: string; me: Me | null; moderator: boolean; messages: ChatMessage[]; connected: boolean;
-  error: string; setError: (e: string) => void; send: (t: string) => boolean; slowMode: number;
-}) {
-  const { channel, me, moderator, messages, connected, error, setError } = props;
+function Chat({ channel, me, moderator, view }: { channel: string; me: Me | null; moderator: boolean; view: ChannelView }) {
+  const { messages, slowMode, error } = view.state;
+  const setError = (e: string) => view.dispatch({ type: 'error', error: e });
   const [text, setText] = useState('');
-  const [slow, setSlow] = useState(props.slowMode);
-  const list = useRef<HTMLOListElement>(null);
-  useEffect(() => setSlow(props.slowMode), [props.slowMode]);
-  useEffect(() => {
-    // Follow new messages unless the reader scrolled up.
-    const el = list.current;
-    if (el && el.scrollHeight - el.scrollTop - el.clientHeight < 120) el.scrollTop = el.scrollHeight;
-  }, [messages]);
 
   const submit = (e: Event) => {
     e.preventDefault();
     const t = text.trim();
     if (!t) return;
     setError('');
-    if (props.send(t)) setText('');
+    if (view.send(t)) setText('');
     else setError('Not connected to the chat; retrying…');
   };
   const mod = async (what: string, fn: () => Promise<unknown>) => {
@@ -290,40 +204,32 @@ function Chat(props: {
     <aside class="chat" aria-label="Chat">
       <div class="row between">
         <h2>Chat</h2>
-        <span class={connected ? 'muted' : 'error'} role="status">{connected ? '' : 'connecting…'}</span>
+        <span class={view.connected ? 'muted' : 'error'} role="status">{view.connected ? '' : 'connecting…'}</span>
       </div>
       {moderator && (
         <div class="field-inline">
           <label for="slow">Slow mode</label>
-          <select id="slow" value={String(slow)} onChange={(e) => {
+          <select id="slow" value={String(slowMode)} onChange={(e) => {
             const seconds = Number(e.currentTarget.value);
-            setSlow(seconds);
+            view.dispatch({ type: 'slow_mode', seconds });
             void mod('Slow mode', () => api('POST', channelPath(channel, '/slow_mode'), { seconds }));
           }}>
             {[0, 5, 30, 60, 300].map((s) => <option key={s} value={String(s)}>{s ? `${s} s` : 'off'}</option>)}
           </select>
         </div>
       )}
-      {!moderator && slow > 0 && <p class="muted" data-testid="slow-mode">Slow mode: one message every {slow} s.</p>}
+      {!moderator && slowMode > 0 && <p class="muted" data-testid="slow-mode">Slow mode: one message every {slowMode} s.</p>}
       {messages.length === 0 && <p class="muted">No messages yet.</p>}
-      <ol ref={list} class="messages" aria-live="polite" aria-relevant="additions" data-testid="messages">
-        {messages.map((m) => (
-          <li key={m.id} data-id={m.id}>
-            {/* Text only: JSX text nodes, never innerHTML. */}
-            <strong class="who">{m.user}</strong> <span class="text">{m.text}</span>
-            {moderator && m.user !== me?.user.username && (
-              <span class="mod">
-                <button type="button" class="tiny" aria-label={`Delete message from ${m.user}`}
-                  onClick={() => mod('Delete', () => api('DELETE', channelPath(channel, `/chat/${m.id}`)))}>Delete</button>
-                <button type="button" class="tiny" aria-label={`Time out ${m.user} for 10 minutes`}
-                  onClick={() => mod('Time out', () => api('POST', channelPath(channel, '/bans'), { username: m.user, seconds: 600 }))}>Time out</button>
-                <button type="button" class="tiny danger" aria-label={`Ban ${m.user}`}
-                  onClick={() => mod('Ban', () => api('POST', channelPath(channel, '/bans'), { username: m.user }))}>Ban</button>
-              </span>
-            )}
-          </li>
-        ))}
-      </ol>
+      <Messages messages={messages} actions={(m) => moderator && m.user !== me?.user.username && (
+        <span class="mod">
+          <button type="button" class="tiny" aria-label={`Delete message from ${m.user}`}
+            onClick={() => mod('Delete', () => api('DELETE', channelPath(channel, `/chat/${encodeURIComponent(m.id)}`)))}>Delete</button>
+          <button type="button" class="tiny" aria-label={`Time out ${m.user} for 10 minutes`}
+            onClick={() => mod('Time out', () => api('POST', channelPath(channel, '/bans'), { username: m.user, seconds: 600 }))}>Time out</button>
+          <button type="button" class="tiny danger" aria-label={`Ban ${m.user}`}
+            onClick={() => mod('Ban', () => api('POST', channelPath(channel, '/bans'), { username: m.user }))}>Ban</button>
+        </span>
+      )} />
       {error && <p class="error" role="alert">{error}</p>}
       {me ? (
         <form class="send" onSubmit={submit}>

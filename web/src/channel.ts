@@ -1,0 +1,149 @@
+// A channel as a page sees it: its details (fetched) and what its chat
+// events say since (messages, live or not, counts). The watch page and the
+// embed share it; one reducer holds it, so an event changes it in one place.
+import { useLayoutEffect, useReducer, useRef, useState } from 'preact/hooks';
+import { channelPath, errorText, get, type Channel } from './api';
+import { ChatSocket, type ChatEvent, type ChatMessage } from './chat';
+
+export interface ChannelState {
+  /// The channel this state describes: a page that switched channels shows
+  /// nothing of the old one, even for the render before its effects run.
+  channel: string;
+  info: Channel | null;
+  /// Why the details could not be had (no such channel, say).
+  missing: string;
+  /// `null` until the details or an event say.
+  live: boolean | null;
+  /// A live stream with no video: the page is a listening page.
+  audioOnly: boolean;
+  nowPlaying: string;
+  viewers: number;
+  likes: number;
+  slowMode: number;
+  messages: ChatMessage[];
+  /// What the chat refused or a moderator did to this reader.
+  error: string;
+}
+
+export type ChannelAction =
+  | ChatEvent
+  /// Details fetched; `live` when a `live` event asked for them.
+  | { type: 'info'; info: Channel; live?: boolean }
+  | { type: 'missing'; error: string }
+  | { type: 'reset'; channel: string };
+
+export function initialChannelState(channel: string): ChannelState {
+  return {
+    channel, info: null, missing: '', live: null, audioOnly: false, nowPlaying: '',
+    viewers: 0, likes: 0, slowMode: 0, messages: [], error: '',
+  };
+}
+
+/// Messages kept by the reducer's default; older ones scroll away for good.
+const CHAT_KEEP = 200;
+
+export function channelReducer(s: ChannelState, a: ChannelAction, keep = CHAT_KEEP): ChannelState {
+  switch (a.type) {
+    case 'reset': return initialChannelState(a.channel);
+    case 'info': {
+      const c = a.info;
+      return {
+        ...s, info: c, missing: '', viewers: c.viewers, likes: c.likes, slowMode: c.slow_mode_secs,
+        audioOnly: c.live && c.video === false, nowPlaying: c.now_playing || '',
+        // An event that came first knows better than the details it raced.
+        live: a.live ?? s.live ?? c.live,
+      };
+    }
+    case 'missing': return { ...s, missing: a.error };
+    case 'chat':
+      if (s.messages.some((m) => m.id === a.id)) return s;
+      return { ...s, messages: [...s.messages, { id: a.id, user: a.user, text: a.text, at: a.at }].slice(-keep) };
+    case 'delete': return { ...s, messages: s.messages.filter((m) => m.id !== a.id) };
+    case 'live': return { ...s, live: true };
+    case 'offline': return { ...s, live: false, nowPlaying: '' };
+    case 'now_playing': return { ...s, nowPlaying: a.title };
+    case 'viewers': return { ...s, viewers: a.count };
+    case 'likes': return { ...s, likes: a.count };
+    case 'slow_mode': return { ...s, slowMode: a.seconds };
+    case 'error': return { ...s, error: a.error };
+    // Said to the room; the hook turns the reader's own into an error.
+    case 'timeout': case 'ban': return s;
+    default: return s;
+  }
+}
+
+export interface ChannelView {
+  state: ChannelState;
+  dispatch: (a: ChannelAction) => void;
+  connected: boolean;
+  /// Sends a chat message; false when the socket is not open.
+  send: (text: string) => boolean;
+}
+
+/// The channel's details and its chat events, in one reducer. `me` is the
+/// signed-in username: a time-out or ban of that user becomes `error`.
+/// Everything in flight for a channel is cancelled when it changes, and
+/// nothing that answers late for it reaches the new one's state.
+export function useChannel(channel: string, opts: { keep?: number; me?: string | null } = {}): ChannelView {
+  const keep = opts.keep ?? CHAT_KEEP;
+  const [state, dispatch] = useReducer(
+    (s: ChannelState, a: ChannelAction) => channelReducer(s, a, keep), channel, initialChannelState);
+  const [connected, setConnected] = useState(false);
+  const socket = useRef<ChatSocket | null>(null);
+  // The socket lives as long as the channel; it reads who is signed in from
+  // here rather than reconnecting when that changes.
+  const me = useRef(opts.me);
+  me.current = opts.me;
+
+  // A layout effect: it runs as soon as the page is rendered, where a plain
+  // effect waits for the browser to paint; the player waits on the details.
+  useLayoutEffect(() => {
+    dispatch({ type: 'reset', channel });
+    let loading: AbortController | null = null;
+    const load = (live?: boolean) => {
+      loading?.abort();
+      const mine = new AbortController();
+      loading = mine;
+      get<Channel>(channelPath(channel), mine.signal).then(
+        (info) => { if (!mine.signal.aborted) dispatch({ type: 'info', info, live }); },
+        (e) => { if (!mine.signal.aborted) dispatch({ type: 'missing', error: errorText(e) }); },
+      );
+    };
+    load();
+    const onEvent = (e: ChatEvent) => {
+      // A new broadcast may have video or not: ask before playing it.
+      if (e.type === 'live') load(true);
+      else if ((e.type === 'timeout' || e.type === 'ban') && e.user === me.current) {
+        dispatch({ type: 'error', error: e.type === 'ban' ? 'A moderator banned you from this chat.'
+          : `A moderator timed you out: you can chat again in ${e.seconds} s.` });
+      } else dispatch(e);
+    };
+    const s = new ChatSocket(channel, onEvent, setConnected);
+    socket.current = s;
+    return () => {
+      loading?.abort();
+      s.close();
+      socket.current = null;
+      setConnected(false);
+    };
+  }, [channel]);
+
+  return {
+    state: state.channel === channel ? state : initialChannelState(channel),
+    dispatch,
+    connected,
+    send: (text) => socket.current?.send(text) ?? false,
+  };
+}
+
+/// A GET that follows `path`: the answer for an old path is cancelled and
+/// never returned for a new one. `null` until it answers (or if it fails).
+export function useGet<T>(path: string): T | null {
+  const [got, setGot] = useState<{ path: string; value: T } | null>(null);
+  useLayoutEffect(() => {
+    const ctl = new AbortController();
+    get<T>(path, ctl.signal).then((value) => { if (!ctl.signal.aborted) setGot({ path, value }); }, () => {});
+    return () => ctl.abort();
+  }, [path]);
+  return got?.path === path ? got.value : null;
+}
