@@ -7,7 +7,9 @@
 //!   and plain in the JSON, sizes that fit the consumer's bounds at 16:9,
 //!   the live thumbnail with its size, URLs on `--public-url` when set, and
 //!   the spec's refusals (404 for a foreign link, 501 for XML);
-//! - the channel page names its oEmbed answer for discovery.
+//! - the channel page names its oEmbed answer for discovery;
+//! - a past broadcast's link (`/c/CHANNEL?b=ID`) shares as that broadcast,
+//!   and opens it in Chromium (`tests/e2e/replay_link.mjs`).
 //!
 //! The browser side (an embed on another site playing by itself, its chat,
 //! a refused frame of the watch page) is in tests/web_app.rs.
@@ -372,5 +374,94 @@ async fn the_channel_page_links_its_oembed_answer() {
     // An unknown channel's page (the app's own not-found) names nothing.
     let other = http(srv.http, "GET", "/c/nosuch", &[], b"").await.text();
     assert!(!other.contains("json+oembed"), "{other}");
+    srv.stop().await;
+}
+
+/// A past broadcast has its own link, `/c/CHANNEL?b=ID`: its share tags
+/// carry the broadcast's title, description and poster (not the channel's
+/// live thumbnail, and no oEmbed player, which is live only), unless it is
+/// hidden or another channel's; in Chromium the link plays that recording
+/// and the share panel gives it while it plays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_past_broadcast_has_its_own_link() {
+    common::node::require_built_app();
+    let srv = TestServer::start().await;
+    let mut ff = common::ffmpeg_publish(&srv.rtmp_url(&srv.key), 6);
+    ff.wait().await.unwrap();
+    let start = Instant::now();
+    let id = loop {
+        let r = http(srv.http, "GET", "/api/channels/demo/broadcasts", &[], b"")
+            .await
+            .json();
+        if let Some(item) = r["items"]
+            .as_array()
+            .and_then(|a| a.first())
+            .filter(|i| !i["ended_at"].is_null())
+        {
+            break common::json_id(&item["id"]);
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "{r}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let patch = |title: &str, published: bool| onair::db::BroadcastPatch {
+        title: Some(title.into()),
+        description: Some("From <the> archive".into()),
+        published: Some(published),
+    };
+    srv.db
+        .edit_broadcast(id, &patch("Friday & friends", true))
+        .await
+        .unwrap();
+    let origin = format!("http://{}", srv.http);
+    let path = format!("/c/demo?b={id}");
+    let page = http(srv.http, "GET", &path, &[], b"").await.text();
+    for tag in [
+        r#"<meta property="og:title" content="Friday &amp; friends">"#.to_string(),
+        r#"<meta property="og:description" content="From &lt;the&gt; archive">"#.to_string(),
+        format!(r#"<meta property="og:url" content="{origin}/c/demo?b={id}">"#),
+        format!(r#"<meta property="og:image" content="{origin}/vod/{id}/poster.jpg">"#),
+    ] {
+        assert!(page.contains(&tag), "no {tag} in:\n{page}");
+    }
+    assert!(!page.contains("json+oembed"), "{page}");
+    let poster = http(srv.http, "GET", &format!("/vod/{id}/poster.jpg"), &[], b"").await;
+    assert_eq!(poster.status, 200, "the tag's image exists");
+    // Hidden, or named under another channel: the channel's own tags.
+    srv.db
+        .edit_broadcast(id, &patch("Friday & friends", false))
+        .await
+        .unwrap();
+    let hidden = http(srv.http, "GET", &path, &[], b"").await.text();
+    assert!(!hidden.contains("Friday"), "{hidden}");
+    assert!(
+        hidden.contains("/api/channels/demo/thumbnail.jpg"),
+        "{hidden}"
+    );
+    srv.db
+        .edit_broadcast(id, &patch("Friday & friends", true))
+        .await
+        .unwrap();
+    srv.db.create_channel("other").await.unwrap();
+    let elsewhere = http(srv.http, "GET", &format!("/c/other?b={id}"), &[], b"")
+        .await
+        .text();
+    assert!(!elsewhere.contains("Friday"), "{elsewhere}");
+
+    let dir = common::node::shots();
+    let r = common::node::run_script(
+        "replay_link.mjs",
+        &[&origin, "demo", &id.to_string(), &dir],
+        Duration::from_secs(120),
+    )
+    .await;
+    assert!(
+        r["played"].as_f64().unwrap() > 1.0,
+        "the recording plays: {r}"
+    );
+    assert_eq!(r["current"], 1, "its tile is marked: {r}");
+    assert_eq!(r["label"], "Link to this broadcast", "{r}");
+    assert_eq!(r["link"], format!("{origin}/c/demo?b={id}").as_str(), "{r}");
+    assert_eq!(r["afterLive"], "", "{r}");
+    assert_eq!(r["afterTile"], format!("?b={id}").as_str(), "{r}");
     srv.stop().await;
 }

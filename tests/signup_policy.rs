@@ -103,7 +103,7 @@ async fn viewers_stream_once_an_admin_grants_it(b: Backend) {
     }
     let _ = ff.kill().await;
     assert!(key_of(&srv, &val).await.is_null());
-    let r = whip_offer(&srv, key).await;
+    let r = whip_offer(srv.http, key).await;
     assert_eq!(r.status, 401, "the withdrawn key is unknown: {}", r.text());
     srv.stop().await;
 }

@@ -10,6 +10,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use common::refusal::whip_offer;
 use common::{ffmpeg_publish, get, metric_or_zero, wait_for_live, TestServer};
 use onair::hooks::{sign, HookConfig};
 use serde_json::{json, Value};
@@ -290,21 +291,6 @@ async fn icecast_put(addr: SocketAddr, key: &str) -> String {
         .expect("an answer")
         .unwrap();
     String::from_utf8_lossy(&buf[..n]).into_owned()
-}
-
-async fn whip_offer(http: SocketAddr, key: &str) -> common::HttpResponse {
-    let auth = format!("Bearer {key}");
-    common::http(
-        http,
-        "POST",
-        "/whip",
-        &[
-            ("Authorization", &auth),
-            ("Content-Type", "application/sdp"),
-        ],
-        b"v=0\r\n",
-    )
-    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

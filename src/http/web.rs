@@ -70,7 +70,9 @@ async fn embed_page() -> Response {
 }
 
 /// A channel's page: the app, with OpenGraph and Twitter card tags so a
-/// shared link shows the channel's title, description and live thumbnail.
+/// shared link shows the channel's title, description and live thumbnail;
+/// with `?b=ID` (a past broadcast the page then plays), that broadcast's
+/// title, description and poster.
 async fn channel_page(
     State(s): State<AppState>,
     Path(channel): Path<String>,
@@ -86,7 +88,17 @@ async fn channel_page(
         _ => return file("index.html", NO_CACHE),
     };
     let origin = site_origin(&s, &uri, &headers);
-    let tags = share_tags(&info, origin.as_deref());
+    let b = uri
+        .query()
+        .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("b=")));
+    let replay = match b.and_then(|b| b.parse::<i64>().ok()) {
+        Some(id) => shared_broadcast(&s, &info.name, id).await,
+        None => None,
+    };
+    let tags = match replay {
+        Some(b) => share_tags(&b, origin.as_deref()),
+        None => share_tags(&Shared::live(&info), origin.as_deref()),
+    };
     let page = String::from_utf8_lossy(&html.data);
     let page = match page
         .find("</head>")
@@ -137,20 +149,65 @@ fn request_origin(uri: &Uri, headers: &HeaderMap, https: bool) -> Option<String>
     sane.then(|| format!("{}://{host}", if https { "https" } else { "http" }))
 }
 
+/// What a shared link shows.
+struct Shared {
+    title: String,
+    description: String,
+    /// The page's path and query.
+    page: String,
+    /// The picture's path.
+    image: String,
+    /// Whether an oEmbed player exists for it (the live channel's).
+    oembed: bool,
+}
+
+impl Shared {
+    fn live(info: &crate::db::ChannelInfo) -> Shared {
+        Shared {
+            title: if info.title.trim().is_empty() {
+                info.name.clone()
+            } else {
+                info.title.clone()
+            },
+            description: info.description.clone(),
+            page: format!("/c/{}", info.name),
+            image: format!("/api/channels/{}/thumbnail.jpg", info.name),
+            oembed: true,
+        }
+    }
+}
+
+/// A published, finished, recorded broadcast of `channel`; anything else
+/// (hidden, live, another channel's) shares as the channel does, so the
+/// tags never show what the page would not.
+async fn shared_broadcast(s: &AppState, channel: &str, id: i64) -> Option<Shared> {
+    let row = s.db.broadcast(id).await.ok()??;
+    let meta = s.db.broadcast_meta(id).await.ok()??;
+    if row.channel != channel || !meta.published || !row.recorded || row.ended_at.is_none() {
+        return None;
+    }
+    let title = meta
+        .title
+        .filter(|t| !t.trim().is_empty())
+        .unwrap_or_else(|| format!("{channel}: a past broadcast"));
+    Some(Shared {
+        title,
+        description: meta.description,
+        page: format!("/c/{channel}?b={id}"),
+        image: format!("/vod/{id}/poster.jpg"),
+        oembed: false,
+    })
+}
+
 /// The `<meta>` tags for a shared link; absolute URLs need `origin`.
-fn share_tags(info: &crate::db::ChannelInfo, origin: Option<&str>) -> String {
-    let title = if info.title.trim().is_empty() {
-        info.name.clone()
-    } else {
-        info.title.clone()
-    };
-    let description: String = info.description.chars().take(200).collect();
+fn share_tags(shared: &Shared, origin: Option<&str>) -> String {
+    let description: String = shared.description.chars().take(200).collect();
     let mut tags = format!(
         "<meta property=\"og:type\" content=\"video.other\">\n\
          <meta property=\"og:site_name\" content=\"onair\">\n\
          <meta property=\"og:title\" content=\"{}\">\n\
          <meta name=\"twitter:card\" content=\"summary_large_image\">\n",
-        attr(&title)
+        attr(&shared.title)
     );
     if !description.trim().is_empty() {
         tags += &format!(
@@ -160,22 +217,23 @@ fn share_tags(info: &crate::db::ChannelInfo, origin: Option<&str>) -> String {
     }
     if let Some(origin) = origin {
         let origin = origin.trim_end_matches('/');
+        let page = format!("{origin}{}", shared.page);
         tags += &format!(
-            "<meta property=\"og:url\" content=\"{}/c/{}\">\n\
-             <meta property=\"og:image\" content=\"{}/api/channels/{}/thumbnail.jpg\">\n",
+            "<meta property=\"og:url\" content=\"{}\">\n\
+             <meta property=\"og:image\" content=\"{}{}\">\n",
+            attr(&page),
             attr(origin),
-            info.name,
-            attr(origin),
-            info.name
+            attr(&shared.image)
         );
         // oEmbed discovery (oembed.com, "Discovery"): consumers that find this
         // ask for the iframe instead of scraping the page.
-        let page = format!("{origin}/c/{}", info.name);
-        tags += &format!(
-            "<link rel=\"alternate\" type=\"application/json+oembed\" href=\"{}\" title=\"{}\">\n",
-            attr(&format!("{origin}/api/oembed?url={}", query_value(&page))),
-            attr(&title)
-        );
+        if shared.oembed {
+            tags += &format!(
+                "<link rel=\"alternate\" type=\"application/json+oembed\" href=\"{}\" title=\"{}\">\n",
+                attr(&format!("{origin}/api/oembed?url={}", query_value(&page))),
+                attr(&shared.title)
+            );
+        }
     }
     tags
 }

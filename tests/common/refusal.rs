@@ -21,7 +21,7 @@ pub async fn is_live(srv: &TestServer, channel: &str) -> bool {
 /// `key` on `channel` is refused everywhere: WHIP and Icecast answer 403
 /// with `why`, and ffmpeg over RTMP never goes live in 5 s.
 pub async fn assert_publish_refused(srv: &TestServer, channel: &str, key: &str, why: &str) {
-    let r = whip_offer(srv, key).await;
+    let r = whip_offer(srv.http, key).await;
     assert_eq!(r.status, 403, "{}", r.text());
     assert!(r.text().contains(why), "WHIP: {}", r.text());
     let reply = icecast_put(srv.icecast, channel, key).await;
@@ -40,10 +40,10 @@ pub async fn assert_publish_refused(srv: &TestServer, channel: &str, key: &str, 
 }
 
 /// A WHIP offer with `key`, refused before its SDP matters.
-pub async fn whip_offer(srv: &TestServer, key: &str) -> HttpResponse {
+pub async fn whip_offer(addr: std::net::SocketAddr, key: &str) -> HttpResponse {
     let auth = format!("Bearer {key}");
     http(
-        srv.http,
+        addr,
         "POST",
         "/whip",
         &[

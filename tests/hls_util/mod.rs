@@ -355,7 +355,7 @@ pub async fn restart_finalizes_the_broadcast(
     let item = &b["items"][0];
     eprintln!("after restart: {item}");
     assert!(item["ended_at"].is_i64(), "finalized: {b}");
-    let id = item["id"].as_i64().unwrap();
+    let id = crate::common::json_id(&item["id"]);
     let kept = item["duration_ms"].as_i64().unwrap() as f64 / 1000.0;
     assert!(
         kept >= had - 1.0,

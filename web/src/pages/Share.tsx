@@ -43,7 +43,10 @@ export function ShareButton({ open, onToggle }: { open: boolean; onToggle: () =>
   );
 }
 
-export function SharePanel({ channel, title, onClose }: { channel: string; title: string; onClose: () => void }) {
+/// `broadcast`: a past broadcast playing, whose link (`?b=ID`) opens it.
+export function SharePanel({ channel, title, broadcast, onClose }: {
+  channel: string; title: string; broadcast?: string; onClose: () => void;
+}) {
   const page = `${location.origin}/c/${encodeURIComponent(channel)}`;
   const [link, setLink] = useState(page);
   const [code, setCode] = useState(embedCode(location.origin, channel, title || channel));
@@ -76,9 +79,10 @@ export function SharePanel({ channel, title, onClose }: { channel: string; title
         <h2 id="share-h">Share</h2>
         <button type="button" onClick={onClose} aria-label="Close the share panel">Close</button>
       </div>
-      <label for="share-link">Link to this channel</label>
+      <label for="share-link">{broadcast ? 'Link to this broadcast' : 'Link to this channel'}</label>
       <div class="share-row">
-        <input id="share-link" ref={linkField} readOnly value={link} onFocus={(e) => e.currentTarget.select()} />
+        <input id="share-link" ref={linkField} readOnly value={broadcast ? `${link}?b=${encodeURIComponent(broadcast)}` : link}
+          onFocus={(e) => e.currentTarget.select()} />
         <button type="button" onClick={() => copied('Link', linkField.current)} aria-label="Copy the link">Copy</button>
       </div>
       <label for="share-embed">Embed on your site</label>

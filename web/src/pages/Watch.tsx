@@ -27,7 +27,19 @@ export function Watch({ channel, me }: { channel: string; me: Me | null }) {
   });
   const watch = useRef<HTMLDivElement>(null);
   useChatFillsPhone(watch, !missing);
-  useEffect(() => { setVod(null); setLikeError(''); }, [channel]);
+  // A link to a past broadcast (`?b=ID`, what the share panel gives while
+  // one plays) opens it once the list has it.
+  const wanted = useRef<string | null>(null);
+  useEffect(() => {
+    wanted.current = new URLSearchParams(location.search).get('b');
+    setVod(null);
+    setLikeError('');
+  }, [channel]);
+  useEffect(() => {
+    if (!vod && wanted.current) return;
+    const url = vod ? `${location.pathname}?b=${encodeURIComponent(vod.id)}` : location.pathname;
+    if (url !== location.pathname + location.search) history.replaceState(history.state, '', url);
+  }, [vod]);
 
   const like = async () => {
     setLikeError('');
@@ -96,7 +108,7 @@ export function Watch({ channel, me }: { channel: string; me: Me | null }) {
             <ShareButton open={sharing} onToggle={() => setSharing((x) => !x)} />
           </div>
         </div>
-        {sharing && <SharePanel channel={channel} title={info?.title || ''} onClose={() => setSharing(false)} />}
+        {sharing && <SharePanel channel={channel} title={info?.title || ''} broadcast={vod?.id} onClose={() => setSharing(false)} />}
         {ps?.message && ps.status !== 'connecting' && ps.status !== 'waiting' && !vod && <p class="muted" role="status">{ps.message}</p>}
         {likeError && <p class="error" role="alert">{likeError}</p>}
       </section>
@@ -109,7 +121,7 @@ export function Watch({ channel, me }: { channel: string; me: Me | null }) {
         </p>
         {info?.description && <p class="description">{info.description}</p>}
         <Upcoming channel={channel} />
-        <PastBroadcasts channel={channel} video={video} vod={vod} setVod={(b) => { player.current?.stop(); setVod(b); }} />
+        <PastBroadcasts channel={channel} video={video} vod={vod} wanted={wanted} setVod={(b) => { player.current?.stop(); setVod(b); }} />
       </section>
     </div>
   );
@@ -148,10 +160,19 @@ function Upcoming({ channel }: { channel: string }) {
   );
 }
 
-function PastBroadcasts({ channel, video, vod, setVod }: {
-  channel: string; video: { current: HTMLVideoElement | null }; vod: Broadcast | null; setVod: (b: Broadcast | null) => void;
+function PastBroadcasts({ channel, video, vod, wanted, setVod }: {
+  channel: string; video: { current: HTMLVideoElement | null }; vod: Broadcast | null;
+  wanted: { current: string | null }; setVod: (b: Broadcast | null) => void;
 }) {
-  const items = (useGet<{ items: Broadcast[] }>(channelPath(channel, '/broadcasts'))?.items ?? []).filter((b) => !b.live && b.playlist);
+  const list = useGet<{ items: Broadcast[] }>(channelPath(channel, '/broadcasts'));
+  const items = (list?.items ?? []).filter((b) => !b.live && b.playlist);
+  useEffect(() => {
+    if (!list) return;
+    const id = wanted.current;
+    wanted.current = null;
+    const b = id ? items.find((x) => x.id === id) : undefined;
+    if (b) setVod(b);
+  }, [list]);
   useEffect(() => {
     if (!vod?.playlist || !video.current) return;
     let hls: { destroy(): void } | null = null;

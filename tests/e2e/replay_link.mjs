@@ -1,0 +1,35 @@
+// A past broadcast's own link in headless Chromium:
+//
+//   node replay_link.mjs <base> <channel> <broadcast-id> <screenshot-dir>
+//
+// Opens /c/CHANNEL?b=ID: the page plays that recording (Replay), and its
+// share panel gives that link; "Back to live" drops it from the address; a
+// click on the broadcast's tile puts it back. Prints ONE JSON line of what
+// the page showed; tests/embed.rs judges it.
+
+import { run, launch } from './browser.mjs';
+import { newPage, screenshots } from './web_lib.mjs';
+
+const [baseArg, channel, id, shots] = process.argv.slice(2);
+const base = (baseArg || '').replace(/\/+$/, '');
+
+await run('replay_link', 90_000, async (track) => {
+  const browser = track(await launch());
+  const page = await newPage(browser);
+  await page.goto(`${base}/c/${channel}?b=${id}`);
+  await page.getByText('Replay', { exact: true }).waitFor({ timeout: 10_000 });
+  await page.waitForFunction(() => (document.querySelector('video')?.currentTime ?? 0) > 1, null, { timeout: 15_000 });
+  const played = await page.evaluate(() => document.querySelector('video').currentTime);
+  const current = await page.locator('.tile.current').count();
+  await page.getByRole('button', { name: 'Share' }).click();
+  const label = await page.locator('label[for=share-link]').innerText();
+  const link = await page.locator('#share-link').inputValue();
+  await screenshots(page, shots, 'replay-share');
+  await page.getByRole('button', { name: 'Close the share panel' }).click();
+  await page.getByRole('button', { name: 'Back to live' }).click();
+  const afterLive = await page.evaluate(() => location.search);
+  await page.locator('.tile-link').first().click();
+  await page.getByText('Replay', { exact: true }).waitFor({ timeout: 5000 });
+  const afterTile = await page.evaluate(() => location.search);
+  return { played, current, label, link, afterLive, afterTile };
+});
