@@ -12,13 +12,25 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_onair");
 
 /// A loopback address whose port was free a moment ago: a restarted
 /// server must come back on the same addresses, so port 0 will not do.
+///
+/// The port is drawn below the kernel's ephemeral range, which outgoing
+/// connections (every test's clients) take their local ports from: a port
+/// in that range that was free when checked can be a connection's before
+/// the server binds it, and the server then fails with "address in use".
 pub fn free_addr() -> SocketAddr {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    SocketAddr::from(([127, 0, 0, 1], port))
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768)
+        .max(12_000);
+    for _ in 0..1000 {
+        let port = rand::Rng::gen_range(&mut rand::thread_rng(), 10_000..low);
+        // Free on every address: some servers under test bind them all.
+        if std::net::TcpListener::bind(("0.0.0.0", port)).is_ok() {
+            return SocketAddr::from(([127, 0, 0, 1], port));
+        }
+    }
+    panic!("no free port below {low}");
 }
 
 /// `onair channel create NAME --data-dir DIR`; asserts success and returns

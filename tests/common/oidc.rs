@@ -30,18 +30,11 @@ pub struct IdP {
     pub addr: SocketAddr,
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
-
 /// onair with the provider configured, and the provider, which must know
 /// onair's callback URL before it starts.
 pub async fn start() -> (TestServer, IdP) {
     ensure_node_modules().await;
-    let port = free_port();
+    let port = super::child::free_addr().port();
     let issuer = format!("http://127.0.0.1:{port}");
     let srv = TestServer::start_with(|c| {
         let spec = format!(

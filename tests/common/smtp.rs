@@ -79,11 +79,7 @@ impl Smtp {
             );
             return None;
         }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = super::child::free_addr().port();
         let mut cmd = tokio::process::Command::new(python);
         match (delay, tls) {
             (_, Some((cert, key))) => cmd
