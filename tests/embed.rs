@@ -463,5 +463,10 @@ async fn a_past_broadcast_has_its_own_link() {
     assert_eq!(r["link"], format!("{origin}/c/demo?b={id}").as_str(), "{r}");
     assert_eq!(r["afterLive"], "", "{r}");
     assert_eq!(r["afterTile"], format!("?b={id}").as_str(), "{r}");
+    let (chat, stage) = (
+        r["widths"]["chat"].as_f64().unwrap(),
+        r["widths"]["stage"].as_f64().unwrap(),
+    );
+    assert!(chat >= stage - 1.0, "the chat spans the phone: {r}");
     srv.stop().await;
 }

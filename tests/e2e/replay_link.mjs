@@ -4,11 +4,12 @@
 //
 // Opens /c/CHANNEL?b=ID: the page plays that recording (Replay), and its
 // share panel gives that link; "Back to live" drops it from the address; a
-// click on the broadcast's tile puts it back. Prints ONE JSON line of what
+// click on the broadcast's tile puts it back. On a phone the (empty) chat
+// spans the page. Prints ONE JSON line of what
 // the page showed; tests/embed.rs judges it.
 
 import { run, launch } from './browser.mjs';
-import { newPage, screenshots } from './web_lib.mjs';
+import { DESKTOP, PHONE, newPage, screenshots } from './web_lib.mjs';
 
 const [baseArg, channel, id, shots] = process.argv.slice(2);
 const base = (baseArg || '').replace(/\/+$/, '');
@@ -25,11 +26,18 @@ await run('replay_link', 90_000, async (track) => {
   const label = await page.locator('label[for=share-link]').innerText();
   const link = await page.locator('#share-link').inputValue();
   await screenshots(page, shots, 'replay-share');
+  // On a phone the chat spans the page under the player, even empty.
+  await page.setViewportSize(PHONE);
+  const widths = await page.evaluate(() => ({
+    chat: document.querySelector('.chat').getBoundingClientRect().width,
+    stage: document.querySelector('.stage').getBoundingClientRect().width,
+  }));
+  await page.setViewportSize(DESKTOP);
   await page.getByRole('button', { name: 'Close the share panel' }).click();
   await page.getByRole('button', { name: 'Back to live' }).click();
   const afterLive = await page.evaluate(() => location.search);
   await page.locator('.tile-link').first().click();
   await page.getByText('Replay', { exact: true }).waitFor({ timeout: 5000 });
   const afterTile = await page.evaluate(() => location.search);
-  return { played, current, label, link, afterLive, afterTile };
+  return { played, current, label, link, afterLive, afterTile, widths };
 });
