@@ -34,10 +34,12 @@ await run('replay_link', 90_000, async (track) => {
   }));
   await page.setViewportSize(DESKTOP);
   await page.getByRole('button', { name: 'Close the share panel' }).click();
+  // The address follows the page once it has drawn the change.
   await page.getByRole('button', { name: 'Back to live' }).click();
+  await page.waitForFunction(() => location.search === '', null, { timeout: 5000 });
   const afterLive = await page.evaluate(() => location.search);
   await page.locator('.tile-link').first().click();
-  await page.getByText('Replay', { exact: true }).waitFor({ timeout: 5000 });
+  await page.waitForFunction(() => location.search !== '', null, { timeout: 5000 });
   const afterTile = await page.evaluate(() => location.search);
   return { played, current, label, link, afterLive, afterTile, widths };
 });
