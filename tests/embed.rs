@@ -388,21 +388,7 @@ async fn a_past_broadcast_has_its_own_link() {
     let srv = TestServer::start().await;
     let mut ff = common::ffmpeg_publish(&srv.rtmp_url(&srv.key), 6);
     ff.wait().await.unwrap();
-    let start = Instant::now();
-    let id = loop {
-        let r = http(srv.http, "GET", "/api/channels/demo/broadcasts", &[], b"")
-            .await
-            .json();
-        if let Some(item) = r["items"]
-            .as_array()
-            .and_then(|a| a.first())
-            .filter(|i| !i["ended_at"].is_null())
-        {
-            break common::json_id(&item["id"]);
-        }
-        assert!(start.elapsed() < Duration::from_secs(20), "{r}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let id = common::finished_broadcast(srv.http, "demo").await;
     let patch = |title: &str, published: bool| onair::db::BroadcastPatch {
         title: Some(title.into()),
         description: Some("From <the> archive".into()),

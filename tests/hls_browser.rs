@@ -66,21 +66,7 @@ async fn hlsjs_plays_a_recording() {
     let srv = TestServer::start().await;
     let mut ff = ffmpeg_publish(&srv.rtmp_url(&srv.key), 6);
     ff.wait().await.unwrap();
-    let start = std::time::Instant::now();
-    let id = loop {
-        let r = common::http(srv.http, "GET", "/api/channels/demo/broadcasts", &[], b"")
-            .await
-            .json();
-        if let Some(item) = r["items"]
-            .as_array()
-            .and_then(|a| a.first())
-            .filter(|i| !i["ended_at"].is_null())
-        {
-            break common::json_id(&item["id"]);
-        }
-        assert!(start.elapsed() < Duration::from_secs(20));
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let id = common::finished_broadcast(srv.http, "demo").await;
     let r = watch(&format!("http://{}/vod/{id}/index.m3u8", srv.http), 4, "{}").await;
     eprintln!("hls.js VOD report: {r}");
     assert!(r["fatalErrors"].as_array().unwrap().is_empty(), "{r}");

@@ -2,6 +2,7 @@
 
 mod access;
 mod admin;
+mod admission;
 pub mod auth;
 mod categories;
 mod channels;

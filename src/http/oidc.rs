@@ -10,7 +10,8 @@
 //! who picks a username on `/oidc/signup`. An address the provider does not
 //! vouch for never reaches an existing account.
 
-use super::auth::{open_session, Admission, ApiJson, SignedIn};
+use super::admission::Admission;
+use super::auth::{open_session, ApiJson, SignedIn};
 use super::{ApiError, AppState, ErrorBody};
 use crate::auth::oidc::{
     local_path, random_token, suggest_username, Flow, FlowError, PendingSignup,

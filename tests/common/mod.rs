@@ -504,3 +504,21 @@ pub fn json_id(v: &serde_json::Value) -> i64 {
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("an id must be a decimal string, not {v}"))
 }
+
+/// The id of `channel`'s newest broadcast once it has ended (within 20 s).
+pub async fn finished_broadcast(addr: SocketAddr, channel: &str) -> i64 {
+    let start = std::time::Instant::now();
+    let path = format!("/api/channels/{channel}/broadcasts");
+    loop {
+        let r = http(addr, "GET", &path, &[], b"").await.json();
+        if let Some(item) = r["items"]
+            .as_array()
+            .and_then(|a| a.first())
+            .filter(|i| !i["ended_at"].is_null())
+        {
+            return json_id(&item["id"]);
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "{r}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
