@@ -29,6 +29,8 @@ if [ "${1:-}" = "--test" ]; then
   command -v caddy >/dev/null || need+=(caddy)
   # Chromium's certificate store, for the TURN-over-TLS test.
   command -v certutil >/dev/null || need+=(libnss3-tools)
+  # The S3-compatible server's Python (tests/object_store.rs), below.
+  /usr/bin/python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
 fi
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}" >&2
@@ -77,6 +79,14 @@ if [ ! -f web/dist/index.html ] ||
     -newer web/dist/index.html -print -quit)" ]; then
   echo "setup: building the web app (web/dist)" >&2
   npm run --prefix web build --silent >&2
+fi
+# The S3-compatible server tests/object_store.rs runs (moto's server mode),
+# in its own virtualenv: Debian's Python takes no pip installs of its own.
+moto_venv="${HOME}/.cache/onair-test/moto"
+if [ "${1:-}" = "--test" ] && [ ! -x "$moto_venv/bin/moto_server" ]; then
+  echo "setup: installing the S3-compatible test server (moto) in $moto_venv" >&2
+  /usr/bin/python3 -m venv "$moto_venv"
+  "$moto_venv/bin/pip" install --quiet --disable-pip-version-check 'moto[server]==5.2.1'
 fi
 # One throwaway Chromium start, so the first browser test does not pay for a
 # cold start (~20 s seen on a fresh machine) inside its own time limits.

@@ -21,12 +21,15 @@
 //! - [`db`]: sqlx queries (SQLite by default, Postgres by URL).
 //! - [`config`]: flags, env and TOML.
 //! - [`auth`]: passwords (argon2id), session tokens, username rules.
+//! - [`avatar`]: profile pictures, decoded under limits and re-encoded.
+//! - [`store`]: named blobs written whole (avatars), in the data directory.
 //! - [`chat`]: rooms per channel, joined by WebSocket and WHEP data channel.
 //! - [`net`]: client addresses (IPv6 /64, trusted proxies) and connection caps.
 //! - [`isolate`]: a panic drops one peer or connection; engines are supervised.
 
 pub mod audio;
 pub mod auth;
+pub mod avatar;
 pub mod chat;
 pub mod codec;
 pub mod config;
@@ -47,6 +50,7 @@ pub mod net;
 pub mod rtmp;
 pub mod server;
 pub mod sfu;
+pub mod store;
 pub mod tls;
 
 pub use server::{run, Listeners};

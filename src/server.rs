@@ -275,6 +275,10 @@ pub async fn run(
             open_streaming: config.accounts.open_streaming,
         },
         oidc: Arc::new(http::oidc::Oidc::new(config.oidc.clone())),
+        avatars: Arc::new(crate::avatar::Avatars::new(
+            db.clone(),
+            crate::store::Store::open(&config.object_store)?,
+        )),
     };
     if let Some(listener) = listeners.metrics {
         tokio::spawn(http::listen::serve(

@@ -138,6 +138,12 @@ pub struct ServeArgs {
     /// `/metrics` answers only requests with `Authorization: Bearer TOKEN`.
     #[arg(long, env = "ONAIR_METRICS_TOKEN", global = true)]
     pub metrics_token: Option<String>,
+    /// Where stored objects (profile pictures) go: `file://PATH` (default:
+    /// the data directory) or `s3://BUCKET?endpoint=URL&region=REGION`
+    /// (AWS S3, MinIO, Garage, R2...; `&addressing=path|virtual`),
+    /// credentials from `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`.
+    #[arg(long, env = "ONAIR_OBJECT_STORE", global = true)]
+    pub object_store: Option<String>,
     /// One log line per HTTP request (target `onair::access`): method,
     /// path (session ids and query values that may be secrets masked),
     /// status, bytes, milliseconds, client.
@@ -313,6 +319,8 @@ pub struct Config {
     /// See `--metrics-listen` and `--metrics-token`.
     pub metrics_listen: Option<SocketAddr>,
     pub metrics_token: Option<String>,
+    /// See `--object-store`.
+    pub object_store: crate::store::StoreUrl,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -327,6 +335,8 @@ pub enum ConfigError {
     TurnWithoutSecret,
     #[error("--turns needs TLS (--tls-cert/--tls-key or --acme-domain) and --turn")]
     TurnsWithoutTls,
+    #[error("bad --object-store: {0}")]
+    ObjectStore(String),
     #[error("bad --turn-relay-ports {0:?}: expected MIN-MAX, e.g. 49152-65535")]
     TurnRelayPorts(String),
     #[error("{0}")]
@@ -388,6 +398,7 @@ impl Config {
             .database_url
             .clone()
             .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("onair.db").display()));
+        let data_dir_for_store = data_dir.clone();
         Ok(Config {
             http: serve.http.unwrap_or_else(|| parse(DEFAULT_HTTP)),
             rtmp: serve.rtmp.unwrap_or_else(|| parse(DEFAULT_RTMP)),
@@ -425,6 +436,11 @@ impl Config {
             access_log: serve.access_log,
             metrics_listen: serve.metrics_listen,
             metrics_token: serve.metrics_token.clone().filter(|t| !t.is_empty()),
+            object_store: match serve.object_store.as_deref().filter(|u| !u.is_empty()) {
+                Some(url) => crate::store::StoreUrl::parse(url)
+                    .map_err(|e| ConfigError::ObjectStore(e.to_string()))?,
+                None => crate::store::StoreUrl::Dir(data_dir_for_store),
+            },
         })
     }
 
@@ -458,6 +474,7 @@ impl Config {
             access_log: false,
             metrics_listen: None,
             metrics_token: None,
+            object_store: crate::store::StoreUrl::Dir(dir.to_path_buf()),
         }
     }
 }

@@ -3,6 +3,7 @@
 
 mod admin;
 mod audit;
+mod avatars;
 mod broadcast_meta;
 mod broadcasts;
 mod channel_meta;

@@ -4,8 +4,8 @@
 
 use super::auth::MAX_JSON_BYTES;
 use super::{
-    admin, auth, categories, channels, chat_ws, email, invites, me, oembed, openapi, schedule,
-    sessions, AppState,
+    admin, auth, avatar, categories, channels, chat_ws, email, invites, me, oembed, openapi,
+    schedule, sessions, AppState,
 };
 use axum::extract::DefaultBodyLimit;
 use axum::Router;
@@ -15,6 +15,7 @@ pub fn routes() -> Router<AppState> {
         .merge(auth::routes())
         .merge(super::oidc::routes())
         .merge(me::routes())
+        .merge(avatar::routes())
         .merge(sessions::routes())
         .merge(email::routes())
         .merge(invites::routes())

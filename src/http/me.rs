@@ -22,6 +22,8 @@ pub(super) struct Me {
     user: User,
     /// The channel named after the user, with what an encoder needs.
     channel: Option<MyChannel>,
+    /// The user's picture at 256 px; without an upload, the generated one.
+    avatar: String,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -69,7 +71,9 @@ pub(super) async fn me(State(s): State<AppState>, me: SignedIn) -> Result<Json<M
         }),
         _ => None,
     };
+    let version = s.db.avatar_version(me.user.id).await?.unwrap_or(0);
     Ok(Json(Me {
+        avatar: super::avatar::url(&me.user.username, 256, version),
         user: me.user,
         channel,
     }))
@@ -99,6 +103,7 @@ async fn soft_delete(s: &AppState, user: &User) -> Result<(), ApiError> {
     // Open chat sockets and data channels turn read-only at once.
     s.rooms.standings().end_sessions(user.id, None);
     s.hub.kick(&user.username);
+    s.avatars.forget(user.id).await;
     tracing::info!(user = %user.username, "account deleted (soft)");
     Ok(())
 }

@@ -4,6 +4,7 @@ mod access;
 mod admin;
 mod admission;
 pub mod auth;
+mod avatar;
 mod categories;
 mod channels;
 mod chat_ws;
@@ -89,6 +90,8 @@ pub struct AppState {
     pub signup: Signup,
     /// "Sign in with ..." providers and the sign-ins in flight.
     pub oidc: Arc<oidc::Oidc>,
+    /// Profile pictures: uploads, and the store they are kept in.
+    pub avatars: Arc<crate::avatar::Avatars>,
 }
 
 /// `--registration` and `--open-streaming`.

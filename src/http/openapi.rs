@@ -7,8 +7,8 @@
 //! reaches each operation matches the schema documented for its status.
 
 use super::{
-    admin, auth, categories, channels, chat_ws, download, email, flv, health, hls, ice, invites,
-    me, oembed, oidc, schedule, sessions, whep, whip,
+    admin, auth, avatar, categories, channels, chat_ws, download, email, flv, health, hls, ice,
+    invites, me, oembed, oidc, schedule, sessions, whep, whip,
 };
 use super::{AppState, ErrorBody};
 use axum::http::StatusCode;
@@ -50,7 +50,7 @@ pub(super) async fn openapi_json() -> Json<serde_json::Value> {
         invites::policy, invites::list, invites::create, invites::withdraw,
         admin::users, admin::send_reset, admin::audit,
         admin::site_bans, admin::site_ban, admin::site_unban,
-        me::me, me::delete_me, me::set_role, me::delete_user,
+        me::me, me::delete_me, avatar::upload, avatar::remove, avatar::picture, me::set_role, me::delete_user,
         sessions::list, sessions::end_one, sessions::end_all,
         channels::directory, channels::channel, channels::edit, channels::key,
         channels::rotate_key, channels::end_live, channels::like,
@@ -72,6 +72,7 @@ pub(super) async fn openapi_json() -> Json<serde_json::Value> {
     tags(
         (name = "accounts", description = "Sign-up, sign-in, sessions, mail, the signed-in user and admin actions on users"),
         (name = "providers", description = "Sign-in with OpenID Connect providers (`--oidc-provider`). A browser starts at `/auth/oidc/{id}/start` and comes back to its callback; a new user then picks a username with `/api/auth/providers/signup`"),
+        (name = "avatars", description = "Profile pictures: an upload (PNG, JPEG or WebP) re-encoded at 64 and 256 px, or a generated picture, shown in chat, the directory and channel pages"),
         (name = "channels", description = "The directory, a channel's settings, stream key, likes, schedule and categories"),
         (name = "chat", description = "Chat history, posting, moderation and the WebSocket"),
         (name = "broadcasts", description = "Past broadcasts, their recordings and the live thumbnail"),

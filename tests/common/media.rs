@@ -60,3 +60,16 @@ pub fn clip(key: &str, media: &Media, secs: u64) -> PublishOptions {
         on_session: None,
     }
 }
+
+/// One frame of ffmpeg's test card as a JPEG of `size` (`WxH`), as a
+/// camera or an editor makes one: a profile picture to upload.
+pub fn jpeg_picture(size: &str) -> Vec<u8> {
+    let out = std::process::Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-f", "lavfi"])
+        .args(["-i", &format!("testsrc2=size={size}"), "-frames:v", "1"])
+        .args(["-c:v", "mjpeg", "-f", "image2pipe", "pipe:1"])
+        .output()
+        .expect("ffmpeg is installed");
+    assert!(out.status.success());
+    out.stdout
+}

@@ -10,6 +10,7 @@ pub mod node;
 pub mod oidc;
 pub mod openapi;
 pub mod refusal;
+pub mod s3;
 pub mod smtp;
 pub mod tls;
 pub mod udp_proxy;

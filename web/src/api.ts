@@ -48,6 +48,8 @@ export interface RegistrationPolicy {
 
 export interface Me {
   user: User;
+  /// The account's picture at 256 px (a generated one until an upload).
+  avatar: string;
   channel: {
     /// None until the account may stream (an admin grants the role).
     name: string; stream_key: string | null; title: string; description: string; category: string | null;
@@ -92,7 +94,11 @@ export class ApiError extends Error {
 
 export async function api<T>(method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<T> {
   const init: RequestInit = { method, credentials: 'same-origin', headers: {}, signal };
-  if (body !== undefined) {
+  if (body instanceof Blob) {
+    // A file as it is (a picture upload), not as JSON.
+    (init.headers as Record<string, string>)['Content-Type'] = body.type || 'application/octet-stream';
+    init.body = body;
+  } else if (body !== undefined) {
     (init.headers as Record<string, string>)['Content-Type'] = 'application/json';
     init.body = JSON.stringify(body);
   }
@@ -132,6 +138,12 @@ export function get<T>(path: string, signal?: AbortSignal): Promise<T> {
     return p as Promise<T>;
   }
   return api<T>('GET', path, undefined, signal);
+}
+
+/// A user's picture: an upload, or their initial on a colour. Sizes are
+/// the server's (64 or 256); the page scales them down.
+export function avatarUrl(username: string, size: 64 | 256 = 64): string {
+  return `/avatars/${encodeURIComponent(username)}/${size}`;
 }
 
 export function channelPath(name: string, rest = ''): string {

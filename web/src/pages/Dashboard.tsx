@@ -4,6 +4,7 @@ import type { PageProps } from '../main';
 import { Link } from '../router';
 import { GoLive } from './GoLive';
 import { Recordings, Schedule } from './Manage';
+import { AvatarCard } from './Avatar';
 import { LinkedProviders } from './Providers';
 
 export function Dashboard({ me, setMe }: PageProps & { me: Me }) {
@@ -33,6 +34,7 @@ export function Dashboard({ me, setMe }: PageProps & { me: Me }) {
         {key && <GoLive streamKey={key} channel={ch.name} />}
         <Recordings channel={ch.name} />
         <Schedule channel={ch.name} />
+        <AvatarCard me={me} setMe={setMe} />
         <Sessions setMe={setMe} />
         <Email me={me} setMe={setMe} />
         <Account username={me.user.username} setMe={setMe} />

@@ -1,5 +1,5 @@
 import { useEffect, useState } from 'preact/hooks';
-import { errorText, fmtWhen, get, type Category, type Channel, type Scheduled } from '../api';
+import { avatarUrl, errorText, fmtWhen, get, type Category, type Channel, type Scheduled } from '../api';
 import { Link } from '../router';
 
 interface Page<T> {
@@ -81,9 +81,12 @@ export function Directory() {
                   <span class="badge live">LIVE</span>
                   <span class="badge viewers" aria-label={`${c.viewers} watching`}>{c.viewers} watching</span>
                 </div>
-                <div class="tile-text">
-                  <strong class="title">{c.title || c.name}</strong>
-                  <span class="muted">{c.name}{c.category ? ` · ${catName(c.category)}` : ''}</span>
+                <div class="tile-row">
+                  <img class="avatar" src={avatarUrl(c.owner || c.name)} alt="" width={36} height={36} loading="lazy" />
+                  <div class="tile-text">
+                    <strong class="title">{c.title || c.name}</strong>
+                    <span class="muted">{c.name}{c.category ? ` · ${catName(c.category)}` : ''}</span>
+                  </div>
                 </div>
               </Link>
             </li>

@@ -1,6 +1,7 @@
 // The chat's message list, on the watch page and in the embed.
 import type { ComponentChildren } from 'preact';
 import { useLayoutEffect, useRef } from 'preact/hooks';
+import { avatarUrl } from '../api';
 import type { ChatMessage } from '../chat';
 
 /// Within this many pixels of the bottom, the list follows new messages;
@@ -22,6 +23,7 @@ export function Messages({ messages, actions }: {
       {messages.map((m) => (
         <li key={m.id} data-id={m.id}>
           {/* Text only: JSX text nodes, never innerHTML. */}
+          <img class="avatar" src={avatarUrl(m.user)} alt="" width={20} height={20} loading="lazy" />
           <strong class="who">{m.user}</strong> <span class="text">{m.text}</span>
           {actions?.(m)}
         </li>

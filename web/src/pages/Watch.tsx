@@ -1,5 +1,5 @@
 import { useEffect, useLayoutEffect, useRef, useState } from 'preact/hooks';
-import { api, channelPath, errorText, fmtDuration, fmtWhen, type Broadcast, type Me, type Scheduled } from '../api';
+import { api, avatarUrl, channelPath, errorText, fmtDuration, fmtWhen, type Broadcast, type Me, type Scheduled } from '../api';
 import { useChannel, useGet, type ChannelView } from '../channel';
 import { LevelMeter } from '../meter';
 import { playVod, type Mode } from '../player';
@@ -115,7 +115,8 @@ export function Watch({ channel, me }: { channel: string; me: Me | null }) {
       <Chat channel={channel} me={me} moderator={moderator} view={view} />
       <section class="about" aria-label="About the channel">
         <h1 class="channel-title" data-testid="channel-title">{info?.title || channel}</h1>
-        <p class="muted">
+        <p class="muted owner-line">
+          <img class="avatar" src={avatarUrl(info?.owner || channel)} alt="" width={32} height={32} data-testid="owner-avatar" />
           <Link href={`/c/${channel}`}>{channel}</Link>
           {info?.category ? ` · ${info.category}` : ''}
         </p>
