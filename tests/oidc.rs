@@ -219,6 +219,121 @@ async fn start_and_callback_over_http() {
     srv.stop().await;
 }
 
+/// The state from one `start`'s redirect to the provider.
+fn state_of(r: &common::HttpResponse) -> String {
+    let to = r.header("location").expect("location");
+    to.split(['?', '&'])
+        .find_map(|kv| kv.strip_prefix("state="))
+        .expect("state")
+        .to_string()
+}
+
+/// Where a callback sent the browser, and the reason when it is the
+/// sign-in page's.
+fn landed(r: &common::HttpResponse) -> String {
+    assert_eq!(r.status, 303, "{}", r.text());
+    r.header("location").unwrap().to_string()
+}
+
+/// Two sign-ins in flight in one browser (two tabs): each finishes, in
+/// either order, the other still waiting meanwhile. A provider's refusal
+/// (`error=access_denied`) and a callback without a code land on the
+/// sign-in page with the reason, and spend only their own state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_ins_in_two_tabs_and_provider_refusals() {
+    let (srv, idp) = start().await;
+    let a = srv.http;
+    let mut jar = common::oidc::Jar::default();
+    let mut starts = Vec::new();
+    for _ in 0..2 {
+        let cookie = jar.header();
+        let r = api(
+            a,
+            "GET",
+            "/auth/oidc/test/start?next=%2Fdashboard",
+            &[("Cookie", &cookie)],
+            None,
+        )
+        .await;
+        assert_eq!(r.status, 303);
+        jar.take(&r);
+        starts.push(r);
+    }
+    let (first, second) = (state_of(&starts[0]), state_of(&starts[1]));
+    assert!(
+        jar.header().contains(&first) && jar.header().contains(&second),
+        "{}",
+        jar.header()
+    );
+    // The first tab finishes: signed in, the second's state kept.
+    let back = idp
+        .sign_in(starts[0].header("location").unwrap(), "tab")
+        .await;
+    assert!(back.contains(&format!("state={first}")), "{back}");
+    let path = &back[back.find("/auth/oidc/").unwrap()..];
+    let cookie = jar.header();
+    let r = api(a, "GET", path, &[("Cookie", &cookie)], None).await;
+    jar.take(&r);
+    assert!(
+        landed(&r).starts_with("/oidc/signup#token="),
+        "{}",
+        landed(&r)
+    );
+    assert!(!jar.header().contains(&first), "{}", jar.header());
+    assert!(jar.header().contains(&second), "{}", jar.header());
+    // The second tab: the user said no at the provider.
+    let cookie = jar.header();
+    let refused = format!(
+        "/auth/oidc/test/callback?error=access_denied&error_description=The+user+said+no&state={second}"
+    );
+    let r = api(a, "GET", &refused, &[("Cookie", &cookie)], None).await;
+    jar.take(&r);
+    let to = landed(&r);
+    assert!(to.starts_with("/login#oidc-error="), "{to}");
+    assert!(
+        to.contains("access_denied") && to.contains("The+user+said+no"),
+        "{to}"
+    );
+    assert!(
+        !jar.header().contains("onair_oidc"),
+        "every state spent: {}",
+        jar.header()
+    );
+    // A callback with a known state but no code.
+    let r = api(a, "GET", "/auth/oidc/test/start", &[], None).await;
+    let third = state_of(&r);
+    jar.take(&r);
+    let cookie = jar.header();
+    let r = api(
+        a,
+        "GET",
+        &format!("/auth/oidc/test/callback?state={third}"),
+        &[("Cookie", &cookie)],
+        None,
+    )
+    .await;
+    let to = landed(&r);
+    assert!(to.contains("no+code"), "{to}");
+    assert!(cookies(&r).iter().all(|c| !c.starts_with("onair_session=")));
+    // A browser holds at most four sign-ins in flight.
+    let mut jar = common::oidc::Jar::default();
+    for _ in 0..6 {
+        let cookie = jar.header();
+        let r = api(
+            a,
+            "GET",
+            "/auth/oidc/test/start",
+            &[("Cookie", &cookie)],
+            None,
+        )
+        .await;
+        jar.take(&r);
+    }
+    let held = jar.header().split('=').nth(1).unwrap().split('.').count();
+    assert_eq!(held, 4, "{}", jar.header());
+    srv.stop().await;
+}
+
 /// An account made through a provider has no password: a fresh session
 /// may set one, an old one may not; its only identity cannot be unlinked
 /// until it has one.
@@ -335,6 +450,11 @@ async fn provider_operations_match_their_documented_schema() {
         c.call(a, "POST", su, none, Body::Json(bad)).await.status,
         403
     );
+    for malformed in ["Olga!", "", "a/b", "-olga", &"o".repeat(40)] {
+        let body = json!({"token": token, "username": malformed});
+        let r = c.call(a, "POST", su, none, Body::Json(body)).await;
+        assert_eq!(r.status, 400, "{malformed:?}: {}", r.text());
+    }
     let taken = json!({"token": token, "username": "demo"});
     assert_eq!(
         c.call(a, "POST", su, none, Body::Json(taken)).await.status,

@@ -85,6 +85,35 @@ pub(super) async fn list(State(s): State<AppState>) -> Json<ProviderList> {
     })
 }
 
+/// Sign-ins one browser may have in flight at once (two tabs, a retry
+/// after the provider's page was closed): the state cookie holds each
+/// one's state, newest first, so finishing one does not void the others.
+const STATES_PER_BROWSER: usize = 4;
+
+/// The states in the browser's state cookie, newest first.
+fn pending_states(headers: &HeaderMap) -> Vec<&str> {
+    super::auth::cookie(headers, STATE_COOKIE)
+        .map(|c| {
+            c.split('.')
+                .filter(|s| !s.is_empty())
+                .take(STATES_PER_BROWSER)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The state cookie holding `states`, or clearing it when there are none.
+fn states_cookie(states: &[&str], secure: bool) -> String {
+    match states {
+        [] => state_cookie("", 0, secure),
+        _ => state_cookie(
+            &states.join("."),
+            crate::auth::oidc::FLOW_TTL.as_secs(),
+            secure,
+        ),
+    }
+}
+
 fn state_cookie(value: &str, max_age: u64, secure: bool) -> String {
     let secure = if secure { "; Secure" } else { "" };
     // Lax: the provider sends the browser back with a top-level GET, which
@@ -136,8 +165,13 @@ async fn begin(
         .authorize(id, &state, redirect_uri, link_user, next)
         .await?;
     s.oidc.flows.remember(&state, flow, Instant::now())?;
-    let max_age = crate::auth::oidc::FLOW_TTL.as_secs();
-    Ok((url, state_cookie(&state, max_age, s.secure_cookies)))
+    let mut states = vec![state.as_str()];
+    states.extend(
+        pending_states(headers)
+            .into_iter()
+            .take(STATES_PER_BROWSER - 1),
+    );
+    Ok((url, states_cookie(&states, s.secure_cookies)))
 }
 
 #[derive(Deserialize)]
@@ -222,13 +256,10 @@ fn see_other(location: &str, cookie: Option<String>) -> Response {
 }
 
 /// Back to the sign-in page with a reason, in the fragment (never logged).
-fn failed(s: &AppState, why: &str) -> Response {
+fn failed(why: &str) -> Response {
     tracing::info!("OIDC sign-in refused: {why}");
     let why: String = openidconnect::url::form_urlencoded::byte_serialize(why.as_bytes()).collect();
-    see_other(
-        &format!("/login#oidc-error={why}"),
-        Some(state_cookie("", 0, s.secure_cookies)),
-    )
+    see_other(&format!("/login#oidc-error={why}"), None)
 }
 
 #[derive(Deserialize)]
@@ -249,12 +280,37 @@ pub(super) async fn callback(
     Query(q): Query<CallbackQuery>,
     headers: HeaderMap,
 ) -> Response {
+    let mut r = finish(&s, &id, &q, &headers).await;
+    // Whatever the outcome, this state is spent and the browser's other
+    // sign-ins in flight stay.
+    let rest: Vec<&str> = pending_states(&headers)
+        .into_iter()
+        .filter(|p| Some(*p) != q.state.as_deref())
+        .collect();
+    let h = r.headers_mut();
+    let others: Vec<axum::http::HeaderValue> = h
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .filter(|v| !v.as_bytes().starts_with(STATE_COOKIE.as_bytes()))
+        .cloned()
+        .collect();
+    h.remove(header::SET_COOKIE);
+    for v in others {
+        h.append(header::SET_COOKIE, v);
+    }
+    if let Ok(v) = states_cookie(&rest, s.secure_cookies).parse() {
+        h.append(header::SET_COOKIE, v);
+    }
+    r
+}
+
+async fn finish(s: &AppState, id: &str, q: &CallbackQuery, headers: &HeaderMap) -> Response {
     let Some(state) = q.state.as_deref() else {
-        return failed(&s, "the provider sent no state");
+        return failed("the provider sent no state");
     };
     // Single-use: whatever happens next, this state is spent.
     let flow = s.oidc.flows.finish(state, Instant::now());
-    let bound = super::auth::cookie(&headers, STATE_COOKIE).is_some_and(|c| {
+    let bound = pending_states(headers).into_iter().any(|c| {
         bool::from(subtle::ConstantTimeEq::ct_eq(
             c.as_bytes(),
             state.as_bytes(),
@@ -262,37 +318,32 @@ pub(super) async fn callback(
     });
     let flow = match flow {
         Some(f) if bound && f.provider == id => f,
-        Some(_) => {
-            return failed(
-                &s,
-                "this sign-in was started in another browser; start again",
-            )
-        }
-        None => return failed(&s, "this sign-in is unknown, used or expired; start again"),
+        Some(_) => return failed("this sign-in was started in another browser; start again"),
+        None => return failed("this sign-in is unknown, used or expired; start again"),
     };
     if let Some(e) = q.error.as_deref() {
         let detail = q.error_description.as_deref().unwrap_or("");
         let detail: String = detail.chars().take(200).collect();
-        return failed(&s, &format!("the provider said {e}: {detail}"));
+        return failed(&format!("the provider said {e}: {detail}"));
     }
     let Some(code) = q
         .code
         .as_deref()
         .filter(|c| !c.is_empty() && c.len() <= 4096)
     else {
-        return failed(&s, "the provider sent no code");
+        return failed("the provider sent no code");
     };
     let person = match s.oidc.providers.exchange(&flow, code).await {
         Ok(p) => p,
-        Err(e) => return failed(&s, &e.to_string()),
+        Err(e) => return failed(&e.to_string()),
     };
     match arrive(&s, &flow, person).await {
         Ok(r) => r,
         Err(e @ (ApiError::Internal(_) | ApiError::Db(_))) => {
             tracing::error!("OIDC sign-in: {e}");
-            failed(&s, "the server could not finish the sign-in; try again")
+            failed("the server could not finish the sign-in; try again")
         }
-        Err(e) => failed(&s, &e.to_string()),
+        Err(e) => failed(&e.to_string()),
     }
 }
 
@@ -313,11 +364,7 @@ async fn sign_in(s: &AppState, user: &User, next: &str) -> Result<Response, ApiE
     }
     let (_, cookie) = open_session(s, user).await?;
     tracing::info!(user = %user.username, "signed in with a provider");
-    let mut r = see_other(next, Some(cookie));
-    if let Ok(v) = state_cookie("", 0, s.secure_cookies).parse() {
-        r.headers_mut().append(header::SET_COOKIE, v);
-    }
-    Ok(r)
+    Ok(see_other(next, Some(cookie)))
 }
 
 async fn arrive(s: &AppState, flow: &Flow, person: Person) -> Result<Response, ApiError> {
@@ -381,18 +428,14 @@ async fn arrive(s: &AppState, flow: &Flow, person: Person) -> Result<Response, A
     let enc = |v: &str| -> String {
         openidconnect::url::form_urlencoded::byte_serialize(v.as_bytes()).collect()
     };
-    let mut r = see_other(
+    Ok(see_other(
         &format!(
             "/oidc/signup#token={token}&provider={}&name={}",
             enc(&flow.provider),
             enc(&suggest)
         ),
         None,
-    );
-    if let Ok(v) = state_cookie("", 0, s.secure_cookies).parse() {
-        r.headers_mut().append(header::SET_COOKIE, v);
-    }
-    Ok(r)
+    ))
 }
 
 #[derive(Deserialize, ToSchema)]
