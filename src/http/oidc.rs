@@ -337,7 +337,7 @@ async fn finish(s: &AppState, id: &str, q: &CallbackQuery, headers: &HeaderMap) 
         Ok(p) => p,
         Err(e) => return failed(&e.to_string()),
     };
-    match arrive(&s, &flow, person).await {
+    match arrive(s, &flow, person).await {
         Ok(r) => r,
         Err(e @ (ApiError::Internal(_) | ApiError::Db(_))) => {
             tracing::error!("OIDC sign-in: {e}");
