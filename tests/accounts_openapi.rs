@@ -766,6 +766,12 @@ async fn every_answer_matches_its_documented_schema() {
         )
         .await;
     assert_eq!(r.status, 200);
+    let r = c.call(a, "GET", one, &[], Body::None).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["title"], "Recorded");
+    let other = format!("/api/channels/bob/broadcasts/{id}");
+    let other = ("/api/channels/{channel}/broadcasts/{id}", other.as_str());
+    assert_eq!(c.call(a, "GET", other, &[], Body::None).await.status, 404);
     let vod = "/vod/{id}/{file}";
     let index = format!("/vod/{id}/index.m3u8");
     let r = c.call(a, "GET", (vod, &index), &[], Body::None).await;

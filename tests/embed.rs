@@ -454,5 +454,40 @@ async fn a_past_broadcast_has_its_own_link() {
         r["widths"]["stage"].as_f64().unwrap(),
     );
     assert!(chat >= stage - 1.0, "the chat spans the phone: {r}");
+
+    // Further back than the list's first page (newer broadcasts without a
+    // recording fill it): the link still plays it.
+    let now_ms = onair::chat::unix_secs() * 1000;
+    for i in 0..(onair::db::BROADCASTS_PAGE + 5) {
+        let b = srv
+            .db
+            .create_broadcast("demo", Some("filler"), now_ms + i * 1000, false)
+            .await
+            .unwrap();
+        srv.db
+            .finish_broadcast(b.id, now_ms + i * 1000 + 500, 500, 0)
+            .await
+            .unwrap();
+    }
+    let far = common::node::run_script(
+        "replay_link.mjs",
+        &[&origin, "demo", &id.to_string(), "-", "far"],
+        Duration::from_secs(90),
+    )
+    .await;
+    assert!(far["played"].as_f64().unwrap() > 1.0, "{far}");
+    assert_eq!(far["search"], format!("?b={id}").as_str(), "{far}");
+    // An id with nothing to play: said so, and dropped from the address.
+    let gone = common::node::run_script(
+        "replay_link.mjs",
+        &[&origin, "demo", "12345", "-", "gone"],
+        Duration::from_secs(90),
+    )
+    .await;
+    assert!(
+        gone["note"].as_str().unwrap().contains("not available"),
+        "{gone}"
+    );
+    assert_eq!(gone["search"], "", "{gone}");
     srv.stop().await;
 }

@@ -11,7 +11,7 @@ use crate::db::{BroadcastMeta, ChannelInfo, ChannelPatch, Role, User};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::routing::{delete, get, patch, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -35,7 +35,9 @@ pub fn routes() -> Router<AppState> {
         .route("/api/channels/{name}/like", post(like))
         .route(
             "/api/channels/{channel}/broadcasts/{id}",
-            patch(edit_broadcast).delete(delete_broadcast),
+            get(super::hls::one_broadcast)
+                .patch(edit_broadcast)
+                .delete(delete_broadcast),
         )
 }
 

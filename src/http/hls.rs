@@ -220,6 +220,30 @@ async fn viewer(s: &AppState, headers: &HeaderMap) -> Result<Option<crate::db::U
     }
 }
 
+/// The metadata of broadcast `id` (of `channel`, when given), if
+/// `headers`' sender may see it: a hidden broadcast is its owner's (and
+/// admins') alone; to anyone else it does not exist (404).
+async fn visible_meta(
+    s: &AppState,
+    id: i64,
+    channel: Option<&str>,
+    headers: &HeaderMap,
+) -> Result<BroadcastMeta, ApiError> {
+    let gone = || ApiError::NotFound("no such broadcast".into());
+    let meta =
+        s.db.broadcast_meta(id)
+            .await?
+            .filter(|m| channel.is_none_or(|c| m.channel == c))
+            .ok_or_else(gone)?;
+    if !meta.published {
+        let who = viewer(s, headers).await?;
+        if !s.db.broadcast_visible(id, who.as_ref()).await? {
+            return Err(gone());
+        }
+    }
+    Ok(meta)
+}
+
 /// A recording `headers`' sender may see: its metadata, its row and the
 /// recordings it is kept in. A hidden broadcast is its owner's (and
 /// admins') alone; to anyone else it does not exist (404).
@@ -229,16 +253,7 @@ pub(super) async fn visible_recording(
     headers: &HeaderMap,
 ) -> Result<(BroadcastMeta, BroadcastRow, Arc<Recordings>), ApiError> {
     let id = parse_id(id)?;
-    let meta =
-        s.db.broadcast_meta(id)
-            .await?
-            .ok_or_else(|| ApiError::NotFound("no such broadcast".into()))?;
-    if !meta.published {
-        let who = viewer(s, headers).await?;
-        if !s.db.broadcast_visible(id, who.as_ref()).await? {
-            return Err(ApiError::NotFound("no such broadcast".into()));
-        }
-    }
+    let meta = visible_meta(s, id, None, headers).await?;
     let rec = s
         .hls
         .recordings()
@@ -321,6 +336,43 @@ pub(super) struct BroadcastItem {
     download: Option<String>,
 }
 
+impl BroadcastItem {
+    fn new(row: BroadcastRow, hidden: bool) -> BroadcastItem {
+        let (id, recorded) = (row.id, row.recorded);
+        BroadcastItem {
+            live: row.ended_at.is_none(),
+            hidden,
+            playlist: recorded.then(|| format!("/vod/{id}/index.m3u8")),
+            poster: recorded.then(|| format!("/vod/{id}/poster.jpg")),
+            download: (recorded && row.ended_at.is_some())
+                .then(|| format!("/vod/{id}/download.mp4")),
+            row,
+        }
+    }
+}
+
+/// One broadcast of the channel
+///
+/// What a link to it (`/c/CHANNEL?b=ID`) opens, however far back it is.
+/// A hidden one answers only its owner and admins; to anyone else it does
+/// not exist.
+#[utoipa::path(get, path = "/api/channels/{channel}/broadcasts/{id}", tag = "broadcasts",
+    params(("channel" = String, Path), ("id" = String, Path)),
+    responses((status = 200, body = BroadcastItem), (status = 404, body = ErrorBody)))]
+pub(super) async fn one_broadcast(
+    State(s): State<AppState>,
+    Path((channel, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Json<BroadcastItem>, ApiError> {
+    let id = parse_id(&id)?;
+    let meta = visible_meta(&s, id, Some(&channel), &headers).await?;
+    let row =
+        s.db.broadcast(id)
+            .await?
+            .ok_or_else(|| ApiError::NotFound("no such broadcast".into()))?;
+    Ok(Json(BroadcastItem::new(row, !meta.published)))
+}
+
 #[derive(serde::Serialize, utoipa::ToSchema)]
 pub(super) struct BroadcastPage {
     items: Vec<BroadcastItem>,
@@ -391,17 +443,8 @@ pub(super) async fn broadcasts(
         .take(limit as usize)
         .filter(|row| sees_hidden || !hidden.contains(&row.id))
         .map(|row| {
-            let recorded = row.recorded;
-            let id = row.id;
-            BroadcastItem {
-                live: row.ended_at.is_none(),
-                hidden: hidden.contains(&id),
-                playlist: recorded.then(|| format!("/vod/{id}/index.m3u8")),
-                poster: recorded.then(|| format!("/vod/{id}/poster.jpg")),
-                download: (recorded && row.ended_at.is_some())
-                    .then(|| format!("/vod/{id}/download.mp4")),
-                row,
-            }
+            let hidden = hidden.contains(&row.id);
+            BroadcastItem::new(row, hidden)
         })
         .collect();
     let next = if more {

@@ -1,5 +1,5 @@
 import { useEffect, useLayoutEffect, useRef, useState } from 'preact/hooks';
-import { api, avatarUrl, channelPath, errorText, fmtDuration, fmtWhen, type Broadcast, type Me, type Scheduled } from '../api';
+import { api, avatarUrl, channelPath, errorText, get, fmtDuration, fmtWhen, type Broadcast, type Me, type Scheduled } from '../api';
 import { useChannel, useGet, type ChannelView } from '../channel';
 import { LevelMeter } from '../meter';
 import { playVod, type Mode } from '../player';
@@ -15,6 +15,7 @@ export function Watch({ channel, me }: { channel: string; me: Me | null }) {
   const [likeError, setLikeError] = useState('');
   const [preferred, setPreferred] = useState<Mode | undefined>(undefined);
   const [vod, setVod] = useState<Broadcast | null>(null);
+  const [gone, setGone] = useState(false);
   const [level, setLevel] = useState(0);
   const [sharing, setSharing] = useState(false);
   const meter = useRef<LevelMeter | null>(null);
@@ -33,13 +34,15 @@ export function Watch({ channel, me }: { channel: string; me: Me | null }) {
   useEffect(() => {
     wanted.current = new URLSearchParams(location.search).get('b');
     setVod(null);
+    setGone(false);
     setLikeError('');
   }, [channel]);
   useEffect(() => {
+    if (vod) setGone(false);
     if (!vod && wanted.current) return;
     const url = vod ? `${location.pathname}?b=${encodeURIComponent(vod.id)}` : location.pathname;
     if (url !== location.pathname + location.search) history.replaceState(history.state, '', url);
-  }, [vod]);
+  }, [vod, gone]);
 
   const like = async () => {
     setLikeError('');
@@ -111,6 +114,7 @@ export function Watch({ channel, me }: { channel: string; me: Me | null }) {
         {sharing && <SharePanel channel={channel} title={info?.title || ''} broadcast={vod?.id} onClose={() => setSharing(false)} />}
         {ps?.message && ps.status !== 'connecting' && ps.status !== 'waiting' && !vod && <p class="muted" role="status">{ps.message}</p>}
         {likeError && <p class="error" role="alert">{likeError}</p>}
+        {gone && <p class="muted" role="status" data-testid="vod-gone">That past broadcast is not available: it was deleted or hidden by its owner.</p>}
       </section>
       <Chat channel={channel} me={me} moderator={moderator} view={view} />
       <section class="about" aria-label="About the channel">
@@ -122,7 +126,8 @@ export function Watch({ channel, me }: { channel: string; me: Me | null }) {
         </p>
         {info?.description && <p class="description">{info.description}</p>}
         <Upcoming channel={channel} />
-        <PastBroadcasts channel={channel} video={video} vod={vod} wanted={wanted} setVod={(b) => { player.current?.stop(); setVod(b); }} />
+        <PastBroadcasts channel={channel} video={video} vod={vod} wanted={wanted} setGone={setGone}
+          setVod={(b) => { player.current?.stop(); setVod(b); }} />
       </section>
     </div>
   );
@@ -161,18 +166,35 @@ function Upcoming({ channel }: { channel: string }) {
   );
 }
 
-function PastBroadcasts({ channel, video, vod, wanted, setVod }: {
+function PastBroadcasts({ channel, video, vod, wanted, setVod, setGone }: {
   channel: string; video: { current: HTMLVideoElement | null }; vod: Broadcast | null;
   wanted: { current: string | null }; setVod: (b: Broadcast | null) => void;
+  /// The linked broadcast (`?b=ID`) is not there to play.
+  setGone: (gone: boolean) => void;
 }) {
   const list = useGet<{ items: Broadcast[] }>(channelPath(channel, '/broadcasts'));
   const items = (list?.items ?? []).filter((b) => !b.live && b.playlist);
   useEffect(() => {
     if (!list) return;
     const id = wanted.current;
-    wanted.current = null;
-    const b = id ? items.find((x) => x.id === id) : undefined;
-    if (b) setVod(b);
+    if (!id) return;
+    const b = items.find((x) => x.id === id);
+    if (b) {
+      wanted.current = null;
+      setVod(b);
+      return;
+    }
+    // Further back than the first page, or gone: ask for that one.
+    const stop = new AbortController();
+    get<Broadcast>(channelPath(channel, `/broadcasts/${encodeURIComponent(id)}`), stop.signal).then(
+      (one) => {
+        if (stop.signal.aborted) return;
+        wanted.current = null;
+        if (!one.live && one.playlist) setVod(one); else setGone(true);
+      },
+      () => { if (!stop.signal.aborted) { wanted.current = null; setGone(true); } },
+    );
+    return () => stop.abort();
   }, [list]);
   useEffect(() => {
     if (!vod?.playlist || !video.current) return;
