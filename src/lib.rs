@@ -25,6 +25,7 @@
 //! - [`store`]: named blobs written whole (avatars), in the data directory.
 //! - [`chat`]: rooms per channel, joined by WebSocket and WHEP data channel.
 //! - [`net`]: client addresses (IPv6 /64, trusted proxies) and connection caps.
+//! - [`node`]: this server's identity among several sharing a database.
 //! - [`isolate`]: a panic drops one peer or connection; engines are supervised.
 
 pub mod audio;
@@ -47,6 +48,7 @@ pub mod logs;
 pub mod media;
 pub mod metrics;
 pub mod net;
+pub mod node;
 pub mod rtmp;
 pub mod server;
 pub mod sfu;

@@ -112,7 +112,16 @@ pub async fn run(
     crate::isolate::install_hook();
     crate::metrics::mark_start();
     let engines = crate::isolate::Engines::new();
-    let db = Db::open(&config.database_url).await?;
+    let node = crate::node::identity(config.node_id.as_deref(), &config.data_dir)?;
+    let db = Db::open(&config.database_url).await?.for_node(&node);
+    let claimed = db.claim_unowned_broadcasts().await?;
+    if claimed > 0 {
+        tracing::info!(
+            node,
+            claimed,
+            "broadcasts from before node ids are this node's"
+        );
+    }
     let hub = Hub::new();
     let token = CancellationToken::new();
     let tracker = TaskTracker::new();
@@ -125,6 +134,7 @@ pub async fn run(
         icecast = %listeners.icecast_addr(),
         webrtc = ?listeners.webrtc.candidates,
         data_dir = %config.data_dir.display(),
+        node = %db.node_id(),
         "onair listening"
     );
 

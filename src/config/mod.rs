@@ -144,6 +144,11 @@ pub struct ServeArgs {
     /// credentials from `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`.
     #[arg(long, env = "ONAIR_OBJECT_STORE", global = true)]
     pub object_store: Option<String>,
+    /// This server's name among several sharing one database (`[a-z0-9._-]`,
+    /// at most 64): recovery and retention touch only its own broadcasts.
+    /// Default: a random one, kept in the data directory (`node-id`).
+    #[arg(long, env = "ONAIR_NODE_ID", global = true)]
+    pub node_id: Option<String>,
     /// One log line per HTTP request (target `onair::access`): method,
     /// path (session ids and query values that may be secrets masked),
     /// status, bytes, milliseconds, client.
@@ -321,6 +326,8 @@ pub struct Config {
     pub metrics_token: Option<String>,
     /// See `--object-store`.
     pub object_store: crate::store::StoreUrl,
+    /// See `--node-id`; `None`: the one kept in the data directory.
+    pub node_id: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -335,6 +342,8 @@ pub enum ConfigError {
     TurnWithoutSecret,
     #[error("--turns needs TLS (--tls-cert/--tls-key or --acme-domain) and --turn")]
     TurnsWithoutTls,
+    #[error("bad --node-id {0:?}: 1 to 64 of a-z 0-9 . _ -")]
+    NodeId(String),
     #[error("bad --object-store: {0}")]
     ObjectStore(String),
     #[error("bad --turn-relay-ports {0:?}: expected MIN-MAX, e.g. 49152-65535")]
@@ -441,6 +450,11 @@ impl Config {
                     .map_err(|e| ConfigError::ObjectStore(e.to_string()))?,
                 None => crate::store::StoreUrl::Dir(data_dir_for_store),
             },
+            node_id: match serve.node_id.as_deref().filter(|n| !n.is_empty()) {
+                Some(id) if crate::node::valid_id(id) => Some(id.to_string()),
+                Some(id) => return Err(ConfigError::NodeId(id.to_string())),
+                None => None,
+            },
         })
     }
 
@@ -475,6 +489,7 @@ impl Config {
             metrics_listen: None,
             metrics_token: None,
             object_store: crate::store::StoreUrl::Dir(dir.to_path_buf()),
+            node_id: None,
         }
     }
 }

@@ -61,13 +61,15 @@ impl Db {
     ) -> Result<BroadcastRow, DbError> {
         let id = (started_at_ms << 10) | (rand::random::<u16>() as i64 & 0x3ff);
         sqlx::query(
-            "INSERT INTO broadcasts (id, channel, title, started_at, recorded) VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO broadcasts (id, channel, title, started_at, recorded, node_id) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(id)
         .bind(channel)
         .bind(title)
         .bind(started_at_ms)
         .bind(recorded as i64)
+        .bind(self.node_id())
         .execute(self.pool())
         .await?;
         Ok(BroadcastRow {
@@ -151,18 +153,40 @@ impl Db {
         Ok(rows.iter().map(row).collect::<Result<_, _>>()?)
     }
 
-    /// Broadcasts that never ended (the server died during them).
+    /// This node's broadcasts that never ended (it died during them).
+    /// Another node's are live there, or that node's to recover.
     pub async fn unfinished_broadcasts(&self) -> Result<Vec<BroadcastRow>, DbError> {
-        let q = select!("WHERE ended_at IS NULL ORDER BY id");
-        let rows = sqlx::query(q).fetch_all(self.pool()).await?;
+        let q = select!("WHERE ended_at IS NULL AND node_id = $1 ORDER BY id");
+        let rows = sqlx::query(q)
+            .bind(self.node_id())
+            .fetch_all(self.pool())
+            .await?;
         Ok(rows.iter().map(row).collect::<Result<_, _>>()?)
     }
 
-    /// Every recorded broadcast, oldest first (for retention).
+    /// Every recorded broadcast of this node, oldest first (for retention:
+    /// its files are on this node's disk).
     pub async fn recorded_broadcasts(&self) -> Result<Vec<BroadcastRow>, DbError> {
-        let q = select!("WHERE recorded <> 0 ORDER BY id");
-        let rows = sqlx::query(q).fetch_all(self.pool()).await?;
+        let q = select!("WHERE recorded <> 0 AND node_id = $1 ORDER BY id");
+        let rows = sqlx::query(q)
+            .bind(self.node_id())
+            .fetch_all(self.pool())
+            .await?;
         Ok(rows.iter().map(row).collect::<Result<_, _>>()?)
+    }
+
+    /// Makes the broadcasts from before nodes had ids this node's; returns
+    /// how many. The first node to start after the upgrade takes them: on
+    /// a single server, its own.
+    pub async fn claim_unowned_broadcasts(&self) -> Result<u64, DbError> {
+        if self.node_id().is_empty() {
+            return Ok(0);
+        }
+        let r = sqlx::query("UPDATE broadcasts SET node_id = $1 WHERE node_id = ''")
+            .bind(self.node_id())
+            .execute(self.pool())
+            .await?;
+        Ok(r.rows_affected())
     }
 
     pub async fn delete_broadcast(&self, id: i64) -> Result<(), DbError> {

@@ -49,6 +49,8 @@ pub enum DbError {
 #[derive(Clone)]
 pub struct Db {
     pool: AnyPool,
+    /// This server's `--node-id`: the broadcasts it makes are its own.
+    node: std::sync::Arc<str>,
 }
 
 impl Db {
@@ -85,7 +87,22 @@ impl Db {
                 .await?;
         }
         sqlx::migrate!("./migrations").run(&pool).await?;
-        Ok(Db { pool })
+        Ok(Db {
+            pool,
+            node: std::sync::Arc::from(""),
+        })
+    }
+
+    /// This handle as node `id`'s: its new broadcasts carry the id, and
+    /// recovery and retention see only those (and rows from before nodes
+    /// had ids).
+    pub fn for_node(mut self, id: &str) -> Db {
+        self.node = std::sync::Arc::from(id);
+        self
+    }
+
+    pub fn node_id(&self) -> &str {
+        &self.node
     }
 
     pub fn pool(&self) -> &AnyPool {

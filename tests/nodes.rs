@@ -1,0 +1,127 @@
+//! Two servers on one Postgres database (`--node-id`): a node starting
+//! finalizes only the broadcasts its own crash left open, never another
+//! node's live one, and its retention deletes only its own recordings.
+//! The first node also takes the broadcasts from before nodes had ids.
+
+mod common;
+
+use common::{ffmpeg_publish_sized, fresh_postgres_db, wait_for_live, TestServer};
+use onair::db::Db;
+use std::time::Duration;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_starting_node_leaves_the_other_nodes_broadcasts_alone() {
+    let Some(url) = fresh_postgres_db().await else {
+        return;
+    };
+    let db = Db::open(&url).await.unwrap();
+    let (a, b) = (db.clone().for_node("node-a"), db.clone().for_node("node-b"));
+    let hour_ago = (onair::chat::unix_secs() - 3600) * 1000;
+    // From before node ids: a row of the single server this was.
+    let legacy = db
+        .create_broadcast("demo", Some("legacy"), hour_ago - 10_000, true)
+        .await
+        .unwrap();
+    db.finish_broadcast(legacy.id, hour_ago - 9_000, 1000, 10)
+        .await
+        .unwrap();
+
+    let u = url.clone();
+    let node_a = TestServer::start_with(move |c| {
+        c.database_url = u;
+        c.node_id = Some("node-a".into());
+    })
+    .await;
+    // The server starts in the background: the claim is among its first
+    // steps.
+    let owner = || async {
+        let row: (String,) = sqlx::query_as("SELECT node_id FROM broadcasts WHERE id = $1")
+            .bind(legacy.id)
+            .fetch_one(db.pool())
+            .await
+            .unwrap();
+        row.0
+    };
+    let start = std::time::Instant::now();
+    while owner().await != "node-a" {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the first node takes the old rows"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ff = ffmpeg_publish_sized(&node_a.rtmp_url(&node_a.key), 40, "320x180", &["-bf", "0"]);
+    wait_for_live(node_a.http, "demo").await;
+    // The recorder opens the broadcast's row at the first keyframe.
+    let start = std::time::Instant::now();
+    let live = loop {
+        let open = a.unfinished_broadcasts().await.unwrap();
+        if let [one] = &open[..] {
+            break one.id;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "node a's broadcast: {open:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+
+    // Node b's own leftovers: an open broadcast (its crash), and finished
+    // recordings older than its retention; node a's old finished one too.
+    // (Recent: once finalized, retention would take an old one too.)
+    let crashed = b
+        .create_broadcast("demo", Some("b crashed"), hour_ago + 3_590_000, true)
+        .await
+        .unwrap();
+    let b_old = b
+        .create_broadcast("demo", Some("b old"), hour_ago, true)
+        .await
+        .unwrap();
+    b.finish_broadcast(b_old.id, hour_ago + 1000, 1000, 10)
+        .await
+        .unwrap();
+    let a_old = a
+        .create_broadcast("demo", Some("a old"), hour_ago, true)
+        .await
+        .unwrap();
+    a.finish_broadcast(a_old.id, hour_ago + 1000, 1000, 10)
+        .await
+        .unwrap();
+
+    let u = url.clone();
+    let node_b = TestServer::start_with(move |c| {
+        c.database_url = u;
+        c.node_id = Some("node-b".into());
+        c.hls.retention_max_age = Some(Duration::from_secs(60));
+    })
+    .await;
+    // Retention runs at start; give its first sweep time to finish.
+    let start = std::time::Instant::now();
+    while db.broadcast(b_old.id).await.unwrap().is_some() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "node b's own old recording was never deleted"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let crashed = db.broadcast(crashed.id).await.unwrap().unwrap();
+    assert!(
+        crashed.ended_at.is_some(),
+        "node b finalized its own: {crashed:?}"
+    );
+    let still = db.broadcast(live).await.unwrap().unwrap();
+    assert!(
+        still.ended_at.is_none(),
+        "node a's live broadcast goes on: {still:?}"
+    );
+    assert!(
+        db.broadcast(a_old.id).await.unwrap().is_some(),
+        "node b's retention left node a's recording"
+    );
+    assert!(db.broadcast(legacy.id).await.unwrap().is_some());
+    // Node a still serves its stream.
+    let playlist = common::get(node_a.http, "/hls/demo/index.m3u8").await;
+    assert_eq!(playlist.status, 200);
+    node_b.stop().await;
+    node_a.stop().await;
+}
