@@ -225,6 +225,7 @@ pub async fn run(
         flv: flv.clone(),
     });
     let rooms = crate::chat::Rooms::new(db.clone(), live.clone());
+    rooms.set_node_tag(db.node_tag().await?);
     rooms.require_verified_email(config.accounts.require_verified_email);
     hooks.start(db.clone(), live, token.clone(), &tracker).await;
     tracker.spawn(rooms.clone().run_events(token.clone()));

@@ -2,6 +2,8 @@
 //! finalizes only the broadcasts its own crash left open, never another
 //! node's live one, and its retention deletes only its own recordings.
 //! The first node also takes the broadcasts from before nodes had ids.
+//! Chat messages posted on both at once are all kept: each node's ids
+//! carry its own tag.
 
 mod common;
 
@@ -119,6 +121,61 @@ async fn a_starting_node_leaves_the_other_nodes_broadcasts_alone() {
         "node b's retention left node a's recording"
     );
     assert!(db.broadcast(legacy.id).await.unwrap().is_some());
+    // Chat on both: each node mints ids with its own tag, so messages
+    // posted at once on the two never collide, and both are kept.
+    let tags: Vec<(i64, String)> = sqlx::query_as("SELECT tag, node_id FROM nodes ORDER BY tag")
+        .fetch_all(db.pool())
+        .await
+        .unwrap();
+    assert_eq!(
+        tags,
+        [(0, "node-a".to_string()), (1, "node-b".to_string())],
+        "one tag each"
+    );
+    let ann = common::signup(node_a.http, "ann").await;
+    let say = |addr, text: &'static str| {
+        let ann = ann.clone();
+        async move {
+            let body = serde_json::json!({ "text": text });
+            common::api_as(addr, &ann, "POST", "/api/channels/demo/chat", Some(&body)).await
+        }
+    };
+    let mut posts = Vec::new();
+    // Within one user's burst on each node.
+    for i in 0..onair::chat::limits::BURST {
+        let (x, y) = tokio::join!(say(node_a.http, "from a"), say(node_b.http, "from b"));
+        assert_eq!(
+            (x.status, y.status, i),
+            (201, 201, i),
+            "{} {}",
+            x.text(),
+            y.text()
+        );
+        posts.push(common::json_id(&x.json()["id"]));
+        posts.push(common::json_id(&y.json()["id"]));
+    }
+    let start = std::time::Instant::now();
+    loop {
+        let stored: Vec<(i64,)> = sqlx::query_as("SELECT id FROM chat_messages ORDER BY id")
+            .fetch_all(db.pool())
+            .await
+            .unwrap();
+        if stored.len() == posts.len() {
+            let mut ids: Vec<i64> = stored.into_iter().map(|r| r.0).collect();
+            posts.sort();
+            ids.sort();
+            assert_eq!(ids, posts, "every message kept under the id its node gave");
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{} of {} stored",
+            stored.len(),
+            posts.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
     // Node a still serves its stream.
     let playlist = common::get(node_a.http, "/hls/demo/index.m3u8").await;
     assert_eq!(playlist.status, 200);

@@ -81,6 +81,8 @@ struct Inner {
     /// Signed-in members, so sign-outs and role changes reach them.
     standings: Arc<Standings>,
     last_id: AtomicI64,
+    /// This node's tag (see [`message_id`]).
+    node_tag: AtomicI64,
     /// `--require-verified-email`: only verified accounts write.
     require_verified: std::sync::atomic::AtomicBool,
     /// To the task that stores messages (see [`Rooms::run_writer`]).
@@ -180,6 +182,16 @@ fn chat_line(m: &ChatRow) -> Line {
     Arc::from(serde_json::to_string(&message).unwrap_or_default())
 }
 
+/// A message's id: the time in microseconds, times [`crate::db::MAX_NODES`],
+/// plus the node's tag. Ids grow with time on each node and across them
+/// (so history sorts by id), two nodes never mint the same one, and every
+/// one is above the plain-microsecond ids of before. `last` is the node's
+/// previous id: within one microsecond the next one steps past it.
+pub fn message_id(micros: i64, tag: i64, last: i64) -> i64 {
+    let n = crate::db::MAX_NODES;
+    (micros * n + tag).max(last + n)
+}
+
 fn now_micros() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -198,11 +210,18 @@ impl Rooms {
                 buckets: Mutex::new(HashMap::new()),
                 standings: Arc::default(),
                 last_id: AtomicI64::new(0),
+                node_tag: AtomicI64::new(0),
                 require_verified: std::sync::atomic::AtomicBool::new(false),
                 writes,
                 writes_rx: Mutex::new(Some(writes_rx)),
             }),
         }
+    }
+
+    /// The tag of this node among those sharing the database
+    /// ([`Db::node_tag`]); set before the first message.
+    pub fn set_node_tag(&self, tag: i64) {
+        self.inner.node_tag.store(tag, Ordering::Relaxed);
     }
 
     /// Only accounts with a verified email address may write.
@@ -392,7 +411,7 @@ impl Rooms {
         let micros = now_micros();
         let id = loop {
             let last = self.inner.last_id.load(Ordering::Relaxed);
-            let id = micros.max(last + 1);
+            let id = message_id(micros, self.inner.node_tag.load(Ordering::Relaxed), last);
             if self
                 .inner
                 .last_id
@@ -673,6 +692,24 @@ impl Drop for Member {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn ids_of_two_nodes_never_meet_and_grow() {
+        let n = crate::db::MAX_NODES;
+        let t = 1_780_000_000_000_000; // microseconds, in 2026
+        let (mut a, mut b) = (0, 0);
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..1000 {
+            // Both nodes in the same microsecond, many times over.
+            let (na, nb) = (super::message_id(t, 0, a), super::message_id(t, 1, b));
+            assert!(na > a && nb > b);
+            assert_eq!((na % n, nb % n), (0, 1));
+            assert!(seen.insert(na) && seen.insert(nb));
+            (a, b) = (na, nb);
+        }
+        assert!(super::message_id(t, 1023, 0) > t, "above the old ids");
+        assert!(super::message_id(t + 1, 0, 0) > super::message_id(t, 1023, 0));
+    }
+
     use super::*;
     use crate::db::Role;
 

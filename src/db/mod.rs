@@ -12,6 +12,7 @@ mod chat;
 mod identities;
 mod invites;
 pub mod json_id;
+mod nodes;
 mod users;
 mod webhooks;
 
@@ -24,6 +25,7 @@ pub use channels::{valid_channel_name, ChannelRow};
 pub use chat::{Ban, ChatRow, SITE};
 pub use identities::{Identity, NewIdentity};
 pub use invites::{Invite, INVITES_OPEN_MAX};
+pub use nodes::MAX_NODES;
 pub use users::{new_id as new_row_id, Credentials, EmailPurpose, NewUser, Publisher, Role, User};
 pub use webhooks::QueuedHook;
 
