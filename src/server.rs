@@ -114,13 +114,17 @@ pub async fn run(
     let engines = crate::isolate::Engines::new();
     let node = crate::node::identity(config.node_id.as_deref(), &config.data_dir)?;
     let db = Db::open(&config.database_url).await?.for_node(&node);
-    let claimed = db.claim_unowned_broadcasts().await?;
-    if claimed > 0 {
-        tracing::info!(
-            node,
-            claimed,
-            "broadcasts from before node ids are this node's"
-        );
+    // Not fatal: the rows stay unowned until a start that can write.
+    match db.claim_unowned_broadcasts().await {
+        Ok(0) => {}
+        Ok(claimed) => {
+            tracing::info!(
+                node,
+                claimed,
+                "broadcasts from before node ids are this node's"
+            )
+        }
+        Err(e) => tracing::warn!(node, "cannot take the broadcasts from before node ids: {e}"),
     }
     let hub = Hub::new();
     let token = CancellationToken::new();

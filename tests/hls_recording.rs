@@ -327,3 +327,43 @@ async fn a_broadcast_ending_while_the_database_is_locked_is_still_closed() {
     assert!(b["duration_ms"].as_i64().unwrap() >= 2000, "{b}");
     srv.stop().await;
 }
+
+/// The database cannot take a write when a broadcast starts (SQLite held
+/// locked by another writer for 8 s, past its 5 s busy wait): the broadcast
+/// is recorded all the same, and its row is stored once the database
+/// answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broadcast_starting_while_the_database_is_locked_is_recorded() {
+    let srv = TestServer::start().await;
+    // Answered once the server has finished starting (its own writes).
+    assert_eq!(get(srv.http, "/healthz").await.status, 200);
+    let url = format!("sqlite://{}", srv.dir.path().join("onair.db").display());
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::any::AnyPoolOptions::new()
+        .max_connections(1)
+        .connect(&url)
+        .await
+        .unwrap();
+    let mut lock = pool.acquire().await.unwrap();
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+    let mut ff = ffmpeg_publish(&srv.rtmp_url(&srv.key), 16);
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    sqlx::query("COMMIT").execute(&mut *lock).await.unwrap();
+    drop(lock);
+    ff.wait().await.unwrap();
+    let id = common::finished_broadcast(srv.http, "demo").await;
+    let row = srv.db.broadcast(id).await.unwrap().unwrap();
+    assert!(row.recorded, "{row:?}");
+    assert!(row.duration_ms >= 10_000, "most of the 16 s: {row:?}");
+    let playlist = get(srv.http, &format!("/vod/{id}/index.m3u8")).await;
+    assert_eq!(playlist.status, 200);
+    assert!(
+        playlist.text().contains("#EXT-X-ENDLIST"),
+        "{}",
+        playlist.text()
+    );
+    srv.stop().await;
+}

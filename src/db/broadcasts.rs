@@ -48,10 +48,30 @@ fn row(r: &sqlx::any::AnyRow) -> Result<BroadcastRow, sqlx::Error> {
     })
 }
 
+/// A broadcast's row before it is stored: its id is minted here, so
+/// recording can start before the database answers. Ids grow with the
+/// start time (milliseconds << 10 plus randomness), so "newest first" is
+/// "highest id first" and an id is a stable cursor.
+pub fn new_broadcast(
+    channel: &str,
+    title: Option<&str>,
+    started_at_ms: i64,
+    recorded: bool,
+) -> BroadcastRow {
+    BroadcastRow {
+        id: (started_at_ms << 10) | (rand::random::<u16>() as i64 & 0x3ff),
+        channel: channel.to_string(),
+        title: title.map(str::to_string),
+        started_at: started_at_ms,
+        ended_at: None,
+        duration_ms: 0,
+        size_bytes: 0,
+        recorded,
+    }
+}
+
 impl Db {
-    /// A new broadcast. Ids grow with the start time (milliseconds << 10
-    /// plus randomness), so "newest first" is "highest id first" and an id
-    /// is a stable cursor.
+    /// A new broadcast, stored.
     pub async fn create_broadcast(
         &self,
         channel: &str,
@@ -59,29 +79,32 @@ impl Db {
         started_at_ms: i64,
         recorded: bool,
     ) -> Result<BroadcastRow, DbError> {
-        let id = (started_at_ms << 10) | (rand::random::<u16>() as i64 & 0x3ff);
-        sqlx::query(
+        let row = new_broadcast(channel, title, started_at_ms, recorded);
+        self.insert_broadcast(&row).await?;
+        Ok(row)
+    }
+
+    /// Stores `row` (from [`new_broadcast`]). Idempotent: a row already
+    /// stored under its id (an earlier try whose answer was lost) is
+    /// success.
+    pub async fn insert_broadcast(&self, row: &BroadcastRow) -> Result<(), DbError> {
+        let r = sqlx::query(
             "INSERT INTO broadcasts (id, channel, title, started_at, recorded, node_id) \
              VALUES ($1, $2, $3, $4, $5, $6)",
         )
-        .bind(id)
-        .bind(channel)
-        .bind(title)
-        .bind(started_at_ms)
-        .bind(recorded as i64)
+        .bind(row.id)
+        .bind(&row.channel)
+        .bind(&row.title)
+        .bind(row.started_at)
+        .bind(row.recorded as i64)
         .bind(self.node_id())
         .execute(self.pool())
-        .await?;
-        Ok(BroadcastRow {
-            id,
-            channel: channel.to_string(),
-            title: title.map(str::to_string),
-            started_at: started_at_ms,
-            ended_at: None,
-            duration_ms: 0,
-            size_bytes: 0,
-            recorded,
-        })
+        .await;
+        match r {
+            Ok(_) => Ok(()),
+            Err(sqlx::Error::Database(d)) if d.is_unique_violation() => Ok(()),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Length and size so far, while the broadcast goes on.

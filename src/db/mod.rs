@@ -19,7 +19,7 @@ mod webhooks;
 pub use admin::DeleteChannelError;
 pub use audit::{AuditEntry, AUDIT_KEEP_SECS};
 pub use broadcast_meta::{BroadcastMeta, BroadcastPatch};
-pub use broadcasts::{BroadcastRow, PAGE as BROADCASTS_PAGE};
+pub use broadcasts::{new_broadcast, BroadcastRow, PAGE as BROADCASTS_PAGE};
 pub use channel_meta::{Category, ChannelInfo, ChannelPatch, Scheduled};
 pub use channels::{valid_channel_name, ChannelRow};
 pub use chat::{Ban, ChatRow, SITE};

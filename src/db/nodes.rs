@@ -18,11 +18,13 @@ impl Db {
                 .await?;
             if let Some(r) = mine {
                 let tag: i64 = r.try_get(0)?;
-                sqlx::query("UPDATE nodes SET started_at = $1 WHERE tag = $2")
+                // Informative (when each node last started): a database
+                // busy with writes does not stop the start over it.
+                let _ = sqlx::query("UPDATE nodes SET started_at = $1 WHERE tag = $2")
                     .bind(unix_now())
                     .bind(tag)
                     .execute(self.pool())
-                    .await?;
+                    .await;
                 return Ok(tag);
             }
             let used: Vec<i64> = sqlx::query("SELECT tag FROM nodes ORDER BY tag")

@@ -128,18 +128,19 @@ impl Recordings {
                 None
             }
         };
-        let row = match self
-            .db
-            .create_broadcast(&channel, title.as_deref(), started, on)
-            .await
-        {
-            Ok(r) => r,
+        // The row's id is minted here: recording starts whether or not the
+        // database answers now (a locked SQLite, a Postgres restarting),
+        // and the writer stores the row once it does.
+        let row = crate::db::new_broadcast(&channel, title.as_deref(), started, on);
+        let stored = match self.db.insert_broadcast(&row).await {
+            Ok(()) => true,
             Err(e) => {
-                tracing::error!(
+                tracing::warn!(
                     channel,
-                    "cannot create the broadcast row, not recording: {e}"
+                    broadcast = row.id,
+                    "the broadcast row is not stored yet, recording anyway: {e}"
                 );
-                return None;
+                false
             }
         };
         let dir = self.dir(row.id);
@@ -162,7 +163,9 @@ impl Recordings {
                     dir.display()
                 );
                 RECORDINGS_FAILED.fetch_add(1, Ordering::Relaxed);
-                let _ = self.db.finish_broadcast(row.id, started, 0, 0).await;
+                if stored || self.db.insert_broadcast(&row).await.is_ok() {
+                    let _ = self.db.finish_broadcast(row.id, started, 0, 0).await;
+                }
                 return None;
             }
         }
@@ -171,6 +174,7 @@ impl Recordings {
             db: self.db.clone(),
             rt: tokio::runtime::Handle::current(),
             row: row.clone(),
+            stored,
             dir: dir.clone(),
             on,
             failed: false,
@@ -381,6 +385,8 @@ struct Writer {
     db: Db,
     rt: tokio::runtime::Handle,
     row: BroadcastRow,
+    /// The row is in the database; until it is, each segment tries again.
+    stored: bool,
     dir: PathBuf,
     on: bool,
     failed: bool,
@@ -519,6 +525,7 @@ impl Writer {
                 lines.push_str(&format!("#EXTINF:{duration:.5},\n{}\n", seg.name));
                 self.append(&lines)?;
                 self.duration += duration;
+                self.store_row();
                 let (id, d, s) = (self.row.id, self.duration_ms(), self.size as i64);
                 let db = self.db.clone();
                 // Progress in the row is informative; a failure is not fatal.
@@ -590,6 +597,22 @@ impl Writer {
         }
     }
 
+    /// Stores the broadcast's row if it is not yet: one try (the next
+    /// segment tries again).
+    fn store_row(&mut self) {
+        if self.stored {
+            return;
+        }
+        let (db, row) = (self.db.clone(), self.row.clone());
+        match self.block_on(async move { db.insert_broadcast(&row).await }) {
+            Ok(()) => {
+                self.stored = true;
+                tracing::info!(broadcast = self.row.id, "the broadcast row is stored");
+            }
+            Err(e) => tracing::warn!(broadcast = self.row.id, "the broadcast row waits: {e}"),
+        }
+    }
+
     fn duration_ms(&self) -> i64 {
         (self.duration * 1000.0).round() as i64
     }
@@ -620,6 +643,15 @@ impl Writer {
         let (id, d, s) = (self.row.id, self.duration_ms(), self.size as i64);
         let ended = unix_ms(SystemTime::now());
         let db = self.db.clone();
+        if !self.stored {
+            let row = self.row.clone();
+            match self.retrying(|| db.insert_broadcast(&row)) {
+                Ok(()) => self.stored = true,
+                // Its folder stays until the next start, which removes
+                // folders no row names.
+                Err(e) => tracing::error!(broadcast = id, "cannot store the broadcast row: {e}"),
+            }
+        }
         if let Err(e) = self.retrying(|| db.finish_broadcast(id, ended, d, s)) {
             tracing::error!(broadcast = id, "cannot finish the broadcast row: {e}");
         }
