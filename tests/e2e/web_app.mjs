@@ -29,10 +29,10 @@ const scenarios = {
     const tileText = await tile.innerText();
     // The thumbnail loads (the server makes one from a keyframe).
     await page.waitForFunction((c) => {
-      const img = document.querySelector(`[data-channel="${c}"] img`);
+      const img = document.querySelector(`[data-channel="${c}"] .thumb img`);
       return img && img.complete && img.naturalWidth > 0;
     }, channel, { timeout: 10_000 }).catch(() => {});
-    const thumbWidth = await tile.locator('img').evaluate((img) => img.naturalWidth);
+    const thumbWidth = await tile.locator('.thumb img').evaluate((img) => img.naturalWidth);
     await screenshots(page, shots, 'directory');
 
     await tile.locator('a').click();
@@ -114,7 +114,7 @@ const scenarios = {
     const seen = await shown.innerText();
     const injected = await b.evaluate(() => ({
       xss: window.__xss ?? null,
-      imgs: document.querySelectorAll('.messages img, .messages script, .messages b').length,
+      imgs: document.querySelectorAll('.messages img:not(.avatar), .messages script, .messages b').length,
     }));
 
     if (shots) await screenshots(a, shots, 'chat');
