@@ -32,8 +32,9 @@ pub fn routes() -> Router<AppState> {
         .route("/avatars/{username}/{size}", get(picture))
 }
 
-/// The address of a user's picture at `size`: with `version`, one that
-/// names that picture alone (cacheable for good).
+/// The address of a user's picture at `size`. With `version` it changes
+/// at each upload, so a page showing it (the uploader's dashboard) skips
+/// the copy its browser cached under the plain address.
 pub fn url(username: &str, size: u32, version: i64) -> String {
     if version == 0 {
         format!("/avatars/{username}/{size}")
