@@ -11,6 +11,18 @@ use common::{ffmpeg_publish_sized, fresh_postgres_db, wait_for_live, TestServer}
 use onair::db::Db;
 use std::time::Duration;
 
+/// A finished, recorded broadcast of `db`'s node, started at `at_ms`.
+async fn finished_hour_ago(db: &Db, title: &str, at_ms: i64) -> onair::db::BroadcastRow {
+    let b = db
+        .create_broadcast("demo", Some(title), at_ms, true)
+        .await
+        .unwrap();
+    db.finish_broadcast(b.id, at_ms + 1000, 1000, 10)
+        .await
+        .unwrap();
+    b
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_starting_node_leaves_the_other_nodes_broadcasts_alone() {
     let Some(url) = fresh_postgres_db().await else {
@@ -20,13 +32,7 @@ async fn a_starting_node_leaves_the_other_nodes_broadcasts_alone() {
     let (a, b) = (db.clone().for_node("node-a"), db.clone().for_node("node-b"));
     let hour_ago = (onair::chat::unix_secs() - 3600) * 1000;
     // From before node ids: a row of the single server this was.
-    let legacy = db
-        .create_broadcast("demo", Some("legacy"), hour_ago - 10_000, true)
-        .await
-        .unwrap();
-    db.finish_broadcast(legacy.id, hour_ago - 9_000, 1000, 10)
-        .await
-        .unwrap();
+    let legacy = finished_hour_ago(&db, "legacy", hour_ago - 10_000).await;
 
     let u = url.clone();
     let node_a = TestServer::start_with(move |c| {
@@ -75,20 +81,8 @@ async fn a_starting_node_leaves_the_other_nodes_broadcasts_alone() {
         .create_broadcast("demo", Some("b crashed"), hour_ago + 3_590_000, true)
         .await
         .unwrap();
-    let b_old = b
-        .create_broadcast("demo", Some("b old"), hour_ago, true)
-        .await
-        .unwrap();
-    b.finish_broadcast(b_old.id, hour_ago + 1000, 1000, 10)
-        .await
-        .unwrap();
-    let a_old = a
-        .create_broadcast("demo", Some("a old"), hour_ago, true)
-        .await
-        .unwrap();
-    a.finish_broadcast(a_old.id, hour_ago + 1000, 1000, 10)
-        .await
-        .unwrap();
+    let b_old = finished_hour_ago(&b, "b old", hour_ago).await;
+    let a_old = finished_hour_ago(&a, "a old", hour_ago).await;
 
     let u = url.clone();
     let node_b = TestServer::start_with(move |c| {

@@ -11,6 +11,7 @@ pub mod oidc;
 pub mod openapi;
 pub mod refusal;
 pub mod s3;
+pub mod scenario_clients;
 pub mod smtp;
 pub mod tls;
 pub mod udp_proxy;

@@ -32,9 +32,7 @@ if (mode === 'far' || mode === 'gone') {
     await page.waitForFunction(() => (document.querySelector('video')?.currentTime ?? 0) > 1, null, { timeout: 15_000 });
     return { played: await page.evaluate(() => document.querySelector('video').currentTime), search: await page.evaluate(() => location.search) };
   });
-  process.exit(0);
-}
-
+} else {
 await run('replay_link', 90_000, async (track) => {
   const browser = track(await launch());
   const page = await newPage(browser);
@@ -64,3 +62,4 @@ await run('replay_link', 90_000, async (track) => {
   const afterTile = await page.evaluate(() => location.search);
   return { played, current, label, link, afterLive, afterTile, widths };
 });
+}
