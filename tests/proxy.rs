@@ -10,6 +10,7 @@
 mod common;
 
 use common::child::{create_channel, free_addr, serve_with, wait_healthy};
+use common::nginx::{self, doc, swap};
 use common::node::run_script;
 use common::tls::{curl, self_signed, write_pair, wss, Pem};
 use futures_util::StreamExt;
@@ -38,25 +39,8 @@ struct Site<'a> {
     key: &'a Path,
 }
 
-/// `text` with `from` replaced; the docs file must still say `from`, or
-/// the test would no longer run the documented configuration.
-fn swap(text: &str, from: &str, to: &str) -> String {
-    assert!(
-        text.contains(from),
-        "the docs file no longer contains {from:?}"
-    );
-    text.replace(from, to)
-}
-
-fn doc(name: &str) -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("docs")
-        .join(name);
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-/// docs/nginx.conf for this test's addresses, inside the smallest main
-/// configuration nginx runs with as a child (no daemon, files in `dir`).
+/// docs/nginx.conf for this test's addresses, as nginx's main
+/// configuration ([`nginx::config`]).
 fn nginx_config(s: &Site) -> PathBuf {
     let doc = doc("nginx.conf");
     // Loopback only: the machine may have no IPv6.
@@ -100,23 +84,7 @@ fn nginx_config(s: &Site) -> PathBuf {
         "server_name live.example.com;",
         "server_name localhost;",
     );
-    let site = s.dir.join("onair.conf");
-    std::fs::write(&site, text).unwrap();
-    let temp = s.dir.join("nginx-temp");
-    std::fs::create_dir_all(&temp).unwrap();
-    let t = temp.display();
-    let main = format!(
-        "daemon off;\nmaster_process off;\nworker_processes 1;\npid {d}/nginx.pid;\n\
-         error_log {d}/nginx-error.log warn;\nevents {{ worker_connections 512; }}\n\
-         http {{\n  access_log off;\n  client_body_temp_path {t}/body;\n  proxy_temp_path {t}/proxy;\n  \
-         fastcgi_temp_path {t}/fastcgi;\n  uwsgi_temp_path {t}/uwsgi;\n  scgi_temp_path {t}/scgi;\n  \
-         include {site};\n}}\n",
-        d = s.dir.display(),
-        site = site.display(),
-    );
-    let path = s.dir.join("nginx.conf");
-    std::fs::write(&path, main).unwrap();
-    path
+    nginx::config(s.dir, &text)
 }
 
 /// docs/Caddyfile for this test's addresses, with global options that keep
@@ -148,42 +116,29 @@ fn caddy_config(s: &Site) -> PathBuf {
 }
 
 fn start_proxy(proxy: Proxy, s: &Site) -> Child {
-    let log = std::fs::File::create(s.dir.join("proxy.log")).unwrap();
-    let mut cmd = match proxy {
-        Proxy::Nginx => {
-            let conf = nginx_config(s);
-            let mut c = Command::new("nginx");
-            c.arg("-p")
-                .arg(s.dir)
-                .arg("-e")
-                .arg(s.dir.join("nginx-error.log"))
-                .arg("-c")
-                .arg(conf);
-            c
-        }
+    match proxy {
+        Proxy::Nginx => nginx::spawn(s.dir, &nginx_config(s)),
         Proxy::Caddy => {
-            let conf = caddy_config(s);
-            let mut c = Command::new("caddy");
-            c.args(["run", "--adapter", "caddyfile", "--config"])
-                .arg(conf)
+            let log = std::fs::File::create(s.dir.join("proxy.log")).unwrap();
+            Command::new("caddy")
+                .args(["run", "--adapter", "caddyfile", "--config"])
+                .arg(caddy_config(s))
                 .env("HOME", s.dir)
                 .env("XDG_DATA_HOME", s.dir.join("data"))
-                .env("XDG_CONFIG_HOME", s.dir.join("config"));
-            c
+                .env("XDG_CONFIG_HOME", s.dir.join("config"))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(log)
+                .kill_on_drop(true)
+                .spawn()
+                .unwrap_or_else(|e| panic!("caddy is installed (apt-get install caddy): {e}"))
         }
-    };
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap_or_else(|e| panic!("{proxy:?} is installed (apt-get install nginx caddy): {e}"))
+    }
 }
 
+/// What the proxy said (Caddy's log, or nginx's).
 fn proxy_log(dir: &Path) -> String {
-    let mut text = std::fs::read_to_string(dir.join("proxy.log")).unwrap_or_default();
-    text += &std::fs::read_to_string(dir.join("nginx-error.log")).unwrap_or_default();
-    text
+    nginx::log(dir)
 }
 
 async fn wait_for_proxy(front: &mut Child, s: &Site<'_>, ca: &Path, origin: &str) {

@@ -88,6 +88,12 @@ pub enum Reject {
 
 pub struct LiveChannel {
     pub name: String,
+    /// Names this playlist's numbering: every media URL is under
+    /// `/hls/CHANNEL/STREAM/`. The numbers restart when the channel's
+    /// playlist is made anew (a restart, or the channel gone offline long
+    /// enough to be dropped), so without it a cache could hand a new
+    /// player the old stream's `s0.0.m4s`. 64 random bits: never reused.
+    stream: String,
     cfg: SegmenterConfig,
     state: Mutex<State>,
     version: watch::Sender<u64>,
@@ -99,6 +105,7 @@ impl LiveChannel {
     pub fn new(name: String, cfg: SegmenterConfig) -> Self {
         LiveChannel {
             name,
+            stream: format!("{:016x}", rand::random::<u64>()),
             cfg,
             state: Mutex::new(State {
                 segments: VecDeque::new(),
@@ -141,6 +148,11 @@ impl LiveChannel {
 
     pub fn config(&self) -> &SegmenterConfig {
         &self.cfg
+    }
+
+    /// The folder under `/hls/CHANNEL/` this playlist's media is named in.
+    pub fn stream(&self) -> &str {
+        &self.stream
     }
 
     /// Numbering for a new stream's segmenter: (first msn, first init id,
@@ -316,7 +328,11 @@ impl LiveChannel {
                 o.push_str("#EXT-X-DISCONTINUITY\n");
             }
             if map != Some(s.init_id) {
-                let _ = writeln!(o, "#EXT-X-MAP:URI=\"init{}.mp4\"", s.init_id);
+                let _ = writeln!(
+                    o,
+                    "#EXT-X-MAP:URI=\"{}/init{}.mp4\"",
+                    self.stream, s.init_id
+                );
                 map = Some(s.init_id);
             }
             let _ = writeln!(o, "#EXT-X-PROGRAM-DATE-TIME:{}", rfc3339_millis(s.pdt));
@@ -324,8 +340,9 @@ impl LiveChannel {
                 for p in &s.parts {
                     let _ = writeln!(
                         o,
-                        "#EXT-X-PART:DURATION={:.5},URI=\"s{}.{}.m4s\"{}",
+                        "#EXT-X-PART:DURATION={:.5},URI=\"{}/s{}.{}.m4s\"{}",
                         p.duration,
+                        self.stream,
                         p.msn,
                         p.index,
                         if p.independent {
@@ -337,12 +354,16 @@ impl LiveChannel {
                 }
             }
             if let Some(d) = s.duration {
-                let _ = writeln!(o, "#EXTINF:{d:.5},\ns{}.m4s", s.msn);
+                let _ = writeln!(o, "#EXTINF:{d:.5},\n{}/s{}.m4s", self.stream, s.msn);
             }
         }
         if st.live || listed.last().is_some_and(|s| s.duration.is_none()) {
             let (msn, part) = next_part(&listed);
-            let _ = writeln!(o, "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"s{msn}.{part}.m4s\"");
+            let _ = writeln!(
+                o,
+                "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"{}/s{msn}.{part}.m4s\"",
+                self.stream
+            );
         }
         Bytes::from(o)
     }

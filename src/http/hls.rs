@@ -22,13 +22,23 @@ use std::sync::Arc;
 use std::time::Duration;
 
 const PLAYLIST_TYPE: &str = "application/vnd.apple.mpegurl";
-/// A live playlist changes every part: caches may keep it no longer than
-/// that (a blocking reload is its own cache key, RFC 8216bis 6.2.5.2).
-const PLAYLIST_CACHE: &str = "max-age=0, no-cache";
-/// Parts, segments and init segments never change under their name while
-/// they exist; names restart with the server, hence not `immutable`.
-const MEDIA_CACHE: &str = "public, max-age=60";
-const VOD_MEDIA_CACHE: &str = "public, max-age=86400, immutable";
+/// A live playlist changes every part. A browser asks again each time; a
+/// shared cache (a CDN) may answer from one copy for about a part, so a
+/// crowd of players joining at once costs the origin one request.
+const PLAYLIST_CACHE: &str = "public, max-age=0, s-maxage=1";
+/// A blocking reload (`_HLS_msn`, `_HLS_part`) is its own cache key, and its
+/// answer stays a right answer to it: it holds at least the part asked for
+/// (RFC 8216bis 6.2.5.2). Kept about a part (the header counts whole
+/// seconds), so a cache that collapses requests (nginx `proxy_cache_lock`)
+/// sends the origin one request per part however many players wait on it.
+const BLOCKING_PLAYLIST_CACHE: &str = "public, max-age=1";
+/// Live media is named under its playlist's stream id, which is never
+/// reused, and recordings under their broadcast's id: a name's bytes never
+/// change.
+const MEDIA_CACHE: &str = "public, max-age=86400, immutable";
+/// Errors on live paths: the thing may exist a moment later (a part not
+/// cut yet, a channel going live), so no cache may remember its absence.
+const ERROR_CACHE: &str = "no-store";
 pub(super) const VOD_PLAYLIST_CACHE: &str = "public, max-age=3600";
 const POSTER_CACHE: &str = "public, max-age=3600";
 /// Everything of a recording that is not published (hidden: its owner's
@@ -37,7 +47,8 @@ pub(super) const PRIVATE_CACHE: &str = "private, no-store";
 
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/hls/{channel}/{file}", get(live_file))
+        .route("/hls/{channel}/{file}", get(live_playlist))
+        .route("/hls/{channel}/{stream}/{file}", get(live_media))
         .route("/vod/{id}/{file}", get(vod_file))
         .route("/api/channels/{channel}/broadcasts", get(broadcasts))
         .route("/api/channels/{channel}/thumbnail.jpg", get(thumbnail))
@@ -96,110 +107,167 @@ struct BlockingReload {
     _HLS_skip: Option<String>,
 }
 
-/// A live channel's LL-HLS files
+/// A live channel's LL-HLS playlist
 ///
-/// `index.m3u8` (the media playlist, with blocking reloads: RFC 8216bis
-/// 6.2.5.2), `init{N}.mp4`, `s{MSN}.m4s` segments and `s{MSN}.{PART}.m4s`
-/// partial segments (CMAF). A request for the next segment or part waits
-/// until it exists, up to three target durations.
-#[utoipa::path(get, path = "/hls/{channel}/{file}", operation_id = "hls_file", tag = "playback",
+/// The media playlist, with blocking reloads (RFC 8216bis 6.2.5.2). Its
+/// media is named under the stream's folder: `STREAM/init{N}.mp4`,
+/// `STREAM/s{MSN}.m4s` segments and `STREAM/s{MSN}.{PART}.m4s` partial
+/// segments (CMAF). A blocking reload's answer may be cached for a second;
+/// the plain playlist only by a shared cache, for a second.
+#[utoipa::path(get, path = "/hls/{channel}/{file}", operation_id = "hls_playlist", tag = "playback",
     params(("channel" = String, Path), ("file" = String, Path, example = "index.m3u8"), BlockingReload),
     responses(
-        (status = 200, description = "The playlist, a segment, a part or an init segment (audio/mp4 for a stream without video)",
-            content((String = "application/vnd.apple.mpegurl"), (inline(Binary) = "video/mp4"), (inline(Binary) = "audio/mp4"))),
+        (status = 200, description = "The playlist", content((String = "application/vnd.apple.mpegurl"))),
         (status = 400, description = "A bad `_HLS_` query", body = ErrorBody),
-        (status = 404, description = "Offline, or no such file", body = ErrorBody),
-        (status = 503, description = "Too many requests already wait on this playlist", body = ErrorBody),
+        (status = 404, description = "Offline, or not the playlist", body = ErrorBody),
+        (status = 503, description = "Too many requests already wait on this playlist, or it did not reach the part asked for in time", body = ErrorBody),
     ))]
-pub(super) async fn live_file(
+pub(super) async fn live_playlist(
     State(s): State<AppState>,
     Path((channel, file)): Path<(String, String)>,
     RawQuery(query): RawQuery,
     client: super::ClientAddr,
     headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    let file = parse_file(&file).ok_or_else(|| ApiError::NotFound("no such file".into()))?;
-    let ch = live_channel(&s, &channel)?;
-    crate::metrics::hls_request(file == File::Playlist);
-    if file == File::Playlist {
-        use std::hash::{Hash, Hasher};
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        client.0.hash(&mut h);
-        headers
-            .get(header::USER_AGENT)
-            .map(|v| v.as_bytes())
-            .hash(&mut h);
-        s.hls.viewers.seen(&channel, h.finish());
-    }
-    let cfg = *ch.config();
-    // RFC 8216bis 6.2.5.2: answer or give up within 3 target durations.
-    let limit = Duration::from_secs(3 * cfg.target_duration as u64);
-    let media_type = if ch.has_video() {
-        "video/mp4"
-    } else {
-        "audio/mp4"
-    };
-    let client = client.0;
-    match file {
-        File::Playlist => {
-            let want = parse_want(query.as_deref()).map_err(|e| bad(&e.to_string()))?;
-            if let Some(want) = want {
-                match ch.wait_for(want, limit, client).await {
-                    Ok(()) => {}
-                    Err(Reject::Busy) => return Ok(busy()),
-                    Err(Reject::TooFarAhead) => {
-                        return Err(bad("_HLS_msn is more than two segments ahead"))
-                    }
-                    Err(Reject::Timeout) => {
-                        return Err(ApiError::Unavailable("playlist update timed out".into()))
-                    }
-                    Err(Reject::Gone) => {
-                        return Err(ApiError::NotFound(format!(
-                            "channel {channel} went offline"
-                        )))
-                    }
+) -> Response {
+    uncached_errors(async {
+        if parse_file(&file) != Some(File::Playlist) {
+            return Err(ApiError::NotFound("no such file".into()));
+        }
+        let ch = live_channel(&s, &channel)?;
+        crate::metrics::hls_request(true);
+        {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            client.0.hash(&mut h);
+            headers
+                .get(header::USER_AGENT)
+                .map(|v| v.as_bytes())
+                .hash(&mut h);
+            s.hls.viewers.seen(&channel, h.finish());
+        }
+        let limit = wait_limit(&ch);
+        let client = client.0;
+        let want = parse_want(query.as_deref()).map_err(|e| bad(&e.to_string()))?;
+        if let Some(want) = want {
+            match ch.wait_for(want, limit, client).await {
+                Ok(()) => {}
+                Err(Reject::Busy) => return Ok(busy()),
+                Err(Reject::TooFarAhead) => {
+                    return Err(bad("_HLS_msn is more than two segments ahead"))
+                }
+                Err(Reject::Timeout) => {
+                    return Err(ApiError::Unavailable("playlist update timed out".into()))
+                }
+                Err(Reject::Gone) => {
+                    return Err(ApiError::NotFound(format!(
+                        "channel {channel} went offline"
+                    )))
                 }
             }
-            // Live, but maybe the first part is not out yet: wait for it.
-            match ch.wait_ready(limit, client).await {
-                Ok(Some(body)) => Ok(reply(PLAYLIST_TYPE, PLAYLIST_CACHE, body)),
-                Ok(None) => Err(ApiError::NotFound("no playlist yet".into())),
-                Err(_) => Ok(busy()),
-            }
         }
-        File::Init(id) => ch
-            .init(id)
-            .map(|b| reply(media_type, MEDIA_CACHE, b))
-            .ok_or_else(|| ApiError::NotFound("no such init segment".into())),
-        File::Segment(msn) => {
-            if ch.segment(msn).is_none()
-                && ch.is_upcoming(msn)
-                && ch.wait_for(Want { msn, part: None }, limit, client).await == Err(Reject::Busy)
-            {
-                return Ok(busy());
-            }
-            ch.segment(msn)
+        let cache = if want.is_some() {
+            BLOCKING_PLAYLIST_CACHE
+        } else {
+            PLAYLIST_CACHE
+        };
+        // Live, but maybe the first part is not out yet: wait for it.
+        match ch.wait_ready(limit, client).await {
+            Ok(Some(body)) => Ok(reply(PLAYLIST_TYPE, cache, body)),
+            Ok(None) => Err(ApiError::NotFound("no playlist yet".into())),
+            Err(_) => Ok(busy()),
+        }
+    })
+    .await
+}
+
+/// A live channel's media
+///
+/// `init{N}.mp4`, `s{MSN}.m4s` and `s{MSN}.{PART}.m4s` under the stream id
+/// the playlist names them with. A request for the next segment or part
+/// waits until it exists, up to three target durations. A stream id that
+/// is not the channel's current one is 404: its numbers may be reused.
+#[utoipa::path(get, path = "/hls/{channel}/{stream}/{file}", operation_id = "hls_media", tag = "playback",
+    params(("channel" = String, Path), ("stream" = String, Path, example = "3f0c9a1be2d47a55"),
+        ("file" = String, Path, example = "s12.3.m4s")),
+    responses(
+        (status = 200, description = "A segment, a part or an init segment (audio/mp4 for a stream without video); never changes",
+            content((inline(Binary) = "video/mp4"), (inline(Binary) = "audio/mp4"))),
+        (status = 404, description = "Offline, another stream, or no such file", body = ErrorBody),
+        (status = 503, description = "Too many requests already wait on this playlist", body = ErrorBody),
+    ))]
+pub(super) async fn live_media(
+    State(s): State<AppState>,
+    Path((channel, stream, file)): Path<(String, String, String)>,
+    client: super::ClientAddr,
+) -> Response {
+    uncached_errors(async {
+        let file = parse_file(&file).ok_or_else(|| ApiError::NotFound("no such file".into()))?;
+        let ch = live_channel(&s, &channel)?;
+        if ch.stream() != stream {
+            return Err(ApiError::NotFound("that stream has ended".into()));
+        }
+        crate::metrics::hls_request(false);
+        let limit = wait_limit(&ch);
+        let client = client.0;
+        let media_type = if ch.has_video() {
+            "video/mp4"
+        } else {
+            "audio/mp4"
+        };
+        match file {
+            File::Init(id) => ch
+                .init(id)
                 .map(|b| reply(media_type, MEDIA_CACHE, b))
-                .ok_or_else(|| ApiError::NotFound("no such segment".into()))
-        }
-        File::Part(msn, idx) => {
-            // A preload hint names the next part before it exists: hold the
-            // request until it does (RFC 8216bis 6.2.5.3).
-            if ch.part(msn, idx).is_none() && ch.is_upcoming(msn) {
-                let want = Want {
-                    msn,
-                    part: Some(idx),
-                };
-                if ch.wait_for(want, limit, client).await == Err(Reject::Busy) {
+                .ok_or_else(|| ApiError::NotFound("no such init segment".into())),
+            File::Segment(msn) => {
+                if ch.segment(msn).is_none()
+                    && ch.is_upcoming(msn)
+                    && ch.wait_for(Want { msn, part: None }, limit, client).await
+                        == Err(Reject::Busy)
+                {
                     return Ok(busy());
                 }
+                ch.segment(msn)
+                    .map(|b| reply(media_type, MEDIA_CACHE, b))
+                    .ok_or_else(|| ApiError::NotFound("no such segment".into()))
             }
-            ch.part(msn, idx)
-                .map(|b| reply(media_type, MEDIA_CACHE, b))
-                .ok_or_else(|| ApiError::NotFound("no such part".into()))
+            File::Part(msn, idx) => {
+                // A preload hint names the next part before it exists: hold
+                // the request until it does (RFC 8216bis 6.2.5.3).
+                if ch.part(msn, idx).is_none() && ch.is_upcoming(msn) {
+                    let want = Want {
+                        msn,
+                        part: Some(idx),
+                    };
+                    if ch.wait_for(want, limit, client).await == Err(Reject::Busy) {
+                        return Ok(busy());
+                    }
+                }
+                ch.part(msn, idx)
+                    .map(|b| reply(media_type, MEDIA_CACHE, b))
+                    .ok_or_else(|| ApiError::NotFound("no such part".into()))
+            }
+            File::Playlist | File::Poster => Err(ApiError::NotFound("no such file".into())),
         }
-        File::Poster => Err(ApiError::NotFound("no such file".into())),
+    })
+    .await
+}
+
+/// RFC 8216bis 6.2.5.2: answer or give up within 3 target durations.
+fn wait_limit(ch: &LiveChannel) -> Duration {
+    Duration::from_secs(3 * ch.config().target_duration as u64)
+}
+
+/// The answer of a live path, with every refusal marked [`ERROR_CACHE`].
+async fn uncached_errors(
+    answer: impl std::future::Future<Output = Result<Response, ApiError>>,
+) -> Response {
+    let mut r = answer.await.unwrap_or_else(IntoResponse::into_response);
+    if !r.status().is_success() {
+        r.headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static(ERROR_CACHE));
     }
+    r
 }
 
 fn parse_id(id: &str) -> Result<i64, ApiError> {
@@ -308,8 +376,8 @@ pub(super) async fn vod_file(
             };
             return Ok(reply(PLAYLIST_TYPE, c, body));
         }
-        File::Init(n) => (format!("init{n}.mp4"), "video/mp4", cache(VOD_MEDIA_CACHE)),
-        File::Segment(n) => (format!("s{n}.m4s"), "video/mp4", cache(VOD_MEDIA_CACHE)),
+        File::Init(n) => (format!("init{n}.mp4"), "video/mp4", cache(MEDIA_CACHE)),
+        File::Segment(n) => (format!("s{n}.m4s"), "video/mp4", cache(MEDIA_CACHE)),
         File::Poster => ("poster.jpg".to_string(), "image/jpeg", cache(POSTER_CACHE)),
         File::Part(..) => return Err(ApiError::NotFound("no such file".into())),
     };

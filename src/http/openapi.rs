@@ -61,7 +61,7 @@ pub(super) async fn openapi_json() -> Json<serde_json::Value> {
         chat_ws::websocket, chat_ws::history, chat_ws::post_message, chat_ws::delete_message,
         chat_ws::ban, chat_ws::unban, chat_ws::slow_mode,
         health::health, ice::list, openapi_json,
-        hls::broadcasts, hls::one_broadcast, hls::thumbnail, hls::live_file, hls::vod_file,
+        hls::broadcasts, hls::one_broadcast, hls::thumbnail, hls::live_playlist, hls::live_media, hls::vod_file,
         download::download, flv::play,
         whip::offer, whip::trickle, whip::end,
         whep::offer, whep::trickle, whep::end,

@@ -6,6 +6,7 @@ pub mod accounts;
 pub mod child;
 pub mod ice;
 pub mod media;
+pub mod nginx;
 pub mod node;
 pub mod oidc;
 pub mod openapi;
