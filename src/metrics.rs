@@ -16,6 +16,8 @@ static RTMP_REJECTED: AtomicU64 = AtomicU64::new(0);
 static HLS_PLAYLIST_REQUESTS: AtomicU64 = AtomicU64::new(0);
 static HLS_MEDIA_REQUESTS: AtomicU64 = AtomicU64::new(0);
 static CHAT_MESSAGES: AtomicU64 = AtomicU64::new(0);
+static RECORDINGS_ARCHIVED: AtomicU64 = AtomicU64::new(0);
+static RECORDING_ARCHIVE_FAILURES: AtomicU64 = AtomicU64::new(0);
 static NACKS_RECEIVED: AtomicU64 = AtomicU64::new(0);
 static RETRANSMITTED: AtomicU64 = AtomicU64::new(0);
 static PLI_RECEIVED: AtomicU64 = AtomicU64::new(0);
@@ -220,6 +222,16 @@ pub fn hls_request(playlist: bool) {
     } else {
         HLS_MEDIA_REQUESTS.fetch_add(1, Ordering::Relaxed);
     }
+}
+
+/// A finished recording copied whole to the object store.
+pub fn recording_archived() {
+    RECORDINGS_ARCHIVED.fetch_add(1, Ordering::Relaxed);
+}
+
+/// A copy to the object store that failed (it is tried again).
+pub fn recording_archive_failed() {
+    RECORDING_ARCHIVE_FAILURES.fetch_add(1, Ordering::Relaxed);
 }
 
 /// One chat message accepted (over WebSocket or a WHEP data channel).
@@ -466,6 +478,18 @@ pub fn render(gauges: &[(String, String, f64)]) -> String {
         "onair_hls_media_requests_total",
         "Live HLS init, segment and part requests.",
         &HLS_MEDIA_REQUESTS,
+    );
+    counter(
+        &mut out,
+        "onair_recordings_archived_total",
+        "Finished recordings copied whole to the object store.",
+        &RECORDINGS_ARCHIVED,
+    );
+    counter(
+        &mut out,
+        "onair_recording_archive_failures_total",
+        "Copies of a recording to the object store that failed (each is tried again).",
+        &RECORDING_ARCHIVE_FAILURES,
     );
     counter(
         &mut out,

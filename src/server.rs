@@ -208,11 +208,28 @@ pub async fn run(
         ));
     }
 
+    let store = crate::store::Store::open(&config.object_store)?;
+    // A file store in the data directory already holds the recordings
+    // where they are made: nothing to copy.
+    let same_dir = |root: &std::path::Path| {
+        root == config.data_dir
+            || matches!((root.canonicalize(), config.data_dir.canonicalize()), (Ok(a), Ok(b)) if a == b)
+    };
+    let archive = match store.local_root() {
+        Some(root) if same_dir(root) => None,
+        _ => Some(store.clone()),
+    };
+    let recordings = Arc::new(crate::hls::recorder::Recordings::new(
+        db.clone(),
+        config.data_dir.join("recordings"),
+        config.data_dir.clone(),
+        config.hls.clone(),
+        archive,
+    ));
     let hls = crate::hls::Hls::start(
         config.hls.clone(),
         hub.clone(),
-        db.clone(),
-        config.data_dir.clone(),
+        recordings,
         hooks.clone(),
         token.clone(),
         &tracker,
@@ -290,10 +307,7 @@ pub async fn run(
             open_streaming: config.accounts.open_streaming,
         },
         oidc: Arc::new(http::oidc::Oidc::new(config.oidc.clone())),
-        avatars: Arc::new(crate::avatar::Avatars::new(
-            db.clone(),
-            crate::store::Store::open(&config.object_store)?,
-        )),
+        avatars: Arc::new(crate::avatar::Avatars::new(db.clone(), store)),
     };
     if let Some(listener) = listeners.metrics {
         tokio::spawn(http::listen::serve(

@@ -2,16 +2,21 @@
 //! server mode, started here): profile pictures are written to the
 //! bucket, under the URL's prefix and nowhere on local disk, replaced and
 //! removed there; while the bucket is unreachable an upload is a 503 that
-//! changes nothing, and the server keeps answering.
+//! changes nothing, and the server keeps answering. A finished recording
+//! is copied to the bucket and served from it once this node has no copy
+//! of its own (as any other node would), and deleting the broadcast
+//! removes it there.
 
 mod common;
+mod hls_util;
 
 use common::s3::S3Server;
-use common::{api_as, signup, TestServer};
+use common::{api_as, ffmpeg_publish, finished_broadcast, signup, TestServer};
 use image::ImageFormat;
 use onair::store::StoreUrl;
 use onair_loadtest::http::http;
 use std::io::Cursor;
+use std::time::{Duration, Instant};
 
 const BUCKET: &str = "onair-test";
 
@@ -103,4 +108,91 @@ async fn avatars_live_in_the_bucket() {
     let r = http(a, "GET", "/avatars/nobody/64", &[], b"").await;
     assert_eq!(r.status, 200, "a generated picture needs no store");
     srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finished_recordings_are_served_from_the_bucket() {
+    let Some(s3) = S3Server::start().await else {
+        return;
+    };
+    s3.create_bucket(BUCKET).await;
+    std::env::set_var("AWS_ACCESS_KEY_ID", "onair-test");
+    std::env::set_var("AWS_SECRET_ACCESS_KEY", "onair-test-secret");
+    let url = format!(
+        "s3://{BUCKET}/site-b?endpoint={}&region=us-east-1",
+        s3.endpoint()
+    );
+    let store = StoreUrl::parse(&url).unwrap();
+    let srv = TestServer::start_with(move |c| c.object_store = store).await;
+    let a = srv.http;
+    let mut ff = ffmpeg_publish(&srv.rtmp_url(&srv.key), 5);
+    let _ = ff.wait().await;
+    let id = finished_broadcast(a, &srv.channel).await;
+
+    // The copy: every file of the folder, the playlist last, then the mark.
+    let folder = srv.dir.path().join("recordings").join(id.to_string());
+    let prefix = format!("site-b/recordings/{id}/");
+    let start = Instant::now();
+    while !folder.join(".archived").exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "not copied: {:?}",
+            s3.keys(BUCKET, &prefix).await
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mut local: Vec<String> = std::fs::read_dir(&folder)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| !n.starts_with('.'))
+        .collect();
+    local.sort();
+    let mut stored: Vec<String> = s3
+        .keys(BUCKET, &prefix)
+        .await
+        .iter()
+        .map(|k| k.strip_prefix(&prefix).unwrap().to_string())
+        .collect();
+    stored.sort();
+    assert_eq!(stored, local);
+    assert!(local.contains(&"index.m3u8".to_string()), "{local:?}");
+    assert!(
+        local.iter().filter(|n| n.ends_with(".m4s")).count() >= 2,
+        "{local:?}"
+    );
+    let local_bytes: Vec<(String, Vec<u8>)> = local
+        .iter()
+        .map(|n| (n.clone(), std::fs::read(folder.join(n)).unwrap()))
+        .collect();
+
+    // This node loses its copy (as a node that never had one): the
+    // recording plays from the bucket, byte for byte.
+    std::fs::remove_dir_all(&folder).unwrap();
+    let playlist = http(a, "GET", &format!("/vod/{id}/index.m3u8"), &[], b"").await;
+    assert_eq!(playlist.status, 200, "{}", playlist.text());
+    assert!(playlist.text().contains("#EXT-X-ENDLIST"));
+    for (name, bytes) in &local_bytes {
+        let r = http(a, "GET", &format!("/vod/{id}/{name}"), &[], b"").await;
+        assert_eq!(r.status, 200, "{name}: {}", r.text());
+        assert!(&r.body == bytes, "{name}: other bytes than were recorded");
+    }
+    let (streams, duration) = hls_util::ffprobe(&format!("http://{a}/vod/{id}/index.m3u8")).await;
+    assert!(
+        streams.iter().any(|s| s.0 == "video" && s.1 == "h264"),
+        "{streams:?}"
+    );
+    assert!(duration.unwrap_or(0.0) >= 3.0, "{duration:?}");
+
+    // Deleting the broadcast removes the bucket's copy too.
+    let token = signup(a, "ops").await;
+    let uid = srv.db.credentials("ops").await.unwrap().unwrap().user.id;
+    srv.db.set_role(uid, onair::db::Role::Admin).await.unwrap();
+    let path = format!("/api/channels/{}/broadcasts/{id}", srv.channel);
+    let r = api_as(a, &token, "DELETE", &path, None).await;
+    assert!(r.status == 200 || r.status == 204, "{}", r.text());
+    assert_eq!(s3.keys(BUCKET, &prefix).await, Vec::<String>::new());
+    let r = http(a, "GET", &format!("/vod/{id}/index.m3u8"), &[], b"").await;
+    assert_eq!(r.status, 404);
+    srv.stop().await;
+    s3.stop().await;
 }

@@ -13,6 +13,7 @@
 //! costs nothing next to one video frame; it keeps the hub untouched and
 //! reconnects (a new stream id on the same channel) come for free.
 
+pub mod archive;
 pub mod disk;
 pub mod export;
 pub mod fmp4;
@@ -27,14 +28,12 @@ pub mod thumbs;
 pub mod viewers;
 
 use crate::audio::OpusToAac;
-use crate::db::Db;
 use crate::hub::{Hub, Stream};
 use crate::media::{MediaKind, Payload, Unit};
 use bytes::Bytes;
 use live::LiveChannel;
 use segmenter::{Event, Segmenter, SegmenterConfig};
 use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -141,23 +140,17 @@ pub struct Hls {
 }
 
 impl Hls {
-    /// Starts the supervisor (and the retention sweeper). Unfinished
+    /// Starts the supervisor (and the retention sweeper and the archiver
+    /// of [`archive`]). Unfinished
     /// recordings from a previous run are finalized first.
     pub async fn start(
         cfg: HlsConfig,
         hub: Arc<Hub>,
-        db: Db,
-        data_dir: PathBuf,
+        recordings: Arc<recorder::Recordings>,
         hooks: Arc<crate::hooks::Hooks>,
         token: CancellationToken,
         tracker: &TaskTracker,
     ) -> Arc<Hls> {
-        let recordings = Arc::new(recorder::Recordings::new(
-            db,
-            data_dir.join("recordings"),
-            data_dir,
-            cfg.clone(),
-        ));
         // The end of a broadcast a crash cut off is only known now.
         for (row, finished) in recordings.recover().await {
             hooks.publish_ended(None, &row.channel, Some(row.id), Some(finished));
@@ -173,6 +166,7 @@ impl Hls {
         });
         tracker.spawn(supervise(hls.clone(), hub, token.clone(), tracker.clone()));
         tracker.spawn(recordings.clone().sweep_forever(token.clone()));
+        tracker.spawn(recordings.clone().archive_forever(token.clone()));
         tracker.spawn(recordings.watch_disk_forever(token));
         hls
     }
@@ -291,6 +285,9 @@ async fn follow(hls: Arc<Hls>, stream: Arc<Stream>, token: CancellationToken) {
         Some(rec) => rec.finish().await,
         None => None,
     };
+    if let Some(r) = &hls.recordings {
+        r.archive_soon();
+    }
     hls.hooks
         .publish_ended(Some(stream.id()), &name, broadcast, finished);
     tracing::info!(channel = %name, stream = stream.id(), "HLS: stream ended");

@@ -76,12 +76,22 @@ pub struct Recordings {
     pub(super) cfg: HlsConfig,
     pub(super) sweep_now: tokio::sync::Notify,
     pub(super) disk: Arc<Disk>,
+    /// Where finished recordings are copied (see [`super::archive`]).
+    pub(super) archive: Option<crate::store::Store>,
+    pub(super) archive_now: tokio::sync::Notify,
 }
 
 impl Recordings {
     /// Recordings under `root`, kept above the free-space floor of the
-    /// filesystem that holds `data_dir`.
-    pub fn new(db: Db, root: PathBuf, data_dir: PathBuf, cfg: HlsConfig) -> Self {
+    /// filesystem that holds `data_dir`, and copied to `archive` once
+    /// finished.
+    pub fn new(
+        db: Db,
+        root: PathBuf,
+        data_dir: PathBuf,
+        cfg: HlsConfig,
+        archive: Option<crate::store::Store>,
+    ) -> Self {
         let disk = Arc::new(Disk::new(data_dir, cfg.min_free_disk));
         Recordings {
             db,
@@ -89,6 +99,8 @@ impl Recordings {
             cfg,
             sweep_now: tokio::sync::Notify::new(),
             disk,
+            archive,
+            archive_now: tokio::sync::Notify::new(),
         }
     }
 
@@ -274,18 +286,22 @@ impl Recordings {
 
     /// The playlist to serve for broadcast `row`, or `None` when nothing was
     /// recorded. An unfinished one is served as EVENT (see the module docs).
-    pub async fn playlist(&self, row: &BroadcastRow) -> Option<Bytes> {
-        let text = tokio::fs::read_to_string(self.dir(row.id).join("index.m3u8"))
-            .await
-            .ok()?;
+    pub async fn playlist(
+        &self,
+        row: &BroadcastRow,
+    ) -> Result<Option<Bytes>, crate::store::StoreError> {
+        let Some(bytes) = self.read(row.id, "index.m3u8").await? else {
+            return Ok(None);
+        };
+        let text = String::from_utf8_lossy(&bytes);
         if text.contains("#EXT-X-ENDLIST") {
-            Some(Bytes::from(text))
+            Ok(Some(bytes))
         } else {
-            Some(Bytes::from(text.replacen(
+            Ok(Some(Bytes::from(text.replacen(
                 "#EXT-X-PLAYLIST-TYPE:VOD",
                 "#EXT-X-PLAYLIST-TYPE:EVENT",
                 1,
-            )))
+            ))))
         }
     }
 }

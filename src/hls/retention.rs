@@ -173,6 +173,15 @@ impl Recordings {
             ),
             Err(e) => tracing::warn!(broadcast = r.id, "file deletion task failed: {e}"),
         }
+        if let Some(store) = &self.archive {
+            if let Err(e) = store.delete_prefix(&format!("recordings/{}", r.id)).await {
+                tracing::warn!(
+                    broadcast = r.id,
+                    reason,
+                    "deleted the recording's row, but not its copy in the object store: {e}"
+                );
+            }
+        }
         tracing::info!(
             broadcast = r.id,
             channel = r.channel,

@@ -353,7 +353,6 @@ pub(super) async fn vod_file(
 ) -> Result<Response, ApiError> {
     let (meta, row, rec) = visible_recording(&s, &id, &headers).await?;
     let file = parse_file(&file).ok_or_else(|| ApiError::NotFound("no such file".into()))?;
-    let dir = rec.dir(row.id);
     // What only its owner may see is never kept by a shared cache, nor by
     // the browser (a shared computer); published recordings may be.
     let cache = |public: &'static str| {
@@ -368,6 +367,7 @@ pub(super) async fn vod_file(
             let body = rec
                 .playlist(&row)
                 .await
+                .map_err(stored)?
                 .ok_or_else(|| ApiError::NotFound("this broadcast was not recorded".into()))?;
             let c = if row.ended_at.is_some() {
                 cache(VOD_PLAYLIST_CACHE)
@@ -381,10 +381,16 @@ pub(super) async fn vod_file(
         File::Poster => ("poster.jpg".to_string(), "image/jpeg", cache(POSTER_CACHE)),
         File::Part(..) => return Err(ApiError::NotFound("no such file".into())),
     };
-    match tokio::fs::read(dir.join(&name)).await {
-        Ok(data) => Ok(reply(ctype, cache, Bytes::from(data))),
-        Err(_) => Err(ApiError::NotFound("no such file".into())),
+    match rec.read(row.id, &name).await.map_err(stored)? {
+        Some(data) => Ok(reply(ctype, cache, data)),
+        None => Err(ApiError::NotFound("no such file".into())),
     }
+}
+
+/// A recording this node could not read, here or in the object store.
+fn stored(e: crate::store::StoreError) -> ApiError {
+    tracing::warn!("cannot read a recording: {e}");
+    ApiError::Unavailable("the recording cannot be read right now".into())
 }
 
 /// A past (or the current) broadcast.

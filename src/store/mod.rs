@@ -1,5 +1,5 @@
-//! Where stored objects live (avatars): named blobs, written whole or not
-//! at all. One interface over the backends a deployment can choose, so
+//! Where stored objects live (avatars, finished recordings): named blobs,
+//! written whole or not at all. One interface over the backends a deployment can choose, so
 //! the code that stores things does not care which: the data directory
 //! (`file://`, the default) or an S3-compatible bucket (`s3://`).
 
@@ -20,9 +20,14 @@ pub const S3_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long an operation may keep retrying: an answer to a person waits
 /// on it.
 pub const S3_RETRY_WITHIN: Duration = Duration::from_secs(20);
-/// Largest object read back: ours are pictures of a few hundred KB, so a
-/// bucket answering with more is not answering about ours.
+/// Largest object read back: ours are pictures of a few hundred KB and
+/// recording segments of at most `hls::segmenter::MAX_SEGMENT_BYTES` (16
+/// MiB), so a bucket answering with more is not answering about ours.
 pub const MAX_OBJECT_BYTES: usize = 16 * 1024 * 1024;
+/// Objects removed by one [`Store::delete_prefix`]: a recording of the
+/// longest broadcast has a few thousand files, and a prefix holding more
+/// is not one of ours.
+pub const MAX_PREFIX_OBJECTS: usize = 100_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -34,6 +39,8 @@ pub enum StoreError {
     Remote(#[from] object_store::Error),
     #[error("object store: an object of more than {MAX_OBJECT_BYTES} bytes")]
     TooLarge,
+    #[error("object store: more than {MAX_PREFIX_OBJECTS} objects under one prefix")]
+    TooMany,
 }
 
 /// `--object-store`, parsed.
@@ -255,6 +262,47 @@ impl Store {
                     Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
                     Err(e) => Err(e.into()),
                 }
+            }
+        }
+    }
+}
+
+impl Store {
+    /// The folder a `file://` store keeps its objects in.
+    pub fn local_root(&self) -> Option<&Path> {
+        match &self.backend {
+            Backend::Dir(root) => Some(root),
+            Backend::Remote { .. } => None,
+        }
+    }
+
+    /// Removes every object under `prefix/`; none is not an error.
+    pub async fn delete_prefix(&self, prefix: &str) -> Result<(), StoreError> {
+        check_key(prefix)?;
+        match &self.backend {
+            Backend::Dir(root) => match tokio::fs::remove_dir_all(root.join(prefix)).await {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e.into()),
+                _ => Ok(()),
+            },
+            Backend::Remote {
+                store,
+                prefix: base,
+            } => {
+                use futures_util::StreamExt;
+                let under = remote_path(base, prefix);
+                let mut listed = store.list(Some(&under));
+                let mut n = 0;
+                while let Some(meta) = listed.next().await {
+                    n += 1;
+                    if n > MAX_PREFIX_OBJECTS {
+                        return Err(StoreError::TooMany);
+                    }
+                    match store.delete(&meta?.location).await {
+                        Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                Ok(())
             }
         }
     }
