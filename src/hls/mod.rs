@@ -140,9 +140,9 @@ pub struct Hls {
 }
 
 impl Hls {
-    /// Starts the supervisor (and the retention sweeper and the archiver
-    /// of [`archive`]). Unfinished
-    /// recordings from a previous run are finalized first.
+    /// Starts the supervisor, the retention sweeper and the archiver (see
+    /// [`archive`]). Unfinished recordings from a previous run are
+    /// finalized first.
     pub async fn start(
         cfg: HlsConfig,
         hub: Arc<Hub>,
