@@ -4,8 +4,8 @@
 //! removed there; while the bucket is unreachable an upload is a 503 that
 //! changes nothing, and the server keeps answering. A finished recording
 //! is copied to the bucket and served from it once this node has no copy
-//! of its own (as any other node would), and deleting the broadcast
-//! removes it there.
+//! of its own (as any other node would), downloads included, and deleting
+//! the broadcast removes it there.
 
 mod common;
 mod hls_util;
@@ -165,6 +165,27 @@ async fn finished_recordings_are_served_from_the_bucket() {
         .map(|n| (n.clone(), std::fs::read(folder.join(n)).unwrap()))
         .collect();
 
+    // The MP4 a download is: the init segment, then the segments in
+    // playlist order (one section: one init).
+    let playlist_text = std::fs::read_to_string(folder.join("index.m3u8")).unwrap();
+    let order: Vec<&str> = playlist_text
+        .lines()
+        .filter_map(|l| {
+            l.strip_prefix("#EXT-X-MAP:URI=\"")
+                .and_then(|u| u.strip_suffix('"'))
+                .or((!l.starts_with('#') && !l.is_empty()).then_some(l))
+        })
+        .collect();
+    assert_eq!(
+        order.iter().filter(|n| n.starts_with("init")).count(),
+        1,
+        "{order:?}"
+    );
+    let mp4: Vec<u8> = order
+        .iter()
+        .flat_map(|n| std::fs::read(folder.join(n)).unwrap())
+        .collect();
+
     // This node loses its copy (as a node that never had one): the
     // recording plays from the bucket, byte for byte.
     std::fs::remove_dir_all(&folder).unwrap();
@@ -182,6 +203,17 @@ async fn finished_recordings_are_served_from_the_bucket() {
         "{streams:?}"
     );
     assert!(duration.unwrap_or(0.0) >= 3.0, "{duration:?}");
+
+    // The download too, whole and in a range that spans files.
+    let download = format!("/vod/{id}/download.mp4");
+    let whole = http(a, "GET", &download, &[], b"").await;
+    assert_eq!(whole.status, 200, "{}", whole.text());
+    assert!(whole.body[..] == mp4[..], "the download differs");
+    let (first, last) = (mp4.len() / 3, 2 * mp4.len() / 3);
+    let range = format!("bytes={first}-{last}");
+    let part = http(a, "GET", &download, &[("Range", range.as_str())], b"").await;
+    assert_eq!(part.status, 206);
+    assert!(part.body[..] == mp4[first..=last], "the range differs");
 
     // Deleting the broadcast removes the bucket's copy too.
     let token = signup(a, "ops").await;

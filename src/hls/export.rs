@@ -38,6 +38,9 @@ pub enum ExportError {
     Corrupt,
     #[error("a file of the recording is missing: {0}")]
     Missing(String),
+    /// Neither this node nor the object store could be read.
+    #[error("the recording cannot be read right now: {0}")]
+    Unreadable(String),
 }
 
 /// The files of one section, in order: the init segment, then its
@@ -73,10 +76,24 @@ pub fn sections(playlist: &str) -> Result<Vec<Vec<File>>, ExportError> {
     Ok(out)
 }
 
-/// One section of a recording on disk: the files and their sizes.
+/// Where a file of an export is read from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// This node's copy.
+    Disk(PathBuf),
+    /// The object store's, under this key (a node that did not record it).
+    Stored(String),
+}
+
+/// Files sized at once from the object store: each is one HEAD request.
+const CONCURRENT_SIZINGS: usize = 16;
+
+/// One section of a recording: the files and their sizes.
 #[derive(Debug, Clone)]
 pub struct Export {
-    pub files: Vec<(PathBuf, u64)>,
+    pub files: Vec<(Source, u64)>,
+    /// Where [`Source::Stored`] files are.
+    pub store: Option<crate::store::Store>,
     pub total: u64,
     /// 1-based, of `sections`.
     pub section: usize,
@@ -89,10 +106,13 @@ impl Recordings {
     /// caller checks, as a live one still grows.
     pub async fn export(&self, row: &BroadcastRow, section: usize) -> Result<Export, ExportError> {
         let dir = self.dir(row.id);
-        let text = tokio::fs::read_to_string(dir.join("index.m3u8"))
+        let on_disk = dir.join("index.m3u8").exists();
+        let text = self
+            .read(row.id, "index.m3u8")
             .await
-            .map_err(|_| ExportError::NotRecorded)?;
-        let all = sections(&text)?;
+            .map_err(|e| ExportError::Unreadable(e.to_string()))?
+            .ok_or(ExportError::NotRecorded)?;
+        let all = sections(&String::from_utf8_lossy(&text))?;
         if all.is_empty() {
             return Err(ExportError::Empty);
         }
@@ -101,28 +121,55 @@ impl Recordings {
             .checked_sub(1)
             .and_then(|i| all.into_iter().nth(i))
             .ok_or(ExportError::NoSuchSection(count))?;
-        let sized = tokio::task::spawn_blocking(move || {
-            let mut files = Vec::with_capacity(chosen.len());
-            for f in chosen {
-                let path = dir.join(f.name());
-                let len = std::fs::metadata(&path)
-                    .map_err(|_| ExportError::Missing(f.name()))?
-                    .len();
-                files.push((path, len));
-            }
-            Ok(files)
-        })
-        .await
-        .map_err(|_| ExportError::Missing("(stat task failed)".into()))?;
-        let files: Vec<(PathBuf, u64)> = sized?;
+        let files = match (on_disk, self.archive()) {
+            (false, Some(store)) => sized_in_store(store, row.id, chosen).await?,
+            _ => sized_on_disk(dir, chosen).await?,
+        };
         let total = files.iter().map(|f| f.1).sum();
         Ok(Export {
             files,
+            store: self.archive().cloned(),
             total,
             section,
             sections: count,
         })
     }
+}
+
+async fn sized_on_disk(dir: PathBuf, chosen: Vec<File>) -> Result<Vec<(Source, u64)>, ExportError> {
+    tokio::task::spawn_blocking(move || {
+        let mut files = Vec::with_capacity(chosen.len());
+        for f in chosen {
+            let path = dir.join(f.name());
+            let len = std::fs::metadata(&path)
+                .map_err(|_| ExportError::Missing(f.name()))?
+                .len();
+            files.push((Source::Disk(path), len));
+        }
+        Ok(files)
+    })
+    .await
+    .map_err(|_| ExportError::Missing("(stat task failed)".into()))?
+}
+
+async fn sized_in_store(
+    store: &crate::store::Store,
+    id: i64,
+    chosen: Vec<File>,
+) -> Result<Vec<(Source, u64)>, ExportError> {
+    use futures_util::{StreamExt, TryStreamExt};
+    futures_util::stream::iter(chosen)
+        .map(|f| async move {
+            let key = super::archive::key(id, &f.name());
+            match store.size(&key).await {
+                Ok(Some(len)) => Ok((Source::Stored(key), len)),
+                Ok(None) => Err(ExportError::Missing(f.name())),
+                Err(e) => Err(ExportError::Unreadable(e.to_string())),
+            }
+        })
+        .buffered(CONCURRENT_SIZINGS)
+        .try_collect()
+        .await
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! `GET /vod/ID/download.mp4`: a finished recording as one fragmented MP4
-//! (see [`crate::hls::export`]), streamed from the files on disk, never
-//! loaded into memory, with single byte ranges (RFC 9110 14) so players
+//! (see [`crate::hls::export`]), streamed from the files on disk (or, on
+//! a node that did not record it, from the object store), never loaded
+//! into memory whole, with single byte ranges (RFC 9110 14) so players
 //! seek and downloads resume.
 //!
 //! - Visibility is the VOD's: a hidden recording is its owner's and
@@ -18,7 +19,7 @@ use super::hls::{visible_recording, PRIVATE_CACHE, VOD_PLAYLIST_CACHE};
 use super::openapi::Binary;
 use super::{ApiError, AppState, ClientAddr, ErrorBody};
 use crate::auth::rate::{Rate, RateLimiter};
-use crate::hls::export::{Export, ExportError};
+use crate::hls::export::{Export, ExportError, Source};
 use crate::net::{ConnGate, ConnLimits, ConnPermit};
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
@@ -37,6 +38,10 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt};
 /// cost few syscalls, small enough that every open download together
 /// holds at most [`MAX_DOWNLOADS`] x this (32 MiB) in read buffers.
 pub const READ_CHUNK: usize = 64 * 1024;
+/// Bytes asked of the object store per step of a download of a recording
+/// this node does not hold: one request each, and every open download
+/// together holds at most [`MAX_DOWNLOADS`] x this (128 MiB).
+pub const STORE_CHUNK: usize = 256 * 1024;
 /// Downloads streaming at once, in all. Each holds an open file and a
 /// [`READ_CHUNK`] buffer; they share one disk, so more at once would only
 /// make each slower.
@@ -314,6 +319,10 @@ async fn export(
             tracing::warn!(broadcast = row.id, "recording cannot be downloaded: {e}");
             ApiError::NotFound(format!("the recording is damaged: {e}"))
         }
+        ExportError::Unreadable(_) => {
+            tracing::warn!(broadcast = row.id, "recording cannot be downloaded: {e}");
+            ApiError::Unavailable("the recording cannot be read right now".into())
+        }
     })
 }
 
@@ -327,10 +336,20 @@ struct Reading {
     /// Bytes still to send in all.
     left: u64,
     /// The open file and the bytes still to send from it.
-    file: Option<(tokio::fs::File, u64)>,
+    file: Option<(Open, u64)>,
     /// Holds the download's place under [`MAX_DOWNLOADS`] until the body is
     /// done or dropped.
     _permit: ConnPermit,
+}
+
+/// A file of a download being read.
+enum Open {
+    Disk(tokio::fs::File),
+    /// An object in the store, read [`STORE_CHUNK`] at a time from `pos`.
+    Stored {
+        key: String,
+        pos: u64,
+    },
 }
 
 /// `len` bytes from byte `first` of the concatenation of `ex`'s files. A
@@ -368,35 +387,64 @@ fn stream(
         let (mut file, in_file) = match st.file.take() {
             Some(open) => open,
             None => {
-                let (path, size) = st
+                let (source, size) = st
                     .ex
                     .files
                     .get(st.next)
                     .ok_or_else(|| std::io::Error::other("the recording ended early"))?;
                 st.next += 1;
-                let mut f = tokio::fs::File::open(path).await?;
                 let skip = std::mem::take(&mut st.skip);
-                if skip > 0 {
-                    f.seek(std::io::SeekFrom::Start(skip)).await?;
-                }
-                (f, size.saturating_sub(skip).min(st.left))
+                let open = match source {
+                    Source::Disk(path) => {
+                        let mut f = tokio::fs::File::open(path).await?;
+                        if skip > 0 {
+                            f.seek(std::io::SeekFrom::Start(skip)).await?;
+                        }
+                        Open::Disk(f)
+                    }
+                    Source::Stored(key) => Open::Stored {
+                        key: key.clone(),
+                        pos: skip,
+                    },
+                };
+                (open, size.saturating_sub(skip).min(st.left))
             }
         };
-        let want = in_file.min(READ_CHUNK as u64) as usize;
-        let mut buf = vec![0u8; want];
-        let n = file.read(&mut buf).await?;
-        if n == 0 {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                "a recording file shrank during its download",
-            ));
+        let chunk = match &mut file {
+            Open::Disk(f) => {
+                let want = in_file.min(READ_CHUNK as u64) as usize;
+                let mut buf = vec![0u8; want];
+                let n = f.read(&mut buf).await?;
+                if n == 0 {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "a recording file shrank during its download",
+                    ));
+                }
+                buf.truncate(n);
+                Bytes::from(buf)
+            }
+            Open::Stored { key, pos } => {
+                let store = st
+                    .ex
+                    .store
+                    .as_ref()
+                    .ok_or_else(|| std::io::Error::other("no object store"))?;
+                let want = in_file.min(STORE_CHUNK as u64);
+                let got = store
+                    .get_range(key, *pos..*pos + want)
+                    .await
+                    .map_err(std::io::Error::other)?;
+                *pos += want;
+                got
+            }
+        };
+        let n = chunk.len() as u64;
+        st.left -= n;
+        if in_file > n {
+            st.file = Some((file, in_file - n));
         }
-        buf.truncate(n);
-        st.left -= n as u64;
-        if in_file > n as u64 {
-            st.file = Some((file, in_file - n as u64));
-        }
-        Ok(Some((Bytes::from(buf), st)))
+        Ok(Some((chunk, st)))
     })
 }
 
@@ -437,6 +485,7 @@ mod tests {
     fn names() {
         let ex = |section, sections| Export {
             files: Vec::new(),
+            store: None,
             total: 0,
             section,
             sections,

@@ -268,6 +268,58 @@ impl Store {
 }
 
 impl Store {
+    /// The size of the object under `key`, if there is one.
+    pub async fn size(&self, key: &str) -> Result<Option<u64>, StoreError> {
+        check_key(key)?;
+        match &self.backend {
+            Backend::Dir(root) => match tokio::fs::metadata(root.join(key)).await {
+                Ok(m) => Ok(Some(m.len())),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(e.into()),
+            },
+            Backend::Remote { store, prefix } => {
+                match store.head(&remote_path(prefix, key)).await {
+                    Ok(meta) => Ok(Some(meta.size)),
+                    Err(object_store::Error::NotFound { .. }) => Ok(None),
+                    Err(e) => Err(e.into()),
+                }
+            }
+        }
+    }
+
+    /// Bytes `range` of the object under `key`: all of them, or an error
+    /// (an object shorter than the range, or gone).
+    pub async fn get_range(
+        &self,
+        key: &str,
+        range: std::ops::Range<u64>,
+    ) -> Result<Bytes, StoreError> {
+        check_key(key)?;
+        let want = range.end.saturating_sub(range.start);
+        if want > MAX_OBJECT_BYTES as u64 {
+            return Err(StoreError::TooLarge);
+        }
+        let got = match &self.backend {
+            Backend::Dir(root) => {
+                use tokio::io::{AsyncReadExt, AsyncSeekExt};
+                let mut f = tokio::fs::File::open(root.join(key)).await?;
+                f.seek(io::SeekFrom::Start(range.start)).await?;
+                let mut buf = vec![0; want as usize];
+                f.read_exact(&mut buf).await?;
+                Bytes::from(buf)
+            }
+            Backend::Remote { store, prefix } => {
+                store.get_range(&remote_path(prefix, key), range).await?
+            }
+        };
+        if got.len() as u64 != want {
+            return Err(
+                io::Error::new(io::ErrorKind::UnexpectedEof, "the object is shorter").into(),
+            );
+        }
+        Ok(got)
+    }
+
     /// The folder a `file://` store keeps its objects in.
     pub fn local_root(&self) -> Option<&Path> {
         match &self.backend {
