@@ -29,6 +29,8 @@ if [ "${1:-}" = "--test" ]; then
   command -v caddy >/dev/null || need+=(caddy)
   # Chromium's certificate store, for the TURN-over-TLS test.
   command -v certutil >/dev/null || need+=(libnss3-tools)
+  # The Redis the servers of one site share (tests/chat_cluster.rs).
+  command -v redis-server >/dev/null || need+=(redis-server)
   # The S3-compatible server's Python (tests/object_store.rs), below.
   /usr/bin/python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
 fi

@@ -31,6 +31,7 @@
 pub mod audio;
 pub mod auth;
 pub mod avatar;
+pub mod bus;
 pub mod chat;
 pub mod codec;
 pub mod config;

@@ -248,6 +248,10 @@ pub async fn run(
     let rooms = crate::chat::Rooms::new(db.clone(), live.clone());
     rooms.set_node_tag(db.node_tag().await?);
     rooms.require_verified_email(config.accounts.require_verified_email);
+    if let Some(url) = &config.redis_url {
+        rooms.set_bus(Arc::new(crate::bus::Bus::new(url)?));
+        tracker.spawn(rooms.clone().run_bus(token.clone()));
+    }
     hooks.start(db.clone(), live, token.clone(), &tracker).await;
     tracker.spawn(rooms.clone().run_events(token.clone()));
     let icecast = crate::icecast::Icecast::new(

@@ -3,6 +3,11 @@
 //! (loaded from the database when it opens) so a joiner gets history and
 //! live messages with nothing lost or doubled between the two. Every line a
 //! member receives is a JSON object serialized once and shared by all.
+//!
+//! With `--redis-url`, the servers of a site share each room through its
+//! Redis stream (see [`crate::bus`]): what happens in a room is appended
+//! there, and every server, the one it happened on included, delivers it
+//! to its members when it reads it back ([`Rooms::run_bus`]).
 
 pub mod limits;
 mod message;
@@ -12,6 +17,7 @@ pub use limits::{FrameLimit, TokenBucket, BURST, REFILL_PER_SEC};
 pub use message::{parse_rfc3339, rfc3339, rfc3339_ms, unix_secs, ClientMessage};
 pub use standing::{SignOut, Standing, Standings};
 
+use crate::bus::{Bus, Entry};
 use crate::db::{Ban, ChatRow, Db, DbError, User};
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
@@ -32,6 +38,13 @@ pub const MAX_TEXT_CHARS: usize = 500;
 const ROOM_BUFFER: usize = 1024;
 /// How often live/offline and viewer counts are checked and announced.
 const EVENT_TICK: Duration = Duration::from_secs(1);
+/// Stream entries read when a room opens: its history, and the deletions
+/// among the newest of them.
+const STREAM_HISTORY: usize = 4 * HISTORY;
+/// Wait before reading the bus again after Redis failed.
+const BUS_RETRY: Duration = Duration::from_millis(500);
+/// Log lines about Redis being down, a minute.
+static BUS_DOWN: crate::logs::Budget = crate::logs::Budget::new(6);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ChatError {
@@ -55,6 +68,8 @@ pub enum ChatError {
     TimedOut(i64),
     #[error("no channel named {0:?}")]
     NoSuchChannel(String),
+    #[error("chat is unavailable right now; try again in a moment")]
+    Unavailable,
     #[error("{0}")]
     BadMessage(String),
     #[error(transparent)]
@@ -88,6 +103,8 @@ struct Inner {
     /// To the task that stores messages (see [`Rooms::run_writer`]).
     writes: mpsc::Sender<Write>,
     writes_rx: Mutex<Option<mpsc::Receiver<Write>>>,
+    /// The site's shared rooms, with `--redis-url`.
+    bus: std::sync::OnceLock<Arc<Bus>>,
 }
 
 /// Work for the writer task.
@@ -112,6 +129,8 @@ struct Room {
     loaded: OnceCell<()>,
     members: AtomicUsize,
     state: Mutex<RoomState>,
+    /// With a bus: the last stream id applied, once the room is loaded.
+    cursor: Mutex<Option<String>>,
 }
 
 #[derive(Default)]
@@ -214,8 +233,20 @@ impl Rooms {
                 require_verified: std::sync::atomic::AtomicBool::new(false),
                 writes,
                 writes_rx: Mutex::new(Some(writes_rx)),
+                bus: std::sync::OnceLock::new(),
             }),
         }
+    }
+
+    /// Shares the rooms with the other servers of the site through `bus`;
+    /// set before the first member joins, with [`Rooms::run_bus`] running.
+    pub fn set_bus(&self, bus: Arc<Bus>) {
+        let _ = self.inner.bus.set(bus);
+    }
+
+    /// The site's bus, with `--redis-url`.
+    pub fn bus(&self) -> Option<&Arc<Bus>> {
+        self.inner.bus.get()
     }
 
     /// The tag of this node among those sharing the database
@@ -253,6 +284,7 @@ impl Rooms {
                     loaded: OnceCell::new(),
                     members: AtomicUsize::new(0),
                     state: Mutex::new(RoomState::default()),
+                    cursor: Mutex::new(None),
                 })
             })
             .clone()
@@ -273,6 +305,18 @@ impl Rooms {
                     .await?
                     .ok_or_else(|| ChatError::NoSuchChannel(channel.to_string()))?;
                 let recent = self.inner.db.recent_chat(channel, HISTORY as i64).await?;
+                // The stream has what the database may not have yet (rows
+                // still queued on another server), and the deletions.
+                let shared = match self.bus() {
+                    Some(bus) => Some(match bus.recent(channel, STREAM_HISTORY).await {
+                        Ok(got) => got,
+                        Err(e) => {
+                            tracing::warn!(channel, "chat: the shared history is unavailable: {e}");
+                            (Vec::new(), crate::bus::id_now())
+                        }
+                    }),
+                    None => None,
+                };
                 let mut st = room.state.lock().expect("room poisoned");
                 st.owner_id = info.owner_id;
                 st.slow_mode_secs = info.slow_mode_secs;
@@ -282,6 +326,23 @@ impl Rooms {
                 merged.extend(st.history.drain(..));
                 merged.sort_by_key(|(id, _)| *id);
                 merged.dedup_by_key(|(id, _)| *id);
+                if let Some((entries, cursor)) = shared {
+                    // The stream's order is the room's order; the database
+                    // adds what is older than the stream holds.
+                    let mut streamed = Vec::new();
+                    let mut deleted = Vec::new();
+                    for e in entries {
+                        match e {
+                            Entry::Message { id, line } => streamed.push((id, Line::from(line))),
+                            Entry::Delete { id } => deleted.push(id),
+                            Entry::SlowMode { .. } | Entry::Event { .. } => {}
+                        }
+                    }
+                    merged.retain(|(id, _)| !streamed.iter().any(|(s, _)| s == id));
+                    merged.extend(streamed);
+                    merged.retain(|(id, _)| !deleted.contains(id));
+                    *room.cursor.lock().expect("room poisoned") = Some(cursor);
+                }
                 st.history = merged.into_iter().collect();
                 while st.history.len() > HISTORY {
                     st.history.pop_front();
@@ -387,10 +448,20 @@ impl Rooms {
                 None => {}
             }
             if slow > 0 {
-                let st = room.state.lock().expect("room poisoned");
-                if let Some(last) = st.last_post.get(&user.id) {
-                    if last.elapsed() < Duration::from_secs(slow as u64) {
-                        return Err(ChatError::SlowMode(slow));
+                if let Some(bus) = self.bus() {
+                    // One interval whichever server the user posts through.
+                    let what = format!("slow:{channel}:{}", user.id);
+                    match bus.claim(&what, Duration::from_secs(slow as u64)).await {
+                        Ok(true) => {}
+                        Ok(false) => return Err(ChatError::SlowMode(slow)),
+                        Err(e) => return Err(unavailable(e)),
+                    }
+                } else {
+                    let st = room.state.lock().expect("room poisoned");
+                    if let Some(last) = st.last_post.get(&user.id) {
+                        if last.elapsed() < Duration::from_secs(slow as u64) {
+                            return Err(ChatError::SlowMode(slow));
+                        }
                     }
                 }
             }
@@ -430,6 +501,13 @@ impl Rooms {
             at_ms: micros / 1000,
         };
         let line = chat_line(&row);
+        if let Some(bus) = self.bus() {
+            let entry = Entry::Message {
+                id,
+                line: line.to_string(),
+            };
+            bus.publish(channel, &entry).await.map_err(unavailable)?;
+        }
         // Members get the message now; the database gets it a moment later
         // from the writer, so a slow commit (an fsync, a far Postgres) is
         // not in the delivery path. Without a writer, store it here.
@@ -442,17 +520,12 @@ impl Rooms {
         {
             self.inner.db.insert_chat(&row).await?;
         }
+        crate::metrics::chat_message();
         let mut st = room.state.lock().expect("room poisoned");
         st.last_post.insert(user.id, Instant::now());
-        // Inserted in id order: concurrent posts can finish their inserts
-        // out of order.
-        let pos = st.history.partition_point(|(i, _)| *i < id);
-        st.history.insert(pos, (id, line.clone()));
-        while st.history.len() > HISTORY {
-            st.history.pop_front();
+        if self.bus().is_none() {
+            add_message(&room, &mut st, id, line.clone(), Order::Id);
         }
-        let _ = room.tx.send(line.clone());
-        crate::metrics::chat_message();
         Ok(line)
     }
 
@@ -513,24 +586,139 @@ impl Rooms {
     /// Deletes a message; every member gets `{"type":"delete","id":"N"}`.
     /// False if there was no such message.
     pub async fn delete(&self, channel: &str, id: i64) -> Result<bool, ChatError> {
-        let room = self.open(channel).await?;
+        // Open, so the deletion reaches its members here without a bus.
+        self.open(channel).await?;
         self.flush().await;
         if !self.inner.db.delete_chat(channel, id).await? {
             return Ok(false);
         }
-        let mut st = room.state.lock().expect("room poisoned");
-        st.history.retain(|(i, _)| *i != id);
-        let _ = room.tx.send(json_line(
-            serde_json::json!({"type": "delete", "id": id.to_string()}),
-        ));
+        self.share(channel, Entry::Delete { id }).await;
         Ok(true)
     }
 
-    /// Sends a server event to every member of `channel`, if the room is open.
-    pub fn announce(&self, channel: &str, event: serde_json::Value) {
-        if let Some(room) = self.open_room(channel) {
-            let _ = room.tx.send(json_line(event));
+    /// Appends `entry` to the room's stream, from which every server
+    /// applies it; without a bus, or when Redis cannot take it, applies it
+    /// here only.
+    async fn share(&self, channel: &str, entry: Entry) {
+        if let Some(bus) = self.bus() {
+            match bus.publish(channel, &entry).await {
+                Ok(()) => return,
+                Err(e) => tracing::warn!(channel, "chat: applied on this server only: {e}"),
+            }
         }
+        self.apply(channel, None, entry);
+    }
+
+    /// [`Rooms::share`] from code that cannot wait.
+    fn share_soon(&self, channel: &str, entry: Entry) {
+        if self.bus().is_none() {
+            self.apply(channel, None, entry);
+            return;
+        }
+        let (rooms, channel) = (self.clone(), channel.to_string());
+        tokio::spawn(async move { rooms.share(&channel, entry).await });
+    }
+
+    /// What happened in `channel`'s room, for its members here (if it is
+    /// open here); `at` is the entry's stream id, read from the bus.
+    fn apply(&self, channel: &str, at: Option<String>, entry: Entry) {
+        let Some(room) = self.open_room(channel) else {
+            return;
+        };
+        if let Some(at) = at {
+            *room.cursor.lock().expect("room poisoned") = Some(at);
+        }
+        let mut st = room.state.lock().expect("room poisoned");
+        match entry {
+            Entry::Message { id, line } => {
+                add_message(&room, &mut st, id, Line::from(line), Order::Arrival)
+            }
+            Entry::Delete { id } => {
+                st.history.retain(|(i, _)| *i != id);
+                let _ = room.tx.send(json_line(
+                    serde_json::json!({"type": "delete", "id": id.to_string()}),
+                ));
+            }
+            Entry::SlowMode { seconds } => {
+                st.slow_mode_secs = seconds;
+                let _ = room.tx.send(json_line(
+                    serde_json::json!({"type": "slow_mode", "seconds": seconds}),
+                ));
+            }
+            Entry::Event { line } => {
+                let _ = room.tx.send(Line::from(line));
+            }
+        }
+    }
+
+    /// Reads every open room's stream and applies what it finds, until
+    /// `stop`. Start it once with the bus set.
+    pub async fn run_bus(self, stop: CancellationToken) {
+        let Some(bus) = self.bus().cloned() else {
+            return;
+        };
+        let mut conn = None;
+        loop {
+            if stop.is_cancelled() {
+                return;
+            }
+            let rooms: Vec<(String, String)> = {
+                let map = self.inner.rooms.lock().expect("rooms poisoned");
+                map.values()
+                    .filter_map(|r| Some((r.name.clone(), r.cursor.lock().ok()?.clone()?)))
+                    .collect()
+            };
+            if rooms.is_empty() {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(crate::bus::READ_BLOCK) => continue,
+                }
+            }
+            if conn.is_none() {
+                match bus.reader().await {
+                    Ok(c) => conn = Some(c),
+                    Err(e) => {
+                        crate::log_limited!(BUS_DOWN, tracing::Level::WARN, "chat: redis: {e}");
+                        tokio::time::sleep(BUS_RETRY).await;
+                        continue;
+                    }
+                }
+            }
+            let c = conn.as_mut().expect("connected above");
+            let read = tokio::select! {
+                _ = stop.cancelled() => return,
+                r = Bus::read(c, &rooms) => r,
+            };
+            match read {
+                Ok(entries) => {
+                    for (room, at, entry) in entries {
+                        match entry {
+                            Some(e) => self.apply(&room, Some(at), e),
+                            None => {
+                                if let Some(r) = self.open_room(&room) {
+                                    *r.cursor.lock().expect("room poisoned") = Some(at);
+                                }
+                            }
+                        }
+                    }
+                }
+                Err(e) => {
+                    crate::log_limited!(BUS_DOWN, tracing::Level::WARN, "chat: redis: {e}");
+                    conn = None;
+                    tokio::time::sleep(BUS_RETRY).await;
+                }
+            }
+        }
+    }
+
+    /// Sends a server event to every member of `channel`, on every server.
+    pub fn announce(&self, channel: &str, event: serde_json::Value) {
+        self.share_soon(
+            channel,
+            Entry::Event {
+                line: event.to_string(),
+            },
+        );
     }
 
     /// `channel`'s room if it is open, without opening it.
@@ -539,14 +727,10 @@ impl Rooms {
         rooms.get(channel).cloned()
     }
 
-    /// Applies a new slow-mode interval (already stored by the caller).
+    /// Applies a new slow-mode interval (already stored by the caller), on
+    /// every server.
     pub fn set_slow_mode(&self, channel: &str, secs: i64) {
-        if let Some(room) = self.open_room(channel) {
-            room.state.lock().expect("room poisoned").slow_mode_secs = secs;
-            let _ = room.tx.send(json_line(
-                serde_json::json!({"type": "slow_mode", "seconds": secs}),
-            ));
-        }
+        self.share_soon(channel, Entry::SlowMode { seconds: secs });
     }
 
     /// Members currently in `channel`'s room.
@@ -600,6 +784,38 @@ impl Rooms {
             }
         }
     }
+}
+
+/// Where a message goes in the history.
+enum Order {
+    /// By id: posts on this server can finish out of order.
+    Id,
+    /// Last: the stream's order, which every server shares (ids from two
+    /// servers' clocks need not follow it).
+    Arrival,
+}
+
+/// Adds message `id` to the room's history and sends it to its members,
+/// unless the history has it already (read twice from the stream, or
+/// loaded from the database too).
+fn add_message(room: &Room, st: &mut RoomState, id: i64, line: Line, order: Order) {
+    if st.history.iter().any(|(i, _)| *i == id) {
+        return;
+    }
+    let pos = match order {
+        Order::Id => st.history.partition_point(|(i, _)| *i < id),
+        Order::Arrival => st.history.len(),
+    };
+    st.history.insert(pos, (id, line.clone()));
+    while st.history.len() > HISTORY {
+        st.history.pop_front();
+    }
+    let _ = room.tx.send(line);
+}
+
+fn unavailable(e: crate::bus::BusError) -> ChatError {
+    crate::log_limited!(BUS_DOWN, tracing::Level::WARN, "chat: redis: {e}");
+    ChatError::Unavailable
 }
 
 impl Member {

@@ -144,6 +144,11 @@ pub struct ServeArgs {
     /// credentials from `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`.
     #[arg(long, env = "ONAIR_OBJECT_STORE", global = true)]
     pub object_store: Option<String>,
+    /// Redis shared by the servers of one site (`redis://HOST:PORT[/DB]`):
+    /// chat rooms, their moderation events and the chat's slow mode and the
+    /// like cooldown are then one across every server.
+    #[arg(long, env = "ONAIR_REDIS_URL", global = true)]
+    pub redis_url: Option<String>,
     /// This server's name among several sharing one database (`[a-z0-9._-]`,
     /// at most 64): recovery and retention touch only its own broadcasts.
     /// Default: a random one, kept in the data directory (`node-id`).
@@ -326,6 +331,8 @@ pub struct Config {
     pub metrics_token: Option<String>,
     /// See `--object-store`.
     pub object_store: crate::store::StoreUrl,
+    /// See `--redis-url`.
+    pub redis_url: Option<String>,
     /// See `--node-id`; `None`: the one kept in the data directory.
     pub node_id: Option<String>,
 }
@@ -344,6 +351,8 @@ pub enum ConfigError {
     TurnsWithoutTls,
     #[error("bad --node-id {0:?}: 1 to 64 of a-z 0-9 . _ -")]
     NodeId(String),
+    #[error("bad --redis-url {0:?}: expected redis://HOST:PORT[/DB]")]
+    RedisUrl(String),
     #[error("bad --object-store: {0}")]
     ObjectStore(String),
     #[error("bad --turn-relay-ports {0:?}: expected MIN-MAX, e.g. 49152-65535")]
@@ -450,6 +459,11 @@ impl Config {
                     .map_err(|e| ConfigError::ObjectStore(e.to_string()))?,
                 None => crate::store::StoreUrl::Dir(data_dir_for_store),
             },
+            redis_url: match serve.redis_url.as_deref().filter(|u| !u.is_empty()) {
+                Some(url) if crate::bus::valid_url(url) => Some(url.to_string()),
+                Some(url) => return Err(ConfigError::RedisUrl(url.to_string())),
+                None => None,
+            },
             node_id: match serve.node_id.as_deref().filter(|n| !n.is_empty()) {
                 Some(id) if crate::node::valid_id(id) => Some(id.to_string()),
                 Some(id) => return Err(ConfigError::NodeId(id.to_string())),
@@ -489,6 +503,7 @@ impl Config {
             metrics_listen: None,
             metrics_token: None,
             object_store: crate::store::StoreUrl::Dir(dir.to_path_buf()),
+            redis_url: None,
             node_id: None,
         }
     }

@@ -506,11 +506,21 @@ pub(super) async fn like(
     Path(name): Path<String>,
 ) -> Result<Json<Likes>, ApiError> {
     channel_or_404(&s, &name).await?;
+    let too_soon = |secs: u64| ApiError::TooManyRequests("one like every 10 seconds".into(), secs);
     if let Err(wait) = s.limits.like(me.user.id, &name, Instant::now()) {
-        return Err(ApiError::TooManyRequests(
-            "one like every 10 seconds".into(),
-            wait.as_secs().max(1),
-        ));
+        return Err(too_soon(wait.as_secs().max(1)));
+    }
+    // The same cooldown whichever server the like comes through.
+    if let Some(bus) = s.rooms.bus() {
+        let what = format!("like:{name}:{}", me.user.id);
+        match bus.claim(&what, super::auth::LIKE_INTERVAL).await {
+            Ok(true) => {}
+            Ok(false) => return Err(too_soon(super::auth::LIKE_INTERVAL.as_secs())),
+            Err(e) => {
+                tracing::warn!("like: redis: {e}");
+                return Err(ApiError::Busy("likes are unavailable right now".into(), 2));
+            }
+        }
     }
     let likes = s.db.add_like(&name).await?;
     s.rooms

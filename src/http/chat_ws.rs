@@ -47,6 +47,7 @@ impl From<ChatError> for ApiError {
             }
             ChatError::RateLimited => ApiError::TooManyRequests(e.to_string(), 1),
             ChatError::SlowMode(s) => ApiError::TooManyRequests(e.to_string(), s as u64),
+            ChatError::Unavailable => ApiError::Busy(e.to_string(), 2),
             e => ApiError::BadRequest(e.to_string()),
         }
     }

@@ -10,6 +10,7 @@ pub mod nginx;
 pub mod node;
 pub mod oidc;
 pub mod openapi;
+pub mod redis;
 pub mod refusal;
 pub mod s3;
 pub mod scenario_clients;
