@@ -2,7 +2,8 @@
 //! chat room is one Redis stream, so messages, deletions, slow-mode
 //! changes and moderation events keep one order on every server, and the
 //! limits a user could dodge by switching server (slow mode, the like
-//! cooldown) are claims with an expiry there.
+//! cooldown) are claims with an expiry there. Which server a channel is
+//! live on is a lease (see `hub::lease`).
 //!
 //! A room's stream, `onair:chat:ROOM`, holds [`Entry`]s as one JSON field,
 //! trimmed to about [`STREAM_ENTRIES`]. A server appends what happens in a
@@ -67,6 +68,10 @@ pub fn valid_url(url: &str) -> bool {
 
 fn key(room: &str) -> String {
     format!("onair:chat:{room}")
+}
+
+fn lease_key(lease: &str) -> String {
+    format!("onair:lease:{lease}")
 }
 
 /// The stream id after which entries are new: `ms-seq`.
@@ -147,6 +152,48 @@ impl Bus {
         let got: Option<String> =
             timed(c.set_options(format!("onair:claim:{what}"), 1, opts)).await?;
         Ok(got.is_some())
+    }
+
+    /// Makes `holder` the holder of `lease` for `ttl`, whoever held it.
+    pub async fn take(&self, lease: &str, holder: &str, ttl: Duration) -> Result<(), BusError> {
+        let mut c = self.conn().await?;
+        let opts = SetOptions::default().with_expiration(SetExpiry::PX(ttl.as_millis() as u64));
+        let _: Option<String> = timed(c.set_options(lease_key(lease), holder, opts)).await?;
+        Ok(())
+    }
+
+    /// Extends `holder`'s `lease` by `ttl`. False when someone else holds
+    /// it now; a lease nobody holds (expired, or Redis restarted empty) is
+    /// taken again, so an outage never ends what it interrupted.
+    pub async fn renew(&self, lease: &str, holder: &str, ttl: Duration) -> Result<bool, BusError> {
+        const RENEW: &str = "local v = redis.call('GET', KEYS[1]) \
+            if v == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end \
+            if not v then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1 end \
+            return 0";
+        let mut c = self.conn().await?;
+        let script = redis::Script::new(RENEW);
+        let mut call = script.key(lease_key(lease));
+        call.arg(holder).arg(ttl.as_millis() as u64);
+        let kept: i64 = timed(call.invoke_async(&mut c)).await?;
+        Ok(kept == 1)
+    }
+
+    /// Gives `lease` up, if `holder` still holds it.
+    pub async fn release(&self, lease: &str, holder: &str) -> Result<(), BusError> {
+        const RELEASE: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
+            return redis.call('DEL', KEYS[1]) end return 0";
+        let mut c = self.conn().await?;
+        let script = redis::Script::new(RELEASE);
+        let mut call = script.key(lease_key(lease));
+        call.arg(holder);
+        let _: i64 = timed(call.invoke_async(&mut c)).await?;
+        Ok(())
+    }
+
+    /// Who holds `lease`, if anyone.
+    pub async fn holder(&self, lease: &str) -> Result<Option<String>, BusError> {
+        let mut c = self.conn().await?;
+        Ok(timed(c.get(lease_key(lease))).await?)
     }
 
     /// A connection of its own for [`Bus::read`], whose blocking reads would

@@ -249,8 +249,15 @@ pub async fn run(
     rooms.set_node_tag(db.node_tag().await?);
     rooms.require_verified_email(config.accounts.require_verified_email);
     if let Some(url) = &config.redis_url {
-        rooms.set_bus(Arc::new(crate::bus::Bus::new(url)?));
+        let bus = Arc::new(crate::bus::Bus::new(url)?);
+        rooms.set_bus(bus.clone());
         tracker.spawn(rooms.clone().run_bus(token.clone()));
+        tracker.spawn(crate::hub::lease::hold(
+            hub.clone(),
+            bus,
+            db.node_id().to_string(),
+            token.clone(),
+        ));
     }
     hooks.start(db.clone(), live, token.clone(), &tracker).await;
     tracker.spawn(rooms.clone().run_events(token.clone()));

@@ -3,6 +3,7 @@
 //! [`Reader`] with its own bounded queue.
 
 pub mod keys;
+pub mod lease;
 mod reader;
 mod registry;
 mod stream;

@@ -1,0 +1,95 @@
+//! Two servers of one site (one Postgres, one real redis-server): a stream
+//! key published through both leaves exactly one publish live, the newest,
+//! as on one server; Redis restarted empty under a live publish ends
+//! nothing, and the lease is held again.
+
+mod common;
+
+use common::redis::RedisServer;
+use common::{ffmpeg_publish_sized, fresh_postgres_db, wait_for_live, TestServer};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+async fn node(db: &str, redis: &str) -> TestServer {
+    let (db, redis) = (db.to_string(), redis.to_string());
+    TestServer::start_with(move |c| {
+        c.database_url = db;
+        c.redis_url = Some(redis);
+    })
+    .await
+}
+
+/// Whether `channel` is live on the server at `addr` (its hub has a
+/// stream with readers: the series [`wait_for_live`] looks for).
+async fn live_on(addr: SocketAddr, channel: &str) -> bool {
+    let text = common::get(addr, "/metrics").await.text();
+    text.contains(&format!("onair_stream_readers{{channel=\"{channel}\"}}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_key_on_two_servers_is_live_on_one() {
+    let Some(mut redis) = RedisServer::start().await else {
+        return;
+    };
+    let Some(db) = fresh_postgres_db().await else {
+        return;
+    };
+    let a = node(&db, &redis.url()).await;
+    let b = node(&db, &redis.url()).await;
+    let small = |srv: &TestServer| {
+        ffmpeg_publish_sized(&srv.rtmp_url(&srv.key), 60, "320x180", &["-bf", "0"])
+    };
+    let mut on_a = small(&a);
+    wait_for_live(a.http, "demo").await;
+
+    // The same key through the other server: that publish is the newest,
+    // and the first one ends.
+    let _on_b = small(&b);
+    wait_for_live(b.http, "demo").await;
+    let t = Instant::now();
+    while live_on(a.http, "demo").await {
+        assert!(
+            t.elapsed() < Duration::from_secs(3),
+            "still live on both servers"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eprintln!(
+        "the older publish ended {:?} after the newer one was live",
+        t.elapsed()
+    );
+    // a's encoder was told: its connection ends.
+    let ended = tokio::time::timeout(Duration::from_secs(10), on_a.wait()).await;
+    assert!(ended.is_ok(), "the first encoder is still connected");
+
+    // Redis restarted empty: nothing ends, and b holds the lease again.
+    redis.stop().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    redis.restart().await;
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(3) {
+        assert!(
+            live_on(b.http, "demo").await,
+            "the publish ended with Redis"
+        );
+        assert!(!live_on(a.http, "demo").await);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let holder = held(&redis).await;
+    assert!(holder.is_some(), "the lease was not taken again");
+    b.stop().await;
+    a.stop().await;
+}
+
+/// Who holds the demo channel's lease, read with a raw RESP command.
+async fn held(redis: &RedisServer) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(redis.addr).await.unwrap();
+    let key = "onair:lease:live:demo";
+    let cmd = format!("*2\r\n$3\r\nGET\r\n${}\r\n{key}\r\n", key.len());
+    s.write_all(cmd.as_bytes()).await.unwrap();
+    let mut buf = vec![0u8; 256];
+    let n = s.read(&mut buf).await.unwrap();
+    let reply = String::from_utf8_lossy(&buf[..n]).to_string();
+    (!reply.starts_with("$-1")).then_some(reply)
+}
