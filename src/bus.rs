@@ -190,6 +190,12 @@ impl Bus {
         Ok(())
     }
 
+    /// Who holds `lease`, if anyone.
+    pub async fn holder(&self, lease: &str) -> Result<Option<String>, BusError> {
+        let mut c = self.conn().await?;
+        timed(c.get(lease_key(lease))).await
+    }
+
     /// A connection of its own for [`Bus::read`], whose blocking reads would
     /// hold up any command queued behind them.
     pub async fn reader(&self) -> Result<MultiplexedConnection, BusError> {

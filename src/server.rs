@@ -254,10 +254,18 @@ pub async fn run(
         tracker.spawn(rooms.clone().run_bus(token.clone()));
         tracker.spawn(crate::hub::lease::hold(
             hub.clone(),
-            bus,
+            bus.clone(),
             db.node_id().to_string(),
             token.clone(),
         ));
+        if let Some(url) = &config.node_url {
+            tracker.spawn(crate::hub::lease::advertise(
+                bus,
+                db.node_id().to_string(),
+                url.clone(),
+                token.clone(),
+            ));
+        }
     }
     hooks.start(db.clone(), live, token.clone(), &tracker).await;
     tracker.spawn(rooms.clone().run_events(token.clone()));
@@ -307,6 +315,7 @@ pub async fn run(
                 .is_some_and(|u| u.starts_with("https://")),
         access_log: config.access_log,
         metrics_public: listeners.metrics.is_none(),
+        node_url: config.node_url.as_deref().map(Arc::from),
         public_url: config
             .hooks
             .public_url

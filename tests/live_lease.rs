@@ -1,22 +1,36 @@
-//! Two servers of one site (one Postgres, one real redis-server): a stream
-//! key published through both leaves exactly one publish live, the newest,
-//! as on one server; Redis restarted empty under a live publish ends
-//! nothing, and the lease is held again.
+//! Two servers of one site (one Postgres, one real redis-server, each with
+//! its `--node-url`): a stream key published through both leaves exactly
+//! one publish live, the newest, as on one server; a WHEP offer reaching
+//! the other server is redirected (307) to the one the channel is live on,
+//! whose session URL is absolute; Redis restarted empty under a live
+//! publish ends nothing, and the lease is held again.
 
 mod common;
 
+use common::child::free_addr;
 use common::redis::RedisServer;
-use common::{ffmpeg_publish_sized, fresh_postgres_db, wait_for_live, TestServer};
+use common::scenario_clients::offer;
+use common::{ffmpeg_publish_sized, fresh_postgres_db, http, wait_for_live, TestServer};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 async fn node(db: &str, redis: &str) -> TestServer {
     let (db, redis) = (db.to_string(), redis.to_string());
+    let addr = free_addr();
     TestServer::start_with(move |c| {
         c.database_url = db;
         c.redis_url = Some(redis);
+        c.http = addr;
+        c.node_url = Some(format!("http://{addr}"));
     })
     .await
+}
+
+/// `http://ADDR/PATH` split.
+fn split(url: &str) -> (SocketAddr, String) {
+    let rest = url.strip_prefix("http://").expect("an absolute http URL");
+    let (addr, path) = rest.split_once('/').expect("a path");
+    (addr.parse().unwrap(), format!("/{path}"))
 }
 
 /// Whether `channel` is live on the server at `addr` (its hub has a
@@ -61,6 +75,29 @@ async fn one_key_on_two_servers_is_live_on_one() {
     // a's encoder was told: its connection ends.
     let ended = tokio::time::timeout(Duration::from_secs(10), on_a.wait()).await;
     assert!(ended.is_ok(), "the first encoder is still connected");
+
+    // A viewer's offer reaching a is sent to b, where the channel is live;
+    // the session is b's, by its absolute URL.
+    let (_pc, sdp) = offer(false);
+    let sdp_type = [("Content-Type", "application/sdp")];
+    let r = http(a.http, "POST", "/whep/demo", &sdp_type, sdp.as_bytes()).await;
+    assert_eq!(r.status, 307, "{}", r.text());
+    let there = r.header("location").expect("a Location").to_string();
+    assert_eq!(there, format!("http://{}/whep/demo", b.http));
+    let (addr, path) = split(&there);
+    let r = http(addr, "POST", &path, &sdp_type, sdp.as_bytes()).await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let session = r.header("location").expect("a session").to_string();
+    assert!(
+        session.starts_with(&format!("http://{}/whep/demo/", b.http)),
+        "{session}"
+    );
+    let (addr, path) = split(&session);
+    assert_eq!(http(addr, "DELETE", &path, &[], b"").await.status, 200);
+    // Where it is live, the offer is served.
+    let (_pc, sdp) = offer(false);
+    let r = http(b.http, "POST", "/whep/demo", &sdp_type, sdp.as_bytes()).await;
+    assert_eq!(r.status, 201, "{}", r.text());
 
     // Redis restarted empty: nothing ends, and b holds the lease again.
     redis.stop().await;

@@ -149,6 +149,12 @@ pub struct ServeArgs {
     /// like cooldown are then one across every server.
     #[arg(long, env = "ONAIR_REDIS_URL", global = true)]
     pub redis_url: Option<String>,
+    /// This server's URL as the other servers of the site and clients
+    /// reach it (`http://HOST:PORT`): with `--redis-url`, a WHEP offer
+    /// reaching another server for a channel live here is redirected to
+    /// it, and WHEP sessions are named by absolute URLs.
+    #[arg(long, env = "ONAIR_NODE_URL", global = true)]
+    pub node_url: Option<String>,
     /// This server's name among several sharing one database (`[a-z0-9._-]`,
     /// at most 64): recovery and retention touch only its own broadcasts.
     /// Default: a random one, kept in the data directory (`node-id`).
@@ -333,6 +339,8 @@ pub struct Config {
     pub object_store: crate::store::StoreUrl,
     /// See `--redis-url`.
     pub redis_url: Option<String>,
+    /// See `--node-url`, without a trailing slash.
+    pub node_url: Option<String>,
     /// See `--node-id`; `None`: the one kept in the data directory.
     pub node_id: Option<String>,
 }
@@ -353,6 +361,8 @@ pub enum ConfigError {
     NodeId(String),
     #[error("bad --redis-url {0:?}: expected redis://HOST:PORT[/DB]")]
     RedisUrl(String),
+    #[error("bad --node-url {0:?}: expected http(s)://HOST[:PORT], without a path")]
+    NodeUrl(String),
     #[error("bad --object-store: {0}")]
     ObjectStore(String),
     #[error("bad --turn-relay-ports {0:?}: expected MIN-MAX, e.g. 49152-65535")]
@@ -464,6 +474,10 @@ impl Config {
                 Some(url) => return Err(ConfigError::RedisUrl(url.to_string())),
                 None => None,
             },
+            node_url: match serve.node_url.as_deref().filter(|u| !u.is_empty()) {
+                Some(url) => Some(node_url(url).ok_or_else(|| ConfigError::NodeUrl(url.into()))?),
+                None => None,
+            },
             node_id: match serve.node_id.as_deref().filter(|n| !n.is_empty()) {
                 Some(id) if crate::node::valid_id(id) => Some(id.to_string()),
                 Some(id) => return Err(ConfigError::NodeId(id.to_string())),
@@ -504,6 +518,7 @@ impl Config {
             metrics_token: None,
             object_store: crate::store::StoreUrl::Dir(dir.to_path_buf()),
             redis_url: None,
+            node_url: None,
             node_id: None,
         }
     }
@@ -630,5 +645,39 @@ mod tests {
             resolve(&["onair", "--config", config]),
             Err(ConfigError::Value(_, e)) if e.starts_with("webhook-timeout")
         ));
+    }
+}
+
+/// `--node-url` as other servers and clients use it: `http(s)://HOST[:PORT]`
+/// with nothing after the authority but an optional `/`.
+fn node_url(url: &str) -> Option<String> {
+    let url = url.trim_end_matches('/');
+    let (scheme, rest) = url.split_once("://")?;
+    let ok = matches!(scheme, "http" | "https")
+        && !rest.is_empty()
+        && !rest.contains(['/', '?', '#', '@', ' '])
+        && rest.parse::<axum::http::uri::Authority>().is_ok();
+    ok.then(|| url.to_string())
+}
+
+#[cfg(test)]
+mod node_url_tests {
+    #[test]
+    fn node_urls_are_an_origin() {
+        assert_eq!(
+            super::node_url("http://10.0.0.5:8080/").as_deref(),
+            Some("http://10.0.0.5:8080")
+        );
+        assert!(super::node_url("https://edge-1.example.com").is_some());
+        for bad in [
+            "10.0.0.5:8080",
+            "ftp://x",
+            "http://",
+            "http://x/path",
+            "http://u@x",
+            "http://x?q",
+        ] {
+            assert_eq!(super::node_url(bad), None, "{bad}");
+        }
     }
 }

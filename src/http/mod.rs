@@ -86,6 +86,8 @@ pub struct AppState {
     pub metrics_token: Option<Arc<str>>,
     /// `--public-url`, without a trailing `/`: absolute links in pages.
     pub public_url: Option<Arc<str>>,
+    /// `--node-url`: WHEP sessions are named absolutely under it.
+    pub node_url: Option<Arc<str>>,
     /// Who may register, and whether new accounts stream.
     pub signup: Signup,
     /// "Sign in with ..." providers and the sign-ins in flight.

@@ -119,6 +119,7 @@ pub(super) fn require_type(headers: &HeaderMap, want: &str) -> Result<(), ApiErr
     request_body(content = String, content_type = "application/sdp", description = "The SDP offer"),
     responses(
         OfferAnswered,
+        (status = 307, description = "The channel is live on another server of the site (`--redis-url`): send the same offer to `Location`"),
         (status = 400, description = "Not an offer we can read", body = ErrorBody),
         (status = 404, description = "No such channel", body = ErrorBody),
         OfferRefused,
@@ -136,6 +137,18 @@ pub(super) async fn offer(
         return Err(ApiError::NotFound(format!("no channel named {channel:?}")));
     }
     require_type(&headers, "application/sdp")?;
+    if let Some(there) = live_elsewhere(&s, &channel).await {
+        // The offer is sent again there (307 keeps the method and body);
+        // the session is that server's, PATCH and DELETE go to it.
+        return Ok((
+            StatusCode::TEMPORARY_REDIRECT,
+            [
+                (header::LOCATION, format!("{there}/whep/{channel}")),
+                (header::CACHE_CONTROL, "no-store".to_string()),
+            ],
+        )
+            .into_response());
+    }
     let (chat, bridge) = chat_for(&s, &channel, &headers).await?;
     let answer = s.sfu.whep(&channel, text, chat).await?;
     if let Some((member, events)) = bridge {
@@ -146,8 +159,22 @@ pub(super) async fn offer(
             answer.session.clone(),
         ));
     }
-    let location = format!("/whep/{channel}/{}", answer.session);
+    let location = format!(
+        "{}/whep/{channel}/{}",
+        s.node_url.as_deref().unwrap_or(""),
+        answer.session
+    );
     Ok(created(&s, answer, location, "viewer", client))
+}
+
+/// The URL of the server of the site `channel` is live on, when it is not
+/// live here (see [`crate::hub::lease`]).
+async fn live_elsewhere(s: &AppState, channel: &str) -> Option<String> {
+    let bus = s.rooms.bus()?;
+    if s.hub.stream(channel).is_some() {
+        return None;
+    }
+    crate::hub::lease::where_live(bus, s.db.node_id(), channel).await
 }
 
 /// The 201 to a WHEP or WHIP offer: the answer, the session's URL (what

@@ -10,6 +10,9 @@
 //!
 //! Redis unreachable ends nothing: publishing goes on where it is, and the
 //! lease is taken again when Redis answers (even restarted empty).
+//!
+//! A server with `--node-url` also keeps `node:NODE` = its URL, so the
+//! others can send a channel's viewers to it ([`where_live`]).
 
 use super::Hub;
 use crate::bus::Bus;
@@ -83,6 +86,38 @@ pub async fn hold(hub: Arc<Hub>, bus: Arc<Bus>, node: String, stop: Cancellation
             .release(&format!("live:{channel}"), &format!("{node} {id}"))
             .await;
     }
+}
+
+/// How long a server's advertised URL outlives its last refresh.
+pub const NODE_TTL: Duration = Duration::from_secs(10);
+/// How often it is refreshed.
+pub const NODE_EVERY: Duration = Duration::from_secs(3);
+
+/// Keeps this server's URL where the others find it, until `stop`.
+pub async fn advertise(bus: Arc<Bus>, node: String, url: String, stop: CancellationToken) {
+    let lease = format!("node:{node}");
+    loop {
+        if let Err(e) = bus.take(&lease, &url, NODE_TTL).await {
+            log_down(&e);
+        }
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = tokio::time::sleep(NODE_EVERY) => {}
+        }
+    }
+    let _ = bus.release(&lease, &url).await;
+}
+
+/// The URL of the server `channel` is live on, when that is another
+/// server than `node` and it advertises one. `None` too when Redis does
+/// not answer: the caller serves the request itself.
+pub async fn where_live(bus: &Bus, node: &str, channel: &str) -> Option<String> {
+    let holder = bus.holder(&format!("live:{channel}")).await.ok()??;
+    let (owner, _stream) = holder.split_once(' ')?;
+    if owner == node {
+        return None;
+    }
+    bus.holder(&format!("node:{owner}")).await.ok()?
 }
 
 static DOWN: crate::logs::Budget = crate::logs::Budget::new(6);
