@@ -2,7 +2,7 @@
 //! its `--node-url`): a stream key published through both leaves exactly
 //! one publish live, the newest, as on one server; a WHEP offer reaching
 //! the other server is redirected (307) to the one the channel is live on,
-//! whose session URL is absolute; Redis restarted empty under a live
+//! whose session URL is absolute, and so is an HLS player's playlist; Redis restarted empty under a live
 //! publish ends nothing, and the lease is held again.
 
 mod common;
@@ -94,6 +94,13 @@ async fn one_key_on_two_servers_is_live_on_one() {
     );
     let (addr, path) = split(&session);
     assert_eq!(http(addr, "DELETE", &path, &[], b"").await.status, 200);
+    // An HLS player too, blocking reload and all.
+    let r = http(a.http, "GET", "/hls/demo/index.m3u8?_HLS_msn=3", &[], b"").await;
+    assert_eq!(r.status, 307, "{}", r.text());
+    assert_eq!(
+        r.header("location"),
+        Some(format!("http://{}/hls/demo/index.m3u8?_HLS_msn=3", b.http).as_str())
+    );
     // Where it is live, the offer is served.
     let (_pc, sdp) = offer(false);
     let r = http(b.http, "POST", "/whep/demo", &sdp_type, sdp.as_bytes()).await;

@@ -118,6 +118,7 @@ struct BlockingReload {
     params(("channel" = String, Path), ("file" = String, Path, example = "index.m3u8"), BlockingReload),
     responses(
         (status = 200, description = "The playlist", content((String = "application/vnd.apple.mpegurl"))),
+        (status = 307, description = "Live on another server of the site (`--redis-url`): the same request goes to `Location`"),
         (status = 400, description = "A bad `_HLS_` query", body = ErrorBody),
         (status = 404, description = "Offline, or not the playlist", body = ErrorBody),
         (status = 503, description = "Too many requests already wait on this playlist, or it did not reach the part asked for in time", body = ErrorBody),
@@ -132,6 +133,14 @@ pub(super) async fn live_playlist(
     uncached_errors(async {
         if parse_file(&file) != Some(File::Playlist) {
             return Err(ApiError::NotFound("no such file".into()));
+        }
+        // Live on another server of the site: the player goes there (its
+        // media URLs are relative, so they follow), whatever this server
+        // still holds of an earlier stream.
+        if let Some(there) = super::whep::live_elsewhere(&s, &channel).await {
+            let query = query.map(|q| format!("?{q}")).unwrap_or_default();
+            let to = format!("{there}/hls/{channel}/index.m3u8{query}");
+            return Ok((StatusCode::TEMPORARY_REDIRECT, [(header::LOCATION, to)]).into_response());
         }
         let ch = live_channel(&s, &channel)?;
         crate::metrics::hls_request(true);

@@ -169,9 +169,9 @@ pub(super) async fn offer(
 
 /// The URL of the server of the site `channel` is live on, when it is not
 /// live here (see [`crate::hub::lease`]).
-async fn live_elsewhere(s: &AppState, channel: &str) -> Option<String> {
+pub(super) async fn live_elsewhere(s: &AppState, channel: &str) -> Option<String> {
     let bus = s.rooms.bus()?;
-    if s.hub.stream(channel).is_some() {
+    if !crate::db::valid_channel_name(channel) || s.hub.stream(channel).is_some() {
         return None;
     }
     crate::hub::lease::where_live(bus, s.db.node_id(), channel).await
