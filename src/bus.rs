@@ -70,6 +70,10 @@ fn key(room: &str) -> String {
     format!("onair:chat:{room}")
 }
 
+fn census_key(node: &str) -> String {
+    format!("onair:census:{node}")
+}
+
 fn lease_key(lease: &str) -> String {
     format!("onair:lease:{lease}")
 }
@@ -194,6 +198,35 @@ impl Bus {
     pub async fn holder(&self, lease: &str) -> Result<Option<String>, BusError> {
         let mut c = self.conn().await?;
         timed(c.get(lease_key(lease))).await
+    }
+
+    /// Puts `node`'s census entry (kept `ttl`) and returns every server's
+    /// that has not expired. Servers whose entry expired are forgotten.
+    pub async fn census(
+        &self,
+        node: &str,
+        entry: &str,
+        ttl: Duration,
+    ) -> Result<Vec<String>, BusError> {
+        const NODES: &str = "onair:census";
+        let mut c = self.conn().await?;
+        let opts = SetOptions::default().with_expiration(SetExpiry::PX(ttl.as_millis() as u64));
+        let _: Option<String> = timed(c.set_options(census_key(node), entry, opts)).await?;
+        let _: i64 = timed(c.sadd(NODES, node)).await?;
+        let nodes: Vec<String> = timed(c.smembers(NODES)).await?;
+        let keys: Vec<String> = nodes.iter().map(|n| census_key(n)).collect();
+        let entries: Vec<Option<String>> =
+            timed(redis::cmd("MGET").arg(&keys).query_async(&mut c)).await?;
+        let mut out = Vec::with_capacity(entries.len());
+        for (n, e) in nodes.iter().zip(entries) {
+            match e {
+                Some(e) => out.push(e),
+                None => {
+                    let _: i64 = timed(c.srem(NODES, n)).await?;
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// A connection of its own for [`Bus::read`], whose blocking reads would

@@ -238,13 +238,15 @@ pub async fn run(
     // Plain listeners count as viewers in the chat's events.
     let mounts = Arc::new(crate::icecast::mount::Mounts::default());
     let flv = crate::flv::Flv::new(token.clone());
-    let live: Arc<dyn crate::chat::LiveState> = Arc::new(http::HubLive {
+    let hub_live = Arc::new(http::HubLive {
         hub: hub.clone(),
         sfu: sfu.clone(),
         hls: hls.clone(),
         icecast: mounts.clone(),
         flv: flv.clone(),
+        census: Arc::default(),
     });
+    let live: Arc<dyn crate::chat::LiveState> = hub_live.clone();
     let rooms = crate::chat::Rooms::new(db.clone(), live.clone());
     rooms.set_node_tag(db.node_tag().await?);
     rooms.require_verified_email(config.accounts.require_verified_email);
@@ -258,6 +260,14 @@ pub async fn run(
             db.node_id().to_string(),
             token.clone(),
         ));
+        let site = hub_live.clone();
+        tracker.spawn(crate::hub::census::run(
+            hub_live.census.clone(),
+            bus.clone(),
+            db.node_id().to_string(),
+            move || site.local(),
+            token.clone(),
+        ));
         if let Some(url) = &config.node_url {
             tracker.spawn(crate::hub::lease::advertise(
                 bus,
@@ -267,7 +277,9 @@ pub async fn run(
             ));
         }
     }
-    hooks.start(db.clone(), live, token.clone(), &tracker).await;
+    hooks
+        .start(db.clone(), live.clone(), token.clone(), &tracker)
+        .await;
     tracker.spawn(rooms.clone().run_events(token.clone()));
     let icecast = crate::icecast::Icecast::new(
         hub.clone(),
@@ -315,6 +327,7 @@ pub async fn run(
                 .is_some_and(|u| u.starts_with("https://")),
         access_log: config.access_log,
         metrics_public: listeners.metrics.is_none(),
+        live: live.clone(),
         node_url: config.node_url.as_deref().map(Arc::from),
         public_url: config
             .hooks

@@ -3,14 +3,18 @@
 //! one publish live, the newest, as on one server; a WHEP offer reaching
 //! the other server is redirected (307) to the one the channel is live on,
 //! whose session URL is absolute, and so is an HLS player's playlist; Redis restarted empty under a live
-//! publish ends nothing, and the lease is held again.
+//! publish ends nothing, and the lease is held again. Both servers report
+//! the channel live with the viewers of the one it is live on, and drop it
+//! when that server is gone.
 
 mod common;
 
 use common::child::free_addr;
 use common::redis::RedisServer;
 use common::scenario_clients::offer;
-use common::{ffmpeg_publish_sized, fresh_postgres_db, http, wait_for_live, TestServer};
+use common::{
+    ffmpeg_publish_sized, fresh_postgres_db, http, wait_for_live, ws_connect, ws_next, TestServer,
+};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -105,6 +109,8 @@ async fn one_key_on_two_servers_is_live_on_one() {
     let (_pc, sdp) = offer(false);
     let r = http(b.http, "POST", "/whep/demo", &sdp_type, sdp.as_bytes()).await;
     assert_eq!(r.status, 201, "{}", r.text());
+    let (addr, path) = split(r.header("location").unwrap());
+    assert_eq!(http(addr, "DELETE", &path, &[], b"").await.status, 200);
 
     // Redis restarted empty: nothing ends, and b holds the lease again.
     redis.stop().await;
@@ -121,8 +127,52 @@ async fn one_key_on_two_servers_is_live_on_one() {
     }
     let holder = held(&redis).await;
     assert!(holder.is_some(), "the lease was not taken again");
+
+    // Three HLS players on b: both servers say live, with three viewers,
+    // and a chat joiner on a is told so.
+    for ua in ["p1", "p2", "p3"] {
+        let r = http(
+            b.http,
+            "GET",
+            "/hls/demo/index.m3u8",
+            &[("User-Agent", ua)],
+            b"",
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    for srv in [a.http, b.http] {
+        let view = until(srv, |v| v["live"] == true && v["viewers"] == 3).await;
+        assert_eq!(view["viewers"], 3, "{srv}: {view}");
+    }
+    let mut ws = ws_connect(a.http, "/ws/demo", &[]).await;
+    assert_eq!(ws_next(&mut ws).await, serde_json::json!({"type": "live"}));
+    assert_eq!(
+        ws_next(&mut ws).await,
+        serde_json::json!({"type": "viewers", "count": 3})
+    );
+
+    // b stops: a counts it out when its entry expires.
     b.stop().await;
+    let t = Instant::now();
+    until(a.http, |v| v["live"] == false && v["viewers"] == 0).await;
+    eprintln!("a saw b's channel end {:?} after b stopped", t.elapsed());
     a.stop().await;
+}
+
+/// `GET /api/channels/demo` on `addr` until `f` holds (10 s at most).
+async fn until(addr: SocketAddr, f: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    let t = Instant::now();
+    loop {
+        let v = http(addr, "GET", "/api/channels/demo", &[], b"")
+            .await
+            .json();
+        if f(&v) {
+            return v;
+        }
+        assert!(t.elapsed() < Duration::from_secs(10), "{addr}: {v}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Who holds the demo channel's lease, read with a raw RESP command.

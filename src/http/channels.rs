@@ -158,12 +158,9 @@ async fn channel_json(s: &AppState, info: &ChannelInfo) -> Result<ChannelView, A
         tags: info.tags.clone(),
         likes: info.likes,
         slow_mode_secs: info.slow_mode_secs,
-        live: stream.is_some(),
+        live: s.live.is_live(&info.name),
         started_at,
-        viewers: s.sfu.viewers(&info.name)
-            + s.hls.viewers.count(&info.name)
-            + s.icecast.listeners(&info.name)
-            + s.flv.viewers(&info.name),
+        viewers: s.live.viewers(&info.name),
         video: health.as_ref().map(|h| h.video_codec.is_some()),
         now_playing: health.and_then(|h| h.now_playing),
         next_broadcast: next.first().map(ScheduledView::from),
@@ -225,7 +222,7 @@ pub(super) async fn directory(
         let exhausted = page.len() as i64 <= limit;
         for info in &page {
             after = info.name.clone();
-            let live = s.hub.stream(&info.name).is_some();
+            let live = s.live.is_live(&info.name);
             if q.live.is_some_and(|want| want != live) {
                 continue;
             }

@@ -441,26 +441,49 @@ pub(super) async fn slow_mode(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Live state and viewer counts for chat events, from the hub and the SFU.
+/// Live state and viewer counts for chat events, channel pages and the
+/// directory: this server's (the hub, the SFU, HLS, Icecast, FLV), summed
+/// with the other servers' of the site when there are some (see
+/// [`crate::hub::census`]).
 pub struct HubLive {
     pub hub: std::sync::Arc<crate::hub::Hub>,
     pub sfu: crate::sfu::Sfu,
     pub hls: std::sync::Arc<crate::hls::Hls>,
     pub icecast: std::sync::Arc<crate::icecast::mount::Mounts>,
     pub flv: std::sync::Arc<crate::flv::Flv>,
+    pub census: std::sync::Arc<crate::hub::census::Census>,
 }
 
-impl crate::chat::LiveState for HubLive {
-    fn is_live(&self, channel: &str) -> bool {
-        self.hub.stream(channel).is_some()
-    }
-
+impl HubLive {
     /// WebRTC viewers plus the HLS estimate plus plain (Icecast) listeners
-    /// plus HTTP-FLV readers.
-    fn viewers(&self, channel: &str) -> usize {
+    /// plus HTTP-FLV readers, on this server.
+    pub fn local_viewers(&self, channel: &str) -> usize {
         self.sfu.viewers(channel)
             + self.hls.viewers.count(channel)
             + self.icecast.listeners(channel)
             + self.flv.viewers(channel)
+    }
+
+    /// This server's live channels and their viewers: its census entry.
+    pub fn local(&self) -> std::collections::HashMap<String, usize> {
+        self.hub
+            .live()
+            .iter()
+            .map(|s| (s.channel().to_string(), self.local_viewers(s.channel())))
+            .collect()
+    }
+}
+
+impl crate::chat::LiveState for HubLive {
+    fn is_live(&self, channel: &str) -> bool {
+        self.hub.stream(channel).is_some() || self.census.live(channel) == Some(true)
+    }
+
+    /// The site's viewers as last counted, or this server's when the
+    /// channel is not in the count yet (or there is no count).
+    fn viewers(&self, channel: &str) -> usize {
+        self.census
+            .viewers(channel)
+            .unwrap_or_else(|| self.local_viewers(channel))
     }
 }

@@ -88,6 +88,8 @@ pub struct AppState {
     pub public_url: Option<Arc<str>>,
     /// `--node-url`: WHEP sessions are named absolutely under it.
     pub node_url: Option<Arc<str>>,
+    /// Live state and viewers, the site's where there are several servers.
+    pub live: Arc<dyn crate::chat::LiveState>,
     /// Who may register, and whether new accounts stream.
     pub signup: Signup,
     /// "Sign in with ..." providers and the sign-ins in flight.

@@ -2,6 +2,7 @@
 //! a publisher writes [`Unit`](crate::media::Unit)s, every consumer is a
 //! [`Reader`] with its own bounded queue.
 
+pub mod census;
 pub mod keys;
 pub mod lease;
 mod reader;
