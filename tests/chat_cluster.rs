@@ -11,22 +11,11 @@
 
 mod common;
 
-use common::redis::RedisServer;
-use common::{
-    api, api_as, fresh_postgres_db, signup, ws_connect, ws_next, ws_until, TestServer, Ws,
-};
+use common::redis::two_servers;
+use common::{api, api_as, signup, ws_connect, ws_next, ws_until, Ws};
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
-
-async fn node(db: &str, redis: &str) -> TestServer {
-    let (db, redis) = (db.to_string(), redis.to_string());
-    TestServer::start_with(move |c| {
-        c.database_url = db;
-        c.redis_url = Some(redis);
-    })
-    .await
-}
 
 /// A reader of `room` on `addr`, past its backlog (which it returns).
 async fn reader(addr: SocketAddr, room: &str) -> (Ws, Vec<Value>) {
@@ -64,14 +53,9 @@ fn ids(lines: &[Value]) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_room_across_two_servers() {
-    let Some(mut redis) = RedisServer::start().await else {
+    let Some((mut redis, a, b)) = two_servers().await else {
         return;
     };
-    let Some(db) = fresh_postgres_db().await else {
-        return;
-    };
-    let a = node(&db, &redis.url()).await;
-    let b = node(&db, &redis.url()).await;
     let (a, b) = (a.http, b.http);
     let cara = signup(a, "cara").await;
     let dan = signup(b, "dan").await;

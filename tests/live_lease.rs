@@ -9,26 +9,11 @@
 
 mod common;
 
-use common::child::free_addr;
-use common::redis::RedisServer;
+use common::redis::{two_servers, RedisServer};
 use common::scenario_clients::offer;
-use common::{
-    ffmpeg_publish_sized, fresh_postgres_db, http, wait_for_live, ws_connect, ws_next, TestServer,
-};
+use common::{ffmpeg_publish_sized, http, wait_for_live, ws_connect, ws_next, TestServer};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
-
-async fn node(db: &str, redis: &str) -> TestServer {
-    let (db, redis) = (db.to_string(), redis.to_string());
-    let addr = free_addr();
-    TestServer::start_with(move |c| {
-        c.database_url = db;
-        c.redis_url = Some(redis);
-        c.http = addr;
-        c.node_url = Some(format!("http://{addr}"));
-    })
-    .await
-}
 
 /// `http://ADDR/PATH` split.
 fn split(url: &str) -> (SocketAddr, String) {
@@ -46,14 +31,9 @@ async fn live_on(addr: SocketAddr, channel: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_key_on_two_servers_is_live_on_one() {
-    let Some(mut redis) = RedisServer::start().await else {
+    let Some((mut redis, a, b)) = two_servers().await else {
         return;
     };
-    let Some(db) = fresh_postgres_db().await else {
-        return;
-    };
-    let a = node(&db, &redis.url()).await;
-    let b = node(&db, &redis.url()).await;
     let small = |srv: &TestServer| {
         ffmpeg_publish_sized(&srv.rtmp_url(&srv.key), 60, "320x180", &["-bf", "0"])
     };

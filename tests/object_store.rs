@@ -28,21 +28,27 @@ fn png(side: u32, shade: u8) -> Vec<u8> {
     out
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn avatars_live_in_the_bucket() {
-    let Some(s3) = S3Server::start().await else {
-        return;
-    };
+/// moto with the test bucket, and a server storing under `prefix` there.
+async fn on_bucket(prefix: &str) -> Option<(S3Server, TestServer)> {
+    let s3 = S3Server::start().await?;
     s3.create_bucket(BUCKET).await;
     // Any credentials do for moto; the server reads the usual variables.
     std::env::set_var("AWS_ACCESS_KEY_ID", "onair-test");
     std::env::set_var("AWS_SECRET_ACCESS_KEY", "onair-test-secret");
     let url = format!(
-        "s3://{BUCKET}/site-a?endpoint={}&region=us-east-1",
+        "s3://{BUCKET}/{prefix}?endpoint={}&region=us-east-1",
         s3.endpoint()
     );
     let store = StoreUrl::parse(&url).unwrap();
     let srv = TestServer::start_with(move |c| c.object_store = store).await;
+    Some((s3, srv))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn avatars_live_in_the_bucket() {
+    let Some((s3, srv)) = on_bucket("site-a").await else {
+        return;
+    };
     let a = srv.http;
     let token = signup(a, "gus").await;
     let put = |body: Vec<u8>| {
@@ -112,18 +118,9 @@ async fn avatars_live_in_the_bucket() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn finished_recordings_are_served_from_the_bucket() {
-    let Some(s3) = S3Server::start().await else {
+    let Some((s3, srv)) = on_bucket("site-b").await else {
         return;
     };
-    s3.create_bucket(BUCKET).await;
-    std::env::set_var("AWS_ACCESS_KEY_ID", "onair-test");
-    std::env::set_var("AWS_SECRET_ACCESS_KEY", "onair-test-secret");
-    let url = format!(
-        "s3://{BUCKET}/site-b?endpoint={}&region=us-east-1",
-        s3.endpoint()
-    );
-    let store = StoreUrl::parse(&url).unwrap();
-    let srv = TestServer::start_with(move |c| c.object_store = store).await;
     let a = srv.http;
     let mut ff = ffmpeg_publish(&srv.rtmp_url(&srv.key), 5);
     let _ = ff.wait().await;

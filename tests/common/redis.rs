@@ -2,6 +2,7 @@
 //! kept on disk: stopping and starting it again is Redis restarted empty.
 
 use super::child::free_addr;
+use super::TestServer;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -79,4 +80,28 @@ impl RedisServer {
             let _ = c.kill().await;
         }
     }
+}
+
+/// A server of a site: on the Postgres database `db` and the Redis at
+/// `redis`, its `--node-url` its own HTTP address.
+pub async fn site_node(db: &str, redis: &str) -> TestServer {
+    let (db, redis) = (db.to_string(), redis.to_string());
+    let addr = free_addr();
+    TestServer::start_with(move |c| {
+        c.database_url = db;
+        c.redis_url = Some(redis);
+        c.http = addr;
+        c.node_url = Some(format!("http://{addr}"));
+    })
+    .await
+}
+
+/// Redis and two servers of one site on a fresh Postgres database; `None`
+/// (after [`super::missing_service`]) when Redis or Postgres is missing.
+pub async fn two_servers() -> Option<(RedisServer, TestServer, TestServer)> {
+    let redis = RedisServer::start().await?;
+    let db = super::fresh_postgres_db().await?;
+    let a = site_node(&db, &redis.url()).await;
+    let b = site_node(&db, &redis.url()).await;
+    Some((redis, a, b))
 }
