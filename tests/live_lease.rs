@@ -2,7 +2,8 @@
 //! its `--node-url`): a stream key published through both leaves exactly
 //! one publish live, the newest, as on one server; a WHEP offer reaching
 //! the other server is redirected (307) to the one the channel is live on,
-//! whose session URL is absolute, and so is an HLS player's playlist; Redis restarted empty under a live
+//! whose session URL is absolute, and so are an HLS player's playlist and
+//! the channel's thumbnail; Redis restarted empty under a live
 //! publish ends nothing, and the lease is held again. Both servers report
 //! the channel live with the viewers of the one it is live on, and drop it
 //! when that server is gone.
@@ -84,6 +85,13 @@ async fn one_key_on_two_servers_is_live_on_one() {
     assert_eq!(
         r.header("location"),
         Some(format!("http://{}/hls/demo/index.m3u8?_HLS_msn=3", b.http).as_str())
+    );
+    // And the directory's thumbnail of it.
+    let r = http(a.http, "GET", "/api/channels/demo/thumbnail.jpg", &[], b"").await;
+    assert_eq!(r.status, 307, "{}", r.text());
+    assert_eq!(
+        r.header("location"),
+        Some(format!("http://{}/api/channels/demo/thumbnail.jpg", b.http).as_str())
     );
     // Where it is live, the offer is served.
     let (_pc, sdp) = offer(false);

@@ -546,6 +546,7 @@ pub(super) async fn broadcasts(
     params(("channel" = String, Path)),
     responses(
         (status = 200, content_type = "image/jpeg", body = inline(Binary)),
+        (status = 307, description = "Live on another server of the site (`--redis-url`): its thumbnail is at `Location`"),
         (status = 404, description = "Offline, or no keyframe yet", body = ErrorBody),
     ))]
 pub(super) async fn thumbnail(
@@ -554,6 +555,17 @@ pub(super) async fn thumbnail(
 ) -> Result<Response, ApiError> {
     if !valid_channel_name(&channel) {
         return Err(ApiError::NotFound("no such channel".into()));
+    }
+    if let Some(there) = super::whep::live_elsewhere(&s, &channel).await {
+        let to = format!("{there}/api/channels/{channel}/thumbnail.jpg");
+        return Ok((
+            StatusCode::TEMPORARY_REDIRECT,
+            [
+                (header::LOCATION, to),
+                (header::CACHE_CONTROL, "no-store".into()),
+            ],
+        )
+            .into_response());
     }
     match s.hls.thumbnail(&channel) {
         Some(jpeg) => Ok((
