@@ -337,18 +337,26 @@ impl TurnRelay {
 /// UDP on `addr`, and TCP on the same port (the UDP one's, when `addr` has
 /// port 0).
 pub async fn bind(addr: SocketAddr) -> Result<(UdpSocket, TcpListener), TurnError> {
-    let udp = UdpSocket::bind(addr)
-        .await
-        .map_err(|e| TurnError::Bind(addr, e))?;
-    let port = udp
-        .local_addr()
-        .map_err(|e| TurnError::Bind(addr, e))?
-        .port();
-    let tcp_addr = SocketAddr::new(addr.ip(), port);
-    let tcp = TcpListener::bind(tcp_addr)
-        .await
-        .map_err(|e| TurnError::Bind(tcp_addr, e))?;
-    Ok((udp, tcp))
+    // Port 0: the kernel picks the UDP port, and a TCP connection made
+    // meanwhile may hold the same number; another pick is as good.
+    let tries = if addr.port() == 0 { 16 } else { 1 };
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let udp = UdpSocket::bind(addr)
+            .await
+            .map_err(|e| TurnError::Bind(addr, e))?;
+        let port = udp
+            .local_addr()
+            .map_err(|e| TurnError::Bind(addr, e))?
+            .port();
+        let tcp_addr = SocketAddr::new(addr.ip(), port);
+        match TcpListener::bind(tcp_addr).await {
+            Ok(tcp) => return Ok((udp, tcp)),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && attempt < tries => continue,
+            Err(e) => return Err(TurnError::Bind(tcp_addr, e)),
+        }
+    }
 }
 
 /// Where relayed sockets bind: on the public IP itself when it is one of this
