@@ -194,6 +194,22 @@ impl Bus {
         Ok(())
     }
 
+    /// The site's node token: what a server shows another when it pulls a
+    /// channel as a WHEP client, so that one serves it as a server, not as
+    /// a viewer (not counted, not rate-limited, not refused when full).
+    /// The first server to ask makes it (as random as a stream key); whoever can
+    /// read Redis is trusted with the site already.
+    pub async fn node_token(&self) -> Result<String, BusError> {
+        const KEY: &str = "onair:node-token";
+        let mut c = self.conn().await?;
+        let fresh = crate::db::new_stream_key();
+        let opts = SetOptions::default().conditional_set(redis::ExistenceCheck::NX);
+        let _: Option<String> = timed(c.set_options(KEY, &fresh, opts)).await?;
+        let token: Option<String> = timed(c.get(KEY)).await?;
+        // Gone between the two calls only if Redis restarted empty then.
+        Ok(token.unwrap_or(fresh))
+    }
+
     /// Who holds `lease`, if anyone.
     pub async fn holder(&self, lease: &str) -> Result<Option<String>, BusError> {
         let mut c = self.conn().await?;

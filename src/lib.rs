@@ -36,6 +36,7 @@ pub mod chat;
 pub mod codec;
 pub mod config;
 pub mod db;
+pub mod edge;
 pub mod flv;
 #[doc(hidden)]
 pub mod fuzzing;

@@ -362,6 +362,8 @@ fn unix_now_f64() -> f64 {
 /// alerts find every name.
 const CALLER_FAMILIES: &[(&str, &str)] = &[
     ("onair_viewers", "Viewers now, by channel and protocol (webrtc, hls: an estimate from requests, icecast, flv)."),
+    ("onair_webrtc_relay_sessions", "WHEP sessions relaying each channel to other servers of the site (edges pulling it); not counted as viewers."),
+    ("onair_edge_pulls", "Channels this server pulls from the server they are live on, for its own viewers (--role edge)."),
     ("onair_ingest_bytes_total", "Bytes received from each live channel's publisher."),
     ("onair_ingest_video_frames_total", "Video frames received from each live channel's publisher."),
     ("onair_stream_readers", "Readers attached to each live stream in the hub (WebRTC, the segmenter, FLV and Icecast players)."),

@@ -187,16 +187,24 @@ pub async fn run(
         config.accounts.require_verified_email,
     ));
     let channels = Arc::new(db.clone());
-    tracker.spawn(crate::rtmp::serve(
-        listeners.rtmp,
-        None,
-        hub.clone(),
-        channels.clone(),
-        hooks.clone(),
-        token.clone(),
-        config.fault_injection,
-    ));
-    if let (Some(listener), Some(tls)) = (listeners.rtmps, &tls) {
+    // An edge takes no ingest: its listeners are closed, so an encoder
+    // pointed at it fails at once rather than publishing where nothing
+    // records it.
+    let ingest = config.role != crate::config::Role::Edge;
+    if ingest {
+        tracker.spawn(crate::rtmp::serve(
+            listeners.rtmp,
+            None,
+            hub.clone(),
+            channels.clone(),
+            hooks.clone(),
+            token.clone(),
+            config.fault_injection,
+        ));
+    } else {
+        drop(listeners.rtmp);
+    }
+    if let (true, Some(listener), Some(tls)) = (ingest, listeners.rtmps, &tls) {
         tracker.spawn(crate::rtmp::serve(
             listener,
             Some(tls.plain.clone()),
@@ -250,8 +258,20 @@ pub async fn run(
     let rooms = crate::chat::Rooms::new(db.clone(), live.clone());
     rooms.set_node_tag(db.node_tag().await?);
     rooms.require_verified_email(config.accounts.require_verified_email);
+    let mut edge = None;
     if let Some(url) = &config.redis_url {
         let bus = Arc::new(crate::bus::Bus::new(url)?);
+        if config.role == crate::config::Role::Edge {
+            edge = Some(crate::edge::Edge::new(
+                hub.clone(),
+                bus.clone(),
+                sfu.clone(),
+                db.node_id().to_string(),
+                config.pull_linger,
+                tracker.clone(),
+                token.clone(),
+            ));
+        }
         rooms.set_bus(bus.clone());
         tracker.spawn(rooms.clone().run_bus(token.clone()));
         tracker.spawn(crate::hub::lease::hold(
@@ -261,11 +281,18 @@ pub async fn run(
             token.clone(),
         ));
         let site = hub_live.clone();
+        let (url, max_viewers, role) = (config.node_url.clone(), config.max_viewers, config.role);
         tracker.spawn(crate::hub::census::run(
             hub_live.census.clone(),
             bus.clone(),
             db.node_id().to_string(),
-            move || site.local(),
+            move || crate::hub::census::Report {
+                channels: site.local(),
+                url: url.clone(),
+                role,
+                viewers: site.sfu.all_viewers().iter().map(|(_, n)| n).sum(),
+                max_viewers,
+            },
             token.clone(),
         ));
         if let Some(url) = &config.node_url {
@@ -289,7 +316,11 @@ pub async fn run(
         mounts,
         listeners.icecast.local_addr()?.port(),
     );
-    tracker.spawn(icecast.clone().serve(listeners.icecast, token.clone()));
+    if ingest {
+        tracker.spawn(icecast.clone().serve(listeners.icecast, token.clone()));
+    } else {
+        drop(listeners.icecast);
+    }
     tracker.spawn(rooms.clone().run_writer(token.clone()));
     tracker.spawn(crate::hub::keys::guard(
         hub.clone(),
@@ -328,6 +359,9 @@ pub async fn run(
         access_log: config.access_log,
         metrics_public: listeners.metrics.is_none(),
         live: live.clone(),
+        role: config.role,
+        census: hub_live.census.clone(),
+        edge,
         node_url: config.node_url.as_deref().map(Arc::from),
         public_url: config
             .hooks

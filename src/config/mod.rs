@@ -14,6 +14,10 @@ pub const DEFAULT_HTTP: &str = "0.0.0.0:8080";
 pub const DEFAULT_RTMP: &str = "0.0.0.0:1935";
 pub const DEFAULT_WEBRTC_UDP: &str = "0.0.0.0:8189";
 pub const DEFAULT_DATA_DIR: &str = "./data";
+/// An edge's viewers come and go (a page reload, a phone switching
+/// network): a pull kept this long spares the origin a new session and the
+/// viewer a wait for the next keyframe.
+pub const DEFAULT_PULL_LINGER: std::time::Duration = std::time::Duration::from_secs(15);
 /// TURN over TLS: the port RFC 5766 gives `turns:`.
 pub const DEFAULT_TURNS: &str = "0.0.0.0:5349";
 
@@ -155,6 +159,16 @@ pub struct ServeArgs {
     /// it, and WHEP sessions are named by absolute URLs.
     #[arg(long, env = "ONAIR_NODE_URL", global = true)]
     pub node_url: Option<String>,
+    /// `all` (one server does everything), `origin` (ingest, LL-HLS,
+    /// recording, thumbnails) or `edge` (WebRTC viewers and chat, pulling
+    /// each watched channel from the server it is live on). `origin` and
+    /// `edge` need `--redis-url`, `--node-url` and Postgres.
+    #[arg(long, env = "ONAIR_ROLE", global = true, value_enum)]
+    pub role: Option<Role>,
+    /// How long an edge keeps pulling a channel after its last viewer left.
+    #[arg(long, env = "ONAIR_PULL_LINGER", global = true, value_parser = crate::hooks::parse_duration)]
+    #[serde(with = "duration")]
+    pub pull_linger: Option<std::time::Duration>,
     /// This server's name among several sharing one database (`[a-z0-9._-]`,
     /// at most 64): recovery and retention touch only its own broadcasts.
     /// Default: a random one, kept in the data directory (`node-id`).
@@ -290,6 +304,39 @@ pub enum ChannelAction {
     },
 }
 
+/// What one server of a site does (`--role`).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    /// Everything: the single-server default.
+    #[default]
+    All,
+    /// Ingest, LL-HLS, recording and thumbnails (and viewers, while it has room).
+    Origin,
+    /// WebRTC viewers and chat; media pulled from the origin over WHEP.
+    Edge,
+}
+
+impl Role {
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::All => "all",
+            Role::Origin => "origin",
+            Role::Edge => "edge",
+        }
+    }
+}
+
 /// Resolved settings.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -341,6 +388,10 @@ pub struct Config {
     pub redis_url: Option<String>,
     /// See `--node-url`, without a trailing slash.
     pub node_url: Option<String>,
+    /// See `--role`.
+    pub role: Role,
+    /// See `--pull-linger`.
+    pub pull_linger: std::time::Duration,
     /// See `--node-id`; `None`: the one kept in the data directory.
     pub node_id: Option<String>,
 }
@@ -363,6 +414,8 @@ pub enum ConfigError {
     RedisUrl(String),
     #[error("bad --node-url {0:?}: expected http(s)://HOST[:PORT], without a path")]
     NodeUrl(String),
+    #[error("--role {0} needs --redis-url, --node-url and a Postgres --database-url: the servers of a site share them")]
+    RoleAlone(&'static str),
     #[error("bad --object-store: {0}")]
     ObjectStore(String),
     #[error("bad --turn-relay-ports {0:?}: expected MIN-MAX, e.g. 49152-65535")]
@@ -427,7 +480,7 @@ impl Config {
             .clone()
             .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("onair.db").display()));
         let data_dir_for_store = data_dir.clone();
-        Ok(Config {
+        Config {
             http: serve.http.unwrap_or_else(|| parse(DEFAULT_HTTP)),
             rtmp: serve.rtmp.unwrap_or_else(|| parse(DEFAULT_RTMP)),
             webrtc_udp: serve
@@ -483,7 +536,23 @@ impl Config {
                 Some(id) => return Err(ConfigError::NodeId(id.to_string())),
                 None => None,
             },
-        })
+            role: serve.role.unwrap_or_default(),
+            pull_linger: serve.pull_linger.unwrap_or(DEFAULT_PULL_LINGER),
+        }
+        .check_role()
+    }
+
+    /// `origin` and `edge` share everything through Redis and Postgres,
+    /// and find each other by URL: alone they would split the site.
+    fn check_role(self) -> Result<Config, ConfigError> {
+        let shared = self.redis_url.is_some()
+            && self.node_url.is_some()
+            && !self.database_url.starts_with("sqlite:");
+        match self.role {
+            Role::All => Ok(self),
+            _ if shared => Ok(self),
+            r => Err(ConfigError::RoleAlone(r.name())),
+        }
     }
 
     /// Settings for tests: loopback on port 0 everywhere, data in `dir`.
@@ -520,6 +589,8 @@ impl Config {
             redis_url: None,
             node_url: None,
             node_id: None,
+            role: Role::All,
+            pull_linger: DEFAULT_PULL_LINGER,
         }
     }
 }

@@ -21,7 +21,7 @@ pub use audit::{AuditEntry, AUDIT_KEEP_SECS};
 pub use broadcast_meta::{BroadcastMeta, BroadcastPatch};
 pub use broadcasts::{new_broadcast, BroadcastRow, PAGE as BROADCASTS_PAGE};
 pub use channel_meta::{Category, ChannelInfo, ChannelPatch, Scheduled};
-pub use channels::{valid_channel_name, ChannelRow};
+pub use channels::{new_stream_key, valid_channel_name, ChannelRow};
 pub use chat::{Ban, ChatRow, SITE};
 pub use identities::{Identity, NewIdentity};
 pub use invites::{Invite, INVITES_OPEN_MAX};

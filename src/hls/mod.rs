@@ -28,7 +28,7 @@ pub mod thumbs;
 pub mod viewers;
 
 use crate::audio::OpusToAac;
-use crate::hub::{Hub, Stream};
+use crate::hub::{Hub, Source, Stream};
 use crate::media::{MediaKind, Payload, Unit};
 use bytes::Bytes;
 use live::LiveChannel;
@@ -208,7 +208,9 @@ async fn supervise(hls: Arc<Hls>, hub: Arc<Hub>, token: CancellationToken, track
         }
         let live = hub.live();
         let ids: HashSet<u64> = live.iter().map(|s| s.id()).collect();
-        for stream in live {
+        // A relayed stream is another server's publish: it makes the
+        // LL-HLS and the recording.
+        for stream in live.into_iter().filter(|s| s.source() != Source::Relay) {
             if seen.insert(stream.id()) {
                 tracker.spawn(follow(hls.clone(), stream, token.clone()));
             }

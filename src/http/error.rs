@@ -43,6 +43,9 @@ pub enum ApiError {
     Forbidden(String),
     #[error("{0}")]
     Conflict(String),
+    /// 421: a request for what another server of the site does.
+    #[error("{0}")]
+    Misdirected(String),
     /// 405, with the JSON body every other error has.
     #[error("{0}")]
     MethodNotAllowed(String),
@@ -79,6 +82,7 @@ impl IntoResponse for ApiError {
             ApiError::Unauthorized(m) => (StatusCode::UNAUTHORIZED, m.clone()),
             ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, m.clone()),
             ApiError::Conflict(m) => (StatusCode::CONFLICT, m.clone()),
+            ApiError::Misdirected(m) => (StatusCode::MISDIRECTED_REQUEST, m.clone()),
             ApiError::MethodNotAllowed(m) => (StatusCode::METHOD_NOT_ALLOWED, m.clone()),
             ApiError::PreconditionFailed(m) => (StatusCode::PRECONDITION_FAILED, m.clone()),
             ApiError::Unprocessable(m) => (StatusCode::UNPROCESSABLE_ENTITY, m.clone()),

@@ -90,6 +90,12 @@ pub struct AppState {
     pub node_url: Option<Arc<str>>,
     /// Live state and viewers, the site's where there are several servers.
     pub live: Arc<dyn crate::chat::LiveState>,
+    /// See `--role`.
+    pub role: crate::config::Role,
+    /// The site's servers and their room, as last read (`--redis-url`).
+    pub census: Arc<crate::hub::census::Census>,
+    /// An edge's pulls (`--role edge`).
+    pub edge: Option<Arc<crate::edge::Edge>>,
     /// Who may register, and whether new accounts stream.
     pub signup: Signup,
     /// "Sign in with ..." providers and the sign-ins in flight.
@@ -275,6 +281,20 @@ async fn metrics(
         gauges.push((
             "onair_viewers".to_string(),
             format!("channel=\"{channel}\",protocol=\"icecast\""),
+            n as f64,
+        ));
+    }
+    if let Some(edge) = &s.edge {
+        gauges.push((
+            "onair_edge_pulls".into(),
+            String::new(),
+            edge.pulling() as f64,
+        ));
+    }
+    for (channel, n) in s.sfu.all_relays() {
+        gauges.push((
+            "onair_webrtc_relay_sessions".to_string(),
+            format!("channel=\"{channel}\""),
             n as f64,
         ));
     }

@@ -119,8 +119,9 @@ pub(super) fn require_type(headers: &HeaderMap, want: &str) -> Result<(), ApiErr
     request_body(content = String, content_type = "application/sdp", description = "The SDP offer"),
     responses(
         OfferAnswered,
-        (status = 307, description = "The channel is live on another server of the site (`--redis-url`): send the same offer to `Location`"),
+        (status = 307, description = "The channel is live on another server of the site (`--redis-url`), or this one is full and another has room: send the same offer to `Location`"),
         (status = 400, description = "Not an offer we can read", body = ErrorBody),
+        (status = 403, description = "An `x-onair-node` header that is not the site's node token", body = ErrorBody),
         (status = 404, description = "No such channel", body = ErrorBody),
         OfferRefused,
     ))]
@@ -131,26 +132,40 @@ pub(super) async fn offer(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    if let Some(token) = headers.get(crate::edge::NODE_TOKEN_HEADER) {
+        return relay(&s, &channel, token.as_bytes(), &headers, body, client).await;
+    }
     rate_limit(&s, client)?;
     let text = body_text(body)?;
     if !s.db.exists(&channel).await? {
         return Err(ApiError::NotFound(format!("no channel named {channel:?}")));
     }
     require_type(&headers, "application/sdp")?;
-    if let Some(there) = live_elsewhere(&s, &channel).await {
-        // The offer is sent again there (307 keeps the method and body);
-        // the session is that server's, PATCH and DELETE go to it.
-        return Ok((
-            StatusCode::TEMPORARY_REDIRECT,
-            [
-                (header::LOCATION, format!("{there}/whep/{channel}")),
-                (header::CACHE_CONTROL, "no-store".to_string()),
-            ],
-        )
-            .into_response());
+    // An edge serves every channel itself, pulling it; other servers send
+    // the viewer to the one it is live on.
+    if s.edge.is_none() {
+        if let Some(there) = live_elsewhere(&s, &channel).await {
+            return Ok(redirect(&there, &channel));
+        }
     }
     let (chat, bridge) = chat_for(&s, &channel, &headers).await?;
-    let answer = s.sfu.whep(&channel, text, chat).await?;
+    let answer = match s.sfu.whep(&channel, text, chat).await {
+        Err(crate::sfu::SfuError::Busy) => {
+            // Full here: another server of the site with room, if any.
+            let me = s.node_url.as_deref().unwrap_or("");
+            return match s.census.room_elsewhere(&channel, me) {
+                Some(there) => Ok(redirect(&there, &channel)),
+                None => Err(crate::sfu::SfuError::Busy.into()),
+            };
+        }
+        r => r?,
+    };
+    if let Some(edge) = &s.edge {
+        if !edge.want(&channel) {
+            let _ = s.sfu.delete(&answer.session).await;
+            return Err(crate::sfu::SfuError::Busy.into());
+        }
+    }
     if let Some((member, events)) = bridge {
         tokio::spawn(bridge_chat(
             member,
@@ -167,11 +182,65 @@ pub(super) async fn offer(
     Ok(created(&s, answer, location, "viewer", client))
 }
 
+/// The same offer, to be sent to `node` (307 keeps the method and body);
+/// the session is that server's, and PATCH and DELETE go to it.
+fn redirect(node: &str, channel: &str) -> Response {
+    (
+        StatusCode::TEMPORARY_REDIRECT,
+        [
+            (header::LOCATION, format!("{node}/whep/{channel}")),
+            (header::CACHE_CONTROL, "no-store".to_string()),
+        ],
+    )
+        .into_response()
+}
+
+/// An offer from another server of the site pulling `channel` (an edge),
+/// shown by the site's node token: served as one stream to that server,
+/// not counted, not rate-limited, not refused by `--max-viewers`. A wrong
+/// token is 403, and without Redis there is no site to belong to.
+async fn relay(
+    s: &AppState,
+    channel: &str,
+    token: &[u8],
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    client: super::ClientAddr,
+) -> Result<Response, ApiError> {
+    let forbidden = || ApiError::Forbidden("not a server of this site".into());
+    let bus = s.rooms.bus().ok_or_else(forbidden)?;
+    let want = bus
+        .node_token()
+        .await
+        .map_err(|e| ApiError::Unavailable(format!("cannot check the node token: {e}")))?;
+    if !bool::from(subtle::ConstantTimeEq::ct_eq(token, want.as_bytes())) {
+        rate_limit(s, client)?;
+        return Err(forbidden());
+    }
+    let text = body_text(body)?;
+    require_type(headers, "application/sdp")?;
+    if !crate::db::valid_channel_name(channel) {
+        return Err(ApiError::NotFound(format!("no channel named {channel:?}")));
+    }
+    let answer = s.sfu.whep_relay(channel, text).await?;
+    let location = format!(
+        "{}/whep/{channel}/{}",
+        s.node_url.as_deref().unwrap_or(""),
+        answer.session
+    );
+    Ok(created(s, answer, location, "viewer", client))
+}
+
 /// The URL of the server of the site `channel` is live on, when it is not
-/// live here (see [`crate::hub::lease`]).
+/// published here (see [`crate::hub::lease`]; a stream an edge relays is
+/// the origin's publish).
 pub(super) async fn live_elsewhere(s: &AppState, channel: &str) -> Option<String> {
     let bus = s.rooms.bus()?;
-    if !crate::db::valid_channel_name(channel) || s.hub.stream(channel).is_some() {
+    let here = s
+        .hub
+        .stream(channel)
+        .is_some_and(|st| st.source() != crate::hub::Source::Relay);
+    if !crate::db::valid_channel_name(channel) || here {
         return None;
     }
     crate::hub::lease::where_live(bus, s.db.node_id(), channel).await

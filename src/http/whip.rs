@@ -29,6 +29,7 @@ pub fn routes() -> Router<AppState> {
         (status = 400, description = "Not an offer we can read", body = ErrorBody),
         (status = 401, description = "No stream key, or an unknown one", body = ErrorBody),
         (status = 403, description = "Refused by the admission webhook", body = ErrorBody),
+        (status = 421, description = "This server is an edge (`--role edge`): publish to an origin", body = ErrorBody),
         OfferRefused,
     ))]
 pub(super) async fn offer(
@@ -38,6 +39,11 @@ pub(super) async fn offer(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     super::whep::rate_limit(&s, client)?;
+    if s.role == crate::config::Role::Edge {
+        return Err(ApiError::Misdirected(
+            "this server is an edge and takes no ingest: publish to an origin of the site".into(),
+        ));
+    }
     let answer = publish(&s, client, &headers, body).await;
     crate::metrics::publish("whip", answer.is_ok());
     answer

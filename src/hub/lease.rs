@@ -39,7 +39,12 @@ pub async fn hold(hub: Arc<Hub>, bus: Arc<Bus>, node: String, stop: Cancellation
             _ = stop.cancelled() => break,
             _ = tick.tick() => {}
         }
-        let live = hub.live();
+        // A relayed stream's lease is its origin's.
+        let live: Vec<_> = hub
+            .live()
+            .into_iter()
+            .filter(|s| s.source() != super::Source::Relay)
+            .collect();
         for stream in &live {
             let channel = stream.channel();
             let me = format!("{node} {}", stream.id());
@@ -112,12 +117,23 @@ pub async fn advertise(bus: Arc<Bus>, node: String, url: String, stop: Cancellat
 /// server than `node` and it advertises one. `None` too when Redis does
 /// not answer: the caller serves the request itself.
 pub async fn where_live(bus: &Bus, node: &str, channel: &str) -> Option<String> {
-    let holder = bus.holder(&format!("live:{channel}")).await.ok()??;
-    let (owner, _stream) = holder.split_once(' ')?;
-    if owner == node {
-        return None;
+    live_at(bus, node, channel).await.ok().flatten()
+}
+
+/// [`where_live`], telling Redis not answering apart from the channel not
+/// being live elsewhere.
+pub async fn live_at(
+    bus: &Bus,
+    node: &str,
+    channel: &str,
+) -> Result<Option<String>, crate::bus::BusError> {
+    let Some(holder) = bus.holder(&format!("live:{channel}")).await? else {
+        return Ok(None);
+    };
+    match holder.split_once(' ') {
+        Some((owner, _stream)) if owner != node => bus.holder(&format!("node:{owner}")).await,
+        _ => Ok(None),
     }
-    bus.holder(&format!("node:{owner}")).await.ok()?
 }
 
 static DOWN: crate::logs::Budget = crate::logs::Budget::new(6);

@@ -61,6 +61,10 @@ pub enum Source {
     Whip,
     /// An Icecast source client (audio only).
     Icecast,
+    /// Another server of the site, pulled over WHEP by an edge for its own
+    /// viewers: the publish is the origin's, which records it, makes its
+    /// LL-HLS and holds its live lease.
+    Relay,
 }
 
 impl Source {
@@ -70,6 +74,7 @@ impl Source {
             Source::Rtmp => "rtmp",
             Source::Whip => "whip",
             Source::Icecast => "icecast",
+            Source::Relay => "relay",
         }
     }
 }

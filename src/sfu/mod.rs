@@ -21,7 +21,7 @@ pub mod srtp;
 mod stun;
 mod tcp;
 mod udp;
-mod whip;
+pub(crate) mod whip;
 
 // For the fuzz targets (crate::fuzzing).
 pub(crate) use feedback::on_viewer_rtcp as viewer_rtcp;
@@ -79,6 +79,9 @@ pub(crate) enum Command {
         channel: Arc<str>,
         offer: String,
         chat: Option<ChatTap>,
+        /// Another server of the site pulling the channel (see
+        /// [`Sfu::whep_relay`]).
+        relay: bool,
         reply: oneshot::Sender<Result<WhepSession, SfuError>>,
     },
     Whip {
@@ -144,8 +147,15 @@ pub(crate) enum Media {
     },
 }
 
-/// WebRTC viewers per channel, read by HTTP and metrics.
-pub type ViewerCounts = Arc<Mutex<HashMap<String, usize>>>;
+/// WebRTC viewers per channel, and sessions relaying it to other servers
+/// of the site, read by HTTP and metrics.
+pub type ViewerCounts = Arc<Mutex<Counts>>;
+
+#[derive(Default)]
+pub struct Counts {
+    pub viewers: HashMap<String, usize>,
+    pub relays: HashMap<String, usize>,
+}
 
 /// Bounds of the driver's inboxes. Media is sized for a few hundred
 /// ms of several channels; past it egress drops to the next keyframe.
@@ -363,7 +373,7 @@ impl Sfu {
             move || {
                 // Each driver starts with no peers: forget the counts of
                 // one that died.
-                counts.lock().unwrap_or_else(|e| e.into_inner()).clear();
+                *counts.lock().unwrap_or_else(|e| e.into_inner()) = Counts::default();
                 let out =
                     udp::Batcher::new(&tagged).expect("the WebRTC sockets were usable at start");
                 let driver = Driver::new(
@@ -402,6 +412,24 @@ impl Sfu {
             channel: channel.into(),
             offer,
             chat,
+            relay: false,
+            reply,
+        })
+        .await?;
+        rx.await.map_err(|_| SfuError::ShuttingDown)?
+    }
+
+    /// Answers a WHEP offer from another server of the site that pulls
+    /// `channel` for its own viewers: served as a viewer is, but not
+    /// counted as one, nor refused by `--max-viewers` (one session feeds
+    /// all of that server's viewers).
+    pub async fn whep_relay(&self, channel: &str, offer: String) -> Result<WhepSession, SfuError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::Whep {
+            channel: channel.into(),
+            offer,
+            chat: None,
+            relay: true,
             reply,
         })
         .await?;
@@ -463,17 +491,22 @@ impl Sfu {
     }
 
     pub fn viewers(&self, channel: &str) -> usize {
-        self.viewers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(channel)
-            .copied()
-            .unwrap_or(0)
+        self.counts().viewers.get(channel).copied().unwrap_or(0)
     }
 
     pub fn all_viewers(&self) -> Vec<(String, usize)> {
-        let v = self.viewers.lock().unwrap_or_else(|e| e.into_inner());
-        v.iter().map(|(k, n)| (k.clone(), *n)).collect()
+        let c = self.counts();
+        c.viewers.iter().map(|(k, n)| (k.clone(), *n)).collect()
+    }
+
+    /// Sessions relaying each channel to other servers of the site.
+    pub fn all_relays(&self) -> Vec<(String, usize)> {
+        let c = self.counts();
+        c.relays.iter().map(|(k, n)| (k.clone(), *n)).collect()
+    }
+
+    fn counts(&self) -> std::sync::MutexGuard<'_, Counts> {
+        self.viewers.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 

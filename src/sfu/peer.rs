@@ -99,6 +99,8 @@ pub struct Peer {
     pub chat: Option<RTCDataChannelId>,
     /// Where the chat data channel's events go, when chat is served.
     pub chat_tap: Option<super::ChatTap>,
+    /// Another server of the site pulling the channel, not a viewer.
+    pub relay: bool,
     pub addrs: Vec<SocketAddr>,
     pub connected: bool,
     pub created: Instant,
@@ -542,6 +544,7 @@ impl Peer {
             audio_sent: (0, 0),
             chat: None,
             chat_tap: None,
+            relay: false,
             addrs: Vec::new(),
             connected: false,
             created: now,

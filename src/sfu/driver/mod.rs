@@ -89,7 +89,11 @@ pub struct Datagram {
 }
 
 struct ChannelState {
+    /// Everyone the channel's media goes to, the relays among them.
     viewers: Vec<PeerId>,
+    /// Of `viewers`, the other servers pulling the channel: not counted
+    /// as viewers.
+    relays: usize,
     /// Stops the channel's egress task when the channel goes, and when the
     /// driver itself does (a restart after a panic).
     _cancel: tokio_util::sync::DropGuard,
@@ -160,6 +164,8 @@ pub struct Driver {
     fault_injection: bool,
     /// `--max-viewers`.
     max_viewers: usize,
+    /// Peers that are relays to other servers (see [`ChannelState::relays`]).
+    relays: usize,
     /// Set by an injected engine fault, raised outside the peer's guard.
     engine_fault: bool,
 }
@@ -197,6 +203,7 @@ impl Driver {
             tcp_out: HashMap::new(),
             fault_injection: false,
             max_viewers: MAX_PEERS,
+            relays: 0,
             engine_fault: false,
         }
     }
@@ -310,9 +317,10 @@ impl Driver {
                 channel,
                 offer,
                 chat,
+                relay,
                 reply,
             } => {
-                let _ = reply.send(self.add_viewer(channel, offer, chat));
+                let _ = reply.send(self.add_viewer(channel, offer, chat, relay));
             }
             Command::Whip {
                 channel,
@@ -389,10 +397,14 @@ impl Driver {
         channel: Arc<str>,
         offer: String,
         chat: Option<super::ChatTap>,
+        relay: bool,
     ) -> Result<WhepSession, SfuError> {
-        // Peers that are not WHIP publishers are viewers.
-        let viewers = self.peers.len().saturating_sub(self.publishers.len());
-        if self.peers.len() >= MAX_PEERS || viewers >= self.max_viewers {
+        // Peers that are neither WHIP publishers nor relays are viewers.
+        let viewers = self
+            .peers
+            .len()
+            .saturating_sub(self.publishers.len() + self.relays);
+        if self.peers.len() >= MAX_PEERS || (viewers >= self.max_viewers && !relay) {
             crate::metrics::limit_hit("max_viewers");
             return Err(SfuError::Busy);
         }
@@ -416,6 +428,7 @@ impl Driver {
         })
         .ok_or_else(|| SfuError::BadOffer("the offer could not be read".into()))??;
         answer.peer.chat_tap = chat;
+        answer.peer.relay = relay;
         let session = answer.peer.session.clone();
         self.by_ufrag.insert(answer.peer.ufrag.clone(), id);
         self.by_session.insert(session.clone(), id);
@@ -430,6 +443,7 @@ impl Driver {
             ));
             ChannelState {
                 viewers: Vec::new(),
+                relays: 0,
                 _cancel: cancel.drop_guard(),
                 live: false,
                 profile: None,
@@ -445,10 +459,17 @@ impl Driver {
             }
         });
         ch.viewers.push(id);
+        ch.relays += usize::from(relay);
+        self.relays += usize::from(relay);
         ch.counts_dirty = true;
         self.set_count(&channel);
         self.service(id, None);
-        tracing::info!(channel = %channel, session, "WHEP viewer joined");
+        let role = if relay {
+            "relay to a server"
+        } else {
+            "WHEP viewer"
+        };
+        tracing::info!(channel = %channel, session, "{role} joined");
         Ok(WhepSession {
             session,
             sdp: answer.sdp,
@@ -456,16 +477,18 @@ impl Driver {
     }
 
     fn set_count(&self, channel: &Arc<str>) {
-        let n = self
+        let (viewers, relays) = self
             .channels
             .get(channel)
-            .map(|c| c.viewers.len())
-            .unwrap_or(0);
+            .map_or((0, 0), |c| (c.viewers.len() - c.relays, c.relays));
         let mut counts = self.viewers.lock().unwrap_or_else(|e| e.into_inner());
-        if n == 0 {
-            counts.remove(channel.as_ref());
-        } else {
-            counts.insert(channel.to_string(), n);
+        let counts = &mut *counts;
+        for (map, n) in [(&mut counts.viewers, viewers), (&mut counts.relays, relays)] {
+            if n == 0 {
+                map.remove(channel.as_ref());
+            } else {
+                map.insert(channel.to_string(), n);
+            }
         }
     }
 
@@ -490,8 +513,10 @@ impl Driver {
         if p.ingest.is_some() && self.publishers.get(&p.channel) == Some(&pid) {
             self.publishers.remove(&p.channel);
         }
+        self.relays -= usize::from(p.relay);
         if let Some(ch) = self.channels.get_mut(&p.channel) {
             ch.viewers.retain(|v| *v != pid);
+            ch.relays -= usize::from(p.relay);
             ch.counts_dirty = true;
             if ch.viewers.is_empty() {
                 self.channels.remove(&p.channel);
@@ -589,6 +614,8 @@ impl Driver {
     /// `peers`. Rare, so the indexes are scanned.
     fn forget(&mut self, pid: PeerId, why: &str) {
         let p = self.peers.remove(&pid);
+        let relay = p.as_ref().is_some_and(|p| p.relay);
+        self.relays -= usize::from(relay);
         self.by_addr.retain(|_, v| *v != pid);
         self.by_ufrag.retain(|_, v| *v != pid);
         self.by_session.retain(|_, v| *v != pid);
@@ -598,6 +625,7 @@ impl Driver {
         for (name, ch) in self.channels.iter_mut() {
             if ch.viewers.contains(&pid) {
                 ch.viewers.retain(|v| *v != pid);
+                ch.relays -= usize::from(relay);
                 ch.counts_dirty = true;
                 emptied.push(name.clone());
             }
