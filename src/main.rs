@@ -47,9 +47,13 @@ async fn run(cli: Cli, explicit: Explicit) -> anyhow::Result<()> {
     {
         return config_check(&cli, file, &explicit);
     }
+    let mut cli = cli;
+    if let Some(Command::Serve { role: Some(role) }) = cli.command {
+        cli.serve.role = Some(role);
+    }
     let config = Config::resolve_from(&cli.global, &cli.serve, &explicit)?;
-    match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => {
+    match cli.command.unwrap_or(Command::Serve { role: None }) {
+        Command::Serve { .. } => {
             let listeners = onair::Listeners::bind(&config).await?;
             onair::run(config, listeners, onair::server::signal()).await
         }

@@ -163,7 +163,9 @@ pub struct ServeArgs {
     /// recording, thumbnails) or `edge` (WebRTC viewers and chat, pulling
     /// each watched channel from the server it is live on). `origin` and
     /// `edge` need `--redis-url`, `--node-url` and Postgres.
-    #[arg(long, env = "ONAIR_ROLE", global = true, value_enum)]
+    // Not global: `user create --role` is another flag. `serve --role`
+    // is the `serve` command's own (see [`Command::Serve`]).
+    #[arg(long, env = "ONAIR_ROLE", value_enum)]
     pub role: Option<Role>,
     /// How long an edge keeps pulling a channel after its last viewer left.
     #[arg(long, env = "ONAIR_PULL_LINGER", global = true, value_parser = crate::hooks::parse_duration)]
@@ -211,7 +213,11 @@ pub struct ServeArgs {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the server (the default).
-    Serve,
+    Serve {
+        /// See the top-level `--role`.
+        #[arg(long, env = "ONAIR_ROLE", value_enum)]
+        role: Option<Role>,
+    },
     /// Manage channels.
     Channel {
         #[command(subcommand)]

@@ -1,7 +1,8 @@
 //! One WHEP session to the server a channel is live on: an `rtc` peer
 //! connection that offers to receive H.264 and Opus, on a UDP socket of its
 //! own, whose RTP is depacketized into this server's hub as a publish of
-//! [`Source::Relay`] (the same path a WHIP publisher's media takes).
+//! [`Source::Relay`] (the same path a WHIP publisher's media takes), from
+//! its first packet to the session's end.
 
 use crate::hub::{Hub, Source};
 use crate::sfu::sdp::VideoCodec;
@@ -135,6 +136,7 @@ async fn run(
     let started = Instant::now();
     let mut last_heard = started;
     let mut ingest: Option<Ingest> = None;
+    let mut connected = false;
     let mut video_receiver = None;
     let mut buf = vec![0u8; MAX_DATAGRAM];
     loop {
@@ -143,15 +145,7 @@ async fn run(
             match ev {
                 RTCPeerConnectionEvent::OnConnectionStateChangeEvent(
                     RTCPeerConnectionState::Connected,
-                ) if ingest.is_none() => {
-                    let publisher = hub.publish_from(channel, Source::Relay);
-                    ingest = Some(Ingest::new(
-                        publisher,
-                        Some((VIDEO_PT, VideoCodec::H264)),
-                        Some(AUDIO_PT),
-                    ));
-                    tracing::info!(channel, "pulling from the origin");
-                }
+                ) => connected = true,
                 RTCPeerConnectionEvent::OnConnectionStateChangeEvent(
                     RTCPeerConnectionState::Failed
                     | RTCPeerConnectionState::Closed
@@ -170,9 +164,19 @@ async fn run(
         }
         let now = Instant::now();
         while let Some(m) = pc.poll_read() {
-            let (RTCMessage::RtpPacket(_, pkt), Some(ing)) = (m.message, ingest.as_mut()) else {
+            let RTCMessage::RtpPacket(_, pkt) = m.message else {
                 continue;
             };
+            // Live here from the first packet on, not from the connection:
+            // an origin restarting answers before its publisher is back.
+            let ing = ingest.get_or_insert_with(|| {
+                tracing::info!(channel, "pulling from the origin");
+                Ingest::new(
+                    hub.publish_from(channel, Source::Relay),
+                    Some((VIDEO_PT, VideoCodec::H264)),
+                    Some(AUDIO_PT),
+                )
+            });
             let Some(kind) = ing.kind_of(&pkt).filter(|k| ing.payload_ok(*k, &pkt)) else {
                 continue;
             };
@@ -187,7 +191,8 @@ async fn run(
             if ing.wants_keyframe {
                 ask_keyframe(pc, ing, video_receiver, now);
             }
-        } else if now.duration_since(started) > CONNECT_TIMEOUT {
+        }
+        if !connected && now.duration_since(started) > CONNECT_TIMEOUT {
             return Err(PullError::NoConnection);
         }
         if now.duration_since(last_heard) > SILENCE_TIMEOUT {
