@@ -31,6 +31,9 @@ if [ "${1:-}" = "--test" ]; then
   command -v certutil >/dev/null || need+=(libnss3-tools)
   # The Redis the servers of one site share (tests/chat_cluster.rs).
   command -v redis-server >/dev/null || need+=(redis-server)
+  # Validates docker-compose.yml, single server and the "site" profile
+  # (tests/compose.rs); no Docker engine needed.
+  command -v docker-compose >/dev/null || need+=(docker-compose)
   # The S3-compatible server's Python (tests/object_store.rs), below.
   /usr/bin/python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
 fi

@@ -28,6 +28,8 @@ async fn node(db: &str, redis: &str, role: Role, max_viewers: usize) -> TestServ
         c.role = role;
         c.max_viewers = max_viewers;
         c.pull_linger = LINGER;
+        // The test's offers all come from one address, quickly.
+        c.offer_rate = Some(0.0);
     })
     .await
 }
@@ -239,4 +241,75 @@ async fn edges_pull_once_each_and_let_go_and_send_viewers_where_there_is_room() 
     assert_eq!(gone.status, 200);
     let again = post(full_b.http).await;
     assert_eq!(again.status, 201, "{}", again.text());
+
+    // A signed-in viewer sent to the other edge chats there as themselves
+    // (the redirect carries a ticket; no cookie or token goes along).
+    let again = again.header("location").unwrap().to_string();
+    let path = again.split_once(&full_b.http.to_string()).unwrap().1;
+    assert_eq!(
+        http(full_b.http, "DELETE", path, &[], b"").await.status,
+        200
+    );
+    let token = common::signup(full_a.http, "alice").await;
+    let auth = common::bearer(&token);
+    let mut ticketed = String::new();
+    wait_until(
+        "a ticketed 307 to the edge with room",
+        Duration::from_secs(6),
+        async || {
+            let _ = post(full_a.http).await; // full_a full, whatever it had
+            let (_pc, offer) = common::scenario_clients::offer(false);
+            let sent = http(
+                full_a.http,
+                "POST",
+                "/whep/demo",
+                &[
+                    ("Content-Type", "application/sdp"),
+                    ("Authorization", &auth),
+                ],
+                offer.as_bytes(),
+            )
+            .await;
+            ticketed = sent.header("location").unwrap_or_default().to_string();
+            sent.status == 307 && ticketed.starts_with(&to_b)
+        },
+    )
+    .await;
+    let query = ticketed.split_once('?').expect("a ticket").1;
+    assert!(query.starts_with("ticket="), "{ticketed}");
+    let got = watch(
+        full_b.http,
+        &format!("demo?{query}"),
+        Duration::from_secs(4),
+        ViewerOptions {
+            chat_message: Some(r#"{"type":"chat","text":"hello from b"}"#.into()),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("viewer ran");
+    let said = got
+        .chat
+        .iter()
+        .find(|l| l.contains("hello from b"))
+        .unwrap_or_else(|| panic!("the message never came back: {:?}", got.chat));
+    assert!(said.contains("\"alice\""), "{said}");
+    // A forged ticket is nobody: read-only chat.
+    let forged = query.replace("ticket=", "ticket=0");
+    let got = watch(
+        full_b.http,
+        &format!("demo?{forged}"),
+        Duration::from_secs(3),
+        ViewerOptions {
+            chat_message: Some(r#"{"type":"chat","text":"forged"}"#.into()),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("viewer ran");
+    assert!(
+        !got.chat.iter().any(|l| l.contains("\"text\":\"forged\"")),
+        "{:?}",
+        got.chat
+    );
 }

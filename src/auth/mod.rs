@@ -11,6 +11,7 @@ pub mod oidc_provider;
 pub mod publish;
 pub mod rate;
 pub mod throttle;
+pub mod ticket;
 pub mod turn;
 
 pub use args::{AccountArgs, AccountLimits, Registration};

@@ -66,7 +66,7 @@ pub fn verify(secret: &[u8], header: &str, body: &[u8], now: u64) -> Result<(), 
         .map_err(|_| BadSignature::Mismatch)
 }
 
-fn decode_hex(s: &str) -> Option<Vec<u8>> {
+pub(crate) fn decode_hex(s: &str) -> Option<Vec<u8>> {
     if s.len() % 2 != 0 || s.len() > 128 {
         return None;
     }

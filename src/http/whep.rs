@@ -7,7 +7,7 @@ use crate::sfu::sdp::{self, MAX_OFFER_BYTES};
 use crate::sfu::{ChatTap, DataChannelEvent, WhepSession};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderName, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{patch, post};
@@ -115,7 +115,7 @@ pub(super) fn require_type(headers: &HeaderMap, want: &str) -> Result<(), ApiErr
 /// The answer's session also carries the chat on a data channel; a
 /// signed-in viewer (cookie or Bearer) may write there.
 #[utoipa::path(post, path = "/whep/{channel}", operation_id = "whep_offer", tag = "webrtc",
-    params(("channel" = String, Path)),
+    params(("channel" = String, Path), OfferQuery),
     request_body(content = String, content_type = "application/sdp", description = "The SDP offer"),
     responses(
         OfferAnswered,
@@ -128,6 +128,7 @@ pub(super) fn require_type(headers: &HeaderMap, want: &str) -> Result<(), ApiErr
 pub(super) async fn offer(
     State(s): State<AppState>,
     Path(channel): Path<String>,
+    Query(query): Query<OfferQuery>,
     client: super::ClientAddr,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -145,16 +146,16 @@ pub(super) async fn offer(
     // the viewer to the one it is live on.
     if s.edge.is_none() {
         if let Some(there) = live_elsewhere(&s, &channel).await {
-            return Ok(redirect(&there, &channel));
+            return Ok(redirect(&s, &there, &channel, &headers).await);
         }
     }
-    let (chat, bridge) = chat_for(&s, &channel, &headers).await?;
+    let (chat, bridge) = chat_for(&s, &channel, &headers, query.ticket.as_deref()).await?;
     let answer = match s.sfu.whep(&channel, text, chat).await {
         Err(crate::sfu::SfuError::Busy) => {
             // Full here: another server of the site with room, if any.
             let me = s.node_url.as_deref().unwrap_or("");
             return match s.census.room_elsewhere(&channel, me) {
-                Some(there) => Ok(redirect(&there, &channel)),
+                Some(there) => Ok(redirect(&s, &there, &channel, &headers).await),
                 None => Err(crate::sfu::SfuError::Busy.into()),
             };
         }
@@ -182,17 +183,60 @@ pub(super) async fn offer(
     Ok(created(&s, answer, location, "viewer", client))
 }
 
+/// What a WHEP offer's URL may carry.
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+pub(super) struct OfferQuery {
+    /// Who the viewer is, from the server of the site that redirected the
+    /// offer here (see [`crate::auth::ticket`]): their chat identity on the
+    /// data channel, where their cookie does not reach.
+    ticket: Option<String>,
+}
+
 /// The same offer, to be sent to `node` (307 keeps the method and body);
-/// the session is that server's, and PATCH and DELETE go to it.
-fn redirect(node: &str, channel: &str) -> Response {
+/// the session is that server's, and PATCH and DELETE go to it. A
+/// signed-in viewer's redirect carries a ticket, so they chat as
+/// themselves there.
+async fn redirect(s: &AppState, node: &str, channel: &str, headers: &HeaderMap) -> Response {
+    let mut to = format!("{node}/whep/{channel}");
+    let signed_in = super::authenticate(s, &Method::POST, headers).await;
+    if let (Ok(Some(me)), Some(bus)) = (signed_in, s.rooms.bus()) {
+        if let Ok(key) = bus.node_token().await {
+            let ticket = crate::auth::ticket::issue(key.as_bytes(), &me.token_hash, unix_now());
+            to = format!("{to}?ticket={ticket}");
+        }
+    }
     (
         StatusCode::TEMPORARY_REDIRECT,
         [
-            (header::LOCATION, format!("{node}/whep/{channel}")),
+            (header::LOCATION, to),
             (header::CACHE_CONTROL, "no-store".to_string()),
         ],
     )
         .into_response()
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// The signed-in user a ticket names, if it is good and their session
+/// still is.
+async fn ticket_user(
+    s: &AppState,
+    ticket: &str,
+) -> Result<Option<(crate::db::User, String)>, ApiError> {
+    let Some(bus) = s.rooms.bus() else {
+        return Ok(None);
+    };
+    let Ok(key) = bus.node_token().await else {
+        return Ok(None);
+    };
+    let Some(session) = crate::auth::ticket::redeem(key.as_bytes(), ticket, unix_now()) else {
+        return Ok(None);
+    };
+    Ok(s.db.session_user(&session).await?.map(|u| (u, session)))
 }
 
 /// An offer from another server of the site pulling `channel` (an edge),
@@ -387,9 +431,14 @@ async fn chat_for(
     s: &AppState,
     channel: &str,
     headers: &HeaderMap,
+    ticket: Option<&str>,
 ) -> Result<(Option<ChatTap>, Option<Bridge>), ApiError> {
     let user = match super::authenticate(s, &Method::POST, headers).await {
-        Ok(signed_in) => signed_in.map(|x| (x.user, x.token_hash)),
+        Ok(Some(x)) => Some((x.user, x.token_hash)),
+        Ok(None) => match ticket {
+            Some(t) => ticket_user(s, t).await?,
+            None => None,
+        },
         Err(ApiError::Db(e)) => return Err(ApiError::Db(e)),
         // A bad or expired token, or a cross-site cookie: read-only chat.
         Err(_) => None,
