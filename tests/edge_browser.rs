@@ -1,0 +1,77 @@
+//! Chromium's watch page on a full edge (`--role edge`, no room for a
+//! viewer): its WHEP offer is answered 307 to the other edge, which it
+//! follows and plays from, with picture and sound; the signed-in viewer's
+//! chat on the page goes on under their name. Needs the built app
+//! (`web/dist`), `node`/`npm` and Debian's `chromium`.
+
+mod common;
+
+use common::node::{require_built_app, run_script};
+use common::redis::RedisServer;
+use common::{ffmpeg_publish_sized, signup, wait_for_live, TestServer};
+use onair::config::Role;
+use std::time::Duration;
+
+async fn node(db: &str, redis: &str, role: Role, max_viewers: usize) -> TestServer {
+    let (db, redis) = (db.to_string(), redis.to_string());
+    let addr = common::child::free_addr();
+    TestServer::start_with(move |c| {
+        c.database_url = db;
+        c.redis_url = Some(redis);
+        c.http = addr;
+        c.node_url = Some(format!("http://{addr}"));
+        c.role = role;
+        c.max_viewers = max_viewers;
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_watch_page_plays_through_a_redirect_to_the_edge_with_room() {
+    require_built_app();
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let Some(db) = common::fresh_postgres_db().await else {
+        return;
+    };
+    let origin = node(&db, &redis.url(), Role::Origin, 20_000).await;
+    let full = node(&db, &redis.url(), Role::Edge, 0).await;
+    let roomy = node(&db, &redis.url(), Role::Edge, 20_000).await;
+    let _ff = ffmpeg_publish_sized(&origin.rtmp_url(&origin.key), 120, "640x360", &["-bf", "0"]);
+    wait_for_live(origin.http, "demo").await;
+    signup(full.http, "alice").await;
+    // Both edges in the census (put every second).
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+
+    let base = format!("http://{}", full.http);
+    let r = run_script(
+        "edge_watch.mjs",
+        &[&base, "demo", "alice", "4"],
+        Duration::from_secs(120),
+    )
+    .await;
+    eprintln!("browser report: {r}");
+    let whep = r["whep"].as_array().expect("whep responses");
+    assert_eq!(whep.len(), 2, "{r}");
+    assert_eq!(whep[0]["status"], 307, "{r}");
+    assert_eq!(whep[0]["url"], format!("{base}/whep/demo"), "{r}");
+    assert_eq!(whep[1]["status"], 201, "{r}");
+    assert_eq!(
+        whep[1]["url"],
+        format!("http://{}/whep/demo", roomy.http),
+        "{r}"
+    );
+    assert_eq!(
+        whep[1]["ticket"], true,
+        "the signed-in viewer's ticket: {r}"
+    );
+    let frames = r["stats"]["framesDecoded"].as_f64().unwrap_or(0.0);
+    assert!(frames > 60.0, "frames decoded through the redirect: {r}");
+    assert_eq!(r["stats"]["frameWidth"], 640, "{r}");
+    assert!(
+        r["stats"]["totalAudioEnergy"].as_f64().unwrap_or(0.0) > 0.0,
+        "{r}"
+    );
+    assert_eq!(r["chat"]["who"], "alice", "{r}");
+}
