@@ -158,6 +158,7 @@ impl Edge {
         idle_since: &mut Option<Instant>,
     ) {
         let mut tick = tokio::time::interval(CHECK_EVERY);
+        let mut unleased_since: Option<Instant> = None;
         loop {
             tokio::select! {
                 _ = session.cancelled() => return,
@@ -166,12 +167,21 @@ impl Edge {
             if self.idle_too_long(channel, idle_since) {
                 return session.cancel();
             }
-            let there = crate::hub::lease::live_at(&self.bus, &self.node, channel).await;
-            // Redis not answering ends nothing: playback goes on.
-            if there.is_ok_and(|t| t.as_deref() != Some(url)) {
-                // Moved (a publish through another origin) or ended: the
-                // relayed publish ends, and the channel is looked up again.
-                return session.cancel();
+            match crate::hub::lease::live_at(&self.bus, &self.node, channel).await {
+                Ok(Some(there)) if there == url => unleased_since = None,
+                // Moved: a publish through another origin took over.
+                Ok(Some(_)) => return session.cancel(),
+                // Ended, or Redis restarted empty and the origin has not
+                // taken its lease again yet (it does within a renewal):
+                // only a lease missing longer than it lives means the end.
+                Ok(None) => {
+                    let since = *unleased_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() >= crate::hub::lease::LEASE_TTL {
+                        return session.cancel();
+                    }
+                }
+                // Redis not answering ends nothing: playback goes on.
+                Err(_) => {}
             }
         }
     }
