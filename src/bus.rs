@@ -74,6 +74,14 @@ fn census_key(node: &str) -> String {
     format!("onair:census:{node}")
 }
 
+fn counter_key(key: &str) -> String {
+    format!("onair:count:{key}")
+}
+
+fn wait_key(key: &str) -> String {
+    format!("onair:wait:{key}")
+}
+
 fn lease_key(lease: &str) -> String {
     format!("onair:lease:{lease}")
 }
@@ -208,6 +216,83 @@ impl Bus {
         let token: Option<String> = timed(c.get(KEY)).await?;
         // Gone between the two calls only if Redis restarted empty then.
         Ok(token.unwrap_or(fresh))
+    }
+
+    /// Adds one to the counter `key`, which is forgotten `ttl` after its
+    /// last count; the count.
+    pub async fn bump(&self, key: &str, ttl: Duration) -> Result<u64, BusError> {
+        const BUMP: &str = "local n = redis.call('INCR', KEYS[1]) \
+            redis.call('PEXPIRE', KEYS[1], ARGV[1]) return n";
+        let mut c = self.conn().await?;
+        let script = redis::Script::new(BUMP);
+        let mut call = script.key(counter_key(key));
+        call.arg(ttl.as_millis().max(1) as u64);
+        timed(call.invoke_async(&mut c)).await
+    }
+
+    /// Makes `key` wait `wait` (see [`Bus::waiting`]).
+    pub async fn hold_off(&self, key: &str, wait: Duration) -> Result<(), BusError> {
+        let mut c = self.conn().await?;
+        let opts =
+            SetOptions::default().with_expiration(SetExpiry::PX(wait.as_millis().max(1) as u64));
+        let _: Option<String> = timed(c.set_options(wait_key(key), 1, opts)).await?;
+        Ok(())
+    }
+
+    /// The longest wait left among `keys`.
+    pub async fn waiting(&self, keys: &[String]) -> Result<Duration, BusError> {
+        let mut c = self.conn().await?;
+        let mut pipe = redis::pipe();
+        for k in keys {
+            pipe.pttl(wait_key(k));
+        }
+        let left: Vec<i64> = timed(pipe.query_async(&mut c)).await?;
+        Ok(Duration::from_millis(
+            left.into_iter().max().unwrap_or(0).max(0) as u64,
+        ))
+    }
+
+    /// Forgets the counters and waits of `keys`.
+    pub async fn forget(&self, keys: &[String]) -> Result<(), BusError> {
+        let mut c = self.conn().await?;
+        let all: Vec<String> = keys
+            .iter()
+            .flat_map(|k| [counter_key(k), wait_key(k)])
+            .collect();
+        let _: i64 = timed(c.del(all)).await?;
+        Ok(())
+    }
+
+    /// Forgets the counters and waits of every key starting with `prefix`
+    /// (which must hold no glob characters).
+    pub async fn forget_prefix(&self, prefix: &str) -> Result<(), BusError> {
+        let mut c = self.conn().await?;
+        for pattern in [
+            counter_key(&format!("{prefix}*")),
+            wait_key(&format!("{prefix}*")),
+        ] {
+            let mut cursor = 0u64;
+            loop {
+                let (next, keys): (u64, Vec<String>) = timed(
+                    redis::cmd("SCAN")
+                        .arg(cursor)
+                        .arg("MATCH")
+                        .arg(&pattern)
+                        .arg("COUNT")
+                        .arg(1000)
+                        .query_async(&mut c),
+                )
+                .await?;
+                if !keys.is_empty() {
+                    let _: i64 = timed(c.del(keys)).await?;
+                }
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
+            }
+        }
+        Ok(())
     }
 
     /// Who holds `lease`, if anyone.

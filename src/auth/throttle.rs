@@ -9,7 +9,8 @@
 //! The table is bounded ([`MAX_ENTRIES`]); when it is full the entries
 //! touched longest ago are forgotten to make room, so it always records.
 //! In memory: a restart forgives, which is acceptable for a single node and
-//! keeps logins off the database.
+//! keeps logins off the database. The servers of a site also keep the
+//! counts in Redis ([`site`]).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -178,6 +179,65 @@ impl LoginThrottle {
                 true
             }
         });
+    }
+}
+
+/// The same rules kept in the site's Redis (`--redis-url`), beside each
+/// server's own table: a guesser spreading tries over the servers of a
+/// site gets no more of them than from one. Counts and waits expire there
+/// by themselves ([`FORGET_AFTER`], the delay). A Redis that does not
+/// answer leaves each server's own table in charge.
+pub mod site {
+    use super::*;
+    use crate::bus::{Bus, BusError};
+
+    fn keys(username: &str, host: IpAddr) -> [(String, u32); 2] {
+        let host = crate::net::host_of(host);
+        [
+            (
+                format!("login:u:{}|{host}", crate::auth::key_name(username)),
+                FREE_USER_FAILURES,
+            ),
+            (format!("login:h:{host}"), FREE_HOST_FAILURES),
+        ]
+    }
+
+    /// `Ok(Err(wait))` while `username` from `host`, or `host` at all, must
+    /// wait.
+    pub async fn check(
+        bus: &Bus,
+        username: &str,
+        host: IpAddr,
+    ) -> Result<Result<(), Duration>, BusError> {
+        let names: Vec<String> = keys(username, host).into_iter().map(|(k, _)| k).collect();
+        let wait = bus.waiting(&names).await?;
+        Ok(if wait.is_zero() { Ok(()) } else { Err(wait) })
+    }
+
+    /// Records a wrong password for `username` from `host`.
+    pub async fn failed(bus: &Bus, username: &str, host: IpAddr) -> Result<(), BusError> {
+        for (key, free) in keys(username, host) {
+            let failures = bus.bump(&key, FORGET_AFTER).await?;
+            let wait = delay(u32::try_from(failures).unwrap_or(u32::MAX), free);
+            if !wait.is_zero() {
+                bus.hold_off(&key, wait).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A right password: `username` from `host` starts over (the host's
+    /// count stays, as on one server).
+    pub async fn succeeded(bus: &Bus, username: &str, host: IpAddr) -> Result<(), BusError> {
+        let [(user, _), _] = keys(username, host);
+        bus.forget(&[user]).await
+    }
+
+    /// A password reset by mail: every host's count for `username` goes.
+    pub async fn forgive(bus: &Bus, username: &str) -> Result<(), BusError> {
+        // Names that reach here are stored ones: no glob characters.
+        bus.forget_prefix(&format!("login:u:{}|", crate::auth::key_name(username)))
+            .await
     }
 }
 

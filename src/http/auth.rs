@@ -5,7 +5,7 @@
 use super::admission::Admission;
 use super::{ApiError, AppState, ErrorBody};
 use crate::auth::{self, AuthError, HashError, Hasher, LoginThrottle, Rate, RateLimiter};
-use crate::auth::{MAX_SESSIONS_PER_USER, SESSION_TTL_SECS};
+use crate::auth::{throttle, MAX_SESSIONS_PER_USER, SESSION_TTL_SECS};
 use crate::db::User;
 use crate::net::{ConnGate, ConnLimits};
 use axum::extract::rejection::JsonRejection;
@@ -574,9 +574,8 @@ pub(super) async fn login(
 ) -> Result<Response, ApiError> {
     refuse_cross_site(&headers)?;
     let host = client.host();
-    let throttle = &s.limits.login;
-    throttle
-        .check(&req.username, host, Instant::now())
+    throttle_check(&s, &req.username, host)
+        .await
         .map_err(|wait| {
             ApiError::TooManyRequests(
                 "too many failed sign-ins: wait before trying again".into(),
@@ -594,7 +593,7 @@ pub(super) async fn login(
     let creds = match (ok, creds) {
         (true, Some(c)) => c,
         _ => {
-            throttle.failed(&req.username, host, Instant::now());
+            throttle_failed(&s, &req.username, host).await;
             return Err(ApiError::Unauthorized("wrong username or password".into()));
         }
     };
@@ -604,7 +603,12 @@ pub(super) async fn login(
     if creds.user.suspended {
         return Err(ApiError::Forbidden("this account is suspended".into()));
     }
-    throttle.succeeded(&req.username, host);
+    s.limits.login.succeeded(&req.username, host);
+    if let Some(bus) = s.rooms.bus() {
+        if let Err(e) = throttle::site::succeeded(bus, &req.username, host).await {
+            tracing::debug!("site login throttle: {e}");
+        }
+    }
     let (token, cookie) = open_session(&s, &creds.user).await?;
     tracing::info!(user = %creds.user.username, "signed in");
     Ok((
@@ -656,9 +660,8 @@ pub(super) async fn confirm_password(
         return Err(ApiError::BadRequest("password is too long".into()));
     }
     let host = client.host();
-    let throttle = &s.limits.login;
-    throttle
-        .check(&me.user.username, host, Instant::now())
+    throttle_check(s, &me.user.username, host)
+        .await
         .map_err(|wait| {
             ApiError::TooManyRequests(
                 "too many wrong passwords: wait before trying again".into(),
@@ -678,10 +681,36 @@ pub(super) async fn confirm_password(
         .verify(host, password, Some(creds.password_hash))
         .await?
     {
-        throttle.failed(&me.user.username, host, Instant::now());
+        throttle_failed(s, &me.user.username, host).await;
         return Err(ApiError::Forbidden(wrong.into()));
     }
     Ok(())
+}
+
+/// The login throttle's wait for `username` from `host`: this server's,
+/// or the site's when it is longer (see [`throttle::site`]).
+async fn throttle_check(s: &AppState, username: &str, host: IpAddr) -> Result<(), Duration> {
+    s.limits.login.check(username, host, Instant::now())?;
+    let Some(bus) = s.rooms.bus() else {
+        return Ok(());
+    };
+    match throttle::site::check(bus, username, host).await {
+        Ok(wait) => wait,
+        Err(e) => {
+            tracing::debug!("site login throttle: {e}");
+            Ok(())
+        }
+    }
+}
+
+/// A wrong password, counted here and for the site.
+async fn throttle_failed(s: &AppState, username: &str, host: IpAddr) {
+    s.limits.login.failed(username, host, Instant::now());
+    if let Some(bus) = s.rooms.bus() {
+        if let Err(e) = throttle::site::failed(bus, username, host).await {
+            tracing::debug!("site login throttle: {e}");
+        }
+    }
 }
 
 /// A session this young stands in for the password of an account that has

@@ -416,6 +416,11 @@ pub(super) async fn confirm_reset(
     s.db.set_email_verified(user).await?;
     if let Some(u) = s.db.user_by_id(user).await? {
         s.limits.login.forgive(&u.username);
+        if let Some(bus) = s.rooms.bus() {
+            if let Err(e) = crate::auth::throttle::site::forgive(bus, &u.username).await {
+                tracing::warn!("site login throttle: {e}");
+            }
+        }
     }
     Ok(StatusCode::NO_CONTENT)
 }
