@@ -1,7 +1,8 @@
 //! Two servers on one Postgres database (`--node-id`): a node starting
 //! finalizes only the broadcasts its own crash left open, never another
 //! node's live one, and its retention deletes only its own recordings.
-//! The first node also takes the broadcasts from before nodes had ids.
+//! The first node also takes the broadcasts from before nodes had ids, and
+//! two processes of one node never sweep at once.
 //! Chat messages posted on both at once are all kept: each node's ids
 //! carry its own tag.
 
@@ -175,4 +176,42 @@ async fn a_starting_node_leaves_the_other_nodes_broadcasts_alone() {
     assert_eq!(playlist.status, 200);
     node_b.stop().await;
     node_a.stop().await;
+}
+
+/// Retention's lock: two processes of one node (a restart overlapping the
+/// old one) never sweep at once; a process that dies frees it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_process_of_a_node_sweeps_at_a_time() {
+    let Some(url) = fresh_postgres_db().await else {
+        return;
+    };
+    let first = Db::open(&url).await.unwrap().for_node("n1");
+    let second = Db::open(&url).await.unwrap().for_node("n1");
+    let other = Db::open(&url).await.unwrap().for_node("n2");
+    let held = first.try_lock("retention").await.unwrap().expect("free");
+    assert!(second.try_lock("retention").await.unwrap().is_none());
+    // Another node's retention is its own business.
+    let theirs = other
+        .try_lock("retention")
+        .await
+        .unwrap()
+        .expect("n2's own");
+    theirs.release().await;
+    held.release().await;
+    let again = second
+        .try_lock("retention")
+        .await
+        .unwrap()
+        .expect("released");
+    // Dropped unreleased (a panic mid-sweep): its connection closes, and
+    // the lock is free again.
+    drop(again);
+    let t = std::time::Instant::now();
+    while first.try_lock("retention").await.unwrap().is_none() {
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "the lock outlived its connection"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

@@ -47,6 +47,45 @@ pub enum DbError {
     Invalid(&'static str),
 }
 
+/// An advisory lock from [`Db::try_lock`].
+pub struct NodeLock {
+    conn: Option<sqlx::pool::PoolConnection<sqlx::Any>>,
+    key: i64,
+}
+
+impl NodeLock {
+    pub async fn release(mut self) {
+        if let Some(mut conn) = self.conn.take() {
+            let unlocked = sqlx::query("SELECT pg_advisory_unlock($1)")
+                .bind(self.key)
+                .fetch_one(&mut *conn)
+                .await;
+            if unlocked.is_err() {
+                // Not given back to the pool still holding the lock.
+                let _ = conn.detach();
+            }
+        }
+    }
+}
+
+impl Drop for NodeLock {
+    /// Dropped unreleased (a panic mid-work): its connection is closed, not
+    /// pooled, which frees the lock.
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            drop(conn.detach());
+        }
+    }
+}
+
+/// A lock's name as Postgres's 64-bit key: the first 8 bytes of its
+/// SHA-256, the same on every node.
+fn lock_key(name: &str) -> i64 {
+    use sha2::Digest;
+    let d = sha2::Sha256::digest(name.as_bytes());
+    i64::from_be_bytes(d[..8].try_into().expect("8 bytes"))
+}
+
 /// The connection pool, shared by every request.
 #[derive(Clone)]
 pub struct Db {
@@ -105,6 +144,31 @@ impl Db {
 
     pub fn node_id(&self) -> &str {
         &self.node
+    }
+
+    /// Postgres's session advisory lock on `name` for this node, if no
+    /// other session holds it: work two processes of one node (a restart
+    /// overlapping the old one, a copied `--node-id`) must not do at once.
+    /// Held until the guard is released (or its connection drops, as when
+    /// the process dies). On SQLite, one process owns the file: always
+    /// granted.
+    pub async fn try_lock(&self, name: &str) -> Result<Option<NodeLock>, DbError> {
+        let mut conn = self.pool.acquire().await?;
+        if conn.backend_name() != "PostgreSQL" {
+            return Ok(Some(NodeLock { conn: None, key: 0 }));
+        }
+        let key = lock_key(&format!("{}:{name}", self.node));
+        let got: bool = sqlx::Row::try_get(
+            &sqlx::query("SELECT pg_try_advisory_lock($1)")
+                .bind(key)
+                .fetch_one(&mut *conn)
+                .await?,
+            0,
+        )?;
+        Ok(got.then_some(NodeLock {
+            conn: Some(conn),
+            key,
+        }))
     }
 
     pub fn pool(&self) -> &AnyPool {

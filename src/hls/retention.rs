@@ -38,6 +38,22 @@ impl Recordings {
     /// all recordings together exceed the max size. Broadcasts in progress
     /// count towards the size but are never deleted.
     pub async fn sweep(&self) {
+        let lock = match self.db.try_lock("retention").await {
+            Ok(Some(lock)) => lock,
+            Ok(None) => {
+                tracing::info!("retention: another process of this node is sweeping");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!("retention: cannot take its lock: {e}");
+                return;
+            }
+        };
+        self.sweep_locked().await;
+        lock.release().await;
+    }
+
+    async fn sweep_locked(&self) {
         let rows = match self.db.recorded_broadcasts().await {
             Ok(r) => r,
             Err(e) => {
