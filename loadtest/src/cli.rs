@@ -97,6 +97,11 @@ pub struct RunArgs {
     /// The server's HTTP address.
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub http: SocketAddr,
+    /// Servers of a site to spread viewers and chat clients over, round
+    /// robin (repeat the flag); without it, all go to --http. The
+    /// publisher goes to --http.
+    #[arg(long = "node")]
+    pub nodes: Vec<SocketAddr>,
     #[arg(long, default_value = "demo")]
     pub channel: String,
     /// Measurement window, after every client has joined.
@@ -170,7 +175,10 @@ pub const MAX_SOURCES: usize = 100;
 
 impl RunArgs {
     pub fn check(&self, clients: usize) -> anyhow::Result<()> {
-        anyhow::ensure!(self.http.ip().is_loopback(), "load goes to loopback only");
+        anyhow::ensure!(
+            self.http.ip().is_loopback() && self.nodes.iter().all(|n| n.ip().is_loopback()),
+            "load goes to loopback only"
+        );
         if let Some(m) = self.metrics {
             anyhow::ensure!(m.ip().is_loopback(), "load goes to loopback only");
         }
@@ -179,6 +187,15 @@ impl RunArgs {
             "at most {MAX_CLIENTS} clients for {MAX_SECONDS} s"
         );
         Ok(())
+    }
+
+    /// The server client `i` goes to.
+    pub fn node(&self, i: usize) -> SocketAddr {
+        if self.nodes.is_empty() {
+            self.http
+        } else {
+            self.nodes[i % self.nodes.len()]
+        }
     }
 
     pub fn probe(&self) -> Probe {

@@ -75,6 +75,20 @@ pub async fn http(
         .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
 }
 
+/// Where a `Location` points: a path on `base`, or an absolute
+/// `http://IP:PORT/path` on another server (of a site).
+pub fn split_location(base: SocketAddr, location: &str) -> anyhow::Result<(SocketAddr, String)> {
+    let Some(rest) = location.strip_prefix("http://") else {
+        return Ok((base, location.to_string()));
+    };
+    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let addr: SocketAddr = host
+        .parse()
+        .map_err(|_| anyhow::anyhow!("Location {location:?}: not an IP:PORT"))?;
+    anyhow::ensure!(addr.ip().is_loopback(), "load goes to loopback only");
+    Ok((addr, format!("/{path}")))
+}
+
 pub async fn try_http(
     addr: SocketAddr,
     method: &str,
@@ -306,5 +320,21 @@ impl KeepAlive {
             headers,
             body,
         })
+    }
+}
+
+#[cfg(test)]
+mod location_tests {
+    #[test]
+    fn locations_are_paths_here_or_absolute_on_another_loopback_server() {
+        let here: std::net::SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        let (a, p) = super::split_location(here, "/whep/demo/abc").unwrap();
+        assert_eq!((a, p.as_str()), (here, "/whep/demo/abc"));
+        let (a, p) =
+            super::split_location(here, "http://127.0.0.2:8081/whep/demo?ticket=x").unwrap();
+        assert_eq!(a, "127.0.0.2:8081".parse().unwrap());
+        assert_eq!(p, "/whep/demo?ticket=x");
+        assert!(super::split_location(here, "http://10.0.0.5:8080/whep/demo").is_err());
+        assert!(super::split_location(here, "http://edge.example/whep/demo").is_err());
     }
 }

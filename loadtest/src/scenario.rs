@@ -206,7 +206,7 @@ pub async fn whep(
         source,
         "WebRTC viewers joining",
         |i, dur, measure_from| {
-            let (http, channel) = (run.http, run.channel.clone());
+            let (http, channel) = (run.node(i), run.channel.clone());
             let rotation = crate::decode::Rotation {
                 start: measure_from,
                 viewers: n,
@@ -427,7 +427,7 @@ pub async fn chat(run: &RunArgs, clients: usize, rate: f64) -> anyhow::Result<se
     let pb = bar(clients as u64, "chat clients joining");
     for i in 0..clients {
         let token = tokens.get(i).cloned();
-        let (http, channel) = (run.http, run.channel.clone());
+        let (http, channel) = (run.node(i), run.channel.clone());
         let end = if token.is_some() {
             until - Duration::from_millis(500)
         } else {

@@ -26,6 +26,8 @@ use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
 
 pub const VIDEO_PT: u8 = 102;
+/// Redirects one offer follows: a site sends a viewer on once.
+const MAX_REDIRECTS: u32 = 3;
 
 /// Marks inbound RTCP for the application, so the test sees the server's
 /// sender reports (the default chain consumes RTCP).
@@ -264,15 +266,22 @@ pub async fn watch(
     // Signalling comes from the viewer's own loopback address too, so the
     // server's per-address limits see one client per viewer.
     let from = opts.bind.is_loopback().then_some(opts.bind);
-    let resp = crate::http::try_http_from(
-        from,
-        http_addr,
-        "POST",
-        &format!("/whep/{channel}"),
-        &headers,
-        offer_sdp.as_bytes(),
-    )
-    .await?;
+    // A server of a site may send the offer to another (307, the same
+    // offer again there): followed, as players do.
+    let (mut addr, mut path) = (http_addr, format!("/whep/{channel}"));
+    let mut hops = 0;
+    let resp = loop {
+        let resp =
+            crate::http::try_http_from(from, addr, "POST", &path, &headers, offer_sdp.as_bytes())
+                .await?;
+        if resp.status != 307 || hops == MAX_REDIRECTS {
+            break resp;
+        }
+        hops += 1;
+        let to = resp.header("location").unwrap_or_default();
+        (addr, path) = crate::http::split_location(addr, to)?;
+    };
+    let http_addr = addr;
     anyhow::ensure!(
         resp.status == 201,
         "WHEP POST answered {}: {}",
@@ -544,8 +553,10 @@ pub(crate) async fn hang_up(
 ) {
     let _ = pc.close();
     flush(pc, socket).await;
-    if !location.is_empty() {
-        let _ = try_http(http_addr, "DELETE", location, &[], b"").await;
+    if let Ok((addr, path)) = crate::http::split_location(http_addr, location) {
+        if !path.is_empty() {
+            let _ = try_http(addr, "DELETE", &path, &[], b"").await;
+        }
     }
 }
 
