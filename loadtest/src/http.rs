@@ -332,7 +332,7 @@ mod location_tests {
         assert_eq!((a, p.as_str()), (here, "/whep/demo/abc"));
         let (a, p) =
             super::split_location(here, "http://127.0.0.2:8081/whep/demo?ticket=x").unwrap();
-        assert_eq!(a, "127.0.0.2:8081".parse().unwrap());
+        assert_eq!(a, "127.0.0.2:8081".parse::<std::net::SocketAddr>().unwrap());
         assert_eq!(p, "/whep/demo?ticket=x");
         assert!(super::split_location(here, "http://10.0.0.5:8080/whep/demo").is_err());
         assert!(super::split_location(here, "http://edge.example/whep/demo").is_err());
