@@ -225,3 +225,56 @@ async fn finished_recordings_are_served_from_the_bucket() {
     srv.stop().await;
     s3.stop().await;
 }
+
+/// A recording in the bucket that no broadcast row names (a deletion cut
+/// short after its row went) is removed by the sweep; one with a row stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stored_recordings_without_a_row_are_swept() {
+    let Some(s3) = S3Server::start().await else {
+        return;
+    };
+    s3.create_bucket(BUCKET).await;
+    std::env::set_var("AWS_ACCESS_KEY_ID", "onair-test");
+    std::env::set_var("AWS_SECRET_ACCESS_KEY", "onair-test-secret");
+    let url = format!(
+        "s3://{BUCKET}/site-c?endpoint={}&region=us-east-1",
+        s3.endpoint()
+    );
+    let store = onair::store::Store::open(&StoreUrl::parse(&url).unwrap()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let db = onair::db::Db::open(&format!("sqlite://{}", dir.path().join("x.db").display()))
+        .await
+        .unwrap();
+    db.create_channel("demo").await.unwrap();
+    let kept = db
+        .create_broadcast("demo", Some("kept"), 1_700_000_000_000, true)
+        .await
+        .unwrap();
+    let orphan = kept.id + 1_000;
+    for (id, name) in [
+        (kept.id, "s0.m4s"),
+        (orphan, "s0.m4s"),
+        (orphan, "index.m3u8"),
+    ] {
+        store
+            .put(
+                &format!("recordings/{id}/{name}"),
+                bytes::Bytes::from_static(b"x"),
+            )
+            .await
+            .unwrap();
+    }
+    let recordings = onair::hls::recorder::Recordings::new(
+        db,
+        dir.path().join("recordings"),
+        dir.path().to_path_buf(),
+        onair::hls::HlsConfig::default(),
+        Some(store.clone()),
+    );
+    assert_eq!(recordings.remove_stored_orphans(&store).await, 1);
+    assert_eq!(
+        s3.keys(BUCKET, "site-c/recordings/").await,
+        vec![format!("site-c/recordings/{}/s0.m4s", kept.id)]
+    );
+    s3.stop().await;
+}

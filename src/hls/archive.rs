@@ -28,6 +28,9 @@ use tokio_util::sync::CancellationToken;
 pub const ARCHIVED_MARK: &str = ".archived";
 /// How often folders without the mark are tried again.
 pub const RETRY_EVERY: Duration = Duration::from_secs(60);
+/// How often the store is searched for recordings no row names (and at
+/// start): orphans come only from a deletion cut short.
+pub const ORPHAN_SWEEP_EVERY: Duration = Duration::from_secs(60 * 60);
 
 /// The store's key for file `name` of broadcast `id`.
 pub fn key(id: i64, name: &str) -> String {
@@ -101,14 +104,54 @@ impl Recordings {
         let Some(store) = self.archive.clone() else {
             return;
         };
+        let mut swept: Option<std::time::Instant> = None;
         loop {
             self.archive_pending(&store, &token).await;
+            if swept.is_none_or(|t| t.elapsed() >= ORPHAN_SWEEP_EVERY) {
+                swept = Some(std::time::Instant::now());
+                self.remove_stored_orphans(&store).await;
+            }
             tokio::select! {
                 _ = token.cancelled() => return,
                 _ = self.archive_now.notified() => {}
                 _ = tokio::time::sleep(RETRY_EVERY) => {}
             }
         }
+    }
+
+    /// Removes from the store every recording no broadcast row names: a
+    /// deletion cut short after its row went (a crash, the bucket
+    /// unreachable), or a copy still running when its broadcast was
+    /// deleted. Any node may remove any such recording: without a row,
+    /// nothing serves it.
+    pub async fn remove_stored_orphans(&self, store: &Store) -> usize {
+        let names = match store.list_dirs("recordings").await {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!("archive: cannot list the stored recordings: {e}");
+                return 0;
+            }
+        };
+        let mut removed = 0;
+        for id in names.iter().filter_map(|n| n.parse::<i64>().ok()) {
+            match self.db.broadcast(id).await {
+                Ok(None) => match store.delete_prefix(&format!("recordings/{id}")).await {
+                    Ok(()) => {
+                        removed += 1;
+                        tracing::info!(broadcast = id, "removed a stored recording without a row");
+                    }
+                    Err(e) => {
+                        tracing::warn!(broadcast = id, "cannot remove a stored recording: {e}")
+                    }
+                },
+                Ok(Some(_)) => {}
+                Err(e) => {
+                    tracing::warn!("archive: cannot read the broadcasts: {e}");
+                    return removed;
+                }
+            }
+        }
+        removed
     }
 
     async fn archive_pending(&self, store: &Store, token: &CancellationToken) {

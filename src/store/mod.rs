@@ -328,6 +328,46 @@ impl Store {
         }
     }
 
+    /// The names directly under `prefix/` that hold objects (the
+    /// "folders"), at most [`MAX_PREFIX_OBJECTS`].
+    pub async fn list_dirs(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        check_key(prefix)?;
+        match &self.backend {
+            Backend::Dir(root) => {
+                let mut out = Vec::new();
+                let mut dir = match tokio::fs::read_dir(root.join(prefix)).await {
+                    Ok(d) => d,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+                    Err(e) => return Err(e.into()),
+                };
+                while let Some(e) = dir.next_entry().await? {
+                    if out.len() >= MAX_PREFIX_OBJECTS {
+                        return Err(StoreError::TooMany);
+                    }
+                    if e.file_type().await?.is_dir() {
+                        out.extend(e.file_name().to_str().map(String::from));
+                    }
+                }
+                Ok(out)
+            }
+            Backend::Remote {
+                store,
+                prefix: base,
+            } => {
+                let under = remote_path(base, prefix);
+                let listed = store.list_with_delimiter(Some(&under)).await?;
+                if listed.common_prefixes.len() > MAX_PREFIX_OBJECTS {
+                    return Err(StoreError::TooMany);
+                }
+                Ok(listed
+                    .common_prefixes
+                    .iter()
+                    .filter_map(|p| p.filename().map(String::from))
+                    .collect())
+            }
+        }
+    }
+
     /// Removes every object under `prefix/`; none is not an error.
     pub async fn delete_prefix(&self, prefix: &str) -> Result<(), StoreError> {
         check_key(prefix)?;
