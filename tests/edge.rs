@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::redis::RedisServer;
+use common::redis::{site_node_with, RedisServer};
 use common::webrtc_client::{access_units, watch, ViewerOptions};
 use common::{ffmpeg_publish_sized, http, metric_or_zero, wait_for_live, TestServer};
 use onair::config::Role;
@@ -18,13 +18,7 @@ use std::time::{Duration, Instant};
 const LINGER: Duration = Duration::from_secs(3);
 
 async fn node(db: &str, redis: &str, role: Role, max_viewers: usize) -> TestServer {
-    let (db, redis) = (db.to_string(), redis.to_string());
-    let addr = common::child::free_addr();
-    TestServer::start_with(move |c| {
-        c.database_url = db;
-        c.redis_url = Some(redis);
-        c.http = addr;
-        c.node_url = Some(format!("http://{addr}"));
+    site_node_with(db, redis, |c| {
         c.role = role;
         c.max_viewers = max_viewers;
         c.pull_linger = LINGER;

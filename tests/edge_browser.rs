@@ -7,19 +7,13 @@
 mod common;
 
 use common::node::{require_built_app, run_script};
-use common::redis::RedisServer;
+use common::redis::{site_node_with, RedisServer};
 use common::{ffmpeg_publish_sized, signup, wait_for_live, TestServer};
 use onair::config::Role;
 use std::time::Duration;
 
 async fn node(db: &str, redis: &str, role: Role, max_viewers: usize) -> TestServer {
-    let (db, redis) = (db.to_string(), redis.to_string());
-    let addr = common::child::free_addr();
-    TestServer::start_with(move |c| {
-        c.database_url = db;
-        c.redis_url = Some(redis);
-        c.http = addr;
-        c.node_url = Some(format!("http://{addr}"));
+    site_node_with(db, redis, |c| {
         c.role = role;
         c.max_viewers = max_viewers;
     })

@@ -9,7 +9,7 @@
 mod common;
 
 use common::child::{free_addr, serve_with, wait_healthy, BIN};
-use common::redis::RedisServer;
+use common::redis::{site_node_with, RedisServer};
 use common::webrtc_client::{watch, Live, ViewerOptions};
 use common::{ffmpeg_publish_sized, metric_or_zero, wait_for_live, TestServer};
 use onair::config::Role;
@@ -70,13 +70,7 @@ impl Node {
 }
 
 async fn in_process_edge(db: &str, redis: &str) -> TestServer {
-    let (db, redis) = (db.to_string(), redis.to_string());
-    let addr = free_addr();
-    TestServer::start_with(move |c| {
-        c.database_url = db;
-        c.redis_url = Some(redis);
-        c.http = addr;
-        c.node_url = Some(format!("http://{addr}"));
+    site_node_with(db, redis, |c| {
         c.role = Role::Edge;
         c.pull_linger = Duration::from_secs(3);
     })

@@ -207,24 +207,12 @@ pub fn answer_viewer(
         // it offered.
         sdp_fmtp_line: f.fmtp.clone(),
         rtcp_feedback: vec![
-            RTCPFeedback {
-                typ: "nack".into(),
-                parameter: String::new(),
-            },
-            RTCPFeedback {
-                typ: "nack".into(),
-                parameter: "pli".into(),
-            },
-            RTCPFeedback {
-                typ: "ccm".into(),
-                parameter: "fir".into(),
-            },
+            feedback("nack", ""),
+            feedback("nack", "pli"),
+            feedback("ccm", "fir"),
             // The viewer's estimate of its link, for congestion control
             // (see congestion.rs).
-            RTCPFeedback {
-                typ: "goog-remb".into(),
-                parameter: String::new(),
-            },
+            feedback("goog-remb", ""),
         ],
     });
     if let (Some(codec), Some((f, _))) = (&video_codec, video_fmt) {
@@ -454,10 +442,6 @@ pub fn answer_publisher(
         ));
     }
     let mut media = MediaEngine::default();
-    let feedback = |typ: &str, parameter: &str| RTCPFeedback {
-        typ: typ.into(),
-        parameter: parameter.into(),
-    };
     if let Some((f, kind)) = video {
         let codec = RTCRtpCodec {
             mime_type: match kind {
@@ -762,5 +746,13 @@ impl Peer {
         }
         drain(&mut self.pc);
         n
+    }
+}
+
+/// An `a=rtcp-fb` entry of a codec.
+pub(crate) fn feedback(typ: &str, parameter: &str) -> RTCPFeedback {
+    RTCPFeedback {
+        typ: typ.into(),
+        parameter: parameter.into(),
     }
 }

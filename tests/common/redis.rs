@@ -85,6 +85,15 @@ impl RedisServer {
 /// A server of a site: on the Postgres database `db` and the Redis at
 /// `redis`, its `--node-url` its own HTTP address.
 pub async fn site_node(db: &str, redis: &str) -> TestServer {
+    site_node_with(db, redis, |_| {}).await
+}
+
+/// [`site_node`] with changes to its config (a role, limits).
+pub async fn site_node_with(
+    db: &str,
+    redis: &str,
+    change: impl FnOnce(&mut onair::config::Config),
+) -> TestServer {
     let (db, redis) = (db.to_string(), redis.to_string());
     let addr = free_addr();
     TestServer::start_with(move |c| {
@@ -92,6 +101,7 @@ pub async fn site_node(db: &str, redis: &str) -> TestServer {
         c.redis_url = Some(redis);
         c.http = addr;
         c.node_url = Some(format!("http://{addr}"));
+        change(c);
     })
     .await
 }
