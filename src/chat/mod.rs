@@ -10,7 +10,9 @@
 //! to its members when it reads it back ([`Rooms::run_bus`]).
 
 pub mod limits;
+mod member;
 mod message;
+mod shared;
 mod standing;
 
 pub use limits::{FrameLimit, TokenBucket, BURST, REFILL_PER_SEC};
@@ -41,10 +43,6 @@ const EVENT_TICK: Duration = Duration::from_secs(1);
 /// Stream entries read when a room opens: its history, and the deletions
 /// among the newest of them.
 const STREAM_HISTORY: usize = 4 * HISTORY;
-/// Wait before reading the bus again after Redis failed.
-const BUS_RETRY: Duration = Duration::from_millis(500);
-/// Log lines about Redis being down, a minute.
-static BUS_DOWN: crate::logs::Budget = crate::logs::Budget::new(6);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ChatError {
@@ -454,7 +452,7 @@ impl Rooms {
                     match bus.claim(&what, Duration::from_secs(slow as u64)).await {
                         Ok(true) => {}
                         Ok(false) => return Err(ChatError::SlowMode(slow)),
-                        Err(e) => return Err(unavailable(e)),
+                        Err(e) => return Err(shared::unavailable(e)),
                     }
                 } else {
                     let st = room.state.lock().expect("room poisoned");
@@ -506,7 +504,9 @@ impl Rooms {
                 id,
                 line: line.to_string(),
             };
-            bus.publish(channel, &entry).await.map_err(unavailable)?;
+            bus.publish(channel, &entry)
+                .await
+                .map_err(shared::unavailable)?;
         }
         // Members get the message now; the database gets it a moment later
         // from the writer, so a slow commit (an fsync, a far Postgres) is
@@ -594,121 +594,6 @@ impl Rooms {
         }
         self.share(channel, Entry::Delete { id }).await;
         Ok(true)
-    }
-
-    /// Appends `entry` to the room's stream, from which every server
-    /// applies it; without a bus, or when Redis cannot take it, applies it
-    /// here only.
-    async fn share(&self, channel: &str, entry: Entry) {
-        if let Some(bus) = self.bus() {
-            match bus.publish(channel, &entry).await {
-                Ok(()) => return,
-                Err(e) => tracing::warn!(channel, "chat: applied on this server only: {e}"),
-            }
-        }
-        self.apply(channel, None, entry);
-    }
-
-    /// [`Rooms::share`] from code that cannot wait.
-    fn share_soon(&self, channel: &str, entry: Entry) {
-        if self.bus().is_none() {
-            self.apply(channel, None, entry);
-            return;
-        }
-        let (rooms, channel) = (self.clone(), channel.to_string());
-        tokio::spawn(async move { rooms.share(&channel, entry).await });
-    }
-
-    /// What happened in `channel`'s room, for its members here (if it is
-    /// open here); `at` is the entry's stream id, read from the bus.
-    fn apply(&self, channel: &str, at: Option<String>, entry: Entry) {
-        let Some(room) = self.open_room(channel) else {
-            return;
-        };
-        if let Some(at) = at {
-            *room.cursor.lock().expect("room poisoned") = Some(at);
-        }
-        let mut st = room.state.lock().expect("room poisoned");
-        match entry {
-            Entry::Message { id, line } => {
-                add_message(&room, &mut st, id, Line::from(line), Order::Arrival)
-            }
-            Entry::Delete { id } => {
-                st.history.retain(|(i, _)| *i != id);
-                let _ = room.tx.send(json_line(
-                    serde_json::json!({"type": "delete", "id": id.to_string()}),
-                ));
-            }
-            Entry::SlowMode { seconds } => {
-                st.slow_mode_secs = seconds;
-                let _ = room.tx.send(json_line(
-                    serde_json::json!({"type": "slow_mode", "seconds": seconds}),
-                ));
-            }
-            Entry::Event { line } => {
-                let _ = room.tx.send(Line::from(line));
-            }
-        }
-    }
-
-    /// Reads every open room's stream and applies what it finds, until
-    /// `stop`. Start it once with the bus set.
-    pub async fn run_bus(self, stop: CancellationToken) {
-        let Some(bus) = self.bus().cloned() else {
-            return;
-        };
-        let mut conn = None;
-        loop {
-            if stop.is_cancelled() {
-                return;
-            }
-            let rooms: Vec<(String, String)> = {
-                let map = self.inner.rooms.lock().expect("rooms poisoned");
-                map.values()
-                    .filter_map(|r| Some((r.name.clone(), r.cursor.lock().ok()?.clone()?)))
-                    .collect()
-            };
-            if rooms.is_empty() {
-                tokio::select! {
-                    _ = stop.cancelled() => return,
-                    _ = tokio::time::sleep(crate::bus::READ_BLOCK) => continue,
-                }
-            }
-            if conn.is_none() {
-                match bus.reader().await {
-                    Ok(c) => conn = Some(c),
-                    Err(e) => {
-                        crate::log_limited!(BUS_DOWN, tracing::Level::WARN, "chat: redis: {e}");
-                        tokio::time::sleep(BUS_RETRY).await;
-                        continue;
-                    }
-                }
-            }
-            let c = conn.as_mut().expect("connected above");
-            let read = tokio::select! {
-                _ = stop.cancelled() => return,
-                r = Bus::read(c, &rooms) => r,
-            };
-            match read {
-                Ok(entries) => {
-                    for (room, at, entry) in entries {
-                        match entry {
-                            Some(e) => self.apply(&room, Some(at), e),
-                            None => {
-                                if let Some(r) = self.open_room(&room) {
-                                    *r.cursor.lock().expect("room poisoned") = Some(at);
-                                }
-                            }
-                        }
-                    }
-                }
-                Err(e) => {
-                    crate::log_limited!(BUS_DOWN, tracing::Level::WARN, "chat: redis: {e}");
-                    conn = None;
-                    tokio::time::sleep(BUS_RETRY).await;
-                }
-            }
-        }
     }
 
     /// Sends a server event to every member of `channel`, on every server.
@@ -811,99 +696,6 @@ fn add_message(room: &Room, st: &mut RoomState, id: i64, line: Line, order: Orde
         st.history.pop_front();
     }
     let _ = room.tx.send(line);
-}
-
-fn unavailable(e: crate::bus::BusError) -> ChatError {
-    crate::log_limited!(BUS_DOWN, tracing::Level::WARN, "chat: redis: {e}");
-    ChatError::Unavailable
-}
-
-impl Member {
-    pub fn channel(&self) -> &str {
-        &self.room.name
-    }
-
-    /// Who the member is now: `None` if anonymous or signed out since.
-    pub fn user(&self) -> Option<User> {
-        self.standing.as_ref().and_then(Standing::user)
-    }
-
-    /// Completes once when this member's session ends (logout, password
-    /// change, account deleted): tell the client, which stays connected as
-    /// a reader. Never completes for anonymous members.
-    pub fn sign_out(&self) -> SignOut {
-        self.standing
-            .as_ref()
-            .map_or_else(SignOut::never, Standing::sign_out)
-    }
-
-    /// History (oldest first) and the current live state and viewer count:
-    /// send these before anything [`recv`](Self::recv) yields.
-    pub fn take_backlog(&mut self) -> Vec<Line> {
-        std::mem::take(&mut self.backlog)
-    }
-
-    /// The next line for this member; `None` once the room is gone. A member
-    /// that fell more than the room's buffer behind skips ahead.
-    pub async fn recv(&mut self) -> Option<Line> {
-        loop {
-            match self.events.recv().await {
-                Ok(line) => return Some(line),
-                Err(broadcast::error::RecvError::Lagged(n)) => {
-                    tracing::warn!(channel = %self.room.name, skipped = n, "chat member too slow");
-                }
-                Err(broadcast::error::RecvError::Closed) => return None,
-            }
-        }
-    }
-
-    /// Non-blocking [`recv`](Self::recv) for callers that poll.
-    pub fn try_recv(&mut self) -> Option<Line> {
-        loop {
-            match self.events.try_recv() {
-                Ok(line) => return Some(line),
-                Err(broadcast::error::TryRecvError::Lagged(_)) => continue,
-                Err(_) => return None,
-            }
-        }
-    }
-
-    /// Handles one message from the client (`{"type":"chat","text":"..."}`).
-    /// Returns a line for this member only (an error), or `None` when the
-    /// message was posted (everyone, this member included, gets it through
-    /// [`recv`](Self::recv)) or needs no answer.
-    pub async fn handle(&self, raw: &str) -> Option<Line> {
-        let msg = match ClientMessage::parse(raw) {
-            Ok(Some(m)) => m,
-            Ok(None) => return None,
-            Err(e) => return Some(error_line(&e.to_string())),
-        };
-        match msg {
-            ClientMessage::Chat { text } => {
-                let user = match &self.standing {
-                    None => return Some(error_line(&ChatError::NotSignedIn.to_string())),
-                    Some(s) => match s.user() {
-                        Some(u) => u,
-                        None => return Some(error_line(&ChatError::SignedOut.to_string())),
-                    },
-                };
-                match self.rooms.post(&self.room.name, &user, &text).await {
-                    Ok(_) => None,
-                    Err(ChatError::Db(e)) => {
-                        tracing::error!("chat post failed: {e}");
-                        Some(error_line("message not sent: database unavailable"))
-                    }
-                    Err(e) => Some(error_line(&e.to_string())),
-                }
-            }
-        }
-    }
-}
-
-impl Drop for Member {
-    fn drop(&mut self) {
-        self.room.members.fetch_sub(1, Ordering::Relaxed);
-    }
 }
 
 #[cfg(test)]
