@@ -8,6 +8,7 @@
 //!   are `Forwarded` / `X-Forwarded-For` believed.
 //! - [`ConnGate`]: a global and a per-host cap on open connections, with
 //!   RAII permits, for every listener (HTTP, WebSocket, RTMP, ICE-TCP).
+//! - [`raise_open_files`]: the file descriptors those caps need.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -202,6 +203,46 @@ impl Drop for ConnPermit {
             }
         }
     }
+}
+
+/// Open files the listeners' caps add up to, with room for the database,
+/// recordings, pulls and the WebRTC sockets. A shell's default soft limit
+/// (1 024) would make every cap above it fiction: accepts would fail with
+/// EMFILE long before a gate refused anyone.
+pub fn open_files_wanted() -> u64 {
+    let caps = crate::http::listen::MAX_CONNECTIONS
+        + crate::icecast::MAX_CONNECTIONS
+        + crate::rtmp::MAX_CONNECTIONS
+        + crate::sfu::tcp::MAX_CONNECTIONS;
+    (caps as u64 + 4096).next_power_of_two()
+}
+
+/// Raises this process's soft open-file limit to `want`, or as far as the
+/// hard limit allows (an unprivileged process may go up to it, never past
+/// it). Returns the soft limit now in force. Go's runtime and nginx's
+/// `worker_rlimit_nofile` do the same; systemd's unit sets both limits.
+pub fn raise_open_files(want: u64) -> std::io::Result<u64> {
+    let mut l = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct passed.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let target = want.min(l.rlim_max);
+    if l.rlim_cur < target {
+        let raised = libc::rlimit {
+            rlim_cur: target,
+            rlim_max: l.rlim_max,
+        };
+        // SAFETY: as above.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        return Ok(target);
+    }
+    Ok(l.rlim_cur)
 }
 
 #[cfg(test)]

@@ -111,6 +111,17 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     crate::isolate::install_hook();
     crate::metrics::mark_start();
+    let wanted = crate::net::open_files_wanted();
+    match crate::net::raise_open_files(wanted) {
+        Ok(n) if n < wanted => tracing::warn!(
+            open_files = n,
+            wanted,
+            "the hard open-file limit is below what the connection caps need; \
+             raise it (systemd: LimitNOFILE, docker: ulimits nofile)"
+        ),
+        Ok(n) => tracing::debug!(open_files = n, "open-file limit"),
+        Err(e) => tracing::warn!("cannot read or raise the open-file limit: {e}"),
+    }
     let engines = crate::isolate::Engines::new();
     let node = crate::node::identity(config.node_id.as_deref(), &config.data_dir)?;
     let db = Db::open(&config.database_url).await?.for_node(&node);

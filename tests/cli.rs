@@ -74,7 +74,8 @@ fn serve_reads_flags_env_and_toml_and_stops_on_sigterm() {
         "rtmp = \"127.0.0.1:1\"\nwebrtc-udp = \"127.0.0.1:0\"\n",
     )
     .unwrap();
-    let mut child = onair()
+    let mut serve = onair();
+    serve
         .args([
             "serve",
             "--http",
@@ -87,14 +88,32 @@ fn serve_reads_flags_env_and_toml_and_stops_on_sigterm() {
         .args(["--data-dir", dir.path().to_str().unwrap()])
         .env("ONAIR_RTMP", "127.0.0.1:0")
         .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+        .stderr(Stdio::piped());
+    // Started as from a shell with the usual soft limit of 1 024 open files
+    // under a hard limit too low for the connection caps.
+    use std::os::unix::process::CommandExt;
+    // SAFETY: setrlimit is async-signal-safe; nothing else runs between
+    // fork and exec.
+    unsafe {
+        serve.pre_exec(|| {
+            let l = libc::rlimit {
+                rlim_cur: 1024,
+                rlim_max: 4096,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &l) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = serve.spawn().unwrap();
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
     let mut http = None;
+    let mut warned = false;
     let start = Instant::now();
     for line in lines.by_ref() {
         let line = line.unwrap();
+        warned |= line.contains("WARN") && line.contains("open-file limit");
         if let Some(rest) = line.split("http=").nth(1) {
             http = rest.split_whitespace().next().map(str::to_string);
             assert!(
@@ -117,6 +136,19 @@ fn serve_reads_flags_env_and_toml_and_stops_on_sigterm() {
         );
     }
     let http: std::net::SocketAddr = http.expect("logged http address").parse().unwrap();
+    // The server raised its soft limit as far as the hard one, and said the
+    // hard one is too low.
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", child.id())).unwrap();
+    let open_files = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .expect("open-file limits");
+    assert_eq!(
+        open_files.split_whitespace().collect::<Vec<_>>()[3..5],
+        ["4096", "4096"],
+        "{open_files}"
+    );
+    assert!(warned, "no warning about the hard open-file limit");
     assert!(
         dir.path().join("onair.db").exists(),
         "SQLite file created in the data dir"

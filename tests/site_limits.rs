@@ -1,7 +1,8 @@
 //! Limits a stranger could dodge by spreading requests over the servers of
 //! a site (`--redis-url`) hold across them: wrong passwords for one account
 //! from one address, half on each of two servers, are throttled on both as
-//! if all had gone to one.
+//! if all had gone to one. Guessing the node token that lets a server pull
+//! from another is rate-limited like any offer.
 
 mod common;
 
@@ -34,4 +35,68 @@ async fn wrong_passwords_spread_over_two_servers_are_throttled_on_both() {
     tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
     let r = login(b.http, &password_of("alice")).await;
     assert_eq!(r.status, 200, "{}", r.text());
+}
+
+/// An offer claiming to be a server of the site with the wrong node token
+/// is 403 and counts against the address's offer rate, so the token
+/// cannot be guessed at speed; the right token is neither.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_node_token_is_forbidden_and_rate_limited() {
+    use common::http;
+    use onair::edge::NODE_TOKEN_HEADER;
+    let Some((redis, a, _b)) = two_servers().await else {
+        return;
+    };
+    let (_pc, offer) = common::scenario_clients::offer(false);
+    let post = |token: String| {
+        let offer = offer.clone();
+        async move {
+            http(
+                a.http,
+                "POST",
+                "/whep/demo",
+                &[
+                    ("Content-Type", "application/sdp"),
+                    (NODE_TOKEN_HEADER, token.as_str()),
+                ],
+                offer.as_bytes(),
+            )
+            .await
+        }
+    };
+    let mut forbidden = 0;
+    let refused = loop {
+        let r = post(format!("guess {forbidden}")).await;
+        if r.status != 403 {
+            break r;
+        }
+        forbidden += 1;
+        assert!(forbidden <= 100, "100 wrong tokens, none refused");
+    };
+    assert_eq!(refused.status, 429, "{}", refused.text());
+    assert!(
+        (10..=onair::http::auth::SIGNALING_BURST as usize + 5).contains(&forbidden),
+        "{forbidden} guesses before 429"
+    );
+    // The site's own token, from Redis as every server reads it.
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let token: String = redis::cmd("GET")
+        .arg("onair:node-token")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    // Served as a relay, though the address is over its offer rate.
+    let r = post(token).await;
+    assert_eq!(r.status, 201, "the right token: {}", r.text());
+    let series = |s: &'static str| common::metric_or_zero(a.http, s);
+    assert_eq!(
+        series("onair_webrtc_relay_sessions{channel=\"demo\"}").await,
+        1.0
+    );
+    assert_eq!(
+        series("onair_viewers{channel=\"demo\",protocol=\"webrtc\"}").await,
+        0.0,
+        "a relay is not a viewer"
+    );
 }

@@ -72,11 +72,6 @@ impl Edge {
         })
     }
 
-    /// How long a pull outlives its last viewer here.
-    pub fn linger(&self) -> Duration {
-        self.linger
-    }
-
     /// Makes sure `channel` is pulled: a viewer is about to watch it here.
     /// False when the edge pulls [`MAX_PULLS`] channels already.
     pub fn want(self: &Arc<Self>, channel: &str) -> bool {

@@ -123,7 +123,7 @@ pub(super) async fn users(
 ///
 /// 202: on its way to the account's address. 409 when it has none; 503
 /// when the server sends no mail.
-#[utoipa::path(post, path = "/api/users/{username}/password-reset", tag = "accounts",
+#[utoipa::path(post, path = "/api/users/{username}/password-reset", tags = ["accounts", "mail"],
     params(("username" = String, Path)),
     security(("bearer" = []), ("cookie" = [])),
     responses(

@@ -226,7 +226,7 @@ fn mail_rate(s: &AppState, client: ClientAddr, account: &str) -> Result<(), ApiE
 ///
 /// 202: the mail is on its way. 503 when the server sends no mail
 /// (`--smtp-url` unset).
-#[utoipa::path(post, path = "/api/auth/email/send", operation_id = "send_verification", tag = "accounts",
+#[utoipa::path(post, path = "/api/auth/email/send", operation_id = "send_verification", tags = ["accounts", "mail"],
     security(("bearer" = []), ("cookie" = [])),
     responses(
         (status = 202),
@@ -265,7 +265,7 @@ pub(super) struct TokenBody {
 ///
 /// The account's address, or the new address it asked for, which then
 /// replaces the old one.
-#[utoipa::path(post, path = "/api/auth/email/verify", operation_id = "verify_email", tag = "accounts",
+#[utoipa::path(post, path = "/api/auth/email/verify", operation_id = "verify_email", tags = ["accounts", "mail"],
     request_body = TokenBody,
     responses((status = 204)))]
 pub(super) async fn verify(
@@ -304,7 +304,7 @@ pub(super) struct EmailChange {
 /// With mail on (202), the new address gets a link and the old one a
 /// notice; the address changes, verified, when the link is followed. With
 /// mail off (204), it changes at once and counts as unverified.
-#[utoipa::path(post, path = "/api/me/email", tag = "accounts",
+#[utoipa::path(post, path = "/api/me/email", tags = ["accounts", "mail"],
     request_body = EmailChange,
     security(("bearer" = []), ("cookie" = [])),
     responses(
@@ -352,7 +352,7 @@ pub(super) struct ResetRequest {
 /// Always 202 when mail is on and the rate allows, whatever the name: the
 /// answer, and the time it takes, tell nobody which accounts exist or have
 /// an address.
-#[utoipa::path(post, path = "/api/auth/password/reset", tag = "accounts",
+#[utoipa::path(post, path = "/api/auth/password/reset", tags = ["accounts", "mail"],
     request_body = ResetRequest,
     responses((status = 202), (status = 429, body = ErrorBody)))]
 pub(super) async fn request_reset(
@@ -381,7 +381,7 @@ pub(super) struct ResetConfirm {
 /// Set a new password with the mailed token
 ///
 /// Every session of the account ends, and its address counts as verified.
-#[utoipa::path(post, path = "/api/auth/password/reset/confirm", tag = "accounts",
+#[utoipa::path(post, path = "/api/auth/password/reset/confirm", tags = ["accounts", "mail"],
     request_body = ResetConfirm,
     responses((status = 204)))]
 pub(super) async fn confirm_reset(

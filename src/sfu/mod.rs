@@ -19,7 +19,7 @@ mod seqmap;
 pub mod session;
 pub mod srtp;
 mod stun;
-mod tcp;
+pub(crate) mod tcp;
 mod udp;
 pub(crate) mod whip;
 
