@@ -4,7 +4,7 @@
 //! however many watch there; an edge lets go of the origin once its last
 //! viewer has been gone the linger; a full edge sends a viewer to the other
 //! (307) and, with every edge full, answers 503 with Retry-After. An edge
-//! takes no ingest.
+//! takes no ingest, and sends LL-HLS players to the origin.
 
 mod common;
 
@@ -118,6 +118,12 @@ async fn edges_pull_once_each_and_let_go_and_send_viewers_where_there_is_room() 
     .await;
     eprintln!("both edges pulled within {took:?}");
     let (a, b, got) = watching.await.unwrap();
+    // LL-HLS is the origin's: an edge relaying the channel sends players
+    // there.
+    let hls = http(a.http, "GET", "/hls/demo/index.m3u8", &[], b"").await;
+    assert_eq!(hls.status, 307, "{}", hls.text());
+    let origin_playlist = format!("http://{}/hls/demo/index.m3u8", origin.http);
+    assert_eq!(hls.header("location"), Some(origin_playlist.as_str()));
     for (i, (frames, sound)) in got.iter().enumerate() {
         eprintln!("viewer {i}: {frames} frames decoded, {sound} Opus packets decoded");
         assert!(*frames >= 60, "viewer {i} decoded {frames} frames");
