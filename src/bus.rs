@@ -230,6 +230,24 @@ impl Bus {
         timed(call.invoke_async(&mut c)).await
     }
 
+    /// Counts one more in `key`'s current window of `window` (the first
+    /// count opens it); the count so far and the time left in the window.
+    pub async fn count_in_window(
+        &self,
+        key: &str,
+        window: Duration,
+    ) -> Result<(u64, Duration), BusError> {
+        const COUNT: &str = "local n = redis.call('INCR', KEYS[1]) \
+            if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end \
+            return {n, redis.call('PTTL', KEYS[1])}";
+        let mut c = self.conn().await?;
+        let script = redis::Script::new(COUNT);
+        let mut call = script.key(counter_key(key));
+        call.arg(window.as_millis().max(1) as u64);
+        let (n, left): (u64, i64) = timed(call.invoke_async(&mut c)).await?;
+        Ok((n, Duration::from_millis(left.max(0) as u64)))
+    }
+
     /// Makes `key` wait `wait` (see [`Bus::waiting`]).
     pub async fn hold_off(&self, key: &str, wait: Duration) -> Result<(), BusError> {
         let mut c = self.conn().await?;

@@ -100,3 +100,47 @@ async fn a_wrong_node_token_is_forbidden_and_rate_limited() {
         "a relay is not a viewer"
     );
 }
+
+/// Offers and registrations from one address spread over two servers get
+/// no more than one server allows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offers_and_registrations_spread_over_two_servers_share_one_limit() {
+    let Some((_redis, a, b)) = two_servers().await else {
+        return;
+    };
+    // Offers: a burst of 20 per address (then 5 a second). Bodies that are
+    // not offers are refused after the limit is checked, which is all
+    // that is counted here.
+    let mut limited = Vec::new();
+    for i in 0..30 {
+        let srv = if i % 2 == 0 { a.http } else { b.http };
+        let r = common::http(
+            srv,
+            "POST",
+            "/whep/demo",
+            &[("Content-Type", "application/sdp")],
+            b"not an offer",
+        )
+        .await;
+        limited.push(r.status == 429);
+    }
+    let passed = limited.iter().filter(|l| !**l).count();
+    assert!(
+        (20..=22).contains(&passed),
+        "{passed} of 30 offers passed the limit of 20 (a few may refill meanwhile)"
+    );
+    assert!(limited[28] && limited[29], "both servers refuse past the limit");
+
+    // Registrations: the hourly limit per address, counted across both.
+    let per_hour = onair::auth::AccountLimits::default().register_per_hour;
+    let mut statuses = Vec::new();
+    for i in 0..per_hour + 2 {
+        let srv = if i % 2 == 0 { a.http } else { b.http };
+        let name = format!("user{i}");
+        let body = serde_json::json!({"username": name, "password": common::password_of(&name)});
+        statuses.push(common::api(srv, "POST", "/api/auth/register", &[], Some(&body)).await.status);
+    }
+    let made = statuses.iter().filter(|s| **s == 201).count();
+    assert_eq!(made, per_hour as usize, "{statuses:?}");
+    assert_eq!(&statuses[statuses.len() - 2..], &[429, 429], "{statuses:?}");
+}

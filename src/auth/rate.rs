@@ -33,6 +33,11 @@ impl<K: Hash + Eq + Clone> RateLimiter<K> {
         Self::with_capacity(name, rate, MAX_KEYS)
     }
 
+    /// The limit it keeps.
+    pub fn rate(&self) -> Rate {
+        self.rate
+    }
+
     pub fn with_capacity(name: &'static str, rate: Rate, max_keys: usize) -> RateLimiter<K> {
         RateLimiter {
             name,

@@ -145,16 +145,36 @@ impl Limits {
         self.mail_per_account.check(&account, now)
     }
 
-    /// `Err(retry_after)` when `ip` is over its offer rate.
-    pub fn offer(&self, ip: std::net::IpAddr, now: Instant) -> Result<(), Duration> {
+    /// The offer limit as a count per window, for the site's share of it
+    /// ([`site_limit`]): the burst, over the time it takes to refill.
+    /// `None` when offers are not limited.
+    pub fn offer_window(&self) -> Option<(u32, Duration)> {
+        let (burst, per_sec) = self.offer_burst()?;
+        Some((burst, Duration::from_secs_f64(f64::from(burst) / per_sec)))
+    }
+
+    /// The registration limit per hour, `None` when unlimited.
+    pub fn register_per_hour(&self) -> Option<u32> {
+        self.register.as_ref().map(|r| r.rate().burst)
+    }
+
+    fn offer_burst(&self) -> Option<(u32, f64)> {
         let per_sec = self.offer_rate.unwrap_or(SIGNALING_PER_SEC);
         if per_sec <= 0.0 {
-            return Ok(());
+            return None;
         }
         let burst = if self.offer_rate.is_some() {
             (per_sec * 4.0).ceil().max(1.0) as u32
         } else {
             SIGNALING_BURST
+        };
+        Some((burst, per_sec))
+    }
+
+    /// `Err(retry_after)` when `ip` is over its offer rate.
+    pub fn offer(&self, ip: std::net::IpAddr, now: Instant) -> Result<(), Duration> {
+        let Some((burst, per_sec)) = self.offer_burst() else {
+            return Ok(());
         };
         let mut map = self.signaling.lock().expect("signaling limits poisoned");
         if map.len() >= SIGNALING_ADDRS && !map.contains_key(&ip) {
@@ -484,8 +504,14 @@ pub(super) async fn register(
     if let Some(e) = email {
         check_email(e)?;
     }
+    let host = client.host();
+    let site = match s.limits.register_per_hour() {
+        Some(n) => site_limit(&s, "register", host, n, Duration::from_secs(3600)).await,
+        None => Ok(()),
+    };
     s.limits
-        .register(client.host(), Instant::now())
+        .register(host, Instant::now())
+        .and(site)
         .map_err(|wait| {
             ApiError::TooManyRequests(
                 "too many accounts registered from this address; try again later".into(),
@@ -685,6 +711,31 @@ pub(super) async fn confirm_password(
         return Err(ApiError::Forbidden(wrong.into()));
     }
     Ok(())
+}
+
+/// A per-address limit the servers of a site share (`--redis-url`): at
+/// most `limit` in each `window` from `host`, counted in Redis, so a client
+/// spreading its requests over the servers gets no more than from one.
+/// Without a bus, or with Redis not answering, each server's own limit
+/// stands alone.
+pub(super) async fn site_limit(
+    s: &AppState,
+    what: &str,
+    host: IpAddr,
+    limit: u32,
+    window: Duration,
+) -> Result<(), Duration> {
+    let Some(bus) = s.rooms.bus() else {
+        return Ok(());
+    };
+    match bus.count_in_window(&format!("rate:{what}:{host}"), window).await {
+        Ok((n, left)) if n > u64::from(limit) => Err(left.max(Duration::from_secs(1))),
+        Ok(_) => Ok(()),
+        Err(e) => {
+            tracing::debug!("site limit {what}: {e}");
+            Ok(())
+        }
+    }
 }
 
 /// The login throttle's wait for `username` from `host`: this server's,

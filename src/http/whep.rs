@@ -136,7 +136,7 @@ pub(super) async fn offer(
     if let Some(token) = headers.get(crate::edge::NODE_TOKEN_HEADER) {
         return relay(&s, &channel, token.as_bytes(), &headers, body, client).await;
     }
-    rate_limit(&s, client)?;
+    rate_limit(&s, client).await?;
     let text = body_text(body)?;
     if !s.db.exists(&channel).await? {
         return Err(ApiError::NotFound(format!("no channel named {channel:?}")));
@@ -258,7 +258,7 @@ async fn relay(
         .await
         .map_err(|e| ApiError::Unavailable(format!("cannot check the node token: {e}")))?;
     if !bool::from(subtle::ConstantTimeEq::ct_eq(token, want.as_bytes())) {
-        rate_limit(s, client)?;
+        rate_limit(s, client).await?;
         return Err(forbidden());
     }
     let text = body_text(body)?;
@@ -508,17 +508,21 @@ async fn bridge_chat(
     }
 }
 
-/// Offers (WHIP and WHEP) per client address; a flood from one address
-/// gets 429 while everyone else is served.
-pub(super) fn rate_limit(s: &AppState, client: super::ClientAddr) -> Result<(), ApiError> {
+/// Offers (WHIP and WHEP) per client address, on this server and across
+/// the site; a flood from one address gets 429 while everyone else is
+/// served.
+pub(super) async fn rate_limit(s: &AppState, client: super::ClientAddr) -> Result<(), ApiError> {
     use std::sync::atomic::{AtomicU64, Ordering};
     // One warning per minute at most, however long the flood.
     static LAST_WARNED: AtomicU64 = AtomicU64::new(0);
-    s.limits.offer(client.host(), std::time::Instant::now()).map_err(|_| {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
+    let host = client.host();
+    let here = s.limits.offer(host, std::time::Instant::now());
+    let site = match (here, s.limits.offer_window()) {
+        (Ok(()), Some((n, window))) => super::auth::site_limit(s, "offer", host, n, window).await,
+        _ => Ok(()),
+    };
+    here.and(site).map_err(|_| {
+        let now = unix_now();
         if now.saturating_sub(LAST_WARNED.swap(now, Ordering::Relaxed)) >= 60 {
             tracing::warn!(ip = %client.0, "too many WHIP/WHEP offers from one address; answering 429");
         }

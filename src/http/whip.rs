@@ -38,7 +38,7 @@ pub(super) async fn offer(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    super::whep::rate_limit(&s, client)?;
+    super::whep::rate_limit(&s, client).await?;
     if s.role == crate::config::Role::Edge {
         return Err(ApiError::Misdirected(
             "this server is an edge and takes no ingest: publish to an origin of the site".into(),
