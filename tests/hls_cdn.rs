@@ -2,7 +2,8 @@
 //! nginx from apt (only ports, the cache path and the upstream replaced), in
 //! front of a real onair child fed by ffmpeg over RTMP:
 //! - a crowd of players following the live edge with blocking reloads costs
-//!   the origin about one request per playlist update and per part;
+//!   the origin about one request per playlist update and per part, while
+//!   hls.js in headless Chromium plays through the same cache;
 //! - after the origin restarts, what the cache serves is the new stream's,
 //!   byte for byte, never the old one's under a reused name.
 
@@ -20,7 +21,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 use tokio::process::Child;
 
-const PLAYERS: usize = 16;
+const PLAYERS: usize = 20;
 const FOLLOW: Duration = Duration::from_secs(8);
 
 /// docs/nginx-hls-cache.conf in front of `origin`, listening on `front`.
@@ -121,11 +122,38 @@ async fn a_crowd_behind_the_cache_costs_the_origin_one_request_per_part() {
     let playlists_before = metric(srv.http, "onair_hls_playlist_requests_total").await;
     let media_before = metric(srv.http, "onair_hls_media_requests_total").await;
     let crowd: Vec<_> = (0..PLAYERS).map(|_| tokio::spawn(player(front))).collect();
+    let hlsjs = tokio::spawn(async move {
+        let url = format!("http://{front}/hls/demo/index.m3u8");
+        let secs = FOLLOW.as_secs().to_string();
+        common::node::run_script("hls_watch.mjs", &[&url, &secs], FOLLOW * 8).await
+    });
     let mut asked = Asked::default();
     for p in crowd {
         let a = p.await.expect("a player ran");
         asked.playlists.extend(a.playlists);
         asked.media.extend(a.media);
+    }
+    let hlsjs = hlsjs.await.expect("hls.js ran");
+    eprintln!(
+        "hls.js through the cache: {} frames, latency {}",
+        hlsjs["framesDecoded"], hlsjs["latencyMedian"]
+    );
+    assert!(
+        hlsjs["fatalErrors"].as_array().unwrap().is_empty(),
+        "{hlsjs}"
+    );
+    assert_eq!(hlsjs["canBlockReload"], true, "{hlsjs}");
+    assert!(
+        hlsjs["framesDecoded"].as_f64().unwrap_or(0.0) >= 100.0,
+        "{hlsjs}"
+    );
+    // What hls.js asked the cache for counts with the crowd's.
+    for path in hlsjs["requested"].as_array().expect("hls.js's requests") {
+        let path = path.as_str().unwrap().to_string();
+        match path.split('?').next().unwrap().ends_with(".m3u8") {
+            true => asked.playlists.push(path),
+            false => asked.media.push(path),
+        }
     }
     let origin_playlists =
         metric(srv.http, "onair_hls_playlist_requests_total").await - playlists_before;

@@ -5,7 +5,9 @@
 //! changes nothing, and the server keeps answering. A finished recording
 //! is copied to the bucket and served from it once this node has no copy
 //! of its own (as any other node would), downloads included, and deleting
-//! the broadcast removes it there.
+//! the broadcast removes it there. An edge of a site, which records
+//! nothing itself, serves the origin's recordings byte for byte from the
+//! bucket.
 
 mod common;
 mod hls_util;
@@ -31,6 +33,13 @@ fn png(side: u32, shade: u8) -> Vec<u8> {
 /// moto with the test bucket, and a server storing under `prefix` there.
 async fn on_bucket(prefix: &str) -> Option<(S3Server, TestServer)> {
     let s3 = S3Server::start().await?;
+    let store = bucket(&s3, prefix).await;
+    let srv = TestServer::start_with(move |c| c.object_store = store).await;
+    Some((s3, srv))
+}
+
+/// The test bucket on `s3`, under `prefix`.
+async fn bucket(s3: &S3Server, prefix: &str) -> StoreUrl {
     s3.create_bucket(BUCKET).await;
     // Any credentials do for moto; the server reads the usual variables.
     std::env::set_var("AWS_ACCESS_KEY_ID", "onair-test");
@@ -39,9 +48,20 @@ async fn on_bucket(prefix: &str) -> Option<(S3Server, TestServer)> {
         "s3://{BUCKET}/{prefix}?endpoint={}&region=us-east-1",
         s3.endpoint()
     );
-    let store = StoreUrl::parse(&url).unwrap();
-    let srv = TestServer::start_with(move |c| c.object_store = store).await;
-    Some((s3, srv))
+    StoreUrl::parse(&url).unwrap()
+}
+
+/// Waits for `folder`'s copy to the bucket to be complete.
+async fn archived(folder: &std::path::Path) {
+    let start = Instant::now();
+    while !folder.join(".archived").exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "{} not copied to the bucket",
+            folder.display()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -129,15 +149,7 @@ async fn finished_recordings_are_served_from_the_bucket() {
     // The copy: every file of the folder, the playlist last, then the mark.
     let folder = srv.dir.path().join("recordings").join(id.to_string());
     let prefix = format!("site-b/recordings/{id}/");
-    let start = Instant::now();
-    while !folder.join(".archived").exists() {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "not copied: {:?}",
-            s3.keys(BUCKET, &prefix).await
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    archived(&folder).await;
     let mut local: Vec<String> = std::fs::read_dir(&folder)
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
@@ -276,5 +288,77 @@ async fn stored_recordings_without_a_row_are_swept() {
         s3.keys(BUCKET, "site-c/recordings/").await,
         vec![format!("site-c/recordings/{}/s0.m4s", kept.id)]
     );
+    s3.stop().await;
+}
+
+/// An edge records nothing, yet `/vod/ID` there plays the origin's
+/// recording: every file byte for byte what the origin serves, from the
+/// bucket they share.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edge_serves_the_origins_recordings_from_the_bucket() {
+    use common::redis::{site_node_with, RedisServer};
+    use onair::config::Role;
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let Some(db) = common::fresh_postgres_db().await else {
+        return;
+    };
+    let Some(s3) = S3Server::start().await else {
+        return;
+    };
+    let (store, redis_url) = (bucket(&s3, "site-e").await, redis.url());
+    let node = |role: Role| {
+        let store = store.clone();
+        site_node_with(&db, &redis_url, move |c| {
+            c.role = role;
+            c.object_store = store;
+        })
+    };
+    let origin = node(Role::Origin).await;
+    let edge = node(Role::Edge).await;
+    let mut ff = ffmpeg_publish(&origin.rtmp_url(&origin.key), 5);
+    let _ = ff.wait().await;
+    let id = finished_broadcast(origin.http, &origin.channel).await;
+    archived(&origin.dir.path().join("recordings").join(id.to_string())).await;
+
+    let vod = |addr, name: &str| {
+        let path = format!("/vod/{id}/{name}");
+        async move { http(addr, "GET", &path, &[], b"").await }
+    };
+    let playlist = vod(edge.http, "index.m3u8").await;
+    assert_eq!(playlist.status, 200, "{}", playlist.text());
+    assert_eq!(playlist.body, vod(origin.http, "index.m3u8").await.body);
+    let files: Vec<String> = playlist
+        .text()
+        .lines()
+        .filter_map(|l| {
+            l.strip_prefix("#EXT-X-MAP:URI=\"")
+                .and_then(|u| u.strip_suffix('"'))
+                .or((!l.starts_with('#') && !l.is_empty()).then_some(l))
+                .map(str::to_string)
+        })
+        .collect();
+    assert!(files.len() >= 3, "{files:?}");
+    for name in files.iter().map(String::as_str).chain(["download.mp4"]) {
+        let (at_edge, at_origin) = (vod(edge.http, name).await, vod(origin.http, name).await);
+        assert_eq!(at_edge.status, 200, "{name}: {}", at_edge.text());
+        assert_eq!(at_origin.status, 200, "{name}: {}", at_origin.text());
+        assert!(
+            at_edge.body == at_origin.body,
+            "{name}: other bytes on the edge"
+        );
+    }
+    assert!(
+        !edge
+            .dir
+            .path()
+            .join("recordings")
+            .join(id.to_string())
+            .exists(),
+        "the edge keeps no copy"
+    );
+    edge.stop().await;
+    origin.stop().await;
     s3.stop().await;
 }

@@ -129,7 +129,10 @@ async fn offers_and_registrations_spread_over_two_servers_share_one_limit() {
         (20..=22).contains(&passed),
         "{passed} of 30 offers passed the limit of 20 (a few may refill meanwhile)"
     );
-    assert!(limited[28] && limited[29], "both servers refuse past the limit");
+    assert!(
+        limited[28] && limited[29],
+        "both servers refuse past the limit"
+    );
 
     // Registrations: the hourly limit per address, counted across both.
     let per_hour = onair::auth::AccountLimits::default().register_per_hour;
@@ -138,7 +141,11 @@ async fn offers_and_registrations_spread_over_two_servers_share_one_limit() {
         let srv = if i % 2 == 0 { a.http } else { b.http };
         let name = format!("user{i}");
         let body = serde_json::json!({"username": name, "password": common::password_of(&name)});
-        statuses.push(common::api(srv, "POST", "/api/auth/register", &[], Some(&body)).await.status);
+        statuses.push(
+            common::api(srv, "POST", "/api/auth/register", &[], Some(&body))
+                .await
+                .status,
+        );
     }
     let made = statuses.iter().filter(|s| **s == 201).count();
     assert_eq!(made, per_hour as usize, "{statuses:?}");

@@ -728,7 +728,10 @@ pub(super) async fn site_limit(
     let Some(bus) = s.rooms.bus() else {
         return Ok(());
     };
-    match bus.count_in_window(&format!("rate:{what}:{host}"), window).await {
+    match bus
+        .count_in_window(&format!("rate:{what}:{host}"), window)
+        .await
+    {
         Ok((n, left)) if n > u64::from(limit) => Err(left.max(Duration::from_secs(1))),
         Ok(_) => Ok(()),
         Err(e) => {
