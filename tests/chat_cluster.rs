@@ -8,6 +8,9 @@
 //! - With Redis down, posting answers "chat unavailable" (503) on both;
 //!   once Redis is back (restarted empty), messages flow again, none lost
 //!   or doubled.
+//! - On an origin and two edges, a post on one edge reaches the other
+//!   edge's socket and a WebRTC viewer's chat data channel on the origin,
+//!   with the same ids in the same order.
 
 mod common;
 
@@ -220,4 +223,63 @@ async fn one_room_across_two_servers() {
         .await;
         assert!(more.is_err(), "a message came twice: {more:?}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_post_on_an_edge_reaches_the_other_edge_and_a_data_channel_on_the_origin() {
+    use common::redis::{site_node_with, RedisServer};
+    use common::webrtc_client::{watch, ViewerOptions};
+    use onair::config::Role;
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let Some(db) = common::fresh_postgres_db().await else {
+        return;
+    };
+    let redis_url = redis.url();
+    let node = |role: Role| site_node_with(&db, &redis_url, move |c| c.role = role);
+    let origin = node(Role::Origin).await;
+    let a = node(Role::Edge).await;
+    let b = node(Role::Edge).await;
+    let cara = signup(a.http, "cara").await;
+    let (mut on_b, _) = reader(b.http, "cara").await;
+    let viewer = tokio::spawn(watch(
+        origin.http,
+        "cara",
+        Duration::from_secs(6),
+        ViewerOptions::default(),
+    ));
+    // The first posts come before the data channel is open: they wait for
+    // it. The later ones show the live path.
+    let mut sent = Vec::new();
+    // Within the posting rate: five at once, then one a second.
+    for i in 0..7 {
+        let at = Instant::now();
+        let r = post(a.http, &cara, "cara", &format!("p{i}")).await;
+        assert_eq!(r.status, 201, "{}", r.text());
+        sent.push((r.json()["id"].as_str().unwrap().to_string(), at));
+        tokio::time::sleep(Duration::from_millis(600)).await;
+    }
+    let sent_ids: Vec<String> = sent.iter().map(|(id, _)| id.clone()).collect();
+    assert_eq!(ids(&chats(&mut on_b, 7).await), sent_ids, "edge B's socket");
+    let got = viewer.await.unwrap().expect("the origin's viewer ran");
+    let heard: Vec<(Value, Instant)> = got
+        .chat
+        .iter()
+        .zip(&got.chat_at)
+        .map(|(l, at)| (serde_json::from_str::<Value>(l).expect("JSON line"), *at))
+        .filter(|(v, _)| v["type"] == "chat")
+        .collect();
+    let heard_ids: Vec<String> = heard
+        .iter()
+        .map(|(v, _)| v["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(heard_ids, sent_ids, "the origin's data channel");
+    let late: Vec<Duration> = sent[4..]
+        .iter()
+        .zip(&heard[4..])
+        .map(|((_, posted), (_, at))| at.duration_since(*posted))
+        .collect();
+    eprintln!("posts on edge A reached a data channel on the origin after {late:?}");
+    assert!(late.iter().all(|d| *d < Duration::from_secs(1)), "{late:?}");
 }

@@ -116,6 +116,8 @@ pub struct Received {
     /// it here, not in a gap between two packets.
     pub last_video_at: Option<Instant>,
     pub chat: Vec<String>,
+    /// When each line of `chat` arrived.
+    pub chat_at: Vec<Instant>,
     /// Sender reports: (ssrc, NTP time as seconds, RTP time), in arrival order.
     pub sender_reports: Vec<(u32, f64, u32)>,
     pub location: String,
@@ -417,6 +419,7 @@ pub async fn watch(
                 RTCMessage::DataChannelMessage(id, msg) if Some(id) == chat_id => {
                     out.chat
                         .push(String::from_utf8_lossy(&msg.data).into_owned());
+                    out.chat_at.push(Instant::now());
                 }
                 _ => {}
             }

@@ -496,13 +496,14 @@ async fn bridge_chat(
                 let e = crate::chat::ChatError::SignedOut.to_string();
                 sfu.send_chat(&session, crate::chat::error_line(&e));
             }
-            line = member.recv() => match line {
+            // Until the channel opens, what is said waits in the room's
+            // buffer (bounded: a member that falls behind skips ahead), to
+            // follow the backlog once it does.
+            line = member.recv(), if open => match line {
                 None => break,
-                // Before the channel opens the backlog covers what was said.
-                Some(line) if open => {
+                Some(line) => {
                     sfu.send_chat(&session, line);
                 }
-                Some(_) => {}
             },
         }
     }
