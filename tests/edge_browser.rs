@@ -1,8 +1,11 @@
 //! Chromium's watch page on a full edge (`--role edge`, no room for a
 //! viewer): its WHEP offer is answered 307 to the other edge, which it
 //! follows and plays from, with picture and sound; the signed-in viewer's
-//! chat on the page goes on under their name. Needs the built app
-//! (`web/dist`), `node`/`npm` and Debian's `chromium`.
+//! chat on the page goes on under their name. A browser publishing VP8 to
+//! the origin over WHIP (which edges do not relay: the hub carries H.264)
+//! is watched in VP8, picture and sound, by a browser that asked an edge:
+//! the edge sends it to the origin. Needs the built app (`web/dist`), `node`/`npm` and Debian's
+//! `chromium`.
 
 mod common;
 
@@ -11,6 +14,9 @@ use common::redis::{site_node_with, RedisServer};
 use common::{ffmpeg_publish_sized, signup, wait_for_live, TestServer};
 use onair::config::Role;
 use std::time::Duration;
+
+/// Browsers and three servers on 2 cores: one scenario at a time.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 async fn node(db: &str, redis: &str, role: Role, max_viewers: usize) -> TestServer {
     site_node_with(db, redis, |c| {
@@ -23,6 +29,7 @@ async fn node(db: &str, redis: &str, role: Role, max_viewers: usize) -> TestServ
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_watch_page_plays_through_a_redirect_to_the_edge_with_room() {
     require_built_app();
+    let _serial = ONE_AT_A_TIME.lock().await;
     let Some(redis) = RedisServer::start().await else {
         return;
     };
@@ -68,4 +75,56 @@ async fn the_watch_page_plays_through_a_redirect_to_the_edge_with_room() {
         "{r}"
     );
     assert_eq!(r["chat"]["who"], "alice", "{r}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vp8_browser_publish_plays_in_vp8_for_a_viewer_who_asked_an_edge() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let Some(db) = common::fresh_postgres_db().await else {
+        return;
+    };
+    let origin = node(&db, &redis.url(), Role::Origin, 20_000).await;
+    let edge = node(&db, &redis.url(), Role::Edge, 20_000).await;
+    let origin_url = format!("http://{}", origin.http);
+    let args = [origin_url.as_str(), origin.key.as_str(), "16", "VP8", "-"];
+    let publisher = run_script("whip_publish.mjs", &args, Duration::from_secs(80));
+    let viewer = async {
+        wait_for_live(origin.http, "demo").await;
+        // Wait for the browser's VP8 to be on the air.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let (_pc, offer) = common::scenario_clients::offer(false);
+        let sent = common::http(
+            edge.http,
+            "POST",
+            "/whep/demo",
+            &[("Content-Type", "application/sdp")],
+            offer.as_bytes(),
+        )
+        .await;
+        assert_eq!(sent.status, 307, "{}", sent.text());
+        let to_origin = format!("http://{}/whep/demo", origin.http);
+        assert_eq!(sent.header("location"), Some(to_origin.as_str()));
+        let edge_url = format!("http://{}", edge.http);
+        run_script(
+            "lossy_watch.mjs",
+            &[&edge_url, "demo", "8", "-"],
+            Duration::from_secs(70),
+        )
+        .await
+    };
+    let (published, watched) = tokio::join!(publisher, viewer);
+    eprintln!("publisher: {published}\nviewer on the edge: {watched}");
+    assert_eq!(published["status"], 201, "{published}");
+    assert_eq!(watched["videoCodec"], "video/VP8", "{watched}");
+    assert!(
+        watched["framesDecoded"].as_f64().unwrap_or(0.0) > 60.0,
+        "{watched}"
+    );
+    assert!(
+        watched["steadyAudioPackets"].as_f64().unwrap_or(0.0) > 100.0,
+        "{watched}"
+    );
 }

@@ -1,5 +1,5 @@
 //! One WHEP session to the server a channel is live on: an `rtc` peer
-//! connection that offers to receive H.264 and Opus, on a UDP socket of its
+//! connection that offers to receive H.264 or VP8 and Opus, on a UDP socket of its
 //! own, whose RTP is depacketized into this server's hub as a publish of
 //! [`Source::Relay`] (the same path a WHIP publisher's media takes), from
 //! its first packet to the session's end.
@@ -11,7 +11,7 @@ use bytes::BytesMut;
 use rtc::interceptor::Registry;
 use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
 use rtc::peer_connection::configuration::media_engine::{
-    MediaEngine, MIME_TYPE_H264, MIME_TYPE_OPUS,
+    MediaEngine, MIME_TYPE_H264, MIME_TYPE_OPUS, MIME_TYPE_VP8,
 };
 use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
@@ -33,8 +33,10 @@ use tokio_util::sync::CancellationToken;
 
 /// The header that names a request as another server of the site's.
 pub const NODE_TOKEN_HEADER: &str = "x-onair-node";
-/// Payload types of our offer; the answer keeps them.
+/// Payload types of our offer; the answer keeps them. The origin answers
+/// VP8 for a channel a browser publishes in VP8, else H.264.
 const VIDEO_PT: u8 = 102;
+const VP8_PT: u8 = 96;
 const AUDIO_PT: u8 = 111;
 /// A session that has not connected this long after its answer failed:
 /// one server reaches another in milliseconds.
@@ -64,6 +66,11 @@ pub enum PullError {
     Silent,
     #[error("the connection failed")]
     Failed,
+    /// The origin sends this channel in VP8 (a browser publishing without
+    /// H.264), which the hub does not carry: its viewers watch at the
+    /// origin.
+    #[error("the channel is VP8, which an edge does not relay")]
+    Vp8,
 }
 
 fn rtc_err(e: impl std::fmt::Display) -> PullError {
@@ -104,14 +111,20 @@ pub async fn pull(
         .map_err(rtc_err)?;
     let offer = offer_with_host(&mut pc, local)?;
     let (answer, location) = signal(http, &origin, channel, offer).await?;
-    pc.set_remote_description(
-        Instant::now(),
-        RTCSessionDescription::answer(answer).map_err(rtc_err)?,
-    )
-    .map_err(rtc_err)?;
-    let result = run(&mut pc, &socket, local, hub, channel, stop).await;
-    let _ = pc.close();
-    flush(&mut pc, &socket).await;
+    let video = answered_video(&answer);
+    let result = if video.is_some_and(|(_, c)| c == VideoCodec::Vp8) {
+        Err(PullError::Vp8)
+    } else {
+        pc.set_remote_description(
+            Instant::now(),
+            RTCSessionDescription::answer(answer).map_err(rtc_err)?,
+        )
+        .map_err(rtc_err)?;
+        let result = run(&mut pc, &socket, local, hub, channel, video, stop).await;
+        let _ = pc.close();
+        flush(&mut pc, &socket).await;
+        result
+    };
     if let Some(location) = location {
         let _ = http
             .delete(location)
@@ -123,6 +136,16 @@ pub async fn pull(
     result
 }
 
+/// The video format the origin's answer chose: its payload type and codec.
+fn answered_video(answer: &str) -> Option<(u8, VideoCodec)> {
+    let a = crate::sfu::sdp::read_offer(answer).ok()?;
+    match (a.vp8.first(), a.h264.first()) {
+        (Some(f), _) => Some((f.payload_type, VideoCodec::Vp8)),
+        (None, Some(f)) => Some((f.payload_type, VideoCodec::H264)),
+        (None, None) => None,
+    }
+}
+
 /// The session's loop: datagrams in, the peer's timers, its RTP into the
 /// hub, keyframe requests out.
 async fn run(
@@ -131,6 +154,7 @@ async fn run(
     local: SocketAddr,
     hub: &Arc<Hub>,
     channel: &str,
+    video: Option<(u8, VideoCodec)>,
     stop: &CancellationToken,
 ) -> Result<(), PullError> {
     let started = Instant::now();
@@ -173,7 +197,7 @@ async fn run(
                 tracing::info!(channel, "pulling from the origin");
                 Ingest::new(
                     hub.publish_from(channel, Source::Relay),
-                    Some((VIDEO_PT, VideoCodec::H264)),
+                    video,
                     Some(AUDIO_PT),
                 )
             });
@@ -339,25 +363,27 @@ fn bind_towards(target: SocketAddr) -> std::io::Result<UdpSocket> {
     UdpSocket::from_std(s.into())
 }
 
-/// Receives H.264 (constrained baseline and high, as publishers send) and
-/// Opus, with the default interceptors: NACKs for what is lost, receiver
-/// reports for the origin's congestion control.
+/// Receives H.264 (constrained baseline and high, as publishers send) or
+/// VP8, and Opus, with the default interceptors: NACKs for what is lost,
+/// receiver reports for the origin's congestion control.
 fn peer_connection() -> Result<RTCPeerConnection, PullError> {
     let mut media = MediaEngine::default();
-    let h264 = |pt: u8, profile: &str| RTCRtpCodecParameters {
+    let video = |mime: &str, pt: u8, fmtp: &str| RTCRtpCodecParameters {
         rtp_codec: RTCRtpCodec {
-            mime_type: MIME_TYPE_H264.into(),
+            mime_type: mime.into(),
             clock_rate: 90_000,
             channels: 0,
-            sdp_fmtp_line: format!(
-                "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id={profile}"
-            ),
+            sdp_fmtp_line: fmtp.into(),
             rtcp_feedback: vec![],
         },
         payload_type: pt,
     };
+    let h264 = "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f";
     media
-        .register_codec(h264(VIDEO_PT, "42e01f"), RtpCodecKind::Video)
+        .register_codec(video(MIME_TYPE_H264, VIDEO_PT, h264), RtpCodecKind::Video)
+        .map_err(rtc_err)?;
+    media
+        .register_codec(video(MIME_TYPE_VP8, VP8_PT, ""), RtpCodecKind::Video)
         .map_err(rtc_err)?;
     media
         .register_codec(

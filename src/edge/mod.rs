@@ -9,6 +9,10 @@
 //! follows the channel: when the origin goes silent (killed, cut off) or the
 //! lease moves, the session ends, the relayed publish with it, and the
 //! channel is looked up and pulled again.
+//!
+//! A channel published in VP8 (a browser without H.264) is not relayed: the
+//! hub carries H.264. Its viewers are sent to the server it is live on
+//! ([`Edge::ready`]), which forwards VP8 as it came.
 
 mod client;
 
@@ -32,6 +36,12 @@ const CHECK_EVERY: Duration = Duration::from_millis(500);
 /// The wait before looking a channel up again, when it is not live
 /// anywhere or the origin refused or failed.
 const RETRY_AFTER: Duration = Duration::from_millis(500);
+/// How long a viewer's offer waits for a new pull to start, so that it is
+/// answered with what the channel sends (and at once from the GOP cache).
+const READY_WAIT: Duration = Duration::from_secs(2);
+/// A VP8 channel is asked again this often, in case its publisher came
+/// back in H.264.
+const VP8_RETRY: Duration = Duration::from_secs(5);
 
 pub struct Edge {
     hub: Arc<Hub>,
@@ -41,6 +51,9 @@ pub struct Edge {
     linger: Duration,
     http: reqwest::Client,
     pulls: Mutex<HashMap<String, CancellationToken>>,
+    /// Pulled channels that cannot be relayed, and where their viewers go
+    /// instead; an entry lives no longer than its pull.
+    direct: Mutex<HashMap<String, String>>,
     tracker: TaskTracker,
     stop: CancellationToken,
 }
@@ -67,6 +80,7 @@ impl Edge {
             linger,
             http,
             pulls: Mutex::default(),
+            direct: Mutex::default(),
             tracker,
             stop,
         })
@@ -88,6 +102,42 @@ impl Edge {
         self.tracker
             .spawn(self.clone().follow(channel.to_string(), stop));
         true
+    }
+
+    /// Waits (up to [`READY_WAIT`]) for a channel live elsewhere to be
+    /// relayed here. `Some(url)` when its viewers must go to `url` instead:
+    /// the channel cannot be relayed.
+    pub async fn ready(&self, channel: &str) -> Option<String> {
+        if let Some(url) = self.direct_url(channel) {
+            return Some(url);
+        }
+        if self.hub.stream(channel).is_some() {
+            return None;
+        }
+        // Not live anywhere: nothing to wait for.
+        let live = crate::hub::lease::live_at(&self.bus, &self.node, channel).await;
+        if !matches!(live, Ok(Some(_))) {
+            return None;
+        }
+        let start = Instant::now();
+        while start.elapsed() < READY_WAIT {
+            if let Some(url) = self.direct_url(channel) {
+                return Some(url);
+            }
+            if self.hub.stream(channel).is_some() {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        None
+    }
+
+    fn direct_url(&self, channel: &str) -> Option<String> {
+        self.direct
+            .lock()
+            .expect("direct poisoned")
+            .get(channel)
+            .cloned()
     }
 
     /// The channels pulled now.
@@ -119,6 +169,10 @@ impl Edge {
                 url: &url,
                 token: &token,
             };
+            self.direct
+                .lock()
+                .expect("direct poisoned")
+                .remove(&channel);
             let (result, ()) = tokio::join!(
                 async {
                     let r = client::pull(&self.http, &self.hub, &channel, origin, &session).await;
@@ -127,7 +181,17 @@ impl Edge {
                 },
                 self.watch(&channel, &url, &session, &mut idle_since),
             );
-            if let Err(e) = result {
+            if let Err(client::PullError::Vp8) = result {
+                tracing::info!(channel, "published in VP8: its viewers here go to {url}");
+                self.direct
+                    .lock()
+                    .expect("direct poisoned")
+                    .insert(channel.clone(), url.clone());
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = tokio::time::sleep(VP8_RETRY) => {}
+                }
+            } else if let Err(e) = result {
                 crate::log_limited!(
                     PULL_FAILED,
                     tracing::Level::WARN,
@@ -140,6 +204,10 @@ impl Edge {
             }
         }
         self.pulls.lock().expect("pulls poisoned").remove(&channel);
+        self.direct
+            .lock()
+            .expect("direct poisoned")
+            .remove(&channel);
         tracing::info!(channel, "no viewers here any more: pull ended");
     }
 

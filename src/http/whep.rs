@@ -149,6 +149,14 @@ pub(super) async fn offer(
             return Ok(redirect(&s, &there, &channel, &headers).await);
         }
     }
+    if let Some(edge) = &s.edge {
+        if !edge.want(&channel) {
+            return Err(crate::sfu::SfuError::Busy.into());
+        }
+        if let Some(there) = edge.ready(&channel).await {
+            return Ok(redirect(&s, &there, &channel, &headers).await);
+        }
+    }
     let (chat, bridge) = chat_for(&s, &channel, &headers, query.ticket.as_deref()).await?;
     let answer = match s.sfu.whep(&channel, text, chat).await {
         Err(crate::sfu::SfuError::Busy) => {
@@ -161,12 +169,6 @@ pub(super) async fn offer(
         }
         r => r?,
     };
-    if let Some(edge) = &s.edge {
-        if !edge.want(&channel) {
-            let _ = s.sfu.delete(&answer.session).await;
-            return Err(crate::sfu::SfuError::Busy.into());
-        }
-    }
     if let Some((member, events)) = bridge {
         tokio::spawn(bridge_chat(
             member,
