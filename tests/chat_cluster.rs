@@ -8,6 +8,8 @@
 //! - With Redis down, posting answers "chat unavailable" (503) on both;
 //!   once Redis is back (restarted empty), messages flow again, none lost
 //!   or doubled.
+//! - A user's posting rate holds across servers: posts alternated between
+//!   two get what one server would allow, not twice that.
 //! - On an origin and two edges, a post on one edge reaches the other
 //!   edge's socket and a WebRTC viewer's chat data channel on the origin,
 //!   with the same ids in the same order.
@@ -282,4 +284,30 @@ async fn a_post_on_an_edge_reaches_the_other_edge_and_a_data_channel_on_the_orig
         .collect();
     eprintln!("posts on edge A reached a data channel on the origin after {late:?}");
     assert!(late.iter().all(|d| *d < Duration::from_secs(1)), "{late:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn posts_spread_over_two_servers_get_one_servers_rate() {
+    use onair::chat::limits::SITE_POSTS;
+    let Some((_redis, a, b)) = two_servers().await else {
+        return;
+    };
+    let (a, b) = (a.http, b.http);
+    let eve = signup(a, "eve").await;
+    // Twenty posts in two seconds, alternating: each server's own bucket
+    // (five at once, then one a second) takes six or seven of its ten, 12
+    // or more in all; the site's count stops them at what one server
+    // allows in its window.
+    let mut statuses = Vec::new();
+    for i in 0..20 {
+        let srv = if i % 2 == 0 { a } else { b };
+        statuses.push(post(srv, &eve, "eve", &format!("m{i}")).await.status);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let passed = statuses.iter().filter(|s| **s == 201).count();
+    assert_eq!(passed as u64, SITE_POSTS, "{statuses:?}");
+    assert!(
+        statuses.iter().all(|s| *s == 201 || *s == 429),
+        "{statuses:?}"
+    );
 }

@@ -477,6 +477,15 @@ impl Rooms {
                 return Err(ChatError::RateLimited);
             }
         }
+        if let Some(bus) = self.bus() {
+            let (posts, _) = bus
+                .count_in_window(&format!("chat:{}", user.id), limits::SITE_WINDOW)
+                .await
+                .map_err(shared::unavailable)?;
+            if posts > limits::SITE_POSTS {
+                return Err(ChatError::RateLimited);
+            }
+        }
         let micros = now_micros();
         let id = loop {
             let last = self.inner.last_id.load(Ordering::Relaxed);
