@@ -229,13 +229,10 @@ async fn one_room_across_two_servers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_post_on_an_edge_reaches_the_other_edge_and_a_data_channel_on_the_origin() {
-    use common::redis::{site_node_with, RedisServer};
+    use common::redis::{site_node_with, Site};
     use common::webrtc_client::{watch, ViewerOptions};
     use onair::config::Role;
-    let Some(redis) = RedisServer::start().await else {
-        return;
-    };
-    let Some(db) = common::fresh_postgres_db().await else {
+    let Some(Site { redis, db }) = Site::start().await else {
         return;
     };
     let redis_url = redis.url();

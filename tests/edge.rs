@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::redis::{site_node_with, RedisServer};
+use common::redis::{site_node_with, Site};
 use common::webrtc_client::{access_units, watch, ViewerOptions};
 use common::{ffmpeg_publish_sized, http, metric_or_zero, wait_for_live, TestServer};
 use onair::config::Role;
@@ -72,10 +72,7 @@ async fn viewer(addr: SocketAddr, secs: u64) -> (usize, usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn edges_pull_once_each_and_let_go_and_send_viewers_where_there_is_room() {
-    let Some(redis) = RedisServer::start().await else {
-        return;
-    };
-    let Some(db) = common::fresh_postgres_db().await else {
+    let Some(Site { redis, db }) = Site::start().await else {
         return;
     };
     let origin = node(&db, &redis.url(), Role::Origin, 20_000).await;

@@ -9,7 +9,7 @@
 mod common;
 
 use common::child::{free_addr, serve_with, wait_healthy, BIN};
-use common::redis::{site_node_with, RedisServer};
+use common::redis::{site_node_with, Site};
 use common::webrtc_client::{watch, Live, ViewerOptions};
 use common::{ffmpeg_publish_sized, metric_or_zero, wait_for_live, TestServer};
 use onair::config::Role;
@@ -132,10 +132,7 @@ async fn counted(at: &[SocketAddr], n: u64, limit: Duration) -> Duration {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_edge_leaves_the_other_playing_and_a_killed_origin_is_pulled_again() {
-    let Some(redis) = RedisServer::start().await else {
-        return;
-    };
-    let Some(db) = common::fresh_postgres_db().await else {
+    let Some(Site { redis, db }) = Site::start().await else {
         return;
     };
     // The in-process edge creates the channel in the shared database.

@@ -296,12 +296,9 @@ async fn stored_recordings_without_a_row_are_swept() {
 /// bucket they share.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_edge_serves_the_origins_recordings_from_the_bucket() {
-    use common::redis::{site_node_with, RedisServer};
+    use common::redis::{site_node_with, Site};
     use onair::config::Role;
-    let Some(redis) = RedisServer::start().await else {
-        return;
-    };
-    let Some(db) = common::fresh_postgres_db().await else {
+    let Some(Site { redis, db }) = Site::start().await else {
         return;
     };
     let Some(s3) = S3Server::start().await else {

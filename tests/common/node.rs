@@ -132,3 +132,17 @@ pub async fn run_script_with_env(
         .unwrap_or_else(|| panic!("{script}: no JSON line in {stdout}\nstderr: {stderr}"));
     serde_json::from_str(line).unwrap_or_else(|e| panic!("{script}: bad JSON ({e}): {line}"))
 }
+
+/// A `lossy_watch.mjs` report of a viewer that watched VP8 with picture
+/// and sound.
+pub fn assert_watched_vp8(watched: &serde_json::Value) {
+    assert_eq!(watched["videoCodec"], "video/VP8", "{watched}");
+    assert!(
+        watched["framesDecoded"].as_f64().unwrap_or(0.0) > 60.0,
+        "{watched}"
+    );
+    assert!(
+        watched["steadyAudioPackets"].as_f64().unwrap_or(0.0) > 100.0,
+        "{watched}"
+    );
+}

@@ -106,11 +106,27 @@ pub async fn site_node_with(
     .await
 }
 
+/// What the servers of a test site share: a real redis-server and a
+/// fresh Postgres database.
+pub struct Site {
+    pub redis: RedisServer,
+    pub db: String,
+}
+
+impl Site {
+    /// `None` (after [`super::missing_service`]) when Redis or Postgres is
+    /// missing.
+    pub async fn start() -> Option<Site> {
+        let redis = RedisServer::start().await?;
+        let db = super::fresh_postgres_db().await?;
+        Some(Site { redis, db })
+    }
+}
+
 /// Redis and two servers of one site on a fresh Postgres database; `None`
 /// (after [`super::missing_service`]) when Redis or Postgres is missing.
 pub async fn two_servers() -> Option<(RedisServer, TestServer, TestServer)> {
-    let redis = RedisServer::start().await?;
-    let db = super::fresh_postgres_db().await?;
+    let Site { redis, db } = Site::start().await?;
     let a = site_node(&db, &redis.url()).await;
     let b = site_node(&db, &redis.url()).await;
     Some((redis, a, b))
