@@ -230,22 +230,37 @@ impl Bus {
         timed(call.invoke_async(&mut c)).await
     }
 
-    /// Counts one more in `key`'s current window of `window` (the first
-    /// count opens it); the count so far and the time left in the window.
-    pub async fn count_in_window(
+    /// Takes one token from `key`'s bucket (`burst` at once, then one every
+    /// `every`), kept in Redis on Redis's clock, so the servers of a site
+    /// share one bucket: `None` when taken, else how long until one is
+    /// there (nothing is taken then). The bucket expires once full again.
+    pub async fn take_token(
         &self,
         key: &str,
-        window: Duration,
-    ) -> Result<(u64, Duration), BusError> {
-        const COUNT: &str = "local n = redis.call('INCR', KEYS[1]) \
-            if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end \
-            return {n, redis.call('PTTL', KEYS[1])}";
+        burst: u32,
+        every: Duration,
+    ) -> Result<Option<Duration>, BusError> {
+        const TAKE: &str = "local burst = tonumber(ARGV[1]) \
+            local every = tonumber(ARGV[2]) \
+            local t = redis.call('TIME') \
+            local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) \
+            local b = redis.call('HMGET', KEYS[1], 'tokens', 'at') \
+            local tokens = tonumber(b[1]) or burst \
+            local at = tonumber(b[2]) or now \
+            tokens = math.min(burst, tokens + math.max(0, now - at) / every) \
+            local wait = 0 \
+            if tokens >= 1 then tokens = tokens - 1 \
+            else wait = math.ceil((1 - tokens) * every) end \
+            redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', now) \
+            redis.call('PEXPIRE', KEYS[1], math.ceil((burst - tokens) * every) + 1000) \
+            return wait";
         let mut c = self.conn().await?;
-        let script = redis::Script::new(COUNT);
-        let mut call = script.key(counter_key(key));
-        call.arg(window.as_millis().max(1) as u64);
-        let (n, left): (u64, i64) = timed(call.invoke_async(&mut c)).await?;
-        Ok((n, Duration::from_millis(left.max(0) as u64)))
+        let script = redis::Script::new(TAKE);
+        let mut call = script.key(format!("onair:bucket:{key}"));
+        call.arg(burst.max(1))
+            .arg(every.as_secs_f64().max(0.001) * 1000.0);
+        let wait: u64 = timed(call.invoke_async(&mut c)).await?;
+        Ok((wait > 0).then(|| Duration::from_millis(wait)))
     }
 
     /// Makes `key` wait `wait` (see [`Bus::waiting`]).

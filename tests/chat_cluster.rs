@@ -251,7 +251,8 @@ async fn a_post_on_an_edge_reaches_the_other_edge_and_a_data_channel_on_the_orig
     // The first posts come before the data channel is open: they wait for
     // it. The later ones show the live path.
     let mut sent = Vec::new();
-    // Within the posting rate: five at once, then one a second.
+    // One every 600 ms: within the posting rate (five at once, then one a
+    // second).
     for i in 0..7 {
         let at = Instant::now();
         let r = post(a.http, &cara, "cara", &format!("p{i}")).await;
@@ -285,7 +286,7 @@ async fn a_post_on_an_edge_reaches_the_other_edge_and_a_data_channel_on_the_orig
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn posts_spread_over_two_servers_get_one_servers_rate() {
-    use onair::chat::limits::SITE_POSTS;
+    use onair::chat::BURST;
     let Some((_redis, a, b)) = two_servers().await else {
         return;
     };
@@ -293,16 +294,16 @@ async fn posts_spread_over_two_servers_get_one_servers_rate() {
     let eve = signup(a, "eve").await;
     // Twenty posts in two seconds, alternating: each server's own bucket
     // (five at once, then one a second) takes six or seven of its ten, 12
-    // or more in all; the site's count stops them at what one server
-    // allows in its window.
+    // or more in all; the site's one bucket takes what one server would:
+    // five, and one a second after.
     let mut statuses = Vec::new();
     for i in 0..20 {
         let srv = if i % 2 == 0 { a } else { b };
         statuses.push(post(srv, &eve, "eve", &format!("m{i}")).await.status);
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let passed = statuses.iter().filter(|s| **s == 201).count();
-    assert_eq!(passed as u64, SITE_POSTS, "{statuses:?}");
+    let passed = statuses.iter().filter(|s| **s == 201).count() as u32;
+    assert!((BURST..=BURST + 3).contains(&passed), "{statuses:?}");
     assert!(
         statuses.iter().all(|s| *s == 201 || *s == 429),
         "{statuses:?}"

@@ -87,8 +87,6 @@ async fn a_vp8_browser_publish_plays_in_vp8_for_a_viewer_who_asked_an_edge() {
     let publisher = run_script("whip_publish.mjs", &args, Duration::from_secs(80));
     let viewer = async {
         wait_for_live(origin.http, "demo").await;
-        // Wait for the browser's VP8 to be on the air.
-        tokio::time::sleep(Duration::from_secs(1)).await;
         let (_pc, offer) = common::scenario_clients::offer(false);
         let sent = common::http(
             edge.http,

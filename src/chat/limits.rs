@@ -8,13 +8,6 @@ use std::time::Instant;
 
 pub const BURST: u32 = 5;
 pub const REFILL_PER_SEC: f64 = 1.0;
-/// Across the servers of a site (`--redis-url`) a user's posts are also
-/// counted in Redis, in fixed windows of this length, to at most
-/// [`SITE_POSTS`] each: what the bucket allows in such a window at most,
-/// so the site limit never refuses what one server would take, and
-/// spreading posts over servers gains nothing.
-pub const SITE_WINDOW: std::time::Duration = std::time::Duration::from_secs(5);
-pub const SITE_POSTS: u64 = BURST as u64 + SITE_WINDOW.as_secs() * REFILL_PER_SEC as u64;
 /// Frames of any kind (text, binary, ping, pong) one chat socket or data
 /// channel may send at once, and per second after that. A chat client sends
 /// at most a message a second plus a ping every few seconds; twice the

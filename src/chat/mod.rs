@@ -478,11 +478,15 @@ impl Rooms {
             }
         }
         if let Some(bus) = self.bus() {
-            let (posts, _) = bus
-                .count_in_window(&format!("chat:{}", user.id), limits::SITE_WINDOW)
+            // The same bucket in Redis, whichever servers the user posts
+            // through.
+            let every = Duration::from_secs_f64(1.0 / REFILL_PER_SEC);
+            let key = format!("chat:{}", user.id);
+            let wait = bus
+                .take_token(&key, BURST, every)
                 .await
                 .map_err(shared::unavailable)?;
-            if posts > limits::SITE_POSTS {
+            if wait.is_some() {
                 return Err(ChatError::RateLimited);
             }
         }

@@ -5,7 +5,7 @@
 //! the publisher's reconnects then work here as on one server.
 //!
 //! A pull starts with the first viewer's offer and lasts while the channel
-//! has viewers here, and [`Edge::linger`] after the last one leaves. It
+//! has viewers here, and `--pull-linger` after the last one leaves. It
 //! follows the channel: when the origin goes silent (killed, cut off) or the
 //! lease moves, the session ends, the relayed publish with it, and the
 //! channel is looked up and pulled again.
@@ -108,11 +108,11 @@ impl Edge {
     /// relayed here. `Some(url)` when its viewers must go to `url` instead:
     /// the channel cannot be relayed.
     pub async fn ready(&self, channel: &str) -> Option<String> {
-        if let Some(url) = self.direct_url(channel) {
-            return Some(url);
-        }
         if self.hub.stream(channel).is_some() {
             return None;
+        }
+        if let Some(url) = self.direct_url(channel) {
+            return Some(url);
         }
         // Not live anywhere: nothing to wait for.
         let live = crate::hub::lease::live_at(&self.bus, &self.node, channel).await;
@@ -145,8 +145,8 @@ impl Edge {
         self.pulls.lock().expect("pulls poisoned").len()
     }
 
-    /// Pulls `channel` while it has viewers here (and [`Self::linger`]
-    /// after), from wherever it is live.
+    /// Pulls `channel` while it has viewers here (and the linger after),
+    /// from wherever it is live.
     async fn follow(self: Arc<Self>, channel: String, stop: CancellationToken) {
         let mut idle_since: Option<Instant> = None;
         loop {
@@ -169,10 +169,6 @@ impl Edge {
                 url: &url,
                 token: &token,
             };
-            self.direct
-                .lock()
-                .expect("direct poisoned")
-                .remove(&channel);
             let (result, ()) = tokio::join!(
                 async {
                     let r = client::pull(&self.http, &self.hub, &channel, origin, &session).await;
@@ -191,7 +187,14 @@ impl Edge {
                     _ = stop.cancelled() => break,
                     _ = tokio::time::sleep(VP8_RETRY) => {}
                 }
-            } else if let Err(e) = result {
+                continue;
+            }
+            // Relayed, or tried to: no longer a channel to send away.
+            self.direct
+                .lock()
+                .expect("direct poisoned")
+                .remove(&channel);
+            if let Err(e) = result {
                 crate::log_limited!(
                     PULL_FAILED,
                     tracing::Level::WARN,
@@ -203,11 +206,11 @@ impl Edge {
                 }
             }
         }
-        self.pulls.lock().expect("pulls poisoned").remove(&channel);
         self.direct
             .lock()
             .expect("direct poisoned")
             .remove(&channel);
+        self.pulls.lock().expect("pulls poisoned").remove(&channel);
         tracing::info!(channel, "no viewers here any more: pull ended");
     }
 

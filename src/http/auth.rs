@@ -145,17 +145,19 @@ impl Limits {
         self.mail_per_account.check(&account, now)
     }
 
-    /// The offer limit as a count per window, for the site's share of it
-    /// ([`site_limit`]): the burst, over the time it takes to refill.
-    /// `None` when offers are not limited.
-    pub fn offer_window(&self) -> Option<(u32, Duration)> {
+    /// The offer limit as a [`Rate`], for the site's bucket of it
+    /// ([`site_limit`]); `None` when offers are not limited.
+    pub fn offer_rate(&self) -> Option<Rate> {
         let (burst, per_sec) = self.offer_burst()?;
-        Some((burst, Duration::from_secs_f64(f64::from(burst) / per_sec)))
+        Some(Rate {
+            burst,
+            every: Duration::from_secs_f64(1.0 / per_sec),
+        })
     }
 
-    /// The registration limit per hour, `None` when unlimited.
-    pub fn register_per_hour(&self) -> Option<u32> {
-        self.register.as_ref().map(|r| r.rate().burst)
+    /// The registration limit, `None` when unlimited.
+    pub fn register_rate(&self) -> Option<Rate> {
+        self.register.as_ref().map(|r| r.rate())
     }
 
     fn offer_burst(&self) -> Option<(u32, f64)> {
@@ -505,19 +507,17 @@ pub(super) async fn register(
         check_email(e)?;
     }
     let host = client.host();
-    let site = match s.limits.register_per_hour() {
-        Some(n) => site_limit(&s, "register", host, n, Duration::from_secs(3600)).await,
-        None => Ok(()),
+    let here = s.limits.register(host, Instant::now());
+    let site = match (here, s.limits.register_rate()) {
+        (Ok(()), Some(rate)) => site_limit(&s, "register", host, rate).await,
+        _ => Ok(()),
     };
-    s.limits
-        .register(host, Instant::now())
-        .and(site)
-        .map_err(|wait| {
-            ApiError::TooManyRequests(
-                "too many accounts registered from this address; try again later".into(),
-                retry_secs(wait),
-            )
-        })?;
+    here.and(site).map_err(|wait| {
+        ApiError::TooManyRequests(
+            "too many accounts registered from this address; try again later".into(),
+            retry_secs(wait),
+        )
+    })?;
     let admission = Admission::check(&s, req.invite.as_deref()).await?;
     if s.db.credentials(&req.username).await?.is_some() {
         return Err(ApiError::Conflict(format!(
@@ -713,8 +713,8 @@ pub(super) async fn confirm_password(
     Ok(())
 }
 
-/// A per-address limit the servers of a site share (`--redis-url`): at
-/// most `limit` in each `window` from `host`, counted in Redis, so a client
+/// A per-address limit the servers of a site share (`--redis-url`): the
+/// same `rate` as each server's own, in one bucket in Redis, so a client
 /// spreading its requests over the servers gets no more than from one.
 /// Without a bus, or with Redis not answering, each server's own limit
 /// stands alone.
@@ -722,18 +722,17 @@ pub(super) async fn site_limit(
     s: &AppState,
     what: &str,
     host: IpAddr,
-    limit: u32,
-    window: Duration,
+    rate: Rate,
 ) -> Result<(), Duration> {
     let Some(bus) = s.rooms.bus() else {
         return Ok(());
     };
     match bus
-        .count_in_window(&format!("rate:{what}:{host}"), window)
+        .take_token(&format!("{what}:{host}"), rate.burst, rate.every)
         .await
     {
-        Ok((n, left)) if n > u64::from(limit) => Err(left.max(Duration::from_secs(1))),
-        Ok(_) => Ok(()),
+        Ok(None) => Ok(()),
+        Ok(Some(wait)) => Err(wait.max(Duration::from_secs(1))),
         Err(e) => {
             tracing::debug!("site limit {what}: {e}");
             Ok(())

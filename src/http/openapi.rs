@@ -71,7 +71,7 @@ pub(super) async fn openapi_json() -> Json<serde_json::Value> {
     modifiers(&Conventions),
     tags(
         (name = "accounts", description = "Sign-up, sign-in, sessions, mail, the signed-in user and admin actions on users"),
-        (name = "mail", description = "Operations that send mail or redeem its single-use tokens: on a server without `--smtp-url` they answer 503"),
+        (name = "mail", description = "Operations that send mail or redeem its single-use tokens; on a server without `--smtp-url` nothing is sent, and those that exist to send answer 503"),
         (name = "providers", description = "Sign-in with OpenID Connect providers (`--oidc-provider`). A browser starts at `/auth/oidc/{id}/start` and comes back to its callback; a new user then picks a username with `/api/auth/providers/signup`"),
         (name = "avatars", description = "Profile pictures: an upload (PNG, JPEG or WebP) re-encoded at 64 and 256 px, or a generated picture, shown in chat, the directory and channel pages"),
         (name = "channels", description = "The directory, a channel's settings, stream key, likes, schedule and categories"),

@@ -150,8 +150,12 @@ pub(super) async fn offer(
         }
     }
     if let Some(edge) = &s.edge {
-        if !edge.want(&channel) {
-            return Err(crate::sfu::SfuError::Busy.into());
+        // A pull starts only for an offer that can be served here: one
+        // that reads, on an edge with room.
+        crate::sfu::sdp::read_offer(&text)
+            .map_err(|e| crate::sfu::SfuError::BadOffer(e.to_string()))?;
+        if !s.sfu.has_room() || !edge.want(&channel) {
+            return elsewhere(&s, &channel, &headers).await;
         }
         if let Some(there) = edge.ready(&channel).await {
             return Ok(redirect(&s, &there, &channel, &headers).await);
@@ -159,14 +163,7 @@ pub(super) async fn offer(
     }
     let (chat, bridge) = chat_for(&s, &channel, &headers, query.ticket.as_deref()).await?;
     let answer = match s.sfu.whep(&channel, text, chat).await {
-        Err(crate::sfu::SfuError::Busy) => {
-            // Full here: another server of the site with room, if any.
-            let me = s.node_url.as_deref().unwrap_or("");
-            return match s.census.room_elsewhere(&channel, me) {
-                Some(there) => Ok(redirect(&s, &there, &channel, &headers).await),
-                None => Err(crate::sfu::SfuError::Busy.into()),
-            };
-        }
+        Err(crate::sfu::SfuError::Busy) => return elsewhere(&s, &channel, &headers).await,
         r => r?,
     };
     if let Some((member, events)) = bridge {
@@ -183,6 +180,16 @@ pub(super) async fn offer(
         answer.session
     );
     Ok(created(&s, answer, location, "viewer", client))
+}
+
+/// Full here: a 307 to another server of the site with room, if any; else
+/// 503 with `Retry-After`.
+async fn elsewhere(s: &AppState, channel: &str, headers: &HeaderMap) -> Result<Response, ApiError> {
+    let me = s.node_url.as_deref().unwrap_or("");
+    match s.census.room_elsewhere(channel, me) {
+        Some(there) => Ok(redirect(s, &there, channel, headers).await),
+        None => Err(crate::sfu::SfuError::Busy.into()),
+    }
 }
 
 /// What a WHEP offer's URL may carry.
@@ -520,15 +527,18 @@ pub(super) async fn rate_limit(s: &AppState, client: super::ClientAddr) -> Resul
     static LAST_WARNED: AtomicU64 = AtomicU64::new(0);
     let host = client.host();
     let here = s.limits.offer(host, std::time::Instant::now());
-    let site = match (here, s.limits.offer_window()) {
-        (Ok(()), Some((n, window))) => super::auth::site_limit(s, "offer", host, n, window).await,
+    let site = match (here, s.limits.offer_rate()) {
+        (Ok(()), Some(rate)) => super::auth::site_limit(s, "offer", host, rate).await,
         _ => Ok(()),
     };
-    here.and(site).map_err(|_| {
+    here.and(site).map_err(|wait| {
         let now = unix_now();
         if now.saturating_sub(LAST_WARNED.swap(now, Ordering::Relaxed)) >= 60 {
             tracing::warn!(ip = %client.0, "too many WHIP/WHEP offers from one address; answering 429");
         }
-        ApiError::TooManyRequests("too many offers from this address; retry in a second".into(), 1)
+        ApiError::TooManyRequests(
+            "too many offers from this address; retry in a moment".into(),
+            wait.as_secs().max(1),
+        )
     })
 }

@@ -304,6 +304,7 @@ pub struct Sfu {
     commands: mpsc::Sender<Command>,
     chat_out: mpsc::Sender<(String, Arc<str>)>,
     viewers: ViewerCounts,
+    max_viewers: usize,
 }
 
 impl Sfu {
@@ -318,6 +319,7 @@ impl Sfu {
         engines: Arc<crate::isolate::Engines>,
         options: SfuOptions,
     ) -> Result<Sfu, SfuError> {
+        let max_viewers = options.max_viewers;
         let provider =
             rtc::crypto::default_provider().map_err(|e| SfuError::Internal(e.to_string()))?;
         // One certificate for every peer: generating a key per viewer would
@@ -397,6 +399,7 @@ impl Sfu {
             commands: cmd_tx,
             chat_out: chat_tx,
             viewers,
+            max_viewers,
         })
     }
 
@@ -497,6 +500,12 @@ impl Sfu {
     pub fn all_viewers(&self) -> Vec<(String, usize)> {
         let c = self.counts();
         c.viewers.iter().map(|(k, n)| (k.clone(), *n)).collect()
+    }
+
+    /// Whether one more viewer is within `--max-viewers` now (the driver
+    /// decides, this is the same count a moment earlier).
+    pub fn has_room(&self) -> bool {
+        self.counts().viewers.values().sum::<usize>() < self.max_viewers
     }
 
     /// Sessions relaying each channel to other servers of the site.

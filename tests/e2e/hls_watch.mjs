@@ -15,8 +15,6 @@ import { hlsArgs, hlsPage } from './hls_lib.mjs';
 const { url, seconds } = hlsArgs('hls_watch.mjs');
 
 async function watchInPage({ url, seconds }) {
-  // Every request is listed in the report (`requested`), not only the first 250.
-  performance.setResourceTimingBufferSize(100000);
   const video = newVideo({ muted: true });
   const fatalErrors = [];
   const errors = [];
@@ -73,10 +71,6 @@ async function watchInPage({ url, seconds }) {
     // What the playlist and media requests went over: h2 or http/1.1.
     protocols: [...new Set(performance.getEntriesByType('resource')
       .filter((e) => e.name.includes('/hls/')).map((e) => e.nextHopProtocol))],
-    // The path and query of every playlist and media request, in order.
-    requested: performance.getEntriesByType('resource')
-      .filter((e) => e.name.includes('/hls/'))
-      .map((e) => { const u = new URL(e.name); return u.pathname + u.search; }),
   };
   hls.destroy();
   return report;
@@ -117,7 +111,6 @@ await run('hls_watch', (seconds + 45) * 1000, async (track) => {
     partTarget: r.partTarget,
     canBlockReload: r.canBlockReload,
     protocols: r.protocols,
-    requested: r.requested,
     pausedAtEnd: r.samples.length ? r.samples[r.samples.length - 1].paused : null,
   };
 });
