@@ -124,6 +124,14 @@ pub fn router(state: AppState) -> Router {
             Method::OPTIONS,
         ])
         .allow_headers(AllowHeaders::mirror_request())
+        // The allowed origin is `*` whatever the request's Origin, so no
+        // answer varies by it; naming it in Vary would make a CDN keep one
+        // copy of every playlist and part per page (same-origin player,
+        // each embedding site) and ask the origin again for each.
+        .vary([
+            header::ACCESS_CONTROL_REQUEST_METHOD,
+            header::ACCESS_CONTROL_REQUEST_HEADERS,
+        ])
         // ETag: a WHIP/WHEP client sends it back in If-Match.
         .expose_headers([
             header::LOCATION,

@@ -10,7 +10,7 @@
 //
 // Prints ONE JSON line on stdout, e.g.
 //   {"players":[{"framesDecoded":240,"fatalErrors":[],"canBlockReload":true}, ...],
-//    "requested":["/hls/demo/index.m3u8?_HLS_msn=3&_HLS_part=1", ...]}
+//    "requested":{"/hls/demo/index.m3u8?_HLS_msn=3&_HLS_part=1":20, ...}}
 // and exits 0. On failure: a message on stderr and a non-zero exit.
 
 import { run } from './browser.mjs';
@@ -48,12 +48,16 @@ async function crowdInPage({ urls, seconds }) {
     };
   });
   players.forEach(({ hls }) => hls.destroy());
-  return {
-    players: report,
-    requested: performance.getEntriesByType('resource')
-      .filter((e) => e.name.includes('/hls/'))
-      .map((e) => { const u = new URL(e.name); return u.pathname + u.search; }),
-  };
+  // Each path and query asked for, and how often (all players, all ports):
+  // small, where the list of every request would be hundreds of KiB.
+  const requested = {};
+  for (const e of performance.getEntriesByType('resource')) {
+    if (!e.name.includes('/hls/')) continue;
+    const u = new URL(e.name);
+    const key = u.pathname + u.search;
+    requested[key] = (requested[key] || 0) + 1;
+  }
+  return { players: report, requested };
 }
 
 await run('hls_crowd', (seconds + 60) * 1000, async (track) => {
