@@ -87,15 +87,32 @@ async fn a_vp8_browser_publish_plays_in_vp8_for_a_viewer_who_asked_an_edge() {
     let publisher = run_script("whip_publish.mjs", &args, Duration::from_secs(80));
     let viewer = async {
         wait_for_live(origin.http, "demo").await;
-        let (_pc, offer) = common::scenario_clients::offer(false);
-        let sent = common::http(
-            edge.http,
-            "POST",
-            "/whep/demo",
-            &[("Content-Type", "application/sdp")],
-            offer.as_bytes(),
-        )
-        .await;
+        // An offer that comes before the live lease reaches Redis is served
+        // here (the channel looks offline); the pull it starts learns the
+        // channel is VP8, and from then on offers are sent to the origin.
+        let start = std::time::Instant::now();
+        let sent = loop {
+            let (_pc, offer) = common::scenario_clients::offer(false);
+            let sent = common::http(
+                edge.http,
+                "POST",
+                "/whep/demo",
+                &[("Content-Type", "application/sdp")],
+                offer.as_bytes(),
+            )
+            .await;
+            if sent.status != 201 {
+                break sent;
+            }
+            let session = sent.header("location").unwrap_or_default().to_string();
+            let path = session.split_once(&edge.http.to_string()).unwrap().1;
+            common::http(edge.http, "DELETE", path, &[], b"").await;
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "never sent to the origin"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
         assert_eq!(sent.status, 307, "{}", sent.text());
         let to_origin = format!("http://{}/whep/demo", origin.http);
         assert_eq!(sent.header("location"), Some(to_origin.as_str()));
