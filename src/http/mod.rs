@@ -18,6 +18,7 @@ mod health;
 mod hls;
 pub mod ice;
 mod invites;
+mod limits;
 pub mod listen;
 mod me;
 mod oembed;
@@ -343,7 +344,7 @@ async fn metrics(
         String::new(),
         s.hub.live().len() as f64,
     ));
-    gauges.extend(auth::gauges(&s));
+    gauges.extend(limits::gauges(&s));
     let pool = s.db.pool();
     gauges.push((
         "onair_db_pool_connections".into(),

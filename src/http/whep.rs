@@ -527,11 +527,9 @@ pub(super) async fn rate_limit(s: &AppState, client: super::ClientAddr) -> Resul
     static LAST_WARNED: AtomicU64 = AtomicU64::new(0);
     let host = client.host();
     let here = s.limits.offer(host, std::time::Instant::now());
-    let site = match (here, s.limits.offer_rate()) {
-        (Ok(()), Some(rate)) => super::auth::site_limit(s, "offer", host, rate).await,
-        _ => Ok(()),
-    };
-    here.and(site).map_err(|wait| {
+    let limit = s.limits.offer_rate();
+    let verdict = super::limits::here_and_site(s, "offer", host, here, limit).await;
+    verdict.map_err(|wait| {
         let now = unix_now();
         if now.saturating_sub(LAST_WARNED.swap(now, Ordering::Relaxed)) >= 60 {
             tracing::warn!(ip = %client.0, "too many WHIP/WHEP offers from one address; answering 429");
