@@ -93,6 +93,17 @@ async fn edges_pull_once_each_and_let_go_and_send_viewers_where_there_is_room() 
     .await;
     assert_eq!(whip.status, 421, "{}", whip.text());
     assert!(tokio::net::TcpStream::connect(a.rtmp).await.is_err());
+    // An offer that does not read is refused before any pull starts.
+    let bad = http(
+        a.http,
+        "POST",
+        "/whep/demo",
+        &[("Content-Type", "application/sdp")],
+        b"not an offer",
+    )
+    .await;
+    assert_eq!(bad.status, 400, "{}", bad.text());
+    assert_eq!(metric_or_zero(a.http, "onair_edge_pulls").await, 0.0);
 
     let _ff = ffmpeg_publish_sized(&origin.rtmp_url(&origin.key), 60, "640x360", &["-bf", "0"]);
     wait_for_live(origin.http, "demo").await;
