@@ -1,12 +1,21 @@
 //! The fan-out hot path: one RTP packet to N connected WebRTC viewers, as
-//! the driver does it (per-viewer header rewrite, `rtc`'s interceptors and
-//! SRTP, and draining the datagrams to send). Viewers are real `rtc` peers,
-//! connected over an in-memory wire (ICE, DTLS and SCTP all run).
+//! the driver does it, up to the datagrams queued in the send batch (the
+//! `sendmmsg` that follows is not counted). Two engines:
+//! - `lean`: our session; each viewer's copy is stamped and sealed in place
+//!   in the batch;
+//! - `rtc`: webrtc-rs's peer connection (`--webrtc-engine rtc`): a rewritten
+//!   packet through its chain and SRTP, drained into the batch.
+//!
+//! Viewers are real `rtc` peers, connected over an in-memory wire (ICE, DTLS
+//! and SCTP all run).
 
 use bytes::{Bytes, BytesMut};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use onair::media::MediaKind;
-use onair::sfu::peer::{answer_viewer, Peer, SourceVideo};
+use onair::sfu::peer::{answer_lean, answer_viewer, Conn, Peer, SourceVideo};
+use onair::sfu::session::{self, sdp::LocalCandidate};
+use onair::sfu::transport::Wire;
+use onair::sfu::udp::Batcher;
 use rtc::interceptor::Registry;
 use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
 use rtc::peer_connection::configuration::media_engine::{
@@ -90,13 +99,13 @@ fn tag(local: SocketAddr, peer: SocketAddr, message: BytesMut) -> TaggedBytesMut
     }
 }
 
-/// A viewer connected to its server-side peer through memory.
-fn connected_pair(
-    i: usize,
-    cert: &rtc::peer_connection::certificate::RTCCertificate,
-) -> (Peer, RTCPeerConnection) {
-    let server_addr: SocketAddr = "192.0.2.1:8189".parse().unwrap();
-    let client_addr: SocketAddr = format!("198.51.100.1:{}", 10_000 + i).parse().unwrap();
+/// A client with a host candidate at `addr`, and its offer.
+fn client_offer(
+    client_addr: SocketAddr,
+) -> (
+    RTCPeerConnection,
+    rtc::peer_connection::sdp::RTCSessionDescription,
+) {
     let mut c = client();
     let offer = c.create_offer(None).unwrap();
     c.set_local_description(Instant::now(), offer.clone())
@@ -119,6 +128,17 @@ fn connected_pair(
             .unwrap(),
     )
     .unwrap();
+    (c, offer)
+}
+
+/// A viewer connected to its server-side peer through memory.
+fn connected_pair(
+    i: usize,
+    cert: &rtc::peer_connection::certificate::RTCCertificate,
+) -> (Peer, RTCPeerConnection) {
+    let server_addr: SocketAddr = "192.0.2.1:8189".parse().unwrap();
+    let client_addr: SocketAddr = format!("198.51.100.1:{}", 10_000 + i).parse().unwrap();
+    let (mut c, offer) = client_offer(client_addr);
     let answer = answer_viewer(
         i as u64,
         Arc::from("bench"),
@@ -146,28 +166,102 @@ fn connected_pair(
         );
         let now = Instant::now();
         let _ = c.handle_timeout(now);
-        let _ = s.pc.handle_timeout(now);
+        let pc = s.pc().unwrap();
+        let _ = pc.handle_timeout(now);
         while let Some(w) = c.poll_write() {
-            let _ = s.pc.handle_read(tag(server_addr, client_addr, w.message));
+            let _ = pc.handle_read(tag(server_addr, client_addr, w.message));
         }
-        while let Some(w) = s.pc.poll_write() {
+        while let Some(w) = pc.poll_write() {
             let _ = c.handle_read(tag(client_addr, server_addr, w.message));
         }
-        while let Some(ev) = s.pc.poll_event() {
+        let mut up = false;
+        while let Some(ev) = pc.poll_event() {
             if let rtc::peer_connection::event::RTCPeerConnectionEvent::OnConnectionStateChangeEvent(
                 rtc::peer_connection::state::RTCPeerConnectionState::Connected,
             ) = ev
             {
-                s.connected = true;
-                s.waiting_keyframe = false;
+                up = true;
             }
+        }
+        while pc.poll_read().is_some() {}
+        if up {
+            s.connected = true;
+            s.waiting_keyframe = false;
         }
         while c.poll_event().is_some() {}
         while c.poll_read().is_some() {}
-        while s.pc.poll_read().is_some() {}
         std::thread::sleep(Duration::from_millis(1));
     }
     (s, c)
+}
+
+/// A viewer on the lean session, connected to an rtc client through memory.
+fn lean_pair(i: usize, config: &session::Config) -> (Peer, RTCPeerConnection) {
+    let server_addr: SocketAddr = "192.0.2.1:8189".parse().unwrap();
+    let client_addr: SocketAddr = format!("198.51.100.1:{}", 10_000 + i).parse().unwrap();
+    let (mut c, offer) = client_offer(client_addr);
+    let answer = answer_lean(
+        i as u64,
+        Arc::from("bench"),
+        &offer.sdp,
+        config,
+        SourceVideo::default(),
+        Instant::now(),
+    )
+    .unwrap();
+    let mut s = answer.peer;
+    c.set_remote_description(
+        Instant::now(),
+        RTCSessionDescription::answer(answer.sdp).unwrap(),
+    )
+    .unwrap();
+    let start = Instant::now();
+    while !s.connected {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "in-memory lean pair did not connect"
+        );
+        let now = Instant::now();
+        let _ = c.handle_timeout(now);
+        let Conn::Lean(lean) = &mut s.conn else {
+            unreachable!()
+        };
+        lean.session.handle_timeout(now);
+        while let Some(w) = c.poll_write() {
+            let mut d = w.message;
+            if lean.session.handle(now, client_addr, &mut d) {
+                lean.learn(client_addr, server_addr);
+            }
+        }
+        while let Some((_, d)) = lean.session.poll_transmit() {
+            let _ = c.handle_read(tag(client_addr, server_addr, BytesMut::from(&d[..])));
+        }
+        let mut up = false;
+        while let Some(ev) = lean.session.poll_event() {
+            up |= matches!(ev, session::Event::Connected { .. });
+        }
+        if up {
+            s.connected = true;
+            s.waiting_keyframe = false;
+        }
+        while c.poll_event().is_some() {}
+        while c.poll_read().is_some() {}
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    (s, c)
+}
+
+fn packet(seq: u16, payload: &Bytes) -> Packet {
+    Packet {
+        header: Header {
+            version: 2,
+            sequence_number: seq,
+            timestamp: seq as u32 * 3000,
+            marker: true,
+            ..Default::default()
+        },
+        payload: payload.clone(),
+    }
 }
 
 fn fanout(cr: &mut Criterion) {
@@ -178,69 +272,83 @@ fn fanout(cr: &mut Criterion) {
         rtc::peer_connection::certificate::CertificateParams::new(vec!["bench".into()]).unwrap(),
     )
     .unwrap();
+    let config = session::Config::new(
+        &cert,
+        provider.clone(),
+        vec![LocalCandidate {
+            addr: "192.0.2.1:8189".parse().unwrap(),
+            tcp: false,
+        }],
+    )
+    .unwrap();
+    // A real socket behind the batch, which is never flushed.
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.set_nonblocking(true).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let socket = rt.block_on(async { Arc::new(tokio::net::UdpSocket::from_std(socket).unwrap()) });
+    let local: SocketAddr = "192.0.2.1:8189".parse().unwrap();
+    let mut out = rt.block_on(async { Batcher::new(&[(local, socket)]).unwrap() });
+    let mut tcp = std::collections::HashMap::new();
+    let mut scratch = Vec::new();
     let payload = Bytes::from(vec![0x5cu8; 1200]);
     let mut group = cr.benchmark_group("fanout_one_packet");
-    for n in [1usize, 10, 100] {
-        let mut viewers: Vec<(Peer, RTCPeerConnection)> =
-            (0..n).map(|i| connected_pair(i, &cert)).collect();
-        let mut seq = 0u16;
-        // The path must really produce SRTP for every viewer, or the bench
-        // measures an early error return.
-        let probe = Packet {
-            header: Header {
-                version: 2,
-                sequence_number: 0,
-                timestamp: 0,
-                marker: true,
-                ..Default::default()
-            },
-            payload: payload.clone(),
-        };
-        for (s, _) in viewers.iter_mut() {
-            let mut out = 0;
-            let mut drain = |pc: &mut RTCPeerConnection| {
-                while let Some(w) = pc.poll_write() {
-                    out += w.message.len();
-                }
+    for engine in ["lean", "rtc"] {
+        // At most what the batch holds before it flushes by itself (1 MiB).
+        for n in [1usize, 10, 100, 500] {
+            if engine == "rtc" && n > 100 {
+                continue;
+            }
+            let mut viewers: Vec<(Peer, RTCPeerConnection)> = (0..n)
+                .map(|i| match engine {
+                    "lean" => lean_pair(i, &config),
+                    _ => connected_pair(i, &cert),
+                })
+                .collect();
+            let mut wire = Wire {
+                out: &mut out,
+                tcp: &mut tcp,
+                scratch: &mut scratch,
             };
-            let probe = std::slice::from_ref(&probe);
-            let sent = s.send_media(MediaKind::Video, true, probe, Instant::now(), &mut drain);
-            assert_eq!(sent.0, 1);
-            assert!(out > 1200, "an SRTP datagram per viewer, got {out} bytes");
-        }
-        group.throughput(Throughput::Elements(n as u64));
-        group.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {
-            b.iter(|| {
-                seq = seq.wrapping_add(1);
-                let pkt = Packet {
-                    header: Header {
-                        version: 2,
-                        sequence_number: seq,
-                        timestamp: seq as u32 * 3000,
-                        marker: true,
-                        ..Default::default()
-                    },
-                    payload: payload.clone(),
-                };
-                let now = Instant::now();
-                let mut datagrams = 0;
-                let mut drain = |pc: &mut RTCPeerConnection| {
-                    while let Some(w) = pc.poll_write() {
-                        datagrams += w.message.len();
+            // The path must really produce SRTP for every viewer, or the
+            // bench measures an early return.
+            let probe = packet(0, &payload);
+            for (s, _) in viewers.iter_mut() {
+                let sent = s.send_media(
+                    MediaKind::Video,
+                    true,
+                    std::slice::from_ref(&probe),
+                    Instant::now(),
+                    &mut wire,
+                );
+                assert_eq!(sent.0, 1);
+            }
+            assert_eq!(wire.out.queued(), n, "one SRTP datagram per viewer");
+            wire.out.discard();
+            let mut seq = 0u16;
+            group.throughput(Throughput::Elements(n as u64));
+            group.bench_with_input(BenchmarkId::new(engine, n), &n, |b, _| {
+                b.iter(|| {
+                    seq = seq.wrapping_add(1);
+                    let pkt = packet(seq, &payload);
+                    let now = Instant::now();
+                    for (s, _) in viewers.iter_mut() {
+                        s.send_media(
+                            MediaKind::Video,
+                            true,
+                            std::slice::from_ref(&pkt),
+                            now,
+                            &mut wire,
+                        );
                     }
-                };
-                for (s, _) in viewers.iter_mut() {
-                    s.send_media(
-                        MediaKind::Video,
-                        true,
-                        std::slice::from_ref(&pkt),
-                        now,
-                        &mut drain,
-                    );
-                }
-                datagrams
-            })
-        });
+                    let queued = wire.out.queued();
+                    wire.out.discard();
+                    queued
+                })
+            });
+        }
     }
     group.finish();
 }

@@ -93,6 +93,15 @@ if [ "${1:-}" = "--test" ] && [ ! -x "$moto_venv/bin/moto_server" ]; then
   /usr/bin/python3 -m venv "$moto_venv"
   "$moto_venv/bin/pip" install --quiet --disable-pip-version-check 'moto[server]==5.2.1'
 fi
+# aiortc, a WebRTC viewer the interop tests run (tests/whep_interop.rs), in
+# its own virtualenv too.
+aiortc_venv="${HOME}/.cache/onair-test/aiortc"
+if [ "${1:-}" = "--test" ] && [ ! -x "$aiortc_venv/bin/python" -o ! -f "$aiortc_venv/.installed-1.16.0" ]; then
+  echo "setup: installing the aiortc test viewer in $aiortc_venv" >&2
+  /usr/bin/python3 -m venv "$aiortc_venv"
+  "$aiortc_venv/bin/pip" install --quiet --disable-pip-version-check 'aiortc==1.16.0'
+  touch "$aiortc_venv/.installed-1.16.0"
+fi
 # One throwaway Chromium start, so the first browser test does not pay for a
 # cold start (~20 s seen on a fresh machine) inside its own time limits.
 if [ "${1:-}" = "--test" ]; then

@@ -27,6 +27,33 @@
 //! - [`net`]: client addresses (IPv6 /64, trusted proxies) and connection caps.
 //! - [`node`]: this server's identity among several sharing a database.
 //! - [`isolate`]: a panic drops one peer or connection; engines are supervised.
+//!
+//! # The life of a packet
+//! One RTMP video frame on its way to a WebRTC viewer's socket:
+//! 1. [`rtmp`] reads the FLV tag, bounded, and [`codec`] turns it into a
+//!    `media::Unit` (an H.264 access unit), published into the channel's
+//!    [`hub`] stream.
+//! 2. The channel's WebRTC egress (`sfu::egress`, one task per watched
+//!    channel) reads the unit once and packetizes it once
+//!    ([`sfu::packetize`]) into RTP packets whose payloads are shared
+//!    `Bytes`; AAC becomes Opus once here too. A WHIP publisher's packets
+//!    skip this step: they are checked and renumbered into the channel's
+//!    numbering instead.
+//! 3. The driver (`sfu::driver`) fans the packets out: per viewer it maps
+//!    the channel's sequence number to the viewer's own (no gap where it
+//!    chose not to send), checks its congestion level and keyframe gate,
+//!    and stamps SSRC, payload type, sequence number and timestamp
+//!    ([`sfu::sender`]) straight into the UDP send batch, where the
+//!    viewer's SRTP context ([`sfu::srtp`], keyed by its lean
+//!    [`sfu::session`]) seals it in place: no allocation, no queue, no
+//!    copy but the one into the batch.
+//! 4. The batch ([`sfu::udp`]) goes to the kernel in `sendmmsg` calls,
+//!    equal-size runs to one address as one UDP GSO message. A viewer on
+//!    ICE-TCP gets the same bytes framed on its connection
+//!    ([`sfu::transport`]).
+//! 5. The viewer's NACKs come back as SRTCP, opened by its session, and are
+//!    answered from the channel's one history, resealed byte for byte
+//!    under their original SRTP index.
 
 pub mod audio;
 pub mod auth;

@@ -91,6 +91,23 @@ static INGEST_DROPPED: Labeled = Labeled::new(
     "Publisher packets or access units dropped as malformed, incomplete or over a limit.",
 );
 
+static SRTP_PROFILES: Labeled = Labeled::new(
+    "onair_webrtc_srtp_sessions_total",
+    "profile",
+    "WebRTC viewers connected on the lean session, by the SRTP profile DTLS chose.",
+);
+
+/// A lean viewer connected with `profile`.
+pub fn srtp_profile(profile: crate::sfu::srtp::Profile) {
+    SRTP_PROFILES.add(
+        match profile {
+            crate::sfu::srtp::Profile::AeadAes128Gcm => "aead_aes_128_gcm",
+            crate::sfu::srtp::Profile::Aes128CmHmacSha1_80 => "aes_cm_128_hmac_sha1_80",
+        },
+        1,
+    );
+}
+
 /// A publisher's packet or access unit dropped, and why.
 pub fn ingest_dropped(reason: &'static str) {
     INGEST_DROPPED.add(reason, 1);
@@ -543,6 +560,7 @@ pub fn render(gauges: &[(String, String, f64)]) -> String {
         &WEBHOOK_DELIVERIES,
         &ACME_ORDERS,
         &PUBLISHES,
+        &SRTP_PROFILES,
     ] {
         l.render(&mut out);
     }

@@ -189,6 +189,7 @@ pub async fn run(
         crate::sfu::SfuOptions {
             max_viewers: config.max_viewers,
             fault_injection: config.fault_injection,
+            engine: config.webrtc_engine,
         },
     )?;
     let rtmp_port = listeners.rtmp.local_addr()?.port();

@@ -143,6 +143,9 @@ pub struct ViewerOptions {
     /// it opened (tests of what changes while a viewer stays connected).
     pub chat_later: Vec<(Duration, String)>,
     pub profile_level_id: &'static str,
+    /// The SRTP protection profiles its DTLS offers, in order; empty for
+    /// rtc's own list.
+    pub srtp_profiles: Vec<rtc::dtls::extension::extension_use_srtp::SrtpProtectionProfile>,
     /// Count latency and freezes only from this instant on (the load
     /// tool's measurement window): a joining viewer's first frames come
     /// from the server's start-up buffer and say nothing about steady state.
@@ -224,6 +227,7 @@ impl Default for ViewerOptions {
             chat_message: None,
             chat_later: Vec::new(),
             profile_level_id: "42e01f",
+            srtp_profiles: Vec::new(),
             measure_from: None,
             decode: None,
             live: None,
@@ -240,10 +244,12 @@ pub async fn watch(
 ) -> anyhow::Result<Received> {
     let socket = bind_udp(SocketAddr::new(opts.bind, opts.port))?;
     let local = socket.local_addr()?;
-    let settings = SettingEngineBuilder::new()
-        .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
-        .build();
-    let mut pc = peer_connection(opts.profile_level_id, settings)?;
+    let mut settings = SettingEngineBuilder::new()
+        .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled);
+    if !opts.srtp_profiles.is_empty() {
+        settings = settings.with_srtp_protection_profiles(opts.srtp_profiles.clone());
+    }
+    let mut pc = peer_connection(opts.profile_level_id, settings.build())?;
     let recv = || {
         Some(RTCRtpTransceiverInit {
             direction: RTCRtpTransceiverDirection::Recvonly,

@@ -124,6 +124,17 @@ pub struct ServeArgs {
         default_value = "20000"
     )]
     pub max_viewers: Option<usize>,
+    /// What WebRTC viewers' connections run on: `lean` (our own session,
+    /// media sealed in place in the send batch) or `rtc` (webrtc-rs's
+    /// generic peer connection).
+    #[arg(
+        long,
+        env = "ONAIR_WEBRTC_ENGINE",
+        global = true,
+        value_enum,
+        default_value = "lean"
+    )]
+    pub webrtc_engine: Option<crate::sfu::Engine>,
     /// Reverse proxies (CIDR ranges, repeat or comma-separate) whose
     /// `Forwarded` / `X-Forwarded-For` headers name the client. Without it,
     /// the socket's address is the client.
@@ -358,6 +369,8 @@ pub struct Config {
     pub offer_rate: Option<f64>,
     /// See `--max-viewers`.
     pub max_viewers: usize,
+    /// See `--webrtc-engine`.
+    pub webrtc_engine: crate::sfu::Engine,
     /// The built-in TURN relay's address (UDP and TCP), if it runs.
     pub turn: Option<SocketAddr>,
     /// TURN over TLS, if it runs.
@@ -502,6 +515,7 @@ impl Config {
                 .max_viewers
                 .unwrap_or(crate::sfu::MAX_PEERS)
                 .min(crate::sfu::MAX_PEERS),
+            webrtc_engine: serve.webrtc_engine.unwrap_or_default(),
             turn,
             turns,
             turn_relay_ports,
@@ -575,6 +589,10 @@ impl Config {
             turn_secret: None,
             offer_rate: None,
             max_viewers: crate::sfu::MAX_PEERS,
+            webrtc_engine: std::env::var("ONAIR_TEST_WEBRTC_ENGINE")
+                .ok()
+                .and_then(|e| clap::ValueEnum::from_str(&e, true).ok())
+                .unwrap_or_default(),
             turn: None,
             turns: None,
             turn_relay_ports: onair_turn::DEFAULT_RELAY_PORTS,

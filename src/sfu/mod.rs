@@ -14,13 +14,16 @@ mod feedback;
 pub mod packetize;
 pub mod peer;
 mod retransmit;
+mod rtc_peer;
 pub mod sdp;
+pub mod sender;
 mod seqmap;
 pub mod session;
 pub mod srtp;
 mod stun;
 pub(crate) mod tcp;
-mod udp;
+pub mod transport;
+pub mod udp;
 pub(crate) mod whip;
 
 // For the fuzz targets (crate::fuzzing).
@@ -40,6 +43,30 @@ pub struct SfuOptions {
     pub max_viewers: usize,
     /// Tests only (`--fault-injection`).
     pub fault_injection: bool,
+    /// `--webrtc-engine`: what serves viewers.
+    pub engine: Engine,
+}
+
+/// What a WHEP viewer's connection runs on (`--webrtc-engine`).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Engine {
+    /// Our lean session: ICE-lite, DTLS, our own SRTP sealed in place in
+    /// the send batch, the chat data channel.
+    #[default]
+    Lean,
+    /// webrtc-rs's generic peer connection, as WHIP publishers use.
+    Rtc,
 }
 use rtc::rtp::packet::Packet;
 use std::collections::HashMap;

@@ -105,22 +105,62 @@ impl Batcher {
     /// Queues one datagram from the socket whose announced address is
     /// `t.local_addr`.
     pub fn queue(&mut self, t: &TransportContext, data: &[u8]) {
-        if self.buf.len() + data.len() > FLUSH_BYTES {
+        self.push(t.local_addr, t.peer_addr, data);
+    }
+
+    /// Queues a copy of `data` for `to`, from the socket announced as `local`.
+    pub fn push(&mut self, local: SocketAddr, to: SocketAddr, data: &[u8]) {
+        self.write(local, to, data.len(), |buf| {
+            buf.copy_from_slice(data);
+            Some(data.len())
+        });
+    }
+
+    /// Queues one datagram to `to` from the socket announced as `local`,
+    /// written in place: `fill` gets `room` zeroed bytes at the end of the
+    /// batch and says how many it used, or `None` to queue nothing. What a
+    /// viewer is sent is sealed here, with no copy of its own.
+    pub fn write(
+        &mut self,
+        local: SocketAddr,
+        to: SocketAddr,
+        room: usize,
+        fill: impl FnOnce(&mut [u8]) -> Option<usize>,
+    ) {
+        if self.buf.len() + room > FLUSH_BYTES {
             self.flush();
         }
         let output = self
             .outputs
             .iter()
-            .position(|o| o.tag == t.local_addr)
+            .position(|o| o.tag == local)
             .unwrap_or(0);
         let start = self.buf.len();
-        self.buf.extend_from_slice(data);
-        self.pending.push(Pending {
-            output,
-            to: t.peer_addr,
-            start,
-            len: data.len(),
-        });
+        self.buf.resize(start + room, 0);
+        match fill(&mut self.buf[start..]) {
+            Some(len) if len > 0 && len <= room => {
+                self.buf.truncate(start + len);
+                self.pending.push(Pending {
+                    output,
+                    to,
+                    start,
+                    len,
+                });
+            }
+            _ => self.buf.truncate(start),
+        }
+    }
+
+    /// Datagrams queued and not yet sent.
+    pub fn queued(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Drops what is queued unsent: for benchmarks of what comes before
+    /// the system call.
+    pub fn discard(&mut self) {
+        self.pending.clear();
+        self.buf.clear();
     }
 
     /// Sends everything queued.

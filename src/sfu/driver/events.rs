@@ -54,11 +54,19 @@ impl Driver {
                         octet_count: octets,
                         ..Default::default()
                     };
-                    let pc = &mut p.pc;
-                    let wrote = isolate::catch(PEER, pid, || {
-                        if let Some(mut s) = pc.rtp_sender(sender.id) {
-                            let _ = s.write_rtcp(now, vec![Box::new(sr)]);
+                    let kind = if Some(sender.ssrc) == p.video.map(|v| v.ssrc) {
+                        MediaKind::Video
+                    } else {
+                        MediaKind::Audio
+                    };
+                    let mut wire = wire!(self);
+                    let wrote = isolate::catch(PEER, pid, || match &mut p.conn {
+                        Conn::Rtc(pc) => {
+                            if let Some(mut s) = sender.id.and_then(|id| pc.rtp_sender(id)) {
+                                let _ = s.write_rtcp(now, vec![Box::new(sr)]);
+                            }
                         }
+                        Conn::Lean(lean) => send_lean_rtcp(lean, kind, &sr, &mut wire),
                     });
                     if wrote.is_none() {
                         broken.push(*pid);
@@ -113,9 +121,13 @@ impl Driver {
         let Some(p) = self.peers.get_mut(&pid) else {
             return;
         };
+        let pc = match &mut p.conn {
+            Conn::Rtc(pc) => pc,
+            Conn::Lean(_) => return self.send_lean_text(pid, text),
+        };
         let Some(dc_id) = p.chat else { return };
         let sent = isolate::catch(PEER, &pid, || {
-            if let Some(mut dc) = p.pc.data_channel(dc_id) {
+            if let Some(mut dc) = pc.data_channel(dc_id) {
                 let _ = dc.send_text(Instant::now(), text);
             }
         });
@@ -124,4 +136,26 @@ impl Driver {
         }
         self.service(pid, None);
     }
+}
+
+/// An RTCP packet about `kind`'s track to a lean viewer, sealed in place in
+/// the send batch.
+fn send_lean_rtcp(
+    lean: &mut peer::Lean,
+    kind: MediaKind,
+    packet: &dyn rtc::rtcp::Packet,
+    wire: &mut Wire,
+) {
+    let Some((local, to)) = lean.route() else {
+        return;
+    };
+    let Ok(plain) = packet.marshal() else {
+        return;
+    };
+    let room = plain.len() + crate::sfu::srtp::Profile::AeadAes128Gcm.rtcp_overhead();
+    let session = &mut lean.session;
+    wire.write(local, to, room, |buf| {
+        buf[..plain.len()].copy_from_slice(&plain);
+        session.seal_rtcp(kind, buf, plain.len())
+    });
 }

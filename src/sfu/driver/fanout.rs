@@ -3,36 +3,6 @@
 
 use super::*;
 
-/// One packet out: UDP through the batcher, ICE-TCP through its connection.
-pub(super) fn send_out(
-    out: &mut Batcher,
-    tcp_out: &mut HashMap<SocketAddr, crate::sfu::tcp::FrameSender>,
-    transport: &TransportContext,
-    message: &[u8],
-) {
-    if transport.transport_protocol == TransportProtocol::TCP {
-        let to = transport.peer_addr;
-        if let Some(conn) = tcp_out.get(&to) {
-            if !crate::sfu::tcp::send(conn, message) {
-                tcp_out.remove(&to);
-            }
-        }
-    } else {
-        out.queue(transport, message);
-    }
-}
-
-/// Everything a peer connection has to send, queued for the next flush.
-pub(super) fn drain_writes(
-    out: &mut Batcher,
-    tcp_out: &mut HashMap<SocketAddr, crate::sfu::tcp::FrameSender>,
-    pc: &mut rtc::peer_connection::RTCPeerConnection,
-) {
-    while let Some(w) = pc.poll_write() {
-        send_out(out, tcp_out, &w.transport, &w.message);
-    }
-}
-
 impl Driver {
     /// Sends one access unit's (or audio frame's) packets to every viewer of
     /// the channel: only the SSRC and payload type differ per viewer; the
@@ -84,11 +54,9 @@ impl Driver {
                 // It cannot decode this source's video; it keeps the sound.
                 continue;
             }
-            let (out, tcp_out) = (&mut self.out, &mut self.tcp_out);
+            let mut wire = wire!(self);
             let sent = isolate::catch(PEER, pid, || {
-                p.send_media(kind, keyframe, packets, now, &mut |pc| {
-                    drain_writes(out, tcp_out, pc)
-                })
+                p.send_media(kind, keyframe, packets, now, &mut wire)
             });
             match sent {
                 Some((n, bytes)) => {

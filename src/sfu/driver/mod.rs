@@ -5,13 +5,14 @@
 
 use super::congestion::Level;
 use super::feedback;
-use super::peer::{self, Peer, PeerId, MAX_ADDRS_PER_PEER};
+use super::peer::{self, Conn, Peer, PeerId, MAX_ADDRS_PER_PEER};
 use super::sdp::VideoCodec;
 mod events;
 mod fanout;
+mod lean;
 mod publish;
 mod service;
-use fanout::{drain_writes, send_out};
+use super::transport::Wire;
 
 use super::udp::Batcher;
 use super::whip::{self, Continuity, Ingest};
@@ -168,7 +169,27 @@ pub struct Driver {
     relays: usize,
     /// Set by an injected engine fault, raised outside the peer's guard.
     engine_fault: bool,
+    /// `--webrtc-engine`.
+    engine: super::Engine,
+    /// What every lean session shares (certificate, candidates), made at
+    /// the first lean viewer.
+    lean: Option<Arc<super::session::Config>>,
+    /// Where a datagram bound for ICE-TCP is written before framing.
+    scratch: Vec<u8>,
 }
+
+/// The driver's outputs as one [`Wire`], borrowed field by field so the
+/// peers stay usable beside it.
+macro_rules! wire {
+    ($d:expr) => {
+        Wire {
+            out: &mut $d.out,
+            tcp: &mut $d.tcp_out,
+            scratch: &mut $d.scratch,
+        }
+    };
+}
+pub(super) use wire;
 
 impl Driver {
     pub fn new(
@@ -205,6 +226,9 @@ impl Driver {
             max_viewers: MAX_PEERS,
             relays: 0,
             engine_fault: false,
+            engine: super::Engine::default(),
+            lean: None,
+            scratch: Vec::new(),
         }
     }
 
@@ -212,6 +236,7 @@ impl Driver {
     pub fn with_options(mut self, options: super::SfuOptions) -> Self {
         self.fault_injection = options.fault_injection;
         self.max_viewers = options.max_viewers.min(MAX_PEERS);
+        self.engine = options.engine;
         self
     }
 
@@ -302,11 +327,8 @@ impl Driver {
         self.channels.clear();
         for (pid, mut p) in std::mem::take(&mut self.peers) {
             // Its DTLS close_notify, so viewers learn at once.
-            let (out, tcp_out) = (&mut self.out, &mut self.tcp_out);
-            isolate::catch(PEER, &pid, || {
-                let _ = p.pc.close();
-                drain_writes(out, tcp_out, &mut p.pc);
-            });
+            let mut wire = wire!(self);
+            isolate::catch(PEER, &pid, || p.close(&mut wire));
         }
         self.out.flush();
     }
@@ -373,13 +395,18 @@ impl Driver {
             )));
         }
         p.trickled += candidates.len();
+        // ICE-lite checks nothing itself: the viewer's checks find the
+        // paths, so a lean session only counts what was trickled.
+        let Conn::Rtc(pc) = &mut p.conn else {
+            return Ok(());
+        };
         let added = isolate::catch(PEER, &pid, || {
             for c in candidates {
                 let init = RTCIceCandidateInit {
                     candidate: c,
                     ..Default::default()
                 };
-                if let Err(e) = p.pc.add_remote_candidate(init) {
+                if let Err(e) = pc.add_remote_candidate(init) {
                     tracing::debug!(session = p.session, "ignoring trickled candidate: {e}");
                 }
             }
@@ -415,18 +442,24 @@ impl Driver {
             codec: self.source_codec(&channel),
             profile: self.channels.get(&channel).and_then(|c| c.profile),
         };
-        let mut answer = isolate::catch(PEER, &format_args!("offer for {channel}"), || {
-            peer::answer_viewer(
-                id,
-                channel.clone(),
-                offer,
-                &self.candidates,
-                &self.certificate,
-                source,
-                now,
-            )
-        })
-        .ok_or_else(|| SfuError::BadOffer("the offer could not be read".into()))??;
+        let lean = match self.engine {
+            super::Engine::Lean => Some(self.lean_config()?),
+            super::Engine::Rtc => None,
+        };
+        let mut answer =
+            isolate::catch(PEER, &format_args!("offer for {channel}"), || match &lean {
+                Some(config) => peer::answer_lean(id, channel.clone(), &offer, config, source, now),
+                None => peer::answer_viewer(
+                    id,
+                    channel.clone(),
+                    offer,
+                    &self.candidates,
+                    &self.certificate,
+                    source,
+                    now,
+                ),
+            })
+            .ok_or_else(|| SfuError::BadOffer("the offer could not be read".into()))??;
         answer.peer.chat_tap = chat;
         answer.peer.relay = relay;
         let session = answer.peer.session.clone();
@@ -497,11 +530,8 @@ impl Driver {
             return;
         };
         // Closing queues a DTLS close_notify; send it so the viewer learns at once.
-        let (out, tcp_out) = (&mut self.out, &mut self.tcp_out);
-        isolate::catch(PEER, &pid, || {
-            let _ = p.pc.close();
-            drain_writes(out, tcp_out, &mut p.pc);
-        });
+        let mut wire = wire!(self);
+        isolate::catch(PEER, &pid, || p.close(&mut wire));
         for a in &p.addrs {
             self.by_addr.remove(a);
         }
@@ -549,6 +579,12 @@ impl Driver {
         let Some(p) = self.peers.get_mut(&pid) else {
             return;
         };
+        if let Conn::Lean(_) = p.conn {
+            return self.on_lean_datagram(pid, d);
+        }
+        let Conn::Rtc(pc) = &mut p.conn else {
+            return;
+        };
         let transport_protocol = match d.tcp {
             Some(conn) => {
                 self.tcp_out.entry(d.from).or_insert(conn);
@@ -566,7 +602,7 @@ impl Driver {
             },
             message: d.data,
         };
-        if isolate::catch(PEER, &pid, || p.pc.handle_read(msg)).is_none() {
+        if isolate::catch(PEER, &pid, || pc.handle_read(msg)).is_none() {
             return self.forget(pid, "panicked on a datagram");
         }
         // Only what the peer's state machine authenticated keeps it alive,
@@ -661,7 +697,13 @@ impl Driver {
         for pid in due {
             if let Some(p) = self.peers.get_mut(&pid) {
                 p.deadline = None;
-                if isolate::catch(PEER, &pid, || p.pc.handle_timeout(now)).is_none() {
+                let fired = isolate::catch(PEER, &pid, || match &mut p.conn {
+                    Conn::Rtc(pc) => {
+                        let _ = pc.handle_timeout(now);
+                    }
+                    Conn::Lean(l) => l.session.handle_timeout(now),
+                });
+                if fired.is_none() {
                     self.forget(pid, "panicked in a timer");
                     continue;
                 }

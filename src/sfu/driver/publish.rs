@@ -140,7 +140,7 @@ impl Driver {
         ingest.last_pli = Some(now);
         ingest.wants_keyframe = false;
         let sent = isolate::catch(PEER, &pid, || {
-            if let Some(mut r) = p.pc.rtp_receiver(rid) {
+            if let Some(mut r) = p.pc().and_then(|pc| pc.rtp_receiver(rid)) {
                 let pli =
                     rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication {
                         sender_ssrc: 0,

@@ -13,8 +13,8 @@ use rtc::datachannel::message::Message as Dcep;
 use rtc::sctp::Association;
 use rtc::sctp::PayloadProtocolIdentifier;
 use rtc::sctp::{
-    AssociationHandle, DatagramEvent, Endpoint, EndpointConfig, Event as SctpEvent, ServerConfig,
-    StreamEvent, TransportConfig,
+    AssociationHandle, DatagramEvent, Endpoint, EndpointConfig, EndpointEvent, Event as SctpEvent,
+    ServerConfig, StreamEvent, TransportConfig,
 };
 use rtc::shared::marshal::{Marshal, Unmarshal};
 use rtc::shared::TransportProtocol;
@@ -33,6 +33,9 @@ pub const MAX_STREAMS: u16 = 16;
 const ASSOCIATION: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 0);
 const LABEL: &str = "chat";
+/// SCTP handshakes one viewer may start: RFC 9260's default
+/// Max.Init.Retransmits is 8.
+const MAX_HANDSHAKES: u32 = 9;
 
 pub enum Event {
     /// The `chat` channel is open.
@@ -46,6 +49,8 @@ pub struct DataChannel {
     association: Option<(AssociationHandle, Association)>,
     chat: Option<u16>,
     sctp_port: u16,
+    /// Associations the viewer has started, INITs sent again included.
+    handshakes: u32,
 }
 
 impl DataChannel {
@@ -66,6 +71,7 @@ impl DataChannel {
             association: None,
             chat: None,
             sctp_port,
+            handshakes: 0,
         }
     }
 
@@ -86,8 +92,22 @@ impl DataChannel {
             return;
         };
         match ev {
-            DatagramEvent::NewAssociation(a) if self.association.is_none() => {
-                self.association = Some((ch, a));
+            DatagramEvent::NewAssociation(a) => {
+                // A viewer whose INIT ACK was lost sends INIT again, and the
+                // endpoint makes a new association of it: that one is the
+                // handshake now. An association that completed stays.
+                let handshaking = self
+                    .association
+                    .as_ref()
+                    .is_none_or(|(_, a)| a.is_handshaking());
+                if !handshaking || self.handshakes >= MAX_HANDSHAKES {
+                    self.endpoint.handle_event(ch, EndpointEvent::drained());
+                    return;
+                }
+                self.handshakes += 1;
+                if let Some((old, _)) = self.association.replace((ch, a)) {
+                    self.endpoint.handle_event(old, EndpointEvent::drained());
+                }
             }
             DatagramEvent::AssociationEvent(e) => {
                 if let Some((h, a)) = self.association.as_mut() {

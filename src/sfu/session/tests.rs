@@ -70,6 +70,8 @@ struct Wire {
     events: Vec<Event>,
     connected: bool,
     dc_open: Option<rtc::data_channel::RTCDataChannelId>,
+    /// DTLS application data records of ours to lose on the way (SCTP).
+    lose_app_data: usize,
 }
 
 impl Wire {
@@ -85,6 +87,10 @@ impl Wire {
             }
             while let Some((to, d)) = self.s.poll_transmit() {
                 assert_eq!(to, viewer);
+                if d.first() == Some(&23) && self.lose_app_data > 0 {
+                    self.lose_app_data -= 1;
+                    continue;
+                }
                 self.feed(&d, server, viewer);
             }
             while let Some(e) = self.s.poll_event() {
@@ -131,6 +137,10 @@ impl Wire {
 }
 
 fn connect() -> Wire {
+    connect_losing(0)
+}
+
+fn connect_losing(lose_app_data: usize) -> Wire {
     let (mut pc, offer) = viewer();
     let (s, answer) = Session::answer(&offer, Source::default(), &config(), "demo").unwrap();
     let now = Instant::now();
@@ -145,9 +155,30 @@ fn connect() -> Wire {
         events: Vec::new(),
         connected: false,
         dc_open: None,
+        lose_app_data,
     };
     w.run();
     w
+}
+
+/// The viewer's first SCTP INIT is answered, and the answer lost (a
+/// fast-start burst filling a thin link, say): its INIT sent again starts
+/// the association anew, and the chat channel opens.
+#[test]
+fn chat_opens_when_the_first_init_ack_is_lost() {
+    let mut w = connect_losing(1);
+    assert!(w.connected, "media does not wait for SCTP");
+    for _ in 0..10 {
+        if w.dc_open.is_some() {
+            break;
+        }
+        w.run();
+    }
+    assert!(w.dc_open.is_some(), "the viewer's data channel opened");
+    assert!(w.events.iter().any(|e| matches!(e, Event::ChatOpen)));
+    assert!(w.s.send_text(w.now, "{\"type\":\"live\"}"));
+    w.run();
+    assert_eq!(w.texts, vec!["{\"type\":\"live\"}".to_string()]);
 }
 
 #[test]
