@@ -321,6 +321,7 @@ fn fanout(cr: &mut Criterion) {
                     true,
                     std::slice::from_ref(&probe),
                     Instant::now(),
+                    0,
                     &mut wire,
                 );
                 assert_eq!(sent.0, 1);
@@ -340,6 +341,7 @@ fn fanout(cr: &mut Criterion) {
                             true,
                             std::slice::from_ref(&pkt),
                             now,
+                            0,
                             &mut wire,
                         );
                     }

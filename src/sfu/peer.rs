@@ -32,6 +32,30 @@ const DRAIN_EVERY: u64 = 4;
 
 pub type PeerId = u64;
 
+/// Fast start's pace: a GOP goes out this many bytes per tick (20 Mbit/s),
+/// not in one burst that a thin link, a TURN relay or a client's socket
+/// buffer would drop. A 1 s GOP of 2.5 Mbit/s takes 125 ms.
+const FAST_START_BYTES_PER_TICK: usize = 5_000;
+const FAST_START_TICK: Duration = Duration::from_millis(2);
+
+/// A fast start under way: the channel's GOP, a slice at a time.
+struct CatchUp {
+    /// The GOP it follows (see [`Peer::send_media`]'s `gop_epoch`).
+    epoch: u64,
+    /// The next packet of the GOP to send.
+    next: usize,
+    /// The GOP's length when it began: those frames are squeezed to one
+    /// tick apart, ending at `last_ts`; what the GOP grew by since goes
+    /// with its own timestamps.
+    squeezed: usize,
+    last_ts: u32,
+    frames: u32,
+    /// The frame (within the squeezed part) of the packet before `next`.
+    frame: u32,
+    /// When the next slice is due.
+    at: Instant,
+}
+
 /// The addresses answers announce: UDP host candidates, and passive
 /// ICE-TCP ones (RFC 6544) for networks that block UDP.
 #[derive(Debug, Clone, Default)]
@@ -158,6 +182,8 @@ pub struct Peer {
     keyframe_ts: Option<u32>,
     /// Packets written to rtc since its queue was last drained.
     unflushed: u64,
+    /// A paced fast start, while one is under way.
+    catch_up: Option<CatchUp>,
 }
 
 pub struct Answer {
@@ -250,6 +276,7 @@ impl Peer {
             trickled: 0,
             sent: SentLog::new(now),
             unflushed: 0,
+            catch_up: None,
         }
     }
 
@@ -335,15 +362,26 @@ impl Peer {
     }
 
     /// Sends one access unit's (or audio frame's) packets to this viewer.
-    /// Returns the packets and payload bytes sent.
+    /// `gop_epoch` numbers the channel's GOP buffer: it changes whenever
+    /// the buffer starts over, and video already in it goes out through a
+    /// fast start under way instead. Returns the packets and payload bytes
+    /// sent.
     pub fn send_media(
         &mut self,
         kind: MediaKind,
         keyframe: bool,
         packets: &[Packet],
         now: Instant,
+        gop_epoch: u64,
         wire: &mut Wire,
     ) -> (u64, u64) {
+        if let (MediaKind::Video, Some(cu)) = (kind, &self.catch_up) {
+            if cu.epoch == gop_epoch {
+                // In the GOP: the catch-up sends it, in order.
+                return (0, 0);
+            }
+            self.cut_catch_up(now);
+        }
         let level = self.congestion.level();
         let skip = !self.connected
             || match kind {
@@ -412,13 +450,14 @@ impl Peer {
         }
     }
 
-    /// Sends a just-connected viewer the current GOP so its decoder starts
-    /// now. The frames keep their order but are squeezed to one tick apart,
-    /// ending at the live frame's timestamp: the player decodes them all and
-    /// shows the latest, instead of replaying the last second and staying
-    /// that far behind.
-    pub fn fast_start(&mut self, gop: &[Packet], wire: &mut Wire) {
-        let (Some(sender), Some(last)) = (self.video, gop.last()) else {
+    /// Starts sending a just-connected viewer the channel's current GOP, so
+    /// its decoder starts now. The frames keep their order but are squeezed
+    /// to one tick apart, ending at the live frame's timestamp: the player
+    /// decodes them all and shows the latest, instead of replaying the last
+    /// second and staying that far behind. They go out paced (see
+    /// [`Peer::catch_up`]); live video waits in the GOP meanwhile.
+    pub fn fast_start(&mut self, gop: &[Packet], gop_epoch: u64, now: Instant, wire: &mut Wire) {
+        let (Some(_), Some(last)) = (self.video, gop.last()) else {
             return;
         };
         // The GOP is older than the live packets skipped while connecting.
@@ -427,13 +466,53 @@ impl Peer {
             .windows(2)
             .filter(|w| w[0].header.timestamp != w[1].header.timestamp)
             .count() as u32;
-        let now = Instant::now();
-        let mut frame = 0u32;
-        let (mut n, mut bytes) = (0u32, 0u32);
-        for (i, pkt) in gop.iter().enumerate() {
-            if i > 0 && gop[i - 1].header.timestamp != pkt.header.timestamp {
-                frame += 1;
-            }
+        self.catch_up = Some(CatchUp {
+            epoch: gop_epoch,
+            next: 0,
+            squeezed: gop.len(),
+            last_ts: last.header.timestamp,
+            frames,
+            frame: 0,
+            at: now,
+        });
+        self.got_keyframe();
+        self.catch_up(gop, gop_epoch, now, wire);
+    }
+
+    /// When the fast start under way wants its next slice.
+    pub fn catch_up_at(&self) -> Option<Instant> {
+        self.catch_up.as_ref().map(|c| c.at)
+    }
+
+    /// The next slice of a fast start, when it is due: at most
+    /// [`FAST_START_BYTES_PER_TICK`] of the GOP.
+    pub fn catch_up(&mut self, gop: &[Packet], gop_epoch: u64, now: Instant, wire: &mut Wire) {
+        let Some(mut cu) = self.catch_up.take() else {
+            return;
+        };
+        let Some(sender) = self.video else { return };
+        if cu.epoch != gop_epoch || cu.next > gop.len() {
+            // The GOP started over under it (a new source, the size cap).
+            self.catch_up = Some(cu);
+            return self.cut_catch_up(now);
+        }
+        if now < cu.at {
+            self.catch_up = Some(cu);
+            return;
+        }
+        let (mut n, mut bytes, mut budget) = (0u32, 0u32, FAST_START_BYTES_PER_TICK);
+        while cu.next < gop.len() && budget > 0 {
+            let i = cu.next;
+            let pkt = &gop[i];
+            cu.next += 1;
+            let timestamp = if i < cu.squeezed {
+                if i > 0 && gop[i - 1].header.timestamp != pkt.header.timestamp {
+                    cu.frame += 1;
+                }
+                cu.last_ts.wrapping_sub(cu.frames - 1 - cu.frame)
+            } else {
+                pkt.header.timestamp
+            };
             let channel_seq = pkt.header.sequence_number;
             let Some(seq) = self.video_seq.map(channel_seq) else {
                 continue;
@@ -442,9 +521,10 @@ impl Peer {
                 ssrc: sender.ssrc,
                 payload_type: sender.payload_type,
                 seq,
-                timestamp: last.header.timestamp.wrapping_sub(frames - 1 - frame),
+                timestamp,
             };
-            self.sent.record(seq, channel_seq, stamp.timestamp);
+            self.sent.record(seq, channel_seq, timestamp);
+            budget = budget.saturating_sub(pkt.payload.len());
             if self.emit(MediaKind::Video, pkt, stamp, now, wire) {
                 n += 1;
                 bytes = bytes.wrapping_add(pkt.payload.len() as u32);
@@ -453,7 +533,19 @@ impl Peer {
         self.drain(wire);
         self.video_sent.0 = self.video_sent.0.wrapping_add(n);
         self.video_sent.1 = self.video_sent.1.wrapping_add(bytes);
-        self.got_keyframe();
+        if cu.next < gop.len() {
+            cu.at = now + FAST_START_TICK;
+            self.catch_up = Some(cu);
+        }
+    }
+
+    /// A fast start whose GOP is gone: the rest of it is never sent, and the
+    /// picture goes on from the next keyframe.
+    fn cut_catch_up(&mut self, now: Instant) {
+        if self.catch_up.take().is_some() {
+            self.video_seq.interrupt();
+            self.wait_for_keyframe(now);
+        }
     }
 
     /// Video is withheld until the next keyframe (a new publish, a skip).

@@ -85,6 +85,12 @@ impl SeqMap {
 
     /// Nothing sent yet: the next packets (a fast start's GOP, older than
     /// what was skipped while connecting) open the first epoch.
+    /// Packets were left unsent that `skip` never saw (a fast start cut
+    /// short): the next packet sent continues the viewer's run.
+    pub fn interrupt(&mut self) {
+        self.gap = true;
+    }
+
     pub fn restart_if_unsent(&mut self) {
         if self.last_sent.is_none() {
             *self = SeqMap::default();

@@ -106,6 +106,9 @@ struct ChannelState {
     /// keyframe interval. Empty when unknown or over the cap.
     gop: Vec<Packet>,
     gop_codec: VideoCodec,
+    /// Changes whenever `gop` starts over, so a viewer's fast start knows
+    /// the GOP it follows is gone.
+    gop_epoch: u64,
     /// The live publish's media clock (see [`Media::Anchor`]).
     /// Per track (video, audio): at this instant the track's outgoing RTP
     /// clock read this value.
@@ -483,6 +486,7 @@ impl Driver {
                 counts_dirty: false,
                 gop: Vec::new(),
                 gop_codec: VideoCodec::H264,
+                gop_epoch: 0,
                 anchor: [None, None],
                 video_bps: 0.0,
                 video_bytes: 0,
@@ -732,6 +736,7 @@ impl Driver {
                 if !known {
                     ch.source = live.then_some(source);
                     ch.gop.clear();
+                    ch.gop_epoch += 1;
                     ch.history.clear();
                     // A new or ended publish: its clock is anchored anew.
                     ch.anchor = [None, None];

@@ -34,6 +34,13 @@ impl Driver {
         let Some(mut p) = self.peers.remove(&pid) else {
             return;
         };
+        if p.catch_up_at().is_some() {
+            let (gop, epoch) = self
+                .channels
+                .get(&p.channel)
+                .map_or((&[][..], 0), |c| (&c.gop[..], c.gop_epoch));
+            p.catch_up(gop, epoch, Instant::now(), &mut wire!(self));
+        }
         if let Conn::Lean(_) = p.conn {
             return self.service_lean(p);
         }
@@ -145,7 +152,7 @@ impl Driver {
         tracing::debug!(session = p.session, after = ?p.created.elapsed(), "viewer connected");
         if let Some(ch) = self.channels.get(&p.channel) {
             if p.video_codec == Some(ch.gop_codec) {
-                p.fast_start(&ch.gop, &mut wire!(self));
+                p.fast_start(&ch.gop, ch.gop_epoch, Instant::now(), &mut wire!(self));
             }
         }
         p.ingest.is_none()
@@ -205,7 +212,11 @@ impl Driver {
         // vanished mid-session) would spin the loop; a millisecond floor
         // keeps it a timer.
         let floor = Instant::now() + MIN_TIMER;
-        let next = next.map(|t| t.max(floor));
+        let next = match (next, p.catch_up_at()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+        .map(|t| t.max(floor));
         if next != p.deadline {
             if let Some(old) = p.deadline {
                 self.timers.remove(&(old, p.id));

@@ -268,3 +268,202 @@ fn nothing_but_a_proven_path_reaches_dtls_or_srtcp() {
     assert!(!w.s.handle(w.now, stranger, &mut dtls));
     assert!(w.s.is_connected());
 }
+
+/// A connected viewer with its chat open and nothing to say costs the
+/// driver no timer wake-ups: no ICE agent ticking (ICE-lite only answers),
+/// no DTLS retransmission, and the SCTP association asks for nothing sooner
+/// than its heartbeat. The driver sleeps until media or a datagram comes.
+#[test]
+fn an_idle_connected_viewer_asks_for_no_timer() {
+    let mut w = connect();
+    assert!(w.connected && w.dc_open.is_some());
+    // The viewer settles (its SACKs, the DCEP ack) in simulated time.
+    w.run();
+    let deadline = w.s.poll_timeout();
+    let soonest = deadline.map(|d| d.saturating_duration_since(w.now));
+    assert!(
+        soonest.is_none_or(|d| d >= std::time::Duration::from_secs(10)),
+        "an idle session's next deadline: {soonest:?}"
+    );
+}
+
+/// A viewer's peer on a connected session, its media going out through an
+/// ICE-TCP connection we can read, and what that viewer decrypts of it.
+struct Watched {
+    pc: RTCPeerConnection,
+    now: Instant,
+    out: crate::sfu::udp::Batcher,
+    tcp: std::collections::HashMap<SocketAddr, crate::sfu::tcp::FrameSender>,
+    sent: tokio::sync::mpsc::Receiver<bytes::Bytes>,
+    scratch: Vec<u8>,
+}
+
+impl Watched {
+    async fn new() -> (Watched, crate::sfu::peer::Peer) {
+        use crate::sfu::peer::{Conn, Lean, Peer, Sender};
+        let Wire { pc, s, now, .. } = connect();
+        let video = s.video.as_ref().map(|t| Sender {
+            id: None,
+            ssrc: t.ssrc,
+            payload_type: t.payload_type,
+        });
+        let mut lean = Lean::new(s);
+        let (server, viewer): (SocketAddr, SocketAddr) =
+            (SERVER.parse().unwrap(), VIEWER.parse().unwrap());
+        assert!(lean.learn(viewer, server));
+        let mut peer = Peer::new(
+            1,
+            "demo".into(),
+            "u".into(),
+            Conn::Lean(Box::new(lean)),
+            now,
+        );
+        peer.video = video;
+        peer.video_codec = Some(VideoCodec::H264);
+        peer.connected = true;
+        let socket = Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap());
+        let out = crate::sfu::udp::Batcher::new(&[(server, socket)]).unwrap();
+        let (tx, sent) = tokio::sync::mpsc::channel(1024);
+        let tcp = [(viewer, tx)].into_iter().collect();
+        let w = Watched {
+            pc,
+            now,
+            out,
+            tcp,
+            sent,
+            scratch: Vec::new(),
+        };
+        (w, peer)
+    }
+
+    fn wire(&mut self) -> crate::sfu::transport::Wire<'_> {
+        crate::sfu::transport::Wire {
+            out: &mut self.out,
+            tcp: &mut self.tcp,
+            scratch: &mut self.scratch,
+        }
+    }
+
+    /// What reached the viewer since the last call: (sequence, timestamp).
+    fn received(&mut self) -> Vec<(u16, u32)> {
+        let (server, viewer) = (SERVER.parse().unwrap(), VIEWER.parse().unwrap());
+        let mut got = Vec::new();
+        while let Ok(d) = self.sent.try_recv() {
+            let _ = self.pc.handle_read(TaggedBytesMut {
+                now: self.now,
+                transport: TransportContext {
+                    local_addr: viewer,
+                    peer_addr: server,
+                    ecn: None,
+                    transport_protocol: TransportProtocol::UDP,
+                },
+                message: BytesMut::from(&d[..]),
+            });
+            while let Some(m) = self.pc.poll_read() {
+                if let RTCMessage::RtpPacket(_, p) = m.message {
+                    got.push((p.header.sequence_number, p.header.timestamp));
+                }
+            }
+        }
+        got
+    }
+}
+
+/// `frames` frames of `per_frame` 1 000-byte packets, numbered from `seq`.
+fn gop(seq: u16, frames: u32, per_frame: u16) -> Vec<rtc::rtp::packet::Packet> {
+    (0..frames as u16 * per_frame)
+        .map(|i| {
+            let mut p = rtc::rtp::packet::Packet::default();
+            p.header.sequence_number = seq + i;
+            p.header.timestamp = 1000 + 3000 * u32::from(i / per_frame);
+            p.header.marker = i % per_frame == per_frame - 1;
+            p.payload = Bytes::from(vec![0x41u8; 1000]);
+            p
+        })
+        .collect()
+}
+
+/// A joining viewer's GOP goes out 5 KB per 2 ms tick, not in one burst;
+/// live video that comes meanwhile waits in the GOP and follows it in
+/// order; the viewer decrypts one unbroken run of numbers with the GOP's
+/// frames squeezed to one tick apart before the live frame.
+#[tokio::test]
+async fn fast_start_is_paced_and_live_video_follows_it_in_order() {
+    let (mut w, mut p) = Watched::new().await;
+    let mut g = gop(100, 4, 5);
+    let mut now = w.now;
+    p.fast_start(&g, 7, now, &mut w.wire());
+    let first = w.received();
+    assert_eq!(first.len(), 5, "one 5 KB slice at once: {first:?}");
+    assert_eq!(
+        p.catch_up_at(),
+        Some(now + std::time::Duration::from_millis(2))
+    );
+
+    // Live video while the GOP is going out: into the GOP, not to the wire.
+    let mut live = gop(120, 1, 1);
+    live[0].header.timestamp = 13_000;
+    g.extend(live.iter().cloned());
+    assert_eq!(
+        p.send_media(MediaKind::Video, false, &live, now, 7, &mut w.wire()),
+        (0, 0)
+    );
+    assert!(w.received().is_empty());
+
+    let mut all = first;
+    let mut slices = 1;
+    while p.catch_up_at().is_some() {
+        // Not before its tick.
+        p.catch_up(&g, 7, now, &mut w.wire());
+        assert!(w.received().is_empty(), "a slice before its tick");
+        now += std::time::Duration::from_millis(2);
+        p.catch_up(&g, 7, now, &mut w.wire());
+        all.extend(w.received());
+        slices += 1;
+    }
+    assert_eq!(slices, 5, "21 packets of 1 000 bytes, 5 a slice");
+    let seqs: Vec<u16> = all.iter().map(|(s, _)| *s).collect();
+    assert!(
+        seqs.windows(2).all(|x| x[1] == x[0].wrapping_add(1)),
+        "one unbroken run: {seqs:?}"
+    );
+    let ts: Vec<u32> = all.iter().map(|(_, t)| *t).collect();
+    assert_eq!(&ts[..5], &[9997; 5], "the keyframe, squeezed");
+    assert_eq!(&ts[15..20], &[10_000; 5], "the GOP's last frame");
+    assert_eq!(ts[20], 13_000, "then the live frame, as it was");
+
+    // Done: live video goes straight out again.
+    let next = gop(121, 1, 1);
+    assert_eq!(
+        p.send_media(MediaKind::Video, false, &next, now, 7, &mut w.wire())
+            .0,
+        1
+    );
+    assert_eq!(w.received().len(), 1);
+}
+
+/// A keyframe that starts a new GOP under a fast start cuts it: the rest
+/// of the old GOP is never sent, the keyframe goes out at once, and the
+/// viewer's numbers stay unbroken.
+#[tokio::test]
+async fn a_new_keyframe_cuts_a_fast_start_short() {
+    let (mut w, mut p) = Watched::new().await;
+    let g = gop(100, 4, 5);
+    p.fast_start(&g, 7, w.now, &mut w.wire());
+    let mut got = w.received();
+    assert_eq!(got.len(), 5);
+    let key = gop(120, 1, 3);
+    assert_eq!(
+        p.send_media(MediaKind::Video, true, &key, w.now, 8, &mut w.wire())
+            .0,
+        3
+    );
+    assert!(p.catch_up_at().is_none());
+    got.extend(w.received());
+    let seqs: Vec<u16> = got.iter().map(|(s, _)| *s).collect();
+    assert_eq!(seqs.len(), 8);
+    assert!(
+        seqs.windows(2).all(|x| x[1] == x[0].wrapping_add(1)),
+        "one unbroken run: {seqs:?}"
+    );
+}
