@@ -8,8 +8,10 @@
 //!   consume them through bounded queues.
 //! - [`rtmp`]: RTMP ingest -> hub: a sans-I/O session (our bounded chunk
 //!   reader, rml_rtmp's handshake and commands) driven from a socket.
-//! - [`sfu`]: WebRTC on one UDP socket, driving webrtc-rs's sans-I/O `rtc`
-//!   core; WHEP viewers read from the hub.
+//! - [`sfu`]: WebRTC on one UDP port. WHEP viewers run on our lean
+//!   sans-I/O session (webrtc-rs's component crates for STUN, DTLS and
+//!   SCTP; our own SRTP); WHIP publishers on webrtc-rs's `rtc` peer
+//!   connection.
 //! - [`audio`]: AAC -> Opus, once per stream.
 //! - [`hls`]: LL-HLS segmenter and live playlists, recordings (with crash
 //!   recovery and the free-space floor), thumbnails.

@@ -1,9 +1,14 @@
-//! WebRTC on one UDP port, driving webrtc-rs's sans-I/O `rtc` core ourselves
-//! (see shared/WEBRTC-NOTES.md for why not its async layer).
+//! WebRTC on one UDP port, sans-I/O state machines driven by one task
+//! (see shared/WEBRTC-NOTES.md for why not webrtc-rs's async layer).
 //!
-//! - `driver`: the single task that owns all peer connections and sockets.
+//! - `driver`: the single task that owns all peers and sockets.
 //! - `egress`: per channel, hub units -> RTP, once per stream.
-//! - `peer`: a viewer's connection built from its offer.
+//! - `peer`: a viewer or WHIP publisher and what the driver keeps of it;
+//!   `session`: a viewer's lean connection (ICE-lite, DTLS, SRTP, chat);
+//!   `rtc_peer`: webrtc-rs peer connections (publishers, and viewers under
+//!   `--webrtc-engine rtc`).
+//! - `sender`: a viewer's copy of a stream packet, stamped into the send
+//!   batch; `transport`: UDP batch or ICE-TCP; `udp`: the batch itself.
 //! - `packetize`, `sdp`, `stun`: the small pure pieces.
 //! - `srtp`: SRTP/SRTCP sealed and opened in place, keyed from DTLS.
 
