@@ -17,8 +17,8 @@ mkdir -p "$out"
 lt_workdir
 lt_serve 28080 21935 28189
 lt_feed "$rate" 21935
-echo "| viewers | connected | Mbit/s per viewer | loss | freezes | server CPU (% of a core) | CPU per viewer | RSS per viewer | load generator CPU |"
-echo "|---|---|---|---|---|---|---|---|---|"
+echo "| viewers | connected | Mbit/s per viewer | loss | freezes | server CPU (% of a core) | CPU per viewer | RSS per viewer | load generator CPU | server threads (% of a core) |"
+echo "|---|---|---|---|---|---|---|---|---|---|"
 for n in "${counts[@]}"; do
   f="$out/whep-${rate}k-$n.json"
   timeout $((SECS + n / 10 + 120)) "$bin/onair-loadtest" whep --http 127.0.0.1:28080 --viewers "$n" \
@@ -29,7 +29,8 @@ try: r = json.load(open(sys.argv[1]))
 except Exception: print("stop"); sys.exit()
 s = r.get("server") or {}
 g = lambda v, d: "-" if v is None else f"{v:.{d}f}"
-print(f"| {r['viewers']} | {r['connected']} | {g(r.get('mbps_per_viewer'),2)} | {g(r.get('loss_percent'),2)} % | {r.get('freezes')} | {g(s.get('cpu_percent_of_one_core'),1)} | {g(s.get('cpu_percent_per_client'),3)} % | {g(s.get('rss_kib_per_client'),0)} KiB | {g(s.get('load_generator_cpu_percent_of_one_core'),1)} |", file=sys.stderr)
+threads = ", ".join(f"{k} {v:.1f}" for k, v in sorted((s.get("threads_cpu_percent_of_one_core") or {}).items()))
+print(f"| {r['viewers']} | {r['connected']} | {g(r.get('mbps_per_viewer'),2)} | {g(r.get('loss_percent'),2)} % | {r.get('freezes')} | {g(s.get('cpu_percent_of_one_core'),1)} | {g(s.get('cpu_percent_per_client'),3)} % | {g(s.get('rss_kib_per_client'),0)} KiB | {g(s.get('load_generator_cpu_percent_of_one_core'),1)} | {threads} |", file=sys.stderr)
 stop = (r.get("loss_percent") or 0) > 1 or (s.get("cpu_percent_of_one_core") or 0) > 95 or r["connected"] < r["viewers"]
 print("stop" if stop else "go")
 PY

@@ -39,9 +39,11 @@
 //!    channel) reads the unit once and packetizes it once
 //!    ([`sfu::packetize`]) into RTP packets whose payloads are shared
 //!    `Bytes`; AAC becomes Opus once here too. A WHIP publisher's packets
-//!    skip this step: they are checked and renumbered into the channel's
-//!    numbering instead.
-//! 3. The driver (`sfu::driver`) fans the packets out: per viewer it maps
+//!    skip this step: the ingest driver checks them instead.
+//! 3. The channel's feed (`sfu::feed`) renumbers them once into the
+//!    channel's sequence and hands the one `Arc` of them to every fan-out
+//!    shard ([`sfu::shard`], a thread each) with viewers of the channel.
+//! 4. The shard's driver (`sfu::driver`) fans the packets out: per viewer it maps
 //!    the channel's sequence number to the viewer's own (no gap where it
 //!    chose not to send), checks its congestion level and keyframe gate,
 //!    and stamps SSRC, payload type, sequence number and timestamp
@@ -49,13 +51,14 @@
 //!    viewer's SRTP context ([`sfu::srtp`], keyed by its lean
 //!    [`sfu::session`]) seals it in place: no allocation, no queue, no
 //!    copy but the one into the batch.
-//! 4. The batch ([`sfu::udp`]) goes to the kernel in `sendmmsg` calls,
+//! 5. The batch ([`sfu::udp`]) goes to the kernel in `sendmmsg` calls,
 //!    equal-size runs to one address as one UDP GSO message. A viewer on
 //!    ICE-TCP gets the same bytes framed on its connection
 //!    ([`sfu::transport`]).
-//! 5. The viewer's NACKs come back as SRTCP, opened by its session, and are
-//!    answered from the channel's one history, resealed byte for byte
-//!    under their original SRTP index.
+//! 6. The viewer's NACKs come back as SRTCP on the shared port, are routed
+//!    to its shard by address ([`sfu::shard`]), opened by its session, and
+//!    answered from the shard's history of the channel, resealed byte for
+//!    byte under their original SRTP index.
 
 pub mod audio;
 pub mod auth;

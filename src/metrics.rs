@@ -178,11 +178,16 @@ pub fn publish(protocol: &'static str, accepted: bool) {
     PUBLISHES.add(labels, 1);
 }
 
-static VIEWERS_WAITING: AtomicU64 = AtomicU64::new(0);
+/// Per WebRTC driver (each shard, and the ingest), summed when read.
+static VIEWERS_WAITING: [AtomicU64; crate::sfu::shard::MAX_SHARDS + 1] =
+    [const { AtomicU64::new(0) }; crate::sfu::shard::MAX_SHARDS + 1];
 
-/// Connected WebRTC viewers waiting more than 2 s for a picture.
-pub fn set_viewers_waiting_for_picture(n: usize) {
-    VIEWERS_WAITING.store(n as u64, Ordering::Relaxed);
+/// Connected WebRTC viewers of one driver waiting more than 2 s for a
+/// picture.
+pub fn set_viewers_waiting_for_picture(driver: u8, n: usize) {
+    if let Some(slot) = VIEWERS_WAITING.get(usize::from(driver)) {
+        slot.store(n as u64, Ordering::Relaxed);
+    }
 }
 
 /// A panic contained by [`crate::isolate`].
@@ -380,6 +385,7 @@ fn unix_now_f64() -> f64 {
 const CALLER_FAMILIES: &[(&str, &str)] = &[
     ("onair_viewers", "Viewers now, by channel and protocol (webrtc, hls: an estimate from requests, icecast, flv)."),
     ("onair_webrtc_relay_sessions", "WHEP sessions relaying each channel to other servers of the site (edges pulling it); not counted as viewers."),
+    ("onair_webrtc_shard_sessions", "WHEP sessions (viewers and relays) each WebRTC fan-out shard serves now (--webrtc-shards)."),
     ("onair_edge_pulls", "Channels this server pulls from the server they are live on, for its own viewers (--role edge)."),
     ("onair_ingest_bytes_total", "Bytes received from each live channel's publisher."),
     ("onair_ingest_video_frames_total", "Video frames received from each live channel's publisher."),
@@ -537,7 +543,10 @@ pub fn render(gauges: &[(String, String, f64)]) -> String {
         out,
         "# HELP onair_viewers_waiting_for_picture Connected WebRTC viewers that have waited over 2 s for a keyframe.\n\
          # TYPE onair_viewers_waiting_for_picture gauge\nonair_viewers_waiting_for_picture {}",
-        VIEWERS_WAITING.load(Ordering::Relaxed)
+        VIEWERS_WAITING
+            .iter()
+            .map(|v| v.load(Ordering::Relaxed))
+            .sum::<u64>()
     );
     // Described always, sampled only with a certificate: an expiry alert
     // must not fire on a server without TLS.

@@ -190,6 +190,7 @@ pub async fn run(
             max_viewers: config.max_viewers,
             fault_injection: config.fault_injection,
             engine: config.webrtc_engine,
+            shards: config.webrtc_shards,
         },
     )?;
     let rtmp_port = listeners.rtmp.local_addr()?.port();

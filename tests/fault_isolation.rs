@@ -102,6 +102,81 @@ async fn a_dead_engine_is_reported_and_restarted() {
     srv.stop().await;
 }
 
+/// Sessions on each fan-out shard, from `/metrics`.
+async fn shard_sessions(srv: &TestServer) -> [f64; 2] {
+    let mut n = [0.0; 2];
+    for (i, n) in n.iter_mut().enumerate() {
+        let series = format!("onair_webrtc_shard_sessions{{shard=\"{i}\"}}");
+        *n = metric_or_zero(srv.http, &series).await;
+    }
+    n
+}
+
+/// A fan-out shard that dies drops its own viewers only: the victim,
+/// watching the same channel from the other shard, keeps playing; the
+/// shard restarts empty and serves new viewers; `/metrics` shows the
+/// sessions per shard throughout.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dead_shard_drops_only_its_own_viewers() {
+    let srv = TestServer::start_with(|c| {
+        c.fault_injection = true;
+        c.webrtc_shards = 2;
+    })
+    .await;
+    let victim = Victim::start(&srv, 8).await;
+    assert_eq!(
+        shard_sessions(&srv).await,
+        [1.0, 0.0],
+        "the victim is on shard 0"
+    );
+    // A second viewer of the same channel goes to the emptier shard.
+    let (_pc, offer) = common::scenario_clients::offer(false);
+    let sdp = ("Content-Type", "application/sdp");
+    let r = common::http(
+        srv.http,
+        "POST",
+        &format!("/whep/{}", victim.channel),
+        &[sdp],
+        offer.as_bytes(),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let doomed = r.header("location").unwrap().to_string();
+    assert_eq!(shard_sessions(&srv).await, [1.0, 1.0]);
+    // Its shard dies outside any peer's guard.
+    let frag = ("Content-Type", "application/trickle-ice-sdpfrag");
+    let body = "a=candidate:onair-fault:shard 1 udp 1 192.0.2.1 9 typ host\r\n";
+    let _ = common::http(srv.http, "PATCH", &doomed, &[frag], body.as_bytes()).await;
+    let start = Instant::now();
+    while get(srv.http, "/healthz").await.status != 200 || shard_sessions(&srv).await[1] != 0.0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "shard 1 did not come back empty: {:?}",
+            shard_sessions(&srv).await
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let gone = common::http(srv.http, "DELETE", &doomed, &[], b"").await;
+    assert_eq!(gone.status, 404, "the dead shard's session went with it");
+    assert_eq!(shard_sessions(&srv).await, [1.0, 0.0]);
+    // The restarted shard takes the next viewer, and it plays.
+    let got = onair_loadtest::whep::watch(
+        srv.http,
+        &victim.channel,
+        Duration::from_secs(3),
+        onair_loadtest::whep::ViewerOptions::default(),
+    )
+    .await
+    .expect("a viewer on the restarted shard");
+    let frames = common::webrtc_client::access_units(&got.video).len();
+    assert!(frames >= 30, "the restarted shard sent {frames} frames");
+    victim
+        .finish()
+        .await
+        .assert_kept_playing("a fan-out shard's death");
+    srv.stop().await;
+}
+
 /// The real binary: an engine that keeps dying ends the process with an
 /// error for its supervisor, and SIGTERM is prompt even after a failure.
 #[tokio::test(flavor = "multi_thread")]

@@ -67,6 +67,33 @@ pub fn proc_usage(pid: u32) -> Option<(f64, f64)> {
     Some((ticks as f64 / clock_ticks(), rss_kib * 1024.0))
 }
 
+/// CPU seconds (user + system) of `pid`'s threads, summed by thread name
+/// (a WebRTC shard's thread is `webrtc-shard-N`; tokio's workers share one
+/// name).
+pub fn thread_cpu(pid: u32) -> std::collections::BTreeMap<String, f64> {
+    let mut by_name = std::collections::BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return by_name;
+    };
+    let hz = clock_ticks();
+    for t in tasks.flatten() {
+        let Ok(stat) = std::fs::read_to_string(t.path().join("stat")) else {
+            continue;
+        };
+        let (Some((head, rest)), Some(open)) = (stat.rsplit_once(')'), stat.find('(')) else {
+            continue;
+        };
+        let name = head[open + 1..].to_string();
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let ticks: u64 = [11, 12]
+            .iter()
+            .filter_map(|i| f.get(*i)?.parse::<u64>().ok())
+            .sum();
+        *by_name.entry(name).or_insert(0.0) += ticks as f64 / hz;
+    }
+    by_name
+}
+
 /// The value of an unlabelled metric in Prometheus text.
 pub fn metric(text: &str, name: &str) -> Option<f64> {
     text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
@@ -108,6 +135,8 @@ pub struct ServerWindow {
     /// This process's own CPU at the window's start: the load generator
     /// shares the machine, so its cost is reported beside the server's.
     own_start: Option<(Instant, f64)>,
+    /// The server's CPU by thread name at the window's start (local PID).
+    threads_start: std::collections::BTreeMap<String, f64>,
 }
 
 fn own_cpu() -> Option<(Instant, f64)> {
@@ -123,12 +152,16 @@ impl ServerWindow {
             before_load,
             start: None,
             own_start: None,
+            threads_start: Default::default(),
         }
     }
 
     pub async fn start(&mut self) {
         self.start = self.probe.sample().await;
         self.own_start = own_cpu();
+        if let Probe::Pid(pid) = self.probe {
+            self.threads_start = thread_cpu(pid);
+        }
     }
 
     /// CPU over the window and memory now; see [`per_client`].
@@ -145,7 +178,20 @@ impl ServerWindow {
             }
             _ => None,
         };
+        // Where the server's CPU went, by thread name: shards' balance.
+        let threads: serde_json::Map<String, serde_json::Value> = match self.probe {
+            Probe::Pid(pid) => thread_cpu(pid)
+                .into_iter()
+                .filter_map(|(name, c)| {
+                    let used = c - self.threads_start.get(&name).copied().unwrap_or(0.0);
+                    let pct = used / wall * 100.0;
+                    (pct >= 0.5).then(|| (name, pct.into()))
+                })
+                .collect(),
+            _ => Default::default(),
+        };
         serde_json::json!({
+            "threads_cpu_percent_of_one_core": threads,
             "load_generator_cpu_percent_of_one_core": own,
             "source": match self.probe { Probe::Pid(p) => format!("/proc/{p}"), Probe::Metrics(a) => format!("http://{a}/metrics"), Probe::None => String::new() },
             "cpu_percent_of_one_core": cpu,

@@ -135,6 +135,10 @@ pub struct ServeArgs {
         default_value = "lean"
     )]
     pub webrtc_engine: Option<crate::sfu::Engine>,
+    /// WebRTC fan-out shards, each a thread with its own viewers (default:
+    /// one per available core). WHIP publishers are served beside them.
+    #[arg(long, env = "ONAIR_WEBRTC_SHARDS", global = true)]
+    pub webrtc_shards: Option<usize>,
     /// Reverse proxies (CIDR ranges, repeat or comma-separate) whose
     /// `Forwarded` / `X-Forwarded-For` headers name the client. Without it,
     /// the socket's address is the client.
@@ -371,6 +375,8 @@ pub struct Config {
     pub max_viewers: usize,
     /// See `--webrtc-engine`.
     pub webrtc_engine: crate::sfu::Engine,
+    /// See `--webrtc-shards`.
+    pub webrtc_shards: usize,
     /// The built-in TURN relay's address (UDP and TCP), if it runs.
     pub turn: Option<SocketAddr>,
     /// TURN over TLS, if it runs.
@@ -482,6 +488,16 @@ impl Config {
             None => onair_turn::DEFAULT_RELAY_PORTS,
             Some(r) => parse_port_range(&r).ok_or(ConfigError::TurnRelayPorts(r))?,
         };
+        let webrtc_shards = serve.webrtc_shards.unwrap_or_else(default_shards);
+        if !(1..=crate::sfu::shard::MAX_SHARDS).contains(&webrtc_shards) {
+            return Err(ConfigError::Value(
+                global.config.clone().unwrap_or_default(),
+                format!(
+                    "webrtc-shards: {webrtc_shards} is not between 1 and {}",
+                    crate::sfu::shard::MAX_SHARDS
+                ),
+            ));
+        }
         let hooks = serve.hooks.resolve(&crate::hooks::HookArgs::default())?;
         let tls = serve.tls.resolve(&crate::tls::TlsArgs::default())?;
         let tls_and_turn = tls.source.is_some() && turn.is_some();
@@ -516,6 +532,7 @@ impl Config {
                 .unwrap_or(crate::sfu::MAX_PEERS)
                 .min(crate::sfu::MAX_PEERS),
             webrtc_engine: serve.webrtc_engine.unwrap_or_default(),
+            webrtc_shards,
             turn,
             turns,
             turn_relay_ports,
@@ -593,6 +610,11 @@ impl Config {
                 .ok()
                 .and_then(|e| clap::ValueEnum::from_str(&e, true).ok())
                 .unwrap_or_default(),
+            // Two at least, so every test crosses shards.
+            webrtc_shards: std::env::var("ONAIR_TEST_WEBRTC_SHARDS")
+                .ok()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(2),
             turn: None,
             turns: None,
             turn_relay_ports: onair_turn::DEFAULT_RELAY_PORTS,
@@ -624,6 +646,13 @@ fn parse_port_range(s: &str) -> Option<(u16, u16)> {
     let (a, b) = s.split_once('-')?;
     let (a, b): (u16, u16) = (a.trim().parse().ok()?, b.trim().parse().ok()?);
     (a != 0 && a <= b).then_some((a, b))
+}
+
+/// One fan-out shard per core the process may run on.
+fn default_shards() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(crate::sfu::shard::MAX_SHARDS)
 }
 
 #[cfg(test)]
@@ -711,6 +740,30 @@ mod tests {
             resolve(&["onair", "--config", config]),
             Err(ConfigError::Value(_, e)) if e.starts_with("turn-allow-peer")
         ));
+    }
+
+    #[test]
+    fn webrtc_engine_and_shards_are_checked() {
+        assert!(Args::try_parse_from(["onair", "--webrtc-engine", "fast"]).is_err());
+        assert!(Args::try_parse_from(["onair", "--webrtc-shards", "many"]).is_err());
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("onair.toml");
+        std::fs::write(&path, "webrtc-engine = \"rtc\"\nwebrtc-shards = 3\n").unwrap();
+        let config = path.to_str().unwrap();
+        let c = resolve(&["onair", "--config", config]).unwrap();
+        assert_eq!(c.webrtc_engine, crate::sfu::Engine::Rtc);
+        assert_eq!(c.webrtc_shards, 3);
+        std::fs::write(&path, "").unwrap();
+        let c = resolve(&["onair", "--config", config]).unwrap();
+        assert_eq!(c.webrtc_engine, crate::sfu::Engine::Lean);
+        assert_eq!(c.webrtc_shards, default_shards());
+        for bad in ["0", "65"] {
+            std::fs::write(&path, format!("webrtc-shards = {bad}\n")).unwrap();
+            assert!(matches!(
+                resolve(&["onair", "--config", config]),
+                Err(ConfigError::Value(_, e)) if e.starts_with("webrtc-shards")
+            ));
+        }
     }
 
     #[test]

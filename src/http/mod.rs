@@ -300,6 +300,13 @@ async fn metrics(
             edge.pulling() as f64,
         ));
     }
+    for (shard, n) in s.sfu.shard_sessions().into_iter().enumerate() {
+        gauges.push((
+            "onair_webrtc_shard_sessions".to_string(),
+            format!("shard=\"{shard}\""),
+            n as f64,
+        ));
+    }
     for (channel, n) in s.sfu.all_relays() {
         gauges.push((
             "onair_webrtc_relay_sessions".to_string(),

@@ -1,9 +1,10 @@
 //! One task per channel with WebRTC viewers: reads the hub once, makes the
 //! RTP form once (H.264 packetized, AAC transcoded to Opus), and hands each
-//! access unit's packets to the driver for fan-out. It follows the channel
+//! access unit's packets to the channel's feed for the shards' fan-out. It follows the channel
 //! across publisher reconnects, keeping sequence numbers and timestamps
 //! continuous so viewers' sessions survive.
 
+use super::feed::Feed;
 use super::packetize::{self, Sequencer};
 use super::Media;
 use crate::audio::AacToOpus;
@@ -11,7 +12,6 @@ use crate::hub::Hub;
 use crate::media::{MediaKind, Payload, TrackConfig, CLOCK_RATE};
 use std::sync::Arc;
 use std::time::Instant;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 const OPUS_RATE: i64 = 48_000;
@@ -105,12 +105,7 @@ struct Transcode {
 /// A channel's egress, restarted after a pause if it panics (on media from a
 /// hostile publisher, say): that channel's viewers miss a moment, nobody
 /// else notices.
-pub async fn run(
-    channel: Arc<str>,
-    hub: Arc<Hub>,
-    out: mpsc::Sender<Media>,
-    cancel: CancellationToken,
-) {
+pub async fn run(channel: Arc<str>, hub: Arc<Hub>, out: Arc<Feed>, cancel: CancellationToken) {
     loop {
         let serve = serve(channel.clone(), hub.clone(), out.clone(), cancel.clone());
         if crate::isolate::task("webrtc_egress", &channel, serve)
@@ -129,12 +124,7 @@ pub async fn run(
 /// Pause before a channel's egress restarts after a panic.
 const RESTART_PAUSE: std::time::Duration = std::time::Duration::from_millis(500);
 
-async fn serve(
-    channel: Arc<str>,
-    hub: Arc<Hub>,
-    out: mpsc::Sender<Media>,
-    cancel: CancellationToken,
-) {
+async fn serve(channel: Arc<str>, hub: Arc<Hub>, out: Arc<Feed>, cancel: CancellationToken) {
     let mut watch = hub.watch(&channel);
     let mut video_seq = Sequencer::new(rand::random());
     let mut audio_seq = Sequencer::new(rand::random());
@@ -202,17 +192,14 @@ async fn serve(
             };
             let Some(unit) = unit else { break };
             if let Some(anchor) = clock.take_anchor_after(unit.pts, &channel) {
-                let _ = out.try_send(anchor);
+                out.notify(anchor);
             }
             match &unit.payload {
                 Payload::H264(nalus) => {
                     if let TrackConfig::H264(c) = unit.config.as_ref() {
                         if profile != Some(c.profile_idc) {
                             profile = Some(c.profile_idc);
-                            let _ = out.try_send(Media::Profile {
-                                channel: channel.clone(),
-                                profile: c.profile_idc,
-                            });
+                            out.set_profile(c.profile_idc);
                         }
                     }
                     if video_broken && !unit.keyframe {
@@ -225,14 +212,8 @@ async fn serve(
                         continue;
                     }
                     let count = packets.len();
-                    let batch = Media::Batch {
-                        channel: channel.clone(),
-                        source: stream.id(),
-                        kind: MediaKind::Video,
-                        keyframe: unit.keyframe,
-                        packets: std::mem::take(&mut packets),
-                    };
-                    video_broken = out.try_send(batch).is_err();
+                    let batch = std::mem::take(&mut packets);
+                    video_broken = !out.media(stream.id(), MediaKind::Video, unit.keyframe, batch);
                     if video_broken {
                         video_seq.rewind(count);
                         crate::metrics::add_reader_drops(1);
@@ -279,14 +260,18 @@ async fn serve(
                     for f in frames {
                         let ts = clock.audio(unit.pts, f.pts_48k - lookahead);
                         let pkt = packetize::opus(f.data, ts, &mut audio_seq);
-                        send_audio(&out, &channel, stream.id(), pkt, &mut audio_seq);
+                        if !out.media(stream.id(), MediaKind::Audio, true, vec![pkt]) {
+                            audio_seq.rewind(1);
+                        }
                     }
                 }
                 Payload::Opus(frame) => {
                     let pts_48k = unit.pts * OPUS_RATE / CLOCK_RATE;
                     let ts = clock.audio(unit.pts, pts_48k);
                     let pkt = packetize::opus(frame.clone(), ts, &mut audio_seq);
-                    send_audio(&out, &channel, stream.id(), pkt, &mut audio_seq);
+                    if !out.media(stream.id(), MediaKind::Audio, true, vec![pkt]) {
+                        audio_seq.rewind(1);
+                    }
                 }
             }
         }
@@ -300,24 +285,5 @@ async fn serve(
                 })
                 .await;
         }
-    }
-}
-
-fn send_audio(
-    out: &mpsc::Sender<Media>,
-    channel: &Arc<str>,
-    source: u64,
-    pkt: rtc::rtp::packet::Packet,
-    seq: &mut Sequencer,
-) {
-    let batch = Media::Batch {
-        channel: channel.clone(),
-        source,
-        kind: MediaKind::Audio,
-        keyframe: true,
-        packets: vec![pkt],
-    };
-    if out.try_send(batch).is_err() {
-        seq.rewind(1);
     }
 }

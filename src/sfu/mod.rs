@@ -1,8 +1,11 @@
-//! WebRTC on one UDP port, sans-I/O state machines driven by one task
-//! (see shared/WEBRTC-NOTES.md for why not webrtc-rs's async layer).
+//! WebRTC on one UDP port, sans-I/O state machines driven by shards (see
+//! shared/WEBRTC-NOTES.md for why not webrtc-rs's async layer).
 //!
-//! - `driver`: the single task that owns all peers and sockets.
-//! - `egress`: per channel, hub units -> RTP, once per stream.
+//! - `shard`: fan-out shards, a thread each, and the ingest driver for WHIP
+//!   publishers; what the sockets read is routed to its peer's driver.
+//! - `driver`: one shard's loop, owning its peers.
+//! - `egress`: per channel, hub units -> RTP, once per stream; `feed`:
+//!   that RTP (or a WHIP publisher's) numbered once, shared with the shards.
 //! - `peer`: a viewer or WHIP publisher and what the driver keeps of it;
 //!   `session`: a viewer's lean connection (ICE-lite, DTLS, SRTP, chat);
 //!   `rtc_peer`: webrtc-rs peer connections (publishers, and viewers under
@@ -15,6 +18,7 @@
 pub mod congestion;
 mod driver;
 mod egress;
+mod feed;
 mod feedback;
 pub mod packetize;
 pub mod peer;
@@ -24,6 +28,8 @@ pub mod sdp;
 pub mod sender;
 mod seqmap;
 pub mod session;
+pub mod shard;
+mod signal;
 pub mod srtp;
 mod stun;
 pub(crate) mod tcp;
@@ -50,6 +56,8 @@ pub struct SfuOptions {
     pub fault_injection: bool,
     /// `--webrtc-engine`: what serves viewers.
     pub engine: Engine,
+    /// `--webrtc-shards`: fan-out shards, each a driver of its own.
+    pub shards: usize,
 }
 
 /// What a WHEP viewer's connection runs on (`--webrtc-engine`).
@@ -109,7 +117,8 @@ pub struct WhepSession {
 pub(crate) enum Command {
     Whep {
         channel: Arc<str>,
-        offer: String,
+        /// Made on the caller's task (see [`signal`]).
+        answer: Box<peer::Answer>,
         chat: Option<ChatTap>,
         /// Another server of the site pulling the channel (see
         /// [`Sfu::whep_relay`]).
@@ -149,25 +158,31 @@ pub struct ChatTap {
     pub events: mpsc::Sender<DataChannelEvent>,
 }
 
+#[derive(Clone)]
 pub(crate) enum Media {
+    /// Packets in the channel's numbering (see [`feed`]), shared by every
+    /// shard they go to.
     Batch {
         channel: Arc<str>,
         /// The hub stream it came from: a new one is numbered on from the
         /// last (see `whip::Continuity`).
         source: u64,
         kind: MediaKind,
+        codec: sdp::VideoCodec,
         keyframe: bool,
-        packets: Vec<Packet>,
+        packets: Arc<[Packet]>,
+        /// When a WHIP publisher's datagram was read: the start of its
+        /// forwarding latency.
+        at: Option<std::time::Instant>,
     },
+    /// A shard's viewers wait for a picture: the channel's WHIP publisher
+    /// is asked for a keyframe (see [`feed::Feeds::want_keyframe`]).
+    WantKeyframe { channel: Arc<str> },
     /// The channel went live with the hub stream `source`, or offline.
     Live {
         channel: Arc<str>,
         source: u64,
         live: bool,
-    },
-    Profile {
-        channel: Arc<str>,
-        profile: u8,
     },
     /// A publish's media clock: at `wall`, the video and audio RTP clocks
     /// read `video_ts` and `audio_ts`. Sender reports are derived from it.
@@ -333,16 +348,50 @@ fn bind_once(addr: SocketAddr, public_ips: &[IpAddr]) -> std::io::Result<WebrtcS
 /// Handle to the SFU; cheap to clone.
 #[derive(Clone)]
 pub struct Sfu {
-    commands: mpsc::Sender<Command>,
-    chat_out: mpsc::Sender<(String, Arc<str>)>,
-    viewers: ViewerCounts,
+    /// Per driver: the fan-out shards, then the ingest.
+    commands: Vec<mpsc::Sender<Command>>,
+    chat_out: Vec<mpsc::Sender<(String, Arc<str>)>>,
+    counts: Arc<[ViewerCounts]>,
     max_viewers: usize,
+    signalling: Arc<signal::Signalling>,
+}
+
+/// One driver's inboxes, kept across its restarts.
+struct Inbox {
+    datagrams: mpsc::Sender<driver::Datagram>,
+    commands: mpsc::Sender<Command>,
+    media: mpsc::Sender<Media>,
+    chat: mpsc::Sender<(String, Arc<str>)>,
+    inputs: Arc<tokio::sync::Mutex<driver::Inputs>>,
+}
+
+impl Inbox {
+    fn new() -> Inbox {
+        let (datagrams, dg_rx) = mpsc::channel(DATAGRAM_QUEUE);
+        let (commands, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
+        let (chat, chat_rx) = mpsc::channel(CHAT_QUEUE);
+        let (media, media_rx) = mpsc::channel(MEDIA_QUEUE);
+        Inbox {
+            datagrams,
+            commands,
+            media,
+            chat,
+            inputs: Arc::new(tokio::sync::Mutex::new(driver::Inputs {
+                datagrams: dg_rx,
+                commands: cmd_rx,
+                media: media_rx,
+                chat: chat_rx,
+            })),
+        }
+    }
 }
 
 impl Sfu {
-    /// Starts the WebRTC engine on `sockets`. The driver runs supervised:
-    /// a panic outside any one peer's guard restarts it with fresh state
-    /// (viewers reconnect), `/healthz` answering 503 meanwhile.
+    /// Starts the WebRTC engine on `sockets`: `options.shards` fan-out
+    /// shards and the ingest (see [`shard`]). Each driver runs supervised:
+    /// a panic outside any one peer's guard restarts that driver with fresh
+    /// state (its viewers reconnect; the others notice nothing), `/healthz`
+    /// answering 503 meanwhile.
     pub fn start(
         sockets: WebrtcSockets,
         hub: Arc<Hub>,
@@ -363,16 +412,26 @@ impl Sfu {
                 .map_err(|e| SfuError::Internal(e.to_string()))?,
         )
         .map_err(|e| SfuError::Internal(e.to_string()))?;
-        let (dg_tx, dg_rx) = mpsc::channel(DATAGRAM_QUEUE);
-        let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
-        let (chat_tx, chat_rx) = mpsc::channel(CHAT_QUEUE);
-        let (media_tx, media_rx) = mpsc::channel(MEDIA_QUEUE);
+        let shards = options.shards.clamp(1, shard::MAX_SHARDS);
+        // The fan-out shards, then the ingest.
+        let inboxes: Vec<Inbox> = (0..=shards).map(|_| Inbox::new()).collect();
+        let routes = Arc::new(shard::Routes::default());
+        let router = Arc::new(shard::Router {
+            routes: routes.clone(),
+            inboxes: inboxes.iter().map(|i| i.datagrams.clone()).collect(),
+        });
+        let feeds = feed::Feeds::new(hub.clone(), tracker.clone(), inboxes[shards].media.clone());
         let tcp_candidates = sockets.tcp_candidates();
         let mut tagged = Vec::new();
         for (tag, s) in sockets.sockets {
             let s =
                 Arc::new(UdpSocket::from_std(s).map_err(|e| SfuError::Internal(e.to_string()))?);
-            tracker.spawn(read_socket(tag, s.clone(), dg_tx.clone(), shutdown.clone()));
+            tracker.spawn(read_socket(
+                tag,
+                s.clone(),
+                router.clone(),
+                shutdown.clone(),
+            ));
             tagged.push((tag, s));
         }
         for (tag, l) in sockets.tcp {
@@ -381,57 +440,89 @@ impl Sfu {
             tracker.spawn(tcp::accept(
                 tag,
                 l,
-                dg_tx.clone(),
+                router.clone(),
                 shutdown.clone(),
                 tracker.clone(),
             ));
         }
-        let viewers: ViewerCounts = Arc::default();
+        let counts: Arc<[ViewerCounts]> = (0..=shards).map(|_| ViewerCounts::default()).collect();
         // Checked once here, so a restart cannot fail on it.
         udp::Batcher::new(&tagged).map_err(|e| SfuError::Internal(format!("UDP sockets: {e}")))?;
         let candidates = peer::Candidates {
             udp: sockets.candidates,
             tcp: tcp_candidates,
         };
-        let inputs = Arc::new(tokio::sync::Mutex::new(driver::Inputs {
-            datagrams: dg_rx,
-            commands: cmd_rx,
-            media: media_rx,
-            chat: chat_rx,
-        }));
-        let (counts, driver_tracker, stop) = (viewers.clone(), tracker.clone(), shutdown.clone());
-        tracker.spawn(crate::isolate::supervise(
-            engines,
-            "webrtc",
-            shutdown,
-            move || {
-                // Each driver starts with no peers: forget the counts of
-                // one that died.
-                *counts.lock().unwrap_or_else(|e| e.into_inner()) = Counts::default();
-                let out =
-                    udp::Batcher::new(&tagged).expect("the WebRTC sockets were usable at start");
-                let driver = Driver::new(
-                    out,
-                    candidates.clone(),
-                    certificate.clone(),
-                    hub.clone(),
-                    media_tx.clone(),
-                    driver_tracker.clone(),
-                    counts.clone(),
-                )
-                .with_options(options);
-                let (inputs, stop) = (inputs.clone(), stop.clone());
-                async move {
-                    let mut inputs = inputs.lock_owned().await;
-                    driver.run(&mut inputs, stop).await;
-                }
-            },
-        ));
+        let signalling = Arc::new(signal::Signalling::new(
+            options.engine,
+            candidates.clone(),
+            certificate.clone(),
+            feeds.clone(),
+        )?);
+        for (index, inbox) in inboxes.iter().enumerate() {
+            let shared = driver::Shared {
+                index: index as u8,
+                routes: routes.clone(),
+                feeds: feeds.clone(),
+                counts: counts.clone(),
+            };
+            let name: &'static str = if index == shards {
+                "webrtc-ingest"
+            } else {
+                // Named once per shard at start-up, for /healthz and logs.
+                Box::leak(format!("webrtc-shard-{index}").into_boxed_str())
+            };
+            let (tagged, candidates, certificate, hub) = (
+                tagged.clone(),
+                candidates.clone(),
+                certificate.clone(),
+                hub.clone(),
+            );
+            let (media_tx, inputs) = (inbox.media.clone(), inbox.inputs.clone());
+            let stop = shutdown.clone();
+            tracker.spawn(crate::isolate::supervise(
+                engines.clone(),
+                name,
+                shutdown.clone(),
+                move || {
+                    // Each driver starts with no peers: forget what one
+                    // that died had.
+                    *lock_counts(&shared.counts[index]) = Counts::default();
+                    shared.routes.forget_driver(shared.index);
+                    if index == shards {
+                        shared.feeds.clear_codecs();
+                    }
+                    let out = udp::Batcher::new(&tagged)
+                        .expect("the WebRTC sockets were usable at start");
+                    let driver = Driver::new(
+                        out,
+                        candidates.clone(),
+                        certificate.clone(),
+                        hub.clone(),
+                        media_tx.clone(),
+                        shared.clone(),
+                    )
+                    .with_options(options);
+                    let (inputs, stop) = (inputs.clone(), stop.clone());
+                    let run = async move {
+                        let mut inputs = inputs.lock_owned().await;
+                        driver.run(&mut inputs, stop).await;
+                    };
+                    async move {
+                        if index == shards {
+                            run.await
+                        } else {
+                            shard::on_thread(name, run).await
+                        }
+                    }
+                },
+            ));
+        }
         Ok(Sfu {
-            commands: cmd_tx,
-            chat_out: chat_tx,
-            viewers,
+            commands: inboxes.iter().map(|i| i.commands.clone()).collect(),
+            chat_out: inboxes.iter().map(|i| i.chat.clone()).collect(),
+            counts,
             max_viewers,
+            signalling,
         })
     }
 
@@ -442,16 +533,7 @@ impl Sfu {
         offer: String,
         chat: Option<ChatTap>,
     ) -> Result<WhepSession, SfuError> {
-        let (reply, rx) = oneshot::channel();
-        self.send(Command::Whep {
-            channel: channel.into(),
-            offer,
-            chat,
-            relay: false,
-            reply,
-        })
-        .await?;
-        rx.await.map_err(|_| SfuError::ShuttingDown)?
+        self.viewer(channel, offer, chat, false).await
     }
 
     /// Answers a WHEP offer from another server of the site that pulls
@@ -459,14 +541,31 @@ impl Sfu {
     /// counted as one, nor refused by `--max-viewers` (one session feeds
     /// all of that server's viewers).
     pub async fn whep_relay(&self, channel: &str, offer: String) -> Result<WhepSession, SfuError> {
+        self.viewer(channel, offer, None, true).await
+    }
+
+    /// The offer is answered here, on the caller's task; the emptiest
+    /// shard files the viewer.
+    async fn viewer(
+        &self,
+        channel: &str,
+        offer: String,
+        chat: Option<ChatTap>,
+        relay: bool,
+    ) -> Result<WhepSession, SfuError> {
         let (reply, rx) = oneshot::channel();
-        self.send(Command::Whep {
-            channel: channel.into(),
-            offer,
-            chat: None,
-            relay: true,
-            reply,
-        })
+        let channel: Arc<str> = channel.into();
+        let answer = self.signalling.answer(&channel, offer)?;
+        self.send(
+            self.least_loaded(),
+            Command::Whep {
+                channel,
+                answer,
+                chat,
+                relay,
+                reply,
+            },
+        )
         .await?;
         rx.await.map_err(|_| SfuError::ShuttingDown)?
     }
@@ -480,81 +579,132 @@ impl Sfu {
         offer: String,
     ) -> Result<WhepSession, SfuError> {
         let (reply, rx) = oneshot::channel();
-        self.send(Command::Whip {
-            channel: channel.into(),
-            key: crate::hub::keys::fingerprint(key),
-            offer,
-            reply,
-        })
+        self.send(
+            self.ingest(),
+            Command::Whip {
+                channel: channel.into(),
+                key: crate::hub::keys::fingerprint(key),
+                offer,
+                reply,
+            },
+        )
         .await?;
         rx.await.map_err(|_| SfuError::ShuttingDown)?
     }
 
     pub async fn patch(&self, session: &str, candidates: Vec<String>) -> Result<(), SfuError> {
         let (reply, rx) = oneshot::channel();
-        self.send(Command::Patch {
-            session: session.into(),
-            candidates,
-            reply,
-        })
+        let driver = shard::session_driver(session).ok_or(SfuError::NotFound)?;
+        self.send(
+            driver,
+            Command::Patch {
+                session: session.into(),
+                candidates,
+                reply,
+            },
+        )
         .await?;
         rx.await.map_err(|_| SfuError::ShuttingDown)?
     }
 
     pub async fn delete(&self, session: &str) -> Result<(), SfuError> {
         let (reply, rx) = oneshot::channel();
-        self.send(Command::Delete {
-            session: session.into(),
-            reply,
-        })
+        let driver = shard::session_driver(session).ok_or(SfuError::NotFound)?;
+        self.send(
+            driver,
+            Command::Delete {
+                session: session.into(),
+                reply,
+            },
+        )
         .await?;
         rx.await.map_err(|_| SfuError::ShuttingDown)?
     }
 
-    async fn send(&self, c: Command) -> Result<(), SfuError> {
-        self.commands
-            .send(c)
-            .await
-            .map_err(|_| SfuError::ShuttingDown)
+    async fn send(&self, driver: usize, c: Command) -> Result<(), SfuError> {
+        let to = self.commands.get(driver).ok_or(SfuError::NotFound)?;
+        to.send(c).await.map_err(|_| SfuError::ShuttingDown)
+    }
+
+    /// The driver that holds WHIP publishers.
+    fn ingest(&self) -> usize {
+        self.commands.len() - 1
+    }
+
+    /// The fan-out shard with the fewest sessions, where a new viewer goes.
+    fn least_loaded(&self) -> usize {
+        let load = |c: &ViewerCounts| {
+            let c = lock_counts(c);
+            c.viewers.values().sum::<usize>() + c.relays.values().sum::<usize>()
+        };
+        let shards = &self.counts[..self.ingest()];
+        (0..shards.len())
+            .min_by_key(|i| load(&shards[*i]))
+            .unwrap_or(0)
     }
 
     /// Queues a line for a session's `chat` data channel. False when the
     /// SFU is saturated or gone: the line is dropped, as a slow viewer's
     /// would be.
     pub fn send_chat(&self, session: &str, line: Arc<str>) -> bool {
-        self.chat_out.try_send((session.to_string(), line)).is_ok()
+        let Some(to) = shard::session_driver(session).and_then(|d| self.chat_out.get(d)) else {
+            return false;
+        };
+        to.try_send((session.to_string(), line)).is_ok()
     }
 
     pub fn viewers(&self, channel: &str) -> usize {
-        self.counts().viewers.get(channel).copied().unwrap_or(0)
+        self.counts
+            .iter()
+            .filter_map(|c| lock_counts(c).viewers.get(channel).copied())
+            .sum()
     }
 
     pub fn all_viewers(&self) -> Vec<(String, usize)> {
-        let c = self.counts();
-        c.viewers.iter().map(|(k, n)| (k.clone(), *n)).collect()
+        self.summed(|c| &c.viewers)
     }
 
     /// Whether one more viewer is within `--max-viewers` now (the driver
     /// decides, this is the same count a moment earlier).
     pub fn has_room(&self) -> bool {
-        self.counts().viewers.values().sum::<usize>() < self.max_viewers
+        self.all_viewers().iter().map(|(_, n)| n).sum::<usize>() < self.max_viewers
     }
 
     /// Sessions relaying each channel to other servers of the site.
     pub fn all_relays(&self) -> Vec<(String, usize)> {
-        let c = self.counts();
-        c.relays.iter().map(|(k, n)| (k.clone(), *n)).collect()
+        self.summed(|c| &c.relays)
     }
 
-    fn counts(&self) -> std::sync::MutexGuard<'_, Counts> {
-        self.viewers.lock().unwrap_or_else(|e| e.into_inner())
+    /// Sessions (viewers and relays) each fan-out shard serves now.
+    pub fn shard_sessions(&self) -> Vec<usize> {
+        self.counts[..self.ingest()]
+            .iter()
+            .map(|c| {
+                let c = lock_counts(c);
+                c.viewers.values().sum::<usize>() + c.relays.values().sum::<usize>()
+            })
+            .collect()
     }
+
+    fn summed(&self, map: impl Fn(&Counts) -> &HashMap<String, usize>) -> Vec<(String, usize)> {
+        let mut all: HashMap<String, usize> = HashMap::new();
+        for c in self.counts.iter() {
+            for (k, n) in map(&lock_counts(c)) {
+                *all.entry(k.clone()).or_default() += n;
+            }
+        }
+        all.into_iter().collect()
+    }
+}
+
+fn lock_counts(c: &ViewerCounts) -> std::sync::MutexGuard<'_, Counts> {
+    c.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 async fn read_socket(
     tag: SocketAddr,
     sock: Arc<UdpSocket>,
-    tx: mpsc::Sender<Datagram>,
+    router: Arc<shard::Router>,
     shutdown: CancellationToken,
 ) {
     let mut buf = vec![0u8; MAX_DATAGRAM];
@@ -572,9 +722,7 @@ async fn read_socket(
                     data: bytes::BytesMut::from(&buf[..n]),
                     tcp: None,
                 };
-                // A full inbox means the driver is saturated: shed input
-                // rather than queue without bound.
-                let _ = tx.try_send(d);
+                router.deliver(d);
             }
             // ICMP port-unreachable from a vanished viewer surfaces here on
             // Linux; it concerns that viewer only.

@@ -33,10 +33,11 @@ pub fn local_ufrag(b: &[u8]) -> Option<&str> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn binding_request(username: &str) -> Vec<u8> {
+    /// A bare binding request naming `username`, for tests of routing.
+    pub(crate) fn binding_request(username: &str) -> Vec<u8> {
         let mut attr = vec![0x00, 0x06];
         attr.extend((username.len() as u16).to_be_bytes());
         attr.extend(username.as_bytes());

@@ -12,8 +12,10 @@
 //! (as it would on UDP) and never holds up the driver.
 
 use super::driver::Datagram;
+use super::shard::Router;
 use bytes::{Bytes, BytesMut};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -42,7 +44,7 @@ pub type FrameSender = mpsc::Sender<Bytes>;
 pub async fn accept(
     tag: SocketAddr,
     listener: TcpListener,
-    datagrams: mpsc::Sender<Datagram>,
+    datagrams: Arc<Router>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
@@ -81,7 +83,7 @@ async fn serve(
     tag: SocketAddr,
     stream: TcpStream,
     from: SocketAddr,
-    datagrams: mpsc::Sender<Datagram>,
+    datagrams: Arc<Router>,
     shutdown: CancellationToken,
 ) {
     let (mut rd, mut wr) = stream.into_split();
@@ -122,7 +124,7 @@ async fn serve(
             };
             // Unlike UDP, waiting here is fine: it holds up this
             // connection's reads only.
-            if datagrams.send(d).await.is_err() {
+            if !datagrams.deliver_tcp(d).await {
                 return;
             }
         }

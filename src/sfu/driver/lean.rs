@@ -4,31 +4,9 @@
 
 use super::service::on_chat_text;
 use super::*;
-use crate::sfu::session::{self, Event};
+use crate::sfu::session::Event;
 
 impl Driver {
-    /// What every lean session shares, made once.
-    pub(super) fn lean_config(&mut self) -> Result<Arc<session::Config>, SfuError> {
-        if let Some(c) = &self.lean {
-            return Ok(c.clone());
-        }
-        let provider = rtc::crypto::default_provider()
-            .map_err(|e| SfuError::Internal(format!("crypto provider: {e}")))?;
-        let udp = self.candidates.udp.iter().map(|a| (a, false));
-        let tcp = self.candidates.tcp.iter().map(|a| (a, true));
-        let candidates = udp
-            .chain(tcp)
-            .map(|(addr, tcp)| session::sdp::LocalCandidate { addr: *addr, tcp })
-            .collect();
-        let config = Arc::new(session::Config::new(
-            &self.certificate,
-            provider,
-            candidates,
-        )?);
-        self.lean = Some(config.clone());
-        Ok(config)
-    }
-
     /// One datagram for a lean viewer. Only what the session authenticated
     /// (a STUN check's MESSAGE-INTEGRITY, a DTLS record, SRTCP) keeps the
     /// viewer alive or gives it a new address.
@@ -52,7 +30,7 @@ impl Driver {
             p.last_rx = now;
             if lean.learn(d.from, d.local) && !p.addrs.contains(&d.from) {
                 p.addrs.push(d.from);
-                self.by_addr.insert(d.from, pid);
+                self.index_addr(d.from, pid);
             }
         }
         self.rx_at = Some(d.at);

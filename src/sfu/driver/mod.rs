@@ -1,7 +1,8 @@
-//! The one task that owns every peer connection and the UDP sockets they
-//! share. Datagrams, commands and media come in on channels; everything a
-//! peer wants to send leaves through non-blocking sends, so no viewer can
-//! make the loop wait.
+//! A driver: the task that owns one shard's peer connections (or the
+//! ingest's WHIP publishers; see [`super::shard`]). Datagrams, commands and
+//! media come in on channels; everything a peer wants to send leaves
+//! through non-blocking sends on the shared sockets, so no viewer can make
+//! the loop wait.
 
 use super::congestion::Level;
 use super::feedback;
@@ -14,9 +15,11 @@ mod publish;
 mod service;
 use super::transport::Wire;
 
+use super::feed::{Feeds, Subscription};
+use super::shard::{self, Routes};
 use super::udp::Batcher;
-use super::whip::{self, Continuity, Ingest};
-use super::{egress, stun, Command, Media, SfuError, ViewerCounts, WhepSession};
+use super::whip::{self, Ingest};
+use super::{stun, Command, Media, SfuError, ViewerCounts, WhepSession};
 use crate::hub::Hub;
 use crate::isolate;
 use crate::media::MediaKind;
@@ -35,7 +38,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 /// A limit on viewers per process, so a flood of offers runs out of this
 /// before it runs out of memory (~100 KiB each).
@@ -95,11 +97,11 @@ struct ChannelState {
     /// Of `viewers`, the other servers pulling the channel: not counted
     /// as viewers.
     relays: usize,
-    /// Stops the channel's egress task when the channel goes, and when the
-    /// driver itself does (a restart after a panic).
-    _cancel: tokio_util::sync::DropGuard,
+    /// The channel's media comes while this is held: dropped with the
+    /// channel's last viewer here, or with the driver itself (a restart
+    /// after a panic).
+    _feed: Subscription,
     live: bool,
-    profile: Option<u8>,
     counts_dirty: bool,
     /// The video RTP packets since the latest keyframe, so a viewer that
     /// connects mid-GOP shows a picture at once instead of waiting up to a
@@ -131,13 +133,25 @@ const BITRATE_WINDOW: Duration = Duration::from_secs(2);
 /// simply makes new viewers wait for the next keyframe.
 const GOP_MAX_PACKETS: usize = 1500;
 
+/// What a driver shares with the others.
+#[derive(Clone)]
+pub struct Shared {
+    /// This driver's number: its fan-out shard's, or the ingest's (the last).
+    pub index: u8,
+    pub routes: Arc<Routes>,
+    pub feeds: Arc<Feeds>,
+    /// Every driver's counts, this one's at `index`: `--max-viewers` holds
+    /// for them all.
+    pub counts: Arc<[ViewerCounts]>,
+}
+
 pub struct Driver {
     out: Batcher,
+    shared: Shared,
     pub candidates: peer::Candidates,
     pub certificate: RTCCertificate,
     pub hub: Arc<Hub>,
     pub media_tx: mpsc::Sender<Media>,
-    pub tracker: TaskTracker,
     pub viewers: ViewerCounts,
     /// Boxed: a peer connection is kilobytes inline, and `service` takes a
     /// peer out of the map and puts it back for every datagram.
@@ -156,10 +170,6 @@ pub struct Driver {
     rx_proved: bool,
     /// The WHIP publisher of each channel that has one.
     publishers: HashMap<Arc<str>, PeerId>,
-    /// Per channel, video and audio: every source's RTP mapped to the
-    /// channel's numbering. Outlives publishers so reconnects stay
-    /// continuous; goes with the channel's last viewer.
-    forward: HashMap<Arc<str>, [Continuity; 2]>,
     /// ICE-TCP peers' connections, by remote address (at most one entry per
     /// open connection: gone ones are dropped at the first failed send).
     tcp_out: HashMap<SocketAddr, super::tcp::FrameSender>,
@@ -174,9 +184,6 @@ pub struct Driver {
     engine_fault: bool,
     /// `--webrtc-engine`.
     engine: super::Engine,
-    /// What every lean session shares (certificate, candidates), made at
-    /// the first lean viewer.
-    lean: Option<Arc<super::session::Config>>,
     /// Where a datagram bound for ICE-TCP is written before framing.
     scratch: Vec<u8>,
 }
@@ -201,16 +208,16 @@ impl Driver {
         certificate: RTCCertificate,
         hub: Arc<Hub>,
         media_tx: mpsc::Sender<Media>,
-        tracker: TaskTracker,
-        viewers: ViewerCounts,
+        shared: Shared,
     ) -> Self {
+        let viewers = shared.counts[usize::from(shared.index)].clone();
         Driver {
             out,
+            shared,
             candidates,
             certificate,
             hub,
             media_tx,
-            tracker,
             viewers,
             peers: HashMap::new(),
             by_addr: HashMap::new(),
@@ -223,14 +230,12 @@ impl Driver {
             rx_from: None,
             rx_proved: false,
             publishers: HashMap::new(),
-            forward: HashMap::new(),
             tcp_out: HashMap::new(),
             fault_injection: false,
             max_viewers: MAX_PEERS,
             relays: 0,
             engine_fault: false,
             engine: super::Engine::default(),
-            lean: None,
             scratch: Vec::new(),
         }
     }
@@ -245,7 +250,9 @@ impl Driver {
 
     /// For the fault-isolation tests: a WHIP packet whose payload starts
     /// with `onair-fault:peer` panics while that publisher is served, and
-    /// `onair-fault:engine` panics the driver outside any peer's guard.
+    /// `onair-fault:engine` panics the driver outside any peer's guard; so
+    /// does a trickled candidate naming `onair-fault:shard`, in the
+    /// session's own shard.
     fn inject_fault(&mut self, payload: &[u8]) {
         if payload.starts_with(b"onair-fault:peer") {
             panic!("injected fault: one WebRTC peer");
@@ -340,12 +347,12 @@ impl Driver {
         match cmd {
             Command::Whep {
                 channel,
-                offer,
+                answer,
                 chat,
                 relay,
                 reply,
             } => {
-                let _ = reply.send(self.add_viewer(channel, offer, chat, relay));
+                let _ = reply.send(self.add_viewer(channel, *answer, chat, relay));
             }
             Command::Whip {
                 channel,
@@ -384,6 +391,9 @@ impl Driver {
         let Some(p) = self.peers.get_mut(&pid) else {
             return Err(SfuError::NotFound);
         };
+        if self.fault_injection && candidates.iter().any(|c| c.contains("onair-fault:shard")) {
+            self.engine_fault = true;
+        }
         p.patches += 1;
         if p.patches > MAX_PATCHES {
             crate::metrics::limit_hit("max_patches");
@@ -422,67 +432,41 @@ impl Driver {
         Ok(())
     }
 
+    /// Files a viewer whose offer was answered on the caller's task (see
+    /// [`super::super::signal`]).
     fn add_viewer(
         &mut self,
         channel: Arc<str>,
-        offer: String,
+        answer: peer::Answer,
         chat: Option<super::ChatTap>,
         relay: bool,
     ) -> Result<WhepSession, SfuError> {
-        // Peers that are neither WHIP publishers nor relays are viewers.
-        let viewers = self
-            .peers
-            .len()
-            .saturating_sub(self.publishers.len() + self.relays);
+        // Every shard's viewers, relays not counted.
+        let viewers: usize = self
+            .shared
+            .counts
+            .iter()
+            .map(|c| lock_counts(c).viewers.values().sum::<usize>())
+            .sum();
         if self.peers.len() >= MAX_PEERS || (viewers >= self.max_viewers && !relay) {
             crate::metrics::limit_hit("max_viewers");
             return Err(SfuError::Busy);
         }
         self.next_id += 1;
         let id = self.next_id;
-        let now = Instant::now();
-        let source = peer::SourceVideo {
-            codec: self.source_codec(&channel),
-            profile: self.channels.get(&channel).and_then(|c| c.profile),
-        };
-        let lean = match self.engine {
-            super::Engine::Lean => Some(self.lean_config()?),
-            super::Engine::Rtc => None,
-        };
-        let mut answer =
-            isolate::catch(PEER, &format_args!("offer for {channel}"), || match &lean {
-                Some(config) => peer::answer_lean(id, channel.clone(), &offer, config, source, now),
-                None => peer::answer_viewer(
-                    id,
-                    channel.clone(),
-                    offer,
-                    &self.candidates,
-                    &self.certificate,
-                    source,
-                    now,
-                ),
-            })
-            .ok_or_else(|| SfuError::BadOffer("the offer could not be read".into()))??;
+        let mut answer = answer;
+        answer.peer.id = id;
         answer.peer.chat_tap = chat;
         answer.peer.relay = relay;
-        let session = answer.peer.session.clone();
-        self.by_ufrag.insert(answer.peer.ufrag.clone(), id);
-        self.by_session.insert(session.clone(), id);
+        let session = self.index_peer(id, &mut answer.peer);
         self.peers.insert(id, Box::new(answer.peer));
         let ch = self.channels.entry(channel.clone()).or_insert_with(|| {
-            let cancel = CancellationToken::new();
-            self.tracker.spawn(egress::run(
-                channel.clone(),
-                self.hub.clone(),
-                self.media_tx.clone(),
-                cancel.clone(),
-            ));
+            let feed = self.shared.feeds.subscribe(&channel, self.media_tx.clone());
             ChannelState {
                 viewers: Vec::new(),
                 relays: 0,
-                _cancel: cancel.drop_guard(),
+                _feed: feed,
                 live: false,
-                profile: None,
                 counts_dirty: false,
                 gop: Vec::new(),
                 gop_codec: VideoCodec::H264,
@@ -513,12 +497,28 @@ impl Driver {
         })
     }
 
+    /// Files a new peer under its ufrag and session, here and in the
+    /// shared routes; its session id, tagged with this driver.
+    fn index_peer(&mut self, id: PeerId, p: &mut Peer) -> String {
+        p.session = shard::tag_session(self.shared.index, &p.session);
+        self.by_ufrag.insert(p.ufrag.clone(), id);
+        self.shared.routes.add_ufrag(&p.ufrag, self.shared.index);
+        self.by_session.insert(p.session.clone(), id);
+        p.session.clone()
+    }
+
+    /// A proven address of a peer's, here and in the shared routes.
+    fn index_addr(&mut self, addr: SocketAddr, id: PeerId) {
+        self.by_addr.insert(addr, id);
+        self.shared.routes.add_addr(addr, self.shared.index);
+    }
+
     fn set_count(&self, channel: &Arc<str>) {
         let (viewers, relays) = self
             .channels
             .get(channel)
             .map_or((0, 0), |c| (c.viewers.len() - c.relays, c.relays));
-        let mut counts = self.viewers.lock().unwrap_or_else(|e| e.into_inner());
+        let mut counts = lock_counts(&self.viewers);
         let counts = &mut *counts;
         for (map, n) in [(&mut counts.viewers, viewers), (&mut counts.relays, relays)] {
             if n == 0 {
@@ -541,11 +541,15 @@ impl Driver {
         }
         self.by_ufrag.remove(&p.ufrag);
         self.by_session.remove(&p.session);
+        self.shared
+            .routes
+            .remove(self.shared.index, &p.addrs, &p.ufrag);
         if let Some(d) = p.deadline {
             self.timers.remove(&(d, pid));
         }
         if p.ingest.is_some() && self.publishers.get(&p.channel) == Some(&pid) {
             self.publishers.remove(&p.channel);
+            self.shared.feeds.set_codec(&p.channel, None);
         }
         self.relays -= usize::from(p.relay);
         if let Some(ch) = self.channels.get_mut(&p.channel) {
@@ -554,8 +558,6 @@ impl Driver {
             ch.counts_dirty = true;
             if ch.viewers.is_empty() {
                 self.channels.remove(&p.channel);
-                // Nobody left to be continuous for.
-                self.forward.remove(&p.channel);
             }
         }
         self.set_count(&p.channel);
@@ -656,11 +658,32 @@ impl Driver {
         let p = self.peers.remove(&pid);
         let relay = p.as_ref().is_some_and(|p| p.relay);
         self.relays -= usize::from(relay);
-        self.by_addr.retain(|_, v| *v != pid);
-        self.by_ufrag.retain(|_, v| *v != pid);
+        let mut addrs = Vec::new();
+        self.by_addr.retain(|a, v| {
+            if *v == pid {
+                addrs.push(*a);
+            }
+            *v != pid
+        });
+        let mut ufrags = Vec::new();
+        self.by_ufrag.retain(|u, v| {
+            if *v == pid {
+                ufrags.push(u.clone());
+            }
+            *v != pid
+        });
+        for u in &ufrags {
+            self.shared.routes.remove(self.shared.index, &addrs, u);
+        }
         self.by_session.retain(|_, v| *v != pid);
         self.timers.retain(|(_, v)| *v != pid);
-        self.publishers.retain(|_, v| *v != pid);
+        let feeds = &self.shared.feeds;
+        self.publishers.retain(|channel, v| {
+            if *v == pid {
+                feeds.set_codec(channel, None);
+            }
+            *v != pid
+        });
         let mut emptied = Vec::new();
         for (name, ch) in self.channels.iter_mut() {
             if ch.viewers.contains(&pid) {
@@ -677,7 +700,6 @@ impl Driver {
                 .is_some_and(|c| c.viewers.is_empty())
             {
                 self.channels.remove(&name);
-                self.forward.remove(&name);
             }
             self.set_count(&name);
         }
@@ -770,28 +792,34 @@ impl Driver {
                     ch.anchor = [Some((wall, video_ts)), Some((wall, audio_ts))];
                 }
             }
-            Media::Profile { channel, profile } => {
-                if let Some(ch) = self.channels.get_mut(&channel) {
-                    ch.profile = Some(profile);
-                }
-            }
             Media::Batch {
                 channel,
                 source,
                 kind,
+                codec,
                 keyframe,
-                mut packets,
+                packets,
+                at,
             } => {
-                let slots = self.forward.entry(channel.clone()).or_default();
-                let slot = &mut slots[usize::from(kind == MediaKind::Audio)];
-                packets
-                    .iter_mut()
-                    .for_each(|p| slot.map_sequence(source, p));
-                if let Some(ch) = self.channels.get_mut(&channel) {
-                    ch.source = Some(source);
+                let Some(ch) = self.channels.get_mut(&channel) else {
+                    return;
+                };
+                ch.source = Some(source);
+                // Hub media comes after its anchor; a WHIP track is
+                // anchored on its first packet, the same rule.
+                if let Some(first) = packets.first() {
+                    let i = usize::from(kind == MediaKind::Audio);
+                    ch.anchor[i].get_or_insert((Instant::now(), first.header.timestamp));
                 }
-                self.fan_out(&channel, kind, VideoCodec::H264, keyframe, &packets)
+                self.rx_at = at;
+                self.fan_out(&channel, kind, codec, keyframe, &packets);
+                self.rx_at = None;
             }
+            Media::WantKeyframe { channel } => self.request_keyframe(&channel),
         }
     }
+}
+
+fn lock_counts(c: &ViewerCounts) -> std::sync::MutexGuard<'_, super::Counts> {
+    c.lock().unwrap_or_else(|e| e.into_inner())
 }

@@ -43,10 +43,12 @@ impl Driver {
         let publisher = self.hub.publish_from(&channel, crate::hub::Source::Whip);
         publisher.stream().hold_key(key);
         let mut peer = answer.peer;
-        peer.ingest = Some(Box::new(Ingest::new(publisher, video, audio_pt)));
-        let session = peer.session.clone();
-        self.by_ufrag.insert(peer.ufrag.clone(), id);
-        self.by_session.insert(session.clone(), id);
+        let ingest = Ingest::new(publisher, video, audio_pt);
+        self.shared
+            .feeds
+            .set_codec(&channel, Some(ingest.video_codec));
+        peer.ingest = Some(Box::new(ingest));
+        let session = self.index_peer(id, &mut peer);
         self.peers.insert(id, Box::new(peer));
         self.publishers.insert(channel.clone(), id);
         self.service(id, None);
@@ -80,7 +82,7 @@ impl Driver {
                 ask.push(name.clone());
             }
         }
-        crate::metrics::set_viewers_waiting_for_picture(overdue);
+        crate::metrics::set_viewers_waiting_for_picture(self.shared.index, overdue);
         for channel in ask {
             self.request_keyframe(&channel);
         }
@@ -109,17 +111,13 @@ impl Driver {
     /// The video codec the channel's source sends: its WHIP publisher's, or
     /// H.264 (RTMP, or nobody yet).
     pub(super) fn source_codec(&self, channel: &Arc<str>) -> VideoCodec {
-        self.publishers
-            .get(channel)
-            .and_then(|pid| self.peers.get(pid))
-            .and_then(|p| p.ingest.as_ref())
-            .map_or(VideoCodec::H264, |i| i.video_codec)
+        self.shared.feeds.codec(channel)
     }
     /// Asks the channel's WHIP publisher for a keyframe, at most once per
-    /// [`whip::PLI_INTERVAL`].
+    /// [`whip::PLI_INTERVAL`]; from a fan-out shard, through the ingest.
     pub(super) fn request_keyframe(&mut self, channel: &Arc<str>) {
         let Some(pid) = self.publishers.get(channel).copied() else {
-            return;
+            return self.shared.feeds.want_keyframe(channel);
         };
         let Some(p) = self.peers.get_mut(&pid) else {
             return;
@@ -155,33 +153,19 @@ impl Driver {
         crate::metrics::pli_sent();
         self.service(pid, None);
     }
-    /// Forwards one packet from a channel's WHIP publisher to its viewers,
-    /// in the channel's numbering.
+    /// Forwards one packet from a channel's WHIP publisher to the shards
+    /// with its viewers (see [`super::super::feed`]).
     pub(super) fn forward_rtp(
         &mut self,
         channel: &Arc<str>,
         source: u64,
         kind: MediaKind,
-        mut pkt: Packet,
+        pkt: Packet,
     ) {
-        if !self.channels.contains_key(channel) {
-            return;
-        }
         let codec = self.source_codec(channel);
         let keyframe = kind == MediaKind::Audio || whip::starts_keyframe(codec, &pkt.payload);
-        let slots = self.forward.entry(channel.clone()).or_default();
-        let (slot, clock) = match kind {
-            MediaKind::Video => (&mut slots[0], 90_000),
-            MediaKind::Audio => (&mut slots[1], 48_000),
-        };
-        slot.map(source, clock, &mut pkt);
-        if let Some(ch) = self.channels.get_mut(channel) {
-            ch.source = Some(source);
-            // WHIP tracks are anchored on their first packet's arrival, the
-            // same rule the hub side uses, so both tracks line up at once.
-            let i = usize::from(kind == MediaKind::Audio);
-            ch.anchor[i].get_or_insert((Instant::now(), pkt.header.timestamp));
-        }
-        self.fan_out(channel, kind, codec, keyframe, std::slice::from_ref(&pkt));
+        self.shared
+            .feeds
+            .forward(channel, source, kind, codec, keyframe, pkt, self.rx_at);
     }
 }

@@ -15,7 +15,7 @@ impl Driver {
             // request's MESSAGE-INTEGRITY: now it may route to this peer.
             if pin == Some(to) && !p.addrs.contains(&to) && p.addrs.len() < MAX_ADDRS_PER_PEER {
                 p.addrs.push(to);
-                self.by_addr.insert(to, p.id);
+                self.index_addr(to, p.id);
             }
             wire!(self).send_tagged(&out.transport, &out.message);
         }
