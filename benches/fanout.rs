@@ -284,13 +284,9 @@ fn fanout(cr: &mut Criterion) {
     // A real socket behind the batch, which is never flushed.
     let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     socket.set_nonblocking(true).unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let socket = rt.block_on(async { Arc::new(tokio::net::UdpSocket::from_std(socket).unwrap()) });
+    let socket = Arc::new(socket);
     let local: SocketAddr = "192.0.2.1:8189".parse().unwrap();
-    let mut out = rt.block_on(async { Batcher::new(&[(local, socket)]).unwrap() });
+    let mut out = Batcher::new(&[(local, socket)]).unwrap();
     let mut tcp = std::collections::HashMap::new();
     let mut scratch = Vec::new();
     let payload = Bytes::from(vec![0x5cu8; 1200]);

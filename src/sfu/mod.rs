@@ -85,7 +85,8 @@ use rtc::rtp::packet::Packet;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
-use tokio::net::UdpSocket;
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -424,14 +425,16 @@ impl Sfu {
         let tcp_candidates = sockets.tcp_candidates();
         let mut tagged = Vec::new();
         for (tag, s) in sockets.sockets {
-            let s =
-                Arc::new(UdpSocket::from_std(s).map_err(|e| SfuError::Internal(e.to_string()))?);
-            tracker.spawn(read_socket(
-                tag,
-                s.clone(),
-                router.clone(),
-                shutdown.clone(),
-            ));
+            let s = Arc::new(s);
+            // Watched for reading only: shards write to these sockets
+            // without the reactor, and a registration for writing would
+            // wake it as every sent datagram frees its buffer space.
+            // SAFETY: the fd is the socket's, which the `Arc` inside the
+            // `AsyncFd` keeps open, unchanged, for as long as it lives.
+            let readable =
+                unsafe { AsyncFd::register_with_interest(s.clone(), Interest::READABLE) }
+                    .map_err(|e| SfuError::Internal(e.to_string()))?;
+            tracker.spawn(read_socket(tag, readable, router.clone(), shutdown.clone()));
             tagged.push((tag, s));
         }
         for (tag, l) in sockets.tcp {
@@ -703,15 +706,24 @@ fn lock_counts(c: &ViewerCounts) -> std::sync::MutexGuard<'_, Counts> {
 
 async fn read_socket(
     tag: SocketAddr,
-    sock: Arc<UdpSocket>,
+    sock: AsyncFd<Arc<std::net::UdpSocket>>,
     router: Arc<shard::Router>,
     shutdown: CancellationToken,
 ) {
     let mut buf = vec![0u8; MAX_DATAGRAM];
     loop {
-        let r = tokio::select! {
+        let mut ready = tokio::select! {
             _ = shutdown.cancelled() => return,
-            r = sock.recv_from(&mut buf) => r,
+            r = sock.readable() => match r {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!(%tag, "WebRTC socket cannot be watched: {e}");
+                    return;
+                }
+            },
+        };
+        let Ok(r) = ready.try_io(|s| s.get_ref().recv_from(&mut buf)) else {
+            continue; // not readable after all: wait again
         };
         match r {
             Ok((n, from)) => {

@@ -321,7 +321,8 @@ impl Watched {
         peer.video = video;
         peer.video_codec = Some(VideoCodec::H264);
         peer.connected = true;
-        let socket = Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap());
+        let socket = Arc::new(std::net::UdpSocket::bind("127.0.0.1:0").unwrap());
+        socket.set_nonblocking(true).unwrap();
         let out = crate::sfu::udp::Batcher::new(&[(server, socket)]).unwrap();
         let (tx, sent) = tokio::sync::mpsc::channel(1024);
         let tcp = [(viewer, tx)].into_iter().collect();
