@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 use tokio::sync::mpsc;
-use tokio_util::sync::{CancellationToken, DropGuard};
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 /// Every channel that has WebRTC viewers on some shard, and what WHIP
@@ -55,8 +55,9 @@ struct FeedState {
     /// The H.264 profile the source sends, which new viewers' answers
     /// name.
     profile: Option<u8>,
-    /// Stops the channel's egress task with the last subscriber.
-    _egress: DropGuard,
+    /// Stops the channel's egress task, with the last subscriber (the task
+    /// holds the feed, so the feed cannot stop it by being dropped).
+    egress: CancellationToken,
 }
 
 struct Subscriber {
@@ -112,7 +113,10 @@ impl Feeds {
         tx: mpsc::Sender<Media>,
     ) -> Subscription {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let feed = lock(&self.channels)
+        // Under the map's lock throughout, so a last subscriber leaving at
+        // the same moment cannot retire the feed this one joins.
+        let mut channels = lock(&self.channels);
+        let feed = channels
             .entry(channel.clone())
             .or_insert_with(|| {
                 let cancel = CancellationToken::new();
@@ -123,7 +127,7 @@ impl Feeds {
                         forward: Default::default(),
                         latest: [None, None],
                         profile: None,
-                        _egress: cancel.clone().drop_guard(),
+                        egress: cancel.clone(),
                     }),
                 });
                 self.tracker.spawn_on(
@@ -143,6 +147,7 @@ impl Feeds {
             video_broken: false,
         });
         drop(s);
+        drop(channels);
         Subscription {
             feeds: self.clone(),
             channel: channel.clone(),
@@ -161,7 +166,7 @@ impl Feeds {
             s.subscribers.is_empty()
         };
         if empty {
-            // Its egress stops as the last `Arc` of its guard goes.
+            feed.lock().egress.cancel();
             channels.remove(channel);
         }
     }
@@ -371,7 +376,8 @@ mod tests {
     #[tokio::test]
     async fn shards_share_each_packet_and_a_full_one_waits_for_a_keyframe() {
         let (ingest, _) = mpsc::channel(1);
-        let feeds = Feeds::new(Hub::new(), TaskTracker::new(), ingest);
+        let tracker = TaskTracker::new();
+        let feeds = Feeds::new(Hub::new(), tracker.clone(), ingest);
         let ch: Arc<str> = "c".into();
         let (a_tx, mut a) = mpsc::channel(8);
         let (b_tx, mut b) = mpsc::channel(1);
@@ -414,9 +420,15 @@ mod tests {
         assert!(key);
         assert_eq!(pb[0].header.sequence_number, first.wrapping_add(5));
         assert_eq!(std::iter::from_fn(|| a.try_recv().ok()).count(), 2);
-        // With its last subscriber gone the feed goes, numbering and all.
+        // With its last subscriber gone the feed goes, numbering and all,
+        // and its egress task ends.
+        assert_eq!(tracker.len(), 1, "one egress for the channel");
         drop((sa, sb));
         assert!(lock(&feeds.channels).is_empty());
+        tracker.close();
+        tokio::time::timeout(std::time::Duration::from_secs(5), tracker.wait())
+            .await
+            .expect("the egress stopped with the last subscriber");
         send(106, true);
         assert!(a.try_recv().is_err());
     }
