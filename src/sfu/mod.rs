@@ -700,7 +700,7 @@ impl Sfu {
     }
 }
 
-fn lock_counts(c: &ViewerCounts) -> std::sync::MutexGuard<'_, Counts> {
+pub(super) fn lock_counts(c: &ViewerCounts) -> std::sync::MutexGuard<'_, Counts> {
     c.lock().unwrap_or_else(|e| e.into_inner())
 }
 
