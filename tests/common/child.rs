@@ -13,24 +13,41 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_onair");
 /// A loopback address whose port was free a moment ago: a restarted
 /// server must come back on the same addresses, so port 0 will not do.
 ///
-/// The port is drawn below the kernel's ephemeral range, which outgoing
+/// The port is drawn outside the kernel's ephemeral range, which outgoing
 /// connections (every test's clients) take their local ports from: a port
 /// in that range that was free when checked can be a connection's before
 /// the server binds it, and the server then fails with "address in use".
+/// Below the range where there is room (Linux's default starts at 32768),
+/// above it where the range starts low; and never a port this process has
+/// handed out already, since two servers of one test may both be starting.
 pub fn free_addr() -> SocketAddr {
-    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
-        .unwrap_or(32768)
-        .max(12_000);
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok();
+    let mut bounds = range
+        .iter()
+        .flat_map(|r| r.split_whitespace())
+        .filter_map(|p| p.parse::<u16>().ok());
+    let (low, high) = (
+        bounds.next().unwrap_or(32768),
+        bounds.next().unwrap_or(60999),
+    );
+    let window = if low >= 12_000 {
+        10_000..low
+    } else if high <= 63_000 {
+        high + 1..u16::MAX
+    } else {
+        10_000..u16::MAX
+    };
     for _ in 0..1000 {
-        let port = rand::Rng::gen_range(&mut rand::thread_rng(), 10_000..low);
+        let port = rand::Rng::gen_range(&mut rand::thread_rng(), window.clone());
+        let mut given = GIVEN.lock().unwrap();
         // Free on every address: some servers under test bind them all.
-        if std::net::TcpListener::bind(("0.0.0.0", port)).is_ok() {
+        if !given.contains(&port) && std::net::TcpListener::bind(("0.0.0.0", port)).is_ok() {
+            given.push(port);
             return SocketAddr::from(([127, 0, 0, 1], port));
         }
     }
-    panic!("no free port below {low}");
+    panic!("no free port in {window:?}");
 }
 
 /// `onair channel create NAME --data-dir DIR`; asserts success and returns

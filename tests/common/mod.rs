@@ -63,6 +63,17 @@ impl TestServer {
 
     /// Like [`start`](Self::start), with changes to the test config.
     pub async fn start_with(change: impl FnOnce(&mut Config)) -> TestServer {
+        Self::start_bound(change, |_, _| {}).await
+    }
+
+    /// Like [`start_with`](Self::start_with), and `bound` may change the
+    /// config again once the listeners hold their ports: a setting that names
+    /// the server's own address takes it from there rather than from a port
+    /// picked earlier, which anything else on the machine could take first.
+    pub async fn start_bound(
+        change: impl FnOnce(&mut Config),
+        bound: impl FnOnce(&mut Config, &onair::Listeners),
+    ) -> TestServer {
         init_logs();
         let dir = tempfile::tempdir().expect("tempdir");
         let mut config = Config::for_test(dir.path());
@@ -77,6 +88,7 @@ impl TestServer {
             None => db.create_channel("demo").await.expect("create channel"),
         };
         let listeners = onair::Listeners::bind(&config).await.expect("bind");
+        bound(&mut config, &listeners);
         let http = listeners.http_addr();
         let https = listeners.https_addr();
         let rtmp = listeners.rtmp_addr();

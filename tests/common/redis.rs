@@ -95,14 +95,14 @@ pub async fn site_node_with(
     change: impl FnOnce(&mut onair::config::Config),
 ) -> TestServer {
     let (db, redis) = (db.to_string(), redis.to_string());
-    let addr = free_addr();
-    TestServer::start_with(move |c| {
-        c.database_url = db;
-        c.redis_url = Some(redis);
-        c.http = addr;
-        c.node_url = Some(format!("http://{addr}"));
-        change(c);
-    })
+    TestServer::start_bound(
+        move |c| {
+            c.database_url = db;
+            c.redis_url = Some(redis);
+            change(c);
+        },
+        |c, l| c.node_url = Some(format!("http://{}", l.http_addr())),
+    )
     .await
 }
 
