@@ -52,12 +52,52 @@ struct FeedState {
     /// The latest live state and clock anchor, in that order: what a
     /// shard that subscribes later is told first.
     latest: [Option<Media>; 2],
+    /// The video batches since the latest keyframe, which a shard that
+    /// subscribes later starts its viewers from: without them its first
+    /// viewer would wait for the next keyframe, up to a whole GOP (or,
+    /// from a browser, for a PLI to be answered).
+    gop: Gop,
     /// The H.264 profile the source sends, which new viewers' answers
     /// name.
     profile: Option<u8>,
     /// Stops the channel's egress task, with the last subscriber (the task
     /// holds the feed, so the feed cannot stop it by being dropped).
     egress: CancellationToken,
+}
+
+/// Shared batches, never copies: at most [`GOP_MAX_PACKETS`] packets of
+/// one source, from its latest keyframe on.
+#[derive(Default)]
+struct Gop {
+    batches: Vec<Media>,
+    packets: usize,
+    source: u64,
+}
+
+/// About 2 s of 6 Mbit/s video. A publisher with longer or heavier GOPs
+/// simply makes new viewers wait for the next keyframe.
+pub(crate) const GOP_MAX_PACKETS: usize = 1500;
+
+impl Gop {
+    fn clear(&mut self) {
+        self.batches.clear();
+        self.packets = 0;
+    }
+
+    /// A video batch that went out (`taken`) or that no shard had room for.
+    fn push(&mut self, batch: &Media, source: u64, keyframe: bool, packets: usize, taken: bool) {
+        if keyframe || source != self.source {
+            self.clear();
+            self.source = source;
+        }
+        let starts = keyframe || !self.batches.is_empty();
+        if taken && starts && self.packets + packets <= GOP_MAX_PACKETS {
+            self.batches.push(batch.clone());
+            self.packets += packets;
+        } else {
+            self.clear();
+        }
+    }
 }
 
 struct Subscriber {
@@ -106,12 +146,13 @@ impl Feeds {
     }
 
     /// `tx` gets the channel's media from now on; the first subscriber
-    /// starts the channel's egress.
+    /// starts the channel's egress. What came before, which the subscriber
+    /// handles first: the live state, the clock anchor and the current GOP.
     pub fn subscribe(
         self: &Arc<Self>,
         channel: &Arc<str>,
         tx: mpsc::Sender<Media>,
-    ) -> Subscription {
+    ) -> (Subscription, Vec<Media>) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         // Under the map's lock throughout, so a last subscriber leaving at
         // the same moment cannot retire the feed this one joins.
@@ -126,6 +167,7 @@ impl Feeds {
                         subscribers: Vec::new(),
                         forward: Default::default(),
                         latest: [None, None],
+                        gop: Gop::default(),
                         profile: None,
                         egress: cancel.clone(),
                     }),
@@ -138,9 +180,8 @@ impl Feeds {
             })
             .clone();
         let mut s = feed.lock();
-        for m in s.latest.iter().flatten() {
-            let _ = tx.try_send(m.clone());
-        }
+        let backlog = s.latest.iter().flatten().chain(&s.gop.batches);
+        let backlog = backlog.cloned().collect();
         s.subscribers.push(Subscriber {
             id,
             tx,
@@ -148,11 +189,12 @@ impl Feeds {
         });
         drop(s);
         drop(channels);
-        Subscription {
+        let sub = Subscription {
             feeds: self.clone(),
             channel: channel.clone(),
             id,
-        }
+        };
+        (sub, backlog)
     }
 
     fn unsubscribe(&self, channel: &Arc<str>, id: u64) {
@@ -252,9 +294,12 @@ impl Feed {
     pub async fn send(&self, m: Media) {
         let to: Vec<mpsc::Sender<Media>> = {
             let mut s = self.lock();
-            if let Media::Live { .. } = m {
-                // A new publish is anchored anew.
+            if let Media::Live { live, .. } = m {
+                // A new publish is anchored anew; an ended one has no GOP.
                 s.latest = [Some(m.clone()), None];
+                if !live {
+                    s.gop.clear();
+                }
             }
             s.subscribers.iter().map(|s| s.tx.clone()).collect()
         };
@@ -322,6 +367,7 @@ impl Feed {
                 Mapping::Full(clock) => slot.map(source, clock, p),
             }
         }
+        let count = packets.len();
         let batch = Media::Batch {
             channel: self.channel.clone(),
             source,
@@ -342,6 +388,9 @@ impl Feed {
                 sub.video_broken = !ok;
             }
             taken |= ok;
+        }
+        if video {
+            s.gop.push(&batch, source, keyframe, count, taken);
         }
         taken
     }
@@ -381,8 +430,8 @@ mod tests {
         let ch: Arc<str> = "c".into();
         let (a_tx, mut a) = mpsc::channel(8);
         let (b_tx, mut b) = mpsc::channel(1);
-        let sa = feeds.subscribe(&ch, a_tx);
-        let sb = feeds.subscribe(&ch, b_tx);
+        let (sa, _) = feeds.subscribe(&ch, a_tx);
+        let (sb, _) = feeds.subscribe(&ch, b_tx);
         let send = |seq, key| {
             feeds.forward(
                 &ch,
@@ -439,7 +488,7 @@ mod tests {
         let feeds = Feeds::new(Hub::new(), TaskTracker::new(), ingest);
         let ch: Arc<str> = "c".into();
         let (a_tx, _a) = mpsc::channel(8);
-        let _sa = feeds.subscribe(&ch, a_tx);
+        let _sa = feeds.subscribe(&ch, a_tx).0;
         let feed = lock(&feeds.channels).get(&ch).cloned().unwrap();
         let live = |source| Media::Live {
             channel: ch.clone(),
@@ -455,9 +504,10 @@ mod tests {
         feed.send(live(1)).await;
         feed.notify(anchor.clone());
         feed.set_profile(100);
-        let (b_tx, mut b) = mpsc::channel(8);
-        let _sb = feeds.subscribe(&ch, b_tx);
-        let told: Vec<&str> = std::iter::from_fn(|| b.try_recv().ok())
+        let (b_tx, _b) = mpsc::channel(8);
+        let (_sb, backlog) = feeds.subscribe(&ch, b_tx);
+        let told: Vec<&str> = backlog
+            .into_iter()
             .map(|m| match m {
                 Media::Live { source: 1, .. } => "live",
                 Media::Anchor { video_ts: 1, .. } => "anchor",
@@ -468,9 +518,81 @@ mod tests {
         assert_eq!(feeds.profile(&ch), Some(100), "for new viewers' answers");
         // A new publish's anchor is not the last one's.
         feed.send(live(2)).await;
-        let (c_tx, mut c) = mpsc::channel(8);
-        let _sc = feeds.subscribe(&ch, c_tx);
-        let told = std::iter::from_fn(|| c.try_recv().ok()).count();
-        assert_eq!(told, 1, "live, no stale anchor");
+        let (c_tx, _c) = mpsc::channel(8);
+        let (_sc, backlog) = feeds.subscribe(&ch, c_tx);
+        assert_eq!(backlog.len(), 1, "live, no stale anchor");
+    }
+
+    /// What a late shard's backlog holds after the live state: the video
+    /// batches since the latest keyframe (by sequence number).
+    fn gop_of(feeds: &Arc<Feeds>, ch: &Arc<str>) -> Vec<u16> {
+        let (tx, _rx) = mpsc::channel(1);
+        let (_s, backlog) = feeds.subscribe(ch, tx);
+        backlog
+            .into_iter()
+            .filter(|m| matches!(m, Media::Batch { .. }))
+            .map(|m| batch(m).0[0].header.sequence_number)
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_late_shard_starts_from_the_gop_the_others_have() {
+        let (ingest, _) = mpsc::channel(1);
+        let feeds = Feeds::new(Hub::new(), TaskTracker::new(), ingest);
+        let ch: Arc<str> = "c".into();
+        let (a_tx, mut a) = mpsc::channel(4096);
+        let _sa = feeds.subscribe(&ch, a_tx).0;
+        let send = |source, seq, key, kind| {
+            feeds.forward(
+                &ch,
+                source,
+                kind,
+                VideoCodec::Vp8,
+                key,
+                rtp(seq, b"x"),
+                None,
+            )
+        };
+        let video = MediaKind::Video;
+        send(1, 10, false, video);
+        assert!(gop_of(&feeds, &ch).is_empty(), "no keyframe yet");
+        send(1, 11, true, video);
+        send(1, 12, false, video);
+        send(1, 13, true, MediaKind::Audio);
+        let first = batch(a.try_recv().unwrap()).0[0].header.sequence_number;
+        let seqs = |n: u16| (1..n).map(|i| first.wrapping_add(i)).collect::<Vec<_>>();
+        assert_eq!(
+            gop_of(&feeds, &ch),
+            seqs(3),
+            "from the keyframe on, video only"
+        );
+        // The late shard's batches are the ones the others got.
+        let (tx, _rx) = mpsc::channel(1);
+        let shared = batch(feeds.subscribe(&ch, tx).1.into_iter().next().unwrap()).0;
+        let got = batch(a.try_recv().unwrap()).0;
+        assert!(Arc::ptr_eq(&shared, &got), "shared, not copied");
+        // The next keyframe starts it over.
+        send(1, 14, true, video);
+        assert_eq!(gop_of(&feeds, &ch).len(), 1);
+        // A new source's P-frames are no continuation of the old GOP.
+        send(2, 20, false, video);
+        assert!(gop_of(&feeds, &ch).is_empty(), "a new source");
+        // A GOP past the cap is not kept: new shards wait for a keyframe.
+        send(2, 21, true, video);
+        for i in 0..GOP_MAX_PACKETS as u16 {
+            send(2, 22 + i, false, video);
+        }
+        assert!(gop_of(&feeds, &ch).is_empty(), "over the cap");
+        // An ended publish has no GOP.
+        send(2, 9000, true, video);
+        assert_eq!(gop_of(&feeds, &ch).len(), 1);
+        let feed = lock(&feeds.channels).get(&ch).cloned().unwrap();
+        feed.send(Media::Live {
+            channel: ch.clone(),
+            source: 2,
+            live: false,
+        })
+        .await;
+        assert!(gop_of(&feeds, &ch).is_empty(), "offline");
     }
 }

@@ -16,7 +16,7 @@ mod publish;
 mod service;
 use super::transport::Wire;
 
-use super::feed::{Feeds, Subscription};
+use super::feed::{Feeds, Subscription, GOP_MAX_PACKETS};
 use super::shard::{self, Routes};
 use super::udp::Batcher;
 use super::whip::{self, Ingest};
@@ -129,10 +129,6 @@ struct ChannelState {
 
 /// How often a channel's video bitrate is re-measured.
 const BITRATE_WINDOW: Duration = Duration::from_secs(2);
-
-/// About 2 s of 6 Mbit/s video. A publisher with longer or heavier GOPs
-/// simply makes new viewers wait for the next keyframe.
-const GOP_MAX_PACKETS: usize = 1500;
 
 /// What a driver shares with the others.
 #[derive(Clone)]
@@ -457,9 +453,9 @@ impl Driver {
         answer.peer.relay = relay;
         let session = self.index_peer(id, &mut answer.peer);
         self.peers.insert(id, Box::new(answer.peer));
-        let ch = self.channels.entry(channel.clone()).or_insert_with(|| {
-            let feed = self.shared.feeds.subscribe(&channel, self.media_tx.clone());
-            ChannelState {
+        if !self.channels.contains_key(&channel) {
+            let (feed, backlog) = self.shared.feeds.subscribe(&channel, self.media_tx.clone());
+            let ch = ChannelState {
                 viewers: Vec::new(),
                 relays: 0,
                 _feed: feed,
@@ -474,8 +470,15 @@ impl Driver {
                 video_window: Instant::now(),
                 history: Box::default(),
                 source: None,
-            }
-        });
+            };
+            self.channels.insert(channel.clone(), ch);
+            // The channel as the other shards know it, GOP and all, before
+            // this viewer connects and asks for a fast start.
+            backlog.into_iter().for_each(|m| self.on_media(m));
+        }
+        let Some(ch) = self.channels.get_mut(&channel) else {
+            unreachable!("filed just above");
+        };
         ch.viewers.push(id);
         ch.relays += usize::from(relay);
         self.relays += usize::from(relay);
