@@ -191,12 +191,7 @@ pub struct Answer {
     pub sdp: String,
 }
 
-pub(super) fn random_token(bytes: usize) -> String {
-    use rand::RngCore;
-    let mut raw = vec![0u8; bytes];
-    rand::rngs::OsRng.fill_bytes(&mut raw);
-    raw.iter().map(|b| format!("{b:02x}")).collect()
-}
+pub(super) use super::session::random_token;
 
 pub use super::rtc_peer::{answer_publisher, answer_viewer, PublisherAnswer};
 /// What the channel's source sends, which a viewer's answer follows.

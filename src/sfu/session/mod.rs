@@ -125,7 +125,8 @@ pub struct Source {
     pub profile: Option<u8>,
 }
 
-fn random_token(bytes: usize) -> String {
+/// `bytes` bytes from the OS RNG, in hex: ICE credentials, session ids.
+pub(crate) fn random_token(bytes: usize) -> String {
     use rand::RngCore;
     let mut raw = vec![0u8; bytes];
     rand::rngs::OsRng.fill_bytes(&mut raw);
