@@ -639,3 +639,144 @@ async fn nack_recovers_loss_and_reordering_on_a_simulated_clock() {
         "the link lost enough to test: {nacks} NACKs, {resent} resends"
     );
 }
+
+/// Congestion steps and keyframe gating on a simulated clock, driven by
+/// the viewer's own receiver reports (rtc's peer, through SRTCP): 20 %
+/// loss on the link steps the viewer down to keyframes only; while there
+/// it gets keyframes and nothing else; once the link is clean for
+/// `UPGRADE_AFTER` it steps back up and resumes at a keyframe. Frames it
+/// was never sent take no sequence numbers, so on the clean link what it
+/// gets is one unbroken run: it has nothing to NACK.
+#[tokio::test]
+async fn loss_steps_a_viewer_down_to_keyframes_and_a_clean_link_back_up() {
+    use crate::sfu::congestion::{Level, UPGRADE_AFTER};
+    use crate::sfu::peer::Conn;
+    let (mut w, mut p) = Watched::new().await;
+    let viewer: SocketAddr = VIEWER.parse().unwrap();
+    let media_ssrc = p.video.unwrap().ssrc;
+    let mut link = Link {
+        rng: 0x2545_f491_4f6c_dd1d,
+        loss: 20,
+        late: 0,
+        held: Vec::new(),
+    };
+    let frame_time = std::time::Duration::from_millis(33);
+    let mut now = w.now;
+    // (frame, level it changed to), and what the viewer got: (its
+    // sequence number, frame, keyframe) while the link was clean.
+    let mut changes: Vec<(u32, Level)> = Vec::new();
+    let mut clean: Vec<(u16, u32, bool)> = Vec::new();
+    let mut lossy = true;
+    for f in 0..900u32 {
+        now += frame_time;
+        w.now = now;
+        let key = f % 30 == 0;
+        let packets: Vec<rtc::rtp::packet::Packet> = (0..2u16)
+            .map(|k| {
+                let mut pkt = rtc::rtp::packet::Packet::default();
+                pkt.header.sequence_number = 100u16.wrapping_add((2 * f) as u16 + k);
+                pkt.header.timestamp = 3000 * f;
+                pkt.header.marker = k == 1;
+                let mut payload = vec![if key { 0x65 } else { 0x41 }; 300];
+                payload[1..5].copy_from_slice(&f.to_be_bytes());
+                pkt.payload = Bytes::from(payload);
+                pkt
+            })
+            .collect();
+        p.send_media(MediaKind::Video, key, &packets, now, 1, &mut w.wire());
+        let sent: Vec<Vec<u8>> = std::iter::from_fn(|| w.sent.try_recv().ok())
+            .map(|d| d.to_vec())
+            .collect();
+        for d in link.pass(f, sent, !lossy) {
+            w.feed_viewer(&d);
+            while let Some(m) = w.pc.poll_read() {
+                if let RTCMessage::RtpPacket(_, r) = m.message {
+                    let frame = u32::from_be_bytes(r.payload[1..5].try_into().unwrap());
+                    if !lossy {
+                        clean.push((r.header.sequence_number, frame, r.payload[0] == 0x65));
+                    }
+                }
+            }
+        }
+        // The viewer's reports, read as the driver reads them.
+        let _ = w.pc.handle_timeout(now);
+        let Conn::Lean(lean) = &mut p.conn else {
+            unreachable!("a lean peer")
+        };
+        while let Some(out) = w.pc.poll_write() {
+            let mut d = out.message.to_vec();
+            lean.session.handle(now, viewer, &mut d);
+        }
+        let mut level = None;
+        while let Some(ev) = lean.session.poll_event() {
+            if let Event::Rtcp(packets) = ev {
+                let o = crate::sfu::feedback::on_viewer_rtcp(
+                    &mut p.congestion,
+                    Some(media_ssrc),
+                    &packets,
+                    0.0,
+                    now,
+                );
+                level = level.or(o.level);
+            }
+        }
+        if let Some(l) = level {
+            changes.push((f, l));
+            if l != Level::AudioOnly {
+                p.wait_for_keyframe(now);
+            }
+            if l == Level::KeyframesOnly {
+                // The link recovers the moment the viewer steps down.
+                lossy = false;
+            }
+        }
+        if changes
+            .last()
+            .is_some_and(|(at, l)| *l == Level::Full && f > at + 60)
+        {
+            break;
+        }
+    }
+    let levels: Vec<Level> = changes.iter().map(|(_, l)| *l).collect();
+    assert_eq!(
+        levels,
+        [Level::KeyframesOnly, Level::Full],
+        "down on loss, up on a clean link: {changes:?}"
+    );
+    let (down, up) = (changes[0].0, changes[1].0);
+    assert!(down < 150, "two bad report windows step down: frame {down}");
+    let clean_for = frame_time * (up - down);
+    assert!(
+        clean_for >= UPGRADE_AFTER,
+        "up only after {UPGRADE_AFTER:?} clean: {clean_for:?}"
+    );
+    // Keyframes only while stepped down; at the step up, the next
+    // keyframe first, then every frame.
+    let between: Vec<&(u16, u32, bool)> = clean.iter().filter(|(_, f, _)| *f < up).collect();
+    assert!(
+        !between.is_empty(),
+        "keyframes still came while stepped down"
+    );
+    assert!(
+        between.iter().all(|(_, f, key)| *key && f % 30 == 0),
+        "nothing but keyframes while stepped down"
+    );
+    let after: Vec<u32> = clean
+        .iter()
+        .filter(|(_, f, _)| *f >= up)
+        .map(|(_, f, _)| *f)
+        .collect();
+    let resume = after[0];
+    assert_eq!(resume % 30, 0, "resumed at a keyframe");
+    let mut frames = after.clone();
+    frames.dedup();
+    assert_eq!(
+        frames,
+        (resume..=*after.last().unwrap()).collect::<Vec<_>>()
+    );
+    // One unbroken run of numbers on the clean link.
+    assert!(
+        clean.windows(2).all(|x| x[1].0 == x[0].0.wrapping_add(1)),
+        "skipped frames took no numbers"
+    );
+}
