@@ -108,10 +108,13 @@ struct Transcode {
 pub async fn run(channel: Arc<str>, hub: Arc<Hub>, out: Arc<Feed>, cancel: CancellationToken) {
     loop {
         let serve = serve(channel.clone(), hub.clone(), out.clone(), cancel.clone());
-        if crate::isolate::task("webrtc_egress", &channel, serve)
-            .await
-            .is_some()
-        {
+        // Cancelled from outside as well as at its own waits: a live event
+        // waiting for room in a shard's full inbox ends with the feed too.
+        let served = tokio::select! {
+            _ = cancel.cancelled() => return,
+            s = crate::isolate::task("webrtc_egress", &channel, serve) => s,
+        };
+        if served.is_some() {
             return;
         }
         tokio::select! {
