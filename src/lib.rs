@@ -42,7 +42,9 @@
 //!    skip this step: the ingest driver checks them instead.
 //! 3. The channel's feed (`sfu::feed`) renumbers them once into the
 //!    channel's sequence and hands the one `Arc` of them to every fan-out
-//!    shard ([`sfu::shard`], a thread each) with viewers of the channel.
+//!    shard ([`sfu::shard`], a thread each) with viewers of the channel. It
+//!    keeps the batches since the latest keyframe, so a shard that takes
+//!    its first viewer of the channel later starts that viewer at once.
 //! 4. The shard's driver (`sfu::driver`) fans the packets out: per viewer it maps
 //!    the channel's sequence number to the viewer's own (no gap where it
 //!    chose not to send), checks its congestion level and keyframe gate,
