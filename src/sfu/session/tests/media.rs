@@ -231,6 +231,38 @@ impl Link {
     }
 }
 
+/// What the viewer wrote (its RTCP, sealed by its SRTCP), read by our
+/// session and judged as the driver judges it: one outcome per compound
+/// packet.
+fn read_viewer_rtcp(
+    w: &mut Watched,
+    p: &mut crate::sfu::peer::Peer,
+    now: Instant,
+) -> Vec<crate::sfu::feedback::Outcome> {
+    let viewer: SocketAddr = VIEWER.parse().unwrap();
+    let media_ssrc = p.video.map(|v| v.ssrc);
+    let crate::sfu::peer::Conn::Lean(lean) = &mut p.conn else {
+        unreachable!("a lean peer")
+    };
+    while let Some(out) = w.pc.poll_write() {
+        let mut d = out.message.to_vec();
+        lean.session.handle(now, viewer, &mut d);
+    }
+    let mut outcomes = Vec::new();
+    while let Some(ev) = lean.session.poll_event() {
+        if let Event::Rtcp(packets) = ev {
+            outcomes.push(crate::sfu::feedback::on_viewer_rtcp(
+                &mut p.congestion,
+                media_ssrc,
+                &packets,
+                0.0,
+                now,
+            ));
+        }
+    }
+    outcomes
+}
+
 /// NACK over a bad link, on a simulated clock and no sockets: 210 packets
 /// go to a viewer through 15 % loss and 20 % reordering (a packet held
 /// back up to three packets' time, as jitter does), and resends cross the
@@ -240,13 +272,11 @@ impl Link {
 /// is the original, sealed again under its original index.
 #[tokio::test]
 async fn nack_recovers_loss_and_reordering_on_a_simulated_clock() {
-    use crate::sfu::peer::Conn;
     use rtc::rtcp::transport_feedbacks::transport_layer_nack::{
         nack_pairs_from_sequence_numbers, TransportLayerNack,
     };
     const PACKETS: u16 = 210;
     let (mut w, mut p) = Watched::new().await;
-    let viewer: SocketAddr = VIEWER.parse().unwrap();
     let media_ssrc = p.video.unwrap().ssrc;
     let receiver = w.pc.get_receivers().next().expect("a receiver");
     let mut history: Box<crate::sfu::retransmit::History> = Box::default();
@@ -313,26 +343,10 @@ async fn nack_recovers_loss_and_reordering_on_a_simulated_clock() {
             };
             let mut r = w.pc.rtp_receiver(receiver).expect("the receiver");
             r.write_rtcp(now, vec![Box::new(nack)]).unwrap();
-            let Conn::Lean(lean) = &mut p.conn else {
-                unreachable!("a lean peer")
-            };
-            while let Some(out) = w.pc.poll_write() {
-                let mut d = out.message.to_vec();
-                lean.session.handle(now, viewer, &mut d);
-            }
-            let mut asked = Vec::new();
-            while let Some(ev) = lean.session.poll_event() {
-                if let Event::Rtcp(packets) = ev {
-                    let o = crate::sfu::feedback::on_viewer_rtcp(
-                        &mut p.congestion,
-                        Some(media_ssrc),
-                        &packets,
-                        0.0,
-                        now,
-                    );
-                    asked.extend(o.nacked);
-                }
-            }
+            let asked: Vec<u16> = read_viewer_rtcp(&mut w, &mut p, now)
+                .into_iter()
+                .flat_map(|o| o.nacked)
+                .collect();
             assert!(!asked.is_empty(), "the viewer's NACK reached us");
             resent += p.resend(&history, &asked, now, &mut w.wire());
         }
@@ -367,10 +381,7 @@ async fn nack_recovers_loss_and_reordering_on_a_simulated_clock() {
 #[tokio::test]
 async fn loss_steps_a_viewer_down_to_keyframes_and_a_clean_link_back_up() {
     use crate::sfu::congestion::{Level, UPGRADE_AFTER};
-    use crate::sfu::peer::Conn;
     let (mut w, mut p) = Watched::new().await;
-    let viewer: SocketAddr = VIEWER.parse().unwrap();
-    let media_ssrc = p.video.unwrap().ssrc;
     let mut link = Link {
         rng: 0x2545_f491_4f6c_dd1d,
         loss: 20,
@@ -417,26 +428,9 @@ async fn loss_steps_a_viewer_down_to_keyframes_and_a_clean_link_back_up() {
         }
         // The viewer's reports, read as the driver reads them.
         let _ = w.pc.handle_timeout(now);
-        let Conn::Lean(lean) = &mut p.conn else {
-            unreachable!("a lean peer")
-        };
-        while let Some(out) = w.pc.poll_write() {
-            let mut d = out.message.to_vec();
-            lean.session.handle(now, viewer, &mut d);
-        }
-        let mut level = None;
-        while let Some(ev) = lean.session.poll_event() {
-            if let Event::Rtcp(packets) = ev {
-                let o = crate::sfu::feedback::on_viewer_rtcp(
-                    &mut p.congestion,
-                    Some(media_ssrc),
-                    &packets,
-                    0.0,
-                    now,
-                );
-                level = level.or(o.level);
-            }
-        }
+        let level = read_viewer_rtcp(&mut w, &mut p, now)
+            .into_iter()
+            .find_map(|o| o.level);
         if let Some(l) = level {
             changes.push((f, l));
             if l != Level::AudioOnly {
