@@ -28,9 +28,15 @@ const FIRST_FRAME_WITHIN: Duration = Duration::from_secs(2);
 /// 2 cores: one at a time.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// One viewer joining `channel` at `at`: how long from its offer to its
-/// first decoded frame, if it got one.
-fn join(http: std::net::SocketAddr, channel: &str, at: Instant) -> JoinHandle<Option<Duration>> {
+/// One viewer joining `channel` at `at`, `offset` after its publish
+/// started: how long from its offer to its first decoded frame, if it got
+/// one, with the offset (for the failure message).
+fn join(
+    http: std::net::SocketAddr,
+    channel: &str,
+    at: Instant,
+    offset: u64,
+) -> JoinHandle<(u64, Option<Duration>)> {
     let channel = channel.to_string();
     tokio::spawn(async move {
         tokio::time::sleep_until(at.into()).await;
@@ -46,13 +52,9 @@ fn join(http: std::net::SocketAddr, channel: &str, at: Instant) -> JoinHandle<Op
             )),
             ..Default::default()
         };
-        let got = watch(http, &channel, Duration::from_secs(4), opts)
-            .await
-            .ok()?;
-        got.counters
-            .decode
-            .first_frame_at
-            .map(|t| t.saturating_duration_since(offered))
+        let got = watch(http, &channel, Duration::from_secs(4), opts).await;
+        let first = got.ok().and_then(|g| g.counters.decode.first_frame_at);
+        (offset, first.map(|t| t.saturating_duration_since(offered)))
     })
 }
 
@@ -61,7 +63,7 @@ fn joins_for(
     http: std::net::SocketAddr,
     channel: &str,
     started: SystemTime,
-) -> Vec<JoinHandle<Option<Duration>>> {
+) -> Vec<JoinHandle<(u64, Option<Duration>)>> {
     let since = SystemTime::now()
         .duration_since(started)
         .unwrap_or_default();
@@ -69,20 +71,27 @@ fn joins_for(
         .iter()
         .map(|ms| {
             let wait = Duration::from_millis(*ms).saturating_sub(since);
-            join(http, channel, Instant::now() + wait)
+            join(http, channel, Instant::now() + wait, *ms)
         })
         .collect()
 }
 
 /// Sorted join-to-first-frame times: every join must have one, within the
 /// limit. Prints the distribution.
-async fn check(what: &str, joins: Vec<JoinHandle<Option<Duration>>>) {
+async fn check(what: &str, joins: Vec<JoinHandle<(u64, Option<Duration>)>>) {
     let mut times = Vec::new();
     let mut missing = 0;
-    for j in joins {
+    // (publish, offset in ms, time to first frame) of each late join.
+    let mut late = Vec::new();
+    for (i, j) in joins.into_iter().enumerate() {
         match j.await.unwrap() {
-            Some(t) => times.push(t),
-            None => missing += 1,
+            (offset, Some(t)) => {
+                times.push(t);
+                if t > FIRST_FRAME_WITHIN {
+                    late.push((i / OFFSETS_MS.len(), offset, t));
+                }
+            }
+            (_, None) => missing += 1,
         }
     }
     times.sort();
@@ -100,10 +109,9 @@ async fn check(what: &str, joins: Vec<JoinHandle<Option<Duration>>>) {
         missing, 0,
         "{what}: {missing} viewers never decoded a frame"
     );
-    let late: Vec<_> = times.iter().filter(|t| **t > FIRST_FRAME_WITHIN).collect();
     assert!(
         late.is_empty(),
-        "{what}: first frame later than 2 s for {late:?}"
+        "{what}: first frame later than 2 s for (publish, offset ms, wait) {late:?}"
     );
 }
 
@@ -264,7 +272,7 @@ async fn a_viewer_waiting_for_a_picture_is_never_left_silent() {
     common::wait_for_live(srv.http, "carol").await;
     check(
         "after a publisher that ignored requests",
-        vec![join(srv.http, "carol", Instant::now())],
+        vec![join(srv.http, "carol", Instant::now(), 0)],
     )
     .await;
     let _ = publisher.await;
