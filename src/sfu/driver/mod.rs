@@ -197,6 +197,11 @@ macro_rules! wire {
 pub(super) use wire;
 
 impl Driver {
+    /// The driver of WHIP publishers: the last, after the fan-out shards.
+    fn is_ingest(&self) -> bool {
+        usize::from(self.shared.index) + 1 == self.shared.counts.len()
+    }
+
     pub fn new(
         out: Batcher,
         candidates: peer::Candidates,

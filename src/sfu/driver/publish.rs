@@ -117,7 +117,12 @@ impl Driver {
     /// [`whip::PLI_INTERVAL`]; from a fan-out shard, through the ingest.
     pub(super) fn request_keyframe(&mut self, channel: &Arc<str>) {
         let Some(pid) = self.publishers.get(channel).copied() else {
-            return self.shared.feeds.want_keyframe(channel);
+            // A fan-out shard asks the ingest, which holds WHIP publishers;
+            // the ingest asking would only post the request back to itself.
+            if !self.is_ingest() {
+                self.shared.feeds.want_keyframe(channel);
+            }
+            return;
         };
         let Some(p) = self.peers.get_mut(&pid) else {
             return;
