@@ -294,10 +294,13 @@ impl Feed {
     pub async fn send(&self, m: Media) {
         let to: Vec<mpsc::Sender<Media>> = {
             let mut s = self.lock();
-            if let Media::Live { live, .. } = m {
-                // A new publish is anchored anew; an ended one has no GOP.
+            if let Media::Live { live, source, .. } = m {
+                // A new publish is anchored anew. Its GOP is its own: an
+                // ended publish has none, and a new source's shards must not
+                // start on the last one's pictures. (A WHIP publisher's
+                // packets can beat its live event: its own GOP stays.)
                 s.latest = [Some(m.clone()), None];
-                if !live {
+                if !live || source != s.gop.source {
                     s.gop.clear();
                 }
             }
@@ -583,16 +586,22 @@ mod tests {
             send(2, 22 + i, false, video);
         }
         assert!(gop_of(&feeds, &ch).is_empty(), "over the cap");
-        // An ended publish has no GOP.
-        send(2, 9000, true, video);
-        assert_eq!(gop_of(&feeds, &ch).len(), 1);
+        // A live event keeps its own source's GOP (its packets may come
+        // first), and drops another's; an ended publish has none.
         let feed = lock(&feeds.channels).get(&ch).cloned().unwrap();
-        feed.send(Media::Live {
+        let live = |source, live| Media::Live {
             channel: ch.clone(),
-            source: 2,
-            live: false,
-        })
-        .await;
+            source,
+            live,
+        };
+        send(2, 9000, true, video);
+        feed.send(live(2, true)).await;
+        assert_eq!(gop_of(&feeds, &ch).len(), 1, "its own source's");
+        feed.send(live(3, true)).await;
+        assert!(gop_of(&feeds, &ch).is_empty(), "a new source");
+        send(3, 9100, true, video);
+        assert_eq!(gop_of(&feeds, &ch).len(), 1);
+        feed.send(live(3, false)).await;
         assert!(gop_of(&feeds, &ch).is_empty(), "offline");
     }
 }
