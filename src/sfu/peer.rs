@@ -450,10 +450,17 @@ impl Peer {
     /// to one tick apart, ending at the live frame's timestamp: the player
     /// decodes them all and shows the latest, instead of replaying the last
     /// second and staying that far behind. They go out paced (see
-    /// [`Peer::catch_up`]); live video waits in the GOP meanwhile.
-    pub fn fast_start(&mut self, gop: &[Packet], gop_epoch: u64, now: Instant, wire: &mut Wire) {
+    /// [`Peer::catch_up`]); live video waits in the GOP meanwhile. False
+    /// when there is nothing to start from.
+    pub fn fast_start(
+        &mut self,
+        gop: &[Packet],
+        gop_epoch: u64,
+        now: Instant,
+        wire: &mut Wire,
+    ) -> bool {
         let (Some(_), Some(last)) = (self.video, gop.last()) else {
-            return;
+            return false;
         };
         // The GOP is older than the live packets skipped while connecting.
         self.video_seq.restart_if_unsent();
@@ -472,6 +479,7 @@ impl Peer {
         });
         self.got_keyframe();
         self.catch_up(gop, gop_epoch, now, wire);
+        true
     }
 
     /// When the fast start under way wants its next slice.

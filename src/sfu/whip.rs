@@ -65,6 +65,7 @@ pub struct Ingest {
     /// Set when the decoder state is unknown (loss, no SPS yet): the caller
     /// should ask the publisher for a keyframe.
     pub wants_keyframe: bool,
+    keyframes: KeyframeStarts,
 }
 
 impl Ingest {
@@ -104,7 +105,14 @@ impl Ingest {
             video_config: None,
             opus_config: Arc::new(TrackConfig::Opus(OpusConfig { channels: 2 })),
             wants_keyframe: false,
+            keyframes: KeyframeStarts::default(),
         }
+    }
+
+    /// Whether a viewer may start at this forwarded packet: audio always,
+    /// video at a keyframe's first packet (see [`KeyframeStarts`]).
+    pub fn starts_keyframe(&mut self, kind: MediaKind, pkt: &Packet) -> bool {
+        kind == MediaKind::Audio || self.keyframes.starts(self.video_codec, pkt)
     }
 
     /// The kind of a packet from the publisher, by payload type.
@@ -321,7 +329,29 @@ impl Continuity {
     }
 }
 
-/// Whether this RTP payload starts a keyframe: where a viewer may start.
+/// Finds the one packet of each keyframe where a viewer may start. A
+/// browser's H.264 keyframe comes as a STAP-A of SPS and PPS, then the IDR
+/// in FU-As whose first also starts a keyframe; starting there would leave
+/// the parameter sets behind. So a packet of the same access unit (its
+/// timestamp) as the last start does not start one again, and one whose
+/// STAP-A was lost still does.
+#[derive(Default)]
+pub struct KeyframeStarts {
+    last: Option<u32>,
+}
+
+impl KeyframeStarts {
+    pub fn starts(&mut self, codec: VideoCodec, pkt: &Packet) -> bool {
+        let ts = pkt.header.timestamp;
+        if self.last == Some(ts) || !starts_keyframe(codec, &pkt.payload) {
+            return false;
+        }
+        self.last = Some(ts);
+        true
+    }
+}
+
+/// Whether this RTP payload starts a keyframe.
 pub fn starts_keyframe(codec: VideoCodec, payload: &[u8]) -> bool {
     match codec {
         VideoCodec::H264 => starts_h264_keyframe(payload),
@@ -407,6 +437,45 @@ mod tests {
         for (p, want) in cases {
             assert_eq!(starts_keyframe(VideoCodec::H264, p), *want, "{p:02x?}");
         }
+    }
+
+    #[test]
+    fn a_browser_keyframe_starts_once_at_its_parameter_sets() {
+        let pkt = |ts: u32, payload: &'static [u8]| {
+            let mut p = Packet::default();
+            p.header.timestamp = ts;
+            p.payload = Bytes::from_static(payload);
+            p
+        };
+        // STAP-A of SPS and PPS, then the IDR's FU-As (start, middle, end).
+        let stap = &[0x18, 0x00, 0x02, 0x67, 0x42, 0x00, 0x02, 0x68, 0xce][..];
+        let (fu_start, fu_mid, fu_end) = (
+            &[0x7c, 0x85, 1][..],
+            &[0x7c, 0x05, 2][..],
+            &[0x7c, 0x45, 3][..],
+        );
+        let p_frame = &[0x7c, 0x81, 4][..];
+        let mut k = KeyframeStarts::default();
+        let mut starts = |ts, payload| k.starts(VideoCodec::H264, &pkt(ts, payload));
+        let got: Vec<bool> = [
+            (1000, stap),
+            (1000, fu_start),
+            (1000, fu_mid),
+            (1000, fu_end),
+            (4000, p_frame),
+            // The next keyframe, then one whose STAP-A was lost.
+            (7000, stap),
+            (7000, fu_start),
+            (10000, fu_start),
+            (10000, fu_mid),
+        ]
+        .into_iter()
+        .map(|(ts, p)| starts(ts, p))
+        .collect();
+        assert_eq!(
+            got,
+            [true, false, false, false, false, true, false, true, false]
+        );
     }
 
     #[test]

@@ -165,10 +165,10 @@ impl Driver {
         channel: &Arc<str>,
         source: u64,
         kind: MediaKind,
+        keyframe: bool,
         pkt: Packet,
     ) {
         let codec = self.source_codec(channel);
-        let keyframe = kind == MediaKind::Audio || whip::starts_keyframe(codec, &pkt.payload);
         self.shared
             .feeds
             .forward(channel, source, kind, codec, keyframe, pkt, self.rx_at);

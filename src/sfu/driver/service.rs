@@ -48,7 +48,7 @@ impl Driver {
         // A viewer joined, or one needs a keyframe: ask a WHIP source.
         let mut viewer_joined = false;
         let mut replies: Vec<String> = Vec::new();
-        let mut forwards: Vec<(MediaKind, Packet)> = Vec::new();
+        let mut forwards: Vec<(MediaKind, bool, Packet)> = Vec::new();
         let now = Instant::now();
         while let Some(ev) = p.pc().and_then(|pc| pc.poll_event()) {
             self.rx_proved = true;
@@ -109,7 +109,8 @@ impl Driver {
                             ingest.kind_of(&pkt).filter(|k| ingest.payload_ok(*k, &pkt))
                         {
                             ingest.on_rtp(kind, &pkt, now);
-                            forwards.push((kind, pkt));
+                            let keyframe = ingest.starts_keyframe(kind, &pkt);
+                            forwards.push((kind, keyframe, pkt));
                         }
                     }
                 }
@@ -134,15 +135,17 @@ impl Driver {
         self.file_deadline(&mut p, next);
         let channel = p.channel.clone();
         self.peers.insert(pid, p);
-        for (kind, pkt) in forwards {
-            self.forward_rtp(&channel, source, kind, pkt);
+        for (kind, keyframe, pkt) in forwards {
+            self.forward_rtp(&channel, source, kind, keyframe, pkt);
         }
         self.after_service(pid, &channel, viewer_joined || wants_keyframe, close);
     }
 
     /// The first Connected of a peer (ICE can go Disconnected and back:
-    /// only the first starts the picture). True for a viewer, whose joining
-    /// asks the source for a keyframe.
+    /// only the first starts the picture). True for a viewer with no GOP
+    /// to start from, whose joining asks the source for a keyframe: one
+    /// that has a GOP starts now, and asking anyway would burst a keyframe
+    /// to every viewer for each one that joins.
     pub(super) fn on_connected(&mut self, p: &mut Peer) -> bool {
         if p.connected {
             return false;
@@ -150,12 +153,13 @@ impl Driver {
         p.connected = true;
         p.wait_for_keyframe(Instant::now());
         tracing::debug!(session = p.session, after = ?p.created.elapsed(), "viewer connected");
-        if let Some(ch) = self.channels.get(&p.channel) {
-            if p.video_codec == Some(ch.gop_codec) {
-                p.fast_start(&ch.gop, ch.gop_epoch, Instant::now(), &mut wire!(self));
+        let started = match self.channels.get(&p.channel) {
+            Some(ch) if p.video_codec == Some(ch.gop_codec) => {
+                p.fast_start(&ch.gop, ch.gop_epoch, Instant::now(), &mut wire!(self))
             }
-        }
-        p.ingest.is_none()
+            _ => false,
+        };
+        p.ingest.is_none() && !started
     }
 
     /// The viewer's `chat` data channel opened.
