@@ -277,47 +277,85 @@ pub fn udp_send(calls: u64, datagrams: u64, dropped: u64) {
     UDP_DROPPED.fetch_add(dropped, Ordering::Relaxed);
 }
 
-/// Upper bounds (microseconds) of the forwarding-latency histogram buckets:
-/// the target is a p99 under 2 ms, so resolution is finest there.
-const LATENCY_BUCKETS_US: [u64; 9] = [50, 100, 250, 500, 1000, 2000, 5000, 10_000, 50_000];
-static LATENCY_BUCKETS: [AtomicU64; 9] = [const { AtomicU64::new(0) }; 9];
-static LATENCY_COUNT: AtomicU64 = AtomicU64::new(0);
-static LATENCY_SUM_US: AtomicU64 = AtomicU64::new(0);
+/// Upper bounds (microseconds) of the latency histograms' buckets: the
+/// targets are a p99 under 1 ms (a WHIP packet) and 5 ms (an access
+/// unit), so resolution is finest there.
+const LATENCY_BUCKETS_US: [u64; 11] = [
+    50, 100, 250, 500, 1000, 2000, 3000, 5000, 10_000, 20_000, 50_000,
+];
+
+/// A latency histogram in Prometheus' form.
+struct Histogram {
+    name: &'static str,
+    help: &'static str,
+    buckets: [AtomicU64; LATENCY_BUCKETS_US.len()],
+    count: AtomicU64,
+    sum_us: AtomicU64,
+}
+
+impl Histogram {
+    const fn new(name: &'static str, help: &'static str) -> Self {
+        Histogram {
+            name,
+            help,
+            buckets: [const { AtomicU64::new(0) }; LATENCY_BUCKETS_US.len()],
+            count: AtomicU64::new(0),
+            sum_us: AtomicU64::new(0),
+        }
+    }
+
+    fn observe(&self, d: std::time::Duration) {
+        let us = d.as_micros() as u64;
+        if let Some(i) = LATENCY_BUCKETS_US.iter().position(|b| us <= *b) {
+            self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_us.fetch_add(us, Ordering::Relaxed);
+    }
+
+    fn render(&self, out: &mut String) {
+        let name = self.name;
+        let _ = writeln!(out, "# HELP {name} {}\n# TYPE {name} histogram", self.help);
+        let mut cumulative = 0;
+        for (b, c) in LATENCY_BUCKETS_US.iter().zip(self.buckets.iter()) {
+            cumulative += c.load(Ordering::Relaxed);
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{le=\"{}\"}} {cumulative}",
+                *b as f64 / 1e6
+            );
+        }
+        let count = self.count.load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(
+            out,
+            "{name}_sum {}",
+            self.sum_us.load(Ordering::Relaxed) as f64 / 1e6
+        );
+        let _ = writeln!(out, "{name}_count {count}");
+    }
+}
+
+static FORWARD_LATENCY: Histogram = Histogram::new(
+    "onair_forward_latency_seconds",
+    "WHIP packet in to copies out to every viewer.",
+);
+static FRAME_DELIVERY: Histogram = Histogram::new(
+    "onair_frame_delivery_seconds",
+    "Video access unit taken from the hub to its last packet handed to the kernel for every viewer of a shard.",
+);
 
 /// Server-added latency of one forwarded WHIP packet: from the socket read
 /// to its copies leaving for every viewer.
 pub fn forward_latency(d: std::time::Duration) {
-    let us = d.as_micros() as u64;
-    if let Some(i) = LATENCY_BUCKETS_US.iter().position(|b| us <= *b) {
-        LATENCY_BUCKETS[i].fetch_add(1, Ordering::Relaxed);
-    }
-    LATENCY_COUNT.fetch_add(1, Ordering::Relaxed);
-    LATENCY_SUM_US.fetch_add(us, Ordering::Relaxed);
+    FORWARD_LATENCY.observe(d);
 }
 
-fn latency_histogram(out: &mut String) {
-    let name = "onair_forward_latency_seconds";
-    let _ = writeln!(
-        out,
-        "# HELP {name} WHIP packet in to copies out to every viewer.\n# TYPE {name} histogram"
-    );
-    let mut cumulative = 0;
-    for (b, c) in LATENCY_BUCKETS_US.iter().zip(LATENCY_BUCKETS.iter()) {
-        cumulative += c.load(Ordering::Relaxed);
-        let _ = writeln!(
-            out,
-            "{name}_bucket{{le=\"{}\"}} {cumulative}",
-            *b as f64 / 1e6
-        );
-    }
-    let count = LATENCY_COUNT.load(Ordering::Relaxed);
-    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
-    let _ = writeln!(
-        out,
-        "{name}_sum {}",
-        LATENCY_SUM_US.load(Ordering::Relaxed) as f64 / 1e6
-    );
-    let _ = writeln!(out, "{name}_count {count}");
+/// One video access unit of hub media (an RTMP publish), from its
+/// egress taking it from the hub to every viewer's last packet of it
+/// handed to the kernel, in one shard.
+pub fn frame_delivery(d: std::time::Duration) {
+    FRAME_DELIVERY.observe(d);
 }
 
 pub fn pli_sent() {
@@ -559,7 +597,8 @@ pub fn render(gauges: &[(String, String, f64)]) -> String {
     if not_after > 0 {
         let _ = writeln!(out, "onair_tls_certificate_not_after_seconds {not_after}");
     }
-    latency_histogram(&mut out);
+    FORWARD_LATENCY.render(&mut out);
+    FRAME_DELIVERY.render(&mut out);
     for l in [
         &ISOLATED_PANICS,
         &CONNECTIONS_REFUSED,

@@ -137,6 +137,40 @@ pub struct ServerWindow {
     own_start: Option<(Instant, f64)>,
     /// The server's CPU by thread name at the window's start (local PID).
     threads_start: std::collections::BTreeMap<String, f64>,
+    /// Where the server's latency histograms are read, and their text at
+    /// the window's start.
+    histograms: Option<(SocketAddr, String)>,
+}
+
+/// The server's latency histograms a window reports, by the name it gives
+/// each.
+const HISTOGRAMS: [(&str, &str); 2] = [
+    ("whip_packet_forwarding_ms", "onair_forward_latency_seconds"),
+    ("frame_delivery_ms", "onair_frame_delivery_seconds"),
+];
+
+async fn metrics_text(addr: SocketAddr) -> String {
+    crate::http::try_http(addr, "GET", "/metrics", &[], b"")
+        .await
+        .map(|r| r.text())
+        .unwrap_or_default()
+}
+
+/// p50, p99 and count of each of [`HISTOGRAMS`] between two scrapes, in
+/// milliseconds (interpolated in the bucket, as Prometheus does).
+fn latency_between(before: &str, after: &str) -> serde_json::Value {
+    use crate::soak::sample::{buckets, quantile};
+    let mut out = serde_json::Map::new();
+    for (key, name) in HISTOGRAMS {
+        let (b, a) = (buckets(before, name), buckets(after, name));
+        let count = a.last().map_or(0.0, |x| x.1) - b.last().map_or(0.0, |x| x.1);
+        let ms = |q| quantile(&b, &a, q).map(|s| s * 1000.0);
+        out.insert(
+            key.into(),
+            serde_json::json!({ "p50": ms(0.5), "p99": ms(0.99), "count": count }),
+        );
+    }
+    out.into()
 }
 
 fn own_cpu() -> Option<(Instant, f64)> {
@@ -153,7 +187,15 @@ impl ServerWindow {
             start: None,
             own_start: None,
             threads_start: Default::default(),
+            histograms: None,
         }
+    }
+
+    /// Also reports the server's latency histograms over the window, read
+    /// from `addr`'s /metrics.
+    pub fn with_latency_from(mut self, addr: SocketAddr) -> ServerWindow {
+        self.histograms = Some((addr, String::new()));
+        self
     }
 
     pub async fn start(&mut self) {
@@ -161,6 +203,9 @@ impl ServerWindow {
         self.own_start = own_cpu();
         if let Probe::Pid(pid) = self.probe {
             self.threads_start = thread_cpu(pid);
+        }
+        if let Some((addr, text)) = &mut self.histograms {
+            *text = metrics_text(*addr).await;
         }
     }
 
@@ -190,7 +235,12 @@ impl ServerWindow {
                 .collect(),
             _ => Default::default(),
         };
+        let latency = match &self.histograms {
+            Some((addr, before)) => latency_between(before, &metrics_text(*addr).await),
+            None => serde_json::Value::Null,
+        };
         serde_json::json!({
+            "latency": latency,
             "threads_cpu_percent_of_one_core": threads,
             "load_generator_cpu_percent_of_one_core": own,
             "source": match self.probe { Probe::Pid(p) => format!("/proc/{p}"), Probe::Metrics(a) => format!("http://{a}/metrics"), Probe::None => String::new() },
@@ -262,5 +312,24 @@ mod tests {
         let t = "# HELP x\nprocess_cpu_seconds_total 1.5\nfoo{a=\"b\"} 2\n";
         assert_eq!(metric(t, "process_cpu_seconds_total"), Some(1.5));
         assert_eq!(metric(t, "foo"), None);
+    }
+
+    #[test]
+    fn latency_is_taken_over_the_window_alone() {
+        let h = |n: &str, a: u32, b: u32| {
+            format!(
+                "{n}_bucket{{le=\"0.001\"}} {a}\n{n}_bucket{{le=\"0.005\"}} {b}\n{n}_bucket{{le=\"+Inf\"}} {b}\n"
+            )
+        };
+        let before = h("onair_frame_delivery_seconds", 100, 100);
+        // In the window: 50 within 1 ms, 50 between 1 and 5 ms.
+        let after = h("onair_frame_delivery_seconds", 150, 200);
+        let got = latency_between(&before, &after);
+        let fd = &got["frame_delivery_ms"];
+        assert_eq!(fd["count"], 100.0);
+        assert!((fd["p50"].as_f64().unwrap() - 1.0).abs() < 1e-9, "{fd}");
+        assert!((fd["p99"].as_f64().unwrap() - 4.92).abs() < 1e-9, "{fd}");
+        // A histogram the server does not have reports no figures.
+        assert!(got["whip_packet_forwarding_ms"]["p99"].is_null());
     }
 }

@@ -94,7 +94,9 @@ where
     let ramp = Duration::from_millis(crowd.ramp_ms);
     let total =
         ramp * viewers as u32 + WARMUP + Duration::from_secs(run.seconds) + Duration::from_secs(1);
-    let mut server = ServerWindow::baseline(run.probe()).await;
+    let mut server = ServerWindow::baseline(run.probe())
+        .await
+        .with_latency_from(run.metrics.unwrap_or(run.http));
     let publishing = publisher(run, source, total).await?;
     let pb = bar(viewers as u64, joining);
     let measure_from = Instant::now() + ramp * viewers as u32 + WARMUP;

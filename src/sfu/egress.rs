@@ -194,6 +194,7 @@ async fn serve(channel: Arc<str>, hub: Arc<Hub>, out: Arc<Feed>, cancel: Cancell
                 u = reader.recv() => u,
             };
             let Some(unit) = unit else { break };
+            let taken = Instant::now();
             if let Some(anchor) = clock.take_anchor_after(unit.pts, &channel) {
                 out.notify(anchor);
             }
@@ -216,7 +217,8 @@ async fn serve(channel: Arc<str>, hub: Arc<Hub>, out: Arc<Feed>, cancel: Cancell
                     }
                     let count = packets.len();
                     let batch = std::mem::take(&mut packets);
-                    video_broken = !out.media(stream.id(), MediaKind::Video, unit.keyframe, batch);
+                    video_broken =
+                        !out.media(stream.id(), MediaKind::Video, unit.keyframe, batch, taken);
                     if video_broken {
                         video_seq.rewind(count);
                         crate::metrics::add_reader_drops(1);
@@ -263,7 +265,7 @@ async fn serve(channel: Arc<str>, hub: Arc<Hub>, out: Arc<Feed>, cancel: Cancell
                     for f in frames {
                         let ts = clock.audio(unit.pts, f.pts_48k - lookahead);
                         let pkt = packetize::opus(f.data, ts, &mut audio_seq);
-                        if !out.media(stream.id(), MediaKind::Audio, true, vec![pkt]) {
+                        if !out.media(stream.id(), MediaKind::Audio, true, vec![pkt], taken) {
                             audio_seq.rewind(1);
                         }
                     }
@@ -272,7 +274,7 @@ async fn serve(channel: Arc<str>, hub: Arc<Hub>, out: Arc<Feed>, cancel: Cancell
                     let pts_48k = unit.pts * OPUS_RATE / CLOCK_RATE;
                     let ts = clock.audio(unit.pts, pts_48k);
                     let pkt = packetize::opus(frame.clone(), ts, &mut audio_seq);
-                    if !out.media(stream.id(), MediaKind::Audio, true, vec![pkt]) {
+                    if !out.media(stream.id(), MediaKind::Audio, true, vec![pkt], taken) {
                         audio_seq.rewind(1);
                     }
                 }

@@ -7,7 +7,7 @@
 use super::egress;
 use super::sdp::VideoCodec;
 use super::whip::Continuity;
-use super::Media;
+use super::{Arrived, Media};
 use crate::hub::Hub;
 use crate::media::MediaKind;
 use rtc::rtp::packet::Packet;
@@ -240,7 +240,7 @@ impl Feeds {
             keyframe,
             vec![pkt],
             Mapping::Full(clock),
-            at,
+            at.map(Arrived::Datagram),
         );
     }
 
@@ -327,15 +327,16 @@ impl Feed {
         self.lock().profile = Some(profile);
     }
 
-    /// One access unit's (or audio frame's) packets from the hub. False
-    /// when no shard took them (all saturated): the caller numbers the
-    /// next ones as these, so no viewer sees a gap.
+    /// One access unit's (or audio frame's) packets from the hub, taken
+    /// from it `at`. False when no shard took them (all saturated): the
+    /// caller numbers the next ones as these, so no viewer sees a gap.
     pub fn media(
         &self,
         source: u64,
         kind: MediaKind,
         keyframe: bool,
         packets: Vec<Packet>,
+        at: Instant,
     ) -> bool {
         self.deliver(
             source,
@@ -344,7 +345,7 @@ impl Feed {
             keyframe,
             packets,
             Mapping::Sequence,
-            None,
+            Some(Arrived::Unit(at)),
         )
     }
 
@@ -357,7 +358,7 @@ impl Feed {
         keyframe: bool,
         mut packets: Vec<Packet>,
         mapping: Mapping,
-        at: Option<Instant>,
+        at: Option<Arrived>,
     ) -> bool {
         let mut s = self.lock();
         if s.subscribers.is_empty() {

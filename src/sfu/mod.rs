@@ -159,6 +159,17 @@ pub struct ChatTap {
     pub events: mpsc::Sender<DataChannelEvent>,
 }
 
+/// When a batch's media reached the server, for `/metrics`.
+#[derive(Clone, Copy)]
+pub(crate) enum Arrived {
+    /// A WHIP publisher's packet: its datagram was read (forwarding
+    /// latency).
+    Datagram(std::time::Instant),
+    /// An access unit of hub media: its egress took it from the hub
+    /// (frame delivery).
+    Unit(std::time::Instant),
+}
+
 #[derive(Clone)]
 pub(crate) enum Media {
     /// Packets in the channel's numbering (see [`feed`]), shared by every
@@ -172,9 +183,8 @@ pub(crate) enum Media {
         codec: sdp::VideoCodec,
         keyframe: bool,
         packets: Arc<[Packet]>,
-        /// When a WHIP publisher's datagram was read: the start of its
-        /// forwarding latency.
-        at: Option<std::time::Instant>,
+        /// Where its delivery time starts.
+        at: Option<Arrived>,
     },
     /// A shard's viewers wait for a picture: the channel's WHIP publisher
     /// is asked for a keyframe (see [`feed::Feeds::want_keyframe`]).

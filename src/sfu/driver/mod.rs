@@ -20,7 +20,7 @@ use super::feed::{Feeds, Subscription, GOP_MAX_PACKETS};
 use super::shard::{self, Routes};
 use super::udp::Batcher;
 use super::whip::{self, Ingest};
-use super::{lock_counts, stun, Command, Media, SfuError, ViewerCounts, WhepSession};
+use super::{lock_counts, stun, Arrived, Command, Media, SfuError, ViewerCounts, WhepSession};
 use crate::hub::Hub;
 use crate::isolate;
 use crate::media::MediaKind;
@@ -665,9 +665,17 @@ impl Driver {
                     let i = usize::from(kind == MediaKind::Audio);
                     ch.anchor[i].get_or_insert((Instant::now(), first.header.timestamp));
                 }
-                self.rx_at = at;
+                self.rx_at = match at {
+                    Some(Arrived::Datagram(t)) => Some(t),
+                    _ => None,
+                };
                 self.fan_out(&channel, kind, codec, keyframe, &packets);
                 self.rx_at = None;
+                if let (Some(Arrived::Unit(t)), MediaKind::Video) = (at, kind) {
+                    // Every viewer's copy of the access unit is with the
+                    // kernel: `fan_out` flushed.
+                    crate::metrics::frame_delivery(t.elapsed());
+                }
             }
             Media::WantKeyframe { channel } => self.request_keyframe(&channel),
         }
