@@ -117,8 +117,20 @@ pub fn rtcp(data: &[u8]) {
     };
     let mut controller = crate::sfu::congestion::Controller::default();
     let now = Instant::now();
-    for bps in [0.0, 600_000.0, f64::MAX] {
-        let _ = crate::sfu::viewer_rtcp(&mut controller, Some(0x1234_5678), &packets, bps, now);
+    // Send times for every transport-wide number, so TWCC feedback is
+    // read through; windows close between the calls.
+    let mut twcc = crate::sfu::twcc::TwccLog::new(now);
+    (0..=u16::MAX).for_each(|seq| twcc.record(seq, now));
+    for (i, bps) in [0.0, 600_000.0, f64::MAX].into_iter().enumerate() {
+        let at = now + std::time::Duration::from_secs(2 * i as u64);
+        let _ = crate::sfu::viewer_rtcp(
+            &mut controller,
+            &mut twcc,
+            Some(0x1234_5678),
+            &packets,
+            bps,
+            at,
+        );
     }
 }
 

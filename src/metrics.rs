@@ -19,6 +19,7 @@ static CHAT_MESSAGES: AtomicU64 = AtomicU64::new(0);
 static RECORDINGS_ARCHIVED: AtomicU64 = AtomicU64::new(0);
 static RECORDING_ARCHIVE_FAILURES: AtomicU64 = AtomicU64::new(0);
 static NACKS_RECEIVED: AtomicU64 = AtomicU64::new(0);
+static TWCC_FEEDBACK: AtomicU64 = AtomicU64::new(0);
 static RETRANSMITTED: AtomicU64 = AtomicU64::new(0);
 static PLI_RECEIVED: AtomicU64 = AtomicU64::new(0);
 static QUALITY_DOWN: AtomicU64 = AtomicU64::new(0);
@@ -216,6 +217,10 @@ pub fn limit_hits(limit: &str) -> u64 {
 /// Packets a WebRTC viewer asked to have retransmitted (NACK).
 pub fn nacks_received(packets: u64) {
     NACKS_RECEIVED.fetch_add(packets, Ordering::Relaxed);
+}
+
+pub fn twcc_feedback_received() {
+    TWCC_FEEDBACK.fetch_add(1, Ordering::Relaxed);
 }
 
 /// Video packets resent to WebRTC viewers for their NACKs.
@@ -502,6 +507,12 @@ pub fn render(gauges: &[(String, String, f64)]) -> String {
     );
     counter(
         &mut out,
+        "onair_twcc_feedback_received_total",
+        "Transport-wide congestion control feedback packets from WebRTC viewers.",
+        &TWCC_FEEDBACK,
+    );
+    counter(
+        &mut out,
         "onair_rtp_retransmitted_total",
         "Video packets resent to WebRTC viewers for their NACKs, from the channel's buffer.",
         &RETRANSMITTED,
@@ -515,7 +526,7 @@ pub fn render(gauges: &[(String, String, f64)]) -> String {
     counter(
         &mut out,
         "onair_viewer_downgrades_total",
-        "Viewers stepped down (to keyframes only, or audio only) for loss or low REMB.",
+        "Viewers stepped down (to keyframes only, or audio only) for loss or a growing queue.",
         &QUALITY_DOWN,
     );
     counter(

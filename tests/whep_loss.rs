@@ -3,7 +3,9 @@
 //! (tests/common/udp_proxy.rs). At 5 % random loss NACK keeps the picture
 //! smooth; on a link far thinner than the stream the viewer drops to
 //! keyframes or audio only, and a second viewer on a clean path does not
-//! notice.
+//! notice. On a link that buffers instead of dropping, the browser's TWCC
+//! feedback shows the queue growing, and the viewer steps down before the
+//! buffer overflows.
 
 mod common;
 
@@ -107,6 +109,58 @@ async fn a_thin_link_degrades_one_viewer_not_the_others() {
             && n(&clean_report, "videoPacketsLost") <= 5.0,
         "the clean viewer is not slowed: {clean_report}"
     );
+    srv.stop().await;
+}
+
+/// A link of 1.2 Mbit/s for a 2.5 Mbit/s stream that queues what it
+/// cannot carry (8 s deep) instead of dropping it: no loss for seconds,
+/// only a delay that grows. The browser sends TWCC feedback (the server
+/// stamps each packet with a transport-wide number), the server reads the
+/// queue in it and steps the viewer down while nothing has been dropped,
+/// and the sound goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_that_buffers_steps_the_viewer_down_before_anything_is_lost() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let srv = TestServer::start().await;
+    let _ff = ffmpeg_publish_sized(&srv.rtmp_url(&srv.key), PUBLISH_SECS, "640x360", VIDEO);
+    wait_for_live(srv.http, &srv.channel).await;
+    let proxy = UdpProxy::start(
+        srv.udp,
+        Impairment {
+            rate_bps: Some(1_200_000.0),
+            queue: Some(Duration::from_secs(8)),
+            ..Impairment::loss(0.0)
+        },
+    )
+    .await;
+    let viewer = watch(&srv, 16, Some(&proxy));
+    let stepped = async {
+        let start = std::time::Instant::now();
+        while start.elapsed() < Duration::from_secs(40) {
+            if metric(srv.http, "onair_viewer_downgrades_total").await >= 1.0 {
+                return Some((start.elapsed(), proxy.stats.dropped.load(Ordering::Relaxed)));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        None
+    };
+    let (r, stepped) = tokio::join!(viewer, stepped);
+    let feedback = metric(srv.http, "onair_twcc_feedback_received_total").await;
+    eprintln!(
+        "buffering link: {r}
+stepped down {stepped:?}, TWCC feedback packets {feedback}"
+    );
+    assert!(
+        feedback > 10.0,
+        "the browser sent TWCC feedback: {feedback}"
+    );
+    let (after, dropped) = stepped.expect("the viewer was stepped down");
+    assert_eq!(
+        dropped, 0,
+        "stepped down {after:?} after joining, with the queue still holding every packet"
+    );
+    let n = |k: &str| r[k].as_f64().unwrap_or_else(|| panic!("{k} in {r}"));
+    assert!(n("steadyAudioPackets") > 100.0, "the sound goes on: {r}");
     srv.stop().await;
 }
 

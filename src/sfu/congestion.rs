@@ -16,6 +16,13 @@
 //! link that carried 2.5 Mbit/s smoothly with NACK, so it cannot be trusted
 //! to step a viewer down on its own.
 //!
+//! A viewer that negotiated TWCC (browsers do) sends transport-wide
+//! feedback instead of REMB, and it takes the receiver reports' place:
+//! windows of its loss and of its queuing delay (`super::twcc`), which
+//! sees a link that buffers instead of dropping. While that feedback
+//! flows, receiver reports are not judged, so one window is not counted
+//! twice.
+//!
 //! Stepping down takes [`BAD_STREAK`] bad windows in a row (about 2 s);
 //! stepping up waits for [`UPGRADE_AFTER`] of good ones, one level at a
 //! time, so a link at the edge does not flap. At audio only no video flows
@@ -58,6 +65,33 @@ const BAD_STREAK: u32 = 2;
 const REMB_FLOOR: f64 = 0.5;
 /// Good windows needed for this long before one step up.
 pub const UPGRADE_AFTER: Duration = Duration::from_secs(8);
+/// A queue this deep (milliseconds above the lowest delay of the last
+/// few seconds) is a link carrying less than it is sent: the picture
+/// falls that far behind, and more each second.
+const BAD_QUEUE_MS: f64 = 100.0;
+/// Below this the link keeps up.
+const GOOD_QUEUE_MS: f64 = 30.0;
+/// Receiver reports are judged again once TWCC feedback has stopped for
+/// this long.
+const TWCC_GONE_AFTER: Duration = Duration::from_secs(3);
+
+/// What one window says of the link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Health {
+    Bad,
+    Fair,
+    Good,
+}
+
+fn health(loss: f64, queuing_ms: f64) -> Health {
+    if loss > BAD_LOSS || queuing_ms > BAD_QUEUE_MS {
+        Health::Bad
+    } else if loss > GOOD_LOSS || queuing_ms > GOOD_QUEUE_MS {
+        Health::Fair
+    } else {
+        Health::Good
+    }
+}
 
 /// Where the current loss window started: when, and the report's
 /// cumulative lost count and extended highest sequence number then.
@@ -78,6 +112,8 @@ pub struct Controller {
     mark: Option<Mark>,
     /// The last quiet report judged.
     quiet_at: Option<Instant>,
+    /// The last TWCC window judged.
+    twcc_at: Option<Instant>,
 }
 
 impl Default for Controller {
@@ -89,6 +125,7 @@ impl Default for Controller {
             remb: None,
             mark: None,
             quiet_at: None,
+            twcc_at: None,
         }
     }
 }
@@ -120,6 +157,10 @@ impl Controller {
         stream_bps: f64,
         now: Instant,
     ) -> Option<Level> {
+        if self.twcc_flows(now) {
+            self.mark = None;
+            return None;
+        }
         // total_lost is a 24-bit signed count (duplicates can make it
         // negative).
         let lost = i64::from(((total_lost << 8) as i32) >> 8);
@@ -142,14 +183,30 @@ impl Controller {
         } else {
             0.0 // no video flowed (audio only): nothing lost
         };
-        self.judge(loss, stream_bps, now)
+        self.judge(health(loss, 0.0), stream_bps, now)
+    }
+
+    /// One window of TWCC feedback (see `super::twcc`).
+    pub fn on_transport_window(
+        &mut self,
+        w: crate::sfu::twcc::Window,
+        stream_bps: f64,
+        now: Instant,
+    ) -> Option<Level> {
+        self.twcc_at = Some(now);
+        self.judge(health(w.loss, w.queuing_ms), stream_bps, now)
+    }
+
+    fn twcc_flows(&self, now: Instant) -> bool {
+        self.twcc_at
+            .is_some_and(|t| now.saturating_duration_since(t) < TWCC_GONE_AFTER)
     }
 
     /// A receiver report without a block for the video: at audio only,
     /// browsers stop reporting on a track that went quiet, so this is the
     /// only clock the probe back up can run on.
     pub fn on_quiet_report(&mut self, stream_bps: f64, now: Instant) -> Option<Level> {
-        if self.level != Level::AudioOnly {
+        if self.level != Level::AudioOnly || self.twcc_flows(now) {
             return None;
         }
         if self
@@ -161,11 +218,11 @@ impl Controller {
         self.quiet_at = Some(now);
         // The next video block starts a fresh window.
         self.mark = None;
-        self.judge(0.0, stream_bps, now)
+        self.judge(Health::Good, stream_bps, now)
     }
 
-    fn judge(&mut self, loss: f64, stream_bps: f64, now: Instant) -> Option<Level> {
-        if loss > BAD_LOSS {
+    fn judge(&mut self, health: Health, stream_bps: f64, now: Instant) -> Option<Level> {
+        if health == Health::Bad {
             self.good_since = None;
             self.bad_streak += 1;
             if self.bad_streak >= BAD_STREAK && self.level > Level::AudioOnly {
@@ -179,7 +236,7 @@ impl Controller {
             return None;
         }
         self.bad_streak = 0;
-        if loss > GOOD_LOSS {
+        if health == Health::Fair {
             self.good_since = None;
             return None;
         }
@@ -248,6 +305,44 @@ mod tests {
         assert!(run(&mut c, &[(0.05, Some(2e5)); 30])
             .iter()
             .all(|l| *l == Level::Full));
+    }
+
+    /// A viewer on TWCC: a queue that grows without loss steps it down,
+    /// its receiver reports (which see no loss) change nothing while the
+    /// feedback flows, and they are judged again once it stops.
+    #[test]
+    fn twcc_queuing_steps_down_and_stands_in_for_reports_while_it_flows() {
+        use crate::sfu::twcc::Window;
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let mut c = Controller::default();
+        let w = |queuing_ms| Window {
+            loss: 0.0,
+            queuing_ms,
+        };
+        assert_eq!(c.on_transport_window(w(5.0), MBPS, at(1)), None);
+        assert_eq!(c.on_transport_window(w(60.0), MBPS, at(2)), None, "fair");
+        assert_eq!(
+            c.on_transport_window(w(150.0), MBPS, at(3)),
+            None,
+            "one bad"
+        );
+        assert_eq!(
+            c.on_transport_window(w(300.0), MBPS, at(4)),
+            Some(Level::KeyframesOnly)
+        );
+        // Reports with heavy loss are not judged beside the feedback.
+        c.on_report(0, 1000, MBPS, at(4));
+        c.on_report(200, 1230, MBPS, at(5));
+        c.on_report(400, 1460, MBPS, at(6));
+        assert_eq!(c.level(), Level::KeyframesOnly);
+        // The feedback stops: reports count again.
+        let reports = [(600, 1690, 10), (800, 1920, 11), (1000, 2150, 12)];
+        let levels: Vec<_> = reports
+            .iter()
+            .map(|&(lost, highest, s)| c.on_report(lost, highest, MBPS, at(s)))
+            .collect();
+        assert_eq!(levels, [None, None, Some(Level::AudioOnly)]);
     }
 
     #[test]

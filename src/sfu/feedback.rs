@@ -1,15 +1,18 @@
 //! What WebRTC viewers tell us in RTCP: keyframe requests (PLI, FIR), NACKs,
-//! receiver reports and REMB. The stock interceptor chain consumes RTCP;
+//! receiver reports, REMB and TWCC feedback. The stock interceptor chain consumes RTCP;
 //! [`DeliverRtcp`] lets the driver see it too, for upstream keyframe
 //! requests, NACK answers from the channel's one buffer
 //! (`super::retransmit`), congestion control and metrics.
 
+use super::congestion::WINDOW;
 use super::congestion::{Controller, Level};
+use super::twcc::TwccLog;
 use rtc::interceptor::{Attribute, Interceptor, Packet as Tagged, StreamInfo, TaggedPacket};
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtcp::payload_feedbacks::receiver_estimated_maximum_bitrate::ReceiverEstimatedMaximumBitrate;
 use rtc::rtcp::receiver_report::ReceiverReport;
+use rtc::rtcp::transport_feedbacks::transport_layer_cc::TransportLayerCc;
 use rtc::rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
 use rtc::sansio::Protocol;
 use std::collections::VecDeque;
@@ -76,9 +79,11 @@ pub struct Outcome {
 }
 
 /// Reads one compound RTCP packet from a viewer whose video goes out on
-/// `video_ssrc`; `stream_bps` is the channel's full video bitrate.
+/// `video_ssrc`, with the send times of its packets in `twcc`;
+/// `stream_bps` is the channel's full video bitrate.
 pub fn on_viewer_rtcp(
     controller: &mut Controller,
+    twcc: &mut TwccLog,
     video_ssrc: Option<u32>,
     packets: &[Box<dyn rtc::rtcp::Packet>],
     stream_bps: f64,
@@ -99,6 +104,16 @@ pub fn on_viewer_rtcp(
             crate::metrics::nacks_received(lost);
             if Some(nack.media_ssrc) == video_ssrc {
                 super::retransmit::nacked(nack, &mut out.nacked);
+            }
+        } else if let Some(cc) = any.downcast_ref::<TransportLayerCc>() {
+            crate::metrics::twcc_feedback_received();
+            let before = controller.level();
+            let change = twcc
+                .on_feedback(cc, WINDOW, now)
+                .and_then(|w| controller.on_transport_window(w, stream_bps, now));
+            if let Some(level) = change {
+                crate::metrics::quality_change(level > before);
+                out.level = Some(level);
             }
         } else if let Some(remb) = any.downcast_ref::<ReceiverEstimatedMaximumBitrate>() {
             controller.on_remb(f64::from(remb.bitrate));

@@ -34,6 +34,7 @@ pub mod srtp;
 mod stun;
 pub(crate) mod tcp;
 pub mod transport;
+pub mod twcc;
 pub mod udp;
 pub(crate) mod whip;
 

@@ -10,6 +10,7 @@ use super::sender::{self, Stamp};
 use super::seqmap::SeqMap;
 use super::session::Session;
 use super::transport::Wire;
+use super::twcc::TwccLog;
 use super::SfuError;
 use crate::media::MediaKind;
 use rtc::data_channel::RTCDataChannelId;
@@ -173,6 +174,9 @@ pub struct Peer {
     pub congestion: Controller,
     /// What its recent video sequence numbers carried, for NACKs.
     sent: SentLog,
+    /// Send times of its packets' transport-wide numbers, for its TWCC
+    /// feedback.
+    pub twcc: TwccLog,
     /// WHIP/WHEP PATCH requests so far, and the candidates they added.
     pub patches: u32,
     pub trickled: usize,
@@ -270,6 +274,7 @@ impl Peer {
             patches: 0,
             trickled: 0,
             sent: SentLog::new(now),
+            twcc: TwccLog::new(now),
             unflushed: 0,
             catch_up: None,
         }
@@ -299,11 +304,14 @@ impl Peer {
 
     /// Sends this viewer its copy of one stream packet, stamped. True when
     /// it went to the wire (or to rtc's queue, drained every few packets).
+    /// A copy without a transport-wide sequence number gets the next one
+    /// when the viewer negotiated TWCC (a resend keeps the number it first
+    /// had, so it is the same bytes under the same SRTP index).
     fn emit(
         &mut self,
         kind: MediaKind,
         pkt: &Packet,
-        stamp: Stamp,
+        stamp: &mut Stamp,
         now: Instant,
         wire: &mut Wire,
     ) -> bool {
@@ -313,14 +321,29 @@ impl Peer {
                     return false;
                 };
                 let session = &mut lean.session;
-                let room = sender::RTP_HEADER + pkt.payload.len() + session.rtp_overhead();
+                let fresh = stamp.twcc.is_none();
+                if fresh {
+                    stamp.twcc = session.twcc_next(kind);
+                }
+                let room = stamp.header_len() + pkt.payload.len() + session.rtp_overhead();
                 let mut sealed = false;
+                let written = *stamp;
                 wire.write(local, to, room, |buf| {
-                    let len = sender::write_rtp(buf, pkt, stamp)?;
+                    let len = sender::write_rtp(buf, pkt, written)?;
                     let n = session.seal_rtp(kind, buf, len)?;
                     sealed = true;
                     Some(n)
                 });
+                match (sealed, stamp.twcc) {
+                    (true, Some((_, seq))) => {
+                        if fresh {
+                            session.twcc_sent();
+                        }
+                        self.twcc.record(seq, now);
+                    }
+                    (false, _) if fresh => stamp.twcc = None,
+                    _ => {}
+                }
                 sealed
             }
             Conn::Rtc(pc) => {
@@ -414,18 +437,20 @@ impl Peer {
             let Some(seq) = self.seqs(kind).map(channel_seq) else {
                 continue;
             };
-            let stamp = Stamp {
+            let mut stamp = Stamp {
                 ssrc: sender.ssrc,
                 payload_type: sender.payload_type,
                 seq,
                 timestamp: pkt.header.timestamp,
+                twcc: None,
             };
-            if kind == MediaKind::Video {
-                self.sent.record(seq, channel_seq, stamp.timestamp);
-            }
-            if self.emit(kind, pkt, stamp, now, wire) {
+            if self.emit(kind, pkt, &mut stamp, now, wire) {
                 n += 1;
                 bytes += pkt.payload.len() as u64;
+            }
+            if kind == MediaKind::Video {
+                self.sent
+                    .record(seq, channel_seq, stamp.timestamp, stamp.twcc);
             }
         }
         self.drain(wire);
@@ -520,18 +545,19 @@ impl Peer {
             let Some(seq) = self.video_seq.map(channel_seq) else {
                 continue;
             };
-            let stamp = Stamp {
+            let mut stamp = Stamp {
                 ssrc: sender.ssrc,
                 payload_type: sender.payload_type,
                 seq,
                 timestamp,
+                twcc: None,
             };
-            self.sent.record(seq, channel_seq, timestamp);
             budget = budget.saturating_sub(pkt.payload.len());
-            if self.emit(MediaKind::Video, pkt, stamp, now, wire) {
+            if self.emit(MediaKind::Video, pkt, &mut stamp, now, wire) {
                 n += 1;
                 bytes = bytes.wrapping_add(pkt.payload.len() as u32);
             }
+            self.sent.record(seq, channel_seq, timestamp, stamp.twcc);
         }
         self.drain(wire);
         self.video_sent.0 = self.video_sent.0.wrapping_add(n);
@@ -594,9 +620,10 @@ impl Peer {
         let level = self.congestion.level();
         let mut n = 0;
         for &seq in seqs {
-            let Some((channel_seq, timestamp)) = self.sent.lookup(seq) else {
+            let Some(logged) = self.sent.lookup(seq) else {
                 continue;
             };
+            let (channel_seq, timestamp) = (logged.channel_seq, logged.timestamp);
             let Some(orig) = history.get(channel_seq) else {
                 continue;
             };
@@ -608,13 +635,14 @@ impl Peer {
             if !wanted || !self.sent.allow(now) {
                 continue;
             }
-            let stamp = Stamp {
+            let mut stamp = Stamp {
                 ssrc: sender.ssrc,
                 payload_type: sender.payload_type,
                 seq,
                 timestamp,
+                twcc: logged.twcc,
             };
-            if self.emit(MediaKind::Video, orig, stamp, now, wire) {
+            if self.emit(MediaKind::Video, orig, &mut stamp, now, wire) {
                 n += 1;
             }
         }

@@ -2,7 +2,7 @@
 //! last 1024 packets per viewer (a cloned header, with its allocations, for
 //! every packet sent to every viewer). Here the channel keeps its recent
 //! video once ([`History`]), and a viewer keeps only which channel packet
-//! each of its recent sequence numbers carried ([`SentLog`], 12 bytes
+//! each of its recent sequence numbers carried ([`SentLog`], 16 bytes
 //! an entry): what a NACK asks for is rebuilt from the two.
 
 use rtc::rtp::packet::Packet;
@@ -58,12 +58,15 @@ impl History {
     }
 }
 
-#[derive(Clone, Copy, Default)]
-struct Entry {
-    viewer_seq: u16,
-    channel_seq: u16,
+/// What a viewer's copy of a packet was.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Entry {
+    pub viewer_seq: u16,
+    pub channel_seq: u16,
     /// The timestamp the viewer got: a fast start squeezes the GOP's.
-    timestamp: u32,
+    pub timestamp: u32,
+    /// Its TWCC extension, so a resend is the same bytes.
+    pub twcc: Option<(u8, u16)>,
 }
 
 /// Which channel packet each of a viewer's recent video sequence numbers
@@ -83,20 +86,25 @@ impl SentLog {
         }
     }
 
-    pub fn record(&mut self, viewer_seq: u16, channel_seq: u16, timestamp: u32) {
+    pub fn record(
+        &mut self,
+        viewer_seq: u16,
+        channel_seq: u16,
+        timestamp: u32,
+        twcc: Option<(u8, u16)>,
+    ) {
         self.entries[usize::from(viewer_seq) & (SENT_LOG - 1)] = Some(Entry {
             viewer_seq,
             channel_seq,
             timestamp,
+            twcc,
         });
     }
 
-    /// The channel sequence number and timestamp behind `viewer_seq`, if
-    /// it was sent recently.
-    pub fn lookup(&self, viewer_seq: u16) -> Option<(u16, u32)> {
+    /// What went out as `viewer_seq`, if it was sent recently.
+    pub fn lookup(&self, viewer_seq: u16) -> Option<Entry> {
         self.entries[usize::from(viewer_seq) & (SENT_LOG - 1)]
             .filter(|e| e.viewer_seq == viewer_seq)
-            .map(|e| (e.channel_seq, e.timestamp))
     }
 
     /// Takes one resend from the budget, if there is one left.
@@ -162,11 +170,20 @@ mod tests {
     #[test]
     fn the_log_maps_viewer_numbers_across_wraparound() {
         let mut log = SentLog::new(Instant::now());
-        log.record(65535, 100, 9000);
-        log.record(0, 101, 9000);
-        assert_eq!(log.lookup(65535), Some((100, 9000)));
-        assert_eq!(log.lookup(0), Some((101, 9000)));
+        log.record(65535, 100, 9000, Some((3, 7)));
+        log.record(0, 101, 9000, None);
+        let got = |seq| {
+            log.lookup(seq)
+                .map(|e| (e.channel_seq, e.timestamp, e.twcc))
+        };
+        assert_eq!(got(65535), Some((100, 9000, Some((3, 7)))));
+        assert_eq!(got(0), Some((101, 9000, None)));
         assert_eq!(log.lookup(1), None);
+        assert_eq!(
+            std::mem::size_of::<Option<Entry>>(),
+            16,
+            "the module doc's size"
+        );
         assert_eq!(log.lookup(SENT_LOG as u16), None, "a lap later");
     }
 

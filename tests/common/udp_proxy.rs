@@ -1,8 +1,9 @@
 //! A UDP relay between one WebRTC viewer and the server's media port that
 //! drops server-to-viewer RTP: at random (loss) or over a rate (a link that
-//! cannot carry the stream). STUN, DTLS and RTCP pass untouched, so only
-//! media suffers, as on a congested last mile. The viewer is pointed at it
-//! by rewriting the candidates in the WHEP answer.
+//! cannot carry the stream), or holds it in a deep queue drained at the
+//! rate (a link that buffers instead of dropping). STUN, DTLS and RTCP pass
+//! untouched, so only media suffers, as on a congested last mile. The
+//! viewer is pointed at it by rewriting the candidates in the WHEP answer.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,6 +21,9 @@ pub struct Impairment {
     /// Impair the other direction instead: a publisher's packets to the
     /// server.
     pub upstream: bool,
+    /// With `rate_bps`: RTP over the rate waits in a FIFO drained at the
+    /// rate, dropped only once it would wait longer than this.
+    pub queue: Option<std::time::Duration>,
 }
 
 impl Impairment {
@@ -28,6 +32,7 @@ impl Impairment {
             loss,
             rate_bps: None,
             upstream: false,
+            queue: None,
         }
     }
 }
@@ -66,7 +71,20 @@ impl UdpProxy {
         let addr = front.local_addr().unwrap();
         let stats = Arc::new(ProxyStats::default());
         let s = stats.clone();
+        let front = Arc::new(front);
+        // The queued link: packets leave in order, each at its departure.
+        let (queued, mut departures) =
+            tokio::sync::mpsc::unbounded_channel::<(Instant, Vec<u8>, SocketAddr)>();
+        let out = front.clone();
+        let drain = tokio::spawn(async move {
+            while let Some((at, d, to)) = departures.recv().await {
+                tokio::time::sleep_until(at.into()).await;
+                let _ = out.send_to(&d, to).await;
+            }
+        });
         let task = tokio::spawn(async move {
+            let _drain = DropAbort(drain);
+            let mut free_at = Instant::now();
             let mut client: Option<SocketAddr> = None;
             let (mut a, mut b) = (vec![0u8; 2048], vec![0u8; 2048]);
             // A fixed seed: the same run drops the same packets.
@@ -95,6 +113,20 @@ impl UdpProxy {
                         let Ok(n) = r else { return };
                         let Some(to) = client else { continue };
                         let mut drop = false;
+                        if let (Some(depth), Some(rate), false, true) =
+                            (imp.queue, imp.rate_bps, imp.upstream, is_rtp(&b[..n]))
+                        {
+                            let now = Instant::now();
+                            let start = free_at.max(now);
+                            if start.duration_since(now) > depth {
+                                s.dropped.fetch_add(1, Ordering::Relaxed);
+                            } else {
+                                free_at = start + std::time::Duration::from_secs_f64(n as f64 * 8.0 / rate);
+                                s.forwarded.fetch_add(1, Ordering::Relaxed);
+                                let _ = queued.send((free_at, b[..n].to_vec(), to));
+                            }
+                            continue;
+                        }
                         if !imp.upstream && is_rtp(&b[..n]) {
                             rng ^= rng << 13;
                             rng ^= rng >> 7;
@@ -135,5 +167,14 @@ impl UdpProxy {
         for d in datagrams {
             let _ = self.back.send(d).await;
         }
+    }
+}
+
+/// Aborts a task when dropped.
+struct DropAbort(tokio::task::JoinHandle<()>);
+
+impl Drop for DropAbort {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }

@@ -191,7 +191,14 @@ impl Driver {
     ) -> bool {
         let bps = self.channels.get(&p.channel).map_or(0.0, |c| c.video_bps);
         let video_ssrc = p.video.map(|s| s.ssrc);
-        let o = feedback::on_viewer_rtcp(&mut p.congestion, video_ssrc, packets, bps, now);
+        let o = feedback::on_viewer_rtcp(
+            &mut p.congestion,
+            &mut p.twcc,
+            video_ssrc,
+            packets,
+            bps,
+            now,
+        );
         let mut wants_keyframe = o.wants_keyframe;
         if let (false, Some(ch)) = (o.nacked.is_empty(), self.channels.get(&p.channel)) {
             let resent = p.resend(&ch.history, &o.nacked, now, &mut wire!(self));

@@ -472,15 +472,22 @@ impl Session {
             .map_or(16, |(o, _)| o.profile().rtp_overhead())
     }
 
-    /// The next TWCC sequence number, when the track negotiated TWCC.
-    pub fn next_twcc(&mut self, kind: MediaKind) -> Option<(u8, u16)> {
+    /// The TWCC header extension ID and the transport-wide sequence number
+    /// the next packet of `kind` would carry, when its track negotiated
+    /// TWCC. The number is taken by [`Session::twcc_sent`] once the packet
+    /// is sealed, so one that never goes out leaves no gap for the viewer
+    /// to report lost.
+    pub fn twcc_next(&self, kind: MediaKind) -> Option<(u8, u16)> {
         let id = match kind {
             MediaKind::Video => self.video.as_ref()?.twcc?,
             MediaKind::Audio => self.audio.as_ref()?.twcc?,
         };
-        let seq = self.twcc_seq;
+        Some((id, self.twcc_seq))
+    }
+
+    /// The number [`Session::twcc_next`] gave went out.
+    pub fn twcc_sent(&mut self) {
         self.twcc_seq = self.twcc_seq.wrapping_add(1);
-        Some((id, seq))
     }
 
     /// Seals the RTP packet in `buf[..len]` (a packet of `kind`'s track, its

@@ -253,6 +253,7 @@ fn read_viewer_rtcp(
         if let Event::Rtcp(packets) = ev {
             outcomes.push(crate::sfu::feedback::on_viewer_rtcp(
                 &mut p.congestion,
+                &mut p.twcc,
                 media_ssrc,
                 &packets,
                 0.0,
@@ -289,6 +290,9 @@ async fn nack_recovers_loss_and_reordering_on_a_simulated_clock() {
     // What the viewer decrypted: its sequence number -> our packet index.
     let mut got: std::collections::HashMap<u16, u16> = Default::default();
     let (mut resent, mut nacks) = (0u64, 0u32);
+    // Every datagram sent, and how many were sent again byte for byte.
+    let mut datagrams: std::collections::HashSet<Vec<u8>> = Default::default();
+    let mut repeated = 0u64;
     let mut now = w.now;
     for turn in 0..PACKETS as u32 + 60 {
         now += std::time::Duration::from_millis(10);
@@ -313,6 +317,14 @@ async fn nack_recovers_loss_and_reordering_on_a_simulated_clock() {
         let lossless = turn < 10 || turn >= u32::from(PACKETS) - 10;
         let sent = std::iter::from_fn(|| w.sent.try_recv().ok()).map(|d| d.to_vec());
         let sent: Vec<Vec<u8>> = sent.collect();
+        for d in &sent {
+            // SRTP leaves the header clear: each copy carries its
+            // transport-wide number (the viewer offered TWCC).
+            assert!(d[0] & 0x10 != 0, "a TWCC header extension");
+            if !datagrams.insert(d.clone()) {
+                repeated += 1;
+            }
+        }
         for d in link.pass(turn, sent, lossless) {
             w.feed_viewer(&d);
             while let Some(m) = w.pc.poll_read() {
@@ -369,6 +381,9 @@ async fn nack_recovers_loss_and_reordering_on_a_simulated_clock() {
         nacks > 5 && resent > 20,
         "the link lost enough to test: {nacks} NACKs, {resent} resends"
     );
+    // A resend is its first sending's bytes, TWCC number and all: the
+    // same plaintext under the same SRTP index.
+    assert_eq!(repeated, resent, "every resend repeats a datagram exactly");
 }
 
 /// Congestion steps and keyframe gating on a simulated clock, driven by
