@@ -163,6 +163,8 @@ const scenarios = {
     const status = await users.getByText(`${user} is now broadcaster.`).innerText({ timeout: 5000 });
     await row.getByRole('button', { name: 'Suspend' }).click();
     await users.getByText(`${user} is suspended.`).waitFor({ timeout: 5000 });
+    // The status line can come before the row is drawn again.
+    await row.getByRole('button', { name: 'Lift suspension' }).waitFor({ timeout: 5000 });
     const suspendedRow = await row.innerText();
     // A site ban, listed, then lifted.
     const bans = page.getByTestId('site-bans');
