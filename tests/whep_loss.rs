@@ -43,6 +43,15 @@ const VIDEO: &[&str] = &[
 /// when the test ends.
 const PUBLISH_SECS: u32 = 90;
 
+/// A server whose channel is live with [`VIDEO`], and its publisher
+/// (killed when dropped).
+async fn live() -> (TestServer, tokio::process::Child) {
+    let srv = TestServer::start().await;
+    let ff = ffmpeg_publish_sized(&srv.rtmp_url(&srv.key), PUBLISH_SECS, "640x360", VIDEO);
+    wait_for_live(srv.http, &srv.channel).await;
+    (srv, ff)
+}
+
 /// Each scenario runs a publisher and one or two browsers: together they
 /// would starve each other of CPU and measure the machine, not the server.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -50,9 +59,7 @@ static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(())
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_percent_loss_keeps_the_picture_smooth() {
     let _serial = ONE_AT_A_TIME.lock().await;
-    let srv = TestServer::start().await;
-    let _ff = ffmpeg_publish_sized(&srv.rtmp_url(&srv.key), PUBLISH_SECS, "640x360", VIDEO);
-    wait_for_live(srv.http, &srv.channel).await;
+    let (srv, _ff) = live().await;
     let proxy = UdpProxy::start(srv.udp, Impairment::loss(0.05)).await;
     let r = watch(&srv, 14, Some(&proxy)).await;
     let dropped = proxy.stats.dropped.load(Ordering::Relaxed);
@@ -76,9 +83,7 @@ async fn five_percent_loss_keeps_the_picture_smooth() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thin_link_degrades_one_viewer_not_the_others() {
     let _serial = ONE_AT_A_TIME.lock().await;
-    let srv = TestServer::start().await;
-    let _ff = ffmpeg_publish_sized(&srv.rtmp_url(&srv.key), PUBLISH_SECS, "640x360", VIDEO);
-    wait_for_live(srv.http, &srv.channel).await;
+    let (srv, _ff) = live().await;
     // 300 kbit/s for a 2.5 Mbit/s stream: even keyframes alone hardly fit.
     let thin = UdpProxy::start(
         srv.udp,
@@ -121,9 +126,7 @@ async fn a_thin_link_degrades_one_viewer_not_the_others() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_link_that_buffers_steps_the_viewer_down_before_anything_is_lost() {
     let _serial = ONE_AT_A_TIME.lock().await;
-    let srv = TestServer::start().await;
-    let _ff = ffmpeg_publish_sized(&srv.rtmp_url(&srv.key), PUBLISH_SECS, "640x360", VIDEO);
-    wait_for_live(srv.http, &srv.channel).await;
+    let (srv, _ff) = live().await;
     let proxy = UdpProxy::start(
         srv.udp,
         Impairment {
@@ -169,9 +172,7 @@ stepped down {stepped:?}, TWCC feedback packets {feedback}"
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_udp_a_browser_plays_over_ice_tcp() {
     let _serial = ONE_AT_A_TIME.lock().await;
-    let srv = TestServer::start().await;
-    let _ff = ffmpeg_publish_sized(&srv.rtmp_url(&srv.key), PUBLISH_SECS, "640x360", VIDEO);
-    wait_for_live(srv.http, &srv.channel).await;
+    let (srv, _ff) = live().await;
     let base = format!("http://{}", srv.http);
     let args = [base.as_str(), srv.channel.as_str(), "8", "tcp-only"];
     let r = run_script("lossy_watch.mjs", &args, Duration::from_secs(70)).await;
@@ -189,9 +190,7 @@ async fn without_udp_a_browser_plays_over_ice_tcp() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_packets_from_a_viewer_harm_nothing() {
     let _serial = ONE_AT_A_TIME.lock().await;
-    let srv = TestServer::start().await;
-    let _ff = ffmpeg_publish_sized(&srv.rtmp_url(&srv.key), PUBLISH_SECS, "640x360", VIDEO);
-    wait_for_live(srv.http, &srv.channel).await;
+    let (srv, _ff) = live().await;
     let proxy = UdpProxy::start(srv.udp, Impairment::loss(0.0)).await;
     let mut junk: Vec<Vec<u8>> = vec![
         vec![],

@@ -16,12 +16,15 @@
 //! link that carried 2.5 Mbit/s smoothly with NACK, so it cannot be trusted
 //! to step a viewer down on its own.
 //!
-//! A viewer that negotiated TWCC (browsers do) sends transport-wide
-//! feedback instead of REMB, and it takes the receiver reports' place:
-//! windows of its loss and of its queuing delay (`super::twcc`), which
-//! sees a link that buffers instead of dropping. While that feedback
-//! flows, receiver reports are not judged, so one window is not counted
-//! twice.
+//! A viewer that negotiated TWCC (browsers do) also sends transport-wide
+//! feedback, from which comes its queuing delay (`super::twcc`): a link
+//! that buffers instead of dropping shows there long before it shows as
+//! loss. A queue over [`BAD_QUEUE_MS`] that is still growing makes the
+//! next report's window bad whatever its loss; one that drains (after a
+//! fast start's burst, say) does not. Loss is still read from the
+//! reports: they count what NACK repaired as received, which is what the
+//! loss thresholds mean, while the feedback counts every copy lost on
+//! the way.
 //!
 //! Stepping down takes [`BAD_STREAK`] bad windows in a row (about 2 s);
 //! stepping up waits for [`UPGRADE_AFTER`] of good ones, one level at a
@@ -66,27 +69,29 @@ const REMB_FLOOR: f64 = 0.5;
 /// Good windows needed for this long before one step up.
 pub const UPGRADE_AFTER: Duration = Duration::from_secs(8);
 /// A queue this deep (milliseconds above the lowest delay of the last
-/// few seconds) is a link carrying less than it is sent: the picture
-/// falls that far behind, and more each second.
+/// few seconds), and growing, is a link carrying less than it is sent:
+/// the picture falls that far behind, and more each second.
 const BAD_QUEUE_MS: f64 = 100.0;
+/// Growth from one feedback window to the next that counts as growing;
+/// less is a queue standing or draining.
+const QUEUE_GROWTH_MS: f64 = 20.0;
 /// Below this the link keeps up.
 const GOOD_QUEUE_MS: f64 = 30.0;
-/// Receiver reports are judged again once TWCC feedback has stopped for
-/// this long.
-const TWCC_GONE_AFTER: Duration = Duration::from_secs(3);
+/// A queue reading older than this is not used.
+const QUEUE_FRESH: Duration = Duration::from_millis(2500);
 
 /// What one window says of the link.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Health {
     Bad,
     Fair,
     Good,
 }
 
-fn health(loss: f64, queuing_ms: f64) -> Health {
-    if loss > BAD_LOSS || queuing_ms > BAD_QUEUE_MS {
+fn from_loss(loss: f64) -> Health {
+    if loss > BAD_LOSS {
         Health::Bad
-    } else if loss > GOOD_LOSS || queuing_ms > GOOD_QUEUE_MS {
+    } else if loss > GOOD_LOSS {
         Health::Fair
     } else {
         Health::Good
@@ -112,8 +117,9 @@ pub struct Controller {
     mark: Option<Mark>,
     /// The last quiet report judged.
     quiet_at: Option<Instant>,
-    /// The last TWCC window judged.
-    twcc_at: Option<Instant>,
+    /// What the latest TWCC window said of the queue, when, and how deep
+    /// it was.
+    queue: Option<(Instant, Health, f64)>,
 }
 
 impl Default for Controller {
@@ -125,7 +131,7 @@ impl Default for Controller {
             remb: None,
             mark: None,
             quiet_at: None,
-            twcc_at: None,
+            queue: None,
         }
     }
 }
@@ -157,10 +163,6 @@ impl Controller {
         stream_bps: f64,
         now: Instant,
     ) -> Option<Level> {
-        if self.twcc_flows(now) {
-            self.mark = None;
-            return None;
-        }
         // total_lost is a 24-bit signed count (duplicates can make it
         // negative).
         let lost = i64::from(((total_lost << 8) as i32) >> 8);
@@ -183,30 +185,39 @@ impl Controller {
         } else {
             0.0 // no video flowed (audio only): nothing lost
         };
-        self.judge(health(loss, 0.0), stream_bps, now)
+        self.judge(from_loss(loss), stream_bps, now)
     }
 
-    /// One window of TWCC feedback (see `super::twcc`).
-    pub fn on_transport_window(
-        &mut self,
-        w: crate::sfu::twcc::Window,
-        stream_bps: f64,
-        now: Instant,
-    ) -> Option<Level> {
-        self.twcc_at = Some(now);
-        self.judge(health(w.loss, w.queuing_ms), stream_bps, now)
+    /// One window of TWCC feedback (see `super::twcc`): its queuing delay
+    /// counts in the next report's verdict.
+    pub fn on_transport_window(&mut self, w: crate::sfu::twcc::Window, now: Instant) {
+        let q = w.queuing_ms;
+        let growing = self
+            .queue
+            .is_none_or(|(_, _, before)| q >= before + QUEUE_GROWTH_MS);
+        let health = if q > BAD_QUEUE_MS && growing {
+            Health::Bad
+        } else if q > GOOD_QUEUE_MS {
+            Health::Fair
+        } else {
+            Health::Good
+        };
+        self.queue = Some((now, health, q));
     }
 
-    fn twcc_flows(&self, now: Instant) -> bool {
-        self.twcc_at
-            .is_some_and(|t| now.saturating_duration_since(t) < TWCC_GONE_AFTER)
+    /// `health` made worse by a fresh queue reading, if there is one.
+    fn with_queue(&self, health: Health, now: Instant) -> Health {
+        match self.queue {
+            Some((at, q, _)) if now.saturating_duration_since(at) < QUEUE_FRESH => health.min(q),
+            _ => health,
+        }
     }
 
     /// A receiver report without a block for the video: at audio only,
     /// browsers stop reporting on a track that went quiet, so this is the
     /// only clock the probe back up can run on.
     pub fn on_quiet_report(&mut self, stream_bps: f64, now: Instant) -> Option<Level> {
-        if self.level != Level::AudioOnly || self.twcc_flows(now) {
+        if self.level != Level::AudioOnly {
             return None;
         }
         if self
@@ -222,6 +233,7 @@ impl Controller {
     }
 
     fn judge(&mut self, health: Health, stream_bps: f64, now: Instant) -> Option<Level> {
+        let health = self.with_queue(health, now);
         if health == Health::Bad {
             self.good_since = None;
             self.bad_streak += 1;
@@ -307,42 +319,61 @@ mod tests {
             .all(|l| *l == Level::Full));
     }
 
-    /// A viewer on TWCC: a queue that grows without loss steps it down,
-    /// its receiver reports (which see no loss) change nothing while the
-    /// feedback flows, and they are judged again once it stops.
+    /// A viewer on TWCC: its reports show no loss, and a queue that keeps
+    /// growing steps it down at the second report; a queue that drains
+    /// (a fast start's burst) or stands, however deep, does not; a reading
+    /// gone stale counts for nothing.
     #[test]
-    fn twcc_queuing_steps_down_and_stands_in_for_reports_while_it_flows() {
+    fn a_growing_queue_steps_down_and_a_draining_one_does_not() {
         use crate::sfu::twcc::Window;
         let t0 = Instant::now();
-        let at = |s: u64| t0 + Duration::from_secs(s);
-        let mut c = Controller::default();
-        let w = |queuing_ms| Window {
-            loss: 0.0,
-            queuing_ms,
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let q = |c: &mut Controller, queuing_ms, ms| {
+            c.on_transport_window(
+                Window {
+                    loss: 0.0,
+                    queuing_ms,
+                },
+                at(ms),
+            )
         };
-        assert_eq!(c.on_transport_window(w(5.0), MBPS, at(1)), None);
-        assert_eq!(c.on_transport_window(w(60.0), MBPS, at(2)), None, "fair");
-        assert_eq!(
-            c.on_transport_window(w(150.0), MBPS, at(3)),
-            None,
-            "one bad"
-        );
-        assert_eq!(
-            c.on_transport_window(w(300.0), MBPS, at(4)),
-            Some(Level::KeyframesOnly)
-        );
-        // Reports with heavy loss are not judged beside the feedback.
-        c.on_report(0, 1000, MBPS, at(4));
-        c.on_report(200, 1230, MBPS, at(5));
-        c.on_report(400, 1460, MBPS, at(6));
-        assert_eq!(c.level(), Level::KeyframesOnly);
-        // The feedback stops: reports count again.
-        let reports = [(600, 1690, 10), (800, 1920, 11), (1000, 2150, 12)];
-        let levels: Vec<_> = reports
-            .iter()
-            .map(|&(lost, highest, s)| c.on_report(lost, highest, MBPS, at(s)))
-            .collect();
-        assert_eq!(levels, [None, None, Some(Level::AudioOnly)]);
+        // Clean reports once a second, 230 packets each.
+        let report = |c: &mut Controller, s: u64| {
+            c.on_report(0, 1000 + 230 * s as u32, MBPS, at(s * 1000 + 10))
+        };
+
+        let mut c = Controller::default();
+        report(&mut c, 0);
+        // A fast start fills the queue at once; it then drains.
+        for (s, depth) in [(1, 400.0), (2, 250.0), (3, 120.0), (4, 10.0)] {
+            q(&mut c, depth, s * 1000);
+            assert_eq!(report(&mut c, s), None, "draining at {s} s");
+        }
+        // Standing deep is not growing.
+        for s in 5..8 {
+            q(&mut c, 150.0, s * 1000);
+            assert_eq!(report(&mut c, s), None, "standing at {s} s");
+        }
+        assert_eq!(c.level(), Level::Full);
+
+        // A queue growing 300 ms a second: down at the second report.
+        let mut c = Controller::default();
+        report(&mut c, 0);
+        q(&mut c, 0.0, 1000);
+        assert_eq!(report(&mut c, 1), None);
+        q(&mut c, 300.0, 2000);
+        assert_eq!(report(&mut c, 2), None, "one bad window");
+        q(&mut c, 600.0, 3000);
+        assert_eq!(report(&mut c, 3), Some(Level::KeyframesOnly));
+
+        // A bad reading that has gone stale counts for nothing.
+        let mut c = Controller::default();
+        report(&mut c, 0);
+        q(&mut c, 0.0, 500);
+        q(&mut c, 300.0, 1000);
+        assert_eq!(report(&mut c, 4), None);
+        assert_eq!(report(&mut c, 5), None);
+        assert_eq!(c.level(), Level::Full);
     }
 
     #[test]

@@ -90,6 +90,7 @@ pub fn on_viewer_rtcp(
     now: Instant,
 ) -> Outcome {
     let mut out = Outcome::default();
+    let mut read_twcc = false;
     for p in packets {
         let any = p.as_any();
         if any.is::<PictureLossIndication>() || any.is::<FullIntraRequest>() {
@@ -107,13 +108,14 @@ pub fn on_viewer_rtcp(
             }
         } else if let Some(cc) = any.downcast_ref::<TransportLayerCc>() {
             crate::metrics::twcc_feedback_received();
-            let before = controller.level();
-            let change = twcc
-                .on_feedback(cc, WINDOW, now)
-                .and_then(|w| controller.on_transport_window(w, stream_bps, now));
-            if let Some(level) = change {
-                crate::metrics::quality_change(level > before);
-                out.level = Some(level);
+            // Browsers send one per compound packet; more is a peer
+            // making work.
+            if read_twcc {
+                continue;
+            }
+            read_twcc = true;
+            if let Some(w) = twcc.on_feedback(cc, WINDOW, now) {
+                controller.on_transport_window(w, now);
             }
         } else if let Some(remb) = any.downcast_ref::<ReceiverEstimatedMaximumBitrate>() {
             controller.on_remb(f64::from(remb.bitrate));

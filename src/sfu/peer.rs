@@ -335,10 +335,12 @@ impl Peer {
                     Some(n)
                 });
                 match (sealed, stamp.twcc) {
-                    (true, Some((_, seq))) => {
-                        if fresh {
-                            session.twcc_sent();
-                        }
+                    // A resend keeps its first sending's time: the viewer
+                    // may report either copy, and a time too late would
+                    // read as a delay too low, a base every later window
+                    // then stands above.
+                    (true, Some((_, seq))) if fresh => {
+                        session.twcc_sent();
                         self.twcc.record(seq, now);
                     }
                     (false, _) if fresh => stamp.twcc = None,

@@ -3,11 +3,13 @@
 //! congestion steps. A viewer that negotiated TWCC gets every packet with a
 //! transport-wide sequence number (`super::sender`), and browsers then send
 //! this feedback instead of REMB: for each number, whether it arrived and
-//! when. From it and our send times come two figures per window: the share
-//! of packets lost, and the queuing delay, how far the window's lowest
-//! one-way delay stands above the lowest of the last [`BASE_WINDOWS`]. A
-//! link that buffers instead of dropping shows in the second long before
-//! the first.
+//! when. From it and our send times come two figures per window: the
+//! queuing delay, how far the window's lowest one-way delay stands above
+//! the lowest of the last [`BASE_WINDOWS`], which the congestion steps
+//! read (a link that buffers instead of dropping shows there long before
+//! it shows as loss); and the share of copies lost on the way, before any
+//! NACK repair (the steps read loss from receiver reports, which count a
+//! repaired packet as received).
 
 use rtc::rtcp::transport_feedbacks::transport_layer_cc::{
     PacketStatusChunk, SymbolTypeTcc, TransportLayerCc,
@@ -55,7 +57,9 @@ enum Kept {
 /// One window of feedback.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Window {
-    /// Share of the window's packets the viewer reported not received.
+    /// Share of the window's packets the viewer reported not received
+    /// (copies lost on the way; a resend that made up for one is not
+    /// subtracted).
     pub loss: f64,
     /// The window's lowest one-way delay above the base, in milliseconds.
     pub queuing_ms: f64,

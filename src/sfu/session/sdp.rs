@@ -58,12 +58,15 @@ pub struct RemoteMedia {
 }
 
 impl RemoteMedia {
-    /// The id the viewer gave the TWCC header extension, if it offered it.
+    /// The id the viewer gave the TWCC header extension, if it offered it
+    /// with one the one-byte header form can carry (1-14, RFC 8285 4.2:
+    /// 15 ends the list and 0 is padding). Another id leaves TWCC out.
     pub fn twcc_id(&self) -> Option<u8> {
         self.extmaps
             .iter()
             .find(|(_, uri)| uri == TWCC_URI)
             .map(|(id, _)| *id)
+            .filter(|id| (1..=14).contains(id))
     }
 }
 
@@ -423,6 +426,22 @@ mod tests {
         assert!(!r.media[1].opus.is_empty());
         assert!(r.media[0].twcc_id().is_some(), "browsers offer TWCC");
         assert_eq!(r.media[2].sctp_port, Some(5000));
+    }
+
+    /// TWCC is taken only under an id the one-byte header form carries.
+    #[test]
+    fn twcc_needs_a_one_byte_extension_id() {
+        let mut m = read_remote(CHROMIUM_VIEWER).unwrap().media.remove(0);
+        let mut id_of = |id: u8| {
+            m.extmaps = vec![(id, TWCC_URI.to_string())];
+            m.twcc_id()
+        };
+        assert_eq!(id_of(1), Some(1));
+        assert_eq!(id_of(14), Some(14));
+        assert_eq!(id_of(0), None);
+        assert_eq!(id_of(15), None);
+        assert_eq!(id_of(16), None);
+        assert_eq!(id_of(255), None);
     }
 
     #[test]
