@@ -2,14 +2,14 @@
 //! (draft-holmer-rmcat-transport-wide-cc-extensions-01), read for the
 //! congestion steps. A viewer that negotiated TWCC gets every packet with a
 //! transport-wide sequence number (`super::sender`), and browsers then send
-//! this feedback instead of REMB: for each number, whether it arrived and
-//! when. From it and our send times come two figures per window: the
-//! queuing delay, how far the window's lowest one-way delay stands above
-//! the lowest of the last [`BASE_WINDOWS`], which the congestion steps
-//! read (a link that buffers instead of dropping shows there long before
-//! it shows as loss); and the share of copies lost on the way, before any
-//! NACK repair (the steps read loss from receiver reports, which count a
-//! repaired packet as received).
+//! this feedback: for each number, whether it arrived and when. From it
+//! and our send times come two figures per window: the queuing delay, how
+//! far the window's lowest one-way delay stands above the lowest of the
+//! last [`BASE_WINDOWS`], which the congestion steps read (a link that
+//! buffers instead of dropping shows there long before it shows as loss);
+//! and the share of copies lost on the way, before any NACK repair (the
+//! steps read loss from receiver reports, which count a repaired packet
+//! as received).
 
 use rtc::rtcp::transport_feedbacks::transport_layer_cc::{
     PacketStatusChunk, SymbolTypeTcc, TransportLayerCc,
