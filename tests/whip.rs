@@ -37,7 +37,7 @@ async fn a_whip_publisher_is_watched_over_whep() {
     assert!(published.connected_after.is_some());
     assert!(
         published.keyframe_requests >= 1,
-        "a joining viewer makes the server ask the publisher for a keyframe"
+        "the server asks a new publisher for a keyframe"
     );
 
     let first = got.first_video_after.expect("video reached the viewer");
@@ -62,9 +62,26 @@ async fn a_whip_publisher_is_watched_over_whep() {
         seqs.windows(2).all(|w| w[1] == w[0].wrapping_add(1)),
         "continuous sequence per viewer"
     );
+    // The publisher's header extensions are not forwarded: a viewer's
+    // copy carries only its own transport-wide number, under the id its
+    // answer gave it.
+    let twcc = got
+        .answer
+        .lines()
+        .find_map(|l| {
+            let rest = l.strip_prefix("a=extmap:")?;
+            let (id, uri) = rest.split_once(' ')?;
+            uri.trim()
+                .ends_with("transport-wide-cc-extensions-01")
+                .then(|| id.parse::<u8>().ok())?
+        })
+        .expect("the answer negotiates TWCC");
     assert!(
-        got.video.iter().all(|p| p.header.extensions.is_empty()),
-        "publisher header extensions are not forwarded"
+        got.video
+            .iter()
+            .all(|p| p.header.extensions.iter().all(|e| e.id == twcc)
+                && p.header.extensions.len() == 1),
+        "only the viewer's TWCC extension on its copies"
     );
 
     // Server-added latency is exported as a Prometheus histogram.
