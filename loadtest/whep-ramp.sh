@@ -21,7 +21,7 @@ echo "| viewers | connected | Mbit/s per viewer | loss | freezes | server CPU (%
 echo "|---|---|---|---|---|---|---|---|---|---|"
 for n in "${counts[@]}"; do
   f="$out/whep-${rate}k-$n.json"
-  timeout $((SECS + n / 10 + 120)) "$bin/onair-loadtest" whep --http 127.0.0.1:28080 --viewers "$n" \
+  timeout $((SECS + n / 10 + 120)) "$bin/onair-loadtest" whep --http 127.0.0.1:28080 --viewers "$n" --decrypt-every "${DECRYPT_EVERY:-1}" \
     --ramp-ms "${RAMP_MS:-10}" --seconds "$SECS" --pid "$pid" --quiet --json "$f" >&2 || true
   stop=$(python3 - "$f" <<'PY'
 import json, sys

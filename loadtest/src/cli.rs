@@ -27,6 +27,12 @@ pub enum Scenario {
         crowd: CrowdArgs,
         #[command(flatten)]
         source: SourceArgs,
+        /// One viewer in this many decrypts its media (and takes part in
+        /// latency and decode checks); the others count it from the clear
+        /// RTP headers and send a browser's feedback themselves, so one
+        /// core can drive thousands. 1: every viewer decrypts.
+        #[arg(long, default_value_t = 1)]
+        decrypt_every: usize,
     },
     /// N LL-HLS viewers doing blocking playlist reloads and part fetches
     /// (plain HLS servers: playlist polling and whole segments).
@@ -400,9 +406,15 @@ where
     }
     let (report, run) = match cli.scenario {
         Scenario::Soak(_) => unreachable!("handled above"),
-        Scenario::Whep { run, crowd, source } => {
-            (crate::scenario::whep(&run, &crowd, &source).await?, run)
-        }
+        Scenario::Whep {
+            run,
+            crowd,
+            source,
+            decrypt_every,
+        } => (
+            crate::scenario::whep(&run, &crowd, &source, decrypt_every).await?,
+            run,
+        ),
         Scenario::Hls {
             run,
             crowd,

@@ -4,6 +4,7 @@
 //! scenarios behind each subcommand ([`cli::run`]).
 
 pub mod chat;
+pub mod clear;
 pub mod cli;
 pub mod decode;
 pub mod flv;

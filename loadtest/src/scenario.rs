@@ -200,8 +200,10 @@ pub async fn whep(
     run: &RunArgs,
     viewers: &CrowdArgs,
     source: &SourceArgs,
+    decrypt_every: usize,
 ) -> anyhow::Result<serde_json::Value> {
     let n = viewers.viewers;
+    let every = decrypt_every.max(1);
     let seen = crowd(
         run,
         viewers,
@@ -209,15 +211,18 @@ pub async fn whep(
         "WebRTC viewers joining",
         |i, dur, measure_from| {
             let (http, channel) = (run.node(i), run.channel.clone());
+            // The decode checks rotate over the viewers that decrypt.
             let rotation = crate::decode::Rotation {
                 start: measure_from,
-                viewers: n,
+                viewers: n.div_ceil(every),
             };
+            let decrypt = i % every == 0;
             async move {
                 let opts = crate::whep::ViewerOptions {
                     record: false,
                     measure_from: Some(measure_from),
-                    decode: Some((rotation, i)),
+                    decode: decrypt.then_some((rotation, i / every)),
+                    decrypt,
                     ..Default::default()
                 };
                 crate::whep::watch(http, &channel, dur, opts).await
@@ -257,6 +262,7 @@ pub async fn whep(
     let (j50, j99) = p50_p99(&joins);
     let fields = json!({
         "scenario": "whep",
+        "decrypting_viewers": n.div_ceil(every),
         "decode_checked_viewers": decoded_viewers,
         "decoded_frames": decode.frames,
         "decode_errors": decode.errors,

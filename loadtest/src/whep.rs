@@ -82,6 +82,8 @@ pub const AUDIO_PT: u8 = 111;
 pub struct Counters {
     pub video_packets: u64,
     pub audio_packets: u64,
+    /// Media payload bytes; a viewer that does not decrypt counts each
+    /// packet's encrypted body (payload and SRTP tag, 16 bytes more).
     pub bytes: u64,
     /// Packets never seen, from sequence-number gaps.
     pub lost: u64,
@@ -155,6 +157,10 @@ pub struct ViewerOptions {
     /// Counters kept up to date while the viewer plays, for a sampler
     /// that cannot wait for the end (the soak's victim).
     pub live: Option<std::sync::Arc<Live>>,
+    /// Decrypt media (a browser's work). Off, the viewer counts it from the
+    /// clear headers and sends the feedback itself ([`crate::clear`]):
+    /// no latency stamps, decode checks or recording then.
+    pub decrypt: bool,
 }
 
 /// What a viewer has seen so far, readable while it plays.
@@ -231,6 +237,7 @@ impl Default for ViewerOptions {
             measure_from: None,
             decode: None,
             live: None,
+            decrypt: true,
         }
     }
 }
@@ -312,9 +319,12 @@ pub async fn watch(
         RTCSessionDescription::answer(out.answer.clone())?,
     )?;
 
-    let mut buf = vec![0u8; 2048];
-    let mut last_seq: [Option<u16>; 2] = [None, None];
-    let mut last_video: Option<Instant> = None;
+    // Room for a whole GRO read (a server's GSO run).
+    let mut buf = vec![0u8; crate::clear::READ_BYTES];
+    crate::clear::enable_gro(&socket);
+    let twcc_id = crate::clear::twcc_id(&out.answer);
+    let mut feedback = (!opts.decrypt).then(|| crate::clear::Feedback::new(Instant::now()));
+    let mut meter = Meter::default();
     let mut chat_id = None;
     let mut chat_opened: Option<Instant> = None;
     let mut chat_later = opts.chat_later.clone();
@@ -356,33 +366,20 @@ pub async fn watch(
                     if p.header.payload_type == VIDEO_PT || p.header.payload_type == AUDIO_PT =>
                 {
                     let video = p.header.payload_type == VIDEO_PT;
-                    let c = &mut out.counters;
-                    c.bytes += p.payload.len() as u64;
-                    let slot = &mut last_seq[video as usize];
-                    if let Some(prev) = *slot {
-                        let d = p.header.sequence_number.wrapping_sub(prev);
-                        if d > 1 && d < 0x8000 {
-                            c.lost += u64::from(d - 1);
-                        }
-                    }
-                    *slot = Some(p.header.sequence_number);
+                    let now = Instant::now();
+                    let h = &p.header;
+                    let measuring = meter.packet(
+                        &opts,
+                        &mut out,
+                        started,
+                        now,
+                        video,
+                        h.sequence_number,
+                        h.marker,
+                        p.payload.len(),
+                    );
                     if video {
-                        c.video_packets += 1;
-                        let now = Instant::now();
-                        let measuring = opts.measure_from.is_none_or(|t| now >= t);
-                        if let Some(l) = &opts.live {
-                            l.video(
-                                now,
-                                last_video.map(|t| now.duration_since(t)),
-                                p.header.marker,
-                            );
-                        }
-                        if let Some(t) = last_video.filter(|_| measuring) {
-                            let gap = now.duration_since(t).as_millis() as u64;
-                            c.longest_video_gap_ms = c.longest_video_gap_ms.max(gap);
-                            c.freezes += u64::from(gap > FREEZE_MS);
-                        }
-                        c.frames += u64::from(p.header.marker);
+                        let c = &mut out.counters;
                         // Stamps travel in SEI NAL units, alone or aggregated
                         // (STAP-A): only those packets are searched.
                         let nal = p.payload.first().map_or(0, |b| b & 0x1f);
@@ -396,9 +393,6 @@ pub async fn watch(
                                 c.latency_us.push(d as u32);
                             }
                         }
-                        last_video = Some(now);
-                        out.last_video_at = last_video;
-                        out.first_video_after.get_or_insert(started.elapsed());
                         if let Some(chk) = checker.as_mut() {
                             chk.packet(now, &p.payload, p.header.marker);
                             if let Some(l) = &opts.live {
@@ -409,11 +403,8 @@ pub async fn watch(
                         if opts.record {
                             out.video.push(p);
                         }
-                    } else {
-                        c.audio_packets += 1;
-                        if opts.record {
-                            out.audio.push(p);
-                        }
+                    } else if opts.record {
+                        out.audio.push(p);
                     }
                 }
                 RTCMessage::RtcpPacket(_, packets) => {
@@ -440,6 +431,15 @@ pub async fn watch(
         if now >= deadline {
             break;
         }
+        if let Some(fb) = feedback.as_mut() {
+            let due = fb.due(now);
+            if !due.is_empty() {
+                let id = pc.get_receivers().next();
+                if let Some(mut r) = id.and_then(|id| pc.rtp_receiver(id)) {
+                    let _ = r.write_rtcp(now, due);
+                }
+            }
+        }
         let mut next_chat = None;
         if let (Some(id), Some(opened)) = (chat_id, chat_opened) {
             while let Some((after, _)) = chat_later.front() {
@@ -458,15 +458,46 @@ pub async fn watch(
             .poll_timeout()
             .unwrap_or(deadline)
             .min(deadline)
-            .min(next_chat.unwrap_or(deadline));
-        step(
-            &mut pc,
-            &socket,
-            local,
-            &mut buf,
-            wake.saturating_duration_since(now),
-        )
-        .await?;
+            .min(next_chat.unwrap_or(deadline))
+            .min(feedback.as_ref().map_or(deadline, |f| f.next()));
+        tokio::select! {
+            r = socket.readable() => {
+                r?;
+                // Bounded, so a flood cannot hold the runtime; what is
+                // left is read on the next turn.
+                for _ in 0..MAX_READS_PER_TURN {
+                    let (n, from, segment) = match crate::clear::recv(&socket, &mut buf) {
+                        Ok(r) => r,
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                        Err(e) => return Err(e.into()),
+                    };
+                    let now = Instant::now();
+                    for d in crate::clear::datagrams(&buf[..n], segment) {
+                        let clear = feedback.as_mut().and_then(|fb| {
+                            let h = crate::clear::rtp_header(d, twcc_id)?;
+                            let video = h.payload_type == VIDEO_PT;
+                            (video || h.payload_type == AUDIO_PT).then_some((fb, h, video))
+                        });
+                        match clear {
+                            Some((fb, h, video)) => {
+                                fb.packet(now, usize::from(video), &h);
+                                meter.packet(&opts, &mut out, started, now, video, h.seq, h.marker, h.body);
+                            }
+                            None => {
+                                let _ = pc.handle_read(TaggedBytesMut {
+                                    now,
+                                    transport: TransportContext { local_addr: local, peer_addr: from, ecn: None, transport_protocol: TransportProtocol::UDP },
+                                    message: BytesMut::from(d),
+                                });
+                            }
+                        }
+                    }
+                }
+            }
+            _ = tokio::time::sleep(wake.saturating_duration_since(now)) => {
+                let _ = pc.handle_timeout(Instant::now());
+            }
+        }
     }
     if let Some(chk) = checker {
         out.counters.decode = chk.stats;
@@ -477,6 +508,63 @@ pub async fn watch(
     // Leave politely, as a player closing its page does.
     hang_up(&mut pc, &socket, http_addr, &out.location).await;
     Ok(out)
+}
+
+/// Reads per wake-up of a viewer before it lets others run.
+const MAX_READS_PER_TURN: usize = 64;
+
+/// What a viewer counts of each media packet, decrypted or read from its
+/// clear header: loss from sequence gaps, frames, freezes.
+#[derive(Default)]
+struct Meter {
+    last_seq: [Option<u16>; 2],
+    last_video: Option<Instant>,
+}
+
+impl Meter {
+    /// Counts one packet; true once the measurement window is open.
+    #[allow(clippy::too_many_arguments)]
+    fn packet(
+        &mut self,
+        opts: &ViewerOptions,
+        out: &mut Received,
+        started: Instant,
+        now: Instant,
+        video: bool,
+        seq: u16,
+        marker: bool,
+        bytes: usize,
+    ) -> bool {
+        let c = &mut out.counters;
+        c.bytes += bytes as u64;
+        let slot = &mut self.last_seq[usize::from(video)];
+        if let Some(prev) = *slot {
+            let d = seq.wrapping_sub(prev);
+            if d > 1 && d < 0x8000 {
+                c.lost += u64::from(d - 1);
+            }
+        }
+        *slot = Some(seq);
+        let measuring = opts.measure_from.is_none_or(|t| now >= t);
+        if !video {
+            c.audio_packets += 1;
+            return measuring;
+        }
+        c.video_packets += 1;
+        if let Some(l) = &opts.live {
+            l.video(now, self.last_video.map(|t| now.duration_since(t)), marker);
+        }
+        if let Some(t) = self.last_video.filter(|_| measuring) {
+            let gap = now.duration_since(t).as_millis() as u64;
+            c.longest_video_gap_ms = c.longest_video_gap_ms.max(gap);
+            c.freezes += u64::from(gap > FREEZE_MS);
+        }
+        c.frames += u64::from(marker);
+        self.last_video = Some(now);
+        out.last_video_at = self.last_video;
+        out.first_video_after.get_or_insert(started.elapsed());
+        measuring
+    }
 }
 
 /// A peer connection with H.264 (`profile_level_id`) and Opus at the
