@@ -6,6 +6,7 @@
 # The audience is a load generator of its own, at a higher priority
 # (nice -n -10; needs root): one process for both would report the load
 # generator's own stalls, at 100 handshakes a second, as the server's gaps.
+# DECRYPT_EVERY=N as in whep-ramp.sh, for both.
 # Usage: loadtest/whep-joins.sh BITRATE_KBPS WATCHING JOINS OVER   e.g. 600 100 1000 10
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,11 +21,11 @@ lt_feed "$rate" 21935
 aud="$out/audience-${rate}k-$watching.json"
 wave="$out/wave-${rate}k-$joins-$over.json"
 # The audience's window (after its 2 s warm-up) spans the whole wave.
-nice -n -10 "$bin/onair-loadtest" whep --http 127.0.0.1:28080 --viewers "$watching" --ramp-ms 10 \
+nice -n -10 "$bin/onair-loadtest" whep --http 127.0.0.1:28080 --viewers "$watching" --ramp-ms 10 --decrypt-every "${DECRYPT_EVERY:-1}" \
   --seconds $((over + joins / 50 + 10)) --pid "$pid" --quiet --json "$aud" >&2 &
 audience=$!
 sleep $((watching / 100 + 4))
-timeout $((over + joins / 10 + 120)) "$bin/onair-loadtest" whep --http 127.0.0.1:28080 \
+timeout $((over + joins / 10 + 120)) "$bin/onair-loadtest" whep --http 127.0.0.1:28080 --decrypt-every "${DECRYPT_EVERY:-1}" \
   --viewers "$joins" --ramp-ms $((over * 1000 / joins)) --seconds 2 --pid "$pid" --quiet --json "$wave" >&2 || true
 wait "$audience" || true
 cp "$work/server.log" "$out/server.log"

@@ -4,6 +4,8 @@
 # (ffmpeg -c copy, so encoding costs nothing), and stops at the first step
 # where loss passes 1 % or the server uses more than 95 % of a core.
 # The load generator runs on the same cores; each row shows its CPU too.
+# DECRYPT_EVERY=N: one viewer in N decrypts, the rest count from the clear
+# headers (onair-loadtest whep --decrypt-every), for thousands of viewers.
 # Usage: loadtest/whep-ramp.sh BITRATE_KBPS COUNT...   e.g. 600 100 200 400 800
 set -euo pipefail
 cd "$(dirname "$0")/.."
