@@ -105,6 +105,35 @@ async fn whep_viewers_of_an_rtmp_publisher() {
     srv.stop().await;
 }
 
+/// `--decrypt-every`: viewers that only read their media's clear headers
+/// still count it as the decrypting one does, and the server gets their
+/// feedback (it opens and counts each transport-cc packet).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn whep_viewers_that_do_not_decrypt_count_and_send_feedback() {
+    let srv = TestServer::start().await;
+    let url = srv.rtmp_url(&srv.key);
+    let more = ["--decrypt-every", "4"];
+    let r = run_viewers(&srv, "whep", "4", "4", ["--rtmp", &url], &more).await;
+    eprintln!("{r:#}");
+    assert_eq!(r["connected"], 4, "{r:#}");
+    assert_eq!(r["receiving_video"], 4, "{r:#}");
+    assert_eq!(r["decrypting_viewers"], 1, "{r:#}");
+    assert!(num(&r, "fps_per_viewer") > 15.0, "{r:#}");
+    assert!(num(&r, "loss_percent") < 1.0, "{r:#}");
+    assert_eq!(r["freezes"], 0, "{r:#}");
+    // The one that decrypts decodes in every slot: the rotation is its own.
+    assert!(num(&r, "decoded_frames") >= 20.0, "{r:#}");
+    assert_eq!(r["decode_errors"], 0, "{r:#}");
+    sane_latency(&r, 2000.0);
+    // About ten a second from each viewer (some 70 over the run): more
+    // than two viewers' worth means the ones reading clear headers sent
+    // theirs and the server read it.
+    let m = get(srv.http, "/metrics").await.text();
+    let twcc = onair_loadtest::report::metric(&m, "onair_twcc_feedback_received_total").unwrap();
+    assert!(twcc > 150.0, "{twcc} transport-cc packets");
+    srv.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn whep_viewers_of_a_whip_publisher() {
     let srv = TestServer::start().await;

@@ -325,6 +325,8 @@ pub async fn watch(
     let twcc_id = crate::clear::twcc_id(&out.answer);
     let mut feedback = (!opts.decrypt).then(|| crate::clear::Feedback::new(Instant::now()));
     let mut meter = Meter::default();
+    // What a read held for the peer connection, fed to it one per turn.
+    let mut for_peer = std::collections::VecDeque::new();
     let mut chat_id = None;
     let mut chat_opened: Option<Instant> = None;
     let mut chat_later = opts.chat_later.clone();
@@ -460,6 +462,24 @@ pub async fn watch(
             .min(deadline)
             .min(next_chat.unwrap_or(deadline))
             .min(feedback.as_ref().map_or(deadline, |f| f.next()));
+        // One datagram into the peer connection per turn, polled before the
+        // next: it acts on some (the DTLS flight that keys SRTP) only when
+        // polled, and a read can hold more than one (GRO joins a server's
+        // last DTLS record and its first media packet when the GSO run has
+        // them together), so media fed at once would be dropped.
+        if let Some((at, from, data)) = for_peer.pop_front() {
+            let _ = pc.handle_read(TaggedBytesMut {
+                now: at,
+                transport: TransportContext {
+                    local_addr: local,
+                    peer_addr: from,
+                    ecn: None,
+                    transport_protocol: TransportProtocol::UDP,
+                },
+                message: data,
+            });
+            continue;
+        }
         tokio::select! {
             r = socket.readable() => {
                 r?;
@@ -483,14 +503,11 @@ pub async fn watch(
                                 fb.packet(now, usize::from(video), &h);
                                 meter.packet(&opts, &mut out, started, now, video, h.seq, h.marker, h.body);
                             }
-                            None => {
-                                let _ = pc.handle_read(TaggedBytesMut {
-                                    now,
-                                    transport: TransportContext { local_addr: local, peer_addr: from, ecn: None, transport_protocol: TransportProtocol::UDP },
-                                    message: BytesMut::from(d),
-                                });
-                            }
+                            None => for_peer.push_back((now, from, BytesMut::from(d))),
                         }
+                    }
+                    if !for_peer.is_empty() {
+                        break;
                     }
                 }
             }
