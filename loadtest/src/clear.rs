@@ -26,32 +26,48 @@ const REPORT_EVERY: Duration = Duration::from_secs(1);
 /// Arrivals kept between two feedback packets: a burst past this (seconds
 /// of media in 100 ms) loses its oldest, as a browser's bounded history does.
 const MAX_ARRIVALS: usize = 1024;
+/// The most numbers one feedback covers (the server reads 4 096).
+const MAX_SPAN: u16 = 4096;
 /// The transport-cc header extension's URI, to find its id in the answer.
 const TWCC_URI: &str = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01";
 
-/// Asks the kernel to hand this socket coalesced datagrams. Kernels before
-/// 5.0 refuse, and then every datagram comes alone, which is also fine.
-pub fn enable_gro(socket: &tokio::net::UdpSocket) {
+/// Asks the kernel to hand this socket coalesced datagrams (kernels before
+/// 5.0 refuse, and then every datagram comes alone, which is also fine),
+/// and to stamp each read with its arrival: a viewer's feedback must report
+/// when a packet reached the host, not when a busy load generator got to
+/// it, or the server reads the generator's lag as a queue on the path.
+pub fn tune(socket: &tokio::net::UdpSocket) {
     use std::os::fd::AsRawFd;
     let on: libc::c_int = 1;
-    // SAFETY: a valid fd and a c_int option of the size given.
-    unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_UDP,
-            UDP_GRO,
-            (&on as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        );
+    for (level, name) in [
+        (libc::SOL_UDP, UDP_GRO),
+        (libc::SOL_SOCKET, libc::SO_TIMESTAMPNS),
+    ] {
+        // SAFETY: a valid fd and a c_int option of the size given.
+        unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                level,
+                name,
+                (&on as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            );
+        }
     }
 }
 
-/// Reads one message without waiting: its length, sender, and the size of
-/// the datagrams GRO joined into it (None: one datagram).
-pub fn recv(
-    socket: &tokio::net::UdpSocket,
-    buf: &mut [u8],
-) -> std::io::Result<(usize, SocketAddr, Option<usize>)> {
+/// One read: its length, sender, the size of the datagrams GRO joined into
+/// it (None: one datagram), and when it arrived, in microseconds of the
+/// system clock (the kernel's stamp, or now when there is none).
+pub struct Read {
+    pub len: usize,
+    pub from: SocketAddr,
+    pub segment: Option<usize>,
+    pub arrived_us: i64,
+}
+
+/// Reads one message without waiting.
+pub fn recv(socket: &tokio::net::UdpSocket, buf: &mut [u8]) -> std::io::Result<Read> {
     use std::os::fd::AsRawFd;
     socket.try_io(tokio::io::Interest::READABLE, || {
         // SAFETY: every pointer handed to recvmsg points into locals that
@@ -62,7 +78,7 @@ pub fn recv(
                 iov_base: buf.as_mut_ptr().cast(),
                 iov_len: buf.len(),
             };
-            let mut control = [0u64; 8];
+            let mut control = [0u64; 16];
             let mut msg: libc::msghdr = std::mem::zeroed();
             msg.msg_name = (&mut from as *mut libc::sockaddr_storage).cast();
             msg.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
@@ -75,17 +91,34 @@ pub fn recv(
                 return Err(std::io::Error::last_os_error());
             }
             let mut segment = None;
+            let mut arrived_us = None;
             let mut c = libc::CMSG_FIRSTHDR(&msg);
             while !c.is_null() {
-                if (*c).cmsg_level == libc::SOL_UDP && (*c).cmsg_type == UDP_GRO {
+                let (level, kind) = ((*c).cmsg_level, (*c).cmsg_type);
+                if level == libc::SOL_UDP && kind == UDP_GRO {
                     let size = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::c_int>());
                     segment = usize::try_from(size).ok().filter(|s| *s > 0);
+                } else if level == libc::SOL_SOCKET && kind == libc::SCM_TIMESTAMPNS {
+                    let t = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::timespec>());
+                    arrived_us = Some(t.tv_sec as i64 * 1_000_000 + t.tv_nsec as i64 / 1_000);
                 }
                 c = libc::CMSG_NXTHDR(&msg, c);
             }
-            Ok((n as usize, socket_addr(&from)?, segment))
+            Ok(Read {
+                len: n as usize,
+                from: socket_addr(&from)?,
+                segment,
+                arrived_us: arrived_us.unwrap_or_else(now_us),
+            })
         }
     })
+}
+
+/// The system clock in microseconds, the unit of [`Read::arrived_us`].
+pub fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64)
 }
 
 fn socket_addr(s: &libc::sockaddr_storage) -> std::io::Result<SocketAddr> {
@@ -144,7 +177,8 @@ pub fn rtp_header(d: &[u8], twcc_id: Option<u8>) -> Option<Header> {
         let words = usize::from(u16::from_be_bytes([ext[2], ext[3]]));
         let body = d.get(at + 4..at + 4 + 4 * words)?;
         if ext[..2] == [0xbe, 0xde] {
-            twcc = one_byte_extension(body, twcc_id?)
+            twcc = twcc_id
+                .and_then(|id| one_byte_extension(body, id))
                 .filter(|v| v.len() >= 2)
                 .map(|v| u16::from_be_bytes([v[0], v[1]]));
         }
@@ -233,8 +267,11 @@ impl Sequence {
 
 /// A viewer's feedback, kept from clear headers.
 pub struct Feedback {
-    epoch: Instant,
+    /// (transport-wide number, arrival in us) since the last feedback.
     arrivals: Vec<(u16, i64)>,
+    /// The number the next feedback starts at: one past the last one's
+    /// highest, so a loss across two feedback packets is still reported.
+    next_base: Option<u16>,
     media_ssrc: u32,
     count: u8,
     streams: [Sequence; 2],
@@ -245,8 +282,8 @@ pub struct Feedback {
 impl Feedback {
     pub fn new(now: Instant) -> Feedback {
         Feedback {
-            epoch: now,
             arrivals: Vec::new(),
+            next_base: None,
             media_ssrc: 0,
             count: 0,
             streams: [Sequence::default(); 2],
@@ -255,8 +292,9 @@ impl Feedback {
         }
     }
 
-    /// One media packet's arrival (`slot`: 0 audio, 1 video).
-    pub fn packet(&mut self, now: Instant, slot: usize, h: &Header) {
+    /// One media packet's arrival (`slot`: 0 audio, 1 video), at
+    /// `arrived_us` ([`Read::arrived_us`]).
+    pub fn packet(&mut self, arrived_us: i64, slot: usize, h: &Header) {
         self.streams[slot % 2].packet(h.ssrc, h.seq);
         if slot == 1 {
             self.media_ssrc = h.ssrc;
@@ -265,8 +303,7 @@ impl Feedback {
             if self.arrivals.len() == MAX_ARRIVALS {
                 self.arrivals.remove(0);
             }
-            let us = now.duration_since(self.epoch).as_micros() as i64;
-            self.arrivals.push((seq, us));
+            self.arrivals.push((seq, arrived_us));
         }
     }
 
@@ -304,21 +341,40 @@ impl Feedback {
     }
 
     /// Transport-wide feedback for what arrived since the last one: every
-    /// number from the lowest to the highest, received or not, in two-bit
-    /// status vectors, each received one with its arrival delta.
+    /// number from one past the last feedback's highest (the lowest that
+    /// arrived, the first time) to the highest now, received or not, in
+    /// two-bit status vectors, each received one with its arrival delta.
+    /// One that arrives after a feedback already reported it lost stays
+    /// lost, as in a browser.
     fn transport_cc(&mut self) -> Option<TransportLayerCc> {
         let mut arrivals = std::mem::take(&mut self.arrivals);
         let &(first, _) = arrivals.first()?;
-        // Order by distance from the first, across the 16-bit wrap.
-        arrivals.sort_by_key(|(seq, _)| seq.wrapping_sub(first));
+        // Order by signed distance from the first across the 16-bit wrap:
+        // a packet overtaken by a later one sorts before it.
+        arrivals.sort_by_key(|(seq, _)| seq.wrapping_sub(first) as i16);
         arrivals.dedup_by_key(|(seq, _)| *seq);
-        let base = arrivals[0].0;
-        let span = usize::from(arrivals.last()?.0.wrapping_sub(base)) + 1;
+        let highest = arrivals.last()?.0;
+        let lowest = arrivals[0].0;
+        let mut base = self.next_base.unwrap_or(lowest);
+        let ahead = highest.wrapping_sub(base) as i16;
+        if ahead < 0 {
+            // Only late ones, all reported already.
+            return None;
+        }
+        // Never more than the server reads: after a long gap, the
+        // feedback starts near the highest.
+        if ahead >= MAX_SPAN as i16 {
+            base = highest.wrapping_sub(MAX_SPAN - 1);
+        }
+        arrivals.retain(|(seq, _)| seq.wrapping_sub(base) as i16 >= 0);
+        self.next_base = Some(highest.wrapping_add(1));
+        let span = usize::from(highest.wrapping_sub(base)) + 1;
         // 24-bit reference time in 64 ms units; deltas count from it.
-        let reference = arrivals[0].1 / 64_000;
+        let reference = arrivals[0].1.div_euclid(64_000);
         let mut at = reference * 64_000;
         let (mut symbols, mut deltas) = (Vec::with_capacity(span), Vec::new());
         let mut next = arrivals.iter().peekable();
+        debug_assert!(span <= usize::from(MAX_SPAN));
         for i in 0..span {
             let seq = base.wrapping_add(i as u16);
             match next.next_if(|(s, _)| *s == seq) {
@@ -405,6 +461,9 @@ mod tests {
         );
         let other_id = rtp_header(&packet(1, Some((3, 9)), false), Some(4)).unwrap();
         assert_eq!(other_id.twcc, None);
+        // Media with extensions is still media when no id was agreed.
+        let none_agreed = rtp_header(&packet(1, Some((3, 9)), false), None).unwrap();
+        assert_eq!((none_agreed.twcc, none_agreed.body), (None, 100));
         // RTCP (a receiver report) and STUN are not media.
         assert_eq!(
             rtp_header(&[0x81, 201, 0, 7, 0, 0, 0, 1, 0, 0, 0, 0], None),
@@ -427,21 +486,49 @@ mod tests {
         assert_eq!(twcc_id("v=0\r\n"), None);
     }
 
+    fn arrive(fb: &mut Feedback, numbers: &[(u16, i64)]) {
+        for &(n, ms) in numbers {
+            let h = rtp_header(&packet(n, Some((3, n)), false), Some(3)).unwrap();
+            fb.packet(ms * 1_000, 1, &h);
+        }
+    }
+
+    /// The feedback due at `at`, parsed back as the server would.
+    fn sent(fb: &mut Feedback, at: Instant) -> Option<TransportLayerCc> {
+        let out = fb.due(at);
+        let wire = out.first()?.marshal().unwrap();
+        Some(TransportLayerCc::unmarshal(&mut &wire[..]).unwrap())
+    }
+
+    fn received(fb: &TransportLayerCc) -> Vec<bool> {
+        let mut got = Vec::new();
+        for c in &fb.packet_chunks {
+            match c {
+                PacketStatusChunk::StatusVectorChunk(v) => got.extend(
+                    v.symbol_list
+                        .iter()
+                        .map(|s| *s != SymbolTypeTcc::PacketNotReceived),
+                ),
+                PacketStatusChunk::RunLengthChunk(r) => got.extend(std::iter::repeat_n(
+                    r.packet_status_symbol != SymbolTypeTcc::PacketNotReceived,
+                    usize::from(r.run_length),
+                )),
+            }
+        }
+        got.truncate(usize::from(fb.packet_status_count));
+        got
+    }
+
     #[test]
     fn feedback_reads_back_as_what_arrived() {
         let t0 = Instant::now();
         let mut fb = Feedback::new(t0);
-        // 65 534, 65 535, (0 lost), 1 across the wrap, one out of order.
-        for (n, ms) in [(65_534u16, 10u64), (1, 14), (65_535, 12)] {
-            let h = rtp_header(&packet(n, Some((3, n)), false), Some(3)).unwrap();
-            fb.packet(t0 + Duration::from_millis(ms), 1, &h);
-        }
-        let out = fb.due(t0 + TWCC_EVERY);
-        assert_eq!(out.len(), 1);
-        let wire = out[0].marshal().unwrap();
-        let back = TransportLayerCc::unmarshal(&mut &wire[..]).unwrap();
+        // 65 534, 65 535, (0 lost), 1 across the wrap; 65 535 overtaken.
+        arrive(&mut fb, &[(65_534, 10), (1, 14), (65_535, 12)]);
+        let back = sent(&mut fb, t0 + TWCC_EVERY).unwrap();
         assert_eq!(back.base_sequence_number, 65_534);
         assert_eq!(back.packet_status_count, 4);
+        assert_eq!(received(&back), vec![true, true, false, true]);
         let got: Vec<i64> = back.recv_deltas.iter().map(|d| d.delta).collect();
         assert_eq!(got, vec![10_000, 2_000, 2_000]);
         // Nothing new: no feedback; a second later, the receiver report.
@@ -454,6 +541,54 @@ mod tests {
         // Highest 1 after one wrap; 4 expected, 3 received.
         assert_eq!(rr.reports[0].last_sequence_number, 0x1_0001);
         assert_eq!(rr.reports[0].total_lost, 1);
+    }
+
+    #[test]
+    fn a_packet_overtaken_by_the_next_is_reported_in_order() {
+        let t0 = Instant::now();
+        let mut fb = Feedback::new(t0);
+        // The first to arrive is 101; 100 comes 1 ms later.
+        arrive(&mut fb, &[(101, 5), (100, 6), (102, 7)]);
+        let back = sent(&mut fb, t0 + TWCC_EVERY).unwrap();
+        assert_eq!(back.base_sequence_number, 100);
+        assert_eq!(back.packet_status_count, 3);
+        assert_eq!(received(&back), vec![true, true, true]);
+        // 100 at 6 ms, 101 a millisecond earlier, 102 two later.
+        let got: Vec<i64> = back.recv_deltas.iter().map(|d| d.delta).collect();
+        assert_eq!(got, vec![6_000, -1_000, 2_000]);
+    }
+
+    #[test]
+    fn a_loss_between_two_feedback_packets_is_reported() {
+        let t0 = Instant::now();
+        let mut fb = Feedback::new(t0);
+        arrive(&mut fb, &[(1, 1), (2, 2), (3, 3)]);
+        sent(&mut fb, t0 + TWCC_EVERY).unwrap();
+        // 4 and 5 never come.
+        arrive(&mut fb, &[(6, 101), (7, 102)]);
+        let back = sent(&mut fb, t0 + 2 * TWCC_EVERY).unwrap();
+        assert_eq!(back.base_sequence_number, 4);
+        assert_eq!(received(&back), vec![false, false, true, true]);
+        // 5 turns up late, after it was reported lost: nothing to say.
+        arrive(&mut fb, &[(5, 150)]);
+        assert!(sent(&mut fb, t0 + 3 * TWCC_EVERY).is_none());
+        // And the next feedback goes on from 8, not from 5.
+        arrive(&mut fb, &[(8, 250)]);
+        let back = sent(&mut fb, t0 + 4 * TWCC_EVERY).unwrap();
+        assert_eq!(back.base_sequence_number, 8);
+        assert_eq!(back.packet_status_count, 1);
+    }
+
+    #[test]
+    fn one_feedback_covers_at_most_what_the_server_reads() {
+        let t0 = Instant::now();
+        let mut fb = Feedback::new(t0);
+        arrive(&mut fb, &[(0, 1)]);
+        sent(&mut fb, t0 + TWCC_EVERY).unwrap();
+        arrive(&mut fb, &[(10_000, 101)]);
+        let back = sent(&mut fb, t0 + 2 * TWCC_EVERY).unwrap();
+        assert_eq!(back.packet_status_count, MAX_SPAN);
+        assert_eq!(back.base_sequence_number, 10_000 - (MAX_SPAN - 1));
     }
 
     #[test]

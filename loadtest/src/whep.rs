@@ -83,7 +83,8 @@ pub struct Counters {
     pub video_packets: u64,
     pub audio_packets: u64,
     /// Media payload bytes; a viewer that does not decrypt counts each
-    /// packet's encrypted body (payload and SRTP tag, 16 bytes more).
+    /// packet's encrypted body (payload and SRTP tag: 16 bytes more with
+    /// AES-GCM, 10 with AES-CM).
     pub bytes: u64,
     /// Packets never seen, from sequence-number gaps.
     pub lost: u64,
@@ -321,7 +322,7 @@ pub async fn watch(
 
     // Room for a whole GRO read (a server's GSO run).
     let mut buf = vec![0u8; crate::clear::READ_BYTES];
-    crate::clear::enable_gro(&socket);
+    crate::clear::tune(&socket);
     let twcc_id = crate::clear::twcc_id(&out.answer);
     let mut feedback = (!opts.decrypt).then(|| crate::clear::Feedback::new(Instant::now()));
     let mut meter = Meter::default();
@@ -486,13 +487,13 @@ pub async fn watch(
                 // Bounded, so a flood cannot hold the runtime; what is
                 // left is read on the next turn.
                 for _ in 0..MAX_READS_PER_TURN {
-                    let (n, from, segment) = match crate::clear::recv(&socket, &mut buf) {
+                    let read = match crate::clear::recv(&socket, &mut buf) {
                         Ok(r) => r,
                         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                         Err(e) => return Err(e.into()),
                     };
                     let now = Instant::now();
-                    for d in crate::clear::datagrams(&buf[..n], segment) {
+                    for d in crate::clear::datagrams(&buf[..read.len], read.segment) {
                         let clear = feedback.as_mut().and_then(|fb| {
                             let h = crate::clear::rtp_header(d, twcc_id)?;
                             let video = h.payload_type == VIDEO_PT;
@@ -500,10 +501,10 @@ pub async fn watch(
                         });
                         match clear {
                             Some((fb, h, video)) => {
-                                fb.packet(now, usize::from(video), &h);
+                                fb.packet(read.arrived_us, usize::from(video), &h);
                                 meter.packet(&opts, &mut out, started, now, video, h.seq, h.marker, h.body);
                             }
-                            None => for_peer.push_back((now, from, BytesMut::from(d))),
+                            None => for_peer.push_back((now, read.from, BytesMut::from(d))),
                         }
                     }
                     if !for_peer.is_empty() {
