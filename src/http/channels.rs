@@ -100,7 +100,8 @@ pub(super) struct ChannelView {
     /// WebRTC, LL-HLS, Icecast and HTTP-FLV viewers together.
     viewers: usize,
     /// While live: whether the stream has video (a watch page without it
-    /// is a listening page).
+    /// is a listening page); null while that is not known yet, in the
+    /// first moments of a publish.
     video: Option<bool>,
     /// While live: the track on the air (Icecast `/admin/metadata`).
     now_playing: Option<String>,
@@ -135,6 +136,21 @@ pub(super) struct Likes {
     likes: i64,
 }
 
+/// Whether a live stream has video: `None` until its source has said. A
+/// player that asks when the `live` event comes (the first milliseconds of
+/// an RTMP publish, before its first track) must not take a video stream
+/// for radio: it would offer audio alone and never show a picture.
+fn has_video(source: crate::hub::Source, h: &crate::hub::Health) -> Option<bool> {
+    if source == crate::hub::Source::Icecast {
+        return Some(false);
+    }
+    // An RTMP publisher's onMetaData comes before its media.
+    if h.video_codec.is_some() || h.metadata.contains_key("videocodecid") {
+        return Some(true);
+    }
+    h.audio_codec.as_ref().map(|_| false)
+}
+
 /// A channel as the directory and its page show it: settings plus live
 /// state.
 async fn channel_json(s: &AppState, info: &ChannelInfo) -> Result<ChannelView, ApiError> {
@@ -161,7 +177,10 @@ async fn channel_json(s: &AppState, info: &ChannelInfo) -> Result<ChannelView, A
         live: s.live.is_live(&info.name),
         started_at,
         viewers: s.live.viewers(&info.name),
-        video: health.as_ref().map(|h| h.video_codec.is_some()),
+        video: stream
+            .as_ref()
+            .zip(health.as_ref())
+            .and_then(|(st, h)| has_video(st.source(), h)),
         now_playing: health.and_then(|h| h.now_playing),
         next_broadcast: next.first().map(ScheduledView::from),
         schedule: None,
@@ -624,4 +643,26 @@ pub(super) async fn delete_broadcast(
     }
     tracing::info!(channel = %name, broadcast = row.id, by = %me.user.username, "broadcast deleted");
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod video_tests {
+    use super::has_video;
+    use crate::hub::{Health, Source};
+
+    #[test]
+    fn video_is_unknown_until_the_source_says() {
+        let mut h = Health::default();
+        assert_eq!(has_video(Source::Rtmp, &h), None);
+        assert_eq!(has_video(Source::Icecast, &h), Some(false));
+        h.audio_codec = Some("AAC-LC".into());
+        assert_eq!(has_video(Source::Rtmp, &h), Some(false));
+        h.metadata.insert("videocodecid".into(), 7.into());
+        assert_eq!(has_video(Source::Rtmp, &h), Some(true));
+        let h = Health {
+            video_codec: Some("H.264".into()),
+            ..Health::default()
+        };
+        assert_eq!(has_video(Source::Whip, &h), Some(true));
+    }
 }
