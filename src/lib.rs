@@ -57,10 +57,12 @@
 //!    equal-size runs to one address as one UDP GSO message. A viewer on
 //!    ICE-TCP gets the same bytes framed on its connection
 //!    ([`sfu::transport`]).
-//! 6. The viewer's NACKs come back as SRTCP on the shared port, are routed
-//!    to its shard by address ([`sfu::shard`]), opened by its session, and
-//!    answered from the shard's history of the channel, resealed byte for
-//!    byte under their original SRTP index.
+//! 6. The viewer's NACKs come back as SRTCP on the shared port. The port's
+//!    reader thread (`sfu::inbound`) reads them in batches, gathering for a
+//!    millisecond between reads when the port is busy, and routes them to
+//!    the viewer's shard by address ([`sfu::shard`]). Its session opens
+//!    them, and the shard answers from its history of the channel,
+//!    resealed byte for byte under their original SRTP index.
 
 pub mod audio;
 pub mod auth;

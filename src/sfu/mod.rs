@@ -20,6 +20,7 @@ mod driver;
 mod egress;
 mod feed;
 mod feedback;
+mod inbound;
 pub mod packetize;
 pub mod peer;
 mod retransmit;
@@ -29,6 +30,7 @@ pub mod sender;
 mod seqmap;
 pub mod session;
 pub mod shard;
+pub use shard::DATAGRAM_QUEUE;
 mod signal;
 pub mod srtp;
 mod stun;
@@ -45,8 +47,8 @@ pub(crate) use whip::starts_keyframe;
 
 use crate::hub::Hub;
 use crate::media::MediaKind;
+use driver::Driver;
 pub use driver::MAX_PEERS;
-use driver::{Datagram, Driver};
 
 /// The operator's settings for the WebRTC engine.
 #[derive(Clone, Copy, Debug)]
@@ -86,8 +88,6 @@ use rtc::rtp::packet::Packet;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
-use tokio::io::unix::AsyncFd;
-use tokio::io::Interest;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -219,15 +219,10 @@ pub struct Counts {
 /// Bounds of the driver's inboxes. Media is sized for a few hundred
 /// ms of several channels; past it egress drops to the next keyframe.
 const MEDIA_QUEUE: usize = 4096;
-/// Datagrams read and not yet handled, each at most [`MAX_DATAGRAM`]
-/// bytes: what a saturated driver holds before it sheds input.
-pub const DATAGRAM_QUEUE: usize = 8192;
 const COMMAND_QUEUE: usize = 256;
 /// Chat lines on their way to data channels: one room message to a
 /// thousand viewers is a thousand entries.
 const CHAT_QUEUE: usize = 16_384;
-/// Biggest datagram we read: anything legitimate fits in an Ethernet MTU.
-const MAX_DATAGRAM: usize = 2048;
 
 /// The UDP sockets WebRTC uses: one per announced local address, all on the
 /// same port, so each datagram's local address (which ICE must see as the
@@ -370,7 +365,7 @@ pub struct Sfu {
 
 /// One driver's inboxes, kept across its restarts.
 struct Inbox {
-    datagrams: mpsc::Sender<driver::Datagram>,
+    datagrams: shard::Inbox,
     commands: mpsc::Sender<Command>,
     media: mpsc::Sender<Media>,
     chat: mpsc::Sender<(String, Arc<str>)>,
@@ -379,7 +374,7 @@ struct Inbox {
 
 impl Inbox {
     fn new() -> Inbox {
-        let (datagrams, dg_rx) = mpsc::channel(DATAGRAM_QUEUE);
+        let (datagrams, dg_rx) = shard::inbox();
         let (commands, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
         let (chat, chat_rx) = mpsc::channel(CHAT_QUEUE);
         let (media, media_rx) = mpsc::channel(MEDIA_QUEUE);
@@ -437,15 +432,8 @@ impl Sfu {
         let mut tagged = Vec::new();
         for (tag, s) in sockets.sockets {
             let s = Arc::new(s);
-            // Watched for reading only: shards write to these sockets
-            // without the reactor, and a registration for writing would
-            // wake it as every sent datagram frees its buffer space.
-            // SAFETY: the fd is the socket's, which the `Arc` inside the
-            // `AsyncFd` keeps open, unchanged, for as long as it lives.
-            let readable =
-                unsafe { AsyncFd::register_with_interest(s.clone(), Interest::READABLE) }
-                    .map_err(|e| SfuError::Internal(e.to_string()))?;
-            tracker.spawn(read_socket(tag, readable, router.clone(), shutdown.clone()));
+            inbound::start(tag, s.clone(), router.clone(), shutdown.clone(), tracker)
+                .map_err(|e| SfuError::Internal(format!("WebRTC reader: {e}")))?;
             tagged.push((tag, s));
         }
         for (tag, l) in sockets.tcp {
@@ -713,47 +701,4 @@ impl Sfu {
 
 pub(super) fn lock_counts(c: &ViewerCounts) -> std::sync::MutexGuard<'_, Counts> {
     c.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-async fn read_socket(
-    tag: SocketAddr,
-    sock: AsyncFd<Arc<std::net::UdpSocket>>,
-    router: Arc<shard::Router>,
-    shutdown: CancellationToken,
-) {
-    let mut buf = vec![0u8; MAX_DATAGRAM];
-    loop {
-        let mut ready = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            r = sock.readable() => match r {
-                Ok(r) => r,
-                Err(e) => {
-                    tracing::warn!(%tag, "WebRTC socket cannot be watched: {e}");
-                    return;
-                }
-            },
-        };
-        let Ok(r) = ready.try_io(|s| s.get_ref().recv_from(&mut buf)) else {
-            continue; // not readable after all: wait again
-        };
-        match r {
-            Ok((n, from)) => {
-                let d = Datagram {
-                    at: std::time::Instant::now(),
-                    local: tag,
-                    from,
-                    data: bytes::BytesMut::from(&buf[..n]),
-                    tcp: None,
-                };
-                router.deliver(d);
-            }
-            // ICMP port-unreachable from a vanished viewer surfaces here on
-            // Linux; it concerns that viewer only.
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {}
-            Err(e) => {
-                tracing::warn!(%tag, "WebRTC socket read failed: {e}");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-            }
-        }
-    }
 }

@@ -10,6 +10,7 @@ use super::driver::Datagram;
 use super::stun;
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use tokio::sync::mpsc;
 
@@ -68,18 +69,102 @@ impl Routes {
     }
 }
 
+/// Datagrams read and not yet handled, per driver, each at most
+/// [`MAX_DATAGRAM`](super::udp::recv::MAX_DATAGRAM) bytes: what a saturated
+/// driver holds before it sheds input.
+pub const DATAGRAM_QUEUE: usize = 8192;
+
+/// A driver's datagram inbox. Datagrams travel in batches (one per socket
+/// read), so a burst wakes the driver once, but the bound is in datagrams.
+#[derive(Clone)]
+pub(crate) struct Inbox {
+    tx: mpsc::Sender<Vec<Datagram>>,
+    queued: Arc<AtomicUsize>,
+}
+
+/// The driver's end of its [`Inbox`].
+pub struct Datagrams {
+    rx: mpsc::Receiver<Vec<Datagram>>,
+    queued: Arc<AtomicUsize>,
+}
+
+pub(crate) fn inbox() -> (Inbox, Datagrams) {
+    // Every batch holds at least one datagram, so the channel never fills
+    // before the count does.
+    let (tx, rx) = mpsc::channel(DATAGRAM_QUEUE);
+    let queued = Arc::new(AtomicUsize::new(0));
+    (
+        Inbox {
+            tx,
+            queued: queued.clone(),
+        },
+        Datagrams { rx, queued },
+    )
+}
+
+impl Inbox {
+    /// A batch from a UDP socket, whole or not at all: false when the
+    /// driver is saturated (or gone) and it was shed.
+    fn try_send(&self, batch: Vec<Datagram>) -> bool {
+        let n = batch.len();
+        if self.queued.fetch_add(n, Ordering::Relaxed) + n > DATAGRAM_QUEUE {
+            self.queued.fetch_sub(n, Ordering::Relaxed);
+            return false;
+        }
+        if self.tx.try_send(batch).is_err() {
+            self.queued.fetch_sub(n, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+
+    /// One ICE-TCP frame, waiting for room. False when the driver is gone
+    /// for good.
+    async fn send(&self, d: Datagram) -> bool {
+        self.queued.fetch_add(1, Ordering::Relaxed);
+        if self.tx.send(vec![d]).await.is_err() {
+            self.queued.fetch_sub(1, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+}
+
+impl Datagrams {
+    pub async fn recv(&mut self) -> Option<Vec<Datagram>> {
+        let b = self.rx.recv().await?;
+        self.queued.fetch_sub(b.len(), Ordering::Relaxed);
+        Some(b)
+    }
+
+    pub fn try_recv(&mut self) -> Option<Vec<Datagram>> {
+        let b = self.rx.try_recv().ok()?;
+        self.queued.fetch_sub(b.len(), Ordering::Relaxed);
+        Some(b)
+    }
+}
+
 /// Hands what the sockets read to the driver that owns it.
 pub(crate) struct Router {
     pub routes: Arc<Routes>,
-    pub inboxes: Vec<mpsc::Sender<Datagram>>,
+    pub inboxes: Vec<Inbox>,
 }
 
 impl Router {
-    /// A UDP datagram: a full inbox means that driver is saturated, and
-    /// the datagram is shed rather than queued without bound.
-    pub fn deliver(&self, d: Datagram) {
-        if let Some(tx) = self.routes.driver_for(&d).and_then(|i| self.inboxes.get(i)) {
-            let _ = tx.try_send(d);
+    /// What one socket read: each datagram to its driver, in one batch per
+    /// driver. A full inbox means that driver is saturated, and its batch is
+    /// shed rather than queued without bound.
+    pub fn deliver(&self, read: impl IntoIterator<Item = Datagram>) {
+        let mut batches: Vec<Vec<Datagram>> = self.inboxes.iter().map(|_| Vec::new()).collect();
+        for d in read {
+            if let Some(b) = self.routes.driver_for(&d).and_then(|i| batches.get_mut(i)) {
+                b.push(d);
+            }
+        }
+        for (inbox, batch) in self.inboxes.iter().zip(batches) {
+            if !batch.is_empty() && !inbox.try_send(batch) {
+                crate::metrics::limit_hit("webrtc_datagram_queue");
+            }
         }
     }
 
@@ -87,7 +172,7 @@ impl Router {
     /// only. False when the driver is gone for good.
     pub async fn deliver_tcp(&self, d: Datagram) -> bool {
         match self.routes.driver_for(&d).and_then(|i| self.inboxes.get(i)) {
-            Some(tx) => tx.send(d).await.is_ok(),
+            Some(inbox) => inbox.send(d).await,
             None => true,
         }
     }

@@ -260,6 +260,7 @@ fn send_runs(socket: &UdpSocket, _ipv6: bool, buf: &[u8], runs: &[Run]) -> Sent 
 
 #[cfg(target_os = "linux")]
 mod mmsg;
+pub mod recv;
 
 #[cfg(all(test, target_os = "linux"))]
 mod tests {

@@ -21,8 +21,7 @@ impl Driver {
             self.tcp_out.entry(d.from).or_insert(conn);
         }
         let now = Instant::now();
-        let Some(proved) =
-            isolate::catch(PEER, &pid, || lean.session.handle(now, d.from, &mut d.data))
+        let Some(proved) = isolate::catch(PEER, &pid, || lean.handle(now, d.from, &mut d.data))
         else {
             return self.forget(pid, "panicked on a datagram");
         };

@@ -70,13 +70,16 @@ pub const MAX_PATCHES: u32 = 64;
 const PEER: &str = "webrtc_peer";
 /// The earliest a peer's next timer may fire, from now.
 const MIN_TIMER: Duration = Duration::from_millis(1);
+/// Datagrams one turn of the loop handles before it looks at its other
+/// inputs again (and flushes what they made it send).
+const MAX_DATAGRAMS_PER_TURN: usize = 256;
 /// Chat text over the data channel, with JSON framing.
 const MAX_DC_MESSAGE: usize = 4096;
 
 /// What the driver reads: datagrams from the sockets, signalling commands,
 /// media from the channels' egress tasks, chat lines for data channels.
 pub struct Inputs {
-    pub datagrams: mpsc::Receiver<Datagram>,
+    pub datagrams: shard::Datagrams,
     pub commands: mpsc::Receiver<Command>,
     pub media: mpsc::Receiver<Media>,
     pub chat: mpsc::Receiver<(String, Arc<str>)>,
@@ -152,7 +155,7 @@ pub struct Driver {
     pub viewers: ViewerCounts,
     /// Boxed: a peer connection is kilobytes inline, and `service` takes a
     /// peer out of the map and puts it back for every datagram.
-    peers: HashMap<PeerId, Box<Peer>>,
+    peers: peer::PeerMap<Box<Peer>>,
     by_addr: HashMap<SocketAddr, PeerId>,
     by_ufrag: HashMap<String, PeerId>,
     by_session: HashMap<String, PeerId>,
@@ -219,7 +222,7 @@ impl Driver {
             hub,
             media_tx,
             viewers,
-            peers: HashMap::new(),
+            peers: peer::PeerMap::default(),
             by_addr: HashMap::new(),
             by_ufrag: HashMap::new(),
             by_session: HashMap::new(),
@@ -298,13 +301,15 @@ impl Driver {
                         }
                     }
                 }
-                Some(d) = datagrams.recv() => {
-                    self.on_datagram(d);
-                    for _ in 0..256 {
-                        match datagrams.try_recv() {
-                            Ok(d) => self.on_datagram(d),
-                            Err(_) => break,
-                        }
+                Some(batch) = datagrams.recv() => {
+                    let mut handled = batch.len();
+                    batch.into_iter().for_each(|d| self.on_datagram(d));
+                    while handled < MAX_DATAGRAMS_PER_TURN {
+                        let Some(batch) = datagrams.try_recv() else {
+                            break;
+                        };
+                        handled += batch.len();
+                        batch.into_iter().for_each(|d| self.on_datagram(d));
                     }
                 }
                 Some((session, line)) = chat.recv() => {

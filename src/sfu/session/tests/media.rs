@@ -246,7 +246,7 @@ fn read_viewer_rtcp(
     };
     while let Some(out) = w.pc.poll_write() {
         let mut d = out.message.to_vec();
-        lean.session.handle(now, viewer, &mut d);
+        lean.handle(now, viewer, &mut d);
     }
     let mut outcomes = Vec::new();
     while let Some(ev) = lean.session.poll_event() {
