@@ -204,6 +204,8 @@ pub async fn whep(
 ) -> anyhow::Result<serde_json::Value> {
     let n = viewers.viewers;
     let every = decrypt_every.max(1);
+    // Viewers 0, every, 2 * every, ... decrypt.
+    let decrypting = n.div_ceil(every);
     let seen = crowd(
         run,
         viewers,
@@ -214,7 +216,7 @@ pub async fn whep(
             // The decode checks rotate over the viewers that decrypt.
             let rotation = crate::decode::Rotation {
                 start: measure_from,
-                viewers: n.div_ceil(every),
+                viewers: decrypting,
             };
             let decrypt = i % every == 0;
             async move {
@@ -262,7 +264,7 @@ pub async fn whep(
     let (j50, j99) = p50_p99(&joins);
     let fields = json!({
         "scenario": "whep",
-        "decrypting_viewers": n.div_ceil(every),
+        "decrypting_viewers": decrypting,
         "decode_checked_viewers": decoded_viewers,
         "decoded_frames": decode.frames,
         "decode_errors": decode.errors,
