@@ -210,6 +210,11 @@ pub fn limit_hit(limit: &'static str) {
     LIMIT_HITS.add(limit, 1);
 }
 
+/// `n` items (datagrams, say) cut off at once by `limit`.
+pub fn limit_hits_add(limit: &'static str, n: u64) {
+    LIMIT_HITS.add(limit, n);
+}
+
 pub fn limit_hits(limit: &str) -> u64 {
     LIMIT_HITS.get(limit)
 }

@@ -136,11 +136,12 @@ fn read_socket(tag: SocketAddr, socket: &UdpSocket, router: &Router, shutdown: &
         }
         let n = read.len();
         router.deliver(read.drain(..));
+        let busy = rate.busy(n, Instant::now());
         if failed {
             std::thread::sleep(Duration::from_millis(50));
-        } else if n == MAX_PER_TURN {
+        } else if n >= MAX_PER_TURN {
             // More is waiting: read on.
-        } else if rate.busy(n, Instant::now()) {
+        } else if busy {
             std::thread::sleep(COALESCE);
         } else {
             wait_readable(socket, IDLE_CHECK);

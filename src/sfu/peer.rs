@@ -140,20 +140,24 @@ impl Lean {
         proved
     }
 
-    /// Remembers that `remote` reached our socket `local`; false when the
-    /// peer already has its fill of addresses.
-    pub fn learn(&mut self, remote: SocketAddr, local: SocketAddr) -> bool {
-        let known = if let Some(r) = self.routes.iter_mut().find(|r| r.0 == remote) {
+    /// Remembers that `remote` reached our socket `local`. With its fill
+    /// of addresses, the viewer forgets its oldest one that media does not
+    /// take, as ICE does its paths: that one is returned, to be forgotten
+    /// everywhere else too.
+    pub fn learn(&mut self, remote: SocketAddr, local: SocketAddr) -> Option<SocketAddr> {
+        let mut gone = None;
+        if let Some(r) = self.routes.iter_mut().find(|r| r.0 == remote) {
             r.1 = local;
-            true
-        } else if self.routes.len() < MAX_ADDRS_PER_PEER {
-            self.routes.push((remote, local));
-            true
         } else {
-            false
-        };
+            if self.routes.len() >= MAX_ADDRS_PER_PEER {
+                let media = self.route.map(|(_, to)| to);
+                let at = self.routes.iter().position(|r| Some(r.0) != media);
+                gone = Some(self.routes.remove(at.unwrap_or(0)).0);
+            }
+            self.routes.push((remote, local));
+        }
         self.reroute();
-        known
+        gone
     }
 
     /// Our socket for `remote`.
@@ -163,14 +167,17 @@ impl Lean {
 
     /// Where media goes: (our socket, ICE's chosen path).
     pub fn route(&self) -> Option<(SocketAddr, SocketAddr)> {
+        debug_assert_eq!(self.route, self.worked_out(), "a route change not followed");
         self.route
     }
 
     fn reroute(&mut self) {
-        self.route = self
-            .session
-            .destination()
-            .and_then(|to| Some((self.local_for(to)?, to)));
+        self.route = self.worked_out();
+    }
+
+    fn worked_out(&self) -> Option<(SocketAddr, SocketAddr)> {
+        let to = self.session.destination()?;
+        Some((self.local_for(to)?, to))
     }
 
     /// The session's control datagrams (STUN answers, DTLS, SCTP) out.

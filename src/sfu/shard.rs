@@ -38,16 +38,18 @@ impl Routes {
     /// Removes `driver`'s entries for one of its peers: another driver's
     /// claim on the same address since then stays.
     pub fn remove(&self, driver: u8, addrs: &[SocketAddr], ufrag: &str) {
-        let mut a = write(&self.addrs);
-        for addr in addrs {
-            if a.get(addr) == Some(&driver) {
-                a.remove(addr);
-            }
-        }
-        drop(a);
+        addrs.iter().for_each(|a| self.remove_addr(driver, *a));
         let mut u = write(&self.ufrags);
         if u.get(ufrag) == Some(&driver) {
             u.remove(ufrag);
+        }
+    }
+
+    /// `driver`'s claim on `addr`, if it still has it.
+    pub fn remove_addr(&self, driver: u8, addr: SocketAddr) {
+        let mut a = write(&self.addrs);
+        if a.get(&addr) == Some(&driver) {
+            a.remove(&addr);
         }
     }
 
@@ -121,11 +123,13 @@ impl Inbox {
     /// One ICE-TCP frame, waiting for room. False when the driver is gone
     /// for good.
     async fn send(&self, d: Datagram) -> bool {
-        self.queued.fetch_add(1, Ordering::Relaxed);
-        if self.tx.send(vec![d]).await.is_err() {
-            self.queued.fetch_sub(1, Ordering::Relaxed);
+        // Counted only once there is room: the connection may be dropped
+        // while it waits, and nothing then takes the count back.
+        let Ok(room) = self.tx.reserve().await else {
             return false;
-        }
+        };
+        self.queued.fetch_add(1, Ordering::Relaxed);
+        room.send(vec![d]);
         true
     }
 }
@@ -162,8 +166,9 @@ impl Router {
             }
         }
         for (inbox, batch) in self.inboxes.iter().zip(batches) {
-            if !batch.is_empty() && !inbox.try_send(batch) {
-                crate::metrics::limit_hit("webrtc_datagram_queue");
+            let n = batch.len();
+            if n > 0 && !inbox.try_send(batch) {
+                crate::metrics::limit_hits_add("webrtc_datagram_queue", n as u64);
             }
         }
     }
@@ -299,5 +304,39 @@ mod tests {
         assert_eq!(session_driver("z"), None);
         assert_eq!(session_driver("zz99"), None);
         assert_eq!(session_driver("é1"), None);
+    }
+
+    /// The inbox holds `DATAGRAM_QUEUE` datagrams however they are
+    /// batched, sheds a batch that does not fit whole, and its count comes
+    /// back to zero when drained, even after an ICE-TCP frame gave up
+    /// waiting for room (its connection closed).
+    #[tokio::test]
+    async fn the_inbox_is_bounded_in_datagrams_and_its_count_does_not_drift() {
+        let (inbox, mut rx) = inbox();
+        let d = || datagram("10.0.0.1:5000", b"x"[..].into());
+        let batch = |n: usize| (0..n).map(|_| d()).collect::<Vec<_>>();
+        assert!(inbox.try_send(batch(DATAGRAM_QUEUE - 10)));
+        assert!(!inbox.try_send(batch(11)), "past the bound: shed whole");
+        assert!(inbox.try_send(batch(10)));
+        assert!(!inbox.try_send(batch(1)));
+        assert_eq!(inbox.queued.load(Ordering::Relaxed), DATAGRAM_QUEUE);
+        let mut got = 0;
+        while let Some(b) = rx.try_recv() {
+            got += b.len();
+        }
+        assert_eq!(got, DATAGRAM_QUEUE);
+        assert_eq!(inbox.queued.load(Ordering::Relaxed), 0);
+        // The channel full of one-datagram batches: a TCP frame waits, and
+        // its connection goes away meanwhile.
+        for _ in 0..DATAGRAM_QUEUE {
+            assert!(inbox.try_send(batch(1)));
+        }
+        let waiting = tokio::time::timeout(std::time::Duration::from_millis(50), inbox.send(d()));
+        assert!(waiting.await.is_err(), "no room: it waits");
+        while rx.try_recv().is_some() {}
+        assert_eq!(inbox.queued.load(Ordering::Relaxed), 0);
+        assert!(inbox.send(d()).await, "room again");
+        assert_eq!(rx.try_recv().map(|b| b.len()), Some(1));
+        assert_eq!(inbox.queued.load(Ordering::Relaxed), 0);
     }
 }

@@ -27,8 +27,18 @@ impl Driver {
         };
         if proved {
             p.last_rx = now;
-            if lean.learn(d.from, d.local) && !p.addrs.contains(&d.from) {
+            let gone = lean.learn(d.from, d.local);
+            if let Some(gone) = gone {
+                p.addrs.retain(|a| *a != gone);
+            }
+            let new = !p.addrs.contains(&d.from);
+            if new {
                 p.addrs.push(d.from);
+            }
+            if let Some(gone) = gone {
+                self.unindex_addr(gone, pid);
+            }
+            if new {
                 self.index_addr(d.from, pid);
             }
         }

@@ -22,6 +22,15 @@ impl Driver {
         self.shared.routes.add_addr(addr, self.shared.index);
     }
 
+    /// An address peer `id` no longer answers from: what arrives from it
+    /// is a stranger's again.
+    pub(super) fn unindex_addr(&mut self, addr: SocketAddr, id: PeerId) {
+        if self.by_addr.get(&addr) == Some(&id) {
+            self.by_addr.remove(&addr);
+            self.shared.routes.remove_addr(self.shared.index, addr);
+        }
+    }
+
     pub(super) fn set_count(&self, channel: &Arc<str>) {
         let (viewers, relays) = self
             .channels

@@ -104,7 +104,11 @@ impl IceLite {
         let new = !self.paths.contains(&from);
         if new {
             if self.paths.len() >= MAX_PATHS {
-                self.paths.remove(0);
+                // The oldest, but never the one media takes: a viewer whose
+                // address keeps changing (NAT rebinding) stays watchable.
+                let nominated = self.nominated;
+                let at = self.paths.iter().position(|p| Some(*p) != nominated);
+                self.paths.remove(at.unwrap_or(0));
             }
             self.paths.push(from);
         } else if self.nominated.is_none() {
@@ -255,6 +259,17 @@ mod tests {
         for port in 1000..1100u16 {
             let from = SocketAddr::from(([192, 0, 2, 1], port));
             ice.handle(Instant::now(), from, &good, c, &mut out);
+        }
+        assert_eq!(ice.paths().len(), MAX_PATHS);
+        // A nominated path outlives any number of newer ones.
+        let nom = check("ours:theirs", "ourpassword0123456789xx", true, c);
+        let chosen = SocketAddr::from(([192, 0, 2, 2], 1));
+        ice.handle(Instant::now(), chosen, &nom, c, &mut out);
+        for port in 2000..2100u16 {
+            let from = SocketAddr::from(([192, 0, 2, 1], port));
+            ice.handle(Instant::now(), from, &good, c, &mut out);
+            assert!(ice.is_path(chosen));
+            assert_eq!(ice.destination(), Some(chosen));
         }
         assert_eq!(ice.paths().len(), MAX_PATHS);
     }

@@ -4,7 +4,9 @@
 //! still counts as the server's.
 
 use std::io;
-use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};
+use std::net::{SocketAddr, UdpSocket};
+#[cfg(target_os = "linux")]
+use std::net::{SocketAddrV4, SocketAddrV6};
 use std::time::{Duration, Instant, SystemTime};
 
 /// Datagrams one call reads at most.
@@ -15,6 +17,8 @@ pub const MAX_DATAGRAM: usize = 2048;
 /// A kernel stamp further back than this is a wall clock that stepped, not
 /// a datagram that waited: it reads as "now".
 const MAX_STAMP_AGE: Duration = Duration::from_secs(1);
+
+type Control = [u64; 16];
 
 /// One datagram of the last [`Receiver::recv`].
 pub struct Received<'a> {
@@ -28,10 +32,14 @@ pub struct Received<'a> {
 /// (`RECV_BATCH` x `MAX_DATAGRAM` = 64 KiB).
 pub struct Receiver {
     bufs: Vec<u8>,
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     names: Vec<libc::sockaddr_storage>,
-    /// Room for one `SCM_TIMESTAMPNS` control message per datagram
-    /// (CMSG_SPACE of a timespec is 32 bytes), 8-byte aligned.
-    controls: Vec<[u64; 6]>,
+    /// Control messages per datagram, 8-byte aligned: the timestamp
+    /// (CMSG_SPACE of a timespec is 32 bytes) and what else the socket
+    /// asks for (quinn-udp turns on IP_PKTINFO and IP_RECVTOS, 32 and 24
+    /// bytes with IPv6's), so none is cut.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    controls: Vec<Control>,
     /// Per datagram of the last call: length (0 for a dropped one), source
     /// and kernel stamp.
     got: Vec<(usize, Option<SocketAddr>, Option<SystemTime>)>,
@@ -46,7 +54,7 @@ impl Default for Receiver {
             bufs: vec![0; RECV_BATCH * MAX_DATAGRAM],
             // SAFETY: all-zero is a valid sockaddr_storage.
             names: vec![unsafe { std::mem::zeroed() }; RECV_BATCH],
-            controls: vec![[0; 6]; RECV_BATCH],
+            controls: vec![[0; 16]; RECV_BATCH],
             got: Vec::with_capacity(RECV_BATCH),
             clocks: (Instant::now(), SystemTime::now()),
         }
@@ -102,7 +110,7 @@ impl Receiver {
             h.msg_hdr.msg_iov = iov;
             h.msg_hdr.msg_iovlen = 1;
             h.msg_hdr.msg_control = controls.wrapping_add(i).cast();
-            h.msg_hdr.msg_controllen = std::mem::size_of::<[u64; 6]>() as _;
+            h.msg_hdr.msg_controllen = std::mem::size_of::<Control>() as _;
         }
         // SAFETY: every header points to live, correctly sized buffers of
         // `self` and to `iovs`, all of which outlive the call; the kernel
@@ -308,6 +316,50 @@ mod tests {
                 r.datagrams().next().unwrap().from,
                 std_from,
                 "{bind} from {from}"
+            );
+        }
+    }
+
+    /// The server's sockets also ask for each datagram's destination
+    /// address and traffic class (quinn-udp): the kernel's stamp must
+    /// still fit beside them, over IPv4 and IPv6.
+    #[test]
+    fn the_stamp_fits_beside_the_other_control_messages() {
+        use std::os::fd::AsRawFd;
+        let rx = UdpSocket::bind("[::]:0").unwrap();
+        enable_timestamps(&rx);
+        for (level, name) in [
+            (libc::IPPROTO_IP, libc::IP_PKTINFO),
+            (libc::IPPROTO_IP, libc::IP_RECVTOS),
+            (libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO),
+            (libc::IPPROTO_IPV6, libc::IPV6_RECVTCLASS),
+        ] {
+            let on: libc::c_int = 1;
+            // SAFETY: setsockopt reads one c_int from `&on`.
+            let r = unsafe {
+                libc::setsockopt(
+                    rx.as_raw_fd(),
+                    level,
+                    name,
+                    (&on as *const libc::c_int).cast(),
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                )
+            };
+            assert_eq!(r, 0, "{level}/{name}: {}", io::Error::last_os_error());
+        }
+        let port = rx.local_addr().unwrap().port();
+        for from in ["127.0.0.1:0", "[::1]:0"] {
+            let tx = UdpSocket::bind(from).unwrap();
+            tx.send_to(b"x", SocketAddr::new(tx.local_addr().unwrap().ip(), port))
+                .unwrap();
+            std::thread::sleep(Duration::from_millis(20));
+            let mut r = Receiver::default();
+            assert_eq!(r.recv(&rx).unwrap(), 1);
+            let d = r.datagrams().next().unwrap();
+            let waited = Instant::now().duration_since(d.at);
+            assert!(
+                waited >= Duration::from_millis(15),
+                "{from}: stamp lost ({waited:?})"
             );
         }
     }

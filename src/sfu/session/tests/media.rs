@@ -27,7 +27,7 @@ impl Watched {
         let mut lean = Lean::new(s);
         let (server, viewer): (SocketAddr, SocketAddr) =
             (SERVER.parse().unwrap(), VIEWER.parse().unwrap());
-        assert!(lean.learn(viewer, server));
+        assert_eq!(lean.learn(viewer, server), None);
         let mut peer = Peer::new(
             1,
             "demo".into(),
@@ -505,4 +505,28 @@ async fn loss_steps_a_viewer_down_to_keyframes_and_a_clean_link_back_up() {
         clean.windows(2).all(|x| x[1].0 == x[0].0.wrapping_add(1)),
         "skipped frames took no numbers"
     );
+}
+
+/// A viewer whose address keeps changing keeps at most
+/// `MAX_ADDRS_PER_PEER`, and the one its media goes to is never the one
+/// forgotten.
+#[test]
+fn a_viewer_forgets_old_addresses_but_not_the_one_media_takes() {
+    use crate::sfu::peer::{Lean, MAX_ADDRS_PER_PEER};
+    let Wire { s, .. } = connect();
+    let mut lean = Lean::new(s);
+    let (server, viewer): (SocketAddr, SocketAddr) =
+        (SERVER.parse().unwrap(), VIEWER.parse().unwrap());
+    assert_eq!(lean.learn(viewer, server), None);
+    assert_eq!(lean.route(), Some((server, viewer)));
+    let other = |i: u16| SocketAddr::from(([198, 51, 100, 7], 4000 + i));
+    for i in 1..MAX_ADDRS_PER_PEER as u16 {
+        assert_eq!(lean.learn(other(i), server), None);
+    }
+    for i in MAX_ADDRS_PER_PEER as u16..40 {
+        let gone = lean.learn(other(i), server);
+        assert_eq!(gone, Some(other(i + 1 - MAX_ADDRS_PER_PEER as u16)));
+        assert_eq!(lean.route(), Some((server, viewer)));
+        assert_eq!(lean.local_for(other(i)), Some(server));
+    }
 }
