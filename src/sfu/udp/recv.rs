@@ -238,9 +238,30 @@ pub fn enable_timestamps(_: &UdpSocket) {}
 mod tests {
     use super::*;
 
+    /// Turns stamping on for `socket` and waits until the kernel does:
+    /// the first socket to ask switches it on for the whole machine in
+    /// deferred work, and until then datagrams are stamped when read.
+    fn stamping(socket: &UdpSocket) {
+        enable_timestamps(socket);
+        let probe = UdpSocket::bind("127.0.0.1:0").unwrap();
+        enable_timestamps(&probe);
+        let to = probe.local_addr().unwrap();
+        let mut r = Receiver::default();
+        for _ in 0..100 {
+            probe.send_to(b"?", to).unwrap();
+            std::thread::sleep(Duration::from_millis(10));
+            assert_eq!(r.recv(&probe).unwrap(), 1);
+            let d = r.datagrams().next().unwrap();
+            if Instant::now().duration_since(d.at) >= Duration::from_millis(5) {
+                return;
+            }
+        }
+        panic!("the kernel never stamped a datagram on arrival");
+    }
+
     fn pair() -> (UdpSocket, UdpSocket) {
         let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
-        enable_timestamps(&rx);
+        stamping(&rx);
         let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
         tx.connect(rx.local_addr().unwrap()).unwrap();
         (tx, rx)
@@ -327,7 +348,7 @@ mod tests {
     fn the_stamp_fits_beside_the_other_control_messages() {
         use std::os::fd::AsRawFd;
         let rx = UdpSocket::bind("[::]:0").unwrap();
-        enable_timestamps(&rx);
+        stamping(&rx);
         for (level, name) in [
             (libc::IPPROTO_IP, libc::IP_PKTINFO),
             (libc::IPPROTO_IP, libc::IP_RECVTOS),
