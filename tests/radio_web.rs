@@ -2,18 +2,21 @@
 //! AAC), WHIP (our WebRTC publisher, Opus, no video m-line) and Icecast
 //! (ffmpeg, MP3) plays over WebRTC in headless Chromium soon after opening
 //! the page (`FIRST_SOUND_MS`), never falls back to LL-HLS, and its level meter
-//! moves; an Icecast title update reaches the open page.
+//! moves; an Icecast title update reaches the open page. A page opened
+//! while an RTMP publish is live but has sent nothing yet waits to learn
+//! whether it has video, and becomes the listening page.
 //!
 //! Needs the built app (`web/dist`), node and the Debian `chromium`
 //! package, as tests/web_app.rs does.
 
 mod common;
 
-use common::node::{require_built_app, run_script, shots};
+use common::node::{require_built_app, run_script, run_script_with_env, shots};
+use common::rtmp::{flv_message, flv_tags, set_chunk_size, Raw};
 use common::{wait_for_live, TestServer};
 use serde_json::Value;
 use std::process::Stdio;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::process::{Child, Command};
 
 /// Fresh page loads per source: their median is judged, so one load that
@@ -25,6 +28,10 @@ const LOADS: usize = 5;
 /// median ranged 0.6-1.1 s: its bound catches a player that waits for a
 /// picture or for the HLS fallback (4 s), not a busy moment.
 const FIRST_SOUND_MS: f64 = 2000.0;
+
+/// Each test runs a server, ffmpeg and Chromium, and the first judges a
+/// time to first sound: one at a time.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn ffmpeg(args: &[&str]) -> Child {
     Command::new("ffmpeg")
@@ -45,6 +52,34 @@ fn ffmpeg(args: &[&str]) -> Child {
         .expect("ffmpeg is installed")
 }
 
+/// One load of the page: the listening page, playing over WebRTC alone,
+/// with sound and a moving level meter, and no video asked for.
+fn listening(source: &str, l: &Value) {
+    assert_eq!(l["card"], 1, "{source}: the listening page: {l}");
+    assert_eq!(l["mode"], "webrtc", "{source}: plays over WebRTC: {l}");
+    assert_eq!(
+        l["modes"],
+        serde_json::json!(["webrtc"]),
+        "{source}: never LL-HLS: {l}"
+    );
+    assert!(
+        !l["scripts"].to_string().contains("hls"),
+        "{source}: hls.js never loaded: {l}"
+    );
+    assert!(
+        l["totalAudioEnergy"].as_f64().unwrap_or(0.0) > 0.0,
+        "{source}: sound: {l}"
+    );
+    assert_eq!(l["framesDecoded"], 0, "{source}: no video asked for: {l}");
+    // ffmpeg's sine is 1/8 of full scale (RMS 0.088): well above
+    // silence, which reads 0.
+    let level = l["maxLevel"].as_f64().unwrap_or(0.0);
+    assert!(
+        level > 0.02,
+        "{source}: the level meter moves (max RMS {level}): {l}"
+    );
+}
+
 /// Runs the page script against `channel` and checks what it measured.
 async fn judge(srv: &TestServer, channel: &str, source: &str, song: &[&str]) -> Value {
     require_built_app();
@@ -58,29 +93,7 @@ async fn judge(srv: &TestServer, channel: &str, source: &str, song: &[&str]) -> 
     let loads = r["loads"].as_array().expect("loads");
     let mut firsts = Vec::new();
     for l in loads {
-        assert_eq!(l["card"], 1, "{source}: the listening page: {l}");
-        assert_eq!(l["mode"], "webrtc", "{source}: plays over WebRTC: {l}");
-        assert_eq!(
-            l["modes"],
-            serde_json::json!(["webrtc"]),
-            "{source}: never LL-HLS: {l}"
-        );
-        assert!(
-            !l["scripts"].to_string().contains("hls"),
-            "{source}: hls.js never loaded: {l}"
-        );
-        assert!(
-            l["totalAudioEnergy"].as_f64().unwrap_or(0.0) > 0.0,
-            "{source}: sound: {l}"
-        );
-        assert_eq!(l["framesDecoded"], 0, "{source}: no video asked for: {l}");
-        // ffmpeg's sine is 1/8 of full scale (RMS 0.088): well above
-        // silence, which reads 0.
-        let level = l["maxLevel"].as_f64().unwrap_or(0.0);
-        assert!(
-            level > 0.02,
-            "{source}: the level meter moves (max RMS {level}): {l}"
-        );
+        listening(source, l);
         firsts.push(l["firstSoundMs"].as_f64().expect("played"));
     }
     firsts.sort_by(f64::total_cmp);
@@ -99,6 +112,7 @@ async fn judge(srv: &TestServer, channel: &str, source: &str, song: &[&str]) -> 
 /// One source at a time on one server: RTMP, then WHIP, then Icecast.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn audio_only_rtmp_whip_and_icecast_play_over_webrtc_without_falling_back() {
+    let _serial = ONE_AT_A_TIME.lock().await;
     let srv = TestServer::start().await;
 
     let mut ff = ffmpeg(&[
@@ -185,5 +199,89 @@ async fn audio_only_rtmp_whip_and_icecast_play_over_webrtc_without_falling_back(
         "the title update reached the open page: {last}"
     );
     assert_eq!(last["title"], "Night Shift", "{last}");
+    srv.stop().await;
+}
+
+/// An RTMP publish that is live before its first packet: a page opened in
+/// between is told the stream is live but not yet whether it has video.
+/// It asks again rather than guess, and when the audio comes it is the
+/// listening page playing over WebRTC, not a video player with sound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_opened_before_the_first_audio_becomes_a_listening_page() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    require_built_app();
+    let srv = TestServer::start().await;
+    // The audio, as ffmpeg publishes it, sent by hand once the page is open.
+    let dir = tempfile::tempdir().unwrap();
+    let flv = dir.path().join("radio.flv");
+    let made = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-f", "lavfi"])
+        .args(["-i", "sine=frequency=440:sample_rate=48000", "-ac", "2"])
+        .args(["-t", "30", "-c:a", "aac", "-b:a", "128k", "-f", "flv"])
+        .arg(&flv)
+        .status()
+        .await
+        .expect("ffmpeg is installed");
+    assert!(made.success(), "ffmpeg wrote the FLV");
+    let tags = flv_tags(&std::fs::read(&flv).unwrap());
+    assert!(tags.iter().any(|t| t.kind == 8), "AAC in the FLV");
+
+    let mut publisher = Raw::publishing(srv.rtmp, "127.0.0.1".parse().unwrap(), &srv.key).await;
+    publisher.send(&set_chunk_size(4096)).await.unwrap();
+    wait_for_live(srv.http, "demo").await;
+    let details = common::http(srv.http, "GET", "/api/channels/demo", &[], b"")
+        .await
+        .json();
+    assert_eq!(details["live"], true, "{details}");
+    assert_eq!(details["video"], Value::Null, "not known yet: {details}");
+
+    let base = format!("http://{}", srv.http);
+    let shots = shots();
+    let page = tokio::spawn(async move {
+        run_script_with_env(
+            "radio_watch.mjs",
+            &[&base, "demo", "1", &shots],
+            &[("START_WITHIN_MS", "25000")],
+            Duration::from_secs(180),
+        )
+        .await
+    });
+    // The page is open once its chat socket is; give it a moment more to
+    // have asked for the details, then start the audio in real time.
+    let opened = Instant::now();
+    while common::metric(srv.http, "onair_chat_sockets").await < 1.0 {
+        assert!(
+            opened.elapsed() < Duration::from_secs(60),
+            "the page opened"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let sender = tokio::spawn(async move {
+        let start = tokio::time::Instant::now();
+        for tag in tags.iter().filter(|t| t.kind != 9) {
+            tokio::time::sleep_until(start + Duration::from_millis(tag.ts.into())).await;
+            if publisher.send(&flv_message(tag, 4096)).await.is_err() {
+                break;
+            }
+        }
+        publisher
+    });
+    let r = page.await.unwrap();
+    sender.abort();
+    eprintln!("late audio: {r}");
+    let l = &r["loads"][0];
+    listening("RTMP, audio after the page opened", l);
+    let seen = l["videoSeen"].as_array().expect("videoSeen");
+    assert_eq!(
+        seen.first(),
+        Some(&Value::Null),
+        "the page first saw a live stream without knowing about video: {l}"
+    );
+    assert_eq!(
+        seen.last(),
+        Some(&Value::Bool(false)),
+        "and asked until it knew: {l}"
+    );
     srv.stop().await;
 }

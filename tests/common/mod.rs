@@ -12,6 +12,7 @@ pub mod oidc;
 pub mod openapi;
 pub mod redis;
 pub mod refusal;
+pub mod rtmp;
 pub mod s3;
 pub mod scenario_clients;
 pub mod smtp;

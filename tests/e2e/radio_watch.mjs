@@ -5,6 +5,9 @@
 //
 //   node radio_watch.mjs <base> <channel> <loads> <screenshot-dir|-> [song update-url authorization]
 //
+// START_WITHIN_MS (default 5000) is how long a load may take to start
+// playing. Each load reports `videoSeen`: the `video` field of every answer
+// the page had for the channel's details, in order.
 // With a song, once the last load plays, the script sends the Icecast
 // metadata update (GET update-url, as BUTT does) and waits for the open
 // page's now-playing line to show it.
@@ -17,6 +20,7 @@ import { newPage, screenshots, sleep, playerState, webrtcStats } from './web_lib
 const [baseArg, channel, loadsArg, shots, song, updateUrl, authorization] = process.argv.slice(2);
 const base = (baseArg || '').replace(/\/+$/, '');
 const loads = Number(loadsArg);
+const startWithin = Number(process.env.START_WITHIN_MS || 5000);
 if (!base || !channel || !(loads > 0) || !shots) {
   console.error('usage: node radio_watch.mjs <base> <channel> <loads> <screenshot-dir|-> [expected-song]');
   process.exit(2);
@@ -38,17 +42,23 @@ async function follow(page, ms) {
   return { modes: [...modes], levels, state };
 }
 
-await run('radio_watch', 120_000, async (track) => {
+await run('radio_watch', 120_000 + startWithin * loads, async (track) => {
   const browser = track(await launch());
   const results = [];
   for (let i = 0; i < loads; i++) {
     const page = await newPage(browser);
+    const videoSeen = [];
+    const details = `/api/channels/${encodeURIComponent(channel)}`;
+    page.on('response', (res) => {
+      if (new URL(res.url()).pathname !== details) return;
+      res.json().then((c) => videoSeen.push(c.video), () => videoSeen.push('unreadable'));
+    });
     await page.goto(`${base}/c/${channel}`);
-    // Up to 5 s to start playing, then 1.5 s more of listening.
+    // Up to START_WITHIN_MS to start playing, then 1.5 s more of listening.
     const t0 = Date.now();
     let first = null;
     const modes = new Set();
-    while (Date.now() - t0 < 5000) {
+    while (Date.now() - t0 < startWithin) {
       const s = await playerState(page);
       if (s.mode) modes.add(s.mode);
       if (s.status === 'playing') { first = s; break; }
@@ -68,6 +78,7 @@ await run('radio_watch', 120_000, async (track) => {
       ['domContentLoaded', Math.round(performance.getEntriesByType('navigation')[0]?.domContentLoadedEventEnd ?? -1)],
     ]));
     const r = {
+      videoSeen,
       firstSoundMs: first?.firstFrameMs ?? null,
       marks,
       mode: first?.mode ?? null,

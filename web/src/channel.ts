@@ -14,8 +14,10 @@ export interface ChannelState {
   missing: string;
   /// `null` until the details or an event say.
   live: boolean | null;
-  /// A live stream with no video: the page is a listening page.
-  audioOnly: boolean;
+  /// A live stream with no video: the page is a listening page. `null`
+  /// while the stream is live and that is not known yet (the first
+  /// milliseconds of a publish): a player waits rather than guess.
+  audioOnly: boolean | null;
   nowPlaying: string;
   viewers: number;
   likes: number;
@@ -30,6 +32,8 @@ export type ChannelAction =
   /// Details fetched; `live` when a `live` event asked for them.
   | { type: 'info'; info: Channel; live?: boolean }
   | { type: 'missing'; error: string }
+  /// The details never said whether the stream has video: play it as video.
+  | { type: 'unknown_video' }
   | { type: 'reset'; channel: string };
 
 export function initialChannelState(channel: string): ChannelState {
@@ -42,25 +46,44 @@ export function initialChannelState(channel: string): ChannelState {
 /// Messages kept by the reducer's default; older ones scroll away for good.
 const CHAT_KEEP = 200;
 
+/// Whether the details say if a live stream has video. The server knows
+/// from the publisher's first metadata or track, a few milliseconds after
+/// the publish starts; a page that asked in between asks again.
+function videoKnown(c: Channel): boolean {
+  return c.live && c.video !== null && c.video !== undefined;
+}
+
+/// Asking again until the details say whether the stream has video: every
+/// 250 ms for the first 5 s, then every 2 s, for a minute at most; after
+/// that the stream is played as video (a publisher that sends nothing).
+const VIDEO_ASK_FAST = 20;
+const VIDEO_ASK_TOTAL = 50;
+function videoAskDelay(asked: number): number | null {
+  if (asked >= VIDEO_ASK_TOTAL) return null;
+  return asked < VIDEO_ASK_FAST ? 250 : 2000;
+}
+
 export function channelReducer(s: ChannelState, a: ChannelAction, keep = CHAT_KEEP): ChannelState {
   switch (a.type) {
     case 'reset': return initialChannelState(a.channel);
     case 'info': {
       const c = a.info;
+      // An event that came first knows better than the details it raced.
+      const live = a.live ?? s.live ?? c.live;
       return {
         ...s, info: c, missing: '', viewers: c.viewers, likes: c.likes, slowMode: c.slow_mode_secs,
-        audioOnly: c.live && c.video === false, nowPlaying: c.now_playing || '',
-        // An event that came first knows better than the details it raced.
-        live: a.live ?? s.live ?? c.live,
+        audioOnly: !live ? false : videoKnown(c) ? c.video === false : null,
+        nowPlaying: c.now_playing || '', live,
       };
     }
+    case 'unknown_video': return s.audioOnly === null ? { ...s, audioOnly: false } : s;
     case 'missing': return { ...s, missing: a.error };
     case 'chat':
       if (s.messages.some((m) => m.id === a.id)) return s;
       return { ...s, messages: [...s.messages, { id: a.id, user: a.user, text: a.text, at: a.at }].slice(-keep) };
     case 'delete': return { ...s, messages: s.messages.filter((m) => m.id !== a.id) };
     case 'live': return { ...s, live: true };
-    case 'offline': return { ...s, live: false, nowPlaying: '' };
+    case 'offline': return { ...s, live: false, audioOnly: false, nowPlaying: '' };
     case 'now_playing': return { ...s, nowPlaying: a.title };
     case 'viewers': return { ...s, viewers: a.count };
     case 'likes': return { ...s, likes: a.count };
@@ -100,20 +123,42 @@ export function useChannel(channel: string, opts: { keep?: number; me?: string |
   useLayoutEffect(() => {
     dispatch({ type: 'reset', channel });
     let loading: AbortController | null = null;
+    let again: number | undefined;
+    // Asks since the last `live` event, for whether the stream has video.
+    let asked = 0;
     const load = (live?: boolean) => {
       loading?.abort();
+      clearTimeout(again);
       const mine = new AbortController();
       loading = mine;
       get<Channel>(channelPath(channel), mine.signal).then(
-        (info) => { if (!mine.signal.aborted) dispatch({ type: 'info', info, live }); },
+        (info) => {
+          if (mine.signal.aborted) return;
+          dispatch({ type: 'info', info, live });
+          // Live by the event or the details, and not yet known to have
+          // video or not: ask again, so the page neither offers video to
+          // a radio show nor takes a video stream for radio.
+          if ((live || info.live) && !videoKnown(info)) {
+            const delay = videoAskDelay(asked++);
+            if (delay === null) dispatch({ type: 'unknown_video' });
+            else again = window.setTimeout(() => load(live), delay);
+          }
+        },
         (e) => { if (!mine.signal.aborted) dispatch({ type: 'missing', error: errorText(e) }); },
       );
     };
     load();
     const onEvent = (e: ChatEvent) => {
       // A new broadcast may have video or not: ask before playing it.
-      if (e.type === 'live') load(true);
-      else if ((e.type === 'timeout' || e.type === 'ban') && e.user === me.current) {
+      if (e.type === 'live') {
+        asked = 0;
+        load(true);
+      } else if (e.type === 'offline') {
+        // Nothing more to learn about a stream that ended.
+        loading?.abort();
+        clearTimeout(again);
+        dispatch(e);
+      } else if ((e.type === 'timeout' || e.type === 'ban') && e.user === me.current) {
         dispatch({ type: 'error', error: e.type === 'ban' ? 'A moderator banned you from this chat.'
           : `A moderator timed you out: you can chat again in ${e.seconds} s.` });
       } else dispatch(e);
@@ -122,6 +167,7 @@ export function useChannel(channel: string, opts: { keep?: number; me?: string |
     socket.current = s;
     return () => {
       loading?.abort();
+      clearTimeout(again);
       s.close();
       socket.current = null;
       setConnected(false);

@@ -15,7 +15,9 @@ export interface PlayerWish {
   /// yet, or the element is busy with something else, like a replay).
   play: boolean | null;
   mode?: Mode;
-  audioOnly: boolean;
+  /// No video: ask for sound alone. `null` while not known: a player that
+  /// should play waits, since what it offers depends on it.
+  audioOnly: boolean | null;
 }
 
 /// `setup` runs once per player, before it starts (page-specific wiring:
@@ -52,8 +54,8 @@ export function usePlayer(channel: string, wish: PlayerWish, setup?: (p: Player,
   // (the chat tells, no reload needed) and stops when it ends.
   useLayoutEffect(() => {
     const p = player.current;
-    if (!p || wish.play === null) return;
-    p.audioOnly = wish.audioOnly;
+    if (!p || wish.play === null || (wish.play && wish.audioOnly === null)) return;
+    p.audioOnly = wish.audioOnly === true;
     if (wish.play) p.start(wish.mode);
     else p.stop();
   }, [channel, wish.play, wish.mode, wish.audioOnly]);
