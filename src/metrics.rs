@@ -20,6 +20,7 @@ static RECORDINGS_ARCHIVED: AtomicU64 = AtomicU64::new(0);
 static RECORDING_ARCHIVE_FAILURES: AtomicU64 = AtomicU64::new(0);
 static NACKS_RECEIVED: AtomicU64 = AtomicU64::new(0);
 static TWCC_FEEDBACK: AtomicU64 = AtomicU64::new(0);
+static PATH_CHANGES: AtomicU64 = AtomicU64::new(0);
 static RETRANSMITTED: AtomicU64 = AtomicU64::new(0);
 static PLI_RECEIVED: AtomicU64 = AtomicU64::new(0);
 static QUALITY_DOWN: AtomicU64 = AtomicU64::new(0);
@@ -226,6 +227,11 @@ pub fn nacks_received(packets: u64) {
 
 pub fn twcc_feedback_received() {
     TWCC_FEEDBACK.fetch_add(1, Ordering::Relaxed);
+}
+
+/// A lean viewer's media moved to another of its proven paths.
+pub fn webrtc_path_change() {
+    PATH_CHANGES.fetch_add(1, Ordering::Relaxed);
 }
 
 /// Video packets resent to WebRTC viewers for their NACKs.
@@ -515,6 +521,12 @@ pub fn render(gauges: &[(String, String, f64)]) -> String {
         "onair_twcc_feedback_received_total",
         "Transport-wide congestion control feedback packets from WebRTC viewers.",
         &TWCC_FEEDBACK,
+    );
+    counter(
+        &mut out,
+        "onair_webrtc_path_changes_total",
+        "Times a WebRTC viewer's media moved to another proven path (a new nomination, a NAT rebinding, a switch to a relay).",
+        &PATH_CHANGES,
     );
     counter(
         &mut out,

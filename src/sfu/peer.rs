@@ -247,6 +247,19 @@ pub struct Peer {
     catch_up: Option<CatchUp>,
 }
 
+/// What one datagram did to a lean viewer (see [`Peer::lean_input`]).
+#[derive(Debug, Default, PartialEq)]
+pub struct LeanInput {
+    /// It proved genuine: the viewer is alive.
+    pub proved: bool,
+    /// An address the viewer forgot, to forget everywhere else too.
+    pub gone: Option<SocketAddr>,
+    /// The address it came from is new to this viewer.
+    pub new: bool,
+    /// The viewer's media now takes another path.
+    pub moved: bool,
+}
+
 pub struct Answer {
     pub peer: Peer,
     pub sdp: String,
@@ -349,6 +362,43 @@ impl Peer {
                 lean.flush(wire);
             }
         }
+    }
+
+    /// A datagram for a lean viewer, from `from` to our socket `local`.
+    /// What proves genuine keeps its address (past the limit, the oldest
+    /// one media does not take is forgotten) and may move its media to
+    /// another path, whose delay is a new floor for its TWCC feedback, not
+    /// a queue. `None` when this peer is not a lean viewer.
+    pub fn lean_input(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        local: SocketAddr,
+        data: &mut [u8],
+    ) -> Option<LeanInput> {
+        let Conn::Lean(lean) = &mut self.conn else {
+            return None;
+        };
+        let path = lean.route();
+        let mut input = LeanInput {
+            proved: lean.handle(now, from, data),
+            ..LeanInput::default()
+        };
+        if input.proved {
+            input.gone = lean.learn(from, local);
+            if let Some(gone) = input.gone {
+                self.addrs.retain(|a| *a != gone);
+            }
+            input.new = !self.addrs.contains(&from);
+            if input.new {
+                self.addrs.push(from);
+            }
+        }
+        input.moved = path.is_some() && lean.route() != path;
+        if input.moved {
+            self.twcc.new_path(now);
+        }
+        Some(input)
     }
 
     /// The rtc peer connection behind a publisher (or an rtc viewer).

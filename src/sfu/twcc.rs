@@ -83,6 +83,9 @@ pub struct TwccLog {
     /// arrived after their send time had left the log: a queue deeper
     /// than the log, at least that deep.
     beyond: Option<u64>,
+    /// Packets sent before this (microseconds, our clock) took the last
+    /// path: their delays say nothing of the current one.
+    path_since_us: i64,
 }
 
 impl TwccLog {
@@ -96,11 +99,32 @@ impl TwccLog {
             window_min: None,
             minima: VecDeque::with_capacity(BASE_WINDOWS),
             beyond: None,
+            path_since_us: 0,
         }
     }
 
     fn ms(&self, t: Instant) -> u64 {
         t.saturating_duration_since(self.start).as_millis() as u64
+    }
+
+    /// The viewer's media now takes another path (a NAT rebinding, a
+    /// switch to a relay): its one-way delay has a new floor, and measuring
+    /// from the old one would read a longer path as a queue for
+    /// [`BASE_WINDOWS`] windows (and a shorter one would hide a queue). The
+    /// window under way mixes both paths, so its delays go too, and so do
+    /// those of packets sent before `now` that are reported later.
+    pub fn new_path(&mut self, now: Instant) {
+        self.minima.clear();
+        self.window_min = None;
+        self.beyond = None;
+        self.path_since_us = (self.ms(now) * 1000) as i64;
+    }
+
+    /// Since when (from the log's start) the current path has carried
+    /// the media.
+    #[cfg(test)]
+    pub fn path_since(&self) -> Duration {
+        Duration::from_micros(self.path_since_us as u64)
     }
 
     /// The packet numbered `seq` went out `now`.
@@ -173,9 +197,14 @@ impl TwccLog {
                 | SymbolTypeTcc::PacketReceivedLargeDelta => {
                     let Some(d) = deltas.next() else { break };
                     arrival += d.delta;
-                    if let Kept::At(sent) = kept {
-                        let delay = arrival - sent;
-                        self.window_min = Some(self.window_min.map_or(delay, |m| m.min(delay)));
+                    // A packet that took the last path still counts as
+                    // received, but its delay is not this path's.
+                    match kept {
+                        Kept::At(sent) if sent >= self.path_since_us => {
+                            let delay = arrival - sent;
+                            self.window_min = Some(self.window_min.map_or(delay, |m| m.min(delay)));
+                        }
+                        _ => {}
                     }
                     true
                 }
@@ -283,6 +312,17 @@ mod tests {
     /// `seq`; the viewer gets them `delay_ms(second)` later, except those
     /// `lost` says. Returns the windows that closed.
     fn run(seconds: u32, delay_ms: impl Fn(u32) -> i64, lost: impl Fn(u16) -> bool) -> Vec<Window> {
+        run_moving(seconds, delay_ms, lost, None)
+    }
+
+    /// [`run`], with the viewer's media taking a new path (and the log
+    /// told) at the start of second `moved`.
+    fn run_moving(
+        seconds: u32,
+        delay_ms: impl Fn(u32) -> i64,
+        lost: impl Fn(u16) -> bool,
+        moved: Option<u32>,
+    ) -> Vec<Window> {
         let t0 = Instant::now();
         let mut log = TwccLog::new(t0);
         let mut seq = 65_000u16; // wraps on the way
@@ -290,6 +330,9 @@ mod tests {
         // The receiver's clock runs 5 s ahead of ours.
         let offset_us = 5_000_000i64;
         for sec in 0..seconds {
+            if moved == Some(sec) {
+                log.new_path(t0 + Duration::from_millis(u64::from(sec) * 1000));
+            }
             // Ten feedback packets a second, each for 10 packets.
             for f in 0..10u32 {
                 let first = seq;
@@ -353,6 +396,57 @@ mod tests {
         assert!(queuing[..2].iter().all(|q| q.abs() <= 1.0), "{queuing:?}");
         assert!(queuing.iter().any(|q| *q >= 100.0), "{queuing:?}");
         assert!(w.iter().all(|x| x.loss == 0.0));
+    }
+
+    /// A viewer whose media moves to a path 80 ms longer (a relay, say):
+    /// told, the log measures from the new floor and sees no queue; a
+    /// queue that then builds on the new path still shows. Not told, the
+    /// longer path reads as 80 ms of queue.
+    #[test]
+    fn a_new_path_is_a_new_floor_not_a_queue() {
+        let delay = |sec: u32| match sec {
+            0..=2 => 20,
+            3..=5 => 100,
+            s => 100 + i64::from(s - 5) * 150,
+        };
+        let told = run_moving(8, delay, |_| false, Some(3));
+        let q: Vec<f64> = told.iter().map(|x| x.queuing_ms).collect();
+        assert!(q.len() >= 7, "{q:?}");
+        assert!(q[..5].iter().all(|q| q.abs() <= 1.0), "{q:?}");
+        assert!(q[5..].iter().any(|q| *q >= 100.0), "{q:?}");
+        let untold = run(5, delay, |_| false);
+        let q: Vec<f64> = untold.iter().map(|x| x.queuing_ms).collect();
+        assert!(q.iter().any(|q| (q - 80.0).abs() <= 1.0), "{q:?}");
+    }
+
+    /// Packets that left on the old, shorter path but are reported after
+    /// the change do not set the new path's floor.
+    #[test]
+    fn packets_of_the_old_path_reported_late_do_not_set_the_floor() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let mut log = TwccLog::new(t0);
+        // Receiver clock = ours + 7 s; 20 ms of path, 100 ms from 100 ms on.
+        let path = |sent_ms: i64| if sent_ms < 100 { 20 } else { 100 };
+        let report = |log: &mut TwccLog, seqs: std::ops::Range<u16>, from_ms: u64, now_ms: u64| {
+            let sent = |s: u16| from_ms as i64 + i64::from(s - seqs.start) * 10;
+            for s in seqs.clone() {
+                if s == 10 {
+                    log.new_path(at(100));
+                }
+                log.record(s, at(sent(s) as u64));
+            }
+            let arrivals: Vec<i64> = seqs
+                .clone()
+                .map(|s| (sent(s) + 7_000 + path(sent(s))) * 1000)
+                .collect();
+            log.on_feedback(&arrived(seqs.start, &arrivals), WINDOW, at(now_ms))
+        };
+        assert_eq!(report(&mut log, 0..20, 0, 300), None);
+        let first = report(&mut log, 20..30, 1000, 1300).expect("a window");
+        let second = report(&mut log, 30..40, 2000, 2300).expect("a window");
+        assert!(first.queuing_ms.abs() <= 1.0, "{first:?}");
+        assert!(second.queuing_ms.abs() <= 1.0, "{second:?}");
     }
 
     /// Feedback saying `base..` arrived at these times (receiver clock,

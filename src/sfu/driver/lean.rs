@@ -14,33 +14,32 @@ impl Driver {
         let Some(p) = self.peers.get_mut(&pid) else {
             return;
         };
-        let Conn::Lean(lean) = &mut p.conn else {
+        if !matches!(p.conn, Conn::Lean(_)) {
             return;
-        };
+        }
         if let Some(conn) = d.tcp.take() {
             self.tcp_out.entry(d.from).or_insert(conn);
         }
         let now = Instant::now();
-        let Some(proved) = isolate::catch(PEER, &pid, || lean.handle(now, d.from, &mut d.data))
-        else {
+        let Some(input) = isolate::catch(PEER, &pid, || {
+            p.lean_input(now, d.from, d.local, &mut d.data)
+        }) else {
             return self.forget(pid, "panicked on a datagram");
         };
-        if proved {
+        let Some(input) = input else {
+            return;
+        };
+        if input.proved {
             p.last_rx = now;
-            let gone = lean.learn(d.from, d.local);
-            if let Some(gone) = gone {
-                p.addrs.retain(|a| *a != gone);
-            }
-            let new = !p.addrs.contains(&d.from);
-            if new {
-                p.addrs.push(d.from);
-            }
-            if let Some(gone) = gone {
-                self.unindex_addr(gone, pid);
-            }
-            if new {
-                self.index_addr(d.from, pid);
-            }
+        }
+        if input.moved {
+            crate::metrics::webrtc_path_change();
+        }
+        if let Some(gone) = input.gone {
+            self.unindex_addr(gone, pid);
+        }
+        if input.new {
+            self.index_addr(d.from, pid);
         }
         self.rx_at = Some(d.at);
         self.service(pid, None);

@@ -159,7 +159,7 @@ pub fn local_ufrag(b: &[u8]) -> Option<&str> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use rtc::stun::message::{Getter, TransactionId};
 
@@ -168,7 +168,12 @@ mod tests {
     }
 
     /// A Binding request as a browser sends it.
-    fn check(username: &str, pwd: &str, nominate: bool, crypto: &dyn RTCCrypto) -> Vec<u8> {
+    pub(in crate::sfu::session) fn check(
+        username: &str,
+        pwd: &str,
+        nominate: bool,
+        crypto: &dyn RTCCrypto,
+    ) -> Vec<u8> {
         let mut m = Message::new();
         let mut setters: Vec<Box<dyn Setter + '_>> = vec![
             Box::new(BINDING_REQUEST),

@@ -530,3 +530,64 @@ fn a_viewer_forgets_old_addresses_but_not_the_one_media_takes() {
         assert_eq!(lean.local_for(other(i)), Some(server));
     }
 }
+
+/// A viewer that nominates another of its paths (a network change, a
+/// relay) moves its media there, and its TWCC log measures the new path's
+/// delay from a new floor. A check that only proves a path, a known path
+/// checked again, or a stranger's datagram moves nothing.
+#[test]
+fn a_new_nomination_moves_the_media_and_starts_a_new_delay_floor() {
+    use crate::sfu::peer::{Conn, Lean, LeanInput, Peer};
+    use crate::sfu::session::ice::tests::check;
+    use std::time::Duration;
+    let w = connect();
+    let (server, viewer): (SocketAddr, SocketAddr) =
+        (SERVER.parse().unwrap(), VIEWER.parse().unwrap());
+    let relay: SocketAddr = "198.51.100.20:3478".parse().unwrap();
+    let provider = rtc::crypto::default_provider().unwrap();
+    let crypto = provider.crypto();
+    let checked = |nominate| check(&w.username, &w.pwd, nominate, crypto);
+    let now = w.now;
+    let ufrag = w.s.ufrag().to_owned();
+    let lean = Conn::Lean(Box::new(Lean::new(w.s)));
+    let mut peer = Peer::new(1, "demo".into(), ufrag, lean, now);
+    let input = |peer: &mut Peer, at: u64, from, mut data: Vec<u8>| {
+        let now = now + Duration::from_secs(at);
+        peer.lean_input(now, from, server, &mut data).unwrap()
+    };
+    let seen = |new, moved| LeanInput {
+        proved: true,
+        gone: None,
+        new,
+        moved,
+    };
+    // The path the handshake proved, learned as the driver learns it.
+    assert_eq!(
+        input(&mut peer, 1, viewer, checked(true)),
+        seen(true, false)
+    );
+    assert_eq!(peer.twcc.path_since(), Duration::ZERO);
+    assert_eq!(
+        input(&mut peer, 2, relay, checked(false)),
+        seen(true, false)
+    );
+    assert_eq!(
+        input(&mut peer, 3, viewer, checked(true)),
+        seen(false, false)
+    );
+    let stranger = input(
+        &mut peer,
+        4,
+        "203.0.113.5:9".parse().unwrap(),
+        checked(true)[..20].to_vec(),
+    );
+    assert_eq!(stranger, LeanInput::default());
+    assert_eq!(peer.twcc.path_since(), Duration::ZERO, "nothing moved");
+    assert_eq!(input(&mut peer, 5, relay, checked(true)), seen(false, true));
+    assert_eq!(peer.addrs, vec![viewer, relay]);
+    assert_eq!(
+        peer.twcc.path_since(),
+        Duration::from_secs(5),
+        "the relay's delay is measured from its own floor"
+    );
+}

@@ -75,6 +75,10 @@ struct Wire {
     dc_open: Option<rtc::data_channel::RTCDataChannelId>,
     /// DTLS application data records of ours to lose on the way (SCTP).
     lose_app_data: usize,
+    /// A connectivity check's USERNAME and our password, from the offer
+    /// and answer: to prove another path as the viewer.
+    username: String,
+    pwd: String,
 }
 
 impl Wire {
@@ -146,6 +150,14 @@ fn connect() -> Wire {
 fn connect_losing(lose_app_data: usize) -> Wire {
     let (mut pc, offer) = viewer();
     let (s, answer) = Session::answer(&offer, Source::default(), &config(), "demo").unwrap();
+    let attr = |sdp: &str, name: &str| {
+        sdp.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .expect("an ICE credential")
+            .to_owned()
+    };
+    let username = format!("{}:{}", s.ufrag(), attr(&offer, "a=ice-ufrag:"));
+    let pwd = attr(&answer, "a=ice-pwd:");
     let now = Instant::now();
     pc.set_remote_description(now, RTCSessionDescription::answer(answer).unwrap())
         .unwrap();
@@ -159,6 +171,8 @@ fn connect_losing(lose_app_data: usize) -> Wire {
         connected: false,
         dc_open: None,
         lose_app_data,
+        username,
+        pwd,
     };
     w.run();
     w
