@@ -129,3 +129,108 @@ impl Unit {
         self.config.kind()
     }
 }
+
+/// What a reader that joins between two keyframes starts from: the media
+/// since the latest one, so it need not wait up to a whole GOP for a
+/// picture. Bounded in items and in weight (bytes, packets: whatever the
+/// holder counts); past either bound it empties and stays empty until the
+/// next keyframe, and such a publisher's new readers simply wait for it.
+#[derive(Debug)]
+pub struct Gop<T> {
+    items: Vec<T>,
+    weight: usize,
+    /// Changes whenever the GOP starts over or empties: a reader part-way
+    /// through it knows its place no longer holds.
+    epoch: u64,
+    max_items: usize,
+    max_weight: usize,
+}
+
+impl<T> Gop<T> {
+    pub const fn new(max_items: usize, max_weight: usize) -> Gop<T> {
+        Gop {
+            items: Vec::new(),
+            weight: 0,
+            epoch: 0,
+            max_items,
+            max_weight,
+        }
+    }
+
+    /// `items`, of `weight` together: a keyframe starts the GOP over;
+    /// anything else goes on the GOP under way, if there is one.
+    pub fn push(&mut self, keyframe: bool, weight: usize, items: impl IntoIterator<Item = T>) {
+        if keyframe {
+            self.clear();
+        } else if self.items.is_empty() {
+            return;
+        }
+        self.items.extend(items);
+        self.weight += weight;
+        if self.items.len() > self.max_items || self.weight > self.max_weight {
+            // What a GOP too big to keep held goes back at once.
+            self.items = Vec::new();
+            self.epoch += 1;
+        }
+        if self.items.is_empty() {
+            self.weight = 0;
+        }
+    }
+
+    /// Empties it: a new source, an ended publish, a batch a reader missed.
+    pub fn clear(&mut self) {
+        self.items.clear();
+        self.weight = 0;
+        self.epoch += 1;
+    }
+
+    pub fn items(&self) -> &[T] {
+        &self.items
+    }
+
+    pub fn weight(&self) -> usize {
+        self.weight
+    }
+
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// Whether a reader can start from it (it begins at a keyframe).
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Gop;
+
+    #[test]
+    fn a_gop_starts_at_a_keyframe_and_empties_past_its_bounds() {
+        let mut g = Gop::new(4, 100);
+        g.push(false, 10, [1]);
+        assert!(g.is_empty(), "nothing before the first keyframe");
+        let e = g.epoch();
+        g.push(true, 10, [2]);
+        g.push(false, 10, [3, 4]);
+        assert_eq!((g.items(), g.weight()), (&[2, 3, 4][..], 20));
+        assert!(g.epoch() > e);
+        let e = g.epoch();
+        g.push(false, 10, [5, 6]);
+        assert!(g.is_empty() && g.weight() == 0, "past the item bound");
+        assert!(g.epoch() > e, "a reader part-way through notices");
+        let e = g.epoch();
+        g.push(false, 10, [7]);
+        assert!(g.is_empty() && g.epoch() == e, "empty until a keyframe");
+        g.push(true, 60, [8]);
+        g.push(false, 50, [9]);
+        assert!(g.is_empty(), "past the weight bound");
+        g.push(true, 101, [10]);
+        assert!(g.is_empty(), "a keyframe too heavy alone is not kept");
+        g.push(true, 1, [11]);
+        let e = g.epoch();
+        g.clear();
+        assert!(g.is_empty() && g.epoch() > e);
+    }
+}

@@ -1,5 +1,5 @@
 use super::reader::{Reader, Shared};
-use crate::media::{MediaKind, Unit};
+use crate::media::{Gop, MediaKind, Unit};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Instant, SystemTime};
@@ -39,12 +39,9 @@ pub struct Health {
 }
 
 struct Inner {
-    /// Everything from the latest primary keyframe on, so a new reader starts
-    /// decoding at once.
-    gop: Vec<Arc<Unit>>,
-    gop_bytes: usize,
-    /// False once the cache overflowed; true again at the next keyframe.
-    gop_valid: bool,
+    /// Everything from the latest primary keyframe on, weighed in payload
+    /// bytes, so a new reader starts decoding at once.
+    gop: Gop<Arc<Unit>>,
     has_video: bool,
     readers: Vec<Weak<Shared>>,
     dropped_since_log: u64,
@@ -103,9 +100,7 @@ impl Stream {
             channel,
             started_at: SystemTime::now(),
             inner: Mutex::new(Inner {
-                gop: Vec::new(),
-                gop_bytes: 0,
-                gop_valid: false,
+                gop: Gop::new(GOP_MAX_UNITS, GOP_MAX_BYTES),
                 has_video: false,
                 readers: Vec::new(),
                 dropped_since_log: 0,
@@ -227,10 +222,10 @@ impl Stream {
         let shared = Arc::new(Shared::new(name, max_bytes, limit));
         {
             let mut inner = self.inner.lock().expect("stream poisoned");
-            if inner.gop_valid && inner.gop_bytes <= max_bytes {
+            if !inner.gop.is_empty() && inner.gop.weight() <= max_bytes {
                 let mut q = shared.queue.lock().expect("reader queue poisoned");
-                q.units.extend(inner.gop.iter().cloned());
-                q.bytes = inner.gop_bytes;
+                q.units.extend(inner.gop.items().iter().cloned());
+                q.bytes = inner.gop.weight();
             }
             if self.closed.is_cancelled() {
                 shared.queue.lock().expect("reader queue poisoned").closed = true;
@@ -300,21 +295,7 @@ impl Stream {
         // In a stream with video only video keyframes are random access
         // points; an audio-only stream starts anywhere.
         let primary_keyframe = unit.keyframe && (kind == MediaKind::Video || !inner.has_video);
-        if primary_keyframe {
-            inner.gop.clear();
-            inner.gop_bytes = 0;
-            inner.gop_valid = true;
-        }
-        if inner.gop_valid {
-            if inner.gop.len() < GOP_MAX_UNITS && inner.gop_bytes + bytes <= GOP_MAX_BYTES {
-                inner.gop.push(unit.clone());
-                inner.gop_bytes += bytes;
-            } else {
-                inner.gop.clear();
-                inner.gop_bytes = 0;
-                inner.gop_valid = false;
-            }
-        }
+        inner.gop.push(primary_keyframe, bytes, [unit.clone()]);
         let mut dropped = 0;
         inner.readers.retain(|r| match r.upgrade() {
             Some(shared) => {

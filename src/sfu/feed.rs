@@ -9,7 +9,7 @@ use super::sdp::VideoCodec;
 use super::whip::Continuity;
 use super::{Arrived, Media};
 use crate::hub::Hub;
-use crate::media::MediaKind;
+use crate::media::{Gop, MediaKind};
 use rtc::rtp::packet::Packet;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -55,8 +55,10 @@ struct FeedState {
     /// The video batches since the latest keyframe, which a shard that
     /// subscribes later starts its viewers from: without them its first
     /// viewer would wait for the next keyframe, up to a whole GOP (or,
-    /// from a browser, for a PLI to be answered).
-    gop: Gop,
+    /// from a browser, for a PLI to be answered). Shared batches, never
+    /// copies, weighed in packets, of one source: `gop_source`.
+    gop: Gop<Media>,
+    gop_source: u64,
     /// The H.264 profile the source sends, which new viewers' answers
     /// name.
     profile: Option<u8>,
@@ -65,40 +67,9 @@ struct FeedState {
     egress: CancellationToken,
 }
 
-/// Shared batches, never copies: at most [`GOP_MAX_PACKETS`] packets of
-/// one source, from its latest keyframe on.
-#[derive(Default)]
-struct Gop {
-    batches: Vec<Media>,
-    packets: usize,
-    source: u64,
-}
-
 /// About 2 s of 6 Mbit/s video. A publisher with longer or heavier GOPs
 /// simply makes new viewers wait for the next keyframe.
 pub(crate) const GOP_MAX_PACKETS: usize = 1500;
-
-impl Gop {
-    fn clear(&mut self) {
-        self.batches.clear();
-        self.packets = 0;
-    }
-
-    /// A video batch that went out (`taken`) or that no shard had room for.
-    fn push(&mut self, batch: &Media, source: u64, keyframe: bool, packets: usize, taken: bool) {
-        if keyframe || source != self.source {
-            self.clear();
-            self.source = source;
-        }
-        let starts = keyframe || !self.batches.is_empty();
-        if taken && starts && self.packets + packets <= GOP_MAX_PACKETS {
-            self.batches.push(batch.clone());
-            self.packets += packets;
-        } else {
-            self.clear();
-        }
-    }
-}
 
 struct Subscriber {
     id: u64,
@@ -167,7 +138,8 @@ impl Feeds {
                         subscribers: Vec::new(),
                         forward: Default::default(),
                         latest: [None, None],
-                        gop: Gop::default(),
+                        gop: Gop::new(GOP_MAX_PACKETS, GOP_MAX_PACKETS),
+                        gop_source: 0,
                         profile: None,
                         egress: cancel.clone(),
                     }),
@@ -180,7 +152,7 @@ impl Feeds {
             })
             .clone();
         let mut s = feed.lock();
-        let backlog = s.latest.iter().flatten().chain(&s.gop.batches);
+        let backlog = s.latest.iter().flatten().chain(s.gop.items());
         let backlog = backlog.cloned().collect();
         s.subscribers.push(Subscriber {
             id,
@@ -300,7 +272,7 @@ impl Feed {
                 // start on the last one's pictures. (A WHIP publisher's
                 // packets can beat its live event: its own GOP stays.)
                 s.latest = [Some(m.clone()), None];
-                if !live || source != s.gop.source {
+                if !live || source != s.gop_source {
                     s.gop.clear();
                 }
             }
@@ -394,7 +366,16 @@ impl Feed {
             taken |= ok;
         }
         if video {
-            s.gop.push(&batch, source, keyframe, count, taken);
+            if source != s.gop_source {
+                s.gop.clear();
+                s.gop_source = source;
+            }
+            // A batch no shard had room for breaks the GOP for all.
+            if taken {
+                s.gop.push(keyframe, count, [batch]);
+            } else {
+                s.gop.clear();
+            }
         }
         taken
     }

@@ -21,17 +21,9 @@ impl Driver {
         if kind == MediaKind::Video {
             if keyframe {
                 ch.gop_codec = codec;
-                ch.gop.clear();
-                ch.gop.extend_from_slice(packets);
-                ch.gop_epoch += 1;
-            } else if !ch.gop.is_empty() {
-                if ch.gop.len() + packets.len() <= GOP_MAX_PACKETS {
-                    ch.gop.extend_from_slice(packets);
-                } else {
-                    ch.gop = Vec::new();
-                    ch.gop_epoch += 1;
-                }
             }
+            ch.gop
+                .push(keyframe, packets.len(), packets.iter().cloned());
         }
         let now = Instant::now();
         if kind == MediaKind::Video {
@@ -58,7 +50,7 @@ impl Driver {
             }
             let mut wire = wire!(self);
             let sent = isolate::catch(PEER, pid, || {
-                p.send_media(kind, keyframe, packets, now, ch.gop_epoch, &mut wire)
+                p.send_media(kind, keyframe, packets, now, ch.gop.epoch(), &mut wire)
             });
             match sent {
                 Some((n, bytes)) => {

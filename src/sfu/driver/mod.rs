@@ -23,7 +23,7 @@ use super::whip::{self, Ingest};
 use super::{lock_counts, stun, Arrived, Command, Media, SfuError, ViewerCounts, WhepSession};
 use crate::hub::Hub;
 use crate::isolate;
-use crate::media::MediaKind;
+use crate::media::{Gop, MediaKind};
 use bytes::BytesMut;
 use rtc::peer_connection::certificate::RTCCertificate;
 use rtc::peer_connection::event::{RTCDataChannelEvent, RTCPeerConnectionEvent, RTCTrackEvent};
@@ -109,12 +109,10 @@ struct ChannelState {
     counts_dirty: bool,
     /// The video RTP packets since the latest keyframe, so a viewer that
     /// connects mid-GOP shows a picture at once instead of waiting up to a
-    /// keyframe interval. Empty when unknown or over the cap.
-    gop: Vec<Packet>,
+    /// keyframe interval. Its epoch tells a viewer's fast start that the
+    /// GOP it follows is gone.
+    gop: Gop<Packet>,
     gop_codec: VideoCodec,
-    /// Changes whenever `gop` starts over, so a viewer's fast start knows
-    /// the GOP it follows is gone.
-    gop_epoch: u64,
     /// The live publish's media clock (see [`Media::Anchor`]).
     /// Per track (video, audio): at this instant the track's outgoing RTP
     /// clock read this value.
@@ -471,9 +469,8 @@ impl Driver {
                 _feed: feed,
                 live: false,
                 counts_dirty: false,
-                gop: Vec::new(),
+                gop: Gop::new(GOP_MAX_PACKETS, GOP_MAX_PACKETS),
                 gop_codec: VideoCodec::H264,
-                gop_epoch: 0,
                 anchor: [None, None],
                 video_bps: 0.0,
                 video_bytes: 0,
@@ -617,7 +614,6 @@ impl Driver {
                 if !known {
                     ch.source = live.then_some(source);
                     ch.gop.clear();
-                    ch.gop_epoch += 1;
                     ch.history.clear();
                     // A new or ended publish: its clock is anchored anew.
                     ch.anchor = [None, None];

@@ -38,7 +38,7 @@ impl Driver {
             let (gop, epoch) = self
                 .channels
                 .get(&p.channel)
-                .map_or((&[][..], 0), |c| (&c.gop[..], c.gop_epoch));
+                .map_or((&[][..], 0), |c| (c.gop.items(), c.gop.epoch()));
             p.catch_up(gop, epoch, Instant::now(), &mut wire!(self));
         }
         if let Conn::Lean(_) = p.conn {
@@ -154,9 +154,12 @@ impl Driver {
         p.wait_for_keyframe(Instant::now());
         tracing::debug!(session = p.session, after = ?p.created.elapsed(), "viewer connected");
         let started = match self.channels.get(&p.channel) {
-            Some(ch) if p.video_codec == Some(ch.gop_codec) => {
-                p.fast_start(&ch.gop, ch.gop_epoch, Instant::now(), &mut wire!(self))
-            }
+            Some(ch) if p.video_codec == Some(ch.gop_codec) => p.fast_start(
+                ch.gop.items(),
+                ch.gop.epoch(),
+                Instant::now(),
+                &mut wire!(self),
+            ),
             _ => false,
         };
         p.ingest.is_none() && !started
