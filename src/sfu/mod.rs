@@ -23,6 +23,7 @@ mod feedback;
 mod inbound;
 pub mod packetize;
 pub mod peer;
+mod prefetch;
 mod retransmit;
 mod rtc_peer;
 pub mod sdp;

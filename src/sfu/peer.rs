@@ -488,6 +488,21 @@ impl Peer {
         }
     }
 
+    /// The fan-out's first look ahead: the peer itself, found by address
+    /// alone (nothing of it is read yet).
+    pub fn prefetch_peer(p: &Peer) {
+        super::prefetch::lines(p, std::mem::size_of::<Peer>());
+    }
+
+    /// The fan-out's second look ahead, once the peer is in cache: what
+    /// sending it a packet reads behind its pointers.
+    pub fn prefetch_state(&self, kind: MediaKind) {
+        if let Conn::Lean(lean) = &self.conn {
+            super::prefetch::line(&lean.route);
+            lean.session.prefetch(kind);
+        }
+    }
+
     /// Sends one access unit's (or audio frame's) packets to this viewer.
     /// `gop_epoch` numbers the channel's GOP buffer: it changes whenever
     /// the buffer starts over, and video already in it goes out through a

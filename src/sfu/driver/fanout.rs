@@ -3,6 +3,10 @@
 
 use super::*;
 
+/// How far ahead of the fan-out its prefetches run, in viewers.
+const PEER_AHEAD: usize = 4;
+const STATE_AHEAD: usize = 2;
+
 impl Driver {
     /// Sends one access unit's (or audio frame's) packets to every viewer of
     /// the channel: only the SSRC and payload type differ per viewer; the
@@ -40,7 +44,27 @@ impl Driver {
         let mut out_packets = 0u64;
         let mut out_bytes = 0u64;
         let mut broken = Vec::new();
-        for pid in &ch.viewers {
+        // PEER_AHEAD viewers ahead, the peer; STATE_AHEAD ahead, what lies
+        // behind it, the peer being in cache by then.
+        fn ahead<'a>(
+            viewers: &[PeerId],
+            peers: &'a peer::PeerMap<Box<Peer>>,
+            k: usize,
+        ) -> Option<&'a Peer> {
+            viewers.get(k).and_then(|id| peers.get(id)).map(|p| &**p)
+        }
+        for k in 0..PEER_AHEAD {
+            if let Some(p) = ahead(&ch.viewers, &self.peers, k) {
+                Peer::prefetch_peer(p);
+            }
+        }
+        for (k, pid) in ch.viewers.iter().enumerate() {
+            if let Some(p) = ahead(&ch.viewers, &self.peers, k + PEER_AHEAD) {
+                Peer::prefetch_peer(p);
+            }
+            if let Some(p) = ahead(&ch.viewers, &self.peers, k + STATE_AHEAD) {
+                p.prefetch_state(kind);
+            }
             let Some(p) = self.peers.get_mut(pid) else {
                 continue;
             };

@@ -96,6 +96,10 @@ pub enum Event {
     Rtcp(Vec<Box<dyn rtc::rtcp::Packet>>),
 }
 
+/// How much of the SRTP state [`Session::prefetch`] asks for: the sealing
+/// keys lie in its first part.
+const PREFETCH_KEYS: usize = 768;
+
 pub struct Session {
     ice: IceLite,
     dtls: dtls::Dtls,
@@ -488,6 +492,19 @@ impl Session {
     /// The number [`Session::twcc_next`] gave went out.
     pub fn twcc_sent(&mut self) {
         self.twcc_seq = self.twcc_seq.wrapping_add(1);
+    }
+
+    /// Starts loading what sealing a packet of `kind` reads: the track, the
+    /// transport-wide number and the sealing keys. Addresses only: nothing
+    /// is read.
+    pub fn prefetch(&self, kind: MediaKind) {
+        use crate::sfu::prefetch;
+        prefetch::line(match kind {
+            MediaKind::Video => &self.video,
+            MediaKind::Audio => &self.audio,
+        });
+        prefetch::line(&self.twcc_seq);
+        prefetch::lines(&self.srtp, PREFETCH_KEYS);
     }
 
     /// Seals the RTP packet in `buf[..len]` (a packet of `kind`'s track, its
