@@ -52,7 +52,9 @@
 //!    ([`sfu::sender`]) straight into the UDP send batch, where the
 //!    viewer's SRTP context ([`sfu::srtp`], keyed by its lean
 //!    [`sfu::session`]) seals it in place: no allocation, no queue, no
-//!    copy but the one into the batch.
+//!    copy but the one into the batch. A few viewers ahead, it has the CPU
+//!    start loading the next viewers' state, which no cache holds for
+//!    thousands of them.
 //! 5. The batch ([`sfu::udp`]) goes to the kernel in `sendmmsg` calls,
 //!    equal-size runs to one address as one UDP GSO message. A viewer on
 //!    ICE-TCP gets the same bytes framed on its connection
