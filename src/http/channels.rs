@@ -15,7 +15,7 @@ use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use std::time::{Instant, UNIX_EPOCH};
+use std::time::{Duration, Instant, UNIX_EPOCH};
 use utoipa::{IntoParams, ToSchema};
 
 pub const PAGE_DEFAULT: i64 = 24;
@@ -101,7 +101,8 @@ pub(super) struct ChannelView {
     viewers: usize,
     /// While live: whether the stream has video (a watch page without it
     /// is a listening page); null while that is not known yet, in the
-    /// first moments of a publish.
+    /// first moments of a publish (up to 2 s for an RTMP publisher that
+    /// sends sound first and no metadata).
     video: Option<bool>,
     /// While live: the track on the air (Icecast `/admin/metadata`).
     now_playing: Option<String>,
@@ -140,7 +141,11 @@ pub(super) struct Likes {
 /// player that asks when the `live` event comes (the first milliseconds of
 /// an RTMP publish, before its first track) must not take a video stream
 /// for radio: it would offer audio alone and never show a picture.
-fn has_video(source: crate::hub::Source, h: &crate::hub::Health) -> Option<bool> {
+fn has_video(
+    source: crate::hub::Source,
+    h: &crate::hub::Health,
+    live_for: Duration,
+) -> Option<bool> {
     if source == crate::hub::Source::Icecast {
         return Some(false);
     }
@@ -148,8 +153,17 @@ fn has_video(source: crate::hub::Source, h: &crate::hub::Health) -> Option<bool>
     if h.video_codec.is_some() || h.metadata.contains_key("videocodecid") {
         return Some(true);
     }
-    h.audio_codec.as_ref().map(|_| false)
+    h.audio_codec.as_ref()?;
+    // Sound and no picture yet. The metadata, when the publisher sent it,
+    // says there is none; without it, the first video may just be behind
+    // the first audio, so only a while of sound alone says it.
+    let said = !h.metadata.is_empty() || source != crate::hub::Source::Rtmp;
+    (said || live_for >= AUDIO_ALONE).then_some(false)
 }
+
+/// How long an RTMP publisher that sent no metadata must send sound and no
+/// picture before its stream counts as having no video.
+const AUDIO_ALONE: Duration = Duration::from_secs(2);
 
 /// A channel as the directory and its page show it: settings plus live
 /// state.
@@ -177,10 +191,10 @@ async fn channel_json(s: &AppState, info: &ChannelInfo) -> Result<ChannelView, A
         live: s.live.is_live(&info.name),
         started_at,
         viewers: s.live.viewers(&info.name),
-        video: stream
-            .as_ref()
-            .zip(health.as_ref())
-            .and_then(|(st, h)| has_video(st.source(), h)),
+        video: stream.as_ref().zip(health.as_ref()).and_then(|(st, h)| {
+            let live_for = st.started_at().elapsed().unwrap_or_default();
+            has_video(st.source(), h, live_for)
+        }),
         now_playing: health.and_then(|h| h.now_playing),
         next_broadcast: next.first().map(ScheduledView::from),
         schedule: None,
@@ -647,22 +661,53 @@ pub(super) async fn delete_broadcast(
 
 #[cfg(test)]
 mod video_tests {
-    use super::has_video;
+    use super::{has_video, AUDIO_ALONE};
     use crate::hub::{Health, Source};
+    use std::time::Duration;
+
+    const NOW: Duration = Duration::ZERO;
 
     #[test]
     fn video_is_unknown_until_the_source_says() {
         let mut h = Health::default();
-        assert_eq!(has_video(Source::Rtmp, &h), None);
-        assert_eq!(has_video(Source::Icecast, &h), Some(false));
+        assert_eq!(has_video(Source::Rtmp, &h, NOW), None);
+        assert_eq!(has_video(Source::Icecast, &h, NOW), Some(false));
+        h.metadata.insert("audiocodecid".into(), 10.into());
+        assert_eq!(has_video(Source::Rtmp, &h, NOW), None, "no track yet");
         h.audio_codec = Some("AAC-LC".into());
-        assert_eq!(has_video(Source::Rtmp, &h), Some(false));
+        assert_eq!(has_video(Source::Rtmp, &h, NOW), Some(false));
         h.metadata.insert("videocodecid".into(), 7.into());
-        assert_eq!(has_video(Source::Rtmp, &h), Some(true));
+        assert_eq!(has_video(Source::Rtmp, &h, NOW), Some(true));
         let h = Health {
             video_codec: Some("H.264".into()),
             ..Health::default()
         };
-        assert_eq!(has_video(Source::Whip, &h), Some(true));
+        assert_eq!(has_video(Source::Whip, &h, NOW), Some(true));
+    }
+
+    /// A publisher that sends no metadata and its first audio before its
+    /// first video is not taken for radio: only a while of sound alone says
+    /// there is no picture.
+    #[test]
+    fn sound_first_without_metadata_is_not_radio_at_once() {
+        let h = Health {
+            audio_codec: Some("AAC-LC".into()),
+            ..Health::default()
+        };
+        assert_eq!(has_video(Source::Rtmp, &h, NOW), None);
+        let soon = AUDIO_ALONE - Duration::from_millis(1);
+        assert_eq!(has_video(Source::Rtmp, &h, soon), None);
+        assert_eq!(has_video(Source::Rtmp, &h, AUDIO_ALONE), Some(false));
+        let h = Health {
+            video_codec: Some("H.264".into()),
+            ..h
+        };
+        assert_eq!(has_video(Source::Rtmp, &h, NOW), Some(true));
+        // A WHIP offer names its tracks at once.
+        let h = Health {
+            audio_codec: Some("Opus".into()),
+            ..Health::default()
+        };
+        assert_eq!(has_video(Source::Whip, &h, NOW), Some(false));
     }
 }
