@@ -168,8 +168,7 @@ impl<T> Gop<T> {
         self.items.extend(items);
         self.weight += weight;
         if self.items.len() > self.max_items || self.weight > self.max_weight {
-            // What a GOP too big to keep held goes back at once.
-            self.items = Vec::new();
+            self.items.clear();
             self.epoch += 1;
         }
         if self.items.is_empty() {

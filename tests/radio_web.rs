@@ -12,7 +12,7 @@
 mod common;
 
 use common::node::{require_built_app, run_script, run_script_with_env, shots};
-use common::rtmp::{flv_message, flv_tags, set_chunk_size, Raw};
+use common::rtmp::{flv_message, flv_tags, ping, set_chunk_size, Raw};
 use common::{wait_for_live, TestServer};
 use serde_json::Value;
 use std::process::Stdio;
@@ -71,6 +71,11 @@ fn listening(source: &str, l: &Value) {
         "{source}: sound: {l}"
     );
     assert_eq!(l["framesDecoded"], 0, "{source}: no video asked for: {l}");
+    assert!(l["offers"].as_u64() >= Some(1), "{source}: an offer: {l}");
+    assert_eq!(
+        l["videoOffers"], 0,
+        "{source}: no offer ever asked for video, not even one replaced: {l}"
+    );
     // ffmpeg's sine is 1/8 of full scale (RMS 0.088): well above
     // silence, which reads 0.
     let level = l["maxLevel"].as_f64().unwrap_or(0.0);
@@ -204,8 +209,9 @@ async fn audio_only_rtmp_whip_and_icecast_play_over_webrtc_without_falling_back(
 
 /// An RTMP publish that is live before its first packet: a page opened in
 /// between is told the stream is live but not yet whether it has video.
-/// It asks again rather than guess, and when the audio comes it is the
-/// listening page playing over WebRTC, not a video player with sound.
+/// It asks again rather than guess, and once 2 s of audio without metadata
+/// say there is no picture it is the listening page playing over WebRTC:
+/// its player never offered video, not even first.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_page_opened_before_the_first_audio_becomes_a_listening_page() {
     let _serial = ONE_AT_A_TIME.lock().await;
@@ -247,19 +253,29 @@ async fn a_page_opened_before_the_first_audio_becomes_a_listening_page() {
         .await
     });
     // The page is open once its chat socket is; give it a moment more to
-    // have asked for the details, then start the audio in real time.
+    // have asked for the details, then start the audio in real time. The
+    // publisher pings meanwhile: the server closes a connection silent
+    // for 30 s.
     let opened = Instant::now();
+    let mut pinged = Instant::now();
     while common::metric(srv.http, "onair_chat_sockets").await < 1.0 {
         assert!(
             opened.elapsed() < Duration::from_secs(60),
             "the page opened"
         );
+        if pinged.elapsed() > Duration::from_secs(5) {
+            publisher.send(&ping(1)).await.expect("the publish is up");
+            pinged = Instant::now();
+        }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Sound alone, without the FLV's metadata: only 2 s of it says there
+    // is no picture (the first test's ffmpeg sends metadata, which says so
+    // at once).
     let sender = tokio::spawn(async move {
         let start = tokio::time::Instant::now();
-        for tag in tags.iter().filter(|t| t.kind != 9) {
+        for tag in tags.iter().filter(|t| t.kind == 8) {
             tokio::time::sleep_until(start + Duration::from_millis(tag.ts.into())).await;
             if publisher.send(&flv_message(tag, 4096)).await.is_err() {
                 break;

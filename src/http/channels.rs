@@ -141,11 +141,7 @@ pub(super) struct Likes {
 /// player that asks when the `live` event comes (the first milliseconds of
 /// an RTMP publish, before its first track) must not take a video stream
 /// for radio: it would offer audio alone and never show a picture.
-fn has_video(
-    source: crate::hub::Source,
-    h: &crate::hub::Health,
-    live_for: Duration,
-) -> Option<bool> {
+fn has_video(source: crate::hub::Source, h: &crate::hub::Health, now: Instant) -> Option<bool> {
     if source == crate::hub::Source::Icecast {
         return Some(false);
     }
@@ -158,7 +154,10 @@ fn has_video(
     // says there is none; without it, the first video may just be behind
     // the first audio, so only a while of sound alone says it.
     let said = !h.metadata.is_empty() || source != crate::hub::Source::Rtmp;
-    (said || live_for >= AUDIO_ALONE).then_some(false)
+    let alone = h
+        .audio_since
+        .is_some_and(|t| now.saturating_duration_since(t) >= AUDIO_ALONE);
+    (said || alone).then_some(false)
 }
 
 /// How long an RTMP publisher that sent no metadata must send sound and no
@@ -191,10 +190,10 @@ async fn channel_json(s: &AppState, info: &ChannelInfo) -> Result<ChannelView, A
         live: s.live.is_live(&info.name),
         started_at,
         viewers: s.live.viewers(&info.name),
-        video: stream.as_ref().zip(health.as_ref()).and_then(|(st, h)| {
-            let live_for = st.started_at().elapsed().unwrap_or_default();
-            has_video(st.source(), h, live_for)
-        }),
+        video: stream
+            .as_ref()
+            .zip(health.as_ref())
+            .and_then(|(st, h)| has_video(st.source(), h, Instant::now())),
         now_playing: health.and_then(|h| h.now_playing),
         next_broadcast: next.first().map(ScheduledView::from),
         schedule: None,
@@ -663,26 +662,26 @@ pub(super) async fn delete_broadcast(
 mod video_tests {
     use super::{has_video, AUDIO_ALONE};
     use crate::hub::{Health, Source};
-    use std::time::Duration;
-
-    const NOW: Duration = Duration::ZERO;
+    use std::time::{Duration, Instant};
 
     #[test]
     fn video_is_unknown_until_the_source_says() {
+        let now = Instant::now();
         let mut h = Health::default();
-        assert_eq!(has_video(Source::Rtmp, &h, NOW), None);
-        assert_eq!(has_video(Source::Icecast, &h, NOW), Some(false));
+        assert_eq!(has_video(Source::Rtmp, &h, now), None);
+        assert_eq!(has_video(Source::Icecast, &h, now), Some(false));
         h.metadata.insert("audiocodecid".into(), 10.into());
-        assert_eq!(has_video(Source::Rtmp, &h, NOW), None, "no track yet");
+        assert_eq!(has_video(Source::Rtmp, &h, now), None, "no track yet");
         h.audio_codec = Some("AAC-LC".into());
-        assert_eq!(has_video(Source::Rtmp, &h, NOW), Some(false));
+        h.audio_since = Some(now);
+        assert_eq!(has_video(Source::Rtmp, &h, now), Some(false));
         h.metadata.insert("videocodecid".into(), 7.into());
-        assert_eq!(has_video(Source::Rtmp, &h, NOW), Some(true));
+        assert_eq!(has_video(Source::Rtmp, &h, now), Some(true));
         let h = Health {
             video_codec: Some("H.264".into()),
             ..Health::default()
         };
-        assert_eq!(has_video(Source::Whip, &h, NOW), Some(true));
+        assert_eq!(has_video(Source::Whip, &h, now), Some(true));
     }
 
     /// A publisher that sends no metadata and its first audio before its
@@ -690,24 +689,31 @@ mod video_tests {
     /// there is no picture.
     #[test]
     fn sound_first_without_metadata_is_not_radio_at_once() {
+        // Counted from the first audio, not from the publish: a publisher
+        // silent for a while before it sends anything is no different.
+        let first = Instant::now();
         let h = Health {
             audio_codec: Some("AAC-LC".into()),
+            audio_since: Some(first),
             ..Health::default()
         };
-        assert_eq!(has_video(Source::Rtmp, &h, NOW), None);
-        let soon = AUDIO_ALONE - Duration::from_millis(1);
+        assert_eq!(has_video(Source::Rtmp, &h, first), None);
+        let soon = first + AUDIO_ALONE - Duration::from_millis(1);
         assert_eq!(has_video(Source::Rtmp, &h, soon), None);
-        assert_eq!(has_video(Source::Rtmp, &h, AUDIO_ALONE), Some(false));
+        assert_eq!(
+            has_video(Source::Rtmp, &h, first + AUDIO_ALONE),
+            Some(false)
+        );
         let h = Health {
             video_codec: Some("H.264".into()),
             ..h
         };
-        assert_eq!(has_video(Source::Rtmp, &h, NOW), Some(true));
+        assert_eq!(has_video(Source::Rtmp, &h, first), Some(true));
         // A WHIP offer names its tracks at once.
         let h = Health {
             audio_codec: Some("Opus".into()),
             ..Health::default()
         };
-        assert_eq!(has_video(Source::Whip, &h, NOW), Some(false));
+        assert_eq!(has_video(Source::Whip, &h, first), Some(false));
     }
 }

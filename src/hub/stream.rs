@@ -36,6 +36,10 @@ pub struct Health {
     /// The track on the air, as the source last said (Icecast's
     /// `/admin/metadata`).
     pub now_playing: Option<String>,
+    /// When the first audio track was seen: how long a stream has had
+    /// sound and no picture.
+    #[serde(skip)]
+    pub audio_since: Option<Instant>,
 }
 
 struct Inner {

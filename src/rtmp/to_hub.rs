@@ -384,9 +384,10 @@ impl Ingest {
         if let Some(n) = self.audio_changes.hit() {
             tracing::info!(channel = %self.channel, changes = n - 1, "audio: {codec}");
         }
-        self.publisher
-            .stream()
-            .update_health(|h| h.audio_codec = Some(codec));
+        self.publisher.stream().update_health(|h| {
+            h.audio_since.get_or_insert_with(std::time::Instant::now);
+            h.audio_codec = Some(codec);
+        });
         self.audio = Some(Arc::new(TrackConfig::Aac(AacConfig {
             asc: asc_bytes,
             object_type: asc.object_type,

@@ -7,7 +7,9 @@
 //
 // START_WITHIN_MS (default 5000) is how long a load may take to start
 // playing. Each load reports `videoSeen`: the `video` field of every answer
-// the page had for the channel's details, in order.
+// the page had for the channel's details, in order; `offers` and
+// `videoOffers`: the WHEP offers the player made, and those that asked for
+// video.
 // With a song, once the last load plays, the script sends the Icecast
 // metadata update (GET update-url, as BUTT does) and waits for the open
 // page's now-playing line to show it.
@@ -51,7 +53,16 @@ await run('radio_watch', 120_000 + startWithin * loads, async (track) => {
     const details = `/api/channels/${encodeURIComponent(channel)}`;
     page.on('response', (res) => {
       if (new URL(res.url()).pathname !== details) return;
-      res.json().then((c) => videoSeen.push(c.video), () => videoSeen.push('unreadable'));
+      // An ask the page cancelled has no body to read: not an answer.
+      res.json().then((c) => videoSeen.push(c.video), () => {});
+    });
+    // Every WHEP offer the player made, and how many asked for video.
+    let offers = 0;
+    let videoOffers = 0;
+    page.on('request', (req) => {
+      if (req.method() !== 'POST' || !new URL(req.url()).pathname.startsWith('/whep/')) return;
+      offers += 1;
+      if ((req.postData() || '').includes('m=video')) videoOffers += 1;
     });
     await page.goto(`${base}/c/${channel}`);
     // Up to START_WITHIN_MS to start playing, then 1.5 s more of listening.
@@ -79,6 +90,8 @@ await run('radio_watch', 120_000 + startWithin * loads, async (track) => {
     ]));
     const r = {
       videoSeen,
+      offers,
+      videoOffers,
       firstSoundMs: first?.firstFrameMs ?? null,
       marks,
       mode: first?.mode ?? null,

@@ -48,19 +48,21 @@ const CHAT_KEEP = 200;
 
 /// Whether the details say if a live stream has video. The server knows
 /// from the publisher's first metadata or track, a few milliseconds after
-/// the publish starts; a page that asked in between asks again.
+/// the publish starts (2 s of sound alone, from a publisher that sends no
+/// metadata); a page that asked in between asks again.
 function videoKnown(c: Channel): boolean {
   return c.live && c.video !== null && c.video !== undefined;
 }
 
 /// Asking again until the details say whether the stream has video: every
-/// 250 ms for the first 5 s, then every 2 s, for a minute at most; after
-/// that the stream is played as video (a publisher that sends nothing).
-const VIDEO_ASK_FAST = 20;
-const VIDEO_ASK_TOTAL = 50;
+/// 500 ms for the first 5 s, then every 2 s, for under a minute in all;
+/// after that the stream is played as video (a publisher that sends
+/// nothing). Every open page asks, so not faster.
+const VIDEO_ASK_FAST = 10;
+const VIDEO_ASK_TOTAL = 35;
 function videoAskDelay(asked: number): number | null {
   if (asked >= VIDEO_ASK_TOTAL) return null;
-  return asked < VIDEO_ASK_FAST ? 250 : 2000;
+  return asked < VIDEO_ASK_FAST ? 500 : 2000;
 }
 
 export function channelReducer(s: ChannelState, a: ChannelAction, keep = CHAT_KEEP): ChannelState {
@@ -82,7 +84,8 @@ export function channelReducer(s: ChannelState, a: ChannelAction, keep = CHAT_KE
       if (s.messages.some((m) => m.id === a.id)) return s;
       return { ...s, messages: [...s.messages, { id: a.id, user: a.user, text: a.text, at: a.at }].slice(-keep) };
     case 'delete': return { ...s, messages: s.messages.filter((m) => m.id !== a.id) };
-    case 'live': return { ...s, live: true };
+    // Whether the new broadcast has video is for its details to say.
+    case 'live': return { ...s, live: true, audioOnly: null };
     case 'offline': return { ...s, live: false, audioOnly: false, nowPlaying: '' };
     case 'now_playing': return { ...s, nowPlaying: a.title };
     case 'viewers': return { ...s, viewers: a.count };
@@ -126,25 +129,38 @@ export function useChannel(channel: string, opts: { keep?: number; me?: string |
     let again: number | undefined;
     // Asks since the last `live` event, for whether the stream has video.
     let asked = 0;
+    // `offline` events so far: a `live` event's ask that an `offline`
+    // overtook says nothing of being live.
+    let offlines = 0;
+    const askAgain = (live?: boolean) => {
+      const delay = videoAskDelay(asked++);
+      if (delay === null) dispatch({ type: 'unknown_video' });
+      else again = window.setTimeout(() => load(live), delay);
+    };
     const load = (live?: boolean) => {
       loading?.abort();
       clearTimeout(again);
       const mine = new AbortController();
       loading = mine;
+      const era = offlines;
+      const reasking = asked > 0;
       get<Channel>(channelPath(channel), mine.signal).then(
         (info) => {
           if (mine.signal.aborted) return;
-          dispatch({ type: 'info', info, live });
+          const still = era === offlines ? live : undefined;
+          dispatch({ type: 'info', info, live: still });
           // Live by the event or the details, and not yet known to have
           // video or not: ask again, so the page neither offers video to
           // a radio show nor takes a video stream for radio.
-          if ((live || info.live) && !videoKnown(info)) {
-            const delay = videoAskDelay(asked++);
-            if (delay === null) dispatch({ type: 'unknown_video' });
-            else again = window.setTimeout(() => load(live), delay);
-          }
+          if ((still || info.live) && !videoKnown(info)) askAgain(still);
         },
-        (e) => { if (!mine.signal.aborted) dispatch({ type: 'missing', error: errorText(e) }); },
+        (e) => {
+          if (mine.signal.aborted) return;
+          // A failed ask again is asked again: the page already has the
+          // details it shows.
+          if (reasking && era === offlines) askAgain(live);
+          else if (!reasking) dispatch({ type: 'missing', error: errorText(e) });
+        },
       );
     };
     load();
@@ -154,8 +170,9 @@ export function useChannel(channel: string, opts: { keep?: number; me?: string |
         asked = 0;
         load(true);
       } else if (e.type === 'offline') {
-        // Nothing more to learn about a stream that ended.
-        loading?.abort();
+        // Nothing more to learn about a stream that ended. A first ask
+        // still under way goes on: the page needs its details.
+        offlines += 1;
         clearTimeout(again);
         dispatch(e);
       } else if ((e.type === 'timeout' || e.type === 'ban') && e.user === me.current) {
