@@ -46,12 +46,15 @@ export function initialChannelState(channel: string): ChannelState {
 /// Messages kept by the reducer's default; older ones scroll away for good.
 const CHAT_KEEP = 200;
 
-/// Whether the details say if a live stream has video. The server knows
-/// from the publisher's first metadata or track, a few milliseconds after
-/// the publish starts (2 s of sound alone, from a publisher that sends no
-/// metadata); a page that asked in between asks again.
+/// Whether the details say all this server will say of a live stream's
+/// video. The server the stream is on knows from the publisher's first
+/// metadata or track, a few milliseconds after the publish starts (2 s of
+/// sound alone, from a publisher that sends no metadata); a page that asked
+/// in between asks again. Another server of the site (an edge that has not
+/// pulled the stream yet: no `started_at`) cannot tell, and only a viewer
+/// makes it pull: there the stream plays as video.
 function videoKnown(c: Channel): boolean {
-  return c.live && c.video !== null && c.video !== undefined;
+  return c.live && ((c.video !== null && c.video !== undefined) || !c.started_at);
 }
 
 /// Asking again until the details say whether the stream has video: every
